@@ -1,0 +1,256 @@
+//! Command dispatch: one function per command, looked up through the shared command table
+//! (arity, flags), each parsing its own arguments and answering with Redis 7's replies.
+
+pub mod connection;
+pub mod hashes;
+pub mod keys;
+pub mod server;
+pub mod strings;
+
+use bytes::Bytes;
+use ringcache_protocol::table::{self, flags, CommandSpec};
+use ringcache_protocol::{Protocol, Reply};
+
+use crate::server::Shared;
+use crate::store::{Entry, Store, Value};
+
+/// What the connection does after a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flow {
+    #[default]
+    Continue,
+    /// Send the reply, then close (QUIT, CLIENT KILL of oneself).
+    CloseAfterReply,
+    /// Close without replying (HTTP probes: Redis's "possible SECURITY ATTACK").
+    CloseNow,
+}
+
+/// Per-connection state a command may read or change.
+#[derive(Debug)]
+pub struct Session {
+    pub id: u64,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    pub client: std::sync::Arc<crate::clients::ClientHandle>,
+    pub flow: Flow,
+    /// Set when this connection became a replica's link (SYNC/PSYNC): it now streams writes.
+    pub is_replication_link: bool,
+    /// Set on the connection a replica reads its primary's stream from: writes are allowed.
+    pub from_primary: bool,
+    pub last_cmd: &'static str,
+}
+
+/// Everything a command runs against.
+pub struct Ctx<'a> {
+    pub shared: &'a Shared,
+    pub session: &'a mut Session,
+}
+
+impl Ctx<'_> {
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+}
+
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const SYNTAX: &str = "ERR syntax error";
+pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+
+pub fn wrongtype() -> Reply {
+    Reply::error(WRONGTYPE)
+}
+
+pub fn syntax_error() -> Reply {
+    Reply::error(SYNTAX)
+}
+
+pub fn not_integer() -> Reply {
+    Reply::error(NOT_INTEGER)
+}
+
+pub fn arity_error(name: &str) -> Reply {
+    Reply::Error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+/// `ERR unknown command 'x', with args beginning with: 'a' 'b' ` as Redis 7 words it: the quoted
+/// arguments stop at 128 characters, the last one cut to fit.
+pub fn unknown_command(args: &[Bytes]) -> Reply {
+    let name = String::from_utf8_lossy(&args[0]);
+    let mut quoted = String::new();
+    for a in &args[1..] {
+        let used = quoted.chars().count();
+        if used >= 128 {
+            break;
+        }
+        let a = String::from_utf8_lossy(a);
+        quoted.push_str(&format!("'{}' ", truncate(&a, 128 - used)));
+    }
+    Reply::Error(format!(
+        "ERR unknown command '{}', with args beginning with: {quoted}",
+        truncate(&name, 128)
+    ))
+}
+
+pub fn unknown_subcommand(sub: &[u8], parent: &str) -> Reply {
+    Reply::Error(format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        truncate(&String::from_utf8_lossy(sub), 128),
+        parent.to_ascii_uppercase()
+    ))
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Parses an integer argument with Redis's rules.
+pub fn int_arg(a: &[u8]) -> Result<i64, Reply> {
+    ringcache_protocol::num::parse_i64(a).ok_or_else(not_integer)
+}
+
+/// Case-insensitive comparison of an argument with an ASCII keyword.
+pub fn is(a: &[u8], kw: &str) -> bool {
+    a.eq_ignore_ascii_case(kw.as_bytes())
+}
+
+/// Reads a string value: Ok(None) if missing, Err(WRONGTYPE) if another type.
+pub fn get_str(store: &Store, key: &[u8]) -> Result<Option<(Bytes, Entry)>, Reply> {
+    match store.get(key) {
+        None => Ok(None),
+        Some(e) => match &e.value {
+            Value::Str(b) => Ok(Some((b.clone(), e))),
+            _ => Err(wrongtype()),
+        },
+    }
+}
+
+/// Looks the command up, checks arity and authentication, and runs it.
+pub fn dispatch(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+    let Some(name) = args.first() else {
+        return Reply::NilArray;
+    };
+    let Some(spec) = table::lookup(name) else {
+        if is(name, "post") || is(name, "host:") {
+            tracing::warn!(
+                "possible cross-protocol attack (HTTP request on the RESP port); closing"
+            );
+            ctx.session.flow = Flow::CloseNow;
+            return Reply::Nil;
+        }
+        return unknown_command(args);
+    };
+    ctx.session.last_cmd = spec.name;
+    if !spec.arity_ok(args.len()) {
+        return arity_error(spec.name);
+    }
+    if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) && spec.name != "quit" {
+        return Reply::error("NOAUTH Authentication required.");
+    }
+    if let Some(reply) = crate::replication::check_write(ctx, spec) {
+        return reply;
+    }
+    run(ctx, spec, args)
+}
+
+fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
+    use connection as c;
+    use hashes as h;
+    use keys as k;
+    use server as s;
+    use strings as st;
+    match spec.name {
+        "get" => st::get(ctx, a),
+        "set" => st::set(ctx, a),
+        "setnx" => st::setnx(ctx, a),
+        "setex" => st::setex(ctx, a, 1000, "setex"),
+        "psetex" => st::setex(ctx, a, 1, "psetex"),
+        "getex" => st::getex(ctx, a),
+        "getdel" => st::getdel(ctx, a),
+        "getset" => st::getset(ctx, a),
+        "mget" => st::mget(ctx, a),
+        "mset" => st::mset(ctx, a, false),
+        "msetnx" => st::mset(ctx, a, true),
+        "append" => st::append(ctx, a),
+        "strlen" => st::strlen(ctx, a),
+        "getrange" => st::getrange(ctx, a),
+        "setrange" => st::setrange(ctx, a),
+        "incr" => st::incrby(ctx, &a[1], 1),
+        "decr" => st::incrby(ctx, &a[1], -1),
+        "incrby" => match int_arg(&a[2]) {
+            Ok(n) => st::incrby(ctx, &a[1], n),
+            Err(e) => e,
+        },
+        "decrby" => match int_arg(&a[2]) {
+            Ok(i64::MIN) => Reply::error("ERR decrement would overflow"),
+            Ok(n) => st::incrby(ctx, &a[1], -n),
+            Err(e) => e,
+        },
+        "incrbyfloat" => st::incrbyfloat(ctx, a),
+        "del" | "unlink" => k::del(ctx, a),
+        "exists" => k::exists(ctx, a),
+        "touch" => k::exists(ctx, a),
+        "type" => k::type_(ctx, a),
+        "expire" => k::expire(ctx, a, 1000, false, "expire"),
+        "pexpire" => k::expire(ctx, a, 1, false, "pexpire"),
+        "expireat" => k::expire(ctx, a, 1000, true, "expireat"),
+        "pexpireat" => k::expire(ctx, a, 1, true, "pexpireat"),
+        "ttl" => k::ttl(ctx, a, 1000, false),
+        "pttl" => k::ttl(ctx, a, 1, false),
+        "expiretime" => k::ttl(ctx, a, 1000, true),
+        "pexpiretime" => k::ttl(ctx, a, 1, true),
+        "persist" => k::persist(ctx, a),
+        "rename" => k::rename(ctx, a, false),
+        "renamenx" => k::rename(ctx, a, true),
+        "copy" => k::copy(ctx, a),
+        "keys" => k::keys(ctx, a),
+        "scan" => k::scan(ctx, a),
+        "randomkey" => k::randomkey(ctx),
+        "dbsize" => Reply::Int(ctx.store().len() as i64),
+        "flushdb" | "flushall" => k::flush(ctx, a),
+        "hset" | "hmset" => h::hset(ctx, a, spec.name == "hmset"),
+        "hsetnx" => h::hsetnx(ctx, a),
+        "hget" => h::hget(ctx, a),
+        "hmget" => h::hmget(ctx, a),
+        "hdel" => h::hdel(ctx, a),
+        "hexists" => h::hexists(ctx, a),
+        "hlen" => h::hlen(ctx, a),
+        "hkeys" => h::hgetall(ctx, a, true, false),
+        "hvals" => h::hgetall(ctx, a, false, true),
+        "hgetall" => h::hgetall(ctx, a, true, true),
+        "hincrby" => h::hincrby(ctx, a),
+        "hincrbyfloat" => h::hincrbyfloat(ctx, a),
+        "hstrlen" => h::hstrlen(ctx, a),
+        "hrandfield" => h::hrandfield(ctx, a),
+        "hscan" => h::hscan(ctx, a),
+        "ping" => c::ping(ctx, a),
+        "echo" => Reply::Bulk(a[1].clone()),
+        "hello" => c::hello(ctx, a),
+        "auth" => c::auth(ctx, a),
+        "select" => c::select(a),
+        "quit" => {
+            ctx.session.flow = Flow::CloseAfterReply;
+            Reply::OK
+        }
+        "reset" => c::reset(ctx),
+        "client" => c::client(ctx, a),
+        "info" => s::info(ctx, a),
+        "command" => s::command(ctx, a),
+        "config" => s::config(ctx, a),
+        "time" => s::time(),
+        "save" | "bgsave" => Reply::error(
+            "ERR persistence is not supported: ringcache nodes are an in-memory cache (keep data durable in your system of record)",
+        ),
+        "lastsave" => Reply::Int(ctx.shared.started_unix),
+        "role" | "replicaof" | "slaveof" | "sync" | "psync" | "replconf" => {
+            crate::replication::command(ctx, spec, a)
+        }
+        "topology" | "migrate-key" | "restore-keys" => crate::topology::command(ctx, spec, a),
+        _ => unknown_command(a),
+    }
+}

@@ -1,0 +1,103 @@
+//! Node settings: what `ringcache node` flags set and CONFIG GET/SET read and change.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ringcache_protocol::Limits;
+
+/// Validated settings of one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub bind: String,
+    pub port: u16,
+    /// Bytes the keyspace may hold; 0 = no limit (Redis's default).
+    pub maxmemory: u64,
+    pub requirepass: Option<String>,
+    pub maxclients: usize,
+    /// Idle seconds before a client is closed; 0 = never.
+    pub timeout: u64,
+    pub limits: Limits,
+    /// Replicate from this primary from the start (`--replica-of HOST:PORT`).
+    pub replica_of: Option<String>,
+    /// Name the node is known by in the cluster's topology (its shard id), if any.
+    pub shard_id: Option<String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            bind: "127.0.0.1".into(),
+            port: 7001,
+            maxmemory: 0,
+            requirepass: None,
+            maxclients: 10000,
+            timeout: 0,
+            limits: Limits::default(),
+            replica_of: None,
+            shard_id: None,
+        }
+    }
+}
+
+impl NodeConfig {
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.timeout > 0).then(|| Duration::from_secs(self.timeout))
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        format!("{}:{}", self.bind, self.port)
+            .parse()
+            .or_else(|_| format!("[{}]:{}", self.bind, self.port).parse())
+            .map_err(|_| format!("invalid bind address '{}'", self.bind))
+    }
+}
+
+/// Parses a memory size the way redis.conf does: `100`, `1k`, `1kb`, `256mb`, `2gb`
+/// (k = 1000, kb = 1024).
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Formats bytes like Redis's `*_human` INFO fields (`1.00M`).
+pub fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    let (v, unit) = if n < 1024.0 {
+        return format!("{}B", n as u64);
+    } else if n < 1024.0 * 1024.0 {
+        (n / 1024.0, "K")
+    } else if n < 1024.0 * 1024.0 * 1024.0 {
+        (n / 1024.0 / 1024.0, "M")
+    } else {
+        (n / 1024.0 / 1024.0 / 1024.0, "G")
+    };
+    format!("{v:.2}{unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("256mb"), Some(256 * 1024 * 1024));
+        assert_eq!(parse_memory("1k"), Some(1000));
+        assert_eq!(parse_memory("100"), Some(100));
+        assert_eq!(parse_memory("1GB"), Some(1 << 30));
+        assert_eq!(parse_memory("12xb"), None);
+        assert_eq!(human_bytes(1536), "1.50K");
+    }
+}

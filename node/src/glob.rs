@@ -1,0 +1,137 @@
+//! Redis's glob matching (`stringmatchlen`) for KEYS, SCAN MATCH, HSCAN MATCH and CONFIG GET.
+
+/// True if `s` matches `p`: `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x` escapes.
+pub fn matches(p: &[u8], s: &[u8], nocase: bool) -> bool {
+    matches_depth(p, s, nocase, 0)
+}
+
+fn eq(a: u8, b: u8, nocase: bool) -> bool {
+    if nocase {
+        a.eq_ignore_ascii_case(&b)
+    } else {
+        a == b
+    }
+}
+
+fn matches_depth(mut p: &[u8], mut s: &[u8], nocase: bool, depth: u32) -> bool {
+    // Redis bounds recursion the same way, so a hostile pattern cannot blow the stack.
+    if depth > 1000 {
+        return false;
+    }
+    while !p.is_empty() && !s.is_empty() {
+        match p[0] {
+            b'*' => {
+                while p.len() > 1 && p[1] == b'*' {
+                    p = &p[1..];
+                }
+                if p.len() == 1 {
+                    return true;
+                }
+                for i in 0..s.len() {
+                    if matches_depth(&p[1..], &s[i..], nocase, depth + 1) {
+                        return true;
+                    }
+                }
+                return false;
+            }
+            b'?' => {
+                s = &s[1..];
+            }
+            b'[' => {
+                p = &p[1..];
+                let not = p.first() == Some(&b'^');
+                if not {
+                    p = &p[1..];
+                }
+                let mut matched = false;
+                loop {
+                    if p.is_empty() {
+                        break;
+                    }
+                    if p[0] == b'\\' && p.len() >= 2 {
+                        p = &p[1..];
+                        if eq(p[0], s[0], nocase) {
+                            matched = true;
+                        }
+                    } else if p[0] == b']' {
+                        break;
+                    } else if p.len() >= 3 && p[1] == b'-' {
+                        let (mut lo, mut hi) = (p[0], p[2]);
+                        let mut c = s[0];
+                        if lo > hi {
+                            std::mem::swap(&mut lo, &mut hi);
+                        }
+                        if nocase {
+                            lo = lo.to_ascii_lowercase();
+                            hi = hi.to_ascii_lowercase();
+                            c = c.to_ascii_lowercase();
+                        }
+                        p = &p[2..];
+                        if c >= lo && c <= hi {
+                            matched = true;
+                        }
+                    } else if eq(p[0], s[0], nocase) {
+                        matched = true;
+                    }
+                    p = &p[1..];
+                }
+                if not {
+                    matched = !matched;
+                }
+                if !matched {
+                    return false;
+                }
+                s = &s[1..];
+                if p.is_empty() {
+                    // An unterminated class consumed the pattern.
+                    return s.is_empty();
+                }
+            }
+            b'\\' if p.len() >= 2 => {
+                p = &p[1..];
+                if !eq(p[0], s[0], nocase) {
+                    return false;
+                }
+                s = &s[1..];
+            }
+            c => {
+                if !eq(c, s[0], nocase) {
+                    return false;
+                }
+                s = &s[1..];
+            }
+        }
+        p = &p[1..];
+        if s.is_empty() {
+            while p.first() == Some(&b'*') {
+                p = &p[1..];
+            }
+            break;
+        }
+    }
+    p.is_empty() && s.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn redis_glob() {
+        assert!(matches(b"*", b"anything", false));
+        assert!(matches(b"*", b"", false));
+        assert!(matches(b"h?llo", b"hello", false));
+        assert!(matches(b"h*llo", b"heeeello", false));
+        assert!(matches(b"h[ae]llo", b"hallo", false));
+        assert!(!matches(b"h[ae]llo", b"hillo", false));
+        assert!(matches(b"h[^e]llo", b"hallo", false));
+        assert!(!matches(b"h[^e]llo", b"hello", false));
+        assert!(matches(b"h[a-b]llo", b"hbllo", false));
+        assert!(matches(b"h\\*llo", b"h*llo", false));
+        assert!(!matches(b"h\\*llo", b"hello", false));
+        assert!(matches(b"MAX*", b"maxmemory", true));
+        assert!(!matches(b"a*b", b"acd", false));
+        assert!(matches(b"a*", b"a", false));
+        assert!(matches(b"user:*:name", b"user:42:name", false));
+    }
+}

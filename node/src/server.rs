@@ -1,0 +1,304 @@
+//! The node's accept loop and connection handler.
+//!
+//! Each connection reads what the socket has, runs every whole request in it, and writes all the
+//! replies with one write (pipelining costs one syscall per batch, as in Redis). Replies beyond
+//! 64 KiB are flushed before more requests run, so a client that does not read stalls itself, not
+//! the node's memory.
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ringcache_protocol::{Protocol, Reply, RequestDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::clients::{ClientHandle, Clients};
+use crate::cmd::{dispatch, Ctx, Flow, Session};
+use crate::config::NodeConfig;
+use crate::store::{lock, now_ms, Store};
+
+/// Server-wide counters for INFO stats.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub commands: AtomicU64,
+    pub net_input: AtomicU64,
+    pub net_output: AtomicU64,
+}
+
+/// State shared by every connection of a node.
+pub struct Shared {
+    pub store: Store,
+    pub config: RwLock<NodeConfig>,
+    pub clients: Clients,
+    pub stats: ServerStats,
+    pub started: Instant,
+    pub started_unix: i64,
+    pub run_id: String,
+    pub port: u16,
+    pub repl: crate::replication::Replication,
+    pub topology: crate::topology::NodeTopology,
+}
+
+impl Shared {
+    pub fn new(config: NodeConfig, port: u16) -> Arc<Shared> {
+        use rand::Rng;
+        let run_id: String = {
+            let mut rng = rand::thread_rng();
+            (0..40)
+                .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
+                .collect()
+        };
+        Arc::new(Shared {
+            store: Store::new(config.maxmemory),
+            repl: crate::replication::Replication::new(&run_id),
+            topology: crate::topology::NodeTopology::new(config.shard_id.clone()),
+            config: RwLock::new(config),
+            clients: Clients::default(),
+            stats: ServerStats::default(),
+            started: Instant::now(),
+            started_unix: now_ms() / 1000,
+            run_id,
+            port,
+        })
+    }
+
+    pub fn config(&self) -> std::sync::RwLockReadGuard<'_, NodeConfig> {
+        self.config.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn config_mut(&self) -> std::sync::RwLockWriteGuard<'_, NodeConfig> {
+        self.config.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Binds the node's listener (port 0 picks a free port).
+pub async fn bind(config: &NodeConfig) -> io::Result<TcpListener> {
+    let addr = config
+        .listen_addr()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    TcpListener::bind(addr).await
+}
+
+/// Serves clients on `listener` until `shutdown` resolves, then closes every connection.
+pub async fn run(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future,
+) -> io::Result<()> {
+    let port = listener.local_addr()?.port();
+    let shared = Shared::new(config, port);
+    serve(shared, listener, shutdown).await
+}
+
+/// Like [`run`] with state built by the caller (tests and the replication bootstrap use it).
+pub async fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    shutdown: impl Future,
+) -> io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(sweeper(shared.clone(), stop_rx.clone()));
+    crate::replication::start(shared.clone(), stop_rx.clone());
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((sock, addr)) => {
+                    backoff = Duration::from_millis(5);
+                    accept(&shared, sock, addr);
+                }
+                Err(e) => {
+                    // EMFILE and friends: wait instead of spinning, then try again.
+                    tracing::warn!(error = %e, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            },
+        }
+    }
+    tracing::info!("shutting down: closing {} clients", shared.clients.len());
+    let _ = stop_tx.send(true);
+    shared.clients.kill_all();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !shared.clients.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+fn accept(shared: &Arc<Shared>, sock: TcpStream, addr: std::net::SocketAddr) {
+    let laddr = sock.local_addr().unwrap_or(addr);
+    let max = shared.config().maxclients;
+    let shared = shared.clone();
+    let Some(handle) = shared.clients.register(addr, laddr, max) else {
+        tokio::spawn(async move {
+            // A client that just disconnected may not be unregistered yet: give it a moment.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            match shared.clients.register(addr, laddr, max) {
+                Some(handle) => start_connection(shared, sock, handle, addr),
+                None => {
+                    let mut sock = sock;
+                    let _ = sock
+                        .write_all(b"-ERR max number of clients reached\r\n")
+                        .await;
+                }
+            }
+        });
+        return;
+    };
+    start_connection(shared, sock, handle, addr);
+}
+
+fn start_connection(
+    shared: Arc<Shared>,
+    sock: TcpStream,
+    handle: Arc<ClientHandle>,
+    addr: std::net::SocketAddr,
+) {
+    let span = tracing::debug_span!("client", id = handle.id, peer = %addr);
+    tokio::spawn(
+        async move {
+            let id = handle.id;
+            if let Err(e) = connection(&shared, sock, &handle).await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+            shared.clients.unregister(id);
+        }
+        .instrument(span),
+    );
+}
+
+/// Flush replies once this much is buffered, before running more requests.
+const OUTPUT_FLUSH: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+async fn connection(
+    shared: &Shared,
+    mut sock: TcpStream,
+    handle: &Arc<ClientHandle>,
+) -> io::Result<()> {
+    sock.set_nodelay(true)?;
+    let (limits, needs_auth, idle) = {
+        let c = shared.config();
+        (c.limits, c.requirepass.is_some(), c.idle_timeout())
+    };
+    let mut session = Session {
+        id: handle.id,
+        proto: Protocol::Resp2,
+        authenticated: !needs_auth,
+        client: handle.clone(),
+        flow: Flow::Continue,
+        is_replication_link: false,
+        from_primary: false,
+        last_cmd: "NULL",
+    };
+    let mut decoder = RequestDecoder::new(limits, session.authenticated);
+    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut args = Vec::new();
+    loop {
+        let mut commands = 0u64;
+        loop {
+            match decoder.decode_into(&mut inbuf, &mut args) {
+                Ok(Some(_raw)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    Reply::Error(e.reply_text()).encode(session.proto, &mut out);
+                    sock.write_all(&out).await?;
+                    tracing::debug!(error = %e, "protocol error; closing");
+                    return Ok(());
+                }
+            };
+            commands += 1;
+            let reply = {
+                let mut ctx = Ctx {
+                    shared,
+                    session: &mut session,
+                };
+                dispatch(&mut ctx, &args)
+            };
+            match session.flow {
+                Flow::CloseNow => return Ok(()),
+                Flow::CloseAfterReply => {
+                    reply.encode(session.proto, &mut out);
+                    sock.write_all(&out).await?;
+                    return Ok(());
+                }
+                Flow::Continue => reply.encode(session.proto, &mut out),
+            }
+            decoder.authenticated = session.authenticated;
+            if session.is_replication_link {
+                sock.write_all(&out).await?;
+                return crate::replication::serve_replica(shared, sock, inbuf).await;
+            }
+            if out.len() >= OUTPUT_FLUSH {
+                sock.write_all(&out).await?;
+                shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
+                out.clear();
+            }
+        }
+        if commands > 0 {
+            shared.stats.commands.fetch_add(commands, Relaxed);
+            handle.last_active_ms.store(now_ms(), Relaxed);
+            *lock(&handle.last_cmd) = session.last_cmd;
+            handle.resp.store(session.proto.number() as u8, Relaxed);
+        }
+        if !out.is_empty() {
+            sock.write_all(&out).await?;
+            shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
+            out.clear();
+        }
+        if handle.killed.load(Relaxed) {
+            return Ok(());
+        }
+        if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
+            inbuf.reserve(READ_CHUNK);
+        }
+        let n = tokio::select! {
+            biased;
+            _ = handle.kill.notified() => return Ok(()),
+            r = read_idle(&mut sock, &mut inbuf, idle) => r?,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        shared.stats.net_input.fetch_add(n as u64, Relaxed);
+    }
+}
+
+/// Reads more input; an idle timeout closes the connection like Redis's `timeout` setting.
+async fn read_idle(
+    sock: &mut TcpStream,
+    buf: &mut BytesMut,
+    idle: Option<Duration>,
+) -> io::Result<usize> {
+    match idle {
+        None => sock.read_buf(buf).await,
+        Some(d) => match tokio::time::timeout(d, sock.read_buf(buf)).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::debug!("idle timeout; closing");
+                Ok(0)
+            }
+        },
+    }
+}
+
+/// Prunes expired and evicted keys from the bucket index, once a second, until shutdown.
+async fn sweeper(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || s.store.sweep()).await;
+    }
+}

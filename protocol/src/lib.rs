@@ -1,0 +1,14 @@
+//! ringcache's shared language, with no I/O: RESP requests and replies (and a tokio-util codec),
+//! the command table, the key hash with `{tag}` handling, and the ring, so the router and every node
+//! agree on which shard owns a key.
+
+pub mod codec;
+pub mod hash;
+pub mod num;
+pub mod request;
+pub mod resp;
+pub mod ring;
+pub mod table;
+
+pub use request::{Limits, ProtocolError, Request, RequestDecoder};
+pub use resp::{Protocol, Reply};

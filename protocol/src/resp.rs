@@ -1,0 +1,255 @@
+//! Replies and their RESP2 / RESP3 encoding.
+//!
+//! The node builds a [`Reply`] per command and encodes it for the protocol version the client chose
+//! with `HELLO`; RESP3-only shapes (maps, sets, doubles, booleans, verbatim strings) fall back to their
+//! RESP2 equivalents exactly as Redis does.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Protocol version negotiated with `HELLO` (2 until a client asks for 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Resp2,
+    Resp3,
+}
+
+impl Protocol {
+    pub fn number(self) -> i64 {
+        match self {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        }
+    }
+}
+
+/// One reply to a client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `+text`
+    Status(&'static str),
+    /// `+text` with owned text
+    StatusOwned(String),
+    /// `-text`; the text includes the error code (`ERR ...`, `WRONGTYPE ...`).
+    Error(String),
+    /// `:n`
+    Int(i64),
+    /// `$n\r\n...`
+    Bulk(Bytes),
+    /// `$-1` in RESP2, `_` in RESP3
+    Nil,
+    /// `*-1` in RESP2, `_` in RESP3
+    NilArray,
+    /// `*n`
+    Array(Vec<Reply>),
+    /// `%n` in RESP3, a flat array of key, value in RESP2
+    Map(Vec<(Reply, Reply)>),
+    /// `~n` in RESP3, an array in RESP2
+    Set(Vec<Reply>),
+    /// `,x` in RESP3, a bulk string in RESP2 (Redis formats with `%.17g`)
+    Double(f64),
+    /// `=n\r\ntxt:...` in RESP3, a bulk string in RESP2
+    Verbatim(Bytes),
+    /// Bytes already encoded as one RESP frame (e.g. Redis's own COMMAND DOCS entries).
+    Raw(Bytes),
+}
+
+impl Reply {
+    pub const OK: Reply = Reply::Status("OK");
+
+    pub fn error(text: impl Into<String>) -> Reply {
+        Reply::Error(text.into())
+    }
+
+    pub fn bulk(b: impl Into<Bytes>) -> Reply {
+        Reply::Bulk(b.into())
+    }
+
+    pub fn bulk_str(s: &str) -> Reply {
+        Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+
+    /// Appends this reply, encoded for `proto`, to `out`.
+    pub fn encode(&self, proto: Protocol, out: &mut BytesMut) {
+        match self {
+            Reply::Status(s) => line(out, b'+', s.as_bytes()),
+            Reply::StatusOwned(s) => line(out, b'+', s.as_bytes()),
+            Reply::Error(s) => line(out, b'-', s.as_bytes()),
+            Reply::Int(n) => int_line(out, b':', *n),
+            Reply::Bulk(b) => bulk(out, b),
+            Reply::Nil => match proto {
+                Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
+            Reply::NilArray => match proto {
+                Protocol::Resp2 => out.put_slice(b"*-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
+            Reply::Array(items) => {
+                int_line(out, b'*', items.len() as i64);
+                for item in items {
+                    item.encode(proto, out);
+                }
+            }
+            Reply::Map(pairs) => {
+                match proto {
+                    Protocol::Resp2 => int_line(out, b'*', pairs.len() as i64 * 2),
+                    Protocol::Resp3 => int_line(out, b'%', pairs.len() as i64),
+                }
+                for (k, v) in pairs {
+                    k.encode(proto, out);
+                    v.encode(proto, out);
+                }
+            }
+            Reply::Set(items) => {
+                let tag = if proto == Protocol::Resp3 { b'~' } else { b'*' };
+                int_line(out, tag, items.len() as i64);
+                for item in items {
+                    item.encode(proto, out);
+                }
+            }
+            Reply::Double(d) => {
+                let text = format_double(*d);
+                match proto {
+                    Protocol::Resp2 => bulk(out, text.as_bytes()),
+                    Protocol::Resp3 => line(out, b',', text.as_bytes()),
+                }
+            }
+            Reply::Verbatim(b) => match proto {
+                Protocol::Resp2 => bulk(out, b),
+                Protocol::Resp3 => {
+                    int_line(out, b'=', b.len() as i64 + 4);
+                    out.put_slice(b"txt:");
+                    out.put_slice(b);
+                    out.put_slice(b"\r\n");
+                }
+            },
+            Reply::Raw(b) => out.put_slice(b),
+        }
+    }
+
+    /// Encodes into a fresh buffer (tests and one-off replies).
+    pub fn to_bytes(&self, proto: Protocol) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode(proto, &mut out);
+        out.freeze()
+    }
+}
+
+fn line(out: &mut BytesMut, tag: u8, text: &[u8]) {
+    out.reserve(text.len() + 3);
+    out.put_u8(tag);
+    // A status or error line must not contain CR or LF; Redis replaces them with spaces.
+    if memchr::memchr2(b'\r', b'\n', text).is_some() {
+        out.extend(
+            text.iter()
+                .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+        );
+    } else {
+        out.put_slice(text);
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn int_line(out: &mut BytesMut, tag: u8, n: i64) {
+    let mut buf = itoa::Buffer::new();
+    let s = buf.format(n);
+    out.reserve(s.len() + 3);
+    out.put_u8(tag);
+    out.put_slice(s.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// Appends `$len\r\nbytes\r\n`.
+pub fn bulk(out: &mut BytesMut, b: &[u8]) {
+    int_line(out, b'$', b.len() as i64);
+    out.reserve(b.len() + 2);
+    out.put_slice(b);
+    out.put_slice(b"\r\n");
+}
+
+/// Appends a request in RESP (an array of bulk strings), as clients and the router send them.
+pub fn encode_request<I, A>(out: &mut BytesMut, args: I)
+where
+    I: IntoIterator<Item = A>,
+    I::IntoIter: ExactSizeIterator,
+    A: AsRef<[u8]>,
+{
+    let args = args.into_iter();
+    int_line(out, b'*', args.len() as i64);
+    for a in args {
+        bulk(out, a.as_ref());
+    }
+}
+
+/// Formats a double the way Redis 7 replies with one: integral values without a fraction,
+/// otherwise the shortest form that reads back to the same value, and `inf` / `-inf`.
+pub fn format_double(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if d.is_nan() {
+        return "nan".into();
+    }
+    if d == d.trunc() && d.abs() < 1e17 {
+        return format!("{}", d as i64);
+    }
+    format!("{d}")
+}
+
+/// Formats the result of INCRBYFLOAT / HINCRBYFLOAT. Redis computes in `long double` and prints
+/// `%.17Lf` trimmed, so `0.1 + 0.2` shows as `0.3`; 15 significant digits of an `f64` reproduce
+/// that for every value an `f64` can tell apart, and never use an exponent.
+pub fn format_incr_float(d: f64) -> String {
+    if d == d.trunc() && d.abs() < 1e17 {
+        return format!("{}", d as i64);
+    }
+    let magnitude = if d == 0.0 {
+        1
+    } else {
+        d.abs().log10().floor() as i32 + 1
+    };
+    let decimals = (15 - magnitude).clamp(0, 340) as usize;
+    let mut s = format!("{d:.decimals$}");
+    if s.contains('.') {
+        while s.ends_with('0') {
+            s.pop();
+        }
+        if s.ends_with('.') {
+            s.pop();
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resp2_and_resp3_shapes() {
+        let m = Reply::Map(vec![(Reply::bulk_str("a"), Reply::Int(1))]);
+        assert_eq!(&m.to_bytes(Protocol::Resp2)[..], b"*2\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(&m.to_bytes(Protocol::Resp3)[..], b"%1\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(&Reply::Nil.to_bytes(Protocol::Resp2)[..], b"$-1\r\n");
+        assert_eq!(&Reply::Nil.to_bytes(Protocol::Resp3)[..], b"_\r\n");
+        assert_eq!(
+            &Reply::error("ERR x\r\ny").to_bytes(Protocol::Resp2)[..],
+            b"-ERR x  y\r\n"
+        );
+    }
+
+    #[test]
+    fn incr_float_format() {
+        assert_eq!(format_incr_float(10.5), "10.5");
+        assert_eq!(format_incr_float(3.0), "3");
+        assert_eq!(format_incr_float(5.0e3), "5000");
+        assert_eq!(format_incr_float(0.1 + 0.2), "0.3");
+        assert_eq!(format_incr_float(10.5 + 0.1), "10.6");
+        assert_eq!(format_incr_float(-0.25), "-0.25");
+    }
+}

@@ -1,0 +1,302 @@
+//! The command table: name, arity, flags and key positions of every command ringcache knows, the
+//! single source for the node (arity checks, COMMAND) and the router (which args are keys).
+//!
+//! Redis's own commands come from `generated/` (made by `scripts/gen-command-table.py` from a real
+//! Redis 7), so COMMAND INFO / COMMAND DOCS replies are byte-for-byte Redis's.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+pub mod flags {
+    pub const WRITE: u32 = 1 << 0;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const PUBSUB: u32 = 1 << 4;
+    pub const NOSCRIPT: u32 = 1 << 5;
+    pub const BLOCKING: u32 = 1 << 6;
+    pub const LOADING: u32 = 1 << 7;
+    pub const STALE: u32 = 1 << 8;
+    pub const SKIP_MONITOR: u32 = 1 << 9;
+    pub const SKIP_SLOWLOG: u32 = 1 << 10;
+    pub const FAST: u32 = 1 << 11;
+    pub const NO_AUTH: u32 = 1 << 12;
+    pub const MAY_REPLICATE: u32 = 1 << 13;
+    pub const NO_MULTI: u32 = 1 << 14;
+    pub const MOVABLEKEYS: u32 = 1 << 15;
+    pub const ALLOW_BUSY: u32 = 1 << 16;
+}
+
+/// Arity, flags and key positions of one command (or `parent|sub` subcommand), as `COMMAND INFO`
+/// reports them: a negative arity means "at least |arity| arguments", counting the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandSpec {
+    pub name: &'static str,
+    pub arity: i32,
+    pub flags: u32,
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+}
+
+mod generated {
+    include!("generated/table.rs");
+}
+
+/// ringcache's own commands (cluster administration), not in Redis.
+static OWN_COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "ring",
+        arity: -2,
+        flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+    },
+    CommandSpec {
+        name: "topology",
+        arity: -2,
+        flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+    },
+    CommandSpec {
+        name: "migrate-key",
+        arity: -3,
+        flags: flags::ADMIN | flags::WRITE | flags::NOSCRIPT,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+    },
+    CommandSpec {
+        name: "restore-keys",
+        arity: -2,
+        flags: flags::ADMIN | flags::WRITE | flags::NOSCRIPT | flags::DENYOOM,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+    },
+    CommandSpec {
+        name: "sync",
+        arity: 1,
+        flags: flags::ADMIN | flags::NOSCRIPT | flags::NO_MULTI,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+    },
+    CommandSpec {
+        name: "psync",
+        arity: -3,
+        flags: flags::ADMIN | flags::NOSCRIPT | flags::NO_MULTI,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+    },
+    CommandSpec {
+        name: "replconf",
+        arity: -1,
+        flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+    },
+];
+
+/// FNV-1a: command names are short and trusted-shape, so a tiny hash beats SipHash on every request.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf29ce484222325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Index = HashMap<&'static str, &'static CommandSpec, std::hash::BuildHasherDefault<Fnv>>;
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        generated::REDIS_COMMANDS
+            .iter()
+            .chain(OWN_COMMANDS)
+            .map(|c| (c.name, c))
+            .collect()
+    })
+}
+
+/// Lowercases a command name into a stack buffer; `None` if it is too long to be any command.
+fn lower(name: &[u8], buf: &mut [u8; 48]) -> Option<usize> {
+    if name.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    Some(name.len())
+}
+
+/// Looks a command up by name, any case (`get`, `GET`), or a subcommand as `client|id`.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    let mut buf = [0u8; 48];
+    let n = lower(name, &mut buf)?;
+    let s = std::str::from_utf8(&buf[..n]).ok()?;
+    index().get(s).copied()
+}
+
+/// Looks up `parent sub` (e.g. `CLIENT ID`) as the subcommand `client|id`.
+pub fn lookup_sub(parent: &[u8], sub: &[u8]) -> Option<&'static CommandSpec> {
+    let mut joined = Vec::with_capacity(parent.len() + sub.len() + 1);
+    joined.extend_from_slice(parent);
+    joined.push(b'|');
+    joined.extend_from_slice(sub);
+    lookup(&joined)
+}
+
+/// Every command and subcommand in the table.
+pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
+    generated::REDIS_COMMANDS.iter().chain(OWN_COMMANDS)
+}
+
+/// Top-level commands only (what `COMMAND` and `COMMAND COUNT` list).
+pub fn top_level() -> impl Iterator<Item = &'static CommandSpec> {
+    all().filter(|c| !c.name.contains('|'))
+}
+
+impl CommandSpec {
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    pub fn is_write(&self) -> bool {
+        self.has(flags::WRITE)
+    }
+
+    /// True if `argc` arguments (name included) satisfy the arity.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let arity = i64::from(self.arity);
+        if arity >= 0 {
+            argc == arity
+        } else {
+            argc >= -arity
+        }
+    }
+
+    /// Positions of the key arguments in a request of `argc` arguments, following first/last/step
+    /// (a negative last counts from the end, as in COMMAND INFO).
+    pub fn key_positions(&self, argc: usize) -> KeyPositions {
+        if self.first_key <= 0 || self.step <= 0 {
+            return KeyPositions {
+                next: 1,
+                last: 0,
+                step: 1,
+            };
+        }
+        let last = if self.last_key < 0 {
+            argc as i64 + i64::from(self.last_key)
+        } else {
+            i64::from(self.last_key)
+        };
+        let last = last.min(argc as i64 - 1);
+        KeyPositions {
+            next: self.first_key as usize,
+            last: last.max(0) as usize,
+            step: self.step as usize,
+        }
+    }
+}
+
+/// Iterator over key argument positions.
+#[derive(Debug, Clone)]
+pub struct KeyPositions {
+    next: usize,
+    last: usize,
+    step: usize,
+}
+
+impl Iterator for KeyPositions {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.next == 0 || self.next > self.last {
+            return None;
+        }
+        let i = self.next;
+        self.next += self.step;
+        Some(i)
+    }
+}
+
+type Blobs = &'static [(&'static str, &'static [u8])];
+
+static INFO2: Blobs = include!("generated/info2.rs");
+static INFO3: Blobs = include!("generated/info3.rs");
+static DOCS2: Blobs = include!("generated/docs2.rs");
+static DOCS3: Blobs = include!("generated/docs3.rs");
+
+fn blob(table: Blobs, name: &str) -> Option<&'static [u8]> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+/// Redis's exact `COMMAND INFO` entry for a command, RESP2 or RESP3.
+pub fn info_entry(name: &str, resp3: bool) -> Option<&'static [u8]> {
+    blob(if resp3 { INFO3 } else { INFO2 }, name)
+}
+
+/// Redis's exact `COMMAND DOCS` entry (the doc map, without the name) for a command.
+pub fn docs_entry(name: &str, resp3: bool) -> Option<&'static [u8]> {
+    blob(if resp3 { DOCS3 } else { DOCS2 }, name)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_any_case() {
+        let get = lookup(b"GeT").unwrap();
+        assert_eq!(
+            (get.arity, get.first_key, get.last_key, get.step),
+            (2, 1, 1, 1)
+        );
+        assert!(get.has(flags::READONLY) && get.has(flags::FAST));
+        assert!(lookup(b"set").unwrap().is_write());
+        assert!(lookup(b"nosuch").is_none());
+        assert_eq!(lookup_sub(b"CLIENT", b"ID").unwrap().arity, 2);
+    }
+
+    #[test]
+    fn key_positions_follow_the_table() {
+        let mset = lookup(b"mset").unwrap();
+        assert_eq!(mset.key_positions(5).collect::<Vec<_>>(), vec![1, 3]);
+        let del = lookup(b"del").unwrap();
+        assert_eq!(del.key_positions(4).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let ping = lookup(b"ping").unwrap();
+        assert_eq!(ping.key_positions(2).count(), 0);
+        let rename = lookup(b"rename").unwrap();
+        assert_eq!(rename.key_positions(3).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(!lookup(b"get").unwrap().arity_ok(3));
+        assert!(lookup(b"del").unwrap().arity_ok(9));
+    }
+
+    #[test]
+    fn blobs_exist_for_every_redis_command() {
+        for c in generated::REDIS_COMMANDS {
+            assert!(info_entry(c.name, false).is_some(), "{}", c.name);
+            assert!(docs_entry(c.name, true).is_some(), "{}", c.name);
+        }
+    }
+}

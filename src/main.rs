@@ -1,0 +1,156 @@
+//! `ringcache`: one binary for the cache node, the router, the local cluster launcher and the admin
+//! tool. This file only parses flags, sets up tracing and calls the libraries' `run`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+// Request handling allocates small buffers constantly; mimalloc measured faster than glibc here.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ringcache",
+    version,
+    about = "A distributed, Redis-compatible cache cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a cache node (a Redis-compatible server).
+    Node(NodeArgs),
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Port to listen on (0 picks a free port and prints it).
+    #[arg(long, default_value_t = 7001)]
+    port: u16,
+    /// Bytes the keyspace may hold, e.g. 256mb or 1gb; 0 means no limit.
+    #[arg(long, default_value = "0")]
+    maxmemory: String,
+    /// Password clients must give with AUTH.
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// Maximum number of connected clients.
+    #[arg(long, default_value_t = 10000)]
+    maxclients: usize,
+    /// Close clients idle for this many seconds (0 = never).
+    #[arg(long, default_value_t = 0)]
+    timeout: u64,
+    /// Largest bulk string a client may send, in bytes (Redis's proto-max-bulk-len).
+    #[arg(long, default_value = "512mb")]
+    proto_max_bulk_len: String,
+    /// Start as a replica of this primary (HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT")]
+    replica_of: Option<String>,
+    /// The shard id this node serves in a cluster.
+    #[arg(long)]
+    shard_id: Option<String>,
+}
+
+fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
+    use ringcache_node::config::parse_memory;
+    let maxmemory = parse_memory(&a.maxmemory)
+        .with_context(|| format!("--maxmemory: '{}' is not a memory size", a.maxmemory))?;
+    let bulk = parse_memory(&a.proto_max_bulk_len).with_context(|| {
+        format!(
+            "--proto-max-bulk-len: '{}' is not a size",
+            a.proto_max_bulk_len
+        )
+    })?;
+    let mut c = ringcache_node::NodeConfig {
+        bind: a.bind,
+        port: a.port,
+        maxmemory,
+        requirepass: a.requirepass.filter(|p| !p.is_empty()),
+        maxclients: a.maxclients,
+        timeout: a.timeout,
+        replica_of: a.replica_of,
+        shard_id: a.shard_id,
+        ..Default::default()
+    };
+    c.limits.max_bulk_len = i64::try_from(bulk).context("--proto-max-bulk-len too large")?;
+    Ok(c)
+}
+
+/// Resolves on SIGINT or SIGTERM (`docker stop` sends SIGTERM).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown signal received");
+}
+
+async fn run_node(args: NodeArgs) -> Result<()> {
+    let config = node_config(args)?;
+    let listener = ringcache_node::bind(&config)
+        .await
+        .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+    let addr = listener.local_addr()?;
+    // Tests and `ringcache up` read this line to learn the port.
+    println!("ringcache node listening on {addr}");
+    tracing::info!(%addr, "node listening");
+    ringcache_node::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut builder = if std::env::var("RINGCACHE_THREADS").as_deref() == Ok("1") {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ringcache: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Node(a) => run_node(a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringcache: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,774 @@
+#![allow(clippy::unwrap_used)]
+//! End-to-end test harness: starts real `ringcache` nodes (or a real `redis-server`, to check the
+//! expectations against Redis itself) on 127.0.0.1 port 0, and talks to them with `redis-rs` or
+//! with [`Raw`], a byte-exact RESP client.
+//!
+//! `RINGCACHE_TEST_TARGET=redis` makes [`start_target`] start `redis-server` instead of our node;
+//! `RINGCACHE_BIN` names a prebuilt `ringcache` binary (otherwise it is built once per test
+//! process); `RINGCACHE_TEST_LOG=1` lets spawned processes write their logs to the test's stderr.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ringcache_protocol::codec::{ClientCodec, RawReply};
+use tokio_util::codec::Decoder;
+
+pub use ringcache_protocol::{Protocol, Reply};
+
+/// How long a command run through [`Raw::cmd`] may take before the test fails.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Polls `cond` (every 10 ms) until it holds, failing the test after `timeout` (a `Duration`).
+/// The loop is bounded both in time and in iterations.
+#[macro_export]
+macro_rules! assert_eventually {
+    ($cond:expr, $timeout:expr $(,)?) => {
+        $crate::assert_eventually!($cond, $timeout, "condition `{}` never held", stringify!($cond))
+    };
+    ($cond:expr, $timeout:expr, $($msg:tt)+) => {{
+        let timeout: ::std::time::Duration = $timeout;
+        let deadline = ::std::time::Instant::now() + timeout;
+        let mut polls: u64 = 0;
+        loop {
+            if $cond {
+                break;
+            }
+            polls += 1;
+            if ::std::time::Instant::now() >= deadline || polls > 1_000_000 {
+                panic!("after {:?}: {}", timeout, format!($($msg)+));
+            }
+            ::std::thread::sleep(::std::time::Duration::from_millis(10));
+        }
+    }};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets and processes
+// ---------------------------------------------------------------------------------------------
+
+/// Which server the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Our `ringcache node` (default).
+    Node,
+    /// A real `redis-server` (`RINGCACHE_TEST_TARGET=redis`), to validate expectations.
+    Redis,
+}
+
+pub fn target() -> Target {
+    match std::env::var("RINGCACHE_TEST_TARGET").as_deref() {
+        Ok("redis") | Ok("redis-server") => Target::Redis,
+        Ok("") | Ok("node") | Ok("ringcache") | Err(_) => Target::Node,
+        Ok(other) => panic!("RINGCACHE_TEST_TARGET={other:?}: expected `redis` or `node`"),
+    }
+}
+
+pub fn is_redis() -> bool {
+    target() == Target::Redis
+}
+
+/// The workspace root (the directory above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate lives inside the workspace")
+        .to_path_buf()
+}
+
+/// The `ringcache` binary: `$RINGCACHE_BIN`, or `cargo build --bin ringcache` (debug) run once per
+/// test process.
+pub fn ringcache_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("RINGCACHE_BIN").filter(|b| !b.is_empty()) {
+            return PathBuf::from(bin);
+        }
+        let root = workspace_root();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--bin", "ringcache"])
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .status()
+            .expect("running cargo build --bin ringcache");
+        assert!(
+            status.success(),
+            "cargo build --bin ringcache failed: {status}"
+        );
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let bin = target_dir.join("debug").join("ringcache");
+        assert!(bin.exists(), "{} missing after cargo build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A fresh scratch directory for one spawned process (logs, and redis-server's working dir).
+fn scratch_dir(kind: &str) -> PathBuf {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir()
+        .join("ringcache-tests")
+        .join(format!("{kind}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn log_inherited() -> bool {
+    std::env::var("RINGCACHE_TEST_LOG").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+fn tail(path: &Path, max: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let start = text.len().saturating_sub(max);
+    String::from_utf8_lossy(&text[start..]).into_owned()
+}
+
+/// Signal names for [`Proc::signal`].
+pub const SIGSTOP: &str = "STOP";
+pub const SIGCONT: &str = "CONT";
+pub const SIGTERM: &str = "TERM";
+pub const SIGINT: &str = "INT";
+pub const SIGKILL: &str = "KILL";
+
+/// A server process started by a test. Dropping it kills it (SIGKILL) and reaps it.
+pub struct Proc {
+    pub addr: SocketAddr,
+    child: Child,
+    /// Scratch directory: `stderr.log` for our binary, `redis.log` and the working dir for redis.
+    pub dir: PathBuf,
+    pub target: Target,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a signal by name (`"STOP"`, `"CONT"`, `"TERM"`, `"INT"`, `"KILL"`) with `kill(1)`.
+    pub fn signal(&self, sig: &str) {
+        let sig = sig.trim_start_matches("SIG");
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Whether the process is still running (not exited, not reaped).
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its exit status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Resident set size in KiB, from `/proc/PID/status` (`VmRSS`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// The tail of the process's log (for failure messages).
+    pub fn log_tail(&self) -> String {
+        let file = match self.target {
+            Target::Node => "stderr.log",
+            Target::Redis => "redis.log",
+        };
+        tail(&self.dir.join(file), 4000)
+    }
+
+    /// A new raw connection to this process.
+    pub fn raw(&self) -> Raw {
+        Raw::connect(self.addr)
+    }
+
+    /// Asserts the process is alive and answers PING on a fresh connection (used after abuse).
+    pub fn assert_alive(&mut self) {
+        assert!(
+            self.is_alive(),
+            "server exited; log tail:\n{}",
+            self.log_tail()
+        );
+        let mut c = self.raw();
+        assert_eq!(
+            c.cmd(&["PING"]),
+            status("PONG"),
+            "fresh client PING after abuse"
+        );
+        assert!(
+            self.is_alive(),
+            "server exited; log tail:\n{}",
+            self.log_tail()
+        );
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "server {} ({:?}) logs kept in {}",
+                self.addr,
+                self.target,
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Spawns `ringcache <args>` and waits (10 s) for the stdout line `<prefix><addr>`, e.g.
+/// `ringcache node listening on 127.0.0.1:PORT`. Stdout keeps being drained by a thread; stderr
+/// goes to `<dir>/stderr.log` (or the test's stderr with `RINGCACHE_TEST_LOG=1`).
+pub fn spawn_ringcache(args: &[&str], listening_prefix: &str) -> Proc {
+    let bin = ringcache_bin();
+    let dir = scratch_dir("ringcache");
+    let stderr_path = dir.join("stderr.log");
+    let stderr = if log_inherited() {
+        Stdio::inherit()
+    } else {
+        Stdio::from(std::fs::File::create(&stderr_path).unwrap())
+    };
+    let mut child = Command::new(&bin)
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let prefix = listening_prefix.to_string();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix(prefix.as_str()) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+            }
+        }
+    });
+    let mut proc_ = Proc {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        child,
+        dir,
+        target: Target::Node,
+    };
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(addr) => {
+            proc_.addr = addr
+                .parse()
+                .unwrap_or_else(|e| panic!("bad address {addr:?} in listening line: {e}"));
+            assert!(
+                proc_.addr.ip().is_loopback(),
+                "listening on non-loopback {}",
+                proc_.addr
+            );
+            proc_
+        }
+        Err(e) => {
+            proc_.kill();
+            panic!(
+                "`{} {}` did not print `{listening_prefix}ADDR` within 10 s ({e}); stderr:\n{}",
+                bin.display(),
+                args.join(" "),
+                tail(&stderr_path, 4000)
+            );
+        }
+    }
+}
+
+/// Starts our cache node on 127.0.0.1 port 0 with extra flags
+/// (`--maxmemory 256mb`, `--requirepass PW`, `--maxclients N`, `--timeout SECS`).
+pub fn start_node(extra_args: &[&str]) -> Proc {
+    let mut args = vec!["node", "--bind", "127.0.0.1", "--port", "0"];
+    args.extend_from_slice(extra_args);
+    spawn_ringcache(&args, "ringcache node listening on ")
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Translates a node flag to redis-server's spelling (today they are all the same:
+/// `--maxmemory`, `--requirepass`, `--maxclients`, `--timeout` take the same values).
+fn redis_arg(arg: &str) -> &str {
+    arg
+}
+
+/// Starts `redis-server` on a free 127.0.0.1 port, without persistence, and waits until it
+/// answers. `extra_args` use the node's flags (see [`start_node`]).
+pub fn start_redis(extra_args: &[&str]) -> Proc {
+    let mut last_err = String::new();
+    for _attempt in 0..5 {
+        let dir = scratch_dir("redis");
+        let port = free_port();
+        let port_s = port.to_string();
+        let log = dir.join("redis.log");
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &port_s,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--daemonize", "no", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--logfile")
+        .arg(if log_inherited() {
+            Path::new("")
+        } else {
+            log.as_path()
+        })
+        .args(extra_args.iter().map(|a| redis_arg(a)))
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(if log_inherited() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .stderr(if log_inherited() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+        let child = cmd
+            .spawn()
+            .expect("spawning redis-server (is it installed?)");
+        let mut p = Proc {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+            dir,
+            target: Target::Redis,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !p.is_alive() {
+                last_err = format!("redis-server exited:\n{}", p.log_tail());
+                break;
+            }
+            if redis_ready(p.addr) {
+                return p;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if p.is_alive() {
+            panic!(
+                "redis-server on {} not answering after 10 s:\n{}",
+                p.addr,
+                p.log_tail()
+            );
+        }
+    }
+    panic!("could not start redis-server: {last_err}");
+}
+
+/// Any reply to PING (even NOAUTH) means ready. The probe ends with QUIT and waits for the close,
+/// so the probe connection no longer counts against `maxclients` when this returns.
+fn redis_ready(addr: SocketAddr) -> bool {
+    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let mut raw = Raw::from_stream(stream);
+    raw.send(b"PING\r\n");
+    if raw.read(Duration::from_secs(2)).is_none() {
+        return false;
+    }
+    raw.send(b"QUIT\r\n");
+    let _ = raw.read(Duration::from_secs(2));
+    raw.is_closed(Duration::from_secs(2))
+}
+
+/// Starts the server under test: our node, or redis-server with `RINGCACHE_TEST_TARGET=redis`.
+pub fn start_target(extra_args: &[&str]) -> Proc {
+    match target() {
+        Target::Node => start_node(extra_args),
+        Target::Redis => start_redis(extra_args),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------------------------
+
+/// A multiplexed `redis-rs` connection (RESP2).
+pub async fn client(addr: SocketAddr) -> redis::aio::MultiplexedConnection {
+    let c = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        c.get_multiplexed_async_connection(),
+    )
+    .await
+    .expect("redis-rs connect timed out")
+    .expect("redis-rs connect")
+}
+
+/// A raw, byte-exact RESP client over a blocking `TcpStream`. Every read is bounded by a timeout.
+pub struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+    codec: ClientCodec,
+    closed: bool,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        Raw::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+            codec: ClientCodec::new(Protocol::Resp2),
+            closed: false,
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().unwrap()
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// The protocol replies are decoded with (switch after `HELLO 3`; [`Raw::hello3`] does both).
+    pub fn set_proto(&mut self, proto: Protocol) {
+        self.codec.proto = proto;
+    }
+
+    /// Writes all bytes; panics on error.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.try_send(bytes).unwrap_or_else(|e| panic!("send: {e}"));
+    }
+
+    /// Writes all bytes, returning the error (the peer may already have closed).
+    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// Sends one command encoded as a RESP array of bulk strings.
+    pub fn send_cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        self.send(&encode(args));
+    }
+
+    /// Half-closes the write side.
+    pub fn shutdown_write(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// Reads more bytes into the buffer, waiting until `deadline`. Returns false on timeout,
+    /// EOF or error (marking the connection closed on EOF / error).
+    fn fill(&mut self, deadline: Instant) -> bool {
+        let now = Instant::now();
+        if now >= deadline || self.closed {
+            return false;
+        }
+        self.stream
+            .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))
+            .unwrap();
+        let mut chunk = vec![0u8; 64 * 1024];
+        for _ in 0..1000 {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.closed = true;
+                    return false;
+                }
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false
+                }
+                Err(_) => {
+                    self.closed = true;
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Reads one complete reply (exact bytes and decoded value), or `None` on timeout / close.
+    pub fn read(&mut self, timeout: Duration) -> Option<RawReply> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.codec.decode(&mut self.buf) {
+                Ok(Some(r)) => return Some(r),
+                Ok(None) => {}
+                Err(e) => panic!("undecodable reply ({e}); buffered: {:?}", self.pending()),
+            }
+            if !self.fill(deadline) {
+                return None;
+            }
+        }
+    }
+
+    /// The exact bytes of one complete reply, or `None` on timeout / close.
+    pub fn read_reply(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        self.read(timeout).map(|r| r.raw.to_vec())
+    }
+
+    /// Reads one decoded reply, failing the test if none arrives within [`CMD_TIMEOUT`].
+    pub fn reply(&mut self) -> Reply {
+        match self.read(CMD_TIMEOUT) {
+            Some(r) => r.reply,
+            None => panic!(
+                "no reply within {CMD_TIMEOUT:?} (closed: {}); buffered: {:?}",
+                self.closed,
+                self.pending()
+            ),
+        }
+    }
+
+    /// Runs one command and returns its decoded reply.
+    pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Reply {
+        self.send_cmd(args);
+        self.reply()
+    }
+
+    /// Runs one command and returns the exact bytes of its reply.
+    pub fn cmd_raw<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Vec<u8> {
+        self.send_cmd(args);
+        match self.read_reply(CMD_TIMEOUT) {
+            Some(r) => r,
+            None => panic!(
+                "no reply within {CMD_TIMEOUT:?}; buffered: {:?}",
+                self.pending()
+            ),
+        }
+    }
+
+    /// Sends `HELLO 3` (plus `extra` arguments), switches to RESP3 and returns the HELLO reply.
+    pub fn hello3(&mut self, extra: &[&str]) -> Reply {
+        let mut args = vec!["HELLO", "3"];
+        args.extend_from_slice(extra);
+        self.send_cmd(&args);
+        self.set_proto(Protocol::Resp3);
+        let r = self.reply();
+        if r.is_error() {
+            self.set_proto(Protocol::Resp2);
+        }
+        r
+    }
+
+    /// Whether the peer closes the connection within `timeout`; bytes arriving meanwhile are
+    /// buffered (see [`Raw::pending`]).
+    pub fn is_closed(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        for _ in 0..100_000 {
+            if self.closed || (!self.fill(deadline) && Instant::now() >= deadline) {
+                break;
+            }
+        }
+        self.closed
+    }
+
+    /// Bytes received but not yet consumed as a reply.
+    pub fn pending(&self) -> String {
+        String::from_utf8_lossy(&self.buf).into_owned()
+    }
+
+    pub fn pending_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Encodes a command as a RESP array of bulk strings.
+pub fn encode<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    ringcache_protocol::resp::encode_request(&mut out, args.iter());
+    out.to_vec()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expected replies and reply accessors
+// ---------------------------------------------------------------------------------------------
+
+pub fn ok() -> Reply {
+    status("OK")
+}
+
+pub fn status(s: &str) -> Reply {
+    Reply::StatusOwned(s.to_string())
+}
+
+pub fn err(s: &str) -> Reply {
+    Reply::Error(s.to_string())
+}
+
+pub fn int(n: i64) -> Reply {
+    Reply::Int(n)
+}
+
+pub fn bulk(s: impl AsRef<[u8]>) -> Reply {
+    Reply::Bulk(bytes::Bytes::copy_from_slice(s.as_ref()))
+}
+
+pub fn nil() -> Reply {
+    Reply::Nil
+}
+
+pub fn arr(items: Vec<Reply>) -> Reply {
+    Reply::Array(items)
+}
+
+/// An array of bulk strings.
+pub fn bulks(items: &[&str]) -> Reply {
+    Reply::Array(items.iter().map(bulk).collect())
+}
+
+/// `ERR wrong number of arguments for '<cmd>' command`
+pub fn wrong_args(cmd: &str) -> Reply {
+    err(&format!(
+        "ERR wrong number of arguments for '{cmd}' command"
+    ))
+}
+
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const SYNTAX: &str = "ERR syntax error";
+
+/// Convenience accessors on decoded replies; each panics with the reply when the shape is wrong.
+pub trait ReplyExt {
+    /// Bulk, status or verbatim text.
+    fn text(&self) -> String;
+    fn int(&self) -> i64;
+    fn items(&self) -> Vec<Reply>;
+    /// Items of an array/set as text, in order.
+    fn strings(&self) -> Vec<String>;
+    /// Items as text, sorted.
+    fn sorted(&self) -> Vec<String>;
+    /// A RESP2 flat array or RESP3 map as (text, reply) pairs.
+    fn pairs(&self) -> Vec<(String, Reply)>;
+    /// The value under `key` in a RESP2 flat array or RESP3 map (RESP3 maps decode unordered).
+    fn get(&self, key: &str) -> Option<Reply>;
+    /// The error text, if an error.
+    fn error_text(&self) -> Option<String>;
+}
+
+impl ReplyExt for Reply {
+    fn text(&self) -> String {
+        match self {
+            Reply::Bulk(b) | Reply::Verbatim(b) => String::from_utf8_lossy(b).into_owned(),
+            Reply::Status(s) => s.to_string(),
+            Reply::StatusOwned(s) => s.clone(),
+            Reply::Double(d) => ringcache_protocol::resp::format_double(*d),
+            other => panic!("expected a string reply, got {other:?}"),
+        }
+    }
+
+    fn int(&self) -> i64 {
+        match self {
+            Reply::Int(n) => *n,
+            other => panic!("expected an integer reply, got {other:?}"),
+        }
+    }
+
+    fn items(&self) -> Vec<Reply> {
+        match self {
+            Reply::Array(v) | Reply::Set(v) => v.clone(),
+            other => panic!("expected an array reply, got {other:?}"),
+        }
+    }
+
+    fn strings(&self) -> Vec<String> {
+        self.items().iter().map(ReplyExt::text).collect()
+    }
+
+    fn sorted(&self) -> Vec<String> {
+        let mut v = self.strings();
+        v.sort();
+        v
+    }
+
+    fn pairs(&self) -> Vec<(String, Reply)> {
+        match self {
+            Reply::Map(m) => m.iter().map(|(k, v)| (k.text(), v.clone())).collect(),
+            Reply::Array(v) => {
+                assert!(v.len() % 2 == 0, "odd-length array is not a map: {self:?}");
+                v.chunks(2).map(|p| (p[0].text(), p[1].clone())).collect()
+            }
+            other => panic!("expected a map reply, got {other:?}"),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Reply> {
+        self.pairs()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    fn error_text(&self) -> Option<String> {
+        match self {
+            Reply::Error(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
