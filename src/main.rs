@@ -21,10 +21,17 @@ struct Cli {
     command: Command,
 }
 
+mod router_cmd;
+mod up;
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a cache node (a Redis-compatible server).
     Node(NodeArgs),
+    /// Run the router: the consistent-hash RESP proxy, L4 listeners and admin, from cluster.toml.
+    Router(router_cmd::RouterArgs),
+    /// Start the local cluster cluster.toml describes (nodes, then the router) and wait for Ctrl-C.
+    Up(up::UpArgs),
 }
 
 #[derive(clap::Args)]
@@ -56,6 +63,10 @@ struct NodeArgs {
     /// The shard id this node serves in a cluster.
     #[arg(long)]
     shard_id: Option<String>,
+    /// Threads that serve client connections, each owning its connections (0 = the runtime's
+    /// shared worker pool).
+    #[arg(long, default_value_t = 2)]
+    io_threads: usize,
 }
 
 fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
@@ -84,7 +95,7 @@ fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
 }
 
 /// Resolves on SIGINT or SIGTERM (`docker stop` sends SIGTERM).
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -108,7 +119,11 @@ async fn shutdown_signal() {
 }
 
 async fn run_node(args: NodeArgs) -> Result<()> {
+    let io_threads = args.io_threads;
     let config = node_config(args)?;
+    if io_threads > 0 {
+        ringcache_node::server::start_io_threads(io_threads)?;
+    }
     let listener = ringcache_node::bind(&config)
         .await
         .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
@@ -144,6 +159,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Node(a) => run_node(a).await,
+            Command::Router(a) => router_cmd::run(a, shutdown_signal()).await,
+            Command::Up(a) => up::run(a, shutdown_signal()).await,
         }
     });
     match result {

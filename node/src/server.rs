@@ -42,6 +42,8 @@ pub struct Shared {
     pub port: u16,
     pub repl: crate::replication::Replication,
     pub topology: crate::topology::NodeTopology,
+    /// Lets code holding `&Shared` start tasks that need an `Arc` of it.
+    me: std::sync::Weak<Shared>,
 }
 
 impl Shared {
@@ -53,7 +55,8 @@ impl Shared {
                 .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
                 .collect()
         };
-        Arc::new(Shared {
+        Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
             store: Store::new(config.maxmemory),
             repl: crate::replication::Replication::new(&run_id),
             topology: crate::topology::NodeTopology::new(config.shard_id.clone()),
@@ -65,6 +68,13 @@ impl Shared {
             run_id,
             port,
         })
+    }
+
+    /// An owning handle to this state (it always lives in an `Arc`).
+    pub fn self_arc(&self) -> Arc<Shared> {
+        self.me
+            .upgrade()
+            .expect("Shared lives in the Arc that created it")
     }
 
     pub fn config(&self) -> std::sync::RwLockReadGuard<'_, NodeConfig> {
@@ -163,16 +173,69 @@ fn start_connection(
     addr: std::net::SocketAddr,
 ) {
     let span = tracing::debug_span!("client", id = handle.id, peer = %addr);
-    tokio::spawn(
+    let Some(io) = IO_THREADS.get() else {
+        tokio::spawn(client_task(shared, sock, handle).instrument(span));
+        return;
+    };
+    // Hand the socket to one IO thread for good: no work stealing and no cross-thread wake-ups
+    // per request, each thread running its connections like a small Redis event loop.
+    let std_sock = match sock.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot hand over connection");
+            shared.clients.unregister(handle.id);
+            return;
+        }
+    };
+    let n = io.next.fetch_add(1, Relaxed) % io.handles.len();
+    io.handles[n].spawn(
         async move {
-            let id = handle.id;
-            if let Err(e) = connection(&shared, sock, &handle).await {
-                tracing::debug!(error = %e, "connection ended");
+            match TcpStream::from_std(std_sock) {
+                Ok(sock) => client_task(shared, sock, handle).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot adopt connection");
+                    shared.clients.unregister(handle.id);
+                }
             }
-            shared.clients.unregister(id);
         }
         .instrument(span),
     );
+}
+
+async fn client_task(shared: Arc<Shared>, sock: TcpStream, handle: Arc<ClientHandle>) {
+    let id = handle.id;
+    if let Err(e) = connection(&shared, sock, &handle).await {
+        tracing::debug!(error = %e, "connection ended");
+    }
+    shared.clients.unregister(id);
+}
+
+/// Single-threaded runtimes that own client connections (see [`start_io_threads`]).
+struct IoThreads {
+    handles: Vec<tokio::runtime::Handle>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+static IO_THREADS: std::sync::OnceLock<IoThreads> = std::sync::OnceLock::new();
+
+/// Starts `n` IO threads, each a current-thread runtime serving the connections handed to it;
+/// without them connections run on the caller's runtime. Call once, before serving.
+pub fn start_io_threads(n: usize) -> io::Result<()> {
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        handles.push(rt.handle().clone());
+        std::thread::Builder::new()
+            .name(format!("ringcache-io-{i}"))
+            .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+    }
+    let _ = IO_THREADS.set(IoThreads {
+        handles,
+        next: std::sync::atomic::AtomicUsize::new(0),
+    });
+    Ok(())
 }
 
 /// Flush replies once this much is buffered, before running more requests.
@@ -196,6 +259,7 @@ async fn connection(
         client: handle.clone(),
         flow: Flow::Continue,
         is_replication_link: false,
+        replica_port: None,
         from_primary: false,
         last_cmd: "NULL",
     };
@@ -224,6 +288,11 @@ async fn connection(
                 };
                 dispatch(&mut ctx, &args)
             };
+            if session.is_replication_link {
+                // SYNC: this connection now carries the snapshot and write stream to a replica.
+                sock.write_all(&out).await?;
+                return crate::replication::serve_replica(shared, sock, session.replica_port).await;
+            }
             match session.flow {
                 Flow::CloseNow => return Ok(()),
                 Flow::CloseAfterReply => {
@@ -234,10 +303,6 @@ async fn connection(
                 Flow::Continue => reply.encode(session.proto, &mut out),
             }
             decoder.authenticated = session.authenticated;
-            if session.is_replication_link {
-                sock.write_all(&out).await?;
-                return crate::replication::serve_replica(shared, sock, inbuf).await;
-            }
             if out.len() >= OUTPUT_FLUSH {
                 sock.write_all(&out).await?;
                 shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
@@ -258,6 +323,9 @@ async fn connection(
         if handle.killed.load(Relaxed) {
             return Ok(());
         }
+        // Drop the last request's argument slices so the read buffer is unshared again and
+        // `reserve` reuses it in place instead of copying it.
+        args.clear();
         if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
             inbuf.reserve(READ_CHUNK);
         }
@@ -291,14 +359,16 @@ async fn read_idle(
     }
 }
 
-/// Prunes expired and evicted keys from the bucket index, once a second, until shutdown.
+/// Prunes expired and evicted keys from the bucket index: 1/64 of the buckets every 100 ms, so the
+/// whole index is walked every 6.4 s at a bounded cost per step.
 async fn sweeper(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let step = ringcache_protocol::hash::BUCKETS / 64;
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
         let s = shared.clone();
-        let _ = tokio::task::spawn_blocking(move || s.store.sweep()).await;
+        let _ = tokio::task::spawn_blocking(move || s.store.sweep(step)).await;
     }
 }

@@ -255,6 +255,21 @@ impl Drop for Proc {
 /// `ringcache node listening on 127.0.0.1:PORT`. Stdout keeps being drained by a thread; stderr
 /// goes to `<dir>/stderr.log` (or the test's stderr with `RINGCACHE_TEST_LOG=1`).
 pub fn spawn_ringcache(args: &[&str], listening_prefix: &str) -> Proc {
+    try_spawn_ringcache_lines(args, &[listening_prefix], Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .0
+}
+
+/// Spawns `ringcache <args>` and waits up to `timeout` for one stdout line starting with each of
+/// `prefixes` (in any order). Returns the process, whose `addr` is parsed from the first prefix's
+/// line, and the rest of each line, in `prefixes` order. On failure the process is killed and the
+/// error carries the tail of its stderr.
+pub fn try_spawn_ringcache_lines(
+    args: &[&str],
+    prefixes: &[&str],
+    timeout: Duration,
+) -> Result<(Proc, Vec<String>), String> {
+    assert!(!prefixes.is_empty(), "wait for at least one line");
     let bin = ringcache_bin();
     let dir = scratch_dir("ringcache");
     let stderr_path = dir.join("stderr.log");
@@ -272,15 +287,19 @@ pub fn spawn_ringcache(args: &[&str], listening_prefix: &str) -> Proc {
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
     let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let prefix = listening_prefix.to_string();
+    let (tx, rx) = mpsc::channel::<(usize, String)>();
+    let wanted: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
     std::thread::spawn(move || {
-        let mut tx = Some(tx);
+        let mut seen = vec![false; wanted.len()];
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(rest) = line.strip_prefix(prefix.as_str()) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.trim().to_string());
+            for (i, prefix) in wanted.iter().enumerate() {
+                if let Some(rest) = line.strip_prefix(prefix.as_str()) {
+                    if !seen[i] {
+                        seen[i] = true;
+                        let _ = tx.send((i, rest.trim().to_string()));
+                    }
+                    break;
                 }
             }
         }
@@ -291,28 +310,43 @@ pub fn spawn_ringcache(args: &[&str], listening_prefix: &str) -> Proc {
         dir,
         target: Target::Node,
     };
-    match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(addr) => {
-            proc_.addr = addr
-                .parse()
-                .unwrap_or_else(|e| panic!("bad address {addr:?} in listening line: {e}"));
-            assert!(
-                proc_.addr.ip().is_loopback(),
-                "listening on non-loopback {}",
-                proc_.addr
-            );
-            proc_
-        }
-        Err(e) => {
-            proc_.kill();
-            panic!(
-                "`{} {}` did not print `{listening_prefix}ADDR` within 10 s ({e}); stderr:\n{}",
-                bin.display(),
-                args.join(" "),
-                tail(&stderr_path, 4000)
-            );
+    let deadline = Instant::now() + timeout;
+    let mut found: Vec<Option<String>> = vec![None; prefixes.len()];
+    while found.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, rest)) => found[i] = Some(rest),
+            Err(e) => {
+                proc_.kill();
+                let missing: Vec<&str> = prefixes
+                    .iter()
+                    .zip(&found)
+                    .filter(|(_, f)| f.is_none())
+                    .map(|(p, _)| *p)
+                    .collect();
+                return Err(format!(
+                    "`{} {}` did not print {missing:?} + ADDR within {timeout:?} ({e}); stderr:\n{}",
+                    bin.display(),
+                    args.join(" "),
+                    tail(&stderr_path, 4000)
+                ));
+            }
         }
     }
+    let found: Vec<String> = found.into_iter().map(Option::unwrap_or_default).collect();
+    let addr = &found[0];
+    proc_.addr = match addr.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            proc_.kill();
+            return Err(format!("bad address {addr:?} in listening line: {e}"));
+        }
+    };
+    if !proc_.addr.ip().is_loopback() {
+        proc_.kill();
+        return Err(format!("listening on non-loopback {}", proc_.addr));
+    }
+    Ok((proc_, found))
 }
 
 /// Starts our cache node on 127.0.0.1 port 0 with extra flags
@@ -323,7 +357,8 @@ pub fn start_node(extra_args: &[&str]) -> Proc {
     spawn_ringcache(&args, "ringcache node listening on ")
 }
 
-fn free_port() -> u16 {
+/// A 127.0.0.1 port that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
@@ -771,4 +806,491 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+// ---------------------------------------------------------------------------------------------
+// Router and cluster
+// ---------------------------------------------------------------------------------------------
+
+/// The router prints this once bound (then the address).
+pub const ROUTER_LISTENING: &str = "ringcache router listening on ";
+/// The router prints this once its metrics endpoint is bound (then the address).
+pub const ROUTER_METRICS: &str = "ringcache router metrics on ";
+/// A node prints this once bound (then the address).
+pub const NODE_LISTENING: &str = "ringcache node listening on ";
+/// The router's default per-request timeout: a reply about a dead backend must come within it.
+pub const ROUTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Shard ids the test clusters use: whole words, so an error naming a shard is unambiguous.
+pub const SHARD_IDS: [&str; 8] = [
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+];
+
+/// One shard of a test cluster: its id and the server behind it (our node or redis-server).
+pub struct Shard {
+    pub id: String,
+    pub server: Proc,
+}
+
+/// A router in front of shards, all on 127.0.0.1 with ports picked at start. Dropping it kills
+/// the router and every server.
+pub struct Cluster {
+    pub router: Proc,
+    /// The router's metrics endpoint (`[router] metrics = "127.0.0.1:0"`).
+    pub metrics: SocketAddr,
+    pub shards: Vec<Shard>,
+    /// The cluster file the router reads.
+    pub config: PathBuf,
+    dir: PathBuf,
+}
+
+/// `cluster.toml` text for a router on `listen` (and `metrics`) over `shards` (id, primary address),
+/// weight 1 each, no replicas, default vnodes.
+pub fn cluster_toml(listen: &str, metrics: Option<&str>, shards: &[(&str, SocketAddr)]) -> String {
+    let mut t = format!("[router]\nlisten = \"{listen}\"\n");
+    if let Some(m) = metrics {
+        t.push_str(&format!("metrics = \"{m}\"\n"));
+    }
+    t.push_str(&format!(
+        "\n[ring]\nvnodes = {}\n",
+        ringcache_protocol::ring::DEFAULT_VNODES
+    ));
+    for (id, addr) in shards {
+        t.push_str(&format!(
+            "\n[[shard]]\nid = \"{id}\"\nprimary = \"{addr}\"\nreplicas = []\nweight = 1\n"
+        ));
+    }
+    t
+}
+
+/// Starts `ringcache router --config <file with toml>` and waits for its listening and metrics
+/// lines. Returns the router (its `addr` is the RESP address) and the metrics address.
+pub fn start_router(toml: &str, dir: &Path) -> (Proc, SocketAddr) {
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, toml).unwrap();
+    let config_s = config.to_str().unwrap().to_string();
+    let (router, lines) = try_spawn_ringcache_lines(
+        &["router", "--config", &config_s],
+        &[ROUTER_LISTENING, ROUTER_METRICS],
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|e| panic!("starting the router: {e}"));
+    let metrics = lines[1]
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap_or_else(|e| panic!("bad metrics address {:?}: {e}", lines[1]));
+    (router, metrics)
+}
+
+/// Starts a router over already running servers, named by `ids` in order.
+pub fn start_router_over(servers: Vec<Proc>, ids: &[&str]) -> Cluster {
+    assert_eq!(servers.len(), ids.len(), "one id per server");
+    let dir = scratch_dir("cluster");
+    let shard_addrs: Vec<(&str, SocketAddr)> = ids
+        .iter()
+        .copied()
+        .zip(servers.iter().map(|s| s.addr))
+        .collect();
+    let toml = cluster_toml("127.0.0.1:0", Some("127.0.0.1:0"), &shard_addrs);
+    let (router, metrics) = start_router(&toml, &dir);
+    let shards = ids
+        .iter()
+        .zip(servers)
+        .map(|(id, server)| Shard {
+            id: id.to_string(),
+            server,
+        })
+        .collect();
+    Cluster {
+        router,
+        metrics,
+        shards,
+        config: dir.join("cluster.toml"),
+        dir,
+    }
+}
+
+/// Starts `n` of our nodes (shard ids [`SHARD_IDS`]) and a router over them.
+pub fn start_cluster(n: usize) -> Cluster {
+    assert!(
+        (1..=SHARD_IDS.len()).contains(&n),
+        "1 to {} shards",
+        SHARD_IDS.len()
+    );
+    let ids = &SHARD_IDS[..n];
+    let nodes = ids
+        .iter()
+        .map(|id| start_node(&["--shard-id", id]))
+        .collect();
+    start_router_over(nodes, ids)
+}
+
+/// Starts `n` redis-servers (shard ids [`SHARD_IDS`]) and our router over them.
+pub fn start_redis_cluster(n: usize) -> Cluster {
+    assert!(
+        (1..=SHARD_IDS.len()).contains(&n),
+        "1 to {} shards",
+        SHARD_IDS.len()
+    );
+    let ids = &SHARD_IDS[..n];
+    let servers = ids.iter().map(|_| start_redis(&[])).collect();
+    start_router_over(servers, ids)
+}
+
+impl Cluster {
+    /// A new raw connection to the router.
+    pub fn raw(&self) -> Raw {
+        self.router.raw()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.shards.iter().map(|s| s.id.clone()).collect()
+    }
+
+    pub fn shard(&self, id: &str) -> &Shard {
+        self.shards
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no shard {id}"))
+    }
+
+    pub fn shard_mut(&mut self, id: &str) -> &mut Shard {
+        self.shards
+            .iter_mut()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no shard {id}"))
+    }
+
+    /// The ring the router should build from this cluster's file (same ids, weights, vnodes).
+    pub fn ring(&self) -> ringcache_protocol::ring::Ring {
+        let specs = self
+            .shards
+            .iter()
+            .map(|s| ringcache_protocol::ring::ShardSpec::new(s.id.clone(), 1))
+            .collect();
+        ringcache_protocol::ring::Ring::new(0, ringcache_protocol::ring::DEFAULT_VNODES, specs)
+            .unwrap()
+    }
+
+    /// The shard that owns `key`, computed here with the shared ring code.
+    pub fn owner(&self, key: &str) -> String {
+        self.ring().locate(key.as_bytes()).unwrap().id.clone()
+    }
+
+    /// `n` distinct keys `<prefix>:<i>` owned by shard `id`.
+    pub fn keys_on(&self, id: &str, prefix: &str, n: usize) -> Vec<String> {
+        let ring = self.ring();
+        let mut keys = Vec::with_capacity(n);
+        for i in 0..(n as u64 * 1000 + 10_000) {
+            if keys.len() == n {
+                break;
+            }
+            let k = format!("{prefix}:{i}");
+            if ring.locate(k.as_bytes()).unwrap().id == id {
+                keys.push(k);
+            }
+        }
+        assert_eq!(keys.len(), n, "could not find {n} keys on {id}");
+        keys
+    }
+
+    /// Sum of DBSIZE over every shard's server, asked directly.
+    pub fn backend_dbsize(&self) -> i64 {
+        self.shards
+            .iter()
+            .map(|s| s.server.raw().cmd(&["DBSIZE"]).int())
+            .sum()
+    }
+
+    /// Kills shard `id`'s server (SIGKILL) and waits for it.
+    pub fn kill_shard(&mut self, id: &str) {
+        self.shard_mut(id).server.kill();
+    }
+
+    /// Starts a new node for shard `id` on the port its killed node had (retrying for a few
+    /// seconds while the port is not yet free).
+    pub fn restart_shard(&mut self, id: &str) {
+        let shard = self.shard_mut(id);
+        assert_eq!(
+            shard.server.target,
+            Target::Node,
+            "restart works for our nodes"
+        );
+        let port = shard.server.addr.port().to_string();
+        let id_s = shard.id.clone();
+        let args = [
+            "node",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--shard-id",
+            &id_s,
+        ];
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match try_spawn_ringcache_lines(&args, &[NODE_LISTENING], Duration::from_secs(10)) {
+                Ok((p, _)) => {
+                    shard.server = p;
+                    return;
+                }
+                Err(e) if Instant::now() >= deadline => panic!("restarting {id}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// The router's log tail, for failure messages.
+    pub fn router_log(&self) -> String {
+        self.router.log_tail()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Router first, so it does not log every backend going away.
+        self.router.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "router {} log tail:\n{}\ncluster file kept in {}",
+                self.router.addr,
+                self.router.log_tail(),
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// What the router-side family tests talk to: our router over 3 nodes or, with
+/// `RINGCACHE_TEST_TARGET=redis`, one redis-server (to check the expected replies against Redis).
+pub enum RoutedTarget {
+    Router(Cluster),
+    Redis(Proc),
+}
+
+impl RoutedTarget {
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            RoutedTarget::Router(c) => c.router.addr,
+            RoutedTarget::Redis(p) => p.addr,
+        }
+    }
+
+    pub fn raw(&self) -> Raw {
+        Raw::connect(self.addr())
+    }
+}
+
+/// Our router over 3 nodes, or one redis-server with `RINGCACHE_TEST_TARGET=redis`.
+pub fn start_routed_target() -> RoutedTarget {
+    match target() {
+        Target::Node => RoutedTarget::Router(start_cluster(3)),
+        Target::Redis => RoutedTarget::Redis(start_redis(&[])),
+    }
+}
+
+/// Every string and integer in a reply, flattened and joined by spaces (for shape-agnostic
+/// checks such as "RING NODES names every shard").
+pub fn flat_text(r: &Reply) -> String {
+    fn walk(r: &Reply, out: &mut Vec<String>) {
+        match r {
+            Reply::Bulk(b) | Reply::Verbatim(b) => out.push(String::from_utf8_lossy(b).into()),
+            Reply::Status(s) => out.push(s.to_string()),
+            Reply::StatusOwned(s) | Reply::Error(s) => out.push(s.clone()),
+            Reply::Int(n) => out.push(n.to_string()),
+            Reply::Double(d) => out.push(d.to_string()),
+            Reply::Array(v) | Reply::Set(v) => v.iter().for_each(|x| walk(x, out)),
+            Reply::Map(m) => m.iter().for_each(|(k, v)| {
+                walk(k, out);
+                walk(v, out);
+            }),
+            Reply::Raw(b) => out.push(String::from_utf8_lossy(b).into()),
+            Reply::Nil | Reply::NilArray => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(r, &mut out);
+    out.join(" ")
+}
+
+/// The shard `RING LOCATE key` names: its `shard` field (a map, or a flat array in RESP2), else
+/// the one of `ids` that appears as a whole word in the reply.
+pub fn ring_locate(c: &mut Raw, key: &str, ids: &[String]) -> String {
+    let r = c.cmd(&["RING", "LOCATE", key]);
+    assert!(!r.is_error(), "RING LOCATE {key}: {r:?}");
+    let is_map = match &r {
+        Reply::Map(_) => true,
+        Reply::Array(v) => v.len() % 2 == 0,
+        _ => false,
+    };
+    if is_map {
+        if let Some(shard) = r.get("shard") {
+            let shard = shard.text();
+            assert!(
+                ids.contains(&shard),
+                "RING LOCATE {key}: unknown shard {shard:?}: {r:?}"
+            );
+            return shard;
+        }
+    }
+    let text = flat_text(&r);
+    let words: Vec<&str> = text
+        .split(|ch: char| ch.is_whitespace() || ",;=:()[]{}\"'".contains(ch))
+        .collect();
+    let named: Vec<&String> = ids
+        .iter()
+        .filter(|id| words.contains(&id.as_str()))
+        .collect();
+    assert_eq!(
+        named.len(),
+        1,
+        "RING LOCATE {key} should name one shard of {ids:?}: {r:?}"
+    );
+    named[0].clone()
+}
+
+/// A full SCAN iteration (bounded: 100,000 calls, 60 s) with extra arguments (`MATCH p`,
+/// `COUNT n`, `TYPE t`); every key returned, in order, duplicates kept.
+pub fn scan_all(c: &mut Raw, extra: &[&str]) -> Vec<String> {
+    let mut cursor = "0".to_string();
+    let mut keys = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for _ in 0..100_000 {
+        let mut args = vec!["SCAN", cursor.as_str()];
+        args.extend_from_slice(extra);
+        let r = c.cmd(&args);
+        let items = r.items();
+        assert_eq!(items.len(), 2, "SCAN reply is [cursor, keys]: {r:?}");
+        keys.extend(items[1].strings());
+        cursor = items[0].text();
+        if cursor == "0" {
+            return keys;
+        }
+        assert!(Instant::now() < deadline, "SCAN did not finish in 60 s");
+    }
+    panic!("SCAN did not finish in 100000 calls");
+}
+
+/// One HTTP/1.1 GET on 127.0.0.1; returns (status code, headers text, body). Bounded by 10 s.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ringcache-tests\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading the HTTP response from {addr}: {e}"),
+        }
+        // Stop at Content-Length too, in case the server keeps the connection open.
+        if let Some(end) = find(&raw, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            if let Some(len) = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+            {
+                if raw.len() >= end + 4 + len {
+                    break;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "HTTP response from {addr} not finished in 10 s"
+        );
+    }
+    let end = find(&raw, b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP header end in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut body = raw[end + 4..].to_vec();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad HTTP status line in {head:?}"));
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = find(b, b"\r\n") {
+        let size_text = String::from_utf8_lossy(&b[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&b[start..start + size]);
+        b = &b[start + size + 2..];
+    }
+    out
+}
+
+/// Whether something accepts TCP connections on `addr` (within 500 ms).
+pub fn accepts(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+/// The pids whose parent is `pid` (from `/proc/*/stat`).
+pub fn child_pids(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let ppid = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
 }

@@ -222,7 +222,16 @@ pub fn hincrby(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         n
     };
     store.put(copy(&a[1]), entry);
-    crate::replication::propagate(ctx.shared, a);
+    // Replicas get the result, so a replayed write cannot count twice.
+    crate::replication::propagate(
+        ctx.shared,
+        &[
+            Bytes::from_static(b"HSET"),
+            a[1].clone(),
+            a[2].clone(),
+            Bytes::from(n.to_string()),
+        ],
+    );
     Reply::Int(n)
 }
 

@@ -35,6 +35,8 @@ pub struct Session {
     pub flow: Flow,
     /// Set when this connection became a replica's link (SYNC/PSYNC): it now streams writes.
     pub is_replication_link: bool,
+    /// The port a replica on this connection listens on (REPLCONF listening-port).
+    pub replica_port: Option<u16>,
     /// Set on the connection a replica reads its primary's stream from: writes are allowed.
     pub from_primary: bool,
     pub last_cmd: &'static str,

@@ -93,6 +93,16 @@ pub fn set(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let store = ctx.store();
     let key = &a[1];
     let _g = store.lock_key(key);
+    if !(nx || xx || get || expire == ExpireOpt::KeepTtl) {
+        // Plain SET [EX..]: nothing depends on the old value, so skip reading it.
+        let expire_at = match expire {
+            ExpireOpt::At(t) => Some(t),
+            _ => None,
+        };
+        store.put_str(key, &a[2], expire_at);
+        crate::replication::propagate_value(ctx.shared, key, &a[2], expire_at);
+        return Reply::OK;
+    }
     let old = store.get(key);
     let old_str = match &old {
         Some(Entry {
@@ -263,7 +273,10 @@ pub fn mset(ctx: &mut Ctx, a: &[Bytes], nx: bool) -> Reply {
     for pair in a[1..].chunks(2) {
         store.put_str(&pair[0], &pair[1], None);
     }
-    crate::replication::propagate(ctx.shared, a);
+    // Replicas get MSET even for MSETNX: replaying it is harmless, see replication.rs.
+    let mut cmd = a.to_vec();
+    cmd[0] = Bytes::from_static(b"MSET");
+    crate::replication::propagate(ctx.shared, &cmd);
     if nx {
         Reply::Int(1)
     } else {
@@ -286,14 +299,15 @@ pub fn append(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     v.extend_from_slice(&old);
     v.extend_from_slice(&a[2]);
     let len = v.len();
+    let v = v.freeze();
+    crate::replication::propagate_value(ctx.shared, &a[1], &v, expire_at);
     store.put(
         Bytes::copy_from_slice(&a[1]),
         Entry {
-            value: Value::Str(v.freeze()),
+            value: Value::Str(v),
             expire_at,
         },
     );
-    crate::replication::propagate(ctx.shared, a);
     Reply::Int(len as i64)
 }
 
@@ -361,14 +375,15 @@ pub fn setrange(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     }
     v[offset..offset + value.len()].copy_from_slice(value);
     let len = v.len();
+    let v = v.freeze();
+    crate::replication::propagate_value(ctx.shared, &a[1], &v, expire_at);
     store.put(
         Bytes::copy_from_slice(&a[1]),
         Entry {
-            value: Value::Str(v.freeze()),
+            value: Value::Str(v),
             expire_at,
         },
     );
-    crate::replication::propagate(ctx.shared, a);
     Reply::Int(len as i64)
 }
 
