@@ -532,12 +532,14 @@ async fn read_line(sock: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<
     }
 }
 
-/// Appends the commands that recreate `entry` at `key` on a replica.
-fn restore_commands(out: &mut BytesMut, key: &Bytes, entry: &Entry) {
+/// Appends the commands that recreate `entry` at `key` elsewhere (a replica's snapshot, a
+/// migration target); returns how many commands (so how many replies) that is.
+pub fn restore_commands(out: &mut BytesMut, key: &Bytes, entry: &Entry) -> usize {
     match &entry.value {
         Value::Str(v) => {
             let args = set_command(key, v, entry.expire_at);
             encode_request(out, args.iter());
+            1
         }
         Value::Hash(h) => {
             encode_request(out, [&b"DEL"[..], key]);
@@ -548,9 +550,13 @@ fn restore_commands(out: &mut BytesMut, key: &Bytes, entry: &Entry) {
                 args.push(v);
             }
             encode_request(out, args.iter());
-            if let Some(t) = entry.expire_at {
-                let t = t.to_string();
-                encode_request(out, [&b"PEXPIREAT"[..], key, t.as_bytes()]);
+            match entry.expire_at {
+                Some(t) => {
+                    let t = t.to_string();
+                    encode_request(out, [&b"PEXPIREAT"[..], key, t.as_bytes()]);
+                    3
+                }
+                None => 2,
             }
         }
     }

@@ -61,18 +61,20 @@ static OWN_COMMANDS: &[CommandSpec] = &[
         last_key: 0,
         step: 0,
     },
+    // MIGRATE-KEYS target key [key ...]: move these keys to the target node, atomically per key.
     CommandSpec {
-        name: "migrate-key",
+        name: "migrate-keys",
         arity: -3,
         flags: flags::ADMIN | flags::WRITE | flags::NOSCRIPT,
         first_key: 0,
         last_key: 0,
         step: 0,
     },
+    // MIGRATE-ARC target start end max-keys: move up to max-keys keys of the arc (start, end].
     CommandSpec {
-        name: "restore-keys",
-        arity: -2,
-        flags: flags::ADMIN | flags::WRITE | flags::NOSCRIPT | flags::DENYOOM,
+        name: "migrate-arc",
+        arity: 5,
+        flags: flags::ADMIN | flags::WRITE | flags::NOSCRIPT,
         first_key: 0,
         last_key: 0,
         step: 0,

@@ -157,6 +157,9 @@ pub fn dispatch(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     if let Some(reply) = crate::replication::check_write(ctx, spec) {
         return reply;
     }
+    if let Some(reply) = crate::topology::check_owner(ctx, spec, args) {
+        return reply;
+    }
     run(ctx, spec, args)
 }
 
@@ -252,7 +255,7 @@ fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "role" | "replicaof" | "slaveof" | "sync" | "psync" | "replconf" => {
             crate::replication::command(ctx, spec, a)
         }
-        "topology" | "migrate-key" | "restore-keys" => crate::topology::command(ctx, spec, a),
+        "topology" | "migrate-keys" | "migrate-arc" => crate::topology::command(ctx, spec, a),
         _ => unknown_command(a),
     }
 }
