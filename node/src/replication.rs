@@ -200,6 +200,25 @@ fn set_command(key: &[u8], value: &[u8], expire_at: Option<i64>) -> Vec<Bytes> {
     args
 }
 
+/// Sends the commands that recreate `entry` at `key` (the value and its deadline).
+pub fn propagate_entry(shared: &Shared, key: &[u8], entry: &Entry) {
+    let repl = &shared.repl;
+    if !repl.has_replicas.load(Relaxed) {
+        return;
+    }
+    let mut buf = BytesMut::new();
+    let n = restore_commands(&mut buf, &Bytes::copy_from_slice(key), entry);
+    let msg = buf.freeze();
+    let links = lock(&repl.links);
+    repl.offset.fetch_add(msg.len() as u64, Relaxed);
+    repl.writes.fetch_add(n as u64, Relaxed);
+    for l in links.iter() {
+        if l.tx.try_send(msg.clone()).is_err() && !l.broken.swap(true, Relaxed) {
+            tracing::warn!(replica = %l.addr, "replica too far behind; dropping it (it will resync)");
+        }
+    }
+}
+
 /// Sends `PEXPIREAT key deadline` or `PERSIST key`.
 pub fn propagate_expire(shared: &Shared, key: &[u8], expire_at: Option<i64>) {
     if !shared.repl.has_replicas.load(Relaxed) {
@@ -431,14 +450,15 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
 
     let mut inbuf = BytesMut::with_capacity(64 * 1024);
     // Replies to AUTH / REPLCONF, then the FULLRESYNC line.
-    let start_offset = loop {
+    let (start_offset, start_writes) = loop {
         let line = read_line(&mut sock, &mut inbuf).await?;
         if let Some(rest) = line.strip_prefix("+FULLRESYNC ") {
             let mut parts = rest.split_whitespace();
             let replid = parts.next().unwrap_or("").to_string();
             let offset: u64 = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
+            let writes: u64 = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
             *lock(&shared.repl.replid) = replid;
-            break offset;
+            break (offset, writes);
         }
         if line.starts_with('-') {
             return Err(io_err(format!("primary refused: {line}")));
@@ -450,7 +470,9 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
     // A full resync replaces everything this node held.
     shared.store.clear();
     shared.repl.offset.store(start_offset, Relaxed);
-    shared.repl.writes.store(0, Relaxed);
+    shared.repl.writes.store(start_writes, Relaxed);
+    shared.repl.primary_offset.store(start_offset, Relaxed);
+    shared.repl.primary_writes.store(start_writes, Relaxed);
     shared.repl.last_io_ms.store(now_ms(), Relaxed);
     tracing::info!(%primary, offset = start_offset, "full resync started");
 
@@ -580,15 +602,16 @@ pub async fn serve_replica(
         broken: AtomicBool::new(false),
     });
     let repl = &shared.repl;
-    let start_offset = {
+    let (start_offset, start_writes) = {
         // Registered under the links lock: every write after this point is queued for the link.
         let mut links = lock(&repl.links);
         links.push(link.clone());
         repl.has_replicas.store(true, Relaxed);
-        repl.offset.load(Relaxed)
+        (repl.offset.load(Relaxed), repl.writes.load(Relaxed))
     };
     tracing::info!(replica = %addr, offset = start_offset, "replica attached; sending snapshot");
-    let result = stream_to_replica(shared, &link, &mut rd, &mut wr, &mut rx, start_offset).await;
+    let start = (start_offset, start_writes);
+    let result = stream_to_replica(shared, &link, &mut rd, &mut wr, &mut rx, start).await;
     let mut links = lock(&repl.links);
     links.retain(|l| !Arc::ptr_eq(l, &link));
     repl.has_replicas.store(!links.is_empty(), Relaxed);
@@ -602,10 +625,11 @@ async fn stream_to_replica(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
     rx: &mut mpsc::Receiver<Bytes>,
-    start_offset: u64,
+    (start_offset, writes): (u64, u64),
 ) -> std::io::Result<()> {
     let replid = lock(&shared.repl.replid).clone();
-    wr.write_all(format!("+FULLRESYNC {replid} {start_offset}\r\n").as_bytes())
+    // The write count lets the replica's count line up with ours (lost-write accounting).
+    wr.write_all(format!("+FULLRESYNC {replid} {start_offset} {writes}\r\n").as_bytes())
         .await?;
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut keys = 0u64;

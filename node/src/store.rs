@@ -449,12 +449,19 @@ impl Store {
 
     /// Removes every key.
     pub fn clear(&self) {
+        self.clear_then(|| {});
+    }
+
+    /// Removes every key, then runs `also` while every stripe is still locked (FLUSHALL queues
+    /// itself for replicas there, so no write can slip between the flush and its propagation).
+    pub fn clear_then(&self, also: impl FnOnce()) {
         let _all: Vec<_> = self.stripes.iter().map(lock).collect();
         self.cache.load().invalidate_all();
         for b in self.buckets.iter() {
             lock(b).clear();
         }
         self.cache.load().run_pending_tasks();
+        also();
     }
 
     /// Keys of one index bucket that are live now.

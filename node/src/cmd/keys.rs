@@ -136,8 +136,11 @@ pub fn rename(ctx: &mut Ctx, a: &[Bytes], nx: bool) -> Reply {
         return Reply::Int(0);
     }
     store.remove(&a[1]);
+    // Replicas get the resulting state (DEL src, then dst's value): replaying a RENAME after a
+    // snapshot would move whatever src holds by then.
+    crate::replication::propagate_del(ctx.shared, &a[1]);
+    crate::replication::propagate_entry(ctx.shared, &a[2], &entry);
     store.put(Bytes::copy_from_slice(&a[2]), entry);
-    crate::replication::propagate(ctx.shared, a);
     if nx {
         Reply::Int(1)
     } else {
@@ -178,8 +181,8 @@ pub fn copy(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         value: entry.value.deep_clone(),
         expire_at: entry.expire_at,
     };
+    crate::replication::propagate_entry(ctx.shared, &a[2], &copy);
     store.put(Bytes::copy_from_slice(&a[2]), copy);
-    crate::replication::propagate(ctx.shared, a);
     Reply::Int(1)
 }
 
@@ -311,7 +314,9 @@ pub fn flush(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if a.len() > 2 || (a.len() == 2 && !is(&a[1], "async") && !is(&a[1], "sync")) {
         return syntax_error();
     }
-    ctx.store().clear();
-    crate::replication::propagate(ctx.shared, &a[..1]);
+    let shared = ctx.shared;
+    shared
+        .store
+        .clear_then(|| crate::replication::propagate(shared, &a[..1]));
     Reply::OK
 }
