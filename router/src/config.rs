@@ -1,0 +1,686 @@
+//! The router's configuration, in two stages: raw serde structs mirroring `cluster.toml` (unknown
+//! keys rejected) → a validated [`RouterConfig`] whose errors name the offending field.
+//!
+//! ```toml
+//! [router]
+//! listen = "127.0.0.1:7000"
+//! metrics = "127.0.0.1:9121"     # optional: Prometheus text at GET /metrics
+//! connect_timeout_ms = 1000      # optional tuning, defaults shown
+//! request_timeout_ms = 2000
+//! upstream_connections = 2
+//! max_clients = 10000
+//! io_threads = 2                 # default: the CPU count, at most 4; 0 = the caller's runtime
+//! # requirepass = "secret"
+//!
+//! [ring]
+//! vnodes = 2048
+//!
+//! [[shard]]
+//! id = "a"
+//! primary = "127.0.0.1:7001"
+//! replicas = []
+//! weight = 1
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use ringcache_protocol::ring::{Ring, ShardSpec, DEFAULT_VNODES};
+use ringcache_protocol::Limits;
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded; the message names the file or field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The cause is in the message, not chained as a source, so it is printed once.
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw, as written in the file
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    router: RawRouter,
+    #[serde(default)]
+    ring: RawRing,
+    #[serde(default)]
+    shard: Vec<RawShard>,
+    #[serde(default)]
+    l4: Vec<RawL4>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouter {
+    listen: Option<String>,
+    metrics: Option<String>,
+    connect_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    upstream_connections: Option<u32>,
+    max_clients: Option<u32>,
+    io_threads: Option<u32>,
+    requirepass: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRing {
+    vnodes: Option<u32>,
+    read_from: Option<String>,
+    max_replica_lag: Option<RawLag>,
+}
+
+/// `max_replica_lag` as milliseconds (`500`) or a duration string (`"500ms"`, `"2s"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawLag {
+    Millis(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShard {
+    id: Option<String>,
+    primary: Option<String>,
+    #[serde(default)]
+    replicas: Vec<String>,
+    weight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawL4 {
+    listen: Option<String>,
+    pool: Option<RawPool>,
+    balance: Option<String>,
+}
+
+/// An L4 pool named by one string (e.g. `"a.replicas"`) or listed as addresses.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawPool {
+    Name(String),
+    Addrs(Vec<String>),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated
+// ---------------------------------------------------------------------------------------------
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7000";
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(2000);
+pub const DEFAULT_UPSTREAM_CONNECTIONS: usize = 2;
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// More multiplexed connections per backend than this only adds contention.
+const MAX_UPSTREAM_CONNECTIONS: u32 = 64;
+const MAX_IO_THREADS: u32 = 64;
+
+/// One IO thread per CPU, up to 4: beyond that a proxy's threads mostly wait on the backends.
+pub fn default_io_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Everything the router needs to run, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterConfig {
+    /// Client-facing address, `HOST:PORT` (port 0 picks a free one).
+    pub listen: String,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics: Option<String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Multiplexed connections per backend (per RESP version in use).
+    pub upstream_connections: usize,
+    pub max_clients: usize,
+    /// Threads owning client and upstream connections (0 = run on the caller's runtime).
+    pub io_threads: usize,
+    pub requirepass: Option<String>,
+    /// Request decoding limits for clients (Redis's defaults).
+    pub limits: Limits,
+    pub ring: RingConfig,
+    /// Sorted by id, as the ring orders shards.
+    pub shards: Vec<ShardConfig>,
+    /// L4 listeners (parsed and kept; forwarding comes with a later release).
+    pub l4: Vec<L4Config>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RingConfig {
+    pub vnodes: u32,
+    /// Where reads go (kept for the read-replica release; every read goes to the primary now).
+    pub read_from: ReadFrom,
+    /// Staleness bound for replica reads (kept for the read-replica release).
+    pub max_replica_lag: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadFrom {
+    #[default]
+    Primary,
+    Replica,
+    PreferReplica,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardConfig {
+    pub id: String,
+    /// `HOST:PORT`; a host name is resolved at each (re)connect, so containers can move.
+    pub primary: String,
+    pub replicas: Vec<String>,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L4Config {
+    pub listen: String,
+    pub pool: L4Pool,
+    pub balance: Balance,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum L4Pool {
+    Name(String),
+    Addrs(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    #[default]
+    LeastConnections,
+    RoundRobin,
+    Weighted,
+    SourceHash,
+}
+
+impl RouterConfig {
+    /// The shards as the ring sees them.
+    pub fn shard_specs(&self) -> Vec<ShardSpec> {
+        self.shards
+            .iter()
+            .map(|s| ShardSpec::new(s.id.clone(), s.weight))
+            .collect()
+    }
+
+    /// A config for `shards` (`(id, primary)`, weight 1) listening on `listen`, all else default:
+    /// tests and tools that build a router without a file.
+    pub fn with_shards(listen: &str, shards: &[(&str, &str)]) -> Result<RouterConfig, ConfigError> {
+        let mut text = format!("[router]\nlisten = {listen:?}\n");
+        for (id, primary) in shards {
+            text.push_str(&format!("[[shard]]\nid = {id:?}\nprimary = {primary:?}\n"));
+        }
+        parse_config(&text)
+    }
+}
+
+/// Reads and validates a TOML file.
+pub fn load_config(path: impl AsRef<Path>) -> Result<RouterConfig, ConfigError> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.display().to_string(),
+        error,
+    })?;
+    parse_config(&text)
+}
+
+/// Parses and validates TOML text.
+pub fn parse_config(text: &str) -> Result<RouterConfig, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    validate(raw)
+}
+
+fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
+    let r = raw.router;
+    let listen = r.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    check_addr("router.listen", &listen)?;
+    if let Some(m) = &r.metrics {
+        check_addr("router.metrics", m)?;
+    }
+    let connect_timeout = positive_ms(
+        "router.connect_timeout_ms",
+        r.connect_timeout_ms,
+        DEFAULT_CONNECT_TIMEOUT,
+    )?;
+    let request_timeout = positive_ms(
+        "router.request_timeout_ms",
+        r.request_timeout_ms,
+        DEFAULT_REQUEST_TIMEOUT,
+    )?;
+    let upstream_connections = match r.upstream_connections {
+        None => DEFAULT_UPSTREAM_CONNECTIONS,
+        Some(n) if (1..=MAX_UPSTREAM_CONNECTIONS).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ConfigError::invalid(
+                "router.upstream_connections",
+                format!("{n} is out of range (1 to {MAX_UPSTREAM_CONNECTIONS})"),
+            ))
+        }
+    };
+    let max_clients = match r.max_clients {
+        None => DEFAULT_MAX_CLIENTS,
+        Some(0) => {
+            return Err(ConfigError::invalid(
+                "router.max_clients",
+                "must be at least 1",
+            ))
+        }
+        Some(n) => n as usize,
+    };
+    let io_threads = match r.io_threads {
+        None => default_io_threads(),
+        Some(n) if n <= MAX_IO_THREADS => n as usize,
+        Some(n) => {
+            return Err(ConfigError::invalid(
+                "router.io_threads",
+                format!("{n} is out of range (0 to {MAX_IO_THREADS})"),
+            ))
+        }
+    };
+    let requirepass = r.requirepass.filter(|p| !p.is_empty());
+
+    let vnodes = raw.ring.vnodes.unwrap_or(DEFAULT_VNODES);
+    if vnodes == 0 {
+        return Err(ConfigError::invalid("ring.vnodes", "must be at least 1"));
+    }
+    let read_from = match raw.ring.read_from.as_deref() {
+        None | Some("primary") => ReadFrom::Primary,
+        Some("replica") | Some("replicas") => ReadFrom::Replica,
+        Some("prefer-replica") | Some("prefer_replica") => ReadFrom::PreferReplica,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "ring.read_from",
+                format!("'{other}' is not one of primary, replica, prefer-replica"),
+            ))
+        }
+    };
+    let max_replica_lag = match raw.ring.max_replica_lag {
+        None => None,
+        Some(RawLag::Millis(ms)) => Some(Duration::from_millis(ms)),
+        Some(RawLag::Text(t)) => Some(parse_duration(&t).ok_or_else(|| {
+            ConfigError::invalid(
+                "ring.max_replica_lag",
+                format!("'{t}' is not a duration (e.g. 500, \"500ms\", \"2s\")"),
+            )
+        })?),
+    };
+
+    if raw.shard.is_empty() {
+        return Err(ConfigError::invalid(
+            "shard",
+            "no [[shard]] tables: the ring needs at least one shard",
+        ));
+    }
+    let mut shards = Vec::with_capacity(raw.shard.len());
+    for (i, s) in raw.shard.into_iter().enumerate() {
+        let field = |name: &str| format!("shard[{i}].{name}");
+        let id =
+            s.id.ok_or_else(|| ConfigError::invalid(field("id"), "missing"))?;
+        check_id(&field("id"), &id)?;
+        let primary = s
+            .primary
+            .ok_or_else(|| ConfigError::invalid(field("primary"), "missing"))?;
+        check_addr(&field("primary"), &primary)?;
+        for (j, replica) in s.replicas.iter().enumerate() {
+            check_addr(&format!("shard[{i}].replicas[{j}]"), replica)?;
+        }
+        let weight = s.weight.unwrap_or(1);
+        if weight == 0 {
+            return Err(ConfigError::invalid(
+                field("weight"),
+                "must be at least 1 (remove the shard to give it no keys)",
+            ));
+        }
+        if let Some(other) = shards.iter().position(|o: &ShardConfig| o.id == id) {
+            return Err(ConfigError::invalid(
+                field("id"),
+                format!("'{id}' is already the id of shard[{other}]"),
+            ));
+        }
+        if let Some(other) = shards
+            .iter()
+            .position(|o: &ShardConfig| o.primary == primary)
+        {
+            return Err(ConfigError::invalid(
+                field("primary"),
+                format!("{primary} is already the primary of shard[{other}]"),
+            ));
+        }
+        shards.push(ShardConfig {
+            id,
+            primary,
+            replicas: s.replicas,
+            weight,
+        });
+    }
+    shards.sort_by(|a, b| a.id.cmp(&b.id));
+
+    let mut l4 = Vec::with_capacity(raw.l4.len());
+    for (i, t) in raw.l4.into_iter().enumerate() {
+        let listen = t
+            .listen
+            .ok_or_else(|| ConfigError::invalid(format!("l4[{i}].listen"), "missing"))?;
+        check_addr(&format!("l4[{i}].listen"), &listen)?;
+        let pool = match t.pool {
+            None => return Err(ConfigError::invalid(format!("l4[{i}].pool"), "missing")),
+            Some(RawPool::Name(n)) if n.is_empty() => {
+                return Err(ConfigError::invalid(format!("l4[{i}].pool"), "is empty"))
+            }
+            Some(RawPool::Name(n)) => L4Pool::Name(n),
+            Some(RawPool::Addrs(addrs)) => {
+                for (j, a) in addrs.iter().enumerate() {
+                    check_addr(&format!("l4[{i}].pool[{j}]"), a)?;
+                }
+                L4Pool::Addrs(addrs)
+            }
+        };
+        let balance = match t.balance.as_deref() {
+            None => Balance::default(),
+            Some("least-connections" | "least_connections" | "leastconn") => {
+                Balance::LeastConnections
+            }
+            Some("round-robin" | "round_robin" | "roundrobin") => Balance::RoundRobin,
+            Some("weighted") => Balance::Weighted,
+            Some("source-hash" | "source_hash") => Balance::SourceHash,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    format!("l4[{i}].balance"),
+                    format!(
+                    "'{other}' is not one of least-connections, round-robin, weighted, source-hash"
+                ),
+                ))
+            }
+        };
+        l4.push(L4Config {
+            listen,
+            pool,
+            balance,
+        });
+    }
+
+    let config = RouterConfig {
+        listen,
+        metrics: r.metrics,
+        connect_timeout,
+        request_timeout,
+        upstream_connections,
+        max_clients,
+        io_threads,
+        requirepass,
+        limits: Limits::default(),
+        ring: RingConfig {
+            vnodes,
+            read_from,
+            max_replica_lag,
+        },
+        shards,
+        l4,
+    };
+    // Build the ring once here so a config that cannot make one (too many points) fails to load.
+    Ring::new(1, config.ring.vnodes, config.shard_specs())
+        .map_err(|e| ConfigError::invalid("ring", e.to_string()))?;
+    Ok(config)
+}
+
+fn positive_ms(field: &str, v: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::invalid(field, "must be at least 1")),
+        Some(ms) if ms > 24 * 3600 * 1000 => Err(ConfigError::invalid(field, "more than a day")),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
+/// `HOST:PORT` with a non-empty host (a name, an IPv4 address or a bracketed IPv6 address).
+fn check_addr(field: &str, addr: &str) -> Result<(), ConfigError> {
+    let bad = || {
+        ConfigError::invalid(
+            field,
+            format!("'{addr}' is not HOST:PORT (e.g. \"127.0.0.1:7001\")"),
+        )
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Ids appear in errors, metrics labels and RING replies: printable ASCII without quotes,
+/// backslashes or spaces keeps all of them unambiguous.
+fn check_id(field: &str, id: &str) -> Result<(), ConfigError> {
+    if id.is_empty() {
+        return Err(ConfigError::invalid(field, "is empty"));
+    }
+    if id.len() > 64 {
+        return Err(ConfigError::invalid(field, "is longer than 64 characters"));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|&c| !c.is_ascii_graphic() || matches!(c, '"' | '\'' | '\\'))
+    {
+        return Err(ConfigError::invalid(
+            field,
+            format!("'{id}' holds {c:?}; use letters, digits and -_.:"),
+        ));
+    }
+    Ok(())
+}
+
+/// `"250ms"`, `"2s"`, or a bare number of milliseconds.
+fn parse_duration(t: &str) -> Option<Duration> {
+    let t = t.trim();
+    if let Some(ms) = t.strip_suffix("ms") {
+        return ms.trim().parse().ok().map(Duration::from_millis);
+    }
+    if let Some(s) = t.strip_suffix('s') {
+        return s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+    }
+    t.parse().ok().map(Duration::from_millis)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [router]
+        listen = "127.0.0.1:0"
+        [[shard]]
+        id = "b"
+        primary = "127.0.0.1:7002"
+        [[shard]]
+        id = "a"
+        primary = "127.0.0.1:7001"
+    "#;
+
+    #[test]
+    fn defaults_and_shard_order() {
+        let c = parse_config(MINIMAL).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:0");
+        assert_eq!(c.metrics, None);
+        assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(c.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(c.upstream_connections, 2);
+        assert_eq!(c.ring.vnodes, DEFAULT_VNODES);
+        assert_eq!(c.ring.read_from, ReadFrom::Primary);
+        let ids: Vec<&str> = c.shards.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(c.shards[0].weight, 1);
+    }
+
+    #[test]
+    fn full_file_with_later_sections() {
+        let c = parse_config(
+            r#"
+            [router]
+            listen = "0.0.0.0:7000"
+            metrics = "127.0.0.1:9121"
+            connect_timeout_ms = 300
+            request_timeout_ms = 5000
+            upstream_connections = 4
+            io_threads = 1
+            requirepass = "pw"
+            [ring]
+            vnodes = 64
+            read_from = "replica"
+            max_replica_lag = "500ms"
+            [[shard]]
+            id = "a"
+            primary = "node-a:7001"
+            replicas = ["node-a2:7001", "[::1]:7004"]
+            weight = 2
+            [[l4]]
+            listen = "127.0.0.1:7100"
+            pool = "a.replicas"
+            balance = "round-robin"
+            [[l4]]
+            listen = "127.0.0.1:7101"
+            pool = ["127.0.0.1:7001", "127.0.0.1:7002"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.metrics.as_deref(), Some("127.0.0.1:9121"));
+        assert_eq!(c.connect_timeout, Duration::from_millis(300));
+        assert_eq!(c.upstream_connections, 4);
+        assert_eq!(c.io_threads, 1);
+        assert_eq!(c.requirepass.as_deref(), Some("pw"));
+        assert_eq!(c.ring.vnodes, 64);
+        assert_eq!(c.ring.read_from, ReadFrom::Replica);
+        assert_eq!(c.ring.max_replica_lag, Some(Duration::from_millis(500)));
+        assert_eq!(c.shards[0].replicas.len(), 2);
+        assert_eq!(c.shards[0].weight, 2);
+        assert_eq!(c.l4.len(), 2);
+        assert_eq!(c.l4[0].balance, Balance::RoundRobin);
+        assert_eq!(c.l4[0].pool, L4Pool::Name("a.replicas".into()));
+        assert_eq!(c.l4[1].balance, Balance::LeastConnections);
+    }
+
+    fn err(text: &str) -> String {
+        parse_config(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let e = err("[router]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+        assert!(e.contains("unknown field `lisen`"), "{e}");
+        let e = err("[[shard]]\nid = \"a\"\nprimary = \"h:1\"\nwieght = 1\n");
+        assert!(e.contains("unknown field `wieght`"), "{e}");
+        let e = err("[rings]\n");
+        assert!(e.contains("unknown field `rings`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let shard = "[[shard]]\nid = \"a\"\nprimary = \"127.0.0.1:7001\"\n";
+        let cases = [
+            (
+                format!("[router]\nlisten = \"nope\"\n{shard}"),
+                "router.listen:",
+            ),
+            (
+                format!("[router]\nmetrics = \"1.2.3.4:99999\"\n{shard}"),
+                "router.metrics:",
+            ),
+            (
+                format!("[router]\nupstream_connections = 0\n{shard}"),
+                "router.upstream_connections:",
+            ),
+            (
+                format!("[router]\nrequest_timeout_ms = 0\n{shard}"),
+                "router.request_timeout_ms:",
+            ),
+            (format!("[ring]\nvnodes = 0\n{shard}"), "ring.vnodes:"),
+            (
+                format!("[router]\nio_threads = 1000\n{shard}"),
+                "router.io_threads:",
+            ),
+            (
+                format!("[ring]\nread_from = \"nearest\"\n{shard}"),
+                "ring.read_from:",
+            ),
+            (
+                "[[shard]]\nprimary = \"h:1\"\n".to_string(),
+                "shard[0].id: missing",
+            ),
+            (
+                "[[shard]]\nid = \"a\"\n".to_string(),
+                "shard[0].primary: missing",
+            ),
+            (
+                format!("{shard}weight = 0\n"),
+                "shard[0].weight: must be at least 1",
+            ),
+            (
+                format!("{shard}[[shard]]\nid = \"a\"\nprimary = \"h:2\"\n"),
+                "shard[1].id: 'a' is already the id of shard[0]",
+            ),
+            (
+                format!("{shard}[[shard]]\nid = \"b\"\nprimary = \"127.0.0.1:7001\"\n"),
+                "shard[1].primary:",
+            ),
+            (
+                "[[shard]]\nid = \"a b\"\nprimary = \"h:1\"\n".to_string(),
+                "shard[0].id:",
+            ),
+            (
+                format!("{shard}replicas = [\"x\"]\n"),
+                "shard[0].replicas[0]:",
+            ),
+            (
+                format!("{shard}[[l4]]\nlisten = \"h:1\"\npool = \"a\"\nbalance = \"fastest\"\n"),
+                "l4[0].balance:",
+            ),
+            (String::new(), "no [[shard]] tables"),
+            (
+                format!("[ring]\nvnodes = 100000000\n{shard}"),
+                "ring: the ring would hold",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = err(&text);
+            assert!(e.contains(want), "{text:?}: got {e:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn with_shards_builds_a_valid_config() {
+        let c = RouterConfig::with_shards("127.0.0.1:0", &[("x", "127.0.0.1:1")]).unwrap();
+        assert_eq!(c.shards.len(), 1);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_millis(10)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

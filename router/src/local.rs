@@ -1,0 +1,840 @@
+//! Commands the router answers itself: the connection commands (PING, ECHO, HELLO, AUTH, SELECT,
+//! QUIT, RESET, CLIENT), COMMAND, CONFIG GET, INFO, TIME, and the `RING` admin commands.
+//!
+//! Replies and error texts follow Redis 7 (and the node, whose `cmd/connection.rs` and
+//! `cmd/server.rs` hold the same logic; the shared parts could move to `protocol`).
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+use ringcache_protocol::hash::{hash_tag, key_hash};
+use ringcache_protocol::table::{self, CommandSpec};
+use ringcache_protocol::{Protocol, Reply};
+
+use crate::clients::lock;
+use crate::merge::{How, Merge, Slot};
+use crate::proxy::{Router, Session};
+use crate::topology::Topology;
+
+/// The Redis version the router answers as (the node's too): clients pick features by it.
+pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
+
+pub fn arity_error(name: &str) -> Reply {
+    Reply::Error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+fn syntax_error() -> Reply {
+    Reply::error("ERR syntax error")
+}
+
+fn not_integer() -> Reply {
+    Reply::error("ERR value is not an integer or out of range")
+}
+
+fn is(a: &[u8], kw: &str) -> bool {
+    a.eq_ignore_ascii_case(kw.as_bytes())
+}
+
+fn int_arg(a: &[u8]) -> Result<i64, Reply> {
+    ringcache_protocol::num::parse_i64(a).ok_or_else(not_integer)
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// `ERR unknown command 'x', with args beginning with: 'a' 'b' `, exactly as Redis 7 (and the
+/// node) word it: the quoted arguments stop at 128 characters, the last one cut to fit.
+pub fn unknown_command(args: &[Bytes]) -> Reply {
+    let name = args
+        .first()
+        .map(|a| String::from_utf8_lossy(a))
+        .unwrap_or_default();
+    let mut quoted = String::new();
+    for a in args.iter().skip(1) {
+        let used = quoted.chars().count();
+        if used >= 128 {
+            break;
+        }
+        let a = String::from_utf8_lossy(a);
+        let _ = write!(quoted, "'{}' ", truncate(&a, 128 - used));
+    }
+    Reply::Error(format!(
+        "ERR unknown command '{}', with args beginning with: {quoted}",
+        truncate(&name, 128)
+    ))
+}
+
+pub fn unknown_subcommand(sub: &[u8], parent: &str) -> Reply {
+    Reply::Error(format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        truncate(&String::from_utf8_lossy(sub), 128),
+        parent.to_ascii_uppercase()
+    ))
+}
+
+/// The error for commands a multiplexing proxy cannot serve (blocking, replication, persistence).
+pub fn unsupported(spec: &CommandSpec) -> Reply {
+    Reply::Error(format!(
+        "ERR command '{}' is not supported by the ringcache router; send it to a node directly",
+        spec.name
+    ))
+}
+
+/// Runs a router-answered command.
+pub fn run(
+    router: &Router,
+    topo: &Topology,
+    s: &mut Session,
+    spec: &'static CommandSpec,
+    a: &[Bytes],
+) -> Slot {
+    let reply = match spec.name {
+        "ping" => match a.len() {
+            1 => Reply::Status("PONG"),
+            2 => Reply::Bulk(a[1].clone()),
+            _ => arity_error("ping"),
+        },
+        "echo" => Reply::Bulk(a[1].clone()),
+        "hello" => hello(router, s, a),
+        "auth" => auth(router, s, a),
+        "select" => match int_arg(&a[1]) {
+            Ok(0) => Reply::OK,
+            Ok(n) if (0..16).contains(&n) => {
+                Reply::error("ERR SELECT is not allowed in cluster mode")
+            }
+            Ok(_) => Reply::error("ERR DB index is out of range"),
+            Err(e) => e,
+        },
+        "quit" => {
+            s.closing = true;
+            Reply::OK
+        }
+        "reset" => {
+            s.proto = Protocol::Resp2;
+            *lock(&s.client.name) = None;
+            if router.config.requirepass.is_some() {
+                s.authenticated = false;
+            }
+            Reply::Status("RESET")
+        }
+        "client" => client(router, s, a),
+        "command" => command(s, a),
+        "config" => config(router, a),
+        "time" => time(),
+        "info" => return info(router, topo, s, a),
+        "ring" => ring(topo, a),
+        _ => unsupported(spec),
+    };
+    // After the command: HELLO 3 answers in the protocol it switches to, as Redis does.
+    Slot::reply(&reply, s.proto)
+}
+
+fn wrongpass() -> Reply {
+    Reply::error("WRONGPASS invalid username-password pair or user is disabled.")
+}
+
+fn check_auth(router: &Router, user: &[u8], pass: &[u8]) -> bool {
+    if user != b"default" {
+        return false;
+    }
+    match &router.config.requirepass {
+        Some(p) => p.as_bytes() == pass,
+        // The default user has no password: any password is accepted, as with Redis's `nopass`.
+        None => true,
+    }
+}
+
+fn auth(router: &Router, s: &mut Session, a: &[Bytes]) -> Reply {
+    let (user, pass) = match a.len() {
+        2 => {
+            if router.config.requirepass.is_none() {
+                return Reply::error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+            }
+            (&b"default"[..], &a[1][..])
+        }
+        3 => (&a[1][..], &a[2][..]),
+        _ => return syntax_error(),
+    };
+    if check_auth(router, user, pass) {
+        s.authenticated = true;
+        Reply::OK
+    } else {
+        wrongpass()
+    }
+}
+
+fn set_name(s: &Session, name: &Bytes) -> Result<(), Reply> {
+    if !name.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
+        return Err(Reply::error(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    *lock(&s.client.name) = (!name.is_empty()).then(|| name.clone());
+    Ok(())
+}
+
+fn hello(router: &Router, s: &mut Session, a: &[Bytes]) -> Reply {
+    let mut proto = None;
+    if a.len() >= 2 {
+        match int_arg(&a[1]) {
+            Ok(2) => proto = Some(Protocol::Resp2),
+            Ok(3) => proto = Some(Protocol::Resp3),
+            Ok(_) => return Reply::error("NOPROTO unsupported protocol version"),
+            Err(_) => {
+                return Reply::error("ERR Protocol version is not an integer or out of range")
+            }
+        }
+    }
+    let mut auth: Option<(Bytes, Bytes)> = None;
+    let mut name: Option<Bytes> = None;
+    let mut i = 2;
+    while i < a.len() {
+        let more = a.len() - i - 1;
+        if is(&a[i], "auth") && more >= 2 {
+            auth = Some((a[i + 1].clone(), a[i + 2].clone()));
+            i += 3;
+        } else if is(&a[i], "setname") && more >= 1 {
+            name = Some(a[i + 1].clone());
+            i += 2;
+        } else {
+            return Reply::Error(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(&a[i])
+            ));
+        }
+    }
+    if let Some((user, pass)) = &auth {
+        if !check_auth(router, user, pass) {
+            return wrongpass();
+        }
+        s.authenticated = true;
+    }
+    if !s.authenticated {
+        return Reply::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    if let Some(n) = &name {
+        if let Err(e) = set_name(s, n) {
+            return e;
+        }
+    }
+    if let Some(p) = proto {
+        s.proto = p;
+    }
+    Reply::Map(vec![
+        (Reply::bulk_str("server"), Reply::bulk_str("redis")),
+        (
+            Reply::bulk_str("version"),
+            Reply::bulk_str(REDIS_COMPAT_VERSION),
+        ),
+        (Reply::bulk_str("proto"), Reply::Int(s.proto.number())),
+        (Reply::bulk_str("id"), Reply::Int(s.id as i64)),
+        (Reply::bulk_str("mode"), Reply::bulk_str("standalone")),
+        (Reply::bulk_str("role"), Reply::bulk_str("master")),
+        (Reply::bulk_str("modules"), Reply::Array(Vec::new())),
+    ])
+}
+
+fn client(router: &Router, s: &mut Session, a: &[Bytes]) -> Reply {
+    let sub = a[1].to_ascii_lowercase();
+    let Some(spec) = table::lookup_sub(b"client", &sub) else {
+        if sub == b"help" {
+            return client_help();
+        }
+        return unknown_subcommand(&a[1], "client");
+    };
+    if !spec.arity_ok(a.len()) {
+        return arity_error(spec.name);
+    }
+    match &sub[..] {
+        b"id" => Reply::Int(s.id as i64),
+        b"setname" => match set_name(s, &a[2]) {
+            Ok(()) => Reply::OK,
+            Err(e) => e,
+        },
+        b"getname" => lock(&s.client.name)
+            .clone()
+            .map(Reply::Bulk)
+            .unwrap_or(Reply::Nil),
+        b"list" => client_list(router, a),
+        b"info" => Reply::Verbatim(Bytes::from(s.client.info_line())),
+        b"kill" => client_kill(router, s, a),
+        b"no-evict" if a.len() == 3 && (is(&a[2], "on") || is(&a[2], "off")) => Reply::OK,
+        b"no-evict" => syntax_error(),
+        _ => unknown_subcommand(&a[1], "client"),
+    }
+}
+
+fn client_help() -> Reply {
+    let lines = [
+        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GETNAME",
+        "    Return the name of the current connection.",
+        "ID",
+        "    Return the ID of the current connection.",
+        "INFO",
+        "    Return information about the current client connection.",
+        "KILL <ip:port>",
+        "    Kill connection made from <ip:port>.",
+        "KILL <option> <value> [<option> <value> [...]]",
+        "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, SKIPME (YES|NO).",
+        "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID <client-id> ...]",
+        "    Return information about client connections.",
+        "SETNAME <name>",
+        "    Assign the name <name> to the current connection.",
+        "HELP",
+        "    Print this help.",
+    ];
+    Reply::Array(
+        lines
+            .iter()
+            .map(|l| Reply::StatusOwned((*l).to_string()))
+            .collect(),
+    )
+}
+
+fn client_list(router: &Router, a: &[Bytes]) -> Reply {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut i = 2;
+    while i < a.len() {
+        if is(&a[i], "type") && i + 1 < a.len() {
+            let t = &a[i + 1];
+            if !["normal", "master", "replica", "pubsub", "slave"]
+                .iter()
+                .any(|k| is(t, k))
+            {
+                return Reply::Error(format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(t)
+                ));
+            }
+            if !is(t, "normal") {
+                return Reply::Verbatim(Bytes::new());
+            }
+            i += 2;
+        } else if is(&a[i], "id") && i + 1 < a.len() {
+            let mut v = Vec::new();
+            for id in &a[i + 1..] {
+                match int_arg(id) {
+                    Ok(n) if n > 0 => v.push(n as u64),
+                    _ => return Reply::error("ERR Invalid client ID"),
+                }
+            }
+            ids = Some(v);
+            i = a.len();
+        } else {
+            return syntax_error();
+        }
+    }
+    let mut text = String::new();
+    for c in router.clients.all() {
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+            continue;
+        }
+        text.push_str(&c.info_line());
+    }
+    Reply::Verbatim(Bytes::from(text))
+}
+
+fn client_kill(router: &Router, s: &mut Session, a: &[Bytes]) -> Reply {
+    let all = router.clients.all();
+    if a.len() == 3 {
+        // Old form: CLIENT KILL ip:port, replies OK or an error.
+        let addr = String::from_utf8_lossy(&a[2]);
+        return match all.iter().find(|c| c.addr.to_string() == addr) {
+            Some(c) => {
+                kill(s, c);
+                Reply::OK
+            }
+            None => Reply::error("ERR No such client"),
+        };
+    }
+    if !a.len().is_multiple_of(2) {
+        return syntax_error();
+    }
+    let (mut id, mut addr, mut laddr, mut skipme) = (None, None, None, true);
+    for pair in a[2..].chunks(2) {
+        let v = String::from_utf8_lossy(&pair[1]).into_owned();
+        if is(&pair[0], "id") {
+            match int_arg(&pair[1]) {
+                Ok(n) if n > 0 => id = Some(n as u64),
+                _ => return Reply::error("ERR client-id should be greater than 0"),
+            }
+        } else if is(&pair[0], "addr") {
+            addr = Some(v);
+        } else if is(&pair[0], "laddr") {
+            laddr = Some(v);
+        } else if is(&pair[0], "skipme") {
+            if is(&pair[1], "yes") {
+                skipme = true;
+            } else if is(&pair[1], "no") {
+                skipme = false;
+            } else {
+                return syntax_error();
+            }
+        } else if is(&pair[0], "type") || is(&pair[0], "user") || is(&pair[0], "maxage") {
+            // Every client is a normal client of the default user: accept the filter as is.
+        } else {
+            return syntax_error();
+        }
+    }
+    let mut killed = 0;
+    for c in &all {
+        if id.is_some_and(|id| id != c.id)
+            || addr.as_ref().is_some_and(|a| *a != c.addr.to_string())
+            || laddr.as_ref().is_some_and(|a| *a != c.laddr.to_string())
+            || (skipme && c.id == s.id)
+        {
+            continue;
+        }
+        kill(s, c);
+        killed += 1;
+    }
+    Reply::Int(killed)
+}
+
+fn kill(s: &mut Session, c: &crate::clients::ClientHandle) {
+    if c.id == s.id {
+        s.closing = true;
+    } else {
+        c.kill();
+    }
+}
+
+/// COMMAND, COMMAND COUNT/LIST/INFO/DOCS/GETKEYS from the shared table (Redis's own bytes).
+fn command(s: &Session, a: &[Bytes]) -> Reply {
+    let resp3 = s.proto == Protocol::Resp3;
+    if a.len() == 1 {
+        return Reply::Array(table::top_level().map(|c| info_entry(c, resp3)).collect());
+    }
+    let sub = a[1].to_ascii_lowercase();
+    let Some(spec) = table::lookup_sub(b"command", &sub) else {
+        return unknown_subcommand(&a[1], "command");
+    };
+    if !spec.arity_ok(a.len()) {
+        return arity_error(spec.name);
+    }
+    let names = |from: usize| -> Vec<String> {
+        if a.len() > from {
+            a[from..]
+                .iter()
+                .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+                .collect()
+        } else {
+            table::top_level().map(|c| c.name.to_string()).collect()
+        }
+    };
+    match &sub[..] {
+        b"count" => Reply::Int(table::top_level().count() as i64),
+        b"list" => Reply::Array(
+            table::top_level()
+                .map(|c| Reply::bulk_str(c.name))
+                .collect(),
+        ),
+        b"info" => Reply::Array(
+            names(2)
+                .iter()
+                .map(|n| match table::lookup(n.as_bytes()) {
+                    Some(c) => info_entry(c, resp3),
+                    None => Reply::Nil,
+                })
+                .collect(),
+        ),
+        b"docs" => Reply::Map(
+            names(2)
+                .iter()
+                .filter_map(|n| {
+                    table::docs_entry(n, resp3)
+                        .map(|b| (Reply::bulk_str(n), Reply::Raw(Bytes::from_static(b))))
+                })
+                .collect(),
+        ),
+        b"getkeys" => {
+            let Some(cmd) = table::lookup(&a[2]) else {
+                return Reply::error("ERR Invalid command specified");
+            };
+            if !cmd.arity_ok(a.len() - 2) {
+                return Reply::error("ERR Invalid number of arguments specified for command");
+            }
+            let keys: Vec<Reply> = cmd
+                .key_positions(a.len() - 2)
+                .map(|i| Reply::Bulk(a[i + 2].clone()))
+                .collect();
+            if keys.is_empty() {
+                return Reply::error("ERR The command has no key arguments");
+            }
+            Reply::Array(keys)
+        }
+        _ => unknown_subcommand(&a[1], "command"),
+    }
+}
+
+/// A command's COMMAND INFO entry: Redis's bytes for Redis's commands, built from the table for
+/// ringcache's own.
+fn info_entry(c: &CommandSpec, resp3: bool) -> Reply {
+    if let Some(b) = table::info_entry(c.name, resp3) {
+        return Reply::Raw(Bytes::from_static(b));
+    }
+    use table::flags as f;
+    let names = [
+        (f::WRITE, "write"),
+        (f::READONLY, "readonly"),
+        (f::DENYOOM, "denyoom"),
+        (f::ADMIN, "admin"),
+        (f::NOSCRIPT, "noscript"),
+        (f::LOADING, "loading"),
+        (f::STALE, "stale"),
+        (f::FAST, "fast"),
+        (f::NO_MULTI, "no_multi"),
+    ];
+    let flags = names
+        .iter()
+        .filter(|(flag, _)| c.has(*flag))
+        .map(|(_, n)| Reply::Status(n))
+        .collect();
+    Reply::Array(vec![
+        Reply::bulk_str(c.name),
+        Reply::Int(i64::from(c.arity)),
+        Reply::Set(flags),
+        Reply::Int(i64::from(c.first_key)),
+        Reply::Int(i64::from(c.last_key)),
+        Reply::Int(i64::from(c.step)),
+        Reply::Set(Vec::new()),
+        Reply::Set(Vec::new()),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+    ])
+}
+
+/// CONFIG GET over the few settings a client may ask a router for; CONFIG SET and friends are
+/// refused (the router is configured by its TOML file).
+fn config(router: &Router, a: &[Bytes]) -> Reply {
+    let sub = a[1].to_ascii_lowercase();
+    let Some(spec) = table::lookup_sub(b"config", &sub) else {
+        return unknown_subcommand(&a[1], "config");
+    };
+    if !spec.arity_ok(a.len()) {
+        return arity_error(spec.name);
+    }
+    if sub != b"get" {
+        return Reply::Error(format!(
+            "ERR CONFIG {} is not supported by the ringcache router; edit its TOML file",
+            String::from_utf8_lossy(&a[1]).to_ascii_uppercase()
+        ));
+    }
+    let c = &router.config;
+    let params: [(&str, String); 8] = [
+        ("port", router.port.to_string()),
+        ("maxclients", c.max_clients.to_string()),
+        ("timeout", "0".into()),
+        ("databases", "1".into()),
+        ("save", String::new()),
+        ("appendonly", "no".into()),
+        ("requirepass", c.requirepass.clone().unwrap_or_default()),
+        ("proto-max-bulk-len", c.limits.max_bulk_len.to_string()),
+    ];
+    let mut out = Vec::new();
+    for (name, value) in &params {
+        if a[2..].iter().any(|p| glob(p, name.as_bytes())) {
+            out.push((Reply::bulk_str(name), Reply::bulk_str(value)));
+        }
+    }
+    Reply::Map(out)
+}
+
+/// Case-insensitive glob with `*` and `?` (enough for CONFIG GET patterns).
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
+        (Some(p), Some(t)) if p.eq_ignore_ascii_case(t) => glob(&pattern[1..], &text[1..]),
+        _ => false,
+    }
+}
+
+fn time() -> Reply {
+    let us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from((us / 1_000_000).to_string())),
+        Reply::Bulk(Bytes::from((us % 1_000_000).to_string())),
+    ])
+}
+
+const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "stats", "router", "keyspace"];
+
+/// INFO: the router's sections; `keyspace` sums the shards' (fetched with `INFO keyspace`).
+fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
+    let mut wanted: Vec<String> = Vec::new();
+    for arg in &a[1..] {
+        let arg = String::from_utf8_lossy(arg).to_ascii_lowercase();
+        match arg.as_str() {
+            "all" | "everything" | "default" => {
+                wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string()))
+            }
+            _ => wanted.push(arg),
+        }
+    }
+    if wanted.is_empty() {
+        wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string()));
+    }
+    let mut text = String::new();
+    for section in DEFAULT_SECTIONS.iter().filter(|s| **s != "keyspace") {
+        if !wanted.iter().any(|w| w == section) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str("\r\n");
+        }
+        section_text(router, topo, section, &mut text);
+    }
+    if !wanted.iter().any(|w| w == "keyspace") {
+        return Slot::reply(&Reply::Verbatim(Bytes::from(text)), s.proto);
+    }
+    let start = std::time::Instant::now();
+    let cmd = crate::metrics::command_index(table::lookup(b"info"));
+    let parts = topo
+        .shards
+        .iter()
+        .map(|shard| {
+            crate::proxy::send(
+                shard,
+                s,
+                Bytes::from_static(b"*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n"),
+                cmd,
+                start,
+            )
+        })
+        .collect();
+    Slot::Merge(Box::new(Merge::new(
+        parts,
+        How::Info {
+            text,
+            proto: s.proto,
+        },
+    )))
+}
+
+fn section_text(router: &Router, topo: &Topology, section: &str, out: &mut String) {
+    let _ = match section {
+        "server" => {
+            let uptime = router.started.elapsed().as_secs();
+            write!(
+                out,
+                "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nringcache_version:{}\r\nringcache_role:router\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH,
+                std::process::id(),
+                router.run_id,
+                router.port,
+                uptime / 86400,
+            )
+        }
+        "clients" => write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+            router.clients.len(),
+            router.config.max_clients,
+        ),
+        "stats" => write!(
+            out,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\n",
+            router.clients.total_connections.load(Relaxed),
+            router.commands.load(Relaxed),
+            router.clients.rejected_connections.load(Relaxed),
+        ),
+        "router" => {
+            let ring = &topo.ring;
+            let up = topo.shards.iter().filter(|s| s.pool.connected() > 0).count();
+            let _ = write!(
+                out,
+                "# Router\r\nring_epoch:{}\r\nring_vnodes:{}\r\nring_shards:{}\r\nring_points:{}\r\nshards_up:{up}\r\nupstream_connections_per_shard:{}\r\nconnected_clients:{}\r\n",
+                ring.epoch(),
+                ring.vnodes(),
+                topo.shards.len(),
+                ring.shards().iter().map(|s| ring.points_of(&s.id)).sum::<usize>(),
+                router.config.upstream_connections,
+                router.clients.len(),
+            );
+            let shares = ring.shares();
+            for (shard, (_, share)) in topo.shards.iter().zip(shares) {
+                let _ = write!(
+                    out,
+                    "shard_{}:primary={},weight={},points={},share={:.2},status={},connections={}\r\n",
+                    shard.id,
+                    shard.primary,
+                    shard.weight,
+                    ring.points_of(&shard.id),
+                    share * 100.0,
+                    shard.pool.status().as_str(),
+                    shard.pool.connected(),
+                );
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    };
+}
+
+/// `RING NODES | LOCATE <key> | STATUS | HELP`.
+fn ring(topo: &Topology, a: &[Bytes]) -> Reply {
+    let sub = a[1].to_ascii_lowercase();
+    let ring = &topo.ring;
+    match &sub[..] {
+        b"nodes" if a.len() == 2 => Reply::Array(
+            topo.shards
+                .iter()
+                .map(|s| {
+                    Reply::Map(vec![
+                        (Reply::bulk_str("id"), Reply::bulk_str(&s.id)),
+                        (Reply::bulk_str("primary"), Reply::bulk_str(&s.primary)),
+                        (
+                            Reply::bulk_str("replicas"),
+                            Reply::Array(s.replicas.iter().map(|r| Reply::bulk_str(r)).collect()),
+                        ),
+                        (Reply::bulk_str("weight"), Reply::Int(i64::from(s.weight))),
+                        (
+                            Reply::bulk_str("points"),
+                            Reply::Int(ring.points_of(&s.id) as i64),
+                        ),
+                        (
+                            Reply::bulk_str("status"),
+                            Reply::bulk_str(s.pool.status().as_str()),
+                        ),
+                        (
+                            Reply::bulk_str("connections"),
+                            Reply::Int(s.pool.connected() as i64),
+                        ),
+                        (
+                            Reply::bulk_str("last_error"),
+                            s.pool.last_error().map_or(Reply::Nil, |e| Reply::bulk_str(&e)),
+                        ),
+                    ])
+                })
+                .collect(),
+        ),
+        b"locate" if a.len() == 3 => {
+            let key = &a[2];
+            let hash = key_hash(key);
+            let Some(index) = ring.owner_index(hash) else {
+                return Reply::error("ERR the ring has no shards");
+            };
+            let tag = hash_tag(key);
+            let shard = &topo.shards[index];
+            Reply::Map(vec![
+                (Reply::bulk_str("shard"), Reply::bulk_str(&shard.id)),
+                (Reply::bulk_str("primary"), Reply::bulk_str(&shard.primary)),
+                (Reply::bulk_str("hash"), Reply::bulk_str(&hash.to_string())),
+                (
+                    Reply::bulk_str("hash_hex"),
+                    Reply::bulk_str(&format!("{hash:016x}")),
+                ),
+                (
+                    Reply::bulk_str("tag"),
+                    if tag.len() == key.len() {
+                        Reply::Nil
+                    } else {
+                        Reply::Bulk(Bytes::copy_from_slice(tag))
+                    },
+                ),
+                (Reply::bulk_str("epoch"), Reply::Int(ring.epoch() as i64)),
+            ])
+        }
+        b"status" if a.len() == 2 => {
+            let points: usize = ring.shards().iter().map(|s| ring.points_of(&s.id)).sum();
+            let shares = ring
+                .shares()
+                .into_iter()
+                .map(|(id, share)| {
+                    (
+                        Reply::Bulk(Bytes::from(id)),
+                        Reply::bulk_str(&format!("{:.2}%", share * 100.0)),
+                    )
+                })
+                .collect();
+            Reply::Map(vec![
+                (Reply::bulk_str("epoch"), Reply::Int(ring.epoch() as i64)),
+                (Reply::bulk_str("vnodes"), Reply::Int(i64::from(ring.vnodes()))),
+                (Reply::bulk_str("shards"), Reply::Int(topo.shards.len() as i64)),
+                (Reply::bulk_str("points"), Reply::Int(points as i64)),
+                (
+                    Reply::bulk_str("shards_up"),
+                    Reply::Int(
+                        topo.shards
+                            .iter()
+                            .filter(|s| s.pool.connected() > 0)
+                            .count() as i64,
+                    ),
+                ),
+                (Reply::bulk_str("share"), Reply::Map(shares)),
+                (Reply::bulk_str("migrating"), Reply::Int(0)),
+            ])
+        }
+        b"help" if a.len() == 2 => Reply::Array(
+            [
+                "RING <subcommand> [<arg> ...]. Subcommands are:",
+                "NODES",
+                "    Every shard: id, primary, replicas, weight, points on the ring, status.",
+                "LOCATE <key>",
+                "    The shard owning <key>, the key's 64-bit hash and its {hash tag}.",
+                "STATUS",
+                "    Epoch, vnodes, shard count, total points and each shard's share of the hash space.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .iter()
+            .map(|l| Reply::StatusOwned((*l).to_string()))
+            .collect(),
+        ),
+        b"nodes" | b"status" | b"help" | b"locate" => {
+            Reply::Error(format!(
+                "ERR wrong number of arguments for 'ring|{}' command",
+                String::from_utf8_lossy(&sub)
+            ))
+        }
+        b"join" | b"leave" => Reply::Error(format!(
+            "ERR RING {} is not available yet: membership comes from cluster.toml in this release",
+            String::from_utf8_lossy(&sub).to_ascii_uppercase()
+        )),
+        _ => unknown_subcommand(&a[1], "ring"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_command_matches_redis() {
+        let args: Vec<Bytes> = ["foo", "a", "b"].iter().map(|s| Bytes::from(*s)).collect();
+        assert_eq!(
+            unknown_command(&args),
+            Reply::error("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
+        );
+        let args = vec![Bytes::from("x")];
+        assert_eq!(
+            unknown_command(&args),
+            Reply::error("ERR unknown command 'x', with args beginning with: ")
+        );
+    }
+
+    #[test]
+    fn glob_patterns() {
+        assert!(glob(b"*", b"maxclients"));
+        assert!(glob(b"MAX*", b"maxclients"));
+        assert!(glob(b"p?rt", b"port"));
+        assert!(!glob(b"port", b"ports"));
+    }
+}

@@ -1,0 +1,480 @@
+//! The L7 proxy: accept loop and client connections.
+//!
+//! A connection reads what the client sent, decodes every whole request, and turns each into a
+//! [`Slot`] at the back of its FIFO right away (forwarding it to its shard, splitting it, or
+//! answering it), so a pipeline reaches the shards as one batch. Replies leave strictly from the
+//! front of the FIFO: whatever is complete there is written with one write per wakeup, so
+//! replies keep the request order whatever order the shards answer in. A client may have at most
+//! [`MAX_PENDING`] requests outstanding; beyond that the router stops reading it (backpressure
+//! instead of unbounded memory).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use ringcache_protocol::table::{self, flags};
+use ringcache_protocol::{Protocol, Reply, RequestDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
+
+use crate::clients::{lock, ClientHandle, Clients};
+use crate::config::RouterConfig;
+use crate::io_threads::IoThreads;
+use crate::merge::{How, Merge, Slot};
+use crate::metrics::{self, ShardMetrics};
+use crate::route::{self, Plan};
+use crate::topology::{Shard, Topology};
+use crate::upstream::{UpRequest, UpResult};
+use crate::{cursor, local};
+
+/// Requests one client may have outstanding before the router stops reading from it.
+pub const MAX_PENDING: usize = 1024;
+const READ_CHUNK: usize = 16 * 1024;
+/// How long shutdown waits for clients to receive the replies they are owed.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// State shared by every connection of a router.
+#[derive(Debug)]
+pub struct Router {
+    pub config: RouterConfig,
+    /// The ring and pools, swapped whole when membership changes.
+    pub topology: ArcSwap<Topology>,
+    pub clients: Clients,
+    /// Commands the router answers itself (shard label `router`).
+    pub metrics: ShardMetrics,
+    pub commands: AtomicU64,
+    pub started: Instant,
+    pub run_id: String,
+    /// The client-facing port (for INFO and CONFIG GET port).
+    pub port: u16,
+    pub io: IoThreads,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        // Ends the IO threads and upstream tasks even if `serve` never ran to its end.
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Router {
+    /// Starts the IO threads, builds the ring at epoch 1 and starts the upstream pools (inside a
+    /// tokio runtime).
+    pub fn new(config: RouterConfig, port: u16) -> io::Result<Arc<Router>> {
+        use rand::Rng;
+        let (stop, stop_rx) = watch::channel(false);
+        let io = IoThreads::start(config.io_threads, &stop_rx)?;
+        let topology = Topology::start(&config, 1, &stop_rx, &io)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let run_id: String = {
+            let mut rng = rand::thread_rng();
+            (0..40)
+                .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
+                .collect()
+        };
+        Ok(Arc::new(Router {
+            config,
+            topology: ArcSwap::from_pointee(topology),
+            clients: Clients::default(),
+            metrics: ShardMetrics::new("router"),
+            commands: AtomicU64::new(0),
+            started: Instant::now(),
+            run_id,
+            port,
+            io,
+            stop,
+        }))
+    }
+
+    /// Tells background tasks (upstream connections, metrics) to stop.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+}
+
+/// Serves clients on `listener` until `shutdown` resolves; then stops accepting, lets connected
+/// clients receive the replies they are owed (up to 2 s), and stops the upstream connections.
+pub async fn serve(
+    router: Arc<Router>,
+    listener: TcpListener,
+    shutdown: impl Future,
+) -> io::Result<()> {
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((sock, addr)) => {
+                    backoff = Duration::from_millis(5);
+                    accept(&router, sock, addr);
+                }
+                Err(e) => {
+                    // EMFILE and friends: wait instead of spinning, then try again.
+                    tracing::warn!(error = %e, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            },
+        }
+    }
+    drop(listener);
+    tracing::info!(clients = router.clients.len(), "shutting down");
+    router.clients.kill_all();
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while !router.clients.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = router.stop.send(true);
+    Ok(())
+}
+
+fn accept(router: &Arc<Router>, sock: TcpStream, addr: SocketAddr) {
+    let laddr = sock.local_addr().unwrap_or(addr);
+    let max = router.config.max_clients;
+    let Some(handle) = router.clients.register(addr, laddr, max) else {
+        tokio::spawn(async move {
+            let mut sock = sock;
+            let _ = sock
+                .write_all(b"-ERR max number of clients reached\r\n")
+                .await;
+        });
+        return;
+    };
+    let io = router.io.pick();
+    let span = tracing::debug_span!("client", id = handle.id, peer = %addr, io);
+    let router = router.clone();
+    if !router.io.is_dedicated() {
+        tokio::spawn(client_task(router, sock, handle, io).instrument(span));
+        return;
+    }
+    // The socket moves to its IO thread for good (registered with that thread's reactor).
+    let std_sock = match sock.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot hand over connection");
+            router.clients.unregister(handle.id);
+            return;
+        }
+    };
+    let runtime = router.io.handle(io).clone();
+    runtime.spawn(
+        async move {
+            match TcpStream::from_std(std_sock) {
+                Ok(sock) => client_task(router, sock, handle, io).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot adopt connection");
+                    router.clients.unregister(handle.id);
+                }
+            }
+        }
+        .instrument(span),
+    );
+}
+
+async fn client_task(router: Arc<Router>, sock: TcpStream, handle: Arc<ClientHandle>, io: usize) {
+    let _registered = Registered(&router, handle.id);
+    if let Err(e) = connection(&router, sock, &handle, io).await {
+        tracing::debug!(error = %e, "connection ended");
+    }
+}
+
+/// Unregisters a client when its task ends, even by a panic.
+struct Registered<'a>(&'a Router, u64);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.clients.unregister(self.1);
+    }
+}
+
+/// Per-connection state a command may read or change.
+#[derive(Debug)]
+pub struct Session {
+    pub id: u64,
+    /// The IO thread this connection lives on (its upstream connections are that thread's).
+    pub io: usize,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    /// Stop reading requests; close once the owed replies are written (QUIT, protocol error,
+    /// CLIENT KILL, shutdown).
+    pub closing: bool,
+    /// Close at once without a reply (an HTTP request on the RESP port).
+    pub close_now: bool,
+    pub client: Arc<ClientHandle>,
+    pub last_cmd: &'static str,
+}
+
+async fn connection(
+    router: &Router,
+    mut sock: TcpStream,
+    handle: &Arc<ClientHandle>,
+    io: usize,
+) -> io::Result<()> {
+    sock.set_nodelay(true)?;
+    let needs_auth = router.config.requirepass.is_some();
+    let mut s = Session {
+        id: handle.id,
+        io,
+        proto: Protocol::Resp2,
+        authenticated: !needs_auth,
+        closing: false,
+        close_now: false,
+        client: handle.clone(),
+        last_cmd: "NULL",
+    };
+    let mut decoder = RequestDecoder::new(router.config.limits, s.authenticated);
+    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut args: Vec<Bytes> = Vec::new();
+    let mut fifo: VecDeque<Slot> = VecDeque::new();
+    let mut eof = false;
+    loop {
+        // Decode and dispatch everything buffered, up to the outstanding-request cap.
+        let mut starved = false;
+        if !s.closing {
+            let topo = router.topology.load_full();
+            let start = Instant::now();
+            let mut commands = 0u64;
+            while fifo.len() < MAX_PENDING {
+                match decoder.decode_into(&mut inbuf, &mut args) {
+                    Ok(Some(raw)) => {
+                        commands += 1;
+                        let slot = dispatch(router, &topo, &mut s, &args, raw, start);
+                        if s.close_now {
+                            return Ok(());
+                        }
+                        fifo.push_back(slot);
+                        decoder.authenticated = s.authenticated;
+                        if s.closing {
+                            break;
+                        }
+                    }
+                    Ok(None) => {
+                        starved = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "protocol error; closing");
+                        fifo.push_back(Slot::error(&e.reply_text()));
+                        s.closing = true;
+                        break;
+                    }
+                }
+            }
+            if commands > 0 {
+                router.commands.fetch_add(commands, Relaxed);
+                handle
+                    .last_active
+                    .store(handle.created.elapsed().as_millis() as u64, Relaxed);
+                *lock(&handle.last_cmd) = s.last_cmd;
+                handle.resp.store(s.proto.number() as u8, Relaxed);
+            }
+        }
+        let input_done = s.closing || (eof && starved);
+        if input_done && fifo.is_empty() {
+            if !out.is_empty() {
+                sock.write_all(&out).await?;
+            }
+            return Ok(());
+        }
+        // Drop the last request's argument slices so the read buffer is unshared and `reserve`
+        // can reuse it in place.
+        args.clear();
+        if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
+            inbuf.reserve(READ_CHUNK);
+        }
+        let reading = !input_done && !eof && fifo.len() < MAX_PENDING;
+        tokio::select! {
+            biased;
+            _ = handle.kill.notified(), if !s.closing => s.closing = true,
+            () = drain(&mut fifo, &mut out), if !fifo.is_empty() => {}
+            r = sock.read_buf(&mut inbuf), if reading => {
+                if r? == 0 {
+                    eof = true;
+                }
+            }
+        }
+        if !out.is_empty() {
+            sock.write_all(&out).await?;
+            out.clear();
+        }
+    }
+}
+
+/// Moves every complete reply at the front of the FIFO into `out`; pending until at least one is.
+fn drain<'a>(fifo: &'a mut VecDeque<Slot>, out: &'a mut BytesMut) -> impl Future<Output = ()> + 'a {
+    std::future::poll_fn(move |cx| {
+        let mut progressed = false;
+        while let Some(front) = fifo.front_mut() {
+            match front.poll_take(cx) {
+                Poll::Ready(bytes) => {
+                    out.extend_from_slice(&bytes);
+                    fifo.pop_front();
+                    progressed = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if progressed {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+}
+
+/// Queues `raw` on `shard`'s connection for this client and returns where its reply will arrive.
+pub fn send(
+    shard: &Shard,
+    s: &Session,
+    raw: Bytes,
+    cmd: u16,
+    start: Instant,
+) -> oneshot::Receiver<UpResult> {
+    let (tx, rx) = oneshot::channel();
+    shard.pool.send(
+        s.io,
+        s.proto,
+        s.id,
+        UpRequest {
+            raw,
+            reply: tx,
+            cmd,
+            start,
+        },
+    );
+    rx
+}
+
+/// A reply the router produced, counted under the `router` shard label.
+fn answer(router: &Router, cmd: u16, start: Instant, reply: &Reply, proto: Protocol) -> Slot {
+    router
+        .metrics
+        .observe(cmd, start.elapsed(), reply.is_error());
+    Slot::reply(reply, proto)
+}
+
+/// Turns one request into a slot: forwarded, split, fanned out, or answered here.
+fn dispatch(
+    router: &Router,
+    topo: &Topology,
+    s: &mut Session,
+    args: &[Bytes],
+    raw: Bytes,
+    start: Instant,
+) -> Slot {
+    let Some(name) = args.first() else {
+        return Slot::Ready(Bytes::new());
+    };
+    let spec = table::lookup(name);
+    let cmd = metrics::command_index(spec);
+    let Some(spec) = spec else {
+        if name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:") {
+            tracing::warn!(
+                "possible cross-protocol attack (HTTP request on the RESP port); closing"
+            );
+            s.close_now = true;
+            return Slot::Ready(Bytes::new());
+        }
+        return answer(router, cmd, start, &local::unknown_command(args), s.proto);
+    };
+    s.last_cmd = spec.name;
+    if !spec.arity_ok(args.len()) {
+        return answer(router, cmd, start, &local::arity_error(spec.name), s.proto);
+    }
+    if !s.authenticated && !spec.has(flags::NO_AUTH) && spec.name != "quit" {
+        let reply = Reply::error("NOAUTH Authentication required.");
+        return answer(router, cmd, start, &reply, s.proto);
+    }
+    let plan = route::plan(spec, args, |k| topo.owner(k).unwrap_or(0));
+    if topo.shards.is_empty() && !matches!(plan, Plan::Local | Plan::Unsupported) {
+        let reply = Reply::error("ERR the ring has no shards");
+        return answer(router, cmd, start, &reply, s.proto);
+    }
+    match plan {
+        Plan::Forward(shard) => Slot::Forward(send(&topo.shards[shard], s, raw, cmd, start)),
+        Plan::Split {
+            merge,
+            step,
+            parts,
+            owners,
+        } => {
+            let receivers = parts
+                .iter()
+                .map(|part| {
+                    let request = route::part_request(args, part, step);
+                    send(&topo.shards[part.shard], s, request, cmd, start)
+                })
+                .collect();
+            Slot::Merge(Box::new(Merge::new(
+                receivers,
+                How::Split { merge, owners },
+            )))
+        }
+        Plan::FanOut(how) => {
+            let receivers = topo
+                .shards
+                .iter()
+                .map(|shard| send(shard, s, raw.clone(), cmd, start))
+                .collect();
+            Slot::Merge(Box::new(Merge::new(receivers, How::FanOut(how))))
+        }
+        Plan::Scan => {
+            let Some(cursor) = cursor::parse(&args[1]) else {
+                return answer(
+                    router,
+                    cmd,
+                    start,
+                    &Reply::error("ERR invalid cursor"),
+                    s.proto,
+                );
+            };
+            let shards = topo.shards.len();
+            let pos = cursor::decode(cursor, shards);
+            let mut digits = itoa::Buffer::new();
+            let shard_cursor = Bytes::copy_from_slice(digits.format(pos.cursor).as_bytes());
+            let rewritten: Vec<&[u8]> = std::iter::once(&args[0][..])
+                .chain(std::iter::once(&shard_cursor[..]))
+                .chain(args[2..].iter().map(|a| &a[..]))
+                .collect();
+            let mut request = BytesMut::with_capacity(raw.len() + 16);
+            ringcache_protocol::resp::encode_request(&mut request, rewritten);
+            let rx = send(&topo.shards[pos.shard], s, request.freeze(), cmd, start);
+            Slot::Merge(Box::new(Merge::new(
+                vec![rx],
+                How::Scan {
+                    shard: pos.shard,
+                    shards,
+                },
+            )))
+        }
+        Plan::CrossShard => answer(
+            router,
+            cmd,
+            start,
+            &Reply::error(route::CROSSSHARD),
+            s.proto,
+        ),
+        Plan::Unsupported => answer(router, cmd, start, &local::unsupported(spec), s.proto),
+        Plan::Local => {
+            let slot = local::run(router, topo, s, spec, args);
+            if let Slot::Ready(bytes) = &slot {
+                router
+                    .metrics
+                    .observe(cmd, start.elapsed(), bytes.first() == Some(&b'-'));
+            }
+            slot
+        }
+    }
+}
