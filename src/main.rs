@@ -21,6 +21,7 @@ struct Cli {
     command: Command,
 }
 
+mod health;
 mod router_cmd;
 mod up;
 
@@ -32,6 +33,8 @@ enum Command {
     Router(router_cmd::RouterArgs),
     /// Start the local cluster cluster.toml describes (nodes, then the router) and wait for Ctrl-C.
     Up(up::UpArgs),
+    /// Exit 0 if a node or router answers PING (container health checks).
+    Health(health::HealthArgs),
 }
 
 #[derive(clap::Args)]
@@ -161,6 +164,7 @@ fn main() -> ExitCode {
             Command::Node(a) => run_node(a).await,
             Command::Router(a) => router_cmd::run(a, shutdown_signal()).await,
             Command::Up(a) => up::run(a, shutdown_signal()).await,
+            Command::Health(a) => health::run(a),
         }
     });
     match result {

@@ -1,0 +1,194 @@
+//! `ringcache health`: one PING to a node or router, exit 0 if it answers, 1 if not.
+//!
+//! Images are built `FROM scratch`, so there is no shell or redis-cli for a Docker HEALTHCHECK:
+//! the binary checks itself. `+PONG` is healthy; so is `-NOAUTH`, because a server asking for a
+//! password is up and serving. Anything else, a closed connection or the timeout is unhealthy.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Address checked when neither `--addr` nor `RINGCACHE_HEALTH_ADDR` is given.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7001";
+/// Lets one image serve nodes and routers: each container sets the port it listens on.
+pub const ADDR_ENV: &str = "RINGCACHE_HEALTH_ADDR";
+/// A status line longer than this is not a PING reply.
+const MAX_REPLY: usize = 512;
+
+/// Check that a ringcache node or router answers PING (for Docker HEALTHCHECK).
+#[derive(clap::Args, Debug)]
+#[command(about = "Check that a node or router answers PING (exit 0) or not (exit 1)")]
+pub struct HealthArgs {
+    /// HOST:PORT to PING [default: $RINGCACHE_HEALTH_ADDR, else 127.0.0.1:7001].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// Bound on resolving, connecting, sending and reading, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub timeout_ms: u64,
+}
+
+/// PINGs the address; `Ok(())` when it answers `+PONG` or `-NOAUTH`.
+pub fn run(args: HealthArgs) -> Result<()> {
+    let addr = args
+        .addr
+        .or_else(|| std::env::var(ADDR_ENV).ok().filter(|a| !a.is_empty()))
+        .unwrap_or_else(|| DEFAULT_ADDR.to_string());
+    let timeout = Duration::from_millis(args.timeout_ms.max(1));
+    ping(&addr, timeout).with_context(|| format!("health check of {addr}"))
+}
+
+fn ping(addr: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .context("resolving the address")?
+        .collect();
+    let mut stream = connect_any(&addrs, deadline)?;
+    stream.set_nodelay(true).ok();
+    stream.set_write_timeout(Some(left(deadline)?))?;
+    stream
+        .write_all(b"*1\r\n$4\r\nPING\r\n")
+        .context("sending PING")?;
+    let line = read_line(&mut stream, deadline)?;
+    if line == b"+PONG" || line.starts_with(b"-NOAUTH") {
+        return Ok(());
+    }
+    bail!(
+        "unexpected reply to PING: {:?}",
+        String::from_utf8_lossy(&line)
+    )
+}
+
+fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream> {
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(a, left(deadline)?) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(anyhow::Error::new(e).context(format!("connecting to {a}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("the name resolved to no address")))
+}
+
+/// Reads one status line (without its CRLF), bounded in time and length.
+fn read_line(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(64);
+    let mut chunk = [0u8; 128];
+    loop {
+        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+            buf.truncate(end);
+            return Ok(buf);
+        }
+        if buf.len() > MAX_REPLY {
+            bail!("reply line longer than {MAX_REPLY} bytes");
+        }
+        stream.set_read_timeout(Some(left(deadline)?))?;
+        let n = stream.read(&mut chunk).context("reading the reply")?;
+        if n == 0 {
+            bail!("connection closed before a reply");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Time left before `deadline`, an error once it has passed (a zero timeout would mean "none").
+fn left(deadline: Instant) -> Result<Duration> {
+    let d = deadline.saturating_duration_since(Instant::now());
+    if d.is_zero() {
+        bail!("timed out");
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+
+    /// A one-connection server that reads the PING and answers `reply` (or nothing, then holds the
+    /// connection open for `hold`).
+    fn serve_once(reply: &'static [u8], hold: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = [0u8; 14];
+            s.read_exact(&mut req).unwrap();
+            assert_eq!(&req, b"*1\r\n$4\r\nPING\r\n");
+            s.write_all(reply).unwrap();
+            thread::sleep(hold);
+        });
+        addr
+    }
+
+    fn check(addr: String, timeout_ms: u64) -> Result<()> {
+        run(HealthArgs {
+            addr: Some(addr),
+            timeout_ms,
+        })
+    }
+
+    #[test]
+    fn pong_is_healthy() {
+        check(serve_once(b"+PONG\r\n", Duration::ZERO), 2000).unwrap();
+    }
+
+    #[test]
+    fn pong_split_across_reads_is_healthy() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = [0u8; 14];
+            s.read_exact(&mut req).unwrap();
+            s.write_all(b"+PO").unwrap();
+            s.flush().unwrap();
+            thread::sleep(Duration::from_millis(50));
+            s.write_all(b"NG\r\n").unwrap();
+        });
+        check(addr, 2000).unwrap();
+    }
+
+    #[test]
+    fn noauth_is_healthy() {
+        let r = b"-NOAUTH Authentication required.\r\n";
+        check(serve_once(r, Duration::ZERO), 2000).unwrap();
+    }
+
+    #[test]
+    fn other_errors_are_unhealthy() {
+        let e = check(serve_once(b"-LOADING busy\r\n", Duration::ZERO), 2000).unwrap_err();
+        assert!(format!("{e:#}").contains("unexpected reply"), "{e:#}");
+    }
+
+    #[test]
+    fn closed_connection_is_unhealthy() {
+        let e = check(serve_once(b"", Duration::ZERO), 2000).unwrap_err();
+        assert!(format!("{e:#}").contains("closed"), "{e:#}");
+    }
+
+    #[test]
+    fn silence_times_out() {
+        let started = Instant::now();
+        let addr = serve_once(b"", Duration::from_secs(3));
+        let e = check(addr, 200).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "not bounded");
+        assert!(format!("{e:#}").contains("reading the reply"), "{e:#}");
+    }
+
+    #[test]
+    fn refused_is_unhealthy() {
+        // Bind then drop: the port is very likely closed right after.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        let e = check(addr, 1000).unwrap_err();
+        assert!(format!("{e:#}").contains("connecting"), "{e:#}");
+    }
+}
