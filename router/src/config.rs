@@ -177,8 +177,9 @@ pub struct RingConfig {
 pub enum ReadFrom {
     #[default]
     Primary,
-    Replica,
-    PreferReplica,
+    /// Healthy, in-sync replicas, the one with the fewest outstanding requests first.
+    ReplicaLeastConnections,
+    ReplicaRoundRobin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,22 +195,15 @@ pub struct ShardConfig {
 pub struct L4Config {
     pub listen: String,
     pub pool: L4Pool,
-    pub balance: Balance,
+    pub balance: crate::l4::Policy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum L4Pool {
-    Name(String),
-    Addrs(Vec<String>),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Balance {
-    #[default]
-    LeastConnections,
-    RoundRobin,
-    Weighted,
-    SourceHash,
+    /// A shard's replicas (`"replicas:a"`), as the router currently knows them.
+    Replicas(String),
+    /// Fixed addresses, each with a weight (`"host:port@3"`).
+    Addrs(Vec<crate::l4::Member>),
 }
 
 impl RouterConfig {
@@ -303,12 +297,16 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
     }
     let read_from = match raw.ring.read_from.as_deref() {
         None | Some("primary") => ReadFrom::Primary,
-        Some("replica") | Some("replicas") => ReadFrom::Replica,
-        Some("prefer-replica") | Some("prefer_replica") => ReadFrom::PreferReplica,
+        Some("replica-least-connections" | "replica" | "replicas" | "prefer-replica") => {
+            ReadFrom::ReplicaLeastConnections
+        }
+        Some("replica-round-robin") => ReadFrom::ReplicaRoundRobin,
         Some(other) => {
             return Err(ConfigError::invalid(
                 "ring.read_from",
-                format!("'{other}' is not one of primary, replica, prefer-replica"),
+                format!(
+                "'{other}' is not one of primary, replica-least-connections, replica-round-robin"
+            ),
             ))
         }
     };
@@ -381,33 +379,40 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         check_addr(&format!("l4[{i}].listen"), &listen)?;
         let pool = match t.pool {
             None => return Err(ConfigError::invalid(format!("l4[{i}].pool"), "missing")),
-            Some(RawPool::Name(n)) if n.is_empty() => {
+            Some(RawPool::Name(n)) => {
+                // "replicas:a" (or "a.replicas"): shard a's replicas, followed through failovers.
+                let shard = n
+                    .strip_prefix("replicas:")
+                    .or_else(|| n.strip_suffix(".replicas"))
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            format!("l4[{i}].pool"),
+                            format!("'{n}' is neither \"replicas:<shard>\" nor a list of \"host:port[@weight]\""),
+                        )
+                    })?;
+                L4Pool::Replicas(shard.to_string())
+            }
+            Some(RawPool::Addrs(addrs)) if addrs.is_empty() => {
                 return Err(ConfigError::invalid(format!("l4[{i}].pool"), "is empty"))
             }
-            Some(RawPool::Name(n)) => L4Pool::Name(n),
             Some(RawPool::Addrs(addrs)) => {
+                let mut members = Vec::with_capacity(addrs.len());
                 for (j, a) in addrs.iter().enumerate() {
-                    check_addr(&format!("l4[{i}].pool[{j}]"), a)?;
+                    let m: crate::l4::Member = a.parse().map_err(|e: String| {
+                        ConfigError::invalid(format!("l4[{i}].pool[{j}]"), e)
+                    })?;
+                    check_addr(&format!("l4[{i}].pool[{j}]"), &m.addr)?;
+                    members.push(m);
                 }
-                L4Pool::Addrs(addrs)
+                L4Pool::Addrs(members)
             }
         };
         let balance = match t.balance.as_deref() {
-            None => Balance::default(),
-            Some("least-connections" | "least_connections" | "leastconn") => {
-                Balance::LeastConnections
-            }
-            Some("round-robin" | "round_robin" | "roundrobin") => Balance::RoundRobin,
-            Some("weighted") => Balance::Weighted,
-            Some("source-hash" | "source_hash") => Balance::SourceHash,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    format!("l4[{i}].balance"),
-                    format!(
-                    "'{other}' is not one of least-connections, round-robin, weighted, source-hash"
-                ),
-                ))
-            }
+            None => crate::l4::Policy::default(),
+            Some(b) => b
+                .parse()
+                .map_err(|e: String| ConfigError::invalid(format!("l4[{i}].balance"), e))?,
         };
         l4.push(L4Config {
             listen,
@@ -559,11 +564,11 @@ mod tests {
             weight = 2
             [[l4]]
             listen = "127.0.0.1:7100"
-            pool = "a.replicas"
+            pool = "replicas:a"
             balance = "round-robin"
             [[l4]]
             listen = "127.0.0.1:7101"
-            pool = ["127.0.0.1:7001", "127.0.0.1:7002"]
+            pool = ["127.0.0.1:7001", "127.0.0.1:7002@3"]
             "#,
         )
         .unwrap();
@@ -573,14 +578,18 @@ mod tests {
         assert_eq!(c.io_threads, 1);
         assert_eq!(c.requirepass.as_deref(), Some("pw"));
         assert_eq!(c.ring.vnodes, 64);
-        assert_eq!(c.ring.read_from, ReadFrom::Replica);
+        assert_eq!(c.ring.read_from, ReadFrom::ReplicaLeastConnections);
         assert_eq!(c.ring.max_replica_lag, Some(Duration::from_millis(500)));
         assert_eq!(c.shards[0].replicas.len(), 2);
         assert_eq!(c.shards[0].weight, 2);
         assert_eq!(c.l4.len(), 2);
-        assert_eq!(c.l4[0].balance, Balance::RoundRobin);
-        assert_eq!(c.l4[0].pool, L4Pool::Name("a.replicas".into()));
-        assert_eq!(c.l4[1].balance, Balance::LeastConnections);
+        assert_eq!(c.l4[0].balance, crate::l4::Policy::RoundRobin);
+        assert_eq!(c.l4[0].pool, L4Pool::Replicas("a".into()));
+        assert_eq!(c.l4[1].balance, crate::l4::Policy::LeastConnections);
+        let L4Pool::Addrs(members) = &c.l4[1].pool else {
+            panic!("address pool expected");
+        };
+        assert_eq!(members[1].weight, 3);
     }
 
     fn err(text: &str) -> String {
@@ -655,7 +664,7 @@ mod tests {
                 "shard[0].replicas[0]:",
             ),
             (
-                format!("{shard}[[l4]]\nlisten = \"h:1\"\npool = \"a\"\nbalance = \"fastest\"\n"),
+                format!("{shard}[[l4]]\nlisten = \"h:1\"\npool = \"replicas:a\"\nbalance = \"fastest\"\n"),
                 "l4[0].balance:",
             ),
             (String::new(), "no [[shard]] tables"),

@@ -203,7 +203,13 @@ impl Pool {
     pub fn snapshot(&self) -> Vec<(String, usize, bool)> {
         self.backends
             .iter()
-            .map(|b| (b.addr.clone(), b.active.load(Relaxed), b.healthy.load(Relaxed)))
+            .map(|b| {
+                (
+                    b.addr.clone(),
+                    b.active.load(Relaxed),
+                    b.healthy.load(Relaxed),
+                )
+            })
             .collect()
     }
 }
@@ -283,19 +289,21 @@ async fn forward(mut client: TcpStream, active: Active, connect_timeout: Duratio
 }
 
 /// Health-checks every backend of `pool` with PING until `stop`.
-pub async fn health_loop(pool: Arc<Pool>, settings: HealthSettings, mut stop: watch::Receiver<bool>) {
+pub async fn health_loop(
+    pool: Arc<Pool>,
+    settings: HealthSettings,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(settings.interval);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
-        let checks = pool.backends.iter().map(|b| {
-            let b = b.clone();
-            async move {
-                let ok = ping(&b.addr, settings.timeout).await;
-                record(&pool.name, &b, ok, settings);
-            }
+        let name = pool.name.as_str();
+        let checks = pool.backends.iter().map(|b| async move {
+            let ok = ping(&b.addr, settings.timeout).await;
+            record(name, b, ok, settings);
         });
         futures::future::join_all(checks).await;
     }
@@ -365,7 +373,9 @@ mod tests {
     #[test]
     fn least_connections_evens_out_and_refills_the_emptier() {
         let p = pool(Policy::LeastConnections, &["a:1", "b:1"]);
-        let held: Vec<Active> = (0..30).map(|_| Active::new(p.pick(None).unwrap())).collect();
+        let held: Vec<Active> = (0..30)
+            .map(|_| Active::new(p.pick(None).unwrap()))
+            .collect();
         assert_eq!(p.backends[0].active.load(Relaxed), 15);
         assert_eq!(p.backends[1].active.load(Relaxed), 15);
         // Close five on b: the next connection goes to b.
@@ -389,11 +399,15 @@ mod tests {
         assert_eq!(picks, ["a:1", "b:1", "c:1", "a:1", "b:1", "c:1"]);
 
         let p = pool(Policy::WeightedRoundRobin, &["a:1@3", "b:1@1"]);
-        let a = (0..400).filter(|_| p.pick(None).unwrap().addr == "a:1").count();
+        let a = (0..400)
+            .filter(|_| p.pick(None).unwrap().addr == "a:1")
+            .count();
         assert_eq!(a, 300);
 
         let p = pool(Policy::WeightedLeastConnections, &["a:1@2", "b:1@1"]);
-        let _held: Vec<Active> = (0..30).map(|_| Active::new(p.pick(None).unwrap())).collect();
+        let _held: Vec<Active> = (0..30)
+            .map(|_| Active::new(p.pick(None).unwrap()))
+            .collect();
         assert_eq!(p.backends[0].active.load(Relaxed), 20);
         assert_eq!(p.backends[1].active.load(Relaxed), 10);
     }

@@ -12,7 +12,9 @@ pub mod clients;
 pub mod config;
 pub mod cursor;
 pub mod frame;
+pub mod health;
 pub mod io_threads;
+pub mod l4;
 pub mod local;
 pub mod merge;
 pub mod metrics;
@@ -51,6 +53,60 @@ pub async fn run(
         tracing::info!(%addr, "metrics listening");
         tokio::spawn(metrics::serve(router.clone(), l, router.stop_signal()));
     }
+    for l4 in &router.config.l4 {
+        let l = TcpListener::bind(l4.listen.as_str()).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("binding L4 listener {}: {e}", l4.listen))
+        })?;
+        let members = match &l4.pool {
+            config::L4Pool::Addrs(m) => m.clone(),
+            config::L4Pool::Replicas(shard) => {
+                let topo = router.topology.load();
+                let Some(s) = topo.shards.iter().find(|s| &s.id == shard) else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("L4 pool replicas:{shard}: no such shard"),
+                    ));
+                };
+                s.replicas
+                    .iter()
+                    .map(|r| l4::Member {
+                        addr: r.clone(),
+                        weight: 1,
+                    })
+                    .collect()
+            }
+        };
+        let name = match &l4.pool {
+            config::L4Pool::Replicas(s) => format!("replicas:{s}"),
+            config::L4Pool::Addrs(_) => l4.listen.clone(),
+        };
+        let pool = std::sync::Arc::new(l4::Pool::new(name.clone(), l4.balance, &members));
+        let addr = l.local_addr()?;
+        // Tests and the launcher read this line to find an L4 port (0 picks one).
+        println!("ringcache router l4 {name} on {addr}");
+        tracing::info!(%addr, pool = %name, backends = members.len(), "L4 listening");
+        router
+            .l4_pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pool.clone());
+        tokio::spawn(l4::health_loop(
+            pool.clone(),
+            l4::HealthSettings::default(),
+            router.stop_signal(),
+        ));
+        tokio::spawn(l4::serve(
+            l,
+            pool,
+            router.config.connect_timeout,
+            router.stop_signal(),
+        ));
+    }
+    tokio::spawn(health::run(
+        router.clone(),
+        health::HealthSettings::default(),
+        router.stop_signal(),
+    ));
     tracing::info!(
         addr = %listener.local_addr()?,
         shards = router.topology.load().shards.len(),

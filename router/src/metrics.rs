@@ -229,6 +229,31 @@ pub fn render(router: &Router) -> String {
         "# HELP {name} Epoch of the ring the router routes by.\n# TYPE {name} gauge\n{name} {}",
         topo.ring.epoch()
     );
+    let f = &router.failover;
+    let _ = writeln!(
+        out,
+        "# HELP ringcache_failovers_total Primaries replaced by a replica.\n# TYPE ringcache_failovers_total counter\nringcache_failovers_total {}",
+        f.failovers.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringcache_failover_lost_writes_total Writes a failed primary acknowledged that its promoted replica never received.\n# TYPE ringcache_failover_lost_writes_total counter\nringcache_failover_lost_writes_total {}",
+        f.lost_writes.load(Relaxed)
+    );
+    let name = "ringcache_l4_active_connections";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Connections an L4 listener holds open to each backend.\n# TYPE {name} gauge"
+    );
+    for pool in router.l4_pools.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (addr, active, healthy) in pool.snapshot() {
+            let _ = writeln!(
+                out,
+                "{name}{{pool=\"{}\",backend=\"{addr}\",healthy=\"{healthy}\"}} {active}",
+                escape_label(&pool.name)
+            );
+        }
+    }
     out
 }
 

@@ -58,6 +58,9 @@ pub struct Router {
     pub port: u16,
     pub io: IoThreads,
     stop: watch::Sender<bool>,
+    pub failover: crate::health::FailoverStats,
+    /// The L4 listeners' pools (RING STATUS and metrics show their connections).
+    pub l4_pools: std::sync::Mutex<Vec<Arc<crate::l4::Pool>>>,
 }
 
 impl Drop for Router {
@@ -93,7 +96,28 @@ impl Router {
             port,
             io,
             stop,
+            failover: crate::health::FailoverStats::default(),
+            l4_pools: std::sync::Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Starts pools for a shard with this router's settings (failover and joins build shards
+    /// after start-up).
+    pub fn start_shard(&self, id: &str, primary: &str, replicas: &[String], weight: u32) -> Shard {
+        let settings = crate::upstream::UpstreamSettings {
+            connect_timeout: self.config.connect_timeout,
+            request_timeout: self.config.request_timeout,
+            connections: self.io.connections_each(self.config.upstream_connections),
+        };
+        Shard::start(
+            id,
+            primary,
+            replicas,
+            weight,
+            settings,
+            &self.stop.subscribe(),
+            &self.io,
+        )
     }
 
     /// Tells background tasks (upstream connections, metrics) to stop.
@@ -352,6 +376,77 @@ pub fn send(
             reply: tx,
             cmd,
             start,
+            outstanding: None,
+        },
+    );
+    rx
+}
+
+/// The replica a read goes to under `[ring] read_from`, if any may serve it: healthy (in sync
+/// with this shard's primary), lag under `max_replica_lag`, and the key's arc not migrating.
+fn pick_replica(
+    router: &Router,
+    topo: &Topology,
+    shard: &Shard,
+    args: &[Bytes],
+    spec: &table::CommandSpec,
+) -> Option<Arc<crate::topology::ReplicaLink>> {
+    use crate::config::ReadFrom;
+    let policy = router.config.ring.read_from;
+    if policy == ReadFrom::Primary || shard.replica_links.is_empty() {
+        return None;
+    }
+    let max_lag = router
+        .config
+        .ring
+        .max_replica_lag
+        .unwrap_or(DEFAULT_MAX_REPLICA_LAG)
+        .as_millis() as i64;
+    if spec
+        .key_positions(args.len())
+        .any(|i| topo.is_migrating(ringcache_protocol::hash::key_hash(&args[i])))
+    {
+        return None;
+    }
+    let usable = shard
+        .replica_links
+        .iter()
+        .filter(|r| r.healthy.load(Relaxed) && r.lag_ms.load(Relaxed) <= max_lag);
+    match policy {
+        ReadFrom::ReplicaRoundRobin => {
+            let usable: Vec<_> = usable.collect();
+            if usable.is_empty() {
+                return None;
+            }
+            let n = ROUND_ROBIN.fetch_add(1, Relaxed) as usize % usable.len();
+            Some(usable[n].clone())
+        }
+        _ => usable.min_by_key(|r| r.outstanding.load(Relaxed)).cloned(),
+    }
+}
+
+/// Bounded staleness for replica reads when the config does not say.
+const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_millis(1000);
+static ROUND_ROBIN: AtomicU64 = AtomicU64::new(0);
+
+fn send_to_replica(
+    replica: &crate::topology::ReplicaLink,
+    s: &Session,
+    raw: Bytes,
+    cmd: u16,
+    start: Instant,
+) -> oneshot::Receiver<UpResult> {
+    let (tx, rx) = oneshot::channel();
+    replica.pool.send(
+        s.io,
+        s.proto,
+        s.id,
+        UpRequest {
+            raw,
+            reply: tx,
+            cmd,
+            start,
+            outstanding: Some(crate::upstream::Outstanding::new(&replica.outstanding)),
         },
     );
     rx
@@ -403,7 +498,15 @@ fn dispatch(
         return answer(router, cmd, start, &reply, s.proto);
     }
     match plan {
-        Plan::Forward(shard) => Slot::Forward(send(&topo.shards[shard], s, raw, cmd, start)),
+        Plan::Forward(shard) => {
+            let shard = &topo.shards[shard];
+            if spec.has(flags::READONLY) {
+                if let Some(replica) = pick_replica(router, topo, shard, args, spec) {
+                    return Slot::Forward(send_to_replica(&replica, s, raw, cmd, start));
+                }
+            }
+            Slot::Forward(send(shard, s, raw, cmd, start))
+        }
         Plan::Split {
             merge,
             step,

@@ -2,10 +2,11 @@
 //! the shard's primary. Held in an `ArcSwap` by the router, so a membership change (a later
 //! release) publishes a new `Topology` atomically while requests in progress finish on the old one.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
 use std::sync::Arc;
 
 use ringcache_protocol::hash::key_hash;
-use ringcache_protocol::ring::{Epoch, Ring, RingError};
+use ringcache_protocol::ring::{Epoch, Move, Ring, RingError};
 use tokio::sync::watch;
 
 use crate::config::{RouterConfig, ShardConfig};
@@ -18,11 +19,63 @@ use crate::upstream::{UpstreamPool, UpstreamSettings};
 pub struct Shard {
     pub id: String,
     pub primary: String,
-    /// Kept for read replicas (a later release); every request goes to the primary now.
     pub replicas: Vec<String>,
     pub weight: u32,
     pub pool: UpstreamPool,
     pub metrics: Arc<ShardMetrics>,
+    /// Read connections to the replicas, with the health and lag the health checker last saw.
+    pub replica_links: Vec<Arc<ReplicaLink>>,
+}
+
+/// A replica the router may send reads to.
+#[derive(Debug)]
+pub struct ReplicaLink {
+    pub addr: String,
+    pub pool: UpstreamPool,
+    /// Requests sent and not yet answered (least-connections picks the smallest).
+    pub outstanding: Arc<AtomicUsize>,
+    /// Reachable, replicating from this shard's primary, link up (set by the health checker).
+    pub healthy: AtomicBool,
+    /// Milliseconds since it last heard from its primary.
+    pub lag_ms: AtomicI64,
+}
+
+impl Shard {
+    /// Starts a shard's pools: the primary's and a read pool per replica.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        id: &str,
+        primary: &str,
+        replicas: &[String],
+        weight: u32,
+        settings: UpstreamSettings,
+        stop: &watch::Receiver<bool>,
+        io: &IoThreads,
+    ) -> Shard {
+        let metrics = Arc::new(ShardMetrics::new(id));
+        let replica_links = replicas
+            .iter()
+            .map(|r| {
+                Arc::new(ReplicaLink {
+                    addr: r.clone(),
+                    pool: UpstreamPool::start(id, r, settings, metrics.clone(), stop.clone(), io),
+                    outstanding: Arc::new(AtomicUsize::new(0)),
+                    // Not trusted for reads until the health checker has seen it in sync.
+                    healthy: AtomicBool::new(false),
+                    lag_ms: AtomicI64::new(i64::MAX),
+                })
+            })
+            .collect();
+        Shard {
+            id: id.to_string(),
+            primary: primary.to_string(),
+            replicas: replicas.to_vec(),
+            weight,
+            pool: UpstreamPool::start(id, primary, settings, metrics.clone(), stop.clone(), io),
+            metrics,
+            replica_links,
+        }
+    }
 }
 
 /// A ring and its shards' pools, indexed alike: `shards[i]` is `ring.shards()[i]`.
@@ -30,6 +83,8 @@ pub struct Shard {
 pub struct Topology {
     pub ring: Ring,
     pub shards: Vec<Arc<Shard>>,
+    /// Arcs being moved by a membership change in progress (empty otherwise).
+    pub migrating: Vec<Move>,
 }
 
 impl Topology {
@@ -52,25 +107,54 @@ impl Topology {
             .iter()
             .filter_map(|spec| config.shards.iter().find(|s| s.id == spec.id))
             .map(|s: &ShardConfig| {
-                let metrics = Arc::new(ShardMetrics::new(&s.id));
-                Arc::new(Shard {
-                    id: s.id.clone(),
-                    primary: s.primary.clone(),
-                    replicas: s.replicas.clone(),
-                    weight: s.weight,
-                    pool: UpstreamPool::start(
-                        &s.id,
-                        &s.primary,
-                        settings,
-                        metrics.clone(),
-                        stop.clone(),
-                        io,
-                    ),
-                    metrics,
-                })
+                Arc::new(Shard::start(
+                    &s.id,
+                    &s.primary,
+                    &s.replicas,
+                    s.weight,
+                    settings,
+                    stop,
+                    io,
+                ))
             })
             .collect();
-        Ok(Topology { ring, shards })
+        Ok(Topology {
+            ring,
+            shards,
+            migrating: Vec::new(),
+        })
+    }
+
+    /// This topology with shard `index` replaced (a failover), at the next epoch.
+    pub fn with_shard_replaced(
+        &self,
+        index: usize,
+        shard: Arc<Shard>,
+    ) -> Result<Topology, RingError> {
+        let ring = Ring::new(
+            self.ring
+                .epoch()
+                .checked_add(1)
+                .ok_or(RingError::EpochExhausted)?,
+            self.ring.vnodes(),
+            self.ring.shards().to_vec(),
+        )?;
+        let mut shards = self.shards.clone();
+        if let Some(slot) = shards.get_mut(index) {
+            *slot = shard;
+        }
+        Ok(Topology {
+            ring,
+            shards,
+            migrating: self.migrating.clone(),
+        })
+    }
+
+    /// True while the arc holding `hash` is being moved between shards (reads then go to the
+    /// primaries, where the key is in exactly one place). Arcs migrate only during a membership
+    /// change; `migrating` lists them.
+    pub fn is_migrating(&self, hash: u64) -> bool {
+        self.migrating.iter().any(|m| m.arc.contains(hash))
     }
 
     /// Ring index of the shard owning `key`; `None` only for an empty ring.

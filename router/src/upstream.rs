@@ -111,6 +111,26 @@ pub struct UpRequest {
     pub cmd: u16,
     /// When the client's request arrived (latency and request timeout count from here).
     pub start: Instant,
+    /// Counts the request against a replica's outstanding requests until it is answered.
+    pub outstanding: Option<Outstanding>,
+}
+
+/// One outstanding request on a backend: increments on creation, decrements when dropped, which
+/// happens once the request is answered or failed, wherever that is.
+#[derive(Debug)]
+pub struct Outstanding(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Outstanding {
+    pub fn new(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Outstanding {
+        counter.fetch_add(1, Relaxed);
+        Outstanding(counter.clone())
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// Timeouts and sizes of a pool.
