@@ -130,8 +130,10 @@ async fn repl_info(addr: &str, timeout: Duration) -> Option<ReplInfo> {
 #[derive(Default)]
 struct ShardState {
     fails: u32,
-    /// The primary's write count at its last successful probe (for lost-write accounting).
+    /// The primary's write count at its last successful probe, and how many writes the router
+    /// had seen it acknowledge by then (for lost-write accounting).
     last_primary_writes: u64,
+    acked_at_probe: u64,
 }
 
 /// Checks every shard until `stop`, failing over dead primaries.
@@ -165,20 +167,19 @@ pub async fn run(router: Arc<Router>, settings: HealthSettings, mut stop: watch:
                 Some(info) => {
                     state.fails = 0;
                     state.last_primary_writes = info.writes;
+                    state.acked_at_probe = shard.metrics.acked_writes();
                 }
                 None => {
                     state.fails += 1;
                     let due = state.fails >= settings.fall && !shard.replica_links.is_empty();
-                    if due
-                        && failover(
-                            &router,
-                            &shard,
-                            &replicas,
-                            state.last_primary_writes,
-                            settings,
-                        )
-                        .await
-                    {
+                    // Writes it acknowledged after the last probe count too: the probe is up to
+                    // one interval old when the primary dies.
+                    let acked_since = shard
+                        .metrics
+                        .acked_writes()
+                        .saturating_sub(state.acked_at_probe);
+                    let primary_writes = state.last_primary_writes + acked_since;
+                    if due && failover(&router, &shard, &replicas, primary_writes, settings).await {
                         state.fails = 0;
                     }
                 }
@@ -196,7 +197,9 @@ async fn update_replicas(shard: &Shard, infos: &[Option<ReplInfo>], settings: He
             continue;
         };
         let follows = info.primary_host.as_deref() == Some(shard.primary.as_str());
-        let in_sync = !info.role_primary && follows && info.link_up;
+        // A replica whose primary just died keeps serving reads while its data is still within
+        // max_replica_lag (its lag grows from the last time it heard the primary).
+        let in_sync = !info.role_primary && follows && (info.link_up || info.lag_ms < i64::MAX);
         link.healthy.store(in_sync, Relaxed);
         link.lag_ms
             .store(if in_sync { info.lag_ms } else { i64::MAX }, Relaxed);

@@ -45,6 +45,23 @@ pub struct ShardMetrics {
 }
 
 impl ShardMetrics {
+    /// Write commands this shard answered without an error (failover counts the ones its dead
+    /// primary acknowledged after the last health probe).
+    pub fn acked_writes(&self) -> u64 {
+        command_names()
+            .iter()
+            .zip(self.per_command.iter())
+            .filter(|(name, _)| {
+                ringcache_protocol::table::lookup(name.as_bytes()).is_some_and(|c| c.is_write())
+            })
+            .map(|(_, s)| {
+                s.requests
+                    .load(Relaxed)
+                    .saturating_sub(s.errors.load(Relaxed))
+            })
+            .sum()
+    }
+
     pub fn new(shard: &str) -> ShardMetrics {
         ShardMetrics {
             label: escape_label(shard),
@@ -245,7 +262,12 @@ pub fn render(router: &Router) -> String {
         out,
         "# HELP {name} Connections an L4 listener holds open to each backend.\n# TYPE {name} gauge"
     );
-    for pool in router.l4_pools.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    for pool in router
+        .l4_pools
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
         for (addr, active, healthy) in pool.snapshot() {
             let _ = writeln!(
                 out,

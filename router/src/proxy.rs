@@ -408,10 +408,10 @@ fn pick_replica(
     {
         return None;
     }
-    let usable = shard
-        .replica_links
-        .iter()
-        .filter(|r| r.healthy.load(Relaxed) && r.lag_ms.load(Relaxed) <= max_lag);
+    // `connected` drops the moment a replica's connections break, before the next health probe.
+    let usable = shard.replica_links.iter().filter(|r| {
+        r.healthy.load(Relaxed) && r.lag_ms.load(Relaxed) <= max_lag && r.pool.connected() > 0
+    });
     match policy {
         ReadFrom::ReplicaRoundRobin => {
             let usable: Vec<_> = usable.collect();
