@@ -1,0 +1,326 @@
+//! The membership-churn harness (`cargo run --release -p tests --bin churn -- --duration 60s
+//! --seed 7`): starts shards (primary + replica each), spares and a router on 127.0.0.1, drives
+//! a bounded, checked load through the router while a seeded schedule joins and leaves shards and
+//! injects faults, then reads the final state back and prints what was lost, stale, moved.
+//!
+//! Layout: [`cluster`] owns the processes; [`workload`] the load and the shared counters;
+//! [`model`] what was written and the checks; [`schedule`] the events; [`check`] the final read;
+//! [`report`] the per-second line and the summary; [`client`] a small pipelined RESP client.
+
+pub mod check;
+pub mod client;
+pub mod cluster;
+pub mod model;
+pub mod report;
+pub mod schedule;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use cluster::Cluster;
+use model::{Keys, Model};
+use schedule::{Driver, ScheduleKind};
+use workload::{Counters, Shared, WorkerStats};
+
+#[derive(clap::Parser, Debug, Clone)]
+#[command(
+    name = "churn",
+    about = "Membership-churn test: joins, leaves and faults under a checked load through the ringcache router"
+)]
+pub struct Args {
+    /// How long the load runs (e.g. 60s, 500ms, 2m; a bare number is seconds).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub duration: Duration,
+    /// Seeds the schedule (events, their order and targets) and the load's choices.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Shards in the ring at the start (each a primary and one replica).
+    #[arg(long, default_value_t = 3)]
+    pub shards: usize,
+    /// Test keys (60% SET/DEL/GET, 20% counters, 20% APPEND).
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: usize,
+    /// Requests per second, all workers together.
+    #[arg(long, default_value_t = 6000)]
+    pub rate: u32,
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Full)]
+    pub schedule: ScheduleKind,
+    /// Run against the docker compose cluster instead of local processes (not implemented yet).
+    #[arg(long)]
+    pub compose: bool,
+    /// Load tasks, each with its own connection to the router.
+    #[arg(long, default_value_t = 6)]
+    pub workers: usize,
+    /// The `ringcache` binary (default: $RINGCACHE_BIN, else built with cargo in this build's
+    /// profile).
+    #[arg(long, value_name = "PATH")]
+    pub ringcache_bin: Option<PathBuf>,
+}
+
+/// `60s`, `500ms`, `2m`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 60s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("{s:?}: between 0 and 24h"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Finds (or builds) the `ringcache` binary and exports it as `RINGCACHE_BIN` for the process
+/// helpers. Must run before any thread starts.
+fn resolve_ringcache(args: &Args) -> Result<PathBuf> {
+    let bin = if let Some(p) = &args.ringcache_bin {
+        p.clone()
+    } else if let Some(p) = std::env::var_os("RINGCACHE_BIN").filter(|p| !p.is_empty()) {
+        PathBuf::from(p)
+    } else {
+        // Build it in the profile this binary was built in, into the same target directory.
+        let exe = std::env::current_exe().context("locating the churn binary")?;
+        let dir = exe
+            .parent()
+            .context("the churn binary has no directory")?
+            .to_path_buf();
+        let profile = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_string();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "--quiet", "--bin", "ringcache"])
+            .current_dir(tests::workspace_root())
+            .stdin(std::process::Stdio::null());
+        match profile.as_str() {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        if let Some(target) = dir.parent() {
+            cmd.env("CARGO_TARGET_DIR", target);
+        }
+        println!("churn: building ringcache ({profile}) ...");
+        let status = cmd
+            .status()
+            .context("running cargo build --bin ringcache")?;
+        if !status.success() {
+            bail!("cargo build --bin ringcache failed: {status}");
+        }
+        dir.join("ringcache")
+    };
+    if !bin.is_file() {
+        bail!("ringcache binary {} not found", bin.display());
+    }
+    std::env::set_var("RINGCACHE_BIN", &bin);
+    Ok(bin)
+}
+
+/// Runs the whole harness; `Ok(true)` when every check passed.
+pub fn run(args: Args) -> Result<bool> {
+    if args.compose {
+        bail!(
+            "--compose is not implemented yet: the churn harness only drives local processes for now"
+        );
+    }
+    if args.shards == 0 || args.shards > 6 {
+        bail!("--shards must be 1 to 6");
+    }
+    if args.keys < 10 || args.keys > 1_000_000 {
+        bail!("--keys must be 10 to 1000000");
+    }
+    if args.rate == 0 || args.rate > 1_000_000 {
+        bail!("--rate must be 1 to 1000000");
+    }
+    if args.workers == 0 || args.workers > 64 {
+        bail!("--workers must be 1 to 64");
+    }
+    if args.duration < Duration::from_secs(1) {
+        bail!("--duration must be at least 1s");
+    }
+    let bin = resolve_ringcache(&args)?;
+
+    let plan = schedule::plan(args.schedule, args.seed, args.duration);
+    let keys = Keys::new(args.keys);
+    println!(
+        "churn: seed {} | schedule {} | {} shards + {} spare | {} keys | rate {}/s | {:?} | {}",
+        args.seed,
+        args.schedule.name(),
+        args.shards,
+        plan.spares,
+        keys.total(),
+        args.rate,
+        args.duration,
+        bin.display()
+    );
+    for (at, kind) in &plan.events {
+        println!("churn: planned at t={:.1}s: {kind:?}", at.as_secs_f64());
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+
+    let dir = std::env::temp_dir().join(format!("ringcache-churn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cluster = Cluster::start(args.shards, plan.spares, &dir)?;
+    for s in &cluster.shards {
+        println!(
+            "churn: shard {} primary {} replica {}{}",
+            s.id,
+            s.primary.addr,
+            s.replica
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |r| r.addr.to_string()),
+            if s.member { "" } else { " (spare)" }
+        );
+    }
+    println!(
+        "churn: router {} (config {})",
+        cluster.router_addr,
+        cluster.config.display()
+    );
+
+    // Preload, then start the clock.
+    let mut shared = Shared {
+        router: RwLock::new(cluster.router_addr),
+        model: Model::new(keys),
+        counters: Counters::default(),
+        anomalies: Mutex::new(Vec::new()),
+        losses: Mutex::new(Default::default()),
+        start: Instant::now(),
+        end: Instant::now(),
+        stop: AtomicBool::new(false),
+        in_migration: AtomicBool::new(false),
+        workers: args.workers,
+    };
+    rt.block_on(workload::preload(&shared))
+        .map_err(|e| anyhow::anyhow!("preloading the SET keys through the router: {e}"))?;
+    shared.start = Instant::now();
+    shared.end = shared.start + args.duration;
+    let shared = Arc::new(shared);
+
+    let rate = f64::from(args.rate) / args.workers as f64;
+    let workers: Vec<_> = (0..args.workers)
+        .map(|w| rt.spawn(workload::worker(w, shared.clone(), rate, args.seed)))
+        .collect();
+    let ticker_done = Arc::new(AtomicBool::new(false));
+    let max_secs = args.duration.as_secs() + 600;
+    let ticker = rt.spawn(report::ticker(
+        shared.clone(),
+        ticker_done.clone(),
+        max_secs,
+    ));
+    let ctrl_c = {
+        let shared = shared.clone();
+        rt.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                println!("churn: interrupted; stopping the load and cleaning up");
+                shared.stop.store(true, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let handle = rt.handle().clone();
+    let mut driver = Driver::new(&handle, &shared, cluster, args.seed);
+    driver.run_plan(&plan);
+
+    // The load ends on its own at `end`; bounded wait for the tasks.
+    let mut lat_migrating = Vec::new();
+    let mut lat_steady = Vec::new();
+    let joined: Vec<WorkerStats> = rt.block_on(async {
+        let mut out = Vec::new();
+        let limit = shared.end + workload::OP_TIMEOUT * 2 + Duration::from_secs(10);
+        for w in workers {
+            let left = limit.saturating_duration_since(Instant::now());
+            if let Ok(Ok(s)) = tokio::time::timeout(left, w).await {
+                out.push(s);
+            }
+        }
+        out
+    });
+    for s in joined {
+        lat_migrating.extend(s.lat_migrating);
+        lat_steady.extend(s.lat_steady);
+    }
+    shared.model.settle(Instant::now());
+    if shared.stopping() {
+        // Ctrl-C reaches the nodes too (same process group): no final state to check.
+        ticker_done.store(true, Ordering::Relaxed);
+        ticker.abort();
+        drop(driver);
+        let _ = std::fs::remove_dir_all(&dir);
+        rt.shutdown_timeout(Duration::from_secs(2));
+        bail!("interrupted before the final check; no verdict");
+    }
+    println!(
+        "[t={:.1}s] load done; healing and waiting for migrations",
+        report::since(shared.start)
+    );
+
+    driver.heal_all();
+    let final_migration = driver.wait_migrations(Instant::now(), Duration::from_secs(30));
+    let final_read = rt.block_on(check::final_state(&shared));
+    ticker_done.store(true, Ordering::Relaxed);
+    ticker.abort();
+    ctrl_c.abort();
+
+    let pass = report::summarize(report::RunFacts {
+        seed: args.seed,
+        schedule: args.schedule.name(),
+        shards: args.shards,
+        spares: plan.spares,
+        keys: keys.total(),
+        rate: args.rate,
+        workers: args.workers,
+        duration: args.duration,
+        shared: &shared,
+        records: &driver.records,
+        history: &driver.history,
+        faults: &driver.faults,
+        crashes: &driver.crashes,
+        final_read: &final_read,
+        final_migration,
+        lat_migrating,
+        lat_steady,
+    });
+    if !pass {
+        let logs = std::env::temp_dir().join(format!(
+            "ringcache-churn-seed{}-{}",
+            args.seed,
+            std::process::id()
+        ));
+        match driver.cluster.copy_logs(&logs) {
+            Ok(()) => println!("process logs kept in {}", logs.display()),
+            Err(e) => println!("could not keep the process logs: {e:#}"),
+        }
+    }
+    // Dropping the cluster kills every process.
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&dir);
+    rt.shutdown_timeout(Duration::from_secs(2));
+    Ok(pass)
+}

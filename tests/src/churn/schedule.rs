@@ -1,0 +1,814 @@
+//! The seeded schedule of membership changes and faults, and the driver that carries it out on a
+//! plain thread (process control is blocking; admin commands run on the load's runtime).
+//!
+//! An event that the cluster refuses (today: `RING JOIN`/`LEAVE` before the router supports
+//! them) is recorded as failed with the error, and the run goes on.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use ringcache_protocol::Reply;
+use tokio::runtime::Handle;
+
+use super::client::{self, cmd, Answer, Cmd, Conn, RingStatus};
+use super::cluster::{respawn_node, signal, Cluster};
+use super::workload::Shared;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScheduleKind {
+    /// Joins, leaves and faults (kills, a kill mid-move, a pause, a router restart).
+    Full,
+    /// Joins and leaves only.
+    Graceful,
+    /// No membership change, no fault.
+    None,
+}
+
+impl ScheduleKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScheduleKind::Full => "full",
+            ScheduleKind::Graceful => "graceful",
+            ScheduleKind::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Join,
+    Leave,
+    KillPrimary,
+    /// Join a spare, then SIGKILL the move's source or target right after +OK.
+    KillMidMove,
+    Pause,
+    RestartRouter,
+}
+
+pub struct Plan {
+    /// Offsets from the start of the load, increasing.
+    pub events: Vec<(Duration, EventKind)>,
+    pub spares: usize,
+}
+
+/// Spreads the events over 10%..70% of the run, seeded, so the tail of the run sees the cluster
+/// settle under load.
+pub fn plan(kind: ScheduleKind, seed: u64, duration: Duration) -> Plan {
+    use EventKind::*;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut kinds = match kind {
+        ScheduleKind::Full => vec![Join, Leave, KillPrimary, KillMidMove, Pause, RestartRouter],
+        ScheduleKind::Graceful => vec![Join, Leave, Join, Leave],
+        ScheduleKind::None => Vec::new(),
+    };
+    if kind == ScheduleKind::Full {
+        kinds.shuffle(&mut rng);
+    }
+    let spares = kinds
+        .iter()
+        .filter(|k| matches!(k, Join | KillMidMove))
+        .count();
+    let first = duration.mul_f64(0.1);
+    let slot = duration.mul_f64(0.6) / (kinds.len().max(1) as u32);
+    let jitter_ms = (slot.as_millis() as u64 / 4).max(1);
+    let events = kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let at = first + slot * i as u32 + Duration::from_millis(rng.gen_range(0..jitter_ms));
+            (at, k)
+        })
+        .collect();
+    Plan { events, spares }
+}
+
+/// A window in which a fault could have lost writes on `shards` (`None`: every shard).
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub start: Instant,
+    pub end: Instant,
+    pub shards: Option<Vec<String>>,
+}
+
+/// Keys whose owner changed across one membership change.
+#[derive(Debug, Clone)]
+pub struct MoveStats {
+    pub members_before: usize,
+    pub moved: usize,
+    /// Moved between two shards that are in the ring before and after: must be 0.
+    pub between_staying: usize,
+    /// K/(n+1) for a join, K/n for a leave.
+    pub expected: f64,
+}
+
+pub struct EventRecord {
+    /// Offset from the start of the load.
+    pub at: Duration,
+    pub name: String,
+    /// What happened, or why the event failed.
+    pub result: Result<String, String>,
+    pub moves: Option<Result<MoveStats, String>>,
+    /// From RING JOIN/LEAVE +OK until `migrating:0`.
+    pub migration: Option<Result<Duration, String>>,
+}
+
+pub struct Driver<'a> {
+    rt: &'a Handle,
+    shared: &'a Arc<Shared>,
+    pub cluster: Cluster,
+    rng: StdRng,
+    admin: Option<Conn>,
+    pub records: Vec<EventRecord>,
+    /// Every membership the harness put in place, in order (to know which shards a key had).
+    pub history: Vec<Vec<String>>,
+    pub faults: Vec<Fault>,
+    /// Processes found dead that the harness did not kill.
+    pub crashes: Vec<String>,
+}
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// RING JOIN/LEAVE reply once the new epoch is in effect (keys move afterwards).
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+const MIGRATION_WAIT: Duration = Duration::from_secs(30);
+const FAILOVER_WAIT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(100);
+
+impl<'a> Driver<'a> {
+    pub fn new(rt: &'a Handle, shared: &'a Arc<Shared>, cluster: Cluster, seed: u64) -> Driver<'a> {
+        let members = cluster.members();
+        Driver {
+            rt,
+            shared,
+            cluster,
+            // Distinct from the plan's stream, still fixed by the seed.
+            rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)),
+            admin: None,
+            records: Vec::new(),
+            history: vec![members],
+            faults: Vec::new(),
+            crashes: Vec::new(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.shared.start.elapsed()
+    }
+
+    fn log(&self, msg: &str) {
+        println!("[t={:.1}s] {msg}", self.elapsed().as_secs_f64());
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Admin commands on the router
+    // -----------------------------------------------------------------------------------------
+
+    /// Sends admin commands pipelined on the admin connection (reconnecting to the current router
+    /// address if needed). `Err` if any got no reply.
+    fn admin_pipeline(&mut self, cmds: &[Cmd], timeout: Duration) -> Result<Vec<Reply>, String> {
+        let addr = self.shared.router();
+        let mut conn = self.admin.take();
+        let rt = self.rt;
+        let result = rt.block_on(async {
+            let mut c = match conn.take() {
+                Some(c) if !c.is_broken() => c,
+                _ => Conn::connect(addr, Duration::from_secs(2)).await?,
+            };
+            let answers = c.pipeline(cmds, timeout).await;
+            let mut replies = Vec::with_capacity(answers.len());
+            for (a, _) in answers {
+                match a {
+                    Answer::Reply(r) => replies.push(r),
+                    Answer::NoReply(why) => return Err(why),
+                }
+            }
+            Ok((c, replies))
+        });
+        match result {
+            Ok((c, replies)) => {
+                self.admin = Some(c);
+                Ok(replies)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One admin command; an error reply is an `Err` with its text.
+    fn admin(&mut self, c: Cmd, timeout: Duration) -> Result<Reply, String> {
+        let mut replies = self.admin_pipeline(&[c], timeout)?;
+        match replies.pop() {
+            Some(Reply::Error(e)) => Err(e),
+            Some(r) => Ok(r),
+            None => Err("no reply".into()),
+        }
+    }
+
+    pub fn ring_status(&mut self) -> Result<RingStatus, String> {
+        self.admin(cmd(&["RING", "STATUS"]), ADMIN_TIMEOUT)
+            .map(|r| client::parse_ring_status(&r))
+    }
+
+    /// Polls RING STATUS until `migrating` is 0; returns how long that took from `since`.
+    pub fn wait_migrations(&mut self, since: Instant, bound: Duration) -> Result<Duration, String> {
+        let deadline = Instant::now() + bound;
+        let mut last = String::from("no answer yet");
+        for _ in 0..(bound.as_millis() / POLL.as_millis() + 10) {
+            match self.ring_status() {
+                Ok(RingStatus {
+                    migrating: Some(0), ..
+                }) => return Ok(since.elapsed()),
+                Ok(RingStatus {
+                    migrating: Some(n), ..
+                }) => last = format!("migrating:{n}"),
+                Ok(RingStatus {
+                    migrating: None, ..
+                }) => return Err("RING STATUS reports no `migrating` field".into()),
+                Err(e) => last = format!("RING STATUS failed: {e}"),
+            }
+            if Instant::now() >= deadline || self.shared.stopping() {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        Err(format!(
+            "migrations not finished after {bound:?} (last: {last})"
+        ))
+    }
+
+    /// The owner of every test key, by `RING LOCATE`.
+    fn locate_all(&mut self) -> Result<Vec<String>, String> {
+        let keys = self.shared.model.keys.all();
+        let mut owners = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(1000) {
+            let cmds: Vec<Cmd> = chunk.iter().map(|k| cmd(&["RING", "LOCATE", k])).collect();
+            let replies = self.admin_pipeline(&cmds, Duration::from_secs(20))?;
+            for (k, r) in chunk.iter().zip(replies) {
+                if let Reply::Error(e) = &r {
+                    return Err(format!("RING LOCATE {k}: {e}"));
+                }
+                owners.push(client::parse_locate(&r).ok_or_else(|| {
+                    format!("RING LOCATE {k}: no shard in {}", client::brief(&r))
+                })?);
+            }
+        }
+        Ok(owners)
+    }
+
+    /// Polls RING NODES until shard `id`'s primary is `replica`.
+    fn wait_failover(&mut self, id: &str, replica: &str) -> Result<Duration, String> {
+        let start = Instant::now();
+        let mut last = String::from("no answer");
+        for _ in 0..(FAILOVER_WAIT.as_millis() / 200 + 10) {
+            match self.admin(cmd(&["RING", "NODES"]), ADMIN_TIMEOUT) {
+                Ok(r) => {
+                    let nodes = client::parse_ring_nodes(&r);
+                    match nodes.iter().find(|(s, _)| s == id) {
+                        Some((_, p)) if p == replica => return Ok(start.elapsed()),
+                        Some((_, p)) => last = format!("RING NODES names {p} as {id}'s primary"),
+                        None => last = format!("RING NODES does not list {id}"),
+                    }
+                }
+                Err(e) => last = format!("RING NODES failed: {e}"),
+            }
+            if start.elapsed() >= FAILOVER_WAIT || self.shared.stopping() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(format!(
+            "no failover to {replica} within {FAILOVER_WAIT:?} ({last})"
+        ))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The schedule
+    // -----------------------------------------------------------------------------------------
+
+    pub fn run_plan(&mut self, plan: &Plan) {
+        for &(at, kind) in &plan.events {
+            // Wait for the event's time (bounded by the end of the load).
+            for _ in 0..100_000 {
+                if self.elapsed() >= at || self.shared.stopping() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if self.shared.stopping() || Instant::now() + Duration::from_secs(1) >= self.shared.end
+            {
+                self.records.push(EventRecord {
+                    at: self.elapsed(),
+                    name: format!("{kind:?}"),
+                    result: Err("skipped: the load ended before its turn".into()),
+                    moves: None,
+                    migration: None,
+                });
+                continue;
+            }
+            self.check_liveness();
+            let rec = match kind {
+                EventKind::Join => self.join(None),
+                EventKind::KillMidMove => {
+                    let kill_target = self.rng.gen_bool(0.5);
+                    self.join(Some(kill_target))
+                }
+                EventKind::Leave => self.leave(),
+                EventKind::KillPrimary => self.kill_primary(),
+                EventKind::Pause => self.pause(),
+                EventKind::RestartRouter => self.restart_router(),
+            };
+            match &rec.result {
+                Ok(what) => self.log(&format!("event {}: ok: {what}", rec.name)),
+                Err(why) => self.log(&format!("event {} FAILED: {why}", rec.name)),
+            }
+            self.records.push(rec);
+            // Let moves finish before the next event (bounded).
+            if let Err(e) = self.wait_migrations(Instant::now(), MIGRATION_WAIT) {
+                self.log(&format!("after the event: {e}"));
+            }
+        }
+    }
+
+    fn record(&self, at: Duration, name: String, result: Result<String, String>) -> EventRecord {
+        EventRecord {
+            at,
+            name,
+            result,
+            moves: None,
+            migration: None,
+        }
+    }
+
+    /// `RING JOIN` of the next spare; with `kill_target`, SIGKILLs the target (true) or a source
+    /// (false) primary right after +OK.
+    fn join(&mut self, kill_target: Option<bool>) -> EventRecord {
+        let at = self.elapsed();
+        let Some(spare) = self.cluster.shards.iter().find(|s| !s.ever_member) else {
+            return self.record(at, "join".into(), Err("no spare shard left".into()));
+        };
+        let id = spare.id.clone();
+        let primary = spare.primary.addr.to_string();
+        let replica = spare.replica.as_ref().map(|r| r.addr.to_string());
+        let name = match kill_target {
+            None => format!("join {id}"),
+            Some(true) => format!("join {id} + kill target mid-move"),
+            Some(false) => format!("join {id} + kill source mid-move"),
+        };
+        let members_before = self.cluster.members();
+        let before = self.locate_all();
+        let mut args = vec!["RING".to_string(), "JOIN".into(), id.clone(), primary];
+        args.extend(replica);
+        if let Err(e) = self.admin(cmd(&args), CHANGE_TIMEOUT) {
+            let mut why = format!("RING JOIN failed: {e}");
+            if kill_target.is_some() {
+                why.push_str(" (no move to interrupt: kill skipped)");
+            }
+            return self.record(at, name, Err(why));
+        }
+        let ok_at = Instant::now();
+        self.shared.in_migration.store(true, Ordering::Relaxed);
+        if let Some(s) = self.cluster.shard_mut(&id) {
+            s.member = true;
+            s.ever_member = true;
+        }
+        self.history.push(self.cluster.members());
+        let mut result = Ok("the new epoch is in effect".to_string());
+        if let Some(target) = kill_target {
+            // Kill at once, while keys move: the target, or one of the old members (with this
+            // many vnodes every old member gives arcs to the new shard).
+            let victim = if target {
+                Some(id.clone())
+            } else {
+                members_before.choose(&mut self.rng).cloned()
+            };
+            let victim = victim.unwrap_or_else(|| id.clone());
+            let migrating = match self.ring_status() {
+                Ok(RingStatus {
+                    migrating: Some(n), ..
+                }) => format!("migrating:{n}"),
+                Ok(_) => "migrating unknown".to_string(),
+                Err(e) => format!("RING STATUS failed: {e}"),
+            };
+            result = self
+                .crash_primary(&victim)
+                .map(|s| format!("killed {victim}'s primary at {migrating}: {s}"))
+                .map_err(|e| format!("killed {victim}'s primary at {migrating}: {e}"));
+        }
+        let after = self.locate_all();
+        let moves = match (&before, &after) {
+            (Ok(b), Ok(a)) => Ok(move_stats(b, a, &id, members_before.len(), true)),
+            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+        };
+        let migration = Some(self.wait_migrations(ok_at, MIGRATION_WAIT));
+        self.shared.in_migration.store(false, Ordering::Relaxed);
+        EventRecord {
+            at,
+            name,
+            result,
+            moves: Some(moves),
+            migration,
+        }
+    }
+
+    fn leave(&mut self) -> EventRecord {
+        let at = self.elapsed();
+        let members_before = self.cluster.members();
+        if members_before.len() < 2 {
+            return self.record(
+                at,
+                "leave".into(),
+                Err("fewer than two shards in the ring".into()),
+            );
+        }
+        let Some(id) = members_before.choose(&mut self.rng).cloned() else {
+            return self.record(at, "leave".into(), Err("no member".into()));
+        };
+        let name = format!("leave {id}");
+        let before = self.locate_all();
+        if let Err(e) = self.admin(cmd(&["RING", "LEAVE", &id]), CHANGE_TIMEOUT) {
+            return self.record(at, name, Err(format!("RING LEAVE failed: {e}")));
+        }
+        let ok_at = Instant::now();
+        self.shared.in_migration.store(true, Ordering::Relaxed);
+        if let Some(s) = self.cluster.shard_mut(&id) {
+            s.member = false;
+        }
+        self.history.push(self.cluster.members());
+        let after = self.locate_all();
+        let moves = match (&before, &after) {
+            (Ok(b), Ok(a)) => Ok(move_stats(b, a, &id, members_before.len(), false)),
+            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+        };
+        let migration = Some(self.wait_migrations(ok_at, MIGRATION_WAIT));
+        self.shared.in_migration.store(false, Ordering::Relaxed);
+        EventRecord {
+            at,
+            name,
+            result: Ok("the new epoch is in effect".into()),
+            moves: Some(moves),
+            migration,
+        }
+    }
+
+    /// SIGKILLs shard `id`'s primary; waits for the router to promote the replica, else restarts
+    /// the primary (empty) on its address. Records the fault window.
+    fn crash_primary(&mut self, id: &str) -> Result<String, String> {
+        let start = Instant::now();
+        let Some(shard) = self.cluster.shard_mut(id) else {
+            return Err(format!("no shard {id}"));
+        };
+        shard.primary.kill();
+        let replica = shard.replica.as_ref().map(|r| r.addr);
+        let primary_addr = shard.primary.addr;
+        let failover = match replica {
+            Some(r) => self.wait_failover(id, &r.to_string()),
+            None => Err("the shard has no replica to fail over to".into()),
+        };
+        let result = match failover {
+            Ok(took) => {
+                if let Some(s) = self.cluster.shard_mut(id) {
+                    if let Some(r) = s.replica.take() {
+                        s.primary = r;
+                    }
+                }
+                Ok(format!(
+                    "the router promoted the replica in {:.1}s",
+                    took.as_secs_f64()
+                ))
+            }
+            Err(e) => match respawn_node(id, primary_addr, None) {
+                Ok(p) => {
+                    if let Some(s) = self.cluster.shard_mut(id) {
+                        s.primary.proc_ = Some(p);
+                    }
+                    Err(format!(
+                        "{e}; restarted the primary, empty, on {primary_addr}"
+                    ))
+                }
+                Err(e2) => Err(format!("{e}; restarting the primary failed: {e2:#}")),
+            },
+        };
+        self.faults.push(Fault {
+            start,
+            end: Instant::now(),
+            shards: Some(vec![id.to_string()]),
+        });
+        result
+    }
+
+    fn kill_primary(&mut self) -> EventRecord {
+        let at = self.elapsed();
+        let candidates: Vec<String> = self
+            .cluster
+            .shards
+            .iter()
+            .filter(|s| s.member && s.replica.is_some() && s.primary.proc_.is_some())
+            .map(|s| s.id.clone())
+            .collect();
+        let Some(id) = candidates.choose(&mut self.rng).cloned() else {
+            return self.record(
+                at,
+                "kill primary".into(),
+                Err("no member shard with a replica".into()),
+            );
+        };
+        let result = self.crash_primary(&id);
+        self.record(at, format!("kill {id} primary (SIGKILL)"), result)
+    }
+
+    fn pause(&mut self) -> EventRecord {
+        let at = self.elapsed();
+        let candidates: Vec<(String, u32)> = self
+            .cluster
+            .shards
+            .iter()
+            .filter(|s| s.member)
+            .filter_map(|s| s.primary.pid().map(|p| (s.id.clone(), p)))
+            .collect();
+        let Some((id, pid)) = candidates.choose(&mut self.rng).cloned() else {
+            return self.record(at, "pause".into(), Err("no running member primary".into()));
+        };
+        let ms = self.rng.gen_range(1000..=2000u64);
+        let name = format!("pause {id} primary (SIGSTOP {ms} ms)");
+        let start = Instant::now();
+        if let Err(e) = signal(pid, "STOP") {
+            return self.record(at, name, Err(format!("SIGSTOP: {e:#}")));
+        }
+        std::thread::sleep(Duration::from_millis(ms));
+        let cont = signal(pid, "CONT");
+        self.faults.push(Fault {
+            start,
+            end: Instant::now(),
+            shards: Some(vec![id]),
+        });
+        let result = match cont {
+            Ok(()) => Ok(format!("resumed after {ms} ms")),
+            Err(e) => Err(format!("SIGCONT: {e:#}")),
+        };
+        self.record(at, name, result)
+    }
+
+    /// SIGTERM the router, start a new one with the current membership on the same port (or
+    /// another if it stays busy), then check it knows the epoch the old one had.
+    fn restart_router(&mut self) -> EventRecord {
+        let at = self.elapsed();
+        let name = "restart router (SIGTERM)".to_string();
+        let epoch_before = self.ring_status().ok().and_then(|s| s.epoch);
+        let start = Instant::now();
+        let stopped = self.cluster.stop_router(Duration::from_secs(10));
+        self.admin = None;
+        let port = self.cluster.router_addr.port();
+        let started = self.start_router_on(port);
+        self.faults.push(Fault {
+            start,
+            end: Instant::now(),
+            shards: None,
+        });
+        let stopped = match stopped {
+            Ok(s) => s,
+            Err(e) => return self.record(at, name, Err(format!("stopping: {e:#}"))),
+        };
+        let addr = match started {
+            Ok(a) => a,
+            Err(e) => {
+                return self.record(
+                    at,
+                    name,
+                    Err(format!("old router {stopped}; new router: {e}")),
+                )
+            }
+        };
+        // The new router must come up on the current epoch (bounded wait for it to learn it).
+        let mut epoch_after = None;
+        for _ in 0..50 {
+            epoch_after = self.ring_status().ok().and_then(|s| s.epoch);
+            if epoch_after.is_some() && epoch_after >= epoch_before {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        let took = start.elapsed().as_secs_f64();
+        let summary = format!(
+            "old router {stopped}; new router on {addr} after {took:.1}s; epoch before {}, after {}",
+            fmt_opt(epoch_before),
+            fmt_opt(epoch_after)
+        );
+        let result = if epoch_after.is_some() && epoch_after >= epoch_before {
+            Ok(summary)
+        } else {
+            Err(format!(
+                "{summary}: the new router did not reach the current epoch"
+            ))
+        };
+        self.record(at, name, result)
+    }
+
+    /// Starts the router on `port` (retrying while it is busy, bounded), else on any port; points
+    /// the load at it.
+    fn start_router_on(&mut self, port: u16) -> Result<std::net::SocketAddr, String> {
+        let mut last = String::new();
+        for _ in 0..20 {
+            match self.cluster.start_router(port) {
+                Ok(a) => {
+                    self.shared.set_router(a);
+                    return Ok(a);
+                }
+                Err(e) => last = format!("{e:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        match self.cluster.start_router(0) {
+            Ok(a) => {
+                self.shared.set_router(a);
+                Ok(a)
+            }
+            Err(e) => Err(format!("port {port}: {last}; any port: {e:#}")),
+        }
+    }
+
+    /// Restarts whatever died without the harness killing it (and records it as a crash).
+    pub fn check_liveness(&mut self) {
+        let mut dead = Vec::new();
+        for (name, p) in self.cluster.procs_mut() {
+            if !p.is_alive() {
+                dead.push((name, p.log_tail()));
+            }
+        }
+        for (name, tail) in dead {
+            let at = self.elapsed();
+            self.log(&format!("{name} exited on its own; log tail:\n{tail}"));
+            self.crashes.push(format!(
+                "t={:.1}s {name} exited on its own",
+                at.as_secs_f64()
+            ));
+            let start = Instant::now();
+            let restarted = if name == "router" {
+                self.cluster.router = None;
+                let port = self.cluster.router_addr.port();
+                self.start_router_on(port).map(|_| ())
+            } else {
+                self.restart_node(&name)
+            };
+            if let Err(e) = restarted {
+                self.crashes.push(format!("restarting {name}: {e}"));
+            }
+            let shards = name.split('-').next().map(|id| vec![id.to_string()]);
+            self.faults.push(Fault {
+                start: self.shared.start,
+                end: start.max(Instant::now()),
+                shards: if name == "router" { None } else { shards },
+            });
+        }
+    }
+
+    fn restart_node(&mut self, name: &str) -> Result<(), String> {
+        let (id, role) = name.rsplit_once('-').ok_or("bad process name")?;
+        let Some(s) = self.cluster.shard_mut(id) else {
+            return Err(format!("no shard {id}"));
+        };
+        let primary_addr = s.primary.addr;
+        let node = match role {
+            "primary" => &mut s.primary,
+            _ => s.replica.as_mut().ok_or("no replica")?,
+        };
+        node.proc_ = None;
+        let of = (role != "primary").then_some(primary_addr);
+        let p = respawn_node(id, node.addr, of).map_err(|e| format!("{e:#}"))?;
+        node.proc_ = Some(p);
+        Ok(())
+    }
+
+    /// After the load: resumes and restarts whatever is down, and restarts a missing router.
+    pub fn heal_all(&mut self) {
+        self.check_liveness();
+        if self.cluster.router.is_none() {
+            let port = self.cluster.router_addr.port();
+            if let Err(e) = self.start_router_on(port) {
+                self.log(&format!("heal: router: {e}"));
+            }
+        }
+        let down: Vec<String> = self
+            .cluster
+            .shards
+            .iter()
+            .filter(|s| s.primary.proc_.is_none())
+            .map(|s| s.id.clone())
+            .collect();
+        for id in down {
+            if let Err(e) = self.restart_node(&format!("{id}-primary")) {
+                self.log(&format!("heal: {id} primary: {e}"));
+            }
+        }
+        for (_, p) in self.cluster.procs_mut() {
+            // A stray SIGCONT is harmless; a node left stopped would hang the final check.
+            let _ = signal(p.pid(), "CONT");
+        }
+    }
+}
+
+/// Keys moved by a change from `before` to `after` owners (one entry per test key); `changed` is
+/// the joining or leaving shard, `members_before` the ring's size before the change.
+pub fn move_stats(
+    before: &[String],
+    after: &[String],
+    changed: &str,
+    members_before: usize,
+    join: bool,
+) -> MoveStats {
+    let moved = before.iter().zip(after).filter(|(b, a)| b != a).count();
+    let between_staying = before
+        .iter()
+        .zip(after)
+        .filter(|(b, a)| b != a && b.as_str() != changed && a.as_str() != changed)
+        .count();
+    let keys = before.len();
+    let expected = if join {
+        keys as f64 / (members_before + 1) as f64
+    } else {
+        keys as f64 / members_before.max(1) as f64
+    };
+    MoveStats {
+        members_before,
+        moved,
+        between_staying,
+        expected,
+    }
+}
+
+fn fmt_opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "?".to_string(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use ringcache_protocol::ring::{Ring, ShardSpec};
+
+    use super::*;
+    use crate::churn::cluster::VNODES;
+    use crate::churn::model::Keys;
+
+    fn owners(ids: &[&str], keys: &[String]) -> Vec<String> {
+        let specs = ids.iter().map(|id| ShardSpec::new(*id, 1)).collect();
+        let ring = match Ring::new(1, VNODES, specs) {
+            Ok(r) => r,
+            Err(e) => panic!("ring: {e:?}"),
+        };
+        keys.iter()
+            .map(|k| {
+                ring.locate(k.as_bytes())
+                    .map_or_else(String::new, |s| s.id.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_join_moves_about_a_share_and_nothing_between_staying_shards() {
+        let keys = Keys::new(10_000).all();
+        let before = owners(&["alpha", "bravo", "charlie"], &keys);
+        let after = owners(&["alpha", "bravo", "charlie", "delta"], &keys);
+        let m = move_stats(&before, &after, "delta", 3, true);
+        assert_eq!(m.between_staying, 0);
+        let ratio = m.moved as f64 / m.expected;
+        assert!(
+            (0.8..1.2).contains(&ratio),
+            "moved {} vs {}",
+            m.moved,
+            m.expected
+        );
+        let left = owners(&["alpha", "charlie", "delta"], &keys);
+        let m = move_stats(&after, &left, "bravo", 4, false);
+        assert_eq!(m.between_staying, 0);
+        // A wrong ring (a different shard set) shows up as moves between staying shards.
+        let m = move_stats(
+            &before,
+            &owners(&["alpha", "bravo", "echo"], &keys),
+            "delta",
+            3,
+            true,
+        );
+        assert!(m.between_staying > 0);
+    }
+
+    #[test]
+    fn plans_are_seeded_and_bounded() {
+        let d = Duration::from_secs(60);
+        let a = plan(ScheduleKind::Full, 7, d);
+        let b = plan(ScheduleKind::Full, 7, d);
+        assert_eq!(a.events, b.events);
+        assert_eq!(a.events.len(), 6);
+        assert_eq!(a.spares, 2);
+        assert!(a.events.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert!(a
+            .events
+            .iter()
+            .all(|(at, _)| *at >= d / 10 && *at <= d.mul_f64(0.75)));
+        let g = plan(ScheduleKind::Graceful, 7, d);
+        assert!(g
+            .events
+            .iter()
+            .all(|(_, k)| matches!(k, EventKind::Join | EventKind::Leave)));
+        assert!(plan(ScheduleKind::None, 7, d).events.is_empty());
+    }
+}
