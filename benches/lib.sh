@@ -185,3 +185,80 @@ bench_redis_benchmark() {
     printf '%s %s\n' "$name" "$rps"
   done
 }
+
+# bench_redis_benchmark_cmd PORT LABEL [ARGS...] -- CMD...: runs redis-benchmark (CSV output)
+# against 127.0.0.1:PORT for one custom command CMD... (e.g. MGET k1 k2 ...) with extra ARGS (-c,
+# -n, -P ...), bounded by BENCH_RUN_TIMEOUT; prints "LABEL RPS". Fails like bench_redis_benchmark.
+bench_redis_benchmark_cmd() {
+  local port="$1" label="$2"
+  shift 2
+  local args=()
+  while (($# > 0)) && [[ "$1" != -- ]]; do
+    args+=("$1")
+    shift
+  done
+  (($# > 1)) || bench_die "bench_redis_benchmark_cmd: no command after --"
+  shift
+  local out rc=0
+  out="$(timeout --kill-after=5s "$BENCH_RUN_TIMEOUT" \
+    redis-benchmark -h 127.0.0.1 -p "$port" --csv "${args[@]}" "$@" 2>&1)" || rc=$?
+  if ((rc != 0)); then
+    printf '%s\n' "$out" | tail -n 5 >&2
+    if ((rc == 124)); then
+      bench_die "redis-benchmark -p $port ${args[*]} $1 ... timed out after ${BENCH_RUN_TIMEOUT}s"
+    fi
+    bench_die "redis-benchmark -p $port ${args[*]} $1 ... failed (exit $rc)"
+  fi
+  if grep -qi 'error' <<<"$out"; then
+    grep -i 'error' <<<"$out" | head -n 3 >&2
+    bench_die "redis-benchmark -p $port ${args[*]} $1 ...: the server answered errors"
+  fi
+  local rps
+  # The first CSV row after the header; its test name is the command line itself.
+  rps="$(awk -F'"' '$2 != "test" && NF > 4 { print $4; exit }' <<<"$out")"
+  if ! [[ "$rps" =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v r="$rps" 'BEGIN { exit !(r > 0) }'; then
+    bench_die "redis-benchmark -p $port $1 ...: no requests/s in: $(head -c 500 <<<"$out")"
+  fi
+  printf '%s %s\n' "$label" "$rps"
+}
+
+# bench_nutcracker_conf FILE LISTEN_PORT SERVER_CONNECTIONS HASH BACKEND_PORT...: writes a
+# nutcracker (twemproxy) pool config on 127.0.0.1: ketama over HASH (murmur spreads keys evenly
+# over 127.0.0.1:PORT servers; fnv1a_64 measured 190/100/9/101 of 400 keys on 4) with {} hash
+# tags, redis protocol, preconnected, no host ejection, 2 s server timeout (the router's default).
+bench_nutcracker_conf() {
+  local file="$1" listen="$2" conns="$3" hash="$4"
+  shift 4
+  (($# > 0)) || bench_die "bench_nutcracker_conf: no backends"
+  {
+    echo "bench:"
+    echo "  listen: 127.0.0.1:$listen"
+    echo "  hash: $hash"
+    echo "  hash_tag: \"{}\""
+    echo "  distribution: ketama"
+    echo "  redis: true"
+    echo "  preconnect: true"
+    echo "  auto_eject_hosts: false"
+    echo "  server_connections: $conns"
+    echo "  timeout: 2000"
+    echo "  servers:"
+    local port
+    for port in "$@"; do
+      echo "   - 127.0.0.1:$port:1"
+    done
+  } >"$file"
+}
+
+# bench_start_nutcracker NAME PORT CONF LOG: checks CONF with `nutcracker -t`, starts nutcracker
+# with its stats endpoint on a free 127.0.0.1 port (not the shared default 22222) and waits for
+# PONG on PORT. Sets BENCH_LAST_PID.
+bench_start_nutcracker() {
+  local name="$1" port="$2" conf="$3" log="$4" bin stats_port=""
+  bin="$(command -v nutcracker || echo /usr/sbin/nutcracker)"
+  "$bin" -t -c "$conf" >"$log" 2>&1 || {
+    cat "$log" >&2
+    bench_die "$name: nutcracker rejects $conf"
+  }
+  bench_free_port stats_port
+  bench_start_server "$name" "$port" "$log" "$bin" -c "$conf" -s "$stats_port" -a 127.0.0.1
+}

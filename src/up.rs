@@ -6,7 +6,8 @@
 //! SIGKILL after a grace period).
 //!
 //! Children run in their own process groups so a terminal's Ctrl-C reaches only `up`, which then
-//! stops them in order; they are also `kill_on_drop`, so no error path leaves one behind.
+//! stops them in order; they are also `kill_on_drop`, so no error path leaves one behind (only a
+//! SIGKILL of `up` itself, which nothing can catch, would orphan them).
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;

@@ -280,6 +280,7 @@ pub fn try_spawn_ringcache_lines(
     };
     let mut child = Command::new(&bin)
         .args(args)
+        .env("NO_COLOR", "1")
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -842,6 +843,8 @@ pub struct Cluster {
     /// The cluster file the router reads.
     pub config: PathBuf,
     dir: PathBuf,
+    /// Built on first use (building one takes milliseconds in a debug build).
+    ring: OnceLock<ringcache_protocol::ring::Ring>,
 }
 
 /// `cluster.toml` text for a router on `listen` (and `metrics`) over `shards` (id, primary address),
@@ -908,6 +911,7 @@ pub fn start_router_over(servers: Vec<Proc>, ids: &[&str]) -> Cluster {
         shards,
         config: dir.join("cluster.toml"),
         dir,
+        ring: OnceLock::new(),
     }
 }
 
@@ -963,14 +967,16 @@ impl Cluster {
     }
 
     /// The ring the router should build from this cluster's file (same ids, weights, vnodes).
-    pub fn ring(&self) -> ringcache_protocol::ring::Ring {
-        let specs = self
-            .shards
-            .iter()
-            .map(|s| ringcache_protocol::ring::ShardSpec::new(s.id.clone(), 1))
-            .collect();
-        ringcache_protocol::ring::Ring::new(0, ringcache_protocol::ring::DEFAULT_VNODES, specs)
-            .unwrap()
+    pub fn ring(&self) -> &ringcache_protocol::ring::Ring {
+        self.ring.get_or_init(|| {
+            let specs = self
+                .shards
+                .iter()
+                .map(|s| ringcache_protocol::ring::ShardSpec::new(s.id.clone(), 1))
+                .collect();
+            ringcache_protocol::ring::Ring::new(0, ringcache_protocol::ring::DEFAULT_VNODES, specs)
+                .unwrap()
+        })
     }
 
     /// The shard that owns `key`, computed here with the shared ring code.

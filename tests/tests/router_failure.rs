@@ -65,6 +65,15 @@ fn a_killed_node_fails_its_keys_only_then_comes_back() {
         .unwrap_or_else(|| panic!("MGET with a dead shard: {r:?}"));
     assert!(e.contains("bravo"), "{e}");
     assert!(took < limit, "MGET took {took:?}");
+    // Commands sent to every shard fail rather than answer for part of the keyspace.
+    for cmd in [vec!["DBSIZE"], vec!["KEYS", "*"]] {
+        let (r, took) = timed(&mut c, &cmd);
+        let e = r
+            .error_text()
+            .unwrap_or_else(|| panic!("{cmd:?} with shard bravo down: {r:?}"));
+        assert!(e.contains("bravo"), "{cmd:?}: {e}");
+        assert!(took < limit, "{cmd:?} took {took:?}");
+    }
     // In a pipeline the error takes the dead key's place and the order holds.
     let mut batch = encode(&["GET", &alpha[1]]);
     batch.extend(encode(&["GET", &bravo[1]]));
