@@ -66,7 +66,8 @@ pub struct RawReply {
 
 impl RawReply {
     pub fn is_error(&self) -> bool {
-        matches!(self.raw.first(), Some(b'-') | Some(b'!'))
+        // The decoded value, not the first byte: a RESP3 attribute may precede an error.
+        matches!(self.reply, Reply::Error(_))
     }
 
     /// The error text (`ERR ...`) when the reply is an error.

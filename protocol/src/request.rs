@@ -273,6 +273,8 @@ enum Inline {
 /// `max` bytes (the header can never be valid), `Ok(None)` if more input is needed.
 fn find_header_end(buf: &[u8], start: usize, max: usize) -> Result<Option<usize>, ()> {
     match memchr::memchr(b'\r', &buf[start..]) {
+        // A header longer than the limit is refused however the bytes arrived.
+        Some(off) if off > max => Err(()),
         Some(off) => {
             let eol = start + off;
             if eol + 1 >= buf.len() {

@@ -205,6 +205,9 @@ pub fn format_double(d: f64) -> String {
 /// `%.17Lf` trimmed, so `0.1 + 0.2` shows as `0.3`; 15 significant digits of an `f64` reproduce
 /// that for every value an `f64` can tell apart, and never use an exponent.
 pub fn format_incr_float(d: f64) -> String {
+    if !d.is_finite() {
+        return format_double(d);
+    }
     if d == d.trunc() && d.abs() < 1e17 {
         return format!("{}", d as i64);
     }
