@@ -21,6 +21,7 @@ struct Cli {
     command: Command,
 }
 
+mod ctl;
 mod health;
 mod router_cmd;
 mod up;
@@ -35,6 +36,8 @@ enum Command {
     Up(up::UpArgs),
     /// Exit 0 if a node or router answers PING (container health checks).
     Health(health::HealthArgs),
+    /// Membership changes through a router (join, leave, status, cancel), with a progress bar.
+    Ctl(ctl::CtlArgs),
 }
 
 #[derive(clap::Args)]
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
             Command::Router(a) => router_cmd::run(a, shutdown_signal()).await,
             Command::Up(a) => up::run(a, shutdown_signal()).await,
             Command::Health(a) => health::run(a),
+            Command::Ctl(a) => ctl::run(a).await,
         }
     });
     match result {

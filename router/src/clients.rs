@@ -30,6 +30,9 @@ pub struct ClientHandle {
     pub killed: AtomicBool,
     /// Woken by CLIENT KILL and by shutdown; a stored permit is not lost if the task is busy.
     pub kill: Notify,
+    /// Epoch of the ring this client's outstanding requests were planned on, 0 when it has none
+    /// (a membership change waits for clients on an older ring to finish: `rebalance::quiesce`).
+    pub busy_epoch: AtomicU64,
 }
 
 impl ClientHandle {
@@ -94,6 +97,7 @@ impl Clients {
             resp: AtomicU8::new(2),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
+            busy_epoch: AtomicU64::new(0),
         });
         map.insert(id, handle.clone());
         self.total_connections.fetch_add(1, Relaxed);

@@ -14,6 +14,8 @@
 //!
 //! [ring]
 //! vnodes = 2048
+//! migration_batch = 1000         # keys per background migration batch (1 to 10000)
+//! migration_pause_ms = 0         # pause between batches, to throttle a rebalance
 //!
 //! [[shard]]
 //! id = "a"
@@ -86,6 +88,8 @@ struct RawRing {
     vnodes: Option<u32>,
     read_from: Option<String>,
     max_replica_lag: Option<RawLag>,
+    migration_batch: Option<u32>,
+    migration_pause_ms: Option<u64>,
 }
 
 /// `max_replica_lag` as milliseconds (`500`) or a duration string (`"500ms"`, `"2s"`).
@@ -171,6 +175,10 @@ pub struct RingConfig {
     pub read_from: ReadFrom,
     /// Staleness bound for replica reads (kept for the read-replica release).
     pub max_replica_lag: Option<Duration>,
+    /// Keys per `MIGRATE-ARC` call of the background mover.
+    pub migration_batch: usize,
+    /// Pause between the mover's batches (throttle; 0 = none).
+    pub migration_pause: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -421,6 +429,26 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         });
     }
 
+    // The node caps one MIGRATE-ARC call at 10,000 keys.
+    let migration_batch = match raw.ring.migration_batch {
+        None => crate::rebalance::DEFAULT_MIGRATION_BATCH,
+        Some(n) if (1..=10_000).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ConfigError::invalid(
+                "ring.migration_batch",
+                format!("{n} is out of range (1 to 10000)"),
+            ))
+        }
+    };
+    let migration_pause = match raw.ring.migration_pause_ms {
+        Some(ms) if ms > 60_000 => {
+            return Err(ConfigError::invalid(
+                "ring.migration_pause_ms",
+                "more than a minute between batches",
+            ))
+        }
+        ms => Duration::from_millis(ms.unwrap_or(0)),
+    };
     let config = RouterConfig {
         listen,
         metrics: r.metrics,
@@ -435,6 +463,8 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
             vnodes,
             read_from,
             max_replica_lag,
+            migration_batch,
+            migration_pause,
         },
         shards,
         l4,

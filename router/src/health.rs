@@ -262,14 +262,19 @@ async fn failover(
     for r in &replicas {
         let _ = call(r, &["REPLICAOF", host, port], settings.timeout).await;
     }
+    // A membership change publishes topologies too: one change at a time, or one overwrites
+    // the other.
+    let _change = router.rebalance.change_lock.lock().await;
     let topo = router.topology.load_full();
-    let Some(index) = topo.shards.iter().position(|s| Arc::ptr_eq(s, shard)) else {
+    let Some(index) = topo.shards.iter().position(|s| s.id == shard.id) else {
         return false;
     };
     let next = Arc::new(router.start_shard(&shard.id, &new_primary, &replicas, shard.weight));
     match topo.with_shard_replaced(index, next) {
         Ok(t) => {
             router.topology.store(Arc::new(t));
+            // The nodes learn the new epoch (and the new primary its shard id) promptly.
+            router.rebalance.sync_soon();
             true
         }
         Err(e) => {

@@ -19,6 +19,7 @@ pub mod local;
 pub mod merge;
 pub mod metrics;
 pub mod proxy;
+pub mod rebalance;
 pub mod route;
 pub mod topology;
 pub mod upstream;

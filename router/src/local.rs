@@ -129,7 +129,7 @@ pub fn run(
         "config" => config(router, a),
         "time" => time(),
         "info" => return info(router, topo, s, a),
-        "ring" => ring(topo, a),
+        "ring" => return ring(router, topo, s, a),
         _ => unsupported(spec),
     };
     // After the command: HELLO 3 answers in the protocol it switches to, as Redis does.
@@ -605,8 +605,7 @@ fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
     let start = std::time::Instant::now();
     let cmd = crate::metrics::command_index(table::lookup(b"info"));
     let parts = topo
-        .shards
-        .iter()
+        .serving_shards()
         .map(|shard| {
             crate::proxy::send(
                 shard,
@@ -688,11 +687,49 @@ fn section_text(router: &Router, topo: &Topology, section: &str, out: &mut Strin
     };
 }
 
-/// `RING NODES | LOCATE <key> | STATUS | HELP`.
-fn ring(topo: &Topology, a: &[Bytes]) -> Reply {
+/// `RING JOIN | LEAVE | CANCEL | NODES | LOCATE <key> | STATUS | HELP`. Membership changes answer
+/// once their epoch is in effect (see `rebalance`), so they reply through a spawned task.
+fn ring(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
     let sub = a[1].to_ascii_lowercase();
+    let change = match &sub[..] {
+        b"join" => match crate::rebalance::parse_join(a) {
+            Ok(c) => Some(c),
+            Err(e) => return Slot::reply(&Reply::Error(e), s.proto),
+        },
+        b"leave" if a.len() == 3 => Some(crate::rebalance::Change::Leave {
+            id: String::from_utf8_lossy(&a[2]).into_owned(),
+        }),
+        b"cancel" if a.len() == 2 => None,
+        b"leave" | b"cancel" => {
+            let reply = Reply::Error(format!(
+                "ERR wrong number of arguments for 'ring|{}' command",
+                String::from_utf8_lossy(&sub)
+            ));
+            return Slot::reply(&reply, s.proto);
+        }
+        _ => return Slot::reply(&ring_info(router, topo, &sub, a), s.proto),
+    };
+    let Some(me) = router.me() else {
+        return Slot::error("ERR the router is shutting down");
+    };
+    if change.is_some() && router.rebalance.in_progress() {
+        return Slot::error(crate::rebalance::IN_PROGRESS);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (proto, caller) = (s.proto, s.id);
+    tokio::spawn(async move {
+        let reply = match change {
+            Some(c) => crate::rebalance::begin(me, c, caller).await,
+            None => crate::rebalance::cancel(me, caller).await,
+        };
+        let _ = tx.send(Ok(reply.to_bytes(proto)));
+    });
+    Slot::Forward(rx)
+}
+
+fn ring_info(router: &Router, topo: &Topology, sub: &[u8], a: &[Bytes]) -> Reply {
     let ring = &topo.ring;
-    match &sub[..] {
+    match sub {
         b"nodes" if a.len() == 2 => Reply::Array(
             topo.shards
                 .iter()
@@ -753,34 +790,7 @@ fn ring(topo: &Topology, a: &[Bytes]) -> Reply {
             ])
         }
         b"status" if a.len() == 2 => {
-            let points: usize = ring.shards().iter().map(|s| ring.points_of(&s.id)).sum();
-            let shares = ring
-                .shares()
-                .into_iter()
-                .map(|(id, share)| {
-                    (
-                        Reply::Bulk(Bytes::from(id)),
-                        Reply::bulk_str(&format!("{:.2}%", share * 100.0)),
-                    )
-                })
-                .collect();
-            Reply::Map(vec![
-                (Reply::bulk_str("epoch"), Reply::Int(ring.epoch() as i64)),
-                (Reply::bulk_str("vnodes"), Reply::Int(i64::from(ring.vnodes()))),
-                (Reply::bulk_str("shards"), Reply::Int(topo.shards.len() as i64)),
-                (Reply::bulk_str("points"), Reply::Int(points as i64)),
-                (
-                    Reply::bulk_str("shards_up"),
-                    Reply::Int(
-                        topo.shards
-                            .iter()
-                            .filter(|s| s.pool.connected() > 0)
-                            .count() as i64,
-                    ),
-                ),
-                (Reply::bulk_str("share"), Reply::Map(shares)),
-                (Reply::bulk_str("migrating"), Reply::Int(0)),
-            ])
+            Reply::Verbatim(Bytes::from(router.rebalance.status_text(topo)))
         }
         b"help" if a.len() == 2 => Reply::Array(
             [
@@ -790,7 +800,13 @@ fn ring(topo: &Topology, a: &[Bytes]) -> Reply {
                 "LOCATE <key>",
                 "    The shard owning <key>, the key's 64-bit hash and its {hash tag}.",
                 "STATUS",
-                "    Epoch, vnodes, shard count, total points and each shard's share of the hash space.",
+                "    Epoch, shares, `migrating:0|1` and the progress of a membership change, as key:value lines.",
+                "JOIN <id> <primary> [<replica> ...] [WEIGHT <w>]",
+                "    Add a shard; only the arcs it takes move, in the background. Replies once its epoch is in effect.",
+                "LEAVE <id>",
+                "    Remove a shard; its arcs move to their new owners, then its connections close.",
+                "CANCEL",
+                "    Stop the change in progress and move back what it moved.",
                 "HELP",
                 "    Print this help.",
             ]
@@ -798,15 +814,9 @@ fn ring(topo: &Topology, a: &[Bytes]) -> Reply {
             .map(|l| Reply::StatusOwned((*l).to_string()))
             .collect(),
         ),
-        b"nodes" | b"status" | b"help" | b"locate" => {
-            Reply::Error(format!(
-                "ERR wrong number of arguments for 'ring|{}' command",
-                String::from_utf8_lossy(&sub)
-            ))
-        }
-        b"join" | b"leave" => Reply::Error(format!(
-            "ERR RING {} is not available yet: membership comes from cluster.toml in this release",
-            String::from_utf8_lossy(&sub).to_ascii_uppercase()
+        b"nodes" | b"status" | b"help" | b"locate" => Reply::Error(format!(
+            "ERR wrong number of arguments for 'ring|{}' command",
+            String::from_utf8_lossy(sub)
         )),
         _ => unknown_subcommand(&a[1], "ring"),
     }

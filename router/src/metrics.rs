@@ -246,6 +246,7 @@ pub fn render(router: &Router) -> String {
         "# HELP {name} Epoch of the ring the router routes by.\n# TYPE {name} gauge\n{name} {}",
         topo.ring.epoch()
     );
+    router.rebalance.render_metrics(&mut out);
     let f = &router.failover;
     let _ = writeln!(
         out,

@@ -12,7 +12,10 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -61,6 +64,10 @@ pub struct Router {
     pub failover: crate::health::FailoverStats,
     /// The L4 listeners' pools (RING STATUS and metrics show their connections).
     pub l4_pools: std::sync::Mutex<Vec<Arc<crate::l4::Pool>>>,
+    /// Membership changes: RING JOIN/LEAVE/CANCEL/STATUS, epochs pushed to nodes.
+    pub rebalance: crate::rebalance::Rebalancer,
+    /// This router, for tasks a request spawns (the migration path).
+    me: std::sync::Weak<Router>,
 }
 
 impl Drop for Router {
@@ -85,7 +92,7 @@ impl Router {
                 .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
                 .collect()
         };
-        Ok(Arc::new(Router {
+        let router = Arc::new_cyclic(|me| Router {
             config,
             topology: ArcSwap::from_pointee(topology),
             clients: Clients::default(),
@@ -98,7 +105,17 @@ impl Router {
             stop,
             failover: crate::health::FailoverStats::default(),
             l4_pools: std::sync::Mutex::new(Vec::new()),
-        }))
+            rebalance: crate::rebalance::Rebalancer::default(),
+            me: me.clone(),
+        });
+        // Learns the nodes' epoch, then keeps every node on this router's ring.
+        crate::rebalance::start(&router);
+        Ok(router)
+    }
+
+    /// A counted reference to this router (`None` while it is being dropped).
+    pub fn me(&self) -> Option<Arc<Router>> {
+        self.me.upgrade()
     }
 
     /// Starts pools for a shard with this router's settings (failover and joins build shards
@@ -237,6 +254,31 @@ pub struct Session {
     pub close_now: bool,
     pub client: Arc<ClientHandle>,
     pub last_cmd: &'static str,
+    /// Requests that must run in order during a migration (created on first use).
+    pub chain: Option<crate::rebalance::Chain>,
+    /// Epoch of the ring the outstanding requests were planned on.
+    pub epoch: u64,
+    /// What `client.busy_epoch` holds (0: nothing outstanding), to store it only on changes.
+    busy_mark: u64,
+}
+
+impl Session {
+    pub fn who(&self) -> Who {
+        Who {
+            io: self.io,
+            proto: self.proto,
+            id: self.id,
+        }
+    }
+}
+
+/// The client a request travels for: its IO thread, protocol and id pick the upstream
+/// connection, so its requests to one shard keep their order.
+#[derive(Debug, Clone, Copy)]
+pub struct Who {
+    pub io: usize,
+    pub proto: Protocol,
+    pub id: u64,
 }
 
 async fn connection(
@@ -256,6 +298,9 @@ async fn connection(
         close_now: false,
         client: handle.clone(),
         last_cmd: "NULL",
+        chain: None,
+        epoch: 0,
+        busy_mark: 0,
     };
     let mut decoder = RequestDecoder::new(router.config.limits, s.authenticated);
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -266,11 +311,34 @@ async fn connection(
     loop {
         // Decode and dispatch everything buffered, up to the outstanding-request cap.
         let mut starved = false;
+        // Requests planned on an older ring are answered before any is planned on a newer one.
+        let mut holding = false;
         if !s.closing {
-            let topo = router.topology.load_full();
+            let mut topo = router.topology.load_full();
+            if topo.ring.epoch() != s.epoch && !fifo.is_empty() {
+                holding = true;
+            } else if s.busy_mark != topo.ring.epoch() {
+                // Publish the epoch before planning on it, then re-read the ring: a change's
+                // quiesce either sees this client busy on the old ring or this client sees the
+                // new one (`rebalance::quiesce`). Nothing is outstanding here.
+                for _ in 0..4 {
+                    let epoch = topo.ring.epoch();
+                    handle.busy_epoch.store(epoch, SeqCst);
+                    s.busy_mark = epoch;
+                    std::sync::atomic::fence(SeqCst);
+                    let again = router.topology.load_full();
+                    if again.ring.epoch() == epoch {
+                        break;
+                    }
+                    topo = again;
+                }
+            }
+            if !holding {
+                s.epoch = topo.ring.epoch();
+            }
             let start = Instant::now();
             let mut commands = 0u64;
-            while fifo.len() < MAX_PENDING {
+            while !holding && fifo.len() < MAX_PENDING {
                 match decoder.decode_into(&mut inbuf, &mut args) {
                     Ok(Some(raw)) => {
                         commands += 1;
@@ -305,6 +373,10 @@ async fn connection(
                 handle.resp.store(s.proto.number() as u8, Relaxed);
             }
         }
+        if fifo.is_empty() && s.busy_mark != 0 {
+            handle.busy_epoch.store(0, SeqCst);
+            s.busy_mark = 0;
+        }
         let input_done = s.closing || (eof && starved);
         if input_done && fifo.is_empty() {
             if !out.is_empty() {
@@ -318,7 +390,7 @@ async fn connection(
         if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
             inbuf.reserve(READ_CHUNK);
         }
-        let reading = !input_done && !eof && fifo.len() < MAX_PENDING;
+        let reading = !input_done && !eof && fifo.len() < MAX_PENDING && !holding;
         tokio::select! {
             biased;
             _ = handle.kill.notified(), if !s.closing => s.closing = true,
@@ -366,11 +438,22 @@ pub fn send(
     cmd: u16,
     start: Instant,
 ) -> oneshot::Receiver<UpResult> {
+    send_as(shard, s.who(), raw, cmd, start)
+}
+
+/// [`send`] for a client known by its [`Who`] (the migration path runs outside the connection).
+pub fn send_as(
+    shard: &Shard,
+    who: Who,
+    raw: Bytes,
+    cmd: u16,
+    start: Instant,
+) -> oneshot::Receiver<UpResult> {
     let (tx, rx) = oneshot::channel();
     shard.pool.send(
-        s.io,
-        s.proto,
-        s.id,
+        who.io,
+        who.proto,
+        who.id,
         UpRequest {
             raw,
             reply: tx,
@@ -452,6 +535,18 @@ fn send_to_replica(
     rx
 }
 
+/// True for a shard's SCAN reply that ends its walk (cursor 0) with no keys.
+fn scan_done_and_empty(raw: &[u8]) -> bool {
+    let Some(els) = crate::frame::elements(raw) else {
+        return false;
+    };
+    let [cur, keys] = &els[..] else {
+        return false;
+    };
+    crate::frame::bulk_payload(&raw[cur.clone()]) == Some(&b"0"[..])
+        && crate::frame::elements(&raw[keys.clone()]).is_some_and(|k| k.is_empty())
+}
+
 /// A reply the router produced, counted under the `router` shard label.
 fn answer(router: &Router, cmd: u16, start: Instant, reply: &Reply, proto: Protocol) -> Slot {
     router
@@ -493,9 +588,18 @@ fn dispatch(
         return answer(router, cmd, start, &reply, s.proto);
     }
     let plan = route::plan(spec, args, |k| topo.owner(k).unwrap_or(0));
+    if plan == Plan::WrongArity {
+        return answer(router, cmd, start, &local::arity_error(spec.name), s.proto);
+    }
     if topo.shards.is_empty() && !matches!(plan, Plan::Local | Plan::Unsupported) {
         let reply = Reply::error("ERR the ring has no shards");
         return answer(router, cmd, start, &reply, s.proto);
+    }
+    // Keys in a moving arc (or a client with such requests outstanding) take the migration path.
+    if let Some(slot) =
+        crate::rebalance::divert(router, topo, s, spec, &plan, args, &raw, cmd, start)
+    {
+        return slot;
     }
     match plan {
         Plan::Forward(shard) => {
@@ -507,6 +611,55 @@ fn dispatch(
             }
             Slot::Forward(send(shard, s, raw, cmd, start))
         }
+        Plan::Scan if cursor::parse(&args[1]).is_none() => answer(
+            router,
+            cmd,
+            start,
+            &Reply::error("ERR invalid cursor"),
+            s.proto,
+        ),
+        plan @ (Plan::Split { .. } | Plan::FanOut(_) | Plan::Scan) => {
+            send_plan(topo, s.who(), plan, args, raw, cmd, start)
+        }
+        Plan::CrossShard => answer(
+            router,
+            cmd,
+            start,
+            &Reply::error(route::CROSSSHARD),
+            s.proto,
+        ),
+        Plan::Unsupported | Plan::WrongArity => {
+            answer(router, cmd, start, &local::unsupported(spec), s.proto)
+        }
+        Plan::Local => {
+            let slot = local::run(router, topo, s, spec, args);
+            if let Slot::Ready(bytes) = &slot {
+                router
+                    .metrics
+                    .observe(cmd, start.elapsed(), bytes.first() == Some(&b'-'));
+            }
+            slot
+        }
+    }
+}
+
+/// Sends a planned request to the shards' primaries and returns its slot: the part of dispatch
+/// the migration path (`rebalance`) shares. Fan-outs include shards outside the ring that a
+/// migration is still emptying (a key is in exactly one place, so nothing is counted twice).
+pub fn send_plan(
+    topo: &Topology,
+    who: Who,
+    plan: Plan,
+    args: &[Bytes],
+    raw: Bytes,
+    cmd: u16,
+    start: Instant,
+) -> Slot {
+    match plan {
+        Plan::Forward(shard) => match topo.shards.get(shard) {
+            Some(shard) => Slot::Forward(send_as(shard, who, raw, cmd, start)),
+            None => Slot::error("ERR the ring has no shards"),
+        },
         Plan::Split {
             merge,
             step,
@@ -517,7 +670,7 @@ fn dispatch(
                 .iter()
                 .map(|part| {
                     let request = route::part_request(args, part, step);
-                    send(&topo.shards[part.shard], s, request, cmd, start)
+                    send_as(&topo.shards[part.shard], who, request, cmd, start)
                 })
                 .collect();
             Slot::Merge(Box::new(Merge::new(
@@ -527,57 +680,66 @@ fn dispatch(
         }
         Plan::FanOut(how) => {
             let receivers = topo
-                .shards
-                .iter()
-                .map(|shard| send(shard, s, raw.clone(), cmd, start))
+                .serving_shards()
+                .map(|shard| send_as(shard, who, raw.clone(), cmd, start))
                 .collect();
             Slot::Merge(Box::new(Merge::new(receivers, How::FanOut(how))))
         }
         Plan::Scan => {
             let Some(cursor) = cursor::parse(&args[1]) else {
-                return answer(
-                    router,
-                    cmd,
-                    start,
-                    &Reply::error("ERR invalid cursor"),
-                    s.proto,
-                );
+                return Slot::error("ERR invalid cursor");
             };
-            let shards = topo.shards.len();
+            let serving: Vec<&Arc<Shard>> = topo.serving_shards().collect();
+            let shards = serving.len();
             let pos = cursor::decode(cursor, shards);
-            let mut digits = itoa::Buffer::new();
-            let shard_cursor = Bytes::copy_from_slice(digits.format(pos.cursor).as_bytes());
-            let rewritten: Vec<&[u8]> = std::iter::once(&args[0][..])
-                .chain(std::iter::once(&shard_cursor[..]))
-                .chain(args[2..].iter().map(|a| &a[..]))
-                .collect();
-            let mut request = BytesMut::with_capacity(raw.len() + 16);
-            ringcache_protocol::resp::encode_request(&mut request, rewritten);
-            let rx = send(&topo.shards[pos.shard], s, request.freeze(), cmd, start);
-            Slot::Merge(Box::new(Merge::new(
-                vec![rx],
-                How::Scan {
-                    shard: pos.shard,
-                    shards,
-                },
-            )))
-        }
-        Plan::CrossShard => answer(
-            router,
-            cmd,
-            start,
-            &Reply::error(route::CROSSSHARD),
-            s.proto,
-        ),
-        Plan::Unsupported => answer(router, cmd, start, &local::unsupported(spec), s.proto),
-        Plan::Local => {
-            let slot = local::run(router, topo, s, spec, args);
-            if let Slot::Ready(bytes) = &slot {
-                router
-                    .metrics
-                    .observe(cmd, start.elapsed(), bytes.first() == Some(&b'-'));
+            if pos.shard >= serving.len() {
+                return Slot::error("ERR invalid cursor");
             }
-            slot
+            let (first, mut shard_cursor) = (pos.shard, pos.cursor);
+            let serving: Vec<Arc<Shard>> = serving.into_iter().cloned().collect();
+            let args: Vec<Bytes> = args.to_vec();
+            let (tx, rx) = oneshot::channel();
+            // A shard that finished with nothing to return hands over to the next one within the
+            // same call, so an empty cluster answers cursor 0 as Redis does.
+            tokio::spawn(async move {
+                let mut index = first;
+                let result = loop {
+                    let mut digits = itoa::Buffer::new();
+                    let c = Bytes::copy_from_slice(digits.format(shard_cursor).as_bytes());
+                    let rewritten: Vec<&[u8]> = std::iter::once(&args[0][..])
+                        .chain(std::iter::once(&c[..]))
+                        .chain(args[2..].iter().map(|a| &a[..]))
+                        .collect();
+                    let mut request = BytesMut::with_capacity(64);
+                    ringcache_protocol::resp::encode_request(&mut request, rewritten);
+                    let reply =
+                        match send_as(&serving[index], who, request.freeze(), cmd, start).await {
+                            Ok(r) => r,
+                            Err(_) => break Err(()),
+                        };
+                    let Ok(raw) = &reply else {
+                        break Ok(reply);
+                    };
+                    if index + 1 < serving.len() && scan_done_and_empty(raw) {
+                        index += 1;
+                        shard_cursor = 0;
+                        continue;
+                    }
+                    let how = How::Scan {
+                        shard: index,
+                        shards: serving.len(),
+                    };
+                    break Ok(Ok(crate::merge::combine(&how, vec![reply])));
+                };
+                if let Ok(r) = result {
+                    let _ = tx.send(r);
+                }
+            });
+            Slot::Forward(rx)
+        }
+        Plan::CrossShard => Slot::error(route::CROSSSHARD),
+        Plan::Local | Plan::Unsupported | Plan::WrongArity => {
+            Slot::error("ERR the router answers this command itself")
         }
     }
 }

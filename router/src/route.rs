@@ -73,6 +73,9 @@ pub enum Plan {
     CrossShard,
     /// Blocking, pub/sub, replication and other commands a multiplexing proxy cannot serve.
     Unsupported,
+    /// Key groups with a missing member (`MSET a 1 b`): Redis's arity error, answered by the
+    /// router (a node would refuse the dangling key first if another shard owns it).
+    WrongArity,
 }
 
 /// Plans `args` (arity already checked against `spec`). `owner` gives a key's shard index.
@@ -94,6 +97,12 @@ pub fn plan(spec: &CommandSpec, args: &[bytes::Bytes], owner: impl Fn(&[u8]) -> 
     let Some(first) = keys.next() else {
         return Plan::Unsupported;
     };
+    if spec.step > 1
+        && spec.last_key < 0
+        && !(args.len() - first).is_multiple_of(spec.step as usize)
+    {
+        return Plan::WrongArity;
+    }
     let home = owner(&args[first]);
     let mut others = keys.clone().map(|i| owner(&args[i]));
     if others.all(|s| s == home) {
@@ -103,11 +112,6 @@ pub fn plan(spec: &CommandSpec, args: &[bytes::Bytes], owner: impl Fn(&[u8]) -> 
         return Plan::CrossShard;
     };
     let step = spec.step.max(1) as usize;
-    // `MSET a 1 b` passes the table's arity but has a key without a value: send it whole so the
-    // shard answers with Redis's own error instead of the router splitting past the end.
-    if !(args.len() - first).is_multiple_of(step) {
-        return Plan::Forward(home);
-    }
     let mut parts: Vec<Part> = Vec::new();
     let mut owners = Vec::new();
     for i in std::iter::once(first).chain(keys) {
@@ -291,8 +295,10 @@ mod tests {
     }
 
     #[test]
-    fn a_key_without_its_value_is_not_split() {
-        assert_eq!(plan_of(&["MSET", "a", "1", "b"]), Plan::Forward(0));
+    fn a_key_without_its_value_is_an_arity_error() {
+        assert_eq!(plan_of(&["MSET", "a", "1", "b"]), Plan::WrongArity);
+        assert_eq!(plan_of(&["MSET", "a", "1", "a2"]), Plan::WrongArity);
+        assert_eq!(plan_of(&["MSETNX", "a", "1", "b"]), Plan::WrongArity);
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
 use std::sync::Arc;
 
 use ringcache_protocol::hash::key_hash;
-use ringcache_protocol::ring::{Epoch, Move, Ring, RingError};
+use ringcache_protocol::ring::{Epoch, Ring, RingError};
 use tokio::sync::watch;
 
 use crate::config::{RouterConfig, ShardConfig};
 use crate::io_threads::IoThreads;
 use crate::metrics::ShardMetrics;
+use crate::rebalance::Migrating;
 use crate::upstream::{UpstreamPool, UpstreamSettings};
 
 /// One shard as the router serves it.
@@ -83,8 +84,9 @@ impl Shard {
 pub struct Topology {
     pub ring: Ring,
     pub shards: Vec<Arc<Shard>>,
-    /// Arcs being moved by a membership change in progress (empty otherwise).
-    pub migrating: Vec<Move>,
+    /// Arcs being moved by a membership change in progress (empty otherwise), and shards
+    /// outside the ring still holding keys of them (see `rebalance`).
+    pub migrating: Migrating,
 }
 
 impl Topology {
@@ -121,8 +123,31 @@ impl Topology {
         Ok(Topology {
             ring,
             shards,
-            migrating: Vec::new(),
+            migrating: Migrating::default(),
         })
+    }
+
+    /// A topology from its parts (membership changes build these; `shards` in ring order).
+    pub fn from_parts(ring: Ring, shards: Vec<Arc<Shard>>, migrating: Migrating) -> Topology {
+        Topology {
+            ring,
+            shards,
+            migrating,
+        }
+    }
+
+    /// Every shard holding keys: the ring's, then shards outside it that a migration is still
+    /// emptying (fan-out commands ask them all).
+    pub fn serving_shards(&self) -> impl Iterator<Item = &Arc<Shard>> {
+        self.shards.iter().chain(self.migrating.outside())
+    }
+
+    /// A serving shard by id.
+    pub fn shard_by_id(&self, id: &str) -> Option<&Arc<Shard>> {
+        match self.ring.shard_index(id) {
+            Some(i) => self.shards.get(i),
+            None => self.migrating.outside().iter().find(|s| s.id == id),
+        }
     }
 
     /// This topology with shard `index` replaced (a failover), at the next epoch.
@@ -154,7 +179,7 @@ impl Topology {
     /// primaries, where the key is in exactly one place). Arcs migrate only during a membership
     /// change; `migrating` lists them.
     pub fn is_migrating(&self, hash: u64) -> bool {
-        self.migrating.iter().any(|m| m.arc.contains(hash))
+        self.migrating.is_migrating(hash)
     }
 
     /// Ring index of the shard owning `key`; `None` only for an empty ring.
