@@ -18,6 +18,10 @@ fn matches_depth(mut p: &[u8], mut s: &[u8], nocase: bool, depth: u32) -> bool {
     if depth > 1000 {
         return false;
     }
+    // Only stars match the empty string (the loop below needs a byte to compare).
+    if s.is_empty() {
+        return p.iter().all(|&c| c == b'*');
+    }
     while !p.is_empty() && !s.is_empty() {
         match p[0] {
             b'*' => {
