@@ -3,6 +3,7 @@
 //! agree on which shard owns a key.
 
 pub mod codec;
+pub mod errors;
 pub mod hash;
 pub mod num;
 pub mod request;

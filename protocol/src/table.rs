@@ -257,6 +257,43 @@ pub fn info_entry(name: &str, resp3: bool) -> Option<&'static [u8]> {
     blob(if resp3 { INFO3 } else { INFO2 }, name)
 }
 
+/// A command's COMMAND INFO entry: Redis's own bytes for Redis's commands, built from the table for
+/// ringcache's own (no ACL categories, tips, key specs or subcommands).
+pub fn info_reply(c: &CommandSpec, resp3: bool) -> crate::resp::Reply {
+    use crate::resp::Reply;
+    if let Some(b) = info_entry(c.name, resp3) {
+        return Reply::Raw(bytes::Bytes::from_static(b));
+    }
+    let names = [
+        (flags::WRITE, "write"),
+        (flags::READONLY, "readonly"),
+        (flags::DENYOOM, "denyoom"),
+        (flags::ADMIN, "admin"),
+        (flags::NOSCRIPT, "noscript"),
+        (flags::LOADING, "loading"),
+        (flags::STALE, "stale"),
+        (flags::FAST, "fast"),
+        (flags::NO_MULTI, "no_multi"),
+    ];
+    let flag_replies = names
+        .iter()
+        .filter(|(f, _)| c.has(*f))
+        .map(|(_, n)| Reply::Status(n))
+        .collect();
+    Reply::Array(vec![
+        Reply::bulk_str(c.name),
+        Reply::Int(i64::from(c.arity)),
+        Reply::Set(flag_replies),
+        Reply::Int(i64::from(c.first_key)),
+        Reply::Int(i64::from(c.last_key)),
+        Reply::Int(i64::from(c.step)),
+        Reply::Set(Vec::new()),
+        Reply::Set(Vec::new()),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+    ])
+}
+
 /// Redis's exact `COMMAND DOCS` entry (the doc map, without the name) for a command.
 pub fn docs_entry(name: &str, resp3: bool) -> Option<&'static [u8]> {
     blob(if resp3 { DOCS3 } else { DOCS2 }, name)

@@ -20,26 +20,9 @@ use tokio::sync::watch;
 use crate::proxy::Router;
 use crate::topology::Shard;
 
-/// Probe timing: with the defaults a dead primary is replaced in about 2 s (3 × 500 ms + the
-/// promotion), inside the 5 s the design promises.
-#[derive(Debug, Clone, Copy)]
-pub struct HealthSettings {
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub fall: u32,
-    pub rise: u32,
-}
-
-impl Default for HealthSettings {
-    fn default() -> Self {
-        HealthSettings {
-            interval: Duration::from_millis(500),
-            timeout: Duration::from_millis(500),
-            fall: 3,
-            rise: 2,
-        }
-    }
-}
+/// Probe timing, shared with the L4 health checks: with the defaults (PING every 500 ms, 3
+/// failures) a dead primary is replaced in about 2 s, inside the 5 s the design promises.
+pub use crate::l4::HealthSettings;
 
 /// Failover counters for metrics and INFO.
 #[derive(Debug, Default)]

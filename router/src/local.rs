@@ -17,14 +17,9 @@ use crate::merge::{How, Merge, Slot};
 use crate::proxy::{Router, Session};
 use crate::topology::Topology;
 
-/// The Redis version the router answers as (the node's too): clients pick features by it.
-pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
-
-pub fn arity_error(name: &str) -> Reply {
-    Reply::Error(format!(
-        "ERR wrong number of arguments for '{name}' command"
-    ))
-}
+pub use ringcache_protocol::errors::{
+    arity_error, unknown_command, unknown_subcommand, REDIS_COMPAT_VERSION,
+};
 
 fn syntax_error() -> Reply {
     Reply::error("ERR syntax error")
@@ -40,43 +35,6 @@ fn is(a: &[u8], kw: &str) -> bool {
 
 fn int_arg(a: &[u8]) -> Result<i64, Reply> {
     ringcache_protocol::num::parse_i64(a).ok_or_else(not_integer)
-}
-
-fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
-/// `ERR unknown command 'x', with args beginning with: 'a' 'b' `, exactly as Redis 7 (and the
-/// node) word it: the quoted arguments stop at 128 characters, the last one cut to fit.
-pub fn unknown_command(args: &[Bytes]) -> Reply {
-    let name = args
-        .first()
-        .map(|a| String::from_utf8_lossy(a))
-        .unwrap_or_default();
-    let mut quoted = String::new();
-    for a in args.iter().skip(1) {
-        let used = quoted.chars().count();
-        if used >= 128 {
-            break;
-        }
-        let a = String::from_utf8_lossy(a);
-        let _ = write!(quoted, "'{}' ", truncate(&a, 128 - used));
-    }
-    Reply::Error(format!(
-        "ERR unknown command '{}', with args beginning with: {quoted}",
-        truncate(&name, 128)
-    ))
-}
-
-pub fn unknown_subcommand(sub: &[u8], parent: &str) -> Reply {
-    Reply::Error(format!(
-        "ERR unknown subcommand '{}'. Try {} HELP.",
-        truncate(&String::from_utf8_lossy(sub), 128),
-        parent.to_ascii_uppercase()
-    ))
 }
 
 /// The error for commands a multiplexing proxy cannot serve (blocking, replication, persistence).
@@ -411,7 +369,11 @@ fn kill(s: &mut Session, c: &crate::clients::ClientHandle) {
 fn command(s: &Session, a: &[Bytes]) -> Reply {
     let resp3 = s.proto == Protocol::Resp3;
     if a.len() == 1 {
-        return Reply::Array(table::top_level().map(|c| info_entry(c, resp3)).collect());
+        return Reply::Array(
+            table::top_level()
+                .map(|c| table::info_reply(c, resp3))
+                .collect(),
+        );
     }
     let sub = a[1].to_ascii_lowercase();
     let Some(spec) = table::lookup_sub(b"command", &sub) else {
@@ -441,7 +403,7 @@ fn command(s: &Session, a: &[Bytes]) -> Reply {
             names(2)
                 .iter()
                 .map(|n| match table::lookup(n.as_bytes()) {
-                    Some(c) => info_entry(c, resp3),
+                    Some(c) => table::info_reply(c, resp3),
                     None => Reply::Nil,
                 })
                 .collect(),
@@ -473,43 +435,6 @@ fn command(s: &Session, a: &[Bytes]) -> Reply {
         }
         _ => unknown_subcommand(&a[1], "command"),
     }
-}
-
-/// A command's COMMAND INFO entry: Redis's bytes for Redis's commands, built from the table for
-/// ringcache's own.
-fn info_entry(c: &CommandSpec, resp3: bool) -> Reply {
-    if let Some(b) = table::info_entry(c.name, resp3) {
-        return Reply::Raw(Bytes::from_static(b));
-    }
-    use table::flags as f;
-    let names = [
-        (f::WRITE, "write"),
-        (f::READONLY, "readonly"),
-        (f::DENYOOM, "denyoom"),
-        (f::ADMIN, "admin"),
-        (f::NOSCRIPT, "noscript"),
-        (f::LOADING, "loading"),
-        (f::STALE, "stale"),
-        (f::FAST, "fast"),
-        (f::NO_MULTI, "no_multi"),
-    ];
-    let flags = names
-        .iter()
-        .filter(|(flag, _)| c.has(*flag))
-        .map(|(_, n)| Reply::Status(n))
-        .collect();
-    Reply::Array(vec![
-        Reply::bulk_str(c.name),
-        Reply::Int(i64::from(c.arity)),
-        Reply::Set(flags),
-        Reply::Int(i64::from(c.first_key)),
-        Reply::Int(i64::from(c.last_key)),
-        Reply::Int(i64::from(c.step)),
-        Reply::Set(Vec::new()),
-        Reply::Set(Vec::new()),
-        Reply::Array(Vec::new()),
-        Reply::Array(Vec::new()),
-    ])
 }
 
 /// CONFIG GET over the few settings a client may ask a router for; CONFIG SET and friends are

@@ -6,8 +6,7 @@ use ringcache_protocol::{Protocol, Reply};
 use super::{arity_error, int_arg, is, syntax_error, unknown_subcommand, Ctx, Flow};
 use crate::store::lock;
 
-/// The Redis version we answer as: clients pick features by it, and we implement 7.0's replies.
-pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
+pub use ringcache_protocol::errors::REDIS_COMPAT_VERSION;
 
 pub fn ping(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     match a.len() {

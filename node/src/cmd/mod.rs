@@ -8,6 +8,7 @@ pub mod server;
 pub mod strings;
 
 use bytes::Bytes;
+pub use ringcache_protocol::errors::{arity_error, unknown_command, unknown_subcommand};
 use ringcache_protocol::table::{self, flags, CommandSpec};
 use ringcache_protocol::{Protocol, Reply};
 
@@ -69,46 +70,6 @@ pub fn syntax_error() -> Reply {
 
 pub fn not_integer() -> Reply {
     Reply::error(NOT_INTEGER)
-}
-
-pub fn arity_error(name: &str) -> Reply {
-    Reply::Error(format!(
-        "ERR wrong number of arguments for '{name}' command"
-    ))
-}
-
-/// `ERR unknown command 'x', with args beginning with: 'a' 'b' ` as Redis 7 words it: the quoted
-/// arguments stop at 128 characters, the last one cut to fit.
-pub fn unknown_command(args: &[Bytes]) -> Reply {
-    let name = String::from_utf8_lossy(&args[0]);
-    let mut quoted = String::new();
-    for a in &args[1..] {
-        let used = quoted.chars().count();
-        if used >= 128 {
-            break;
-        }
-        let a = String::from_utf8_lossy(a);
-        quoted.push_str(&format!("'{}' ", truncate(&a, 128 - used)));
-    }
-    Reply::Error(format!(
-        "ERR unknown command '{}', with args beginning with: {quoted}",
-        truncate(&name, 128)
-    ))
-}
-
-pub fn unknown_subcommand(sub: &[u8], parent: &str) -> Reply {
-    Reply::Error(format!(
-        "ERR unknown subcommand '{}'. Try {} HELP.",
-        truncate(&String::from_utf8_lossy(sub), 128),
-        parent.to_ascii_uppercase()
-    ))
-}
-
-fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 /// Parses an integer argument with Redis's rules.

@@ -152,7 +152,11 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
 pub fn command(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let resp3 = ctx.session.proto == Protocol::Resp3;
     if a.len() == 1 {
-        return Reply::Array(table::top_level().map(|c| info_entry(c, resp3)).collect());
+        return Reply::Array(
+            table::top_level()
+                .map(|c| table::info_reply(c, resp3))
+                .collect(),
+        );
     }
     let sub = a[1].to_ascii_lowercase();
     let Some(spec) = table::lookup_sub(b"command", &sub) else {
@@ -182,7 +186,7 @@ pub fn command(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             names(2)
                 .iter()
                 .map(|n| match table::lookup(n.as_bytes()) {
-                    Some(c) => info_entry(c, resp3),
+                    Some(c) => table::info_reply(c, resp3),
                     None => Reply::Nil,
                 })
                 .collect(),
@@ -214,42 +218,6 @@ pub fn command(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         }
         _ => unknown_subcommand(&a[1], "command"),
     }
-}
-
-/// A command's COMMAND INFO entry: Redis's own bytes for Redis's commands, built from the table
-/// for ringcache's own (no ACL categories, tips, key specs or subcommands).
-fn info_entry(c: &table::CommandSpec, resp3: bool) -> Reply {
-    if let Some(b) = table::info_entry(c.name, resp3) {
-        return Reply::Raw(Bytes::from_static(b));
-    }
-    let names = [
-        (table::flags::WRITE, "write"),
-        (table::flags::READONLY, "readonly"),
-        (table::flags::DENYOOM, "denyoom"),
-        (table::flags::ADMIN, "admin"),
-        (table::flags::NOSCRIPT, "noscript"),
-        (table::flags::LOADING, "loading"),
-        (table::flags::STALE, "stale"),
-        (table::flags::FAST, "fast"),
-        (table::flags::NO_MULTI, "no_multi"),
-    ];
-    let flags = names
-        .iter()
-        .filter(|(f, _)| c.has(*f))
-        .map(|(_, n)| Reply::Status(n))
-        .collect();
-    Reply::Array(vec![
-        Reply::bulk_str(c.name),
-        Reply::Int(i64::from(c.arity)),
-        Reply::Set(flags),
-        Reply::Int(i64::from(c.first_key)),
-        Reply::Int(i64::from(c.last_key)),
-        Reply::Int(i64::from(c.step)),
-        Reply::Set(Vec::new()),
-        Reply::Set(Vec::new()),
-        Reply::Array(Vec::new()),
-        Reply::Array(Vec::new()),
-    ])
 }
 
 /// Parameters CONFIG GET reports, with their current values.
