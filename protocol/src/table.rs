@@ -5,6 +5,11 @@
 //! Redis 7), so COMMAND INFO / COMMAND DOCS replies are byte-for-byte Redis's.
 
 use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::errors::{arity_error, unknown_subcommand};
+use crate::resp::Reply;
 use std::sync::OnceLock;
 
 pub mod flags {
@@ -259,10 +264,9 @@ pub fn info_entry(name: &str, resp3: bool) -> Option<&'static [u8]> {
 
 /// A command's COMMAND INFO entry: Redis's own bytes for Redis's commands, built from the table for
 /// ringcache's own (no ACL categories, tips, key specs or subcommands).
-pub fn info_reply(c: &CommandSpec, resp3: bool) -> crate::resp::Reply {
-    use crate::resp::Reply;
+pub fn info_reply(c: &CommandSpec, resp3: bool) -> Reply {
     if let Some(b) = info_entry(c.name, resp3) {
-        return Reply::Raw(bytes::Bytes::from_static(b));
+        return Reply::Raw(Bytes::from_static(b));
     }
     let names = [
         (flags::WRITE, "write"),
@@ -292,6 +296,70 @@ pub fn info_reply(c: &CommandSpec, resp3: bool) -> crate::resp::Reply {
         Reply::Array(Vec::new()),
         Reply::Array(Vec::new()),
     ])
+}
+
+/// COMMAND, COMMAND COUNT/LIST/INFO/DOCS/GETKEYS, answered from this table (Redis's own bytes for
+/// Redis's commands) by the node and the router alike.
+pub fn command_reply(a: &[Bytes], resp3: bool) -> Reply {
+    if a.len() == 1 {
+        return Reply::Array(top_level().map(|c| info_reply(c, resp3)).collect());
+    }
+    let sub = a[1].to_ascii_lowercase();
+    let Some(spec) = lookup_sub(b"command", &sub) else {
+        return unknown_subcommand(&a[1], "command");
+    };
+    if !spec.arity_ok(a.len()) {
+        return arity_error(spec.name);
+    }
+    let names = |from: usize| -> Vec<String> {
+        if a.len() > from {
+            a[from..]
+                .iter()
+                .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+                .collect()
+        } else {
+            top_level().map(|c| c.name.to_string()).collect()
+        }
+    };
+    match &sub[..] {
+        b"count" => Reply::Int(top_level().count() as i64),
+        b"list" => Reply::Array(top_level().map(|c| Reply::bulk_str(c.name)).collect()),
+        b"info" => Reply::Array(
+            names(2)
+                .iter()
+                .map(|n| match lookup(n.as_bytes()) {
+                    Some(c) => info_reply(c, resp3),
+                    None => Reply::Nil,
+                })
+                .collect(),
+        ),
+        b"docs" => Reply::Map(
+            names(2)
+                .iter()
+                .filter_map(|n| {
+                    docs_entry(n, resp3)
+                        .map(|b| (Reply::bulk_str(n), Reply::Raw(Bytes::from_static(b))))
+                })
+                .collect(),
+        ),
+        b"getkeys" => {
+            let Some(cmd) = lookup(&a[2]) else {
+                return Reply::error("ERR Invalid command specified");
+            };
+            if !cmd.arity_ok(a.len() - 2) {
+                return Reply::error("ERR Invalid number of arguments specified for command");
+            }
+            let keys: Vec<Reply> = cmd
+                .key_positions(a.len() - 2)
+                .map(|i| Reply::Bulk(a[i + 2].clone()))
+                .collect();
+            if keys.is_empty() {
+                return Reply::error("ERR The command has no key arguments");
+            }
+            Reply::Array(keys)
+        }
+        _ => unknown_subcommand(&a[1], "command"),
+    }
 }
 
 /// Redis's exact `COMMAND DOCS` entry (the doc map, without the name) for a command.

@@ -150,74 +150,7 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
 }
 
 pub fn command(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let resp3 = ctx.session.proto == Protocol::Resp3;
-    if a.len() == 1 {
-        return Reply::Array(
-            table::top_level()
-                .map(|c| table::info_reply(c, resp3))
-                .collect(),
-        );
-    }
-    let sub = a[1].to_ascii_lowercase();
-    let Some(spec) = table::lookup_sub(b"command", &sub) else {
-        return unknown_subcommand(&a[1], "command");
-    };
-    if !spec.arity_ok(a.len()) {
-        return arity_error(spec.name);
-    }
-    let names = |from: usize| -> Vec<String> {
-        if a.len() > from {
-            a[from..]
-                .iter()
-                .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
-                .collect()
-        } else {
-            table::top_level().map(|c| c.name.to_string()).collect()
-        }
-    };
-    match &sub[..] {
-        b"count" => Reply::Int(table::top_level().count() as i64),
-        b"list" => Reply::Array(
-            table::top_level()
-                .map(|c| Reply::bulk_str(c.name))
-                .collect(),
-        ),
-        b"info" => Reply::Array(
-            names(2)
-                .iter()
-                .map(|n| match table::lookup(n.as_bytes()) {
-                    Some(c) => table::info_reply(c, resp3),
-                    None => Reply::Nil,
-                })
-                .collect(),
-        ),
-        b"docs" => Reply::Map(
-            names(2)
-                .iter()
-                .filter_map(|n| {
-                    table::docs_entry(n, resp3)
-                        .map(|b| (Reply::bulk_str(n), Reply::Raw(Bytes::from_static(b))))
-                })
-                .collect(),
-        ),
-        b"getkeys" => {
-            let Some(cmd) = table::lookup(&a[2]) else {
-                return Reply::error("ERR Invalid command specified");
-            };
-            if !cmd.arity_ok(a.len() - 2) {
-                return Reply::error("ERR Invalid number of arguments specified for command");
-            }
-            let keys: Vec<Reply> = cmd
-                .key_positions(a.len() - 2)
-                .map(|i| Reply::Bulk(a[i + 2].clone()))
-                .collect();
-            if keys.is_empty() {
-                return Reply::error("ERR The command has no key arguments");
-            }
-            Reply::Array(keys)
-        }
-        _ => unknown_subcommand(&a[1], "command"),
-    }
+    table::command_reply(a, ctx.session.proto == Protocol::Resp3)
 }
 
 /// Parameters CONFIG GET reports, with their current values.
