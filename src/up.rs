@@ -703,9 +703,17 @@ mod tests {
         let addrs: Vec<String> = plan.nodes.iter().map(|(_, n)| n.addr()).collect();
         assert_eq!(
             addrs,
-            ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
+            [
+                "127.0.0.1:7001",
+                "127.0.0.1:7011",
+                "127.0.0.1:7002",
+                "127.0.0.1:7012",
+                "127.0.0.1:7003",
+                "127.0.0.1:7013"
+            ]
         );
-        assert_eq!(plan.nodes[1].0, "node b");
+        assert_eq!(plan.nodes[1].0, "replica a/1");
+        assert_eq!(plan.nodes[2].0, "node b");
         assert_eq!(
             plan.nodes[0].1.args(),
             [
