@@ -236,8 +236,10 @@ pub async fn serve(
     listener: TcpListener,
     pool: Arc<Pool>,
     connect_timeout: Duration,
+    io: Vec<tokio::runtime::Handle>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut next = 0usize;
     let mut backoff = Duration::from_millis(5);
     loop {
         let (client, peer) = tokio::select! {
@@ -259,7 +261,24 @@ pub async fn serve(
         // Counted from the pick, so concurrent picks already see this connection.
         let active = Active::new(backend);
         let span = tracing::debug_span!("l4", pool = %pool.name, client = %peer, upstream = %active.0.addr);
-        tokio::spawn(forward(client, active, connect_timeout).instrument(span));
+        // Each connection lives on one IO thread (a current-thread runtime), like the proxy's
+        // clients: both directions wake on the same thread, no work stealing.
+        let Some(handle) = io.get(next % io.len().max(1)).cloned() else {
+            tokio::spawn(forward(client, active, connect_timeout).instrument(span));
+            continue;
+        };
+        next = next.wrapping_add(1);
+        let Ok(std_client) = client.into_std() else {
+            continue;
+        };
+        handle.spawn(
+            async move {
+                if let Ok(client) = TcpStream::from_std(std_client) {
+                    forward(client, active, connect_timeout).await;
+                }
+            }
+            .instrument(span),
+        );
     }
 }
 

@@ -96,10 +96,14 @@ pub async fn run(
             l4::HealthSettings::default(),
             router.stop_signal(),
         ));
+        let io = (0..router.io.len())
+            .map(|i| router.io.handle(i).clone())
+            .collect();
         tokio::spawn(l4::serve(
             l,
             pool,
             router.config.connect_timeout,
+            io,
             router.stop_signal(),
         ));
     }
