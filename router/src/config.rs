@@ -208,7 +208,7 @@ pub struct L4Config {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum L4Pool {
-    /// A shard's replicas (`"replicas:a"`), as the router currently knows them.
+    /// A shard's replicas (`"replicas:a"`), following the topology through failovers.
     Replicas(String),
     /// Fixed addresses, each with a weight (`"host:port@3"`).
     Addrs(Vec<crate::l4::Member>),

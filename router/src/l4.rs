@@ -120,7 +120,8 @@ impl Default for HealthSettings {
 pub struct Pool {
     pub name: String,
     pub policy: Policy,
-    pub backends: Vec<Arc<Backend>>,
+    /// Swapped whole when the pool's membership changes (a `replicas:<id>` pool after a failover).
+    backends: arc_swap::ArcSwap<Vec<Arc<Backend>>>,
     next: AtomicUsize,
     /// Smooth weighted round-robin's running weights, one per backend.
     current: Mutex<Vec<i64>>,
@@ -131,29 +132,39 @@ impl Pool {
         Pool {
             name: name.into(),
             policy,
-            backends: members
-                .iter()
-                .map(|m| {
-                    Arc::new(Backend {
-                        addr: m.addr.clone(),
-                        weight: m.weight.max(1),
-                        active: AtomicUsize::new(0),
-                        total: AtomicU64::new(0),
-                        healthy: AtomicBool::new(true),
-                        fails: AtomicU32::new(0),
-                        passes: AtomicU32::new(0),
-                    })
-                })
-                .collect(),
+            backends: arc_swap::ArcSwap::from_pointee(members.iter().map(new_backend).collect()),
             next: AtomicUsize::new(0),
             current: Mutex::new(vec![0; members.len()]),
         }
     }
 
+    /// The backends now (a snapshot; connections keep the backend they were given).
+    pub fn backends(&self) -> Arc<Vec<Arc<Backend>>> {
+        self.backends.load_full()
+    }
+
+    /// Replaces the membership, keeping the counters and health of backends that stay.
+    pub fn set_members(&self, members: &[Member]) {
+        let old = self.backends.load_full();
+        let next: Vec<Arc<Backend>> = members
+            .iter()
+            .map(|m| {
+                old.iter()
+                    .find(|b| b.addr == m.addr && b.weight == m.weight)
+                    .cloned()
+                    .unwrap_or_else(|| new_backend(m))
+            })
+            .collect();
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        *cur = vec![0; next.len()];
+        self.backends.store(Arc::new(next));
+    }
+
     /// Picks a healthy backend for a client (None when every backend is down).
     pub fn pick(&self, client: Option<IpAddr>) -> Option<Arc<Backend>> {
-        let healthy: Vec<usize> = (0..self.backends.len())
-            .filter(|&i| self.backends[i].healthy.load(Relaxed))
+        let backends = self.backends.load();
+        let healthy: Vec<usize> = (0..backends.len())
+            .filter(|&i| backends[i].healthy.load(Relaxed))
             .collect();
         if healthy.is_empty() {
             return None;
@@ -161,10 +172,10 @@ impl Pool {
         let i = match self.policy {
             Policy::LeastConnections => *healthy
                 .iter()
-                .min_by_key(|&&i| self.backends[i].active.load(Relaxed))?,
+                .min_by_key(|&&i| backends[i].active.load(Relaxed))?,
             Policy::WeightedLeastConnections => *healthy.iter().min_by(|&&a, &&b| {
                 // Compare active/weight without division: a.active * b.weight vs b.active * a.weight.
-                let (ba, bb) = (&self.backends[a], &self.backends[b]);
+                let (ba, bb) = (&backends[a], &backends[b]);
                 let x = ba.active.load(Relaxed) as u64 * u64::from(bb.weight);
                 let y = bb.active.load(Relaxed) as u64 * u64::from(ba.weight);
                 x.cmp(&y)
@@ -172,13 +183,13 @@ impl Pool {
             Policy::RoundRobin => healthy[self.next.fetch_add(1, Relaxed) % healthy.len()],
             Policy::WeightedRoundRobin => {
                 let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
-                let total: i64 = healthy
-                    .iter()
-                    .map(|&i| i64::from(self.backends[i].weight))
-                    .sum();
+                if cur.len() != backends.len() {
+                    *cur = vec![0; backends.len()];
+                }
+                let total: i64 = healthy.iter().map(|&i| i64::from(backends[i].weight)).sum();
                 let mut best = healthy[0];
                 for &i in &healthy {
-                    cur[i] += i64::from(self.backends[i].weight);
+                    cur[i] += i64::from(backends[i].weight);
                     if cur[i] > cur[best] {
                         best = i;
                     }
@@ -196,12 +207,13 @@ impl Pool {
                 healthy[(h % healthy.len() as u64) as usize]
             }
         };
-        Some(self.backends[i].clone())
+        Some(backends[i].clone())
     }
 
     /// Active connections per backend (metrics, RING STATUS).
     pub fn snapshot(&self) -> Vec<(String, usize, bool)> {
         self.backends
+            .load()
             .iter()
             .map(|b| {
                 (
@@ -212,6 +224,18 @@ impl Pool {
             })
             .collect()
     }
+}
+
+fn new_backend(m: &Member) -> Arc<Backend> {
+    Arc::new(Backend {
+        addr: m.addr.clone(),
+        weight: m.weight.max(1),
+        active: AtomicUsize::new(0),
+        total: AtomicU64::new(0),
+        healthy: AtomicBool::new(true),
+        fails: AtomicU32::new(0),
+        passes: AtomicU32::new(0),
+    })
 }
 
 /// Counts a connection on a backend for as long as it lives.
@@ -307,10 +331,15 @@ async fn forward(mut client: TcpStream, active: Active, connect_timeout: Duratio
     drop(active);
 }
 
-/// Health-checks every backend of `pool` with PING until `stop`.
+/// Where a pool's membership comes from when it can change (a shard's replicas).
+pub type MemberSource = Arc<dyn Fn() -> Vec<Member> + Send + Sync>;
+
+/// Health-checks every backend of `pool` with PING until `stop`, first refreshing its members
+/// from `members` when given.
 pub async fn health_loop(
     pool: Arc<Pool>,
     settings: HealthSettings,
+    members: Option<MemberSource>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(settings.interval);
@@ -319,8 +348,22 @@ pub async fn health_loop(
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
+        if let Some(source) = &members {
+            let want = source();
+            let have = pool.backends();
+            let same = want.len() == have.len()
+                && want
+                    .iter()
+                    .zip(have.iter())
+                    .all(|(m, b)| m.addr == b.addr && m.weight == b.weight);
+            if !same {
+                tracing::info!(pool = %pool.name, backends = want.len(), "L4 pool membership changed");
+                pool.set_members(&want);
+            }
+        }
         let name = pool.name.as_str();
-        let checks = pool.backends.iter().map(|b| async move {
+        let backends = pool.backends();
+        let checks = backends.iter().map(|b| async move {
             let ok = ping(&b.addr, settings.timeout).await;
             record(name, b, ok, settings);
         });
@@ -395,8 +438,8 @@ mod tests {
         let held: Vec<Active> = (0..30)
             .map(|_| Active::new(p.pick(None).unwrap()))
             .collect();
-        assert_eq!(p.backends[0].active.load(Relaxed), 15);
-        assert_eq!(p.backends[1].active.load(Relaxed), 15);
+        assert_eq!(p.backends()[0].active.load(Relaxed), 15);
+        assert_eq!(p.backends()[1].active.load(Relaxed), 15);
         // Close five on b: the next connection goes to b.
         let mut held = held;
         let mut closed = 0;
@@ -427,8 +470,8 @@ mod tests {
         let _held: Vec<Active> = (0..30)
             .map(|_| Active::new(p.pick(None).unwrap()))
             .collect();
-        assert_eq!(p.backends[0].active.load(Relaxed), 20);
-        assert_eq!(p.backends[1].active.load(Relaxed), 10);
+        assert_eq!(p.backends()[0].active.load(Relaxed), 20);
+        assert_eq!(p.backends()[1].active.load(Relaxed), 10);
     }
 
     #[test]
@@ -440,18 +483,36 @@ mod tests {
             assert_eq!(p.pick(Some(ip)).unwrap().addr, first);
         }
         let p = pool(Policy::LeastConnections, &["a:1", "b:1"]);
-        p.backends[0].healthy.store(false, Relaxed);
+        p.backends()[0].healthy.store(false, Relaxed);
         for _ in 0..5 {
             assert_eq!(p.pick(None).unwrap().addr, "b:1");
         }
-        p.backends[1].healthy.store(false, Relaxed);
+        p.backends()[1].healthy.store(false, Relaxed);
         assert!(p.pick(None).is_none());
+    }
+
+    #[test]
+    fn membership_changes_keep_the_backends_that_stay() {
+        let p = pool(Policy::LeastConnections, &["a:1", "b:1"]);
+        let held = Active::new(p.pick(None).unwrap());
+        assert_eq!(held.0.addr, "a:1");
+        p.set_members(&["a:1".parse().unwrap(), "c:1".parse().unwrap()]);
+        let now = p.backends();
+        assert_eq!(now.len(), 2);
+        assert_eq!(
+            now[0].active.load(Relaxed),
+            1,
+            "a keeps its open connection's count"
+        );
+        assert_eq!(now[1].addr, "c:1");
+        assert_eq!(p.pick(None).unwrap().addr, "c:1");
     }
 
     #[test]
     fn health_marks_down_after_fall_and_up_after_rise() {
         let p = pool(Policy::RoundRobin, &["a:1"]);
-        let b = &p.backends[0];
+        let backends = p.backends();
+        let b = &backends[0];
         let s = HealthSettings::default();
         record("t", b, false, s);
         record("t", b, false, s);

@@ -91,9 +91,35 @@ pub async fn run(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(pool.clone());
+        // A shard's replica pool follows the topology (failovers change who the replicas are).
+        let source: Option<l4::MemberSource> = match &l4.pool {
+            config::L4Pool::Replicas(shard) => {
+                let (router, shard) = (router.clone(), shard.clone());
+                Some(std::sync::Arc::new(move || {
+                    router
+                        .topology
+                        .load()
+                        .shards
+                        .iter()
+                        .find(|s| s.id == shard)
+                        .map(|s| {
+                            s.replicas
+                                .iter()
+                                .map(|r| l4::Member {
+                                    addr: r.clone(),
+                                    weight: 1,
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                }))
+            }
+            config::L4Pool::Addrs(_) => None,
+        };
         tokio::spawn(l4::health_loop(
             pool.clone(),
             l4::HealthSettings::default(),
+            source,
             router.stop_signal(),
         ));
         let io = (0..router.io.len())
