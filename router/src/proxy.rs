@@ -514,6 +514,7 @@ static ROUND_ROBIN: AtomicU64 = AtomicU64::new(0);
 
 fn send_to_replica(
     replica: &crate::topology::ReplicaLink,
+    primary: &Arc<Shard>,
     s: &Session,
     raw: Bytes,
     cmd: u16,
@@ -525,14 +526,29 @@ fn send_to_replica(
         s.proto,
         s.id,
         UpRequest {
-            raw,
+            raw: raw.clone(),
             reply: tx,
             cmd,
             start,
             outstanding: Some(crate::upstream::Outstanding::new(&replica.outstanding)),
         },
     );
-    rx
+    // A read caught by a replica's connection breaking is retried once on the primary (reads are
+    // safe to repeat), so a replica dying costs latency, not errors.
+    let (out_tx, out_rx) = oneshot::channel();
+    let primary = primary.clone();
+    let who = s.who();
+    tokio::spawn(async move {
+        let result = match rx.await {
+            Ok(Err(e)) if e.connection_lost() => send_as(&primary, who, raw, cmd, start)
+                .await
+                .unwrap_or(Err(e)),
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        let _ = out_tx.send(result);
+    });
+    out_rx
 }
 
 /// True for a shard's SCAN reply that ends its walk (cursor 0) with no keys.
@@ -606,7 +622,7 @@ fn dispatch(
             let shard = &topo.shards[shard];
             if spec.has(flags::READONLY) {
                 if let Some(replica) = pick_replica(router, topo, shard, args, spec) {
-                    return Slot::Forward(send_to_replica(&replica, s, raw, cmd, start));
+                    return Slot::Forward(send_to_replica(&replica, shard, s, raw, cmd, start));
                 }
             }
             Slot::Forward(send(shard, s, raw, cmd, start))

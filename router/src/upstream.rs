@@ -63,6 +63,14 @@ impl UpstreamError {
         )
     }
 
+    /// The backend could not be reached or dropped the connection: the request got no reply.
+    pub fn connection_lost(&self) -> bool {
+        matches!(
+            self.kind,
+            UpstreamErrorKind::Connect(_) | UpstreamErrorKind::Lost(_)
+        )
+    }
+
     /// The error reply a client gets (without the leading `-`).
     pub fn reply_text(&self) -> String {
         let (shard, addr) = (&self.shard, &self.addr);
