@@ -7,7 +7,6 @@
 pub mod clients;
 pub mod cmd;
 pub mod config;
-pub mod glob;
 pub mod replication;
 pub mod server;
 pub mod store;

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod errors;
+pub mod glob;
 pub mod hash;
 pub mod num;
 pub mod request;

@@ -229,6 +229,18 @@ pub fn format_incr_float(d: f64) -> String {
     s
 }
 
+/// TIME's reply: seconds and microseconds since the Unix epoch, as bulk strings.
+pub fn time_reply() -> Reply {
+    let us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from((us / 1_000_000).to_string())),
+        Reply::Bulk(Bytes::from((us % 1_000_000).to_string())),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

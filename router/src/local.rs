@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
+use ringcache_protocol::glob;
 use ringcache_protocol::hash::{hash_tag, key_hash};
 use ringcache_protocol::table::{self, CommandSpec};
 use ringcache_protocol::{Protocol, Reply};
@@ -85,7 +86,7 @@ pub fn run(
         "client" => client(router, s, a),
         "command" => command(s, a),
         "config" => config(router, a),
-        "time" => time(),
+        "time" => ringcache_protocol::resp::time_reply(),
         "info" => return info(router, topo, s, a),
         "ring" => return ring(router, topo, s, a),
         _ => unsupported(spec),
@@ -399,35 +400,14 @@ fn config(router: &Router, a: &[Bytes]) -> Reply {
     ];
     let mut out = Vec::new();
     for (name, value) in &params {
-        if a[2..].iter().any(|p| glob(p, name.as_bytes())) {
+        if a[2..]
+            .iter()
+            .any(|p| glob::matches(p, name.as_bytes(), true))
+        {
             out.push((Reply::bulk_str(name), Reply::bulk_str(value)));
         }
     }
     Reply::Map(out)
-}
-
-/// Case-insensitive glob with `*` and `?` (enough for CONFIG GET patterns).
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match (pattern.first(), text.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => {
-            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
-        }
-        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
-        (Some(p), Some(t)) if p.eq_ignore_ascii_case(t) => glob(&pattern[1..], &text[1..]),
-        _ => false,
-    }
-}
-
-fn time() -> Reply {
-    let us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros())
-        .unwrap_or(0);
-    Reply::Array(vec![
-        Reply::Bulk(Bytes::from((us / 1_000_000).to_string())),
-        Reply::Bulk(Bytes::from((us % 1_000_000).to_string())),
-    ])
 }
 
 const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "stats", "router", "keyspace"];
@@ -700,9 +680,9 @@ mod tests {
 
     #[test]
     fn glob_patterns() {
-        assert!(glob(b"*", b"maxclients"));
-        assert!(glob(b"MAX*", b"maxclients"));
-        assert!(glob(b"p?rt", b"port"));
-        assert!(!glob(b"port", b"ports"));
+        assert!(glob::matches(b"*", b"maxclients", true));
+        assert!(glob::matches(b"MAX*", b"maxclients", true));
+        assert!(glob::matches(b"p?rt", b"port", true));
+        assert!(!glob::matches(b"port", b"ports", true));
     }
 }

@@ -12,8 +12,8 @@ use ringcache_protocol::{Protocol, Reply};
 
 use super::keys::{parse_cursor, scan_opts};
 use super::{arity_error, int_arg, is, syntax_error, wrongtype, Ctx, NOT_FLOAT};
-use crate::glob;
 use crate::store::{lock, Entry, HashValue, Store, Value};
+use ringcache_protocol::glob;
 
 type Shared = Arc<Mutex<HashValue>>;
 

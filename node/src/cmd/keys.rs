@@ -6,8 +6,8 @@ use ringcache_protocol::hash::BUCKETS;
 use ringcache_protocol::Reply;
 
 use super::{int_arg, is, syntax_error, Ctx};
-use crate::glob;
 use crate::store::{now_ms, Entry};
+use ringcache_protocol::glob;
 
 /// DEL and UNLINK.
 pub fn del(ctx: &mut Ctx, a: &[Bytes]) -> Reply {

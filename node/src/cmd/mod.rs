@@ -208,7 +208,7 @@ fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "info" => s::info(ctx, a),
         "command" => s::command(ctx, a),
         "config" => s::config(ctx, a),
-        "time" => s::time(),
+        "time" => ringcache_protocol::resp::time_reply(),
         "save" | "bgsave" => Reply::error(
             "ERR persistence is not supported: ringcache nodes are an in-memory cache (keep data durable in your system of record)",
         ),

@@ -9,8 +9,8 @@ use ringcache_protocol::{Protocol, Reply};
 
 use super::{arity_error, unknown_subcommand, Ctx};
 use crate::config::{human_bytes, parse_memory};
-use crate::glob;
 use crate::store::now_ms;
+use ringcache_protocol::glob;
 
 const DEFAULT_SECTIONS: &[&str] = &[
     "server",
@@ -281,15 +281,4 @@ fn config_set(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         }
     }
     Reply::OK
-}
-
-pub fn time() -> Reply {
-    let us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros())
-        .unwrap_or(0);
-    Reply::Array(vec![
-        Reply::Bulk(Bytes::from((us / 1_000_000).to_string())),
-        Reply::Bulk(Bytes::from((us % 1_000_000).to_string())),
-    ])
 }
