@@ -169,6 +169,11 @@ impl Proc {
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -{sig} {} failed", self.pid());
+        if sig == "STOP" {
+            // kill(2) only queues SIGSTOP; a running thread may still answer one more request.
+            let pid = self.pid();
+            assert_eventually!(all_threads_stopped(pid), Duration::from_secs(5));
+        }
     }
 
     /// Whether the process is still running (not exited, not reaped).
@@ -1299,4 +1304,22 @@ pub fn pid_alive(pid: u32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
+}
+
+/// True once every thread of `pid` is in the stopped state (`T` in `/proc/PID/task/*/stat`).
+pub fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .map(|st| {
+                st.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('T')
+            })
+            .unwrap_or(false)
+    })
 }
