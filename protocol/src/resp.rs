@@ -201,34 +201,6 @@ pub fn format_double(d: f64) -> String {
     format!("{d}")
 }
 
-/// Formats the result of INCRBYFLOAT / HINCRBYFLOAT. Redis computes in `long double` and prints
-/// `%.17Lf` trimmed, so `0.1 + 0.2` shows as `0.3`; 15 significant digits of an `f64` reproduce
-/// that for every value an `f64` can tell apart, and never use an exponent.
-pub fn format_incr_float(d: f64) -> String {
-    if !d.is_finite() {
-        return format_double(d);
-    }
-    if d == d.trunc() && d.abs() < 1e17 {
-        return format!("{}", d as i64);
-    }
-    let magnitude = if d == 0.0 {
-        1
-    } else {
-        d.abs().log10().floor() as i32 + 1
-    };
-    let decimals = (15 - magnitude).clamp(0, 340) as usize;
-    let mut s = format!("{d:.decimals$}");
-    if s.contains('.') {
-        while s.ends_with('0') {
-            s.pop();
-        }
-        if s.ends_with('.') {
-            s.pop();
-        }
-    }
-    s
-}
-
 /// TIME's reply: seconds and microseconds since the Unix epoch, as bulk strings.
 pub fn time_reply() -> Reply {
     let us = std::time::SystemTime::now()
@@ -256,15 +228,5 @@ mod tests {
             &Reply::error("ERR x\r\ny").to_bytes(Protocol::Resp2)[..],
             b"-ERR x  y\r\n"
         );
-    }
-
-    #[test]
-    fn incr_float_format() {
-        assert_eq!(format_incr_float(10.5), "10.5");
-        assert_eq!(format_incr_float(3.0), "3");
-        assert_eq!(format_incr_float(5.0e3), "5000");
-        assert_eq!(format_incr_float(0.1 + 0.2), "0.3");
-        assert_eq!(format_incr_float(10.5 + 0.1), "10.6");
-        assert_eq!(format_incr_float(-0.25), "-0.25");
     }
 }

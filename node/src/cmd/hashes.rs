@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use ringcache_protocol::num::{parse_f64, parse_i64};
-use ringcache_protocol::resp::format_incr_float;
+use ringcache_protocol::num::{incr_float, parse_i64, IncrFloatError};
 use ringcache_protocol::{Protocol, Reply};
 
 use super::keys::{parse_cursor, scan_opts};
@@ -236,11 +235,9 @@ pub fn hincrby(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 }
 
 pub fn hincrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let Some(by) = parse_f64(&a[3]) else {
-        return Reply::error(NOT_FLOAT);
-    };
-    if !by.is_finite() {
-        return Reply::error("ERR value is NaN or Infinity");
+    // The increment is checked before the key, as Redis does (its errors come first).
+    if let Err(e) = incr_float(None, &a[3], true) {
+        return incr_float_error(e);
     }
     let store = ctx.store();
     let _g = store.lock_key(&a[1]);
@@ -250,18 +247,10 @@ pub fn hincrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     };
     let text = {
         let mut h = lock(&h);
-        let cur = match h.get(&a[2]) {
-            Some(v) => match parse_f64(v) {
-                Some(n) => n,
-                None => return Reply::error("ERR hash value is not a float"),
-            },
-            None => 0.0,
+        let text = match incr_float(h.get(&a[2]).map(|v| &v[..]), &a[3], true) {
+            Ok(t) => Bytes::from(t),
+            Err(e) => return incr_float_error(e),
         };
-        let n = cur + by;
-        if !n.is_finite() {
-            return Reply::error("ERR increment would produce NaN or Infinity");
-        }
-        let text = Bytes::from(format_incr_float(n));
         h.set(copy(&a[2]), text.clone());
         text
     };
@@ -377,4 +366,14 @@ pub fn hscan(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         Reply::Bulk(Bytes::from_static(b"0")),
         Reply::Array(out),
     ])
+}
+
+/// HINCRBYFLOAT's error texts (Redis 7).
+fn incr_float_error(e: IncrFloatError) -> Reply {
+    Reply::error(match e {
+        IncrFloatError::BadIncrement => NOT_FLOAT,
+        IncrFloatError::InfiniteIncrement => "ERR value is NaN or Infinity",
+        IncrFloatError::BadCurrent => "ERR hash value is not a float",
+        IncrFloatError::Overflow => "ERR increment would produce NaN or Infinity",
+    })
 }

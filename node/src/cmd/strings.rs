@@ -1,8 +1,7 @@
 //! String commands.
 
 use bytes::{Bytes, BytesMut};
-use ringcache_protocol::num::{parse_f64, parse_i64};
-use ringcache_protocol::resp::format_incr_float;
+use ringcache_protocol::num::{incr_float, parse_i64, IncrFloatError};
 use ringcache_protocol::Reply;
 
 use super::{get_str, int_arg, is, not_integer, syntax_error, wrongtype, Ctx, NOT_FLOAT};
@@ -410,25 +409,20 @@ pub fn incrby(ctx: &mut Ctx, key: &Bytes, by: i64) -> Reply {
 }
 
 pub fn incrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    // `inf` parses (as with strtold); the sum is checked below, as Redis does.
-    let Some(by) = parse_f64(&a[2]) else {
-        return Reply::error(NOT_FLOAT);
-    };
     let store = ctx.store();
     let _g = store.lock_key(&a[1]);
     let (cur, expire_at) = match get_str(store, &a[1]) {
-        Ok(Some((v, e))) => match parse_f64(&v) {
-            Some(n) => (n, e.expire_at),
-            None => return Reply::error(NOT_FLOAT),
-        },
-        Ok(None) => (0.0, None),
+        Ok(Some((v, e))) => (Some(v), e.expire_at),
+        Ok(None) => (None, None),
         Err(e) => return e,
     };
-    let n = cur + by;
-    if !n.is_finite() {
-        return Reply::error("ERR increment would produce NaN or Infinity");
-    }
-    let text = format_incr_float(n);
+    let text = match incr_float(cur.as_deref(), &a[2], false) {
+        Ok(t) => t,
+        Err(IncrFloatError::Overflow) => {
+            return Reply::error("ERR increment would produce NaN or Infinity")
+        }
+        Err(_) => return Reply::error(NOT_FLOAT),
+    };
     store.put_str(&a[1], text.as_bytes(), expire_at);
     crate::replication::propagate_value(ctx.shared, &a[1], text.as_bytes(), expire_at);
     Reply::Bulk(Bytes::from(text))
