@@ -228,8 +228,16 @@ pub fn parse_locate(r: &Reply) -> Option<String> {
     }
 }
 
-/// `(id, primary)` for every shard in a `RING NODES` reply (a list of maps).
-pub fn parse_ring_nodes(r: &Reply) -> Vec<(String, String)> {
+/// One shard as `RING NODES` lists it: addresses as the router dials them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingNode {
+    pub id: String,
+    pub primary: String,
+    pub replicas: Vec<String>,
+}
+
+/// Every shard in a `RING NODES` reply (a list of maps).
+pub fn parse_ring_nodes(r: &Reply) -> Vec<RingNode> {
     let Reply::Array(items) = r else {
         return Vec::new();
     };
@@ -238,7 +246,15 @@ pub fn parse_ring_nodes(r: &Reply) -> Vec<(String, String)> {
         .filter_map(|item| {
             let id = field(item, "id").as_ref().and_then(text)?;
             let primary = field(item, "primary").as_ref().and_then(text)?;
-            Some((id, primary))
+            let replicas = match field(item, "replicas") {
+                Some(Reply::Array(v) | Reply::Set(v)) => v.iter().filter_map(text).collect(),
+                _ => Vec::new(),
+            };
+            Some(RingNode {
+                id,
+                primary,
+                replicas,
+            })
         })
         .collect()
 }
@@ -295,11 +311,15 @@ mod tests {
             b("primary"),
             b("127.0.0.1:7001"),
             b("replicas"),
-            Reply::Array(vec![]),
+            Reply::Array(vec![b("127.0.0.1:7011")]),
         ])]);
         assert_eq!(
             parse_ring_nodes(&nodes),
-            vec![("alpha".to_string(), "127.0.0.1:7001".to_string())]
+            vec![RingNode {
+                id: "alpha".into(),
+                primary: "127.0.0.1:7001".into(),
+                replicas: vec!["127.0.0.1:7011".into()],
+            }]
         );
     }
 }

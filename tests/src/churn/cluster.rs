@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::backend::{shard_tables, Backend, RouterShard, ShardState, Verbs};
 use anyhow::{anyhow, bail, Context, Result};
 use tests::{
     try_spawn_ringcache_lines, Proc, NODE_LISTENING, ROUTER_LISTENING, ROUTER_METRICS, SHARD_IDS,
@@ -41,18 +42,10 @@ impl Node {
     }
 }
 
-pub struct ShardNodes {
-    pub id: String,
-    pub primary: Node,
-    pub replica: Option<Node>,
-    /// In the ring, as far as the harness asked.
-    pub member: bool,
-    /// Was in the ring at some point (spares that joined, shards that left).
-    pub ever_member: bool,
-}
-
+/// The local cluster: every node by name (`alpha-primary`, …), the router and its config file.
 pub struct Cluster {
-    pub shards: Vec<ShardNodes>,
+    nodes: Vec<(String, Node)>,
+    initial: Vec<ShardState>,
     pub router: Option<Proc>,
     pub router_addr: SocketAddr,
     pub config: PathBuf,
@@ -121,65 +114,62 @@ pub fn signal(pid: u32, sig: &str) -> Result<()> {
 impl Cluster {
     /// Starts `initial` member shards and `spares` more (not in the ring), then the router.
     pub fn start(initial: usize, spares: usize, dir: &Path) -> Result<Cluster> {
+        let mut nodes = Vec::with_capacity(2 * (initial + spares));
         let mut shards = Vec::with_capacity(initial + spares);
         for i in 0..initial + spares {
-            let id = shard_id(i);
-            let primary = spawn_node(&id, 0, None)?;
-            let replica = spawn_node(&id, 0, Some(primary.addr))?;
-            shards.push(ShardNodes {
-                id,
-                primary: Node::new(primary),
-                replica: Some(Node::new(replica)),
-                member: i < initial,
-                ever_member: i < initial,
-            });
+            let state = ShardState::new(&shard_id(i), i < initial);
+            let primary = spawn_node(&state.id, 0, None)?;
+            let replica = spawn_node(&state.id, 0, Some(primary.addr))?;
+            nodes.push((state.primary.clone(), Node::new(primary)));
+            if let Some(r) = &state.replica {
+                nodes.push((r.clone(), Node::new(replica)));
+            }
+            shards.push(state);
         }
         let mut c = Cluster {
-            shards,
+            nodes,
+            initial: shards,
             router: None,
             router_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             config: dir.join("cluster.toml"),
         };
-        c.start_router(0)?;
+        let members: Vec<RouterShard> = c
+            .initial
+            .iter()
+            .filter(|s| s.member)
+            .map(|s| RouterShard {
+                id: s.id.clone(),
+                primary: c.addr(&s.primary).unwrap_or_default(),
+                replicas: s.replica.iter().filter_map(|r| c.addr(r)).collect(),
+            })
+            .collect();
+        c.spawn_router(0, &members)?;
         Ok(c)
     }
 
-    pub fn members(&self) -> Vec<String> {
-        self.shards
-            .iter()
-            .filter(|s| s.member)
-            .map(|s| s.id.clone())
-            .collect()
+    fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|(n, _)| n == name).map(|(_, n)| n)
     }
 
-    pub fn shard_mut(&mut self, id: &str) -> Option<&mut ShardNodes> {
-        self.shards.iter_mut().find(|s| s.id == id)
+    fn node_mut(&mut self, name: &str) -> Result<&mut Node> {
+        self.nodes
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, n)| n)
+            .ok_or_else(|| anyhow!("no node {name}"))
     }
 
-    /// The router's `cluster.toml` for the current membership, listening on `port`.
-    pub fn toml(&self, port: u16) -> String {
-        let mut t = format!(
-            "[router]\nlisten = \"127.0.0.1:{port}\"\nmetrics = \"127.0.0.1:0\"\n\n[ring]\nvnodes = {VNODES}\n"
-        );
-        for s in self.shards.iter().filter(|s| s.member) {
-            let replicas: Vec<String> = s
-                .replica
-                .iter()
-                .map(|r| format!("\"{}\"", r.addr))
-                .collect();
-            t.push_str(&format!(
-                "\n[[shard]]\nid = \"{}\"\nprimary = \"{}\"\nreplicas = [{}]\nweight = 1\n",
-                s.id,
-                s.primary.addr,
-                replicas.join(", ")
-            ));
-        }
-        t
+    /// The router's `cluster.toml` for `members`, listening on `port`.
+    pub fn toml(port: u16, members: &[RouterShard]) -> String {
+        format!(
+            "[router]\nlisten = \"127.0.0.1:{port}\"\nmetrics = \"127.0.0.1:0\"\n\n[ring]\nvnodes = {VNODES}\n{}",
+            shard_tables(members)
+        )
     }
 
     /// Writes the config and starts the router on `port` (0: any).
-    pub fn start_router(&mut self, port: u16) -> Result<SocketAddr> {
-        std::fs::write(&self.config, self.toml(port))
+    fn spawn_router(&mut self, port: u16, members: &[RouterShard]) -> Result<SocketAddr> {
+        std::fs::write(&self.config, Self::toml(port, members))
             .with_context(|| format!("writing {}", self.config.display()))?;
         let config = self.config.to_string_lossy().into_owned();
         let (p, _) = try_spawn_ringcache_lines(
@@ -193,8 +183,23 @@ impl Cluster {
         Ok(self.router_addr)
     }
 
+    /// Starts the router on its last port (retrying while it is busy, bounded), else on any.
+    fn respawn_router(&mut self, members: &[RouterShard]) -> Result<SocketAddr> {
+        let port = self.router_addr.port();
+        let mut last = anyhow!("not tried");
+        for _ in 0..20 {
+            match self.spawn_router(port, members) {
+                Ok(a) => return Ok(a),
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        self.spawn_router(0, members)
+            .map_err(|e| anyhow!("port {port}: {last:#}; any port: {e:#}"))
+    }
+
     /// SIGTERM, then waits (bounded) for the router to exit; SIGKILL if it does not.
-    pub fn stop_router(&mut self, timeout: Duration) -> Result<String> {
+    fn stop_router(&mut self, timeout: Duration) -> Result<String> {
         let Some(mut p) = self.router.take() else {
             return Ok("router was not running".into());
         };
@@ -211,24 +216,133 @@ impl Cluster {
     }
 
     /// Every running process, named, for liveness checks and log copies.
-    pub fn procs_mut(&mut self) -> Vec<(String, &mut Proc)> {
+    fn procs_mut(&mut self) -> Vec<(String, &mut Proc)> {
         let mut out = Vec::new();
         if let Some(r) = self.router.as_mut() {
             out.push(("router".to_string(), r));
         }
-        for s in &mut self.shards {
-            if let Some(p) = s.primary.proc_.as_mut() {
-                out.push((format!("{}-primary", s.id), p));
-            }
-            if let Some(p) = s.replica.as_mut().and_then(|r| r.proc_.as_mut()) {
-                out.push((format!("{}-replica", s.id), p));
+        for (name, n) in &mut self.nodes {
+            if let Some(p) = n.proc_.as_mut() {
+                out.push((name.clone(), p));
             }
         }
         out
     }
 
+    fn running_pid(&self, node: &str) -> Result<u32> {
+        self.node(node)
+            .and_then(Node::pid)
+            .ok_or_else(|| anyhow!("{node} is not running"))
+    }
+}
+
+impl Backend for Cluster {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn verbs(&self) -> Verbs {
+        Verbs {
+            kill: "SIGKILL",
+            pause: "SIGSTOP",
+            restart_router: "SIGTERM",
+        }
+    }
+
+    fn initial_shards(&self) -> Vec<ShardState> {
+        self.initial.clone()
+    }
+
+    fn addr(&self, node: &str) -> Option<String> {
+        self.node(node).map(|n| n.addr.to_string())
+    }
+
+    fn router_addr(&self) -> SocketAddr {
+        self.router_addr
+    }
+
+    fn is_up(&self, node: &str) -> bool {
+        self.node(node).is_some_and(|n| n.proc_.is_some())
+    }
+
+    fn kill(&mut self, node: &str) -> Result<()> {
+        let n = self.node_mut(node)?;
+        if n.proc_.is_none() {
+            bail!("{node} is not running");
+        }
+        n.kill();
+        Ok(())
+    }
+
+    fn start(&mut self, node: &str, replica_of: Option<&str>) -> Result<()> {
+        let of = match replica_of {
+            Some(a) => Some(
+                a.parse::<SocketAddr>()
+                    .with_context(|| format!("replica of {a:?}"))?,
+            ),
+            None => None,
+        };
+        let id = node.rsplit_once('-').map_or(node, |(id, _)| id).to_string();
+        let n = self.node_mut(node)?;
+        n.kill();
+        let p = respawn_node(&id, n.addr, of)?;
+        n.proc_ = Some(p);
+        Ok(())
+    }
+
+    fn pause(&mut self, node: &str) -> Result<()> {
+        signal(self.running_pid(node)?, "STOP")
+    }
+
+    fn resume(&mut self, node: &str) -> Result<()> {
+        signal(self.running_pid(node)?, "CONT")
+    }
+
+    fn restart_router(&mut self, members: &[RouterShard]) -> Result<String> {
+        let stopped = self
+            .stop_router(Duration::from_secs(10))
+            .context("stopping")?;
+        let addr = self
+            .respawn_router(members)
+            .with_context(|| format!("old router {stopped}; new router"))?;
+        Ok(format!("old router {stopped}; new router on {addr}"))
+    }
+
+    fn start_router(&mut self, members: &[RouterShard]) -> Result<()> {
+        self.router = None;
+        self.respawn_router(members).map(|_| ())
+    }
+
+    fn router_up(&self) -> bool {
+        self.router.is_some()
+    }
+
+    fn exited(&mut self) -> Vec<(String, String)> {
+        let mut dead = Vec::new();
+        for (name, p) in self.procs_mut() {
+            if !p.is_alive() {
+                dead.push((name, p.log_tail()));
+            }
+        }
+        for (name, _) in &dead {
+            if name == "router" {
+                self.router = None;
+            } else if let Ok(n) = self.node_mut(name) {
+                n.proc_ = None;
+            }
+        }
+        dead
+    }
+
+    fn heal_faults(&mut self) {
+        for (_, p) in self.procs_mut() {
+            // A stray SIGCONT is harmless; a node left stopped would hang the final check.
+            let _ = signal(p.pid(), "CONT");
+        }
+    }
+
     /// Copies each process's log into `to` (the processes delete their own scratch dirs).
-    pub fn copy_logs(&mut self, to: &Path) -> Result<()> {
+    fn keep_logs(&mut self, to: &Path) -> Result<()> {
         std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
         for (name, p) in self.procs_mut() {
             let from = p.dir.join("stderr.log");

@@ -2,19 +2,25 @@
 //! --seed 7`): starts shards (primary + replica each), spares and a router on 127.0.0.1, drives
 //! a bounded, checked load through the router while a seeded schedule joins and leaves shards and
 //! injects faults, then reads the final state back and prints what was lost, stale, moved.
+//! With `--compose` the same schedule, load and checks run against the docker compose cluster of
+//! `docker-compose.yml`, already up (`--profile spare` for the shards to join).
 //!
-//! Layout: [`cluster`] owns the processes; [`workload`] the load and the shared counters;
+//! Layout: [`backend`] is what the schedule needs from a cluster, [`cluster`] (local processes)
+//! and [`compose`] (containers) its two kinds; [`workload`] the load and the shared counters;
 //! [`model`] what was written and the checks; [`schedule`] the events; [`check`] the final read;
 //! [`report`] the per-second line and the summary; [`client`] a small pipelined RESP client.
 
+pub mod backend;
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod compose;
 pub mod model;
 pub mod report;
 pub mod schedule;
 pub mod workload;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,7 +28,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use backend::Backend;
+use client::{cmd, Conn};
 use cluster::Cluster;
+use compose::{Compose, ComposeOpts};
 use model::{Keys, Model};
 use schedule::{Driver, ScheduleKind};
 use workload::{Counters, Shared, WorkerStats};
@@ -39,7 +48,8 @@ pub struct Args {
     /// Seeds the schedule (events, their order and targets) and the load's choices.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Shards in the ring at the start (each a primary and one replica).
+    /// Shards in the ring at the start (each a primary and one replica). Compose mode takes the
+    /// ring the router has.
     #[arg(long, default_value_t = 3)]
     pub shards: usize,
     /// Test keys (60% SET/DEL/GET, 20% counters, 20% APPEND).
@@ -50,9 +60,22 @@ pub struct Args {
     pub rate: u32,
     #[arg(long, value_enum, default_value_t = ScheduleKind::Full)]
     pub schedule: ScheduleKind,
-    /// Run against the docker compose cluster instead of local processes (not implemented yet).
+    /// Run against the docker compose cluster of docker-compose.yml (already up, spares too)
+    /// instead of local processes: faults become docker kill, docker pause, docker network
+    /// disconnect and docker restart of the router.
     #[arg(long)]
     pub compose: bool,
+    /// The compose project (default: $COMPOSE_PROJECT, else $COMPOSE_PROJECT_NAME, else the
+    /// repository directory's name, as compose itself picks).
+    #[arg(long, value_name = "NAME")]
+    pub compose_project: Option<String>,
+    /// The compose file (default: docker-compose.yml at the repository's top).
+    #[arg(long, value_name = "PATH")]
+    pub compose_file: Option<PathBuf>,
+    /// Compose mode: the router's published RESP address (default: 127.0.0.1 and
+    /// $RINGCACHE_ROUTER_PORT, else $RINGCACHE_PORT, else 7000).
+    #[arg(long, value_name = "ADDR")]
+    pub router: Option<SocketAddr>,
     /// Load tasks, each with its own connection to the router.
     #[arg(long, default_value_t = 6)]
     pub workers: usize,
@@ -137,14 +160,88 @@ fn resolve_ringcache(args: &Args) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Runs the whole harness; `Ok(true)` when every check passed.
-pub fn run(args: Args) -> Result<bool> {
-    if args.compose {
-        bail!(
-            "--compose is not implemented yet: the churn harness only drives local processes for now"
+/// Compose mode's settings from the flags and the environment scripts/compose-test exports.
+fn compose_opts(args: &Args) -> Result<ComposeOpts> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let root = tests::workspace_root();
+    let project = match args
+        .compose_project
+        .clone()
+        .or_else(|| env("COMPOSE_PROJECT"))
+        .or_else(|| env("COMPOSE_PROJECT_NAME"))
+    {
+        Some(p) => p,
+        None => root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(compose::normalize_project)
+            .context("no compose project: pass --compose-project NAME")?,
+    };
+    let router = match args.router {
+        Some(a) => a,
+        None => {
+            let port = match env("RINGCACHE_ROUTER_PORT").or_else(|| env("RINGCACHE_PORT")) {
+                Some(p) => p
+                    .trim()
+                    .parse::<u16>()
+                    .with_context(|| format!("router port {p:?}"))?,
+                None => 7000,
+            };
+            SocketAddr::from(([127, 0, 0, 1], port))
+        }
+    };
+    Ok(ComposeOpts {
+        project,
+        file: args
+            .compose_file
+            .clone()
+            .unwrap_or_else(|| root.join("docker-compose.yml")),
+        router,
+    })
+}
+
+/// The compose cluster: the ring from the router's RING NODES, the spare shards the plan joins
+/// started (and healthy) before the load.
+fn start_compose(args: &Args, rt: &tokio::runtime::Runtime, spares: usize) -> Result<Compose> {
+    let opts = compose_opts(args)?;
+    let router = opts.router;
+    let ring = rt
+        .block_on(async {
+            let mut c = Conn::connect(router, Duration::from_secs(2)).await?;
+            c.call(cmd(&["RING", "NODES"]), Duration::from_secs(5))
+                .await
+        })
+        .map(|r| client::parse_ring_nodes(&r))
+        .map_err(|e| anyhow::anyhow!("asking the router on {router} for RING NODES: {e}"))?;
+    let mut c = Compose::connect(opts, &ring)?;
+    println!("churn: {}", c.describe());
+    println!("churn: {}", c.config_note());
+    let ids: Vec<String> = c
+        .initial_shards()
+        .into_iter()
+        .filter(|s| !s.member)
+        .map(|s| s.id)
+        .take(spares)
+        .collect();
+    if ids.len() < spares {
+        println!(
+            "churn: the compose file has {} spare shards for {spares} joins: later joins will fail",
+            ids.len()
         );
     }
-    if args.shards == 0 || args.shards > 6 {
+    if !ids.is_empty() {
+        println!(
+            "churn: starting spare shards {} (--profile spare up -d)",
+            ids.join(", ")
+        );
+        c.start_spares(&ids)?;
+    }
+    Ok(c)
+}
+
+/// Runs the whole harness; `Ok(true)` when every check passed.
+pub fn run(args: Args) -> Result<bool> {
+    if !args.compose && (args.shards == 0 || args.shards > 6) {
         bail!("--shards must be 1 to 6");
     }
     if args.keys < 10 || args.keys > 1_000_000 {
@@ -159,24 +256,15 @@ pub fn run(args: Args) -> Result<bool> {
     if args.duration < Duration::from_secs(1) {
         bail!("--duration must be at least 1s");
     }
-    let bin = resolve_ringcache(&args)?;
+    // Before any thread starts: it may set RINGCACHE_BIN.
+    let bin = if args.compose {
+        None
+    } else {
+        Some(resolve_ringcache(&args)?)
+    };
 
-    let plan = schedule::plan(args.schedule, args.seed, args.duration);
+    let plan = schedule::plan(args.schedule, args.seed, args.duration, args.compose);
     let keys = Keys::new(args.keys);
-    println!(
-        "churn: seed {} | schedule {} | {} shards + {} spare | {} keys | rate {}/s | {:?} | {}",
-        args.seed,
-        args.schedule.name(),
-        args.shards,
-        plan.spares,
-        keys.total(),
-        args.rate,
-        args.duration,
-        bin.display()
-    );
-    for (at, kind) in &plan.events {
-        println!("churn: planned at t={:.1}s: {kind:?}", at.as_secs_f64());
-    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -185,29 +273,62 @@ pub fn run(args: Args) -> Result<bool> {
         .context("starting the tokio runtime")?;
 
     let dir = std::env::temp_dir().join(format!("ringcache-churn-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let cluster = Cluster::start(args.shards, plan.spares, &dir)?;
-    for s in &cluster.shards {
+    let backend: Box<dyn Backend> = match &bin {
+        None => Box::new(start_compose(&args, &rt, plan.spares)?),
+        Some(_) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Box::new(Cluster::start(args.shards, plan.spares, &dir)?)
+        }
+    };
+    let initial = backend.initial_shards();
+    let shards = initial.iter().filter(|s| s.member).count();
+    let spares = initial.len() - shards;
+    println!(
+        "churn: seed {} | schedule {} | {} | {} shards + {} spare | {} keys | rate {}/s | {:?}",
+        args.seed,
+        args.schedule.name(),
+        backend.name(),
+        shards,
+        spares,
+        keys.total(),
+        args.rate,
+        args.duration,
+    );
+    for (at, kind) in &plan.events {
+        println!("churn: planned at t={:.1}s: {kind:?}", at.as_secs_f64());
+    }
+    for s in &initial {
+        let addr = |n: &String| backend.addr(n).unwrap_or_else(|| n.clone());
         println!(
             "churn: shard {} primary {} replica {}{}",
             s.id,
-            s.primary.addr,
-            s.replica
-                .as_ref()
-                .map_or_else(|| "-".to_string(), |r| r.addr.to_string()),
+            addr(&s.primary),
+            s.replica.as_ref().map_or_else(|| "-".to_string(), addr),
             if s.member { "" } else { " (spare)" }
         );
     }
-    println!(
-        "churn: router {} (config {})",
-        cluster.router_addr,
-        cluster.config.display()
-    );
+    println!("churn: router {}", backend.router_addr());
+    if let Some(bin) = &bin {
+        println!(
+            "churn: ringcache {}, router config {}",
+            bin.display(),
+            dir.join("cluster.toml").display()
+        );
+    }
+
+    let mut model = Model::new(keys);
+    model.replica_lag = backend.replica_read_bound();
+    if let Some(b) = model.replica_lag {
+        println!(
+            "churn: the router reads from replicas: reads up to {} ms behind the writes they miss are allowed (max_replica_lag + one health-check interval)",
+            b.as_millis()
+        );
+    }
 
     // Preload, then start the clock.
     let mut shared = Shared {
-        router: RwLock::new(cluster.router_addr),
-        model: Model::new(keys),
+        router: RwLock::new(backend.router_addr()),
+        model,
         counters: Counters::default(),
         anomalies: Mutex::new(Vec::new()),
         losses: Mutex::new(Default::default()),
@@ -245,7 +366,7 @@ pub fn run(args: Args) -> Result<bool> {
     };
 
     let handle = rt.handle().clone();
-    let mut driver = Driver::new(&handle, &shared, cluster, args.seed);
+    let mut driver = Driver::new(&handle, &shared, backend, args.seed);
     driver.run_plan(&plan);
 
     // The load ends on its own at `end`; bounded wait for the tasks.
@@ -268,9 +389,11 @@ pub fn run(args: Args) -> Result<bool> {
     }
     shared.model.settle(Instant::now());
     if shared.stopping() {
-        // Ctrl-C reaches the nodes too (same process group): no final state to check.
+        // Ctrl-C reaches local nodes too (same process group); containers are resumed and
+        // reconnected. No final state to check.
         ticker_done.store(true, Ordering::Relaxed);
         ticker.abort();
+        driver.backend.heal_faults();
         drop(driver);
         let _ = std::fs::remove_dir_all(&dir);
         rt.shutdown_timeout(Duration::from_secs(2));
@@ -291,8 +414,9 @@ pub fn run(args: Args) -> Result<bool> {
     let pass = report::summarize(report::RunFacts {
         seed: args.seed,
         schedule: args.schedule.name(),
-        shards: args.shards,
-        spares: plan.spares,
+        backend: driver.backend.name(),
+        shards,
+        spares,
         keys: keys.total(),
         rate: args.rate,
         workers: args.workers,
@@ -302,6 +426,7 @@ pub fn run(args: Args) -> Result<bool> {
         history: &driver.history,
         faults: &driver.faults,
         crashes: &driver.crashes,
+        notes: &driver.notes,
         final_read: &final_read,
         final_migration,
         lat_migrating,
@@ -313,12 +438,12 @@ pub fn run(args: Args) -> Result<bool> {
             args.seed,
             std::process::id()
         ));
-        match driver.cluster.copy_logs(&logs) {
-            Ok(()) => println!("process logs kept in {}", logs.display()),
-            Err(e) => println!("could not keep the process logs: {e:#}"),
+        match driver.backend.keep_logs(&logs) {
+            Ok(()) => println!("logs kept in {}", logs.display()),
+            Err(e) => println!("could not keep the logs: {e:#}"),
         }
     }
-    // Dropping the cluster kills every process.
+    // Dropping a local cluster kills every process; containers stay for their owner.
     drop(driver);
     let _ = std::fs::remove_dir_all(&dir);
     rt.shutdown_timeout(Duration::from_secs(2));

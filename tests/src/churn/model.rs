@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How a write ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +158,9 @@ pub enum Kind {
     Reordered,
     /// A reply of the wrong type for the command.
     Unexpected,
+    /// A stale read (or a deleted key's old value) that misses only writes acknowledged within
+    /// the router's bound on replica lag: what reading from asynchronous replicas allows.
+    Lagged,
 }
 
 impl Kind {
@@ -170,6 +173,7 @@ impl Kind {
             Kind::Phantom => "phantom",
             Kind::Reordered => "reordered",
             Kind::Unexpected => "unexpected",
+            Kind::Lagged => "replica-lag",
         }
     }
 }
@@ -223,6 +227,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Every write issued, per key.
 pub struct Model {
     pub keys: Keys,
+    /// How far behind its writes a read may be when the router reads from replicas (`None`:
+    /// reads go to primaries, any stale read is one).
+    pub replica_lag: Option<Duration>,
     sets: Vec<Mutex<Vec<Write>>>,
     ctrs: Vec<Mutex<Vec<Write>>>,
     apps: Vec<Mutex<Vec<Write>>>,
@@ -263,6 +270,38 @@ fn explained_since(log: &[Write], missing: usize, run_start: Instant) -> Instant
         .unwrap_or(run_start)
 }
 
+/// The first acknowledged write a read of a SET key misses when it returned `version` (`None`:
+/// nil, i.e. the key as the last DEL before the floor left it, or never written).
+fn first_missed(log: &[Write], floor: Floor, version: Option<usize>) -> Option<&Write> {
+    let from = match version {
+        Some(v) => v,
+        None => log[..floor.pos.min(log.len())]
+            .iter()
+            .rposition(|w| w.del && w.may_have_run())
+            .map_or(0, |d| d + 1),
+    };
+    log.iter().skip(from).find(|w| w.outcome == Outcome::Ok)
+}
+
+/// Notes how long before the reply the first write a stale answer misses was acknowledged, and
+/// makes a stale read (or resurrection) within `bound` a [`Kind::Lagged`] one.
+fn mark_lag(a: &mut Anomaly, missed: Option<&Write>, bound: Option<Duration>) {
+    if !matches!(a.kind, Kind::Stale | Kind::Resurrected | Kind::Lost) {
+        return;
+    }
+    let Some(done) = missed.and_then(|w| w.done) else {
+        return;
+    };
+    let age = a.at.saturating_duration_since(done);
+    a.detail.push_str(&format!(
+        "; it misses a write acknowledged {} ms before the reply",
+        age.as_millis()
+    ));
+    if matches!(a.kind, Kind::Stale | Kind::Resurrected) && bound.is_some_and(|b| age <= b) {
+        a.kind = Kind::Lagged;
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     Set,
@@ -275,6 +314,7 @@ impl Model {
         let mk = |n: usize| (0..n).map(|_| Mutex::new(Vec::new())).collect();
         Model {
             keys,
+            replica_lag: None,
             sets: mk(keys.n_set),
             ctrs: mk(keys.n_ctr),
             apps: mk(keys.n_app),
@@ -331,8 +371,26 @@ impl Model {
         }
     }
 
-    /// Checks a GET of SET key `i` that was sent with `floor` and returned `value`.
+    /// Checks a GET of SET key `i` that was sent with `floor` and returned `value`; a stale
+    /// answer within [`Model::replica_lag`] is [`Kind::Lagged`].
     pub fn check_set_read(
+        &self,
+        i: usize,
+        floor: Floor,
+        value: Option<&[u8]>,
+        at: Instant,
+        run_start: Instant,
+    ) -> Option<Anomaly> {
+        let mut a = self.set_read(i, floor, value, at, run_start)?;
+        let version = value.and_then(|v| parse_set_value(i, v));
+        if value.is_none() || version.is_some() {
+            let log = lock(&self.sets[i]);
+            mark_lag(&mut a, first_missed(&log, floor, version), self.replica_lag);
+        }
+        Some(a)
+    }
+
+    fn set_read(
         &self,
         i: usize,
         floor: Floor,
@@ -441,7 +499,7 @@ impl Model {
         let ceiling = log.iter().filter(|w| w.may_have_run()).count() as u64;
         let key = Keys::ctr_key(i);
         if value < floor_count as u64 {
-            return Some(Anomaly {
+            let mut a = Anomaly {
                 kind: kind_low,
                 key,
                 count: floor_count as u64 - value,
@@ -452,7 +510,15 @@ impl Model {
                 ),
                 final_check: false,
                 write: 0,
-            });
+            };
+            // The first increment past `value` (one writer sends them one at a time, in order).
+            let missed = log
+                .iter()
+                .filter(|w| w.outcome == Outcome::Ok)
+                .nth(value as usize);
+            let bound = self.replica_lag.filter(|_| kind_low == Kind::Stale);
+            mark_lag(&mut a, missed, bound);
+            return Some(a);
         }
         if value > ceiling {
             return Some(Anomaly {
@@ -538,7 +604,7 @@ impl Model {
         let floor = floor_of(&log);
         drop(log);
         let mut out: Vec<Anomaly> = self
-            .check_set_read(i, floor, value, at, start)
+            .set_read(i, floor, value, at, start)
             .into_iter()
             .collect();
         for a in &mut out {
@@ -730,6 +796,45 @@ mod tests {
         let v4s = set_value(0, 0, 4);
         assert!(m.final_set(0, Some(v4s.as_bytes()), t, t).is_empty());
         assert!(m.final_set(0, None, t, t).is_empty());
+    }
+
+    #[test]
+    fn replica_reads_may_lag_within_the_bound_only() {
+        let mut m = Model::new(Keys::new(10));
+        m.replica_lag = Some(Duration::from_millis(1000));
+        let t0 = Instant::now();
+        let v1 = m.issue(Family::Set, 0, false);
+        m.resolve(Family::Set, 0, v1, Outcome::Ok, t0);
+        let v2 = m.issue(Family::Set, 0, false);
+        m.resolve(Family::Set, 0, v2, Outcome::Ok, t0);
+        let f = m.floor(Family::Set, 0);
+        let old = set_value(0, 0, 1);
+        let kind = |value: Option<&[u8]>, after_ms: u64| {
+            let at = t0 + Duration::from_millis(after_ms);
+            m.check_set_read(0, f, value, at, t0).map(|a| a.kind)
+        };
+        assert_eq!(kind(Some(old.as_bytes()), 5), Some(Kind::Lagged));
+        assert_eq!(kind(Some(old.as_bytes()), 1500), Some(Kind::Stale));
+        assert_eq!(kind(None, 5), Some(Kind::Lagged));
+        assert_eq!(kind(None, 1500), Some(Kind::Stale));
+        // The final state is read after the load: no lag is allowed there.
+        let fin = m.final_set(0, Some(old.as_bytes()), t0, t0);
+        assert_eq!(fin.first().map(|a| a.kind), Some(Kind::Lost));
+        // Counters: a GET may lag, an INCR's reply (from the primary) may not.
+        let c = m.issue(Family::Ctr, 0, false);
+        m.resolve(Family::Ctr, 0, c, Outcome::Ok, t0);
+        let soon = t0 + Duration::from_millis(5);
+        let read = m.check_counter(0, 1, 0, Kind::Stale, soon, t0);
+        assert_eq!(read.map(|a| a.kind), Some(Kind::Lagged));
+        let incr = m.check_counter(0, 1, 0, Kind::Lost, soon, t0);
+        assert_eq!(incr.map(|a| a.kind), Some(Kind::Lost));
+        // Reads from primaries only: any stale read is one.
+        m.replica_lag = None;
+        assert_eq!(
+            m.check_set_read(0, f, Some(old.as_bytes()), soon, t0)
+                .map(|a| a.kind),
+            Some(Kind::Stale)
+        );
     }
 
     #[test]

@@ -75,6 +75,8 @@ fn fmt(v: Option<u64>) -> String {
 pub struct RunFacts<'a> {
     pub seed: u64,
     pub schedule: &'static str,
+    /// `local` or `compose`.
+    pub backend: &'static str,
     pub shards: usize,
     pub spares: usize,
     pub keys: usize,
@@ -86,6 +88,8 @@ pub struct RunFacts<'a> {
     pub history: &'a [Vec<String>],
     pub faults: &'a [Fault],
     pub crashes: &'a [String],
+    /// Failovers the harness did not cause.
+    pub notes: &'a [String],
     pub final_read: &'a FinalRead,
     pub final_migration: Result<Duration, String>,
     pub lat_migrating: Vec<u32>,
@@ -223,6 +227,11 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
             Kind::Resurrected => {
                 resurrected.entry(a.key.clone()).or_insert(crash);
             }
+            // Reads, not increments; allowed, so not listed below either.
+            Kind::Lagged => {
+                *totals.entry((Kind::Lagged, crash)).or_default() += 1;
+                continue;
+            }
             _ => *totals.entry((a.kind, crash)).or_default() += a.count,
         }
         let repeat = a.kind == Kind::Lost && !a.final_check;
@@ -284,9 +293,10 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
     println!();
     println!("== churn summary ==");
     println!(
-        "seed {} | schedule {} | {} shards (+{} spare) | {} keys | rate {}/s | {} workers | load {:.0}s",
+        "seed {} | schedule {} | {} | {} shards (+{} spare) | {} keys | rate {}/s | {} workers | load {:.0}s",
         f.seed,
         f.schedule,
+        f.backend,
         f.shards,
         f.spares,
         f.keys,
@@ -328,6 +338,13 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
         total(Kind::Stale, false),
         total(Kind::Stale, true)
     );
+    let lagged = total(Kind::Lagged, false) + total(Kind::Lagged, true);
+    if let Some(bound) = shared.model.replica_lag {
+        println!(
+            "replica reads behind by at most {} ms (allowed: the router reads from replicas): {lagged} reads",
+            bound.as_millis()
+        );
+    }
     println!(
         "resurrected keys (keys): graceful {}, crash {}",
         total(Kind::Resurrected, false),
@@ -367,6 +384,9 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
     }
     for c in f.crashes {
         println!("  process crash: {c}");
+    }
+    for n in f.notes {
+        println!("  note: {n}");
     }
 
     let mut between_staying = 0;
@@ -448,11 +468,12 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
     let pass = reasons.is_empty();
     println!("seed: {}", f.seed);
     println!(
-        "churn-result seed={} schedule={} ops={ops} ops_ok={ops_ok} ops_failed={ops_failed} ops_indeterminate={ops_indet} \
+        "churn-result seed={} schedule={} backend={} ops={ops} ops_ok={ops_ok} ops_failed={ops_failed} ops_indeterminate={ops_indet} \
          lost_graceful={} lost_crash={} stale_graceful={} stale_crash={} resurrected_graceful={} resurrected_crash={} \
-         other_graceful={} other_crash={} unreadable={} events={} events_failed={failed_events} verdict={}",
+         other_graceful={} other_crash={} replica_lagged={lagged} unreadable={} events={} events_failed={failed_events} verdict={}",
         f.seed,
         f.schedule,
+        f.backend,
         total(Kind::Lost, false),
         total(Kind::Lost, true),
         total(Kind::Stale, false),

@@ -14,13 +14,14 @@ use rand::{Rng, SeedableRng};
 use ringcache_protocol::Reply;
 use tokio::runtime::Handle;
 
-use super::client::{self, cmd, Answer, Cmd, Conn, RingStatus};
-use super::cluster::{respawn_node, signal, Cluster};
+use super::backend::{Backend, RouterShard, ShardState};
+use super::client::{self, cmd, Answer, Cmd, Conn, RingNode, RingStatus};
 use super::workload::Shared;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScheduleKind {
-    /// Joins, leaves and faults (kills, a kill mid-move, a pause, a router restart).
+    /// Joins, leaves and faults (kills, a kill mid-move, a pause, a router restart; in compose
+    /// mode also a node cut off the network).
     Full,
     /// Joins and leaves only.
     Graceful,
@@ -45,7 +46,10 @@ pub enum EventKind {
     KillPrimary,
     /// Join a spare, then SIGKILL the move's source or target right after +OK.
     KillMidMove,
+    /// Freeze a primary (SIGSTOP, `docker pause`) for 1–2 s.
     Pause,
+    /// Cut a node off the network for 2–4 s, then reconnect it (backends that can: compose).
+    Cut,
     RestartRouter,
 }
 
@@ -56,8 +60,8 @@ pub struct Plan {
 }
 
 /// Spreads the events over 10%..70% of the run, seeded, so the tail of the run sees the cluster
-/// settle under load.
-pub fn plan(kind: ScheduleKind, seed: u64, duration: Duration) -> Plan {
+/// settle under load. `cut`: the full schedule also cuts a node off the network.
+pub fn plan(kind: ScheduleKind, seed: u64, duration: Duration, cut: bool) -> Plan {
     use EventKind::*;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut kinds = match kind {
@@ -66,6 +70,9 @@ pub fn plan(kind: ScheduleKind, seed: u64, duration: Duration) -> Plan {
         ScheduleKind::None => Vec::new(),
     };
     if kind == ScheduleKind::Full {
+        if cut {
+            kinds.push(Cut);
+        }
         kinds.shuffle(&mut rng);
     }
     let spares = kinds
@@ -119,7 +126,9 @@ pub struct EventRecord {
 pub struct Driver<'a> {
     rt: &'a Handle,
     shared: &'a Arc<Shared>,
-    pub cluster: Cluster,
+    pub backend: Box<dyn Backend>,
+    /// Every shard, members and spares, and which node is its primary now.
+    pub shards: Vec<ShardState>,
     rng: StdRng,
     admin: Option<Conn>,
     pub records: Vec<EventRecord>,
@@ -128,6 +137,8 @@ pub struct Driver<'a> {
     pub faults: Vec<Fault>,
     /// Processes found dead that the harness did not kill.
     pub crashes: Vec<String>,
+    /// Failovers the harness did not cause (or wait for), for the summary.
+    pub notes: Vec<String>,
 }
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -138,20 +149,29 @@ const FAILOVER_WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 
 impl<'a> Driver<'a> {
-    pub fn new(rt: &'a Handle, shared: &'a Arc<Shared>, cluster: Cluster, seed: u64) -> Driver<'a> {
-        let members = cluster.members();
-        Driver {
+    pub fn new(
+        rt: &'a Handle,
+        shared: &'a Arc<Shared>,
+        backend: Box<dyn Backend>,
+        seed: u64,
+    ) -> Driver<'a> {
+        let shards = backend.initial_shards();
+        let mut d = Driver {
             rt,
             shared,
-            cluster,
+            backend,
+            shards,
             // Distinct from the plan's stream, still fixed by the seed.
             rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)),
             admin: None,
             records: Vec::new(),
-            history: vec![members],
+            history: Vec::new(),
             faults: Vec::new(),
             crashes: Vec::new(),
-        }
+            notes: Vec::new(),
+        };
+        d.history.push(d.members());
+        d
     }
 
     fn elapsed(&self) -> Duration {
@@ -160,6 +180,37 @@ impl<'a> Driver<'a> {
 
     fn log(&self, msg: &str) {
         println!("[t={:.1}s] {msg}", self.elapsed().as_secs_f64());
+    }
+
+    pub fn members(&self) -> Vec<String> {
+        self.shards
+            .iter()
+            .filter(|s| s.member)
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    fn shard_mut(&mut self, id: &str) -> Option<&mut ShardState> {
+        self.shards.iter_mut().find(|s| s.id == id)
+    }
+
+    fn addr(&self, node: &str) -> String {
+        self.backend
+            .addr(node)
+            .unwrap_or_else(|| format!("{node}:?"))
+    }
+
+    /// The router's `[[shard]]` list for the current membership.
+    fn router_members(&self) -> Vec<RouterShard> {
+        self.shards
+            .iter()
+            .filter(|s| s.member)
+            .map(|s| RouterShard {
+                id: s.id.clone(),
+                primary: self.addr(&s.primary),
+                replicas: s.replica.iter().map(|r| self.addr(r)).collect(),
+            })
+            .collect()
     }
 
     // -----------------------------------------------------------------------------------------
@@ -209,6 +260,11 @@ impl<'a> Driver<'a> {
     pub fn ring_status(&mut self) -> Result<RingStatus, String> {
         self.admin(cmd(&["RING", "STATUS"]), ADMIN_TIMEOUT)
             .map(|r| client::parse_ring_status(&r))
+    }
+
+    fn ring_nodes(&mut self) -> Result<Vec<RingNode>, String> {
+        self.admin(cmd(&["RING", "NODES"]), ADMIN_TIMEOUT)
+            .map(|r| client::parse_ring_nodes(&r))
     }
 
     /// Polls RING STATUS until `migrating` is 0; returns how long that took from `since`.
@@ -262,15 +318,12 @@ impl<'a> Driver<'a> {
         let start = Instant::now();
         let mut last = String::from("no answer");
         for _ in 0..(FAILOVER_WAIT.as_millis() / 200 + 10) {
-            match self.admin(cmd(&["RING", "NODES"]), ADMIN_TIMEOUT) {
-                Ok(r) => {
-                    let nodes = client::parse_ring_nodes(&r);
-                    match nodes.iter().find(|(s, _)| s == id) {
-                        Some((_, p)) if p == replica => return Ok(start.elapsed()),
-                        Some((_, p)) => last = format!("RING NODES names {p} as {id}'s primary"),
-                        None => last = format!("RING NODES does not list {id}"),
-                    }
-                }
+            match self.ring_nodes() {
+                Ok(nodes) => match nodes.iter().find(|n| n.id == id) {
+                    Some(n) if n.primary == replica => return Ok(start.elapsed()),
+                    Some(n) => last = format!("RING NODES names {} as {id}'s primary", n.primary),
+                    None => last = format!("RING NODES does not list {id}"),
+                },
                 Err(e) => last = format!("RING NODES failed: {e}"),
             }
             if start.elapsed() >= FAILOVER_WAIT || self.shared.stopping() {
@@ -281,6 +334,42 @@ impl<'a> Driver<'a> {
         Err(format!(
             "no failover to {replica} within {FAILOVER_WAIT:?} ({last})"
         ))
+    }
+
+    /// Takes every shard's primary from RING NODES: the router fails shards over on its own
+    /// (after a pause or a cut, or when it finds a primary unresponsive). Returns the shards that
+    /// changed, with a note for each.
+    fn sync_roles(&mut self) -> Vec<(String, String)> {
+        let nodes = match self.ring_nodes() {
+            Ok(n) => n,
+            Err(e) => {
+                self.log(&format!("RING NODES failed: {e}"));
+                return Vec::new();
+            }
+        };
+        let mut changed = Vec::new();
+        for n in nodes {
+            let Some(s) = self.shards.iter().find(|s| s.id == n.id) else {
+                continue;
+            };
+            let Some(replica) = s.replica.clone() else {
+                continue;
+            };
+            if self.backend.addr(&replica).as_deref() != Some(n.primary.as_str()) {
+                continue;
+            }
+            let old = s.primary.clone();
+            let old_up = self.backend.is_up(&old);
+            if let Some(s) = self.shard_mut(&n.id) {
+                s.primary = replica.clone();
+                s.replica = old_up.then(|| old.clone());
+            }
+            changed.push((
+                n.id,
+                format!("the router failed over to {replica} ({old} is its replica now)"),
+            ));
+        }
+        changed
     }
 
     // -----------------------------------------------------------------------------------------
@@ -308,6 +397,14 @@ impl<'a> Driver<'a> {
                 continue;
             }
             self.check_liveness();
+            for (id, what) in self.sync_roles() {
+                let note = format!(
+                    "t={:.1}s: shard {id} was failed over since the last event, not by the harness: {what}",
+                    self.elapsed().as_secs_f64()
+                );
+                self.log(&note);
+                self.notes.push(note);
+            }
             let rec = match kind {
                 EventKind::Join => self.join(None),
                 EventKind::KillMidMove => {
@@ -317,6 +414,7 @@ impl<'a> Driver<'a> {
                 EventKind::Leave => self.leave(),
                 EventKind::KillPrimary => self.kill_primary(),
                 EventKind::Pause => self.pause(),
+                EventKind::Cut => self.cut(),
                 EventKind::RestartRouter => self.restart_router(),
             };
             match &rec.result {
@@ -341,64 +439,34 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// `RING JOIN` of the next spare; with `kill_target`, SIGKILLs the target (true) or a source
-    /// (false) primary right after +OK.
-    fn join(&mut self, kill_target: Option<bool>) -> EventRecord {
-        let at = self.elapsed();
-        let Some(spare) = self.cluster.shards.iter().find(|s| !s.ever_member) else {
-            return self.record(at, "join".into(), Err("no spare shard left".into()));
-        };
-        let id = spare.id.clone();
-        let primary = spare.primary.addr.to_string();
-        let replica = spare.replica.as_ref().map(|r| r.addr.to_string());
-        let name = match kill_target {
-            None => format!("join {id}"),
-            Some(true) => format!("join {id} + kill target mid-move"),
-            Some(false) => format!("join {id} + kill source mid-move"),
-        };
-        let members_before = self.cluster.members();
+    /// A membership change: `change` sends it (its `Err` is the refusal); the owners of every test
+    /// key are located before and after, and the migration it starts is waited for. `then` runs
+    /// right after +OK (a kill mid-move).
+    fn change(
+        &mut self,
+        at: Duration,
+        name: String,
+        changed: &str,
+        join: bool,
+        args: &[String],
+        then: impl FnOnce(&mut Self, &[String]) -> Result<String, String>,
+    ) -> EventRecord {
+        let members_before = self.members();
         let before = self.locate_all();
-        let mut args = vec!["RING".to_string(), "JOIN".into(), id.clone(), primary];
-        args.extend(replica);
-        if let Err(e) = self.admin(cmd(&args), CHANGE_TIMEOUT) {
-            let mut why = format!("RING JOIN failed: {e}");
-            if kill_target.is_some() {
-                why.push_str(" (no move to interrupt: kill skipped)");
-            }
-            return self.record(at, name, Err(why));
+        if let Err(e) = self.admin(cmd(args), CHANGE_TIMEOUT) {
+            return self.record(at, name, Err(e));
         }
         let ok_at = Instant::now();
         self.shared.in_migration.store(true, Ordering::Relaxed);
-        if let Some(s) = self.cluster.shard_mut(&id) {
-            s.member = true;
-            s.ever_member = true;
+        if let Some(s) = self.shard_mut(changed) {
+            s.member = join;
+            s.ever_member |= join;
         }
-        self.history.push(self.cluster.members());
-        let mut result = Ok("the new epoch is in effect".to_string());
-        if let Some(target) = kill_target {
-            // Kill at once, while keys move: the target, or one of the old members (with this
-            // many vnodes every old member gives arcs to the new shard).
-            let victim = if target {
-                Some(id.clone())
-            } else {
-                members_before.choose(&mut self.rng).cloned()
-            };
-            let victim = victim.unwrap_or_else(|| id.clone());
-            let migrating = match self.ring_status() {
-                Ok(RingStatus {
-                    migrating: Some(n), ..
-                }) => format!("migrating:{n}"),
-                Ok(_) => "migrating unknown".to_string(),
-                Err(e) => format!("RING STATUS failed: {e}"),
-            };
-            result = self
-                .crash_primary(&victim)
-                .map(|s| format!("killed {victim}'s primary at {migrating}: {s}"))
-                .map_err(|e| format!("killed {victim}'s primary at {migrating}: {e}"));
-        }
+        self.history.push(self.members());
+        let result = then(self, &members_before);
         let after = self.locate_all();
         let moves = match (&before, &after) {
-            (Ok(b), Ok(a)) => Ok(move_stats(b, a, &id, members_before.len(), true)),
+            (Ok(b), Ok(a)) => Ok(move_stats(b, a, changed, members_before.len(), join)),
             (Err(e), _) | (_, Err(e)) => Err(e.clone()),
         };
         let migration = Some(self.wait_migrations(ok_at, MIGRATION_WAIT));
@@ -412,9 +480,63 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// `RING JOIN` of the next spare; with `kill_target`, kills the target (true) or a source
+    /// (false) primary right after +OK.
+    fn join(&mut self, kill_target: Option<bool>) -> EventRecord {
+        let at = self.elapsed();
+        let Some(spare) = self.shards.iter().find(|s| !s.ever_member) else {
+            return self.record(at, "join".into(), Err("no spare shard left".into()));
+        };
+        let id = spare.id.clone();
+        let mut args = vec![
+            "RING".to_string(),
+            "JOIN".into(),
+            id.clone(),
+            self.addr(&spare.primary),
+        ];
+        args.extend(spare.replica.iter().map(|r| self.addr(r)));
+        let name = match kill_target {
+            None => format!("join {id}"),
+            Some(true) => format!("join {id} + kill target mid-move"),
+            Some(false) => format!("join {id} + kill source mid-move"),
+        };
+        let mut rec = self.change(at, name, &id.clone(), true, &args, |d, members_before| {
+            let Some(target) = kill_target else {
+                return Ok("the new epoch is in effect".to_string());
+            };
+            // Kill at once, while keys move: the target, or one of the old members (with this
+            // many vnodes every old member gives arcs to the new shard).
+            let victim = if target {
+                Some(id.clone())
+            } else {
+                members_before.choose(&mut d.rng).cloned()
+            };
+            let victim = victim.unwrap_or_else(|| id.clone());
+            let migrating = match d.ring_status() {
+                Ok(RingStatus {
+                    migrating: Some(n), ..
+                }) => format!("migrating:{n}"),
+                Ok(_) => "migrating unknown".to_string(),
+                Err(e) => format!("RING STATUS failed: {e}"),
+            };
+            d.crash_primary(&victim)
+                .map(|s| format!("killed {victim}'s primary at {migrating}: {s}"))
+                .map_err(|e| format!("killed {victim}'s primary at {migrating}: {e}"))
+        });
+        if rec.moves.is_none() {
+            if let Err(e) = &mut rec.result {
+                *e = format!("RING JOIN failed: {e}");
+                if kill_target.is_some() {
+                    e.push_str(" (no move to interrupt: kill skipped)");
+                }
+            }
+        }
+        rec
+    }
+
     fn leave(&mut self) -> EventRecord {
         let at = self.elapsed();
-        let members_before = self.cluster.members();
+        let members_before = self.members();
         if members_before.len() < 2 {
             return self.record(
                 at,
@@ -425,50 +547,38 @@ impl<'a> Driver<'a> {
         let Some(id) = members_before.choose(&mut self.rng).cloned() else {
             return self.record(at, "leave".into(), Err("no member".into()));
         };
-        let name = format!("leave {id}");
-        let before = self.locate_all();
-        if let Err(e) = self.admin(cmd(&["RING", "LEAVE", &id]), CHANGE_TIMEOUT) {
-            return self.record(at, name, Err(format!("RING LEAVE failed: {e}")));
+        let args = ["RING".to_string(), "LEAVE".into(), id.clone()];
+        let mut rec = self.change(at, format!("leave {id}"), &id, false, &args, |_, _| {
+            Ok("the new epoch is in effect".into())
+        });
+        if rec.moves.is_none() {
+            if let Err(e) = &mut rec.result {
+                *e = format!("RING LEAVE failed: {e}");
+            }
         }
-        let ok_at = Instant::now();
-        self.shared.in_migration.store(true, Ordering::Relaxed);
-        if let Some(s) = self.cluster.shard_mut(&id) {
-            s.member = false;
-        }
-        self.history.push(self.cluster.members());
-        let after = self.locate_all();
-        let moves = match (&before, &after) {
-            (Ok(b), Ok(a)) => Ok(move_stats(b, a, &id, members_before.len(), false)),
-            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
-        };
-        let migration = Some(self.wait_migrations(ok_at, MIGRATION_WAIT));
-        self.shared.in_migration.store(false, Ordering::Relaxed);
-        EventRecord {
-            at,
-            name,
-            result: Ok("the new epoch is in effect".into()),
-            moves: Some(moves),
-            migration,
-        }
+        rec
     }
 
-    /// SIGKILLs shard `id`'s primary; waits for the router to promote the replica, else restarts
+    /// Kills shard `id`'s primary; waits for the router to promote the replica, else restarts
     /// the primary (empty) on its address. Records the fault window.
     fn crash_primary(&mut self, id: &str) -> Result<String, String> {
         let start = Instant::now();
-        let Some(shard) = self.cluster.shard_mut(id) else {
+        let Some(shard) = self.shards.iter().find(|s| s.id == id).cloned() else {
             return Err(format!("no shard {id}"));
         };
-        shard.primary.kill();
-        let replica = shard.replica.as_ref().map(|r| r.addr);
-        let primary_addr = shard.primary.addr;
-        let failover = match replica {
-            Some(r) => self.wait_failover(id, &r.to_string()),
+        if let Err(e) = self.backend.kill(&shard.primary) {
+            return Err(format!("killing {}: {e:#}", shard.primary));
+        }
+        let failover = match &shard.replica {
+            Some(r) => {
+                let addr = self.addr(r);
+                self.wait_failover(id, &addr)
+            }
             None => Err("the shard has no replica to fail over to".into()),
         };
         let result = match failover {
             Ok(took) => {
-                if let Some(s) = self.cluster.shard_mut(id) {
+                if let Some(s) = self.shard_mut(id) {
                     if let Some(r) = s.replica.take() {
                         s.primary = r;
                     }
@@ -478,17 +588,13 @@ impl<'a> Driver<'a> {
                     took.as_secs_f64()
                 ))
             }
-            Err(e) => match respawn_node(id, primary_addr, None) {
-                Ok(p) => {
-                    if let Some(s) = self.cluster.shard_mut(id) {
-                        s.primary.proc_ = Some(p);
-                    }
-                    Err(format!(
-                        "{e}; restarted the primary, empty, on {primary_addr}"
-                    ))
+            Err(e) => {
+                let addr = self.addr(&shard.primary);
+                match self.backend.start(&shard.primary, None) {
+                    Ok(()) => Err(format!("{e}; restarted the primary, empty, on {addr}")),
+                    Err(e2) => Err(format!("{e}; restarting the primary failed: {e2:#}")),
                 }
-                Err(e2) => Err(format!("{e}; restarting the primary failed: {e2:#}")),
-            },
+            }
         };
         self.faults.push(Fault {
             start,
@@ -501,10 +607,9 @@ impl<'a> Driver<'a> {
     fn kill_primary(&mut self) -> EventRecord {
         let at = self.elapsed();
         let candidates: Vec<String> = self
-            .cluster
             .shards
             .iter()
-            .filter(|s| s.member && s.replica.is_some() && s.primary.proc_.is_some())
+            .filter(|s| s.member && s.replica.is_some() && self.backend.is_up(&s.primary))
             .map(|s| s.id.clone())
             .collect();
         let Some(id) = candidates.choose(&mut self.rng).cloned() else {
@@ -515,70 +620,111 @@ impl<'a> Driver<'a> {
             );
         };
         let result = self.crash_primary(&id);
-        self.record(at, format!("kill {id} primary (SIGKILL)"), result)
+        let how = self.backend.verbs().kill;
+        self.record(at, format!("kill {id} primary ({how})"), result)
+    }
+
+    /// A member shard whose primary runs, and its nodes.
+    fn running_member(&mut self) -> Option<ShardState> {
+        let candidates: Vec<ShardState> = self
+            .shards
+            .iter()
+            .filter(|s| s.member && self.backend.is_up(&s.primary))
+            .cloned()
+            .collect();
+        candidates.choose(&mut self.rng).cloned()
+    }
+
+    /// `hurt` a node, wait `ms`, `heal` it; records the fault window on its shard and whether the
+    /// router failed the shard over meanwhile.
+    fn timed_fault(
+        &mut self,
+        id: &str,
+        node: &str,
+        ms: u64,
+        hurt: fn(&mut dyn Backend, &str) -> anyhow::Result<()>,
+        heal: fn(&mut dyn Backend, &str) -> anyhow::Result<()>,
+    ) -> Result<String, String> {
+        let start = Instant::now();
+        if let Err(e) = hurt(self.backend.as_mut(), node) {
+            return Err(format!("{e:#}"));
+        }
+        std::thread::sleep(Duration::from_millis(ms));
+        let healed = heal(self.backend.as_mut(), node);
+        self.faults.push(Fault {
+            start,
+            end: Instant::now(),
+            shards: Some(vec![id.to_string()]),
+        });
+        let mut what = match healed {
+            Ok(()) => format!("healed after {ms} ms"),
+            Err(e) => return Err(format!("healing: {e:#}")),
+        };
+        for (shard, note) in self.sync_roles() {
+            if shard == id {
+                what.push_str("; ");
+                what.push_str(&note);
+            } else {
+                let note = format!(
+                    "t={:.1}s: shard {shard} was failed over during the fault on {id}: {note}",
+                    self.elapsed().as_secs_f64()
+                );
+                self.log(&note);
+                self.notes.push(note);
+            }
+        }
+        Ok(what)
     }
 
     fn pause(&mut self) -> EventRecord {
         let at = self.elapsed();
-        let candidates: Vec<(String, u32)> = self
-            .cluster
-            .shards
-            .iter()
-            .filter(|s| s.member)
-            .filter_map(|s| s.primary.pid().map(|p| (s.id.clone(), p)))
-            .collect();
-        let Some((id, pid)) = candidates.choose(&mut self.rng).cloned() else {
+        let Some(s) = self.running_member() else {
             return self.record(at, "pause".into(), Err("no running member primary".into()));
         };
         let ms = self.rng.gen_range(1000..=2000u64);
-        let name = format!("pause {id} primary (SIGSTOP {ms} ms)");
-        let start = Instant::now();
-        if let Err(e) = signal(pid, "STOP") {
-            return self.record(at, name, Err(format!("SIGSTOP: {e:#}")));
-        }
-        std::thread::sleep(Duration::from_millis(ms));
-        let cont = signal(pid, "CONT");
-        self.faults.push(Fault {
-            start,
-            end: Instant::now(),
-            shards: Some(vec![id]),
-        });
-        let result = match cont {
-            Ok(()) => Ok(format!("resumed after {ms} ms")),
-            Err(e) => Err(format!("SIGCONT: {e:#}")),
-        };
+        let how = self.backend.verbs().pause;
+        let name = format!("pause {} primary ({how} {ms} ms)", s.id);
+        let result = self.timed_fault(&s.id, &s.primary, ms, |b, n| b.pause(n), |b, n| b.resume(n));
         self.record(at, name, result)
     }
 
-    /// SIGTERM the router, start a new one with the current membership on the same port (or
-    /// another if it stays busy), then check it knows the epoch the old one had.
+    /// Cuts a member's primary or replica off the network for 2–4 s (long enough for the router
+    /// to fail a primary over), then reconnects it.
+    fn cut(&mut self) -> EventRecord {
+        let at = self.elapsed();
+        let Some(s) = self.running_member() else {
+            return self.record(at, "cut".into(), Err("no running member primary".into()));
+        };
+        let replica = s.replica.clone().filter(|r| self.backend.is_up(r));
+        let (role, node) = match replica {
+            Some(r) if self.rng.gen_bool(0.5) => ("replica", r),
+            _ => ("primary", s.primary.clone()),
+        };
+        let ms = self.rng.gen_range(2000..=4000u64);
+        let name = format!("cut {}'s {role} ({node}) off the network for {ms} ms", s.id);
+        let result = self.timed_fault(&s.id, &node, ms, |b, n| b.cut(n), |b, n| b.heal(n));
+        self.record(at, name, result)
+    }
+
+    /// Restarts the router with the current membership in its config, then checks it knows the
+    /// epoch the old one had.
     fn restart_router(&mut self) -> EventRecord {
         let at = self.elapsed();
-        let name = "restart router (SIGTERM)".to_string();
+        let name = format!("restart router ({})", self.backend.verbs().restart_router);
         let epoch_before = self.ring_status().ok().and_then(|s| s.epoch);
         let start = Instant::now();
-        let stopped = self.cluster.stop_router(Duration::from_secs(10));
+        let members = self.router_members();
+        let restarted = self.backend.restart_router(&members);
         self.admin = None;
-        let port = self.cluster.router_addr.port();
-        let started = self.start_router_on(port);
+        self.shared.set_router(self.backend.router_addr());
         self.faults.push(Fault {
             start,
             end: Instant::now(),
             shards: None,
         });
-        let stopped = match stopped {
+        let how = match restarted {
             Ok(s) => s,
-            Err(e) => return self.record(at, name, Err(format!("stopping: {e:#}"))),
-        };
-        let addr = match started {
-            Ok(a) => a,
-            Err(e) => {
-                return self.record(
-                    at,
-                    name,
-                    Err(format!("old router {stopped}; new router: {e}")),
-                )
-            }
+            Err(e) => return self.record(at, name, Err(format!("{e:#}"))),
         };
         // The new router must come up on the current epoch (bounded wait for it to learn it).
         let mut epoch_after = None;
@@ -591,7 +737,7 @@ impl<'a> Driver<'a> {
         }
         let took = start.elapsed().as_secs_f64();
         let summary = format!(
-            "old router {stopped}; new router on {addr} after {took:.1}s; epoch before {}, after {}",
+            "{how}; serving after {took:.1}s; epoch before {}, after {}",
             fmt_opt(epoch_before),
             fmt_opt(epoch_after)
         );
@@ -605,56 +751,28 @@ impl<'a> Driver<'a> {
         self.record(at, name, result)
     }
 
-    /// Starts the router on `port` (retrying while it is busy, bounded), else on any port; points
-    /// the load at it.
-    fn start_router_on(&mut self, port: u16) -> Result<std::net::SocketAddr, String> {
-        let mut last = String::new();
-        for _ in 0..20 {
-            match self.cluster.start_router(port) {
-                Ok(a) => {
-                    self.shared.set_router(a);
-                    return Ok(a);
-                }
-                Err(e) => last = format!("{e:#}"),
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        match self.cluster.start_router(0) {
-            Ok(a) => {
-                self.shared.set_router(a);
-                Ok(a)
-            }
-            Err(e) => Err(format!("port {port}: {last}; any port: {e:#}")),
-        }
-    }
-
     /// Restarts whatever died without the harness killing it (and records it as a crash).
     pub fn check_liveness(&mut self) {
-        let mut dead = Vec::new();
-        for (name, p) in self.cluster.procs_mut() {
-            if !p.is_alive() {
-                dead.push((name, p.log_tail()));
-            }
-        }
-        for (name, tail) in dead {
+        for (name, tail) in self.backend.exited() {
             let at = self.elapsed();
-            self.log(&format!("{name} exited on its own; log tail:\n{tail}"));
+            self.log(&format!("{name} exited on its own; {tail}"));
             self.crashes.push(format!(
                 "t={:.1}s {name} exited on its own",
                 at.as_secs_f64()
             ));
             let start = Instant::now();
             let restarted = if name == "router" {
-                self.cluster.router = None;
-                let port = self.cluster.router_addr.port();
-                self.start_router_on(port).map(|_| ())
+                let members = self.router_members();
+                let r = self.backend.start_router(&members);
+                self.shared.set_router(self.backend.router_addr());
+                r.map_err(|e| format!("{e:#}"))
             } else {
                 self.restart_node(&name)
             };
             if let Err(e) = restarted {
                 self.crashes.push(format!("restarting {name}: {e}"));
             }
-            let shards = name.split('-').next().map(|id| vec![id.to_string()]);
+            let shards = name.rsplit_once('-').map(|(id, _)| vec![id.to_string()]);
             self.faults.push(Fault {
                 start: self.shared.start,
                 end: start.max(Instant::now()),
@@ -663,47 +781,43 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// Starts node `name` again, as a replica of its shard's primary unless it is the primary.
     fn restart_node(&mut self, name: &str) -> Result<(), String> {
-        let (id, role) = name.rsplit_once('-').ok_or("bad process name")?;
-        let Some(s) = self.cluster.shard_mut(id) else {
-            return Err(format!("no shard {id}"));
-        };
-        let primary_addr = s.primary.addr;
-        let node = match role {
-            "primary" => &mut s.primary,
-            _ => s.replica.as_mut().ok_or("no replica")?,
-        };
-        node.proc_ = None;
-        let of = (role != "primary").then_some(primary_addr);
-        let p = respawn_node(id, node.addr, of).map_err(|e| format!("{e:#}"))?;
-        node.proc_ = Some(p);
-        Ok(())
-    }
-
-    /// After the load: resumes and restarts whatever is down, and restarts a missing router.
-    pub fn heal_all(&mut self) {
-        self.check_liveness();
-        if self.cluster.router.is_none() {
-            let port = self.cluster.router_addr.port();
-            if let Err(e) = self.start_router_on(port) {
-                self.log(&format!("heal: router: {e}"));
-            }
-        }
-        let down: Vec<String> = self
-            .cluster
+        let Some(s) = self
             .shards
             .iter()
-            .filter(|s| s.primary.proc_.is_none())
-            .map(|s| s.id.clone())
-            .collect();
-        for id in down {
-            if let Err(e) = self.restart_node(&format!("{id}-primary")) {
-                self.log(&format!("heal: {id} primary: {e}"));
+            .find(|s| s.primary == name || s.replica.as_deref() == Some(name))
+        else {
+            return Err(format!("{name} is in no shard"));
+        };
+        let of = (s.primary != name).then(|| self.addr(&s.primary));
+        self.backend
+            .start(name, of.as_deref())
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    /// After the load: heals paused and cut nodes, restarts whatever is down, and restarts a
+    /// missing router.
+    pub fn heal_all(&mut self) {
+        self.backend.heal_faults();
+        self.check_liveness();
+        if !self.backend.router_up() {
+            let members = self.router_members();
+            if let Err(e) = self.backend.start_router(&members) {
+                self.log(&format!("heal: router: {e:#}"));
             }
+            self.shared.set_router(self.backend.router_addr());
         }
-        for (_, p) in self.cluster.procs_mut() {
-            // A stray SIGCONT is harmless; a node left stopped would hang the final check.
-            let _ = signal(p.pid(), "CONT");
+        let down: Vec<String> = self
+            .shards
+            .iter()
+            .filter(|s| !self.backend.is_up(&s.primary))
+            .map(|s| s.primary.clone())
+            .collect();
+        for node in down {
+            if let Err(e) = self.restart_node(&node) {
+                self.log(&format!("heal: {node}: {e}"));
+            }
         }
     }
 }
@@ -794,8 +908,8 @@ mod tests {
     #[test]
     fn plans_are_seeded_and_bounded() {
         let d = Duration::from_secs(60);
-        let a = plan(ScheduleKind::Full, 7, d);
-        let b = plan(ScheduleKind::Full, 7, d);
+        let a = plan(ScheduleKind::Full, 7, d, false);
+        let b = plan(ScheduleKind::Full, 7, d, false);
         assert_eq!(a.events, b.events);
         assert_eq!(a.events.len(), 6);
         assert_eq!(a.spares, 2);
@@ -804,11 +918,21 @@ mod tests {
             .events
             .iter()
             .all(|(at, _)| *at >= d / 10 && *at <= d.mul_f64(0.75)));
-        let g = plan(ScheduleKind::Graceful, 7, d);
+        let c = plan(ScheduleKind::Full, 7, d, true);
+        assert_eq!(c.events.len(), 7);
+        assert_eq!(
+            c.events
+                .iter()
+                .filter(|(_, k)| *k == EventKind::Cut)
+                .count(),
+            1
+        );
+        assert!(!a.events.iter().any(|(_, k)| *k == EventKind::Cut));
+        let g = plan(ScheduleKind::Graceful, 7, d, true);
         assert!(g
             .events
             .iter()
             .all(|(_, k)| matches!(k, EventKind::Join | EventKind::Leave)));
-        assert!(plan(ScheduleKind::None, 7, d).events.is_empty());
+        assert!(plan(ScheduleKind::None, 7, d, true).events.is_empty());
     }
 }

@@ -40,6 +40,8 @@ pub struct Counters {
     /// Lost writes known so far (each counted once), from reads, write replies and the final check.
     pub lost_known: AtomicU64,
     pub other_anomalies: AtomicU64,
+    /// Stale replica reads within the router's lag bound (not anomalies).
+    pub lagged: AtomicU64,
 }
 
 pub fn get(c: &AtomicU64) -> u64 {
@@ -91,6 +93,7 @@ impl Shared {
         match (a.kind, a.final_check) {
             (_, true) => {}
             (Kind::Stale, false) => bump(&c.stale),
+            (Kind::Lagged, _) => bump(&c.lagged),
             // Every later INCR/APPEND reply shows the same loss again: keep only news.
             (Kind::Lost, false) if new == 0 => return,
             (Kind::Lost, false) => {}
