@@ -9,7 +9,7 @@
 //! request_timeout_ms = 2000
 //! upstream_connections = 2
 //! max_clients = 10000
-//! io_threads = 2                 # default: the CPU count, at most 4; 0 = the caller's runtime
+//! io_threads = 1                 # default: half the CPUs, 1 to 4; 0 = the caller's runtime
 //! # requirepass = "secret"
 //!
 //! [ring]
@@ -139,9 +139,12 @@ pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
 const MAX_UPSTREAM_CONNECTIONS: u32 = 64;
 const MAX_IO_THREADS: u32 = 64;
 
-/// One IO thread per CPU, up to 4: beyond that a proxy's threads mostly wait on the backends.
+/// One IO thread per two CPUs, 1 to 4: a proxy's work is mostly the kernel's TCP path, and on a
+/// 2-core box one thread costs less CPU per request than two (fewer, fuller upstream batches:
+/// 9.3 vs 13.3 us per GET at -P 1 over 2 redis-servers, 1.0 vs 1.3 at -P 16) and leaves the other
+/// core to the clients and nodes it shares the machine with; beyond 4 threads mostly wait.
 pub fn default_io_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4))
 }
 
 /// Everything the router needs to run, checked.
