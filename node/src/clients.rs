@@ -1,129 +1,33 @@
-//! The registry of connected clients: CLIENT LIST / KILL, `maxclients`, INFO clients.
+//! The node's registry of connected clients (`ringcache_protocol::clients`), with what the node
+//! adds per client: when it last ran a command, in wall-clock milliseconds.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::sync::Notify;
+use ringcache_protocol::clients::ClientExt;
 
-use crate::store::{lock, now_ms};
+use crate::store::now_ms;
 
-/// What the registry knows of one connection; the connection task owns the socket.
+/// The node's per-client state, read through the handle (`handle.last_active_ms`).
 #[derive(Debug)]
-pub struct ClientHandle {
-    pub id: u64,
-    pub addr: SocketAddr,
-    pub laddr: SocketAddr,
-    pub created: Instant,
-    pub name: Mutex<Option<Bytes>>,
+pub struct NodeClient {
+    /// `now_ms()` at the client's last command (at connect before its first).
     pub last_active_ms: AtomicI64,
-    pub last_cmd: Mutex<&'static str>,
-    pub resp: AtomicU8,
-    pub killed: AtomicBool,
-    /// Woken by CLIENT KILL and by shutdown; a stored permit is not lost if the task is busy.
-    pub kill: Notify,
 }
 
-impl ClientHandle {
-    pub fn kill(&self) {
-        self.killed.store(true, Relaxed);
-        self.kill.notify_one();
-    }
-
-    /// One CLIENT LIST line, with Redis's field order (fields we do not track are reported as 0).
-    pub fn info_line(&self) -> String {
-        let now = now_ms();
-        let name = lock(&self.name)
-            .as_ref()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .unwrap_or_default();
-        format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
-            self.id,
-            self.addr,
-            self.laddr,
-            name,
-            self.created.elapsed().as_secs(),
-            (now - self.last_active_ms.load(Relaxed)).max(0) / 1000,
-            lock(&self.last_cmd),
-            self.resp.load(Relaxed),
-        )
-    }
-}
-
-/// All connected clients.
-#[derive(Debug, Default)]
-pub struct Clients {
-    next_id: AtomicU64,
-    map: Mutex<HashMap<u64, Arc<ClientHandle>>>,
-    pub total_connections: AtomicU64,
-    pub rejected_connections: AtomicU64,
-}
-
-impl Clients {
-    /// Registers a connection unless `max` clients are already connected.
-    pub fn register(
-        &self,
-        addr: SocketAddr,
-        laddr: SocketAddr,
-        max: usize,
-    ) -> Option<Arc<ClientHandle>> {
-        let mut map = lock(&self.map);
-        if map.len() >= max {
-            self.rejected_connections.fetch_add(1, Relaxed);
-            return None;
-        }
-        let id = self.next_id.fetch_add(1, Relaxed) + 1;
-        let handle = Arc::new(ClientHandle {
-            id,
-            addr,
-            laddr,
-            created: Instant::now(),
-            name: Mutex::new(None),
+impl Default for NodeClient {
+    fn default() -> Self {
+        NodeClient {
             last_active_ms: AtomicI64::new(now_ms()),
-            last_cmd: Mutex::new("NULL"),
-            resp: AtomicU8::new(2),
-            killed: AtomicBool::new(false),
-            kill: Notify::new(),
-        });
-        map.insert(id, handle.clone());
-        self.total_connections.fetch_add(1, Relaxed);
-        Some(handle)
-    }
-
-    pub fn unregister(&self, id: u64) {
-        lock(&self.map).remove(&id);
-    }
-
-    pub fn len(&self) -> usize {
-        lock(&self.map).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
-        lock(&self.map).get(&id).cloned()
-    }
-
-    /// Every client not already killed, in id order.
-    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
-        let mut v: Vec<_> = lock(&self.map)
-            .values()
-            .filter(|c| !c.killed.load(Relaxed))
-            .cloned()
-            .collect();
-        v.sort_by_key(|c| c.id);
-        v
-    }
-
-    pub fn kill_all(&self) {
-        for c in lock(&self.map).values() {
-            c.kill();
         }
     }
 }
+
+impl ClientExt for NodeClient {
+    fn idle_secs(&self, _age: Duration) -> u64 {
+        ((now_ms() - self.last_active_ms.load(Relaxed)).max(0) / 1000) as u64
+    }
+}
+
+pub type ClientHandle = ringcache_protocol::clients::ClientHandle<NodeClient>;
+pub type Clients = ringcache_protocol::clients::Clients<NodeClient>;

@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::clients::ClientHandle;
+use crate::clients::{ClientHandle, NodeClient};
 use crate::cmd::{dispatch, is, Ctx, Flow, Session};
 use crate::server::Shared;
 use crate::store::{lock, now_ms, Entry, Value};
@@ -410,18 +410,14 @@ fn primary_session(shared: &Shared) -> Session {
         id: 0,
         proto: Protocol::Resp2,
         authenticated: true,
-        client: Arc::new(ClientHandle {
-            id: 0,
+        client: Arc::new(ClientHandle::new(
+            0,
             addr,
-            laddr: addr,
-            created: Instant::now(),
-            name: Mutex::new(None),
-            last_active_ms: AtomicI64::new(0),
-            last_cmd: Mutex::new("NULL"),
-            resp: AtomicU8::new(2),
-            killed: AtomicBool::new(false),
-            kill: tokio::sync::Notify::new(),
-        }),
+            addr,
+            NodeClient {
+                last_active_ms: AtomicI64::new(0),
+            },
+        )),
         flow: Flow::Continue,
         is_replication_link: false,
         replica_port: None,

@@ -1,7 +1,9 @@
 //! ringcache's shared language, with no I/O: RESP requests and replies (and a tokio-util codec),
 //! the command table, the key hash with `{tag}` handling, and the ring, so the router and every node
-//! agree on which shard owns a key.
+//! agree on which shard owns a key; and the client registry with the connection commands (CLIENT,
+//! HELLO, AUTH, RESET) both servers answer alike.
 
+pub mod clients;
 pub mod codec;
 pub mod errors;
 pub mod glob;

@@ -1,19 +1,20 @@
 //! Commands the router answers itself: the connection commands (PING, ECHO, HELLO, AUTH, SELECT,
 //! QUIT, RESET, CLIENT), COMMAND, CONFIG GET, INFO, TIME, and the `RING` admin commands.
 //!
-//! Replies and error texts follow Redis 7 (and the node, whose `cmd/connection.rs` and
-//! `cmd/server.rs` hold the same logic; the shared parts could move to `protocol`).
+//! Replies and error texts follow Redis 7 (and the node, whose `cmd/server.rs` holds the same
+//! logic; HELLO, AUTH, RESET and CLIENT are shared with it in `ringcache_protocol::clients`).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
+use ringcache_protocol::clients::{self, Conn};
 use ringcache_protocol::glob;
 use ringcache_protocol::hash::{hash_tag, key_hash};
 use ringcache_protocol::table::{self, CommandSpec};
 use ringcache_protocol::{Protocol, Reply};
 
-use crate::clients::lock;
+use crate::clients::{ClientHandle, Clients, RouterClient};
 use crate::merge::{How, Merge, Slot};
 use crate::proxy::{Router, Session};
 use crate::topology::Topology;
@@ -22,16 +23,8 @@ pub use ringcache_protocol::errors::{
     arity_error, unknown_command, unknown_subcommand, REDIS_COMPAT_VERSION,
 };
 
-fn syntax_error() -> Reply {
-    Reply::error("ERR syntax error")
-}
-
 fn not_integer() -> Reply {
     Reply::error("ERR value is not an integer or out of range")
-}
-
-fn is(a: &[u8], kw: &str) -> bool {
-    a.eq_ignore_ascii_case(kw.as_bytes())
 }
 
 fn int_arg(a: &[u8]) -> Result<i64, Reply> {
@@ -61,8 +54,8 @@ pub fn run(
             _ => arity_error("ping"),
         },
         "echo" => Reply::Bulk(a[1].clone()),
-        "hello" => hello(router, s, a),
-        "auth" => auth(router, s, a),
+        "hello" => clients::hello(&mut Local { router, s }, a),
+        "auth" => clients::auth(&mut Local { router, s }, a),
         "select" => match int_arg(&a[1]) {
             Ok(0) => Reply::OK,
             Ok(n) if (0..16).contains(&n) => {
@@ -75,15 +68,8 @@ pub fn run(
             s.closing = true;
             Reply::OK
         }
-        "reset" => {
-            s.proto = Protocol::Resp2;
-            *lock(&s.client.name) = None;
-            if router.config.requirepass.is_some() {
-                s.authenticated = false;
-            }
-            Reply::Status("RESET")
-        }
-        "client" => client(router, s, a),
+        "reset" => clients::reset(&mut Local { router, s }),
+        "client" => clients::client(&mut Local { router, s }, a),
         "command" => command(s, a),
         "config" => config(router, a),
         "time" => ringcache_protocol::resp::time_reply(),
@@ -95,274 +81,41 @@ pub fn run(
     Slot::reply(&reply, s.proto)
 }
 
-fn wrongpass() -> Reply {
-    Reply::error("WRONGPASS invalid username-password pair or user is disabled.")
+/// What a router connection lends the connection commands shared with the node.
+struct Local<'a> {
+    router: &'a Router,
+    s: &'a mut Session,
 }
 
-fn check_auth(router: &Router, user: &[u8], pass: &[u8]) -> bool {
-    if user != b"default" {
-        return false;
-    }
-    match &router.config.requirepass {
-        Some(p) => p.as_bytes() == pass,
-        // The default user has no password: any password is accepted, as with Redis's `nopass`.
-        None => true,
-    }
-}
+impl Conn for Local<'_> {
+    type Ext = RouterClient;
 
-fn auth(router: &Router, s: &mut Session, a: &[Bytes]) -> Reply {
-    let (user, pass) = match a.len() {
-        2 => {
-            if router.config.requirepass.is_none() {
-                return Reply::error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
-            }
-            (&b"default"[..], &a[1][..])
-        }
-        3 => (&a[1][..], &a[2][..]),
-        _ => return syntax_error(),
-    };
-    if check_auth(router, user, pass) {
-        s.authenticated = true;
-        Reply::OK
-    } else {
-        wrongpass()
+    fn client(&self) -> &ClientHandle {
+        &self.s.client
     }
-}
 
-fn set_name(s: &Session, name: &Bytes) -> Result<(), Reply> {
-    if !name.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
-        return Err(Reply::error(
-            "ERR Client names cannot contain spaces, newlines or special characters.",
-        ));
+    fn clients(&self) -> &Clients {
+        &self.router.clients
     }
-    *lock(&s.client.name) = (!name.is_empty()).then(|| name.clone());
-    Ok(())
-}
 
-fn hello(router: &Router, s: &mut Session, a: &[Bytes]) -> Reply {
-    let mut proto = None;
-    if a.len() >= 2 {
-        match int_arg(&a[1]) {
-            Ok(2) => proto = Some(Protocol::Resp2),
-            Ok(3) => proto = Some(Protocol::Resp3),
-            Ok(_) => return Reply::error("NOPROTO unsupported protocol version"),
-            Err(_) => {
-                return Reply::error("ERR Protocol version is not an integer or out of range")
-            }
-        }
+    fn requirepass(&self) -> Option<String> {
+        self.router.config.requirepass.clone()
     }
-    let mut auth: Option<(Bytes, Bytes)> = None;
-    let mut name: Option<Bytes> = None;
-    let mut i = 2;
-    while i < a.len() {
-        let more = a.len() - i - 1;
-        if is(&a[i], "auth") && more >= 2 {
-            auth = Some((a[i + 1].clone(), a[i + 2].clone()));
-            i += 3;
-        } else if is(&a[i], "setname") && more >= 1 {
-            name = Some(a[i + 1].clone());
-            i += 2;
-        } else {
-            return Reply::Error(format!(
-                "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(&a[i])
-            ));
-        }
-    }
-    if let Some((user, pass)) = &auth {
-        if !check_auth(router, user, pass) {
-            return wrongpass();
-        }
-        s.authenticated = true;
-    }
-    if !s.authenticated {
-        return Reply::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
-    }
-    if let Some(n) = &name {
-        if let Err(e) = set_name(s, n) {
-            return e;
-        }
-    }
-    if let Some(p) = proto {
-        s.proto = p;
-    }
-    Reply::Map(vec![
-        (Reply::bulk_str("server"), Reply::bulk_str("redis")),
-        (
-            Reply::bulk_str("version"),
-            Reply::bulk_str(REDIS_COMPAT_VERSION),
-        ),
-        (Reply::bulk_str("proto"), Reply::Int(s.proto.number())),
-        (Reply::bulk_str("id"), Reply::Int(s.id as i64)),
-        (Reply::bulk_str("mode"), Reply::bulk_str("standalone")),
-        (Reply::bulk_str("role"), Reply::bulk_str("master")),
-        (Reply::bulk_str("modules"), Reply::Array(Vec::new())),
-    ])
-}
 
-fn client(router: &Router, s: &mut Session, a: &[Bytes]) -> Reply {
-    let sub = a[1].to_ascii_lowercase();
-    let Some(spec) = table::lookup_sub(b"client", &sub) else {
-        if sub == b"help" {
-            return client_help();
-        }
-        return unknown_subcommand(&a[1], "client");
-    };
-    if !spec.arity_ok(a.len()) {
-        return arity_error(spec.name);
+    fn authenticated(&mut self) -> &mut bool {
+        &mut self.s.authenticated
     }
-    match &sub[..] {
-        b"id" => Reply::Int(s.id as i64),
-        b"setname" => match set_name(s, &a[2]) {
-            Ok(()) => Reply::OK,
-            Err(e) => e,
-        },
-        b"getname" => lock(&s.client.name)
-            .clone()
-            .map(Reply::Bulk)
-            .unwrap_or(Reply::Nil),
-        b"list" => client_list(router, a),
-        b"info" => Reply::Verbatim(Bytes::from(s.client.info_line())),
-        b"kill" => client_kill(router, s, a),
-        b"no-evict" if a.len() == 3 && (is(&a[2], "on") || is(&a[2], "off")) => Reply::OK,
-        b"no-evict" => syntax_error(),
-        _ => unknown_subcommand(&a[1], "client"),
-    }
-}
 
-fn client_help() -> Reply {
-    let lines = [
-        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-        "GETNAME",
-        "    Return the name of the current connection.",
-        "ID",
-        "    Return the ID of the current connection.",
-        "INFO",
-        "    Return information about the current client connection.",
-        "KILL <ip:port>",
-        "    Kill connection made from <ip:port>.",
-        "KILL <option> <value> [<option> <value> [...]]",
-        "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, SKIPME (YES|NO).",
-        "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID <client-id> ...]",
-        "    Return information about client connections.",
-        "SETNAME <name>",
-        "    Assign the name <name> to the current connection.",
-        "HELP",
-        "    Print this help.",
-    ];
-    Reply::Array(
-        lines
-            .iter()
-            .map(|l| Reply::StatusOwned((*l).to_string()))
-            .collect(),
-    )
-}
+    fn proto(&mut self) -> &mut Protocol {
+        &mut self.s.proto
+    }
 
-fn client_list(router: &Router, a: &[Bytes]) -> Reply {
-    let mut ids: Option<Vec<u64>> = None;
-    let mut i = 2;
-    while i < a.len() {
-        if is(&a[i], "type") && i + 1 < a.len() {
-            let t = &a[i + 1];
-            if !["normal", "master", "replica", "pubsub", "slave"]
-                .iter()
-                .any(|k| is(t, k))
-            {
-                return Reply::Error(format!(
-                    "ERR Unknown client type '{}'",
-                    String::from_utf8_lossy(t)
-                ));
-            }
-            if !is(t, "normal") {
-                return Reply::Verbatim(Bytes::new());
-            }
-            i += 2;
-        } else if is(&a[i], "id") && i + 1 < a.len() {
-            let mut v = Vec::new();
-            for id in &a[i + 1..] {
-                match int_arg(id) {
-                    Ok(n) if n > 0 => v.push(n as u64),
-                    _ => return Reply::error("ERR Invalid client ID"),
-                }
-            }
-            ids = Some(v);
-            i = a.len();
-        } else {
-            return syntax_error();
-        }
+    fn role(&self) -> &'static str {
+        "master"
     }
-    let mut text = String::new();
-    for c in router.clients.all() {
-        if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
-            continue;
-        }
-        text.push_str(&c.info_line());
-    }
-    Reply::Verbatim(Bytes::from(text))
-}
 
-fn client_kill(router: &Router, s: &mut Session, a: &[Bytes]) -> Reply {
-    let all = router.clients.all();
-    if a.len() == 3 {
-        // Old form: CLIENT KILL ip:port, replies OK or an error.
-        let addr = String::from_utf8_lossy(&a[2]);
-        return match all.iter().find(|c| c.addr.to_string() == addr) {
-            Some(c) => {
-                kill(s, c);
-                Reply::OK
-            }
-            None => Reply::error("ERR No such client"),
-        };
-    }
-    if !a.len().is_multiple_of(2) {
-        return syntax_error();
-    }
-    let (mut id, mut addr, mut laddr, mut skipme) = (None, None, None, true);
-    for pair in a[2..].chunks(2) {
-        let v = String::from_utf8_lossy(&pair[1]).into_owned();
-        if is(&pair[0], "id") {
-            match int_arg(&pair[1]) {
-                Ok(n) if n > 0 => id = Some(n as u64),
-                _ => return Reply::error("ERR client-id should be greater than 0"),
-            }
-        } else if is(&pair[0], "addr") {
-            addr = Some(v);
-        } else if is(&pair[0], "laddr") {
-            laddr = Some(v);
-        } else if is(&pair[0], "skipme") {
-            if is(&pair[1], "yes") {
-                skipme = true;
-            } else if is(&pair[1], "no") {
-                skipme = false;
-            } else {
-                return syntax_error();
-            }
-        } else if is(&pair[0], "type") || is(&pair[0], "user") || is(&pair[0], "maxage") {
-            // Every client is a normal client of the default user: accept the filter as is.
-        } else {
-            return syntax_error();
-        }
-    }
-    let mut killed = 0;
-    for c in &all {
-        if id.is_some_and(|id| id != c.id)
-            || addr.as_ref().is_some_and(|a| *a != c.addr.to_string())
-            || laddr.as_ref().is_some_and(|a| *a != c.laddr.to_string())
-            || (skipme && c.id == s.id)
-        {
-            continue;
-        }
-        kill(s, c);
-        killed += 1;
-    }
-    Reply::Int(killed)
-}
-
-fn kill(s: &mut Session, c: &crate::clients::ClientHandle) {
-    if c.id == s.id {
-        s.closing = true;
-    } else {
-        c.kill();
+    fn close_after_reply(&mut self) {
+        self.s.closing = true;
     }
 }
 
