@@ -568,56 +568,64 @@ mod tests {
         assert_eq!(conn.clients.total_connections.load(Relaxed), 2);
     }
 
+    /// Runs each command on `conn` and checks its reply.
+    fn expect(conn: &mut TestConn, cases: &[(&str, Reply)]) {
+        for (cmd, want) in cases {
+            assert_eq!(&client(conn, &args(cmd)), want, "{cmd}");
+        }
+    }
+
     #[test]
     fn kill_forms() {
         let (mut conn, other) = setup();
-        assert_eq!(
-            client(&mut conn, &args("client kill 127.0.0.1:9")),
-            Reply::error("ERR No such client")
-        );
-        assert_eq!(
-            client(&mut conn, &args("client kill id 0")),
-            Reply::error("ERR client-id should be greater than 0")
-        );
-        // SKIPME defaults to yes: only the other client goes.
-        assert_eq!(
-            client(&mut conn, &args("client kill laddr 127.0.0.1:6379")),
-            Reply::Int(1)
+        expect(
+            &mut conn,
+            &[
+                (
+                    "client kill 127.0.0.1:9",
+                    Reply::error("ERR No such client"),
+                ),
+                (
+                    "client kill id 0",
+                    Reply::error("ERR client-id should be greater than 0"),
+                ),
+                ("client kill skipme maybe", Reply::error("ERR syntax error")),
+                // SKIPME defaults to yes: only the other client goes.
+                ("client kill laddr 127.0.0.1:6379", Reply::Int(1)),
+            ],
         );
         assert!(other.killed.load(Relaxed) && !conn.closing);
-        assert_eq!(
-            client(&mut conn, &args("client kill 127.0.0.1:5000")),
-            Reply::OK
-        );
+        expect(&mut conn, &[("client kill 127.0.0.1:5000", Reply::OK)]);
         assert!(conn.closing && !conn.me.killed.load(Relaxed));
     }
 
     #[test]
     fn list_filters_and_names() {
         let (mut conn, _) = setup();
-        assert_eq!(
-            client(&mut conn, &args("client setname a\nb")),
-            Reply::error("ERR Client names cannot contain spaces, newlines or special characters.")
+        expect(
+            &mut conn,
+            &[
+                (
+                    "client setname a\nb",
+                    Reply::error(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    ),
+                ),
+                ("client setname me", Reply::OK),
+                ("client list type pubsub", Reply::Verbatim(Bytes::new())),
+                (
+                    "client list type x",
+                    Reply::error("ERR Unknown client type 'x'"),
+                ),
+                ("client list id 0", Reply::error("ERR Invalid client ID")),
+            ],
         );
-        assert_eq!(client(&mut conn, &args("client setname me")), Reply::OK);
         let Reply::Verbatim(text) = client(&mut conn, &args("client list id 1")) else {
             panic!("CLIENT LIST is verbatim text");
         };
         assert!(text.starts_with(b"id=1 addr=127.0.0.1:5000 laddr=127.0.0.1:6379 fd=0 name=me "));
         assert_eq!(text.iter().filter(|&&b| b == b'\n').count(), 1);
-        assert_eq!(
-            client(&mut conn, &args("client list type pubsub")),
-            Reply::Verbatim(Bytes::new())
-        );
-        assert_eq!(
-            client(&mut conn, &args("client list type x")),
-            Reply::error("ERR Unknown client type 'x'")
-        );
-        assert_eq!(
-            client(&mut conn, &args("client list id 0")),
-            Reply::error("ERR Invalid client ID")
-        );
         assert_eq!(reset(&mut conn), Reply::Status("RESET"));
-        assert_eq!(client(&mut conn, &args("client getname")), Reply::Nil);
+        expect(&mut conn, &[("client getname", Reply::Nil)]);
     }
 }
