@@ -509,7 +509,7 @@ fn pick_replica(
 }
 
 /// Bounded staleness for replica reads when the config does not say.
-const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_millis(1000);
+pub const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_millis(1000);
 static ROUND_ROBIN: AtomicU64 = AtomicU64::new(0);
 
 fn send_to_replica(

@@ -159,15 +159,16 @@ pub fn strip_shard_tables(text: &str) -> (String, usize) {
 /// health-check interval, the age of the lag figure the router goes by.
 pub fn replica_read_bound(config: &str) -> Result<Option<Duration>> {
     use ringcache_router::config::ReadFrom;
-    /// The router's bound when `max_replica_lag` is not set (router/src/proxy.rs).
-    const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_millis(1000);
     let c = ringcache_router::parse_config(config).map_err(|e| anyhow!("{e}"))?;
     if c.ring.read_from == ReadFrom::Primary {
         return Ok(None);
     }
     let probe = ringcache_router::l4::HealthSettings::default().interval;
     Ok(Some(
-        c.ring.max_replica_lag.unwrap_or(DEFAULT_MAX_REPLICA_LAG) + probe,
+        c.ring
+            .max_replica_lag
+            .unwrap_or(ringcache_router::proxy::DEFAULT_MAX_REPLICA_LAG)
+            + probe,
     ))
 }
 
