@@ -115,7 +115,10 @@ start_router() {
   bench_free_port FRONT_PORT
   local conf="$work/$name.toml" log="$work/$name.log" i=0 port
   {
-    printf '[router]\nlisten = "127.0.0.1:%s"\nio_threads = %s\n\n[ring]\nvnodes = 2048\n' "$FRONT_PORT" "${ROUTER_IO_THREADS:-2}"
+    printf '[router]\nlisten = "127.0.0.1:%s"\n' "$FRONT_PORT"
+    # The router's default thread count unless ROUTER_IO_THREADS asks for one.
+    [[ -n "${ROUTER_IO_THREADS:-}" ]] && printf 'io_threads = %s\n' "$ROUTER_IO_THREADS"
+    printf '\n[ring]\nvnodes = 2048\n'
     for port in "$@"; do
       i=$((i + 1))
       printf '\n[[shard]]\nid = "s%s"\nprimary = "127.0.0.1:%s"\nreplicas = []\nweight = 1\n' "$i" "$port"
