@@ -423,6 +423,7 @@ fn primary_session(shared: &Shared) -> Session {
         replica_port: None,
         from_primary: true,
         last_cmd: "NULL",
+        migration: None,
     }
 }
 

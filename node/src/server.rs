@@ -262,6 +262,7 @@ async fn connection(
         replica_port: None,
         from_primary: false,
         last_cmd: "NULL",
+        migration: None,
     };
     let mut decoder = RequestDecoder::new(limits, session.authenticated);
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -281,13 +282,23 @@ async fn connection(
                 }
             };
             commands += 1;
-            let reply = {
+            let mut reply = {
                 let mut ctx = Ctx {
                     shared,
                     session: &mut session,
                 };
                 dispatch(&mut ctx, &args)
             };
+            if let Some(migration) = session.migration.take() {
+                // Waits on another node: the replies before it need not wait too.
+                if !out.is_empty() {
+                    sock.write_all(&out).await?;
+                    shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
+                    out.clear();
+                }
+                // This connection waits for the move; its IO thread serves the others meanwhile.
+                reply = crate::topology::run(shared, migration).await;
+            }
             if session.is_replication_link {
                 // SYNC: this connection now carries the snapshot and write stream to a replica.
                 sock.write_all(&out).await?;

@@ -5,15 +5,18 @@
 //! ring and knows its shard id, a command on a key it does not own answers
 //! `-WRONGSHARD <epoch> <owner>`: a router on an older epoch refreshes and retries.
 //!
-//! Migration is copy-then-switch, one key at a time atomically: the source locks the key's stripe,
-//! sends the key's value and absolute deadline to the target (the same state-setting commands
-//! replication uses), waits for the target's acknowledgement, then deletes its copy. A key is
-//! therefore always in exactly one place for readers going through the router.
+//! Migration is copy-then-switch, a key at a time atomically: the source claims the keys (one
+//! move of a key at a time), reads them under their stripe locks, sends their values and absolute
+//! deadlines to the target (the same state-setting commands replication uses), waits for the
+//! target's acknowledgement, then, under the stripe locks again, deletes its copies (sending a
+//! key again first if it changed meanwhile). A key is therefore always in exactly one place for
+//! readers going through the router. Moves run on the connection's IO thread as async tasks:
+//! while one waits for its target, the thread serves its other connections.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,17 +29,35 @@ use ringcache_protocol::resp::encode_request;
 use ringcache_protocol::ring::{Arc as RingArc, Ring, ShardSpec};
 use ringcache_protocol::table::{flags, CommandSpec};
 use ringcache_protocol::{Protocol, Reply};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio_util::codec::Decoder;
 
 use crate::cmd::{int_arg, Ctx};
+use crate::replication::restore_commands;
 use crate::server::Shared;
-use crate::store::{lock, Entry};
+use crate::store::lock;
 
-/// Migration I/O is blocking (it runs inside one command); these bound how long it may stall.
+/// Bounds on a migration's waits for its target.
 const MIGRATE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const MIGRATE_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most keys one MIGRATE-ARC call moves, whatever the caller asks (bounds one command's time).
 const MAX_BATCH: usize = 10_000;
+/// Keys per round trip to the target: small enough that a move's work between two waits stays
+/// short next to the requests it shares the IO thread with, and that a request moving one of
+/// them seldom waits for the mover's claim.
+const CHUNK: usize = 64;
+/// Idle connections kept per target on each thread; moves running at once each take their own.
+const MAX_IDLE_PER_TARGET: usize = 4;
+/// How an error the target answered starts (the connection worked: no point retrying).
+const REFUSED: &str = "target refused: ";
+
+thread_local! {
+    /// Idle connections to migration targets, by address. Per thread: an IO thread's runtime
+    /// owns the sockets it opened.
+    static TARGETS: RefCell<HashMap<String, Vec<TcpStream>>> = RefCell::new(HashMap::new());
+}
 
 /// What this node knows of the ring.
 pub struct NodeTopology {
@@ -44,8 +65,9 @@ pub struct NodeTopology {
     ring: ArcSwapOption<Ring>,
     /// This node's index in `ring`'s shards, when it is one of them.
     me: AtomicU64,
-    /// Connections to migration targets, by address.
-    targets: Mutex<HashMap<String, TcpStream>>,
+    /// Keys being moved now, and a signal when some are released (see [`NodeTopology::claim`]).
+    moving: Mutex<HashSet<Bytes>>,
+    released: Notify,
     pub keys_migrated: AtomicU64,
     pub bytes_migrated: AtomicU64,
 }
@@ -58,7 +80,8 @@ impl NodeTopology {
             shard_id: Mutex::new(shard_id),
             ring: ArcSwapOption::empty(),
             me: AtomicU64::new(NOT_A_MEMBER),
-            targets: Mutex::new(HashMap::new()),
+            moving: Mutex::new(HashSet::new()),
+            released: Notify::new(),
             keys_migrated: AtomicU64::new(0),
             bytes_migrated: AtomicU64::new(0),
         }
@@ -79,6 +102,27 @@ impl NodeTopology {
         );
     }
 
+    /// Claims `keys` for one move, waiting while another move holds any of them (all at once:
+    /// a claim never waits holding part of one). Released when the returned guard drops.
+    async fn claim(&self, keys: &[Bytes]) -> Claim<'_> {
+        loop {
+            // Created before the check, so a release between the check and the wait is seen.
+            let released = self.released.notified();
+            {
+                let mut moving = lock(&self.moving);
+                if !keys.iter().any(|k| moving.contains(k)) {
+                    let keys = keys
+                        .iter()
+                        .filter(|k| moving.insert((*k).clone()))
+                        .cloned()
+                        .collect();
+                    return Claim { topo: self, keys };
+                }
+            }
+            released.await;
+        }
+    }
+
     /// Installs `ring` if it is newer than the current one (equal: accepted, idempotent).
     fn set(&self, ring: Ring, shard_id: String) -> Result<(), u64> {
         let current = self.epoch();
@@ -93,6 +137,23 @@ impl NodeTopology {
         self.me.store(me, Relaxed);
         self.ring.store(Some(Arc::new(ring)));
         Ok(())
+    }
+}
+
+/// Keys claimed by one move (see [`NodeTopology::claim`]).
+struct Claim<'a> {
+    topo: &'a NodeTopology,
+    keys: Vec<Bytes>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut moving = lock(&self.topo.moving);
+        for k in &self.keys {
+            moving.remove(k);
+        }
+        drop(moving);
+        self.topo.released.notify_waiters();
     }
 }
 
@@ -123,19 +184,48 @@ pub fn check_owner(ctx: &Ctx, spec: &CommandSpec, args: &[Bytes]) -> Option<Repl
     None
 }
 
+/// A move a command asked for: run by the connection after the command's checks
+/// (`server::connection` awaits [`run`]), so the IO thread serves others while it waits.
+#[derive(Debug)]
+pub enum Migration {
+    /// MIGRATE-KEYS: these keys.
+    Keys { target: String, keys: Vec<Bytes> },
+    /// MIGRATE-ARC: up to `max` keys of the arc.
+    Arc {
+        target: String,
+        arc: RingArc,
+        max: usize,
+    },
+}
+
 /// TOPOLOGY, MIGRATE-KEYS, MIGRATE-ARC.
 pub fn command(ctx: &mut Ctx, spec: &CommandSpec, a: &[Bytes]) -> Reply {
-    match spec.name {
-        "topology" => topology(ctx, a),
-        "migrate-keys" => {
-            let target = String::from_utf8_lossy(&a[1]).into_owned();
-            match migrate(ctx.shared, &target, &a[2..]) {
-                Ok((n, _)) => Reply::Int(n as i64),
-                Err(e) => Reply::Error(format!("ERR migration to {target} failed: {e}")),
-            }
-        }
-        "migrate-arc" => migrate_arc(ctx, a),
-        _ => Reply::error("ERR unknown topology command"),
+    let migration = match spec.name {
+        "topology" => return topology(ctx, a),
+        "migrate-keys" => Migration::Keys {
+            target: String::from_utf8_lossy(&a[1]).into_owned(),
+            keys: a[2..].to_vec(),
+        },
+        "migrate-arc" => match parse_arc(a) {
+            Ok(m) => m,
+            Err(e) => return e,
+        },
+        _ => return Reply::error("ERR unknown topology command"),
+    };
+    ctx.session.migration = Some(migration);
+    // Replaced by the move's own reply once it ran.
+    Reply::Nil
+}
+
+/// Runs a move: MIGRATE-KEYS answers the number of keys moved, MIGRATE-ARC
+/// `[moved, bytes, more]`.
+pub async fn run(shared: &Shared, migration: Migration) -> Reply {
+    match migration {
+        Migration::Keys { target, keys } => match migrate(shared, &target, &keys).await {
+            Ok((n, _)) => Reply::Int(n as i64),
+            Err(e) => Reply::Error(format!("ERR migration to {target} failed: {e}")),
+        },
+        Migration::Arc { target, arc, max } => migrate_arc(shared, &target, arc, max).await,
     }
 }
 
@@ -188,23 +278,35 @@ fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     }
 }
 
-fn migrate_arc(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let target = String::from_utf8_lossy(&a[1]).into_owned();
+/// `MIGRATE-ARC <target> <start> <end> <max-keys>`.
+fn parse_arc(a: &[Bytes]) -> Result<Migration, Reply> {
     let parse = |b: &Bytes| {
         std::str::from_utf8(b)
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
     };
     let (Some(start), Some(end), Some(max)) = (parse(&a[2]), parse(&a[3]), parse(&a[4])) else {
-        return Reply::error("ERR start, end and max-keys must be unsigned integers");
+        return Err(Reply::error(
+            "ERR start, end and max-keys must be unsigned integers",
+        ));
     };
-    let arc = RingArc { start, end };
-    let max = (max as usize).clamp(1, MAX_BATCH);
-    let store = &ctx.shared.store;
+    Ok(Migration::Arc {
+        target: String::from_utf8_lossy(&a[1]).into_owned(),
+        arc: RingArc { start, end },
+        max: usize::try_from(max)
+            .unwrap_or(MAX_BATCH)
+            .clamp(1, MAX_BATCH),
+    })
+}
+
+/// Moves up to `max` keys of `arc`, [`CHUNK`] per round trip, and answers `[moved, bytes, more]`
+/// (`more`: the arc still holds keys).
+async fn migrate_arc(shared: &Shared, target: &str, arc: RingArc, max: usize) -> Reply {
+    let (mut moved, mut bytes) = (0, 0);
     let mut keys = Vec::new();
     let mut more = false;
     'buckets: for b in arc.buckets() {
-        for k in store.bucket_keys(b) {
+        for k in shared.store.bucket_keys(b) {
             if arc.contains(key_hash(&k)) {
                 if keys.len() == max {
                     more = true;
@@ -214,113 +316,205 @@ fn migrate_arc(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             }
         }
     }
-    match migrate(ctx.shared, &target, &keys) {
-        Ok((n, bytes)) => Reply::Array(vec![
-            Reply::Int(n as i64),
-            Reply::Int(bytes as i64),
-            Reply::Int(i64::from(more)),
-        ]),
-        Err(e) => Reply::Error(format!("ERR migration to {target} failed: {e}")),
+    for chunk in keys.chunks(CHUNK) {
+        match migrate(shared, target, chunk).await {
+            Ok((n, b)) => (moved, bytes) = (moved + n, bytes + b),
+            // Chunks already moved stay moved: report them, the caller's next call meets the
+            // error.
+            Err(_) if moved > 0 => {
+                more = true;
+                break;
+            }
+            Err(e) => return Reply::Error(format!("ERR migration to {target} failed: {e}")),
+        }
     }
+    Reply::Array(vec![
+        Reply::Int(moved as i64),
+        Reply::Int(bytes as i64),
+        Reply::Int(i64::from(more)),
+    ])
 }
 
-/// Moves `keys` (those present) to `target`: returns keys and bytes moved. Holds the keys' stripe
-/// locks from the read until the local delete, so no write can slip in between.
-fn migrate(shared: &Shared, target: &str, keys: &[Bytes]) -> Result<(usize, usize), String> {
+/// Moves `keys` (those present) to `target`: returns keys and bytes moved. Copy, then switch:
+/// the copy is read and the local delete made under the keys' stripe locks, but the round trip
+/// to the target runs without them (writers of other keys on those stripes never wait on the
+/// network), holding only a claim on these keys, so two moves of one key never overlap. The
+/// switch checks, under the locks, that every key is still what was sent; one written or deleted
+/// here meanwhile (rare: the owner check refuses such writes) is sent again first, so no write
+/// is lost between copy and delete.
+async fn migrate(shared: &Shared, target: &str, keys: &[Bytes]) -> Result<(usize, usize), String> {
     if keys.is_empty() {
         return Ok((0, 0));
     }
     let store = &shared.store;
-    let _locks = store.lock_keys(keys);
+    let _claim = shared.topology.claim(keys).await;
     let mut out = BytesMut::new();
     let mut replies = 0;
-    let mut moving: Vec<(&Bytes, Entry)> = Vec::new();
-    for k in keys {
-        if let Some(e) = store.get(k) {
-            replies += crate::replication::restore_commands(&mut out, k, &e);
-            moving.push((k, e));
+    // Each key found and where its commands are in `out`.
+    let mut moving: Vec<(&Bytes, Range<usize>)> = Vec::new();
+    {
+        let _locks = store.lock_keys(keys);
+        for k in keys {
+            if let Some(e) = store.get(k) {
+                let at = out.len();
+                replies += restore_commands(&mut out, k, &e);
+                moving.push((k, at..out.len()));
+            }
         }
     }
     if moving.is_empty() {
         return Ok((0, 0));
     }
     let bytes = out.len();
-    if let Err(e) = send_and_confirm(shared, target, &out, replies) {
-        // The target may hold some of the batch: remove those copies (best effort) so they can
-        // never resurface there; the keys stay here, where they still are authoritative.
-        let mut del = BytesMut::new();
-        let mut args: Vec<&[u8]> = vec![b"DEL"];
-        args.extend(moving.iter().map(|(k, _)| &k[..]));
-        encode_request(&mut del, args.iter());
-        let _ = send_and_confirm(shared, target, &del, 1);
-        return Err(e);
+    if let Err(e) = send_and_confirm(shared, target, &out, replies).await {
+        return Err(undo(shared, target, &moving, e).await);
     }
-    for (k, _) in &moving {
-        store.remove(k);
-        crate::replication::propagate_del(shared, k);
+    loop {
+        let locks = store.lock_keys(moving.iter().map(|(k, _)| k));
+        let (mut again, mut again_replies, mut now) = (BytesMut::new(), 0, BytesMut::new());
+        for (k, sent) in &mut moving {
+            now.clear();
+            match store.get(k) {
+                Some(e) => {
+                    let n = restore_commands(&mut now, k, &e);
+                    if now[..] != out[sent.clone()] {
+                        // Compared next time against what it is sent as now.
+                        *sent = out.len()..out.len() + now.len();
+                        out.extend_from_slice(&now);
+                        again.extend_from_slice(&now);
+                        again_replies += n;
+                    }
+                }
+                None if sent.end > sent.start => {
+                    encode_request(&mut again, [&b"DEL"[..], &k[..]]);
+                    again_replies += 1;
+                    *sent = 0..0;
+                }
+                None => {}
+            }
+        }
+        if again_replies == 0 {
+            for (k, _) in &moving {
+                store.remove(k);
+                crate::replication::propagate_del(shared, k);
+            }
+            break;
+        }
+        // Written here meanwhile: send it again, unlocked, and check again.
+        drop(locks);
+        if let Err(e) = send_and_confirm(shared, target, &again, again_replies).await {
+            return Err(undo(shared, target, &moving, e).await);
+        }
     }
+    // Keys deleted here meanwhile were not moved.
+    let moved = moving
+        .iter()
+        .filter(|(_, sent)| sent.end > sent.start)
+        .count();
     let topo = &shared.topology;
-    topo.keys_migrated.fetch_add(moving.len() as u64, Relaxed);
+    topo.keys_migrated.fetch_add(moved as u64, Relaxed);
     topo.bytes_migrated.fetch_add(bytes as u64, Relaxed);
-    Ok((moving.len(), bytes))
+    Ok((moved, bytes))
+}
+
+/// After a failed move: the target may hold some of the keys, so remove those copies (best
+/// effort) that they never resurface there; the keys stay here, where they are authoritative.
+async fn undo(
+    shared: &Shared,
+    target: &str,
+    moving: &[(&Bytes, Range<usize>)],
+    e: String,
+) -> String {
+    let mut del = BytesMut::new();
+    let mut args: Vec<&[u8]> = vec![b"DEL"];
+    args.extend(moving.iter().map(|(k, _)| &k[..]));
+    encode_request(&mut del, args.iter());
+    let _ = send_and_confirm(shared, target, &del, 1).await;
+    e
 }
 
 /// Writes `payload` to the target and reads `replies` replies, failing on any error reply.
-fn send_and_confirm(
+async fn send_and_confirm(
     shared: &Shared,
     target: &str,
     payload: &[u8],
     replies: usize,
 ) -> Result<(), String> {
-    let mut targets = lock(&shared.topology.targets);
-    let result = (|| {
-        let conn = match targets.get_mut(target) {
-            Some(c) => c,
-            None => {
-                let c = connect(shared, target)?;
-                targets.entry(target.to_string()).or_insert(c)
+    let idle = TARGETS.with(|t| t.borrow_mut().get_mut(target).and_then(Vec::pop));
+    let reused = idle.is_some();
+    let result = match idle {
+        Some(c) => exchange(c, payload, replies).await,
+        None => match connect(shared, target).await {
+            Ok(c) => exchange(c, payload, replies).await,
+            Err(e) => Err(e),
+        },
+    };
+    let result = match result {
+        Err(e) if reused && !e.starts_with(REFUSED) => {
+            // An idle connection may have outlived its target (restarted): drop them all and
+            // try once on a new one. Resending is harmless: the commands set absolute state.
+            TARGETS.with(|t| t.borrow_mut().remove(target));
+            match connect(shared, target).await {
+                Ok(c) => exchange(c, payload, replies).await,
+                Err(e) => Err(e),
             }
-        };
-        conn.write_all(payload).map_err(|e| e.to_string())?;
-        read_replies(conn, replies)
-    })();
-    if result.is_err() {
-        // A broken or confused connection is not reused.
-        targets.remove(target);
-    }
-    result
+        }
+        other => other,
+    };
+    let conn = result?;
+    TARGETS.with(|t| {
+        let mut t = t.borrow_mut();
+        let idle = t.entry(target.to_string()).or_default();
+        if idle.len() < MAX_IDLE_PER_TARGET {
+            idle.push(conn);
+        }
+    });
+    Ok(())
 }
 
-fn connect(shared: &Shared, target: &str) -> Result<TcpStream, String> {
-    use std::net::ToSocketAddrs;
-    let addr = target
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve: {e}"))?
-        .next()
-        .ok_or("cannot resolve")?;
+/// Writes `payload` on `conn` and reads `replies` replies; gives the connection back if it is
+/// still in step (a broken or confused one is dropped).
+async fn exchange(
+    mut conn: TcpStream,
+    payload: &[u8],
+    replies: usize,
+) -> Result<TcpStream, String> {
+    within(conn.write_all(payload)).await?;
+    read_replies(&mut conn, replies).await?;
+    Ok(conn)
+}
+
+/// `io`, failing after [`MIGRATE_IO_TIMEOUT`].
+async fn within<T>(io: impl std::future::Future<Output = std::io::Result<T>>) -> Result<T, String> {
+    match tokio::time::timeout(MIGRATE_IO_TIMEOUT, io).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+async fn connect(shared: &Shared, target: &str) -> Result<TcpStream, String> {
     let mut c =
-        TcpStream::connect_timeout(&addr, MIGRATE_CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
-    c.set_read_timeout(Some(MIGRATE_IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    c.set_write_timeout(Some(MIGRATE_IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(MIGRATE_CONNECT_TIMEOUT, TcpStream::connect(target)).await {
+            Ok(r) => r.map_err(|e| e.to_string())?,
+            Err(_) => return Err("connect timed out".into()),
+        };
     let _ = c.set_nodelay(true);
     let mut hello = BytesMut::new();
     let mut replies = 1;
-    if let Some(pw) = shared.config().requirepass.clone() {
+    let password = shared.config().requirepass.clone();
+    if let Some(pw) = password {
         encode_request(&mut hello, [&b"AUTH"[..], pw.as_bytes()]);
         replies += 1;
     }
     encode_request(&mut hello, [&b"TOPOLOGY"[..], b"IMPORT"]);
-    c.write_all(&hello).map_err(|e| e.to_string())?;
-    read_replies(&mut c, replies)?;
+    within(c.write_all(&hello)).await?;
+    read_replies(&mut c, replies).await?;
     Ok(c)
 }
 
-fn read_replies(conn: &mut TcpStream, mut n: usize) -> Result<(), String> {
+async fn read_replies(conn: &mut TcpStream, mut n: usize) -> Result<(), String> {
     let mut codec = ClientCodec::new(Protocol::Resp2);
     let mut buf = BytesMut::with_capacity(4096);
-    let mut chunk = [0u8; 16 * 1024];
     let mut first_error = None;
     while n > 0 {
         match codec.decode(&mut buf) {
@@ -334,14 +528,12 @@ fn read_replies(conn: &mut TcpStream, mut n: usize) -> Result<(), String> {
             Ok(None) => {}
             Err(e) => return Err(e.to_string()),
         }
-        let got = conn.read(&mut chunk).map_err(|e| e.to_string())?;
-        if got == 0 {
+        if within(conn.read_buf(&mut buf)).await? == 0 {
             return Err("target closed the connection".into());
         }
-        buf.extend_from_slice(&chunk[..got]);
     }
     match first_error {
-        Some(e) => Err(format!("target refused: {e}")),
+        Some(e) => Err(format!("{REFUSED}{e}")),
         None => Ok(()),
     }
 }

@@ -41,6 +41,9 @@ pub struct Session {
     /// Set on the connection a replica reads its primary's stream from: writes are allowed.
     pub from_primary: bool,
     pub last_cmd: &'static str,
+    /// A move MIGRATE-KEYS or MIGRATE-ARC asked for, for the connection to run (see
+    /// [`crate::topology::run`]).
+    pub migration: Option<crate::topology::Migration>,
 }
 
 /// Everything a command runs against.

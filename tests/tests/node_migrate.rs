@@ -1,0 +1,89 @@
+#![allow(clippy::unwrap_used)]
+//! Key migration from a node (MIGRATE-KEYS) to a scripted target that answers when the test says
+//! so: what the source sends, that a write on the source never waits for the target, and that a
+//! key written during its move reaches the target before the source deletes it.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use tests::*;
+
+/// The next command the source sent to the target, as text arguments.
+fn next_cmd(t: &mut Raw) -> Vec<String> {
+    match t.reply() {
+        Reply::Array(args) => args
+            .into_iter()
+            .map(|a| match a {
+                Reply::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
+                other => panic!("not a bulk string: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not a command: {other:?}"),
+    }
+}
+
+#[test]
+fn a_key_written_during_its_move_is_sent_again_and_writers_never_wait_for_the_target() {
+    let source = start_node(&[]);
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_addr = target.local_addr().unwrap().to_string();
+    let mut c = source.raw();
+    assert_eq!(c.cmd(&["SET", "k", "v1"]), ok());
+
+    let mut mover = source.raw();
+    mover.send_cmd(&["MIGRATE-KEYS", &target_addr, "k"]);
+    let mut t = Raw::from_stream(target.accept().unwrap().0);
+    assert_eq!(next_cmd(&mut t), ["TOPOLOGY", "IMPORT"]);
+    t.send(b"+OK\r\n");
+    assert_eq!(next_cmd(&mut t), ["SET", "k", "v1"]);
+
+    // The move waits for the target's acknowledgement; a write on the source does not.
+    let started = Instant::now();
+    assert_eq!(c.cmd(&["SET", "k", "v2"]), ok());
+    assert_eq!(c.cmd(&["SET", "other", "x"]), ok());
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // A second move of the same key waits for the first.
+    let mut second = source.raw();
+    second.send_cmd(&["MIGRATE-KEYS", &target_addr, "k"]);
+    assert!(second.read(Duration::from_millis(300)).is_none());
+
+    // Acknowledged: the source sees `k` changed since the copy and sends it again first.
+    t.send(b"+OK\r\n");
+    assert_eq!(next_cmd(&mut t), ["SET", "k", "v2"]);
+    t.send(b"+OK\r\n");
+    assert_eq!(mover.reply(), int(1));
+    // Then the second move finds nothing left to move and asks the target nothing.
+    assert_eq!(second.reply(), int(0));
+    assert!(t.read(Duration::from_millis(300)).is_none());
+    assert_eq!(c.cmd(&["EXISTS", "k"]), int(0));
+    assert_eq!(c.cmd(&["GET", "other"]), bulk("x"));
+}
+
+#[test]
+fn a_refused_move_leaves_the_key_on_the_source_and_removes_the_copy() {
+    let source = start_node(&[]);
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_addr = target.local_addr().unwrap().to_string();
+    let mut c = source.raw();
+    assert_eq!(c.cmd(&["SET", "k", "v1"]), ok());
+
+    let mut mover = source.raw();
+    mover.send_cmd(&["MIGRATE-KEYS", &target_addr, "k"]);
+    let mut t = Raw::from_stream(target.accept().unwrap().0);
+    assert_eq!(next_cmd(&mut t), ["TOPOLOGY", "IMPORT"]);
+    t.send(b"+OK\r\n");
+    assert_eq!(next_cmd(&mut t), ["SET", "k", "v1"]);
+    t.send(b"-OOM command not allowed when used memory > 'maxmemory'\r\n");
+    // The copy the target may hold is removed (over a new connection: one that failed is not
+    // reused); the key stays where it is authoritative.
+    let mut t2 = Raw::from_stream(target.accept().unwrap().0);
+    assert_eq!(next_cmd(&mut t2), ["TOPOLOGY", "IMPORT"]);
+    t2.send(b"+OK\r\n");
+    assert_eq!(next_cmd(&mut t2), ["DEL", "k"]);
+    t2.send(b":0\r\n");
+    match mover.reply() {
+        Reply::Error(e) => assert!(e.contains("OOM"), "{e}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert_eq!(c.cmd(&["GET", "k"]), bulk("v1"));
+}
