@@ -129,48 +129,30 @@ fn parse_long_double(s: &[u8]) -> Option<LongDouble> {
 
 /// `digits[.digits][(e|E)[+|-]digits]` with at least one mantissa digit (`1.`, `.5` included).
 fn is_decimal_float(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    let int_digits = count_while(&b[i..], |c| c.is_ascii_digit());
-    i += int_digits;
-    let mut frac_digits = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        frac_digits = count_while(&b[i..], |c| c.is_ascii_digit());
-        i += frac_digits;
-    }
-    if int_digits + frac_digits == 0 {
-        return false;
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let exp_digits = count_while(&b[i..], |c| c.is_ascii_digit());
-        if exp_digits == 0 {
-            return false;
-        }
-        i += exp_digits;
-    }
-    i == b.len()
+    is_float_form(s.as_bytes(), |c| c.is_ascii_digit(), b'e')
 }
 
 /// The part of a hexadecimal float after `0x`: `hex[.hex][(p|P)[+|-]digits]`.
 fn is_hex_float(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = count_while(b, |c| c.is_ascii_hexdigit());
+    is_float_form(s.as_bytes(), |c| c.is_ascii_hexdigit(), b'p')
+}
+
+/// `m[.m][(x|X)[+|-]decimal digits]` with at least one mantissa digit `m`, `x` the exponent letter.
+fn is_float_form(b: &[u8], mantissa: impl Fn(u8) -> bool, exp_letter: u8) -> bool {
+    let mut i = count_while(b, &mantissa);
     let mut digits = i;
     if b.get(i) == Some(&b'.') {
         i += 1;
-        let frac = count_while(&b[i..], |c| c.is_ascii_hexdigit());
+        let frac = count_while(&b[i..], &mantissa);
         i += frac;
         digits += frac;
     }
     if digits == 0 {
         return false;
     }
-    if matches!(b.get(i), Some(b'p' | b'P')) {
+    if b.get(i)
+        .is_some_and(|c| c.to_ascii_lowercase() == exp_letter)
+    {
         i += 1;
         if matches!(b.get(i), Some(b'+' | b'-')) {
             i += 1;
