@@ -22,8 +22,19 @@ fn next_cmd(t: &mut Raw) -> Vec<String> {
     }
 }
 
-#[test]
-fn a_key_written_during_its_move_is_sent_again_and_writers_never_wait_for_the_target() {
+/// A move of `k` (holding `v1`) under way: the source node, a client of it, the client that sent
+/// `MIGRATE-KEYS`, the scripted target's listener and address, and its connection, which has
+/// answered the handshake and just received the copy of `k`.
+struct MoveUnderWay {
+    source: Proc,
+    c: Raw,
+    mover: Raw,
+    target: TcpListener,
+    target_addr: String,
+    t: Raw,
+}
+
+fn begin_move() -> MoveUnderWay {
     let source = start_node(&[]);
     let target = TcpListener::bind("127.0.0.1:0").unwrap();
     let target_addr = target.local_addr().unwrap().to_string();
@@ -32,10 +43,37 @@ fn a_key_written_during_its_move_is_sent_again_and_writers_never_wait_for_the_ta
 
     let mut mover = source.raw();
     mover.send_cmd(&["MIGRATE-KEYS", &target_addr, "k"]);
+    let t = accept_import(&target);
+    let mut m = MoveUnderWay {
+        source,
+        c,
+        mover,
+        target,
+        target_addr,
+        t,
+    };
+    assert_eq!(next_cmd(&mut m.t), ["SET", "k", "v1"]);
+    m
+}
+
+/// Accepts the source's migration connection and answers its `TOPOLOGY IMPORT`.
+fn accept_import(target: &TcpListener) -> Raw {
     let mut t = Raw::from_stream(target.accept().unwrap().0);
     assert_eq!(next_cmd(&mut t), ["TOPOLOGY", "IMPORT"]);
     t.send(b"+OK\r\n");
-    assert_eq!(next_cmd(&mut t), ["SET", "k", "v1"]);
+    t
+}
+
+#[test]
+fn a_key_written_during_its_move_is_sent_again_and_writers_never_wait_for_the_target() {
+    let MoveUnderWay {
+        source,
+        mut c,
+        mut mover,
+        target: _target,
+        target_addr,
+        mut t,
+    } = begin_move();
 
     // The move waits for the target's acknowledgement; a write on the source does not.
     let started = Instant::now();
@@ -61,24 +99,18 @@ fn a_key_written_during_its_move_is_sent_again_and_writers_never_wait_for_the_ta
 
 #[test]
 fn a_refused_move_leaves_the_key_on_the_source_and_removes_the_copy() {
-    let source = start_node(&[]);
-    let target = TcpListener::bind("127.0.0.1:0").unwrap();
-    let target_addr = target.local_addr().unwrap().to_string();
-    let mut c = source.raw();
-    assert_eq!(c.cmd(&["SET", "k", "v1"]), ok());
-
-    let mut mover = source.raw();
-    mover.send_cmd(&["MIGRATE-KEYS", &target_addr, "k"]);
-    let mut t = Raw::from_stream(target.accept().unwrap().0);
-    assert_eq!(next_cmd(&mut t), ["TOPOLOGY", "IMPORT"]);
-    t.send(b"+OK\r\n");
-    assert_eq!(next_cmd(&mut t), ["SET", "k", "v1"]);
+    let MoveUnderWay {
+        source: _source,
+        mut c,
+        mut mover,
+        target,
+        mut t,
+        ..
+    } = begin_move();
     t.send(b"-OOM command not allowed when used memory > 'maxmemory'\r\n");
     // The copy the target may hold is removed (over a new connection: one that failed is not
     // reused); the key stays where it is authoritative.
-    let mut t2 = Raw::from_stream(target.accept().unwrap().0);
-    assert_eq!(next_cmd(&mut t2), ["TOPOLOGY", "IMPORT"]);
-    t2.send(b"+OK\r\n");
+    let mut t2 = accept_import(&target);
     assert_eq!(next_cmd(&mut t2), ["DEL", "k"]);
     t2.send(b":0\r\n");
     match mover.reply() {
