@@ -5,6 +5,12 @@
 //! ring and knows its shard id, a command on a key it does not own answers
 //! `-WRONGSHARD <epoch> <owner>`: a router on an older epoch refreshes and retries.
 //!
+//! While a membership change moves keys, the router pushes its ring with `TOPOLOGY SETMOVING`,
+//! which adds an opaque record of the change (the router's format). Nodes keep it until
+//! `TOPOLOGY DONE <epoch>` or a newer plain `SET`, and `TOPOLOGY GET` returns it: a router started
+//! mid-move learns from the nodes what was moving and resumes it, instead of routing by a ring
+//! whose keys are still partly at their old owners.
+//!
 //! Migration is copy-then-switch, a key at a time atomically: the source claims the keys (one
 //! move of a key at a time), reads them under their stripe locks, sends their values and absolute
 //! deadlines to the target (the same state-setting commands replication uses), waits for the
@@ -65,6 +71,8 @@ pub struct NodeTopology {
     ring: ArcSwapOption<Ring>,
     /// This node's index in `ring`'s shards, when it is one of them.
     me: AtomicU64,
+    /// The router's record of the change moving keys at `ring`'s epoch (see the module docs).
+    change: Mutex<Option<Bytes>>,
     /// Keys being moved now, and a signal when some are released (see [`NodeTopology::claim`]).
     moving: Mutex<HashSet<Bytes>>,
     released: Notify,
@@ -80,6 +88,7 @@ impl NodeTopology {
             shard_id: Mutex::new(shard_id),
             ring: ArcSwapOption::empty(),
             me: AtomicU64::new(NOT_A_MEMBER),
+            change: Mutex::new(None),
             moving: Mutex::new(HashSet::new()),
             released: Notify::new(),
             keys_migrated: AtomicU64::new(0),
@@ -123,11 +132,17 @@ impl NodeTopology {
         }
     }
 
-    /// Installs `ring` if it is newer than the current one (equal: accepted, idempotent).
-    fn set(&self, ring: Ring, shard_id: String) -> Result<(), u64> {
+    /// Installs `ring` if it is newer than the current one (equal: accepted, idempotent), with
+    /// the record of a change in progress (`None` keeps the record only at an equal epoch).
+    fn set(&self, ring: Ring, shard_id: String, change: Option<Bytes>) -> Result<(), u64> {
+        // Under the record's lock, so two pushes cannot pair one's ring with the other's record.
+        let mut record = lock(&self.change);
         let current = self.epoch();
         if ring.epoch() < current {
             return Err(current);
+        }
+        if change.is_some() || ring.epoch() > current {
+            *record = change;
         }
         let me = ring
             .shard_index(&shard_id)
@@ -137,6 +152,15 @@ impl NodeTopology {
         self.me.store(me, Relaxed);
         self.ring.store(Some(Arc::new(ring)));
         Ok(())
+    }
+
+    /// Forgets the change record once the change that ends at `epoch` is done (a node already
+    /// on a newer epoch keeps the newer change's record).
+    fn done(&self, epoch: u64) {
+        let mut record = lock(&self.change);
+        if self.epoch() <= epoch {
+            *record = None;
+        }
     }
 }
 
@@ -230,29 +254,48 @@ pub async fn run(shared: &Shared, migration: Migration) -> Reply {
 }
 
 fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    const USAGE: &str = "ERR usage: TOPOLOGY GET | TOPOLOGY IMPORT | TOPOLOGY DONE <epoch> | TOPOLOGY SET <epoch> <my-id> <vnodes> [<id> <weight> ...] | TOPOLOGY SETMOVING <epoch> <my-id> <vnodes> <record> [<id> <weight> ...]";
     let topo = &ctx.shared.topology;
-    if a[1].eq_ignore_ascii_case(b"import") {
+    let sub = &a[1];
+    if sub.eq_ignore_ascii_case(b"import") {
         // A source node's migration connection: its keys were placed by the router's new ring,
         // which this node may not have yet; applied like the primary's stream.
         ctx.session.from_primary = true;
         return Reply::OK;
     }
-    if a[1].eq_ignore_ascii_case(b"get") {
+    if sub.eq_ignore_ascii_case(b"get") {
+        let record = lock(&topo.change).clone();
         return Reply::Array(vec![
             Reply::Int(topo.epoch() as i64),
             Reply::bulk_str(lock(&topo.shard_id).as_deref().unwrap_or("")),
+            record.map_or(Reply::Nil, Reply::Bulk),
         ]);
     }
-    if !a[1].eq_ignore_ascii_case(b"set") || a.len() < 5 || a.len().is_multiple_of(2) {
-        return Reply::error(
-            "ERR usage: TOPOLOGY GET | TOPOLOGY IMPORT | TOPOLOGY SET <epoch> <my-id> <vnodes> [<id> <weight> ...]",
-        );
+    if sub.eq_ignore_ascii_case(b"done") && a.len() == 3 {
+        return match int_arg(&a[2]) {
+            Ok(epoch) => {
+                topo.done(u64::try_from(epoch).unwrap_or(0));
+                Reply::OK
+            }
+            Err(_) => Reply::error("ERR epoch must be an integer"),
+        };
+    }
+    // SETMOVING carries the change record after vnodes; the shard pairs follow either way.
+    let (change, pairs_at) = if sub.eq_ignore_ascii_case(b"set") {
+        (None, 5)
+    } else if sub.eq_ignore_ascii_case(b"setmoving") && a.len() >= 6 {
+        (Some(a[5].clone()), 6)
+    } else {
+        return Reply::error(USAGE);
+    };
+    if a.len() < pairs_at || !(a.len() - pairs_at).is_multiple_of(2) {
+        return Reply::error(USAGE);
     }
     let (Ok(epoch), Ok(vnodes)) = (int_arg(&a[2]), int_arg(&a[4])) else {
         return Reply::error("ERR epoch and vnodes must be integers");
     };
     let mut shards = Vec::new();
-    for pair in a[5..].chunks(2) {
+    for pair in a[pairs_at..].chunks(2) {
         let Ok(w) = int_arg(&pair[1]) else {
             return Reply::error("ERR weights must be integers");
         };
@@ -270,7 +313,7 @@ fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         Err(e) => return Reply::Error(format!("ERR invalid ring: {e}")),
     };
     let me = String::from_utf8_lossy(&a[3]).into_owned();
-    match topo.set(ring, me) {
+    match topo.set(ring, me, change) {
         Ok(()) => Reply::OK,
         Err(current) => Reply::Error(format!(
             "STALEEPOCH this node is at epoch {current}, newer than {epoch}"
@@ -278,7 +321,6 @@ fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     }
 }
 
-/// `MIGRATE-ARC <target> <start> <end> <max-keys>`.
 fn parse_arc(a: &[Bytes]) -> Result<Migration, Reply> {
     let parse = |b: &Bytes| {
         std::str::from_utf8(b)

@@ -20,6 +20,7 @@ pub mod merge;
 pub mod metrics;
 pub mod proxy;
 pub mod rebalance;
+pub mod record;
 pub mod route;
 pub mod topology;
 pub mod upstream;
@@ -138,6 +139,11 @@ pub async fn run(
         health::HealthSettings::default(),
         router.stop_signal(),
     ));
+    // Bounded: the adoption's node calls each time out after `connect_timeout`.
+    router
+        .rebalance
+        .wait_first_sync(router.config.connect_timeout * 4)
+        .await;
     tracing::info!(
         addr = %listener.local_addr()?,
         shards = router.topology.load().shards.len(),

@@ -69,6 +69,7 @@ use tokio_util::codec::Decoder;
 use crate::clients::lock;
 use crate::merge::{error_bytes, Slot};
 use crate::proxy::{self, Router, Session, Who};
+use crate::record::ChangeRecord;
 use crate::route::{self, Plan};
 use crate::topology::{Shard, Topology};
 use crate::upstream::UpResult;
@@ -118,6 +119,10 @@ pub struct MigrationMap {
     outside: Vec<Arc<Shard>>,
     /// Arcs not done yet; 0 makes every lookup a miss (the hot path checks this first).
     live: AtomicUsize,
+    /// The change as `RING STATUS` names it, and the membership it started from: what the nodes
+    /// keep (`record`) so a router started mid-move can resume it.
+    what: String,
+    from: Vec<ShardSpec>,
 }
 
 impl MigrationMap {
@@ -156,7 +161,24 @@ impl MigrationMap {
             groups,
             outside,
             live,
+            what: String::new(),
+            from: Vec::new(),
         }
+    }
+
+    /// Names the change and the membership it started from.
+    pub fn describing(mut self, what: &str, from: &[ShardSpec]) -> MigrationMap {
+        self.what = what.to_string();
+        self.from = from.to_vec();
+        self
+    }
+
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
+    pub fn from(&self) -> &[ShardSpec] {
+        &self.from
     }
 
     /// The arc holding `hash`, if it is still moving.
@@ -267,6 +289,8 @@ impl Change {
 /// The next ring and what moves to get there.
 #[derive(Debug, Clone)]
 pub struct ChangePlan {
+    /// The membership the change starts from.
+    pub from: Vec<ShardSpec>,
     pub next: Ring,
     pub moves: Vec<Move>,
     /// Shards that gain arcs: the new ring goes to them first.
@@ -315,21 +339,29 @@ fn plan_to(cur: &Ring, specs: Vec<ShardSpec>, min_epoch: Epoch) -> Result<Change
     gainers.sort();
     gainers.dedup();
     Ok(ChangePlan {
+        from: cur.shards().to_vec(),
         next,
         moves,
         gainers,
     })
 }
 
-/// `TOPOLOGY SET <epoch> <my-id> <vnodes> <id> <weight> ...` for the node serving `my_id`.
-pub fn topology_set(ring: &Ring, my_id: &str) -> Vec<Bytes> {
+/// `TOPOLOGY SET <epoch> <my-id> <vnodes> <id> <weight> ...` for the node serving `my_id`, or
+/// `TOPOLOGY SETMOVING` with the change `record` after `<vnodes>` while keys move.
+pub fn topology_set(ring: &Ring, record: Option<&Bytes>, my_id: &str) -> Vec<Bytes> {
+    let sub: &'static [u8] = if record.is_some() {
+        b"SETMOVING"
+    } else {
+        b"SET"
+    };
     let mut args = vec![
         Bytes::from_static(b"TOPOLOGY"),
-        Bytes::from_static(b"SET"),
+        Bytes::from_static(sub),
         Bytes::from(ring.epoch().to_string()),
         Bytes::copy_from_slice(my_id.as_bytes()),
         Bytes::from(ring.vnodes().to_string()),
     ];
+    args.extend(record.cloned());
     for s in ring.shards() {
         args.push(Bytes::copy_from_slice(s.id.as_bytes()));
         args.push(Bytes::from(s.weight.to_string()));
@@ -465,13 +497,30 @@ fn as_text(r: &Reply) -> Option<String> {
     }
 }
 
-/// `TOPOLOGY GET` → `(epoch, shard id)`.
-async fn node_epoch(conn: &mut NodeConn, timeout: Duration) -> Result<(Epoch, String), String> {
+/// What `TOPOLOGY GET` tells of a node.
+#[derive(Debug, Clone)]
+struct NodeState {
+    epoch: Epoch,
+    shard: String,
+    /// The record of a change moving keys at `epoch` (see [`crate::record`]).
+    record: Option<Bytes>,
+}
+
+/// `TOPOLOGY GET` → the node's epoch, shard id and change record.
+async fn node_state(conn: &mut NodeConn, timeout: Duration) -> Result<NodeState, String> {
     match conn.call(&["TOPOLOGY", "GET"], timeout).await? {
-        Reply::Array(v) if v.len() == 2 => {
+        Reply::Array(v) if v.len() >= 2 => {
             let epoch = as_int(&v[0]).and_then(|e| u64::try_from(e).ok());
+            let record = match v.get(2) {
+                Some(Reply::Bulk(b)) => Some(b.clone()),
+                _ => None,
+            };
             match epoch {
-                Some(e) => Ok((e, as_text(&v[1]).unwrap_or_default())),
+                Some(epoch) => Ok(NodeState {
+                    epoch,
+                    shard: as_text(&v[1]).unwrap_or_default(),
+                    record,
+                }),
                 None => Err(format!("{}: odd TOPOLOGY GET reply", conn.addr)),
             }
         }
@@ -480,20 +529,27 @@ async fn node_epoch(conn: &mut NodeConn, timeout: Duration) -> Result<(Epoch, St
     }
 }
 
-/// Pushes `ring` to one node; `Err` names the node and why (`STALEEPOCH`: the node is ahead).
-async fn push_one(addr: &str, my_id: &str, ring: &Ring, timeout: Duration) -> Result<(), String> {
+/// Sends one command to one node; `Err` names the node and why (`STALEEPOCH`: the node is
+/// ahead).
+async fn send_one(addr: &str, cmd: &[Bytes], timeout: Duration) -> Result<(), String> {
     let mut conn = NodeConn::connect(addr, timeout).await?;
-    match conn.call(&topology_set(ring, my_id), timeout).await? {
+    match conn.call(cmd, timeout).await? {
         Reply::Error(e) => Err(format!("{addr}: {e}")),
         _ => Ok(()),
     }
 }
 
-/// Pushes `ring` to every `(addr, shard id)` in parallel; the failures.
-async fn push_all(targets: &[(String, String)], ring: &Ring, timeout: Duration) -> Vec<String> {
-    let pushes = targets
-        .iter()
-        .map(|(addr, id)| push_one(addr, id, ring, timeout));
+/// Pushes `ring` (with the change `record` while keys move) to every `(addr, shard id)` in
+/// parallel; the failures.
+async fn push_all(
+    targets: &[(String, String)],
+    ring: &Ring,
+    record: Option<&Bytes>,
+    timeout: Duration,
+) -> Vec<String> {
+    let pushes = targets.iter().map(|(addr, id)| async move {
+        send_one(addr, &topology_set(ring, record, id), timeout).await
+    });
     futures::future::join_all(pushes)
         .await
         .into_iter()
@@ -647,6 +703,8 @@ struct State {
     /// Set at start-up when the nodes enforce a ring other than this router's config: nothing is
     /// pushed until a change whose ring they do enforce is published.
     conflict: Option<String>,
+    /// Epoch of the last change this router finished (nodes still recording it are told).
+    done_epoch: Epoch,
     /// `RING CANCEL` callers waiting for the rollback to be in effect.
     cancel_waiters: Vec<(u64, oneshot::Sender<Reply>)>,
 }
@@ -675,6 +733,9 @@ pub struct Rebalancer {
     cancel: AtomicBool,
     /// Wakes the epoch sync task (e.g. after a failover published a new epoch).
     wake: Arc<Notify>,
+    /// Set once the start-up adoption has been tried (see [`Rebalancer::wait_first_sync`]).
+    first_sync: AtomicBool,
+    first_sync_done: Notify,
     pub counters: MigrationCounters,
 }
 
@@ -682,6 +743,17 @@ impl Rebalancer {
     /// Whether a change (or its rollback) is under way.
     pub fn in_progress(&self) -> bool {
         lock(&self.state).current.is_some()
+    }
+
+    /// Waits (at most `bound`) until the start-up adoption has been tried: a router started
+    /// mid-move must learn the moving arcs before it routes a key (it would send keys of arcs
+    /// not yet moved to their new owner, and the mover would then overwrite them).
+    pub async fn wait_first_sync(&self, bound: Duration) {
+        let done = self.first_sync_done.notified();
+        if self.first_sync.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = tokio::time::timeout(bound, done).await;
     }
 
     /// Asks the epoch sync task to check every node now (after publishing a new topology, e.g.
@@ -848,6 +920,10 @@ async fn sync_task(
             };
             if !adopted {
                 adopted = adopt_nodes_epoch(&router).await;
+                let rb = &router.rebalance;
+                if !rb.first_sync.swap(true, Ordering::SeqCst) {
+                    rb.first_sync_done.notify_waiters();
+                }
             }
             // A change in progress pushes its own ring; checking meanwhile would only see the
             // nodes it already reached as "ahead".
@@ -866,32 +942,46 @@ async fn sync_task(
 }
 
 /// At start-up: the router never pushes an epoch lower than the nodes have, so it adopts their
-/// highest (same membership, that epoch number). False if no primary answered yet.
+/// highest (same membership, that epoch number), or, if the nodes at that epoch record a change
+/// still moving keys, resumes that change. False if no primary answered yet.
 async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
     let _guard = router.rebalance.change_lock.lock().await;
     let topo = router.topology.load_full();
     let timeout = router.config.connect_timeout;
-    let epochs = futures::future::join_all(topo.shards.iter().map(|s| async move {
+    let states = futures::future::join_all(topo.shards.iter().map(|s| async move {
         let mut c = NodeConn::connect(&s.primary, timeout).await?;
-        node_epoch(&mut c, timeout).await
+        node_state(&mut c, timeout).await
     }))
     .await;
-    if epochs.iter().all(Result::is_err) {
+    if states.iter().all(Result::is_err) {
         return false;
     }
-    let max = epochs
+    let max = states
         .iter()
-        .filter_map(|r| r.as_ref().ok().map(|(e, _)| *e))
+        .filter_map(|r| r.as_ref().ok().map(|s| s.epoch))
         .max()
         .unwrap_or(0);
+    let record = states
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .find(|s| s.epoch == max && s.record.is_some())
+        .and_then(|s| s.record.clone());
+    if let Some(raw) = record {
+        match resume(router, &topo, &raw, max).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot resume the membership change the nodes record")
+            }
+        }
+    }
     if max > topo.ring.epoch() {
         // Nodes at the highest epoch define the cluster's ring; check they enforce this
         // router's before pushing it to any node behind.
         let current: Vec<Arc<Shard>> = topo
             .shards
             .iter()
-            .zip(&epochs)
-            .filter(|(_, e)| matches!(e, Ok((n, _)) if *n == max))
+            .zip(&states)
+            .filter(|(_, e)| matches!(e, Ok(s) if s.epoch == max))
             .map(|(s, _)| s.clone())
             .collect();
         if let Err(e) = nodes_enforce(&topo.ring, &current, timeout).await {
@@ -914,6 +1004,110 @@ async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
         }
     }
     true
+}
+
+/// Resumes the change the nodes record at `epoch` (the previous router stopped mid-move): its
+/// ring, with the arcs between its two memberships moving (those already emptied are found
+/// empty in one batch each). Shards come from this router's config where it has them, else
+/// from the record's addresses. The ring goes to every node before any request is served.
+async fn resume(
+    router: &Arc<Router>,
+    config: &Topology,
+    raw: &[u8],
+    epoch: Epoch,
+) -> Result<(), String> {
+    let rec = ChangeRecord::decode(raw)?;
+    let (from, to) = rec.rings(epoch)?;
+    let mut pool: Vec<Arc<Shard>> = Vec::new();
+    for spec in to.shards().iter().chain(from.shards()) {
+        if pool.iter().any(|s| s.id == spec.id) {
+            continue;
+        }
+        let shard = match config.shard_by_id(&spec.id) {
+            Some(s) => s.clone(),
+            None => {
+                let place = rec
+                    .place(&spec.id)
+                    .ok_or_else(|| format!("no address for shard '{}'", spec.id))?;
+                Arc::new(router.start_shard(&spec.id, &place.primary, &place.replicas, spec.weight))
+            }
+        };
+        pool.push(shard);
+    }
+    let plan = ChangePlan {
+        from: from.shards().to_vec(),
+        moves: from.diff(&to),
+        next: to,
+        gainers: Vec::new(),
+    };
+    let next = build_topology(&plan, &pool, &rec.what);
+    let record = ChangeRecord::of(&next).map(|r| r.encode());
+    let targets: Vec<(String, String)> = nodes_of(&next)
+        .into_iter()
+        .map(|(addr, id, _)| (addr, id))
+        .collect();
+    let map = next.migrating.map().cloned();
+    let timeout = router.config.connect_timeout;
+    let rb = &router.rebalance;
+    router.topology.store(Arc::new(next));
+    lock(&rb.state).nodes_epoch = epoch;
+    // Equal epochs are accepted: nodes behind (the previous router's push did not reach them)
+    // catch up, the others get the record with this router's addresses.
+    let failed = push_all(&targets, &plan.next, record.as_ref(), timeout).await;
+    if !failed.is_empty() {
+        tracing::warn!(epoch, failed = %failed.join("; "), "resuming: some nodes missed the ring; the epoch sync will retry");
+    }
+    let Some(map) = map else {
+        // Nothing moves between the two memberships: the change is over.
+        done_on_nodes(router, &targets, epoch).await;
+        return Ok(());
+    };
+    let rollback = rec.what.starts_with("rollback");
+    tracing::info!(change = %rec.what, epoch, arcs = plan.moves.len(), "resuming the membership change the nodes record");
+    rb.cancel.store(false, Ordering::SeqCst);
+    start_progress(
+        rb,
+        &rec.what,
+        &plan,
+        if rollback { "rolling-back" } else { "moving" },
+    );
+    let r = router.clone();
+    tokio::spawn(async move {
+        estimate(&r, &map, &from).await;
+        if rollback {
+            // A rollback is not cancellable; it completes as one.
+            move_all(&r, &map, false).await;
+            if !*r.stop_signal().borrow() {
+                complete(&r, &map, &rec.what).await;
+            }
+        } else {
+            drive(r, map, from.shards().to_vec(), rec.what).await;
+        }
+    });
+    Ok(())
+}
+
+/// `TOPOLOGY DONE <epoch>` to `targets` (best effort: a node that misses it is told by the epoch
+/// sync, and a stale record only makes a later router check arcs that are already empty).
+async fn done_on_nodes(router: &Router, targets: &[(String, String)], epoch: Epoch) {
+    lock(&router.rebalance.state).done_epoch = epoch;
+    let cmd = [
+        Bytes::from_static(b"TOPOLOGY"),
+        Bytes::from_static(b"DONE"),
+        Bytes::from(epoch.to_string()),
+    ];
+    let timeout = router.config.connect_timeout;
+    let sends = targets
+        .iter()
+        .map(|(addr, _)| send_one(addr, &cmd, timeout));
+    let failed: Vec<String> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    if !failed.is_empty() {
+        tracing::debug!(epoch, failed = %failed.join("; "), "TOPOLOGY DONE missed some nodes");
+    }
 }
 
 /// Sample keys per node when checking which ring the nodes enforce.
@@ -975,17 +1169,29 @@ async fn sync_nodes(router: &Arc<Router>) {
     let timeout = router.config.connect_timeout;
     let nodes = nodes_of(&topo);
     let ring = &topo.ring;
+    let record = ChangeRecord::of(&topo).map(|r| r.encode());
+    let record = record.as_ref();
+    // A node still recording a change this router finished (it missed `TOPOLOGY DONE`).
+    let done_epoch = if conflict || record.is_some() {
+        0
+    } else {
+        lock(&router.rebalance.state).done_epoch
+    };
     let results = futures::future::join_all(nodes.iter().map(|(addr, id, _)| async move {
         let mut c = NodeConn::connect(addr, timeout).await?;
-        let (e, _) = node_epoch(&mut c, timeout).await?;
+        let st = node_state(&mut c, timeout).await?;
+        let e = st.epoch;
         if e < epoch {
-            match c.call(&topology_set(ring, id), timeout).await? {
+            match c.call(&topology_set(ring, record, id), timeout).await? {
                 Reply::Error(err) => return Err(format!("{addr}: {err}")),
                 _ => {
                     tracing::info!(node = %addr, shard = %id, from = e, to = epoch, "pushed the ring to a node behind");
                     return Ok((addr.as_str(), epoch));
                 }
             }
+        }
+        if st.record.is_some() && e <= done_epoch {
+            let _ = c.call(&["TOPOLOGY", "DONE", &done_epoch.to_string()], timeout).await?;
         }
         Ok((addr.as_str(), e))
     }))
@@ -1051,8 +1257,8 @@ pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
             Ok(c) => c,
             Err(e) => return Reply::Error(format!("ERR cannot reach the new primary {e}")),
         };
-        let (node_epoch, node_id) = match node_epoch(&mut conn, timeout).await {
-            Ok(v) => v,
+        let (node_epoch, node_id) = match node_state(&mut conn, timeout).await {
+            Ok(st) => (st.epoch, st.shard),
             Err(e) => return Reply::Error(format!("ERR the new primary {e}")),
         };
         if node_epoch > 0 && !node_id.is_empty() && node_id != *id {
@@ -1080,12 +1286,12 @@ pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
     // Never publish below what the nodes hold.
     let epochs = futures::future::join_all(pool.iter().map(|s| async move {
         let mut c = NodeConn::connect(&s.primary, timeout).await?;
-        node_epoch(&mut c, timeout).await
+        node_state(&mut c, timeout).await.map(|st| st.epoch)
     }))
     .await;
     let nodes_max = epochs
         .iter()
-        .filter_map(|r| r.as_ref().ok().map(|(e, _)| *e))
+        .filter_map(|r| r.as_ref().ok().copied())
         .max()
         .unwrap_or(0);
     let plan = match plan_change(&cur.ring, &change, nodes_max + 1) {
@@ -1101,7 +1307,7 @@ pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
             .iter()
             .zip(&epochs)
             .filter(|(s, e)| {
-                plan.next.shard_index(&s.id).is_some() && matches!(e, Ok((n, _)) if *n == nodes_max)
+                plan.next.shard_index(&s.id).is_some() && matches!(e, Ok(n) if *n == nodes_max)
             })
             .map(|(s, _)| s.clone())
             .collect();
@@ -1115,7 +1321,7 @@ pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
     }
     let old_specs = cur.ring.shards().to_vec();
     let what = change.describe();
-    let next = build_topology(&plan, &pool);
+    let next = build_topology(&plan, &pool, &what);
     let map = next.migrating.map().cloned();
     tracing::info!(change = %what, epoch = plan.next.epoch(), arcs = plan.moves.len(), "membership change starting");
     // Cleared before the change becomes visible, so a RING CANCEL from then on is not lost.
@@ -1156,7 +1362,7 @@ pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
 
 /// The topology for `plan`: the ring's shards from `pool` by id, the others (still holding keys
 /// of moving arcs) outside.
-fn build_topology(plan: &ChangePlan, pool: &[Arc<Shard>]) -> Topology {
+fn build_topology(plan: &ChangePlan, pool: &[Arc<Shard>], what: &str) -> Topology {
     let shards: Vec<Arc<Shard>> = plan
         .next
         .shards()
@@ -1172,7 +1378,7 @@ fn build_topology(plan: &ChangePlan, pool: &[Arc<Shard>]) -> Topology {
     let migrating = if plan.moves.is_empty() {
         Migrating::default()
     } else {
-        Migrating::new(MigrationMap::new(plan.moves.clone(), outside))
+        Migrating::new(MigrationMap::new(plan.moves.clone(), outside).describing(what, &plan.from))
     };
     Topology::from_parts(plan.next.clone(), shards, migrating)
 }
@@ -1215,12 +1421,13 @@ async fn publish(
     callers: &[u64],
 ) -> Result<(), String> {
     let timeout = router.config.connect_timeout;
+    let record = ChangeRecord::of(&next).map(|r| r.encode());
     let first: Vec<(String, String)> = next
         .serving_shards()
         .filter(|s| gainers.contains(&s.id))
         .map(|s| (s.primary.clone(), s.id.clone()))
         .collect();
-    let failed = push_all(&first, &next.ring, timeout).await;
+    let failed = push_all(&first, &next.ring, record.as_ref(), timeout).await;
     if !failed.is_empty() {
         return Err(format!(
             "the shards gaining arcs could not take epoch {}: {}",
@@ -1242,7 +1449,7 @@ async fn publish(
         st.ahead = None;
     }
     quiesce(router, epoch, callers).await;
-    let failed = push_all(&rest, &ring, timeout).await;
+    let failed = push_all(&rest, &ring, record.as_ref(), timeout).await;
     if !failed.is_empty() {
         tracing::warn!(epoch, failed = %failed.join("; "), "some nodes missed the new ring; the epoch sync will retry");
     }
@@ -1297,10 +1504,12 @@ async fn revert(router: &Arc<Router>, cur: &Topology, abandoned: Epoch) {
         .into_iter()
         .map(|(a, id, _)| (a, id))
         .collect();
+    let record = ChangeRecord::of(&topo).map(|r| r.encode());
     router.topology.store(Arc::new(topo));
     let failed = push_all(
         &targets,
         &router.topology.load().ring,
+        record.as_ref(),
         router.config.connect_timeout,
     )
     .await;
@@ -1381,6 +1590,12 @@ async fn complete(router: &Arc<Router>, map: &Arc<MigrationMap>, what: &str) {
             cur.shards.clone(),
             Migrating::default(),
         )));
+        // Every node, the leaving shard's too: none keeps a record of a finished change.
+        let targets: Vec<(String, String)> = nodes_of(&cur)
+            .into_iter()
+            .map(|(addr, id, _)| (addr, id))
+            .collect();
+        done_on_nodes(router, &targets, cur.ring.epoch()).await;
     }
     let summary = {
         let st = lock(&rb.state);
@@ -1417,9 +1632,9 @@ async fn rollback(router: Arc<Router>, old_specs: Vec<ShardSpec>, what: String) 
             }
         };
         let pool: Vec<Arc<Shard>> = cur.serving_shards().cloned().collect();
-        let next = build_topology(&plan, &pool);
-        let map = next.migrating.map().cloned();
         let back = format!("rollback of {what}");
+        let next = build_topology(&plan, &pool, &back);
+        let map = next.migrating.map().cloned();
         start_progress(rb, &back, &plan, "rolling-back");
         let callers: Vec<u64> = lock(&rb.state)
             .cancel_waiters
@@ -1684,16 +1899,96 @@ pub fn divert(
     Some(Slot::Forward(rx))
 }
 
+/// Most requests a chain runs as one batch (a client's pipeline is usually shorter).
+const CHAIN_BATCH: usize = 256;
+
 async fn chain_task(
     router: Arc<Router>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     pending: Arc<AtomicUsize>,
 ) {
+    let mut batch = Vec::new();
     while let Some(job) = rx.recv().await {
-        let reply = run_job(&router, &job).await;
-        let _ = job.reply.send(Ok(reply));
-        pending.fetch_sub(1, Ordering::AcqRel);
+        batch.push(job);
+        while batch.len() < CHAIN_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let replies = run_batch(&router, &batch).await;
+        for (job, reply) in batch.drain(..).zip(replies) {
+            let _ = job.reply.send(Ok(reply));
+            pending.fetch_sub(1, Ordering::AcqRel);
+        }
     }
+}
+
+/// Runs the requests a client queued on its chain as one pipeline: first every key of theirs
+/// in a moving arc is moved (one `MIGRATE-KEYS` per source and target, in parallel), then
+/// all of them are sent in order, as the fast path sends a pipeline, and answered in order.
+/// One at a time, each paid two round trips after the previous one's reply. A request
+/// refused with `-WRONGSHARD` is run again alone ([`run_job`]); if moving the keys fails,
+/// every request runs alone, so only those whose keys could not be moved fail.
+async fn run_batch(router: &Arc<Router>, jobs: &[Job]) -> Vec<Bytes> {
+    let topo = router.topology.load_full();
+    if topo.shards.is_empty() {
+        return jobs
+            .iter()
+            .map(|_| error_bytes("ERR the ring has no shards"))
+            .collect();
+    }
+    let plans: Vec<Plan> = jobs
+        .iter()
+        .map(|j| route::plan(j.spec, &j.args, |k| topo.owner(k).unwrap_or(0)))
+        .collect();
+    let mut keys: Vec<&Bytes> = Vec::new();
+    for (job, plan) in jobs.iter().zip(&plans) {
+        if matches!(plan, Plan::Forward(_) | Plan::Split { .. }) {
+            for i in job.spec.key_positions(job.args.len()) {
+                if !keys.contains(&&job.args[i]) {
+                    keys.push(&job.args[i]);
+                }
+            }
+        }
+    }
+    if let Some(first) = jobs.first() {
+        if migrate_keys(router, &topo, &keys, first.who, first.start)
+            .await
+            .is_err()
+        {
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                out.push(run_job(router, job).await);
+            }
+            return out;
+        }
+    }
+    let mut slots: Vec<Slot> = jobs
+        .iter()
+        .zip(plans)
+        .map(|(job, plan)| {
+            proxy::send_plan(
+                &topo,
+                job.who,
+                plan,
+                &job.args,
+                job.raw.clone(),
+                job.cmd,
+                job.start,
+            )
+        })
+        .collect();
+    let mut out = Vec::with_capacity(jobs.len());
+    for (job, slot) in jobs.iter().zip(&mut slots) {
+        let bytes = std::future::poll_fn(|cx| slot.poll_take(cx)).await;
+        if wrongshard(&bytes).is_some() {
+            out.push(run_job(router, job).await);
+        } else {
+            out.push(bytes);
+        }
+    }
+    out
 }
 
 /// Runs one request: moves its keys out of moving arcs at their sources, sends it to the
@@ -1707,7 +2002,12 @@ async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
         }
         let plan = route::plan(job.spec, &job.args, |k| topo.owner(k).unwrap_or(0));
         if matches!(plan, Plan::Forward(_) | Plan::Split { .. }) {
-            if let Err(e) = migrate_keys(router, &topo, job).await {
+            let keys: Vec<&Bytes> = job
+                .spec
+                .key_positions(job.args.len())
+                .map(|i| &job.args[i])
+                .collect();
+            if let Err(e) = migrate_keys(router, &topo, &keys, job.who, job.start).await {
                 return error_bytes(&e);
             }
         }
@@ -1754,12 +2054,17 @@ async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
     }
 }
 
-/// Sends `MIGRATE-KEYS <target> key...` to each source holding a moving key of the job, in
-/// parallel, and waits for every reply.
-async fn migrate_keys(router: &Router, topo: &Topology, job: &Job) -> Result<(), String> {
+/// Sends `MIGRATE-KEYS <target> key...` to each source holding some of `keys` in a moving
+/// arc, in parallel, and waits for every reply.
+async fn migrate_keys(
+    router: &Router,
+    topo: &Topology,
+    keys: &[&Bytes],
+    who: Who,
+    start: Instant,
+) -> Result<(), String> {
     let mut groups: Vec<(&str, &str, Vec<&Bytes>)> = Vec::new();
-    for i in job.spec.key_positions(job.args.len()) {
-        let key = &job.args[i];
+    for &key in keys {
         if let Some(m) = topo.migrating.find(key_hash(key)) {
             match groups
                 .iter_mut()
@@ -1790,7 +2095,7 @@ async fn migrate_keys(router: &Router, topo: &Topology, job: &Job) -> Result<(),
         waits.push((
             src.id.clone(),
             dst.id.clone(),
-            proxy::send_as(src, job.who, request.freeze(), cmd, job.start),
+            proxy::send_as(src, who, request.freeze(), cmd, start),
         ));
     }
     let rb = &router.rebalance;
@@ -2115,7 +2420,7 @@ mod tests {
     #[test]
     fn topology_set_names_every_shard() {
         let r = ring(&["a", "b"]);
-        let args: Vec<String> = topology_set(&r, "b")
+        let args: Vec<String> = topology_set(&r, None, "b")
             .iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .collect();

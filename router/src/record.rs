@@ -1,0 +1,171 @@
+//! The record of a membership change that the nodes keep while it moves keys.
+//!
+//! A router pushes it with the change's ring (`TOPOLOGY SETMOVING`) and clears it when every arc
+//! is empty (`TOPOLOGY DONE`). A router that starts while the nodes hold one (the previous router
+//! was restarted or died mid-move) learns from it which arcs are still moving, between which
+//! shards and at which addresses, and resumes the move. Without it the new router would route
+//! by the new ring alone: keys not yet moved would stay at their old owners, which refuse them.
+//! The nodes store it as opaque bytes; its format (TOML) belongs to the router.
+
+use bytes::Bytes;
+use ringcache_protocol::ring::{Epoch, Ring, ShardSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::topology::Topology;
+
+/// A shard in one of the change's memberships.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub id: String,
+    pub weight: u32,
+}
+
+/// Where a shard holding keys of the change is served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Place {
+    pub id: String,
+    pub primary: String,
+    #[serde(default)]
+    pub replicas: Vec<String>,
+}
+
+/// A membership change in progress, as the nodes keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRecord {
+    /// As `RING STATUS` names it: `join d`, `leave b`, `rollback of join d`.
+    pub what: String,
+    pub vnodes: u32,
+    /// The membership before the change and after it (the ring at the record's epoch).
+    pub from: Vec<Member>,
+    pub to: Vec<Member>,
+    /// Every shard of either membership, with its addresses when the record was pushed.
+    pub shards: Vec<Place>,
+}
+
+fn members(specs: &[ShardSpec]) -> Vec<Member> {
+    specs
+        .iter()
+        .map(|s| Member {
+            id: s.id.clone(),
+            weight: s.weight,
+        })
+        .collect()
+}
+
+fn specs(members: &[Member]) -> Vec<ShardSpec> {
+    members
+        .iter()
+        .map(|m| ShardSpec::new(m.id.clone(), m.weight))
+        .collect()
+}
+
+impl ChangeRecord {
+    /// The record of `topo`'s change in progress, if it has one.
+    pub fn of(topo: &Topology) -> Option<ChangeRecord> {
+        let map = topo.migrating.map()?;
+        Some(ChangeRecord {
+            what: map.what().to_string(),
+            vnodes: topo.ring.vnodes(),
+            from: members(map.from()),
+            to: members(topo.ring.shards()),
+            shards: topo
+                .serving_shards()
+                .map(|s| Place {
+                    id: s.id.clone(),
+                    primary: s.primary.clone(),
+                    replicas: s.replicas.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    pub fn encode(&self) -> Bytes {
+        // Serializing plain strings and integers cannot fail; an empty record is refused by
+        // `decode`, so a failure would show as "no change to resume", never as a wrong one.
+        Bytes::from(toml::to_string(self).unwrap_or_default())
+    }
+
+    pub fn decode(raw: &[u8]) -> Result<ChangeRecord, String> {
+        let text = std::str::from_utf8(raw).map_err(|e| format!("change record: {e}"))?;
+        toml::from_str(text).map_err(|e| format!("change record: {e}"))
+    }
+
+    /// The rings before and after the change; the latter at `epoch` (the nodes' epoch).
+    pub fn rings(&self, epoch: Epoch) -> Result<(Ring, Ring), String> {
+        let to = Ring::new(epoch, self.vnodes, specs(&self.to)).map_err(|e| e.to_string())?;
+        let from = Ring::new(epoch.saturating_sub(1), self.vnodes, specs(&self.from))
+            .map_err(|e| e.to_string())?;
+        Ok((from, to))
+    }
+
+    /// Where shard `id` was served when the record was pushed.
+    pub fn place(&self, id: &str) -> Option<&Place> {
+        self.shards.iter().find(|p| p.id == id)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn record() -> ChangeRecord {
+        ChangeRecord {
+            what: "leave b".into(),
+            vnodes: 64,
+            from: vec![
+                Member {
+                    id: "a".into(),
+                    weight: 1,
+                },
+                Member {
+                    id: "b".into(),
+                    weight: 2,
+                },
+            ],
+            to: vec![Member {
+                id: "a".into(),
+                weight: 1,
+            }],
+            shards: vec![
+                Place {
+                    id: "a".into(),
+                    primary: "10.0.0.1:7001".into(),
+                    replicas: vec!["10.0.0.1:7101".into()],
+                },
+                Place {
+                    id: "b".into(),
+                    primary: "shard-b:7001".into(),
+                    replicas: vec![],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_record_survives_its_encoding() {
+        let r = record();
+        assert_eq!(ChangeRecord::decode(&r.encode()).unwrap(), r);
+        assert_eq!(r.place("b").unwrap().primary, "shard-b:7001");
+        assert!(r.place("c").is_none());
+    }
+
+    #[test]
+    fn the_rings_differ_by_the_change() {
+        let (from, to) = record().rings(9).unwrap();
+        assert_eq!((from.epoch(), to.epoch()), (8, 9));
+        let moves = from.diff(&to);
+        assert!(!moves.is_empty());
+        assert!(moves.iter().all(|m| m.from == "b" && m.to == "a"));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(ChangeRecord::decode(b"").is_err());
+        assert!(ChangeRecord::decode(b"what = 1").is_err());
+        assert!(ChangeRecord::decode(&[0xff, 0xfe]).is_err());
+    }
+}
