@@ -180,10 +180,12 @@ pub fn field(r: &Reply, name: &str) -> Option<Reply> {
 }
 
 /// What `RING STATUS` says about the epoch and the ranges still migrating (`None`: not said).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RingStatus {
     pub epoch: Option<u64>,
     pub migrating: Option<u64>,
+    /// The change in progress, or else the last one, as `change`/`last_change` name it.
+    pub change: Option<String>,
 }
 
 /// Reads `RING STATUS` as a map (`epoch`, `migrating`) or as INFO-style `name:value` lines.
@@ -200,6 +202,10 @@ pub fn parse_ring_status(r: &Reply) -> RingStatus {
         return RingStatus {
             epoch: field(r, "epoch").as_ref().and_then(as_u64),
             migrating: field(r, "migrating").as_ref().and_then(count),
+            change: field(r, "change")
+                .or_else(|| field(r, "last_change"))
+                .as_ref()
+                .and_then(text),
         };
     }
     let mut st = RingStatus::default();
@@ -209,6 +215,8 @@ pub fn parse_ring_status(r: &Reply) -> RingStatus {
                 match k.trim() {
                     "epoch" => st.epoch = v.trim().parse().ok(),
                     "migrating" => st.migrating = v.trim().parse().ok(),
+                    "change" => st.change = Some(v.trim().to_string()),
+                    "last_change" if st.change.is_none() => st.change = Some(v.trim().to_string()),
                     _ => {}
                 }
             }

@@ -22,7 +22,7 @@ pub mod workload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -336,6 +336,7 @@ pub fn run(args: Args) -> Result<bool> {
         end: Instant::now(),
         stop: AtomicBool::new(false),
         in_migration: AtomicBool::new(false),
+        in_fault: AtomicUsize::new(0),
         workers: args.workers,
     };
     rt.block_on(workload::preload(&shared))
@@ -372,6 +373,7 @@ pub fn run(args: Args) -> Result<bool> {
     // The load ends on its own at `end`; bounded wait for the tasks.
     let mut lat_migrating = Vec::new();
     let mut lat_steady = Vec::new();
+    let mut lat_fault = Vec::new();
     let joined: Vec<WorkerStats> = rt.block_on(async {
         let mut out = Vec::new();
         let limit = shared.end + workload::OP_TIMEOUT * 2 + Duration::from_secs(10);
@@ -386,6 +388,7 @@ pub fn run(args: Args) -> Result<bool> {
     for s in joined {
         lat_migrating.extend(s.lat_migrating);
         lat_steady.extend(s.lat_steady);
+        lat_fault.extend(s.lat_fault);
     }
     shared.model.settle(Instant::now());
     if shared.stopping() {
@@ -431,6 +434,7 @@ pub fn run(args: Args) -> Result<bool> {
         final_migration,
         lat_migrating,
         lat_steady,
+        lat_fault,
     });
     if !pass {
         let logs = std::env::temp_dir().join(format!(

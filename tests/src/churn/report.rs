@@ -94,6 +94,7 @@ pub struct RunFacts<'a> {
     pub final_migration: Result<Duration, String>,
     pub lat_migrating: Vec<u32>,
     pub lat_steady: Vec<u32>,
+    pub lat_fault: Vec<u32>,
 }
 
 /// Which shards ever owned a key, over every membership the run had.
@@ -439,9 +440,19 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
         Ok(_) => {}
         Err(e) => println!("before the final check: {e}"),
     }
-    println!("latency per request (pipelined batches, through the router):");
-    println!("  {}", latency_line("during migration", f.lat_migrating));
-    println!("  {}", latency_line("outside migration", f.lat_steady));
+    println!("latency per request (pipelined batches, through the router; requests while a fault was in progress, or during a move with a fault injected, apart):");
+    let mut during = f.lat_migrating;
+    let mut outside = f.lat_steady;
+    during.sort_unstable();
+    outside.sort_unstable();
+    let ratio = match (percentile(&during, 99), percentile(&outside, 99)) {
+        (Some(d), Some(o)) if o > 0.0 => format!("{:.2}", d / o),
+        _ => "n/a".to_string(),
+    };
+    println!("  {}", latency_line("during migration (graceful changes)", during));
+    println!("  {}", latency_line("outside migration", outside));
+    println!("  {}", latency_line("during a fault", f.lat_fault));
+    println!("  p99 during / outside migration: {ratio}");
 
     let mut reasons = Vec::new();
     if total(Kind::Lost, false) > 0 {

@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 
 use super::backend::{Backend, RouterShard, ShardState};
 use super::client::{self, cmd, Answer, Cmd, Conn, RingNode, RingStatus};
-use super::workload::Shared;
+use super::workload::{FaultMark, Shared};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScheduleKind {
@@ -442,12 +442,16 @@ impl<'a> Driver<'a> {
     /// A membership change: `change` sends it (its `Err` is the refusal); the owners of every test
     /// key are located before and after, and the migration it starts is waited for. `then` runs
     /// right after +OK (a kill mid-move).
+    /// With `faulted` (`then` injects a fault), the whole move counts as a fault: the latency
+    /// figures during migration are those of graceful changes.
+    #[allow(clippy::too_many_arguments)]
     fn change(
         &mut self,
         at: Duration,
         name: String,
         changed: &str,
         join: bool,
+        faulted: bool,
         args: &[String],
         then: impl FnOnce(&mut Self, &[String]) -> Result<String, String>,
     ) -> EventRecord {
@@ -456,6 +460,8 @@ impl<'a> Driver<'a> {
         if let Err(e) = self.admin(cmd(args), CHANGE_TIMEOUT) {
             return self.record(at, name, Err(e));
         }
+        let shared: &Shared = self.shared;
+        let _fault = faulted.then(|| FaultMark::new(shared));
         let ok_at = Instant::now();
         self.shared.in_migration.store(true, Ordering::Relaxed);
         if let Some(s) = self.shard_mut(changed) {
@@ -500,29 +506,38 @@ impl<'a> Driver<'a> {
             Some(true) => format!("join {id} + kill target mid-move"),
             Some(false) => format!("join {id} + kill source mid-move"),
         };
-        let mut rec = self.change(at, name, &id.clone(), true, &args, |d, members_before| {
-            let Some(target) = kill_target else {
-                return Ok("the new epoch is in effect".to_string());
-            };
-            // Kill at once, while keys move: the target, or one of the old members (with this
-            // many vnodes every old member gives arcs to the new shard).
-            let victim = if target {
-                Some(id.clone())
-            } else {
-                members_before.choose(&mut d.rng).cloned()
-            };
-            let victim = victim.unwrap_or_else(|| id.clone());
-            let migrating = match d.ring_status() {
-                Ok(RingStatus {
-                    migrating: Some(n), ..
-                }) => format!("migrating:{n}"),
-                Ok(_) => "migrating unknown".to_string(),
-                Err(e) => format!("RING STATUS failed: {e}"),
-            };
-            d.crash_primary(&victim)
-                .map(|s| format!("killed {victim}'s primary at {migrating}: {s}"))
-                .map_err(|e| format!("killed {victim}'s primary at {migrating}: {e}"))
-        });
+        let faulted = kill_target.is_some();
+        let mut rec = self.change(
+            at,
+            name,
+            &id.clone(),
+            true,
+            faulted,
+            &args,
+            |d, members_before| {
+                let Some(target) = kill_target else {
+                    return Ok("the new epoch is in effect".to_string());
+                };
+                // Kill at once, while keys move: the target, or one of the old members (with this
+                // many vnodes every old member gives arcs to the new shard).
+                let victim = if target {
+                    Some(id.clone())
+                } else {
+                    members_before.choose(&mut d.rng).cloned()
+                };
+                let victim = victim.unwrap_or_else(|| id.clone());
+                let migrating = match d.ring_status() {
+                    Ok(RingStatus {
+                        migrating: Some(n), ..
+                    }) => format!("migrating:{n}"),
+                    Ok(_) => "migrating unknown".to_string(),
+                    Err(e) => format!("RING STATUS failed: {e}"),
+                };
+                d.crash_primary(&victim)
+                    .map(|s| format!("killed {victim}'s primary at {migrating}: {s}"))
+                    .map_err(|e| format!("killed {victim}'s primary at {migrating}: {e}"))
+            },
+        );
         if rec.moves.is_none() {
             if let Err(e) = &mut rec.result {
                 *e = format!("RING JOIN failed: {e}");
@@ -548,9 +563,15 @@ impl<'a> Driver<'a> {
             return self.record(at, "leave".into(), Err("no member".into()));
         };
         let args = ["RING".to_string(), "LEAVE".into(), id.clone()];
-        let mut rec = self.change(at, format!("leave {id}"), &id, false, &args, |_, _| {
-            Ok("the new epoch is in effect".into())
-        });
+        let mut rec = self.change(
+            at,
+            format!("leave {id}"),
+            &id,
+            false,
+            false,
+            &args,
+            |_, _| Ok("the new epoch is in effect".into()),
+        );
         if rec.moves.is_none() {
             if let Err(e) = &mut rec.result {
                 *e = format!("RING LEAVE failed: {e}");
@@ -562,6 +583,7 @@ impl<'a> Driver<'a> {
     /// Kills shard `id`'s primary; waits for the router to promote the replica, else restarts
     /// the primary (empty) on its address. Records the fault window.
     fn crash_primary(&mut self, id: &str) -> Result<String, String> {
+        let _fault = FaultMark::new(self.shared);
         let start = Instant::now();
         let Some(shard) = self.shards.iter().find(|s| s.id == id).cloned() else {
             return Err(format!("no shard {id}"));
@@ -645,6 +667,7 @@ impl<'a> Driver<'a> {
         hurt: fn(&mut dyn Backend, &str) -> anyhow::Result<()>,
         heal: fn(&mut dyn Backend, &str) -> anyhow::Result<()>,
     ) -> Result<String, String> {
+        let _fault = FaultMark::new(self.shared);
         let start = Instant::now();
         if let Err(e) = hurt(self.backend.as_mut(), node) {
             return Err(format!("{e:#}"));
@@ -706,11 +729,58 @@ impl<'a> Driver<'a> {
         self.record(at, name, result)
     }
 
-    /// Restarts the router with the current membership in its config, then checks it knows the
-    /// epoch the old one had.
+    /// Restarts the router mid-move: a member leaves and, right after +OK, the router is
+    /// restarted with the new membership in its config (the leaving shard is not in it). The new
+    /// router must come up on the current epoch and finish the move it learns from the nodes.
+    /// With fewer than three members, a plain restart.
     fn restart_router(&mut self) -> EventRecord {
         let at = self.elapsed();
-        let name = format!("restart router ({})", self.backend.verbs().restart_router);
+        let verb = self.backend.verbs().restart_router;
+        let members = self.members();
+        let Some(id) = members
+            .choose(&mut self.rng)
+            .cloned()
+            .filter(|_| members.len() >= 3)
+        else {
+            let result = self.restart_router_now();
+            return self.record(at, format!("restart router ({verb})"), result);
+        };
+        let args = ["RING".to_string(), "LEAVE".into(), id.clone()];
+        let name = format!("leave {id} + restart router ({verb}) mid-move");
+        let mut moving_at_restart = false;
+        let mut rec = self.change(at, name, &id, false, true, &args, |d, _| {
+            moving_at_restart =
+                matches!(d.ring_status(), Ok(RingStatus { migrating: Some(n), .. }) if n > 0);
+            d.restart_router_now()
+        });
+        if rec.moves.is_none() {
+            if let Err(e) = &mut rec.result {
+                *e = format!("RING LEAVE failed: {e}");
+            }
+            return rec;
+        }
+        // The new router reports the change only if it resumed it.
+        let expected = format!("leave {id}");
+        let resumed = self.ring_status().map(|s| s.change);
+        if let Ok(what) = &mut rec.result {
+            match resumed {
+                Ok(Some(c)) if c == expected => what.push_str("; the new router resumed the move"),
+                _ if !moving_at_restart => what.push_str("; the move had ended before the restart"),
+                other => {
+                    rec.result = Err(format!(
+                        "{what}; the new router did not resume the move (RING STATUS change: {other:?})"
+                    ))
+                }
+            }
+        }
+        rec
+    }
+
+    /// Restarts the router with the current membership in its config, then checks it knows the
+    /// epoch the old one had.
+    fn restart_router_now(&mut self) -> Result<String, String> {
+        // Until the new router serves on the current epoch.
+        let _fault = FaultMark::new(self.shared);
         let epoch_before = self.ring_status().ok().and_then(|s| s.epoch);
         let start = Instant::now();
         let members = self.router_members();
@@ -722,10 +792,7 @@ impl<'a> Driver<'a> {
             end: Instant::now(),
             shards: None,
         });
-        let how = match restarted {
-            Ok(s) => s,
-            Err(e) => return self.record(at, name, Err(format!("{e:#}"))),
-        };
+        let how = restarted.map_err(|e| format!("{e:#}"))?;
         // The new router must come up on the current epoch (bounded wait for it to learn it).
         let mut epoch_after = None;
         for _ in 0..50 {
@@ -741,14 +808,13 @@ impl<'a> Driver<'a> {
             fmt_opt(epoch_before),
             fmt_opt(epoch_after)
         );
-        let result = if epoch_after.is_some() && epoch_after >= epoch_before {
+        if epoch_after.is_some() && epoch_after >= epoch_before {
             Ok(summary)
         } else {
             Err(format!(
                 "{summary}: the new router did not reach the current epoch"
             ))
-        };
-        self.record(at, name, result)
+        }
     }
 
     /// Restarts whatever died without the harness killing it (and records it as a crash).

@@ -6,7 +6,7 @@
 //! is sent right before its INCR ("read before written").
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,9 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Between a JOIN/LEAVE's +OK and `migrating:0` (or while RING STATUS says migrating > 0).
     pub in_migration: AtomicBool,
+    /// Faults in progress (a kill until its failover, a pause, a cut, a router restart): their
+    /// latencies are kept apart, so neither migration nor steady figures include them.
+    pub in_fault: AtomicUsize,
     pub workers: usize,
 }
 
@@ -112,6 +115,24 @@ pub struct WorkerStats {
     /// Per-request latency in microseconds, during a migration / outside one.
     pub lat_migrating: Vec<u32>,
     pub lat_steady: Vec<u32>,
+    /// While a fault was in progress (migrating or not).
+    pub lat_fault: Vec<u32>,
+}
+
+/// Marks a fault in progress while alive (see [`Shared::in_fault`]).
+pub struct FaultMark<'a>(&'a Shared);
+
+impl<'a> FaultMark<'a> {
+    pub fn new(shared: &'a Shared) -> FaultMark<'a> {
+        shared.in_fault.fetch_add(1, Ordering::Relaxed);
+        FaultMark(shared)
+    }
+}
+
+impl Drop for FaultMark<'_> {
+    fn drop(&mut self) {
+        self.0.in_fault.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How an answer is counted.
@@ -295,7 +316,9 @@ pub async fn worker(w: usize, shared: Arc<Shared>, rate: f64, seed: u64) -> Work
                 .saturating_duration_since(sent)
                 .as_micros()
                 .min(u32::MAX as u128) as u32;
-            if shared.in_migration.load(Ordering::Relaxed) {
+            if shared.in_fault.load(Ordering::Relaxed) > 0 {
+                stats.lat_fault.push(us);
+            } else if shared.in_migration.load(Ordering::Relaxed) {
                 stats.lat_migrating.push(us);
             } else {
                 stats.lat_steady.push(us);
