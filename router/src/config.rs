@@ -16,6 +16,7 @@
 //! vnodes = 2048
 //! migration_batch = 1000         # keys per background migration batch (1 to 10000)
 //! migration_pause_ms = 0         # pause between batches, to throttle a rebalance
+//! migration_rate = 0             # keys per second the mover may move, all moves together (0: no cap)
 //!
 //! [[shard]]
 //! id = "a"
@@ -90,6 +91,7 @@ struct RawRing {
     max_replica_lag: Option<RawLag>,
     migration_batch: Option<u32>,
     migration_pause_ms: Option<u64>,
+    migration_rate: Option<u64>,
 }
 
 /// `max_replica_lag` as milliseconds (`500`) or a duration string (`"500ms"`, `"2s"`).
@@ -182,6 +184,8 @@ pub struct RingConfig {
     pub migration_batch: usize,
     /// Pause between the mover's batches (throttle; 0 = none).
     pub migration_pause: Duration,
+    /// Keys per second the background mover may move, all its streams together (0: no cap).
+    pub migration_rate: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -452,6 +456,7 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         }
         ms => Duration::from_millis(ms.unwrap_or(0)),
     };
+    let migration_rate = raw.ring.migration_rate.unwrap_or(0);
     let config = RouterConfig {
         listen,
         metrics: r.metrics,
@@ -468,6 +473,7 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
             max_replica_lag,
             migration_batch,
             migration_pause,
+            migration_rate,
         },
         shards,
         l4,
@@ -590,6 +596,7 @@ mod tests {
             vnodes = 64
             read_from = "replica"
             max_replica_lag = "500ms"
+            migration_rate = 50000
             [[shard]]
             id = "a"
             primary = "node-a:7001"
@@ -613,6 +620,7 @@ mod tests {
         assert_eq!(c.ring.vnodes, 64);
         assert_eq!(c.ring.read_from, ReadFrom::ReplicaLeastConnections);
         assert_eq!(c.ring.max_replica_lag, Some(Duration::from_millis(500)));
+        assert_eq!(c.ring.migration_rate, 50_000);
         assert_eq!(c.shards[0].replicas.len(), 2);
         assert_eq!(c.shards[0].weight, 2);
         assert_eq!(c.l4.len(), 2);

@@ -1697,9 +1697,37 @@ pub async fn cancel(router: Arc<Router>, caller: u64) -> Reply {
         .unwrap_or_else(|_| Reply::error("ERR the change ended before it could be cancelled"))
 }
 
+/// `[ring] migration_rate`: keys per second for all of a change's streams together.
+struct Pace {
+    rate: u64,
+    started: tokio::time::Instant,
+    moved: AtomicU64,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Pace {
+        Pace {
+            rate,
+            started: tokio::time::Instant::now(),
+            moved: AtomicU64::new(0),
+        }
+    }
+
+    /// After a batch of `n` keys: waits until the keys moved so far are within the rate.
+    async fn after(&self, n: u64) {
+        let total = self.moved.fetch_add(n, Ordering::Relaxed) + n;
+        if self.rate == 0 || n == 0 {
+            return;
+        }
+        let due = self.started + Duration::from_secs_f64(total as f64 / self.rate as f64);
+        tokio::time::sleep_until(due).await;
+    }
+}
+
 /// Moves every arc of `map`; true if stopped by `RING CANCEL` (when `cancellable`).
 async fn move_all(router: &Arc<Router>, map: &Arc<MigrationMap>, cancellable: bool) -> bool {
-    let workers = (0..map.groups.len()).map(|g| move_group(router, map, g, cancellable));
+    let pace = &Pace::new(router.config.ring.migration_rate);
+    let workers = (0..map.groups.len()).map(|g| move_group(router, map, g, cancellable, pace));
     futures::future::join_all(workers)
         .await
         .into_iter()
@@ -1712,6 +1740,7 @@ async fn move_group(
     map: &MigrationMap,
     group: usize,
     cancellable: bool,
+    pace: &Pace,
 ) -> bool {
     let rb = &router.rebalance;
     let (from, to, arcs) = &map.groups[group];
@@ -1790,6 +1819,7 @@ async fn move_group(
                             }
                         }
                     });
+                    pace.after(moved).await;
                     if moved > 0 && !pause.is_zero() {
                         tokio::time::sleep(pause).await;
                     }
@@ -2415,6 +2445,25 @@ mod tests {
         assert!(!Migrating::default().is_migrating(15));
         let whole = MigrationMap::new(vec![m(7, 7, "a")], Vec::new());
         assert!(whole.find(7).is_some() && whole.find(0).is_some());
+    }
+
+    /// Paused clock: the sleeps advance it, nothing waits for real.
+    #[tokio::test(start_paused = true)]
+    async fn the_mover_keeps_to_its_rate() {
+        let start = tokio::time::Instant::now();
+        let pace = Pace::new(1000);
+        for _ in 0..4 {
+            pace.after(250).await;
+        }
+        assert!(
+            start.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        let free = Pace::new(0);
+        let start = tokio::time::Instant::now();
+        free.after(1_000_000).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     #[test]
