@@ -449,7 +449,10 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
         (Some(d), Some(o)) if o > 0.0 => format!("{:.2}", d / o),
         _ => "n/a".to_string(),
     };
-    println!("  {}", latency_line("during migration (graceful changes)", during));
+    println!(
+        "  {}",
+        latency_line("during migration (graceful changes)", during)
+    );
     println!("  {}", latency_line("outside migration", outside));
     println!("  {}", latency_line("during a fault", f.lat_fault));
     println!("  p99 during / outside migration: {ratio}");
