@@ -1997,17 +1997,7 @@ async fn run_batch(router: &Arc<Router>, jobs: &[Job]) -> Vec<Bytes> {
     let mut slots: Vec<Slot> = jobs
         .iter()
         .zip(plans)
-        .map(|(job, plan)| {
-            proxy::send_plan(
-                &topo,
-                job.who,
-                plan,
-                &job.args,
-                job.raw.clone(),
-                job.cmd,
-                job.start,
-            )
-        })
+        .map(|(job, plan)| send_job(&topo, job, plan))
         .collect();
     let mut out = Vec::with_capacity(jobs.len());
     for (job, slot) in jobs.iter().zip(&mut slots) {
@@ -2019,6 +2009,18 @@ async fn run_batch(router: &Arc<Router>, jobs: &[Job]) -> Vec<Bytes> {
         }
     }
     out
+}
+
+fn send_job(topo: &Topology, job: &Job, plan: Plan) -> Slot {
+    proxy::send_plan(
+        topo,
+        job.who,
+        plan,
+        &job.args,
+        job.raw.clone(),
+        job.cmd,
+        job.start,
+    )
 }
 
 /// Runs one request: moves its keys out of moving arcs at their sources, sends it to the
@@ -2041,15 +2043,7 @@ async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
                 return error_bytes(&e);
             }
         }
-        let mut slot = proxy::send_plan(
-            &topo,
-            job.who,
-            plan,
-            &job.args,
-            job.raw.clone(),
-            job.cmd,
-            job.start,
-        );
+        let mut slot = send_job(&topo, job, plan);
         let bytes = std::future::poll_fn(|cx| slot.poll_take(cx)).await;
         let Some((epoch, owner)) = wrongshard(&bytes) else {
             return bytes;

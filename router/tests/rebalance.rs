@@ -114,13 +114,9 @@ impl Cluster {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let addrs: Vec<String> = ids.iter().map(|id| self.addr(id)).collect();
-        let shards: Vec<(&str, &str)> = ids
-            .iter()
-            .zip(&addrs)
-            .map(|(id, a)| (*id, a.as_str()))
-            .collect();
-        let mut config = RouterConfig::with_shards("127.0.0.1:0", &shards).unwrap();
+        let shards: Vec<(&str, String)> = ids.iter().map(|id| (*id, self.addr(id))).collect();
+        let pairs: Vec<(&str, &str)> = shards.iter().map(|(id, a)| (*id, a.as_str())).collect();
+        let mut config = RouterConfig::with_shards("127.0.0.1:0", &pairs).unwrap();
         tune(&mut config);
         // The old router's listener closes once its accept loop has seen the stop.
         let listener = eventually(T, || async { TcpListener::bind(self.router).await.ok() }).await;
@@ -688,11 +684,7 @@ async fn cancel_moves_everything_back() {
     preload(&mut admin).await;
     let old_ring = ring_of(1, &["a", "b", "c"]);
     let load = Load::start(cl.router, 2_000);
-    let join = admin
-        .call(&["RING", "JOIN", "d", &cl.addr("d")], T)
-        .await
-        .unwrap();
-    assert_eq!(text(&join), "OK", "RING JOIN: {join:?}");
+    join_d(&mut admin, &cl).await;
     // Wait until some keys moved, then cancel.
     eventually(Duration::from_secs(20), || {
         let router = cl.router;
@@ -741,6 +733,15 @@ async fn cancel_moves_everything_back() {
     assert!(admin.call(&["RING", "CANCEL"], T).await.unwrap().is_error());
 }
 
+/// `RING JOIN d <d's address>`, which must answer +OK.
+async fn join_d(admin: &mut NodeConn, cl: &Cluster) {
+    let join = admin
+        .call(&["RING", "JOIN", "d", &cl.addr("d")], T)
+        .await
+        .unwrap();
+    assert_eq!(text(&join), "OK", "RING JOIN: {join:?}");
+}
+
 /// Waits until the change in progress has moved more than `keys` keys.
 async fn wait_keys_moved(router: SocketAddr, keys: u64) {
     eventually(Duration::from_secs(20), || async move {
@@ -767,11 +768,7 @@ async fn a_router_restarted_mid_move_resumes_it() {
     preload(&mut admin).await;
     let load = Load::start(cl.router, 1_000);
 
-    let join = admin
-        .call(&["RING", "JOIN", "d", &cl.addr("d")], T)
-        .await
-        .unwrap();
-    assert_eq!(text(&join), "OK", "RING JOIN: {join:?}");
+    join_d(&mut admin, &cl).await;
     wait_keys_moved(cl.router, 200).await;
     let st = ring_status(&mut admin).await;
     assert_eq!(field(&st, "migrating").as_deref(), Some("1"), "{st}");
