@@ -119,3 +119,74 @@ fn a_refused_move_leaves_the_key_on_the_source_and_removes_the_copy() {
     }
     assert_eq!(c.cmd(&["GET", "k"]), bulk("v1"));
 }
+
+/// `TOPOLOGY SETMOVING` installs a ring with the router's record of the change moving keys;
+/// `TOPOLOGY GET` returns it (a router started mid-move resumes from it). A plain `SET` at the
+/// same epoch keeps it, a newer ring or `TOPOLOGY DONE` drops it, an older epoch is refused.
+#[test]
+fn the_change_record_lives_until_done_or_a_newer_ring() {
+    let node = start_node(&[]);
+    let mut c = node.raw();
+    let state = |c: &mut Raw, epoch: i64, record: Reply| {
+        assert_eq!(
+            c.cmd(&["TOPOLOGY", "GET"]),
+            Reply::Array(vec![
+                int(epoch),
+                bulk(if epoch == 0 { "" } else { "a" }),
+                record
+            ])
+        );
+    };
+    state(&mut c, 0, Reply::Nil);
+    let moving = |epoch: &str, record: &str| {
+        vec![
+            "TOPOLOGY",
+            "SETMOVING",
+            epoch,
+            "a",
+            "64",
+            record,
+            "a",
+            "1",
+            "b",
+            "1",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(c.cmd(&moving("5", "join b")), ok());
+    state(&mut c, 5, bulk("join b"));
+    // The epoch sync re-pushes a ring without the record: kept at the same epoch.
+    assert_eq!(
+        c.cmd(&["TOPOLOGY", "SET", "5", "a", "64", "a", "1", "b", "1"]),
+        ok()
+    );
+    state(&mut c, 5, bulk("join b"));
+    let stale = c.cmd(&moving("4", "older"));
+    assert!(
+        matches!(&stale, Reply::Error(e) if e.starts_with("STALEEPOCH")),
+        "{stale:?}"
+    );
+    // DONE for an older change leaves the newer one's record.
+    assert_eq!(c.cmd(&["TOPOLOGY", "DONE", "4"]), ok());
+    state(&mut c, 5, bulk("join b"));
+    assert_eq!(c.cmd(&["TOPOLOGY", "DONE", "5"]), ok());
+    state(&mut c, 5, Reply::Nil);
+    assert_eq!(c.cmd(&moving("6", "leave b")), ok());
+    state(&mut c, 6, bulk("leave b"));
+    assert_eq!(c.cmd(&["TOPOLOGY", "SET", "7", "a", "64", "a", "1"]), ok());
+    state(&mut c, 7, Reply::Nil);
+    // A record but no ring after it, or an odd shard list: usage errors, nothing changes.
+    for bad in [
+        &["TOPOLOGY", "SETMOVING", "8", "a", "64"][..],
+        &["TOPOLOGY", "SETMOVING", "8", "a", "64", "rec", "a"],
+        &["TOPOLOGY", "DONE"],
+    ] {
+        assert!(
+            matches!(c.cmd(bad), Reply::Error(e) if e.starts_with("ERR usage")),
+            "{bad:?}"
+        );
+    }
+    state(&mut c, 7, Reply::Nil);
+}
