@@ -557,14 +557,14 @@ async fn push_all(
         .collect()
 }
 
-/// Every node of `topo` as `(address, shard id, is primary)`: primaries and replicas of the
-/// ring's shards and of shards outside it still holding keys.
-fn nodes_of(topo: &Topology) -> Vec<(String, String, bool)> {
+/// Every node of `topo` as `(address, shard id)`: primaries and replicas of the ring's shards
+/// and of shards outside it still holding keys.
+fn nodes_of(topo: &Topology) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for s in topo.serving_shards() {
-        out.push((s.primary.clone(), s.id.clone(), true));
+        out.push((s.primary.clone(), s.id.clone()));
         for r in &s.replicas {
-            out.push((r.clone(), s.id.clone(), false));
+            out.push((r.clone(), s.id.clone()));
         }
     }
     out
@@ -1042,10 +1042,7 @@ async fn resume(
     };
     let next = build_topology(&plan, &pool, &rec.what);
     let record = ChangeRecord::of(&next).map(|r| r.encode());
-    let targets: Vec<(String, String)> = nodes_of(&next)
-        .into_iter()
-        .map(|(addr, id, _)| (addr, id))
-        .collect();
+    let targets = nodes_of(&next);
     let map = next.migrating.map().cloned();
     let timeout = router.config.connect_timeout;
     let rb = &router.rebalance;
@@ -1177,7 +1174,7 @@ async fn sync_nodes(router: &Arc<Router>) {
     } else {
         lock(&router.rebalance.state).done_epoch
     };
-    let results = futures::future::join_all(nodes.iter().map(|(addr, id, _)| async move {
+    let results = futures::future::join_all(nodes.iter().map(|(addr, id)| async move {
         let mut c = NodeConn::connect(addr, timeout).await?;
         let st = node_state(&mut c, timeout).await?;
         let e = st.epoch;
@@ -1439,8 +1436,7 @@ async fn publish(
     let ring = next.ring.clone();
     let rest: Vec<(String, String)> = nodes_of(&next)
         .into_iter()
-        .filter(|(addr, _, _)| !first.iter().any(|(a, _)| a == addr))
-        .map(|(addr, id, _)| (addr, id))
+        .filter(|(addr, _)| !first.iter().any(|(a, _)| a == addr))
         .collect();
     router.topology.store(Arc::new(next));
     {
@@ -1500,10 +1496,7 @@ async fn revert(router: &Arc<Router>, cur: &Topology, abandoned: Epoch) {
         }
     };
     let topo = Topology::from_parts(ring, cur.shards.clone(), cur.migrating.clone());
-    let targets: Vec<(String, String)> = nodes_of(&topo)
-        .into_iter()
-        .map(|(a, id, _)| (a, id))
-        .collect();
+    let targets = nodes_of(&topo);
     let record = ChangeRecord::of(&topo).map(|r| r.encode());
     router.topology.store(Arc::new(topo));
     let failed = push_all(
@@ -1591,11 +1584,7 @@ async fn complete(router: &Arc<Router>, map: &Arc<MigrationMap>, what: &str) {
             Migrating::default(),
         )));
         // Every node, the leaving shard's too: none keeps a record of a finished change.
-        let targets: Vec<(String, String)> = nodes_of(&cur)
-            .into_iter()
-            .map(|(addr, id, _)| (addr, id))
-            .collect();
-        done_on_nodes(router, &targets, cur.ring.epoch()).await;
+        done_on_nodes(router, &nodes_of(&cur), cur.ring.epoch()).await;
     }
     let summary = {
         let st = lock(&rb.state);
