@@ -1961,11 +1961,13 @@ async fn run_batch(router: &Arc<Router>, jobs: &[Job]) -> Vec<Bytes> {
         .iter()
         .map(|j| route::plan(j.spec, &j.args, |k| topo.owner(k).unwrap_or(0)))
         .collect();
+    // Each key once (a batch may touch one key many times), in the order first seen.
+    let mut seen = std::collections::HashSet::new();
     let mut keys: Vec<&Bytes> = Vec::new();
     for (job, plan) in jobs.iter().zip(&plans) {
         if matches!(plan, Plan::Forward(_) | Plan::Split { .. }) {
             for i in job.spec.key_positions(job.args.len()) {
-                if !keys.contains(&&job.args[i]) {
+                if seen.insert(&job.args[i]) {
                     keys.push(&job.args[i]);
                 }
             }
