@@ -1072,11 +1072,7 @@ async fn resume(
     tokio::spawn(async move {
         estimate(&r, &map, &from).await;
         if rollback {
-            // A rollback is not cancellable; it completes as one.
-            move_all(&r, &map, false).await;
-            if !*r.stop_signal().borrow() {
-                complete(&r, &map, &rec.what).await;
-            }
+            move_back(&r, &map, &rec.what).await;
         } else {
             drive(r, map, from.shards().to_vec(), rec.what).await;
         }
@@ -1572,8 +1568,19 @@ async fn drive(
     }
 }
 
+/// Moves a rollback's arcs (not cancellable), then completes it.
+async fn move_back(router: &Arc<Router>, map: &Arc<MigrationMap>, what: &str) {
+    move_all(router, map, false).await;
+    complete(router, map, what).await;
+}
+
 /// Drops the migration marks (and a leaving shard's pools) once every arc is done.
 async fn complete(router: &Arc<Router>, map: &Arc<MigrationMap>, what: &str) {
+    // The mover stopped because this router is shutting down, arcs left: the nodes must keep
+    // the change's record (no `TOPOLOGY DONE`) so the next router resumes it.
+    if *router.stop_signal().borrow() {
+        return;
+    }
     let rb = &router.rebalance;
     let _guard = rb.change_lock.lock().await;
     let cur = router.topology.load_full();
@@ -1657,11 +1664,7 @@ async fn rollback(router: Arc<Router>, old_specs: Vec<ShardSpec>, what: String) 
         }
     };
     match map {
-        Some(map) => {
-            move_all(&router, &map, false).await;
-            let what = format!("rollback of {what}");
-            complete(&router, &map, &what).await;
-        }
+        Some(map) => move_back(&router, &map, &format!("rollback of {what}")).await,
         None => rb.finish("cancelled"),
     }
 }
