@@ -321,6 +321,7 @@ fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     }
 }
 
+/// `MIGRATE-ARC <target> <start> <end> <max-keys>`.
 fn parse_arc(a: &[Bytes]) -> Result<Migration, Reply> {
     let parse = |b: &Bytes| {
         std::str::from_utf8(b)
