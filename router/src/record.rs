@@ -13,14 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::topology::Topology;
 
-/// A shard in one of the change's memberships.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Member {
-    pub id: String,
-    pub weight: u32,
-}
-
 /// Where a shard holding keys of the change is served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,27 +31,10 @@ pub struct ChangeRecord {
     pub what: String,
     pub vnodes: u32,
     /// The membership before the change and after it (the ring at the record's epoch).
-    pub from: Vec<Member>,
-    pub to: Vec<Member>,
+    pub from: Vec<ShardSpec>,
+    pub to: Vec<ShardSpec>,
     /// Every shard of either membership, with its addresses when the record was pushed.
     pub shards: Vec<Place>,
-}
-
-fn members(specs: &[ShardSpec]) -> Vec<Member> {
-    specs
-        .iter()
-        .map(|s| Member {
-            id: s.id.clone(),
-            weight: s.weight,
-        })
-        .collect()
-}
-
-fn specs(members: &[Member]) -> Vec<ShardSpec> {
-    members
-        .iter()
-        .map(|m| ShardSpec::new(m.id.clone(), m.weight))
-        .collect()
 }
 
 impl ChangeRecord {
@@ -69,8 +44,8 @@ impl ChangeRecord {
         Some(ChangeRecord {
             what: map.what().to_string(),
             vnodes: topo.ring.vnodes(),
-            from: members(map.from()),
-            to: members(topo.ring.shards()),
+            from: map.from().to_vec(),
+            to: topo.ring.shards().to_vec(),
             shards: topo
                 .serving_shards()
                 .map(|s| Place {
@@ -95,8 +70,8 @@ impl ChangeRecord {
 
     /// The rings before and after the change; the latter at `epoch` (the nodes' epoch).
     pub fn rings(&self, epoch: Epoch) -> Result<(Ring, Ring), String> {
-        let to = Ring::new(epoch, self.vnodes, specs(&self.to)).map_err(|e| e.to_string())?;
-        let from = Ring::new(epoch.saturating_sub(1), self.vnodes, specs(&self.from))
+        let to = Ring::new(epoch, self.vnodes, self.to.clone()).map_err(|e| e.to_string())?;
+        let from = Ring::new(epoch.saturating_sub(1), self.vnodes, self.from.clone())
             .map_err(|e| e.to_string())?;
         Ok((from, to))
     }
@@ -116,20 +91,8 @@ mod tests {
         ChangeRecord {
             what: "leave b".into(),
             vnodes: 64,
-            from: vec![
-                Member {
-                    id: "a".into(),
-                    weight: 1,
-                },
-                Member {
-                    id: "b".into(),
-                    weight: 2,
-                },
-            ],
-            to: vec![Member {
-                id: "a".into(),
-                weight: 1,
-            }],
+            from: vec![ShardSpec::new("a", 1), ShardSpec::new("b", 2)],
+            to: vec![ShardSpec::new("a", 1)],
             shards: vec![
                 Place {
                     id: "a".into(),
