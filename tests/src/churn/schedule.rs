@@ -526,13 +526,7 @@ impl<'a> Driver<'a> {
                     members_before.choose(&mut d.rng).cloned()
                 };
                 let victim = victim.unwrap_or_else(|| id.clone());
-                let migrating = match d.ring_status() {
-                    Ok(RingStatus {
-                        migrating: Some(n), ..
-                    }) => format!("migrating:{n}"),
-                    Ok(_) => "migrating unknown".to_string(),
-                    Err(e) => format!("RING STATUS failed: {e}"),
-                };
+                let migrating = d.migrating_now();
                 d.crash_primary(&victim)
                     .map(|s| format!("killed {victim}'s primary at {migrating}: {s}"))
                     .map_err(|e| format!("killed {victim}'s primary at {migrating}: {e}"))
@@ -748,12 +742,7 @@ impl<'a> Driver<'a> {
         let args = ["RING".to_string(), "LEAVE".into(), id.clone()];
         let name = format!("leave {id} + restart router ({verb}) mid-move");
         let mut rec = self.change(at, name, &id, false, true, &args, |d, _| {
-            let moving = match d.ring_status() {
-                Ok(RingStatus {
-                    migrating: Some(n), ..
-                }) => format!("migrating:{n}"),
-                _ => "migrating unknown".to_string(),
-            };
+            let moving = d.migrating_now();
             d.restart_router_now()
                 .map(|s| format!("restarted at {moving}: {s}"))
         });
@@ -782,6 +771,17 @@ impl<'a> Driver<'a> {
             }
         }
         rec
+    }
+
+    /// `migrating:N` as RING STATUS says it now, for event descriptions.
+    fn migrating_now(&mut self) -> String {
+        match self.ring_status() {
+            Ok(RingStatus {
+                migrating: Some(n), ..
+            }) => format!("migrating:{n}"),
+            Ok(_) => "migrating unknown".to_string(),
+            Err(e) => format!("RING STATUS failed: {e}"),
+        }
     }
 
     /// Restarts the router with the current membership in its config, then checks it knows the
