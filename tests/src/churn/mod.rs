@@ -337,6 +337,7 @@ pub fn run(args: Args) -> Result<bool> {
         stop: AtomicBool::new(false),
         in_migration: AtomicBool::new(false),
         in_fault: AtomicUsize::new(0),
+        in_sweep: AtomicUsize::new(0),
         workers: args.workers,
     };
     rt.block_on(workload::preload(&shared))
@@ -374,6 +375,7 @@ pub fn run(args: Args) -> Result<bool> {
     let mut lat_migrating = Vec::new();
     let mut lat_steady = Vec::new();
     let mut lat_fault = Vec::new();
+    let mut lat_sweep = Vec::new();
     let joined: Vec<WorkerStats> = rt.block_on(async {
         let mut out = Vec::new();
         let limit = shared.end + workload::OP_TIMEOUT * 2 + Duration::from_secs(10);
@@ -389,6 +391,7 @@ pub fn run(args: Args) -> Result<bool> {
         lat_migrating.extend(s.lat_migrating);
         lat_steady.extend(s.lat_steady);
         lat_fault.extend(s.lat_fault);
+        lat_sweep.extend(s.lat_sweep);
     }
     shared.model.settle(Instant::now());
     if shared.stopping() {
@@ -435,6 +438,7 @@ pub fn run(args: Args) -> Result<bool> {
         lat_migrating,
         lat_steady,
         lat_fault,
+        lat_sweep,
     });
     if !pass {
         let logs = std::env::temp_dir().join(format!(

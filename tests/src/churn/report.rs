@@ -95,6 +95,7 @@ pub struct RunFacts<'a> {
     pub lat_migrating: Vec<u32>,
     pub lat_steady: Vec<u32>,
     pub lat_fault: Vec<u32>,
+    pub lat_sweep: Vec<u32>,
 }
 
 /// Which shards ever owned a key, over every membership the run had.
@@ -440,7 +441,7 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
         Ok(_) => {}
         Err(e) => println!("before the final check: {e}"),
     }
-    println!("latency per request (pipelined batches, through the router; requests while a fault was in progress, or during a move with a fault injected, apart):");
+    println!("latency per request (pipelined batches, through the router; requests while a fault was in progress, or during a move with a fault injected, or during the harness's own RING LOCATE sweeps, apart):");
     let mut during = f.lat_migrating;
     let mut outside = f.lat_steady;
     during.sort_unstable();
@@ -455,6 +456,10 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
     );
     println!("  {}", latency_line("outside migration", outside));
     println!("  {}", latency_line("during a fault", f.lat_fault));
+    println!(
+        "  {}",
+        latency_line("during the harness's RING LOCATE sweeps", f.lat_sweep)
+    );
     println!("  p99 during / outside migration: {ratio}");
 
     let mut reasons = Vec::new();

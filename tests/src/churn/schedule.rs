@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 
 use super::backend::{Backend, RouterShard, ShardState};
 use super::client::{self, cmd, Answer, Cmd, Conn, RingNode, RingStatus};
-use super::workload::{FaultMark, Shared};
+use super::workload::{Mark, Shared};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScheduleKind {
@@ -296,6 +296,8 @@ impl<'a> Driver<'a> {
 
     /// The owner of every test key, by `RING LOCATE`.
     fn locate_all(&mut self) -> Result<Vec<String>, String> {
+        let shared: &Shared = self.shared;
+        let _sweep = Mark::new(&shared.in_sweep);
         let keys = self.shared.model.keys.all();
         let mut owners = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(1000) {
@@ -461,7 +463,7 @@ impl<'a> Driver<'a> {
             return self.record(at, name, Err(e));
         }
         let shared: &Shared = self.shared;
-        let _fault = faulted.then(|| FaultMark::new(shared));
+        let _fault = faulted.then(|| Mark::new(&shared.in_fault));
         let ok_at = Instant::now();
         self.shared.in_migration.store(true, Ordering::Relaxed);
         if let Some(s) = self.shard_mut(changed) {
@@ -470,13 +472,15 @@ impl<'a> Driver<'a> {
         }
         self.history.push(self.members());
         let result = then(self, &members_before);
+        let migration = Some(self.wait_migrations(ok_at, MIGRATION_WAIT));
+        self.shared.in_migration.store(false, Ordering::Relaxed);
+        // Located once the move is over: the owners depend on the ring alone, and 10,000 RING
+        // LOCATEs sent mid-move would load the router exactly while latency is being measured.
         let after = self.locate_all();
         let moves = match (&before, &after) {
             (Ok(b), Ok(a)) => Ok(move_stats(b, a, changed, members_before.len(), join)),
             (Err(e), _) | (_, Err(e)) => Err(e.clone()),
         };
-        let migration = Some(self.wait_migrations(ok_at, MIGRATION_WAIT));
-        self.shared.in_migration.store(false, Ordering::Relaxed);
         EventRecord {
             at,
             name,
@@ -577,7 +581,7 @@ impl<'a> Driver<'a> {
     /// Kills shard `id`'s primary; waits for the router to promote the replica, else restarts
     /// the primary (empty) on its address. Records the fault window.
     fn crash_primary(&mut self, id: &str) -> Result<String, String> {
-        let _fault = FaultMark::new(self.shared);
+        let _fault = Mark::new(&self.shared.in_fault);
         let start = Instant::now();
         let Some(shard) = self.shards.iter().find(|s| s.id == id).cloned() else {
             return Err(format!("no shard {id}"));
@@ -661,7 +665,7 @@ impl<'a> Driver<'a> {
         hurt: fn(&mut dyn Backend, &str) -> anyhow::Result<()>,
         heal: fn(&mut dyn Backend, &str) -> anyhow::Result<()>,
     ) -> Result<String, String> {
-        let _fault = FaultMark::new(self.shared);
+        let _fault = Mark::new(&self.shared.in_fault);
         let start = Instant::now();
         if let Err(e) = hurt(self.backend.as_mut(), node) {
             return Err(format!("{e:#}"));
@@ -788,7 +792,7 @@ impl<'a> Driver<'a> {
     /// epoch the old one had.
     fn restart_router_now(&mut self) -> Result<String, String> {
         // Until the new router serves on the current epoch.
-        let _fault = FaultMark::new(self.shared);
+        let _fault = Mark::new(&self.shared.in_fault);
         let epoch_before = self.ring_status().ok().and_then(|s| s.epoch);
         let start = Instant::now();
         let members = self.router_members();

@@ -69,6 +69,9 @@ pub struct Shared {
     /// Faults in progress (a kill until its failover, a pause, a cut, a router restart): their
     /// latencies are kept apart, so neither migration nor steady figures include them.
     pub in_fault: AtomicUsize,
+    /// The harness's own RING LOCATE sweeps (10,000 requests in a burst) in progress: their
+    /// latencies are kept apart too, so the harness's bookkeeping weighs on no figure.
+    pub in_sweep: AtomicUsize,
     pub workers: usize,
 }
 
@@ -117,21 +120,24 @@ pub struct WorkerStats {
     pub lat_steady: Vec<u32>,
     /// While a fault was in progress (migrating or not).
     pub lat_fault: Vec<u32>,
+    /// During the harness's RING LOCATE sweeps (and no fault).
+    pub lat_sweep: Vec<u32>,
 }
 
-/// Marks a fault in progress while alive (see [`Shared::in_fault`]).
-pub struct FaultMark<'a>(&'a Shared);
+/// Marks something in progress while alive: a fault ([`Shared::in_fault`]) or a sweep
+/// ([`Shared::in_sweep`]).
+pub struct Mark<'a>(&'a AtomicUsize);
 
-impl<'a> FaultMark<'a> {
-    pub fn new(shared: &'a Shared) -> FaultMark<'a> {
-        shared.in_fault.fetch_add(1, Ordering::Relaxed);
-        FaultMark(shared)
+impl<'a> Mark<'a> {
+    pub fn new(counter: &'a AtomicUsize) -> Mark<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Mark(counter)
     }
 }
 
-impl Drop for FaultMark<'_> {
+impl Drop for Mark<'_> {
     fn drop(&mut self) {
-        self.0.in_fault.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -318,6 +324,8 @@ pub async fn worker(w: usize, shared: Arc<Shared>, rate: f64, seed: u64) -> Work
                 .min(u32::MAX as u128) as u32;
             if shared.in_fault.load(Ordering::Relaxed) > 0 {
                 stats.lat_fault.push(us);
+            } else if shared.in_sweep.load(Ordering::Relaxed) > 0 {
+                stats.lat_sweep.push(us);
             } else if shared.in_migration.load(Ordering::Relaxed) {
                 stats.lat_migrating.push(us);
             } else {
