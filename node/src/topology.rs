@@ -55,7 +55,9 @@ const MAX_BATCH: usize = 10_000;
 /// them seldom waits for the mover's claim.
 const CHUNK: usize = 64;
 /// Idle connections kept per target on each thread; moves running at once each take their own.
-const MAX_IDLE_PER_TARGET: usize = 4;
+const MAX_IDLE_PER_TARGET: usize = 8;
+/// Idle connections a warm-up (`MIGRATE-KEYS <target>` with no keys) makes sure of.
+const WARM_IDLE: usize = 2;
 /// How an error the target answered starts (the connection worked: no point retrying).
 const REFUSED: &str = "target refused: ";
 
@@ -387,6 +389,7 @@ async fn migrate_arc(shared: &Shared, target: &str, arc: RingArc, max: usize) ->
 /// is lost between copy and delete.
 async fn migrate(shared: &Shared, target: &str, keys: &[Bytes]) -> Result<(usize, usize), String> {
     if keys.is_empty() {
+        warm(shared, target).await?;
         return Ok((0, 0));
     }
     let store = &shared.store;
@@ -458,6 +461,23 @@ async fn migrate(shared: &Shared, target: &str, keys: &[Bytes]) -> Result<(usize
     topo.keys_migrated.fetch_add(moved as u64, Relaxed);
     topo.bytes_migrated.fetch_add(bytes as u64, Relaxed);
     Ok((moved, bytes))
+}
+
+/// Opens connections to `target` on this thread until [`WARM_IDLE`] are idle, so the first
+/// moves of a change (a request waiting on each) do not pay for connecting.
+async fn warm(shared: &Shared, target: &str) -> Result<(), String> {
+    let idle = || TARGETS.with(|t| t.borrow().get(target).map_or(0, Vec::len));
+    for _ in idle()..WARM_IDLE {
+        let conn = connect(shared, target).await?;
+        TARGETS.with(|t| {
+            let mut t = t.borrow_mut();
+            let idle = t.entry(target.to_string()).or_default();
+            if idle.len() < WARM_IDLE {
+                idle.push(conn);
+            }
+        });
+    }
+    Ok(())
 }
 
 /// After a failed move: the target may hold some of the keys, so remove those copies (best

@@ -66,10 +66,11 @@ static OWN_COMMANDS: &[CommandSpec] = &[
         last_key: 0,
         step: 0,
     },
-    // MIGRATE-KEYS target key [key ...]: move these keys to the target node, atomically per key.
+    // MIGRATE-KEYS target [key ...]: move these keys to the target node, atomically per key;
+    // with no key, open connections to the target now (the router's warm-up as a change starts).
     CommandSpec {
         name: "migrate-keys",
-        arity: -3,
+        arity: -2,
         flags: flags::ADMIN | flags::WRITE | flags::NOSCRIPT,
         first_key: 0,
         last_key: 0,

@@ -449,20 +449,35 @@ pub fn send_as(
     cmd: u16,
     start: Instant,
 ) -> oneshot::Receiver<UpResult> {
-    let (tx, rx) = oneshot::channel();
-    shard.pool.send(
-        who.io,
-        who.proto,
-        who.id,
-        UpRequest {
-            raw,
-            reply: tx,
-            cmd,
-            start,
-            outstanding: None,
-        },
-    );
+    let (req, rx) = up_request(raw, cmd, start);
+    shard.pool.send(who.io, who.proto, who.id, req);
     rx
+}
+
+/// Sends a `MIGRATE-KEYS` on the shard's side lanes (RESP2): the node answers it only after a
+/// round trip to the target, and other clients' requests must not wait behind it.
+pub fn send_migration(
+    shard: &Shard,
+    who: Who,
+    raw: Bytes,
+    cmd: u16,
+    start: Instant,
+) -> oneshot::Receiver<UpResult> {
+    let (req, rx) = up_request(raw, cmd, start);
+    shard.pool.send_slow(who.io, who.id, req);
+    rx
+}
+
+fn up_request(raw: Bytes, cmd: u16, start: Instant) -> (UpRequest, oneshot::Receiver<UpResult>) {
+    let (tx, rx) = oneshot::channel();
+    let req = UpRequest {
+        raw,
+        reply: tx,
+        cmd,
+        start,
+        outstanding: None,
+    };
+    (req, rx)
 }
 
 /// The replica a read goes to under `[ring] read_from`, if any may serve it: healthy (in sync

@@ -1046,6 +1046,7 @@ async fn resume(
     let map = next.migrating.map().cloned();
     let timeout = router.config.connect_timeout;
     let rb = &router.rebalance;
+    warm_request_path(&next);
     router.topology.store(Arc::new(next));
     lock(&rb.state).nodes_epoch = epoch;
     // Equal epochs are accepted: nodes behind (the previous router's push did not reach them)
@@ -1405,6 +1406,26 @@ fn start_progress(rb: &Rebalancer, what: &str, plan: &ChangePlan, state: &'stati
     });
 }
 
+/// Warms the request path of a change while its ring is being published: the side lanes to
+/// every source, and the sources' connections to their targets, so the first requests on
+/// moving keys do not wait for connections to be set up.
+fn warm_request_path(topo: &Topology) {
+    let Some(map) = topo.migrating.map() else {
+        return;
+    };
+    let cmd = crate::metrics::command_index(ringcache_protocol::table::lookup(b"migrate-keys"));
+    for (from, to, _) in &map.groups {
+        if let (Some(src), Some(dst)) = (topo.shard_by_id(from), topo.shard_by_id(to)) {
+            let mut raw = BytesMut::new();
+            ringcache_protocol::resp::encode_request(
+                &mut raw,
+                [&b"MIGRATE-KEYS"[..], dst.primary.as_bytes()],
+            );
+            src.pool.warm_slow_lanes(&raw.freeze(), cmd);
+        }
+    }
+}
+
 /// Publishes `next`: ring to the gaining shards (all must take it), swap, quiesce, ring to
 /// everyone else (best effort: the sync task retries nodes that missed it).
 async fn publish(
@@ -1414,6 +1435,7 @@ async fn publish(
     callers: &[u64],
 ) -> Result<(), String> {
     let timeout = router.config.connect_timeout;
+    warm_request_path(&next);
     let record = ChangeRecord::of(&next).map(|r| r.encode());
     let first: Vec<(String, String)> = next
         .serving_shards()
@@ -2113,7 +2135,7 @@ async fn migrate_keys(
         waits.push((
             src.id.clone(),
             dst.id.clone(),
-            proxy::send_as(src, who, request.freeze(), cmd, start),
+            proxy::send_migration(src, who, request.freeze(), cmd, start),
         ));
     }
     let rb = &router.rebalance;

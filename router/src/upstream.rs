@@ -192,7 +192,15 @@ struct IoConns {
     handle: tokio::runtime::Handle,
     resp2: Vec<mpsc::UnboundedSender<UpRequest>>,
     resp3: OnceLock<Vec<mpsc::UnboundedSender<UpRequest>>>,
+    /// Side lanes for requests the node answers only after a round trip of its own
+    /// (`MIGRATE-KEYS`): opened on first use, so such a request never holds up the clients
+    /// whose requests share a connection in `resp2`.
+    slow: OnceLock<Vec<mpsc::UnboundedSender<UpRequest>>>,
 }
+
+/// Side lanes per IO thread and shard (see [`IoConns::slow`]): several, so that concurrent
+/// slow requests of different clients do not queue behind each other either.
+const SLOW_LANES: usize = 4;
 
 /// Connection health as RING NODES reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,8 +243,9 @@ impl UpstreamPool {
             .map(|i| {
                 let handle = io.handle(i).clone();
                 IoConns {
-                    resp2: spawn_connections(&shared, Protocol::Resp2, &handle, i),
+                    resp2: spawn_connections(&shared, Protocol::Resp2, &handle, i, None),
                     resp3: OnceLock::new(),
+                    slow: OnceLock::new(),
                     handle,
                 }
             })
@@ -285,17 +294,56 @@ impl UpstreamPool {
     /// Queues `req` on IO thread `io`'s connection `client_id % connections` for `proto`: a
     /// client always uses the same connection of a shard, so its requests there keep their order.
     pub fn send(&self, io: usize, proto: Protocol, client_id: u64, req: UpRequest) {
+        self.send_on(io, proto, client_id, req, false);
+    }
+
+    /// Like [`send`](Self::send), on a side lane (RESP2) kept for requests the node answers
+    /// only after a round trip of its own, like `MIGRATE-KEYS`.
+    pub fn send_slow(&self, io: usize, client_id: u64, req: UpRequest) {
+        self.send_on(io, Protocol::Resp2, client_id, req, true);
+    }
+
+    /// Opens the side lanes on every IO thread now and sends `raw` on each (replies ignored):
+    /// a change's first `MIGRATE-KEYS` then finds the lanes connected, and `raw` (a keyless
+    /// `MIGRATE-KEYS <target>`) has the node connect to the target from each of its threads.
+    pub fn warm_slow_lanes(&self, raw: &Bytes, cmd: u16) {
+        for (io, mine) in self.per_io.iter().enumerate() {
+            let lanes = mine.slow.get_or_init(|| {
+                spawn_connections(
+                    &self.shared,
+                    Protocol::Resp2,
+                    &mine.handle,
+                    io,
+                    Some(SLOW_LANES),
+                )
+            });
+            for lane in lanes {
+                let (reply, _) = oneshot::channel();
+                let _ = lane.send(UpRequest {
+                    raw: raw.clone(),
+                    reply,
+                    cmd,
+                    start: Instant::now(),
+                    outstanding: None,
+                });
+            }
+        }
+    }
+
+    fn send_on(&self, io: usize, proto: Protocol, client_id: u64, req: UpRequest, slow: bool) {
         let Some(mine) = self.per_io.get(io) else {
             let _ = req
                 .reply
                 .send(Err(self.shared.error(UpstreamErrorKind::Stopped)));
             return;
         };
-        let conns = match proto {
-            Protocol::Resp2 => &mine.resp2,
-            Protocol::Resp3 => mine
-                .resp3
-                .get_or_init(|| spawn_connections(&self.shared, Protocol::Resp3, &mine.handle, io)),
+        let spawn = |proto, lanes| spawn_connections(&self.shared, proto, &mine.handle, io, lanes);
+        let conns = match (slow, proto) {
+            (true, _) => mine
+                .slow
+                .get_or_init(|| spawn(Protocol::Resp2, Some(SLOW_LANES))),
+            (false, Protocol::Resp2) => &mine.resp2,
+            (false, Protocol::Resp3) => mine.resp3.get_or_init(|| spawn(Protocol::Resp3, None)),
         };
         let at = (client_id % conns.len().max(1) as u64) as usize;
         let Some(conn) = conns.get(at) else {
@@ -312,13 +360,15 @@ impl UpstreamPool {
     }
 }
 
+/// Starts `lanes` connections (default: the pool's setting) on `handle`.
 fn spawn_connections(
     shared: &Arc<PoolShared>,
     proto: Protocol,
     handle: &tokio::runtime::Handle,
     io: usize,
+    lanes: Option<usize>,
 ) -> Vec<mpsc::UnboundedSender<UpRequest>> {
-    (0..shared.settings.connections.max(1))
+    (0..lanes.unwrap_or(shared.settings.connections).max(1))
         .map(|i| {
             let (tx, rx) = mpsc::unbounded_channel();
             let span = tracing::debug_span!(

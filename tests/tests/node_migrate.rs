@@ -120,6 +120,46 @@ fn a_refused_move_leaves_the_key_on_the_source_and_removes_the_copy() {
     assert_eq!(c.cmd(&["GET", "k"]), bulk("v1"));
 }
 
+/// `MIGRATE-KEYS <target>` with no key (the router's warm-up as a change starts) connects to the
+/// target ahead of any move and answers 0; the next move on that IO thread goes over one of those
+/// connections instead of connecting while a request waits.
+#[test]
+fn a_keyless_migrate_keys_connects_ahead_and_the_next_move_uses_that_connection() {
+    let source = start_node(&["--io-threads", "1"]);
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target_addr = target.local_addr().unwrap().to_string();
+    let mut c = source.raw();
+    assert_eq!(c.cmd(&["SET", "k", "v1"]), ok());
+
+    let mut warm = source.raw();
+    warm.send_cmd(&["MIGRATE-KEYS", &target_addr]);
+    let mut ahead = [accept_import(&target), accept_import(&target)];
+    assert_eq!(warm.reply(), int(0));
+    assert_eq!(c.cmd(&["GET", "k"]), bulk("v1"), "nothing moved yet");
+
+    let mut mover = source.raw();
+    mover.send_cmd(&["MIGRATE-KEYS", &target_addr, "k"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let used = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the copy of k came over no warmed connection"
+        );
+        if let Some(i) = ahead.iter_mut().position(|t| {
+            t.read(Duration::from_millis(50))
+                .is_some_and(|r| r.reply == Reply::Array(vec![bulk("SET"), bulk("k"), bulk("v1")]))
+        }) {
+            break i;
+        }
+    };
+    ahead[used].send(b"+OK\r\n");
+    assert_eq!(mover.reply(), int(1));
+    assert_eq!(c.cmd(&["EXISTS", "k"]), int(0));
+    // No connection beyond the warmed ones.
+    target.set_nonblocking(true).unwrap();
+    assert!(target.accept().is_err(), "the move connected anew");
+}
+
 /// `TOPOLOGY SETMOVING` installs a ring with the router's record of the change moving keys;
 /// `TOPOLOGY GET` returns it (a router started mid-move resumes from it). A plain `SET` at the
 /// same epoch keeps it, a newer ring or `TOPOLOGY DONE` drops it, an older epoch is refused.
