@@ -271,6 +271,9 @@ impl std::hash::Hasher for KeyHasher {
 
 type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
 
+/// Keys the cache's table is sized for from the start (it grows past that as usual).
+const INITIAL_KEYS: usize = 1 << 16;
+
 fn build_cache(maxmemory: u64) -> Cache<Bytes, Entry, KeyHash> {
     // No eviction listener: with one, moka serialises every write through per-key locks (measured
     // ~6% of a SET). The sweeper prunes the index instead.
@@ -280,6 +283,10 @@ fn build_cache(maxmemory: u64) -> Cache<Bytes, Entry, KeyHash> {
         })
         .expire_after(Deadline)
         .max_capacity(if maxmemory == 0 { u64::MAX } else { maxmemory })
+        // Sized for the first INITIAL_KEYS keys (~0.5 MiB of table): an empty node filling up
+        // (a joining shard taking tens of thousands of keys at once) does not rehash its way
+        // up from a few buckets; `rehash` was 7% of the machine's CPU during a join.
+        .initial_capacity(INITIAL_KEYS)
         .build_with_hasher(KeyHash::default())
 }
 
