@@ -468,14 +468,7 @@ async fn migrate(shared: &Shared, target: &str, keys: &[Bytes]) -> Result<(usize
 async fn warm(shared: &Shared, target: &str) -> Result<(), String> {
     let idle = || TARGETS.with(|t| t.borrow().get(target).map_or(0, Vec::len));
     for _ in idle()..WARM_IDLE {
-        let conn = connect(shared, target).await?;
-        TARGETS.with(|t| {
-            let mut t = t.borrow_mut();
-            let idle = t.entry(target.to_string()).or_default();
-            if idle.len() < WARM_IDLE {
-                idle.push(conn);
-            }
-        });
+        park(target, connect(shared, target).await?, WARM_IDLE);
     }
     Ok(())
 }
@@ -524,15 +517,19 @@ async fn send_and_confirm(
         }
         other => other,
     };
-    let conn = result?;
+    park(target, result?, MAX_IDLE_PER_TARGET);
+    Ok(())
+}
+
+/// Keeps `conn` as an idle connection to `target` of this thread, unless `max` are idle already.
+fn park(target: &str, conn: TcpStream, max: usize) {
     TARGETS.with(|t| {
         let mut t = t.borrow_mut();
         let idle = t.entry(target.to_string()).or_default();
-        if idle.len() < MAX_IDLE_PER_TARGET {
+        if idle.len() < max {
             idle.push(conn);
         }
     });
-    Ok(())
 }
 
 /// Writes `payload` on `conn` and reads `replies` replies; gives the connection back if it is

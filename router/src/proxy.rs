@@ -454,21 +454,12 @@ pub fn send_as(
     rx
 }
 
-/// Sends a `MIGRATE-KEYS` on the shard's side lanes (RESP2): the node answers it only after a
-/// round trip to the target, and other clients' requests must not wait behind it.
-pub fn send_migration(
-    shard: &Shard,
-    who: Who,
+/// An upstream request and the receiver of its reply.
+pub fn up_request(
     raw: Bytes,
     cmd: u16,
     start: Instant,
-) -> oneshot::Receiver<UpResult> {
-    let (req, rx) = up_request(raw, cmd, start);
-    shard.pool.send_slow(who.io, who.id, req);
-    rx
-}
-
-fn up_request(raw: Bytes, cmd: u16, start: Instant) -> (UpRequest, oneshot::Receiver<UpResult>) {
+) -> (UpRequest, oneshot::Receiver<UpResult>) {
     let (tx, rx) = oneshot::channel();
     let req = UpRequest {
         raw,

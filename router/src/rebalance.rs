@@ -2132,11 +2132,11 @@ async fn migrate_keys(
             .chain(keys.iter().map(|k| &k[..]));
         let args: Vec<&[u8]> = args.collect();
         ringcache_protocol::resp::encode_request(&mut request, args);
-        waits.push((
-            src.id.clone(),
-            dst.id.clone(),
-            proxy::send_migration(src, who, request.freeze(), cmd, start),
-        ));
+        // On the side lanes: the source answers only after its own round trip to the target,
+        // and the clients sharing a regular connection with this request must not wait on it.
+        let (req, rx) = proxy::up_request(request.freeze(), cmd, start);
+        src.pool.send_slow(who.io, who.id, req);
+        waits.push((src.id.clone(), dst.id.clone(), rx));
     }
     let rb = &router.rebalance;
     for (from, to, rx) in waits {
