@@ -218,6 +218,11 @@ struct IoThreads {
 
 static IO_THREADS: std::sync::OnceLock<IoThreads> = std::sync::OnceLock::new();
 
+/// The thread the mover's batches (`MIGRATE-ARC`) run on, started with the IO threads at nice
+/// [`BULK_NICE`]: while CPU is short, requests go first and the mover takes what is left.
+static BULK: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+const BULK_NICE: i32 = 5;
+
 /// Starts `n` IO threads, each a current-thread runtime serving the connections handed to it;
 /// without them connections run on the caller's runtime. Call once, before serving.
 pub fn start_io_threads(n: usize) -> io::Result<()> {
@@ -231,6 +236,21 @@ pub fn start_io_threads(n: usize) -> io::Result<()> {
             .name(format!("ringcache-io-{i}"))
             .spawn(move || rt.block_on(std::future::pending::<()>()))?;
     }
+    if n > 0 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let _ = BULK.set(rt.handle().clone());
+        std::thread::Builder::new()
+            .name("ringcache-bulk".into())
+            .spawn(move || {
+                // Linux: the nice value is per thread, and `None` is the calling thread.
+                if let Err(e) = rustix::process::setpriority_process(None, BULK_NICE) {
+                    tracing::warn!(error = %e, "cannot lower the bulk-move thread's priority");
+                }
+                rt.block_on(std::future::pending::<()>())
+            })?;
+    }
     let _ = IO_THREADS.set(IoThreads {
         handles,
         next: std::sync::atomic::AtomicUsize::new(0),
@@ -243,7 +263,7 @@ const OUTPUT_FLUSH: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 
 async fn connection(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     mut sock: TcpStream,
     handle: &Arc<ClientHandle>,
 ) -> io::Result<()> {
@@ -297,7 +317,17 @@ async fn connection(
                     out.clear();
                 }
                 // This connection waits for the move; its IO thread serves the others meanwhile.
-                reply = crate::topology::run(shared, migration).await;
+                reply = match BULK.get() {
+                    // The mover's batches run on the low-priority bulk thread: a request that
+                    // wakes an IO thread preempts them.
+                    Some(bulk) if migration.is_bulk() => {
+                        let shared = shared.clone();
+                        bulk.spawn(async move { crate::topology::run(&shared, migration).await })
+                            .await
+                            .unwrap_or_else(|_| Reply::error("ERR the move was aborted"))
+                    }
+                    _ => crate::topology::run(shared, migration).await,
+                };
             }
             if session.is_replication_link {
                 // SYNC: this connection now carries the snapshot and write stream to a replica.

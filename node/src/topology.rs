@@ -224,6 +224,13 @@ pub enum Migration {
     },
 }
 
+impl Migration {
+    /// The background mover's batches, as opposed to a request waiting on its keys.
+    pub fn is_bulk(&self) -> bool {
+        matches!(self, Migration::Arc { .. })
+    }
+}
+
 /// TOPOLOGY, MIGRATE-KEYS, MIGRATE-ARC.
 pub fn command(ctx: &mut Ctx, spec: &CommandSpec, a: &[Bytes]) -> Reply {
     let migration = match spec.name {

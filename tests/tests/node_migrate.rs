@@ -160,6 +160,48 @@ fn a_keyless_migrate_keys_connects_ahead_and_the_next_move_uses_that_connection(
     assert!(target.accept().is_err(), "the move connected anew");
 }
 
+/// The mover's batches (`MIGRATE-ARC`) run on their own thread at a lower priority than the IO
+/// threads (nice 5), so requests go first when CPU is short; a batch still moves its keys.
+#[test]
+fn the_mover_runs_on_a_lower_priority_thread_and_still_moves_keys() {
+    let source = start_node(&[]);
+    let target = start_node(&[]);
+    // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value.
+    let nice_of = |name: &str| -> Vec<i64> {
+        let dir = format!("/proc/{}/task", source.pid());
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|t| {
+                let t = t.ok()?.path();
+                let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+                (comm.trim() == name).then_some(())?;
+                let stat = std::fs::read_to_string(t.join("stat")).ok()?;
+                let after_comm = &stat[stat.rfind(')')? + 2..];
+                after_comm.split(' ').nth(16)?.parse().ok()
+            })
+            .collect()
+    };
+    assert_eq!(nice_of("ringcache-bulk"), [5]);
+    assert_eq!(nice_of("ringcache-io-0"), [0]);
+
+    let mut c = source.raw();
+    for i in 0..50 {
+        assert_eq!(c.cmd(&["SET", &format!("k{i}"), "v"]), ok());
+    }
+    // The whole circle as one arc: every key moves.
+    let target_addr = target.addr.to_string();
+    // `[moved, bytes sent, more]`
+    match c.cmd(&["MIGRATE-ARC", &target_addr, "0", "0", "1000"]) {
+        Reply::Array(r) => {
+            assert_eq!((&r[0], &r[2]), (&int(50), &int(0)), "{r:?}");
+            assert!(matches!(r[1], Reply::Int(b) if b > 0), "{r:?}");
+        }
+        other => panic!("MIGRATE-ARC answered {other:?}"),
+    }
+    assert_eq!(c.cmd(&["DBSIZE"]), int(0));
+    assert_eq!(target.raw().cmd(&["DBSIZE"]), int(50));
+}
+
 /// `TOPOLOGY SETMOVING` installs a ring with the router's record of the change moving keys;
 /// `TOPOLOGY GET` returns it (a router started mid-move resumes from it). A plain `SET` at the
 /// same epoch keeps it, a newer ring or `TOPOLOGY DONE` drops it, an older epoch is refused.
