@@ -254,10 +254,18 @@ pub fn command(ctx: &mut Ctx, spec: &CommandSpec, a: &[Bytes]) -> Reply {
 /// `[moved, bytes, more]`.
 pub async fn run(shared: &Shared, migration: Migration) -> Reply {
     match migration {
-        Migration::Keys { target, keys } => match migrate(shared, &target, &keys).await {
-            Ok((n, _)) => Reply::Int(n as i64),
-            Err(e) => Reply::Error(format!("ERR migration to {target} failed: {e}")),
-        },
+        Migration::Keys { target, keys } => {
+            let moved = if keys.is_empty() {
+                // No key: the router's warm-up as a change starts.
+                warm(shared, &target).await.map(|()| 0)
+            } else {
+                migrate(shared, &target, &keys).await.map(|(n, _)| n)
+            };
+            match moved {
+                Ok(n) => Reply::Int(n as i64),
+                Err(e) => Reply::Error(format!("ERR migration to {target} failed: {e}")),
+            }
+        }
         Migration::Arc { target, arc, max } => migrate_arc(shared, &target, arc, max).await,
     }
 }
@@ -396,7 +404,6 @@ async fn migrate_arc(shared: &Shared, target: &str, arc: RingArc, max: usize) ->
 /// is lost between copy and delete.
 async fn migrate(shared: &Shared, target: &str, keys: &[Bytes]) -> Result<(usize, usize), String> {
     if keys.is_empty() {
-        warm(shared, target).await?;
         return Ok((0, 0));
     }
     let store = &shared.store;

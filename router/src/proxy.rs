@@ -449,26 +449,9 @@ pub fn send_as(
     cmd: u16,
     start: Instant,
 ) -> oneshot::Receiver<UpResult> {
-    let (req, rx) = up_request(raw, cmd, start);
+    let (req, rx) = UpRequest::new(raw, cmd, start);
     shard.pool.send(who.io, who.proto, who.id, req);
     rx
-}
-
-/// An upstream request and the receiver of its reply.
-pub fn up_request(
-    raw: Bytes,
-    cmd: u16,
-    start: Instant,
-) -> (UpRequest, oneshot::Receiver<UpResult>) {
-    let (tx, rx) = oneshot::channel();
-    let req = UpRequest {
-        raw,
-        reply: tx,
-        cmd,
-        start,
-        outstanding: None,
-    };
-    (req, rx)
 }
 
 /// The replica a read goes to under `[ring] read_from`, if any may serve it: healthy (in sync

@@ -72,7 +72,7 @@ use crate::proxy::{self, Router, Session, Who};
 use crate::record::ChangeRecord;
 use crate::route::{self, Plan};
 use crate::topology::{Shard, Topology};
-use crate::upstream::UpResult;
+use crate::upstream::{UpRequest, UpResult};
 
 /// How often every node's epoch is checked (and the ring re-pushed to nodes that lag, e.g. a
 /// node that was down or restarted empty).
@@ -1413,17 +1413,27 @@ fn warm_request_path(topo: &Topology) {
     let Some(map) = topo.migrating.map() else {
         return;
     };
-    let cmd = crate::metrics::command_index(ringcache_protocol::table::lookup(b"migrate-keys"));
+    let cmd = migrate_keys_index();
     for (from, to, _) in &map.groups {
         if let (Some(src), Some(dst)) = (topo.shard_by_id(from), topo.shard_by_id(to)) {
-            let mut raw = BytesMut::new();
-            ringcache_protocol::resp::encode_request(
-                &mut raw,
-                [&b"MIGRATE-KEYS"[..], dst.primary.as_bytes()],
-            );
-            src.pool.warm_slow_lanes(&raw.freeze(), cmd);
+            src.pool
+                .warm_slow_lanes(&migrate_keys_request(&dst.primary, &[]), cmd);
         }
     }
+}
+
+/// `MIGRATE-KEYS <target> key...` (no key: the node's warm-up, see [`warm_request_path`]).
+fn migrate_keys_request(target: &str, keys: &[&Bytes]) -> Bytes {
+    let mut args: Vec<&[u8]> = vec![b"MIGRATE-KEYS", target.as_bytes()];
+    args.extend(keys.iter().map(|k| &k[..]));
+    let mut request = BytesMut::new();
+    ringcache_protocol::resp::encode_request(&mut request, args);
+    request.freeze()
+}
+
+/// The metrics index of `MIGRATE-KEYS`.
+fn migrate_keys_index() -> u16 {
+    crate::metrics::command_index(ringcache_protocol::table::lookup(b"migrate-keys"))
 }
 
 /// Publishes `next`: ring to the gaining shards (all must take it), swap, quiesce, ring to
@@ -2118,7 +2128,7 @@ async fn migrate_keys(
     if groups.is_empty() {
         return Ok(());
     }
-    let cmd = crate::metrics::command_index(ringcache_protocol::table::lookup(b"migrate-keys"));
+    let cmd = migrate_keys_index();
     let mut waits = Vec::with_capacity(groups.len());
     for (from, to, keys) in &groups {
         let (Some(src), Some(dst)) = (topo.shard_by_id(from), topo.shard_by_id(to)) else {
@@ -2126,15 +2136,9 @@ async fn migrate_keys(
                 "TRYAGAIN shard '{from}' or '{to}' of a moving arc is gone"
             ));
         };
-        let mut request = BytesMut::new();
-        let args = [&b"MIGRATE-KEYS"[..], dst.primary.as_bytes()]
-            .into_iter()
-            .chain(keys.iter().map(|k| &k[..]));
-        let args: Vec<&[u8]> = args.collect();
-        ringcache_protocol::resp::encode_request(&mut request, args);
         // On the side lanes: the source answers only after its own round trip to the target,
         // and the clients sharing a regular connection with this request must not wait on it.
-        let (req, rx) = proxy::up_request(request.freeze(), cmd, start);
+        let (req, rx) = UpRequest::new(migrate_keys_request(&dst.primary, keys), cmd, start);
         src.pool.send_slow(who.io, who.id, req);
         waits.push((src.id.clone(), dst.id.clone(), rx));
     }

@@ -123,6 +123,21 @@ pub struct UpRequest {
     pub outstanding: Option<Outstanding>,
 }
 
+impl UpRequest {
+    /// A request for `raw` and the receiver of its reply.
+    pub fn new(raw: Bytes, cmd: u16, start: Instant) -> (UpRequest, oneshot::Receiver<UpResult>) {
+        let (reply, rx) = oneshot::channel();
+        let req = UpRequest {
+            raw,
+            reply,
+            cmd,
+            start,
+            outstanding: None,
+        };
+        (req, rx)
+    }
+}
+
 /// One outstanding request on a backend: increments on creation, decrements when dropped, which
 /// happens once the request is answered or failed, wherever that is.
 #[derive(Debug)]
@@ -308,26 +323,27 @@ impl UpstreamPool {
     /// `MIGRATE-KEYS <target>`) has the node connect to the target from each of its threads.
     pub fn warm_slow_lanes(&self, raw: &Bytes, cmd: u16) {
         for (io, mine) in self.per_io.iter().enumerate() {
-            let lanes = mine.slow.get_or_init(|| {
-                spawn_connections(
-                    &self.shared,
-                    Protocol::Resp2,
-                    &mine.handle,
-                    io,
-                    Some(SLOW_LANES),
-                )
-            });
-            for lane in lanes {
-                let (reply, _) = oneshot::channel();
-                let _ = lane.send(UpRequest {
-                    raw: raw.clone(),
-                    reply,
-                    cmd,
-                    start: Instant::now(),
-                    outstanding: None,
-                });
+            for lane in self.slow_lanes(mine, io) {
+                let _ = lane.send(UpRequest::new(raw.clone(), cmd, Instant::now()).0);
             }
         }
+    }
+
+    /// IO thread `io`'s side lanes, started on first use.
+    fn slow_lanes<'a>(
+        &self,
+        mine: &'a IoConns,
+        io: usize,
+    ) -> &'a [mpsc::UnboundedSender<UpRequest>] {
+        mine.slow.get_or_init(|| {
+            spawn_connections(
+                &self.shared,
+                Protocol::Resp2,
+                &mine.handle,
+                io,
+                Some(SLOW_LANES),
+            )
+        })
     }
 
     fn send_on(&self, io: usize, proto: Protocol, client_id: u64, req: UpRequest, slow: bool) {
@@ -337,13 +353,12 @@ impl UpstreamPool {
                 .send(Err(self.shared.error(UpstreamErrorKind::Stopped)));
             return;
         };
-        let spawn = |proto, lanes| spawn_connections(&self.shared, proto, &mine.handle, io, lanes);
-        let conns = match (slow, proto) {
-            (true, _) => mine
-                .slow
-                .get_or_init(|| spawn(Protocol::Resp2, Some(SLOW_LANES))),
+        let conns: &[_] = match (slow, proto) {
+            (true, _) => self.slow_lanes(mine, io),
             (false, Protocol::Resp2) => &mine.resp2,
-            (false, Protocol::Resp3) => mine.resp3.get_or_init(|| spawn(Protocol::Resp3, None)),
+            (false, Protocol::Resp3) => mine.resp3.get_or_init(|| {
+                spawn_connections(&self.shared, Protocol::Resp3, &mine.handle, io, None)
+            }),
         };
         let at = (client_id % conns.len().max(1) as u64) as usize;
         let Some(conn) = conns.get(at) else {
