@@ -142,6 +142,47 @@ pub struct Ring {
     shards: Vec<ShardSpec>,
     /// `(hash, shard index)`, sorted; equal hashes order by shard index, i.e. by id.
     points: Vec<(u64, u32)>,
+    slots: Slots,
+}
+
+/// Where each hash prefix starts in a ring's sorted points, so a lookup reads one slot and the
+/// one or two points under it instead of binary-searching them all: ~13 dependent cache misses
+/// for 8k points, measured at 60% of the router's own time routing a 100-key MGET.
+#[derive(Debug, Clone)]
+struct Slots {
+    /// `64 - prefix bits`: a hash's slot is `hash >> shift`.
+    shift: u32,
+    /// `starts[s]` = index of the first point at or after slot `s`'s first hash; one extra
+    /// entry (the point count) closes the last slot.
+    starts: Vec<u32>,
+}
+
+impl Slots {
+    fn new(points: &[(u64, u32)]) -> Slots {
+        // About one slot per point (at most 2^20 slots, 4 MiB, for the largest rings).
+        let bits = (usize::BITS - points.len().leading_zeros()).clamp(4, 20);
+        let shift = 64 - bits;
+        let mut starts = Vec::with_capacity((1 << bits) + 1);
+        let mut at = 0;
+        for slot in 0..1u64 << bits {
+            let first_hash = slot << shift;
+            while points.get(at).is_some_and(|&(hash, _)| hash < first_hash) {
+                at += 1;
+            }
+            starts.push(at as u32);
+        }
+        starts.push(points.len() as u32);
+        Slots { shift, starts }
+    }
+
+    /// The range of `points` whose hashes share `hash`'s prefix.
+    fn range(&self, hash: u64) -> (usize, usize) {
+        let slot = (hash >> self.shift) as usize;
+        match (self.starts.get(slot), self.starts.get(slot + 1)) {
+            (Some(&lo), Some(&hi)) => (lo as usize, hi as usize),
+            _ => (0, 0),
+        }
+    }
 }
 
 impl Ring {
@@ -184,12 +225,23 @@ impl Ring {
             }
         }
         points.sort_unstable();
-        Ok(Ring {
+        Ok(Ring::from_sorted(epoch, vnodes, shards, points))
+    }
+
+    fn from_sorted(
+        epoch: Epoch,
+        vnodes: u32,
+        shards: Vec<ShardSpec>,
+        points: Vec<(u64, u32)>,
+    ) -> Ring {
+        let slots = Slots::new(&points);
+        Ring {
             epoch,
             vnodes,
             shards,
             points,
-        })
+            slots,
+        }
     }
 
     pub fn epoch(&self) -> Epoch {
@@ -221,7 +273,13 @@ impl Ring {
     /// Index into `shards()` of the owner of `hash`: the first point at or after it, wrapping.
     pub fn owner_index(&self, hash: u64) -> Option<usize> {
         let first = self.points.first()?;
-        let at = self.points.partition_point(|&(point, _)| point < hash);
+        // Points before `lo` hash below this prefix and points from `hi` on above it.
+        let (lo, hi) = self.slots.range(hash);
+        let at = lo
+            + self
+                .points
+                .get(lo..hi)
+                .map_or(0, |under| under.partition_point(|&(point, _)| point < hash));
         let &(_, index) = self.points.get(at).unwrap_or(first);
         Some(index as usize)
     }
@@ -433,12 +491,7 @@ mod tests {
             .map(|&(hash, id)| (hash, ids.iter().position(|&i| i == id).unwrap() as u32))
             .collect();
         points.sort_unstable();
-        Ring {
-            epoch: 1,
-            vnodes: 1,
-            shards,
-            points,
-        }
+        Ring::from_sorted(1, 1, shards, points)
     }
 
     fn arc(start: u64, end: u64) -> Arc {
@@ -871,7 +924,13 @@ mod tests {
                 }
             }
             let arcs: Vec<(String, Vec<Arc>)> = ids.iter().map(|id| (id.clone(), ring.arcs_of(id))).collect();
-            for &hash in &probes(&[&ring], seed) {
+            // and either side of every slot edge of the lookup index
+            let mut hashes = probes(&[&ring], seed);
+            for slot in 0..ring.slots.starts.len() as u64 - 1 {
+                let edge = slot << ring.slots.shift;
+                hashes.extend([edge.wrapping_sub(1), edge]);
+            }
+            for &hash in &hashes {
                 let at_or_after = naive.iter().filter(|&&(point, _)| point >= hash).min();
                 let expected = at_or_after.or_else(|| naive.iter().min()).map(|&(_, id)| id);
                 let owner = ring.owner(hash).map(|shard| shard.id.as_str());
