@@ -1078,7 +1078,7 @@ impl Drop for Cluster {
 /// What the router-side family tests talk to: our router over 3 nodes or, with
 /// `RINGCACHE_TEST_TARGET=redis`, one redis-server (to check the expected replies against Redis).
 pub enum RoutedTarget {
-    Router(Cluster),
+    Router(Box<Cluster>),
     Redis(Proc),
 }
 
@@ -1098,7 +1098,7 @@ impl RoutedTarget {
 /// Our router over 3 nodes, or one redis-server with `RINGCACHE_TEST_TARGET=redis`.
 pub fn start_routed_target() -> RoutedTarget {
     match target() {
-        Target::Node => RoutedTarget::Router(start_cluster(3)),
+        Target::Node => RoutedTarget::Router(Box::new(start_cluster(3))),
         Target::Redis => RoutedTarget::Redis(start_redis(&[])),
     }
 }
