@@ -63,6 +63,14 @@ listen redis
 EOF
 bench_start_server "haproxy" "$haproxy_port" "$work/haproxy.log" haproxy -db -f "$work/haproxy.cfg"
 
+# Each front must carry a real exchange: SET then GET on one connection (the two backends are
+# independent servers, so both commands must reach the same one).
+for front in "ringcache L4:$l4_port" "haproxy:$haproxy_port"; do
+  got="$(printf 'SET bench:l4:check ok-%s\nGET bench:l4:check\n' "${front##*:}" \
+    | timeout 10 redis-cli -h 127.0.0.1 -p "${front##*:}" | tail -n 1)"
+  [[ "$got" == "ok-${front##*:}" ]] || bench_die "${front%%:*}: SET/GET through 127.0.0.1:${front##*:} returned '$got'"
+done
+
 declare -A runs
 rows=("P1" "P16")
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -73,13 +81,19 @@ for ((round = 1; round <= ROUNDS; round++)); do
     [[ "$front" == haproxy ]] && port="$haproxy_port"
     for row in "${rows[@]}"; do
       if [[ "$row" == P1 ]]; then args=(-n "$N_P1" -P 1); else args=(-n "$N_P16" -P 16); fi
+      # Captured first: a bench_die inside a process substitution would not stop the script.
+      results="$(bench_redis_benchmark "$port" set,get -c "$CLIENTS" -r "$KEYSPACE" "${args[@]}")"
       while read -r name rps; do
         runs["$front,$name -$row,$round"]="$rps"
         bench_log "round $round/$ROUNDS $front $name -${row/P/P }: $rps ops/s"
-      done < <(bench_redis_benchmark "$port" set,get -c "$CLIENTS" -r "$KEYSPACE" "${args[@]}")
+      done <<<"$results"
     done
   done
 done
+
+# Every (front, row, test, round) cell must be there before medians are taken.
+expected=$((ROUNDS * 2 * ${#rows[@]} * 2))
+((${#runs[@]} == expected)) || bench_die "expected $expected results, got ${#runs[@]}"
 
 printf '\n%-14s %14s %14s %10s  %s\n' row "ringcache L4" haproxy ratio goal
 printf '%-14s %14s %14s %10s  %s\n' --- "(median)" "(median)" "(median)" ---

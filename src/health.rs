@@ -110,11 +110,11 @@ mod tests {
     use std::thread;
 
     /// A one-connection server that reads the PING and answers `reply` (or nothing, then holds the
-    /// connection open for `hold`).
-    fn serve_once(reply: &'static [u8], hold: Duration) -> String {
+    /// connection open for `hold`). Join the handle: it fails if the request was not a RESP PING.
+    fn serve_once(reply: &'static [u8], hold: Duration) -> (String, thread::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        thread::spawn(move || {
+        let server = thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             let mut req = [0u8; 14];
             s.read_exact(&mut req).unwrap();
@@ -122,7 +122,7 @@ mod tests {
             s.write_all(reply).unwrap();
             thread::sleep(hold);
         });
-        addr
+        (addr, server)
     }
 
     fn check(addr: String, timeout_ms: u64) -> Result<()> {
@@ -134,50 +134,61 @@ mod tests {
 
     #[test]
     fn pong_is_healthy() {
-        check(serve_once(b"+PONG\r\n", Duration::ZERO), 2000).unwrap();
+        let (addr, server) = serve_once(b"+PONG\r\n", Duration::ZERO);
+        check(addr, 2000).unwrap();
+        server.join().unwrap();
     }
 
     #[test]
     fn pong_split_across_reads_is_healthy() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        thread::spawn(move || {
+        let server = thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             let mut req = [0u8; 14];
             s.read_exact(&mut req).unwrap();
+            assert_eq!(&req, b"*1\r\n$4\r\nPING\r\n");
             s.write_all(b"+PO").unwrap();
             s.flush().unwrap();
             thread::sleep(Duration::from_millis(50));
             s.write_all(b"NG\r\n").unwrap();
         });
         check(addr, 2000).unwrap();
+        server.join().unwrap();
     }
 
     #[test]
     fn noauth_is_healthy() {
         let r = b"-NOAUTH Authentication required.\r\n";
-        check(serve_once(r, Duration::ZERO), 2000).unwrap();
+        let (addr, server) = serve_once(r, Duration::ZERO);
+        check(addr, 2000).unwrap();
+        server.join().unwrap();
     }
 
     #[test]
     fn other_errors_are_unhealthy() {
-        let e = check(serve_once(b"-LOADING busy\r\n", Duration::ZERO), 2000).unwrap_err();
+        let (addr, server) = serve_once(b"-LOADING busy\r\n", Duration::ZERO);
+        let e = check(addr, 2000).unwrap_err();
         assert!(format!("{e:#}").contains("unexpected reply"), "{e:#}");
+        server.join().unwrap();
     }
 
     #[test]
     fn closed_connection_is_unhealthy() {
-        let e = check(serve_once(b"", Duration::ZERO), 2000).unwrap_err();
+        let (addr, server) = serve_once(b"", Duration::ZERO);
+        let e = check(addr, 2000).unwrap_err();
         assert!(format!("{e:#}").contains("closed"), "{e:#}");
+        server.join().unwrap();
     }
 
     #[test]
     fn silence_times_out() {
         let started = Instant::now();
-        let addr = serve_once(b"", Duration::from_secs(3));
+        let (addr, server) = serve_once(b"", Duration::from_millis(1500));
         let e = check(addr, 200).unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(2), "not bounded");
+        assert!(started.elapsed() < Duration::from_secs(1), "not bounded");
         assert!(format!("{e:#}").contains("reading the reply"), "{e:#}");
+        server.join().unwrap();
     }
 
     #[test]

@@ -46,6 +46,30 @@ pub fn bucket_of(hash: u64) -> usize {
 mod tests {
     use super::*;
 
+    /// Placement is a wire contract between routers and nodes of different builds: these values
+    /// must never change (a new hash would need a migration of every key).
+    #[test]
+    fn hash_values_are_pinned() {
+        // Expected values from an independent xxh3 (Python's `xxhash.xxh3_64_intdigest`).
+        let pinned: [(&[u8], u64); 4] = [
+            (b"", 0x2D06_8005_38D3_94C2),
+            (b"user:42", 0x9FC1_E605_FA71_74AA),
+            (b"a#0", 0x6C9D_A71F_2832_F85E),
+            (b"key:000000012345", 0xF2FC_F373_7471_7A0C),
+        ];
+        for (bytes, hash) in pinned {
+            assert_eq!(
+                raw_hash(bytes),
+                hash,
+                "raw_hash({:?}) = {:#x}",
+                String::from_utf8_lossy(bytes),
+                raw_hash(bytes)
+            );
+        }
+        assert_eq!(key_hash(b"{user:42}.name"), raw_hash(b"user:42"));
+        assert_eq!(bucket_of(raw_hash(b"user:42")), 10224);
+    }
+
     #[test]
     fn tags_colocate() {
         assert_eq!(key_hash(b"{u1}.a"), key_hash(b"{u1}.b"));

@@ -562,6 +562,25 @@ mod tests {
         assert_eq!(reversed.points, ring.points);
     }
 
+    /// Owners are a wire contract between routers and nodes of different builds. Expected owners
+    /// come from an independent model (Python's xxhash: sorted `xxh3("{id}#{i}")` points, first
+    /// at or after the key's hash).
+    #[test]
+    fn owners_are_pinned() {
+        let shards = ["a", "b", "c"].map(|id| ShardSpec::new(id, 1)).to_vec();
+        let ring = Ring::new(1, DEFAULT_VNODES, shards).unwrap();
+        for (key, owner) in [
+            ("user:42", "c"),
+            ("key:000000012345", "c"),
+            ("foo", "a"),
+            ("{user:42}.mail", "c"),
+            ("user:2", "a"),
+            ("user:3", "b"),
+        ] {
+            assert_eq!(ring.locate(key.as_bytes()).unwrap().id, owner, "{key}");
+        }
+    }
+
     #[test]
     fn one_shard_owns_the_whole_circle() {
         let ring = equal_ring(&["only".into()], 5);

@@ -367,7 +367,9 @@ mod tests {
         assert_eq!(command_names()[usize::from(i)], "get");
         assert_eq!(command_names()[usize::from(command_index(None))], "unknown");
         // subcommand specs are not top level: they count as unknown, never panic
-        let _ = command_index(table::lookup(b"client|id"));
+        let sub = table::lookup(b"client|id");
+        assert!(sub.is_some(), "the table knows client|id");
+        assert_eq!(command_names()[usize::from(command_index(sub))], "unknown");
     }
 
     #[test]

@@ -328,9 +328,19 @@ mod tests {
             a.extend(words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())));
             if spec.arity_ok(a.len()) {
                 if let Plan::Split { step, parts, owners, .. } = plan(spec, &a, by_letter) {
-                    let groups: usize = parts.iter().map(|p| p.groups.len()).sum();
-                    proptest::prop_assert_eq!(groups, owners.len());
+                    // every key group in exactly one part, on its owner's shard, in client order
+                    let keys: Vec<usize> = spec.key_positions(a.len()).collect();
+                    let mut covered: Vec<usize> = parts.iter().flat_map(|p| p.groups.iter().copied()).collect();
+                    covered.sort_unstable();
+                    proptest::prop_assert_eq!(&covered, &keys);
+                    proptest::prop_assert_eq!(owners.len(), keys.len());
+                    for (&key, &at) in keys.iter().zip(&owners) {
+                        let part = &parts[at as usize];
+                        proptest::prop_assert!(part.groups.contains(&key));
+                        proptest::prop_assert_eq!(by_letter(&a[key]), part.shard);
+                    }
                     for part in &parts {
+                        proptest::prop_assert!(part.groups.windows(2).all(|w| w[0] < w[1]));
                         let raw = part_request(&a, part, step);
                         proptest::prop_assert!(raw.starts_with(b"*"));
                     }

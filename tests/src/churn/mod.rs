@@ -376,17 +376,21 @@ pub fn run(args: Args) -> Result<bool> {
     let mut lat_steady = Vec::new();
     let mut lat_fault = Vec::new();
     let mut lat_sweep = Vec::new();
+    let started_workers = workers.len();
     let joined: Vec<WorkerStats> = rt.block_on(async {
         let mut out = Vec::new();
         let limit = shared.end + workload::OP_TIMEOUT * 2 + Duration::from_secs(10);
         for w in workers {
             let left = limit.saturating_duration_since(Instant::now());
-            if let Ok(Ok(s)) = tokio::time::timeout(left, w).await {
-                out.push(s);
+            match tokio::time::timeout(left, w).await {
+                Ok(Ok(s)) => out.push(s),
+                Ok(Err(e)) => println!("a load worker failed: {e}"),
+                Err(_) => println!("a load worker did not finish in time"),
             }
         }
         out
     });
+    let workers_unfinished = started_workers - joined.len();
     for s in joined {
         lat_migrating.extend(s.lat_migrating);
         lat_steady.extend(s.lat_steady);
@@ -439,6 +443,7 @@ pub fn run(args: Args) -> Result<bool> {
         lat_steady,
         lat_fault,
         lat_sweep,
+        workers_unfinished,
     });
     if !pass {
         let logs = std::env::temp_dir().join(format!(

@@ -96,6 +96,8 @@ pub struct RunFacts<'a> {
     pub lat_steady: Vec<u32>,
     pub lat_fault: Vec<u32>,
     pub lat_sweep: Vec<u32>,
+    /// Load workers that panicked or did not finish in time (their operations are unchecked).
+    pub workers_unfinished: usize,
 }
 
 /// Which shards ever owned a key, over every membership the run had.
@@ -483,6 +485,19 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
     }
     if ops_ok == 0 {
         reasons.push("no operation succeeded");
+    }
+    // What the run could not check counts against it: an unread key may be lost or stale.
+    if !f.final_read.unreadable.is_empty() {
+        reasons.push("keys unreadable at the end, so their state is unverified");
+    }
+    if f.final_migration.is_err() {
+        reasons.push("migrations had not finished before the final check");
+    }
+    if f.workers_unfinished > 0 {
+        reasons.push("load workers panicked or did not finish");
+    }
+    if !f.records.is_empty() && failed_events == f.records.len() {
+        reasons.push("every membership event failed: nothing was tested");
     }
     let pass = reasons.is_empty();
     println!("seed: {}", f.seed);
