@@ -269,6 +269,22 @@ fn up_refuses_a_taken_port_clearly_and_leaves_nothing_running() {
 #[test]
 fn the_default_cluster_file_is_what_the_readme_says() {
     let text = std::fs::read_to_string(workspace_root().join("cluster.toml")).unwrap();
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    // What the README tells a newcomer to connect to, and where cluster.toml puts it.
+    for (told, configured) in [
+        ("redis-cli -p 7000", "listen = \"127.0.0.1:7000\""),
+        (
+            "curl -s http://127.0.0.1:9121/metrics",
+            "metrics = \"127.0.0.1:9121\"",
+        ),
+        ("redis-cli -p 7401", "listen = \"127.0.0.1:7401\""),
+    ] {
+        assert!(readme.contains(told), "README.md no longer says {told}");
+        assert!(
+            text.contains(configured),
+            "README.md says {told}, but cluster.toml lacks {configured}"
+        );
+    }
     for needle in [
         "listen = \"127.0.0.1:7000\"",
         "metrics = \"127.0.0.1:9121\"",
