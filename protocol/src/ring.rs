@@ -162,16 +162,16 @@ impl Slots {
         // About one slot per point (at most 2^20 slots, 4 MiB, for the largest rings).
         let bits = (usize::BITS - points.len().leading_zeros()).clamp(4, 20);
         let shift = 64 - bits;
-        let mut starts = Vec::with_capacity((1 << bits) + 1);
-        let mut at = 0;
-        for slot in 0..1u64 << bits {
-            let first_hash = slot << shift;
-            while points.get(at).is_some_and(|&(hash, _)| hash < first_hash) {
-                at += 1;
+        // Slots after the previous point's and up to this point's own start at this point.
+        let mut starts = vec![points.len() as u32; (1 << bits) + 1];
+        let mut next_slot = 0;
+        for (at, &(hash, _)) in (0u32..).zip(points) {
+            let slot = (hash >> shift) as usize;
+            if slot >= next_slot {
+                starts[next_slot..=slot].fill(at);
+                next_slot = slot + 1;
             }
-            starts.push(at as u32);
         }
-        starts.push(points.len() as u32);
         Slots { shift, starts }
     }
 
