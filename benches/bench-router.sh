@@ -23,6 +23,12 @@
 #   KEYSPACE=100000           redis-benchmark -r for SET/GET
 #   WARMUP=1                  one short unrecorded run per front first (0 to skip)
 #   TWEM_SERVER_CONNECTIONS=1 nutcracker server_connections (its default and recommendation)
+#   ROUTER_REDIS_UPSTREAM_CONNECTIONS=$TWEM_SERVER_CONNECTIONS
+#                             the router's upstream_connections over the redis-servers of (a):
+#                             the same per-backend connection count as twemproxy (a single-threaded
+#                             redis-server only gets thinner batches from more). The router over
+#                             our node in (b) keeps its default (2: the node serves each connection
+#                             on one of its IO threads, so one connection would idle the others).
 #   TWEM_HASH=murmur          nutcracker hash (ketama distribution); fnv1a_64 skews badly here
 #   ROUTER_IMPL=ringcache     `nutcracker` puts a second nutcracker where the router goes, to
 #                             check this script's machinery (ratios should then be ~1.0)
@@ -40,8 +46,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${ROUNDS:=5}" "${N_P1:=100000}" "${N_P16:=500000}" "${N_MGET:=20000}" "${MGET_KEYS:=100}"
 : "${CLIENTS:=50}" "${KEYSPACE:=100000}" "${WARMUP:=1}" "${BUILD_TIMEOUT:=3600}"
 : "${TWEM_SERVER_CONNECTIONS:=1}" "${TWEM_HASH:=murmur}" "${ROUTER_IMPL:=ringcache}" "${STRICT:=0}"
+: "${ROUTER_REDIS_UPSTREAM_CONNECTIONS:=$TWEM_SERVER_CONNECTIONS}"
 bench_require_positive_int ROUNDS N_P1 N_P16 N_MGET MGET_KEYS CLIENTS KEYSPACE BUILD_TIMEOUT \
-  TWEM_SERVER_CONNECTIONS
+  TWEM_SERVER_CONNECTIONS ROUTER_REDIS_UPSTREAM_CONNECTIONS
 [[ "$ROUTER_IMPL" == ringcache || "$ROUTER_IMPL" == nutcracker ]] \
   || bench_die "ROUTER_IMPL must be ringcache or nutcracker, got '$ROUTER_IMPL'"
 
@@ -102,11 +109,12 @@ start_twemproxy() {
   bench_start_nutcracker "$name" "$FRONT_PORT" "$work/$name.yml" "$work/$name.log"
 }
 
-# start_router NAME BACKEND_PORT...: our router (or, with ROUTER_IMPL=nutcracker, a nutcracker)
-# over the backends; sets FRONT_PORT.
+# start_router NAME UPSTREAM_CONNECTIONS BACKEND_PORT...: our router (or, with
+# ROUTER_IMPL=nutcracker, a nutcracker) over the backends, with that many upstream connections
+# per backend ("" = the router's default); sets FRONT_PORT.
 start_router() {
-  local name="$1"
-  shift
+  local name="$1" upstream="$2"
+  shift 2
   if [[ "$ROUTER_IMPL" == nutcracker ]]; then
     start_twemproxy "$name" "$@"
     return
@@ -118,6 +126,7 @@ start_router() {
     printf '[router]\nlisten = "127.0.0.1:%s"\n' "$FRONT_PORT"
     # The router's default thread count unless ROUTER_IO_THREADS asks for one.
     [[ -n "${ROUTER_IO_THREADS:-}" ]] && printf 'io_threads = %s\n' "$ROUTER_IO_THREADS"
+    [[ -n "$upstream" ]] && printf 'upstream_connections = %s\n' "$upstream"
     printf '\n[ring]\nvnodes = 2048\n'
     for port in "$@"; do
       i=$((i + 1))
@@ -137,15 +146,15 @@ start_router() {
     || bench_log "warning: $name answered PING but did not print 'ringcache router listening on 127.0.0.1:$FRONT_PORT'"
 }
 
-start_router router2 "${redis_ports[@]:0:2}"
+start_router router2 "$ROUTER_REDIS_UPSTREAM_CONNECTIONS" "${redis_ports[@]:0:2}"
 router2_port="$FRONT_PORT"
 start_twemproxy twem2 "${redis_ports[@]:0:2}"
 twem2_port="$FRONT_PORT"
-start_router router4 "${redis_ports[@]}"
+start_router router4 "$ROUTER_REDIS_UPSTREAM_CONNECTIONS" "${redis_ports[@]}"
 router4_port="$FRONT_PORT"
 start_twemproxy twem4 "${redis_ports[@]}"
 twem4_port="$FRONT_PORT"
-start_router router1 "$node_port"
+start_router router1 "" "$node_port"
 router1_port="$FRONT_PORT"
 
 # --- health and data -------------------------------------------------------------------------
@@ -241,7 +250,7 @@ run_scenario() {
 
 nutcracker_bin="$(command -v nutcracker || echo /usr/sbin/nutcracker)"
 bench_log "redis: $(redis-server --version | cut -d' ' -f3); twemproxy: $("$nutcracker_bin" --version 2>&1 | awk 'NR == 1 { print $NF }'); router: $ROUTER_IMPL; node: ${node_cmd[*]}"
-bench_log "rounds=$ROUNDS N_P1=$N_P1 N_P16=$N_P16 N_MGET=$N_MGET mget_keys=$MGET_KEYS clients=$CLIENTS keyspace=$KEYSPACE twemproxy: server_connections=$TWEM_SERVER_CONNECTIONS hash=$TWEM_HASH; cores=$(nproc)"
+bench_log "rounds=$ROUNDS N_P1=$N_P1 N_P16=$N_P16 N_MGET=$N_MGET mget_keys=$MGET_KEYS clients=$CLIENTS keyspace=$KEYSPACE twemproxy: server_connections=$TWEM_SERVER_CONNECTIONS hash=$TWEM_HASH; router over redis: upstream_connections=$ROUTER_REDIS_UPSTREAM_CONNECTIONS; cores=$(nproc)"
 
 if [[ "$WARMUP" != 0 ]]; then
   for port in "$router2_port" "$twem2_port" "$router1_port" "$node_port"; do
@@ -312,7 +321,7 @@ for cmp in "${comparisons[@]}"; do
   done
 done
 echo
-echo "router: $ROUTER_IMPL; twemproxy: ketama/$TWEM_HASH, server_connections=$TWEM_SERVER_CONNECTIONS; ratio = median of $ROUNDS per-round ratios; goals missed: $missed; raw: $raw"
+echo "router: $ROUTER_IMPL; twemproxy: ketama/$TWEM_HASH, server_connections=$TWEM_SERVER_CONNECTIONS; router over redis: upstream_connections=$ROUTER_REDIS_UPSTREAM_CONNECTIONS, over the node: its default; ratio = median of $ROUNDS per-round ratios; goals missed: $missed; raw: $raw"
 if ((missed > 0)) && [[ "$STRICT" == 1 ]]; then
   exit 2
 fi
