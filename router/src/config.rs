@@ -10,6 +10,8 @@
 //! upstream_connections = 2
 //! max_clients = 10000
 //! io_threads = 1                 # default: half the CPUs, 1 to 4; 0 = the caller's runtime
+//! l4_threads = 2                 # threads for [[l4]] connections (default: the CPUs, 1 to 4;
+//!                                # 0 = the IO threads above)
 //! # requirepass = "secret"
 //!
 //! [ring]
@@ -80,6 +82,7 @@ struct RawRouter {
     upstream_connections: Option<u32>,
     max_clients: Option<u32>,
     io_threads: Option<u32>,
+    l4_threads: Option<u32>,
     requirepass: Option<String>,
 }
 
@@ -149,6 +152,14 @@ pub fn default_io_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4))
 }
 
+/// One L4 thread per CPU, 1 to 4, as haproxy's default `nbthread`: an L4 connection has its own
+/// upstream connection, so there are no shared upstream batches for fewer threads to fill (the
+/// reason `io_threads` is half the CPUs). On 2 cores 1 and 2 threads measured within noise of
+/// each other; on more cores one thread would cap the listeners at one core.
+pub fn default_l4_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+}
+
 /// Everything the router needs to run, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouterConfig {
@@ -163,13 +174,15 @@ pub struct RouterConfig {
     pub max_clients: usize,
     /// Threads owning client and upstream connections (0 = run on the caller's runtime).
     pub io_threads: usize,
+    /// Threads owning L4 connections (0 = the IO threads); started only when there are listeners.
+    pub l4_threads: usize,
     pub requirepass: Option<String>,
     /// Request decoding limits for clients (Redis's defaults).
     pub limits: Limits,
     pub ring: RingConfig,
     /// Sorted by id, as the ring orders shards.
     pub shards: Vec<ShardConfig>,
-    /// L4 listeners (parsed and kept; forwarding comes with a later release).
+    /// L4 listeners: whole connections spliced to a pool.
     pub l4: Vec<L4Config>,
 }
 
@@ -300,6 +313,16 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         Some(n) => {
             return Err(ConfigError::invalid(
                 "router.io_threads",
+                format!("{n} is out of range (0 to {MAX_IO_THREADS})"),
+            ))
+        }
+    };
+    let l4_threads = match r.l4_threads {
+        None => default_l4_threads(),
+        Some(n) if n <= MAX_IO_THREADS => n as usize,
+        Some(n) => {
+            return Err(ConfigError::invalid(
+                "router.l4_threads",
                 format!("{n} is out of range (0 to {MAX_IO_THREADS})"),
             ))
         }
@@ -465,6 +488,7 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         upstream_connections,
         max_clients,
         io_threads,
+        l4_threads,
         requirepass,
         limits: Limits::default(),
         ring: RingConfig {
@@ -591,6 +615,7 @@ mod tests {
             request_timeout_ms = 5000
             upstream_connections = 4
             io_threads = 1
+            l4_threads = 3
             requirepass = "pw"
             [ring]
             vnodes = 64
@@ -616,6 +641,7 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_millis(300));
         assert_eq!(c.upstream_connections, 4);
         assert_eq!(c.io_threads, 1);
+        assert_eq!(c.l4_threads, 3);
         assert_eq!(c.requirepass.as_deref(), Some("pw"));
         assert_eq!(c.ring.vnodes, 64);
         assert_eq!(c.ring.read_from, ReadFrom::ReplicaLeastConnections);
@@ -671,6 +697,10 @@ mod tests {
             (
                 format!("[router]\nio_threads = 1000\n{shard}"),
                 "router.io_threads:",
+            ),
+            (
+                format!("[router]\nl4_threads = 65\n{shard}"),
+                "router.l4_threads:",
             ),
             (
                 format!("[ring]\nread_from = \"nearest\"\n{shard}"),

@@ -25,6 +25,15 @@ impl IoThreads {
     /// Starts `n` threads, each running a current-thread runtime until `stop` turns true (or its
     /// sender is dropped). `n == 0` runs everything on the caller's runtime instead.
     pub fn start(n: usize, stop: &watch::Receiver<bool>) -> io::Result<IoThreads> {
+        IoThreads::start_named(n, "ringcache-router-io", stop)
+    }
+
+    /// As [`IoThreads::start`], the threads named `{name}-{i}`.
+    pub fn start_named(
+        n: usize,
+        name: &str,
+        stop: &watch::Receiver<bool>,
+    ) -> io::Result<IoThreads> {
         if n == 0 {
             return Ok(IoThreads {
                 handles: vec![Handle::current()],
@@ -40,7 +49,7 @@ impl IoThreads {
             handles.push(rt.handle().clone());
             let mut stop = stop.clone();
             std::thread::Builder::new()
-                .name(format!("ringcache-router-io-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || {
                     rt.block_on(async move {
                         while !*stop.borrow_and_update() {

@@ -55,6 +55,21 @@ pub async fn run(
         tracing::info!(%addr, "metrics listening");
         tokio::spawn(metrics::serve(router.clone(), l, router.stop_signal()));
     }
+    // L4 connections get threads of their own (see `config::default_l4_threads`); 0 shares the
+    // IO threads.
+    let l4_io: Vec<tokio::runtime::Handle> = match router.config.l4_threads {
+        _ if router.config.l4.is_empty() => Vec::new(),
+        0 => (0..router.io.len())
+            .map(|i| router.io.handle(i).clone())
+            .collect(),
+        n => {
+            let threads =
+                io_threads::IoThreads::start_named(n, "ringcache-l4", &router.stop_signal())?;
+            (0..threads.len())
+                .map(|i| threads.handle(i).clone())
+                .collect()
+        }
+    };
     for l4 in &router.config.l4 {
         let l = TcpListener::bind(l4.listen.as_str()).await.map_err(|e| {
             io::Error::new(e.kind(), format!("binding L4 listener {}: {e}", l4.listen))
@@ -123,14 +138,11 @@ pub async fn run(
             source,
             router.stop_signal(),
         ));
-        let io = (0..router.io.len())
-            .map(|i| router.io.handle(i).clone())
-            .collect();
         tokio::spawn(l4::serve(
             l,
             pool,
             router.config.connect_timeout,
-            io,
+            l4_io.clone(),
             router.stop_signal(),
         ));
     }
