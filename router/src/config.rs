@@ -160,6 +160,22 @@ pub fn default_l4_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
 }
 
+/// A thread-count setting: `default()` when absent, else 0 to `MAX_IO_THREADS`.
+fn thread_count(
+    value: Option<u32>,
+    default: fn() -> usize,
+    field: &'static str,
+) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default()),
+        Some(n) if n <= MAX_IO_THREADS => Ok(n as usize),
+        Some(n) => Err(ConfigError::invalid(
+            field,
+            format!("{n} is out of range (0 to {MAX_IO_THREADS})"),
+        )),
+    }
+}
+
 /// Everything the router needs to run, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouterConfig {
@@ -307,26 +323,8 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         }
         Some(n) => n as usize,
     };
-    let io_threads = match r.io_threads {
-        None => default_io_threads(),
-        Some(n) if n <= MAX_IO_THREADS => n as usize,
-        Some(n) => {
-            return Err(ConfigError::invalid(
-                "router.io_threads",
-                format!("{n} is out of range (0 to {MAX_IO_THREADS})"),
-            ))
-        }
-    };
-    let l4_threads = match r.l4_threads {
-        None => default_l4_threads(),
-        Some(n) if n <= MAX_IO_THREADS => n as usize,
-        Some(n) => {
-            return Err(ConfigError::invalid(
-                "router.l4_threads",
-                format!("{n} is out of range (0 to {MAX_IO_THREADS})"),
-            ))
-        }
-    };
+    let io_threads = thread_count(r.io_threads, default_io_threads, "router.io_threads")?;
+    let l4_threads = thread_count(r.l4_threads, default_l4_threads, "router.l4_threads")?;
     let requirepass = r.requirepass.filter(|p| !p.is_empty());
 
     let vnodes = raw.ring.vnodes.unwrap_or(DEFAULT_VNODES);
