@@ -88,8 +88,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     [[ "$front" == haproxy ]] && port="$haproxy_port" pid="$haproxy_pid"
     for row in "${rows[@]}"; do
       if [[ "$row" == P1 ]]; then args=(-n "$N_P1" -P 1); else args=(-n "$N_P16" -P 16); fi
-      # Captured first: a bench_die inside a process substitution would not stop the script.
       before="$(cpu_ticks "$pid")"
+      # Captured first: a bench_die inside a process substitution would not stop the script.
       results="$(bench_redis_benchmark "$port" set,get -c "$CLIENTS" -r "$KEYSPACE" "${args[@]}")"
       # Microseconds of proxy CPU per request, over the SET and GET runs together.
       cpu["$front,$row,$round"]="$(awk -v t=$(($(cpu_ticks "$pid") - before)) -v hz="$ticks_per_s" \

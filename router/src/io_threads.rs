@@ -80,6 +80,11 @@ impl IoThreads {
         self.dedicated
     }
 
+    /// Every runtime, in order.
+    pub fn handles(&self) -> &[Handle] {
+        &self.handles
+    }
+
     pub fn handle(&self, index: usize) -> &Handle {
         &self.handles[index % self.handles.len()]
     }

@@ -255,15 +255,14 @@ impl Drop for Active {
     }
 }
 
-/// Where an L4 listener's connections run: which IO thread carries how many, in all and per backend.
+/// Where an L4 listener's connections run: how many each thread carries, per backend.
 ///
 /// A new connection goes to the thread with the fewest connections to its backend, then the fewest
 /// overall, so every thread carries every backend. Plain round robin pinned each backend to one
 /// thread (least-connections alternates backends in step with it), and bench-l4 then left the
 /// machine 11-15% idle at -P 1 against 3-5% with the mix: each thread ping-pongs with one server.
 struct Spread {
-    /// Live connections per thread.
-    total: Arc<[AtomicUsize]>,
+    threads: usize,
     /// Live connections per thread, per backend address (addresses of removed backends stay; few).
     by_backend: std::collections::HashMap<String, Arc<[AtomicUsize]>>,
 }
@@ -271,53 +270,44 @@ struct Spread {
 impl Spread {
     fn new(threads: usize) -> Spread {
         Spread {
-            total: counters(threads),
+            threads: threads.max(1),
             by_backend: std::collections::HashMap::new(),
         }
     }
 
+    /// Live connections on `thread`, all backends together.
+    fn on_thread(&self, thread: usize) -> usize {
+        self.by_backend
+            .values()
+            .map(|counts| counts[thread].load(Relaxed))
+            .sum()
+    }
+
     /// Picks the thread for a connection to `backend` and counts it there until the slot drops.
     fn place(&mut self, backend: &str) -> ThreadSlot {
-        let threads = self.total.len();
-        let per = self
+        let threads = self.threads;
+        let counts = self
             .by_backend
             .entry(backend.to_string())
-            .or_insert_with(|| counters(threads))
+            .or_insert_with(|| (0..threads).map(|_| AtomicUsize::new(0)).collect())
             .clone();
         let thread = (0..threads)
-            .min_by_key(|&t| (per[t].load(Relaxed), self.total[t].load(Relaxed)))
+            .min_by_key(|&t| (counts[t].load(Relaxed), self.on_thread(t)))
             .unwrap_or(0);
-        ThreadSlot::new(self.total.clone(), per, thread)
+        counts[thread].fetch_add(1, Relaxed);
+        ThreadSlot { counts, thread }
     }
 }
 
-fn counters(n: usize) -> Arc<[AtomicUsize]> {
-    (0..n.max(1)).map(|_| AtomicUsize::new(0)).collect()
-}
-
-/// One connection counted on its thread (in all and for its backend) for as long as it lives.
+/// One connection counted on its thread (for its backend) for as long as it lives.
 struct ThreadSlot {
-    total: Arc<[AtomicUsize]>,
-    backend: Arc<[AtomicUsize]>,
+    counts: Arc<[AtomicUsize]>,
     thread: usize,
-}
-
-impl ThreadSlot {
-    fn new(total: Arc<[AtomicUsize]>, backend: Arc<[AtomicUsize]>, thread: usize) -> ThreadSlot {
-        total[thread].fetch_add(1, Relaxed);
-        backend[thread].fetch_add(1, Relaxed);
-        ThreadSlot {
-            total,
-            backend,
-            thread,
-        }
-    }
 }
 
 impl Drop for ThreadSlot {
     fn drop(&mut self) {
-        self.total[self.thread].fetch_sub(1, Relaxed);
-        self.backend[self.thread].fetch_sub(1, Relaxed);
+        self.counts[self.thread].fetch_sub(1, Relaxed);
     }
 }
 
@@ -372,8 +362,13 @@ pub async fn serve(
     }
 }
 
-async fn forward(mut client: TcpStream, counted: (Active, ThreadSlot), connect_timeout: Duration) {
-    let addr = counted.0 .0.addr.clone();
+/// Splices `client` to the backend `active` counts it on; both counts drop when it ends.
+async fn forward(
+    mut client: TcpStream,
+    (active, slot): (Active, ThreadSlot),
+    connect_timeout: Duration,
+) {
+    let addr = active.0.addr.clone();
     let upstream = match tokio::time::timeout(connect_timeout, TcpStream::connect(&addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -394,7 +389,7 @@ async fn forward(mut client: TcpStream, counted: (Active, ThreadSlot), connect_t
         Ok((up, down)) => tracing::debug!(up, down, "L4 connection closed"),
         Err(e) => tracing::debug!(error = %e, "L4 connection ended with an error"),
     }
-    drop(counted);
+    drop((active, slot));
 }
 
 /// Where a pool's membership comes from when it can change (a shard's replicas).
@@ -514,11 +509,11 @@ mod tests {
                     .count();
                 assert_eq!(n, 2, "thread {thread}, backend {backend}");
             }
-            assert_eq!(spread.total[thread].load(Relaxed), 4);
+            assert_eq!(spread.on_thread(thread), 4);
         }
         // One backend only: the threads still share it evenly, and closed connections free their slot.
         drop(held);
-        assert!(spread.total.iter().all(|t| t.load(Relaxed) == 0));
+        assert!((0..2).all(|t| spread.on_thread(t) == 0));
         let one: Vec<ThreadSlot> = (0..6).map(|_| spread.place("c")).collect();
         let threads: Vec<usize> = one.iter().map(|s| s.thread).collect();
         assert_eq!(threads, [0, 1, 0, 1, 0, 1]);

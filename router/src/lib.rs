@@ -59,16 +59,10 @@ pub async fn run(
     // IO threads.
     let l4_io: Vec<tokio::runtime::Handle> = match router.config.l4_threads {
         _ if router.config.l4.is_empty() => Vec::new(),
-        0 => (0..router.io.len())
-            .map(|i| router.io.handle(i).clone())
-            .collect(),
-        n => {
-            let threads =
-                io_threads::IoThreads::start_named(n, "ringcache-l4", &router.stop_signal())?;
-            (0..threads.len())
-                .map(|i| threads.handle(i).clone())
-                .collect()
-        }
+        0 => router.io.handles().to_vec(),
+        n => io_threads::IoThreads::start_named(n, "ringcache-l4", &router.stop_signal())?
+            .handles()
+            .to_vec(),
     };
     for l4 in &router.config.l4 {
         let l = TcpListener::bind(l4.listen.as_str()).await.map_err(|e| {
