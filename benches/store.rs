@@ -2,7 +2,7 @@
 //! redis-benchmark's (`key:000000012345`, 3-byte values), next to a bare moka cache doing the
 //! same lookups and inserts: the floor the store's own work (stripe lock, bucket index, deadlines,
 //! weigher) sits on. Redis's whole GET at -P 16 on this machine costs ~0.8 µs of CPU, syscalls
-//! included (README, "Node").
+//! included (docs/BENCHMARKS.md).
 //!
 //!     cargo bench --bench store
 
