@@ -129,7 +129,7 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
         }
         "replication" => {
             out.push_str("# Replication\r\n");
-            sh.repl.info(sh, out);
+            sh.repl.info(out);
             Ok(())
         }
         "cluster" => {
