@@ -18,7 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::clients::ClientHandle;
-use crate::cmd::{dispatch, Ctx};
+use crate::cmd::ctx::Ctx;
+use crate::cmd::dispatch;
 use crate::config::NodeConfig;
 use crate::state::session::{Flow, Session};
 use crate::state::Shared;

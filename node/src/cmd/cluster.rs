@@ -5,7 +5,8 @@ use bytes::Bytes;
 use ringcache_protocol::ring::{Arc as RingArc, Ring, ShardSpec};
 use ringcache_protocol::Reply;
 
-use super::{int_arg, Ctx};
+use super::args::int_arg;
+use super::ctx::Ctx;
 use crate::state::session::Migration;
 
 /// Most keys one MIGRATE-ARC call moves, whatever the caller asks (bounds one command's time).

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use ringcache_protocol::clients::Conn;
 use ringcache_protocol::{Protocol, Reply};
 
-use super::{arity_error, int_arg, Ctx};
+use super::args::{arity_error, int_arg};
+use super::ctx::Ctx;
 use crate::clients::{ClientHandle, Clients, NodeClient};
 use crate::state::session::Flow;
 

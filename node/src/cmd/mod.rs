@@ -1,8 +1,10 @@
 //! Command dispatch: one function per command, looked up through the shared command table
 //! (arity, flags), each parsing its own arguments and answering with Redis 7's replies.
 
+pub mod args;
 pub mod cluster;
 pub mod connection;
+pub mod ctx;
 pub mod hashes;
 pub mod keys;
 pub mod replication;
@@ -10,63 +12,13 @@ pub mod server;
 pub mod strings;
 
 use bytes::Bytes;
-pub use ringcache_protocol::errors::{arity_error, unknown_command, unknown_subcommand};
 use ringcache_protocol::table::{self, flags, CommandSpec};
 use ringcache_protocol::Reply;
 
 use crate::state::session::{Flow, Session};
 use crate::state::Shared;
-use crate::store::{Entry, Store, Value};
-
-/// Everything a command runs against.
-pub struct Ctx<'a> {
-    pub shared: &'a Shared,
-    pub session: &'a mut Session,
-}
-
-impl Ctx<'_> {
-    pub fn store(&self) -> &Store {
-        &self.shared.store
-    }
-}
-
-pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
-pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
-pub const SYNTAX: &str = "ERR syntax error";
-pub const NOT_FLOAT: &str = "ERR value is not a valid float";
-
-pub fn wrongtype() -> Reply {
-    Reply::error(WRONGTYPE)
-}
-
-pub fn syntax_error() -> Reply {
-    Reply::error(SYNTAX)
-}
-
-pub fn not_integer() -> Reply {
-    Reply::error(NOT_INTEGER)
-}
-
-/// Parses an integer argument with Redis's rules.
-pub fn int_arg(a: &[u8]) -> Result<i64, Reply> {
-    ringcache_protocol::num::parse_i64(a).ok_or_else(not_integer)
-}
-
-/// Case-insensitive comparison of an argument with an ASCII keyword.
-pub fn is(a: &[u8], kw: &str) -> bool {
-    a.eq_ignore_ascii_case(kw.as_bytes())
-}
-
-/// Reads a string value: Ok(None) if missing, Err(WRONGTYPE) if another type.
-pub fn get_str(store: &Store, key: &[u8]) -> Result<Option<(Bytes, Entry)>, Reply> {
-    match store.get(key) {
-        None => Ok(None),
-        Some(e) => match &e.value {
-            Value::Str(b) => Ok(Some((b.clone(), e))),
-            _ => Err(wrongtype()),
-        },
-    }
-}
+use args::{arity_error, int_arg, is, unknown_command};
+use ctx::Ctx;
 
 /// Looks the command up, checks arity and authentication, and runs it.
 pub fn dispatch(ctx: &mut Ctx, args: &[Bytes]) -> Reply {

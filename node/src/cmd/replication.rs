@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use bytes::Bytes;
 use ringcache_protocol::Reply;
 
-use super::{is, Ctx};
+use super::args::is;
+use super::ctx::Ctx;
 use crate::state::replication::LinkState;
 
 pub fn role(ctx: &Ctx) -> Reply {

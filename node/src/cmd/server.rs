@@ -7,7 +7,8 @@ use bytes::Bytes;
 use ringcache_protocol::table;
 use ringcache_protocol::{Protocol, Reply};
 
-use super::{arity_error, unknown_subcommand, Ctx};
+use super::args::{arity_error, unknown_subcommand};
+use super::ctx::Ctx;
 use crate::config::{human_bytes, parse_memory};
 use crate::store::now_ms;
 use ringcache_protocol::glob;
