@@ -10,10 +10,9 @@
 //! write queued before the snapshot read its key and replayed after it leaves the same state, and
 //! primary and replica agree on expiry whatever the delay.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -26,8 +25,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::clients::{ClientHandle, NodeClient};
-use crate::cmd::{dispatch, is, Ctx, Flow, Session};
-use crate::server::Shared;
+use crate::state::replication::{LinkState, ReplicaLink};
+use crate::state::session::{Flow, Session};
+use crate::state::Shared;
 use crate::store::{lock, now_ms, Entry, Value};
 
 /// Writes queued for one replica before it counts as too far behind (it is dropped and resyncs).
@@ -38,120 +38,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A primary silent for this long is considered gone; the replica reconnects.
 const PRIMARY_SILENCE: Duration = Duration::from_secs(5);
 
-/// One replica attached to this primary.
-struct ReplicaLink {
-    addr: SocketAddr,
-    listening_port: AtomicU64,
-    tx: mpsc::Sender<Bytes>,
-    ack_offset: AtomicU64,
-    last_ack_ms: AtomicI64,
-    broken: AtomicBool,
-}
-
-/// Where a replica is in talking to its primary.
-const LINK_DOWN: u8 = 0;
-const LINK_SYNCING: u8 = 1;
-const LINK_UP: u8 = 2;
-
-/// Replication state of a node.
-pub struct Replication {
-    /// The primary this node replicates from (`host:port`), if it is a replica.
-    primary: Mutex<Option<String>>,
-    is_replica: AtomicBool,
-    /// Bumped on every REPLICAOF so the previous replication task stops.
-    generation: AtomicU64,
-    /// Primary: bytes of writes propagated. Replica: the primary's offset applied so far.
-    offset: AtomicU64,
-    /// Primary: writes propagated. Replica: writes applied (lost-write accounting on failover).
-    writes: AtomicU64,
-    /// Replica: the primary's offset and write count as last announced.
-    primary_offset: AtomicU64,
-    primary_writes: AtomicU64,
-    last_io_ms: AtomicI64,
-    link: AtomicU8,
-    links: Mutex<Vec<Arc<ReplicaLink>>>,
-    has_replicas: AtomicBool,
-    replid: Mutex<String>,
-}
-
-impl Replication {
-    pub fn new(run_id: &str) -> Self {
-        Replication {
-            primary: Mutex::new(None),
-            is_replica: AtomicBool::new(false),
-            generation: AtomicU64::new(0),
-            offset: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-            primary_offset: AtomicU64::new(0),
-            primary_writes: AtomicU64::new(0),
-            last_io_ms: AtomicI64::new(0),
-            link: AtomicU8::new(LINK_DOWN),
-            links: Mutex::new(Vec::new()),
-            has_replicas: AtomicBool::new(false),
-            replid: Mutex::new(run_id.to_string()),
-        }
-    }
-
-    pub fn is_replica(&self) -> bool {
-        self.is_replica.load(Relaxed)
-    }
-
-    pub fn primary_addr(&self) -> Option<String> {
-        lock(&self.primary).clone().map(|p| p.replacen(':', " ", 1))
-    }
-
-    /// Milliseconds since the primary was last heard from (replicas), for bounded-stale reads.
-    pub fn lag_ms(&self) -> i64 {
-        (now_ms() - self.last_io_ms.load(Relaxed)).max(0)
-    }
-
-    pub fn info(&self, _shared: &Shared, out: &mut String) {
-        let offset = self.offset.load(Relaxed);
-        if let Some(p) = lock(&self.primary).clone() {
-            let (host, port) = p.rsplit_once(':').unwrap_or((p.as_str(), "0"));
-            let status = match self.link.load(Relaxed) {
-                LINK_UP => "up",
-                _ => "down",
-            };
-            let _ = write!(
-                out,
-                "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{status}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_repl_offset:{offset}\r\nslave_read_only:1\r\nconnected_slaves:0\r\n",
-                self.lag_ms() / 1000,
-                u8::from(self.link.load(Relaxed) == LINK_SYNCING),
-            );
-        } else {
-            let links = lock(&self.links);
-            let _ = write!(out, "role:master\r\nconnected_slaves:{}\r\n", links.len());
-            for (i, l) in links.iter().enumerate() {
-                let _ = write!(
-                    out,
-                    "slave{i}:ip={},port={},state=online,offset={},lag={}\r\n",
-                    l.addr.ip(),
-                    l.listening_port.load(Relaxed),
-                    l.ack_offset.load(Relaxed),
-                    (now_ms() - l.last_ack_ms.load(Relaxed)).max(0) / 1000,
-                );
-            }
-        }
-        let primary_offset = if self.is_replica() {
-            self.primary_offset.load(Relaxed).max(offset)
-        } else {
-            offset
-        };
-        let _ = write!(
-            out,
-            "master_replid:{}\r\nmaster_repl_offset:{primary_offset}\r\nringcache_repl_writes:{}\r\nringcache_repl_lag_bytes:{}\r\nringcache_repl_lag_ms:{}\r\n",
-            lock(&self.replid),
-            self.writes.load(Relaxed),
-            primary_offset.saturating_sub(offset),
-            if self.is_replica() { self.lag_ms() } else { 0 },
-        );
-    }
-}
-
 /// Refuses writes on a replica (except from its primary's stream).
-pub fn check_write(ctx: &Ctx, spec: &CommandSpec) -> Option<Reply> {
-    if spec.has(flags::WRITE) && ctx.shared.repl.is_replica() && !ctx.session.from_primary {
+pub fn check_write(shared: &Shared, session: &Session, spec: &CommandSpec) -> Option<Reply> {
+    if spec.has(flags::WRITE) && shared.repl.is_replica() && !session.from_primary {
         return Some(Reply::error(
             "READONLY You can't write against a read only replica.",
         ));
@@ -162,26 +51,17 @@ pub fn check_write(ctx: &Ctx, spec: &CommandSpec) -> Option<Reply> {
 /// Queues a write for every replica. Called under the written keys' stripe locks, so writes to
 /// one key reach replicas in the order they happened.
 pub fn propagate(shared: &Shared, args: &[Bytes]) {
-    let repl = &shared.repl;
-    if !repl.has_replicas.load(Relaxed) {
+    if !shared.repl.has_replicas() {
         return;
     }
     let mut buf = BytesMut::new();
     encode_request(&mut buf, args.iter());
-    let msg = buf.freeze();
-    let links = lock(&repl.links);
-    repl.offset.fetch_add(msg.len() as u64, Relaxed);
-    repl.writes.fetch_add(1, Relaxed);
-    for l in links.iter() {
-        if l.tx.try_send(msg.clone()).is_err() && !l.broken.swap(true, Relaxed) {
-            tracing::warn!(replica = %l.addr, "replica too far behind; dropping it (it will resync)");
-        }
-    }
+    shared.repl.queue(buf.freeze(), 1);
 }
 
 /// Sends `SET key value [PXAT deadline]`.
 pub fn propagate_value(shared: &Shared, key: &[u8], value: &[u8], expire_at: Option<i64>) {
-    if !shared.repl.has_replicas.load(Relaxed) {
+    if !shared.repl.has_replicas() {
         return;
     }
     propagate(shared, &set_command(key, value, expire_at));
@@ -202,26 +82,17 @@ fn set_command(key: &[u8], value: &[u8], expire_at: Option<i64>) -> Vec<Bytes> {
 
 /// Sends the commands that recreate `entry` at `key` (the value and its deadline).
 pub fn propagate_entry(shared: &Shared, key: &[u8], entry: &Entry) {
-    let repl = &shared.repl;
-    if !repl.has_replicas.load(Relaxed) {
+    if !shared.repl.has_replicas() {
         return;
     }
     let mut buf = BytesMut::new();
     let n = restore_commands(&mut buf, &Bytes::copy_from_slice(key), entry);
-    let msg = buf.freeze();
-    let links = lock(&repl.links);
-    repl.offset.fetch_add(msg.len() as u64, Relaxed);
-    repl.writes.fetch_add(n as u64, Relaxed);
-    for l in links.iter() {
-        if l.tx.try_send(msg.clone()).is_err() && !l.broken.swap(true, Relaxed) {
-            tracing::warn!(replica = %l.addr, "replica too far behind; dropping it (it will resync)");
-        }
-    }
+    shared.repl.queue(buf.freeze(), n as u64);
 }
 
 /// Sends `PEXPIREAT key deadline` or `PERSIST key`.
 pub fn propagate_expire(shared: &Shared, key: &[u8], expire_at: Option<i64>) {
-    if !shared.repl.has_replicas.load(Relaxed) {
+    if !shared.repl.has_replicas() {
         return;
     }
     let key = Bytes::copy_from_slice(key);
@@ -240,7 +111,7 @@ pub fn propagate_expire(shared: &Shared, key: &[u8], expire_at: Option<i64>) {
 
 /// Sends `DEL key`.
 pub fn propagate_del(shared: &Shared, key: &[u8]) {
-    if !shared.repl.has_replicas.load(Relaxed) {
+    if !shared.repl.has_replicas() {
         return;
     }
     propagate(
@@ -249,129 +120,16 @@ pub fn propagate_del(shared: &Shared, key: &[u8]) {
     );
 }
 
-/// ROLE, REPLICAOF / SLAVEOF, SYNC / PSYNC, REPLCONF.
-pub fn command(ctx: &mut Ctx, spec: &CommandSpec, a: &[Bytes]) -> Reply {
-    let repl = &ctx.shared.repl;
-    match spec.name {
-        "role" => role(ctx),
-        "replicaof" | "slaveof" => {
-            if is(&a[1], "no") && is(&a[2], "one") {
-                promote(ctx.shared);
-                return Reply::OK;
-            }
-            let Ok(port) = std::str::from_utf8(&a[2]).unwrap_or("").parse::<u16>() else {
-                return Reply::error("ERR Invalid master port");
-            };
-            let host = String::from_utf8_lossy(&a[1]).into_owned();
-            let target = format!("{host}:{port}");
-            if lock(&repl.primary).as_deref() == Some(target.as_str()) {
-                return Reply::Status("OK Already connected to specified master");
-            }
-            follow(ctx.shared.self_arc(), target);
-            Reply::OK
-        }
-        "sync" | "psync" => {
-            if repl.is_replica() {
-                // Chained replication is not supported: a replica's data may lag its primary.
-                return Reply::error("ERR this node is a replica; sync from its primary");
-            }
-            ctx.session.is_replication_link = true;
-            Reply::Nil
-        }
-        "replconf" => replconf(ctx, a),
-        _ => Reply::error("ERR unknown replication command"),
-    }
-}
-
-fn role(ctx: &Ctx) -> Reply {
-    let repl = &ctx.shared.repl;
-    if let Some(p) = lock(&repl.primary).clone() {
-        let (host, port) = p.rsplit_once(':').unwrap_or((p.as_str(), "0"));
-        let state = match repl.link.load(Relaxed) {
-            LINK_UP => "connected",
-            LINK_SYNCING => "sync",
-            _ => "connect",
-        };
-        return Reply::Array(vec![
-            Reply::bulk_str("slave"),
-            Reply::bulk_str(host),
-            Reply::Int(port.parse().unwrap_or(0)),
-            Reply::bulk_str(state),
-            Reply::Int(repl.offset.load(Relaxed) as i64),
-        ]);
-    }
-    let replicas = lock(&repl.links)
-        .iter()
-        .map(|l| {
-            Reply::Array(vec![
-                Reply::bulk_str(&l.addr.ip().to_string()),
-                Reply::bulk_str(&l.listening_port.load(Relaxed).to_string()),
-                Reply::bulk_str(&l.ack_offset.load(Relaxed).to_string()),
-            ])
-        })
-        .collect();
-    Reply::Array(vec![
-        Reply::bulk_str("master"),
-        Reply::Int(repl.offset.load(Relaxed) as i64),
-        Reply::Array(replicas),
-    ])
-}
-
-fn replconf(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let repl = &ctx.shared.repl;
-    let sub = a.get(1).map(|s| s.to_ascii_lowercase()).unwrap_or_default();
-    let num = |i: usize| -> u64 {
-        a.get(i)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    match &sub[..] {
-        // Sent by the primary inside the stream: only meaningful on the replica side.
-        b"offset" if ctx.session.from_primary => {
-            repl.primary_offset.store(num(2), Relaxed);
-            repl.primary_writes.store(num(3), Relaxed);
-            Reply::OK
-        }
-        b"listening-port" => {
-            ctx.session.replica_port = u16::try_from(num(2)).ok();
-            Reply::OK
-        }
-        b"snapshot-end" if ctx.session.from_primary => {
-            repl.link.store(LINK_UP, Relaxed);
-            tracing::info!(offset = num(2), "replica in sync with its primary");
-            Reply::OK
-        }
-        _ => Reply::OK,
-    }
-}
-
 /// Makes this node a primary (REPLICAOF NO ONE), keeping its data.
 pub fn promote(shared: &Shared) {
-    let repl = &shared.repl;
-    let was = lock(&repl.primary).take();
-    repl.generation.fetch_add(1, Relaxed);
-    repl.is_replica.store(false, Relaxed);
-    repl.link.store(LINK_DOWN, Relaxed);
-    // A new history starts here; replicas of the old primary must resync from this one.
-    *lock(&repl.replid) = format!("{:016x}{:024x}", now_ms(), rand::random::<u128>() >> 32);
-    if let Some(p) = was {
+    if let Some(p) = shared.repl.become_primary() {
         tracing::info!(former_primary = %p, "promoted to primary");
     }
 }
 
 /// Makes this node a replica of `primary` (`host:port`) and starts following it.
 pub fn follow(shared: Arc<Shared>, primary: String) {
-    let repl = &shared.repl;
-    *lock(&repl.primary) = Some(primary.clone());
-    repl.is_replica.store(true, Relaxed);
-    repl.link.store(LINK_DOWN, Relaxed);
-    let generation = repl.generation.fetch_add(1, Relaxed) + 1;
-    // Replicas of this node (if it was a primary) must follow the new primary themselves.
-    for l in lock(&repl.links).drain(..) {
-        l.broken.store(true, Relaxed);
-    }
-    repl.has_replicas.store(false, Relaxed);
+    let generation = shared.repl.become_replica(&primary);
     tracing::info!(%primary, "following primary");
     tokio::spawn(replica_task(shared, primary, generation));
 }
@@ -385,7 +143,7 @@ pub fn start(shared: Arc<Shared>, _stop: tokio::sync::watch::Receiver<bool>) {
 }
 
 fn current(shared: &Shared, generation: u64) -> bool {
-    shared.repl.generation.load(Relaxed) == generation
+    shared.repl.is_current(generation)
 }
 
 async fn replica_task(shared: Arc<Shared>, primary: String, generation: u64) {
@@ -394,7 +152,7 @@ async fn replica_task(shared: Arc<Shared>, primary: String, generation: u64) {
             Ok(()) => {}
             Err(e) => tracing::info!(%primary, error = %e, "replication link down; retrying"),
         }
-        shared.repl.link.store(LINK_DOWN, Relaxed);
+        shared.repl.set_link(LinkState::Down);
         tokio::time::sleep(RECONNECT_BACKOFF).await;
     }
 }
@@ -443,7 +201,7 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
     );
     encode_request(&mut hello, [&b"SYNC"[..]]);
     sock.write_all(&hello).await?;
-    shared.repl.link.store(LINK_SYNCING, Relaxed);
+    shared.repl.set_link(LinkState::Syncing);
 
     let mut inbuf = BytesMut::with_capacity(64 * 1024);
     // Replies to AUTH / REPLCONF, then the FULLRESYNC line.
@@ -454,7 +212,7 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
             let replid = parts.next().unwrap_or("").to_string();
             let offset: u64 = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
             let writes: u64 = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
-            *lock(&shared.repl.replid) = replid;
+            shared.repl.set_replid(replid);
             break (offset, writes);
         }
         if line.starts_with('-') {
@@ -466,11 +224,7 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
     }
     // A full resync replaces everything this node held.
     shared.store.clear();
-    shared.repl.offset.store(start_offset, Relaxed);
-    shared.repl.writes.store(start_writes, Relaxed);
-    shared.repl.primary_offset.store(start_offset, Relaxed);
-    shared.repl.primary_writes.store(start_writes, Relaxed);
-    shared.repl.last_io_ms.store(now_ms(), Relaxed);
+    shared.repl.start_sync(start_offset, start_writes);
     tracing::info!(%primary, offset = start_offset, "full resync started");
 
     let limits = Limits {
@@ -491,18 +245,19 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
             if !current(shared, generation) {
                 return Ok(());
             }
-            let is_replconf = args.first().is_some_and(|n| is(n, "replconf"));
-            if is_replconf && args.get(1).is_some_and(|s| is(s, "snapshot-end")) {
+            let is_replconf = args
+                .first()
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"replconf"));
+            if is_replconf
+                && args
+                    .get(1)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"snapshot-end"))
+            {
                 snapshot_done = true;
             }
-            let mut ctx = Ctx {
-                shared,
-                session: &mut session,
-            };
-            let _ = dispatch(&mut ctx, &args);
+            (shared.apply)(shared, &mut session, &args);
             if snapshot_done && !is_replconf {
-                shared.repl.offset.fetch_add(raw.len() as u64, Relaxed);
-                shared.repl.writes.fetch_add(1, Relaxed);
+                shared.repl.applied(raw.len() as u64);
             }
         }
         args.clear();
@@ -511,7 +266,7 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
         }
         if last_ack.elapsed() >= HEARTBEAT {
             let mut ack = BytesMut::new();
-            let off = shared.repl.offset.load(Relaxed).to_string();
+            let off = shared.repl.offset().to_string();
             encode_request(&mut ack, [&b"REPLCONF"[..], b"ACK", off.as_bytes()]);
             sock.write_all(&ack).await?;
             last_ack = Instant::now();
@@ -522,7 +277,7 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
         let n = tokio::time::timeout(HEARTBEAT, sock.read_buf(&mut inbuf)).await;
         match n {
             Ok(Ok(0)) => return Err(io_err("primary closed the link")),
-            Ok(Ok(_)) => shared.repl.last_io_ms.store(now_ms(), Relaxed),
+            Ok(Ok(_)) => shared.repl.heard_from_primary(),
             Ok(Err(e)) => return Err(e),
             Err(_) if shared.repl.lag_ms() > PRIMARY_SILENCE.as_millis() as i64 => {
                 return Err(io_err("primary silent"));
@@ -598,20 +353,12 @@ pub async fn serve_replica(
         last_ack_ms: AtomicI64::new(now_ms()),
         broken: AtomicBool::new(false),
     });
-    let repl = &shared.repl;
-    let (start_offset, start_writes) = {
-        // Registered under the links lock: every write after this point is queued for the link.
-        let mut links = lock(&repl.links);
-        links.push(link.clone());
-        repl.has_replicas.store(true, Relaxed);
-        (repl.offset.load(Relaxed), repl.writes.load(Relaxed))
-    };
+    // From here on every write is queued for the link.
+    let (start_offset, start_writes) = shared.repl.attach(link.clone());
     tracing::info!(replica = %addr, offset = start_offset, "replica attached; sending snapshot");
     let start = (start_offset, start_writes);
     let result = stream_to_replica(shared, &link, &mut rd, &mut wr, &mut rx, start).await;
-    let mut links = lock(&repl.links);
-    links.retain(|l| !Arc::ptr_eq(l, &link));
-    repl.has_replicas.store(!links.is_empty(), Relaxed);
+    shared.repl.detach(&link);
     tracing::info!(replica = %addr, "replica detached");
     result
 }
@@ -624,7 +371,7 @@ async fn stream_to_replica(
     rx: &mut mpsc::Receiver<Bytes>,
     (start_offset, writes): (u64, u64),
 ) -> std::io::Result<()> {
-    let replid = lock(&shared.repl.replid).clone();
+    let replid = shared.repl.replid();
     // The write count lets the replica's count line up with ours (lost-write accounting).
     wr.write_all(format!("+FULLRESYNC {replid} {start_offset} {writes}\r\n").as_bytes())
         .await?;
@@ -675,9 +422,8 @@ async fn stream_to_replica(
                 out.clear();
             }
             _ = heartbeat.tick() => {
-                let repl = &shared.repl;
-                let off = repl.offset.load(Relaxed).to_string();
-                let writes = repl.writes.load(Relaxed).to_string();
+                let off = shared.repl.offset().to_string();
+                let writes = shared.repl.writes().to_string();
                 encode_request(&mut out, [&b"REPLCONF"[..], b"OFFSET", off.as_bytes(), writes.as_bytes()]);
                 wr.write_all(&out).await?;
                 out.clear();
@@ -687,12 +433,12 @@ async fn stream_to_replica(
                     return Ok(());
                 }
                 while let Ok(Some(_)) = ack_decoder.decode_into(&mut ack_buf, &mut ack_args) {
-                    if ack_args.len() >= 3 && is(&ack_args[0], "replconf") {
+                    if ack_args.len() >= 3 && ack_args[0].eq_ignore_ascii_case(b"replconf") {
                         let v: u64 = std::str::from_utf8(&ack_args[2]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-                        if is(&ack_args[1], "ack") {
+                        if ack_args[1].eq_ignore_ascii_case(b"ack") {
                             link.ack_offset.store(v, Relaxed);
                             link.last_ack_ms.store(now_ms(), Relaxed);
-                        } else if is(&ack_args[1], "listening-port") {
+                        } else if ack_args[1].eq_ignore_ascii_case(b"listening-port") {
                             link.listening_port.store(v, Relaxed);
                         }
                     }

@@ -7,8 +7,8 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -17,74 +17,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
-use crate::clients::{ClientHandle, Clients};
-use crate::cmd::{dispatch, Ctx, Flow, Session};
+use crate::clients::ClientHandle;
+use crate::cmd::ctx::Ctx;
+use crate::cmd::dispatch;
 use crate::config::NodeConfig;
-use crate::store::{lock, now_ms, Store};
-
-/// Server-wide counters for INFO stats.
-#[derive(Debug, Default)]
-pub struct ServerStats {
-    pub commands: AtomicU64,
-    pub net_input: AtomicU64,
-    pub net_output: AtomicU64,
-}
-
-/// State shared by every connection of a node.
-pub struct Shared {
-    pub store: Store,
-    pub config: RwLock<NodeConfig>,
-    pub clients: Clients,
-    pub stats: ServerStats,
-    pub started: Instant,
-    pub started_unix: i64,
-    pub run_id: String,
-    pub port: u16,
-    pub repl: crate::replication::Replication,
-    pub topology: crate::topology::NodeTopology,
-    /// Lets code holding `&Shared` start tasks that need an `Arc` of it.
-    me: std::sync::Weak<Shared>,
-}
-
-impl Shared {
-    pub fn new(config: NodeConfig, port: u16) -> Arc<Shared> {
-        use rand::Rng;
-        let run_id: String = {
-            let mut rng = rand::thread_rng();
-            (0..40)
-                .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
-                .collect()
-        };
-        Arc::new_cyclic(|me| Shared {
-            me: me.clone(),
-            store: Store::new(config.maxmemory),
-            repl: crate::replication::Replication::new(&run_id),
-            topology: crate::topology::NodeTopology::new(config.shard_id.clone()),
-            config: RwLock::new(config),
-            clients: Clients::default(),
-            stats: ServerStats::default(),
-            started: Instant::now(),
-            started_unix: now_ms() / 1000,
-            run_id,
-            port,
-        })
-    }
-
-    /// An owning handle to this state (it always lives in an `Arc`).
-    pub fn self_arc(&self) -> Arc<Shared> {
-        self.me
-            .upgrade()
-            .expect("Shared lives in the Arc that created it")
-    }
-
-    pub fn config(&self) -> std::sync::RwLockReadGuard<'_, NodeConfig> {
-        self.config.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn config_mut(&self) -> std::sync::RwLockWriteGuard<'_, NodeConfig> {
-        self.config.write().unwrap_or_else(|e| e.into_inner())
-    }
-}
+use crate::state::session::{Flow, Session};
+use crate::state::Shared;
+use crate::store::{lock, now_ms};
 
 /// Binds the node's listener (port 0 picks a free port).
 pub async fn bind(config: &NodeConfig) -> io::Result<TcpListener> {
@@ -101,7 +40,7 @@ pub async fn run(
     shutdown: impl Future,
 ) -> io::Result<()> {
     let port = listener.local_addr()?.port();
-    let shared = Shared::new(config, port);
+    let shared = Shared::new(config, port, crate::cmd::apply);
     serve(shared, listener, shutdown).await
 }
 

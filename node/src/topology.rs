@@ -1,4 +1,5 @@
-//! The cluster topology as this node knows it, and key migration between nodes.
+//! The topology engine: the ownership check against the ring this node knows (kept in
+//! `crate::state::topology`, set by `cmd/cluster.rs`), and key migration between nodes.
 //!
 //! The router pushes every new ring with `TOPOLOGY SET <epoch> <my-id> <vnodes> <id> <weight>
 //! ...`; an older epoch is refused, so a stale router cannot roll a node back. Once a node has a
@@ -20,36 +21,29 @@
 //! while one waits for its target, the thread serves its other connections.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
+use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use bytes::{Bytes, BytesMut};
 use ringcache_protocol::codec::ClientCodec;
 use ringcache_protocol::hash::key_hash;
 use ringcache_protocol::resp::encode_request;
-use ringcache_protocol::ring::{Arc as RingArc, Ring, ShardSpec};
+use ringcache_protocol::ring::Arc as RingArc;
 use ringcache_protocol::table::{flags, CommandSpec};
 use ringcache_protocol::{Protocol, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio_util::codec::Decoder;
 
-use crate::cmd::{int_arg, Ctx};
 use crate::replication::restore_commands;
-use crate::server::Shared;
-use crate::store::lock;
+use crate::state::session::{Migration, Session};
+use crate::state::Shared;
 
 /// Bounds on a migration's waits for its target.
 const MIGRATE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const MIGRATE_IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most keys one MIGRATE-ARC call moves, whatever the caller asks (bounds one command's time).
-const MAX_BATCH: usize = 10_000;
 /// Keys per round trip to the target: small enough that a move's work between two waits stays
 /// short next to the requests it shares the IO thread with, and that a request moving one of
 /// them seldom waits for the mover's claim.
@@ -67,136 +61,22 @@ thread_local! {
     static TARGETS: RefCell<HashMap<String, Vec<TcpStream>>> = RefCell::new(HashMap::new());
 }
 
-/// What this node knows of the ring.
-pub struct NodeTopology {
-    shard_id: Mutex<Option<String>>,
-    ring: ArcSwapOption<Ring>,
-    /// This node's index in `ring`'s shards, when it is one of them.
-    me: AtomicU64,
-    /// The router's record of the change moving keys at `ring`'s epoch (see the module docs).
-    change: Mutex<Option<Bytes>>,
-    /// Keys being moved now, and a signal when some are released (see [`NodeTopology::claim`]).
-    moving: Mutex<HashSet<Bytes>>,
-    released: Notify,
-    pub keys_migrated: AtomicU64,
-    pub bytes_migrated: AtomicU64,
-}
-
-const NOT_A_MEMBER: u64 = u64::MAX;
-
-impl NodeTopology {
-    pub fn new(shard_id: Option<String>) -> Self {
-        NodeTopology {
-            shard_id: Mutex::new(shard_id),
-            ring: ArcSwapOption::empty(),
-            me: AtomicU64::new(NOT_A_MEMBER),
-            change: Mutex::new(None),
-            moving: Mutex::new(HashSet::new()),
-            released: Notify::new(),
-            keys_migrated: AtomicU64::new(0),
-            bytes_migrated: AtomicU64::new(0),
-        }
-    }
-
-    pub fn epoch(&self) -> u64 {
-        self.ring.load().as_ref().map(|r| r.epoch()).unwrap_or(0)
-    }
-
-    pub fn info(&self, out: &mut String) {
-        let _ = write!(
-            out,
-            "ringcache_shard:{}\r\nringcache_epoch:{}\r\nringcache_keys_migrated:{}\r\nringcache_bytes_migrated:{}\r\n",
-            lock(&self.shard_id).as_deref().unwrap_or(""),
-            self.epoch(),
-            self.keys_migrated.load(Relaxed),
-            self.bytes_migrated.load(Relaxed),
-        );
-    }
-
-    /// Claims `keys` for one move, waiting while another move holds any of them (all at once:
-    /// a claim never waits holding part of one). Released when the returned guard drops.
-    async fn claim(&self, keys: &[Bytes]) -> Claim<'_> {
-        loop {
-            // Created before the check, so a release between the check and the wait is seen.
-            let released = self.released.notified();
-            {
-                let mut moving = lock(&self.moving);
-                if !keys.iter().any(|k| moving.contains(k)) {
-                    let keys = keys
-                        .iter()
-                        .filter(|k| moving.insert((*k).clone()))
-                        .cloned()
-                        .collect();
-                    return Claim { topo: self, keys };
-                }
-            }
-            released.await;
-        }
-    }
-
-    /// Installs `ring` if it is newer than the current one (equal: accepted, idempotent), with
-    /// the record of a change in progress (`None` keeps the record only at an equal epoch).
-    fn set(&self, ring: Ring, shard_id: String, change: Option<Bytes>) -> Result<(), u64> {
-        // Under the record's lock, so two pushes cannot pair one's ring with the other's record.
-        let mut record = lock(&self.change);
-        let current = self.epoch();
-        if ring.epoch() < current {
-            return Err(current);
-        }
-        if change.is_some() || ring.epoch() > current {
-            *record = change;
-        }
-        let me = ring
-            .shard_index(&shard_id)
-            .map(|i| i as u64)
-            .unwrap_or(NOT_A_MEMBER);
-        *lock(&self.shard_id) = Some(shard_id);
-        self.me.store(me, Relaxed);
-        self.ring.store(Some(Arc::new(ring)));
-        Ok(())
-    }
-
-    /// Forgets the change record once the change that ends at `epoch` is done (a node already
-    /// on a newer epoch keeps the newer change's record).
-    fn done(&self, epoch: u64) {
-        let mut record = lock(&self.change);
-        if self.epoch() <= epoch {
-            *record = None;
-        }
-    }
-}
-
-/// Keys claimed by one move (see [`NodeTopology::claim`]).
-struct Claim<'a> {
-    topo: &'a NodeTopology,
-    keys: Vec<Bytes>,
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        let mut moving = lock(&self.topo.moving);
-        for k in &self.keys {
-            moving.remove(k);
-        }
-        drop(moving);
-        self.topo.released.notify_waiters();
-    }
-}
-
 /// Answers `-WRONGSHARD <epoch> <owner>` for a key this node does not own under its ring.
-pub fn check_owner(ctx: &Ctx, spec: &CommandSpec, args: &[Bytes]) -> Option<Reply> {
+pub fn check_owner(
+    shared: &Shared,
+    session: &Session,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Option<Reply> {
     // The primary's stream and migrations carry keys as they were decided elsewhere.
-    if ctx.session.from_primary || spec.first_key <= 0 || spec.has(flags::ADMIN) {
+    if session.from_primary || spec.first_key <= 0 || spec.has(flags::ADMIN) {
         return None;
     }
-    let topo = &ctx.shared.topology;
-    let guard = topo.ring.load();
+    let topo = &shared.topology;
+    let guard = topo.ring();
     let ring = guard.as_ref()?;
-    let me = topo.me.load(Relaxed);
-    if me == NOT_A_MEMBER {
-        // A node outside the ring (joining, or removed) owns nothing yet; the router knows.
-        return None;
-    }
+    // A node outside the ring (joining, or removed) owns nothing yet; the router knows.
+    let me = topo.my_index()?;
     for i in spec.key_positions(args.len()) {
         let owner = ring.owner_index(key_hash(&args[i]))?;
         if owner as u64 != me {
@@ -208,46 +88,6 @@ pub fn check_owner(ctx: &Ctx, spec: &CommandSpec, args: &[Bytes]) -> Option<Repl
         }
     }
     None
-}
-
-/// A move a command asked for: run by the connection after the command's checks
-/// (`server::connection` awaits [`run`]), so the IO thread serves others while it waits.
-#[derive(Debug)]
-pub enum Migration {
-    /// MIGRATE-KEYS: these keys.
-    Keys { target: String, keys: Vec<Bytes> },
-    /// MIGRATE-ARC: up to `max` keys of the arc.
-    Arc {
-        target: String,
-        arc: RingArc,
-        max: usize,
-    },
-}
-
-impl Migration {
-    /// The background mover's batches, as opposed to a request waiting on its keys.
-    pub fn is_bulk(&self) -> bool {
-        matches!(self, Migration::Arc { .. })
-    }
-}
-
-/// TOPOLOGY, MIGRATE-KEYS, MIGRATE-ARC.
-pub fn command(ctx: &mut Ctx, spec: &CommandSpec, a: &[Bytes]) -> Reply {
-    let migration = match spec.name {
-        "topology" => return topology(ctx, a),
-        "migrate-keys" => Migration::Keys {
-            target: String::from_utf8_lossy(&a[1]).into_owned(),
-            keys: a[2..].to_vec(),
-        },
-        "migrate-arc" => match parse_arc(a) {
-            Ok(m) => m,
-            Err(e) => return e,
-        },
-        _ => return Reply::error("ERR unknown topology command"),
-    };
-    ctx.session.migration = Some(migration);
-    // Replaced by the move's own reply once it ran.
-    Reply::Nil
 }
 
 /// Runs a move: MIGRATE-KEYS answers the number of keys moved, MIGRATE-ARC
@@ -268,95 +108,6 @@ pub async fn run(shared: &Shared, migration: Migration) -> Reply {
         }
         Migration::Arc { target, arc, max } => migrate_arc(shared, &target, arc, max).await,
     }
-}
-
-fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    const USAGE: &str = "ERR usage: TOPOLOGY GET | TOPOLOGY IMPORT | TOPOLOGY DONE <epoch> | TOPOLOGY SET <epoch> <my-id> <vnodes> [<id> <weight> ...] | TOPOLOGY SETMOVING <epoch> <my-id> <vnodes> <record> [<id> <weight> ...]";
-    let topo = &ctx.shared.topology;
-    let sub = &a[1];
-    if sub.eq_ignore_ascii_case(b"import") {
-        // A source node's migration connection: its keys were placed by the router's new ring,
-        // which this node may not have yet; applied like the primary's stream.
-        ctx.session.from_primary = true;
-        return Reply::OK;
-    }
-    if sub.eq_ignore_ascii_case(b"get") {
-        let record = lock(&topo.change).clone();
-        return Reply::Array(vec![
-            Reply::Int(topo.epoch() as i64),
-            Reply::bulk_str(lock(&topo.shard_id).as_deref().unwrap_or("")),
-            record.map_or(Reply::Nil, Reply::Bulk),
-        ]);
-    }
-    if sub.eq_ignore_ascii_case(b"done") && a.len() == 3 {
-        return match int_arg(&a[2]) {
-            Ok(epoch) => {
-                topo.done(u64::try_from(epoch).unwrap_or(0));
-                Reply::OK
-            }
-            Err(_) => Reply::error("ERR epoch must be an integer"),
-        };
-    }
-    // SETMOVING carries the change record after vnodes; the shard pairs follow either way.
-    let (change, pairs_at) = if sub.eq_ignore_ascii_case(b"set") {
-        (None, 5)
-    } else if sub.eq_ignore_ascii_case(b"setmoving") && a.len() >= 6 {
-        (Some(a[5].clone()), 6)
-    } else {
-        return Reply::error(USAGE);
-    };
-    if a.len() < pairs_at || !(a.len() - pairs_at).is_multiple_of(2) {
-        return Reply::error(USAGE);
-    }
-    let (Ok(epoch), Ok(vnodes)) = (int_arg(&a[2]), int_arg(&a[4])) else {
-        return Reply::error("ERR epoch and vnodes must be integers");
-    };
-    let mut shards = Vec::new();
-    for pair in a[pairs_at..].chunks(2) {
-        let Ok(w) = int_arg(&pair[1]) else {
-            return Reply::error("ERR weights must be integers");
-        };
-        shards.push(ShardSpec::new(
-            String::from_utf8_lossy(&pair[0]).into_owned(),
-            u32::try_from(w).unwrap_or(0),
-        ));
-    }
-    let ring = match Ring::new(
-        u64::try_from(epoch).unwrap_or(0),
-        u32::try_from(vnodes).unwrap_or(0),
-        shards,
-    ) {
-        Ok(r) => r,
-        Err(e) => return Reply::Error(format!("ERR invalid ring: {e}")),
-    };
-    let me = String::from_utf8_lossy(&a[3]).into_owned();
-    match topo.set(ring, me, change) {
-        Ok(()) => Reply::OK,
-        Err(current) => Reply::Error(format!(
-            "STALEEPOCH this node is at epoch {current}, newer than {epoch}"
-        )),
-    }
-}
-
-/// `MIGRATE-ARC <target> <start> <end> <max-keys>`.
-fn parse_arc(a: &[Bytes]) -> Result<Migration, Reply> {
-    let parse = |b: &Bytes| {
-        std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-    };
-    let (Some(start), Some(end), Some(max)) = (parse(&a[2]), parse(&a[3]), parse(&a[4])) else {
-        return Err(Reply::error(
-            "ERR start, end and max-keys must be unsigned integers",
-        ));
-    };
-    Ok(Migration::Arc {
-        target: String::from_utf8_lossy(&a[1]).into_owned(),
-        arc: RingArc { start, end },
-        max: usize::try_from(max)
-            .unwrap_or(MAX_BATCH)
-            .clamp(1, MAX_BATCH),
-    })
 }
 
 /// Moves up to `max` keys of `arc`, [`CHUNK`] per round trip, and answers `[moved, bytes, more]`

@@ -5,8 +5,10 @@ use bytes::Bytes;
 use ringcache_protocol::clients::Conn;
 use ringcache_protocol::{Protocol, Reply};
 
-use super::{arity_error, int_arg, Ctx, Flow};
+use super::args::{arity_error, int_arg};
+use super::ctx::Ctx;
 use crate::clients::{ClientHandle, Clients, NodeClient};
+use crate::state::session::Flow;
 
 pub use ringcache_protocol::clients::{auth, client, hello, reset};
 pub use ringcache_protocol::errors::REDIS_COMPAT_VERSION;

@@ -9,8 +9,9 @@ use rand::Rng;
 use ringcache_protocol::num::{incr_float, parse_i64, IncrFloatError};
 use ringcache_protocol::{Protocol, Reply};
 
+use super::args::{arity_error, int_arg, is, syntax_error, wrongtype, NOT_FLOAT};
+use super::ctx::Ctx;
 use super::keys::{parse_cursor, scan_opts};
-use super::{arity_error, int_arg, is, syntax_error, wrongtype, Ctx, NOT_FLOAT};
 use crate::store::{lock, Entry, HashValue, Store, Value};
 use ringcache_protocol::glob;
 

@@ -5,7 +5,8 @@ use rand::Rng;
 use ringcache_protocol::hash::BUCKETS;
 use ringcache_protocol::Reply;
 
-use super::{int_arg, is, syntax_error, Ctx};
+use super::args::{int_arg, is, syntax_error};
+use super::ctx::Ctx;
 use crate::store::{now_ms, Entry};
 use ringcache_protocol::glob;
 

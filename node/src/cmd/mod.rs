@@ -1,100 +1,24 @@
 //! Command dispatch: one function per command, looked up through the shared command table
 //! (arity, flags), each parsing its own arguments and answering with Redis 7's replies.
 
+pub mod args;
+pub mod cluster;
 pub mod connection;
+pub mod ctx;
 pub mod hashes;
 pub mod keys;
+pub mod replication;
 pub mod server;
 pub mod strings;
 
 use bytes::Bytes;
-pub use ringcache_protocol::errors::{arity_error, unknown_command, unknown_subcommand};
 use ringcache_protocol::table::{self, flags, CommandSpec};
-use ringcache_protocol::{Protocol, Reply};
+use ringcache_protocol::Reply;
 
-use crate::server::Shared;
-use crate::store::{Entry, Store, Value};
-
-/// What the connection does after a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Flow {
-    #[default]
-    Continue,
-    /// Send the reply, then close (QUIT, CLIENT KILL of oneself).
-    CloseAfterReply,
-    /// Close without replying (HTTP probes: Redis's "possible SECURITY ATTACK").
-    CloseNow,
-}
-
-/// Per-connection state a command may read or change.
-#[derive(Debug)]
-pub struct Session {
-    pub id: u64,
-    pub proto: Protocol,
-    pub authenticated: bool,
-    pub client: std::sync::Arc<crate::clients::ClientHandle>,
-    pub flow: Flow,
-    /// Set when this connection became a replica's link (SYNC/PSYNC): it now streams writes.
-    pub is_replication_link: bool,
-    /// The port a replica on this connection listens on (REPLCONF listening-port).
-    pub replica_port: Option<u16>,
-    /// Set on the connection a replica reads its primary's stream from: writes are allowed.
-    pub from_primary: bool,
-    pub last_cmd: &'static str,
-    /// A move MIGRATE-KEYS or MIGRATE-ARC asked for, for the connection to run (see
-    /// [`crate::topology::run`]).
-    pub migration: Option<crate::topology::Migration>,
-}
-
-/// Everything a command runs against.
-pub struct Ctx<'a> {
-    pub shared: &'a Shared,
-    pub session: &'a mut Session,
-}
-
-impl Ctx<'_> {
-    pub fn store(&self) -> &Store {
-        &self.shared.store
-    }
-}
-
-pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
-pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
-pub const SYNTAX: &str = "ERR syntax error";
-pub const NOT_FLOAT: &str = "ERR value is not a valid float";
-
-pub fn wrongtype() -> Reply {
-    Reply::error(WRONGTYPE)
-}
-
-pub fn syntax_error() -> Reply {
-    Reply::error(SYNTAX)
-}
-
-pub fn not_integer() -> Reply {
-    Reply::error(NOT_INTEGER)
-}
-
-/// Parses an integer argument with Redis's rules.
-pub fn int_arg(a: &[u8]) -> Result<i64, Reply> {
-    ringcache_protocol::num::parse_i64(a).ok_or_else(not_integer)
-}
-
-/// Case-insensitive comparison of an argument with an ASCII keyword.
-pub fn is(a: &[u8], kw: &str) -> bool {
-    a.eq_ignore_ascii_case(kw.as_bytes())
-}
-
-/// Reads a string value: Ok(None) if missing, Err(WRONGTYPE) if another type.
-pub fn get_str(store: &Store, key: &[u8]) -> Result<Option<(Bytes, Entry)>, Reply> {
-    match store.get(key) {
-        None => Ok(None),
-        Some(e) => match &e.value {
-            Value::Str(b) => Ok(Some((b.clone(), e))),
-            _ => Err(wrongtype()),
-        },
-    }
-}
+use crate::state::session::{Flow, Session};
+use crate::state::Shared;
+use args::{arity_error, int_arg, is, unknown_command};
+use ctx::Ctx;
 
 /// Looks the command up, checks arity and authentication, and runs it.
 pub fn dispatch(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
@@ -118,19 +42,28 @@ pub fn dispatch(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) && spec.name != "quit" {
         return Reply::error("NOAUTH Authentication required.");
     }
-    if let Some(reply) = crate::replication::check_write(ctx, spec) {
+    if let Some(reply) = crate::replication::check_write(ctx.shared, ctx.session, spec) {
         return reply;
     }
-    if let Some(reply) = crate::topology::check_owner(ctx, spec, args) {
+    if let Some(reply) = crate::topology::check_owner(ctx.shared, ctx.session, spec, args) {
         return reply;
     }
     run(ctx, spec, args)
 }
 
+/// Runs one command no client sent (a replica applying its primary's stream; the reply goes
+/// nowhere): the node's [`crate::state::Apply`], given to its state when the node is built.
+pub fn apply(shared: &Shared, session: &mut Session, args: &[Bytes]) {
+    let mut ctx = Ctx { shared, session };
+    let _ = dispatch(&mut ctx, args);
+}
+
 fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
+    use cluster as cl;
     use connection as c;
     use hashes as h;
     use keys as k;
+    use replication as r;
     use server as s;
     use strings as st;
     match spec.name {
@@ -216,10 +149,13 @@ fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
             "ERR persistence is not supported: ringcache nodes are an in-memory cache (keep data durable in your system of record)",
         ),
         "lastsave" => Reply::Int(ctx.shared.started_unix),
-        "role" | "replicaof" | "slaveof" | "sync" | "psync" | "replconf" => {
-            crate::replication::command(ctx, spec, a)
-        }
-        "topology" | "migrate-keys" | "migrate-arc" => crate::topology::command(ctx, spec, a),
+        "role" => r::role(ctx),
+        "replicaof" | "slaveof" => r::replicaof(ctx, a),
+        "sync" | "psync" => r::sync(ctx),
+        "replconf" => r::replconf(ctx, a),
+        "topology" => cl::topology(ctx, a),
+        "migrate-keys" => cl::migrate_keys(ctx, a),
+        "migrate-arc" => cl::migrate_arc(ctx, a),
         _ => unknown_command(a),
     }
 }

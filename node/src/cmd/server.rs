@@ -7,7 +7,8 @@ use bytes::Bytes;
 use ringcache_protocol::table;
 use ringcache_protocol::{Protocol, Reply};
 
-use super::{arity_error, unknown_subcommand, Ctx};
+use super::args::{arity_error, unknown_subcommand};
+use super::ctx::Ctx;
 use crate::config::{human_bytes, parse_memory};
 use crate::store::now_ms;
 use ringcache_protocol::glob;
@@ -129,7 +130,7 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
         }
         "replication" => {
             out.push_str("# Replication\r\n");
-            sh.repl.info(sh, out);
+            sh.repl.info(out);
             Ok(())
         }
         "cluster" => {

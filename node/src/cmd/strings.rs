@@ -4,8 +4,9 @@ use bytes::{Bytes, BytesMut};
 use ringcache_protocol::num::{incr_float, parse_i64, IncrFloatError};
 use ringcache_protocol::Reply;
 
-use super::{get_str, int_arg, is, not_integer, syntax_error, wrongtype, Ctx, NOT_FLOAT};
-use crate::store::{now_ms, Entry, Value};
+use super::args::{arity_error, int_arg, is, not_integer, syntax_error, wrongtype, NOT_FLOAT};
+use super::ctx::Ctx;
+use crate::store::{now_ms, Entry, Store, Value};
 
 /// Redis's `proto-max-bulk-len` bound on a string built by APPEND / SETRANGE.
 const MAX_STRING: usize = 512 * 1024 * 1024;
@@ -16,6 +17,17 @@ fn too_big() -> Reply {
 
 fn invalid_expire(cmd: &str) -> Reply {
     Reply::Error(format!("ERR invalid expire time in '{cmd}' command"))
+}
+
+/// Reads a string value: Ok(None) if missing, Err(WRONGTYPE) if another type.
+fn get_str(store: &Store, key: &[u8]) -> Result<Option<(Bytes, Entry)>, Reply> {
+    match store.get(key) {
+        None => Ok(None),
+        Some(e) => match &e.value {
+            Value::Str(b) => Ok(Some((b.clone(), e))),
+            _ => Err(wrongtype()),
+        },
+    }
 }
 
 pub fn get(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
@@ -262,7 +274,7 @@ pub fn mget(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 /// MSET and MSETNX (all-or-nothing when `nx`).
 pub fn mset(ctx: &mut Ctx, a: &[Bytes], nx: bool) -> Reply {
     if a.len().is_multiple_of(2) {
-        return super::arity_error(if nx { "msetnx" } else { "mset" });
+        return arity_error(if nx { "msetnx" } else { "mset" });
     }
     let store = ctx.store();
     let _g = store.lock_keys(a[1..].iter().step_by(2));

@@ -1,0 +1,102 @@
+//! Replication commands: ROLE, REPLICAOF / SLAVEOF, SYNC / PSYNC, REPLCONF. They parse their
+//! arguments and hand the work to the replication engine (`crate::replication`).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+use ringcache_protocol::Reply;
+
+use super::args::is;
+use super::ctx::Ctx;
+use crate::state::replication::LinkState;
+
+pub fn role(ctx: &Ctx) -> Reply {
+    let repl = &ctx.shared.repl;
+    if let Some(p) = repl.primary() {
+        let (host, port) = p.rsplit_once(':').unwrap_or((p.as_str(), "0"));
+        let state = match repl.link() {
+            LinkState::Up => "connected",
+            LinkState::Syncing => "sync",
+            LinkState::Down => "connect",
+        };
+        return Reply::Array(vec![
+            Reply::bulk_str("slave"),
+            Reply::bulk_str(host),
+            Reply::Int(port.parse().unwrap_or(0)),
+            Reply::bulk_str(state),
+            Reply::Int(repl.offset() as i64),
+        ]);
+    }
+    let replicas = repl
+        .replicas()
+        .iter()
+        .map(|l| {
+            Reply::Array(vec![
+                Reply::bulk_str(&l.addr.ip().to_string()),
+                Reply::bulk_str(&l.listening_port.load(Relaxed).to_string()),
+                Reply::bulk_str(&l.ack_offset.load(Relaxed).to_string()),
+            ])
+        })
+        .collect();
+    Reply::Array(vec![
+        Reply::bulk_str("master"),
+        Reply::Int(repl.offset() as i64),
+        Reply::Array(replicas),
+    ])
+}
+
+/// REPLICAOF and SLAVEOF: `<host> <port>` follows that primary, `NO ONE` makes this node one.
+pub fn replicaof(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    if is(&a[1], "no") && is(&a[2], "one") {
+        crate::replication::promote(ctx.shared);
+        return Reply::OK;
+    }
+    let Ok(port) = std::str::from_utf8(&a[2]).unwrap_or("").parse::<u16>() else {
+        return Reply::error("ERR Invalid master port");
+    };
+    let host = String::from_utf8_lossy(&a[1]).into_owned();
+    let target = format!("{host}:{port}");
+    if ctx.shared.repl.primary().as_deref() == Some(target.as_str()) {
+        return Reply::Status("OK Already connected to specified master");
+    }
+    crate::replication::follow(ctx.shared.self_arc(), target);
+    Reply::OK
+}
+
+/// SYNC and PSYNC: the connection becomes the replica's link once this reply is sent.
+pub fn sync(ctx: &mut Ctx) -> Reply {
+    if ctx.shared.repl.is_replica() {
+        // Chained replication is not supported: a replica's data may lag its primary.
+        return Reply::error("ERR this node is a replica; sync from its primary");
+    }
+    ctx.session.is_replication_link = true;
+    Reply::Nil
+}
+
+pub fn replconf(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    let repl = &ctx.shared.repl;
+    let sub = a.get(1).map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+    let num = |i: usize| -> u64 {
+        a.get(i)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    match &sub[..] {
+        // Sent by the primary inside the stream: only meaningful on the replica side.
+        b"offset" if ctx.session.from_primary => {
+            repl.primary_announced(num(2), num(3));
+            Reply::OK
+        }
+        b"listening-port" => {
+            ctx.session.replica_port = u16::try_from(num(2)).ok();
+            Reply::OK
+        }
+        b"snapshot-end" if ctx.session.from_primary => {
+            repl.set_link(LinkState::Up);
+            tracing::info!(offset = num(2), "replica in sync with its primary");
+            Reply::OK
+        }
+        _ => Reply::OK,
+    }
+}

@@ -1,0 +1,260 @@
+//! A node's replication state: whom it follows, how far it got, and the replicas attached to it.
+//! The replication engine (`crate::replication`) drives it; INFO and ROLE read it.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::store::{lock, now_ms};
+
+/// One replica attached to this primary.
+pub struct ReplicaLink {
+    pub addr: SocketAddr,
+    pub listening_port: AtomicU64,
+    pub tx: mpsc::Sender<Bytes>,
+    pub ack_offset: AtomicU64,
+    pub last_ack_ms: AtomicI64,
+    pub broken: AtomicBool,
+}
+
+/// Where a replica is in talking to its primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LinkState {
+    Down = 0,
+    Syncing = 1,
+    Up = 2,
+}
+
+/// Replication state of a node.
+pub struct Replication {
+    /// The primary this node replicates from (`host:port`), if it is a replica.
+    primary: Mutex<Option<String>>,
+    is_replica: AtomicBool,
+    /// Bumped on every REPLICAOF so the previous replication task stops.
+    generation: AtomicU64,
+    /// Primary: bytes of writes propagated. Replica: the primary's offset applied so far.
+    offset: AtomicU64,
+    /// Primary: writes propagated. Replica: writes applied (lost-write accounting on failover).
+    writes: AtomicU64,
+    /// Replica: the primary's offset and write count as last announced.
+    primary_offset: AtomicU64,
+    primary_writes: AtomicU64,
+    last_io_ms: AtomicI64,
+    /// A [`LinkState`].
+    link: AtomicU8,
+    links: Mutex<Vec<Arc<ReplicaLink>>>,
+    has_replicas: AtomicBool,
+    replid: Mutex<String>,
+}
+
+impl Replication {
+    pub fn new(run_id: &str) -> Self {
+        Replication {
+            primary: Mutex::new(None),
+            is_replica: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            offset: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            primary_offset: AtomicU64::new(0),
+            primary_writes: AtomicU64::new(0),
+            last_io_ms: AtomicI64::new(0),
+            link: AtomicU8::new(LinkState::Down as u8),
+            links: Mutex::new(Vec::new()),
+            has_replicas: AtomicBool::new(false),
+            replid: Mutex::new(run_id.to_string()),
+        }
+    }
+
+    pub fn is_replica(&self) -> bool {
+        self.is_replica.load(Relaxed)
+    }
+
+    /// The primary this node follows, as `host:port`.
+    pub fn primary(&self) -> Option<String> {
+        lock(&self.primary).clone()
+    }
+
+    /// The primary this node follows, as CONFIG GET replicaof shows it (`host port`).
+    pub fn primary_addr(&self) -> Option<String> {
+        lock(&self.primary).clone().map(|p| p.replacen(':', " ", 1))
+    }
+
+    /// Milliseconds since the primary was last heard from (replicas), for bounded-stale reads.
+    pub fn lag_ms(&self) -> i64 {
+        (now_ms() - self.last_io_ms.load(Relaxed)).max(0)
+    }
+
+    pub fn link(&self) -> LinkState {
+        match self.link.load(Relaxed) {
+            1 => LinkState::Syncing,
+            2 => LinkState::Up,
+            _ => LinkState::Down,
+        }
+    }
+
+    pub fn set_link(&self, state: LinkState) {
+        self.link.store(state as u8, Relaxed);
+    }
+
+    /// Primary: bytes of writes propagated. Replica: the primary's offset applied so far.
+    pub fn offset(&self) -> u64 {
+        self.offset.load(Relaxed)
+    }
+
+    /// Primary: writes propagated. Replica: writes applied.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Relaxed)
+    }
+
+    pub fn replid(&self) -> String {
+        lock(&self.replid).clone()
+    }
+
+    pub fn set_replid(&self, replid: String) {
+        *lock(&self.replid) = replid;
+    }
+
+    /// Whether any replica is attached (writes are encoded for them only then).
+    pub fn has_replicas(&self) -> bool {
+        self.has_replicas.load(Relaxed)
+    }
+
+    /// The replicas attached now.
+    pub fn replicas(&self) -> Vec<Arc<ReplicaLink>> {
+        lock(&self.links).clone()
+    }
+
+    /// Queues `msg` (`writes` commands) for every replica, counted in the offset under the links
+    /// lock: the offset a replica attaches at counts exactly the writes not queued for it. A
+    /// replica whose queue is full is marked broken (it resyncs).
+    pub fn queue(&self, msg: Bytes, writes: u64) {
+        let links = lock(&self.links);
+        self.offset.fetch_add(msg.len() as u64, Relaxed);
+        self.writes.fetch_add(writes, Relaxed);
+        for l in links.iter() {
+            if l.tx.try_send(msg.clone()).is_err() && !l.broken.swap(true, Relaxed) {
+                tracing::warn!(replica = %l.addr, "replica too far behind; dropping it (it will resync)");
+            }
+        }
+    }
+
+    /// Registers a replica's link: every write queued after this reaches it. Returns the offset
+    /// and write count its snapshot starts at.
+    pub fn attach(&self, link: Arc<ReplicaLink>) -> (u64, u64) {
+        let mut links = lock(&self.links);
+        links.push(link);
+        self.has_replicas.store(true, Relaxed);
+        (self.offset.load(Relaxed), self.writes.load(Relaxed))
+    }
+
+    pub fn detach(&self, link: &Arc<ReplicaLink>) {
+        let mut links = lock(&self.links);
+        links.retain(|l| !Arc::ptr_eq(l, link));
+        self.has_replicas.store(!links.is_empty(), Relaxed);
+    }
+
+    /// Stops following (REPLICAOF NO ONE): returns the former primary.
+    pub fn become_primary(&self) -> Option<String> {
+        let was = lock(&self.primary).take();
+        self.generation.fetch_add(1, Relaxed);
+        self.is_replica.store(false, Relaxed);
+        self.set_link(LinkState::Down);
+        // A new history starts here; replicas of the old primary must resync from this one.
+        *lock(&self.replid) = format!("{:016x}{:024x}", now_ms(), rand::random::<u128>() >> 32);
+        was
+    }
+
+    /// Starts following `primary` (`host:port`): returns the generation the replication task
+    /// runs under (see [`Replication::is_current`]).
+    pub fn become_replica(&self, primary: &str) -> u64 {
+        *lock(&self.primary) = Some(primary.to_string());
+        self.is_replica.store(true, Relaxed);
+        self.set_link(LinkState::Down);
+        let generation = self.generation.fetch_add(1, Relaxed) + 1;
+        // Replicas of this node (if it was a primary) must follow the new primary themselves.
+        for l in lock(&self.links).drain(..) {
+            l.broken.store(true, Relaxed);
+        }
+        self.has_replicas.store(false, Relaxed);
+        generation
+    }
+
+    /// Whether `generation` is still the latest REPLICAOF (an older task must stop).
+    pub fn is_current(&self, generation: u64) -> bool {
+        self.generation.load(Relaxed) == generation
+    }
+
+    /// A full resync starts at the primary's `offset` and `writes`.
+    pub fn start_sync(&self, offset: u64, writes: u64) {
+        self.offset.store(offset, Relaxed);
+        self.writes.store(writes, Relaxed);
+        self.primary_offset.store(offset, Relaxed);
+        self.primary_writes.store(writes, Relaxed);
+        self.last_io_ms.store(now_ms(), Relaxed);
+    }
+
+    /// A replica applied one write of `bytes` from its primary's stream.
+    pub fn applied(&self, bytes: u64) {
+        self.offset.fetch_add(bytes, Relaxed);
+        self.writes.fetch_add(1, Relaxed);
+    }
+
+    pub fn heard_from_primary(&self) {
+        self.last_io_ms.store(now_ms(), Relaxed);
+    }
+
+    /// The primary's offset and write count as its heartbeat announced them.
+    pub fn primary_announced(&self, offset: u64, writes: u64) {
+        self.primary_offset.store(offset, Relaxed);
+        self.primary_writes.store(writes, Relaxed);
+    }
+
+    /// INFO's replication section.
+    pub fn info(&self, out: &mut String) {
+        let offset = self.offset.load(Relaxed);
+        if let Some(p) = lock(&self.primary).clone() {
+            let (host, port) = p.rsplit_once(':').unwrap_or((p.as_str(), "0"));
+            let status = match self.link() {
+                LinkState::Up => "up",
+                _ => "down",
+            };
+            let _ = write!(
+                out,
+                "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{status}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_repl_offset:{offset}\r\nslave_read_only:1\r\nconnected_slaves:0\r\n",
+                self.lag_ms() / 1000,
+                u8::from(self.link() == LinkState::Syncing),
+            );
+        } else {
+            let links = lock(&self.links);
+            let _ = write!(out, "role:master\r\nconnected_slaves:{}\r\n", links.len());
+            for (i, l) in links.iter().enumerate() {
+                let _ = write!(
+                    out,
+                    "slave{i}:ip={},port={},state=online,offset={},lag={}\r\n",
+                    l.addr.ip(),
+                    l.listening_port.load(Relaxed),
+                    l.ack_offset.load(Relaxed),
+                    (now_ms() - l.last_ack_ms.load(Relaxed)).max(0) / 1000,
+                );
+            }
+        }
+        let primary_offset = if self.is_replica() {
+            self.primary_offset.load(Relaxed).max(offset)
+        } else {
+            offset
+        };
+        let _ = write!(
+            out,
+            "master_replid:{}\r\nmaster_repl_offset:{primary_offset}\r\nringcache_repl_writes:{}\r\nringcache_repl_lag_bytes:{}\r\nringcache_repl_lag_ms:{}\r\n",
+            lock(&self.replid),
+            self.writes.load(Relaxed),
+            primary_offset.saturating_sub(offset),
+            if self.is_replica() { self.lag_ms() } else { 0 },
+        );
+    }
+}
