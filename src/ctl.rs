@@ -5,9 +5,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
-use ringcache_protocol::Reply;
-use ringcache_router::rebalance::{reply_text, status_field, NodeConn};
+use anyhow::{anyhow, Result};
+use ringcache_client::admin::{status_field, Admin, RingChange};
 
 #[derive(clap::Args)]
 pub struct CtlArgs {
@@ -58,23 +57,15 @@ enum CtlCommand {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// A change answers once its epoch is in effect on the nodes.
-const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(200);
 
 pub async fn run(args: CtlArgs) -> Result<()> {
-    let mut conn = NodeConn::connect(&args.router, TIMEOUT)
+    let mut admin = Admin::connect(&args.router, args.password.as_deref(), TIMEOUT)
         .await
         .map_err(|e| anyhow!("cannot reach the router: {e}"))?;
-    if let Some(pw) = &args.password {
-        if let Reply::Error(e) = call(&mut conn, &["AUTH", pw], TIMEOUT).await? {
-            bail!("AUTH: {e}");
-        }
-    }
-    let (request, wait): (Vec<String>, bool) = match &args.command {
+    let (change, wait) = match args.command {
         CtlCommand::Status => {
-            let st = call(&mut conn, &["RING", "STATUS"], TIMEOUT).await?;
-            print!("{}", reply_text(&st).unwrap_or_else(|| format!("{st:?}\n")));
+            print!("{}", admin.status().await?.text);
             return Ok(());
         }
         CtlCommand::Join {
@@ -83,22 +74,21 @@ pub async fn run(args: CtlArgs) -> Result<()> {
             replicas,
             weight,
             no_wait,
-        } => {
-            let mut a = vec!["RING".into(), "JOIN".into(), id.clone(), primary.clone()];
-            a.extend(replicas.iter().cloned());
-            a.extend(["WEIGHT".to_string(), weight.to_string()]);
-            (a, !no_wait)
-        }
-        CtlCommand::Leave { id, no_wait } => {
-            (vec!["RING".into(), "LEAVE".into(), id.clone()], !no_wait)
-        }
-        CtlCommand::Cancel { no_wait } => (vec!["RING".into(), "CANCEL".into()], !no_wait),
+        } => (
+            RingChange::Join {
+                id,
+                primary,
+                replicas,
+                weight,
+            },
+            !no_wait,
+        ),
+        CtlCommand::Leave { id, no_wait } => (RingChange::Leave { id }, !no_wait),
+        CtlCommand::Cancel { no_wait } => (RingChange::Cancel, !no_wait),
     };
-    let what = request[1..].join(" ").to_lowercase();
+    let what = change.describe();
     let started = Instant::now();
-    if let Reply::Error(e) = call(&mut conn, &request, CHANGE_TIMEOUT).await? {
-        bail!("{what}: {e}");
-    }
+    admin.start(&change).await?;
     eprintln!(
         "{what}: new epoch in effect after {:.1}s; moving keys",
         started.elapsed().as_secs_f64()
@@ -108,39 +98,23 @@ pub async fn run(args: CtlArgs) -> Result<()> {
     }
     let tty = std::io::stderr().is_terminal();
     let mut last_print = Instant::now();
-    loop {
-        tokio::time::sleep(POLL).await;
-        let st = call(&mut conn, &["RING", "STATUS"], TIMEOUT).await?;
-        let text = reply_text(&st).unwrap_or_default();
-        if status_field(&text, "migrating") == Some("0") {
+    let done = admin
+        .follow(POLL, |st| {
+            // On a terminal the bar redraws in place; in a log, one line a second.
             if tty {
-                eprint!("\r{:width$}\r", "", width = 100);
+                eprint!("\r{}", progress_line(&st.text));
+                let _ = std::io::stderr().flush();
+            } else if last_print.elapsed() >= Duration::from_secs(1) {
+                eprintln!("{}", progress_line(&st.text));
+                last_print = Instant::now();
             }
-            let (line, state) = summary(&text);
-            println!("{line}");
-            // A join or leave must be done; a cancel succeeds once its rollback is.
-            let wanted = match args.command {
-                CtlCommand::Cancel { .. } => "cancelled",
-                _ => "done",
-            };
-            if state != wanted {
-                bail!("{what} ended {state}");
-            }
-            return Ok(());
-        }
-        // On a terminal the bar redraws in place; in a log, one line a second.
-        if tty {
-            eprint!("\r{}", progress_line(&text));
-            let _ = std::io::stderr().flush();
-        } else if last_print.elapsed() >= Duration::from_secs(1) {
-            eprintln!("{}", progress_line(&text));
-            last_print = Instant::now();
-        }
+        })
+        .await?;
+    if tty {
+        eprint!("\r{:width$}\r", "", width = 100);
     }
-}
-
-async fn call<A: AsRef<[u8]>>(conn: &mut NodeConn, args: &[A], timeout: Duration) -> Result<Reply> {
-    conn.call(args, timeout).await.map_err(|e| anyhow!(e))
+    println!("{}", summary(&done.text).0);
+    Ok(change.outcome(&done)?)
 }
 
 fn num(text: &str, name: &str) -> Option<f64> {

@@ -4,18 +4,16 @@
 //! the binary checks itself. `+PONG` is healthy; so is `-NOAUTH`, because a server asking for a
 //! password is up and serving. Anything else, a closed connection or the timeout is unhealthy.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use ringcache_client::blocking::Client;
+use ringcache_protocol::Reply;
 
 /// Address checked when neither `--addr` nor `RINGCACHE_HEALTH_ADDR` is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7001";
 /// Lets one image serve nodes and routers: each container sets the port it listens on.
 pub const ADDR_ENV: &str = "RINGCACHE_HEALTH_ADDR";
-/// A status line longer than this is not a PING reply.
-const MAX_REPLY: usize = 512;
 
 /// Check that a ringcache node or router answers PING (for Docker HEALTHCHECK).
 #[derive(clap::Args, Debug)]
@@ -41,71 +39,23 @@ pub fn run(args: HealthArgs) -> Result<()> {
 
 fn ping(addr: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let addrs: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .context("resolving the address")?
-        .collect();
-    let mut stream = connect_any(&addrs, deadline)?;
-    stream.set_nodelay(true).ok();
-    stream.set_write_timeout(Some(left(deadline)?))?;
-    stream
-        .write_all(b"*1\r\n$4\r\nPING\r\n")
-        .context("sending PING")?;
-    let line = read_line(&mut stream, deadline)?;
-    if line == b"+PONG" || line.starts_with(b"-NOAUTH") {
-        return Ok(());
+    let mut client = Client::connect(addr, timeout).context("connecting")?;
+    client.send_cmd(&["PING"]).context("sending PING")?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let reply = client.read(left).context("reading the reply")?.reply;
+    match &reply {
+        Reply::Status(s) if *s == "PONG" => Ok(()),
+        Reply::StatusOwned(s) if s == "PONG" => Ok(()),
+        Reply::Error(e) if e.starts_with("NOAUTH") => Ok(()),
+        _ => bail!("unexpected reply to PING: {reply:?}"),
     }
-    bail!(
-        "unexpected reply to PING: {:?}",
-        String::from_utf8_lossy(&line)
-    )
-}
-
-fn connect_any(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream> {
-    let mut last = None;
-    for a in addrs {
-        match TcpStream::connect_timeout(a, left(deadline)?) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(anyhow::Error::new(e).context(format!("connecting to {a}"))),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("the name resolved to no address")))
-}
-
-/// Reads one status line (without its CRLF), bounded in time and length.
-fn read_line(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(64);
-    let mut chunk = [0u8; 128];
-    loop {
-        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
-            buf.truncate(end);
-            return Ok(buf);
-        }
-        if buf.len() > MAX_REPLY {
-            bail!("reply line longer than {MAX_REPLY} bytes");
-        }
-        stream.set_read_timeout(Some(left(deadline)?))?;
-        let n = stream.read(&mut chunk).context("reading the reply")?;
-        if n == 0 {
-            bail!("connection closed before a reply");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Time left before `deadline`, an error once it has passed (a zero timeout would mean "none").
-fn left(deadline: Instant) -> Result<Duration> {
-    let d = deadline.saturating_duration_since(Instant::now());
-    if d.is_zero() {
-        bail!("timed out");
-    }
-    Ok(d)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::thread;
 

@@ -7,9 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use ringcache_protocol::Reply;
-use ringcache_router::rebalance::{parse_ring_nodes, reply_text, status_field, NodeConn};
+use anyhow::{Context, Result};
+use ringcache_client::admin::{Admin, RingChange};
 
 #[derive(clap::Args)]
 pub struct RouterArgs {
@@ -68,8 +67,7 @@ fn local_addr(listen: SocketAddr) -> SocketAddr {
 }
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// A join or leave answers once its epoch is in effect, which takes a few round trips.
-const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(500);
 
 /// Re-reads `path` and applies the membership difference: joins first (capacity before
 /// removal), then leaves, each waited for until its keys have moved. Other settings need a
@@ -78,24 +76,9 @@ async fn reload(path: &Path, listen: SocketAddr) -> Result<String> {
     let config = ringcache_router::load_config(path)
         .with_context(|| format!("invalid router config {}", path.display()))?;
     let addr = local_addr(listen).to_string();
-    let mut conn = NodeConn::connect(&addr, ADMIN_TIMEOUT)
-        .await
-        .map_err(|e| anyhow!(e))?;
-    if let Some(pw) = &config.requirepass {
-        let r = conn
-            .call(&["AUTH", pw.as_str()], ADMIN_TIMEOUT)
-            .await
-            .map_err(|e| anyhow!(e))?;
-        if let Reply::Error(e) = r {
-            bail!("AUTH: {e}");
-        }
-    }
-    let nodes = conn
-        .call(&["RING", "NODES"], ADMIN_TIMEOUT)
-        .await
-        .map_err(|e| anyhow!(e))?;
-    let current = parse_ring_nodes(&nodes);
-    let mut done = Vec::new();
+    let mut admin = Admin::connect(&addr, config.requirepass.as_deref(), ADMIN_TIMEOUT).await?;
+    let current = admin.nodes().await?;
+    let mut changes = Vec::new();
     for s in &config.shards {
         match current.iter().find(|c| c.id == s.id) {
             Some(c) if c.primary != s.primary || c.weight != s.weight => tracing::warn!(
@@ -103,75 +86,56 @@ async fn reload(path: &Path, listen: SocketAddr) -> Result<String> {
                 "primary or weight changed in the config: not applied (leave and join again under a new id)"
             ),
             Some(_) => {}
-            None => {
-                let mut args = vec![
-                    "RING".to_string(),
-                    "JOIN".into(),
-                    s.id.clone(),
-                    s.primary.clone(),
-                ];
-                args.extend(s.replicas.iter().cloned());
-                args.extend(["WEIGHT".to_string(), s.weight.to_string()]);
-                change(&mut conn, &args).await?;
-                done.push(format!("join {}", s.id));
-            }
+            None => changes.push(RingChange::Join {
+                id: s.id.clone(),
+                primary: s.primary.clone(),
+                replicas: s.replicas.clone(),
+                weight: s.weight,
+            }),
         }
     }
     for c in &current {
         if !config.shards.iter().any(|s| s.id == c.id) {
-            let args = ["RING".to_string(), "LEAVE".into(), c.id.clone()];
-            change(&mut conn, &args).await?;
-            done.push(format!("leave {}", c.id));
+            changes.push(RingChange::Leave { id: c.id.clone() });
         }
     }
-    Ok(if done.is_empty() {
-        "none: the membership already matches".to_string()
-    } else {
-        done.join(", ")
-    })
+    if changes.is_empty() {
+        return Ok("none: the membership already matches".to_string());
+    }
+    let mut done = Vec::new();
+    for change in &changes {
+        apply(&mut admin, change).await?;
+        done.push(change.describe());
+    }
+    Ok(done.join(", "))
 }
 
 /// Sends one RING JOIN/LEAVE and waits until its keys have moved (logging progress).
-async fn change(conn: &mut NodeConn, args: &[String]) -> Result<()> {
-    let what = args[1..].join(" ");
+async fn apply(admin: &mut Admin, change: &RingChange) -> Result<()> {
+    let what = change.describe();
     tracing::info!(change = %what, "reload: starting");
-    if let Reply::Error(e) = conn
-        .call(args, CHANGE_TIMEOUT)
-        .await
-        .map_err(|e| anyhow!(e))?
-    {
-        bail!("RING {what}: {e}");
-    }
+    admin.start(change).await?;
     let mut polls = 0u64;
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let st = conn
-            .call(&["RING", "STATUS"], ADMIN_TIMEOUT)
-            .await
-            .map_err(|e| anyhow!(e))?;
-        let text = reply_text(&st).unwrap_or_default();
-        if status_field(&text, "migrating") == Some("0") {
-            let state = status_field(&text, "last_state").unwrap_or("unknown");
-            if state != "done" {
-                bail!("RING {what} ended {state}");
+    let st = admin
+        .follow(POLL, |st| {
+            polls += 1;
+            if polls.is_multiple_of(10) {
+                tracing::info!(
+                    change = %what,
+                    arcs_done = st.field("arcs_done").unwrap_or("?"),
+                    arcs_total = st.field("arcs_total").unwrap_or("?"),
+                    keys = st.field("keys_moved").unwrap_or("?"),
+                    "reload: moving"
+                );
             }
-            tracing::info!(
-                change = %what,
-                keys = status_field(&text, "last_keys_moved").unwrap_or("?"),
-                secs = status_field(&text, "last_elapsed_s").unwrap_or("?"),
-                "reload: change done"
-            );
-            return Ok(());
-        }
-        polls += 1;
-        if polls.is_multiple_of(10) {
-            tracing::info!(
-                change = %what,
-                arcs_done = status_field(&text, "arcs_done").unwrap_or("?"),
-                arcs_total = status_field(&text, "arcs_total").unwrap_or("?"),
-                keys = status_field(&text, "keys_moved").unwrap_or("?"),
-                "reload: moving"
-            );
-        }
-    }
+        })
+        .await?;
+    change.outcome(&st)?;
+    tracing::info!(
+        change = %what,
+        keys = st.field("last_keys_moved").unwrap_or("?"),
+        secs = st.field("last_elapsed_s").unwrap_or("?"),
+        "reload: change done"
+    );
+    Ok(())
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ringcache_router::RouterConfig;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -397,36 +397,13 @@ async fn pump(
     }
 }
 
-/// One PING on a fresh connection; any complete reply line (even `-NOAUTH`) means the server is
-/// up and speaking RESP.
+/// One PING on a fresh connection; any reply (even `-NOAUTH`) means the server is up and
+/// speaking RESP.
 async fn ping(addr: &str) -> Result<()> {
-    let attempt = async {
-        let mut s = TcpStream::connect(addr).await?;
-        s.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
-        let mut buf = Vec::with_capacity(64);
-        let mut chunk = [0u8; 64];
-        while !buf.ends_with(b"\r\n") {
-            let n = s.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed before a reply",
-                ));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Ok(buf)
-    };
-    let reply = tokio::time::timeout(Duration::from_secs(1), attempt)
-        .await
-        .map_err(|_| anyhow!("no reply within 1s"))??;
-    match reply.first() {
-        Some(b'+') | Some(b'-') => Ok(()),
-        _ => bail!(
-            "unexpected reply {:?}",
-            String::from_utf8_lossy(&reply).trim_end()
-        ),
-    }
+    let timeout = Duration::from_secs(1);
+    let mut c = ringcache_client::Client::connect(addr, timeout).await?;
+    c.call(&["PING"], timeout).await?;
+    Ok(())
 }
 
 /// Fails if something already accepts connections on `addr`: then our node would fail to bind,

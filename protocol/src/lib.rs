@@ -13,6 +13,7 @@ pub mod request;
 pub mod resp;
 pub mod ring;
 pub mod table;
+pub mod wire;
 
 pub use request::{Limits, ProtocolError, Request, RequestDecoder};
 pub use resp::{Protocol, Reply};
