@@ -24,6 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use ringcache_client::Client;
+
 use crate::clients::{ClientHandle, NodeClient};
 use crate::state::replication::{LinkState, ReplicaLink};
 use crate::state::session::{Flow, Session};
@@ -35,6 +37,8 @@ const LINK_QUEUE: usize = 262_144;
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bound on each step of the handshake (a primary busy snapshotting others still answers in time).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A primary silent for this long is considered gone; the replica reconnects.
 const PRIMARY_SILENCE: Duration = Duration::from_secs(5);
 
@@ -186,10 +190,9 @@ fn primary_session(shared: &Shared) -> Session {
 }
 
 async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std::io::Result<()> {
-    let mut sock = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(primary))
+    let mut link = Client::connect(primary, CONNECT_TIMEOUT)
         .await
-        .map_err(|_| io_err("connect timeout"))??;
-    sock.set_nodelay(true)?;
+        .map_err(|e| io_err(e.to_string()))?;
     let mut hello = BytesMut::new();
     if let Some(pw) = shared.config().requirepass.clone() {
         encode_request(&mut hello, [&b"AUTH"[..], pw.as_bytes()]);
@@ -200,14 +203,24 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
         [&b"REPLCONF"[..], b"listening-port", port.as_bytes()],
     );
     encode_request(&mut hello, [&b"SYNC"[..]]);
-    sock.write_all(&hello).await?;
+    link.send(&hello, HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| io_err(e.to_string()))?;
     shared.repl.set_link(LinkState::Syncing);
 
-    let mut inbuf = BytesMut::with_capacity(64 * 1024);
     // Replies to AUTH / REPLCONF, then the FULLRESYNC line.
     let (start_offset, start_writes) = loop {
-        let line = read_line(&mut sock, &mut inbuf).await?;
-        if let Some(rest) = line.strip_prefix("+FULLRESYNC ") {
+        let reply = link
+            .read(HANDSHAKE_TIMEOUT)
+            .await
+            .map_err(|e| io_err(format!("primary did not answer: {e}")))?
+            .reply;
+        let line = match reply {
+            Reply::Error(e) => return Err(io_err(format!("primary refused: -{e}"))),
+            Reply::StatusOwned(s) => s,
+            _ => continue,
+        };
+        if let Some(rest) = line.strip_prefix("FULLRESYNC ") {
             let mut parts = rest.split_whitespace();
             let replid = parts.next().unwrap_or("").to_string();
             let offset: u64 = parts.next().and_then(|o| o.parse().ok()).unwrap_or(0);
@@ -215,10 +228,9 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
             shared.repl.set_replid(replid);
             break (offset, writes);
         }
-        if line.starts_with('-') {
-            return Err(io_err(format!("primary refused: {line}")));
-        }
     };
+    // From here on the link carries the primary's stream of commands, not replies.
+    let (mut sock, mut inbuf) = link.into_parts();
     if !current(shared, generation) {
         return Ok(());
     }
@@ -283,25 +295,6 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
                 return Err(io_err("primary silent"));
             }
             Err(_) => {}
-        }
-    }
-}
-
-/// Reads one `\r\n`-terminated line (a status or error reply).
-async fn read_line(sock: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<String> {
-    loop {
-        if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-            let line = buf.split_to(i + 2);
-            return Ok(String::from_utf8_lossy(&line[..i]).into_owned());
-        }
-        if buf.len() > 64 * 1024 {
-            return Err(io_err("reply line too long"));
-        }
-        let n = tokio::time::timeout(Duration::from_secs(5), sock.read_buf(buf))
-            .await
-            .map_err(|_| io_err("primary did not answer"))??;
-        if n == 0 {
-            return Err(io_err("primary closed the link"));
         }
     }
 }

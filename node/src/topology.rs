@@ -27,15 +27,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use ringcache_protocol::codec::ClientCodec;
+use ringcache_client::Client;
 use ringcache_protocol::hash::key_hash;
 use ringcache_protocol::resp::encode_request;
 use ringcache_protocol::ring::Arc as RingArc;
 use ringcache_protocol::table::{flags, CommandSpec};
-use ringcache_protocol::{Protocol, Reply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_util::codec::Decoder;
+use ringcache_protocol::wire::{Topology, WireCommand};
+use ringcache_protocol::Reply;
 
 use crate::replication::restore_commands;
 use crate::state::session::{Migration, Session};
@@ -58,7 +56,7 @@ const REFUSED: &str = "target refused: ";
 thread_local! {
     /// Idle connections to migration targets, by address. Per thread: an IO thread's runtime
     /// owns the sockets it opened.
-    static TARGETS: RefCell<HashMap<String, Vec<TcpStream>>> = RefCell::new(HashMap::new());
+    static TARGETS: RefCell<HashMap<String, Vec<Client>>> = RefCell::new(HashMap::new());
 }
 
 /// Answers `-WRONGSHARD <epoch> <owner>` for a key this node does not own under its ring.
@@ -287,7 +285,7 @@ async fn send_and_confirm(
 }
 
 /// Keeps `conn` as an idle connection to `target` of this thread, unless `max` are idle already.
-fn park(target: &str, conn: TcpStream, max: usize) {
+fn park(target: &str, conn: Client, max: usize) {
     TARGETS.with(|t| {
         let mut t = t.borrow_mut();
         let idle = t.entry(target.to_string()).or_default();
@@ -298,32 +296,22 @@ fn park(target: &str, conn: TcpStream, max: usize) {
 }
 
 /// Writes `payload` on `conn` and reads `replies` replies; gives the connection back if it is
-/// still in step (a broken or confused one is dropped).
-async fn exchange(
-    mut conn: TcpStream,
-    payload: &[u8],
-    replies: usize,
-) -> Result<TcpStream, String> {
-    within(conn.write_all(payload)).await?;
-    read_replies(&mut conn, replies).await?;
-    Ok(conn)
-}
-
-/// `io`, failing after [`MIGRATE_IO_TIMEOUT`].
-async fn within<T>(io: impl std::future::Future<Output = std::io::Result<T>>) -> Result<T, String> {
-    match tokio::time::timeout(MIGRATE_IO_TIMEOUT, io).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err("timed out".into()),
+/// still in step (a broken or confused one is dropped). An error reply fails the exchange.
+async fn exchange(mut conn: Client, payload: &[u8], replies: usize) -> Result<Client, String> {
+    let got = conn
+        .exchange(payload, replies, MIGRATE_IO_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    match got.iter().find_map(|r| r.error_text()) {
+        Some(e) => Err(format!("{REFUSED}{e}")),
+        None => Ok(conn),
     }
 }
 
-async fn connect(shared: &Shared, target: &str) -> Result<TcpStream, String> {
-    let mut c =
-        match tokio::time::timeout(MIGRATE_CONNECT_TIMEOUT, TcpStream::connect(target)).await {
-            Ok(r) => r.map_err(|e| e.to_string())?,
-            Err(_) => return Err("connect timed out".into()),
-        };
-    let _ = c.set_nodelay(true);
+async fn connect(shared: &Shared, target: &str) -> Result<Client, String> {
+    let conn = Client::connect(target, MIGRATE_CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut hello = BytesMut::new();
     let mut replies = 1;
     let password = shared.config().requirepass.clone();
@@ -331,34 +319,6 @@ async fn connect(shared: &Shared, target: &str) -> Result<TcpStream, String> {
         encode_request(&mut hello, [&b"AUTH"[..], pw.as_bytes()]);
         replies += 1;
     }
-    encode_request(&mut hello, [&b"TOPOLOGY"[..], b"IMPORT"]);
-    within(c.write_all(&hello)).await?;
-    read_replies(&mut c, replies).await?;
-    Ok(c)
-}
-
-async fn read_replies(conn: &mut TcpStream, mut n: usize) -> Result<(), String> {
-    let mut codec = ClientCodec::new(Protocol::Resp2);
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut first_error = None;
-    while n > 0 {
-        match codec.decode(&mut buf) {
-            Ok(Some(r)) => {
-                n -= 1;
-                if let (None, Some(e)) = (&first_error, r.error_text()) {
-                    first_error = Some(e.to_string());
-                }
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-        if within(conn.read_buf(&mut buf)).await? == 0 {
-            return Err("target closed the connection".into());
-        }
-    }
-    match first_error {
-        Some(e) => Err(format!("{REFUSED}{e}")),
-        None => Ok(()),
-    }
+    Topology::Import.encode(&mut hello);
+    exchange(conn, &hello, replies).await
 }
