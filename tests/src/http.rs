@@ -1,4 +1,5 @@
-//! HTTP/1.1 on 127.0.0.1 for the metrics endpoints: one GET ([`http_get`]).
+//! HTTP/1.1 on 127.0.0.1 for the metrics endpoints: one GET ([`http_get`]) and one Prometheus
+//! series read from it ([`metric`]).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -79,4 +80,18 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[start + size + 2..];
     }
     out
+}
+
+/// The value of the metric line starting `name{labels}` (or `name ` without labels) on the
+/// Prometheus endpoint `metrics`.
+pub fn metric(metrics: SocketAddr, series: &str) -> Option<f64> {
+    let (code, _, body) = http_get(metrics, "/metrics");
+    assert_eq!(code, 200, "GET /metrics: {body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{series}: bad value {v:?}: {e}"))
+        })
 }

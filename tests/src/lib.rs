@@ -9,8 +9,9 @@
 //!
 //! Layout: [`procs`] the processes (spawning, signals, `/proc`), [`raw`] the byte-exact client,
 //! [`redis_rs`] the `redis-rs` one, [`replies`] expected replies and reply accessors,
-//! [`commands`] commands run through a connection (SCAN, RING LOCATE), [`cluster`] a router over
-//! shards, [`http`] the metrics endpoint. Everything is re-exported here: tests `use tests::*`.
+//! [`commands`] commands run through a connection (pipelines, SCAN, INFO), [`replicas`] a replica
+//! compared with its primary, [`cluster`] a router over shards, [`http`] the metrics endpoint.
+//! Everything is re-exported here: tests `use tests::*`.
 
 // First: its macro is used by the modules below.
 #[macro_use]
@@ -22,6 +23,7 @@ pub mod http;
 pub mod procs;
 pub mod raw;
 pub mod redis_rs;
+pub mod replicas;
 pub mod replies;
 
 pub use ringcache_protocol::{Protocol, Reply};
@@ -32,4 +34,5 @@ pub use http::*;
 pub use procs::*;
 pub use raw::*;
 pub use redis_rs::*;
+pub use replicas::*;
 pub use replies::*;

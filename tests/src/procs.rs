@@ -328,6 +328,38 @@ pub fn start_node(extra_args: &[&str]) -> Proc {
     spawn_ringcache(&args, NODE_LISTENING)
 }
 
+/// Starts `ringcache node` on 127.0.0.1 `port` (0: any) with extra flags and waits up to `timeout`
+/// for its listening line.
+pub fn try_start_node(port: u16, extra_args: &[&str], timeout: Duration) -> Result<Proc, String> {
+    let port_s = port.to_string();
+    let mut args = vec!["node", "--bind", "127.0.0.1", "--port", port_s.as_str()];
+    args.extend_from_slice(extra_args);
+    try_spawn_ringcache_lines(&args, &[NODE_LISTENING], timeout).map(|(p, _)| p)
+}
+
+/// Starts a node on a given 127.0.0.1 port (a restarted one), retrying for 15 s while the port is
+/// not yet free; each try waits up to `timeout` for the node's listening line.
+pub fn try_start_node_on_port(
+    port: u16,
+    extra_args: &[&str],
+    timeout: Duration,
+) -> Result<Proc, String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match try_start_node(port, extra_args, timeout) {
+            Ok(p) => return Ok(p),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// [`try_start_node_on_port`] with a 10 s start, failing the test if the node never starts.
+pub fn start_node_on_port(port: u16, extra_args: &[&str]) -> Proc {
+    try_start_node_on_port(port, extra_args, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("restarting a node on {port}: {e}"))
+}
+
 /// A 127.0.0.1 port that was free a moment ago (bound to port 0, then released).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -46,6 +46,7 @@ pub fn wrong_args(cmd: &str) -> Reply {
 pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 pub const SYNTAX: &str = "ERR syntax error";
+pub const READONLY: &str = "READONLY You can't write against a read only replica.";
 
 /// Convenience accessors on decoded replies; each panics with the reply when the shape is wrong.
 pub trait ReplyExt {

@@ -11,7 +11,6 @@
 //! 4. a killed primary is replaced by its replica within 5 s under write load, the failover and
 //!    its lost writes are counted, and the old primary comes back as a replica of the new one.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,8 +21,9 @@ use std::time::{Duration, Instant};
 use ringcache_protocol::ring::{Ring, ShardSpec, DEFAULT_VNODES};
 use tests::*;
 
-/// How long a replica may take to catch up (debug builds on a shared 2-core machine).
-const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a replica may take to catch up here (small data sets: shorter than replication's
+/// [`SYNC_TIMEOUT`]).
+const CATCH_UP: Duration = Duration::from_secs(20);
 /// The failover promise: writes to the dead primary's keys succeed again within this.
 const FAILOVER_BOUND: Duration = Duration::from_secs(5);
 /// The staleness bound configured for replica reads (`max_replica_lag`).
@@ -187,126 +187,14 @@ fn keys_on(ring: &Ring, id: &str, prefix: &str, n: usize) -> Vec<String> {
     keys
 }
 
-/// `INFO <section>` of a server as field → value.
-fn info(c: &mut Raw, section: &str) -> BTreeMap<String, String> {
-    let r = c.cmd(&["INFO", section]);
-    let text = match &r {
-        Reply::Bulk(b) | Reply::Verbatim(b) => String::from_utf8_lossy(b).into_owned(),
-        other => panic!("INFO {section} should be a bulk string, got {other:?}"),
-    };
-    text.lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
-}
-
-fn num(info: &BTreeMap<String, String>, name: &str) -> u64 {
-    info.get(name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("INFO lacks a numeric {name}: {info:?}"))
-}
-
-/// Waits until `replica`'s link is up and its offset equals `primary`'s.
-fn wait_synced(primary: &Proc, replica: &Proc) {
-    let (mut p, mut r) = (primary.raw(), replica.raw());
-    let mut last: String;
-    assert_eventually!(
-        {
-            let pi = info(&mut p, "replication");
-            let ri = info(&mut r, "replication");
-            last = format!(
-                "primary {}: {pi:?}\nreplica {}: {ri:?}",
-                primary.addr, replica.addr
-            );
-            ri.get("master_link_status").map(String::as_str) == Some("up")
-                && ri.get("slave_repl_offset") == pi.get("master_repl_offset")
-        },
-        SYNC_TIMEOUT,
-        "replica never caught up with its primary:\n{last}"
-    );
-}
-
-/// Every key of a node as key → "type value deadline" (hash fields sorted; the deadline is
-/// PEXPIRETIME, which replication carries as an absolute time).
-fn dump(p: &Proc) -> BTreeMap<String, String> {
-    let mut c = p.raw();
-    let keys = c.cmd(&["KEYS", "*"]).strings();
-    let mut out = BTreeMap::new();
-    for k in keys {
-        let t = c.cmd(&["TYPE", &k]).text();
-        let deadline = c.cmd(&["PEXPIRETIME", &k]).int();
-        let value = match t.as_str() {
-            "string" => format!("{:?}", c.cmd(&["GET", &k]).text()),
-            "hash" => {
-                let mut pairs: Vec<(String, String)> = c
-                    .cmd(&["HGETALL", &k])
-                    .pairs()
-                    .into_iter()
-                    .map(|(f, v)| (f, v.text()))
-                    .collect();
-                pairs.sort();
-                format!("{pairs:?}")
-            }
-            _ => continue,
-        };
-        out.insert(k, format!("{t} {value} deadline={deadline}"));
-    }
-    out
+/// Waits until `replica` caught up with `primary` (see [`in_sync`]).
+fn wait_node_synced(primary: &Proc, replica: &Proc) {
+    wait_synced(&mut primary.raw(), &mut replica.raw(), CATCH_UP);
 }
 
 /// Asserts `replica` holds exactly `primary`'s keys, values and deadlines; returns the count.
-fn assert_same_data(primary: &Proc, replica: &Proc, what: &str) -> usize {
-    let a = dump(primary);
-    let b = dump(replica);
-    if a != b {
-        let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        let diffs: Vec<String> = keys
-            .into_iter()
-            .filter(|k| a.get(*k) != b.get(*k))
-            .take(20)
-            .map(|k| format!("  {k}: primary {:?} | replica {:?}", a.get(k), b.get(k)))
-            .collect();
-        panic!(
-            "{what}: replica {} differs from primary {} (primary {} keys, replica {}); first:\n{}",
-            replica.addr,
-            primary.addr,
-            a.len(),
-            b.len(),
-            diffs.join("\n")
-        );
-    }
-    a.len()
-}
-
-/// Pipelines `cmds` in chunks and returns the replies in order.
-fn pipeline(c: &mut Raw, cmds: &[Vec<String>]) -> Vec<Reply> {
-    let mut replies = Vec::with_capacity(cmds.len());
-    for chunk in cmds.chunks(100) {
-        let mut buf = Vec::new();
-        for cmd in chunk {
-            buf.extend_from_slice(&encode(cmd));
-        }
-        c.send(&buf);
-        replies.extend(chunk.iter().map(|_| c.reply()));
-    }
-    replies
-}
-
-fn cmd(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| a.to_string()).collect()
-}
-
-/// The value of the metric line starting `name{labels}` (or `name ` without labels).
-fn metric(metrics: SocketAddr, series: &str) -> Option<f64> {
-    let (code, _, body) = http_get(metrics, "/metrics");
-    assert_eq!(code, 200, "GET /metrics: {body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| {
-            v.trim()
-                .parse()
-                .unwrap_or_else(|e| panic!("{series}: bad value {v:?}: {e}"))
-        })
+fn assert_node_same_data(primary: &Proc, replica: &Proc, what: &str) -> usize {
+    assert_same_data(&mut primary.raw(), &mut replica.raw(), what)
 }
 
 fn l4_active(metrics: SocketAddr, pool: &str, backend: SocketAddr) -> Option<f64> {
@@ -348,22 +236,6 @@ fn lookups(p: &Proc) -> (u64, u64) {
         num(&s, "keyspace_hits") + num(&s, "keyspace_misses"),
         num(&s, "total_commands_processed"),
     )
-}
-
-/// Starts a node on a given 127.0.0.1 port (the restarted old primary), retrying while the port
-/// is not yet free.
-fn start_node_on_port(port: u16, extra: &[&str]) -> Proc {
-    let port_s = port.to_string();
-    let mut args = vec!["node", "--bind", "127.0.0.1", "--port", port_s.as_str()];
-    args.extend_from_slice(extra);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match try_spawn_ringcache_lines(&args, &[NODE_LISTENING], Duration::from_secs(10)) {
-            Ok((p, _)) => return p,
-            Err(e) if Instant::now() >= deadline => panic!("restarting a node on {port}: {e}"),
-            Err(_) => thread::sleep(Duration::from_millis(100)),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -436,8 +308,8 @@ fn every_write_through_the_router_reaches_the_replicas() {
     let mut total = 0;
     for shard in [&alpha, &bravo] {
         for r in &shard.replicas {
-            wait_synced(&shard.primary, r);
-            let n = assert_same_data(&shard.primary, r, shard.id);
+            wait_node_synced(&shard.primary, r);
+            let n = assert_node_same_data(&shard.primary, r, shard.id);
             assert!(n > 50, "shard {} holds only {n} keys", shard.id);
         }
         total += shard.primary.raw().cmd(&["DBSIZE"]).int();
@@ -465,7 +337,7 @@ fn replica_reads_are_served_by_replicas_bounded_stale_and_survive_a_replica_kill
     let sets: Vec<Vec<String>> = keys.iter().map(|k| cmd(&["SET", k, k])).collect();
     assert!(pipeline(&mut c, &sets).iter().all(|r| *r == ok()));
     for r in &alpha.replicas {
-        wait_synced(&alpha.primary, r);
+        wait_node_synced(&alpha.primary, r);
     }
 
     // Once the router's health checker has seen the replicas in sync, reads stop reaching the
@@ -570,7 +442,7 @@ fn replica_reads_are_served_by_replicas_bounded_stale_and_survive_a_replica_kill
         assert_eq!(c.cmd(&["SET", k, k]), ok());
     }
     for r in &alpha.replicas {
-        wait_synced(&alpha.primary, r);
+        wait_node_synced(&alpha.primary, r);
     }
     let killed = alpha.replicas[0].addr;
     alpha.replicas[0].kill();
@@ -644,7 +516,7 @@ fn l4_balances_connections_and_passes_half_closes() {
         ok()
     );
     for r in &alpha.replicas {
-        wait_synced(&alpha.primary, r);
+        wait_node_synced(&alpha.primary, r);
     }
 
     // Least-connections: 30 held connections split 15 / 15.
@@ -813,7 +685,7 @@ fn failover_promotes_the_replica_within_5s_and_the_old_primary_rejoins() {
     for k in pre_a.iter().chain(&pre_b) {
         assert_eq!(c.cmd(&["SET", k, k]), ok());
     }
-    wait_synced(&alpha.primary, &alpha.replicas[0]);
+    wait_node_synced(&alpha.primary, &alpha.replicas[0]);
     // Reads of alpha's keys are served by its replica before the kill (the router's health
     // checker has seen it in sync): the primary's keyspace lookups stay put.
     let mut last: String;
@@ -1068,13 +940,13 @@ fn failover_promotes_the_replica_within_5s_and_the_old_primary_rejoins() {
         Duration::from_secs(10),
         "restarted old primary never became a replica of {new_primary}: ROLE {last:?}"
     );
-    wait_synced(&alpha.replicas[0], &back);
+    wait_node_synced(&alpha.replicas[0], &back);
     assert_eq!(
         back.raw().cmd(&["EXISTS", &only_old]),
         int(0),
         "write only the old primary had"
     );
-    assert_same_data(&alpha.replicas[0], &back, "old primary after rejoining");
+    assert_node_same_data(&alpha.replicas[0], &back, "old primary after rejoining");
     assert!(back.is_alive());
     let window = match (ra_at.first(), ra_at.last()) {
         (Some(f), Some(l)) => format!("from {f:?} to {l:?} after the kill"),
