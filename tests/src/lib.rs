@@ -10,8 +10,8 @@
 //! Layout: [`procs`] the processes (spawning, signals, `/proc`), [`raw`] the byte-exact client,
 //! [`redis_rs`] the `redis-rs` one, [`replies`] expected replies and reply accessors,
 //! [`commands`] commands run through a connection (pipelines, SCAN, INFO), [`replicas`] a replica
-//! compared with its primary, [`cluster`] a router over shards, [`http`] the metrics endpoint.
-//! Everything is re-exported here: tests `use tests::*`.
+//! compared with its primary, [`cluster`] the one cluster builder (shards, replicas, spares, a
+//! router), [`http`] the metrics endpoint. Everything is re-exported here: tests `use tests::*`.
 
 // First: its macro is used by the modules below.
 #[macro_use]
@@ -28,7 +28,13 @@ pub mod replies;
 
 pub use ringcache_protocol::{Protocol, Reply};
 
-pub use cluster::*;
+pub use cluster::builder::ClusterBuilder;
+pub use cluster::routed::{start_routed_target, RoutedTarget};
+pub use cluster::router::{
+    cluster_toml, router_toml, shard_tables, L4Listener, L4Pool, RouterProc, RouterSettings,
+    RouterShard, ROUTER_LISTENING, ROUTER_METRICS, ROUTER_REQUEST_TIMEOUT,
+};
+pub use cluster::{shard_id, Cluster, Node, Shard, SHARD_IDS};
 pub use commands::*;
 pub use http::*;
 pub use procs::*;

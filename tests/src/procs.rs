@@ -469,6 +469,23 @@ pub fn start_target(extra_args: &[&str]) -> Proc {
     }
 }
 
+/// Sends `sig` (`STOP`, `CONT`, `TERM`, `KILL`) to `pid` with kill(1), without failing the test
+/// (for harnesses that report errors instead).
+pub fn send_signal(pid: u32, sig: &str) -> Result<(), String> {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("running kill: {e}"))?;
+    if !status.success() {
+        return Err(format!("kill -{sig} {pid}: {status}"));
+    }
+    Ok(())
+}
+
 /// Whether something accepts TCP connections on `addr` (within 500 ms).
 pub fn accepts(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()

@@ -938,7 +938,7 @@ mod tests {
     use ringcache_protocol::ring::{Ring, ShardSpec};
 
     use super::*;
-    use crate::churn::cluster::VNODES;
+    use crate::churn::local::VNODES;
     use crate::churn::model::Keys;
 
     fn owners(ids: &[&str], keys: &[String]) -> Vec<String> {
