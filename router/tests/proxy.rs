@@ -14,109 +14,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_util::codec::Decoder;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+mod support;
 
-/// An in-process node; dropping `stop` shuts it down.
-struct Node {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Node {
-    async fn start(port: u16) -> Node {
-        let config = ringcache_node::NodeConfig {
-            port,
-            ..Default::default()
-        };
-        let listener = ringcache_node::bind(&config).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = ringcache_node::run(config, listener, async {
-                let _ = stopped.await;
-            })
-            .await;
-        });
-        Node {
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn kill(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(TIMEOUT, &mut self.task).await;
-    }
-}
-
-struct Cluster {
-    nodes: Vec<Node>,
-    router: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-}
+use support::{start_router, Cluster, Node, NodeRuntime, T};
 
 impl Cluster {
-    async fn start(ids: &[&str]) -> Cluster {
-        Self::start_with(ids, |_| {}).await
-    }
-
-    async fn start_with(ids: &[&str], tune: impl FnOnce(&mut RouterConfig)) -> Cluster {
-        let mut nodes = Vec::new();
-        for _ in ids {
-            nodes.push(Node::start(0).await);
-        }
-        let addrs: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
-        let shards: Vec<(&str, &str)> = ids
-            .iter()
-            .zip(&addrs)
-            .map(|(id, a)| (*id, a.as_str()))
-            .collect();
-        let mut config = RouterConfig::with_shards("127.0.0.1:0", &shards).unwrap();
-        config.connect_timeout = Duration::from_millis(300);
-        config.request_timeout = Duration::from_millis(800);
-        tune(&mut config);
-        let router = start_router(config).await;
-        Cluster {
-            nodes,
-            router: router.0,
-            stop: Some(router.1),
-        }
-    }
-
     async fn client(&self) -> Client {
         Client::connect(self.router).await
     }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        for n in &mut self.nodes {
-            if let Some(stop) = n.stop.take() {
-                let _ = stop.send(());
-            }
-        }
-    }
-}
-
-async fn start_router(config: RouterConfig) -> (SocketAddr, oneshot::Sender<()>) {
-    let listener = TcpListener::bind(config.listen.as_str()).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        ringcache_router::run(config, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    (addr, stop)
 }
 
 struct Client {
@@ -142,7 +47,7 @@ impl Client {
 
     /// The next reply's exact bytes.
     async fn raw(&mut self) -> Vec<u8> {
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + T;
         loop {
             if let Some(r) = self.codec.decode(&mut self.buf).unwrap() {
                 return r.raw.to_vec();
@@ -214,7 +119,7 @@ async fn keys_on_every_shard(c: &mut Client, shards: usize) -> Vec<(String, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_and_multi_key_commands_route_and_merge() {
-    let cluster = Cluster::start(&["a", "b", "c"]).await;
+    let cluster = Cluster::builder(&["a", "b", "c"]).start(|_| {}).await;
     let mut c = cluster.client().await;
     assert_eq!(c.cmd(&["PING"]).await, Reply::StatusOwned("PONG".into()));
     for i in 0..100 {
@@ -225,7 +130,7 @@ async fn single_and_multi_key_commands_route_and_merge() {
     assert_eq!(c.cmd(&["DBSIZE"]).await, Reply::Int(100));
 
     // every node holds some keys, none holds all
-    for n in &cluster.nodes {
+    for (_, n) in &cluster.nodes {
         let mut direct = Client::connect(n.addr).await;
         let Reply::Int(size) = direct.cmd(&["DBSIZE"]).await else {
             panic!()
@@ -302,7 +207,7 @@ async fn single_and_multi_key_commands_route_and_merge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_walks_every_shard_once() {
-    let cluster = Cluster::start(&["a", "b", "c"]).await;
+    let cluster = Cluster::builder(&["a", "b", "c"]).start(|_| {}).await;
     let mut c = cluster.client().await;
     let mut want = std::collections::BTreeSet::new();
     for i in 0..500 {
@@ -340,7 +245,7 @@ async fn scan_walks_every_shard_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_replies_keep_request_order() {
-    let cluster = Cluster::start(&["a", "b", "c"]).await;
+    let cluster = Cluster::builder(&["a", "b", "c"]).start(|_| {}).await;
     let mut c = cluster.client().await;
     let mut batch = BytesMut::new();
     let n = 3000;
@@ -374,7 +279,7 @@ async fn pipelined_replies_keep_request_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resp3_clients_get_resp3_replies() {
-    let cluster = Cluster::start(&["a", "b"]).await;
+    let cluster = Cluster::builder(&["a", "b"]).start(|_| {}).await;
     let mut c = cluster.client().await;
     let Reply::Map(hello) = c.hello3().await else {
         panic!("HELLO 3 is not a map")
@@ -404,15 +309,14 @@ async fn resp3_clients_get_resp3_replies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_shard_fails_fast_and_comes_back() {
-    let mut cluster = Cluster::start(&["a", "b", "c"]).await;
+    let mut cluster = Cluster::builder(&["a", "b", "c"]).start(|_| {}).await;
     let mut c = cluster.client().await;
     let spread = keys_on_every_shard(&mut c, 3).await;
     for (k, _) in &spread {
         assert_eq!(c.cmd(&["SET", k, "v"]).await, ok());
     }
-    // find node b's index: shards sorted by id, nodes started in id order
-    let b_addr = cluster.nodes[1].addr;
-    cluster.nodes[1].kill().await;
+    let b_addr = cluster.node("b").addr;
+    cluster.kill_node("b").await;
     let (kb, _) = spread.iter().find(|(_, s)| s == "b").unwrap().clone();
     let (ka, _) = spread.iter().find(|(_, s)| s == "a").unwrap().clone();
     let started = Instant::now();
@@ -430,7 +334,7 @@ async fn a_dead_shard_fails_fast_and_comes_back() {
     assert!(err_text(&r).contains("shard 'b'"));
 
     // restart on the same port: used again within the reconnect backoff
-    cluster.nodes[1] = Node::start(b_addr.port()).await;
+    cluster.restart_node("b").await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let r = c.cmd(&["SET", &kb, "again"]).await;
@@ -470,7 +374,7 @@ async fn a_silent_backend_times_out_instead_of_hanging() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ring_admin_and_connection_commands() {
-    let cluster = Cluster::start(&["a", "b", "c"]).await;
+    let cluster = Cluster::builder(&["a", "b", "c"]).start(|_| {}).await;
     let mut c = cluster.client().await;
     let Reply::Array(nodes) = c.cmd(&["RING", "NODES"]).await else {
         panic!()
@@ -481,7 +385,7 @@ async fn ring_admin_and_connection_commands() {
     };
     assert_eq!(first[0], bulk("id"));
     assert_eq!(first[1], bulk("a"));
-    assert_eq!(first[3], bulk(&cluster.nodes[0].addr.to_string()));
+    assert_eq!(first[3], bulk(&cluster.addr("a")));
     // RING STATUS is INFO-style `key:value` lines (tools poll it for `migrating:0`).
     let Reply::Bulk(status) = c.cmd(&["RING", "STATUS"]).await else {
         panic!()
@@ -524,10 +428,11 @@ async fn ring_admin_and_connection_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requirepass_is_enforced() {
-    let cluster = Cluster::start_with(&["a", "b"], |c| {
-        c.requirepass = Some("pw".into());
-    })
-    .await;
+    let cluster = Cluster::builder(&["a", "b"])
+        .start(|c| {
+            c.requirepass = Some("pw".into());
+        })
+        .await;
     let mut c = cluster.client().await;
     assert!(err_text(&c.cmd(&["GET", "k"]).await).starts_with("NOAUTH"));
     assert!(err_text(&c.cmd(&["AUTH", "bad"]).await).starts_with("WRONGPASS"));
@@ -538,7 +443,7 @@ async fn requirepass_is_enforced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_over_http() {
-    let node = Node::start(0).await;
+    let node = Node::start(0, NodeRuntime::Shared).await;
     let config =
         RouterConfig::with_shards("127.0.0.1:0", &[("a", &node.addr.to_string())]).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -571,7 +476,7 @@ async fn metrics_are_served_over_http() {
         .await
         .unwrap();
     let mut body = String::new();
-    tokio::time::timeout(TIMEOUT, http.read_to_string(&mut body))
+    tokio::time::timeout(T, http.read_to_string(&mut body))
         .await
         .unwrap()
         .unwrap();
@@ -601,7 +506,9 @@ async fn metrics_are_served_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_runtime_mode_keeps_order_too() {
-    let cluster = Cluster::start_with(&["a", "b"], |c| c.io_threads = 0).await;
+    let cluster = Cluster::builder(&["a", "b"])
+        .start(|c| c.io_threads = 0)
+        .await;
     let mut c = cluster.client().await;
     let mut batch = BytesMut::new();
     for i in 0..500 {
@@ -618,7 +525,7 @@ async fn shared_runtime_mode_keeps_order_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_limit_and_protocol_errors() {
-    let cluster = Cluster::start_with(&["a"], |c| c.max_clients = 1).await;
+    let cluster = Cluster::builder(&["a"]).start(|c| c.max_clients = 1).await;
     let mut first = cluster.client().await;
     assert_eq!(
         first.cmd(&["PING"]).await,
@@ -626,7 +533,7 @@ async fn client_limit_and_protocol_errors() {
     );
     let mut second = cluster.client().await;
     let mut text = String::new();
-    tokio::time::timeout(TIMEOUT, second.sock.read_to_string(&mut text))
+    tokio::time::timeout(T, second.sock.read_to_string(&mut text))
         .await
         .unwrap()
         .unwrap();
@@ -637,7 +544,7 @@ async fn client_limit_and_protocol_errors() {
     let r = first.reply().await;
     assert_eq!(err_text(&r), "ERR Protocol error: invalid bulk length");
     let mut rest = Vec::new();
-    let n = tokio::time::timeout(TIMEOUT, first.sock.read_to_end(&mut rest))
+    let n = tokio::time::timeout(T, first.sock.read_to_end(&mut rest))
         .await
         .unwrap()
         .unwrap();
@@ -646,7 +553,7 @@ async fn client_limit_and_protocol_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inline_commands_and_quit_after_pipeline() {
-    let cluster = Cluster::start(&["a", "b"]).await;
+    let cluster = Cluster::builder(&["a", "b"]).start(|_| {}).await;
     let mut c = cluster.client().await;
     c.sock
         .write_all(b"SET inline \"a b\"\r\nGET inline\r\nQUIT\r\nGET inline\r\n")
@@ -656,7 +563,7 @@ async fn inline_commands_and_quit_after_pipeline() {
     assert_eq!(c.reply().await, bulk("a b"));
     assert_eq!(c.reply().await, ok());
     let mut rest = Vec::new();
-    tokio::time::timeout(TIMEOUT, c.sock.read_to_end(&mut rest))
+    tokio::time::timeout(T, c.sock.read_to_end(&mut rest))
         .await
         .unwrap()
         .unwrap();
@@ -665,7 +572,7 @@ async fn inline_commands_and_quit_after_pipeline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_delivers_owed_replies_then_returns() {
-    let node = Node::start(0).await;
+    let node = Node::start(0, NodeRuntime::Shared).await;
     let config =
         RouterConfig::with_shards("127.0.0.1:0", &[("a", &node.addr.to_string())]).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

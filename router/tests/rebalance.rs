@@ -15,171 +15,28 @@ use ringcache_protocol::ring::{Ring, ShardSpec};
 use ringcache_protocol::Reply;
 use ringcache_router::rebalance::NodeConn;
 use ringcache_router::RouterConfig;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-const T: Duration = Duration::from_secs(10);
 const VNODES: u32 = ringcache_protocol::ring::DEFAULT_VNODES;
 
-struct Node {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-}
+mod support;
 
-impl Node {
-    /// A node on its own runtime thread: migration does blocking I/O to the target node inside a
-    /// command, which must not starve the runtime the target (or the router) runs on.
-    async fn start() -> Node {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let config = ringcache_node::NodeConfig {
-                    port: 0,
-                    ..Default::default()
-                };
-                let listener = ringcache_node::bind(&config).await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let _ = ringcache_node::run(config, listener, async {
-                    let _ = stopped.await;
-                })
-                .await;
-            });
-        });
-        let addr = tokio::task::spawn_blocking(move || rx.recv().unwrap())
-            .await
-            .unwrap();
-        Node {
-            addr,
-            stop: Some(stop),
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-struct Cluster {
-    /// `(id, node)`; the first `members` are in the router's config, the rest are spares.
-    nodes: Vec<(String, Node)>,
-    router: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-}
+use support::{eventually, start_router, Cluster, NodeRuntime, Timeouts, T};
 
 impl Cluster {
+    /// Nodes for `ids` on their own runtimes, the first `members` in the router's config.
     async fn start(ids: &[&str], members: usize, tune: impl FnOnce(&mut RouterConfig)) -> Cluster {
-        let mut nodes = Vec::new();
-        for id in ids {
-            nodes.push((id.to_string(), Node::start().await));
-        }
-        let addrs: Vec<String> = nodes.iter().map(|(_, n)| n.addr.to_string()).collect();
-        let shards: Vec<(&str, &str)> = ids[..members]
-            .iter()
-            .zip(&addrs)
-            .map(|(id, a)| (*id, a.as_str()))
-            .collect();
-        let mut config = RouterConfig::with_shards("127.0.0.1:0", &shards).unwrap();
-        tune(&mut config);
-        let (router, stop) = start_router(config).await;
-        let c = Cluster {
-            nodes,
-            router,
-            stop: Some(stop),
-        };
-        // The router pushes epoch 1 to the members at start-up.
-        for (_, n) in &c.nodes[..members] {
-            let addr = n.addr.to_string();
-            eventually(T, || async {
-                let mut conn = NodeConn::connect(&addr, T).await.ok()?;
-                let r = conn.call(&["TOPOLOGY", "GET"], T).await.ok()?;
-                matches!(&r, Reply::Array(v) if v.first() == Some(&Reply::Int(1))).then_some(())
-            })
-            .await;
-        }
-        c
-    }
-
-    /// Stops the router, then starts a new one on the same address over the shards `ids`.
-    async fn restart_router(&mut self, ids: &[&str], tune: impl FnOnce(&mut RouterConfig)) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let shards: Vec<(&str, String)> = ids.iter().map(|id| (*id, self.addr(id))).collect();
-        let pairs: Vec<(&str, &str)> = shards.iter().map(|(id, a)| (*id, a.as_str())).collect();
-        let mut config = RouterConfig::with_shards("127.0.0.1:0", &pairs).unwrap();
-        tune(&mut config);
-        // The old router's listener closes once its accept loop has seen the stop.
-        let listener = eventually(T, || async { TcpListener::bind(self.router).await.ok() }).await;
-        let (router, stop) = start_router_on(config, listener);
-        assert_eq!(router, self.router);
-        self.stop = Some(stop);
+        Cluster::builder(ids)
+            .members(members)
+            .timeouts(Timeouts::MIGRATION)
+            .node_runtime(NodeRuntime::Own)
+            .start(tune)
+            .await
     }
 
     async fn client(&self) -> NodeConn {
         NodeConn::connect(&self.router.to_string(), T)
             .await
             .unwrap()
-    }
-
-    fn addr(&self, id: &str) -> String {
-        self.nodes
-            .iter()
-            .find(|(i, _)| i == id)
-            .map(|(_, n)| n.addr.to_string())
-            .unwrap()
-    }
-}
-
-/// A router over `config` (short timeouts); its address and its stop switch.
-async fn start_router(config: RouterConfig) -> (SocketAddr, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    start_router_on(config, listener)
-}
-
-fn start_router_on(
-    mut config: RouterConfig,
-    listener: TcpListener,
-) -> (SocketAddr, oneshot::Sender<()>) {
-    config.connect_timeout = Duration::from_millis(500);
-    config.request_timeout = Duration::from_millis(3000);
-    let router = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        ringcache_router::run(config, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    (router, stop)
-}
-
-/// Polls `f` every 20 ms until it gives `Some`, failing after `timeout`.
-async fn eventually<F, Fut, R>(timeout: Duration, mut f: F) -> R
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<R>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(r) = f().await {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition not met in {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -843,7 +700,9 @@ async fn a_stale_router_is_fenced_then_converges() {
         .collect();
     let config_of = |ids: &[&str]| {
         let shards: Vec<(&str, &str)> = ids.iter().map(|id| (*id, addrs[*id].as_str())).collect();
-        RouterConfig::with_shards("127.0.0.1:0", &shards).unwrap()
+        let mut config = RouterConfig::with_shards("127.0.0.1:0", &shards).unwrap();
+        Timeouts::MIGRATION.apply(&mut config);
+        config
     };
     let (r2, _stop2) = start_router(config_of(&["a", "b", "c"])).await;
     let mut r1 = cl.client().await;

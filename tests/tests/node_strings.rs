@@ -4,14 +4,6 @@
 
 use tests::*;
 
-fn ttl(c: &mut Raw, key: &str) -> i64 {
-    c.cmd(&["TTL", key]).int()
-}
-
-fn pttl(c: &mut Raw, key: &str) -> i64 {
-    c.cmd(&["PTTL", key]).int()
-}
-
 #[test]
 fn get_and_set_basics() {
     let s = start_target(&[]);

@@ -11,19 +11,17 @@
 //! 4. a killed primary is replaced by its replica within 5 s under write load, the failover and
 //!    its lost writes are counted, and the old primary comes back as a replica of the new one.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringcache_protocol::ring::{Ring, ShardSpec, DEFAULT_VNODES};
 use tests::*;
 
-/// How long a replica may take to catch up (debug builds on a shared 2-core machine).
-const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a replica may take to catch up here (small data sets: shorter than replication's
+/// [`SYNC_TIMEOUT`]).
+const CATCH_UP: Duration = Duration::from_secs(20);
 /// The failover promise: writes to the dead primary's keys succeed again within this.
 const FAILOVER_BOUND: Duration = Duration::from_secs(5);
 /// The staleness bound configured for replica reads (`max_replica_lag`).
@@ -33,280 +31,15 @@ const MAX_REPLICA_LAG: Duration = Duration::from_secs(1);
 const FAILOVER_REPLICA_LAG: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------------
-// Cluster helpers
+// Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A shard's processes: the primary and its replicas (started `--replica-of` the primary).
-struct ShardProcs {
-    id: &'static str,
-    primary: Proc,
-    replicas: Vec<Proc>,
-}
-
-fn start_shard(id: &'static str, replicas: usize) -> ShardProcs {
-    let primary = start_node(&["--shard-id", id]);
-    let of = primary.addr.to_string();
-    let replicas = (0..replicas)
-        .map(|_| start_node(&["--replica-of", &of, "--shard-id", id]))
-        .collect();
-    ShardProcs {
-        id,
-        primary,
-        replicas,
-    }
-}
-
-/// A router started from TOML text, with the addresses it printed.
-struct RouterProc {
-    proc_: Proc,
-    metrics: SocketAddr,
-    /// One address per L4 pool name asked for, in that order.
-    l4: Vec<SocketAddr>,
-    dir: PathBuf,
-}
-
-impl RouterProc {
-    fn raw(&self) -> Raw {
-        self.proc_.raw()
-    }
-}
-
-impl Drop for RouterProc {
-    fn drop(&mut self) {
-        self.proc_.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "router {} log tail:\n{}\nconfig kept in {}",
-                self.proc_.addr,
-                self.proc_.log_tail(),
-                self.dir.display()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// Writes `toml` to a scratch file, starts `ringcache router --config` on it and waits for its
-/// listening, metrics and `ringcache router l4 <name> on ADDR` lines (one per `l4_pools` name).
-fn start_router_toml(toml: &str, l4_pools: &[&str]) -> RouterProc {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join("ringcache-tests").join(format!(
-        "replicas-l4-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("cluster.toml");
-    std::fs::write(&config, toml).unwrap();
-    let l4_prefixes: Vec<String> = l4_pools
-        .iter()
-        .map(|p| format!("ringcache router l4 {p} on "))
-        .collect();
-    let mut prefixes = vec![ROUTER_LISTENING, ROUTER_METRICS];
-    prefixes.extend(l4_prefixes.iter().map(String::as_str));
-    let (proc_, lines) = try_spawn_ringcache_lines(
-        &["router", "--config", config.to_str().unwrap()],
-        &prefixes,
-        Duration::from_secs(20),
-    )
-    .unwrap_or_else(|e| panic!("starting the router with\n{toml}\n{e}"));
-    let parse = |s: &str| -> SocketAddr {
-        s.trim_start_matches("http://")
-            .trim_end_matches("/metrics")
-            .parse()
-            .unwrap_or_else(|e| panic!("bad address {s:?} printed by the router: {e}"))
-    };
-    let metrics = parse(&lines[1]);
-    let l4 = lines[2..].iter().map(|l| parse(l)).collect();
-    RouterProc {
-        proc_,
-        metrics,
-        l4,
-        dir,
-    }
-}
-
-/// `cluster.toml` for `shards` with `[ring] read_from` and [`MAX_REPLICA_LAG`], plus `l4` tables
-/// given as (pool TOML value, balance).
-fn cluster_toml(read_from: &str, shards: &[&ShardProcs], l4: &[(String, &str)]) -> String {
-    cluster_toml_lag(read_from, MAX_REPLICA_LAG, shards, l4)
-}
-
-fn cluster_toml_lag(
-    read_from: &str,
-    max_replica_lag: Duration,
-    shards: &[&ShardProcs],
-    l4: &[(String, &str)],
-) -> String {
-    let mut t = String::from("[router]\nlisten = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n");
-    t.push_str(&format!(
-        "\n[ring]\nread_from = \"{read_from}\"\nmax_replica_lag = \"{}ms\"\n",
-        max_replica_lag.as_millis()
-    ));
-    for s in shards {
-        let replicas: Vec<String> = s
-            .replicas
-            .iter()
-            .map(|r| format!("\"{}\"", r.addr))
-            .collect();
-        t.push_str(&format!(
-            "\n[[shard]]\nid = \"{}\"\nprimary = \"{}\"\nreplicas = [{}]\n",
-            s.id,
-            s.primary.addr,
-            replicas.join(", ")
-        ));
-    }
-    for (pool, balance) in l4 {
-        t.push_str(&format!(
-            "\n[[l4]]\nlisten = \"127.0.0.1:0\"\npool = {pool}\nbalance = \"{balance}\"\n"
-        ));
-    }
-    t
-}
-
-/// The ring the router builds for shards `ids` (weight 1, default vnodes).
-fn ring(ids: &[&str]) -> Ring {
-    let specs = ids.iter().map(|id| ShardSpec::new(*id, 1)).collect();
-    Ring::new(0, DEFAULT_VNODES, specs).unwrap()
-}
-
-fn owner(ring: &Ring, key: &str) -> String {
-    ring.locate(key.as_bytes()).unwrap().id.clone()
-}
-
-/// `n` distinct keys `<prefix>:<i>` owned by shard `id`.
-fn keys_on(ring: &Ring, id: &str, prefix: &str, n: usize) -> Vec<String> {
-    let keys: Vec<String> = (0..n * 100 + 10_000)
-        .map(|i| format!("{prefix}:{i}"))
-        .filter(|k| owner(ring, k) == id)
-        .take(n)
-        .collect();
-    assert_eq!(keys.len(), n, "could not find {n} keys on {id}");
-    keys
-}
-
-/// `INFO <section>` of a server as field → value.
-fn info(c: &mut Raw, section: &str) -> BTreeMap<String, String> {
-    let r = c.cmd(&["INFO", section]);
-    let text = match &r {
-        Reply::Bulk(b) | Reply::Verbatim(b) => String::from_utf8_lossy(b).into_owned(),
-        other => panic!("INFO {section} should be a bulk string, got {other:?}"),
-    };
-    text.lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
-}
-
-fn num(info: &BTreeMap<String, String>, name: &str) -> u64 {
-    info.get(name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("INFO lacks a numeric {name}: {info:?}"))
-}
-
-/// Waits until `replica`'s link is up and its offset equals `primary`'s.
-fn wait_synced(primary: &Proc, replica: &Proc) {
-    let (mut p, mut r) = (primary.raw(), replica.raw());
-    let mut last: String;
-    assert_eventually!(
-        {
-            let pi = info(&mut p, "replication");
-            let ri = info(&mut r, "replication");
-            last = format!(
-                "primary {}: {pi:?}\nreplica {}: {ri:?}",
-                primary.addr, replica.addr
-            );
-            ri.get("master_link_status").map(String::as_str) == Some("up")
-                && ri.get("slave_repl_offset") == pi.get("master_repl_offset")
-        },
-        SYNC_TIMEOUT,
-        "replica never caught up with its primary:\n{last}"
-    );
-}
-
-/// Every key of a node as key → "type value deadline" (hash fields sorted; the deadline is
-/// PEXPIRETIME, which replication carries as an absolute time).
-fn dump(p: &Proc) -> BTreeMap<String, String> {
-    let mut c = p.raw();
-    let keys = c.cmd(&["KEYS", "*"]).strings();
-    let mut out = BTreeMap::new();
-    for k in keys {
-        let t = c.cmd(&["TYPE", &k]).text();
-        let deadline = c.cmd(&["PEXPIRETIME", &k]).int();
-        let value = match t.as_str() {
-            "string" => format!("{:?}", c.cmd(&["GET", &k]).text()),
-            "hash" => {
-                let mut pairs: Vec<(String, String)> = c
-                    .cmd(&["HGETALL", &k])
-                    .pairs()
-                    .into_iter()
-                    .map(|(f, v)| (f, v.text()))
-                    .collect();
-                pairs.sort();
-                format!("{pairs:?}")
-            }
-            _ => continue,
-        };
-        out.insert(k, format!("{t} {value} deadline={deadline}"));
-    }
-    out
-}
-
-/// Asserts `replica` holds exactly `primary`'s keys, values and deadlines; returns the count.
-fn assert_same_data(primary: &Proc, replica: &Proc, what: &str) -> usize {
-    let a = dump(primary);
-    let b = dump(replica);
-    if a != b {
-        let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        let diffs: Vec<String> = keys
-            .into_iter()
-            .filter(|k| a.get(*k) != b.get(*k))
-            .take(20)
-            .map(|k| format!("  {k}: primary {:?} | replica {:?}", a.get(k), b.get(k)))
-            .collect();
-        panic!(
-            "{what}: replica {} differs from primary {} (primary {} keys, replica {}); first:\n{}",
-            replica.addr,
-            primary.addr,
-            a.len(),
-            b.len(),
-            diffs.join("\n")
-        );
-    }
-    a.len()
-}
-
-/// Pipelines `cmds` in chunks and returns the replies in order.
-fn pipeline(c: &mut Raw, cmds: &[Vec<String>]) -> Vec<Reply> {
-    let mut replies = Vec::with_capacity(cmds.len());
-    for chunk in cmds.chunks(100) {
-        let mut buf = Vec::new();
-        for cmd in chunk {
-            buf.extend_from_slice(&encode(cmd));
-        }
-        c.send(&buf);
-        replies.extend(chunk.iter().map(|_| c.reply()));
-    }
-    replies
-}
-
-fn cmd(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| a.to_string()).collect()
-}
-
-/// The value of the metric line starting `name{labels}` (or `name ` without labels).
-fn metric(metrics: SocketAddr, series: &str) -> Option<f64> {
-    let (code, _, body) = http_get(metrics, "/metrics");
-    assert_eq!(code, 200, "GET /metrics: {body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| {
-            v.trim()
-                .parse()
-                .unwrap_or_else(|e| panic!("{series}: bad value {v:?}: {e}"))
-        })
+/// Router settings of these tests: `read_from` and a replica lag bound (callers add L4
+/// listeners).
+fn settings(read_from: &str, max_replica_lag: Duration) -> RouterSettings {
+    RouterSettings::default()
+        .read_from(read_from)
+        .max_replica_lag(max_replica_lag)
 }
 
 fn l4_active(metrics: SocketAddr, pool: &str, backend: SocketAddr) -> Option<f64> {
@@ -342,28 +75,22 @@ fn count(backends: &[SocketAddr], which: SocketAddr) -> usize {
 }
 
 /// (keyspace lookups = hits + misses, total_commands_processed) of a node.
-fn lookups(p: &Proc) -> (u64, u64) {
-    let s = info(&mut p.raw(), "stats");
+fn lookups(n: &Node) -> (u64, u64) {
+    let s = info(&mut n.raw(), "stats");
     (
         num(&s, "keyspace_hits") + num(&s, "keyspace_misses"),
         num(&s, "total_commands_processed"),
     )
 }
 
-/// Starts a node on a given 127.0.0.1 port (the restarted old primary), retrying while the port
-/// is not yet free.
-fn start_node_on_port(port: u16, extra: &[&str]) -> Proc {
-    let port_s = port.to_string();
-    let mut args = vec!["node", "--bind", "127.0.0.1", "--port", port_s.as_str()];
-    args.extend_from_slice(extra);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match try_spawn_ringcache_lines(&args, &[NODE_LISTENING], Duration::from_secs(10)) {
-            Ok((p, _)) => return p,
-            Err(e) if Instant::now() >= deadline => panic!("restarting a node on {port}: {e}"),
-            Err(_) => thread::sleep(Duration::from_millis(100)),
-        }
-    }
+/// Waits until `replica` caught up with `primary` (see [`in_sync`]).
+fn wait_node_synced(primary: &Node, replica: &Node) {
+    wait_synced(&mut primary.raw(), &mut replica.raw(), CATCH_UP);
+}
+
+/// Asserts `replica` holds exactly `primary`'s keys, values and deadlines; returns the count.
+fn assert_node_same_data(primary: &Node, replica: &Node, what: &str) -> usize {
+    assert_same_data(&mut primary.raw(), &mut replica.raw(), what)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -372,10 +99,12 @@ fn start_node_on_port(port: u16, extra: &[&str]) -> Proc {
 
 #[test]
 fn every_write_through_the_router_reaches_the_replicas() {
-    let alpha = start_shard("alpha", 2);
-    let bravo = start_shard("bravo", 1);
-    let router = start_router_toml(&cluster_toml("primary", &[&alpha, &bravo], &[]), &[]);
-    let mut c = router.raw();
+    let cl = Cluster::builder()
+        .shard("alpha", 2)
+        .shard("bravo", 1)
+        .router(settings("primary", MAX_REPLICA_LAG))
+        .start();
+    let mut c = cl.raw();
 
     // A mix of the write commands, over keys of both shards (hash tags keep RENAME/COPY pairs on
     // one shard); deadlines are far away so none expires between the two dumps.
@@ -434,10 +163,10 @@ fn every_write_through_the_router_reaches_the_replicas() {
     let routed = c.cmd(&["DBSIZE"]).int();
 
     let mut total = 0;
-    for shard in [&alpha, &bravo] {
+    for shard in &cl.shards {
         for r in &shard.replicas {
-            wait_synced(&shard.primary, r);
-            let n = assert_same_data(&shard.primary, r, shard.id);
+            wait_node_synced(&shard.primary, r);
+            let n = assert_node_same_data(&shard.primary, r, &shard.id);
             assert!(n > 50, "shard {} holds only {n} keys", shard.id);
         }
         total += shard.primary.raw().cmd(&["DBSIZE"]).int();
@@ -455,17 +184,17 @@ fn every_write_through_the_router_reaches_the_replicas() {
 
 #[test]
 fn replica_reads_are_served_by_replicas_bounded_stale_and_survive_a_replica_kill() {
-    let mut alpha = start_shard("alpha", 2);
-    let router = start_router_toml(
-        &cluster_toml("replica-least-connections", &[&alpha], &[]),
-        &[],
-    );
-    let mut c = router.raw();
+    let mut cl = Cluster::builder()
+        .shard("alpha", 2)
+        .router(settings("replica-least-connections", MAX_REPLICA_LAG))
+        .start();
+    let alpha = cl.shard("alpha");
+    let mut c = cl.raw();
     let keys: Vec<String> = (0..100).map(|i| format!("r:{i}")).collect();
     let sets: Vec<Vec<String>> = keys.iter().map(|k| cmd(&["SET", k, k])).collect();
     assert!(pipeline(&mut c, &sets).iter().all(|r| *r == ok()));
     for r in &alpha.replicas {
-        wait_synced(&alpha.primary, r);
+        wait_node_synced(&alpha.primary, r);
     }
 
     // Once the router's health checker has seen the replicas in sync, reads stop reaching the
@@ -570,10 +299,11 @@ fn replica_reads_are_served_by_replicas_bounded_stale_and_survive_a_replica_kill
         assert_eq!(c.cmd(&["SET", k, k]), ok());
     }
     for r in &alpha.replicas {
-        wait_synced(&alpha.primary, r);
+        wait_node_synced(&alpha.primary, r);
     }
     let killed = alpha.replicas[0].addr;
-    alpha.replicas[0].kill();
+    cl.shard_mut("alpha").replicas[0].kill();
+    let alpha = cl.shard("alpha");
     let killed_at = Instant::now();
     let mut failures: Vec<(Duration, String)> = Vec::new();
     let mut reads = 0;
@@ -624,17 +354,17 @@ fn replica_reads_are_served_by_replicas_bounded_stale_and_survive_a_replica_kill
 
 #[test]
 fn l4_balances_connections_and_passes_half_closes() {
-    let alpha = start_shard("alpha", 2);
+    let cl = Cluster::builder()
+        .shard("alpha", 2)
+        .router(
+            settings("primary", MAX_REPLICA_LAG)
+                .l4(L4Pool::Replicas("alpha".into()), "least-connections"),
+        )
+        .start();
+    let alpha = cl.shard("alpha");
     let (a, b) = (alpha.replicas[0].addr, alpha.replicas[1].addr);
     let pool = "replicas:alpha";
-    let router = start_router_toml(
-        &cluster_toml(
-            "primary",
-            &[&alpha],
-            &[(format!("\"{pool}\""), "least-connections")],
-        ),
-        &[pool],
-    );
+    let router = cl.router();
     let l4 = router.l4[0];
     assert_eq!(
         alpha
@@ -644,7 +374,7 @@ fn l4_balances_connections_and_passes_half_closes() {
         ok()
     );
     for r in &alpha.replicas {
-        wait_synced(&alpha.primary, r);
+        wait_node_synced(&alpha.primary, r);
     }
 
     // Least-connections: 30 held connections split 15 / 15.
@@ -715,11 +445,14 @@ fn l4_balances_connections_and_passes_half_closes() {
     );
 
     // Round-robin: 6 connections alternate between the two backends.
-    let addrs = |suffix: [&str; 2]| format!("[\"{a}{}\", \"{b}{}\"]", suffix[0], suffix[1]);
-    let rr = start_router_toml(
-        &cluster_toml("primary", &[&alpha], &[(addrs(["", ""]), "round-robin")]),
-        &["127.0.0.1:0"],
-    );
+    let addrs = |suffix: [&str; 2]| {
+        L4Pool::Addrs(vec![
+            format!("{a}{}", suffix[0]),
+            format!("{b}{}", suffix[1]),
+        ])
+    };
+    let rr =
+        cl.spawn_router(&settings("primary", MAX_REPLICA_LAG).l4(addrs(["", ""]), "round-robin"));
     let conns: Vec<(Raw, SocketAddr)> = (0..6).map(|_| l4_connect(rr.l4[0])).collect();
     let landed: Vec<SocketAddr> = conns.iter().map(|(_, b)| *b).collect();
     assert_eq!(landed, [a, b, a, b, a, b], "round-robin over [{a}, {b}]");
@@ -727,13 +460,8 @@ fn l4_balances_connections_and_passes_half_closes() {
     drop(rr);
 
     // Weighted round-robin 3:1 over 40 connections: 30 / 10.
-    let wrr = start_router_toml(
-        &cluster_toml(
-            "primary",
-            &[&alpha],
-            &[(addrs(["@3", "@1"]), "weighted-round-robin")],
-        ),
-        &["127.0.0.1:0"],
+    let wrr = cl.spawn_router(
+        &settings("primary", MAX_REPLICA_LAG).l4(addrs(["@3", "@1"]), "weighted-round-robin"),
     );
     let landed: Vec<SocketAddr> = (0..40).map(|_| l4_connect(wrr.l4[0]).1).collect();
     assert_eq!(
@@ -744,10 +472,8 @@ fn l4_balances_connections_and_passes_half_closes() {
     drop(wrr);
 
     // Source-hash: every connection from 127.0.0.1 lands on the same backend.
-    let sh = start_router_toml(
-        &cluster_toml("primary", &[&alpha], &[(addrs(["", ""]), "source-hash")]),
-        &["127.0.0.1:0"],
-    );
+    let sh =
+        cl.spawn_router(&settings("primary", MAX_REPLICA_LAG).l4(addrs(["", ""]), "source-hash"));
     let landed: Vec<SocketAddr> = (0..10).map(|_| l4_connect(sh.l4[0]).1).collect();
     assert!(
         landed.iter().all(|x| *x == landed[0]),
@@ -794,26 +520,21 @@ fn try_cmd(c: &mut Option<Raw>, addr: SocketAddr, args: &[&str]) -> Result<Reply
 
 #[test]
 fn failover_promotes_the_replica_within_5s_and_the_old_primary_rejoins() {
-    let mut alpha = start_shard("alpha", 1);
-    let bravo = start_shard("bravo", 0);
+    let mut cl = Cluster::builder()
+        .shard("alpha", 1)
+        .shard("bravo", 0)
+        .router(settings("replica-least-connections", FAILOVER_REPLICA_LAG))
+        .start();
+    let alpha = cl.shard("alpha");
     let (old_primary, new_primary) = (alpha.primary.addr, alpha.replicas[0].addr);
-    let router = start_router_toml(
-        &cluster_toml_lag(
-            "replica-least-connections",
-            FAILOVER_REPLICA_LAG,
-            &[&alpha, &bravo],
-            &[],
-        ),
-        &[],
-    );
-    let ring = ring(&["alpha", "bravo"]);
-    let mut c = router.raw();
-    let pre_a = keys_on(&ring, "alpha", "pre", 50);
-    let pre_b = keys_on(&ring, "bravo", "pre", 50);
+    let ring = cl.ring().clone();
+    let mut c = cl.raw();
+    let pre_a = cl.keys_on("alpha", "pre", 50);
+    let pre_b = cl.keys_on("bravo", "pre", 50);
     for k in pre_a.iter().chain(&pre_b) {
         assert_eq!(c.cmd(&["SET", k, k]), ok());
     }
-    wait_synced(&alpha.primary, &alpha.replicas[0]);
+    wait_node_synced(&alpha.primary, &alpha.replicas[0]);
     // Reads of alpha's keys are served by its replica before the kill (the router's health
     // checker has seen it in sync): the primary's keyspace lookups stay put.
     let mut last: String;
@@ -835,7 +556,7 @@ fn failover_promotes_the_replica_within_5s_and_the_old_primary_rejoins() {
     let writes: Arc<Mutex<Vec<WriteRecord>>> = Arc::default();
     let reads: Arc<Mutex<Vec<ReadRecord>>> = Arc::default();
     let load_deadline = Instant::now() + Duration::from_secs(10);
-    let addr = router.proc_.addr;
+    let addr = cl.router_addr();
     let writer = {
         let (stop, writes, ring) = (stop.clone(), writes.clone(), ring.clone());
         thread::spawn(move || {
@@ -849,7 +570,7 @@ fn failover_promotes_the_replica_within_5s_and_the_old_primary_rejoins() {
                 let sent = Instant::now();
                 let r = try_cmd(&mut c, addr, &["SET", &key, &value]);
                 let acked = matches!(r, Ok(ref r) if *r == ok()).then(Instant::now);
-                let shard = owner(&ring, &key);
+                let shard = ring.locate(key.as_bytes()).unwrap().id.clone();
                 writes.lock().unwrap().push(WriteRecord {
                     key,
                     value,
@@ -910,7 +631,7 @@ fn failover_promotes_the_replica_within_5s_and_the_old_primary_rejoins() {
         "the load never got going"
     );
 
-    alpha.primary.kill();
+    cl.kill_shard("alpha");
     let killed_at = Instant::now();
     let first_ok_after = || {
         writes
@@ -924,7 +645,7 @@ fn failover_promotes_the_replica_within_5s_and_the_old_primary_rejoins() {
         first_ok_after().is_some(),
         Duration::from_secs(8),
         "writes to alpha's keys never succeeded again after its primary was killed; router log:\n{}",
-        router.proc_.log_tail()
+        cl.router_log()
     );
     let failover_time = first_ok_after().unwrap() - killed_at;
     // Keep the load on past the failover (100 more acknowledged writes to alpha), then stop it.
@@ -976,14 +697,15 @@ fn failover_promotes_the_replica_within_5s_and_the_old_primary_rejoins() {
     );
 
     // Acknowledged writes the promoted replica does not have: really lost.
+    let alpha = cl.shard("alpha");
     let mut direct = alpha.replicas[0].raw();
     let lost: Vec<&WriteRecord> = writes
         .iter()
         .filter(|w| w.shard == "alpha" && w.acked.is_some())
         .filter(|w| direct.cmd(&["GET", &w.key]) != bulk(&w.value))
         .collect();
-    let reported = metric(router.metrics, "ringcache_failover_lost_writes_total");
-    let failovers = metric(router.metrics, "ringcache_failovers_total");
+    let reported = metric(cl.router().metrics, "ringcache_failover_lost_writes_total");
+    let failovers = metric(cl.router().metrics, "ringcache_failovers_total");
     println!(
         "lost writes: reported {reported:?}, acknowledged-but-missing on the new primary {} ({:?})",
         lost.len(),
@@ -1052,7 +774,7 @@ fn failover_promotes_the_replica_within_5s_and_the_old_primary_rejoins() {
     // The old primary comes back on its port, as a primary with a write only it has; the router
     // re-points it at the new primary, and the resync drops that write.
     let mut back = start_node_on_port(old_primary.port(), &["--shard-id", "alpha"]);
-    let only_old = keys_on(&ring, "alpha", "only-old", 1).remove(0);
+    let only_old = cl.keys_on("alpha", "only-old", 1).remove(0);
     // Written before the router's health checks (several successes at intervals) can mark the
     // node up and re-point it, so the resync below has a write to drop.
     let r = back.raw().cmd(&["SET", &only_old, "x"]);
@@ -1068,13 +790,17 @@ fn failover_promotes_the_replica_within_5s_and_the_old_primary_rejoins() {
         Duration::from_secs(10),
         "restarted old primary never became a replica of {new_primary}: ROLE {last:?}"
     );
-    wait_synced(&alpha.replicas[0], &back);
+    wait_synced(&mut alpha.replicas[0].raw(), &mut back.raw(), CATCH_UP);
     assert_eq!(
         back.raw().cmd(&["EXISTS", &only_old]),
         int(0),
         "write only the old primary had"
     );
-    assert_same_data(&alpha.replicas[0], &back, "old primary after rejoining");
+    assert_same_data(
+        &mut alpha.replicas[0].raw(),
+        &mut back.raw(),
+        "old primary after rejoining",
+    );
     assert!(back.is_alive());
     let window = match (ra_at.first(), ra_at.last()) {
         (Some(f), Some(l)) => format!("from {f:?} to {l:?} after the kill"),

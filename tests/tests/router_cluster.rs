@@ -37,7 +37,7 @@ fn is_cross_shard(r: &Reply) -> bool {
 
 #[test]
 fn pipeline_of_10000_requests_keeps_order() {
-    let cl = start_cluster(3);
+    let cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     const N: usize = 10_000;
     let mut batch = Vec::with_capacity(N * 40);
@@ -94,7 +94,7 @@ fn pipeline_of_10000_requests_keeps_order() {
 
 #[test]
 fn mget_mset_of_1000_keys_across_all_shards() {
-    let cl = start_cluster(3);
+    let cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     let ks = keys(1000);
     let ids = cl.ids();
@@ -138,7 +138,7 @@ fn mget_mset_of_1000_keys_across_all_shards() {
     }
     // Each key went to the node that owns it, and only there.
     for shard in &cl.shards {
-        let mut direct = shard.server.raw();
+        let mut direct = shard.primary.raw();
         let owned: Vec<&String> = ks.iter().filter(|k| cl.owner(k) == shard.id).collect();
         assert_eq!(
             direct.cmd(&["DBSIZE"]).int(),
@@ -159,7 +159,7 @@ fn mget_mset_of_1000_keys_across_all_shards() {
 
 #[test]
 fn del_exists_touch_unlink_sum_over_shards() {
-    let cl = start_cluster(3);
+    let cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     let ks = keys(300);
     assert_eq!(c.cmd(&mset_args(&ks, |_| "1".into())), ok());
@@ -182,7 +182,7 @@ fn del_exists_touch_unlink_sum_over_shards() {
 
 #[test]
 fn dbsize_is_the_sum_of_the_nodes() {
-    let cl = start_cluster(3);
+    let cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     assert_eq!(c.cmd(&["DBSIZE"]), int(0));
     let ks = keys(777);
@@ -193,7 +193,7 @@ fn dbsize_is_the_sum_of_the_nodes() {
     let per_node: Vec<i64> = cl
         .shards
         .iter()
-        .map(|s| s.server.raw().cmd(&["DBSIZE"]).int())
+        .map(|s| s.primary.raw().cmd(&["DBSIZE"]).int())
         .collect();
     assert!(
         per_node.iter().all(|n| *n > 0),
@@ -208,7 +208,7 @@ fn dbsize_is_the_sum_of_the_nodes() {
 
 #[test]
 fn scan_walks_every_key_exactly_once() {
-    let cl = start_cluster(3);
+    let cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     let ks = keys(1000);
     assert_eq!(c.cmd(&mset_args(&ks, |_| "v".into())), ok());
@@ -246,7 +246,7 @@ fn scan_walks_every_key_exactly_once() {
 
 #[test]
 fn keys_merges_every_shard() {
-    let cl = start_cluster(3);
+    let cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     let ks = keys(300);
     assert_eq!(c.cmd(&mset_args(&ks, |_| "v".into())), ok());
@@ -264,7 +264,7 @@ fn keys_merges_every_shard() {
 
 #[test]
 fn cross_shard_commands_are_refused_same_tag_works() {
-    let cl = start_cluster(3);
+    let cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     let a = cl.keys_on("alpha", "x", 1).remove(0);
     let b = cl.keys_on("bravo", "x", 1).remove(0);
@@ -316,7 +316,7 @@ fn cross_shard_commands_are_refused_same_tag_works() {
 
 #[test]
 fn ring_admin_commands() {
-    let cl = start_cluster(3);
+    let cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     let ids = cl.ids();
     let nodes = c.cmd(&["RING", "NODES"]);
@@ -329,9 +329,9 @@ fn ring_admin_commands() {
             s.id
         );
         assert!(
-            text.contains(&s.server.addr.to_string()),
+            text.contains(&s.primary.addr.to_string()),
             "RING NODES lacks {} of shard {}: {nodes:?}",
-            s.server.addr,
+            s.primary.addr,
             s.id
         );
     }
@@ -367,7 +367,7 @@ fn ring_admin_commands() {
 
 #[test]
 fn info_has_a_router_section_and_resp3_maps() {
-    let cl = start_cluster(3);
+    let cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     let info = c.cmd(&["INFO"]).text();
     assert!(
@@ -390,13 +390,13 @@ fn info_has_a_router_section_and_resp3_maps() {
 
 #[test]
 fn metrics_endpoint_serves_prometheus_text() {
-    let cl = start_cluster(3);
+    let cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     for i in 0..100 {
         assert_eq!(c.cmd(&["SET", &format!("m:{i}"), "v"]), ok());
         assert_eq!(c.cmd(&["GET", &format!("m:{i}")]), bulk("v"));
     }
-    let (code, head, body) = http_get(cl.metrics, "/metrics");
+    let (code, head, body) = http_get(cl.router().metrics, "/metrics");
     assert_eq!(code, 200, "{head}\n{body}");
     assert!(
         head.to_lowercase().contains("content-type: text/plain"),
@@ -427,7 +427,7 @@ fn metrics_endpoint_serves_prometheus_text() {
 
 #[test]
 fn works_over_redis_server_backends() {
-    let cl = start_redis_cluster(3);
+    let cl = Cluster::builder().shards(3).backend(Target::Redis).start();
     let mut c = cl.raw();
     assert_eq!(c.cmd(&["PING"]), status("PONG"));
     assert_eq!(c.cmd(&["SET", "a", "1"]), ok());
@@ -441,7 +441,7 @@ fn works_over_redis_server_backends() {
     assert_eq!(c.cmd(&["DBSIZE"]), int(501));
     assert_eq!(cl.backend_dbsize(), 501);
     for s in &cl.shards {
-        let n = s.server.raw().cmd(&["DBSIZE"]).int();
+        let n = s.primary.raw().cmd(&["DBSIZE"]).int();
         assert!(n > 0, "redis {} got keys", s.id);
     }
     let scanned = scan_all(&mut c, &["COUNT", "50"]);

@@ -11,14 +11,6 @@ use std::time::Duration;
 
 use tests::*;
 
-fn ttl(c: &mut Raw, key: &str) -> i64 {
-    c.cmd(&["TTL", key]).int()
-}
-
-fn pttl(c: &mut Raw, key: &str) -> i64 {
-    c.cmd(&["PTTL", key]).int()
-}
-
 #[test]
 fn strings_get_set_and_options() {
     let t = start_routed_target();

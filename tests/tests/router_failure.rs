@@ -19,7 +19,7 @@ fn timed(c: &mut Raw, args: &[&str]) -> (Reply, Duration) {
 
 #[test]
 fn a_killed_node_fails_its_keys_only_then_comes_back() {
-    let mut cl = start_cluster(3);
+    let mut cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     let alpha = cl.keys_on("alpha", "k", 20);
     let bravo = cl.keys_on("bravo", "k", 20);
@@ -88,7 +88,7 @@ fn a_killed_node_fails_its_keys_only_then_comes_back() {
     assert!(fresh.cmd(&["GET", &bravo[2]]).is_error());
     // The router itself stays up and says so.
     assert_eq!(c.cmd(&["PING"]), status("PONG"));
-    assert!(cl.router.is_alive());
+    assert!(cl.router_mut().proc_.is_alive());
 
     // A node back on the same address: the router reconnects by itself (its data is gone).
     cl.restart_shard("bravo");
@@ -103,7 +103,7 @@ fn a_killed_node_fails_its_keys_only_then_comes_back() {
         assert_eq!(c.cmd(&["GET", k]), bulk("again"));
     }
     assert_eq!(
-        cl.shard("bravo").server.raw().cmd(&["DBSIZE"]),
+        cl.shard("bravo").primary.raw().cmd(&["DBSIZE"]),
         int(20),
         "writes reached the new node"
     );
@@ -115,15 +115,15 @@ fn a_killed_node_fails_its_keys_only_then_comes_back() {
 #[test]
 fn a_stopped_node_times_out_within_the_request_timeout() {
     // SIGSTOP: connections stay open but nothing answers, so only the router's timeout helps.
-    let cl = start_cluster(3);
+    let cl = Cluster::builder().shards(3).start();
     let mut c = cl.raw();
     let charlie = cl.keys_on("charlie", "s", 2);
     let alpha = cl.keys_on("alpha", "s", 2);
     assert_eq!(c.cmd(&["SET", &charlie[0], "1"]), ok());
     assert_eq!(c.cmd(&["SET", &alpha[0], "1"]), ok());
-    cl.shard("charlie").server.signal(SIGSTOP);
+    cl.shard("charlie").primary.server().signal(SIGSTOP);
     let (r, took) = timed(&mut c, &["GET", &charlie[0]]);
-    cl.shard("charlie").server.signal(SIGCONT);
+    cl.shard("charlie").primary.server().signal(SIGCONT);
     let e = r
         .error_text()
         .unwrap_or_else(|| panic!("GET on a stopped shard: {r:?}"));

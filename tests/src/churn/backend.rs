@@ -1,5 +1,5 @@
 //! Where the cluster under test runs, behind the one interface the schedule drives: local
-//! processes ([`super::cluster::Cluster`]) or a docker compose project
+//! processes ([`super::local::Local`]) or a docker compose project
 //! ([`super::compose::Compose`]).
 //!
 //! Nodes are named after the role they started in, `<shard>-primary` and `<shard>-replica` (in
@@ -12,6 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+
+/// The router's `[[shard]]` tables, as the local cluster writes them too.
+pub use tests::{shard_tables, RouterShard};
 
 /// One shard as the driver tracks it. `primary` and `replica` are node names.
 #[derive(Debug, Clone)]
@@ -36,29 +39,6 @@ impl ShardState {
             ever_member: member,
         }
     }
-}
-
-/// One `[[shard]]` of the router's config: addresses as the router dials them.
-#[derive(Debug, Clone)]
-pub struct RouterShard {
-    pub id: String,
-    pub primary: String,
-    pub replicas: Vec<String>,
-}
-
-/// `[[shard]]` tables for `members` (weight 1), as cluster.toml spells them.
-pub fn shard_tables(members: &[RouterShard]) -> String {
-    let mut t = String::new();
-    for s in members {
-        let replicas: Vec<String> = s.replicas.iter().map(|r| format!("\"{r}\"")).collect();
-        t.push_str(&format!(
-            "\n[[shard]]\nid = \"{}\"\nprimary = \"{}\"\nreplicas = [{}]\nweight = 1\n",
-            s.id,
-            s.primary,
-            replicas.join(", ")
-        ));
-    }
-    t
 }
 
 /// How a backend carries out each fault, for event names and log lines.

@@ -23,7 +23,6 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::backend::{shard_tables, Backend, RouterShard, ShardState, Verbs};
 use super::client::RingNode;
-use super::cluster::signal;
 
 pub const ROUTER_SERVICE: &str = "router";
 pub const ROUTER_CONFIG_IN_CONTAINER: &str = "/etc/ringcache/cluster.toml";
@@ -104,7 +103,7 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<String> {
         }
         Ok(Err(e)) => Err(anyhow!("`{shown}`: {e}")),
         Err(_) => {
-            let _ = signal(pid, "KILL");
+            let _ = ::tests::send_signal(pid, "KILL");
             bail!("`{shown}` did not finish within {timeout:?}")
         }
     }

@@ -5,7 +5,7 @@
 //! With `--compose` the same schedule, load and checks run against the docker compose cluster of
 //! `docker-compose.yml`, already up (`--profile spare` for the shards to join).
 //!
-//! Layout: [`backend`] is what the schedule needs from a cluster, [`cluster`] (local processes)
+//! Layout: [`backend`] is what the schedule needs from a cluster, [`local`] (local processes)
 //! and [`compose`] (containers) its two kinds; [`workload`] the load and the shared counters;
 //! [`model`] what was written and the checks; [`schedule`] the events; [`check`] the final read;
 //! [`report`] the per-second line and the summary; [`client`] a small pipelined RESP client.
@@ -13,8 +13,8 @@
 pub mod backend;
 pub mod check;
 pub mod client;
-pub mod cluster;
 pub mod compose;
+pub mod local;
 pub mod model;
 pub mod report;
 pub mod schedule;
@@ -30,8 +30,8 @@ use anyhow::{bail, Context, Result};
 
 use backend::Backend;
 use client::{cmd, Conn};
-use cluster::Cluster;
 use compose::{Compose, ComposeOpts};
+use local::Local;
 use model::{Keys, Model};
 use schedule::{Driver, ScheduleKind};
 use workload::{Counters, Shared, WorkerStats};
@@ -272,12 +272,13 @@ pub fn run(args: Args) -> Result<bool> {
         .build()
         .context("starting the tokio runtime")?;
 
-    let dir = std::env::temp_dir().join(format!("ringcache-churn-{}", std::process::id()));
-    let backend: Box<dyn Backend> = match &bin {
-        None => Box::new(start_compose(&args, &rt, plan.spares)?),
+    // The local cluster's router config, for the run's header.
+    let (backend, config): (Box<dyn Backend>, Option<PathBuf>) = match &bin {
+        None => (Box::new(start_compose(&args, &rt, plan.spares)?), None),
         Some(_) => {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            Box::new(Cluster::start(args.shards, plan.spares, &dir)?)
+            let local = Local::start(args.shards, plan.spares)?;
+            let config = local.config();
+            (Box::new(local), Some(config))
         }
     };
     let initial = backend.initial_shards();
@@ -308,11 +309,11 @@ pub fn run(args: Args) -> Result<bool> {
         );
     }
     println!("churn: router {}", backend.router_addr());
-    if let Some(bin) = &bin {
+    if let (Some(bin), Some(config)) = (&bin, &config) {
         println!(
             "churn: ringcache {}, router config {}",
             bin.display(),
-            dir.join("cluster.toml").display()
+            config.display()
         );
     }
 
@@ -405,7 +406,6 @@ pub fn run(args: Args) -> Result<bool> {
         ticker.abort();
         driver.backend.heal_faults();
         drop(driver);
-        let _ = std::fs::remove_dir_all(&dir);
         rt.shutdown_timeout(Duration::from_secs(2));
         bail!("interrupted before the final check; no verdict");
     }
@@ -458,7 +458,6 @@ pub fn run(args: Args) -> Result<bool> {
     }
     // Dropping a local cluster kills every process; containers stay for their owner.
     drop(driver);
-    let _ = std::fs::remove_dir_all(&dir);
     rt.shutdown_timeout(Duration::from_secs(2));
     Ok(pass)
 }

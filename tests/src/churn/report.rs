@@ -9,7 +9,7 @@ use ringcache_protocol::ring::{Ring, ShardSpec};
 
 use super::check::FinalRead;
 use super::client::{self, cmd, Conn};
-use super::cluster::VNODES;
+use super::local::VNODES;
 use super::model::{Anomaly, Kind, LossTracker};
 use super::schedule::{EventRecord, Fault};
 use super::workload::{get, Shared};

@@ -1,0 +1,307 @@
+//! The router's end-to-end tests run in process: real ringcache nodes on 127.0.0.1 port 0 as
+//! shards and a router in front ([`Cluster`]), each stopped by a oneshot. Shared by `proxy.rs`
+//! and `rebalance.rs` (the `tests` crate's process cluster cannot serve here: it depends on this
+//! crate, and these tests tune `RouterConfig` and call the router's own functions).
+
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ringcache_protocol::Reply;
+use ringcache_router::rebalance::NodeConn;
+use ringcache_router::RouterConfig;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// The bound on every wait of these tests (a reply, a node stopping, a condition).
+pub const T: Duration = Duration::from_secs(10);
+
+/// The router's upstream timeouts in a test cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub request: Duration,
+}
+
+impl Timeouts {
+    /// Short, so a dead shard is reported quickly (the proxy tests).
+    pub const FAST: Timeouts = Timeouts {
+        connect: Duration::from_millis(300),
+        request: Duration::from_millis(800),
+    };
+    /// Room for migrations under load (the rebalance tests).
+    pub const MIGRATION: Timeouts = Timeouts {
+        connect: Duration::from_millis(500),
+        request: Duration::from_millis(3000),
+    };
+
+    pub fn apply(self, config: &mut RouterConfig) {
+        config.connect_timeout = self.connect;
+        config.request_timeout = self.request;
+    }
+}
+
+/// Where a node's tasks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRuntime {
+    /// On the test's runtime.
+    Shared,
+    /// On a runtime thread of its own: migration does blocking I/O to the target node inside a
+    /// command, which must not starve the runtime the target (or the router) runs on.
+    Own,
+}
+
+/// An in-process node; dropping it (or [`Node::kill`]) shuts it down.
+pub struct Node {
+    pub addr: SocketAddr,
+    runtime: NodeRuntime,
+    stop: Option<oneshot::Sender<()>>,
+    /// Fires once the node has closed its listener and every connection.
+    stopped: Option<oneshot::Receiver<()>>,
+}
+
+impl Node {
+    /// A node on 127.0.0.1 `port` (0: any), its tasks on `runtime`.
+    pub async fn start(port: u16, runtime: NodeRuntime) -> Node {
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (done_tx, stopped) = oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
+        let serve = async move {
+            let config = ringcache_node::NodeConfig {
+                port,
+                ..Default::default()
+            };
+            let listener = ringcache_node::bind(&config).await.unwrap();
+            let _ = addr_tx.send(listener.local_addr().unwrap());
+            let _ = ringcache_node::run(config, listener, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        };
+        match runtime {
+            NodeRuntime::Shared => {
+                tokio::spawn(async move {
+                    serve.await;
+                    let _ = done_tx.send(());
+                });
+            }
+            NodeRuntime::Own => {
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(serve);
+                    drop(rt);
+                    let _ = done_tx.send(());
+                });
+            }
+        }
+        Node {
+            addr: addr_rx.await.unwrap(),
+            runtime,
+            stop: Some(stop),
+            stopped: Some(stopped),
+        }
+    }
+
+    /// Stops the node and waits (bounded) until it has closed its listener and connections.
+    pub async fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(stopped) = self.stopped.take() {
+            let _ = tokio::time::timeout(T, stopped).await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A router over `config` on `listener`; its stop switch.
+pub fn start_router_on(config: RouterConfig, listener: TcpListener) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        ringcache_router::run(config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    stop
+}
+
+/// A router over `config` on its `listen` address; its address and its stop switch.
+pub async fn start_router(config: RouterConfig) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind(config.listen.as_str()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (addr, start_router_on(config, listener))
+}
+
+/// What [`Cluster::builder`] starts: nodes for `ids`, the first `members` of them in the router's
+/// config (the rest are spares), the router's timeouts, where the nodes run.
+pub struct ClusterBuilder<'a> {
+    ids: &'a [&'a str],
+    members: usize,
+    timeouts: Timeouts,
+    runtime: NodeRuntime,
+}
+
+impl ClusterBuilder<'_> {
+    /// Only the first `n` shards are in the router's config.
+    pub fn members(mut self, n: usize) -> Self {
+        self.members = n;
+        self
+    }
+
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    pub fn node_runtime(mut self, runtime: NodeRuntime) -> Self {
+        self.runtime = runtime;
+        self
+    }
+
+    /// Starts the nodes, then the router (`tune` adjusts its config after the timeouts), and
+    /// waits until the router has pushed epoch 1 to every member.
+    pub async fn start(self, tune: impl FnOnce(&mut RouterConfig)) -> Cluster {
+        let mut nodes = Vec::new();
+        for id in self.ids {
+            nodes.push((id.to_string(), Node::start(0, self.runtime).await));
+        }
+        let addrs: Vec<String> = nodes.iter().map(|(_, n)| n.addr.to_string()).collect();
+        let shards: Vec<(&str, &str)> = self.ids[..self.members]
+            .iter()
+            .zip(&addrs)
+            .map(|(id, a)| (*id, a.as_str()))
+            .collect();
+        let mut config = RouterConfig::with_shards("127.0.0.1:0", &shards).unwrap();
+        self.timeouts.apply(&mut config);
+        tune(&mut config);
+        let (router, stop) = start_router(config).await;
+        let c = Cluster {
+            nodes,
+            router,
+            stop: Some(stop),
+            timeouts: self.timeouts,
+        };
+        for (_, n) in &c.nodes[..self.members] {
+            let addr = n.addr.to_string();
+            eventually(T, || async {
+                let mut conn = NodeConn::connect(&addr, T).await.ok()?;
+                let r = conn.call(&["TOPOLOGY", "GET"], T).await.ok()?;
+                matches!(&r, Reply::Array(v) if v.first() == Some(&Reply::Int(1))).then_some(())
+            })
+            .await;
+        }
+        c
+    }
+}
+
+/// In-process nodes by shard id and a router in front. Dropping it stops them all.
+pub struct Cluster {
+    /// `(id, node)` in the order given; the first `members` are in the router's config.
+    pub nodes: Vec<(String, Node)>,
+    pub router: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    timeouts: Timeouts,
+}
+
+impl Cluster {
+    /// Every id a member, the [`Timeouts::FAST`] timeouts, nodes on the test's runtime.
+    pub fn builder<'a>(ids: &'a [&'a str]) -> ClusterBuilder<'a> {
+        ClusterBuilder {
+            ids,
+            members: ids.len(),
+            timeouts: Timeouts::FAST,
+            runtime: NodeRuntime::Shared,
+        }
+    }
+
+    pub fn node(&self, id: &str) -> &Node {
+        self.nodes
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, n)| n)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    fn node_mut(&mut self, id: &str) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|(i, _)| i == id)
+            .map(|(_, n)| n)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// Node `id`'s address.
+    pub fn addr(&self, id: &str) -> String {
+        self.node(id).addr.to_string()
+    }
+
+    /// Stops node `id` and waits until it is down.
+    pub async fn kill_node(&mut self, id: &str) {
+        self.node_mut(id).kill().await;
+    }
+
+    /// Starts node `id` again (empty) on the port it had.
+    pub async fn restart_node(&mut self, id: &str) {
+        let node = self.node_mut(id);
+        node.kill().await;
+        *node = Node::start(node.addr.port(), node.runtime).await;
+    }
+
+    /// Stops the router, then starts a new one on the same address over the shards `ids`.
+    pub async fn restart_router(&mut self, ids: &[&str], tune: impl FnOnce(&mut RouterConfig)) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let shards: Vec<(&str, String)> = ids.iter().map(|id| (*id, self.addr(id))).collect();
+        let pairs: Vec<(&str, &str)> = shards.iter().map(|(id, a)| (*id, a.as_str())).collect();
+        let mut config = RouterConfig::with_shards("127.0.0.1:0", &pairs).unwrap();
+        self.timeouts.apply(&mut config);
+        tune(&mut config);
+        // The old router's listener closes once its accept loop has seen the stop.
+        let listener = eventually(T, || async { TcpListener::bind(self.router).await.ok() }).await;
+        assert_eq!(listener.local_addr().unwrap(), self.router);
+        self.stop = Some(start_router_on(config, listener));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Polls `f` every 20 ms until it gives `Some`, failing after `timeout`.
+pub async fn eventually<F, Fut, R>(timeout: Duration, mut f: F) -> R
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<R>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(r) = f().await {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met in {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,478 @@
+//! The driver carrying out the plan: each event (joins, leaves, kills, pauses, cuts, router
+//! restarts) and how it went.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use super::{
+    move_stats, Driver, EventKind, EventRecord, Fault, Plan, ShardState, CHANGE_TIMEOUT,
+    MIGRATION_WAIT, POLL,
+};
+use crate::churn::backend::Backend;
+use crate::churn::client::{cmd, RingStatus};
+use crate::churn::workload::{Mark, Shared};
+
+impl Driver<'_> {
+    pub fn run_plan(&mut self, plan: &Plan) {
+        for &(at, kind) in &plan.events {
+            // Wait for the event's time (bounded by the end of the load).
+            for _ in 0..100_000 {
+                if self.elapsed() >= at || self.shared.stopping() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if self.shared.stopping() || Instant::now() + Duration::from_secs(1) >= self.shared.end
+            {
+                self.records.push(EventRecord {
+                    at: self.elapsed(),
+                    name: format!("{kind:?}"),
+                    result: Err("skipped: the load ended before its turn".into()),
+                    moves: None,
+                    migration: None,
+                });
+                continue;
+            }
+            self.check_liveness();
+            for (id, what) in self.sync_roles() {
+                let note = format!(
+                    "t={:.1}s: shard {id} was failed over since the last event, not by the harness: {what}",
+                    self.elapsed().as_secs_f64()
+                );
+                self.log(&note);
+                self.notes.push(note);
+            }
+            let rec = match kind {
+                EventKind::Join => self.join(None),
+                EventKind::KillMidMove => {
+                    let kill_target = self.rng.gen_bool(0.5);
+                    self.join(Some(kill_target))
+                }
+                EventKind::Leave => self.leave(),
+                EventKind::KillPrimary => self.kill_primary(),
+                EventKind::Pause => self.pause(),
+                EventKind::Cut => self.cut(),
+                EventKind::RestartRouter => self.restart_router(),
+            };
+            match &rec.result {
+                Ok(what) => self.log(&format!("event {}: ok: {what}", rec.name)),
+                Err(why) => self.log(&format!("event {} FAILED: {why}", rec.name)),
+            }
+            self.records.push(rec);
+            // Let moves finish before the next event (bounded).
+            if let Err(e) = self.wait_migrations(Instant::now(), MIGRATION_WAIT) {
+                self.log(&format!("after the event: {e}"));
+            }
+        }
+    }
+
+    pub(super) fn record(
+        &self,
+        at: Duration,
+        name: String,
+        result: Result<String, String>,
+    ) -> EventRecord {
+        EventRecord {
+            at,
+            name,
+            result,
+            moves: None,
+            migration: None,
+        }
+    }
+
+    /// A membership change: `change` sends it (its `Err` is the refusal); the owners of every test
+    /// key are located before and after, and the migration it starts is waited for. `then` runs
+    /// right after +OK (a kill mid-move).
+    /// With `faulted` (`then` injects a fault), the whole move counts as a fault: the latency
+    /// figures during migration are those of graceful changes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn change(
+        &mut self,
+        at: Duration,
+        name: String,
+        changed: &str,
+        join: bool,
+        faulted: bool,
+        args: &[String],
+        then: impl FnOnce(&mut Self, &[String]) -> Result<String, String>,
+    ) -> EventRecord {
+        let members_before = self.members();
+        let before = self.locate_all();
+        if let Err(e) = self.admin(cmd(args), CHANGE_TIMEOUT) {
+            return self.record(at, name, Err(e));
+        }
+        let shared: &Shared = self.shared;
+        let _fault = faulted.then(|| Mark::new(&shared.in_fault));
+        let ok_at = Instant::now();
+        self.shared.in_migration.store(true, Ordering::Relaxed);
+        if let Some(s) = self.shard_mut(changed) {
+            s.member = join;
+            s.ever_member |= join;
+        }
+        self.history.push(self.members());
+        let result = then(self, &members_before);
+        let migration = Some(self.wait_migrations(ok_at, MIGRATION_WAIT));
+        self.shared.in_migration.store(false, Ordering::Relaxed);
+        // Located once the move is over: the owners depend on the ring alone, and 10,000 RING
+        // LOCATEs sent mid-move would load the router exactly while latency is being measured.
+        let after = self.locate_all();
+        let moves = match (&before, &after) {
+            (Ok(b), Ok(a)) => Ok(move_stats(b, a, changed, members_before.len(), join)),
+            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+        };
+        EventRecord {
+            at,
+            name,
+            result,
+            moves: Some(moves),
+            migration,
+        }
+    }
+
+    /// `RING JOIN` of the next spare; with `kill_target`, kills the target (true) or a source
+    /// (false) primary right after +OK.
+    pub(super) fn join(&mut self, kill_target: Option<bool>) -> EventRecord {
+        let at = self.elapsed();
+        let Some(spare) = self.shards.iter().find(|s| !s.ever_member) else {
+            return self.record(at, "join".into(), Err("no spare shard left".into()));
+        };
+        let id = spare.id.clone();
+        let mut args = vec![
+            "RING".to_string(),
+            "JOIN".into(),
+            id.clone(),
+            self.addr(&spare.primary),
+        ];
+        args.extend(spare.replica.iter().map(|r| self.addr(r)));
+        let name = match kill_target {
+            None => format!("join {id}"),
+            Some(true) => format!("join {id} + kill target mid-move"),
+            Some(false) => format!("join {id} + kill source mid-move"),
+        };
+        let faulted = kill_target.is_some();
+        let mut rec = self.change(
+            at,
+            name,
+            &id.clone(),
+            true,
+            faulted,
+            &args,
+            |d, members_before| {
+                let Some(target) = kill_target else {
+                    return Ok("the new epoch is in effect".to_string());
+                };
+                // Kill at once, while keys move: the target, or one of the old members (with this
+                // many vnodes every old member gives arcs to the new shard).
+                let victim = if target {
+                    Some(id.clone())
+                } else {
+                    members_before.choose(&mut d.rng).cloned()
+                };
+                let victim = victim.unwrap_or_else(|| id.clone());
+                let migrating = d.migrating_now();
+                d.crash_primary(&victim)
+                    .map(|s| format!("killed {victim}'s primary at {migrating}: {s}"))
+                    .map_err(|e| format!("killed {victim}'s primary at {migrating}: {e}"))
+            },
+        );
+        if rec.moves.is_none() {
+            if let Err(e) = &mut rec.result {
+                *e = format!("RING JOIN failed: {e}");
+                if kill_target.is_some() {
+                    e.push_str(" (no move to interrupt: kill skipped)");
+                }
+            }
+        }
+        rec
+    }
+
+    pub(super) fn leave(&mut self) -> EventRecord {
+        let at = self.elapsed();
+        let members_before = self.members();
+        if members_before.len() < 2 {
+            return self.record(
+                at,
+                "leave".into(),
+                Err("fewer than two shards in the ring".into()),
+            );
+        }
+        let Some(id) = members_before.choose(&mut self.rng).cloned() else {
+            return self.record(at, "leave".into(), Err("no member".into()));
+        };
+        let args = ["RING".to_string(), "LEAVE".into(), id.clone()];
+        let mut rec = self.change(
+            at,
+            format!("leave {id}"),
+            &id,
+            false,
+            false,
+            &args,
+            |_, _| Ok("the new epoch is in effect".into()),
+        );
+        if rec.moves.is_none() {
+            if let Err(e) = &mut rec.result {
+                *e = format!("RING LEAVE failed: {e}");
+            }
+        }
+        rec
+    }
+
+    /// Kills shard `id`'s primary; waits for the router to promote the replica, else restarts
+    /// the primary (empty) on its address. Records the fault window.
+    pub(super) fn crash_primary(&mut self, id: &str) -> Result<String, String> {
+        let _fault = Mark::new(&self.shared.in_fault);
+        let start = Instant::now();
+        let Some(shard) = self.shards.iter().find(|s| s.id == id).cloned() else {
+            return Err(format!("no shard {id}"));
+        };
+        if let Err(e) = self.backend.kill(&shard.primary) {
+            return Err(format!("killing {}: {e:#}", shard.primary));
+        }
+        let failover = match &shard.replica {
+            Some(r) => {
+                let addr = self.addr(r);
+                self.wait_failover(id, &addr)
+            }
+            None => Err("the shard has no replica to fail over to".into()),
+        };
+        let result = match failover {
+            Ok(took) => {
+                if let Some(s) = self.shard_mut(id) {
+                    if let Some(r) = s.replica.take() {
+                        s.primary = r;
+                    }
+                }
+                Ok(format!(
+                    "the router promoted the replica in {:.1}s",
+                    took.as_secs_f64()
+                ))
+            }
+            Err(e) => {
+                let addr = self.addr(&shard.primary);
+                match self.backend.start(&shard.primary, None) {
+                    Ok(()) => Err(format!("{e}; restarted the primary, empty, on {addr}")),
+                    Err(e2) => Err(format!("{e}; restarting the primary failed: {e2:#}")),
+                }
+            }
+        };
+        self.faults.push(Fault {
+            start,
+            end: Instant::now(),
+            shards: Some(vec![id.to_string()]),
+        });
+        result
+    }
+
+    pub(super) fn kill_primary(&mut self) -> EventRecord {
+        let at = self.elapsed();
+        let candidates: Vec<String> = self
+            .shards
+            .iter()
+            .filter(|s| s.member && s.replica.is_some() && self.backend.is_up(&s.primary))
+            .map(|s| s.id.clone())
+            .collect();
+        let Some(id) = candidates.choose(&mut self.rng).cloned() else {
+            return self.record(
+                at,
+                "kill primary".into(),
+                Err("no member shard with a replica".into()),
+            );
+        };
+        let result = self.crash_primary(&id);
+        let how = self.backend.verbs().kill;
+        self.record(at, format!("kill {id} primary ({how})"), result)
+    }
+
+    /// A member shard whose primary runs, and its nodes.
+    pub(super) fn running_member(&mut self) -> Option<ShardState> {
+        let candidates: Vec<ShardState> = self
+            .shards
+            .iter()
+            .filter(|s| s.member && self.backend.is_up(&s.primary))
+            .cloned()
+            .collect();
+        candidates.choose(&mut self.rng).cloned()
+    }
+
+    /// `hurt` a node, wait `ms`, `heal` it; records the fault window on its shard and whether the
+    /// router failed the shard over meanwhile.
+    pub(super) fn timed_fault(
+        &mut self,
+        id: &str,
+        node: &str,
+        ms: u64,
+        hurt: fn(&mut dyn Backend, &str) -> anyhow::Result<()>,
+        heal: fn(&mut dyn Backend, &str) -> anyhow::Result<()>,
+    ) -> Result<String, String> {
+        let _fault = Mark::new(&self.shared.in_fault);
+        let start = Instant::now();
+        if let Err(e) = hurt(self.backend.as_mut(), node) {
+            return Err(format!("{e:#}"));
+        }
+        std::thread::sleep(Duration::from_millis(ms));
+        let healed = heal(self.backend.as_mut(), node);
+        self.faults.push(Fault {
+            start,
+            end: Instant::now(),
+            shards: Some(vec![id.to_string()]),
+        });
+        let mut what = match healed {
+            Ok(()) => format!("healed after {ms} ms"),
+            Err(e) => return Err(format!("healing: {e:#}")),
+        };
+        for (shard, note) in self.sync_roles() {
+            if shard == id {
+                what.push_str("; ");
+                what.push_str(&note);
+            } else {
+                let note = format!(
+                    "t={:.1}s: shard {shard} was failed over during the fault on {id}: {note}",
+                    self.elapsed().as_secs_f64()
+                );
+                self.log(&note);
+                self.notes.push(note);
+            }
+        }
+        Ok(what)
+    }
+
+    pub(super) fn pause(&mut self) -> EventRecord {
+        let at = self.elapsed();
+        let Some(s) = self.running_member() else {
+            return self.record(at, "pause".into(), Err("no running member primary".into()));
+        };
+        let ms = self.rng.gen_range(1000..=2000u64);
+        let how = self.backend.verbs().pause;
+        let name = format!("pause {} primary ({how} {ms} ms)", s.id);
+        let result = self.timed_fault(&s.id, &s.primary, ms, |b, n| b.pause(n), |b, n| b.resume(n));
+        self.record(at, name, result)
+    }
+
+    /// Cuts a member's primary or replica off the network for 2–4 s (long enough for the router
+    /// to fail a primary over), then reconnects it.
+    pub(super) fn cut(&mut self) -> EventRecord {
+        let at = self.elapsed();
+        let Some(s) = self.running_member() else {
+            return self.record(at, "cut".into(), Err("no running member primary".into()));
+        };
+        let replica = s.replica.clone().filter(|r| self.backend.is_up(r));
+        let (role, node) = match replica {
+            Some(r) if self.rng.gen_bool(0.5) => ("replica", r),
+            _ => ("primary", s.primary.clone()),
+        };
+        let ms = self.rng.gen_range(2000..=4000u64);
+        let name = format!("cut {}'s {role} ({node}) off the network for {ms} ms", s.id);
+        let result = self.timed_fault(&s.id, &node, ms, |b, n| b.cut(n), |b, n| b.heal(n));
+        self.record(at, name, result)
+    }
+
+    /// Restarts the router mid-move: a member leaves and, right after +OK, the router is
+    /// restarted with the new membership in its config (the leaving shard is not in it). The new
+    /// router must come up on the current epoch and finish the move it learns from the nodes.
+    /// With fewer than three members, a plain restart.
+    pub(super) fn restart_router(&mut self) -> EventRecord {
+        let at = self.elapsed();
+        let verb = self.backend.verbs().restart_router;
+        let members = self.members();
+        let Some(id) = members
+            .choose(&mut self.rng)
+            .cloned()
+            .filter(|_| members.len() >= 3)
+        else {
+            let result = self.restart_router_now();
+            return self.record(at, format!("restart router ({verb})"), result);
+        };
+        let args = ["RING".to_string(), "LEAVE".into(), id.clone()];
+        let name = format!("leave {id} + restart router ({verb}) mid-move");
+        let mut rec = self.change(at, name, &id, false, true, &args, |d, _| {
+            let moving = d.migrating_now();
+            d.restart_router_now()
+                .map(|s| format!("restarted at {moving}: {s}"))
+        });
+        if rec.moves.is_none() {
+            if let Err(e) = &mut rec.result {
+                *e = format!("RING LEAVE failed: {e}");
+            }
+            return rec;
+        }
+        // The new router reports the change only if it resumed it. If it reports none, the old
+        // one finished the move before it stopped (a `docker restart` takes a while to deliver
+        // its SIGTERM); either way every key must be readable at its owner, which the final
+        // check verifies.
+        let expected = format!("leave {id}");
+        if let Ok(what) = &mut rec.result {
+            match self.ring_status().map(|s| s.change) {
+                Ok(Some(c)) if c == expected => what.push_str("; the new router resumed the move"),
+                Ok(None) => what.push_str(
+                    "; the new router reports no change: the old one finished the move before stopping",
+                ),
+                other => {
+                    rec.result = Err(format!(
+                        "{what}; the new router reports another change than {expected:?}: {other:?}"
+                    ))
+                }
+            }
+        }
+        rec
+    }
+
+    /// `migrating:N` as RING STATUS says it now, for event descriptions.
+    pub(super) fn migrating_now(&mut self) -> String {
+        match self.ring_status() {
+            Ok(RingStatus {
+                migrating: Some(n), ..
+            }) => format!("migrating:{n}"),
+            Ok(_) => "migrating unknown".to_string(),
+            Err(e) => format!("RING STATUS failed: {e}"),
+        }
+    }
+
+    /// Restarts the router with the current membership in its config, then checks it knows the
+    /// epoch the old one had.
+    pub(super) fn restart_router_now(&mut self) -> Result<String, String> {
+        // Until the new router serves on the current epoch.
+        let _fault = Mark::new(&self.shared.in_fault);
+        let epoch_before = self.ring_status().ok().and_then(|s| s.epoch);
+        let start = Instant::now();
+        let members = self.router_members();
+        let restarted = self.backend.restart_router(&members);
+        self.admin = None;
+        self.shared.set_router(self.backend.router_addr());
+        self.faults.push(Fault {
+            start,
+            end: Instant::now(),
+            shards: None,
+        });
+        let how = restarted.map_err(|e| format!("{e:#}"))?;
+        // The new router must come up on the current epoch (bounded wait for it to learn it).
+        let mut epoch_after = None;
+        for _ in 0..50 {
+            epoch_after = self.ring_status().ok().and_then(|s| s.epoch);
+            if epoch_after.is_some() && epoch_after >= epoch_before {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        let took = start.elapsed().as_secs_f64();
+        let summary = format!(
+            "{how}; serving after {took:.1}s; epoch before {}, after {}",
+            fmt_opt(epoch_before),
+            fmt_opt(epoch_after)
+        );
+        if epoch_after.is_some() && epoch_after >= epoch_before {
+            Ok(summary)
+        } else {
+            Err(format!(
+                "{summary}: the new router did not reach the current epoch"
+            ))
+        }
+    }
+}
+
+fn fmt_opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "?".to_string(), |v| v.to_string())
+}

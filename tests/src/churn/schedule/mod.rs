@@ -1,0 +1,118 @@
+//! The seeded schedule of membership changes and faults ([`plan`]), and the driver that carries
+//! it out on a plain thread (process control is blocking; admin commands run on the load's
+//! runtime): [`admin`] its commands to the router, [`events`] each event, [`recovery`] what it
+//! restarts, [`record`] what it keeps of each event for the summary.
+//!
+//! An event that the cluster refuses (today: `RING JOIN`/`LEAVE` before the router supports
+//! them) is recorded as failed with the error, and the run goes on.
+
+mod admin;
+mod events;
+pub mod plan;
+pub mod record;
+mod recovery;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::runtime::Handle;
+
+use super::backend::{Backend, RouterShard, ShardState};
+use super::client::Conn;
+use super::workload::Shared;
+
+pub use plan::{plan, EventKind, Plan, ScheduleKind};
+pub use record::{move_stats, EventRecord, Fault};
+
+pub struct Driver<'a> {
+    rt: &'a Handle,
+    shared: &'a Arc<Shared>,
+    pub backend: Box<dyn Backend>,
+    /// Every shard, members and spares, and which node is its primary now.
+    pub shards: Vec<ShardState>,
+    rng: StdRng,
+    admin: Option<Conn>,
+    pub records: Vec<EventRecord>,
+    /// Every membership the harness put in place, in order (to know which shards a key had).
+    pub history: Vec<Vec<String>>,
+    pub faults: Vec<Fault>,
+    /// Processes found dead that the harness did not kill.
+    pub crashes: Vec<String>,
+    /// Failovers the harness did not cause (or wait for), for the summary.
+    pub notes: Vec<String>,
+}
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// RING JOIN/LEAVE reply once the new epoch is in effect (keys move afterwards).
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+const MIGRATION_WAIT: Duration = Duration::from_secs(30);
+const FAILOVER_WAIT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(100);
+
+impl<'a> Driver<'a> {
+    pub fn new(
+        rt: &'a Handle,
+        shared: &'a Arc<Shared>,
+        backend: Box<dyn Backend>,
+        seed: u64,
+    ) -> Driver<'a> {
+        let shards = backend.initial_shards();
+        let mut d = Driver {
+            rt,
+            shared,
+            backend,
+            shards,
+            // Distinct from the plan's stream, still fixed by the seed.
+            rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)),
+            admin: None,
+            records: Vec::new(),
+            history: Vec::new(),
+            faults: Vec::new(),
+            crashes: Vec::new(),
+            notes: Vec::new(),
+        };
+        d.history.push(d.members());
+        d
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.shared.start.elapsed()
+    }
+
+    fn log(&self, msg: &str) {
+        println!("[t={:.1}s] {msg}", self.elapsed().as_secs_f64());
+    }
+
+    pub fn members(&self) -> Vec<String> {
+        self.shards
+            .iter()
+            .filter(|s| s.member)
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
+    fn shard_mut(&mut self, id: &str) -> Option<&mut ShardState> {
+        self.shards.iter_mut().find(|s| s.id == id)
+    }
+
+    fn addr(&self, node: &str) -> String {
+        self.backend
+            .addr(node)
+            .unwrap_or_else(|| format!("{node}:?"))
+    }
+
+    /// The router's `[[shard]]` list for the current membership.
+    fn router_members(&self) -> Vec<RouterShard> {
+        self.shards
+            .iter()
+            .filter(|s| s.member)
+            .map(|s| RouterShard {
+                id: s.id.clone(),
+                primary: self.addr(&s.primary),
+                replicas: s.replica.iter().map(|r| self.addr(r)).collect(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,118 @@
+//! The seeded plan of one run: which events, at which offsets from the start of the load.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScheduleKind {
+    /// Joins, leaves and faults (kills, a kill mid-move, a pause, a router restart; in compose
+    /// mode also a node cut off the network).
+    Full,
+    /// Joins and leaves only.
+    Graceful,
+    /// No membership change, no fault.
+    None,
+}
+
+impl ScheduleKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScheduleKind::Full => "full",
+            ScheduleKind::Graceful => "graceful",
+            ScheduleKind::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Join,
+    Leave,
+    KillPrimary,
+    /// Join a spare, then SIGKILL the move's source or target right after +OK.
+    KillMidMove,
+    /// Freeze a primary (SIGSTOP, `docker pause`) for 1–2 s.
+    Pause,
+    /// Cut a node off the network for 2–4 s, then reconnect it (backends that can: compose).
+    Cut,
+    RestartRouter,
+}
+
+pub struct Plan {
+    /// Offsets from the start of the load, increasing.
+    pub events: Vec<(Duration, EventKind)>,
+    pub spares: usize,
+}
+
+/// Spreads the events over 10%..70% of the run, seeded, so the tail of the run sees the cluster
+/// settle under load. `cut`: the full schedule also cuts a node off the network.
+pub fn plan(kind: ScheduleKind, seed: u64, duration: Duration, cut: bool) -> Plan {
+    use EventKind::*;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut kinds = match kind {
+        ScheduleKind::Full => vec![Join, Leave, KillPrimary, KillMidMove, Pause, RestartRouter],
+        ScheduleKind::Graceful => vec![Join, Leave, Join, Leave],
+        ScheduleKind::None => Vec::new(),
+    };
+    if kind == ScheduleKind::Full {
+        if cut {
+            kinds.push(Cut);
+        }
+        kinds.shuffle(&mut rng);
+    }
+    let spares = kinds
+        .iter()
+        .filter(|k| matches!(k, Join | KillMidMove))
+        .count();
+    let first = duration.mul_f64(0.1);
+    let slot = duration.mul_f64(0.6) / (kinds.len().max(1) as u32);
+    let jitter_ms = (slot.as_millis() as u64 / 4).max(1);
+    let events = kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let at = first + slot * i as u32 + Duration::from_millis(rng.gen_range(0..jitter_ms));
+            (at, k)
+        })
+        .collect();
+    Plan { events, spares }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_are_seeded_and_bounded() {
+        let d = Duration::from_secs(60);
+        let a = plan(ScheduleKind::Full, 7, d, false);
+        let b = plan(ScheduleKind::Full, 7, d, false);
+        assert_eq!(a.events, b.events);
+        assert_eq!(a.events.len(), 6);
+        assert_eq!(a.spares, 2);
+        assert!(a.events.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert!(a
+            .events
+            .iter()
+            .all(|(at, _)| *at >= d / 10 && *at <= d.mul_f64(0.75)));
+        let c = plan(ScheduleKind::Full, 7, d, true);
+        assert_eq!(c.events.len(), 7);
+        assert_eq!(
+            c.events
+                .iter()
+                .filter(|(_, k)| *k == EventKind::Cut)
+                .count(),
+            1
+        );
+        assert!(!a.events.iter().any(|(_, k)| *k == EventKind::Cut));
+        let g = plan(ScheduleKind::Graceful, 7, d, true);
+        assert!(g
+            .events
+            .iter()
+            .all(|(_, k)| matches!(k, EventKind::Join | EventKind::Leave)));
+        assert!(plan(ScheduleKind::None, 7, d, true).events.is_empty());
+    }
+}
