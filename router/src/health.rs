@@ -18,11 +18,11 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::proxy::Router;
-use crate::topology::Shard;
+use crate::shard::Shard;
 
 /// Probe timing, shared with the L4 health checks: with the defaults (PING every 500 ms, 3
 /// failures) a dead primary is replaced in about 2 s, inside the 5 s the design promises.
-pub use crate::l4::HealthSettings;
+pub use crate::l4::health::HealthSettings;
 
 /// Failover counters for metrics and INFO.
 #[derive(Debug, Default)]

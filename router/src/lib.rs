@@ -22,6 +22,8 @@ pub mod proxy;
 pub mod rebalance;
 pub mod record;
 pub mod route;
+pub mod shard;
+pub mod shard_metrics;
 pub mod topology;
 pub mod upstream;
 

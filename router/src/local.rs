@@ -194,7 +194,7 @@ fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
         return Slot::reply(&Reply::Verbatim(Bytes::from(text)), s.proto);
     }
     let start = std::time::Instant::now();
-    let cmd = crate::metrics::command_index(table::lookup(b"info"));
+    let cmd = crate::shard_metrics::command_index(table::lookup(b"info"));
     let parts = topo
         .serving_shards()
         .map(|shard| {

@@ -33,9 +33,10 @@ use crate::clients::{lock, ClientHandle, Clients};
 use crate::config::RouterConfig;
 use crate::io_threads::IoThreads;
 use crate::merge::{How, Merge, Slot};
-use crate::metrics::{self, ShardMetrics};
 use crate::route::{self, Plan};
-use crate::topology::{Shard, Topology};
+use crate::shard::{ReplicaLink, Shard};
+use crate::shard_metrics::{self, ShardMetrics};
+use crate::topology::Topology;
 use crate::upstream::{UpRequest, UpResult};
 use crate::{cursor, local};
 
@@ -462,7 +463,7 @@ fn pick_replica(
     shard: &Shard,
     args: &[Bytes],
     spec: &table::CommandSpec,
-) -> Option<Arc<crate::topology::ReplicaLink>> {
+) -> Option<Arc<ReplicaLink>> {
     use crate::config::ReadFrom;
     let policy = router.config.ring.read_from;
     if policy == ReadFrom::Primary || shard.replica_links.is_empty() {
@@ -502,7 +503,7 @@ pub const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_millis(1000);
 static ROUND_ROBIN: AtomicU64 = AtomicU64::new(0);
 
 fn send_to_replica(
-    replica: &crate::topology::ReplicaLink,
+    replica: &ReplicaLink,
     primary: &Arc<Shard>,
     s: &Session,
     raw: Bytes,
@@ -573,7 +574,7 @@ fn dispatch(
         return Slot::Ready(Bytes::new());
     };
     let spec = table::lookup(name);
-    let cmd = metrics::command_index(spec);
+    let cmd = shard_metrics::command_index(spec);
     let Some(spec) = spec else {
         if name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:") {
             tracing::warn!(

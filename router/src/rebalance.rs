@@ -71,7 +71,8 @@ use crate::merge::{error_bytes, Slot};
 use crate::proxy::{self, Router, Session, Who};
 use crate::record::ChangeRecord;
 use crate::route::{self, Plan};
-use crate::topology::{Shard, Topology};
+use crate::shard::Shard;
+use crate::topology::Topology;
 use crate::upstream::{UpRequest, UpResult};
 
 /// How often every node's epoch is checked (and the ring re-pushed to nodes that lag, e.g. a
@@ -83,7 +84,6 @@ const MOVER_MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MOVER_MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long the migration path waits for this router's ring to reach a node's newer epoch.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
-pub const DEFAULT_MIGRATION_BATCH: usize = 1000;
 
 pub const IN_PROGRESS: &str = "ERR a membership change is in progress (RING STATUS)";
 
@@ -1433,7 +1433,7 @@ fn migrate_keys_request(target: &str, keys: &[&Bytes]) -> Bytes {
 
 /// The metrics index of `MIGRATE-KEYS`.
 fn migrate_keys_index() -> u16 {
-    crate::metrics::command_index(ringcache_protocol::table::lookup(b"migrate-keys"))
+    crate::shard_metrics::command_index(ringcache_protocol::table::lookup(b"migrate-keys"))
 }
 
 /// Publishes `next`: ring to the gaining shards (all must take it), swap, quiesce, ring to
