@@ -22,18 +22,35 @@ pub mod proxy;
 pub mod rebalance;
 pub mod record;
 pub mod route;
+pub mod send;
+pub mod session;
 pub mod shard;
 pub mod shard_metrics;
+pub mod state;
 pub mod topology;
 pub mod upstream;
 
 use std::future::Future;
 use std::io;
 
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
 
 pub use config::{load_config, parse_config, ConfigError, RouterConfig};
-pub use proxy::Router;
+pub use state::Router;
+
+impl Router {
+    /// Starts the IO threads, builds the ring at epoch 1 and starts the upstream pools (inside a
+    /// tokio runtime): [`Router::build`]; then the epoch sync task, which learns the nodes' epoch
+    /// and keeps every node on this router's ring. (Here, not in `state.rs`: the task belongs to
+    /// the rebalancer, a layer above the router's state.)
+    pub fn new(config: RouterConfig, port: u16) -> io::Result<Arc<Router>> {
+        let router = Router::build(config, port)?;
+        rebalance::start(&router);
+        Ok(router)
+    }
+}
 
 /// Runs the router on `listener` until `shutdown` resolves. If `config.metrics` is set, binds it
 /// first and serves `GET /metrics` there (printing `ringcache router metrics on ADDR`).

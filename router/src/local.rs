@@ -16,7 +16,8 @@ use ringcache_protocol::{Protocol, Reply};
 
 use crate::clients::{ClientHandle, Clients, RouterClient};
 use crate::merge::{How, Merge, Slot};
-use crate::proxy::{Router, Session};
+use crate::session::Session;
+use crate::state::Router;
 use crate::topology::Topology;
 
 pub use ringcache_protocol::errors::{
@@ -198,7 +199,7 @@ fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
     let parts = topo
         .serving_shards()
         .map(|shard| {
-            crate::proxy::send(
+            crate::send::send(
                 shard,
                 s,
                 Bytes::from_static(b"*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n"),

@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::proxy::Router;
 use crate::shard_metrics::{self, escape_label, ShardMetrics};
+use crate::state::Router;
 
 /// Renders the text exposition for the router's current state.
 pub fn render(router: &Router) -> String {

@@ -67,11 +67,14 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::codec::Decoder;
 
 use crate::clients::lock;
+use crate::clients::Who;
 use crate::merge::{error_bytes, Slot};
-use crate::proxy::{self, Router, Session, Who};
 use crate::record::ChangeRecord;
 use crate::route::{self, Plan};
+use crate::send;
+use crate::session::Session;
 use crate::shard::Shard;
+use crate::state::Router;
 use crate::topology::Topology;
 use crate::upstream::{UpRequest, UpResult};
 
@@ -2038,7 +2041,7 @@ async fn run_batch(router: &Arc<Router>, jobs: &[Job]) -> Vec<Bytes> {
 }
 
 fn send_job(topo: &Topology, job: &Job, plan: Plan) -> Slot {
-    proxy::send_plan(
+    send::send_plan(
         topo,
         job.who,
         plan,
