@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ringcache_protocol::Protocol;
 
 use crate::clients::{ClientHandle, Who};
+use crate::rebalance::chain::Chain;
 
 /// Per-connection state a command may read or change.
 #[derive(Debug)]
@@ -23,7 +24,7 @@ pub struct Session {
     pub client: Arc<ClientHandle>,
     pub last_cmd: &'static str,
     /// Requests that must run in order during a migration (created on first use).
-    pub chain: Option<crate::rebalance::Chain>,
+    pub chain: Option<Chain>,
     /// Epoch of the ring the outstanding requests were planned on.
     pub epoch: u64,
     /// What `client.busy_epoch` holds (0: nothing outstanding), to store it only on changes.

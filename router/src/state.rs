@@ -15,7 +15,7 @@ use crate::clients::Clients;
 use crate::config::RouterConfig;
 use crate::io_threads::IoThreads;
 use crate::l4::pool::Pool;
-use crate::rebalance::Rebalancer;
+use crate::rebalance::rebalancer::Rebalancer;
 use crate::shard::Shard;
 use crate::shard_metrics::ShardMetrics;
 use crate::topology::Topology;

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::config::{RouterConfig, ShardConfig};
 use crate::io_threads::IoThreads;
-use crate::rebalance::Migrating;
+use crate::rebalance::migrating::Migrating;
 use crate::shard::Shard;
 use crate::upstream::UpstreamSettings;
 
