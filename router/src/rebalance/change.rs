@@ -5,27 +5,29 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use ringcache_protocol::Reply;
 use tokio::sync::oneshot;
 
 use crate::clients::lock;
 use crate::rebalance::mover::{drive, estimate};
 use crate::rebalance::node_conn::{as_int, node_state, NodeConn};
+use crate::rebalance::outcome::{ChangeError, ChangeOutcome};
 use crate::rebalance::plan::{plan_change, Change};
 use crate::rebalance::publish::{build_topology, publish, revert};
 use crate::rebalance::sync::nodes_enforce;
 use crate::shard::Shard;
 use crate::state::Router;
 
-pub const IN_PROGRESS: &str = "ERR a membership change is in progress (RING STATUS)";
-
 /// Starts `change` and answers once its epoch is in effect (keys move in the background).
 /// `caller` is the client that asked (its own request is outstanding while the change quiesces).
-pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
+pub async fn begin(
+    router: Arc<Router>,
+    change: Change,
+    caller: u64,
+) -> Result<ChangeOutcome, ChangeError> {
     let rb = &router.rebalance;
     let guard = rb.change_lock.lock().await;
     if rb.in_progress() {
-        return Reply::error(IN_PROGRESS);
+        return Err(ChangeError::InProgress);
     }
     let cur = router.topology.load_full();
     let timeout = router.config.connect_timeout;
@@ -44,23 +46,26 @@ pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
             .serving_shards()
             .find(|s| s.primary == *primary || s.replicas.contains(primary) || s.id == *id)
         {
-            return Reply::Error(format!(
-                "ERR shard '{}' already uses id '{id}' or address {primary}",
-                s.id
-            ));
+            return Err(ChangeError::Taken {
+                shard: s.id.clone(),
+                id: id.clone(),
+                primary: primary.clone(),
+            });
         }
         let mut conn = match NodeConn::connect(primary, timeout).await {
             Ok(c) => c,
-            Err(e) => return Reply::Error(format!("ERR cannot reach the new primary {e}")),
+            Err(e) => return Err(ChangeError::Unreachable(e)),
         };
         let (node_epoch, node_id) = match node_state(&mut conn, timeout).await {
             Ok(st) => (st.epoch, st.shard),
-            Err(e) => return Reply::Error(format!("ERR the new primary {e}")),
+            Err(e) => return Err(ChangeError::NoTopology(e)),
         };
         if node_epoch > 0 && !node_id.is_empty() && node_id != *id {
-            return Reply::Error(format!(
-                "ERR {primary} already serves shard '{node_id}' (epoch {node_epoch})"
-            ));
+            return Err(ChangeError::ServesAnother {
+                primary: primary.clone(),
+                serves: node_id,
+                epoch: node_epoch,
+            });
         }
         let keys = conn
             .call(&["DBSIZE"], timeout)
@@ -70,9 +75,10 @@ pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
             .and_then(as_int)
             .unwrap_or(0);
         if keys > 0 && !(node_epoch > 0 && node_id == *id) {
-            return Reply::Error(format!(
-                "ERR {primary} holds {keys} keys; a joining node must be empty (FLUSHALL it first)"
-            ));
+            return Err(ChangeError::NotEmpty {
+                primary: primary.clone(),
+                keys,
+            });
         }
         new_shard = Some(Arc::new(router.start_shard(id, primary, replicas, *weight)));
     }
@@ -90,10 +96,7 @@ pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
         .filter_map(|r| r.as_ref().ok().copied())
         .max()
         .unwrap_or(0);
-    let plan = match plan_change(&cur.ring, &change, nodes_max + 1) {
-        Ok(p) => p,
-        Err(e) => return Reply::Error(e),
-    };
+    let plan = plan_change(&cur.ring, &change, nodes_max + 1)?;
     let converging = nodes_max > cur.ring.epoch() || lock(&rb.state).conflict.is_some();
     if converging {
         // Another router (or this one before a restart) published a ring this one did not. Go
@@ -108,10 +111,11 @@ pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
             .map(|(s, _)| s.clone())
             .collect();
         if let Err(e) = nodes_enforce(&plan.next, &at_max, timeout).await {
-            return Reply::Error(format!(
-                "ERR the nodes are at epoch {nodes_max} with another membership than this router's {} would give ({e}); make this router's membership match theirs first (RING JOIN/LEAVE as on the router that changed it, or fix cluster.toml and restart)",
-                change.describe()
-            ));
+            return Err(ChangeError::Diverged {
+                epoch: nodes_max,
+                change: change.describe(),
+                reason: e,
+            });
         }
         tracing::info!(epoch = nodes_max, change = %change.describe(), "the nodes already enforce this change's ring: converging to it");
     }
@@ -131,9 +135,12 @@ pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
         if !converging {
             revert(&router, &cur, plan.next.epoch()).await;
         }
-        rb.set_error(&e);
+        rb.set_error(&e.to_string());
         rb.finish("failed");
-        return Reply::Error(format!("ERR {what} abandoned: {e}"));
+        return Err(ChangeError::Abandoned {
+            change: what,
+            reason: e,
+        });
     }
     rb.update(|p| {
         if p.state == "publishing" {
@@ -149,29 +156,31 @@ pub async fn begin(router: Arc<Router>, change: Change, caller: u64) -> Reply {
                 estimate(&r, &map, &cur.ring).await;
                 drive(r, map, old_specs, what).await;
             });
+            Ok(ChangeOutcome::Moving)
         }
         // Nothing to move (no arc changed owner): the change is complete.
-        None => rb.finish("done"),
+        None => {
+            rb.finish("done");
+            Ok(ChangeOutcome::Done)
+        }
     }
-    Reply::OK
 }
 
 /// `RING CANCEL`: stops the mover and rolls back; answers once the rollback is in effect.
-pub async fn cancel(router: Arc<Router>, caller: u64) -> Reply {
+pub async fn cancel(router: Arc<Router>, caller: u64) -> Result<ChangeOutcome, ChangeError> {
     let rb = &router.rebalance;
     let (tx, rx) = oneshot::channel();
     {
         let mut st = lock(&rb.state);
         match st.current.as_mut() {
-            None => return Reply::error("ERR no membership change in progress"),
+            None => return Err(ChangeError::NothingToCancel),
             Some(p) if p.what.starts_with("rollback") => {
-                return Reply::error("ERR already rolling back (RING STATUS)")
+                return Err(ChangeError::AlreadyRollingBack)
             }
             Some(p) => p.state = "cancelling",
         }
         st.cancel_waiters.push((caller, tx));
     }
     rb.cancel.store(true, Ordering::SeqCst);
-    rx.await
-        .unwrap_or_else(|_| Reply::error("ERR the change ended before it could be cancelled"))
+    rx.await.unwrap_or(Err(ChangeError::Ended))
 }

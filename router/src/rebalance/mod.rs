@@ -53,7 +53,7 @@
 //! # Files
 //! Under the router's state ([`crate::state`] holds a [`Rebalancer`], [`crate::topology`] a
 //! [`Migrating`]): [`migrating`] (the moving-arcs map), [`plan`] (pure planning, `RING JOIN`
-//! arguments), [`progress`] (what `RING STATUS` and the metrics report), [`rebalancer`] (the
+//! arguments), [`outcome`] (what a change request comes to), [`progress`] (what `RING STATUS` and the metrics report), [`rebalancer`] (the
 //! state itself), [`chain`] (a client's queue on the request path), [`node_conn`] (admin
 //! connections to nodes, and `ringcache ctl`'s reply helpers). Above it, acting on the
 //! [`Router`](crate::state::Router): [`publish`] (pushing epochs), [`mover`] (the background
@@ -66,6 +66,7 @@ pub(crate) mod divert;
 pub(crate) mod migrating;
 pub(crate) mod mover;
 pub(crate) mod node_conn;
+pub(crate) mod outcome;
 pub(crate) mod plan;
 pub(crate) mod progress;
 pub(crate) mod publish;
@@ -73,10 +74,11 @@ pub(crate) mod rebalancer;
 pub(crate) mod sync;
 
 pub use chain::Chain;
-pub use change::{begin, cancel, IN_PROGRESS};
+pub use change::{begin, cancel};
 pub use divert::divert;
 pub use migrating::{Migrating, MigrationMap, MovingArc};
 pub use node_conn::{parse_ring_nodes, reply_text, status_field, NodeConn, NodeEntry};
+pub use outcome::{ChangeError, ChangeOutcome, GainersRefused};
 pub use plan::{parse_join, plan_change, plan_rollback, Change, ChangePlan};
 pub use progress::MigrationCounters;
 pub use publish::topology_set;

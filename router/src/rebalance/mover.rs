@@ -14,6 +14,7 @@ use ringcache_protocol::Reply;
 use crate::clients::lock;
 use crate::rebalance::migrating::{Migrating, MigrationMap};
 use crate::rebalance::node_conn::{as_int, NodeConn};
+use crate::rebalance::outcome::ChangeOutcome;
 use crate::rebalance::plan::plan_rollback;
 use crate::rebalance::publish::{build_topology, done_on_nodes, nodes_of, publish};
 use crate::shard::Shard;
@@ -140,7 +141,7 @@ async fn rollback(router: Arc<Router>, old_specs: Vec<ShardSpec>, what: String) 
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "cannot plan the rollback");
-                rb.set_error(&e);
+                rb.set_error(&e.to_string());
                 rb.finish("failed");
                 return;
             }
@@ -160,7 +161,7 @@ async fn rollback(router: Arc<Router>, old_specs: Vec<ShardSpec>, what: String) 
                 drop(guard);
                 let waiters: Vec<_> = lock(&rb.state).cancel_waiters.drain(..).collect();
                 for (_, w) in waiters {
-                    let _ = w.send(Reply::OK);
+                    let _ = w.send(Ok(ChangeOutcome::RollingBack));
                 }
                 tracing::info!(change = %back, epoch = plan.next.epoch(), "rolling back");
                 if let Some(m) = &map {
@@ -170,7 +171,7 @@ async fn rollback(router: Arc<Router>, old_specs: Vec<ShardSpec>, what: String) 
             }
             Err(e) => {
                 // Nothing moved back yet and the arcs still have their owners: try again.
-                rb.set_error(&e);
+                rb.set_error(&e.to_string());
                 drop(guard);
                 tracing::warn!(error = %e, "rollback not published yet; retrying");
                 if *router.stop_signal().borrow() {

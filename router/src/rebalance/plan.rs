@@ -5,6 +5,8 @@
 use bytes::Bytes;
 use ringcache_protocol::ring::{Epoch, Move, Ring, ShardSpec};
 
+use crate::rebalance::outcome::ChangeError;
+
 /// A membership change as the admin asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -41,23 +43,25 @@ pub struct ChangePlan {
 }
 
 /// Plans `change` from `cur` at epoch `max(cur + 1, min_epoch)`.
-pub fn plan_change(cur: &Ring, change: &Change, min_epoch: Epoch) -> Result<ChangePlan, String> {
+pub fn plan_change(
+    cur: &Ring,
+    change: &Change,
+    min_epoch: Epoch,
+) -> Result<ChangePlan, ChangeError> {
     let mut specs = cur.shards().to_vec();
     match change {
         Change::Join { id, weight, .. } => {
             if cur.shard_index(id).is_some() {
-                return Err(format!("ERR shard '{id}' is already in the ring"));
+                return Err(ChangeError::AlreadyInRing(id.clone()));
             }
             specs.push(ShardSpec::new(id.clone(), *weight));
         }
         Change::Leave { id } => {
             let Some(i) = cur.shard_index(id) else {
-                return Err(format!("ERR no shard '{id}' in the ring (RING NODES)"));
+                return Err(ChangeError::NotInRing(id.clone()));
             };
             if specs.len() == 1 {
-                return Err(format!(
-                    "ERR '{id}' is the last shard: a ring needs at least one"
-                ));
+                return Err(ChangeError::LastShard(id.clone()));
             }
             specs.remove(i);
         }
@@ -66,17 +70,17 @@ pub fn plan_change(cur: &Ring, change: &Change, min_epoch: Epoch) -> Result<Chan
 }
 
 /// Plans the way back from `cur` to the membership `old` (a cancelled change's starting point).
-pub fn plan_rollback(cur: &Ring, old: &[ShardSpec]) -> Result<ChangePlan, String> {
+pub fn plan_rollback(cur: &Ring, old: &[ShardSpec]) -> Result<ChangePlan, ChangeError> {
     plan_to(cur, old.to_vec(), 0)
 }
 
-fn plan_to(cur: &Ring, specs: Vec<ShardSpec>, min_epoch: Epoch) -> Result<ChangePlan, String> {
+fn plan_to(cur: &Ring, specs: Vec<ShardSpec>, min_epoch: Epoch) -> Result<ChangePlan, ChangeError> {
     let epoch = cur
         .epoch()
         .checked_add(1)
-        .ok_or("ERR the epoch is exhausted")?
+        .ok_or(ChangeError::EpochExhausted)?
         .max(min_epoch);
-    let next = Ring::new(epoch, cur.vnodes(), specs).map_err(|e| format!("ERR {e}"))?;
+    let next = Ring::new(epoch, cur.vnodes(), specs)?;
     let moves = cur.diff(&next);
     let mut gainers: Vec<String> = moves.iter().map(|m| m.to.clone()).collect();
     gainers.sort();
@@ -90,9 +94,9 @@ fn plan_to(cur: &Ring, specs: Vec<ShardSpec>, min_epoch: Epoch) -> Result<Change
 }
 
 /// `RING JOIN <id> <primary> [<replica> ...] [WEIGHT w]`.
-pub fn parse_join(a: &[Bytes]) -> Result<Change, String> {
+pub fn parse_join(a: &[Bytes]) -> Result<Change, ChangeError> {
     if a.len() < 4 {
-        return Err("ERR wrong number of arguments for 'ring|join' command".into());
+        return Err(ChangeError::JoinArity);
     }
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     let id = text(&a[2]);
@@ -109,7 +113,7 @@ pub fn parse_join(a: &[Bytes]) -> Result<Change, String> {
                 .and_then(|w| std::str::from_utf8(w).ok())
                 .and_then(|w| w.parse::<u32>().ok())
                 .filter(|w| (1..=1000).contains(w))
-                .ok_or("ERR WEIGHT must be an integer from 1 to 1000")?;
+                .ok_or(ChangeError::InvalidWeight)?;
             weight = w;
             i += 2;
             continue;
@@ -127,7 +131,7 @@ pub fn parse_join(a: &[Bytes]) -> Result<Change, String> {
     })
 }
 
-fn check_id(id: &str) -> Result<(), String> {
+fn check_id(id: &str) -> Result<(), ChangeError> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && id
@@ -136,20 +140,18 @@ fn check_id(id: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "ERR invalid shard id '{id}': use 1 to 64 letters, digits and -_.:"
-        ))
+        Err(ChangeError::InvalidId(id.to_string()))
     }
 }
 
-fn check_addr(addr: &str) -> Result<(), String> {
+fn check_addr(addr: &str) -> Result<(), ChangeError> {
     let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
         !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) && !host.contains(' ')
     });
     if ok {
         Ok(())
     } else {
-        Err(format!("ERR '{addr}' is not HOST:PORT"))
+        Err(ChangeError::InvalidAddr(addr.to_string()))
     }
 }
 

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use ringcache_protocol::ring::Epoch;
-use ringcache_protocol::Reply;
 use tokio::sync::oneshot;
 
 use crate::rebalance::migrating::MigrationMap;
+use crate::rebalance::outcome::{ChangeError, ChangeOutcome};
 use crate::rebalance::plan::ChangePlan;
 use crate::topology::Topology;
 
@@ -177,7 +177,7 @@ pub(super) struct State {
     /// Epoch of the last change this router finished (nodes still recording it are told).
     pub(super) done_epoch: Epoch,
     /// `RING CANCEL` callers waiting for the rollback to be in effect.
-    pub(super) cancel_waiters: Vec<(u64, oneshot::Sender<Reply>)>,
+    pub(super) cancel_waiters: Vec<(u64, oneshot::Sender<Result<ChangeOutcome, ChangeError>>)>,
 }
 
 impl State {

@@ -12,6 +12,7 @@ use ringcache_protocol::ring::{Epoch, Ring};
 use crate::clients::lock;
 use crate::rebalance::migrating::{Migrating, MigrationMap};
 use crate::rebalance::node_conn::send_one;
+use crate::rebalance::outcome::GainersRefused;
 use crate::rebalance::plan::ChangePlan;
 use crate::record::ChangeRecord;
 use crate::shard::Shard;
@@ -133,7 +134,7 @@ pub(super) async fn publish(
     next: Topology,
     gainers: &[String],
     callers: &[u64],
-) -> Result<(), String> {
+) -> Result<(), GainersRefused> {
     let timeout = router.config.connect_timeout;
     warm_request_path(&next);
     let record = ChangeRecord::of(&next).map(|r| r.encode());
@@ -144,11 +145,10 @@ pub(super) async fn publish(
         .collect();
     let failed = push_all(&first, &next.ring, record.as_ref(), timeout).await;
     if !failed.is_empty() {
-        return Err(format!(
-            "the shards gaining arcs could not take epoch {}: {}",
-            next.ring.epoch(),
-            failed.join("; ")
-        ));
+        return Err(GainersRefused {
+            epoch: next.ring.epoch(),
+            failed,
+        });
     }
     let epoch = next.ring.epoch();
     let ring = next.ring.clone();

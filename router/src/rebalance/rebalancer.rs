@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ringcache_protocol::Reply;
 use tokio::sync::Notify;
 
 use crate::clients::lock;
+use crate::rebalance::outcome::ChangeError;
 use crate::rebalance::plan::ChangePlan;
 use crate::rebalance::progress::{MigrationCounters, Progress, State};
 use crate::topology::Topology;
@@ -83,9 +83,7 @@ impl Rebalancer {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         for (_, w) in st.cancel_waiters.drain(..) {
-            let _ = w.send(Reply::error(format!(
-                "ERR the change ended ({state}) before it could be cancelled"
-            )));
+            let _ = w.send(Err(ChangeError::EndedAs(state)));
         }
     }
 
