@@ -8,6 +8,7 @@
 //! itself (and errors it produces, such as CROSSSHARD).
 
 use std::fmt::Write;
+use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,30 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::config::RouterConfig;
 use crate::shard_metrics::{self, escape_label, ShardMetrics};
 use crate::state::Router;
+
+/// Binds `config.metrics`, if set (before the router starts, so a taken port fails at once).
+pub async fn bind(config: &RouterConfig) -> io::Result<Option<TcpListener>> {
+    match &config.metrics {
+        Some(addr) => Ok(Some(TcpListener::bind(addr.as_str()).await.map_err(
+            |e| io::Error::new(e.kind(), format!("binding metrics address {addr}: {e}")),
+        )?)),
+        None => Ok(None),
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the router stops (printing
+/// `ringcache router metrics on ADDR`).
+pub fn start(router: &Arc<Router>, listener: TcpListener) -> io::Result<()> {
+    let addr = listener.local_addr()?;
+    // The launcher and tests read this line to find the metrics port (0 picks one).
+    println!("ringcache router metrics on {addr}");
+    tracing::info!(%addr, "metrics listening");
+    tokio::spawn(serve(router.clone(), listener, router.stop_signal()));
+    Ok(())
+}
 
 /// Renders the text exposition for the router's current state.
 pub fn render(router: &Router) -> String {

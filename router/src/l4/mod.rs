@@ -6,10 +6,11 @@
 //! error on either side closes both. Backends are health-checked with PING in the background.
 //!
 //! [`pool`] holds the backends and the balancing policies, [`forward`] accepts and splices
-//! connections, [`health`] checks the backends.
+//! connections, [`health`] checks the backends, [`listen`] starts the config's listeners.
 
 pub mod forward;
 pub mod health;
+pub mod listen;
 pub mod pool;
 
 pub use forward::{bound, serve};
