@@ -15,7 +15,8 @@ pub struct RouterClient {
     /// Milliseconds since the handle's `created` of the last command.
     pub last_active: AtomicU64,
     /// Epoch of the ring this client's outstanding requests were planned on, 0 when it has none
-    /// (a membership change waits for clients on an older ring to finish: `rebalance::quiesce`).
+    /// (a membership change waits for clients on an older ring to finish:
+    /// `rebalance::publish::quiesce`).
     pub busy_epoch: AtomicU64,
 }
 

@@ -169,7 +169,7 @@ async fn connection(
             } else if s.busy_mark != topo.ring.epoch() {
                 // Publish the epoch before planning on it, then re-read the ring: a change's
                 // quiesce either sees this client busy on the old ring or this client sees the
-                // new one (`rebalance::quiesce`). Nothing is outstanding here.
+                // new one (`rebalance::publish::quiesce`). Nothing is outstanding here.
                 for _ in 0..4 {
                     let epoch = topo.ring.epoch();
                     handle.busy_epoch.store(epoch, SeqCst);
