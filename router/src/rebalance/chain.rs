@@ -1,5 +1,5 @@
 //! A client's chain: the queue its requests take while they must run one after another (see
-//! [`divert`](crate::rebalance::divert)). The client's [`Session`](crate::session::Session)
+//! [`divert`](mod@crate::rebalance::divert)). The client's [`Session`](crate::session::Session)
 //! holds it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -53,25 +53,26 @@
 //! # Files
 //! Under the router's state ([`crate::state`] holds a [`Rebalancer`], [`crate::topology`] a
 //! [`Migrating`]): [`migrating`] (the moving-arcs map), [`plan`] (pure planning, `RING JOIN`
-//! arguments), [`outcome`] (what a change request comes to), [`progress`] (what `RING STATUS` and the metrics report), [`rebalancer`] (the
-//! state itself), [`chain`] (a client's queue on the request path), [`node_conn`] (admin
-//! connections to nodes, and `ringcache ctl`'s reply helpers). Above it, acting on the
-//! [`Router`](crate::state::Router): [`publish`] (pushing epochs), [`mover`] (the background
-//! mover, completion, rollback), [`sync`] (epoch sync, resuming a change), [`change`]
-//! (`RING JOIN`/`LEAVE`/`CANCEL`), [`divert`] (the request path).
+//! arguments), [`outcome`] (what a change request comes to), [`progress`] (what `RING STATUS`
+//! and the metrics report), [`rebalancer`] (the state itself), [`chain`] (a client's queue on
+//! the request path), [`node_conn`] (admin connections to nodes, and `ringcache ctl`'s reply
+//! helpers). Above it, acting on the [`Router`](crate::state::Router): [`publish`] (pushing
+//! epochs), [`mover`] (the background mover, completion, rollback), [`sync`] (epoch sync,
+//! resuming a change), [`change`] (`RING JOIN`/`LEAVE`/`CANCEL`), [`divert`](mod@divert) (the
+//! request path).
 
-pub(crate) mod chain;
-pub(crate) mod change;
-pub(crate) mod divert;
-pub(crate) mod migrating;
-pub(crate) mod mover;
-pub(crate) mod node_conn;
-pub(crate) mod outcome;
-pub(crate) mod plan;
-pub(crate) mod progress;
-pub(crate) mod publish;
-pub(crate) mod rebalancer;
-pub(crate) mod sync;
+pub mod chain;
+pub mod change;
+pub mod divert;
+pub mod migrating;
+pub mod mover;
+pub mod node_conn;
+pub mod outcome;
+pub mod plan;
+pub mod progress;
+pub mod publish;
+pub mod rebalancer;
+pub mod sync;
 
 pub use chain::Chain;
 pub use change::{begin, cancel};
