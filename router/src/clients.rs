@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use ringcache_protocol::clients::ClientExt;
+use ringcache_protocol::Protocol;
 
 pub(crate) use ringcache_protocol::clients::lock;
 
@@ -14,7 +15,8 @@ pub struct RouterClient {
     /// Milliseconds since the handle's `created` of the last command.
     pub last_active: AtomicU64,
     /// Epoch of the ring this client's outstanding requests were planned on, 0 when it has none
-    /// (a membership change waits for clients on an older ring to finish: `rebalance::quiesce`).
+    /// (a membership change waits for clients on an older ring to finish:
+    /// `rebalance::publish::quiesce`).
     pub busy_epoch: AtomicU64,
 }
 
@@ -26,3 +28,12 @@ impl ClientExt for RouterClient {
 
 pub type ClientHandle = ringcache_protocol::clients::ClientHandle<RouterClient>;
 pub type Clients = ringcache_protocol::clients::Clients<RouterClient>;
+
+/// The client a request travels for: its IO thread, protocol and id pick the upstream
+/// connection, so its requests to one shard keep their order.
+#[derive(Debug, Clone, Copy)]
+pub struct Who {
+    pub io: usize,
+    pub proto: Protocol,
+    pub id: u64,
+}

@@ -140,6 +140,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(2000);
 pub const DEFAULT_UPSTREAM_CONNECTIONS: usize = 2;
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// Keys per background `MIGRATE-ARC` batch (`[ring] migration_batch`).
+pub const DEFAULT_MIGRATION_BATCH: usize = 1000;
 /// More multiplexed connections per backend than this only adds contention.
 const MAX_UPSTREAM_CONNECTIONS: u32 = 64;
 const MAX_IO_THREADS: u32 = 64;
@@ -239,7 +241,7 @@ pub struct ShardConfig {
 pub struct L4Config {
     pub listen: String,
     pub pool: L4Pool,
-    pub balance: crate::l4::Policy,
+    pub balance: crate::l4::pool::Policy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,7 +249,7 @@ pub enum L4Pool {
     /// A shard's replicas (`"replicas:a"`), following the topology through failovers.
     Replicas(String),
     /// Fixed addresses, each with a weight (`"host:port@3"`).
-    Addrs(Vec<crate::l4::Member>),
+    Addrs(Vec<crate::l4::pool::Member>),
 }
 
 impl RouterConfig {
@@ -435,7 +437,7 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
             Some(RawPool::Addrs(addrs)) => {
                 let mut members = Vec::with_capacity(addrs.len());
                 for (j, a) in addrs.iter().enumerate() {
-                    let m: crate::l4::Member = a.parse().map_err(|e: String| {
+                    let m: crate::l4::pool::Member = a.parse().map_err(|e: String| {
                         ConfigError::invalid(format!("l4[{i}].pool[{j}]"), e)
                     })?;
                     check_addr(&format!("l4[{i}].pool[{j}]"), &m.addr)?;
@@ -445,7 +447,7 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
             }
         };
         let balance = match t.balance.as_deref() {
-            None => crate::l4::Policy::default(),
+            None => crate::l4::pool::Policy::default(),
             Some(b) => b
                 .parse()
                 .map_err(|e: String| ConfigError::invalid(format!("l4[{i}].balance"), e))?,
@@ -459,7 +461,7 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
 
     // The node caps one MIGRATE-ARC call at 10,000 keys.
     let migration_batch = match raw.ring.migration_batch {
-        None => crate::rebalance::DEFAULT_MIGRATION_BATCH,
+        None => DEFAULT_MIGRATION_BATCH,
         Some(n) if (1..=10_000).contains(&n) => n as usize,
         Some(n) => {
             return Err(ConfigError::invalid(
@@ -648,9 +650,9 @@ mod tests {
         assert_eq!(c.shards[0].replicas.len(), 2);
         assert_eq!(c.shards[0].weight, 2);
         assert_eq!(c.l4.len(), 2);
-        assert_eq!(c.l4[0].balance, crate::l4::Policy::RoundRobin);
+        assert_eq!(c.l4[0].balance, crate::l4::pool::Policy::RoundRobin);
         assert_eq!(c.l4[0].pool, L4Pool::Replicas("a".into()));
-        assert_eq!(c.l4[1].balance, crate::l4::Policy::LeastConnections);
+        assert_eq!(c.l4[1].balance, crate::l4::pool::Policy::LeastConnections);
         let L4Pool::Addrs(members) = &c.l4[1].pool else {
             panic!("address pool expected");
         };

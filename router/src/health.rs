@@ -9,7 +9,7 @@
 //! to replicate from the current primary, which drops its old data.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,20 +17,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::proxy::Router;
-use crate::topology::Shard;
+use crate::shard::Shard;
+use crate::state::Router;
 
 /// Probe timing, shared with the L4 health checks: with the defaults (PING every 500 ms, 3
 /// failures) a dead primary is replaced in about 2 s, inside the 5 s the design promises.
-pub use crate::l4::HealthSettings;
-
-/// Failover counters for metrics and INFO.
-#[derive(Debug, Default)]
-pub struct FailoverStats {
-    pub failovers: AtomicU64,
-    /// Writes acknowledged by a failed primary that its promoted replica never applied.
-    pub lost_writes: AtomicU64,
-}
+pub use crate::l4::health::HealthSettings;
 
 /// What `INFO replication` told us about a node.
 #[derive(Debug, Clone, Default, PartialEq)]

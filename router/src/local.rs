@@ -16,7 +16,9 @@ use ringcache_protocol::{Protocol, Reply};
 
 use crate::clients::{ClientHandle, Clients, RouterClient};
 use crate::merge::{How, Merge, Slot};
-use crate::proxy::{Router, Session};
+use crate::rebalance::{self, ChangeError, ChangeOutcome};
+use crate::session::Session;
+use crate::state::Router;
 use crate::topology::Topology;
 
 pub use ringcache_protocol::errors::{
@@ -194,11 +196,11 @@ fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
         return Slot::reply(&Reply::Verbatim(Bytes::from(text)), s.proto);
     }
     let start = std::time::Instant::now();
-    let cmd = crate::metrics::command_index(table::lookup(b"info"));
+    let cmd = crate::shard_metrics::command_index(table::lookup(b"info"));
     let parts = topo
         .serving_shards()
         .map(|shard| {
-            crate::proxy::send(
+            crate::send::send(
                 shard,
                 s,
                 Bytes::from_static(b"*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n"),
@@ -283,11 +285,11 @@ fn section_text(router: &Router, topo: &Topology, section: &str, out: &mut Strin
 fn ring(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
     let sub = a[1].to_ascii_lowercase();
     let change = match &sub[..] {
-        b"join" => match crate::rebalance::parse_join(a) {
+        b"join" => match rebalance::parse_join(a) {
             Ok(c) => Some(c),
-            Err(e) => return Slot::reply(&Reply::Error(e), s.proto),
+            Err(e) => return Slot::reply(&change_reply(Err(e)), s.proto),
         },
-        b"leave" if a.len() == 3 => Some(crate::rebalance::Change::Leave {
+        b"leave" if a.len() == 3 => Some(rebalance::Change::Leave {
             id: String::from_utf8_lossy(&a[2]).into_owned(),
         }),
         b"cancel" if a.len() == 2 => None,
@@ -304,18 +306,27 @@ fn ring(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
         return Slot::error("ERR the router is shutting down");
     };
     if change.is_some() && router.rebalance.in_progress() {
-        return Slot::error(crate::rebalance::IN_PROGRESS);
+        return Slot::reply(&change_reply(Err(ChangeError::InProgress)), s.proto);
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (proto, caller) = (s.proto, s.id);
     tokio::spawn(async move {
-        let reply = match change {
-            Some(c) => crate::rebalance::begin(me, c, caller).await,
-            None => crate::rebalance::cancel(me, caller).await,
+        let outcome = match change {
+            Some(c) => rebalance::begin(me, c, caller).await,
+            None => rebalance::cancel(me, caller).await,
         };
-        let _ = tx.send(Ok(reply.to_bytes(proto)));
+        let _ = tx.send(Ok(change_reply(outcome).to_bytes(proto)));
     });
     Slot::Forward(rx)
+}
+
+/// A membership change request's reply: `+OK` once its epoch is in effect, or the error's text
+/// (the only place a change's outcome becomes a client reply).
+fn change_reply(outcome: Result<ChangeOutcome, ChangeError>) -> Reply {
+    match outcome {
+        Ok(ChangeOutcome::Moving | ChangeOutcome::Done | ChangeOutcome::RollingBack) => Reply::OK,
+        Err(e) => Reply::Error(e.to_string()),
+    }
 }
 
 fn ring_info(router: &Router, topo: &Topology, sub: &[u8], a: &[Bytes]) -> Reply {

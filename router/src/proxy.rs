@@ -20,22 +20,23 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use ringcache_protocol::table::{self, flags};
 use ringcache_protocol::{Protocol, Reply, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::clients::{lock, ClientHandle, Clients};
-use crate::config::RouterConfig;
-use crate::io_threads::IoThreads;
-use crate::merge::{How, Merge, Slot};
-use crate::metrics::{self, ShardMetrics};
+use crate::clients::{lock, ClientHandle};
+use crate::merge::Slot;
 use crate::route::{self, Plan};
-use crate::topology::{Shard, Topology};
+use crate::send::{send, send_as, send_plan};
+use crate::session::Session;
+use crate::shard::{ReplicaLink, Shard};
+use crate::shard_metrics;
+use crate::state::Router;
+use crate::topology::Topology;
 use crate::upstream::{UpRequest, UpResult};
 use crate::{cursor, local};
 
@@ -44,104 +45,6 @@ pub const MAX_PENDING: usize = 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// How long shutdown waits for clients to receive the replies they are owed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// State shared by every connection of a router.
-#[derive(Debug)]
-pub struct Router {
-    pub config: RouterConfig,
-    /// The ring and pools, swapped whole when membership changes.
-    pub topology: ArcSwap<Topology>,
-    pub clients: Clients,
-    /// Commands the router answers itself (shard label `router`).
-    pub metrics: ShardMetrics,
-    pub commands: AtomicU64,
-    pub started: Instant,
-    pub run_id: String,
-    /// The client-facing port (for INFO and CONFIG GET port).
-    pub port: u16,
-    pub io: IoThreads,
-    stop: watch::Sender<bool>,
-    pub failover: crate::health::FailoverStats,
-    /// The L4 listeners' pools (RING STATUS and metrics show their connections).
-    pub l4_pools: std::sync::Mutex<Vec<Arc<crate::l4::Pool>>>,
-    /// Membership changes: RING JOIN/LEAVE/CANCEL/STATUS, epochs pushed to nodes.
-    pub rebalance: crate::rebalance::Rebalancer,
-    /// This router, for tasks a request spawns (the migration path).
-    me: std::sync::Weak<Router>,
-}
-
-impl Drop for Router {
-    fn drop(&mut self) {
-        // Ends the IO threads and upstream tasks even if `serve` never ran to its end.
-        let _ = self.stop.send(true);
-    }
-}
-
-impl Router {
-    /// Starts the IO threads, builds the ring at epoch 1 and starts the upstream pools (inside a
-    /// tokio runtime).
-    pub fn new(config: RouterConfig, port: u16) -> io::Result<Arc<Router>> {
-        use rand::Rng;
-        let (stop, stop_rx) = watch::channel(false);
-        let io = IoThreads::start(config.io_threads, &stop_rx)?;
-        let topology = Topology::start(&config, 1, &stop_rx, &io)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let run_id: String = {
-            let mut rng = rand::thread_rng();
-            (0..40)
-                .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
-                .collect()
-        };
-        let router = Arc::new_cyclic(|me| Router {
-            config,
-            topology: ArcSwap::from_pointee(topology),
-            clients: Clients::default(),
-            metrics: ShardMetrics::new("router"),
-            commands: AtomicU64::new(0),
-            started: Instant::now(),
-            run_id,
-            port,
-            io,
-            stop,
-            failover: crate::health::FailoverStats::default(),
-            l4_pools: std::sync::Mutex::new(Vec::new()),
-            rebalance: crate::rebalance::Rebalancer::default(),
-            me: me.clone(),
-        });
-        // Learns the nodes' epoch, then keeps every node on this router's ring.
-        crate::rebalance::start(&router);
-        Ok(router)
-    }
-
-    /// A counted reference to this router (`None` while it is being dropped).
-    pub fn me(&self) -> Option<Arc<Router>> {
-        self.me.upgrade()
-    }
-
-    /// Starts pools for a shard with this router's settings (failover and joins build shards
-    /// after start-up).
-    pub fn start_shard(&self, id: &str, primary: &str, replicas: &[String], weight: u32) -> Shard {
-        let settings = crate::upstream::UpstreamSettings {
-            connect_timeout: self.config.connect_timeout,
-            request_timeout: self.config.request_timeout,
-            connections: self.io.connections_each(self.config.upstream_connections),
-        };
-        Shard::start(
-            id,
-            primary,
-            replicas,
-            weight,
-            settings,
-            &self.stop.subscribe(),
-            &self.io,
-        )
-    }
-
-    /// Tells background tasks (upstream connections, metrics) to stop.
-    pub fn stop_signal(&self) -> watch::Receiver<bool> {
-        self.stop.subscribe()
-    }
-}
 
 /// Serves clients on `listener` until `shutdown` resolves; then stops accepting, lets connected
 /// clients receive the replies they are owed (up to 2 s), and stops the upstream connections.
@@ -176,7 +79,7 @@ pub async fn serve(
     while !router.clients.is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let _ = router.stop.send(true);
+    router.stop();
     Ok(())
 }
 
@@ -239,48 +142,6 @@ impl Drop for Registered<'_> {
     }
 }
 
-/// Per-connection state a command may read or change.
-#[derive(Debug)]
-pub struct Session {
-    pub id: u64,
-    /// The IO thread this connection lives on (its upstream connections are that thread's).
-    pub io: usize,
-    pub proto: Protocol,
-    pub authenticated: bool,
-    /// Stop reading requests; close once the owed replies are written (QUIT, protocol error,
-    /// CLIENT KILL, shutdown).
-    pub closing: bool,
-    /// Close at once without a reply (an HTTP request on the RESP port).
-    pub close_now: bool,
-    pub client: Arc<ClientHandle>,
-    pub last_cmd: &'static str,
-    /// Requests that must run in order during a migration (created on first use).
-    pub chain: Option<crate::rebalance::Chain>,
-    /// Epoch of the ring the outstanding requests were planned on.
-    pub epoch: u64,
-    /// What `client.busy_epoch` holds (0: nothing outstanding), to store it only on changes.
-    busy_mark: u64,
-}
-
-impl Session {
-    pub fn who(&self) -> Who {
-        Who {
-            io: self.io,
-            proto: self.proto,
-            id: self.id,
-        }
-    }
-}
-
-/// The client a request travels for: its IO thread, protocol and id pick the upstream
-/// connection, so its requests to one shard keep their order.
-#[derive(Debug, Clone, Copy)]
-pub struct Who {
-    pub io: usize,
-    pub proto: Protocol,
-    pub id: u64,
-}
-
 async fn connection(
     router: &Router,
     mut sock: TcpStream,
@@ -289,19 +150,7 @@ async fn connection(
 ) -> io::Result<()> {
     sock.set_nodelay(true)?;
     let needs_auth = router.config.requirepass.is_some();
-    let mut s = Session {
-        id: handle.id,
-        io,
-        proto: Protocol::Resp2,
-        authenticated: !needs_auth,
-        closing: false,
-        close_now: false,
-        client: handle.clone(),
-        last_cmd: "NULL",
-        chain: None,
-        epoch: 0,
-        busy_mark: 0,
-    };
+    let mut s = Session::new(handle.clone(), io, !needs_auth);
     let mut decoder = RequestDecoder::new(router.config.limits, s.authenticated);
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
@@ -320,7 +169,7 @@ async fn connection(
             } else if s.busy_mark != topo.ring.epoch() {
                 // Publish the epoch before planning on it, then re-read the ring: a change's
                 // quiesce either sees this client busy on the old ring or this client sees the
-                // new one (`rebalance::quiesce`). Nothing is outstanding here.
+                // new one (`rebalance::publish::quiesce`). Nothing is outstanding here.
                 for _ in 0..4 {
                     let epoch = topo.ring.epoch();
                     handle.busy_epoch.store(epoch, SeqCst);
@@ -430,30 +279,6 @@ fn drain<'a>(fifo: &'a mut VecDeque<Slot>, out: &'a mut BytesMut) -> impl Future
     })
 }
 
-/// Queues `raw` on `shard`'s connection for this client and returns where its reply will arrive.
-pub fn send(
-    shard: &Shard,
-    s: &Session,
-    raw: Bytes,
-    cmd: u16,
-    start: Instant,
-) -> oneshot::Receiver<UpResult> {
-    send_as(shard, s.who(), raw, cmd, start)
-}
-
-/// [`send`] for a client known by its [`Who`] (the migration path runs outside the connection).
-pub fn send_as(
-    shard: &Shard,
-    who: Who,
-    raw: Bytes,
-    cmd: u16,
-    start: Instant,
-) -> oneshot::Receiver<UpResult> {
-    let (req, rx) = UpRequest::new(raw, cmd, start);
-    shard.pool.send(who.io, who.proto, who.id, req);
-    rx
-}
-
 /// The replica a read goes to under `[ring] read_from`, if any may serve it: healthy (in sync
 /// with this shard's primary), lag under `max_replica_lag`, and the key's arc not migrating.
 fn pick_replica(
@@ -462,7 +287,7 @@ fn pick_replica(
     shard: &Shard,
     args: &[Bytes],
     spec: &table::CommandSpec,
-) -> Option<Arc<crate::topology::ReplicaLink>> {
+) -> Option<Arc<ReplicaLink>> {
     use crate::config::ReadFrom;
     let policy = router.config.ring.read_from;
     if policy == ReadFrom::Primary || shard.replica_links.is_empty() {
@@ -502,7 +327,7 @@ pub const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_millis(1000);
 static ROUND_ROBIN: AtomicU64 = AtomicU64::new(0);
 
 fn send_to_replica(
-    replica: &crate::topology::ReplicaLink,
+    replica: &ReplicaLink,
     primary: &Arc<Shard>,
     s: &Session,
     raw: Bytes,
@@ -540,18 +365,6 @@ fn send_to_replica(
     out_rx
 }
 
-/// True for a shard's SCAN reply that ends its walk (cursor 0) with no keys.
-fn scan_done_and_empty(raw: &[u8]) -> bool {
-    let Some(els) = crate::frame::elements(raw) else {
-        return false;
-    };
-    let [cur, keys] = &els[..] else {
-        return false;
-    };
-    crate::frame::bulk_payload(&raw[cur.clone()]) == Some(&b"0"[..])
-        && crate::frame::elements(&raw[keys.clone()]).is_some_and(|k| k.is_empty())
-}
-
 /// A reply the router produced, counted under the `router` shard label.
 fn answer(router: &Router, cmd: u16, start: Instant, reply: &Reply, proto: Protocol) -> Slot {
     router
@@ -573,7 +386,7 @@ fn dispatch(
         return Slot::Ready(Bytes::new());
     };
     let spec = table::lookup(name);
-    let cmd = metrics::command_index(spec);
+    let cmd = shard_metrics::command_index(spec);
     let Some(spec) = spec else {
         if name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:") {
             tracing::warn!(
@@ -644,107 +457,6 @@ fn dispatch(
                     .observe(cmd, start.elapsed(), bytes.first() == Some(&b'-'));
             }
             slot
-        }
-    }
-}
-
-/// Sends a planned request to the shards' primaries and returns its slot: the part of dispatch
-/// the migration path (`rebalance`) shares. Fan-outs include shards outside the ring that a
-/// migration is still emptying (a key is in exactly one place, so nothing is counted twice).
-pub fn send_plan(
-    topo: &Topology,
-    who: Who,
-    plan: Plan,
-    args: &[Bytes],
-    raw: Bytes,
-    cmd: u16,
-    start: Instant,
-) -> Slot {
-    match plan {
-        Plan::Forward(shard) => match topo.shards.get(shard) {
-            Some(shard) => Slot::Forward(send_as(shard, who, raw, cmd, start)),
-            None => Slot::error("ERR the ring has no shards"),
-        },
-        Plan::Split {
-            merge,
-            step,
-            parts,
-            owners,
-        } => {
-            let receivers = parts
-                .iter()
-                .map(|part| {
-                    let request = route::part_request(args, part, step);
-                    send_as(&topo.shards[part.shard], who, request, cmd, start)
-                })
-                .collect();
-            Slot::Merge(Box::new(Merge::new(
-                receivers,
-                How::Split { merge, owners },
-            )))
-        }
-        Plan::FanOut(how) => {
-            let receivers = topo
-                .serving_shards()
-                .map(|shard| send_as(shard, who, raw.clone(), cmd, start))
-                .collect();
-            Slot::Merge(Box::new(Merge::new(receivers, How::FanOut(how))))
-        }
-        Plan::Scan => {
-            let Some(cursor) = cursor::parse(&args[1]) else {
-                return Slot::error("ERR invalid cursor");
-            };
-            let serving: Vec<&Arc<Shard>> = topo.serving_shards().collect();
-            let shards = serving.len();
-            let pos = cursor::decode(cursor, shards);
-            if pos.shard >= serving.len() {
-                return Slot::error("ERR invalid cursor");
-            }
-            let (first, mut shard_cursor) = (pos.shard, pos.cursor);
-            let serving: Vec<Arc<Shard>> = serving.into_iter().cloned().collect();
-            let args: Vec<Bytes> = args.to_vec();
-            let (tx, rx) = oneshot::channel();
-            // A shard that finished with nothing to return hands over to the next one within the
-            // same call, so an empty cluster answers cursor 0 as Redis does.
-            tokio::spawn(async move {
-                let mut index = first;
-                let result = loop {
-                    let mut digits = itoa::Buffer::new();
-                    let c = Bytes::copy_from_slice(digits.format(shard_cursor).as_bytes());
-                    let rewritten: Vec<&[u8]> = std::iter::once(&args[0][..])
-                        .chain(std::iter::once(&c[..]))
-                        .chain(args[2..].iter().map(|a| &a[..]))
-                        .collect();
-                    let mut request = BytesMut::with_capacity(64);
-                    ringcache_protocol::resp::encode_request(&mut request, rewritten);
-                    let reply =
-                        match send_as(&serving[index], who, request.freeze(), cmd, start).await {
-                            Ok(r) => r,
-                            Err(_) => break Err(()),
-                        };
-                    let Ok(raw) = &reply else {
-                        break Ok(reply);
-                    };
-                    if index + 1 < serving.len() && scan_done_and_empty(raw) {
-                        index += 1;
-                        shard_cursor = 0;
-                        continue;
-                    }
-                    let how = How::Scan {
-                        shard: index,
-                        shards: serving.len(),
-                    };
-                    break Ok(Ok(crate::merge::combine(&how, vec![reply])));
-                };
-                if let Ok(r) = result {
-                    let _ = tx.send(r);
-                }
-            });
-            Slot::Forward(rx)
-        }
-        Plan::CrossShard => Slot::error(route::CROSSSHARD),
-        Plan::Local | Plan::Unsupported | Plan::WrongArity => {
-            Slot::error("ERR the router answers this command itself")
         }
     }
 }

@@ -2,7 +2,6 @@
 //! the shard's primary. Held in an `ArcSwap` by the router, so a membership change (a later
 //! release) publishes a new `Topology` atomically while requests in progress finish on the old one.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
 use std::sync::Arc;
 
 use ringcache_protocol::hash::key_hash;
@@ -11,73 +10,9 @@ use tokio::sync::watch;
 
 use crate::config::{RouterConfig, ShardConfig};
 use crate::io_threads::IoThreads;
-use crate::metrics::ShardMetrics;
-use crate::rebalance::Migrating;
-use crate::upstream::{UpstreamPool, UpstreamSettings};
-
-/// One shard as the router serves it.
-#[derive(Debug)]
-pub struct Shard {
-    pub id: String,
-    pub primary: String,
-    pub replicas: Vec<String>,
-    pub weight: u32,
-    pub pool: UpstreamPool,
-    pub metrics: Arc<ShardMetrics>,
-    /// Read connections to the replicas, with the health and lag the health checker last saw.
-    pub replica_links: Vec<Arc<ReplicaLink>>,
-}
-
-/// A replica the router may send reads to.
-#[derive(Debug)]
-pub struct ReplicaLink {
-    pub addr: String,
-    pub pool: UpstreamPool,
-    /// Requests sent and not yet answered (least-connections picks the smallest).
-    pub outstanding: Arc<AtomicUsize>,
-    /// Reachable, replicating from this shard's primary, link up (set by the health checker).
-    pub healthy: AtomicBool,
-    /// Milliseconds since it last heard from its primary.
-    pub lag_ms: AtomicI64,
-}
-
-impl Shard {
-    /// Starts a shard's pools: the primary's and a read pool per replica.
-    #[allow(clippy::too_many_arguments)]
-    pub fn start(
-        id: &str,
-        primary: &str,
-        replicas: &[String],
-        weight: u32,
-        settings: UpstreamSettings,
-        stop: &watch::Receiver<bool>,
-        io: &IoThreads,
-    ) -> Shard {
-        let metrics = Arc::new(ShardMetrics::new(id));
-        let replica_links = replicas
-            .iter()
-            .map(|r| {
-                Arc::new(ReplicaLink {
-                    addr: r.clone(),
-                    pool: UpstreamPool::start(id, r, settings, metrics.clone(), stop.clone(), io),
-                    outstanding: Arc::new(AtomicUsize::new(0)),
-                    // Not trusted for reads until the health checker has seen it in sync.
-                    healthy: AtomicBool::new(false),
-                    lag_ms: AtomicI64::new(i64::MAX),
-                })
-            })
-            .collect();
-        Shard {
-            id: id.to_string(),
-            primary: primary.to_string(),
-            replicas: replicas.to_vec(),
-            weight,
-            pool: UpstreamPool::start(id, primary, settings, metrics.clone(), stop.clone(), io),
-            metrics,
-            replica_links,
-        }
-    }
-}
+use crate::rebalance::migrating::Migrating;
+use crate::shard::Shard;
+use crate::upstream::UpstreamSettings;
 
 /// A ring and its shards' pools, indexed alike: `shards[i]` is `ring.shards()[i]`.
 #[derive(Debug)]

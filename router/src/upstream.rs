@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::frame::{self, FrameScanner};
 use crate::io_threads::IoThreads;
-use crate::metrics::ShardMetrics;
+use crate::shard_metrics::ShardMetrics;
 
 /// Why an upstream request failed. Always carries the shard id and address, so the error a client
 /// sees says which shard is in trouble.

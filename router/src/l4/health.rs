@@ -1,0 +1,129 @@
+//! Health checks of L4 backends: PING every interval, `fall` failures in a row mark a backend
+//! down, `rise` successes mark it up; a `replicas:<shard>` pool also follows its shard's
+//! replicas.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::l4::pool::{Backend, Member, Pool};
+
+/// Health-check settings: PING every `interval`, `fall` failures in a row mark a backend down,
+/// `rise` successes mark it up again.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub fall: u32,
+    pub rise: u32,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(500),
+            fall: 3,
+            rise: 2,
+        }
+    }
+}
+
+/// Where a pool's membership comes from when it can change (a shard's replicas).
+pub type MemberSource = Arc<dyn Fn() -> Vec<Member> + Send + Sync>;
+
+/// Health-checks every backend of `pool` with PING until `stop`, first refreshing its members
+/// from `members` when given.
+pub async fn health_loop(
+    pool: Arc<Pool>,
+    settings: HealthSettings,
+    members: Option<MemberSource>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(settings.interval);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        if let Some(source) = &members {
+            let want = source();
+            let have = pool.backends();
+            let same = want.len() == have.len()
+                && want
+                    .iter()
+                    .zip(have.iter())
+                    .all(|(m, b)| m.addr == b.addr && m.weight == b.weight);
+            if !same {
+                tracing::info!(pool = %pool.name, backends = want.len(), "L4 pool membership changed");
+                pool.set_members(&want);
+            }
+        }
+        let name = pool.name.as_str();
+        let backends = pool.backends();
+        let checks = backends.iter().map(|b| async move {
+            let ok = ping(&b.addr, settings.timeout).await;
+            record(name, b, ok, settings);
+        });
+        futures::future::join_all(checks).await;
+    }
+}
+
+fn record(pool: &str, b: &Backend, ok: bool, s: HealthSettings) {
+    if ok {
+        b.fails.store(0, Relaxed);
+        let passes = b.passes.fetch_add(1, Relaxed) + 1;
+        if !b.healthy.load(Relaxed) && passes >= s.rise {
+            b.healthy.store(true, Relaxed);
+            tracing::info!(pool, backend = %b.addr, "backend up");
+        }
+    } else {
+        b.passes.store(0, Relaxed);
+        let fails = b.fails.fetch_add(1, Relaxed) + 1;
+        if b.healthy.load(Relaxed) && fails >= s.fall {
+            b.healthy.store(false, Relaxed);
+            tracing::warn!(pool, backend = %b.addr, "backend down");
+        }
+    }
+}
+
+/// True if `addr` answers PING with +PONG (or -NOAUTH: alive, just password-protected).
+pub async fn ping(addr: &str, timeout: Duration) -> bool {
+    let attempt = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"*1\r\n$4\r\nPING\r\n").await.ok()?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).await.ok()?;
+        let reply = &buf[..n];
+        Some(reply.starts_with(b"+PONG") || reply.starts_with(b"-NOAUTH"))
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::l4::pool::Policy;
+
+    #[test]
+    fn health_marks_down_after_fall_and_up_after_rise() {
+        let p = Pool::new("t", Policy::RoundRobin, &["a:1".parse().unwrap()]);
+        let backends = p.backends();
+        let b = &backends[0];
+        let s = HealthSettings::default();
+        record("t", b, false, s);
+        record("t", b, false, s);
+        assert!(b.healthy.load(Relaxed));
+        record("t", b, false, s);
+        assert!(!b.healthy.load(Relaxed));
+        record("t", b, true, s);
+        assert!(!b.healthy.load(Relaxed));
+        record("t", b, true, s);
+        assert!(b.healthy.load(Relaxed));
+    }
+}

@@ -1,0 +1,186 @@
+//! A membership change from the admin's side: `RING JOIN`/`LEAVE` checks the joining node,
+//! plans the change at an epoch above every node's, publishes it and hands the arcs to the
+//! mover; `RING CANCEL` stops the mover and waits for the rollback to be in effect.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::clients::lock;
+use crate::rebalance::mover::{drive, estimate};
+use crate::rebalance::node_conn::{as_int, node_state, NodeConn};
+use crate::rebalance::outcome::{ChangeError, ChangeOutcome};
+use crate::rebalance::plan::{plan_change, Change};
+use crate::rebalance::publish::{build_topology, publish, revert};
+use crate::rebalance::sync::nodes_enforce;
+use crate::shard::Shard;
+use crate::state::Router;
+
+/// Starts `change` and answers once its epoch is in effect (keys move in the background).
+/// `caller` is the client that asked (its own request is outstanding while the change quiesces).
+pub async fn begin(
+    router: Arc<Router>,
+    change: Change,
+    caller: u64,
+) -> Result<ChangeOutcome, ChangeError> {
+    let rb = &router.rebalance;
+    let guard = rb.change_lock.lock().await;
+    if rb.in_progress() {
+        return Err(ChangeError::InProgress);
+    }
+    let cur = router.topology.load_full();
+    let timeout = router.config.connect_timeout;
+
+    // The joining node must answer, must not serve another shard, and must be empty unless it
+    // already took part in this shard (a change re-issued to resume).
+    let mut new_shard = None;
+    if let Change::Join {
+        id,
+        primary,
+        replicas,
+        weight,
+    } = &change
+    {
+        if let Some(s) = cur
+            .serving_shards()
+            .find(|s| s.primary == *primary || s.replicas.contains(primary) || s.id == *id)
+        {
+            return Err(ChangeError::Taken {
+                shard: s.id.clone(),
+                id: id.clone(),
+                primary: primary.clone(),
+            });
+        }
+        let mut conn = match NodeConn::connect(primary, timeout).await {
+            Ok(c) => c,
+            Err(e) => return Err(ChangeError::Unreachable(e)),
+        };
+        let (node_epoch, node_id) = match node_state(&mut conn, timeout).await {
+            Ok(st) => (st.epoch, st.shard),
+            Err(e) => return Err(ChangeError::NoTopology(e)),
+        };
+        if node_epoch > 0 && !node_id.is_empty() && node_id != *id {
+            return Err(ChangeError::ServesAnother {
+                primary: primary.clone(),
+                serves: node_id,
+                epoch: node_epoch,
+            });
+        }
+        let keys = conn
+            .call(&["DBSIZE"], timeout)
+            .await
+            .ok()
+            .as_ref()
+            .and_then(as_int)
+            .unwrap_or(0);
+        if keys > 0 && !(node_epoch > 0 && node_id == *id) {
+            return Err(ChangeError::NotEmpty {
+                primary: primary.clone(),
+                keys,
+            });
+        }
+        new_shard = Some(Arc::new(router.start_shard(id, primary, replicas, *weight)));
+    }
+
+    let mut pool: Vec<Arc<Shard>> = cur.serving_shards().cloned().collect();
+    pool.extend(new_shard);
+    // Never publish below what the nodes hold.
+    let epochs = futures::future::join_all(pool.iter().map(|s| async move {
+        let mut c = NodeConn::connect(&s.primary, timeout).await?;
+        node_state(&mut c, timeout).await.map(|st| st.epoch)
+    }))
+    .await;
+    let nodes_max = epochs
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .max()
+        .unwrap_or(0);
+    let plan = plan_change(&cur.ring, &change, nodes_max + 1)?;
+    let converging = nodes_max > cur.ring.epoch() || lock(&rb.state).conflict.is_some();
+    if converging {
+        // Another router (or this one before a restart) published a ring this one did not. Go
+        // on only if the nodes already enforce the ring this change leads to: then it converges
+        // (moving whatever is left, a no-op for keys already moved) instead of replacing theirs.
+        let at_max: Vec<Arc<Shard>> = pool
+            .iter()
+            .zip(&epochs)
+            .filter(|(s, e)| {
+                plan.next.shard_index(&s.id).is_some() && matches!(e, Ok(n) if *n == nodes_max)
+            })
+            .map(|(s, _)| s.clone())
+            .collect();
+        if let Err(e) = nodes_enforce(&plan.next, &at_max, timeout).await {
+            return Err(ChangeError::Diverged {
+                epoch: nodes_max,
+                change: change.describe(),
+                reason: e,
+            });
+        }
+        tracing::info!(epoch = nodes_max, change = %change.describe(), "the nodes already enforce this change's ring: converging to it");
+    }
+    let old_specs = cur.ring.shards().to_vec();
+    let what = change.describe();
+    let next = build_topology(&plan, &pool, &what);
+    let map = next.migrating.map().cloned();
+    tracing::info!(change = %what, epoch = plan.next.epoch(), arcs = plan.moves.len(), "membership change starting");
+    // Cleared before the change becomes visible, so a RING CANCEL from then on is not lost.
+    rb.cancel.store(false, Ordering::SeqCst);
+    rb.start_progress(&what, &plan, "publishing");
+
+    if let Err(e) = publish(&router, next, &plan.gainers, &[caller]).await {
+        tracing::error!(change = %what, error = %e, "membership change abandoned");
+        // Bring back the nodes that took the new ring, unless that ring is the cluster's
+        // already (converging): then this router's old one must not replace it.
+        if !converging {
+            revert(&router, &cur, plan.next.epoch()).await;
+        }
+        rb.set_error(&e.to_string());
+        rb.finish("failed");
+        return Err(ChangeError::Abandoned {
+            change: what,
+            reason: e,
+        });
+    }
+    rb.update(|p| {
+        if p.state == "publishing" {
+            p.state = "moving";
+        }
+    });
+    lock(&rb.state).conflict = None;
+    drop(guard);
+    match map {
+        Some(map) => {
+            let r = router.clone();
+            tokio::spawn(async move {
+                estimate(&r, &map, &cur.ring).await;
+                drive(r, map, old_specs, what).await;
+            });
+            Ok(ChangeOutcome::Moving)
+        }
+        // Nothing to move (no arc changed owner): the change is complete.
+        None => {
+            rb.finish("done");
+            Ok(ChangeOutcome::Done)
+        }
+    }
+}
+
+/// `RING CANCEL`: stops the mover and rolls back; answers once the rollback is in effect.
+pub async fn cancel(router: Arc<Router>, caller: u64) -> Result<ChangeOutcome, ChangeError> {
+    let rb = &router.rebalance;
+    let (tx, rx) = oneshot::channel();
+    {
+        let mut st = lock(&rb.state);
+        match st.current.as_mut() {
+            None => return Err(ChangeError::NothingToCancel),
+            Some(p) if p.what.starts_with("rollback") => {
+                return Err(ChangeError::AlreadyRollingBack)
+            }
+            Some(p) => p.state = "cancelling",
+        }
+        st.cancel_waiters.push((caller, tx));
+    }
+    rb.cancel.store(true, Ordering::SeqCst);
+    rx.await.unwrap_or(Err(ChangeError::Ended))
+}

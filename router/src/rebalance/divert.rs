@@ -1,0 +1,343 @@
+//! The request path while arcs move: a command touching a key of a moving arc (and any request
+//! of a client while such a one is outstanding) goes on the client's chain, which first moves
+//! the keys (`MIGRATE-KEYS` to their sources), then sends the commands in order; a
+//! `-WRONGSHARD` is retried once after catching up, else answered `-TRYAGAIN`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringcache_protocol::hash::key_hash;
+use ringcache_protocol::ring::Epoch;
+use ringcache_protocol::table::CommandSpec;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clients::Who;
+use crate::merge::{error_bytes, Slot};
+use crate::rebalance::chain::{Chain, Job};
+use crate::rebalance::publish::{migrate_keys_index, migrate_keys_request};
+use crate::rebalance::sync::sync_nodes;
+use crate::route::{self, Plan};
+use crate::send;
+use crate::session::Session;
+use crate::state::Router;
+use crate::topology::Topology;
+use crate::upstream::UpRequest;
+
+/// How long the migration path waits for this router's ring to reach a node's newer epoch.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+
+/// The request path's hook: returns the slot if this request goes through the client's chain
+/// (it touches a moving arc, or the chain is busy), `None` for the usual fast path.
+#[allow(clippy::too_many_arguments)]
+pub fn divert(
+    router: &Router,
+    topo: &Topology,
+    s: &mut Session,
+    spec: &'static CommandSpec,
+    plan: &Plan,
+    args: &[Bytes],
+    raw: &Bytes,
+    cmd: u16,
+    start: Instant,
+) -> Option<Slot> {
+    if !matches!(
+        plan,
+        Plan::Forward(_) | Plan::Split { .. } | Plan::FanOut(_) | Plan::Scan
+    ) {
+        return None;
+    }
+    let busy = s.chain.as_ref().is_some_and(Chain::busy);
+    if !busy {
+        if topo.migrating.is_empty() {
+            return None;
+        }
+        let moving = matches!(plan, Plan::Forward(_) | Plan::Split { .. })
+            && spec
+                .key_positions(args.len())
+                .any(|i| topo.migrating.is_migrating(key_hash(&args[i])));
+        if !moving {
+            return None;
+        }
+    }
+    let Some(me) = router.me() else {
+        return Some(Slot::error("ERR the router is shutting down"));
+    };
+    let who = s.who();
+    let chain = s.chain.get_or_insert_with(|| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(chain_task(me, rx, pending.clone()));
+        Chain { tx, pending }
+    });
+    let (tx, rx) = oneshot::channel();
+    chain.pending.fetch_add(1, Ordering::AcqRel);
+    let job = Job {
+        args: args.to_vec(),
+        raw: raw.clone(),
+        spec,
+        cmd,
+        start,
+        who,
+        reply: tx,
+    };
+    if let Err(mpsc::error::SendError(job)) = chain.tx.send(job) {
+        chain.pending.fetch_sub(1, Ordering::AcqRel);
+        let _ = job
+            .reply
+            .send(Ok(error_bytes("ERR the router is shutting down")));
+    }
+    Some(Slot::Forward(rx))
+}
+
+/// Most requests a chain runs as one batch (a client's pipeline is usually shorter).
+const CHAIN_BATCH: usize = 256;
+
+async fn chain_task(
+    router: Arc<Router>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    pending: Arc<AtomicUsize>,
+) {
+    let mut batch = Vec::new();
+    while let Some(job) = rx.recv().await {
+        batch.push(job);
+        while batch.len() < CHAIN_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let replies = run_batch(&router, &batch).await;
+        for (job, reply) in batch.drain(..).zip(replies) {
+            let _ = job.reply.send(Ok(reply));
+            pending.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Runs the requests a client queued on its chain as one pipeline: first every key of theirs
+/// in a moving arc is moved (one `MIGRATE-KEYS` per source and target, in parallel), then
+/// all of them are sent in order, as the fast path sends a pipeline, and answered in order.
+/// One at a time, each paid two round trips after the previous one's reply. A request
+/// refused with `-WRONGSHARD` is run again alone ([`run_job`]); if moving the keys fails,
+/// every request runs alone, so only those whose keys could not be moved fail.
+async fn run_batch(router: &Arc<Router>, jobs: &[Job]) -> Vec<Bytes> {
+    let topo = router.topology.load_full();
+    if topo.shards.is_empty() {
+        return jobs
+            .iter()
+            .map(|_| error_bytes("ERR the ring has no shards"))
+            .collect();
+    }
+    let plans: Vec<Plan> = jobs
+        .iter()
+        .map(|j| route::plan(j.spec, &j.args, |k| topo.owner(k).unwrap_or(0)))
+        .collect();
+    // Each key once (a batch may touch one key many times), in the order first seen.
+    let mut seen = std::collections::HashSet::new();
+    let mut keys: Vec<&Bytes> = Vec::new();
+    for (job, plan) in jobs.iter().zip(&plans) {
+        if matches!(plan, Plan::Forward(_) | Plan::Split { .. }) {
+            for i in job.spec.key_positions(job.args.len()) {
+                if seen.insert(&job.args[i]) {
+                    keys.push(&job.args[i]);
+                }
+            }
+        }
+    }
+    if let Some(first) = jobs.first() {
+        if migrate_keys(router, &topo, &keys, first.who, first.start)
+            .await
+            .is_err()
+        {
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                out.push(run_job(router, job).await);
+            }
+            return out;
+        }
+    }
+    let mut slots: Vec<Slot> = jobs
+        .iter()
+        .zip(plans)
+        .map(|(job, plan)| send_job(&topo, job, plan))
+        .collect();
+    let mut out = Vec::with_capacity(jobs.len());
+    for (job, slot) in jobs.iter().zip(&mut slots) {
+        let bytes = std::future::poll_fn(|cx| slot.poll_take(cx)).await;
+        if wrongshard(&bytes).is_some() {
+            out.push(run_job(router, job).await);
+        } else {
+            out.push(bytes);
+        }
+    }
+    out
+}
+
+fn send_job(topo: &Topology, job: &Job, plan: Plan) -> Slot {
+    send::send_plan(
+        topo,
+        job.who,
+        plan,
+        &job.args,
+        job.raw.clone(),
+        job.cmd,
+        job.start,
+    )
+}
+
+/// Runs one request: moves its keys out of moving arcs at their sources, sends it to the
+/// primaries, waits for the reply; on `-WRONGSHARD` catches up and retries once.
+async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
+    let mut retried = false;
+    loop {
+        let topo = router.topology.load_full();
+        if topo.shards.is_empty() {
+            return error_bytes("ERR the ring has no shards");
+        }
+        let plan = route::plan(job.spec, &job.args, |k| topo.owner(k).unwrap_or(0));
+        if matches!(plan, Plan::Forward(_) | Plan::Split { .. }) {
+            let keys: Vec<&Bytes> = job
+                .spec
+                .key_positions(job.args.len())
+                .map(|i| &job.args[i])
+                .collect();
+            if let Err(e) = migrate_keys(router, &topo, &keys, job.who, job.start).await {
+                return error_bytes(&e);
+            }
+        }
+        let mut slot = send_job(&topo, job, plan);
+        let bytes = std::future::poll_fn(|cx| slot.poll_take(cx)).await;
+        let Some((epoch, owner)) = wrongshard(&bytes) else {
+            return bytes;
+        };
+        let mine = topo.ring.epoch();
+        if retried {
+            return tryagain(epoch, &owner, mine);
+        }
+        retried = true;
+        router
+            .rebalance
+            .counters
+            .wrongshard_retries
+            .fetch_add(1, Ordering::Relaxed);
+        if epoch > mine {
+            // This router's own change may be publishing that epoch: wait for it briefly.
+            let deadline = Instant::now() + CATCH_UP_WAIT;
+            while router.topology.load().ring.epoch() < epoch && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if router.topology.load().ring.epoch() < epoch {
+                return tryagain(epoch, &owner, mine);
+            }
+        } else if epoch < mine {
+            // The node missed a push: give every node behind the current ring, then retry.
+            sync_nodes(router).await;
+        } else {
+            // Same epoch, different ring: only another router can have pushed it. Pushing ours
+            // would replace it on that node; refuse instead.
+            return tryagain(epoch, &owner, mine);
+        }
+    }
+}
+
+/// Sends `MIGRATE-KEYS <target> key...` to each source holding some of `keys` in a moving
+/// arc, in parallel, and waits for every reply.
+async fn migrate_keys(
+    router: &Router,
+    topo: &Topology,
+    keys: &[&Bytes],
+    who: Who,
+    start: Instant,
+) -> Result<(), String> {
+    let mut groups: Vec<(&str, &str, Vec<&Bytes>)> = Vec::new();
+    for &key in keys {
+        if let Some(m) = topo.migrating.find(key_hash(key)) {
+            match groups
+                .iter_mut()
+                .find(|(f, t, _)| *f == m.from && *t == m.to)
+            {
+                Some(g) => g.2.push(key),
+                None => groups.push((&m.from, &m.to, vec![key])),
+            }
+        }
+    }
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let cmd = migrate_keys_index();
+    let mut waits = Vec::with_capacity(groups.len());
+    for (from, to, keys) in &groups {
+        let (Some(src), Some(dst)) = (topo.shard_by_id(from), topo.shard_by_id(to)) else {
+            return Err(format!(
+                "TRYAGAIN shard '{from}' or '{to}' of a moving arc is gone"
+            ));
+        };
+        // On the side lanes: the source answers only after its own round trip to the target,
+        // and the clients sharing a regular connection with this request must not wait on it.
+        let (req, rx) = UpRequest::new(migrate_keys_request(&dst.primary, keys), cmd, start);
+        src.pool.send_slow(who.io, who.id, req);
+        waits.push((src.id.clone(), dst.id.clone(), rx));
+    }
+    let rb = &router.rebalance;
+    for (from, to, rx) in waits {
+        let reply = match rx.await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => return Err(e.reply_text()),
+            Err(_) => return Err("ERR the shard connection closed before replying".into()),
+        };
+        rb.counters
+            .request_migrations
+            .fetch_add(1, Ordering::Relaxed);
+        match reply.first() {
+            Some(b':') => {
+                let n = std::str::from_utf8(&reply[1..])
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                rb.counters
+                    .request_keys_moved
+                    .fetch_add(n, Ordering::Relaxed);
+            }
+            _ => {
+                let text = String::from_utf8_lossy(reply.get(1..).unwrap_or_default());
+                return Err(format!(
+                    "TRYAGAIN moving the key from shard '{from}' to '{to}' failed: {}",
+                    text.trim_end()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `-WRONGSHARD <epoch> <owner>` → `(epoch, owner)`.
+fn wrongshard(reply: &[u8]) -> Option<(Epoch, String)> {
+    let rest = reply.strip_prefix(b"-WRONGSHARD ")?;
+    let text = std::str::from_utf8(rest).ok()?.trim_end();
+    let (epoch, owner) = text.split_once(' ')?;
+    Some((epoch.parse().ok()?, owner.to_string()))
+}
+
+fn tryagain(epoch: Epoch, owner: &str, mine: Epoch) -> Bytes {
+    error_bytes(&format!(
+        "TRYAGAIN the node says shard '{owner}' owns this key at epoch {epoch}; this router routes by epoch {mine} (another router changed membership: give this one the same change)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrongshard_replies_parse() {
+        assert_eq!(
+            wrongshard(b"-WRONGSHARD 7 d\r\n"),
+            Some((7, "d".to_string()))
+        );
+        assert_eq!(wrongshard(b"-ERR nope\r\n"), None);
+        assert_eq!(wrongshard(b"+OK\r\n"), None);
+        assert!(tryagain(7, "d", 6).starts_with(b"-TRYAGAIN "));
+    }
+}

@@ -1,0 +1,87 @@
+//! Membership changes that move only the affected key ranges: `RING JOIN`, `RING LEAVE`,
+//! `RING CANCEL`, `RING STATUS`, the epochs pushed to the nodes, and the request path while
+//! arcs migrate.
+//!
+//! # One change, step by step ([`begin`])
+//! 1. Under [`Rebalancer::change_lock`] (failover takes it too, so two changes never pick the same
+//!    epoch): the next ring is `ring.with_shard` / `ring.without_shard` at epoch
+//!    `max(router, nodes) + 1`, and `diff` gives the moves (a join moves arcs only *to* the new
+//!    shard, a leave only *from* the leaving one).
+//! 2. The new ring is pushed (`TOPOLOGY SET`) to the shards that *gain* arcs first: under the new
+//!    ring they own a superset of what they owned, so nothing this router still sends them is
+//!    refused. If one of them cannot take it, the change is abandoned (the old membership is
+//!    republished at a later epoch) before anything moved.
+//! 3. The router swaps in the new [`Topology`](crate::topology::Topology) with the moving arcs
+//!    marked [`Migrating`], then *quiesces*: it waits until every client's requests planned on
+//!    the old ring have been answered (connections hold new requests while old ones are
+//!    outstanding; see `proxy::connection`). Only then is the ring pushed to everyone else,
+//!    sources included (who from then on refuse the arcs they lost with `-WRONGSHARD`), and the
+//!    mover starts. So no request this router planned on the old ring can land on a source after
+//!    a key left it.
+//! 4. Request path: a command touching a key of a moving arc first asks the source
+//!    `MIGRATE-KEYS <target> key...` (atomic per key: copy, confirm, delete), then goes to the
+//!    target. A client's such requests run one after another, in order, on its own chain (and
+//!    so do its later requests while the chain is busy), so a pipeline keeps its order.
+//! 5. The background mover runs one worker per `(from, to)` pair: `MIGRATE-ARC <target> start
+//!    end <batch>` on the source until a call reports `more = 0` (every key of the arc it held
+//!    has moved, and no new one can appear there); then the arc is done and requests for it take
+//!    the fast path again. Progress (keys, bytes, arcs, rate, ETA) is in
+//!    `RING STATUS` and the metrics. When every arc is done the marks are dropped (same epoch:
+//!    nodes never knew about them) and a leaving shard's pools are closed.
+//!
+//! # Cancel
+//! `RING CANCEL` stops the mover after the batches in flight, then rolls back: the old
+//! membership is published at the next epoch (pushed first to the shards that get their arcs
+//! back), with every arc of the cancelled change marked moving in the *reverse* direction, and
+//! the mover brings back whatever had moved (request path likewise). Every arc always has one
+//! owner, and keys only ever travel by the nodes' atomic per-key migration, so none is lost or
+//! duplicated; a deleted key is not resurrected because a moved key no longer exists at its
+//! source. A rollback cannot itself be cancelled; it is done when its arcs are empty.
+//!
+//! # Several routers, stale epochs
+//! Nodes fence: a node that is a member of its ring refuses keys it does not own
+//! (`-WRONGSHARD <epoch> <owner>`). A router never pushes a ring at an epoch a node already has
+//! (equal epochs are accepted by nodes, so that would silently replace another router's ring):
+//! at start-up it adopts the nodes' highest epoch and only pushes to nodes below it; a change
+//! goes to `max + 1`. On `-WRONGSHARD` the migration path waits briefly for this router's own
+//! ring to reach that epoch (its change being published) and retries once; if the node is
+//! behind, the router re-pushes its ring and retries once; otherwise (another router changed
+//! membership, and this one cannot learn the new shard's address from the nodes) the client gets
+//! `-TRYAGAIN`. Give the other routers the same change (`RING JOIN` with the same arguments, or
+//! SIGHUP after editing `cluster.toml`): moving already-moved keys is a no-op, so it converges.
+//!
+//! # Files
+//! Under the router's state ([`crate::state`] holds a [`Rebalancer`], [`crate::topology`] a
+//! [`Migrating`]): [`migrating`] (the moving-arcs map), [`plan`] (pure planning, `RING JOIN`
+//! arguments), [`outcome`] (what a change request comes to), [`progress`] (what `RING STATUS`
+//! and the metrics report), [`rebalancer`] (the state itself), [`chain`] (a client's queue on
+//! the request path), [`node_conn`] (admin connections to nodes, and `ringcache ctl`'s reply
+//! helpers). Above it, acting on the [`Router`](crate::state::Router): [`publish`] (pushing
+//! epochs), [`mover`] (the background mover, completion, rollback), [`sync`] (epoch sync,
+//! resuming a change), [`change`] (`RING JOIN`/`LEAVE`/`CANCEL`), [`divert`](mod@divert) (the
+//! request path).
+
+pub mod chain;
+pub mod change;
+pub mod divert;
+pub mod migrating;
+pub mod mover;
+pub mod node_conn;
+pub mod outcome;
+pub mod plan;
+pub mod progress;
+pub mod publish;
+pub mod rebalancer;
+pub mod sync;
+
+pub use chain::Chain;
+pub use change::{begin, cancel};
+pub use divert::divert;
+pub use migrating::{Migrating, MigrationMap, MovingArc};
+pub use node_conn::{parse_ring_nodes, reply_text, status_field, NodeConn, NodeEntry};
+pub use outcome::{ChangeError, ChangeOutcome, GainersRefused};
+pub use plan::{parse_join, plan_change, plan_rollback, Change, ChangePlan};
+pub use progress::MigrationCounters;
+pub use publish::topology_set;
+pub use rebalancer::Rebalancer;
+pub use sync::start;

@@ -1,0 +1,353 @@
+//! The background mover: one worker per `(from, to)` stream calls `MIGRATE-ARC` on the source,
+//! batch after batch, until each arc is empty, at `[ring] migration_rate`; then the change is
+//! completed (marks dropped, `TOPOLOGY DONE`), or, after `RING CANCEL`, rolled back and the
+//! arcs moved home the same way.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringcache_protocol::ring::{Ring, ShardSpec};
+use ringcache_protocol::Reply;
+
+use crate::clients::lock;
+use crate::rebalance::migrating::{Migrating, MigrationMap};
+use crate::rebalance::node_conn::{as_int, NodeConn};
+use crate::rebalance::outcome::ChangeOutcome;
+use crate::rebalance::plan::plan_rollback;
+use crate::rebalance::publish::{build_topology, done_on_nodes, nodes_of, publish};
+use crate::shard::Shard;
+use crate::state::Router;
+use crate::topology::Topology;
+
+/// One `MIGRATE-ARC` batch may take a while on a loaded node; the node bounds its own I/O at 5 s.
+const MIGRATE_ARC_TIMEOUT: Duration = Duration::from_secs(20);
+const MOVER_MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MOVER_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Reads each source's key count once so `RING STATUS` can estimate what is left.
+pub(super) async fn estimate(router: &Arc<Router>, map: &MigrationMap, old: &Ring) {
+    let topo = router.topology.load_full();
+    let timeout = router.config.connect_timeout;
+    let shares: HashMap<String, f64> = old.shares().into_iter().collect();
+    let mut counts: HashMap<String, Option<u64>> = HashMap::new();
+    for (from, _, _) in map.groups() {
+        if counts.contains_key(from) {
+            continue;
+        }
+        let n = match topo.shard_by_id(from) {
+            Some(s) => match NodeConn::connect(&s.primary, timeout).await {
+                Ok(mut c) => c
+                    .call(&["DBSIZE"], timeout)
+                    .await
+                    .ok()
+                    .as_ref()
+                    .and_then(as_int)
+                    .and_then(|n| u64::try_from(n).ok()),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        counts.insert(from.clone(), n);
+    }
+    let circle = (1u128 << 64) as f64;
+    let estimates: Vec<Option<u64>> = map
+        .groups()
+        .iter()
+        .map(|(from, _, arcs)| {
+            let width: u128 = arcs.iter().map(|&i| map.arcs()[i].arc.width()).sum();
+            let share = shares.get(from).copied().unwrap_or(0.0);
+            let n = counts.get(from).copied().flatten()?;
+            (share > 0.0).then(|| ((n as f64) * (width as f64 / circle) / share).round() as u64)
+        })
+        .collect();
+    router.rebalance.update(|p| {
+        for (m, e) in p.moves.iter_mut().zip(estimates) {
+            m.estimate = e;
+        }
+    });
+}
+
+/// Runs the mover; then ends the change, or rolls it back if it was cancelled.
+pub(super) async fn drive(
+    router: Arc<Router>,
+    map: Arc<MigrationMap>,
+    old_specs: Vec<ShardSpec>,
+    what: String,
+) {
+    let cancelled = move_all(&router, &map, true).await;
+    if *router.stop_signal().borrow() {
+        return;
+    }
+    if cancelled {
+        rollback(router, old_specs, what).await;
+    } else {
+        complete(&router, &map, &what).await;
+    }
+}
+
+/// Moves a rollback's arcs (not cancellable), then completes it.
+pub(super) async fn move_back(router: &Arc<Router>, map: &Arc<MigrationMap>, what: &str) {
+    move_all(router, map, false).await;
+    complete(router, map, what).await;
+}
+
+/// Drops the migration marks (and a leaving shard's pools) once every arc is done.
+async fn complete(router: &Arc<Router>, map: &Arc<MigrationMap>, what: &str) {
+    // The mover stopped because this router is shutting down, arcs left: the nodes must keep
+    // the change's record (no `TOPOLOGY DONE`) so the next router resumes it.
+    if *router.stop_signal().borrow() {
+        return;
+    }
+    let rb = &router.rebalance;
+    let _guard = rb.change_lock.lock().await;
+    let cur = router.topology.load_full();
+    if cur.migrating.map().is_some_and(|m| Arc::ptr_eq(m, map)) {
+        router.topology.store(Arc::new(Topology::from_parts(
+            cur.ring.clone(),
+            cur.shards.clone(),
+            Migrating::default(),
+        )));
+        // Every node, the leaving shard's too: none keeps a record of a finished change.
+        done_on_nodes(router, &nodes_of(&cur), cur.ring.epoch()).await;
+    }
+    let summary = {
+        let st = lock(&rb.state);
+        st.current.as_ref().map(|p| {
+            let (_, _, keys, bytes, _) = p.totals();
+            (keys, bytes, p.started.elapsed())
+        })
+    };
+    if let Some((keys, bytes, took)) = summary {
+        tracing::info!(change = %what, keys, bytes, secs = took.as_secs_f64(), "membership change done");
+    }
+    let state = if what.starts_with("rollback") {
+        "cancelled"
+    } else {
+        "done"
+    };
+    rb.finish(state);
+}
+
+/// Cancels: publishes the old membership with the change's arcs moving back, then moves them.
+async fn rollback(router: Arc<Router>, old_specs: Vec<ShardSpec>, what: String) {
+    let rb = &router.rebalance;
+    let mut backoff = MOVER_MIN_BACKOFF;
+    let map = loop {
+        let guard = rb.change_lock.lock().await;
+        let cur = router.topology.load_full();
+        let plan = match plan_rollback(&cur.ring, &old_specs) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot plan the rollback");
+                rb.set_error(&e.to_string());
+                rb.finish("failed");
+                return;
+            }
+        };
+        let pool: Vec<Arc<Shard>> = cur.serving_shards().cloned().collect();
+        let back = format!("rollback of {what}");
+        let next = build_topology(&plan, &pool, &back);
+        let map = next.migrating.map().cloned();
+        rb.start_progress(&back, &plan, "rolling-back");
+        let callers: Vec<u64> = lock(&rb.state)
+            .cancel_waiters
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        match publish(&router, next, &plan.gainers, &callers).await {
+            Ok(()) => {
+                drop(guard);
+                let waiters: Vec<_> = lock(&rb.state).cancel_waiters.drain(..).collect();
+                for (_, w) in waiters {
+                    let _ = w.send(Ok(ChangeOutcome::RollingBack));
+                }
+                tracing::info!(change = %back, epoch = plan.next.epoch(), "rolling back");
+                if let Some(m) = &map {
+                    estimate(&router, m, &cur.ring).await;
+                }
+                break map;
+            }
+            Err(e) => {
+                // Nothing moved back yet and the arcs still have their owners: try again.
+                rb.set_error(&e.to_string());
+                drop(guard);
+                tracing::warn!(error = %e, "rollback not published yet; retrying");
+                if *router.stop_signal().borrow() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MOVER_MAX_BACKOFF);
+            }
+        }
+    };
+    match map {
+        Some(map) => move_back(&router, &map, &format!("rollback of {what}")).await,
+        None => rb.finish("cancelled"),
+    }
+}
+
+/// `[ring] migration_rate`: keys per second for all of a change's streams together.
+struct Pace {
+    rate: u64,
+    started: tokio::time::Instant,
+    moved: AtomicU64,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Pace {
+        Pace {
+            rate,
+            started: tokio::time::Instant::now(),
+            moved: AtomicU64::new(0),
+        }
+    }
+
+    /// After a batch of `n` keys: waits until the keys moved so far are within the rate.
+    async fn after(&self, n: u64) {
+        let total = self.moved.fetch_add(n, Ordering::Relaxed) + n;
+        if self.rate == 0 || n == 0 {
+            return;
+        }
+        let due = self.started + Duration::from_secs_f64(total as f64 / self.rate as f64);
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+/// Moves every arc of `map`; true if stopped by `RING CANCEL` (when `cancellable`).
+async fn move_all(router: &Arc<Router>, map: &Arc<MigrationMap>, cancellable: bool) -> bool {
+    let pace = &Pace::new(router.config.ring.migration_rate);
+    let workers = (0..map.groups().len()).map(|g| move_group(router, map, g, cancellable, pace));
+    futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .any(|cancelled| cancelled)
+}
+
+/// One `(from, to)` stream: `MIGRATE-ARC` on the source, batch after batch, arc after arc.
+async fn move_group(
+    router: &Arc<Router>,
+    map: &MigrationMap,
+    group: usize,
+    cancellable: bool,
+    pace: &Pace,
+) -> bool {
+    let rb = &router.rebalance;
+    let (from, to, arcs) = &map.groups()[group];
+    let batch = router.config.ring.migration_batch.to_string();
+    let pause = router.config.ring.migration_pause;
+    let stop = router.stop_signal();
+    let mut conn: Option<NodeConn> = None;
+    let mut backoff = MOVER_MIN_BACKOFF;
+    for &index in arcs {
+        let arc = &map.arcs()[index];
+        let (start, end) = (arc.arc.start.to_string(), arc.arc.end.to_string());
+        while !arc.is_done() {
+            if cancellable && rb.cancel.load(Ordering::SeqCst) {
+                return true;
+            }
+            if *stop.borrow() {
+                return false;
+            }
+            // Addresses come from the current topology: a failover may have replaced a primary.
+            let topo = router.topology.load_full();
+            let (Some(src), Some(dst)) = (topo.shard_by_id(from), topo.shard_by_id(to)) else {
+                rb.set_error(&format!(
+                    "shard '{from}' or '{to}' is gone from the topology"
+                ));
+                return false;
+            };
+            let attempt = async {
+                if conn.as_ref().is_none_or(|c| c.addr() != src.primary) {
+                    conn =
+                        Some(NodeConn::connect(&src.primary, router.config.connect_timeout).await?);
+                }
+                let c = conn.as_mut().ok_or("no connection")?;
+                let args = [
+                    "MIGRATE-ARC",
+                    dst.primary.as_str(),
+                    start.as_str(),
+                    end.as_str(),
+                    batch.as_str(),
+                ];
+                match c.call(&args, MIGRATE_ARC_TIMEOUT).await? {
+                    Reply::Array(v) if v.len() == 3 => {
+                        match (as_int(&v[0]), as_int(&v[1]), as_int(&v[2])) {
+                            (Some(moved), Some(bytes), Some(more)) => Ok((
+                                u64::try_from(moved).unwrap_or(0),
+                                u64::try_from(bytes).unwrap_or(0),
+                                more != 0,
+                            )),
+                            _ => Err(format!("{}: odd MIGRATE-ARC reply", src.primary)),
+                        }
+                    }
+                    Reply::Error(e) => Err(format!("{}: {e}", src.primary)),
+                    _ => Err(format!("{}: odd MIGRATE-ARC reply", src.primary)),
+                }
+            };
+            match attempt.await {
+                Ok((moved, bytes, more)) => {
+                    backoff = MOVER_MIN_BACKOFF;
+                    rb.counters.keys_moved.fetch_add(moved, Ordering::Relaxed);
+                    rb.counters.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
+                    // Nothing more: every key of the arc the source held was found and moved, and
+                    // the source refuses new ones (it has the new ring, or this router no longer
+                    // writes to it after the quiesce), so none is left.
+                    let done = !more;
+                    if done {
+                        map.mark_done(index);
+                    }
+                    rb.update(|p| {
+                        if let Some(m) = p.moves.get_mut(group) {
+                            m.keys += moved;
+                            m.bytes += bytes;
+                            if done {
+                                m.arcs_done += 1;
+                                if m.arcs_done == m.arcs_total {
+                                    m.finished = Some(Instant::now());
+                                }
+                            }
+                        }
+                    });
+                    pace.after(moved).await;
+                    if moved > 0 && !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(from = %from, to = %to, error = %e, "migration batch failed; retrying");
+                    rb.set_error(&e);
+                    conn = None;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MOVER_MAX_BACKOFF);
+                }
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Paused clock: the sleeps advance it, nothing waits for real.
+    #[tokio::test(start_paused = true)]
+    async fn the_mover_keeps_to_its_rate() {
+        let start = tokio::time::Instant::now();
+        let pace = Pace::new(1000);
+        for _ in 0..4 {
+            pace.after(250).await;
+        }
+        assert!(
+            start.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        let free = Pace::new(0);
+        let start = tokio::time::Instant::now();
+        free.after(1_000_000).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+}

@@ -1,0 +1,278 @@
+//! Publishing epochs: a change's topology (built from its plan), pushed as `TOPOLOGY SET` /
+//! `SETMOVING` to the shards that gain arcs first, swapped in, quiesced, then pushed to every
+//! other node; the way back when the gainers refuse it; `TOPOLOGY DONE` once keys stop moving.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ringcache_protocol::ring::{Epoch, Ring};
+
+use crate::clients::lock;
+use crate::rebalance::migrating::{Migrating, MigrationMap};
+use crate::rebalance::node_conn::send_one;
+use crate::rebalance::outcome::GainersRefused;
+use crate::rebalance::plan::ChangePlan;
+use crate::record::ChangeRecord;
+use crate::shard::Shard;
+use crate::shard_metrics::command_index;
+use crate::state::Router;
+use crate::topology::Topology;
+
+/// `TOPOLOGY SET <epoch> <my-id> <vnodes> <id> <weight> ...` for the node serving `my_id`, or
+/// `TOPOLOGY SETMOVING` with the change `record` after `<vnodes>` while keys move.
+pub fn topology_set(ring: &Ring, record: Option<&Bytes>, my_id: &str) -> Vec<Bytes> {
+    let sub: &'static [u8] = if record.is_some() {
+        b"SETMOVING"
+    } else {
+        b"SET"
+    };
+    let mut args = vec![
+        Bytes::from_static(b"TOPOLOGY"),
+        Bytes::from_static(sub),
+        Bytes::from(ring.epoch().to_string()),
+        Bytes::copy_from_slice(my_id.as_bytes()),
+        Bytes::from(ring.vnodes().to_string()),
+    ];
+    args.extend(record.cloned());
+    for s in ring.shards() {
+        args.push(Bytes::copy_from_slice(s.id.as_bytes()));
+        args.push(Bytes::from(s.weight.to_string()));
+    }
+    args
+}
+
+/// Pushes `ring` (with the change `record` while keys move) to every `(addr, shard id)` in
+/// parallel; the failures.
+pub(super) async fn push_all(
+    targets: &[(String, String)],
+    ring: &Ring,
+    record: Option<&Bytes>,
+    timeout: Duration,
+) -> Vec<String> {
+    let pushes = targets.iter().map(|(addr, id)| async move {
+        send_one(addr, &topology_set(ring, record, id), timeout).await
+    });
+    futures::future::join_all(pushes)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
+}
+
+/// Every node of `topo` as `(address, shard id)`: primaries and replicas of the ring's shards
+/// and of shards outside it still holding keys.
+pub(super) fn nodes_of(topo: &Topology) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for s in topo.serving_shards() {
+        out.push((s.primary.clone(), s.id.clone()));
+        for r in &s.replicas {
+            out.push((r.clone(), s.id.clone()));
+        }
+    }
+    out
+}
+
+/// The topology for `plan`: the ring's shards from `pool` by id, the others (still holding keys
+/// of moving arcs) outside.
+pub(super) fn build_topology(plan: &ChangePlan, pool: &[Arc<Shard>], what: &str) -> Topology {
+    let shards: Vec<Arc<Shard>> = plan
+        .next
+        .shards()
+        .iter()
+        .filter_map(|spec| pool.iter().find(|s| s.id == spec.id).cloned())
+        .collect();
+    let outside: Vec<Arc<Shard>> = pool
+        .iter()
+        .filter(|s| plan.next.shard_index(&s.id).is_none())
+        .filter(|s| plan.moves.iter().any(|m| m.from == s.id))
+        .cloned()
+        .collect();
+    let migrating = if plan.moves.is_empty() {
+        Migrating::default()
+    } else {
+        Migrating::new(MigrationMap::new(plan.moves.clone(), outside).describing(what, &plan.from))
+    };
+    Topology::from_parts(plan.next.clone(), shards, migrating)
+}
+
+/// Warms the request path of a change while its ring is being published: the side lanes to
+/// every source, and the sources' connections to their targets, so the first requests on
+/// moving keys do not wait for connections to be set up.
+pub(super) fn warm_request_path(topo: &Topology) {
+    let Some(map) = topo.migrating.map() else {
+        return;
+    };
+    let cmd = migrate_keys_index();
+    for (from, to, _) in map.groups() {
+        if let (Some(src), Some(dst)) = (topo.shard_by_id(from), topo.shard_by_id(to)) {
+            src.pool
+                .warm_slow_lanes(&migrate_keys_request(&dst.primary, &[]), cmd);
+        }
+    }
+}
+
+/// `MIGRATE-KEYS <target> key...` (no key: the node's warm-up, see [`warm_request_path`]).
+pub(super) fn migrate_keys_request(target: &str, keys: &[&Bytes]) -> Bytes {
+    let mut args: Vec<&[u8]> = vec![b"MIGRATE-KEYS", target.as_bytes()];
+    args.extend(keys.iter().map(|k| &k[..]));
+    let mut request = BytesMut::new();
+    ringcache_protocol::resp::encode_request(&mut request, args);
+    request.freeze()
+}
+
+/// The metrics index of `MIGRATE-KEYS`.
+pub(super) fn migrate_keys_index() -> u16 {
+    command_index(ringcache_protocol::table::lookup(b"migrate-keys"))
+}
+
+/// Publishes `next`: ring to the gaining shards (all must take it), swap, quiesce, ring to
+/// everyone else (best effort: the sync task retries nodes that missed it).
+pub(super) async fn publish(
+    router: &Arc<Router>,
+    next: Topology,
+    gainers: &[String],
+    callers: &[u64],
+) -> Result<(), GainersRefused> {
+    let timeout = router.config.connect_timeout;
+    warm_request_path(&next);
+    let record = ChangeRecord::of(&next).map(|r| r.encode());
+    let first: Vec<(String, String)> = next
+        .serving_shards()
+        .filter(|s| gainers.contains(&s.id))
+        .map(|s| (s.primary.clone(), s.id.clone()))
+        .collect();
+    let failed = push_all(&first, &next.ring, record.as_ref(), timeout).await;
+    if !failed.is_empty() {
+        return Err(GainersRefused {
+            epoch: next.ring.epoch(),
+            failed,
+        });
+    }
+    let epoch = next.ring.epoch();
+    let ring = next.ring.clone();
+    let rest: Vec<(String, String)> = nodes_of(&next)
+        .into_iter()
+        .filter(|(addr, _)| !first.iter().any(|(a, _)| a == addr))
+        .collect();
+    router.topology.store(Arc::new(next));
+    {
+        let mut st = lock(&router.rebalance.state);
+        st.nodes_epoch = st.nodes_epoch.max(epoch);
+        st.ahead = None;
+    }
+    quiesce(router, epoch, callers).await;
+    let failed = push_all(&rest, &ring, record.as_ref(), timeout).await;
+    if !failed.is_empty() {
+        tracing::warn!(epoch, failed = %failed.join("; "), "some nodes missed the new ring; the epoch sync will retry");
+    }
+    router.rebalance.sync_soon();
+    Ok(())
+}
+
+/// Waits until no client has a request outstanding that was planned on a ring older than
+/// `epoch` (bounded by the request timeout: such a request has been answered or failed by then).
+/// The `callers` of the change are waiting for it, not sending keys: they are skipped.
+async fn quiesce(router: &Router, epoch: Epoch, callers: &[u64]) {
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let deadline = Instant::now() + router.config.request_timeout + Duration::from_millis(500);
+    loop {
+        let old = router
+            .clients
+            .all()
+            .iter()
+            .filter(|c| {
+                let e = c.busy_epoch.load(Ordering::SeqCst);
+                e != 0 && e < epoch && !callers.contains(&c.id)
+            })
+            .count();
+        if old == 0 {
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                clients = old,
+                epoch,
+                "clients still busy on the old ring after the request timeout; going on"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Abandons a change whose ring the gaining shards refused: the current membership again, at an
+/// epoch above the abandoned one, so nodes that did take it are brought back.
+pub(super) async fn revert(router: &Arc<Router>, cur: &Topology, abandoned: Epoch) {
+    let epoch = abandoned.saturating_add(1);
+    let ring = match Ring::new(epoch, cur.ring.vnodes(), cur.ring.shards().to_vec()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot rebuild the ring to revert");
+            return;
+        }
+    };
+    let topo = Topology::from_parts(ring, cur.shards.clone(), cur.migrating.clone());
+    let targets = nodes_of(&topo);
+    let record = ChangeRecord::of(&topo).map(|r| r.encode());
+    router.topology.store(Arc::new(topo));
+    let failed = push_all(
+        &targets,
+        &router.topology.load().ring,
+        record.as_ref(),
+        router.config.connect_timeout,
+    )
+    .await;
+    if !failed.is_empty() {
+        tracing::warn!(failed = %failed.join("; "), "revert: some nodes missed the ring; the epoch sync will retry");
+    }
+}
+
+/// `TOPOLOGY DONE <epoch>` to `targets` (best effort: a node that misses it is told by the epoch
+/// sync, and a stale record only makes a later router check arcs that are already empty).
+pub(super) async fn done_on_nodes(router: &Router, targets: &[(String, String)], epoch: Epoch) {
+    lock(&router.rebalance.state).done_epoch = epoch;
+    let cmd = [
+        Bytes::from_static(b"TOPOLOGY"),
+        Bytes::from_static(b"DONE"),
+        Bytes::from(epoch.to_string()),
+    ];
+    let timeout = router.config.connect_timeout;
+    let sends = targets
+        .iter()
+        .map(|(addr, _)| send_one(addr, &cmd, timeout));
+    let failed: Vec<String> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    if !failed.is_empty() {
+        tracing::debug!(epoch, failed = %failed.join("; "), "TOPOLOGY DONE missed some nodes");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ringcache_protocol::ring::{ShardSpec, DEFAULT_VNODES};
+
+    #[test]
+    fn topology_set_names_every_shard() {
+        let r = Ring::new(
+            3,
+            DEFAULT_VNODES,
+            vec![ShardSpec::new("a", 1), ShardSpec::new("b", 1)],
+        )
+        .unwrap();
+        let args: Vec<String> = topology_set(&r, None, "b")
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            ["TOPOLOGY", "SET", "3", "b", "2048", "a", "1", "b", "1"]
+        );
+    }
+}

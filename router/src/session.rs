@@ -1,0 +1,59 @@
+//! A client connection's state that commands read or change (protocol, AUTH, closing, its chain
+//! of requests during a migration, the epoch its requests were planned on).
+
+use std::sync::Arc;
+
+use ringcache_protocol::Protocol;
+
+use crate::clients::{ClientHandle, Who};
+use crate::rebalance::chain::Chain;
+
+/// Per-connection state a command may read or change.
+#[derive(Debug)]
+pub struct Session {
+    pub id: u64,
+    /// The IO thread this connection lives on (its upstream connections are that thread's).
+    pub io: usize,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    /// Stop reading requests; close once the owed replies are written (QUIT, protocol error,
+    /// CLIENT KILL, shutdown).
+    pub closing: bool,
+    /// Close at once without a reply (an HTTP request on the RESP port).
+    pub close_now: bool,
+    pub client: Arc<ClientHandle>,
+    pub last_cmd: &'static str,
+    /// Requests that must run in order during a migration (created on first use).
+    pub chain: Option<Chain>,
+    /// Epoch of the ring the outstanding requests were planned on.
+    pub epoch: u64,
+    /// What `client.busy_epoch` holds (0: nothing outstanding), to store it only on changes.
+    pub busy_mark: u64,
+}
+
+impl Session {
+    /// A new connection's session: RESP2, authenticated unless a password is required.
+    pub fn new(client: Arc<ClientHandle>, io: usize, authenticated: bool) -> Session {
+        Session {
+            id: client.id,
+            io,
+            proto: Protocol::Resp2,
+            authenticated,
+            closing: false,
+            close_now: false,
+            client,
+            last_cmd: "NULL",
+            chain: None,
+            epoch: 0,
+            busy_mark: 0,
+        }
+    }
+
+    pub fn who(&self) -> Who {
+        Who {
+            io: self.io,
+            proto: self.proto,
+            id: self.id,
+        }
+    }
+}
