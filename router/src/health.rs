@@ -13,8 +13,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use ringcache_client::Client;
+use ringcache_protocol::wire::reply_text;
+use ringcache_protocol::Reply;
 use tokio::sync::watch;
 
 use crate::shard::Shard;
@@ -63,32 +64,16 @@ impl ReplInfo {
     }
 }
 
-/// Sends one command and reads its reply as text (status, error or bulk), within `timeout`.
+/// Sends one command and reads its reply as text (status, error as `-ERR...`, or bulk), within
+/// `timeout`.
 pub async fn call(addr: &str, args: &[&str], timeout: Duration) -> Option<String> {
     let attempt = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        let mut req = bytes::BytesMut::new();
-        ringcache_protocol::resp::encode_request(&mut req, args.iter().map(|a| a.as_bytes()));
-        s.write_all(&req).await.ok()?;
-        let mut buf = bytes::BytesMut::with_capacity(4096);
-        let mut codec = ringcache_protocol::codec::ClientCodec::default();
-        loop {
-            use tokio_util::codec::Decoder;
-            if let Ok(Some(r)) = codec.decode(&mut buf) {
-                return Some(match r.reply {
-                    ringcache_protocol::Reply::Bulk(b) => String::from_utf8_lossy(&b).into_owned(),
-                    ringcache_protocol::Reply::Verbatim(b) => {
-                        String::from_utf8_lossy(&b).into_owned()
-                    }
-                    ringcache_protocol::Reply::StatusOwned(t) => t,
-                    ringcache_protocol::Reply::Error(e) => format!("-{e}"),
-                    other => format!("{other:?}"),
-                });
-            }
-            if s.read_buf(&mut buf).await.ok()? == 0 {
-                return None;
-            }
-        }
+        let mut c = Client::connect(addr, timeout).await.ok()?;
+        let reply = c.call(args, timeout).await.ok()?;
+        Some(match reply {
+            Reply::Error(e) => format!("-{e}"),
+            other => reply_text(&other).unwrap_or_else(|| format!("{other:?}")),
+        })
     };
     tokio::time::timeout(timeout, attempt).await.ok().flatten()
 }

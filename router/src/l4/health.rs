@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use ringcache_client::Client;
+use ringcache_protocol::wire::reply_text;
+use ringcache_protocol::Reply;
 use tokio::sync::watch;
 
 use crate::l4::pool::{Backend, Member, Pool};
@@ -94,12 +95,11 @@ fn record(pool: &str, b: &Backend, ok: bool, s: HealthSettings) {
 /// True if `addr` answers PING with +PONG (or -NOAUTH: alive, just password-protected).
 pub async fn ping(addr: &str, timeout: Duration) -> bool {
     let attempt = async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        s.write_all(b"*1\r\n$4\r\nPING\r\n").await.ok()?;
-        let mut buf = [0u8; 64];
-        let n = s.read(&mut buf).await.ok()?;
-        let reply = &buf[..n];
-        Some(reply.starts_with(b"+PONG") || reply.starts_with(b"-NOAUTH"))
+        let mut c = Client::connect(addr, timeout).await.ok()?;
+        match c.call(&["PING"], timeout).await.ok()? {
+            Reply::Error(e) => Some(e.starts_with("NOAUTH")),
+            r => Some(reply_text(&r).as_deref() == Some("PONG")),
+        }
     };
     matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
 }

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::clients::lock;
 use crate::rebalance::mover::{drive, estimate};
-use crate::rebalance::node_conn::{as_int, node_state, NodeConn};
+use crate::rebalance::node_conn::{as_int, connect, node_state};
 use crate::rebalance::outcome::{ChangeError, ChangeOutcome};
 use crate::rebalance::plan::{plan_change, Change};
 use crate::rebalance::publish::{build_topology, publish, revert};
@@ -52,7 +52,7 @@ pub async fn begin(
                 primary: primary.clone(),
             });
         }
-        let mut conn = match NodeConn::connect(primary, timeout).await {
+        let mut conn = match connect(primary, timeout).await {
             Ok(c) => c,
             Err(e) => return Err(ChangeError::Unreachable(e)),
         };
@@ -87,7 +87,7 @@ pub async fn begin(
     pool.extend(new_shard);
     // Never publish below what the nodes hold.
     let epochs = futures::future::join_all(pool.iter().map(|s| async move {
-        let mut c = NodeConn::connect(&s.primary, timeout).await?;
+        let mut c = connect(&s.primary, timeout).await?;
         node_state(&mut c, timeout).await.map(|st| st.epoch)
     }))
     .await;

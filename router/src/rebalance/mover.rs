@@ -13,7 +13,9 @@ use ringcache_protocol::Reply;
 
 use crate::clients::lock;
 use crate::rebalance::migrating::{Migrating, MigrationMap};
-use crate::rebalance::node_conn::{as_int, NodeConn};
+use crate::rebalance::node_conn::{as_int, connect};
+use ringcache_client::Client;
+use ringcache_protocol::wire::{ArcBatch, MigrateArc};
 use crate::rebalance::outcome::ChangeOutcome;
 use crate::rebalance::plan::plan_rollback;
 use crate::rebalance::publish::{build_topology, done_on_nodes, nodes_of, publish};
@@ -37,7 +39,7 @@ pub(super) async fn estimate(router: &Arc<Router>, map: &MigrationMap, old: &Rin
             continue;
         }
         let n = match topo.shard_by_id(from) {
-            Some(s) => match NodeConn::connect(&s.primary, timeout).await {
+            Some(s) => match connect(&s.primary, timeout).await {
                 Ok(mut c) => c
                     .call(&["DBSIZE"], timeout)
                     .await
@@ -235,14 +237,13 @@ async fn move_group(
 ) -> bool {
     let rb = &router.rebalance;
     let (from, to, arcs) = &map.groups()[group];
-    let batch = router.config.ring.migration_batch.to_string();
+    let batch = router.config.ring.migration_batch as u64;
     let pause = router.config.ring.migration_pause;
     let stop = router.stop_signal();
-    let mut conn: Option<NodeConn> = None;
+    let mut conn: Option<Client> = None;
     let mut backoff = MOVER_MIN_BACKOFF;
     for &index in arcs {
         let arc = &map.arcs()[index];
-        let (start, end) = (arc.arc.start.to_string(), arc.arc.end.to_string());
         while !arc.is_done() {
             if cancellable && rb.cancel.load(Ordering::SeqCst) {
                 return true;
@@ -260,30 +261,23 @@ async fn move_group(
             };
             let attempt = async {
                 if conn.as_ref().is_none_or(|c| c.addr() != src.primary) {
-                    conn =
-                        Some(NodeConn::connect(&src.primary, router.config.connect_timeout).await?);
+                    conn = Some(connect(&src.primary, router.config.connect_timeout).await?);
                 }
                 let c = conn.as_mut().ok_or("no connection")?;
-                let args = [
-                    "MIGRATE-ARC",
-                    dst.primary.as_str(),
-                    start.as_str(),
-                    end.as_str(),
-                    batch.as_str(),
-                ];
-                match c.call(&args, MIGRATE_ARC_TIMEOUT).await? {
-                    Reply::Array(v) if v.len() == 3 => {
-                        match (as_int(&v[0]), as_int(&v[1]), as_int(&v[2])) {
-                            (Some(moved), Some(bytes), Some(more)) => Ok((
-                                u64::try_from(moved).unwrap_or(0),
-                                u64::try_from(bytes).unwrap_or(0),
-                                more != 0,
-                            )),
-                            _ => Err(format!("{}: odd MIGRATE-ARC reply", src.primary)),
-                        }
-                    }
+                let cmd = MigrateArc {
+                    target: dst.primary.clone(),
+                    arc: arc.arc,
+                    max_keys: batch,
+                };
+                match c
+                    .call_wire(&cmd, MIGRATE_ARC_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
                     Reply::Error(e) => Err(format!("{}: {e}", src.primary)),
-                    _ => Err(format!("{}: odd MIGRATE-ARC reply", src.primary)),
+                    r => ArcBatch::from_reply(&r)
+                        .map(|b| (b.moved, b.bytes, b.more))
+                        .map_err(|e| format!("{}: {e}", src.primary)),
                 }
             };
             match attempt.await {

@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use ringcache_protocol::ring::{Epoch, Ring};
+use ringcache_protocol::wire::{MigrateKeys, Topology as TopologyCmd, TopologySet};
 
 use crate::clients::lock;
 use crate::rebalance::migrating::{Migrating, MigrationMap};
@@ -22,25 +23,8 @@ use crate::topology::Topology;
 
 /// `TOPOLOGY SET <epoch> <my-id> <vnodes> <id> <weight> ...` for the node serving `my_id`, or
 /// `TOPOLOGY SETMOVING` with the change `record` after `<vnodes>` while keys move.
-pub fn topology_set(ring: &Ring, record: Option<&Bytes>, my_id: &str) -> Vec<Bytes> {
-    let sub: &'static [u8] = if record.is_some() {
-        b"SETMOVING"
-    } else {
-        b"SET"
-    };
-    let mut args = vec![
-        Bytes::from_static(b"TOPOLOGY"),
-        Bytes::from_static(sub),
-        Bytes::from(ring.epoch().to_string()),
-        Bytes::copy_from_slice(my_id.as_bytes()),
-        Bytes::from(ring.vnodes().to_string()),
-    ];
-    args.extend(record.cloned());
-    for s in ring.shards() {
-        args.push(Bytes::copy_from_slice(s.id.as_bytes()));
-        args.push(Bytes::from(s.weight.to_string()));
-    }
-    args
+pub fn topology_set(ring: &Ring, record: Option<&Bytes>, my_id: &str) -> TopologyCmd {
+    TopologyCmd::Set(TopologySet::for_ring(ring, record, my_id))
 }
 
 /// Pushes `ring` (with the change `record` while keys move) to every `(addr, shard id)` in
@@ -115,11 +99,7 @@ pub(super) fn warm_request_path(topo: &Topology) {
 
 /// `MIGRATE-KEYS <target> key...` (no key: the node's warm-up, see [`warm_request_path`]).
 pub(super) fn migrate_keys_request(target: &str, keys: &[&Bytes]) -> Bytes {
-    let mut args: Vec<&[u8]> = vec![b"MIGRATE-KEYS", target.as_bytes()];
-    args.extend(keys.iter().map(|k| &k[..]));
-    let mut request = BytesMut::new();
-    ringcache_protocol::resp::encode_request(&mut request, args);
-    request.freeze()
+    MigrateKeys::request(target, keys)
 }
 
 /// The metrics index of `MIGRATE-KEYS`.
@@ -233,11 +213,7 @@ pub(super) async fn revert(router: &Arc<Router>, cur: &Topology, abandoned: Epoc
 /// sync, and a stale record only makes a later router check arcs that are already empty).
 pub(super) async fn done_on_nodes(router: &Router, targets: &[(String, String)], epoch: Epoch) {
     lock(&router.rebalance.state).done_epoch = epoch;
-    let cmd = [
-        Bytes::from_static(b"TOPOLOGY"),
-        Bytes::from_static(b"DONE"),
-        Bytes::from(epoch.to_string()),
-    ];
+    let cmd = TopologyCmd::Done { epoch };
     let timeout = router.config.connect_timeout;
     let sends = targets
         .iter()
@@ -257,6 +233,7 @@ pub(super) async fn done_on_nodes(router: &Router, targets: &[(String, String)],
 mod tests {
     use super::*;
     use ringcache_protocol::ring::{ShardSpec, DEFAULT_VNODES};
+    use ringcache_protocol::wire::WireCommand;
 
     #[test]
     fn topology_set_names_every_shard() {
@@ -267,6 +244,7 @@ mod tests {
         )
         .unwrap();
         let args: Vec<String> = topology_set(&r, None, "b")
+            .args()
             .iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .collect();

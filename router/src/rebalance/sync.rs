@@ -14,7 +14,8 @@ use tokio::sync::Notify;
 
 use crate::clients::lock;
 use crate::rebalance::mover::{drive, estimate, move_back};
-use crate::rebalance::node_conn::{node_state, NodeConn};
+use crate::rebalance::node_conn::{connect, node_state};
+use ringcache_protocol::wire::Topology as TopologyCmd;
 use crate::rebalance::plan::ChangePlan;
 use crate::rebalance::publish::{
     build_topology, done_on_nodes, nodes_of, push_all, topology_set, warm_request_path,
@@ -79,7 +80,7 @@ async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
     let topo = router.topology.load_full();
     let timeout = router.config.connect_timeout;
     let states = futures::future::join_all(topo.shards.iter().map(|s| async move {
-        let mut c = NodeConn::connect(&s.primary, timeout).await?;
+        let mut c = connect(&s.primary, timeout).await?;
         node_state(&mut c, timeout).await
     }))
     .await;
@@ -231,8 +232,11 @@ pub(super) async fn nodes_enforce(
     let checks = shards.iter().map(|s| {
         let (keys, cmds) = (&keys, &cmds);
         async move {
-            let mut c = NodeConn::connect(&s.primary, timeout).await?;
-            let replies = c.pipeline(cmds, timeout).await?;
+            let mut c = connect(&s.primary, timeout).await?;
+            let replies = c
+                .pipeline(cmds, timeout)
+                .await
+                .map_err(|e| e.to_string())?;
             for (k, r) in keys.iter().zip(&replies) {
                 let owner = ring.locate(k.as_bytes()).map(|o| o.id.as_str());
                 let says = match r {
@@ -278,11 +282,15 @@ pub(super) async fn sync_nodes(router: &Arc<Router>) {
         lock(&router.rebalance.state).done_epoch
     };
     let results = futures::future::join_all(nodes.iter().map(|(addr, id)| async move {
-        let mut c = NodeConn::connect(addr, timeout).await?;
+        let mut c = connect(addr, timeout).await?;
         let st = node_state(&mut c, timeout).await?;
         let e = st.epoch;
         if e < epoch {
-            match c.call(&topology_set(ring, record, id), timeout).await? {
+            match c
+                .call_wire(&topology_set(ring, record, id), timeout)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 Reply::Error(err) => return Err(format!("{addr}: {err}")),
                 _ => {
                     tracing::info!(node = %addr, shard = %id, from = e, to = epoch, "pushed the ring to a node behind");
@@ -291,7 +299,8 @@ pub(super) async fn sync_nodes(router: &Arc<Router>) {
             }
         }
         if st.record.is_some() && e <= done_epoch {
-            let _ = c.call(&["TOPOLOGY", "DONE", &done_epoch.to_string()], timeout).await?;
+            let done = TopologyCmd::Done { epoch: done_epoch };
+            let _ = c.call_wire(&done, timeout).await.map_err(|e| e.to_string())?;
         }
         Ok((addr.as_str(), e))
     }))
