@@ -73,10 +73,15 @@ impl Client {
 
     /// Writes all of `bytes`.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.stream
-            .write_all(bytes)
-            .and_then(|()| self.stream.flush())
+        self.write(bytes)
             .map_err(|e| ClientError::io(&self.addr, &e))
+    }
+
+    /// Writes all of `bytes`, failing with the OS error itself: for callers that tell a write
+    /// blocked by backpressure (`WouldBlock`/`TimedOut`) from a peer that is gone.
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
     }
 
     /// Sends one command as a RESP array of bulk strings.
@@ -174,6 +179,22 @@ impl Client {
         self.closed
     }
 
+    /// Whether the peer closes the connection within `timeout`; bytes arriving meanwhile are
+    /// kept (see [`Client::pending`]), so a caller can check what the server said before it hung
+    /// up.
+    pub fn wait_closed(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.fill(deadline) {
+                Ok(true) => {}
+                // A read that returned before the deadline (a spurious wake-up) waits again.
+                Ok(false) if Instant::now() < deadline => {}
+                Ok(false) => return false,
+                Err(_) => return self.closed,
+            }
+        }
+    }
+
     /// Bytes received but not yet read as a reply.
     pub fn pending(&self) -> &[u8] {
         &self.conv.input
@@ -213,6 +234,56 @@ mod tests {
         let e = c.read(Duration::from_secs(1)).unwrap_err();
         assert!(matches!(e, ClientError::Closed { .. }), "{e}");
         assert!(c.is_closed());
+    }
+
+    #[test]
+    fn wait_closed_keeps_what_came_before_the_close() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(b"-ERR bye\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            drop(s);
+            // A second client that the server never closes.
+            let (s, _) = l.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(s);
+        });
+        let mut c = Client::connect(&addr, Duration::from_secs(1)).unwrap();
+        assert!(c.wait_closed(Duration::from_secs(5)));
+        assert_eq!(c.pending(), b"-ERR bye\r\n");
+        assert!(c.wait_closed(Duration::from_millis(1)));
+
+        let mut open = Client::connect(&addr, Duration::from_secs(1)).unwrap();
+        assert!(!open.wait_closed(Duration::from_millis(30)));
+        assert!(!open.is_closed());
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn write_to_a_closed_peer_fails_with_the_os_error() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let mut c = Client::connect(&addr, Duration::from_secs(1)).unwrap();
+        let (s, _) = l.accept().unwrap();
+        drop(s);
+        // The first writes may land in the socket buffer before the reset comes back.
+        let e = (0..100)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(5));
+                c.write(b"*1\r\n$4\r\nPING\r\n").err()
+            })
+            .unwrap();
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ),
+            "{e}"
+        );
+        let e = c.send(b"PING\r\n").unwrap_err();
+        assert!(matches!(e, ClientError::Io { .. }), "{e}");
     }
 
     #[test]

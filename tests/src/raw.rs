@@ -1,55 +1,51 @@
-//! [`Raw`], a byte-exact RESP client over a blocking `TcpStream` (every read bounded by a
-//! timeout), and [`encode`]. Self-contained: a shared RESP client crate is meant to replace it.
+//! [`Raw`], the tests' byte-exact RESP client: the shared blocking client
+//! ([`ringcache_client::blocking::Client`]) with helpers that fail the test instead of returning
+//! errors, and [`encode`].
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use ringcache_protocol::codec::{ClientCodec, RawReply};
+use ringcache_client::blocking::Client;
+use ringcache_client::ClientError;
+use ringcache_protocol::codec::RawReply;
 use ringcache_protocol::{Protocol, Reply};
-use tokio_util::codec::Decoder;
 
 /// How long a command run through [`Raw::cmd`] may take before the test fails.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A raw, byte-exact RESP client over a blocking `TcpStream`. Every read is bounded by a timeout.
 pub struct Raw {
-    stream: TcpStream,
-    buf: BytesMut,
-    codec: ClientCodec,
-    closed: bool,
+    client: Client,
 }
 
 impl Raw {
     pub fn connect(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        let client = Client::connect(&addr.to_string(), Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        Raw::from_stream(stream)
+        Raw { client }
     }
 
     pub fn from_stream(stream: TcpStream) -> Raw {
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "peer".to_string(), |a| a.to_string());
         Raw {
-            stream,
-            buf: BytesMut::new(),
-            codec: ClientCodec::new(Protocol::Resp2),
-            closed: false,
+            client: Client::from_stream(stream, &peer),
         }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.stream.local_addr().unwrap()
+        self.client.stream().local_addr().unwrap()
     }
 
     pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        self.client.stream()
     }
 
     /// The protocol replies are decoded with (switch after `HELLO 3`; [`Raw::hello3`] does both).
     pub fn set_proto(&mut self, proto: Protocol) {
-        self.codec.proto = proto;
+        self.client.set_proto(proto);
     }
 
     /// Writes all bytes; panics on error.
@@ -59,8 +55,7 @@ impl Raw {
 
     /// Writes all bytes, returning the error (the peer may already have closed).
     pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes)?;
-        self.stream.flush()
+        self.client.write(bytes)
     }
 
     /// Sends one command encoded as a RESP array of bulk strings.
@@ -70,60 +65,20 @@ impl Raw {
 
     /// Half-closes the write side.
     pub fn shutdown_write(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
-    }
-
-    /// Reads more bytes into the buffer, waiting until `deadline`. Returns false on timeout,
-    /// EOF or error (marking the connection closed on EOF / error).
-    fn fill(&mut self, deadline: Instant) -> bool {
-        let now = Instant::now();
-        if now >= deadline || self.closed {
-            return false;
-        }
-        self.stream
-            .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))
-            .unwrap();
-        let mut chunk = vec![0u8; 64 * 1024];
-        for _ in 0..1000 {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => {
-                    self.closed = true;
-                    return false;
-                }
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return true;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return false
-                }
-                Err(_) => {
-                    self.closed = true;
-                    return false;
-                }
-            }
-        }
-        false
+        self.client.shutdown_write();
     }
 
     /// Reads one complete reply (exact bytes and decoded value), or `None` on timeout / close.
     pub fn read(&mut self, timeout: Duration) -> Option<RawReply> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.codec.decode(&mut self.buf) {
-                Ok(Some(r)) => return Some(r),
-                Ok(None) => {}
-                Err(e) => panic!("undecodable reply ({e}); buffered: {:?}", self.pending()),
+        match self.client.read(timeout) {
+            Ok(r) => Some(r),
+            Err(ClientError::Protocol { reason, .. }) => {
+                panic!(
+                    "undecodable reply ({reason}); buffered: {:?}",
+                    self.pending()
+                )
             }
-            if !self.fill(deadline) {
-                return None;
-            }
+            Err(_) => None,
         }
     }
 
@@ -138,7 +93,7 @@ impl Raw {
             Some(r) => r.reply,
             None => panic!(
                 "no reply within {CMD_TIMEOUT:?} (closed: {}); buffered: {:?}",
-                self.closed,
+                self.client.is_closed(),
                 self.pending()
             ),
         }
@@ -178,22 +133,16 @@ impl Raw {
     /// Whether the peer closes the connection within `timeout`; bytes arriving meanwhile are
     /// buffered (see [`Raw::pending`]).
     pub fn is_closed(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        for _ in 0..100_000 {
-            if self.closed || (!self.fill(deadline) && Instant::now() >= deadline) {
-                break;
-            }
-        }
-        self.closed
+        self.client.wait_closed(timeout)
     }
 
     /// Bytes received but not yet consumed as a reply.
     pub fn pending(&self) -> String {
-        String::from_utf8_lossy(&self.buf).into_owned()
+        String::from_utf8_lossy(self.client.pending()).into_owned()
     }
 
     pub fn pending_bytes(&self) -> &[u8] {
-        &self.buf
+        self.client.pending()
     }
 }
 

@@ -1,18 +1,16 @@
-//! A small async RESP2 client for the churn harness: one `TcpStream`, requests pipelined, replies
-//! decoded with the cluster's own `ClientCodec`. Every read and write is bounded by a deadline; a
-//! request without a reply (timeout, close, undecodable bytes) is reported as such, never retried,
-//! because the harness must know that such a write *may* have run.
+//! The churn harness's connection: the shared async client
+//! ([`ringcache_client::Client`]) with requests pipelined in one write and each reply timed as it
+//! is decoded. Every read and write is bounded by a deadline; a request without a reply (timeout,
+//! close, undecodable bytes) is reported as such, never retried, because the harness must know
+//! that such a write *may* have run.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringcache_protocol::codec::ClientCodec;
+use ringcache_client::{admin, Client, ClientError};
 use ringcache_protocol::resp::encode_request;
-use ringcache_protocol::{Protocol, Reply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_util::codec::Decoder;
+use ringcache_protocol::Reply;
 
 /// One command: its arguments, the name first.
 pub type Cmd = Vec<Vec<u8>>;
@@ -31,29 +29,23 @@ pub enum Answer {
 }
 
 pub struct Conn {
-    stream: TcpStream,
-    buf: BytesMut,
-    codec: ClientCodec,
+    client: Client,
     broken: bool,
 }
 
-/// Bound on read calls per reply, on top of the deadline (a reply arrives in few reads).
-const MAX_READS_PER_REPLY: usize = 1_000_000;
-
 impl Conn {
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, String> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(format!("connect {addr}: {e}")),
-            Err(_) => return Err(format!("connect {addr}: timed out after {timeout:?}")),
-        };
-        let _ = stream.set_nodelay(true);
-        Ok(Conn {
-            stream,
-            buf: BytesMut::with_capacity(16 * 1024),
-            codec: ClientCodec::new(Protocol::Resp2),
-            broken: false,
-        })
+        match Client::connect(&addr.to_string(), timeout).await {
+            Ok(client) => Ok(Conn {
+                client,
+                broken: false,
+            }),
+            Err(ClientError::ConnectTimeout { .. }) => {
+                Err(format!("connect {addr}: timed out after {timeout:?}"))
+            }
+            // The error names the address first.
+            Err(e) => Err(format!("connect {e}")),
+        }
     }
 
     /// Whether an earlier request lost its reply; the connection must not be reused then (a
@@ -65,7 +57,7 @@ impl Conn {
     /// Sends `cmds` in one write and reads their replies in order, each with the instant it was
     /// decoded. After a missing reply, that request and every later one get `NoReply`.
     pub async fn pipeline(&mut self, cmds: &[Cmd], timeout: Duration) -> Vec<(Answer, Instant)> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         let mut answers = Vec::with_capacity(cmds.len());
         if self.broken {
             let now = Instant::now();
@@ -79,21 +71,30 @@ impl Conn {
         for c in cmds {
             encode_request(&mut out, c.iter());
         }
-        let write = tokio::time::timeout_at(deadline, self.stream.write_all(&out)).await;
-        let write_error = match write {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("write: {e}")),
-            Err(_) => Some("write timed out".to_string()),
-        };
-        if let Some(why) = write_error {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Err(e) = self.client.send(&out, left).await {
+            let why = match e {
+                ClientError::Timeout { .. } => "write timed out".to_string(),
+                e => format!("write: {e}"),
+            };
             self.broken = true;
             answers.resize(cmds.len(), (Answer::NoReply(why), Instant::now()));
             return answers;
         }
         while answers.len() < cmds.len() {
-            match self.read_one(deadline).await {
-                Ok(r) => answers.push((Answer::Reply(r), Instant::now())),
-                Err(why) => {
+            // A zero timeout still takes a reply that is already buffered.
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.client.read(left).await {
+                Ok(r) => answers.push((Answer::Reply(r.reply), Instant::now())),
+                Err(e) => {
+                    let why = match e {
+                        ClientError::Timeout { .. } => "timed out waiting for the reply".into(),
+                        ClientError::Closed { .. } => "connection closed by the server".into(),
+                        ClientError::Protocol { reason, .. } => {
+                            format!("undecodable reply: {reason}")
+                        }
+                        e => format!("read: {e}"),
+                    };
                     self.broken = true;
                     answers.resize(cmds.len(), (Answer::NoReply(why), Instant::now()));
                 }
@@ -110,24 +111,6 @@ impl Conn {
             Some((Answer::NoReply(why), _)) => Err(why),
             None => Err("no answer".into()),
         }
-    }
-
-    async fn read_one(&mut self, deadline: tokio::time::Instant) -> Result<Reply, String> {
-        for _ in 0..MAX_READS_PER_REPLY {
-            match self.codec.decode(&mut self.buf) {
-                Ok(Some(r)) => return Ok(r.reply),
-                Ok(None) => {}
-                Err(e) => return Err(format!("undecodable reply: {e}")),
-            }
-            self.buf.reserve(16 * 1024);
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-                Err(_) => return Err("timed out waiting for the reply".into()),
-                Ok(Ok(0)) => return Err("connection closed by the server".into()),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(format!("read: {e}")),
-            }
-        }
-        Err("reply never completed".into())
     }
 }
 
@@ -246,23 +229,12 @@ pub struct RingNode {
 
 /// Every shard in a `RING NODES` reply (a list of maps).
 pub fn parse_ring_nodes(r: &Reply) -> Vec<RingNode> {
-    let Reply::Array(items) = r else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|item| {
-            let id = field(item, "id").as_ref().and_then(text)?;
-            let primary = field(item, "primary").as_ref().and_then(text)?;
-            let replicas = match field(item, "replicas") {
-                Some(Reply::Array(v) | Reply::Set(v)) => v.iter().filter_map(text).collect(),
-                _ => Vec::new(),
-            };
-            Some(RingNode {
-                id,
-                primary,
-                replicas,
-            })
+    admin::parse_ring_nodes(r)
+        .into_iter()
+        .map(|n| RingNode {
+            id: n.id,
+            primary: n.primary,
+            replicas: n.replicas,
         })
         .collect()
 }

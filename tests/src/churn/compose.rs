@@ -12,14 +12,14 @@
 //! mounts a copy).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use ringcache_client::blocking;
 
 use super::backend::{shard_tables, Backend, RouterShard, ShardState, Verbs};
 use super::client::RingNode;
@@ -174,26 +174,13 @@ pub fn replica_read_bound(config: &str) -> Result<Option<Duration>> {
 /// Sends PING to the router on `addr` from the host; true on `+PONG`.
 fn router_pongs(addr: SocketAddr) -> bool {
     let t = Duration::from_millis(800);
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, t) else {
+    let Ok(mut c) = blocking::Client::connect(&addr.to_string(), t) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(t));
-    let _ = s.set_write_timeout(Some(t));
-    if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+    if c.send_cmd(&["PING"]).is_err() {
         return false;
     }
-    let mut buf = [0u8; 16];
-    let mut got = 0;
-    for _ in 0..8 {
-        match s.read(&mut buf[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
-        }
-        if got >= 7 || got == buf.len() {
-            break;
-        }
-    }
-    buf[..got].starts_with(b"+PONG")
+    c.read(t).is_ok_and(|r| r.raw.starts_with(b"+PONG"))
 }
 
 impl Compose {
