@@ -14,14 +14,14 @@ use ringcache_protocol::Reply;
 use crate::clients::lock;
 use crate::rebalance::migrating::{Migrating, MigrationMap};
 use crate::rebalance::node_conn::{as_int, connect};
-use ringcache_client::Client;
-use ringcache_protocol::wire::{ArcBatch, MigrateArc};
 use crate::rebalance::outcome::ChangeOutcome;
 use crate::rebalance::plan::plan_rollback;
 use crate::rebalance::publish::{build_topology, done_on_nodes, nodes_of, publish};
 use crate::shard::Shard;
 use crate::state::Router;
 use crate::topology::Topology;
+use ringcache_client::Client;
+use ringcache_protocol::wire::{ArcBatch, MigrateArc};
 
 /// One `MIGRATE-ARC` batch may take a while on a loaded node; the node bounds its own I/O at 5 s.
 const MIGRATE_ARC_TIMEOUT: Duration = Duration::from_secs(20);

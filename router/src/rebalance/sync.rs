@@ -15,7 +15,6 @@ use tokio::sync::Notify;
 use crate::clients::lock;
 use crate::rebalance::mover::{drive, estimate, move_back};
 use crate::rebalance::node_conn::{connect, node_state};
-use ringcache_protocol::wire::Topology as TopologyCmd;
 use crate::rebalance::plan::ChangePlan;
 use crate::rebalance::publish::{
     build_topology, done_on_nodes, nodes_of, push_all, topology_set, warm_request_path,
@@ -24,6 +23,7 @@ use crate::record::ChangeRecord;
 use crate::shard::Shard;
 use crate::state::Router;
 use crate::topology::Topology;
+use ringcache_protocol::wire::Topology as TopologyCmd;
 
 /// How often every node's epoch is checked (and the ring re-pushed to nodes that lag, e.g. a
 /// node that was down or restarted empty).
@@ -233,10 +233,7 @@ pub(super) async fn nodes_enforce(
         let (keys, cmds) = (&keys, &cmds);
         async move {
             let mut c = connect(&s.primary, timeout).await?;
-            let replies = c
-                .pipeline(cmds, timeout)
-                .await
-                .map_err(|e| e.to_string())?;
+            let replies = c.pipeline(cmds, timeout).await.map_err(|e| e.to_string())?;
             for (k, r) in keys.iter().zip(&replies) {
                 let owner = ring.locate(k.as_bytes()).map(|o| o.id.as_str());
                 let says = match r {
