@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ringcache_client::Client as NodeConn;
 use ringcache_protocol::ring::{Ring, ShardSpec};
 use ringcache_protocol::Reply;
-use ringcache_router::rebalance::NodeConn;
 use ringcache_router::RouterConfig;
 
 const VNODES: u32 = ringcache_protocol::ring::DEFAULT_VNODES;

@@ -55,8 +55,8 @@
 //! [`Migrating`]): [`migrating`] (the moving-arcs map), [`plan`] (pure planning, `RING JOIN`
 //! arguments), [`outcome`] (what a change request comes to), [`progress`] (what `RING STATUS`
 //! and the metrics report), [`rebalancer`] (the state itself), [`chain`] (a client's queue on
-//! the request path), [`node_conn`] (admin connections to nodes, and `ringcache ctl`'s reply
-//! helpers). Above it, acting on the [`Router`](crate::state::Router): [`publish`] (pushing
+//! the request path), [`node_conn`] (control links to
+//! nodes on the shared client). Above it, acting on the [`Router`](crate::state::Router): [`publish`] (pushing
 //! epochs), [`mover`] (the background mover, completion, rollback), [`sync`] (epoch sync,
 //! resuming a change), [`change`] (`RING JOIN`/`LEAVE`/`CANCEL`), [`divert`](mod@divert) (the
 //! request path).
@@ -78,12 +78,9 @@ pub use chain::Chain;
 pub use change::{begin, cancel};
 pub use divert::divert;
 pub use migrating::{Migrating, MigrationMap, MovingArc};
-pub use node_conn::NodeConn;
 pub use outcome::{ChangeError, ChangeOutcome, GainersRefused};
 pub use plan::{parse_join, plan_change, plan_rollback, Change, ChangePlan};
 pub use progress::MigrationCounters;
 pub use publish::topology_set;
 pub use rebalancer::Rebalancer;
-pub use ringcache_client::admin::{parse_ring_nodes, status_field, NodeEntry};
-pub use ringcache_protocol::wire::reply_text;
 pub use sync::start;

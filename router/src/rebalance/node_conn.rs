@@ -9,8 +9,6 @@ use ringcache_client::Client;
 use ringcache_protocol::wire::{TopologyState, WireCommand};
 use ringcache_protocol::Reply;
 
-pub use ringcache_client::Client as NodeConn;
-
 /// `TOPOLOGY GET` → the node's epoch, shard id and change record.
 pub(super) async fn node_state(
     conn: &mut Client,

@@ -9,8 +9,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use ringcache_client::Client as NodeConn;
 use ringcache_protocol::Reply;
-use ringcache_router::rebalance::NodeConn;
 use ringcache_router::RouterConfig;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
