@@ -1,15 +1,14 @@
 //! The node's keyspace per operation, single-threaded, over 100,000 keys shaped like
-//! redis-benchmark's (`key:000000012345`, 3-byte values), next to a bare moka cache doing the
-//! same lookups and inserts: the floor the store's own work (stripe lock, bucket index, deadlines,
-//! weigher) sits on. Redis's whole GET at -P 16 on this machine costs ~0.8 µs of CPU, syscalls
-//! included (docs/BENCHMARKS.md).
+//! redis-benchmark's (`key:000000012345`, 3-byte values): a GET's lookup and a SET's insert
+//! through a `Db` view (bucket lock, table probe, deadline check, access field), next to a bare
+//! moka cache doing the same lookups and inserts for scale.
 //!
 //!     cargo bench --bench store
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use moka::sync::Cache;
-use ringcache_node::store::Store;
+use ringcache_node::keyspace::{Db, Expiry, Keyspace};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -26,27 +25,27 @@ fn keys() -> Vec<Bytes> {
 fn bench_store(c: &mut Criterion) {
     let keys = keys();
     let value = Bytes::from_static(b"xxx");
-    let mut group = c.benchmark_group("store (100k keys)");
+    let mut group = c.benchmark_group("keyspace (100k keys)");
 
-    let store = Store::new(0);
+    let ks = Keyspace::new();
     for k in &keys {
-        store.put_str(k, &value, None);
+        Db::for_keys(&ks, [k], 0, Expiry::Delete).set_str(k, &value, None);
     }
-    assert_eq!(store.len(), KEYS as u64);
+    assert_eq!(ks.len(), KEYS as u64);
     let mut next = 0usize;
-    group.bench_function("Store::lookup (hit)", |b| {
-        b.iter(|| {
-            next = (next + 1) % KEYS;
-            let hit = store.lookup(black_box(&keys[next]));
-            assert!(hit.is_some());
-        })
-    });
-    group.bench_function("Store::put_str (overwrite, under its stripe lock)", |b| {
+    group.bench_function("Db::lookup (hit)", |b| {
         b.iter(|| {
             next = (next + 1) % KEYS;
             let key = black_box(&keys[next]);
-            let _g = store.lock_key(key);
-            store.put_str(key, &value, None);
+            let mut db = Db::for_keys(&ks, [key], 0, Expiry::Delete);
+            assert!(db.lookup(key).is_some());
+        })
+    });
+    group.bench_function("Db::set_str (overwrite)", |b| {
+        b.iter(|| {
+            next = (next + 1) % KEYS;
+            let key = black_box(&keys[next]);
+            Db::for_keys(&ks, [key], 0, Expiry::Delete).set_str(key, &value, None);
         })
     });
 

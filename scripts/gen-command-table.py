@@ -14,18 +14,34 @@ import sys
 COMMANDS = """
 ping echo hello auth select quit reset client
 del unlink exists touch type expire pexpire expireat pexpireat ttl pttl expiretime pexpiretime persist
-rename renamenx copy keys scan randomkey dbsize flushdb flushall
+rename renamenx copy keys scan randomkey dbsize flushdb flushall object dump restore
 get set setnx setex psetex getex getdel getset mget mset msetnx append strlen getrange setrange
-incr decr incrby decrby incrbyfloat
+incr decr incrby decrby incrbyfloat lcs
 hset hsetnx hmset hget hmget hdel hexists hlen hkeys hvals hgetall hincrby hincrbyfloat hstrlen
 hrandfield hscan
-info command config time save bgsave lastsave replicaof slaveof role
+lpush rpush lpushx rpushx lpop rpop llen lrange lindex lset linsert lrem ltrim lpos lmove rpoplpush
+lmpop blpop brpop blmove brpoplpush blmpop
+sadd srem smembers sismember smismember scard spop srandmember smove sinter sintercard sinterstore
+sunion sunionstore sdiff sdiffstore sscan
+zadd zincrby zrem zcard zscore zmscore zrank zrevrank zcount zlexcount zrange zrangestore zrevrange
+zrangebyscore zrevrangebyscore zrangebylex zrevrangebylex zremrangebyrank zremrangebyscore
+zremrangebylex zpopmin zpopmax zmpop zrandmember zunion zinter zdiff zunionstore zinterstore
+zdiffstore zintercard zscan bzpopmin bzpopmax bzmpop
+setbit getbit bitcount bitpos bitop bitfield bitfield_ro
+pfadd pfcount pfmerge
+geoadd geodist geohash geopos geosearch geosearchstore georadius georadius_ro georadiusbymember
+georadiusbymember_ro
+multi exec discard watch unwatch
+info command config time save bgsave lastsave replicaof slaveof role memory function
 """.split()
 
 SUBCOMMANDS = {
     "client": "id setname getname list info kill no-evict".split(),
     "command": "count info docs list getkeys".split(),
     "config": "get set resetstat rewrite".split(),
+    "object": "encoding freq idletime refcount help".split(),
+    "memory": "usage help".split(),
+    "function": "flush".split(),
 }
 
 

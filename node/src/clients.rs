@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ringcache_protocol::clients::ClientExt;
 
-use crate::store::now_ms;
+use crate::keyspace::now_ms;
 
 /// The node's per-client state, read through the handle (`handle.last_active_ms`).
 #[derive(Debug)]

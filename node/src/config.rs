@@ -21,6 +21,8 @@ pub struct NodeConfig {
     pub replica_of: Option<String>,
     /// Name the node is known by in the cluster's topology (its shard id), if any.
     pub shard_id: Option<String>,
+    /// CONFIG parameters kept only to be reported back (`hz`, `lazyfree-*`, ...).
+    pub params: std::collections::BTreeMap<&'static str, String>,
 }
 
 impl Default for NodeConfig {
@@ -35,6 +37,7 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             replica_of: None,
             shard_id: None,
+            params: Default::default(),
         }
     }
 }

@@ -1,12 +1,15 @@
-//! ringcache's cache node: a Redis-compatible server whose keyspace is a moka cache bounded by
-//! bytes, with per-key deadlines, Redis 7's replies, replication and cluster topology.
+//! ringcache's cache node: a Redis-compatible server with Redis 7's data types and replies, a
+//! compact keyspace sharded by ring hash bucket, eviction under `maxmemory`, replication and
+//! cluster topology.
 //!
-//! Layout: [`server`] accepts connections and runs requests through [`cmd::dispatch`]; commands
-//! live in [`cmd`] by family and act on the [`store::Store`]. Layers, bottom to top (a file
-//! names files of its own layer or below, never above):
-//! - [`store`] (the keyspace), [`config`], [`clients`] (the client registry);
-//! - [`state`]: the node's shared state ([`state::Shared`]: replication and topology state
-//!   included) and a connection's ([`state::session::Session`]);
+//! Layout: [`server`] accepts connections and runs requests through [`cmd::execute`]; commands
+//! live in [`cmd`] by family and act on the [`keyspace`] through a [`keyspace::Db`]. Layers,
+//! bottom to top (a file names files of its own layer or below, never above):
+//! - [`types`] (lists, hashes, sets, sorted sets), [`keyspace`] (buckets, entries, expiry,
+//!   eviction, the `Db` view a command runs against), [`dump`] (values as DUMP payloads),
+//!   [`config`], [`clients`] (the client registry);
+//! - [`state`]: the node's shared state ([`state::Shared`]: replication and topology state,
+//!   WATCHes and blocked clients included) and a connection's ([`state::session::Session`]);
 //! - the engines: [`replication`] (follow a primary, stream to replicas, propagate writes) and
 //!   [`topology`] (the ownership check, key moves);
 //! - [`cmd`]: the dispatch and the commands, a file per family, calling into the engines;
@@ -15,11 +18,13 @@
 pub mod clients;
 pub mod cmd;
 pub mod config;
+pub mod dump;
+pub mod keyspace;
 pub mod replication;
 pub mod server;
 pub mod state;
-pub mod store;
 pub mod topology;
+pub mod types;
 
 pub use config::NodeConfig;
 pub use server::{bind, run};

@@ -1,17 +1,20 @@
 //! Replication: a primary streams its writes to replicas; a replica is read-only.
 //!
 //! A replica connects, sends `REPLCONF listening-port P` and `SYNC`. The primary answers
-//! `+FULLRESYNC <replid> <offset>`, registers the link (from then on every write is queued for
-//! it), sends a snapshot key by key (each key read under its stripe lock), `REPLCONF SNAPSHOT-END`,
-//! then the queued writes and a heartbeat (`REPLCONF OFFSET <offset> <writes>`) every second.
+//! `+FULLRESYNC <replid> <offset> <writes>`, registers the link (from then on every write is
+//! queued for it) and streams a snapshot bucket by bucket (`REPLCONF KEY <key> <deadline>
+//! <payload>` per key, the payload a DUMP), then `REPLCONF SNAPSHOT-END`, and a heartbeat
+//! (`REPLCONF OFFSET <offset> <writes>`) every second.
 //!
-//! Every propagated write sets state rather than changes it: relative expiries become absolute
-//! deadlines (`SET k v PXAT t`, `PEXPIREAT`), INCR/APPEND/HINCRBY become the resulting value. So a
-//! write queued before the snapshot read its key and replayed after it leaves the same state, and
-//! primary and replica agree on expiry whatever the delay.
+//! The snapshot is consistent with the stream: a bucket's keys reach the link's queue exactly
+//! once, under the bucket's lock, either by the snapshot walking to it or by the first write
+//! that touches it (which sends the bucket first, then itself). So every write reaches the
+//! replica after the state it applies to, and commands are propagated as they are (LPUSH,
+//! INCR), not as the state they leave. Commands whose replay would differ are rewritten by the
+//! commands themselves (relative deadlines made absolute, random pops made explicit).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use ringcache_protocol::hash::BUCKETS;
 use ringcache_protocol::resp::encode_request;
 use ringcache_protocol::table::{flags, CommandSpec};
-use ringcache_protocol::{Limits, Protocol, Reply, RequestDecoder};
+use ringcache_protocol::{Limits, Reply, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -28,9 +31,9 @@ use ringcache_client::Client;
 
 use crate::clients::{ClientHandle, NodeClient};
 use crate::state::replication::{LinkState, ReplicaLink};
-use crate::state::session::{Flow, Session};
+use crate::state::session::Session;
 use crate::state::Shared;
-use crate::store::{lock, now_ms, Entry, Value};
+use crate::keyspace::{now_ms, Bucket, Db};
 
 /// Writes queued for one replica before it counts as too far behind (it is dropped and resyncs).
 const LINK_QUEUE: usize = 262_144;
@@ -52,76 +55,104 @@ pub fn check_write(shared: &Shared, session: &Session, spec: &CommandSpec) -> Op
     None
 }
 
-/// Queues a write for every replica. Called under the written keys' stripe locks, so writes to
-/// one key reach replicas in the order they happened.
-pub fn propagate(shared: &Shared, args: &[Bytes]) {
-    if !shared.repl.has_replicas() {
+/// The commands that replay what `db`'s command did: the deletes of keys it found expired, then
+/// the command's rewrite, or the command itself if it changed anything.
+pub fn propagation(db: &mut Db<'_>, cmd: Option<(&CommandSpec, &[Bytes])>) -> Vec<Vec<Bytes>> {
+    let e = &mut db.effects;
+    let mut cmds = std::mem::take(&mut e.before);
+    match (e.rewrite.take(), cmd) {
+        (Some(r), _) => cmds.extend(r),
+        (None, Some((spec, args))) if e.dirty > 0 && spec.is_write() => cmds.push(args.to_vec()),
+        _ => {}
+    }
+    e.dirty = 0;
+    cmds
+}
+
+/// Hands on what `db`'s command (if any) changed: its writes to the replicas and its touched
+/// keys to WATCHers, both while its locks are still held; then releases them. The touched keys
+/// (blocked clients may wait on them).
+pub fn release(
+    shared: &Shared,
+    mut db: Db<'_>,
+    cmd: Option<(&CommandSpec, &[Bytes])>,
+) -> Vec<Bytes> {
+    let cmds = propagation(&mut db, cmd);
+    if !cmds.is_empty() {
+        propagate(shared, &mut db, &cmds);
+    }
+    let touched = std::mem::take(&mut db.effects.touched);
+    if !touched.is_empty() {
+        shared.watches.touch(&touched);
+    }
+    drop(db);
+    touched
+}
+
+/// Queues `cmds` for every replica, under the locks `db` holds, so writes to one key reach
+/// replicas in the order they happened. A replica still taking its snapshot first gets the
+/// buckets these writes touch (see the module docs).
+pub fn propagate(shared: &Shared, db: &mut Db<'_>, cmds: &[Vec<Bytes>]) {
+    let repl = &shared.repl;
+    if !repl.has_replicas() {
         return;
+    }
+    for link in repl.snapshotting() {
+        for b in db.held_buckets() {
+            if link.needs_bucket(b) {
+                let msg = db
+                    .with_bucket(b, |bucket, now| snapshot_bucket(bucket, now))
+                    .unwrap_or_default();
+                link.push_bucket(b, msg);
+            }
+        }
     }
     let mut buf = BytesMut::new();
-    encode_request(&mut buf, args.iter());
-    shared.repl.queue(buf.freeze(), 1);
+    for c in cmds {
+        encode_request(&mut buf, c.iter());
+    }
+    repl.queue(buf.freeze(), cmds.len() as u64);
 }
 
-/// Sends `SET key value [PXAT deadline]`.
-pub fn propagate_value(shared: &Shared, key: &[u8], value: &[u8], expire_at: Option<i64>) {
-    if !shared.repl.has_replicas() {
+/// Queues `DEL key` for the replicas (a key deleted under its bucket's lock outside any
+/// command: active expiry).
+pub fn propagate_expired(shared: &Shared, bucket: &Bucket, key: &[u8], now: i64) {
+    let repl = &shared.repl;
+    if !repl.has_replicas() {
         return;
     }
-    propagate(shared, &set_command(key, value, expire_at));
-}
-
-fn set_command(key: &[u8], value: &[u8], expire_at: Option<i64>) -> Vec<Bytes> {
-    let mut args = vec![
-        Bytes::from_static(b"SET"),
-        Bytes::copy_from_slice(key),
-        Bytes::copy_from_slice(value),
-    ];
-    if let Some(t) = expire_at {
-        args.push(Bytes::from_static(b"PXAT"));
-        args.push(Bytes::from(t.to_string()));
-    }
-    args
-}
-
-/// Sends the commands that recreate `entry` at `key` (the value and its deadline).
-pub fn propagate_entry(shared: &Shared, key: &[u8], entry: &Entry) {
-    if !shared.repl.has_replicas() {
-        return;
+    let b = crate::keyspace::Place::of(key).bucket;
+    for link in repl.snapshotting() {
+        if link.needs_bucket(b) {
+            link.push_bucket(b, snapshot_bucket(bucket, now));
+        }
     }
     let mut buf = BytesMut::new();
-    let n = restore_commands(&mut buf, &Bytes::copy_from_slice(key), entry);
-    shared.repl.queue(buf.freeze(), n as u64);
+    encode_request(&mut buf, [&b"DEL"[..], key]);
+    repl.queue(buf.freeze(), 1);
 }
 
-/// Sends `PEXPIREAT key deadline` or `PERSIST key`.
-pub fn propagate_expire(shared: &Shared, key: &[u8], expire_at: Option<i64>) {
-    if !shared.repl.has_replicas() {
-        return;
-    }
-    let key = Bytes::copy_from_slice(key);
-    match expire_at {
-        Some(t) => propagate(
-            shared,
-            &[
-                Bytes::from_static(b"PEXPIREAT"),
-                key,
-                Bytes::from(t.to_string()),
+/// A bucket's live keys as `REPLCONF KEY <key> <deadline or 0> <payload>` commands.
+fn snapshot_bucket(bucket: &Bucket, now: i64) -> Bytes {
+    let mut out = BytesMut::new();
+    for e in bucket.iter() {
+        if e.is_expired(now) {
+            continue;
+        }
+        let deadline = e.deadline().unwrap_or(0).to_string();
+        let payload = crate::dump::dump_entry(e);
+        encode_request(
+            &mut out,
+            [
+                &b"REPLCONF"[..],
+                b"KEY",
+                e.key(),
+                deadline.as_bytes(),
+                &payload,
             ],
-        ),
-        None => propagate(shared, &[Bytes::from_static(b"PERSIST"), key]),
+        );
     }
-}
-
-/// Sends `DEL key`.
-pub fn propagate_del(shared: &Shared, key: &[u8]) {
-    if !shared.repl.has_replicas() {
-        return;
-    }
-    propagate(
-        shared,
-        &[Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)],
-    );
+    out.freeze()
 }
 
 /// Makes this node a primary (REPLICAOF NO ONE), keeping its data.
@@ -168,25 +199,17 @@ fn io_err(msg: impl Into<String>) -> std::io::Error {
 /// A session for applying the primary's stream (writes allowed, replies discarded).
 fn primary_session(shared: &Shared) -> Session {
     let addr: SocketAddr = ([127, 0, 0, 1], shared.port).into();
-    Session {
-        id: 0,
-        proto: Protocol::Resp2,
-        authenticated: true,
-        client: Arc::new(ClientHandle::new(
-            0,
-            addr,
-            addr,
-            NodeClient {
-                last_active_ms: AtomicI64::new(0),
-            },
-        )),
-        flow: Flow::Continue,
-        is_replication_link: false,
-        replica_port: None,
-        from_primary: true,
-        last_cmd: "NULL",
-        migration: None,
-    }
+    let client = Arc::new(ClientHandle::new(
+        0,
+        addr,
+        addr,
+        NodeClient {
+            last_active_ms: AtomicI64::new(0),
+        },
+    ));
+    let mut s = Session::new(0, client, true);
+    s.from_primary = true;
+    s
 }
 
 async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std::io::Result<()> {
@@ -235,7 +258,7 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
         return Ok(());
     }
     // A full resync replaces everything this node held.
-    shared.store.clear();
+    shared.keyspace.clear();
     shared.repl.start_sync(start_offset, start_writes);
     tracing::info!(%primary, offset = start_offset, "full resync started");
 
@@ -246,7 +269,6 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
     let mut decoder = RequestDecoder::new(limits, true);
     let mut session = primary_session(shared);
     let mut args = Vec::new();
-    let mut snapshot_done = false;
     let mut last_ack = Instant::now();
     loop {
         while let Some(raw) = decoder
@@ -257,18 +279,13 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
             if !current(shared, generation) {
                 return Ok(());
             }
+            // Snapshot keys and heartbeats are not writes: the offset counts writes only, as
+            // the primary counts them.
             let is_replconf = args
                 .first()
                 .is_some_and(|n| n.eq_ignore_ascii_case(b"replconf"));
-            if is_replconf
-                && args
-                    .get(1)
-                    .is_some_and(|s| s.eq_ignore_ascii_case(b"snapshot-end"))
-            {
-                snapshot_done = true;
-            }
             (shared.apply)(shared, &mut session, &args);
-            if snapshot_done && !is_replconf {
+            if !is_replconf {
                 shared.repl.applied(raw.len() as u64);
             }
         }
@@ -299,36 +316,6 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
     }
 }
 
-/// Appends the commands that recreate `entry` at `key` elsewhere (a replica's snapshot, a
-/// migration target); returns how many commands (so how many replies) that is.
-pub fn restore_commands(out: &mut BytesMut, key: &Bytes, entry: &Entry) -> usize {
-    match &entry.value {
-        Value::Str(v) => {
-            let args = set_command(key, v, entry.expire_at);
-            encode_request(out, args.iter());
-            1
-        }
-        Value::Hash(h) => {
-            encode_request(out, [&b"DEL"[..], key]);
-            let h = lock(h);
-            let mut args: Vec<&[u8]> = vec![b"HSET", key];
-            for (f, v) in h.iter() {
-                args.push(f);
-                args.push(v);
-            }
-            encode_request(out, args.iter());
-            match entry.expire_at {
-                Some(t) => {
-                    let t = t.to_string();
-                    encode_request(out, [&b"PEXPIREAT"[..], key, t.as_bytes()]);
-                    3
-                }
-                None => 2,
-            }
-        }
-    }
-}
-
 /// Serves a replica's link after SYNC: snapshot, then the write stream, until it goes away.
 pub async fn serve_replica(
     shared: &Shared,
@@ -338,22 +325,60 @@ pub async fn serve_replica(
     let addr = sock.peer_addr()?;
     let (mut rd, mut wr) = sock.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(LINK_QUEUE);
-    let link = Arc::new(ReplicaLink {
+    let link = Arc::new(ReplicaLink::new(
         addr,
-        listening_port: AtomicU64::new(u64::from(listening_port.unwrap_or(addr.port()))),
+        listening_port.unwrap_or(addr.port()),
         tx,
-        ack_offset: AtomicU64::new(0),
-        last_ack_ms: AtomicI64::new(now_ms()),
-        broken: AtomicBool::new(false),
-    });
+    ));
     // From here on every write is queued for the link.
+    shared.repl.snapshot_running(true);
     let (start_offset, start_writes) = shared.repl.attach(link.clone());
     tracing::info!(replica = %addr, offset = start_offset, "replica attached; sending snapshot");
+    let producer = {
+        let (shared, link) = (shared.self_arc(), link.clone());
+        tokio::task::spawn_blocking(move || produce_snapshot(&shared, &link, start_offset))
+    };
     let start = (start_offset, start_writes);
     let result = stream_to_replica(shared, &link, &mut rd, &mut wr, &mut rx, start).await;
+    // A producer still walking stops at its next bucket.
+    link.broken.store(true, Relaxed);
+    let _ = producer.await;
     shared.repl.detach(&link);
     tracing::info!(replica = %addr, "replica detached");
     result
+}
+
+/// Bytes of snapshot queued ahead of the socket before the walk waits.
+const SNAPSHOT_AHEAD: usize = 8 * 1024 * 1024;
+
+/// Walks every bucket into the link's queue (those a write has not sent already), then
+/// `REPLCONF SNAPSHOT-END`. Runs on a blocking thread: serializing big values is CPU work.
+fn produce_snapshot(shared: &Shared, link: &ReplicaLink, start_offset: u64) {
+    let mut keys = 0usize;
+    for b in 0..BUCKETS {
+        while link.queued_bytes.load(Relaxed) > SNAPSHOT_AHEAD {
+            if link.broken.load(Relaxed) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if link.broken.load(Relaxed) {
+            shared.repl.snapshot_running(false);
+            return;
+        }
+        let g = shared.keyspace.lock_bucket(b);
+        if link.needs_bucket(b) {
+            keys += g.len();
+            link.push_bucket(b, snapshot_bucket(&g, now_ms()));
+        }
+    }
+    link.snapshot_done();
+    shared.repl.snapshot_running(false);
+    let mut end = BytesMut::new();
+    let off = start_offset.to_string();
+    encode_request(&mut end, [&b"REPLCONF"[..], b"SNAPSHOT-END", off.as_bytes()]);
+    link.send(end.freeze());
+    tracing::info!(replica = %link.addr, keys, "snapshot queued; streaming writes");
 }
 
 async fn stream_to_replica(
@@ -369,29 +394,6 @@ async fn stream_to_replica(
     wr.write_all(format!("+FULLRESYNC {replid} {start_offset} {writes}\r\n").as_bytes())
         .await?;
     let mut out = BytesMut::with_capacity(64 * 1024);
-    let mut keys = 0u64;
-    for bucket in 0..BUCKETS {
-        for key in shared.store.bucket_keys(bucket) {
-            let _g = shared.store.lock_key(&key);
-            if let Some(entry) = shared.store.get(&key) {
-                restore_commands(&mut out, &key, &entry);
-                keys += 1;
-            }
-        }
-        if out.len() >= 64 * 1024 {
-            wr.write_all(&out).await?;
-            out.clear();
-        }
-    }
-    let off = start_offset.to_string();
-    encode_request(
-        &mut out,
-        [&b"REPLCONF"[..], b"SNAPSHOT-END", off.as_bytes()],
-    );
-    wr.write_all(&out).await?;
-    out.clear();
-    tracing::info!(replica = %link.addr, keys, "snapshot sent; streaming writes");
-
     let mut ack_buf = BytesMut::with_capacity(1024);
     let mut ack_decoder = RequestDecoder::new(Limits::default(), true);
     let mut ack_args = Vec::new();
@@ -412,14 +414,19 @@ async fn stream_to_replica(
                     }
                 }
                 wr.write_all(&out).await?;
+                link.drained(out.len());
                 out.clear();
             }
             _ = heartbeat.tick() => {
-                let off = shared.repl.offset().to_string();
-                let writes = shared.repl.writes().to_string();
-                encode_request(&mut out, [&b"REPLCONF"[..], b"OFFSET", off.as_bytes(), writes.as_bytes()]);
-                wr.write_all(&out).await?;
-                out.clear();
+                // Heartbeats go out once the snapshot is sent: the replica's offset counts
+                // from its end.
+                if !link.is_snapshotting() {
+                    let off = shared.repl.offset().to_string();
+                    let writes = shared.repl.writes().to_string();
+                    let mut hb = BytesMut::new();
+                    encode_request(&mut hb, [&b"REPLCONF"[..], b"OFFSET", off.as_bytes(), writes.as_bytes()]);
+                    link.send(hb.freeze());
+                }
             }
             n = rd.read_buf(&mut ack_buf) => {
                 if n? == 0 {

@@ -12,18 +12,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringcache_protocol::{Protocol, Reply, RequestDecoder};
+use ringcache_protocol::{Reply, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::clients::ClientHandle;
-use crate::cmd::ctx::Ctx;
-use crate::cmd::dispatch;
 use crate::config::NodeConfig;
 use crate::state::session::{Flow, Session};
 use crate::state::Shared;
-use crate::store::{lock, now_ms};
+use crate::keyspace::{lock, now_ms};
 
 /// Binds the node's listener (port 0 picks a free port).
 pub async fn bind(config: &NodeConfig) -> io::Result<TcpListener> {
@@ -51,7 +49,7 @@ pub async fn serve(
     shutdown: impl Future,
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(sweeper(shared.clone(), stop_rx.clone()));
+    tokio::spawn(active_expiry(shared.clone(), stop_rx.clone()));
     crate::replication::start(shared.clone(), stop_rx.clone());
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
@@ -203,25 +201,27 @@ const READ_CHUNK: usize = 16 * 1024;
 
 async fn connection(
     shared: &Arc<Shared>,
-    mut sock: TcpStream,
+    sock: TcpStream,
     handle: &Arc<ClientHandle>,
 ) -> io::Result<()> {
+    let needs_auth = shared.config().requirepass.is_some();
+    let mut session = Session::new(handle.id, handle.clone(), !needs_auth);
+    let r = serve_session(shared, sock, handle, &mut session).await;
+    // What the client registered goes with it.
+    crate::cmd::multi::unwatch_all(shared, &mut session);
+    r
+}
+
+async fn serve_session(
+    shared: &Arc<Shared>,
+    mut sock: TcpStream,
+    handle: &Arc<ClientHandle>,
+    session: &mut Session,
+) -> io::Result<()> {
     sock.set_nodelay(true)?;
-    let (limits, needs_auth, idle) = {
+    let (limits, idle) = {
         let c = shared.config();
-        (c.limits, c.requirepass.is_some(), c.idle_timeout())
-    };
-    let mut session = Session {
-        id: handle.id,
-        proto: Protocol::Resp2,
-        authenticated: !needs_auth,
-        client: handle.clone(),
-        flow: Flow::Continue,
-        is_replication_link: false,
-        replica_port: None,
-        from_primary: false,
-        last_cmd: "NULL",
-        migration: None,
+        (c.limits, c.idle_timeout())
     };
     let mut decoder = RequestDecoder::new(limits, session.authenticated);
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -241,13 +241,23 @@ async fn connection(
                 }
             };
             commands += 1;
-            let mut reply = {
-                let mut ctx = Ctx {
-                    shared,
-                    session: &mut session,
-                };
-                dispatch(&mut ctx, &args)
-            };
+            let mut reply = crate::cmd::execute(shared, session, &args);
+            if let Some((waiter, timeout)) = session.blocked.take() {
+                // Blocked: the replies before it go out now; this connection waits without
+                // holding its IO thread.
+                if !out.is_empty() {
+                    sock.write_all(&out).await?;
+                    shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
+                    out.clear();
+                }
+                match wait_blocked(shared, &mut sock, &mut inbuf, handle, &waiter, timeout).await {
+                    Some(r) => reply = r,
+                    None => return Ok(()),
+                }
+            }
+            if let Reply::Error(e) = &reply {
+                shared.stats.error(e);
+            }
             if let Some(migration) = session.migration.take() {
                 // Waits on another node: the replies before it need not wait too.
                 if !out.is_empty() {
@@ -339,16 +349,71 @@ async fn read_idle(
     }
 }
 
-/// Prunes expired and evicted keys from the bucket index: 1/64 of the buckets every 100 ms, so the
-/// whole index is walked every 6.4 s at a bounded cost per step.
-async fn sweeper(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let step = ringcache_protocol::hash::BUCKETS / 64;
+/// Waits until a blocked client is served, its timeout passes, or it goes away (`None`: close
+/// the connection). Bytes the client sends meanwhile stay buffered for after (as Redis does).
+async fn wait_blocked(
+    shared: &Shared,
+    sock: &mut TcpStream,
+    inbuf: &mut BytesMut,
+    handle: &ClientHandle,
+    waiter: &Arc<crate::state::blocking::Waiter>,
+    timeout: Option<Duration>,
+) -> Option<Reply> {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let gone = loop {
+        let until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = waiter.woken.notified() => break false,
+            _ = until => break false,
+            _ = handle.kill.notified() => break true,
+            r = sock.read_buf(inbuf) => match r {
+                Ok(0) | Err(_) => break true,
+                // A client piling up input while blocked is cut off, as Redis bounds a query
+                // buffer.
+                Ok(_) if inbuf.len() > MAX_BLOCKED_INPUT => break true,
+                Ok(_) => {}
+            },
+        }
+    };
+    let reply = crate::cmd::blocking::unblock(shared, waiter);
+    (!gone).then_some(reply)
+}
+
+/// Input a blocked client may send before it is disconnected.
+const MAX_BLOCKED_INPUT: usize = 64 * 1024 * 1024;
+
+/// Active expiry, on primaries: every 100 ms, keys past their deadline are deleted in steps of
+/// buckets, repeated while a step finds more than a quarter of what it checked expired, within
+/// 25 ms (Redis's slow cycle budget at hz 10).
+async fn active_expiry(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    const STEP_BUCKETS: usize = 256;
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
+        if shared.repl.is_replica() || shared.keyspace.volatile() == 0 {
+            continue;
+        }
         let s = shared.clone();
-        let _ = tokio::task::spawn_blocking(move || s.store.sweep(step)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            loop {
+                let now = now_ms();
+                let (checked, deleted) = s.keyspace.expire_step(now, STEP_BUCKETS, |bucket, key| {
+                    crate::replication::propagate_expired(&s, bucket, key, now);
+                    s.watches.touch(&[key]);
+                });
+                if deleted * 4 <= checked || started.elapsed() > Duration::from_millis(25) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }

@@ -35,7 +35,8 @@ use ringcache_protocol::table::{flags, CommandSpec};
 use ringcache_protocol::wire::{Topology, WireCommand};
 use ringcache_protocol::Reply;
 
-use crate::replication::restore_commands;
+use crate::dump::restore_request;
+use crate::keyspace::{now_ms, Db, Expiry};
 use crate::state::session::{Migration, Session};
 use crate::state::Shared;
 
@@ -114,15 +115,22 @@ async fn migrate_arc(shared: &Shared, target: &str, arc: RingArc, max: usize) ->
     let (mut moved, mut bytes) = (0, 0);
     let mut keys = Vec::new();
     let mut more = false;
+    let now = now_ms();
     'buckets: for b in arc.buckets() {
-        for k in shared.store.bucket_keys(b) {
-            if arc.contains(key_hash(&k)) {
-                if keys.len() == max {
-                    more = true;
-                    break 'buckets;
-                }
-                keys.push(k);
+        // Locked only while its keys are listed: the guard never lives across an await.
+        let listed: Vec<Bytes> = {
+            let g = shared.keyspace.lock_bucket(b);
+            g.iter()
+                .filter(|e| !e.is_expired(now) && arc.contains(key_hash(e.key())))
+                .map(|e| Bytes::copy_from_slice(e.key()))
+                .collect()
+        };
+        for k in listed {
+            if keys.len() == max {
+                more = true;
+                break 'buckets;
             }
+            keys.push(k);
         }
     }
     for chunk in keys.chunks(CHUNK) {
@@ -155,62 +163,69 @@ async fn migrate(shared: &Shared, target: &str, keys: &[Bytes]) -> Result<(usize
     if keys.is_empty() {
         return Ok((0, 0));
     }
-    let store = &shared.store;
+    let ks = &shared.keyspace;
     let _claim = shared.topology.claim(keys).await;
     let mut out = BytesMut::new();
-    let mut replies = 0;
-    // Each key found and where its commands are in `out`.
+    // Each key found and where its command is in `out`.
     let mut moving: Vec<(&Bytes, Range<usize>)> = Vec::new();
     {
-        let _locks = store.lock_keys(keys);
+        let mut db = Db::for_keys(ks, keys, now_ms(), Expiry::Delete);
         for k in keys {
-            if let Some(e) = store.get(k) {
+            if let Some(e) = db.peek(k) {
                 let at = out.len();
-                replies += restore_commands(&mut out, k, &e);
+                restore_request(&mut out, e);
                 moving.push((k, at..out.len()));
             }
         }
+        finish_quietly(shared, db);
     }
     if moving.is_empty() {
         return Ok((0, 0));
     }
     let bytes = out.len();
-    if let Err(e) = send_and_confirm(shared, target, &out, replies).await {
+    if let Err(e) = send_and_confirm(shared, target, &out, moving.len()).await {
         return Err(undo(shared, target, &moving, e).await);
     }
     loop {
-        let locks = store.lock_keys(moving.iter().map(|(k, _)| k));
-        let (mut again, mut again_replies, mut now) = (BytesMut::new(), 0, BytesMut::new());
-        for (k, sent) in &mut moving {
-            now.clear();
-            match store.get(k) {
-                Some(e) => {
-                    let n = restore_commands(&mut now, k, &e);
-                    if now[..] != out[sent.clone()] {
-                        // Compared next time against what it is sent as now.
-                        *sent = out.len()..out.len() + now.len();
-                        out.extend_from_slice(&now);
-                        again.extend_from_slice(&now);
-                        again_replies += n;
+        // The locks are taken and released in this block: none is held across the network.
+        let resend = {
+            let mut db = Db::for_keys(ks, moving.iter().map(|(k, _)| k), now_ms(), Expiry::Delete);
+            let (mut again, mut again_replies, mut now) = (BytesMut::new(), 0, BytesMut::new());
+            for (k, sent) in &mut moving {
+                now.clear();
+                match db.peek(k) {
+                    Some(e) => {
+                        restore_request(&mut now, e);
+                        if now[..] != out[sent.clone()] {
+                            // Compared next time against what it is sent as now.
+                            *sent = out.len()..out.len() + now.len();
+                            out.extend_from_slice(&now);
+                            again.extend_from_slice(&now);
+                            again_replies += 1;
+                        }
+                    }
+                    None if sent.end > sent.start => {
+                        encode_request(&mut again, [&b"DEL"[..], &k[..]]);
+                        again_replies += 1;
+                        *sent = 0..0;
+                    }
+                    None => {}
+                }
+            }
+            if again_replies == 0 {
+                for (k, _) in &moving {
+                    if db.remove(k).is_some() {
+                        db.propagate_as(vec![Bytes::from_static(b"DEL"), (*k).clone()]);
                     }
                 }
-                None if sent.end > sent.start => {
-                    encode_request(&mut again, [&b"DEL"[..], &k[..]]);
-                    again_replies += 1;
-                    *sent = 0..0;
-                }
-                None => {}
             }
-        }
-        if again_replies == 0 {
-            for (k, _) in &moving {
-                store.remove(k);
-                crate::replication::propagate_del(shared, k);
-            }
+            finish_quietly(shared, db);
+            (again_replies > 0).then_some((again, again_replies))
+        };
+        let Some((again, again_replies)) = resend else {
             break;
-        }
+        };
         // Written here meanwhile: send it again, unlocked, and check again.
-        drop(locks);
         if let Err(e) = send_and_confirm(shared, target, &again, again_replies).await {
             return Err(undo(shared, target, &moving, e).await);
         }
@@ -224,6 +239,11 @@ async fn migrate(shared: &Shared, target: &str, keys: &[Bytes]) -> Result<(usize
     topo.keys_migrated.fetch_add(moved as u64, Relaxed);
     topo.bytes_migrated.fetch_add(bytes as u64, Relaxed);
     Ok((moved, bytes))
+}
+
+/// Ends a read-only view: only keys found expired on the way are propagated (as deletes).
+fn finish_quietly(shared: &Shared, db: Db<'_>) {
+    let _ = crate::replication::release(shared, db, None);
 }
 
 /// Opens connections to `target` on this thread until [`WARM_IDLE`] are idle, so the first

@@ -35,6 +35,34 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
+/// Parses a double the way Redis's `getDoubleFromObject` does: what `strtod` reads in full, no
+/// leading space, no NaN, and no value that overflowed to infinity or underflowed to zero.
+pub fn parse_f64(s: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(s).ok()?;
+    if text.is_empty() || text.as_bytes()[0].is_ascii_whitespace() {
+        return None;
+    }
+    let v: f64 = text.parse().ok()?;
+    if v.is_nan() {
+        return None;
+    }
+    let spelled_inf = {
+        let t = text.trim_start_matches(['+', '-']).to_ascii_lowercase();
+        t == "inf" || t == "infinity"
+    };
+    if v.is_infinite() && !spelled_inf {
+        return None;
+    }
+    let all_zero_digits = text
+        .split(['e', 'E'])
+        .next()
+        .is_some_and(|m| m.bytes().all(|c| !c.is_ascii_digit() || c == b'0'));
+    if v == 0.0 && !all_zero_digits {
+        return None;
+    }
+    Some(v)
+}
+
 /// Parses a non-negative length the way the RESP header parser does.
 pub fn parse_len(s: &[u8]) -> Option<i64> {
     parse_i64(s)
@@ -255,6 +283,24 @@ fn big_shl_decimal(sig: u64, shift: u32) -> String {
         out.push('0');
     }
     out
+}
+
+#[cfg(test)]
+mod f64_tests {
+    use super::parse_f64;
+
+    #[test]
+    fn doubles_as_redis_reads_them() {
+        assert_eq!(parse_f64(b"1.5"), Some(1.5));
+        assert_eq!(parse_f64(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"+Inf"), Some(f64::INFINITY));
+        assert_eq!(parse_f64(b"1e3"), Some(1000.0));
+        assert_eq!(parse_f64(b"0"), Some(0.0));
+        assert_eq!(parse_f64(b"-0.0"), Some(-0.0));
+        for bad in [&b"nan"[..], b" 1", b"1 ", b"", b"abc", b"1e400", b"1e-400", b"1.2.3"] {
+            assert_eq!(parse_f64(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -173,6 +173,25 @@ pub fn lookup_sub(parent: &[u8], sub: &[u8]) -> Option<&'static CommandSpec> {
     lookup(&joined)
 }
 
+/// How many commands and subcommands the table holds (indexes run below this).
+pub fn count() -> usize {
+    generated::REDIS_COMMANDS.len() + OWN_COMMANDS.len()
+}
+
+/// A command's position in [`all`]: per-command counters are arrays indexed by it.
+pub fn position(spec: &CommandSpec) -> usize {
+    let size = std::mem::size_of::<CommandSpec>();
+    let at = spec as *const CommandSpec as usize;
+    let offset_in = |slice: &'static [CommandSpec]| {
+        let base = slice.as_ptr() as usize;
+        (at >= base && at < base + slice.len() * size).then(|| (at - base) / size)
+    };
+    if let Some(i) = offset_in(generated::REDIS_COMMANDS) {
+        return i;
+    }
+    offset_in(OWN_COMMANDS).map_or(0, |i| generated::REDIS_COMMANDS.len() + i)
+}
+
 /// Every command and subcommand in the table.
 pub fn all() -> impl Iterator<Item = &'static CommandSpec> {
     generated::REDIS_COMMANDS.iter().chain(OWN_COMMANDS)
@@ -398,6 +417,14 @@ mod tests {
         assert_eq!(rename.key_positions(3).collect::<Vec<_>>(), vec![1, 2]);
         assert!(!lookup(b"get").unwrap().arity_ok(3));
         assert!(lookup(b"del").unwrap().arity_ok(9));
+    }
+
+    #[test]
+    fn indexes_follow_all() {
+        for (i, c) in all().enumerate() {
+            assert_eq!(position(c), i, "{}", c.name);
+        }
+        assert_eq!(all().count(), count());
     }
 
     #[test]

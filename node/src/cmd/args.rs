@@ -5,7 +5,7 @@ use ringcache_protocol::Reply;
 
 pub use ringcache_protocol::errors::{arity_error, unknown_command, unknown_subcommand};
 
-pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub use crate::keyspace::WRONGTYPE;
 pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 pub const SYNTAX: &str = "ERR syntax error";
 pub const NOT_FLOAT: &str = "ERR value is not a valid float";
@@ -30,4 +30,14 @@ pub fn int_arg(a: &[u8]) -> Result<i64, Reply> {
 /// Case-insensitive comparison of an argument with an ASCII keyword.
 pub fn is(a: &[u8], kw: &str) -> bool {
     a.eq_ignore_ascii_case(kw.as_bytes())
+}
+
+/// Parses a float argument with Redis's rules (`inf`, `-inf`, no NaN).
+pub fn float_arg(a: &[u8]) -> Result<f64, Reply> {
+    ringcache_protocol::num::parse_f64(a).ok_or_else(|| Reply::error(NOT_FLOAT))
+}
+
+/// A bulk string reply copied out of the keyspace.
+pub fn bulk(b: &[u8]) -> Reply {
+    Reply::Bulk(bytes::Bytes::copy_from_slice(b))
 }

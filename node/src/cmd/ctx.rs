@@ -1,17 +1,13 @@
-//! What a command runs against: the node's shared state and its connection's session.
+//! What a command runs against: the node's shared state, its connection's session, and the
+//! keyspace view holding its keys' locks.
 
+use crate::keyspace::Db;
 use crate::state::session::Session;
 use crate::state::Shared;
-use crate::store::Store;
 
 /// Everything a command runs against.
 pub struct Ctx<'a> {
     pub shared: &'a Shared,
     pub session: &'a mut Session,
-}
-
-impl Ctx<'_> {
-    pub fn store(&self) -> &Store {
-        &self.shared.store
-    }
+    pub db: Db<'a>,
 }

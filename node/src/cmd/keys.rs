@@ -1,38 +1,41 @@
-//! Keyspace commands.
+//! Keyspace commands: DEL, EXISTS, TYPE, expiry, RENAME, COPY, KEYS, SCAN, RANDOMKEY, FLUSH*,
+//! OBJECT, DUMP, RESTORE. Every type goes everywhere a key goes.
 
 use bytes::Bytes;
 use rand::Rng;
+use ringcache_protocol::glob;
 use ringcache_protocol::hash::BUCKETS;
 use ringcache_protocol::Reply;
 
-use super::args::{int_arg, is, syntax_error};
+use super::args::{int_arg, is, syntax_error, unknown_subcommand};
 use super::ctx::Ctx;
-use crate::store::{now_ms, Entry};
-use ringcache_protocol::glob;
+use crate::dump;
+use crate::keyspace::{Entry, ValueRef};
 
 /// DEL and UNLINK.
 pub fn del(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let store = ctx.store();
-    let _g = store.lock_keys(&a[1..]);
-    let mut n = 0;
-    for k in &a[1..] {
-        if store.remove(k) {
-            n += 1;
-            crate::replication::propagate_del(ctx.shared, k);
-        }
-    }
-    Reply::Int(n)
+    let n = a[1..]
+        .iter()
+        .filter(|k| ctx.db.remove(k).is_some())
+        .count();
+    Reply::Int(n as i64)
 }
 
-/// EXISTS and TOUCH (each argument counts, duplicates included).
+/// EXISTS (each argument counts, duplicates included).
 pub fn exists(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let store = ctx.store();
-    Reply::Int(a[1..].iter().filter(|k| store.contains(k)).count() as i64)
+    let n = a[1..].iter().filter(|k| ctx.db.exists(k)).count();
+    Reply::Int(n as i64)
+}
+
+/// TOUCH: like EXISTS, marking each key accessed.
+pub fn touch(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    let n = a[1..].iter().filter(|k| ctx.db.get(k).is_some()).count();
+    Reply::Int(n as i64)
 }
 
 pub fn type_(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    match ctx.store().get(&a[1]) {
-        Some(e) => Reply::Status(e.value.type_name()),
+    match ctx.db.peek(&a[1]) {
+        Some(e) => Reply::Status(e.value().type_name()),
         None => Reply::Status("none"),
     }
 }
@@ -66,16 +69,15 @@ pub fn expire(ctx: &mut Ctx, a: &[Bytes], unit: i64, absolute: bool, cmd: &str) 
         Ok(n) => n,
         Err(e) => return e,
     };
-    let base = if absolute { 0 } else { now_ms() };
+    let now = ctx.db.now;
+    let base = if absolute { 0 } else { now };
     let Some(at) = when.checked_mul(unit).and_then(|ms| ms.checked_add(base)) else {
         return Reply::Error(format!("ERR invalid expire time in '{cmd}' command"));
     };
-    let store = ctx.store();
-    let _g = store.lock_key(&a[1]);
-    let Some(mut entry) = store.get(&a[1]) else {
+    let Some(cur) = ctx.db.get(&a[1]).map(Entry::deadline) else {
         return Reply::Int(0);
     };
-    let cur = entry.expire_at;
+    // GT and LT compare with "no deadline" as infinite (Redis 7's rule).
     let allowed = match cur {
         None => !(xx || gt),
         Some(c) => !nx && (!gt || at > c) && (!lt || at < c),
@@ -83,65 +85,64 @@ pub fn expire(ctx: &mut Ctx, a: &[Bytes], unit: i64, absolute: bool, cmd: &str) 
     if !allowed {
         return Reply::Int(0);
     }
-    if at <= now_ms() {
-        store.remove(&a[1]);
-        crate::replication::propagate_del(ctx.shared, &a[1]);
+    let key = a[1].clone();
+    if at <= now && !ctx.session.from_primary {
+        ctx.db.remove(&key);
+        ctx.db
+            .propagate_as(vec![Bytes::from_static(b"DEL"), key]);
     } else {
-        entry.expire_at = Some(at);
-        store.put(Bytes::copy_from_slice(&a[1]), entry);
-        crate::replication::propagate_expire(ctx.shared, &a[1], Some(at));
+        ctx.db.set_deadline(&key, Some(at));
+        ctx.db.propagate_as(vec![
+            Bytes::from_static(b"PEXPIREAT"),
+            key,
+            Bytes::from(at.to_string()),
+        ]);
     }
     Reply::Int(1)
 }
 
 /// TTL, PTTL (remaining) and EXPIRETIME, PEXPIRETIME (absolute).
 pub fn ttl(ctx: &mut Ctx, a: &[Bytes], unit: i64, absolute: bool) -> Reply {
-    let Some(e) = ctx.store().get(&a[1]) else {
+    let now = ctx.db.now;
+    let Some(e) = ctx.db.peek(&a[1]) else {
         return Reply::Int(-2);
     };
-    let Some(at) = e.expire_at else {
+    let Some(at) = e.deadline() else {
         return Reply::Int(-1);
     };
     if absolute {
         return Reply::Int(if unit == 1 { at } else { (at + 500) / 1000 });
     }
-    let left = (at - now_ms()).max(0);
+    let left = (at - now).max(0);
     Reply::Int(if unit == 1 { left } else { (left + 500) / 1000 })
 }
 
 pub fn persist(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let store = ctx.store();
-    let _g = store.lock_key(&a[1]);
-    match store.get(&a[1]) {
-        Some(mut e) if e.expire_at.is_some() => {
-            e.expire_at = None;
-            store.put(Bytes::copy_from_slice(&a[1]), e);
-            crate::replication::propagate_expire(ctx.shared, &a[1], None);
-            Reply::Int(1)
-        }
-        _ => Reply::Int(0),
+    let has = ctx
+        .db
+        .get(&a[1])
+        .is_some_and(|e| e.deadline().is_some());
+    if !has {
+        return Reply::Int(0);
     }
+    ctx.db.set_deadline(&a[1], None);
+    Reply::Int(1)
 }
 
 /// RENAME and RENAMENX: the value moves with its deadline.
 pub fn rename(ctx: &mut Ctx, a: &[Bytes], nx: bool) -> Reply {
-    let store = ctx.store();
-    let _g = store.lock_keys(&a[1..3]);
-    let Some(entry) = store.get(&a[1]) else {
+    if !ctx.db.exists(&a[1]) {
         return Reply::error("ERR no such key");
-    };
+    }
     if a[1] == a[2] {
         return if nx { Reply::Int(0) } else { Reply::OK };
     }
-    if nx && store.contains(&a[2]) {
+    if nx && ctx.db.exists(&a[2]) {
         return Reply::Int(0);
     }
-    store.remove(&a[1]);
-    // Replicas get the resulting state (DEL src, then dst's value): replaying a RENAME after a
-    // snapshot would move whatever src holds by then.
-    crate::replication::propagate_del(ctx.shared, &a[1]);
-    crate::replication::propagate_entry(ctx.shared, &a[2], &entry);
-    store.put(Bytes::copy_from_slice(&a[2]), entry);
+    if let Some(e) = ctx.db.remove(&a[1]) {
+        ctx.db.insert(e.rekey(&a[2]));
+    }
     if nx {
         Reply::Int(1)
     } else {
@@ -170,39 +171,50 @@ pub fn copy(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if a[1] == a[2] {
         return Reply::error("ERR source and destination objects are the same");
     }
-    let store = ctx.store();
-    let _g = store.lock_keys(&a[1..3]);
-    let Some(entry) = store.get(&a[1]) else {
+    let Some(copy) = ctx.db.get(&a[1]).map(|e| e.with_key(&a[2], e.obj().cloned())) else {
         return Reply::Int(0);
     };
-    if !replace && store.contains(&a[2]) {
+    if !replace && ctx.db.exists(&a[2]) {
         return Reply::Int(0);
     }
-    let copy = Entry {
-        value: entry.value.deep_clone(),
-        expire_at: entry.expire_at,
-    };
-    crate::replication::propagate_entry(ctx.shared, &a[2], &copy);
-    store.put(Bytes::copy_from_slice(&a[2]), copy);
+    ctx.db.insert(copy);
     Reply::Int(1)
 }
 
+/// Visits every live key (KEYS, and SCAN bucket by bucket).
+fn bucket_keys(
+    ctx: &mut Ctx,
+    b: usize,
+    mut keep: impl FnMut(&Entry) -> bool,
+    out: &mut Vec<Reply>,
+) {
+    let hide = ctx.db.expiry != crate::keyspace::Expiry::Keep;
+    ctx.db.with_bucket(b, |bucket, now| {
+        for e in bucket.iter() {
+            if (hide && e.is_expired(now)) || !keep(e) {
+                continue;
+            }
+            out.push(Reply::Bulk(Bytes::copy_from_slice(e.key())));
+        }
+    });
+}
+
 pub fn keys(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let store = ctx.store();
     let pattern = &a[1];
     let all = &pattern[..] == b"*";
     let mut out = Vec::new();
     for b in 0..BUCKETS {
-        for k in store.bucket_keys(b) {
-            if all || glob::matches(pattern, &k, false) {
-                out.push(Reply::Bulk(k));
-            }
-        }
+        bucket_keys(
+            ctx,
+            b,
+            |e| all || glob::matches(pattern, e.key(), false),
+            &mut out,
+        );
     }
     Reply::Array(out)
 }
 
-/// Options shared by SCAN and HSCAN.
+/// Options shared by SCAN and the per-type scans (HSCAN, SSCAN, ZSCAN).
 pub struct ScanOpts {
     pub pattern: Option<Bytes>,
     pub count: usize,
@@ -210,7 +222,6 @@ pub struct ScanOpts {
     pub novalues: bool,
 }
 
-/// Parses `[MATCH p] [COUNT n] [TYPE t]` from `a[from..]`.
 pub fn scan_opts(a: &[Bytes], from: usize, allow_type: bool) -> Result<ScanOpts, Reply> {
     let mut o = ScanOpts {
         pattern: None,
@@ -241,6 +252,15 @@ pub fn scan_opts(a: &[Bytes], from: usize, allow_type: bool) -> Result<ScanOpts,
     Ok(o)
 }
 
+impl ScanOpts {
+    /// Whether `item` passes MATCH.
+    pub fn matches(&self, item: &[u8]) -> bool {
+        self.pattern
+            .as_ref()
+            .is_none_or(|p| glob::matches(p, item, false))
+    }
+}
+
 /// Parses a SCAN cursor (an unsigned 64-bit number).
 pub fn parse_cursor(c: &[u8]) -> Result<u64, Reply> {
     std::str::from_utf8(c)
@@ -250,8 +270,16 @@ pub fn parse_cursor(c: &[u8]) -> Result<u64, Reply> {
         .ok_or_else(|| Reply::error("ERR invalid cursor"))
 }
 
-/// SCAN walks the hash-bucket index in order: the cursor is the next bucket, so every key present
-/// for the whole iteration is returned at least once, as Redis guarantees.
+/// The `[cursor, [items...]]` reply of every SCAN.
+pub fn scan_reply(next: u64, items: Vec<Reply>) -> Reply {
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from(next.to_string())),
+        Reply::Array(items),
+    ])
+}
+
+/// SCAN walks the buckets in order: the cursor is the next bucket, so every key present for the
+/// whole iteration is returned at least once, as Redis guarantees.
 pub fn scan(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let cursor = match parse_cursor(&a[1]) {
         Ok(c) => c,
@@ -261,63 +289,201 @@ pub fn scan(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         Ok(o) => o,
         Err(e) => return e,
     };
-    let store = ctx.store();
     let mut bucket = cursor as usize;
-    let mut visited = 0;
     let mut out = Vec::new();
-    while bucket < BUCKETS && visited < opts.count {
-        for k in store.bucket_keys(bucket) {
-            visited += 1;
-            if let Some(p) = &opts.pattern {
-                if !glob::matches(p, &k, false) {
-                    continue;
-                }
-            }
-            if let Some(t) = &opts.type_ {
-                match store.get(&k) {
-                    Some(e) if t.eq_ignore_ascii_case(e.value.type_name().as_bytes()) => {}
-                    _ => continue,
-                }
-            }
-            out.push(Reply::Bulk(k));
-        }
+    while bucket < BUCKETS && out.len() < opts.count {
+        bucket_keys(
+            ctx,
+            bucket,
+            |e| {
+                opts.matches(e.key())
+                    && opts
+                        .type_
+                        .as_ref()
+                        .is_none_or(|t| t.eq_ignore_ascii_case(e.value().type_name().as_bytes()))
+            },
+            &mut out,
+        );
         bucket += 1;
     }
-    let next = if bucket >= BUCKETS { 0 } else { bucket };
-    Reply::Array(vec![
-        Reply::Bulk(Bytes::from(next.to_string())),
-        Reply::Array(out),
-    ])
+    let next = if bucket >= BUCKETS { 0 } else { bucket as u64 };
+    scan_reply(next, out)
 }
 
 pub fn randomkey(ctx: &mut Ctx) -> Reply {
-    let store = ctx.store();
+    if ctx.db.keyspace().is_empty() {
+        return Reply::Nil;
+    }
     let mut rng = rand::thread_rng();
     // Random probes first; then a walk from a random bucket so a sparse keyspace still answers.
-    for _ in 0..64 {
-        let keys = store.bucket_keys(rng.gen_range(0..BUCKETS));
-        if !keys.is_empty() {
-            return Reply::Bulk(keys[rng.gen_range(0..keys.len())].clone());
-        }
-    }
     let start = rng.gen_range(0..BUCKETS);
-    for i in 0..BUCKETS {
-        let keys = store.bucket_keys((start + i) % BUCKETS);
+    for probe in (0..64)
+        .map(|_| rng.gen_range(0..BUCKETS))
+        .chain((0..BUCKETS).map(|i| (start + i) % BUCKETS))
+    {
+        let mut keys = Vec::new();
+        bucket_keys(ctx, probe, |_| true, &mut keys);
         if !keys.is_empty() {
-            return Reply::Bulk(keys[rng.gen_range(0..keys.len())].clone());
+            let i = rng.gen_range(0..keys.len());
+            return keys.swap_remove(i);
         }
     }
     Reply::Nil
 }
 
-/// FLUSHDB and FLUSHALL, `[ASYNC|SYNC]`.
+/// FLUSHDB and FLUSHALL [ASYNC|SYNC]: every key goes (the view holds every bucket).
 pub fn flush(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if a.len() > 2 || (a.len() == 2 && !is(&a[1], "async") && !is(&a[1], "sync")) {
         return syntax_error();
     }
-    let shared = ctx.shared;
-    shared
-        .store
-        .clear_then(|| crate::replication::propagate(shared, &a[..1]));
+    // Watchers of keys that exist see the flush as a change.
+    for k in ctx.shared.watches.keys() {
+        if ctx.db.exists(&k) {
+            ctx.db.touched(&k);
+        }
+    }
+    ctx.db.keyspace().clear();
+    ctx.db.effects.dirty += 1;
+    Reply::OK
+}
+
+/// OBJECT ENCODING | FREQ | IDLETIME | REFCOUNT | HELP.
+pub fn object(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    let sub = a[1].to_ascii_lowercase();
+    if sub == b"help" {
+        return Reply::Array(
+            [
+                "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "ENCODING <key>",
+                "    Return the kind of internal representation used in order to store the value",
+                "    associated with a <key>.",
+                "FREQ <key>",
+                "    Return the access frequency index of the <key>. The returned integer is",
+                "    proportional to the logarithm of the recent access frequency of the key.",
+                "IDLETIME <key>",
+                "    Return the idle time of the <key>, that is the approximated number of",
+                "    seconds elapsed since the last access to the key.",
+                "REFCOUNT <key>",
+                "    Return the number of references of the value associated with the specified",
+                "    <key>.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .iter()
+            .map(|l| Reply::StatusOwned((*l).to_string()))
+            .collect(),
+        );
+    }
+    if a.len() != 3 || !matches!(&sub[..], b"encoding" | b"freq" | b"idletime" | b"refcount") {
+        return unknown_subcommand(&a[1], "object");
+    }
+    let now = ctx.db.now;
+    let Some(e) = ctx.db.peek(&a[2]) else {
+        return Reply::Nil;
+    };
+    match &sub[..] {
+        b"encoding" => Reply::bulk_str(encoding(e)),
+        b"refcount" => Reply::Int(1),
+        b"idletime" => {
+            let clock = crate::keyspace::lru_clock(now);
+            let idle = clock.wrapping_sub(e.access()) & 0xFF_FFFF;
+            Reply::Int(i64::from(idle))
+        }
+        _ => Reply::error(
+            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ),
+    }
+}
+
+/// Redis 7.0's encoding names, by the same rules.
+fn encoding(e: &Entry) -> &'static str {
+    match e.value() {
+        ValueRef::Str(s) => {
+            let canonical_int = s.len() <= 20
+                && ringcache_protocol::num::parse_i64(s).is_some();
+            if canonical_int && !e.is_raw() {
+                "int"
+            } else if s.len() <= 44 && !e.is_raw() {
+                "embstr"
+            } else {
+                "raw"
+            }
+        }
+        ValueRef::Obj(v) => v.encoding(),
+    }
+}
+
+pub fn dump(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    match ctx.db.peek(&a[1]) {
+        Some(e) => Reply::Bulk(Bytes::from(dump::dump_entry(e))),
+        None => Reply::Nil,
+    }
+}
+
+/// RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f].
+pub fn restore(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    let (mut replace, mut abs) = (false, false);
+    let mut i = 4;
+    while i < a.len() {
+        if is(&a[i], "replace") {
+            replace = true;
+        } else if is(&a[i], "absttl") {
+            abs = true;
+        } else if (is(&a[i], "idletime") || is(&a[i], "freq")) && i + 1 < a.len() {
+            match int_arg(&a[i + 1]) {
+                Ok(n) if n < 0 && is(&a[i], "idletime") => {
+                    return Reply::error("ERR Invalid IDLETIME value, must be >= 0")
+                }
+                Ok(n) if !(0..=255).contains(&n) && is(&a[i], "freq") => {
+                    return Reply::error("ERR Invalid FREQ value, must be >= 0 and <= 255")
+                }
+                Ok(_) => {}
+                Err(e) => return e,
+            }
+            i += 1;
+        } else {
+            return syntax_error();
+        }
+        i += 1;
+    }
+    let ttl = match int_arg(&a[2]) {
+        Ok(n) if n < 0 => return Reply::error("ERR Invalid TTL value, must be >= 0"),
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    if !replace && ctx.db.exists(&a[1]) {
+        return Reply::error("BUSYKEY Target key name already exists.");
+    }
+    let restored = match dump::restore(&a[3], &ctx.db.limits) {
+        Ok(v) => v,
+        Err(_) => return Reply::error(dump::BAD_PAYLOAD),
+    };
+    let now = ctx.db.now;
+    let deadline = match (ttl, abs) {
+        (0, _) => None,
+        (t, true) => Some(t),
+        (t, false) => Some(now.saturating_add(t)),
+    };
+    if matches!(deadline, Some(t) if t <= now) {
+        // Already expired: as Redis, the key is not created (and an old one is replaced away).
+        ctx.db.remove(&a[1]);
+        ctx.db
+            .propagate_as(vec![Bytes::from_static(b"DEL"), a[1].clone()]);
+        return Reply::OK;
+    }
+    ctx.db.insert(restored.into_entry(&a[1], deadline));
+    if let (Some(t), false) = (deadline, abs) {
+        // A replica restores the same deadline, not the same TTL from a later start.
+        let mut cmd = vec![
+            Bytes::from_static(b"RESTORE"),
+            a[1].clone(),
+            Bytes::from(t.to_string()),
+            a[3].clone(),
+            Bytes::from_static(b"REPLACE"),
+            Bytes::from_static(b"ABSTTL"),
+        ];
+        cmd.truncate(6);
+        ctx.db.propagate_as(cmd);
+    }
     Reply::OK
 }

@@ -1,27 +1,45 @@
 //! Command dispatch: one function per command, looked up through the shared command table
-//! (arity, flags), each parsing its own arguments and answering with Redis 7's replies.
+//! (arity, flags, key positions), each parsing its own arguments and answering with Redis 7's
+//! replies.
+//!
+//! [`execute`] checks a request (arity, AUTH, a replica refusing writes, a key this node does not
+//! own), queues it inside MULTI, or runs it: it locks the buckets of the command's keys in a
+//! [`Db`], runs the command against it, and then [`effects::finish`] hands on what the command
+//! changed (replicas, WATCH, clients blocked on those keys) before the locks are released.
 
 pub mod args;
+pub mod bitmaps;
+pub mod blocking;
 pub mod cluster;
+pub mod config;
 pub mod connection;
 pub mod ctx;
+pub mod effects;
+pub mod geo;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keys;
+pub mod lcs;
+pub mod lists;
+pub mod multi;
 pub mod replication;
 pub mod server;
+pub mod sets;
 pub mod strings;
+pub mod zsets;
 
 use bytes::Bytes;
 use ringcache_protocol::table::{self, flags, CommandSpec};
 use ringcache_protocol::Reply;
 
+use crate::keyspace::{now_ms, Db, Expiry};
 use crate::state::session::{Flow, Session};
 use crate::state::Shared;
 use args::{arity_error, int_arg, is, unknown_command};
 use ctx::Ctx;
 
-/// Looks the command up, checks arity and authentication, and runs it.
-pub fn dispatch(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
+/// Runs one request from a client: the node's whole request path after decoding.
+pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
     let Some(name) = args.first() else {
         return Reply::NilArray;
     };
@@ -30,43 +48,150 @@ pub fn dispatch(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
             tracing::warn!(
                 "possible cross-protocol attack (HTTP request on the RESP port); closing"
             );
-            ctx.session.flow = Flow::CloseNow;
+            session.flow = Flow::CloseNow;
             return Reply::Nil;
         }
+        multi::queue_failed(session);
         return unknown_command(args);
     };
-    ctx.session.last_cmd = spec.name;
+    session.last_cmd = spec.name;
+    if let Some(refused) = refusal(shared, session, spec, args) {
+        multi::queue_failed(session);
+        shared.stats.call(spec, false, true);
+        return refused;
+    }
+    if session.multi.is_some() && !multi::runs_now(spec) {
+        return multi::queue(session, spec, args);
+    }
+    let reply = run_command(shared, session, spec, args);
+    shared.stats.call(spec, true, reply.is_error());
+    reply
+}
+
+/// Why a command may not run now: arity, AUTH, a replica refusing writes, a key this node does
+/// not own, memory past `maxmemory` with nothing left to evict.
+fn refusal(
+    shared: &Shared,
+    session: &Session,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Option<Reply> {
     if !spec.arity_ok(args.len()) {
-        return arity_error(spec.name);
+        return Some(arity_error(spec.name));
     }
-    if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) && spec.name != "quit" {
-        return Reply::error("NOAUTH Authentication required.");
+    if !session.authenticated && !spec.has(flags::NO_AUTH) && spec.name != "quit" {
+        return Some(Reply::error("NOAUTH Authentication required."));
     }
-    if let Some(reply) = crate::replication::check_write(ctx.shared, ctx.session, spec) {
-        return reply;
+    if let Some(reply) = crate::replication::check_write(shared, session, spec) {
+        return Some(reply);
     }
-    if let Some(reply) = crate::topology::check_owner(ctx.shared, ctx.session, spec, args) {
-        return reply;
+    if let Some(reply) = crate::topology::check_owner(shared, session, spec, args) {
+        return Some(reply);
     }
-    run(ctx, spec, args)
+    if !session.from_primary && shared.keyspace.over_limit() && !evict(shared) {
+        let may_grow = spec.has(flags::DENYOOM)
+            || (spec.name == "exec"
+                && session.multi.as_ref().is_some_and(|m| {
+                    m.queued
+                        .iter()
+                        .any(|c| table::lookup(&c[0]).is_some_and(|s| s.has(flags::DENYOOM)))
+                }));
+        if may_grow {
+            return Some(Reply::error(
+                "OOM command not allowed when used memory > 'maxmemory'.",
+            ));
+        }
+    }
+    None
+}
+
+/// Evicts keys by the policy until the keyspace is under `maxmemory`; false if it cannot (no
+/// policy, nothing evictable).
+fn evict(shared: &Shared) -> bool {
+    let ks = &shared.keyspace;
+    // Bounded per command, as Redis bounds its eviction effort; the next command goes on.
+    for _ in 0..10_000 {
+        if !ks.over_limit() {
+            return true;
+        }
+        let now = now_ms();
+        let Some(key) = ks.eviction_candidate(now) else {
+            return false;
+        };
+        let mut db = Db::for_keys(ks, [&key[..]], now, Expiry::Delete);
+        if db.remove(&key).is_some() {
+            ks.stats.evicted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            db.propagate_as(vec![
+                Bytes::from_static(b"DEL"),
+                Bytes::copy_from_slice(&key),
+            ]);
+        }
+        let _ = crate::replication::release(shared, db, None);
+    }
+    !ks.over_limit()
+}
+
+/// How a session's commands treat keys past their deadline.
+pub fn expiry(shared: &Shared, session: &Session) -> Expiry {
+    if session.from_primary {
+        Expiry::Keep
+    } else if shared.repl.is_replica() {
+        Expiry::Hide
+    } else {
+        Expiry::Delete
+    }
+}
+
+/// Commands that see the whole keyspace and must hold every bucket inside a transaction.
+pub fn is_keyspace_wide(spec: &CommandSpec) -> bool {
+    matches!(
+        spec.name,
+        "flushall" | "flushdb" | "keys" | "scan" | "randomkey" | "dbsize"
+    )
+}
+
+/// Locks the command's keys, runs it and hands its effects on.
+fn run_command(
+    shared: &Shared,
+    session: &mut Session,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+) -> Reply {
+    let ks = &shared.keyspace;
+    let now = now_ms();
+    let exp = expiry(shared, session);
+    let db = if matches!(spec.name, "flushall" | "flushdb") {
+        // Atomic: no write may land between a bucket's clear and the flush's propagation.
+        Db::all(ks, now, exp)
+    } else {
+        Db::for_keys(ks, spec.keys(args).map(|i| &args[i]), now, exp)
+    };
+    let mut ctx = Ctx {
+        shared,
+        session,
+        db,
+    };
+    let reply = run(&mut ctx, spec, args);
+    effects::finish(ctx.shared, ctx.db, spec, args);
+    reply
 }
 
 /// Runs one command no client sent (a replica applying its primary's stream; the reply goes
 /// nowhere): the node's [`crate::state::Apply`], given to its state when the node is built.
 pub fn apply(shared: &Shared, session: &mut Session, args: &[Bytes]) {
-    let mut ctx = Ctx { shared, session };
-    let _ = dispatch(&mut ctx, args);
+    let _ = execute(shared, session, args);
 }
 
-fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
+/// The command itself, against the locks already taken.
+pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
     use cluster as cl;
     use connection as c;
-    use hashes as h;
     use keys as k;
     use replication as r;
     use server as s;
     use strings as st;
-    match spec.name {
+    let name = spec.name;
+    match name {
         "get" => st::get(ctx, a),
         "set" => st::set(ctx, a),
         "setnx" => st::setnx(ctx, a),
@@ -82,21 +207,22 @@ fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "strlen" => st::strlen(ctx, a),
         "getrange" => st::getrange(ctx, a),
         "setrange" => st::setrange(ctx, a),
-        "incr" => st::incrby(ctx, &a[1], 1),
-        "decr" => st::incrby(ctx, &a[1], -1),
+        "incr" => st::incrby(ctx, a, 1),
+        "decr" => st::incrby(ctx, a, -1),
         "incrby" => match int_arg(&a[2]) {
-            Ok(n) => st::incrby(ctx, &a[1], n),
+            Ok(n) => st::incrby(ctx, a, n),
             Err(e) => e,
         },
         "decrby" => match int_arg(&a[2]) {
             Ok(i64::MIN) => Reply::error("ERR decrement would overflow"),
-            Ok(n) => st::incrby(ctx, &a[1], -n),
+            Ok(n) => st::incrby(ctx, a, -n),
             Err(e) => e,
         },
         "incrbyfloat" => st::incrbyfloat(ctx, a),
+        "lcs" => st::lcs(ctx, a),
         "del" | "unlink" => k::del(ctx, a),
         "exists" => k::exists(ctx, a),
-        "touch" => k::exists(ctx, a),
+        "touch" => k::touch(ctx, a),
         "type" => k::type_(ctx, a),
         "expire" => k::expire(ctx, a, 1000, false, "expire"),
         "pexpire" => k::expire(ctx, a, 1, false, "pexpire"),
@@ -113,23 +239,16 @@ fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "keys" => k::keys(ctx, a),
         "scan" => k::scan(ctx, a),
         "randomkey" => k::randomkey(ctx),
-        "dbsize" => Reply::Int(ctx.store().len() as i64),
+        "dbsize" => Reply::Int(ctx.db.keyspace().len() as i64),
         "flushdb" | "flushall" => k::flush(ctx, a),
-        "hset" | "hmset" => h::hset(ctx, a, spec.name == "hmset"),
-        "hsetnx" => h::hsetnx(ctx, a),
-        "hget" => h::hget(ctx, a),
-        "hmget" => h::hmget(ctx, a),
-        "hdel" => h::hdel(ctx, a),
-        "hexists" => h::hexists(ctx, a),
-        "hlen" => h::hlen(ctx, a),
-        "hkeys" => h::hgetall(ctx, a, true, false),
-        "hvals" => h::hgetall(ctx, a, false, true),
-        "hgetall" => h::hgetall(ctx, a, true, true),
-        "hincrby" => h::hincrby(ctx, a),
-        "hincrbyfloat" => h::hincrbyfloat(ctx, a),
-        "hstrlen" => h::hstrlen(ctx, a),
-        "hrandfield" => h::hrandfield(ctx, a),
-        "hscan" => h::hscan(ctx, a),
+        "object" => k::object(ctx, a),
+        "dump" => k::dump(ctx, a),
+        "restore" => k::restore(ctx, a),
+        "multi" => multi::multi(ctx),
+        "exec" => multi::exec(ctx),
+        "discard" => multi::discard(ctx),
+        "watch" => multi::watch(ctx, a),
+        "unwatch" => multi::unwatch(ctx),
         "ping" => c::ping(ctx, a),
         "echo" => Reply::Bulk(a[1].clone()),
         "hello" => c::hello(ctx, a),
@@ -139,11 +258,16 @@ fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
             ctx.session.flow = Flow::CloseAfterReply;
             Reply::OK
         }
-        "reset" => c::reset(ctx),
+        "reset" => {
+            multi::reset(ctx);
+            c::reset(ctx)
+        }
         "client" => c::client(ctx, a),
         "info" => s::info(ctx, a),
         "command" => s::command(ctx, a),
         "config" => s::config(ctx, a),
+        "memory" => s::memory(ctx, a),
+        "function" => s::function(ctx, a),
         "time" => ringcache_protocol::resp::time_reply(),
         "save" | "bgsave" => Reply::error(
             "ERR persistence is not supported: ringcache nodes are an in-memory cache (keep data durable in your system of record)",
@@ -156,6 +280,13 @@ fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "topology" => cl::topology(ctx, a),
         "migrate-keys" => cl::migrate_keys(ctx, a),
         "migrate-arc" => cl::migrate_arc(ctx, a),
+        _ if hashes::NAMES.contains(&name) => hashes::run(ctx, spec, a),
+        _ if lists::NAMES.contains(&name) => lists::run(ctx, spec, a),
+        _ if sets::NAMES.contains(&name) => sets::run(ctx, spec, a),
+        _ if zsets::NAMES.contains(&name) => zsets::run(ctx, spec, a),
+        _ if bitmaps::NAMES.contains(&name) => bitmaps::run(ctx, spec, a),
+        _ if hyperloglog::NAMES.contains(&name) => hyperloglog::run(ctx, spec, a),
+        _ if geo::NAMES.contains(&name) => geo::run(ctx, spec, a),
         _ => unknown_command(a),
     }
 }

@@ -8,6 +8,7 @@ use ringcache_protocol::Reply;
 
 use super::args::is;
 use super::ctx::Ctx;
+use crate::keyspace::{now_ms, Db, Expiry};
 use crate::state::replication::LinkState;
 
 pub fn role(ctx: &Ctx) -> Reply {
@@ -92,6 +93,11 @@ pub fn replconf(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             ctx.session.replica_port = u16::try_from(num(2)).ok();
             Reply::OK
         }
+        // A snapshot key: `REPLCONF KEY <key> <deadline or 0> <payload>`.
+        b"key" if ctx.session.from_primary && a.len() == 5 => {
+            restore_snapshot_key(ctx, &a[2], num(3), &a[4]);
+            Reply::OK
+        }
         b"snapshot-end" if ctx.session.from_primary => {
             repl.set_link(LinkState::Up);
             tracing::info!(offset = num(2), "replica in sync with its primary");
@@ -99,4 +105,20 @@ pub fn replconf(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         }
         _ => Reply::OK,
     }
+}
+
+/// Installs one key of the primary's snapshot.
+fn restore_snapshot_key(ctx: &mut Ctx, key: &Bytes, deadline: u64, payload: &[u8]) {
+    let ks = &ctx.shared.keyspace;
+    let restored = match crate::dump::restore(payload, &ks.limits()) {
+        Ok(v) => v,
+        Err(_) => {
+            tracing::warn!(key = %String::from_utf8_lossy(key), "undecodable snapshot key from the primary");
+            return;
+        }
+    };
+    let deadline = (deadline > 0).then_some(deadline as i64);
+    let mut db = Db::for_keys(ks, [key], now_ms(), Expiry::Keep);
+    db.insert(restored.into_entry(key, deadline));
+    let _ = crate::replication::release(ctx.shared, db, None);
 }

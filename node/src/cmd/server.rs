@@ -1,4 +1,5 @@
-//! Server commands: INFO, COMMAND, CONFIG, TIME.
+//! Server commands: INFO (Redis 7's sections and fields), COMMAND, MEMORY, FUNCTION (no
+//! functions yet: FLUSH answers OK), and CONFIG (in `super::config`).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
@@ -7,26 +8,39 @@ use bytes::Bytes;
 use ringcache_protocol::table;
 use ringcache_protocol::{Protocol, Reply};
 
-use super::args::{arity_error, unknown_subcommand};
+use super::args::{int_arg, is, syntax_error, unknown_subcommand};
 use super::ctx::Ctx;
-use crate::config::{human_bytes, parse_memory};
-use crate::store::now_ms;
-use ringcache_protocol::glob;
+use crate::config::human_bytes;
+use crate::keyspace::{lru_clock, now_ms};
 
+pub use super::config::config;
+
+/// What plain INFO and `INFO default` print (Redis 7's default set).
 const DEFAULT_SECTIONS: &[&str] = &[
     "server",
     "clients",
     "memory",
+    "persistence",
     "stats",
     "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
     "keyspace",
 ];
+/// Every section, in Redis's order (`INFO all` / `everything`).
 const ALL_SECTIONS: &[&str] = &[
     "server",
     "clients",
     "memory",
+    "persistence",
     "stats",
     "replication",
+    "cpu",
+    "modules",
+    "commandstats",
+    "errorstats",
     "cluster",
     "keyspace",
 ];
@@ -57,8 +71,20 @@ pub fn info(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     Reply::Verbatim(Bytes::from(out))
 }
 
+/// A field of /proc/self/stat (1-based, as proc(5) numbers them), 0 where unavailable.
+fn proc_stat(field: usize) -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // The command name may hold spaces: fields count from after its closing paren.
+            let rest = s.rsplit_once(')')?.1;
+            rest.split_whitespace().nth(field - 3)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 /// Resident set size from /proc (0 where it is unavailable).
-fn rss_bytes() -> u64 {
+pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| {
@@ -73,12 +99,13 @@ fn rss_bytes() -> u64 {
 fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
     let sh = ctx.shared;
     let cfg = sh.config();
+    let ks = &sh.keyspace;
     let _ = match section {
         "server" => {
             let uptime = sh.started.elapsed().as_secs();
             write!(
                 out,
-                "# Server\r\nredis_version:{}\r\nringcache_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nexecutable:{}\r\nconfig_file:\r\n",
+                "# Server\r\nredis_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nringcache_version:{}\r\nos:{} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:epoll\r\natomicvar_api:c11-builtin\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:10\r\nconfigured_hz:10\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:\r\nio_threads_active:0\r\n",
                 super::connection::REDIS_COMPAT_VERSION,
                 env!("CARGO_PKG_VERSION"),
                 std::env::consts::OS,
@@ -89,34 +116,46 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
                 now_ms() * 1000,
                 uptime,
                 uptime / 86400,
+                lru_clock(now_ms()),
                 std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
             )
         }
         "clients" => write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nblocked_clients:0\r\ntracking_clients:0\r\n",
+            "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:{}\r\n",
             sh.clients.len(),
-            cfg.maxclients
+            cfg.maxclients,
+            sh.blocked.count(),
+            sh.blocked.count(),
         ),
         "memory" => {
-            // used_memory is the process's resident memory (what an operator watches);
-            // used_memory_dataset is what maxmemory bounds: the keyspace's weighed bytes.
-            let dataset = sh.store.used_bytes();
-            let rss = rss_bytes().max(dataset);
+            // used_memory is what maxmemory bounds (the keyspace's bytes, Redis counts its
+            // allocations the same way); the process's resident set is used_memory_rss.
+            let ev = ks.eviction();
+            let used = ks.used_bytes();
+            let rss = rss_bytes();
             write!(
                 out,
-                "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_dataset:{dataset}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:allkeys-lfu\r\neviction_algorithm:tinylfu\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nused_memory_overhead:0\r\nused_memory_startup:0\r\nused_memory_dataset:{used}\r\ntotal_system_memory:0\r\nused_memory_lua:0\r\nused_memory_scripts:0\r\nnumber_of_cached_scripts:0\r\nnumber_of_functions:0\r\nnumber_of_libraries:0\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:mimalloc\r\nlazyfree_pending_objects:0\r\n",
+                human_bytes(used),
                 human_bytes(rss),
-                human_bytes(rss),
-                cfg.maxmemory,
-                human_bytes(cfg.maxmemory),
+                human_bytes(used),
+                ev.maxmemory,
+                human_bytes(ev.maxmemory),
+                ev.policy.name(),
+                if used > 0 { rss as f64 / used as f64 } else { 1.0 },
             )
         }
+        "persistence" => write!(
+            out,
+            "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_fork_perc:0.00\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+            sh.started_unix,
+        ),
         "stats" => {
-            let st = &sh.store.stats;
+            let st = &ks.stats;
             write!(
                 out,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\ntotal_error_replies:{}\r\n",
                 sh.clients.total_connections.load(Relaxed),
                 sh.stats.commands.load(Relaxed),
                 sh.stats.net_input.load(Relaxed),
@@ -126,11 +165,33 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
                 st.evicted.load(Relaxed),
                 st.hits.load(Relaxed),
                 st.misses.load(Relaxed),
+                sh.stats.error_replies.load(Relaxed),
             )
         }
         "replication" => {
             out.push_str("# Replication\r\n");
             sh.repl.info(out);
+            Ok(())
+        }
+        "cpu" => {
+            // /proc reports clock ticks (100 a second on Linux).
+            let (user, sys) = (proc_stat(14) as f64 / 100.0, proc_stat(15) as f64 / 100.0);
+            write!(
+                out,
+                "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\nused_cpu_sys_main_thread:{sys:.6}\r\nused_cpu_user_main_thread:{user:.6}\r\n",
+            )
+        }
+        "modules" => write!(out, "# Modules\r\n"),
+        "commandstats" => {
+            out.push_str("# Commandstats\r\n");
+            sh.stats.commandstats(out);
+            Ok(())
+        }
+        "errorstats" => {
+            out.push_str("# Errorstats\r\n");
+            for (code, n) in crate::keyspace::lock(&sh.stats.errors).iter() {
+                let _ = write!(out, "errorstat_{code}:count={n}\r\n");
+            }
             Ok(())
         }
         "cluster" => {
@@ -140,7 +201,7 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
         }
         "keyspace" => {
             out.push_str("# Keyspace\r\n");
-            let (keys, expires) = sh.store.keyspace_counts();
+            let (keys, expires) = (ks.len(), ks.volatile());
             if keys > 0 {
                 let _ = write!(out, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
             }
@@ -154,132 +215,51 @@ pub fn command(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     table::command_reply(a, ctx.session.proto == Protocol::Resp3)
 }
 
-/// Parameters CONFIG GET reports, with their current values.
-fn config_params(ctx: &Ctx) -> Vec<(&'static str, String)> {
-    let c = ctx.shared.config();
-    vec![
-        ("bind", c.bind.clone()),
-        ("port", ctx.shared.port.to_string()),
-        ("maxmemory", c.maxmemory.to_string()),
-        ("maxmemory-policy", "allkeys-lfu".into()),
-        ("maxclients", c.maxclients.to_string()),
-        ("timeout", c.timeout.to_string()),
-        ("requirepass", c.requirepass.clone().unwrap_or_default()),
-        ("proto-max-bulk-len", c.limits.max_bulk_len.to_string()),
-        ("databases", "1".into()),
-        ("save", String::new()),
-        ("appendonly", "no".into()),
-        (
-            "replicaof",
-            ctx.shared.repl.primary_addr().unwrap_or_default(),
-        ),
-    ]
+/// MEMORY USAGE key [SAMPLES n] | HELP.
+pub fn memory(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    if is(&a[1], "help") && a.len() == 2 {
+        return Reply::Array(
+            [
+                "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "USAGE <key> [SAMPLES <count>]",
+                "    Return memory in bytes used by <key> and its value. Nested values are",
+                "    sampled up to <count> times (default: 5, 0 means sample all).",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .iter()
+            .map(|l| Reply::StatusOwned((*l).to_string()))
+            .collect(),
+        );
+    }
+    if !is(&a[1], "usage") || a.len() < 3 {
+        return unknown_subcommand(&a[1], "memory");
+    }
+    match a.len() {
+        3 => {}
+        5 if is(&a[3], "samples") => {
+            if let Err(e) = int_arg(&a[4]) {
+                return e;
+            }
+        }
+        _ => return syntax_error(),
+    }
+    match ctx.db.peek(&a[2]) {
+        Some(e) => Reply::Int(e.mem_usage() as i64),
+        None => Reply::Nil,
+    }
 }
 
-pub fn config(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+/// FUNCTION: no function can be loaded yet, so FLUSH has nothing to do and answers OK.
+pub fn function(_ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let sub = a[1].to_ascii_lowercase();
-    let Some(spec) = table::lookup_sub(b"config", &sub) else {
-        return unknown_subcommand(&a[1], "config");
-    };
-    if !spec.arity_ok(a.len()) {
-        return arity_error(spec.name);
-    }
     match &sub[..] {
-        b"get" => {
-            let params = config_params(ctx);
-            let mut out = Vec::new();
-            for (name, value) in &params {
-                let Some(p) = a[2..]
-                    .iter()
-                    .find(|p| glob::matches(p, name.as_bytes(), true))
-                else {
-                    continue;
-                };
-                // Redis echoes an exact (non-glob) name as the client spelled it.
-                let shown = if p.iter().any(|c| b"*?[".contains(c)) {
-                    Reply::bulk_str(name)
-                } else {
-                    Reply::Bulk(p.clone())
-                };
-                out.push((shown, Reply::bulk_str(value)));
-            }
-            Reply::Map(out)
-        }
-        b"set" => config_set(ctx, a),
-        b"resetstat" => {
-            let st = &ctx.shared.store.stats;
-            for c in [&st.hits, &st.misses, &st.expired, &st.evicted] {
-                c.store(0, Relaxed);
-            }
-            for c in [
-                &ctx.shared.stats.commands,
-                &ctx.shared.stats.net_input,
-                &ctx.shared.stats.net_output,
-            ] {
-                c.store(0, Relaxed);
-            }
+        b"flush"
+            if a.len() == 2 || (a.len() == 3 && (is(&a[2], "async") || is(&a[2], "sync"))) =>
+        {
             Reply::OK
         }
-        b"rewrite" => Reply::error("ERR The server is running without a config file"),
-        _ => unknown_subcommand(&a[1], "config"),
+        b"flush" => syntax_error(),
+        _ => unknown_subcommand(&a[1], "function"),
     }
-}
-
-fn config_set(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    if !a.len().is_multiple_of(2) {
-        return arity_error("config|set");
-    }
-    // Validate everything first so a failing pair leaves nothing half-applied, as in Redis.
-    let mut updates: Vec<(String, String)> = Vec::new();
-    for pair in a[2..].chunks(2) {
-        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
-        let value = String::from_utf8_lossy(&pair[1]).into_owned();
-        let fail = |why: &str| {
-            Reply::Error(format!(
-                "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
-            ))
-        };
-        let ok = match name.as_str() {
-            "maxmemory" => {
-                parse_memory(&value).is_some() || return fail("argument must be a memory value")
-            }
-            "maxclients" | "timeout" | "proto-max-bulk-len" => {
-                value.parse::<u64>().is_ok()
-                    || return fail("argument couldn't be parsed into an integer")
-            }
-            "requirepass" => true,
-            "save" | "appendonly" => {
-                value.is_empty() || value == "no" || return fail("persistence is not supported")
-            }
-            _ => {
-                return Reply::Error(format!(
-                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
-                ))
-            }
-        };
-        if ok {
-            updates.push((name, value));
-        }
-    }
-    let mut c = ctx.shared.config_mut();
-    for (name, value) in updates {
-        match name.as_str() {
-            "maxclients" => c.maxclients = value.parse().unwrap_or(c.maxclients),
-            "timeout" => c.timeout = value.parse().unwrap_or(c.timeout),
-            "proto-max-bulk-len" => {
-                c.limits.max_bulk_len = value.parse().unwrap_or(c.limits.max_bulk_len)
-            }
-            "requirepass" => c.requirepass = (!value.is_empty()).then_some(value),
-            "maxmemory" => {
-                if let Some(n) = parse_memory(&value) {
-                    if n != c.maxmemory {
-                        c.maxmemory = n;
-                        ctx.shared.store.set_maxmemory(n);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    Reply::OK
 }

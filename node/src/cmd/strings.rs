@@ -1,17 +1,17 @@
 //! String commands.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use ringcache_protocol::num::{incr_float, parse_i64, IncrFloatError};
 use ringcache_protocol::Reply;
 
-use super::args::{arity_error, int_arg, is, not_integer, syntax_error, wrongtype, NOT_FLOAT};
+use super::args::{arity_error, bulk, int_arg, is, not_integer, syntax_error, NOT_FLOAT};
 use super::ctx::Ctx;
-use crate::store::{now_ms, Entry, Store, Value};
+use crate::keyspace::{Db, WrongType};
 
 /// Redis's `proto-max-bulk-len` bound on a string built by APPEND / SETRANGE.
-const MAX_STRING: usize = 512 * 1024 * 1024;
+pub const MAX_STRING: usize = 512 * 1024 * 1024;
 
-fn too_big() -> Reply {
+pub fn too_big() -> Reply {
     Reply::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
 }
 
@@ -19,25 +19,17 @@ fn invalid_expire(cmd: &str) -> Reply {
     Reply::Error(format!("ERR invalid expire time in '{cmd}' command"))
 }
 
-/// Reads a string value: Ok(None) if missing, Err(WRONGTYPE) if another type.
-fn get_str(store: &Store, key: &[u8]) -> Result<Option<(Bytes, Entry)>, Reply> {
-    match store.get(key) {
-        None => Ok(None),
-        Some(e) => match &e.value {
-            Value::Str(b) => Ok(Some((b.clone(), e))),
-            _ => Err(wrongtype()),
-        },
-    }
+fn pxat(t: i64) -> [Bytes; 2] {
+    [Bytes::from_static(b"PXAT"), Bytes::from(t.to_string())]
 }
 
 pub fn get(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    match ctx.store().lookup(&a[1]) {
+    match ctx.db.lookup(&a[1]) {
         None => Reply::Nil,
-        Some(Entry {
-            value: Value::Str(b),
-            ..
-        }) => Reply::Bulk(b),
-        Some(_) => wrongtype(),
+        Some(e) => match e.str() {
+            Some(v) => bulk(v),
+            None => WrongType.into(),
+        },
     }
 }
 
@@ -51,7 +43,7 @@ enum ExpireOpt {
 }
 
 /// Parses `EX|PX|EXAT|PXAT value` starting at `a[i]`; returns the absolute deadline in ms.
-fn parse_expire(a: &[Bytes], i: usize, cmd: &str) -> Result<i64, Reply> {
+fn parse_expire(a: &[Bytes], i: usize, cmd: &str, now: i64) -> Result<i64, Reply> {
     let unit = &a[i];
     let Some(v) = a.get(i + 1) else {
         return Err(syntax_error());
@@ -60,7 +52,6 @@ fn parse_expire(a: &[Bytes], i: usize, cmd: &str) -> Result<i64, Reply> {
     if n <= 0 {
         return Err(invalid_expire(cmd));
     }
-    let now = now_ms();
     let at = if is(unit, "ex") {
         n.checked_mul(1000).and_then(|ms| ms.checked_add(now))
     } else if is(unit, "px") {
@@ -75,6 +66,7 @@ fn parse_expire(a: &[Bytes], i: usize, cmd: &str) -> Result<i64, Reply> {
 
 pub fn set(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let (mut nx, mut xx, mut get, mut expire) = (false, false, false, ExpireOpt::None);
+    let now = ctx.db.now;
     let mut i = 3;
     while i < a.len() {
         let o = &a[i];
@@ -91,7 +83,7 @@ pub fn set(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             && !has_expire
             && i + 1 < a.len()
         {
-            match parse_expire(a, i, "set") {
+            match parse_expire(a, i, "set", now) {
                 Ok(at) => expire = ExpireOpt::At(at),
                 Err(e) => return e,
             }
@@ -101,58 +93,63 @@ pub fn set(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         }
         i += 1;
     }
-    let store = ctx.store();
+    let db = &mut ctx.db;
     let key = &a[1];
-    let _g = store.lock_key(key);
+    let deadline = match expire {
+        ExpireOpt::At(t) => Some(t),
+        _ => None,
+    };
     if !(nx || xx || get || expire == ExpireOpt::KeepTtl) {
-        // Plain SET [EX..]: nothing depends on the old value, so skip reading it.
-        let expire_at = match expire {
-            ExpireOpt::At(t) => Some(t),
-            _ => None,
-        };
-        store.put_str(key, &a[2], expire_at);
-        crate::replication::propagate_value(ctx.shared, key, &a[2], expire_at);
+        // Plain SET [EX..]: nothing depends on the old value.
+        db.set_str(key, &a[2], deadline);
+        propagate_set(db, a, expire);
         return Reply::OK;
     }
-    let old = store.get(key);
-    let old_str = match &old {
-        Some(Entry {
-            value: Value::Str(b),
-            ..
-        }) => Some(b.clone()),
-        Some(_) if get => return wrongtype(),
-        _ => None,
+    let (exists, old, old_deadline) = match db.get(key) {
+        None => (false, None, None),
+        Some(e) => match e.str() {
+            Some(v) => (true, Some(bulk(v)), e.deadline()),
+            None if get => return WrongType.into(),
+            None => (true, None, e.deadline()),
+        },
     };
-    let exists = old.is_some();
     if (nx && exists) || (xx && !exists) {
-        return if get { opt_bulk(old_str) } else { Reply::Nil };
+        return if get {
+            old.unwrap_or(Reply::Nil)
+        } else {
+            Reply::Nil
+        };
     }
-    let expire_at = match expire {
-        ExpireOpt::At(t) => Some(t),
-        ExpireOpt::KeepTtl => old.as_ref().and_then(|e| e.expire_at),
-        _ => None,
+    let deadline = match expire {
+        ExpireOpt::KeepTtl => old_deadline,
+        _ => deadline,
     };
-    store.put_str(key, &a[2], expire_at);
-    crate::replication::propagate_value(ctx.shared, key, &a[2], expire_at);
+    db.set_str(key, &a[2], deadline);
+    propagate_set(db, a, expire);
     if get {
-        opt_bulk(old_str)
+        old.unwrap_or(Reply::Nil)
     } else {
         Reply::OK
     }
 }
 
-fn opt_bulk(b: Option<Bytes>) -> Reply {
-    b.map(Reply::Bulk).unwrap_or(Reply::Nil)
+/// What a SET that happened replays as: the value with an absolute deadline (a replica a moment
+/// behind must not live the key longer), or KEEPTTL.
+fn propagate_set(db: &mut Db, a: &[Bytes], expire: ExpireOpt) {
+    let mut cmd = vec![Bytes::from_static(b"SET"), a[1].clone(), a[2].clone()];
+    match expire {
+        ExpireOpt::At(t) => cmd.extend(pxat(t)),
+        ExpireOpt::KeepTtl => cmd.push(Bytes::from_static(b"KEEPTTL")),
+        _ => {}
+    }
+    db.propagate_as(cmd);
 }
 
 pub fn setnx(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let store = ctx.store();
-    let _g = store.lock_key(&a[1]);
-    if store.contains(&a[1]) {
+    if ctx.db.exists(&a[1]) {
         return Reply::Int(0);
     }
-    store.put_str(&a[1], &a[2], None);
-    crate::replication::propagate(ctx.shared, a);
+    ctx.db.set_str(&a[1], &a[2], None);
     Reply::Int(1)
 }
 
@@ -165,18 +162,19 @@ pub fn setex(ctx: &mut Ctx, a: &[Bytes], unit: i64, cmd: &str) -> Reply {
     if n <= 0 {
         return invalid_expire(cmd);
     }
-    let Some(at) = n.checked_mul(unit).and_then(|ms| ms.checked_add(now_ms())) else {
+    let Some(at) = n.checked_mul(unit).and_then(|ms| ms.checked_add(ctx.db.now)) else {
         return invalid_expire(cmd);
     };
-    let store = ctx.store();
-    let _g = store.lock_key(&a[1]);
-    store.put_str(&a[1], &a[3], Some(at));
-    crate::replication::propagate_value(ctx.shared, &a[1], &a[3], Some(at));
+    ctx.db.set_str(&a[1], &a[3], Some(at));
+    let mut set = vec![Bytes::from_static(b"SET"), a[1].clone(), a[3].clone()];
+    set.extend(pxat(at));
+    ctx.db.propagate_as(set);
     Reply::OK
 }
 
 pub fn getex(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let mut expire = ExpireOpt::None;
+    let now = ctx.db.now;
     let mut i = 2;
     while i < a.len() {
         let o = &a[i];
@@ -184,7 +182,7 @@ pub fn getex(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             && expire == ExpireOpt::None
             && i + 1 < a.len()
         {
-            match parse_expire(a, i, "getex") {
+            match parse_expire(a, i, "getex", now) {
                 Ok(at) => expire = ExpireOpt::At(at),
                 Err(e) => return e,
             }
@@ -196,76 +194,67 @@ pub fn getex(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         }
         i += 1;
     }
-    let store = ctx.store();
-    let _g = store.lock_key(&a[1]);
-    let (val, mut entry) = match get_str(store, &a[1]) {
-        Ok(Some(v)) => v,
-        Ok(None) => {
-            store
-                .stats
-                .misses
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Reply::Nil;
-        }
-        Err(e) => return e,
+    let db = &mut ctx.db;
+    let key = &a[1];
+    let (val, deadline) = match db.lookup(key) {
+        None => return Reply::Nil,
+        Some(e) => match e.str() {
+            Some(v) => (bulk(v), e.deadline()),
+            None => return WrongType.into(),
+        },
     };
-    store
-        .stats
-        .hits
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match expire {
-        ExpireOpt::At(t) => {
-            entry.expire_at = Some(t);
-            store.put(a[1].clone(), entry);
-            crate::replication::propagate_expire(ctx.shared, &a[1], Some(t));
+        ExpireOpt::At(t) if t <= now => {
+            db.remove(key);
+            db.propagate_as(vec![Bytes::from_static(b"DEL"), key.clone()]);
         }
-        ExpireOpt::Persist if entry.expire_at.is_some() => {
-            entry.expire_at = None;
-            store.put(a[1].clone(), entry);
-            crate::replication::propagate_expire(ctx.shared, &a[1], None);
+        ExpireOpt::At(t) => {
+            db.set_deadline(key, Some(t));
+            db.propagate_as(vec![
+                Bytes::from_static(b"PEXPIREAT"),
+                key.clone(),
+                Bytes::from(t.to_string()),
+            ]);
+        }
+        ExpireOpt::Persist if deadline.is_some() => {
+            db.set_deadline(key, None);
+            db.propagate_as(vec![Bytes::from_static(b"PERSIST"), key.clone()]);
         }
         _ => {}
     }
-    Reply::Bulk(val)
+    val
 }
 
 pub fn getdel(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let store = ctx.store();
-    let _g = store.lock_key(&a[1]);
-    match get_str(store, &a[1]) {
-        Ok(Some((v, _))) => {
-            store.remove(&a[1]);
-            crate::replication::propagate_del(ctx.shared, &a[1]);
-            Reply::Bulk(v)
-        }
-        Ok(None) => Reply::Nil,
-        Err(e) => e,
-    }
+    let val = match ctx.db.lookup(&a[1]) {
+        None => return Reply::Nil,
+        Some(e) => match e.str() {
+            Some(v) => bulk(v),
+            None => return WrongType.into(),
+        },
+    };
+    ctx.db.remove(&a[1]);
+    ctx.db
+        .propagate_as(vec![Bytes::from_static(b"DEL"), a[1].clone()]);
+    val
 }
 
 pub fn getset(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let store = ctx.store();
-    let _g = store.lock_key(&a[1]);
-    let old = match get_str(store, &a[1]) {
-        Ok(o) => o.map(|(v, _)| v),
-        Err(e) => return e,
+    let old = match ctx.db.get_str(&a[1]) {
+        Ok(o) => o.map(bulk).unwrap_or(Reply::Nil),
+        Err(e) => return e.into(),
     };
-    store.put_str(&a[1], &a[2], None);
-    crate::replication::propagate_value(ctx.shared, &a[1], &a[2], None);
-    opt_bulk(old)
+    ctx.db.set_str(&a[1], &a[2], None);
+    old
 }
 
 pub fn mget(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let store = ctx.store();
     Reply::Array(
         a[1..]
             .iter()
-            .map(|k| match store.lookup(k) {
-                Some(Entry {
-                    value: Value::Str(b),
-                    ..
-                }) => Reply::Bulk(b),
-                _ => Reply::Nil,
+            .map(|k| match ctx.db.lookup(k) {
+                Some(e) => e.str().map(bulk).unwrap_or(Reply::Nil),
+                None => Reply::Nil,
             })
             .collect(),
     )
@@ -276,18 +265,12 @@ pub fn mset(ctx: &mut Ctx, a: &[Bytes], nx: bool) -> Reply {
     if a.len().is_multiple_of(2) {
         return arity_error(if nx { "msetnx" } else { "mset" });
     }
-    let store = ctx.store();
-    let _g = store.lock_keys(a[1..].iter().step_by(2));
-    if nx && a[1..].iter().step_by(2).any(|k| store.contains(k)) {
+    if nx && a[1..].iter().step_by(2).any(|k| ctx.db.exists(k)) {
         return Reply::Int(0);
     }
     for pair in a[1..].chunks(2) {
-        store.put_str(&pair[0], &pair[1], None);
+        ctx.db.set_str(&pair[0], &pair[1], None);
     }
-    // Replicas get MSET even for MSETNX: replaying it is harmless, see replication.rs.
-    let mut cmd = a.to_vec();
-    cmd[0] = Bytes::from_static(b"MSET");
-    crate::replication::propagate(ctx.shared, &cmd);
     if nx {
         Reply::Int(1)
     } else {
@@ -295,53 +278,62 @@ pub fn mset(ctx: &mut Ctx, a: &[Bytes], nx: bool) -> Reply {
     }
 }
 
-pub fn append(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let store = ctx.store();
-    let _g = store.lock_key(&a[1]);
-    let (old, expire_at) = match get_str(store, &a[1]) {
-        Ok(Some((v, e))) => (v, e.expire_at),
-        Ok(None) => (Bytes::new(), None),
-        Err(e) => return e,
+/// Resizes the string at `key` (creating it) and edits it in place: APPEND, SETRANGE, SETBIT.
+/// `len` gets the current length and answers the new one. The length after, or why not.
+pub fn edit_string(
+    db: &mut Db,
+    key: &[u8],
+    len: impl FnOnce(usize) -> Result<usize, Reply>,
+    edit: impl FnOnce(&mut [u8]),
+) -> Result<usize, Reply> {
+    let cur = match db.get(key) {
+        None => None,
+        Some(e) => Some(e.str().ok_or(WrongType)?.len()),
     };
-    if old.len() + a[2].len() > MAX_STRING {
-        return too_big();
+    let new_len = len(cur.unwrap_or(0))?;
+    if cur.is_none() {
+        db.set_str(key, b"", None);
     }
-    let mut v = BytesMut::with_capacity(old.len() + a[2].len());
-    v.extend_from_slice(&old);
-    v.extend_from_slice(&a[2]);
-    let len = v.len();
-    let v = v.freeze();
-    crate::replication::propagate_value(ctx.shared, &a[1], &v, expire_at);
-    store.put(
-        Bytes::copy_from_slice(&a[1]),
-        Entry {
-            value: Value::Str(v),
-            expire_at,
-        },
-    );
-    Reply::Int(len as i64)
+    db.edit_str(key, new_len, edit);
+    Ok(new_len)
 }
 
-pub fn strlen(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    match get_str(ctx.store(), &a[1]) {
-        Ok(Some((v, _))) => Reply::Int(v.len() as i64),
-        Ok(None) => Reply::Int(0),
+pub fn append(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    let add = &a[2];
+    let r = edit_string(
+        &mut ctx.db,
+        &a[1],
+        |cur| {
+            if cur + add.len() > MAX_STRING {
+                Err(too_big())
+            } else {
+                Ok(cur + add.len())
+            }
+        },
+        |v| {
+            let at = v.len() - add.len();
+            v[at..].copy_from_slice(add);
+        },
+    );
+    match r {
+        Ok(n) => Reply::Int(n as i64),
         Err(e) => e,
     }
 }
 
-pub fn getrange(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let (Ok(mut start), Ok(mut end)) = (int_arg(&a[2]), int_arg(&a[3])) else {
-        return not_integer();
-    };
-    let v = match get_str(ctx.store(), &a[1]) {
-        Ok(Some((v, _))) => v,
-        Ok(None) => return Reply::Bulk(Bytes::new()),
-        Err(e) => return e,
-    };
-    let len = v.len() as i64;
+pub fn strlen(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    match ctx.db.get_str(&a[1]) {
+        Ok(Some(v)) => Reply::Int(v.len() as i64),
+        Ok(None) => Reply::Int(0),
+        Err(e) => e.into(),
+    }
+}
+
+/// Redis's range rule for GETRANGE/SUBSTR (and BITCOUNT/BITPOS byte ranges): negative indexes
+/// count from the end, both ends clamp; `None` for an empty range.
+pub fn clamp_range(mut start: i64, mut end: i64, len: i64) -> Option<(usize, usize)> {
     if start < 0 && end < 0 && start > end {
-        return Reply::Bulk(Bytes::new());
+        return None;
     }
     if start < 0 {
         start += len;
@@ -355,9 +347,24 @@ pub fn getrange(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         end = len - 1;
     }
     if start > end || len == 0 {
-        return Reply::Bulk(Bytes::new());
+        return None;
     }
-    Reply::Bulk(v.slice(start as usize..=end as usize))
+    Some((start as usize, end as usize))
+}
+
+pub fn getrange(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    let (Ok(start), Ok(end)) = (int_arg(&a[2]), int_arg(&a[3])) else {
+        return not_integer();
+    };
+    let v = match ctx.db.get_str(&a[1]) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Reply::Bulk(Bytes::new()),
+        Err(e) => return e.into(),
+    };
+    match clamp_range(start, end, v.len() as i64) {
+        Some((s, e)) => bulk(&v[s..=e]),
+        None => Reply::Bulk(Bytes::new()),
+    }
 }
 
 pub fn setrange(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
@@ -366,76 +373,122 @@ pub fn setrange(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         Ok(n) => n as usize,
         Err(e) => return e,
     };
-    let store = ctx.store();
-    let _g = store.lock_key(&a[1]);
-    let (old, expire_at) = match get_str(store, &a[1]) {
-        Ok(Some((v, e))) => (v, e.expire_at),
-        Ok(None) => (Bytes::new(), None),
-        Err(e) => return e,
-    };
     let value = &a[3];
     if value.is_empty() {
-        return Reply::Int(old.len() as i64);
+        // Nothing to write: the length, and no key created.
+        return match ctx.db.get_str(&a[1]) {
+            Ok(v) => Reply::Int(v.map_or(0, <[u8]>::len) as i64),
+            Err(e) => e.into(),
+        };
     }
     if offset.saturating_add(value.len()) > MAX_STRING {
+        // The type error goes first, as in Redis.
+        if let Err(e) = ctx.db.get_str(&a[1]) {
+            return e.into();
+        }
         return too_big();
     }
-    let mut v = BytesMut::from(&old[..]);
-    if v.len() < offset + value.len() {
-        v.resize(offset + value.len(), 0);
-    }
-    v[offset..offset + value.len()].copy_from_slice(value);
-    let len = v.len();
-    let v = v.freeze();
-    crate::replication::propagate_value(ctx.shared, &a[1], &v, expire_at);
-    store.put(
-        Bytes::copy_from_slice(&a[1]),
-        Entry {
-            value: Value::Str(v),
-            expire_at,
-        },
+    let r = edit_string(
+        &mut ctx.db,
+        &a[1],
+        |cur| Ok(cur.max(offset + value.len())),
+        |v| v[offset..offset + value.len()].copy_from_slice(value),
     );
-    Reply::Int(len as i64)
+    match r {
+        Ok(n) => Reply::Int(n as i64),
+        Err(e) => e,
+    }
 }
 
 /// INCR, DECR, INCRBY, DECRBY: the TTL is kept, as in Redis.
-pub fn incrby(ctx: &mut Ctx, key: &Bytes, by: i64) -> Reply {
-    let store = ctx.store();
-    let _g = store.lock_key(key);
-    let (cur, expire_at) = match get_str(store, key) {
-        Ok(Some((v, e))) => match parse_i64(&v) {
-            Some(n) => (n, e.expire_at),
-            None => return not_integer(),
+pub fn incrby(ctx: &mut Ctx, a: &[Bytes], by: i64) -> Reply {
+    let key = &a[1];
+    let (cur, deadline) = match ctx.db.get(key) {
+        None => (0, None),
+        Some(e) => match e.str() {
+            Some(v) => match parse_i64(v) {
+                Some(n) => (n, e.deadline()),
+                None => return not_integer(),
+            },
+            None => return WrongType.into(),
         },
-        Ok(None) => (0, None),
-        Err(e) => return e,
     };
     let Some(n) = cur.checked_add(by) else {
         return Reply::error("ERR increment or decrement would overflow");
     };
     let mut buf = itoa::Buffer::new();
-    let text = buf.format(n);
-    store.put_str(key, text.as_bytes(), expire_at);
-    crate::replication::propagate_value(ctx.shared, key, text.as_bytes(), expire_at);
+    ctx.db.set_str(key, buf.format(n).as_bytes(), deadline);
     Reply::Int(n)
 }
 
 pub fn incrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let store = ctx.store();
-    let _g = store.lock_key(&a[1]);
-    let (cur, expire_at) = match get_str(store, &a[1]) {
-        Ok(Some((v, e))) => (Some(v), e.expire_at),
-        Ok(None) => (None, None),
-        Err(e) => return e,
+    let key = &a[1];
+    let (text, deadline) = {
+        let (cur, deadline) = match ctx.db.get(key) {
+            None => (None, None),
+            Some(e) => match e.str() {
+                Some(v) => (Some(v), e.deadline()),
+                None => return WrongType.into(),
+            },
+        };
+        let text = match incr_float(cur, &a[2], false) {
+            Ok(t) => t,
+            Err(IncrFloatError::Overflow) => {
+                return Reply::error("ERR increment would produce NaN or Infinity")
+            }
+            Err(_) => return Reply::error(NOT_FLOAT),
+        };
+        (text, deadline)
     };
-    let text = match incr_float(cur.as_deref(), &a[2], false) {
-        Ok(t) => t,
-        Err(IncrFloatError::Overflow) => {
-            return Reply::error("ERR increment would produce NaN or Infinity")
-        }
-        Err(_) => return Reply::error(NOT_FLOAT),
-    };
-    store.put_str(&a[1], text.as_bytes(), expire_at);
-    crate::replication::propagate_value(ctx.shared, &a[1], text.as_bytes(), expire_at);
+    ctx.db.set_str(key, text.as_bytes(), deadline);
+    // The result, not the increment: a replica's float arithmetic must not drift.
+    ctx.db.propagate_as(vec![
+        Bytes::from_static(b"SET"),
+        key.clone(),
+        Bytes::from(text.clone()),
+        Bytes::from_static(b"KEEPTTL"),
+    ]);
     Reply::Bulk(Bytes::from(text))
+}
+
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN].
+pub fn lcs(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    let (mut len_only, mut idx, mut with_len, mut min_len) = (false, false, false, 0usize);
+    let mut i = 3;
+    while i < a.len() {
+        if is(&a[i], "len") {
+            len_only = true;
+        } else if is(&a[i], "idx") {
+            idx = true;
+        } else if is(&a[i], "withmatchlen") {
+            with_len = true;
+        } else if is(&a[i], "minmatchlen") && i + 1 < a.len() {
+            match int_arg(&a[i + 1]) {
+                Ok(n) => min_len = n.max(0) as usize,
+                Err(e) => return e,
+            }
+            i += 1;
+        } else {
+            return syntax_error();
+        }
+        i += 1;
+    }
+    if len_only && idx {
+        return Reply::error(
+            "ERR If you want both the length and indexes, please just use IDX.",
+        );
+    }
+    let fetch = |db: &mut Db, k: &[u8]| -> Result<Vec<u8>, Reply> {
+        match db.get(k) {
+            None => Ok(Vec::new()),
+            Some(e) => e.str().map(<[u8]>::to_vec).ok_or_else(|| {
+                Reply::error("ERR The specified keys must contain string values")
+            }),
+        }
+    };
+    let (x, y) = match (fetch(&mut ctx.db, &a[1]), fetch(&mut ctx.db, &a[2])) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    super::lcs::reply(&x, &y, len_only, idx, with_len, min_len)
 }

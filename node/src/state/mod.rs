@@ -5,19 +5,24 @@
 //! [`Shared`] holds the keyspace, the configuration, the client registry, the counters and the
 //! replication and topology state; [`session::Session`] is one connection's state.
 
+pub mod blocking;
 pub mod replication;
 pub mod session;
 pub mod topology;
+pub mod watch;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use ringcache_protocol::table;
 
 use crate::clients::Clients;
 use crate::config::NodeConfig;
-use crate::store::{now_ms, Store};
+use crate::keyspace::{now_ms, Keyspace};
+use blocking::Blocked;
+use watch::Watches;
 use replication::Replication;
 use session::Session;
 use topology::NodeTopology;
@@ -28,16 +33,113 @@ use topology::NodeTopology;
 pub type Apply = fn(&Shared, &mut Session, &[Bytes]);
 
 /// Server-wide counters for INFO stats.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServerStats {
     pub commands: AtomicU64,
     pub net_input: AtomicU64,
     pub net_output: AtomicU64,
+    /// Error replies, by their first word (INFO errorstats), and in all.
+    pub errors: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    pub error_replies: AtomicU64,
+    /// Per command (by `table::position`): calls, calls refused before running, calls that failed.
+    calls: Box<[AtomicU64]>,
+    rejected: Box<[AtomicU64]>,
+    failed: Box<[AtomicU64]>,
+}
+
+impl Default for ServerStats {
+    fn default() -> Self {
+        let counters = || (0..table::count()).map(|_| AtomicU64::new(0)).collect();
+        ServerStats {
+            commands: AtomicU64::new(0),
+            net_input: AtomicU64::new(0),
+            net_output: AtomicU64::new(0),
+            errors: Default::default(),
+            error_replies: AtomicU64::new(0),
+            calls: counters(),
+            rejected: counters(),
+            failed: counters(),
+        }
+    }
+}
+
+impl ServerStats {
+    /// CONFIG RESETSTAT.
+    pub fn reset(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for c in [
+            &self.commands,
+            &self.net_input,
+            &self.net_output,
+            &self.error_replies,
+        ]
+        .into_iter()
+        .chain(self.calls.iter())
+        .chain(self.rejected.iter())
+        .chain(self.failed.iter())
+        {
+            c.store(0, Relaxed);
+        }
+        crate::keyspace::lock(&self.errors).clear();
+    }
+
+    /// Counts one call of `spec`: run (`ran`) or refused before running, failed or not.
+    pub fn call(&self, spec: &table::CommandSpec, ran: bool, failed: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = table::position(spec);
+        let bump = |v: &[AtomicU64]| {
+            if let Some(c) = v.get(i) {
+                c.fetch_add(1, Relaxed);
+            }
+        };
+        if ran {
+            bump(&self.calls);
+            if failed {
+                bump(&self.failed);
+            }
+        } else {
+            bump(&self.rejected);
+        }
+    }
+
+    /// INFO commandstats lines.
+    pub fn commandstats(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        for (i, spec) in table::all().enumerate() {
+            let get = |v: &[AtomicU64]| v.get(i).map_or(0, |c| c.load(Relaxed));
+            let (calls, rejected, failed) = (get(&self.calls), get(&self.rejected), get(&self.failed));
+            if calls + rejected == 0 {
+                continue;
+            }
+            let _ = write!(
+                out,
+                "cmdstat_{}:calls={calls},usec=0,usec_per_call=0.00,rejected_calls={rejected},failed_calls={failed}\r\n",
+                spec.name
+            );
+        }
+    }
+
+    /// Counts an error reply under its code (`ERR`, `WRONGTYPE`, ...).
+    pub fn error(&self, text: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.error_replies.fetch_add(1, Relaxed);
+        let code = text.split(' ').next().unwrap_or("ERR");
+        let mut m = crate::keyspace::lock(&self.errors);
+        // Bounded: Redis stops adding codes past 128 too.
+        if m.len() < 128 || m.contains_key(code) {
+            *m.entry(code.to_string()).or_default() += 1;
+        }
+    }
 }
 
 /// State shared by every connection of a node.
 pub struct Shared {
-    pub store: Store,
+    pub keyspace: Keyspace,
+    /// Clients WATCHing keys.
+    pub watches: Watches,
+    /// Clients blocked on keys.
+    pub blocked: Blocked,
     pub config: RwLock<NodeConfig>,
     pub clients: Clients,
     pub stats: ServerStats,
@@ -64,7 +166,15 @@ impl Shared {
         };
         Arc::new_cyclic(|me| Shared {
             me: me.clone(),
-            store: Store::new(config.maxmemory),
+            keyspace: {
+                let ks = Keyspace::new();
+                let mut ev = ks.eviction();
+                ev.maxmemory = config.maxmemory;
+                ks.set_eviction(ev);
+                ks
+            },
+            watches: Watches::default(),
+            blocked: Blocked::default(),
             repl: Replication::new(&run_id),
             topology: NodeTopology::new(config.shard_id.clone()),
             apply,

@@ -3,22 +3,86 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::store::{lock, now_ms};
+use crate::keyspace::{lock, now_ms};
 
 /// One replica attached to this primary.
 pub struct ReplicaLink {
     pub addr: SocketAddr,
     pub listening_port: AtomicU64,
-    pub tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Bytes>,
     pub ack_offset: AtomicU64,
     pub last_ack_ms: AtomicI64,
     pub broken: AtomicBool,
+    /// Bytes queued and not yet written to the socket (the snapshot waits while they pile up).
+    pub queued_bytes: AtomicUsize,
+    /// While the snapshot runs: which buckets have reached the queue.
+    sent: Box<[AtomicBool]>,
+    snapshotting: AtomicBool,
+}
+
+impl ReplicaLink {
+    pub fn new(addr: SocketAddr, listening_port: u16, tx: mpsc::Sender<Bytes>) -> ReplicaLink {
+        ReplicaLink {
+            addr,
+            listening_port: AtomicU64::new(u64::from(listening_port)),
+            tx,
+            ack_offset: AtomicU64::new(0),
+            last_ack_ms: AtomicI64::new(now_ms()),
+            broken: AtomicBool::new(false),
+            queued_bytes: AtomicUsize::new(0),
+            sent: (0..ringcache_protocol::hash::BUCKETS)
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+            snapshotting: AtomicBool::new(true),
+        }
+    }
+
+    /// Whether bucket `b` has yet to reach this replica (the caller holds its lock).
+    pub fn needs_bucket(&self, b: usize) -> bool {
+        self.snapshotting.load(SeqCst) && !self.sent.get(b).is_none_or(|s| s.load(SeqCst))
+    }
+
+    /// Queues bucket `b`'s snapshot, once (the caller holds its lock).
+    pub fn push_bucket(&self, b: usize, msg: Bytes) {
+        if self.sent.get(b).is_some_and(|s| !s.swap(true, SeqCst)) && !msg.is_empty() {
+            self.send(msg);
+        }
+    }
+
+    /// Every bucket was sent: writes need no more checks.
+    pub fn snapshot_done(&self) {
+        self.snapshotting.store(false, SeqCst);
+    }
+
+    pub fn is_snapshotting(&self) -> bool {
+        self.snapshotting.load(SeqCst)
+    }
+
+    /// Queues bytes for the socket; a full queue marks the link broken (the replica resyncs).
+    pub fn send(&self, msg: Bytes) {
+        let len = msg.len();
+        if self.tx.try_send(msg).is_err() {
+            if !self.broken.swap(true, Relaxed) {
+                tracing::warn!(replica = %self.addr, "replica too far behind; dropping it (it will resync)");
+            }
+            return;
+        }
+        self.queued_bytes.fetch_add(len, Relaxed);
+    }
+
+    /// `n` queued bytes reached the socket.
+    pub fn drained(&self, n: usize) {
+        self.queued_bytes.fetch_sub(n, Relaxed);
+    }
 }
 
 /// Where a replica is in talking to its primary.
@@ -50,6 +114,8 @@ pub struct Replication {
     links: Mutex<Vec<Arc<ReplicaLink>>>,
     has_replicas: AtomicBool,
     replid: Mutex<String>,
+    /// Snapshots running now.
+    snapshots: AtomicUsize,
 }
 
 impl Replication {
@@ -67,6 +133,7 @@ impl Replication {
             links: Mutex::new(Vec::new()),
             has_replicas: AtomicBool::new(false),
             replid: Mutex::new(run_id.to_string()),
+            snapshots: AtomicUsize::new(0),
         }
     }
 
@@ -137,9 +204,28 @@ impl Replication {
         self.offset.fetch_add(msg.len() as u64, Relaxed);
         self.writes.fetch_add(writes, Relaxed);
         for l in links.iter() {
-            if l.tx.try_send(msg.clone()).is_err() && !l.broken.swap(true, Relaxed) {
-                tracing::warn!(replica = %l.addr, "replica too far behind; dropping it (it will resync)");
-            }
+            l.send(msg.clone());
+        }
+    }
+
+    /// The replicas still taking their snapshot (writes send them the buckets they touch).
+    pub fn snapshotting(&self) -> Vec<Arc<ReplicaLink>> {
+        if self.snapshots.load(Relaxed) == 0 {
+            return Vec::new();
+        }
+        lock(&self.links)
+            .iter()
+            .filter(|l| l.is_snapshotting())
+            .cloned()
+            .collect()
+    }
+
+    /// Counts a snapshot starting (`true`) or ending.
+    pub fn snapshot_running(&self, running: bool) {
+        if running {
+            self.snapshots.fetch_add(1, Relaxed);
+        } else {
+            self.snapshots.fetch_sub(1, Relaxed);
         }
     }
 

@@ -8,6 +8,8 @@ use ringcache_protocol::ring::Arc as RingArc;
 use ringcache_protocol::Protocol;
 
 use crate::clients::ClientHandle;
+use crate::state::blocking::Waiter;
+use crate::state::watch::WatchFlag;
 
 /// What the connection does after a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +40,51 @@ pub struct Session {
     /// A move MIGRATE-KEYS or MIGRATE-ARC asked for, for the connection to run (see
     /// [`Migration`]).
     pub migration: Option<Migration>,
+    /// Commands queued since MULTI.
+    pub multi: Option<Multi>,
+    /// Keys this client WATCHes and the flag a change of any of them raises.
+    pub watch: Watch,
+    /// Set when the command just run blocked (BLPOP on empty lists...): the connection waits.
+    pub blocked: Option<(Arc<Waiter>, Option<std::time::Duration>)>,
+    /// Set while EXEC runs the queued commands (blocking commands do not block then).
+    pub in_exec: bool,
+}
+
+/// A transaction being queued.
+#[derive(Debug, Default)]
+pub struct Multi {
+    pub queued: Vec<Vec<Bytes>>,
+    /// A command failed to queue (unknown, wrong arity...): EXEC answers EXECABORT.
+    pub failed: bool,
+}
+
+/// WATCHed keys.
+#[derive(Debug, Default)]
+pub struct Watch {
+    pub keys: Vec<Bytes>,
+    pub flag: WatchFlag,
+}
+
+impl Session {
+    /// A session for connection `id` (`authenticated` when no password is required).
+    pub fn new(id: u64, client: Arc<ClientHandle>, authenticated: bool) -> Session {
+        Session {
+            id,
+            proto: Protocol::Resp2,
+            authenticated,
+            client,
+            flow: Flow::Continue,
+            is_replication_link: false,
+            replica_port: None,
+            from_primary: false,
+            last_cmd: "NULL",
+            migration: None,
+            multi: None,
+            watch: Watch::default(),
+            blocked: None,
+            in_exec: false,
+        }
+    }
 }
 
 /// A move a command asked for: run by the connection after the command's checks

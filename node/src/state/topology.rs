@@ -12,7 +12,7 @@ use bytes::Bytes;
 use ringcache_protocol::ring::Ring;
 use tokio::sync::Notify;
 
-use crate::store::lock;
+use crate::keyspace::lock;
 
 /// What this node knows of the ring.
 pub struct NodeTopology {

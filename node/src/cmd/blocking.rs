@@ -1,0 +1,137 @@
+//! Blocking commands' machinery: blocking a client when its keys hold nothing, and serving the
+//! clients blocked on keys a command just changed (see `crate::state::blocking`).
+//!
+//! Each blocking command has a non-blocking form its family implements (`lists::serve_blocked`,
+//! `zsets::serve_blocked`): it runs once when the command arrives and again for every change of
+//! the keys while the client waits. Serving happens right after the changing command, before
+//! its reply goes out, so a client that pushes and then reads sees the blocked client's pop.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringcache_protocol::table;
+use ringcache_protocol::Reply;
+
+use super::ctx::Ctx;
+use crate::keyspace::{now_ms, Db, Expiry};
+use crate::state::blocking::Waiter;
+use crate::state::Shared;
+
+/// A blocking command's non-blocking form: `None` while its keys still hold nothing for it.
+pub type ServeFn = fn(&mut Db<'_>, &[Bytes]) -> Option<Reply>;
+
+fn serve_fn(name: &str) -> Option<ServeFn> {
+    match name {
+        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" => Some(super::lists::serve_blocked),
+        "bzpopmin" | "bzpopmax" | "bzmpop" => Some(super::zsets::serve_blocked),
+        _ => None,
+    }
+}
+
+/// Parses a blocking command's timeout as Redis does: seconds, decimals allowed, rounded up to
+/// a millisecond; 0 waits for ever.
+pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, Reply> {
+    let secs = std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite())
+        .ok_or_else(|| Reply::error("ERR timeout is not a float or out of range"))?;
+    let ms = (secs * 1000.0).ceil();
+    if ms < 0.0 {
+        return Err(Reply::error("ERR timeout is negative"));
+    }
+    // Past a century a deadline is as good as none.
+    if ms == 0.0 || ms > 3.2e12 {
+        return Ok(None);
+    }
+    Ok(Some(Duration::from_millis(ms as u64)))
+}
+
+/// Blocks the client on `keys` (whose locks `ctx.db` holds) until one of them can serve it or
+/// `timeout` passes; inside a transaction, answers `timeout_reply` at once, as Redis does.
+/// The reply returned here is a placeholder: the connection sends the real one.
+pub fn block(
+    ctx: &mut Ctx,
+    args: &[Bytes],
+    keys: Vec<Bytes>,
+    timeout: Option<Duration>,
+    timeout_reply: Reply,
+) -> Reply {
+    if ctx.session.in_exec || ctx.session.from_primary {
+        return timeout_reply;
+    }
+    let w = Arc::new(Waiter::new(ctx.session.id, args.to_vec(), keys, timeout_reply));
+    ctx.shared.blocked.add(w.clone());
+    ctx.shared.keyspace.add_interest();
+    ctx.session.blocked = Some((w, timeout));
+    Reply::Nil
+}
+
+/// The blocked client stops waiting (timeout or disconnect): its reply.
+pub fn unblock(shared: &Shared, w: &Arc<Waiter>) -> Reply {
+    let served = w.finish();
+    if served.is_none() {
+        shared.blocked.remove(w);
+        shared.keyspace.remove_interest();
+    }
+    served.unwrap_or_else(|| w.timeout_reply.clone())
+}
+
+/// Serves the clients blocked on `touched` keys, first blocked first, following the keys their
+/// own commands push to (BLMOVE chains).
+pub fn serve_ready(shared: &Shared, touched: Vec<Bytes>) {
+    let mut ready: VecDeque<Bytes> = touched.into();
+    // Bounded: each round serves a client, and clients are finite; this guards a bug.
+    let mut rounds = 0;
+    while let Some(key) = ready.pop_front() {
+        for w in shared.blocked.waiters(&key) {
+            rounds += 1;
+            if rounds > 1_000_000 {
+                tracing::error!("bug: serving blocked clients does not end");
+                return;
+            }
+            let Some(spec) = table::lookup(&w.args[0]) else {
+                continue;
+            };
+            let Some(serve) = serve_fn(spec.name) else {
+                continue;
+            };
+            let keys = spec.keys(&w.args).map(|i| &w.args[i]);
+            let mut db = Db::for_keys(&shared.keyspace, keys, now_ms(), Expiry::Delete);
+            if !w.try_serve(|| serve(&mut db, &w.args)) {
+                if w.is_waiting() {
+                    // Nothing left for this client, so for none after it either.
+                    break;
+                }
+                continue;
+            }
+            shared.blocked.remove(&w);
+            shared.keyspace.remove_interest();
+            let touched = crate::replication::release(shared, db, Some((spec, &w.args)));
+            ready.extend(touched.into_iter().filter(|k| *k != key));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_as_redis() {
+        assert_eq!(parse_timeout(b"0").unwrap(), None);
+        assert_eq!(
+            parse_timeout(b"0.5").unwrap(),
+            Some(Duration::from_millis(500))
+        );
+        assert!(parse_timeout(b"-1").is_err());
+        assert!(parse_timeout(b"abc").is_err());
+        assert!(parse_timeout(b"inf").is_err());
+        assert_eq!(
+            parse_timeout(b"0.0001").unwrap(),
+            Some(Duration::from_millis(1))
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! Scaffolding: the zsets commands are being written.
+
+use bytes::Bytes;
+use ringcache_protocol::table::CommandSpec;
+use ringcache_protocol::Reply;
+
+use super::args::unknown_command;
+use super::ctx::Ctx;
+
+pub const NAMES: &[&str] = &[];
+
+pub fn run(_ctx: &mut Ctx, _spec: &CommandSpec, a: &[Bytes]) -> Reply {
+    unknown_command(a)
+}
+
+/// The non-blocking form of this family's blocking commands (see `super::blocking`).
+pub fn serve_blocked(_db: &mut crate::keyspace::Db<'_>, _args: &[Bytes]) -> Option<Reply> {
+    None
+}

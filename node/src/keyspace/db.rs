@@ -1,0 +1,494 @@
+//! [`Db`]: a command's view of the keyspace, holding the locks of the buckets its keys live in,
+//! and the door every change goes through.
+//!
+//! What a command changes is recorded in [`Effects`]: how many changes it made (nothing changed:
+//! nothing to propagate), the keys it touched (for WATCH and blocked clients, collected only while
+//! someone listens), what to propagate instead of the command when the command itself would
+//! not replay the same (relative deadlines, random pops), and what to propagate before it (keys
+//! found expired). The dispatcher hands them on after the command; no command propagates by
+//! itself.
+
+use std::sync::MutexGuard;
+
+use bytes::Bytes;
+
+use super::evict::{new_access, touched_access, Eviction};
+use super::{lock, Bucket, Entry, Keyspace, Place};
+use crate::types::{Kind, Limits, Value};
+
+/// How keys past their deadline are treated (Redis: a replica never deletes them itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// A primary: an expired key is deleted when met, and the delete propagated.
+    Delete,
+    /// A replica serving a client: an expired key reads as missing but stays.
+    Hide,
+    /// A replica applying its primary's stream: keys exist until the primary deletes them.
+    Keep,
+}
+
+/// What a command changed.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Changes made (Redis's `dirty`): a write command that made none is not propagated.
+    pub dirty: u64,
+    /// Keys changed, in order, while [`Keyspace::has_interest`].
+    pub touched: Vec<Bytes>,
+    /// Propagate these commands instead of the command as received.
+    pub rewrite: Option<Vec<Vec<Bytes>>>,
+    /// Propagate these first (deletes of keys found expired).
+    pub before: Vec<Vec<Bytes>>,
+}
+
+impl Effects {
+    pub fn is_empty(&self) -> bool {
+        self.dirty == 0 && self.before.is_empty() && self.rewrite.is_none()
+    }
+}
+
+enum Held<'a> {
+    None,
+    One(usize, MutexGuard<'a, Bucket>),
+    /// Sorted by bucket.
+    Many(Vec<(usize, MutexGuard<'a, Bucket>)>),
+    All(Vec<MutexGuard<'a, Bucket>>),
+}
+
+/// A type error, answered as Redis's WRONGTYPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrongType;
+
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+impl From<WrongType> for ringcache_protocol::Reply {
+    fn from(_: WrongType) -> Self {
+        ringcache_protocol::Reply::error(WRONGTYPE)
+    }
+}
+
+pub struct Db<'a> {
+    ks: &'a Keyspace,
+    held: Held<'a>,
+    /// The command's clock: every deadline check of one command (or transaction) uses it.
+    pub now: i64,
+    pub expiry: Expiry,
+    pub limits: Limits,
+    pub eviction: Eviction,
+    pub effects: Effects,
+}
+
+impl<'a> Db<'a> {
+    fn new(ks: &'a Keyspace, held: Held<'a>, now: i64, expiry: Expiry) -> Db<'a> {
+        Db {
+            ks,
+            held,
+            now,
+            expiry,
+            limits: ks.limits(),
+            eviction: ks.eviction(),
+            effects: Effects::default(),
+        }
+    }
+
+    /// A view holding no lock (commands without keys; keyspace-wide ones lock bucket by bucket).
+    pub fn unlocked(ks: &'a Keyspace, now: i64, expiry: Expiry) -> Db<'a> {
+        Db::new(ks, Held::None, now, expiry)
+    }
+
+    /// A view holding the buckets of `keys`.
+    pub fn for_keys<K: AsRef<[u8]>>(
+        ks: &'a Keyspace,
+        keys: impl IntoIterator<Item = K>,
+        now: i64,
+        expiry: Expiry,
+    ) -> Db<'a> {
+        let mut buckets: Vec<usize> = keys
+            .into_iter()
+            .map(|k| Place::of(k.as_ref()).bucket)
+            .collect();
+        let held = match buckets.len() {
+            0 => Held::None,
+            1 => Held::One(buckets[0], lock(&ks.buckets[buckets[0]])),
+            _ => {
+                // One order for every command: two commands never wait on each other in a cycle.
+                buckets.sort_unstable();
+                buckets.dedup();
+                if buckets.len() == 1 {
+                    Held::One(buckets[0], lock(&ks.buckets[buckets[0]]))
+                } else {
+                    Held::Many(
+                        buckets
+                            .into_iter()
+                            .map(|b| (b, lock(&ks.buckets[b])))
+                            .collect(),
+                    )
+                }
+            }
+        };
+        Db::new(ks, held, now, expiry)
+    }
+
+    /// A view holding every bucket (a transaction with a keyspace-wide command).
+    pub fn all(ks: &'a Keyspace, now: i64, expiry: Expiry) -> Db<'a> {
+        Db::new(ks, Held::All(ks.buckets.iter().map(lock).collect()), now, expiry)
+    }
+
+    pub fn keyspace(&self) -> &'a Keyspace {
+        self.ks
+    }
+
+    /// The buckets this view holds, in order (replication orders writes by them).
+    pub fn held_buckets(&self) -> Vec<usize> {
+        match &self.held {
+            Held::None => Vec::new(),
+            Held::One(b, _) => vec![*b],
+            Held::Many(v) => v.iter().map(|(b, _)| *b).collect(),
+            Held::All(v) => (0..v.len()).collect(),
+        }
+    }
+
+    pub fn holds_all(&self) -> bool {
+        matches!(self.held, Held::All(_))
+    }
+
+    fn bucket(&mut self, b: usize) -> Option<&mut Bucket> {
+        match &mut self.held {
+            Held::One(i, g) if *i == b => Some(g),
+            Held::Many(v) => v
+                .binary_search_by_key(&b, |(i, _)| *i)
+                .ok()
+                .map(|at| &mut *v[at].1),
+            Held::All(v) => v.get_mut(b).map(|g| &mut **g),
+            _ => None,
+        }
+    }
+
+    /// The bucket of `p`, which the view must hold: a command touching a key outside its key
+    /// positions is a bug, logged and treated as a missing key.
+    fn slot(&mut self, p: Place, key: &[u8]) -> Option<&mut Bucket> {
+        let held = self.bucket(p.bucket);
+        if held.is_none() {
+            tracing::error!(
+                key = %String::from_utf8_lossy(key),
+                "bug: a command touched a key whose bucket it does not hold"
+            );
+        }
+        held
+    }
+
+    /// Records a change of `key` (WATCH, blocked clients, propagation).
+    pub fn touched(&mut self, key: &[u8]) {
+        self.effects.dirty += 1;
+        if self.ks.has_interest() {
+            self.effects.touched.push(Bytes::copy_from_slice(key));
+        }
+    }
+
+    /// Propagate `cmds` instead of the command (relative deadlines made absolute, random
+    /// choices made explicit). Several calls add up.
+    pub fn propagate_as(&mut self, cmd: Vec<Bytes>) {
+        self.effects.rewrite.get_or_insert_with(Vec::new).push(cmd);
+    }
+
+    /// Propagate nothing for this command even though it changed something (its changes were
+    /// propagated another way).
+    pub fn propagate_nothing(&mut self) {
+        self.effects.rewrite.get_or_insert_with(Vec::new);
+    }
+
+    /// The entry of `key` if it is live, deleting it if its deadline passed (on a primary).
+    fn live(&mut self, key: &[u8]) -> Option<(&mut Bucket, Place)> {
+        let p = Place::of(key);
+        let (now, expiry) = (self.now, self.expiry);
+        let bucket = self.slot(p, key)?;
+        let expired = match bucket.find(p, key) {
+            None => return None,
+            Some(e) => expiry != Expiry::Keep && e.is_expired(now),
+        };
+        if !expired {
+            return Some((self.bucket(p.bucket)?, p));
+        }
+        if expiry == Expiry::Delete {
+            let ks = self.ks;
+            let bucket = self.bucket(p.bucket)?;
+            ks.counted_take(bucket, p, key);
+            ks.stats
+                .expired
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.effects
+                .before
+                .push(vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)]);
+            if self.ks.has_interest() {
+                self.effects.touched.push(Bytes::copy_from_slice(key));
+            }
+        }
+        None
+    }
+
+    /// The live entry of `key`, marking it accessed.
+    pub fn get(&mut self, key: &[u8]) -> Option<&Entry> {
+        self.get_mut(key).map(|e| &*e)
+    }
+
+    /// The live entry of `key` to change in place; call [`Db::touched`] once changed.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let (now, ev) = (self.now, self.eviction);
+        let (bucket, p) = self.live(key)?;
+        let e = bucket.find_mut(p, key)?;
+        e.set_access(touched_access(e.access(), now, &ev));
+        Some(e)
+    }
+
+    /// The live entry of `key` without marking it accessed (TYPE, OBJECT, TTL).
+    pub fn peek(&mut self, key: &[u8]) -> Option<&Entry> {
+        let (bucket, p) = self.live(key)?;
+        bucket.find(p, key)
+    }
+
+    pub fn exists(&mut self, key: &[u8]) -> bool {
+        self.live(key).is_some()
+    }
+
+    /// Reads counting a keyspace hit or miss (what INFO's keyspace_hits counts).
+    pub fn lookup(&mut self, key: &[u8]) -> Option<&Entry> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let hit = self.exists(key);
+        let stats = &self.ks.stats;
+        if hit {
+            stats.hits.fetch_add(1, Relaxed);
+        } else {
+            stats.misses.fetch_add(1, Relaxed);
+        }
+        if hit {
+            self.get(key)
+        } else {
+            None
+        }
+    }
+
+    /// Stores `entry` (replacing any value of its key); the replaced entry.
+    pub fn insert(&mut self, mut entry: Entry) -> Option<Entry> {
+        let key = Bytes::copy_from_slice(entry.key());
+        let p = Place::of(&key);
+        // A replaced key that had expired counts as missing to the caller.
+        let live_old = self.live(&key).is_some();
+        entry.set_access(new_access(self.now, &self.eviction));
+        let ks = self.ks;
+        let bucket = self.slot(p, &key)?;
+        let old = ks.counted_put(bucket, p, entry);
+        self.touched(&key);
+        old.filter(|_| live_old)
+    }
+
+    /// Stores a string value with a deadline.
+    pub fn set_str(&mut self, key: &[u8], value: &[u8], deadline: Option<i64>) -> Option<Entry> {
+        self.insert(Entry::string(key, value, deadline))
+    }
+
+    /// Deletes `key`; the entry if it was live.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let p = Place::of(key);
+        self.live(key)?;
+        let ks = self.ks;
+        let bucket = self.slot(p, key)?;
+        let e = ks.counted_take(bucket, p, key)?;
+        bucket.maybe_shrink();
+        self.touched(key);
+        Some(e)
+    }
+
+    /// Sets or clears `key`'s deadline; false if the key is missing. A deadline already past
+    /// deletes the key (as Redis does), and the caller propagates a DEL.
+    pub fn set_deadline(&mut self, key: &[u8], deadline: Option<i64>) -> bool {
+        if self.live(key).is_none() {
+            return false;
+        }
+        let p = Place::of(key);
+        let (now, ks, expiry) = (self.now, self.ks, self.expiry);
+        if matches!(deadline, Some(t) if t <= now) && expiry == Expiry::Delete {
+            if let Some(bucket) = self.bucket(p.bucket) {
+                ks.counted_take(bucket, p, key);
+            }
+            self.touched(key);
+            return true;
+        }
+        let Some(bucket) = self.bucket(p.bucket) else {
+            return false;
+        };
+        let Some(e) = bucket.find_mut(p, key) else {
+            return false;
+        };
+        let before = e.deadline().is_some();
+        let size = e.mem_usage() as i64;
+        e.set_deadline(deadline);
+        let grown = e.mem_usage() as i64 - size;
+        let after = deadline.is_some();
+        if before != after {
+            let d: i32 = if after { 1 } else { -1 };
+            bucket.volatile = bucket.volatile.wrapping_add_signed(d);
+            ks.volatile
+                .fetch_add(i64::from(d), std::sync::atomic::Ordering::Relaxed);
+        }
+        ks.account(grown);
+        self.touched(key);
+        true
+    }
+
+    /// The string at `key`: `Ok(None)` if missing, `Err` if another type.
+    pub fn get_str(&mut self, key: &[u8]) -> Result<Option<&[u8]>, WrongType> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(e) => e.str().map(Some).ok_or(WrongType),
+        }
+    }
+
+    /// The value of type `T` at `key`: `Ok(None)` if missing, `Err` if another type.
+    pub fn read<T: Kind>(&mut self, key: &[u8]) -> Result<Option<&T>, WrongType> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(e) => match e.obj() {
+                Some(v) => T::of(v).map(Some).ok_or(WrongType),
+                None => Err(WrongType),
+            },
+        }
+    }
+
+    /// Changes the value of type `T` at `key` with `f`, creating an empty one first when
+    /// `create` (and the key is missing). `f` returns its result and whether it changed the value;
+    /// a value left empty is deleted, as Redis never keeps an empty collection. `Ok(None)`: the
+    /// key is missing and `create` is false.
+    pub fn update<T: Kind, R>(
+        &mut self,
+        key: &[u8],
+        create: bool,
+        f: impl FnOnce(&mut T, &Limits) -> (R, bool),
+    ) -> Result<Option<R>, WrongType> {
+        let limits = self.limits;
+        let exists = match self.get(key) {
+            None => false,
+            Some(e) => match e.obj() {
+                Some(v) if T::of(v).is_some() => true,
+                _ => return Err(WrongType),
+            },
+        };
+        if !exists {
+            if !create {
+                return Ok(None);
+            }
+            let mut fresh = T::default();
+            let (r, changed) = f(&mut fresh, &limits);
+            if changed && !fresh.is_empty() {
+                self.insert(Entry::object(key, fresh.into_value(), None));
+            }
+            return Ok(Some(r));
+        }
+        let (r, changed, empty, delta) = {
+            let Some(v) = self.get_mut(key).and_then(Entry::obj_mut) else {
+                return Ok(None);
+            };
+            let Some(t) = T::of_mut(v) else {
+                return Err(WrongType);
+            };
+            let before = t.mem_usage();
+            let (r, changed) = f(t, &limits);
+            (r, changed, t.is_empty(), t.mem_usage() as i64 - before as i64)
+        };
+        self.ks.account(delta);
+        if empty {
+            self.remove(key);
+        } else if changed {
+            self.touched(key);
+        }
+        Ok(Some(r))
+    }
+
+    /// Calls `f` with bucket `b` (held by this view, or locked for the call when the view holds
+    /// nothing): keyspace-wide commands walk buckets this way.
+    pub fn with_bucket<R>(&mut self, b: usize, f: impl FnOnce(&Bucket, i64) -> R) -> Option<R> {
+        let now = self.now;
+        if matches!(self.held, Held::None) {
+            let g = lock(self.ks.buckets.get(b)?);
+            return Some(f(&g, now));
+        }
+        self.bucket(b).map(|g| f(g, now))
+    }
+
+    /// Resizes the string at `key` to `len` bytes and edits it in place (APPEND, SETRANGE,
+    /// SETBIT); `None` if the key is missing. The key must hold a string.
+    pub fn edit_str<R>(
+        &mut self,
+        key: &[u8],
+        len: usize,
+        edit: impl FnOnce(&mut [u8]) -> R,
+    ) -> Option<R> {
+        let ks = self.ks;
+        let e = self.get_mut(key)?;
+        let before = e.mem_usage() as i64;
+        let r = e.edit_str(len, edit);
+        ks.account(e.mem_usage() as i64 - before);
+        self.touched(key);
+        Some(r)
+    }
+
+    /// Replaces `key`'s value, keeping its deadline (a write that changes the type, e.g. a
+    /// string SET over a hash keeps no deadline: use [`Db::insert`] for that).
+    pub fn replace_value(&mut self, key: &[u8], value: Value) -> bool {
+        let ks = self.ks;
+        let Some(e) = self.get_mut(key) else {
+            return false;
+        };
+        let before = e.mem_usage() as i64;
+        e.set_obj(value);
+        ks.account(e.mem_usage() as i64 - before);
+        self.touched(key);
+        true
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::types::Hash;
+
+    #[test]
+    fn expired_keys_are_deleted_and_propagated_on_a_primary_only() {
+        let ks = Keyspace::new();
+        let mut db = Db::for_keys(&ks, [b"k"], 1000, Expiry::Delete);
+        db.set_str(b"k", b"v", Some(1500));
+        assert_eq!(db.get_str(b"k").unwrap(), Some(&b"v"[..]));
+        drop(db);
+        let mut hidden = Db::for_keys(&ks, [b"k"], 2000, Expiry::Hide);
+        assert!(hidden.get(b"k").is_none());
+        let mut kept = Db::for_keys(&ks, [b"k"], 2000, Expiry::Keep);
+        // `kept` and `hidden` cannot hold the same bucket at once.
+        drop(hidden);
+        assert!(kept.get(b"k").is_some());
+        drop(kept);
+        assert_eq!(ks.len(), 1);
+        let mut db = Db::for_keys(&ks, [b"k"], 2000, Expiry::Delete);
+        assert!(db.get(b"k").is_none());
+        assert_eq!(db.effects.before.len(), 1);
+        assert_eq!(ks.len(), 0);
+    }
+
+    #[test]
+    fn update_creates_and_deletes_empty_values() {
+        let ks = Keyspace::new();
+        let mut db = Db::for_keys(&ks, [b"h", b"s"], 0, Expiry::Delete);
+        let r = db.update::<Hash, _>(b"h", false, |_, _| ((), true)).unwrap();
+        assert!(r.is_none());
+        db.update::<Hash, _>(b"h", true, |h, l| {
+            h.set(b"f", b"v", l);
+            ((), true)
+        })
+        .unwrap();
+        assert_eq!(db.read::<Hash>(b"h").unwrap().unwrap().len(), 1);
+        db.set_str(b"s", b"x", None);
+        assert_eq!(db.read::<Hash>(b"s").unwrap_err(), WrongType);
+        db.update::<Hash, _>(b"h", false, |h, _| (h.remove(b"f"), true))
+            .unwrap();
+        assert!(!db.exists(b"h"));
+        assert_eq!(ks.len(), 1);
+    }
+}

@@ -1,0 +1,250 @@
+//! Staying under `maxmemory`: Redis's eviction policies over sampled keys, and the access field
+//! each entry keeps for them (a 24-bit LRU clock, or an LFU counter with its last decay time).
+//!
+//! Before a command that may use memory runs, while the keyspace holds more than `maxmemory`,
+//! [`Keyspace::eviction_candidate`] samples `maxmemory-samples` keys from random buckets and
+//! names the best one to drop by the policy (oldest access, lowest frequency, nearest deadline,
+//! or any); the dispatcher deletes it like any write (propagated as DEL, WATCH touched). With
+//! `noeviction`, or nothing evictable, writes get Redis's OOM error.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use rand::Rng;
+use ringcache_protocol::hash::BUCKETS;
+
+use super::{lru_clock, Keyspace};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    NoEviction,
+    AllKeysLru,
+    AllKeysLfu,
+    AllKeysRandom,
+    VolatileLru,
+    VolatileLfu,
+    VolatileRandom,
+    VolatileTtl,
+}
+
+impl Policy {
+    pub fn parse(s: &str) -> Option<Policy> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "noeviction" => Policy::NoEviction,
+            "allkeys-lru" => Policy::AllKeysLru,
+            "allkeys-lfu" => Policy::AllKeysLfu,
+            "allkeys-random" => Policy::AllKeysRandom,
+            "volatile-lru" => Policy::VolatileLru,
+            "volatile-lfu" => Policy::VolatileLfu,
+            "volatile-random" => Policy::VolatileRandom,
+            "volatile-ttl" => Policy::VolatileTtl,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::NoEviction => "noeviction",
+            Policy::AllKeysLru => "allkeys-lru",
+            Policy::AllKeysLfu => "allkeys-lfu",
+            Policy::AllKeysRandom => "allkeys-random",
+            Policy::VolatileLru => "volatile-lru",
+            Policy::VolatileLfu => "volatile-lfu",
+            Policy::VolatileRandom => "volatile-random",
+            Policy::VolatileTtl => "volatile-ttl",
+        }
+    }
+
+    pub fn is_lfu(self) -> bool {
+        matches!(self, Policy::AllKeysLfu | Policy::VolatileLfu)
+    }
+
+    fn volatile_only(self) -> bool {
+        matches!(
+            self,
+            Policy::VolatileLru | Policy::VolatileLfu | Policy::VolatileRandom | Policy::VolatileTtl
+        )
+    }
+}
+
+/// Eviction settings (CONFIG SET maxmemory, maxmemory-policy, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Eviction {
+    /// Bytes the keyspace may hold; 0 = no bound.
+    pub maxmemory: u64,
+    pub policy: Policy,
+    pub samples: usize,
+    pub tenacity: u32,
+    pub lfu_log_factor: u32,
+    /// Minutes for an LFU counter to halve.
+    pub lfu_decay_time: u32,
+}
+
+impl Default for Eviction {
+    fn default() -> Self {
+        Eviction {
+            maxmemory: 0,
+            // A cache evicts by default (Redis's default is noeviction, a database's choice).
+            policy: Policy::AllKeysLfu,
+            samples: 5,
+            tenacity: 10,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
+        }
+    }
+}
+
+/// A new key's LFU counter (Redis's LFU_INIT_VAL): new keys are not evicted first.
+pub const LFU_INIT: u32 = 5;
+
+/// Minutes, 16 bits, wrapping: when an LFU counter was last decayed.
+fn lfu_minutes(now_ms: i64) -> u32 {
+    ((now_ms / 60_000) as u32) & 0xFFFF
+}
+
+/// The LFU counter of an access field after decaying for the minutes passed.
+pub fn lfu_decayed(access: u32, now_ms: i64, decay_time: u32) -> u32 {
+    let counter = access & 0xFF;
+    let last = access >> 8;
+    let now = lfu_minutes(now_ms);
+    let elapsed = if now >= last {
+        now - last
+    } else {
+        65535 - last + now
+    };
+    let periods = if decay_time == 0 {
+        0
+    } else {
+        elapsed / decay_time
+    };
+    counter.saturating_sub(periods)
+}
+
+/// The access field after one access, by the policy.
+pub fn touched_access(access: u32, now_ms: i64, ev: &Eviction) -> u32 {
+    if !ev.policy.is_lfu() {
+        return lru_clock(now_ms);
+    }
+    let mut counter = lfu_decayed(access, now_ms, ev.lfu_decay_time);
+    // Logarithmic increment: the higher the counter, the less likely a bump.
+    if counter < 255 {
+        let base = counter.saturating_sub(LFU_INIT) as f64;
+        let p = 1.0 / (base * f64::from(ev.lfu_log_factor) + 1.0);
+        if rand::thread_rng().gen::<f64>() < p {
+            counter += 1;
+        }
+    }
+    (lfu_minutes(now_ms) << 8) | counter
+}
+
+/// The access field of a new key.
+pub fn new_access(now_ms: i64, ev: &Eviction) -> u32 {
+    if ev.policy.is_lfu() {
+        (lfu_minutes(now_ms) << 8) | LFU_INIT
+    } else {
+        lru_clock(now_ms)
+    }
+}
+
+impl Keyspace {
+    pub fn eviction(&self) -> Eviction {
+        **self.eviction.load()
+    }
+
+    pub fn set_eviction(&self, ev: Eviction) {
+        self.eviction.store(std::sync::Arc::new(ev));
+    }
+
+    /// Bytes the keyspace holds (what `maxmemory` bounds).
+    pub fn used_bytes(&self) -> u64 {
+        self.used.load(Relaxed).max(0) as u64
+    }
+
+    /// Whether the keyspace holds more than `maxmemory`.
+    pub fn over_limit(&self) -> bool {
+        let ev = self.eviction();
+        ev.maxmemory > 0 && self.used_bytes() > ev.maxmemory
+    }
+
+    /// The key the policy would drop first among sampled ones; `None` when nothing may go.
+    pub fn eviction_candidate(&self, now: i64) -> Option<Vec<u8>> {
+        let ev = self.eviction();
+        if ev.policy == Policy::NoEviction || self.is_empty() {
+            return None;
+        }
+        if ev.policy.volatile_only() && self.volatile() == 0 {
+            return None;
+        }
+        let mut rng = rand::thread_rng();
+        // Best so far: (score, key); lower scores go first.
+        let mut best: Option<(u64, Vec<u8>)> = None;
+        let mut sampled = 0;
+        // Bounded: a sparse keyspace may need many probes to find its keys.
+        for _ in 0..(ev.samples * 64).max(1024) {
+            if sampled >= ev.samples {
+                break;
+            }
+            let b = rng.gen_range(0..BUCKETS);
+            let g = self.lock_bucket(b);
+            let live = if ev.policy.volatile_only() {
+                g.volatile() as usize
+            } else {
+                g.len()
+            };
+            if live == 0 {
+                continue;
+            }
+            let pick = rng.gen_range(0..live);
+            let entry = g
+                .iter()
+                .filter(|e| !ev.policy.volatile_only() || e.deadline().is_some())
+                .nth(pick);
+            let Some(e) = entry else { continue };
+            sampled += 1;
+            let score = match ev.policy {
+                Policy::AllKeysLru | Policy::VolatileLru => {
+                    // Older access, lower score: the idle time, inverted.
+                    let idle = lru_clock(now).wrapping_sub(e.access()) & 0xFF_FFFF;
+                    u64::MAX - u64::from(idle)
+                }
+                Policy::AllKeysLfu | Policy::VolatileLfu => {
+                    u64::from(lfu_decayed(e.access(), now, ev.lfu_decay_time))
+                }
+                Policy::VolatileTtl => e.deadline().map_or(u64::MAX, |t| t.max(0) as u64),
+                _ => rng.gen(),
+            };
+            if best.as_ref().is_none_or(|(s, _)| score < *s) {
+                best = Some((score, e.key().to_vec()));
+            }
+        }
+        best.map(|(_, k)| k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lfu_counter_grows_slowly_and_decays() {
+        let ev = Eviction::default();
+        let now = 10 * 60_000;
+        let mut a = new_access(now, &ev);
+        assert_eq!(a & 0xFF, LFU_INIT);
+        for _ in 0..1000 {
+            a = touched_access(a, now, &ev);
+        }
+        let c = a & 0xFF;
+        assert!(c > LFU_INIT && c < 40, "{c}");
+        // Ten minutes later with a decay time of one minute: ten less.
+        assert_eq!(lfu_decayed(a, now + 10 * 60_000, 1), c - 10);
+    }
+
+    #[test]
+    fn policies_parse_by_name() {
+        for p in ["noeviction", "allkeys-lru", "volatile-ttl", "ALLKEYS-LFU"] {
+            let parsed = Policy::parse(p).map(Policy::name);
+            assert_eq!(parsed, Some(p.to_ascii_lowercase().as_str()));
+        }
+        assert!(Policy::parse("lru").is_none());
+    }
+}

@@ -1,0 +1,38 @@
+//! Sorted sets: packed (member, score) pairs while small, an ordered index with a member table
+//! once large. Scaffolding: the representation and its operations are filled in by the zset work.
+
+use super::Limits;
+
+#[derive(Debug, Clone, Default)]
+pub struct ZSet {
+    items: Vec<(f64, Box<[u8]>)>,
+}
+
+impl ZSet {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        "listpack"
+    }
+
+    /// Members and scores in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], f64)> + '_ {
+        self.items.iter().map(|(s, m)| (&m[..], *s))
+    }
+
+    /// Adds or updates `member`; true if it is new.
+    pub fn insert(&mut self, member: &[u8], score: f64, _limits: &Limits) -> bool {
+        self.items.push((score, member.into()));
+        true
+    }
+
+    pub fn mem_usage(&self) -> usize {
+        self.items.iter().map(|(_, m)| m.len() + 32).sum()
+    }
+}

@@ -1,0 +1,114 @@
+//! Which arguments of a request are keys, including commands whose keys move with their
+//! arguments (Redis's `movablekeys`: a `numkeys` count, a `STORE` keyword). The router and the
+//! nodes both ask here, so they agree on which shard a command touches and which locks it takes.
+
+use bytes::Bytes;
+
+use crate::table::{flags, CommandSpec, KeyPositions};
+
+/// Key argument positions of one request.
+#[derive(Debug, Clone)]
+pub enum Keys {
+    /// First/last/step from the table.
+    Fixed(KeyPositions),
+    /// Computed from the arguments.
+    Listed(std::vec::IntoIter<usize>),
+}
+
+impl Iterator for Keys {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Keys::Fixed(k) => k.next(),
+            Keys::Listed(k) => k.next(),
+        }
+    }
+}
+
+/// `numkeys` at `at`, the keys right after it: positions, or `None` when the count is not a
+/// non-negative integer that fits (the command answers that error itself).
+fn counted(args: &[Bytes], at: usize) -> Option<std::ops::Range<usize>> {
+    let n: usize = std::str::from_utf8(args.get(at)?).ok()?.parse().ok()?;
+    let end = at.checked_add(1)?.checked_add(n)?;
+    (end <= args.len()).then_some(at + 1..end)
+}
+
+/// The argument after the last `kw` (any case) at or past `from`, if there is one.
+fn after_keyword(args: &[Bytes], from: usize, kws: &[&str]) -> Option<usize> {
+    (from..args.len().saturating_sub(1))
+        .rev()
+        .find(|&i| kws.iter().any(|k| args[i].eq_ignore_ascii_case(k.as_bytes())))
+        .map(|i| i + 1)
+}
+
+impl CommandSpec {
+    /// The positions of the key arguments of `args` (the command name at 0).
+    pub fn keys(&self, args: &[Bytes]) -> Keys {
+        if !self.has(flags::MOVABLEKEYS) {
+            return Keys::Fixed(self.key_positions(args.len()));
+        }
+        let mut out: Vec<usize> = Vec::new();
+        match self.name {
+            "zunion" | "zinter" | "zdiff" | "zintercard" | "sintercard" | "lmpop" | "zmpop" => {
+                out.extend(counted(args, 1).unwrap_or(0..0));
+            }
+            "zunionstore" | "zinterstore" | "zdiffstore" => {
+                out.push(1);
+                out.extend(counted(args, 2).unwrap_or(0..0));
+            }
+            "blmpop" | "bzmpop" | "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall"
+            | "fcall_ro" => out.extend(counted(args, 2).unwrap_or(0..0)),
+            "georadius" | "georadiusbymember" | "sort" | "sort_ro" => {
+                out.push(1);
+                out.extend(after_keyword(args, 2, &["store", "storedist"]));
+            }
+            _ => out.extend(self.key_positions(args.len())),
+        }
+        out.retain(|&i| i < args.len());
+        Keys::Listed(out.into_iter())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::table::lookup;
+    use bytes::Bytes;
+
+    fn keys(cmd: &str) -> Vec<String> {
+        let args: Vec<Bytes> = cmd
+            .split(' ')
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect();
+        let spec = lookup(&args[0]).unwrap();
+        spec.keys(&args)
+            .map(|i| String::from_utf8_lossy(&args[i]).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn movable_keys() {
+        assert_eq!(keys("ZUNIONSTORE d 2 a b WEIGHTS 1 2"), ["d", "a", "b"]);
+        assert_eq!(keys("ZUNION 2 a b"), ["a", "b"]);
+        assert_eq!(keys("SINTERCARD 3 a b c LIMIT 1"), ["a", "b", "c"]);
+        assert_eq!(keys("LMPOP 2 a b LEFT"), ["a", "b"]);
+        assert_eq!(keys("BLMPOP 0 2 a b LEFT"), ["a", "b"]);
+        assert_eq!(keys("BZMPOP 1.5 1 z MIN"), ["z"]);
+        assert_eq!(keys("GEORADIUS g 0 0 1 km STORE dst"), ["g", "dst"]);
+        assert_eq!(keys("GEORADIUS g 0 0 1 km"), ["g"]);
+        // A bad count leaves only what is certain; the command itself answers the error.
+        assert_eq!(keys("ZUNIONSTORE d x a b"), ["d"]);
+        assert_eq!(keys("LMPOP 5 a LEFT"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn fixed_keys() {
+        assert_eq!(keys("MSET a 1 b 2"), ["a", "b"]);
+        assert_eq!(keys("GET k"), ["k"]);
+        assert_eq!(keys("LMOVE a b LEFT RIGHT"), ["a", "b"]);
+        assert_eq!(keys("BLPOP a b 0"), ["a", "b"]);
+        assert_eq!(keys("ZRANGESTORE d s 0 -1"), ["d", "s"]);
+        assert_eq!(keys("GEOSEARCHSTORE d s FROMLONLAT 0 0 BYRADIUS 1 km"), ["d", "s"]);
+    }
+}
