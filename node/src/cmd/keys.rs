@@ -342,7 +342,7 @@ pub fn flush(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             ctx.db.touched(&k);
         }
     }
-    ctx.db.keyspace().clear();
+    ctx.db.clear();
     ctx.db.effects.dirty += 1;
     Reply::OK
 }

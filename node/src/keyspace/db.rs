@@ -402,6 +402,15 @@ impl<'a> Db<'a> {
         Ok(Some(r))
     }
 
+    /// Removes every key (FLUSHALL): through the locks this view holds when it holds them all.
+    pub fn clear(&mut self) {
+        let ks = self.ks;
+        match &mut self.held {
+            Held::All(v) => v.iter_mut().for_each(|g| ks.clear_bucket(g)),
+            _ => ks.clear(),
+        }
+    }
+
     /// Calls `f` with bucket `b` (held by this view, or locked for the call when the view holds
     /// nothing): keyspace-wide commands walk buckets this way.
     pub fn with_bucket<R>(&mut self, b: usize, f: impl FnOnce(&Bucket, i64) -> R) -> Option<R> {
@@ -460,9 +469,9 @@ mod tests {
         drop(db);
         let mut hidden = Db::for_keys(&ks, [b"k"], 2000, Expiry::Hide);
         assert!(hidden.get(b"k").is_none());
-        let mut kept = Db::for_keys(&ks, [b"k"], 2000, Expiry::Keep);
         // `kept` and `hidden` cannot hold the same bucket at once.
         drop(hidden);
+        let mut kept = Db::for_keys(&ks, [b"k"], 2000, Expiry::Keep);
         assert!(kept.get(b"k").is_some());
         drop(kept);
         assert_eq!(ks.len(), 1);

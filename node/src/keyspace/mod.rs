@@ -290,15 +290,19 @@ impl Keyspace {
     /// Removes every key.
     pub fn clear(&self) {
         for b in self.buckets.iter() {
-            let mut b = lock(b);
-            let n = b.table.len() as i64;
-            let v = i64::from(b.volatile);
-            let bytes: usize = b.table.iter().map(Entry::mem_usage).sum();
-            self.account(-(bytes as i64));
-            *b = Bucket::default();
-            self.keys.fetch_sub(n, Relaxed);
-            self.volatile.fetch_sub(v, Relaxed);
+            self.clear_bucket(&mut lock(b));
         }
+    }
+
+    /// Removes every key of a bucket the caller holds.
+    pub fn clear_bucket(&self, b: &mut Bucket) {
+        let n = b.table.len() as i64;
+        let v = i64::from(b.volatile);
+        let bytes: usize = b.table.iter().map(Entry::mem_usage).sum();
+        self.account(-(bytes as i64));
+        *b = Bucket::default();
+        self.keys.fetch_sub(n, Relaxed);
+        self.volatile.fetch_sub(v, Relaxed);
     }
 
     /// Calls `f` with each bucket of `range` in turn, locked.
