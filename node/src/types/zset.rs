@@ -28,8 +28,28 @@ impl ZSet {
 
     /// Adds or updates `member`; true if it is new.
     pub fn insert(&mut self, member: &[u8], score: f64, _limits: &Limits) -> bool {
-        self.items.push((score, member.into()));
-        true
+        let new = self.remove(member).is_none();
+        let at = self
+            .items
+            .partition_point(|(s, m)| (*s, &m[..]) < (score, member));
+        self.items.insert(at, (score, member.into()));
+        new
+    }
+
+    /// The score of `member`.
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        self.items.iter().find(|(_, m)| &m[..] == member).map(|(s, _)| *s)
+    }
+
+    /// Removes `member`, answering its score.
+    pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        let at = self.items.iter().position(|(_, m)| &m[..] == member)?;
+        Some(self.items.remove(at).0)
+    }
+
+    /// Members with `min <= score <= max`, in order.
+    pub fn range_by_score(&self, min: f64, max: f64) -> impl Iterator<Item = (&[u8], f64)> + '_ {
+        self.iter().filter(move |(_, s)| *s >= min && *s <= max)
     }
 
     pub fn mem_usage(&self) -> usize {
