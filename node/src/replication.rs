@@ -7,8 +7,8 @@
 //! (`REPLCONF OFFSET <offset> <writes>`) every second.
 //!
 //! The snapshot is consistent with the stream: a bucket's keys reach the link's queue exactly
-//! once, under the bucket's lock, either by the snapshot walking to it or by the first write
-//! that touches it (which sends the bucket first, then itself). So every write reaches the
+//! once, under the bucket's lock, either by the snapshot walking to it or just before the first
+//! write that touches it runs (`before_write`; the write follows it). So every write reaches the
 //! replica after the state it applies to, and commands are propagated as they are (LPUSH,
 //! INCR), not as the state they leave. Commands whose replay would differ are rewritten by the
 //! commands themselves (relative deadlines made absolute, random pops made explicit).
@@ -89,15 +89,10 @@ pub fn release(
     touched
 }
 
-/// Queues `cmds` for every replica, under the locks `db` holds, so writes to one key reach
-/// replicas in the order they happened. A replica still taking its snapshot first gets the
-/// buckets these writes touch (see the module docs).
-pub fn propagate(shared: &Shared, db: &mut Db<'_>, cmds: &[Vec<Bytes>]) {
-    let repl = &shared.repl;
-    if !repl.has_replicas() {
-        return;
-    }
-    for link in repl.snapshotting() {
+/// Before a write runs: replicas still taking their snapshot get the buckets it holds as they
+/// are now, so the write replays on the state it found.
+pub fn before_write(shared: &Shared, db: &mut Db<'_>) {
+    for link in shared.repl.snapshotting() {
         for b in db.held_buckets() {
             if link.needs_bucket(b) {
                 let msg = db
@@ -107,11 +102,35 @@ pub fn propagate(shared: &Shared, db: &mut Db<'_>, cmds: &[Vec<Bytes>]) {
             }
         }
     }
+}
+
+/// Queues `cmds` for every replica, under the locks `db` holds, so writes to one key reach
+/// replicas in the order they happened. A replica still taking its snapshot first gets the
+/// buckets these writes touch (see the module docs).
+pub fn propagate(shared: &Shared, db: &mut Db<'_>, cmds: &[Vec<Bytes>]) {
+    let repl = &shared.repl;
+    if !repl.has_replicas() {
+        return;
+    }
     let mut buf = BytesMut::new();
     for c in cmds {
         encode_request(&mut buf, c.iter());
     }
-    repl.queue(buf.freeze(), cmds.len() as u64);
+    let held = db.held_buckets();
+    repl.queue(buf.freeze(), cmds.len() as u64, |link| {
+        // A replica that attached after `before_write` looked: none of these buckets reached it
+        // (the snapshot cannot read them while they are held), so their state now replaces
+        // the commands. One that still lacks only some is a path that skipped `before_write`;
+        // the commands then go too (right for the deletes such paths make).
+        let needed: Vec<usize> = held.iter().copied().filter(|&b| link.needs_bucket(b)).collect();
+        for &b in &needed {
+            let msg = db
+                .with_bucket(b, |bucket, now| snapshot_bucket(bucket, now))
+                .unwrap_or_default();
+            link.push_bucket(b, msg);
+        }
+        needed.is_empty() || needed.len() < held.len()
+    });
 }
 
 /// Queues `DEL key` for the replicas (a key deleted under its bucket's lock outside any
@@ -122,14 +141,16 @@ pub fn propagate_expired(shared: &Shared, bucket: &Bucket, key: &[u8], now: i64)
         return;
     }
     let b = crate::keyspace::Place::of(key).bucket;
-    for link in repl.snapshotting() {
-        if link.needs_bucket(b) {
-            link.push_bucket(b, snapshot_bucket(bucket, now));
-        }
-    }
     let mut buf = BytesMut::new();
     encode_request(&mut buf, [&b"DEL"[..], key]);
-    repl.queue(buf.freeze(), 1);
+    repl.queue(buf.freeze(), 1, |link| {
+        // The bucket's state already lacks the key: it replaces the DEL.
+        if link.needs_bucket(b) {
+            link.push_bucket(b, snapshot_bucket(bucket, now));
+            return false;
+        }
+        true
+    });
 }
 
 /// A bucket's live keys as `REPLCONF KEY <key> <deadline or 0> <payload>` commands.

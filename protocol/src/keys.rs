@@ -45,6 +45,16 @@ fn after_keyword(args: &[Bytes], from: usize, kws: &[&str]) -> Option<usize> {
 impl CommandSpec {
     /// The positions of the key arguments of `args` (the command name at 0).
     pub fn keys(&self, args: &[Bytes]) -> Keys {
+        // Container commands whose subcommand takes a key (the table lists containers keyless).
+        if matches!(self.name, "object" | "memory") && args.len() >= 3 {
+            let sub = &args[1];
+            let keyed = ["encoding", "freq", "idletime", "refcount", "usage"]
+                .iter()
+                .any(|s| sub.eq_ignore_ascii_case(s.as_bytes()));
+            if keyed {
+                return Keys::Listed(vec![2].into_iter());
+            }
+        }
         if !self.has(flags::MOVABLEKEYS) {
             return Keys::Fixed(self.key_positions(args.len()));
         }
@@ -110,5 +120,13 @@ mod tests {
         assert_eq!(keys("BLPOP a b 0"), ["a", "b"]);
         assert_eq!(keys("ZRANGESTORE d s 0 -1"), ["d", "s"]);
         assert_eq!(keys("GEOSEARCHSTORE d s FROMLONLAT 0 0 BYRADIUS 1 km"), ["d", "s"]);
+    }
+
+    #[test]
+    fn subcommand_keys() {
+        assert_eq!(keys("OBJECT ENCODING k"), ["k"]);
+        assert_eq!(keys("object freq k"), ["k"]);
+        assert_eq!(keys("MEMORY USAGE k SAMPLES 5"), ["k"]);
+        assert_eq!(keys("OBJECT HELP"), Vec::<String>::new());
     }
 }

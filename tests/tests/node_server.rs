@@ -368,15 +368,14 @@ fn object_and_debug() {
         debug.error_text().is_some_and(|e| e.starts_with("ERR ")),
         "{debug:?}"
     );
-    if is_redis() {
-        assert_eq!(c.cmd(&["OBJECT", "ENCODING", "k"]), bulk("embstr"));
-    } else {
-        let r = c.cmd(&["OBJECT", "ENCODING", "k"]);
-        assert!(
-            r.error_text().is_some_and(|e| e.starts_with("ERR ")),
-            "{r:?}"
-        );
-    }
+    assert_eq!(c.cmd(&["OBJECT", "ENCODING", "k"]), bulk("embstr"));
+    assert_eq!(c.cmd(&["SET", "n", "12"]), ok());
+    assert_eq!(c.cmd(&["OBJECT", "ENCODING", "n"]), bulk("int"));
+    assert_eq!(c.cmd(&["SET", "long", &"x".repeat(45)]), ok());
+    assert_eq!(c.cmd(&["OBJECT", "ENCODING", "long"]), bulk("raw"));
+    assert_eq!(c.cmd(&["APPEND", "k", "w"]), int(2));
+    assert_eq!(c.cmd(&["OBJECT", "ENCODING", "k"]), bulk("raw"));
+    assert_eq!(c.cmd(&["OBJECT", "ENCODING", "missing"]), Reply::Nil);
     assert_eq!(c.cmd(&["PING"]), status("PONG"));
 }
 

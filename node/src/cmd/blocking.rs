@@ -100,6 +100,7 @@ pub fn serve_ready(shared: &Shared, touched: Vec<Bytes>) {
             };
             let keys = spec.keys(&w.args).map(|i| &w.args[i]);
             let mut db = Db::for_keys(&shared.keyspace, keys, now_ms(), Expiry::Delete);
+            crate::replication::before_write(shared, &mut db);
             if !w.try_serve(|| serve(&mut db, &w.args)) {
                 if w.is_waiting() {
                     // Nothing left for this client, so for none after it either.

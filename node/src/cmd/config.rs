@@ -296,10 +296,16 @@ fn config_get(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             if exact && !pat.eq_ignore_ascii_case(name.as_bytes()) {
                 continue;
             }
-            if out.iter().any(|(n, _)| n == &Reply::bulk_str(name)) {
+            // An exact name is echoed as the client spelled it, as Redis does.
+            let shown = if exact {
+                Reply::Bulk(pat.clone())
+            } else {
+                Reply::bulk_str(name)
+            };
+            if out.iter().any(|(n, _)| n == &shown) {
                 continue;
             }
-            out.push((Reply::bulk_str(name), Reply::bulk_str(&get(ctx.shared, p))));
+            out.push((shown, Reply::bulk_str(&get(ctx.shared, p))));
         }
     }
     Reply::Map(out)

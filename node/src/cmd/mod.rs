@@ -160,12 +160,15 @@ fn run_command(
     let ks = &shared.keyspace;
     let now = now_ms();
     let exp = expiry(shared, session);
-    let db = if matches!(spec.name, "flushall" | "flushdb") {
+    let mut db = if matches!(spec.name, "flushall" | "flushdb") {
         // Atomic: no write may land between a bucket's clear and the flush's propagation.
         Db::all(ks, now, exp)
     } else {
         Db::for_keys(ks, spec.keys(args).map(|i| &args[i]), now, exp)
     };
+    if spec.is_write() {
+        crate::replication::before_write(shared, &mut db);
+    }
     let mut ctx = Ctx {
         shared,
         session,

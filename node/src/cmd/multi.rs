@@ -126,6 +126,9 @@ pub fn exec(ctx: &mut Ctx) -> Reply {
         }
         Db::for_keys(ks, keys, now, expiry)
     };
+    if queued.iter().any(|(s, _)| s.is_write()) {
+        crate::replication::before_write(ctx.shared, &mut ctx.db);
+    }
     if ctx.session.watch.flag.load(SeqCst) {
         unwatch_all(ctx.shared, ctx.session);
         return Reply::NilArray;

@@ -159,6 +159,12 @@ impl Keyspace {
         self.used.load(Relaxed).max(0) as u64
     }
 
+    /// Bytes the keyspace's own structure takes whatever it holds (its buckets' locks and empty
+    /// tables), reported with `used_bytes` as Redis reports its startup memory.
+    pub fn overhead_bytes(&self) -> u64 {
+        (super::BUCKETS * std::mem::size_of::<std::sync::Mutex<super::Bucket>>()) as u64
+    }
+
     /// Whether the keyspace holds more than `maxmemory`.
     pub fn over_limit(&self) -> bool {
         let ev = self.eviction();

@@ -198,17 +198,23 @@ impl Replication {
 
     /// Queues `msg` (`writes` commands) for every replica, counted in the offset under the links
     /// lock: the offset a replica attaches at counts exactly the writes not queued for it. A
-    /// replica whose queue is full is marked broken (it resyncs).
-    pub fn queue(&self, msg: Bytes, writes: u64) {
+    /// replica whose queue is full is marked broken (it resyncs). `before` runs first for each
+    /// replica still taking its snapshot, under the same lock, and says whether `msg` still goes
+    /// to it (not when `before` sent it the state `msg` leaves).
+    pub fn queue(&self, msg: Bytes, writes: u64, mut before: impl FnMut(&ReplicaLink) -> bool) {
         let links = lock(&self.links);
         self.offset.fetch_add(msg.len() as u64, Relaxed);
         self.writes.fetch_add(writes, Relaxed);
+        let snapshots = self.snapshots.load(Relaxed) > 0;
         for l in links.iter() {
+            if snapshots && l.is_snapshotting() && !before(l) {
+                continue;
+            }
             l.send(msg.clone());
         }
     }
 
-    /// The replicas still taking their snapshot (writes send them the buckets they touch).
+    /// The replicas still taking their snapshot.
     pub fn snapshotting(&self) -> Vec<Arc<ReplicaLink>> {
         if self.snapshots.load(Relaxed) == 0 {
             return Vec::new();
