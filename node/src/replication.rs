@@ -30,10 +30,10 @@ use tokio::sync::mpsc;
 use ringcache_client::Client;
 
 use crate::clients::{ClientHandle, NodeClient};
+use crate::keyspace::{now_ms, Bucket, Db};
 use crate::state::replication::{LinkState, ReplicaLink};
 use crate::state::session::Session;
 use crate::state::Shared;
-use crate::keyspace::{now_ms, Bucket, Db};
 
 /// Writes queued for one replica before it counts as too far behind (it is dropped and resyncs).
 const LINK_QUEUE: usize = 262_144;
@@ -96,7 +96,7 @@ pub fn before_write(shared: &Shared, db: &mut Db<'_>) {
         for b in db.held_buckets() {
             if link.needs_bucket(b) {
                 let msg = db
-                    .with_bucket(b, |bucket, now| snapshot_bucket(bucket, now))
+                    .with_bucket(b, snapshot_bucket)
                     .unwrap_or_default();
                 link.push_bucket(b, msg);
             }
@@ -122,10 +122,14 @@ pub fn propagate(shared: &Shared, db: &mut Db<'_>, cmds: &[Vec<Bytes>]) {
         // (the snapshot cannot read them while they are held), so their state now replaces
         // the commands. One that still lacks only some is a path that skipped `before_write`;
         // the commands then go too (right for the deletes such paths make).
-        let needed: Vec<usize> = held.iter().copied().filter(|&b| link.needs_bucket(b)).collect();
+        let needed: Vec<usize> = held
+            .iter()
+            .copied()
+            .filter(|&b| link.needs_bucket(b))
+            .collect();
         for &b in &needed {
             let msg = db
-                .with_bucket(b, |bucket, now| snapshot_bucket(bucket, now))
+                .with_bucket(b, snapshot_bucket)
                 .unwrap_or_default();
             link.push_bucket(b, msg);
         }
@@ -397,7 +401,10 @@ fn produce_snapshot(shared: &Shared, link: &ReplicaLink, start_offset: u64) {
     shared.repl.snapshot_running(false);
     let mut end = BytesMut::new();
     let off = start_offset.to_string();
-    encode_request(&mut end, [&b"REPLCONF"[..], b"SNAPSHOT-END", off.as_bytes()]);
+    encode_request(
+        &mut end,
+        [&b"REPLCONF"[..], b"SNAPSHOT-END", off.as_bytes()],
+    );
     link.send(end.freeze());
     tracing::info!(replica = %link.addr, keys, "snapshot queued; streaming writes");
 }

@@ -38,7 +38,10 @@ fn counted(args: &[Bytes], at: usize) -> Option<std::ops::Range<usize>> {
 fn after_keyword(args: &[Bytes], from: usize, kws: &[&str]) -> Option<usize> {
     (from..args.len().saturating_sub(1))
         .rev()
-        .find(|&i| kws.iter().any(|k| args[i].eq_ignore_ascii_case(k.as_bytes())))
+        .find(|&i| {
+            kws.iter()
+                .any(|k| args[i].eq_ignore_ascii_case(k.as_bytes()))
+        })
         .map(|i| i + 1)
 }
 
@@ -119,7 +122,10 @@ mod tests {
         assert_eq!(keys("LMOVE a b LEFT RIGHT"), ["a", "b"]);
         assert_eq!(keys("BLPOP a b 0"), ["a", "b"]);
         assert_eq!(keys("ZRANGESTORE d s 0 -1"), ["d", "s"]);
-        assert_eq!(keys("GEOSEARCHSTORE d s FROMLONLAT 0 0 BYRADIUS 1 km"), ["d", "s"]);
+        assert_eq!(
+            keys("GEOSEARCHSTORE d s FROMLONLAT 0 0 BYRADIUS 1 km"),
+            ["d", "s"]
+        );
     }
 
     #[test]

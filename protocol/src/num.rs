@@ -297,7 +297,16 @@ mod f64_tests {
         assert_eq!(parse_f64(b"1e3"), Some(1000.0));
         assert_eq!(parse_f64(b"0"), Some(0.0));
         assert_eq!(parse_f64(b"-0.0"), Some(-0.0));
-        for bad in [&b"nan"[..], b" 1", b"1 ", b"", b"abc", b"1e400", b"1e-400", b"1.2.3"] {
+        for bad in [
+            &b"nan"[..],
+            b" 1",
+            b"1 ",
+            b"",
+            b"abc",
+            b"1e400",
+            b"1e-400",
+            b"1.2.3",
+        ] {
             assert_eq!(parse_f64(bad), None, "{}", String::from_utf8_lossy(bad));
         }
     }

@@ -184,7 +184,7 @@ pub fn position(spec: &CommandSpec) -> usize {
     let at = spec as *const CommandSpec as usize;
     let offset_in = |slice: &'static [CommandSpec]| {
         let base = slice.as_ptr() as usize;
-        (at >= base && at < base + slice.len() * size).then(|| (at - base) / size)
+        (at >= base && at < base + std::mem::size_of_val(slice)).then(|| (at - base) / size)
     };
     if let Some(i) = offset_in(generated::REDIS_COMMANDS) {
         return i;

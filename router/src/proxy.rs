@@ -300,7 +300,7 @@ fn pick_replica(
         .unwrap_or(DEFAULT_MAX_REPLICA_LAG)
         .as_millis() as i64;
     if spec
-        .key_positions(args.len())
+        .keys(args)
         .any(|i| topo.is_migrating(ringcache_protocol::hash::key_hash(&args[i])))
     {
         return None;

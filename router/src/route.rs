@@ -4,8 +4,9 @@
 //!   whose keys share a `{tag}` or happen to land together) is forwarded whole, byte for byte.
 //! - MGET, MSET, DEL, UNLINK, EXISTS and TOUCH over several shards are split per owner, sent in
 //!   parallel and merged in the client's key order.
-//! - Any other multi-key command over several shards (MSETNX, RENAME, RENAMENX, COPY, …) cannot be
-//!   split without losing its atomicity: it gets [`CROSSSHARD`].
+//! - Any other multi-key command over several shards (MSETNX, RENAME, COPY, SUNIONSTORE, LMOVE,
+//!   ZUNIONSTORE, …) cannot be split without losing its atomicity: it gets [`CROSSSHARD`]. Keys
+//!   are found by `CommandSpec::keys`, which also reads counted and keyword-placed keys.
 //! - Keyspace-wide commands (DBSIZE, FLUSHALL, FLUSHDB, KEYS, SCAN, RANDOMKEY) fan out to every
 //!   shard; connection and server commands are answered by the router itself.
 
@@ -80,22 +81,26 @@ pub enum Plan {
 
 /// Plans `args` (arity already checked against `spec`). `owner` gives a key's shard index.
 pub fn plan(spec: &CommandSpec, args: &[bytes::Bytes], owner: impl Fn(&[u8]) -> usize) -> Plan {
-    if spec.first_key <= 0 {
-        return keyless(spec);
-    }
     // Blocking commands would stall every client sharing the upstream connection.
-    if spec.has(flags::BLOCKING) || spec.has(flags::PUBSUB) || spec.has(flags::MOVABLEKEYS) {
+    if spec.has(flags::BLOCKING) || spec.has(flags::PUBSUB) {
         return Plan::Unsupported;
     }
+    // Keys where the table puts them, where a count or keyword puts them (ZUNIONSTORE, SORT ...
+    // STORE), or after a container's subcommand (OBJECT ENCODING k).
+    let mut keys = spec.keys(args);
+    let Some(first) = keys.next() else {
+        return if spec.has(flags::MOVABLEKEYS) {
+            // A bad key count: any shard answers the command's own error.
+            Plan::Forward(owner(b""))
+        } else {
+            keyless(spec)
+        };
+    };
     let split = match spec.name {
         "mget" => Some(SplitMerge::Values),
         "mset" => Some(SplitMerge::AllOk),
         "del" | "unlink" | "exists" | "touch" => Some(SplitMerge::Sum),
         _ => None,
-    };
-    let mut keys = spec.key_positions(args.len());
-    let Some(first) = keys.next() else {
-        return Plan::Unsupported;
     };
     if spec.step > 1
         && spec.last_key < 0
@@ -207,7 +212,7 @@ mod tests {
 
     /// Shard = first byte of the key minus 'a', so tests say where keys live.
     fn by_letter(key: &[u8]) -> usize {
-        usize::from(key[0] - b'a')
+        key.first().map_or(0, |c| usize::from(c - b'a'))
     }
 
     fn plan_of(words: &[&str]) -> Plan {
@@ -295,6 +300,36 @@ mod tests {
     }
 
     #[test]
+    fn movable_and_subcommand_keys_route_by_their_keys() {
+        assert_eq!(
+            plan_of(&["ZUNIONSTORE", "b", "2", "b1", "b2"]),
+            Plan::Forward(1)
+        );
+        assert_eq!(
+            plan_of(&["ZUNIONSTORE", "b", "2", "b1", "c1"]),
+            Plan::CrossShard
+        );
+        assert_eq!(
+            plan_of(&["SINTERCARD", "2", "c", "c2", "LIMIT", "1"]),
+            Plan::Forward(2)
+        );
+        assert_eq!(plan_of(&["LMPOP", "2", "a", "b", "LEFT"]), Plan::CrossShard);
+        assert_eq!(
+            plan_of(&["GEORADIUS", "c", "0", "0", "1", "km", "STORE", "a"]),
+            Plan::CrossShard
+        );
+        assert_eq!(plan_of(&["OBJECT", "ENCODING", "d1"]), Plan::Forward(3));
+        assert_eq!(plan_of(&["MEMORY", "USAGE", "b"]), Plan::Forward(1));
+        assert_eq!(plan_of(&["SUNIONSTORE", "a", "a1", "b1"]), Plan::CrossShard);
+        assert_eq!(
+            plan_of(&["LMOVE", "d", "d2", "LEFT", "RIGHT"]),
+            Plan::Forward(3)
+        );
+        assert_eq!(plan_of(&["BLPOP", "a", "0"]), Plan::Unsupported);
+        assert_eq!(plan_of(&["MULTI"]), Plan::Unsupported);
+    }
+
+    #[test]
     fn a_key_without_its_value_is_an_arity_error() {
         assert_eq!(plan_of(&["MSET", "a", "1", "b"]), Plan::WrongArity);
         assert_eq!(plan_of(&["MSET", "a", "1", "a2"]), Plan::WrongArity);
@@ -329,7 +364,7 @@ mod tests {
             if spec.arity_ok(a.len()) {
                 if let Plan::Split { step, parts, owners, .. } = plan(spec, &a, by_letter) {
                     // every key group in exactly one part, on its owner's shard, in client order
-                    let keys: Vec<usize> = spec.key_positions(a.len()).collect();
+                    let keys: Vec<usize> = spec.keys(&a).collect();
                     let mut covered: Vec<usize> = parts.iter().flat_map(|p| p.groups.iter().copied()).collect();
                     covered.sort_unstable();
                     proptest::prop_assert_eq!(&covered, &keys);

@@ -64,7 +64,10 @@ fn architecture_references_resolve() {
             unresolved.push(text.to_string());
         }
     }
-    assert!(refs > 30, "found only {refs} references: did the format change?");
+    assert!(
+        refs > 30,
+        "found only {refs} references: did the format change?"
+    );
     assert!(
         unresolved.is_empty(),
         "ARCHITECTURE.md names items no file defines: {unresolved:?}"

@@ -61,7 +61,10 @@ impl Policy {
     fn volatile_only(self) -> bool {
         matches!(
             self,
-            Policy::VolatileLru | Policy::VolatileLfu | Policy::VolatileRandom | Policy::VolatileTtl
+            Policy::VolatileLru
+                | Policy::VolatileLfu
+                | Policy::VolatileRandom
+                | Policy::VolatileTtl
         )
     }
 }
@@ -111,11 +114,7 @@ pub fn lfu_decayed(access: u32, now_ms: i64, decay_time: u32) -> u32 {
     } else {
         65535 - last + now
     };
-    let periods = if decay_time == 0 {
-        0
-    } else {
-        elapsed / decay_time
-    };
+    let periods = elapsed.checked_div(decay_time).unwrap_or(0);
     counter.saturating_sub(periods)
 }
 

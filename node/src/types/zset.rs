@@ -38,7 +38,10 @@ impl ZSet {
 
     /// The score of `member`.
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.items.iter().find(|(_, m)| &m[..] == member).map(|(s, _)| *s)
+        self.items
+            .iter()
+            .find(|(_, m)| &m[..] == member)
+            .map(|(s, _)| *s)
     }
 
     /// Removes `member`, answering its score.

@@ -55,7 +55,7 @@ pub fn divert(
         }
         let moving = matches!(plan, Plan::Forward(_) | Plan::Split { .. })
             && spec
-                .key_positions(args.len())
+                .keys(args)
                 .any(|i| topo.migrating.is_migrating(key_hash(&args[i])));
         if !moving {
             return None;
@@ -139,7 +139,7 @@ async fn run_batch(router: &Arc<Router>, jobs: &[Job]) -> Vec<Bytes> {
     let mut keys: Vec<&Bytes> = Vec::new();
     for (job, plan) in jobs.iter().zip(&plans) {
         if matches!(plan, Plan::Forward(_) | Plan::Split { .. }) {
-            for i in job.spec.key_positions(job.args.len()) {
+            for i in job.spec.keys(&job.args) {
                 if seen.insert(&job.args[i]) {
                     keys.push(&job.args[i]);
                 }
@@ -198,11 +198,7 @@ async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
         }
         let plan = route::plan(job.spec, &job.args, |k| topo.owner(k).unwrap_or(0));
         if matches!(plan, Plan::Forward(_) | Plan::Split { .. }) {
-            let keys: Vec<&Bytes> = job
-                .spec
-                .key_positions(job.args.len())
-                .map(|i| &job.args[i])
-                .collect();
+            let keys: Vec<&Bytes> = job.spec.keys(&job.args).map(|i| &job.args[i]).collect();
             if let Err(e) = migrate_keys(router, &topo, &keys, job.who, job.start).await {
                 return error_bytes(&e);
             }
