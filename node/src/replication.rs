@@ -95,9 +95,7 @@ pub fn before_write(shared: &Shared, db: &mut Db<'_>) {
     for link in shared.repl.snapshotting() {
         for b in db.held_buckets() {
             if link.needs_bucket(b) {
-                let msg = db
-                    .with_bucket(b, snapshot_bucket)
-                    .unwrap_or_default();
+                let msg = db.with_bucket(b, snapshot_bucket).unwrap_or_default();
                 link.push_bucket(b, msg);
             }
         }
@@ -128,9 +126,7 @@ pub fn propagate(shared: &Shared, db: &mut Db<'_>, cmds: &[Vec<Bytes>]) {
             .filter(|&b| link.needs_bucket(b))
             .collect();
         for &b in &needed {
-            let msg = db
-                .with_bucket(b, snapshot_bucket)
-                .unwrap_or_default();
+            let msg = db.with_bucket(b, snapshot_bucket).unwrap_or_default();
             link.push_bucket(b, msg);
         }
         needed.is_empty() || needed.len() < held.len()

@@ -19,6 +19,7 @@ pub mod eventually;
 
 pub mod cluster;
 pub mod commands;
+pub mod differential;
 pub mod http;
 pub mod procs;
 pub mod raw;

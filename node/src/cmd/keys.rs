@@ -397,7 +397,7 @@ fn encoding(e: &Entry) -> &'static str {
     match e.value() {
         ValueRef::Str(s) => {
             let canonical_int = s.len() <= 20 && ringcache_protocol::num::parse_i64(s).is_some();
-            if canonical_int && !e.is_raw() {
+            if canonical_int && !e.is_raw() && !e.is_plain() {
                 "int"
             } else if s.len() <= 44 && !e.is_raw() {
                 "embstr"

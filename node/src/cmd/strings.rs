@@ -303,6 +303,14 @@ pub fn edit_string(
 
 pub fn append(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let add = &a[2];
+    // On a missing key Redis stores the argument as SET would (its encoding too).
+    match ctx.db.exists(&a[1]) {
+        false if add.len() <= MAX_STRING => {
+            ctx.db.set_str(&a[1], add, None);
+            return Reply::Int(add.len() as i64);
+        }
+        _ => {}
+    }
     let r = edit_string(
         &mut ctx.db,
         &a[1],
@@ -444,6 +452,9 @@ pub fn incrbyfloat(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         (text, deadline)
     };
     ctx.db.set_str(key, text.as_bytes(), deadline);
+    if let Some(e) = ctx.db.get_mut(key) {
+        e.mark_plain();
+    }
     // The result, not the increment: a replica's float arithmetic must not drift.
     ctx.db.propagate_as(vec![
         Bytes::from_static(b"SET"),

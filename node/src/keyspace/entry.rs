@@ -11,6 +11,8 @@ use crate::types::Value;
 const F_DEADLINE: u8 = 1;
 /// A string grown in place (APPEND, SETRANGE, SETBIT): Redis reports such strings as `raw`.
 const F_RAW: u8 = 2;
+/// A string stored as given, never as an integer (INCRBYFLOAT's result): `embstr` or `raw`.
+const F_PLAIN: u8 = 4;
 
 const ACCESS_AT: usize = 1;
 const DEADLINE_AT: usize = 4;
@@ -178,10 +180,22 @@ impl Entry {
         self.flags() & F_RAW != 0
     }
 
+    /// Whether the string is kept as given even when it reads as an integer.
+    pub fn is_plain(&self) -> bool {
+        self.flags() & F_PLAIN != 0
+    }
+
+    /// Keeps the string as given: Redis stores INCRBYFLOAT's result without integer encoding.
+    pub fn mark_plain(&mut self) {
+        if let Some(f) = self.head.first_mut() {
+            *f |= F_PLAIN;
+        }
+    }
+
     /// Makes this a string entry holding `value` (the deadline and access field stay).
     pub fn set_str(&mut self, value: &[u8]) {
         self.head = build(
-            self.flags() & !F_RAW,
+            self.flags() & !(F_RAW | F_PLAIN),
             self.access(),
             self.deadline(),
             self.key(),
