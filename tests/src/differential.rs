@@ -131,7 +131,7 @@ impl Gen {
         self.int(-6, 8)
     }
 
-    pub fn next(&mut self) -> Cmd {
+    pub fn command(&mut self) -> Cmd {
         let fam = *self
             .families
             .choose(&mut self.rng)
