@@ -1,18 +1,19 @@
 //! [`IntSet`]: distinct integers, sorted, in one allocation at the smallest width that holds
 //! every one of them (2, 4 or 8 bytes each, Redis's `intset`). Lookups binary-search; an insert
 //! or removal moves the tail and resizes the buffer to fit exactly, as an intset does (these
-//! are many and small, and spare capacity would cost more than the copies).
+//! are many and small, and spare capacity would cost more than the copies). Boxed slices rather
+//! than vectors: no capacity to carry, so a [`super::Set`] stays 32 bytes.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntSet {
-    I16(Vec<i16>),
-    I32(Vec<i32>),
-    I64(Vec<i64>),
+    I16(Box<[i16]>),
+    I32(Box<[i32]>),
+    I64(Box<[i64]>),
 }
 
 impl Default for IntSet {
     fn default() -> Self {
-        IntSet::I16(Vec::new())
+        IntSet::I16(Box::default())
     }
 }
 
@@ -26,24 +27,33 @@ fn search<T: Width>(v: &[T], x: i64) -> Result<usize, usize> {
     v.binary_search_by(|e| (*e).into().cmp(&x))
 }
 
+/// Changes the elements as a vector, then boxes them again at their exact size.
+fn edit<T, R>(b: &mut Box<[T]>, f: impl FnOnce(&mut Vec<T>) -> R) -> R {
+    let mut v = std::mem::take(b).into_vec();
+    let r = f(&mut v);
+    *b = v.into_boxed_slice();
+    r
+}
+
 /// Inserts `x` in order; `None` if it does not fit the width.
-fn insert<T: Width>(v: &mut Vec<T>, x: i64) -> Option<bool> {
+fn insert<T: Width>(b: &mut Box<[T]>, x: i64) -> Option<bool> {
     let t = T::try_from(x).ok()?;
-    match v.binary_search(&t) {
+    match b.binary_search(&t) {
         Ok(_) => Some(false),
         Err(at) => {
-            v.reserve_exact(1);
-            v.insert(at, t);
+            edit(b, |v| {
+                v.reserve_exact(1);
+                v.insert(at, t);
+            });
             Some(true)
         }
     }
 }
 
-fn remove<T: Width>(v: &mut Vec<T>, x: i64) -> bool {
-    match search(v, x) {
+fn remove<T: Width>(b: &mut Box<[T]>, x: i64) -> bool {
+    match search(b, x) {
         Ok(at) => {
-            v.remove(at);
-            v.shrink_to_fit();
+            edit(b, |v| v.remove(at));
             true
         }
         Err(_) => false,
@@ -51,24 +61,25 @@ fn remove<T: Width>(v: &mut Vec<T>, x: i64) -> bool {
 }
 
 /// Drops the elements at `sorted` (ascending, distinct) in one pass.
-fn drop_at<T>(v: &mut Vec<T>, sorted: &[usize]) {
+fn drop_at<T>(b: &mut Box<[T]>, sorted: &[usize]) {
     let mut next = sorted.iter().peekable();
     let mut i = 0;
-    v.retain(|_| {
-        let drop = next.peek() == Some(&&i);
-        if drop {
-            next.next();
-        }
-        i += 1;
-        !drop
+    edit(b, |v| {
+        v.retain(|_| {
+            let drop = next.peek() == Some(&&i);
+            if drop {
+                next.next();
+            }
+            i += 1;
+            !drop
+        })
     });
-    v.shrink_to_fit();
 }
 
-fn widen<T: Width, U: From<T>>(v: &[T]) -> Vec<U> {
-    let mut out = Vec::with_capacity(v.len() + 1);
+fn widen<T: Width, U: From<T>>(v: &[T]) -> Box<[U]> {
+    let mut out = Vec::with_capacity(v.len());
     out.extend(v.iter().map(|&e| U::from(e)));
-    out
+    out.into_boxed_slice()
 }
 
 impl IntSet {

@@ -361,6 +361,12 @@ mod tests {
     }
 
     #[test]
+    fn a_set_is_no_bigger_than_a_hash() {
+        // Every key's value is boxed at the size of the largest kind.
+        assert!(std::mem::size_of::<Set>() <= 32);
+    }
+
+    #[test]
     fn zero_intset_entries_never_keeps_an_intset() {
         let l = Limits {
             set_max_intset_entries: 0,

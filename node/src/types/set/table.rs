@@ -8,7 +8,7 @@ use crate::types::XxBuild;
 
 /// Bytes a member costs beyond its own bytes: its slot (hash and pointer), its index entry and
 /// its allocation's rounding.
-const MEMBER_OVERHEAD: usize = 40;
+const MEMBER_OVERHEAD: usize = 44;
 
 #[derive(Debug, Clone, Default)]
 pub struct Table {
@@ -27,6 +27,10 @@ impl Table {
 
     pub fn len(&self) -> usize {
         self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
     }
 
     pub fn bytes(&self) -> usize {
