@@ -249,7 +249,7 @@ pub fn smove(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 
 /// What an intersection produces.
 enum Out<'a> {
-    /// The members (SINTER, SMEMBERS).
+    /// The members (SINTER).
     Members,
     /// How many, stopping at the limit (0: none) (SINTERCARD).
     Card(u64),
