@@ -359,6 +359,46 @@ impl<'a> Db<'a> {
         }
     }
 
+    /// The values of type `T` at several keys at once, for multi-key reads (SINTER, SUNION):
+    /// `None` for a missing key, `Err` at the first key (in order) holding another type. Each
+    /// key is looked up as [`Db::read`] does first (expiry, access), then all are borrowed
+    /// together.
+    pub fn read_many<T: Kind, K: AsRef<[u8]>>(
+        &mut self,
+        keys: &[K],
+    ) -> Result<Vec<Option<&T>>, WrongType> {
+        for k in keys {
+            self.read::<T>(k.as_ref())?;
+        }
+        let (now, expiry) = (self.now, self.expiry);
+        let this = &*self;
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let key = k.as_ref();
+                let p = Place::of(key);
+                let e = this.bucket_ref(p.bucket)?.find(p, key)?;
+                if expiry != Expiry::Keep && e.is_expired(now) {
+                    return None;
+                }
+                e.obj().and_then(T::of)
+            })
+            .collect())
+    }
+
+    /// A bucket this view holds, shared (several values borrowed at once).
+    fn bucket_ref(&self, b: usize) -> Option<&Bucket> {
+        match &self.held {
+            Held::One(i, g) if *i == b => Some(g),
+            Held::Many(v) => v
+                .binary_search_by_key(&b, |(i, _)| *i)
+                .ok()
+                .map(|at| &*v[at].1),
+            Held::All(v) => v.get(b).map(|g| &**g),
+            _ => None,
+        }
+    }
+
     /// Changes the value of type `T` at `key` with `f`, creating an empty one first when
     /// `create` (and the key is missing). `f` returns its result and whether it changed the value;
     /// a value left empty is deleted, as Redis never keeps an empty collection. `Ok(None)`: the
