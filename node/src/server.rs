@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use ringcache_protocol::{Reply, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -241,7 +241,20 @@ async fn serve_session(
                 }
             };
             commands += 1;
+            if let Some(payload) = large_restore_payload(&args) {
+                // Decoding a million-member value takes long enough to stall every client of
+                // this IO thread (a big key arriving by migration): it runs on a blocking thread,
+                // before the command takes its key's lock.
+                let limits = shared.keyspace.limits();
+                let p = payload.clone();
+                let decoded =
+                    tokio::task::spawn_blocking(move || crate::dump::restore(&p, &limits))
+                        .await
+                        .unwrap_or(Err(crate::dump::BadPayload));
+                session.predecoded = Some((payload, decoded));
+            }
             let mut reply = crate::cmd::execute(shared, session, &args);
+            session.predecoded = None;
             if let Some((waiter, timeout)) = session.blocked.take() {
                 // Blocked: the replies before it go out now; this connection waits without
                 // holding its IO thread.
@@ -382,6 +395,17 @@ async fn wait_blocked(
     };
     let reply = crate::cmd::blocking::unblock(shared, waiter);
     (!gone).then_some(reply)
+}
+
+/// RESTORE payloads from this size on are decoded off the IO thread.
+const LARGE_PAYLOAD: usize = 256 * 1024;
+
+/// The payload of a RESTORE large enough to decode off the IO thread.
+fn large_restore_payload(args: &[Bytes]) -> Option<Bytes> {
+    let payload = args.get(3).filter(|p| p.len() >= LARGE_PAYLOAD)?;
+    args[0]
+        .eq_ignore_ascii_case(b"restore")
+        .then(|| payload.clone())
 }
 
 /// Input a blocked client may send before it is disconnected.

@@ -37,7 +37,9 @@ fn compare_run(seed: u64, n: usize, families: &[Family], resp3: bool) {
     let mut history: Vec<Cmd> = Vec::new();
     let mut done = 0;
     while done < n {
-        let cmds: Vec<Cmd> = (0..BATCH.min(n - done)).map(|_| generator.command()).collect();
+        let cmds: Vec<Cmd> = (0..BATCH.min(n - done))
+            .map(|_| generator.command())
+            .collect();
         let ours = run_batch(&mut a, &cmds);
         let theirs = run_batch(&mut b, &cmds);
         for (i, cmd) in cmds.iter().enumerate() {

@@ -459,3 +459,39 @@ fn randomkey_dbsize_flush() {
     assert_eq!(c.cmd(&["DBSIZE", "x"]), wrong_args("dbsize"));
     assert_eq!(c.cmd(&["RANDOMKEY", "x"]), wrong_args("randomkey"));
 }
+
+/// A payload large enough to be decoded off the IO thread restores like a small one, and a
+/// corrupted one is refused the same way.
+#[test]
+fn dump_and_restore_of_a_large_value() {
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    let cmds: Vec<Vec<String>> = (0..300)
+        .map(|i| {
+            let mut cmd = vec!["SADD".to_string(), "big".to_string()];
+            cmd.extend((0..200).map(|j| format!("member:{i}:{j}")));
+            cmd
+        })
+        .collect();
+    pipeline_ok(&mut c, &cmds);
+    assert_eq!(c.cmd(&["SCARD", "big"]), int(60_000));
+    let Reply::Bulk(payload) = c.cmd(&["DUMP", "big"]) else {
+        panic!("DUMP answered no payload");
+    };
+    assert!(payload.len() > 256 * 1024, "{} bytes", payload.len());
+    assert_eq!(c.cmd(&[&b"RESTORE"[..], b"copy", b"0", &payload]), ok());
+    assert_eq!(c.cmd(&["SCARD", "copy"]), int(60_000));
+    assert_eq!(c.cmd(&["SISMEMBER", "copy", "member:299:199"]), int(1));
+    assert_eq!(
+        c.cmd(&[&b"RESTORE"[..], b"copy", b"0", &payload]),
+        err("BUSYKEY Target key name already exists.")
+    );
+    let mut bad = payload.to_vec();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    assert_eq!(
+        c.cmd(&[&b"RESTORE"[..], b"broken", b"0", &bad]),
+        err("ERR DUMP payload version or checksum are wrong")
+    );
+    assert_eq!(c.cmd(&["EXISTS", "broken"]), int(0));
+}

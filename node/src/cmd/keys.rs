@@ -450,7 +450,14 @@ pub fn restore(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if !replace && ctx.db.exists(&a[1]) {
         return Reply::error("BUSYKEY Target key name already exists.");
     }
-    let restored = match dump::restore(&a[3], &ctx.db.limits) {
+    let predecoded = match ctx.session.predecoded.take() {
+        Some((payload, r)) if payload.as_ptr() == a[3].as_ptr() && payload.len() == a[3].len() => {
+            Some(r)
+        }
+        _ => None,
+    };
+    let decoded = predecoded.unwrap_or_else(|| dump::restore(&a[3], &ctx.db.limits));
+    let restored = match decoded {
         Ok(v) => v,
         Err(_) => return Reply::error(dump::BAD_PAYLOAD),
     };

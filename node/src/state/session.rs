@@ -48,6 +48,12 @@ pub struct Session {
     pub blocked: Option<(Arc<Waiter>, Option<std::time::Duration>)>,
     /// Set while EXEC runs the queued commands (blocking commands do not block then).
     pub in_exec: bool,
+    /// A large RESTORE payload decoded off the IO thread before the command runs, with the
+    /// payload it came from (the command uses it only for that same payload).
+    pub predecoded: Option<(
+        Bytes,
+        Result<crate::dump::Restored, crate::dump::BadPayload>,
+    )>,
 }
 
 /// A transaction being queued.
@@ -83,6 +89,7 @@ impl Session {
             watch: Watch::default(),
             blocked: None,
             in_exec: false,
+            predecoded: None,
         }
     }
 }
