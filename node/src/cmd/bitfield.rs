@@ -170,9 +170,7 @@ fn signed_overflow(value: i64, incr: i64, bits: u32, ow: Overflow) -> Option<i64
         }
         c as i64
     };
-    if value > max
-        || (bits != 64 && incr > max_incr)
-        || (value >= 0 && incr > 0 && incr > max_incr)
+    if value > max || (bits != 64 && incr > max_incr) || (value >= 0 && incr > 0 && incr > max_incr)
     {
         Some(if ow == Overflow::Sat { max } else { wrapped })
     } else if value < min
@@ -297,8 +295,9 @@ pub fn bitfield(ctx: &mut Ctx, a: &[Bytes], read_only: bool) -> Reply {
             ctx.db.set_str(key, &s, None);
             replies
         }
-        Some(len) => edit_in_place(&mut ctx.db, key, len.max(need), |s| run_all(s, &ops))
-            .unwrap_or_default(),
+        Some(len) => {
+            edit_in_place(&mut ctx.db, key, len.max(need), |s| run_all(s, &ops)).unwrap_or_default()
+        }
     };
     Reply::Array(replies)
 }
@@ -329,8 +328,14 @@ mod tests {
         assert_eq!(signed_overflow(120, 10, 8, Overflow::Wrap), Some(-126));
         assert_eq!(signed_overflow(120, 10, 8, Overflow::Sat), Some(127));
         assert_eq!(signed_overflow(-120, -10, 8, Overflow::Sat), Some(-128));
-        assert_eq!(signed_overflow(i64::MAX, 1, 64, Overflow::Wrap), Some(i64::MIN));
-        assert_eq!(signed_overflow(i64::MAX, 1, 64, Overflow::Sat), Some(i64::MAX));
+        assert_eq!(
+            signed_overflow(i64::MAX, 1, 64, Overflow::Wrap),
+            Some(i64::MIN)
+        );
+        assert_eq!(
+            signed_overflow(i64::MAX, 1, 64, Overflow::Sat),
+            Some(i64::MAX)
+        );
         assert_eq!(signed_overflow(-5, 3, 64, Overflow::Sat), None);
     }
 }

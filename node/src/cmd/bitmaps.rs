@@ -51,8 +51,7 @@ fn bit_offset(ctx: &Ctx, arg: &[u8], hash_bits: Option<u32>) -> Result<u64, Repl
     let bad = || Reply::error(BAD_OFFSET);
     // Redis multiplies without an overflow check; wrapping keeps its answer.
     let n = parse_i64(digits).ok_or_else(bad)?.wrapping_mul(mul);
-    if n < 0 || (!ctx.session.from_primary && (n >> 3) >= ctx.shared.config().limits.max_bulk_len)
-    {
+    if n < 0 || (!ctx.session.from_primary && (n >> 3) >= ctx.shared.config().limits.max_bulk_len) {
         return Err(bad());
     }
     Ok(n as u64)
@@ -184,7 +183,9 @@ pub fn popcount(s: &[u8]) -> u64 {
 fn clamp_range(start: i64, end: i64, len: usize, bits: bool) -> (i64, i64) {
     let total = if bits { (len as i64) << 3 } else { len as i64 };
     let start = if start < 0 { total + start } else { start }.max(0);
-    let end = if end < 0 { total + end } else { end }.max(0).min(total - 1);
+    let end = if end < 0 { total + end } else { end }
+        .max(0)
+        .min(total - 1);
     (start, end)
 }
 

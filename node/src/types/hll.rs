@@ -195,7 +195,10 @@ fn op_at(s: &[u8], p: usize) -> (Op, usize) {
         (Op::Val(((b >> 2) & 0x1f) + 1, usize::from(b & 3) + 1), 1)
     } else {
         let lo = s.get(p + 1).copied().unwrap_or(0);
-        (Op::XZero(((usize::from(b & 0x3f) << 8) | usize::from(lo)) + 1), 2)
+        (
+            Op::XZero(((usize::from(b & 0x3f) << 8) | usize::from(lo)) + 1),
+            2,
+        )
     }
 }
 
@@ -289,7 +292,12 @@ fn promote(h: &mut Vec<u8>, index: usize, count: u8) -> Result<bool, Corrupt> {
 /// opcode as up to three (zero run, value, zero run; or value runs), then merge equal adjacent
 /// values in the five opcodes from the one before. Past `sparse_max` bytes, or for a value over
 /// 32, the HLL turns dense.
-fn sparse_set(h: &mut Vec<u8>, index: usize, count: u8, sparse_max: usize) -> Result<bool, Corrupt> {
+fn sparse_set(
+    h: &mut Vec<u8>,
+    index: usize,
+    count: u8,
+    sparse_max: usize,
+) -> Result<bool, Corrupt> {
     if count > VAL_MAX_VALUE {
         return promote(h, index, count);
     }
