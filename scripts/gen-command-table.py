@@ -28,7 +28,7 @@ zrangebyscore zrevrangebyscore zrangebylex zrevrangebylex zremrangebyrank zremra
 zremrangebylex zpopmin zpopmax zmpop zrandmember zunion zinter zdiff zunionstore zinterstore
 zdiffstore zintercard zscan bzpopmin bzpopmax bzmpop
 setbit getbit bitcount bitpos bitop bitfield bitfield_ro
-pfadd pfcount pfmerge
+pfadd pfcount pfmerge pfdebug pfselftest
 geoadd geodist geohash geopos geosearch geosearchstore georadius georadius_ro georadiusbymember
 georadiusbymember_ro
 multi exec discard watch unwatch

@@ -184,6 +184,10 @@ impl<'a> Db<'a> {
     /// Records a change of `key` (WATCH, blocked clients, propagation).
     pub fn touched(&mut self, key: &[u8]) {
         self.effects.dirty += 1;
+        self.ks
+            .stats
+            .dirty
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.ks.has_interest() {
             self.effects.touched.push(Bytes::copy_from_slice(key));
         }

@@ -165,6 +165,8 @@ pub struct KeyspaceStats {
     pub expired: AtomicU64,
     /// Keys deleted to stay under `maxmemory`.
     pub evicted: AtomicU64,
+    /// Changes made to the keyspace (Redis's `dirty`: INFO's rdb_changes_since_last_save).
+    pub dirty: AtomicU64,
 }
 
 pub struct Keyspace {

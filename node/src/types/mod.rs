@@ -4,6 +4,7 @@
 //! ([`Limits`]), as Redis converts them, so `OBJECT ENCODING` answers what Redis would.
 
 pub mod hash;
+pub mod hll;
 pub mod list;
 pub mod packed;
 pub mod set;

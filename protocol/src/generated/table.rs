@@ -169,6 +169,8 @@ pub(crate) static REDIS_COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "pfadd", arity: -2, flags: WRITE | DENYOOM | FAST, first_key: 1, last_key: 1, step: 1 },
     CommandSpec { name: "pfcount", arity: -2, flags: READONLY, first_key: 1, last_key: -1, step: 1 },
     CommandSpec { name: "pfmerge", arity: -2, flags: WRITE | DENYOOM, first_key: 1, last_key: -1, step: 1 },
+    CommandSpec { name: "pfdebug", arity: 3, flags: WRITE | DENYOOM | ADMIN, first_key: 2, last_key: 2, step: 1 },
+    CommandSpec { name: "pfselftest", arity: 1, flags: ADMIN, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "geoadd", arity: -5, flags: WRITE | DENYOOM, first_key: 1, last_key: 1, step: 1 },
     CommandSpec { name: "geodist", arity: -4, flags: READONLY, first_key: 1, last_key: 1, step: 1 },
     CommandSpec { name: "geohash", arity: -2, flags: READONLY, first_key: 1, last_key: 1, step: 1 },
