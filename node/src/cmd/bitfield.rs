@@ -5,9 +5,9 @@
 use bytes::Bytes;
 use ringcache_protocol::Reply;
 
-use super::super::args::{int_arg, is, syntax_error};
-use super::super::ctx::Ctx;
-use super::{bit_offset, edit_in_place};
+use super::args::{int_arg, is, syntax_error};
+use super::bitmaps::{bit_offset, edit_in_place};
+use super::ctx::Ctx;
 use crate::keyspace::WrongType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,9 @@ fn parse(ctx: &Ctx, a: &[Bytes]) -> Result<Vec<Op>, Reply> {
 
 /// `bits` bits from bit `offset` (most significant first); bits past the string read as 0.
 fn get_bits(s: &[u8], offset: u64, bits: u32) -> u64 {
-    (0..u64::from(bits)).fold(0, |v, i| (v << 1) | u64::from(super::bit_at(s, offset + i)))
+    (0..u64::from(bits)).fold(0, |v, i| {
+        (v << 1) | u64::from(super::bitmaps::bit_at(s, offset + i))
+    })
 }
 
 /// Stores the low `bits` bits of `value` at bit `offset` (inside `s`).
@@ -277,7 +279,7 @@ pub fn bitfield(ctx: &mut Ctx, a: &[Bytes], read_only: bool) -> Reply {
         return Reply::error("ERR BITFIELD_RO only supports the GET subcommand");
     }
     let Ok(need) = usize::try_from((highest >> 3) + 1) else {
-        return Reply::error(super::BAD_OFFSET);
+        return Reply::error(super::bitmaps::BAD_OFFSET);
     };
     let len = match ctx.db.get(key) {
         None => None,
@@ -292,7 +294,7 @@ pub fn bitfield(ctx: &mut Ctx, a: &[Bytes], read_only: bool) -> Reply {
             // Redis (and propagated, so replicas hold it too).
             let mut s = vec![0u8; need];
             let (replies, _) = run_all(&mut s, &ops);
-            ctx.db.set_str(key, &s, None);
+            ctx.db.set_raw_str(key, &s, None);
             replies
         }
         Some(len) => {

@@ -11,9 +11,7 @@ use super::args::{int_arg, is, syntax_error, unknown_command};
 use super::ctx::Ctx;
 use crate::keyspace::{Db, WrongType};
 
-// BITFIELD lives in its own file beside this one.
-#[path = "bitfield.rs"]
-mod bitfield;
+use super::bitfield;
 
 pub const NAMES: &[&str] = &[
     "setbit",
@@ -38,12 +36,12 @@ pub fn run(ctx: &mut Ctx, spec: &CommandSpec, a: &[Bytes]) -> Reply {
     }
 }
 
-const BAD_OFFSET: &str = "ERR bit offset is not an integer or out of range";
+pub(crate) const BAD_OFFSET: &str = "ERR bit offset is not an integer or out of range";
 
 /// Parses a bit offset: a non-negative integer whose byte lies below `proto-max-bulk-len` (not
 /// enforced on what a primary sends). With `hash_bits`, `#N` means N times that width
 /// (BITFIELD).
-fn bit_offset(ctx: &Ctx, arg: &[u8], hash_bits: Option<u32>) -> Result<u64, Reply> {
+pub(crate) fn bit_offset(ctx: &Ctx, arg: &[u8], hash_bits: Option<u32>) -> Result<u64, Reply> {
     let (digits, mul) = match (arg.split_first(), hash_bits) {
         (Some((b'#', rest)), Some(bits)) => (rest, i64::from(bits)),
         _ => (arg, 1),
@@ -61,7 +59,7 @@ fn bit_offset(ctx: &Ctx, arg: &[u8], hash_bits: Option<u32>) -> Result<u64, Repl
 /// recording a change (replicas, WATCH) only if the length changed or `edit` says it changed
 /// something: a SETBIT of a bit already set is no write, as in Redis. `None` if the key holds no
 /// string.
-fn edit_in_place<R>(
+pub(crate) fn edit_in_place<R>(
     db: &mut Db,
     key: &[u8],
     len: usize,
@@ -79,7 +77,7 @@ fn edit_in_place<R>(
     Some(r)
 }
 
-fn bit_at(s: &[u8], pos: u64) -> bool {
+pub(crate) fn bit_at(s: &[u8], pos: u64) -> bool {
     usize::try_from(pos >> 3)
         .ok()
         .and_then(|i| s.get(i))
@@ -113,7 +111,7 @@ fn setbit(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         if on {
             v[byte] |= mask;
         }
-        db.set_str(key, &v, None);
+        db.set_raw_str(key, &v, None);
         return Reply::Int(0);
     };
     let old = edit_in_place(db, key, len.max(byte + 1), |s| {
@@ -388,7 +386,7 @@ fn bitop(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     }
     let n = res.len();
     if n > 0 {
-        ctx.db.set_str(&a[2], &res, None);
+        ctx.db.set_raw_str(&a[2], &res, None);
     } else {
         ctx.db.remove(&a[2]);
     }

@@ -97,7 +97,7 @@ fn pfadd(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if existed {
         store(db, key, &h);
     } else {
-        db.set_str(key, &h, None);
+        db.set_raw_str(key, &h, None);
     }
     Reply::Int(1)
 }
@@ -179,7 +179,7 @@ fn pfmerge(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if existed {
         store(&mut ctx.db, dest, &h);
     } else {
-        ctx.db.set_str(dest, &h, None);
+        ctx.db.set_raw_str(dest, &h, None);
     }
     Reply::OK
 }

@@ -8,6 +8,7 @@
 //! changed (replicas, WATCH, clients blocked on those keys) before the locks are released.
 
 pub mod args;
+pub mod bitfield;
 pub mod bitmaps;
 pub mod blocking;
 pub mod cluster;

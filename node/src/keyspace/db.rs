@@ -295,6 +295,14 @@ impl<'a> Db<'a> {
         self.insert(Entry::string(key, value, deadline))
     }
 
+    /// Stores the string `value` at `key` as a raw string (see `Entry::mark_raw`).
+    pub fn set_raw_str(&mut self, key: &[u8], value: &[u8], deadline: Option<i64>) {
+        self.set_str(key, value, deadline);
+        if let Some(e) = self.get_mut(key) {
+            e.mark_raw();
+        }
+    }
+
     /// Deletes `key`; the entry if it was live.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let p = Place::of(key);

@@ -180,6 +180,14 @@ impl Entry {
         self.flags() & F_RAW != 0
     }
 
+    /// Reports the string as `raw`: Redis builds the strings of SETBIT, BITOP, BITFIELD and
+    /// the HyperLogLog commands as raw strings.
+    pub fn mark_raw(&mut self) {
+        if let Some(f) = self.head.first_mut() {
+            *f |= F_RAW;
+        }
+    }
+
     /// Whether the string is kept as given even when it reads as an integer.
     pub fn is_plain(&self) -> bool {
         self.flags() & F_PLAIN != 0
