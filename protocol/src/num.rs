@@ -42,6 +42,13 @@ pub fn parse_f64(s: &[u8]) -> Option<f64> {
     if text.is_empty() || text.as_bytes()[0].is_ascii_whitespace() {
         return None;
     }
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if let Some(hex) = unsigned
+        .strip_prefix("0x")
+        .or_else(|| unsigned.strip_prefix("0X"))
+    {
+        return parse_hex_f64(hex, text.starts_with('-'));
+    }
     let v: f64 = text.parse().ok()?;
     if v.is_nan() {
         return None;
@@ -61,6 +68,29 @@ pub fn parse_f64(s: &[u8]) -> Option<f64> {
         return None;
     }
     Some(v)
+}
+
+/// The hexadecimal floats `strtod` reads (`0x1.8p3`, `0x10`): the digits after `0x`, refused
+/// when they overflow to infinity or underflow to zero, as `parse_f64` refuses decimals.
+fn parse_hex_f64(digits: &str, negative: bool) -> Option<f64> {
+    use rustc_apfloat::{ieee::Double, Float, Round, Status};
+    if !is_hex_float(digits) {
+        return None;
+    }
+    // strtod takes a missing binary exponent as p0; APFloat insists on one.
+    let text = if digits.contains(['p', 'P']) {
+        format!("0x{digits}")
+    } else {
+        format!("0x{digits}p0")
+    };
+    let parsed = Double::from_str_r(&text, Round::NearestTiesToEven).ok()?;
+    if parsed.value.is_infinite()
+        || (parsed.value.is_zero() && parsed.status.contains(Status::UNDERFLOW))
+    {
+        return None;
+    }
+    let v = f64::from_bits(parsed.value.to_bits() as u64);
+    Some(if negative { -v } else { v })
 }
 
 /// Parses a non-negative length the way the RESP header parser does.
@@ -297,6 +327,9 @@ mod f64_tests {
         assert_eq!(parse_f64(b"1e3"), Some(1000.0));
         assert_eq!(parse_f64(b"0"), Some(0.0));
         assert_eq!(parse_f64(b"-0.0"), Some(-0.0));
+        assert_eq!(parse_f64(b"0x10"), Some(16.0));
+        assert_eq!(parse_f64(b"-0X1.8p1"), Some(-3.0));
+        assert_eq!(parse_f64(b"0x0"), Some(0.0));
         for bad in [
             &b"nan"[..],
             b" 1",
@@ -306,6 +339,9 @@ mod f64_tests {
             b"1e400",
             b"1e-400",
             b"1.2.3",
+            b"0x",
+            b"0xg",
+            b"0x1p99999",
         ] {
             assert_eq!(parse_f64(bad), None, "{}", String::from_utf8_lossy(bad));
         }

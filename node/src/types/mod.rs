@@ -3,6 +3,7 @@
 //! ([`packed::Packed`]) and a table or tree once past Redis's `*-max-listpack-*` thresholds
 //! ([`Limits`]), as Redis converts them, so `OBJECT ENCODING` answers what Redis would.
 
+pub mod geohash;
 pub mod hash;
 pub mod hll;
 pub mod list;
