@@ -238,7 +238,11 @@ impl Index {
         let n = self.chunks.len();
         let mut pos = 0;
         let mut rem = rank;
-        let mut step = if n == 0 { 0 } else { 1 << (usize::BITS - 1 - n.leading_zeros()) };
+        let mut step = if n == 0 {
+            0
+        } else {
+            1 << (usize::BITS - 1 - n.leading_zeros())
+        };
         while step > 0 {
             if pos + step <= n && self.tree[pos + step] <= rem {
                 pos += step;
@@ -296,7 +300,8 @@ impl Index {
 
     /// The 0-based rank of `(score, member)`.
     pub fn rank(&self, score: f64, member: &[u8]) -> Option<usize> {
-        self.find(score, member).map(|(k, i, ..)| self.prefix(k) + i)
+        self.find(score, member)
+            .map(|(k, i, ..)| self.prefix(k) + i)
     }
 
     /// Inserts `(score, member)`; the member must not be in the index.

@@ -26,6 +26,10 @@ impl Large {
         self.index.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
     pub fn index(&self) -> &Index {
         &self.index
     }
@@ -46,10 +50,7 @@ impl Large {
         let index = &self.index;
         // -0 and 0 are the same score: Redis leaves the member (and its sign) as it is.
         let new = |old: f64| if old != score { score } else { old };
-        match self
-            .table
-            .update(hash, |s| index.contains(s, member), new)
-        {
+        match self.table.update(hash, |s| index.contains(s, member), new) {
             Some(old) => {
                 if old != score {
                     self.index.remove(old, member);

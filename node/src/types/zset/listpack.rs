@@ -133,6 +133,14 @@ pub fn insert(p: &mut Packed, member: &[u8], score: f64) {
     p.insert(score_at, &buf[..n]);
 }
 
+/// Appends `(member, score)`, which must come after every pair in the set.
+pub fn push(p: &mut Packed, member: &[u8], score: f64) {
+    let mut buf = [0u8; 8];
+    let n = encode(score, &mut buf);
+    p.push_back(member);
+    p.push_back(&buf[..n]);
+}
+
 /// Removes `n` pairs from the one at `pos`.
 pub fn remove(p: &mut Packed, pos: Pos, n: usize) {
     p.remove(pos, n.saturating_mul(2));

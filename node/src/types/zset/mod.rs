@@ -17,6 +17,7 @@ use std::ops::Range;
 
 use super::packed::Packed;
 use super::Limits;
+pub use index::cmp as order;
 pub use large::Large;
 
 #[derive(Debug, Clone)]
@@ -151,6 +152,26 @@ impl ZSet {
         match self {
             ZSet::Packed(p) => p.bytes(),
             ZSet::Large(l) => l.mem_usage() + std::mem::size_of::<Large>(),
+        }
+    }
+
+    /// A set of `entries` (in order, distinct members) encoded as Redis encodes a computed
+    /// result (ZUNIONSTORE, ZRANGESTORE...): packed if it is within both listpack limits.
+    pub fn from_sorted<'a>(
+        entries: impl Iterator<Item = (&'a [u8], f64)> + Clone,
+        limits: &Limits,
+    ) -> ZSet {
+        let (mut n, mut longest) = (0, 0);
+        for (m, _) in entries.clone() {
+            n += 1;
+            longest = longest.max(m.len());
+        }
+        if n <= limits.zset_max_listpack_entries && longest <= limits.zset_max_listpack_value {
+            let mut p = Packed::new();
+            entries.for_each(|(m, s)| listpack::push(&mut p, m, s));
+            ZSet::Packed(p)
+        } else {
+            ZSet::Large(Box::new(Large::from_sorted(entries)))
         }
     }
 
@@ -320,14 +341,12 @@ impl ZSet {
             l.index().partition_point(|s, _| score_cursor(s) < cursor)
         };
         let mut last = None;
-        let mut taken = 0;
-        for (m, s) in l.index().iter_from(start) {
+        for (taken, (m, s)) in l.index().iter_from(start).enumerate() {
             let key = score_cursor(s);
             if taken >= count && last != Some(key) {
                 return key;
             }
             f(m, s);
-            taken += 1;
             last = Some(key);
         }
         0

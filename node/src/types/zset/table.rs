@@ -61,6 +61,7 @@ impl Table {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.t.len()
     }

@@ -78,7 +78,12 @@ fn zero_keeps_its_sign_only_when_large() {
 
 #[test]
 fn random_operations_match_a_model() {
-    for (seed, entries, members) in [(1u64, 0usize, 3000u32), (2, 128, 100), (3, 0, 50), (4, 0, 40_000)] {
+    for (seed, entries, members) in [
+        (1u64, 0usize, 3000u32),
+        (2, 128, 100),
+        (3, 0, 50),
+        (4, 0, 40_000),
+    ] {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let l = limits(entries);
         let mut z = ZSet::default();
@@ -89,7 +94,10 @@ fn random_operations_match_a_model() {
             match rng.gen_range(0..10) {
                 0..=5 => {
                     let score = f64::from(rng.gen_range(0..50u32)) / 2.0;
-                    assert_eq!(z.insert(&member, score, &l), m.insert(member, score).is_none());
+                    assert_eq!(
+                        z.insert(&member, score, &l),
+                        m.insert(member, score).is_none()
+                    );
                 }
                 6 | 7 => assert_eq!(z.remove(&member), m.remove(&member)),
                 8 => {
@@ -122,7 +130,10 @@ fn random_operations_match_a_model() {
                     }
                     if let Some((k, s)) = want.get(want.len() / 2) {
                         assert_eq!(z.rank(k), Some((want.len() / 2, *s)));
-                        assert_eq!(z.get(want.len() / 2).map(|(m, _)| m.to_vec()), Some(k.clone()));
+                        assert_eq!(
+                            z.get(want.len() / 2).map(|(m, _)| m.to_vec()),
+                            Some(k.clone())
+                        );
                     }
                 }
             }
