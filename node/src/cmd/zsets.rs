@@ -510,7 +510,8 @@ fn zrandmember(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
                 return Reply::Array(Vec::new());
             }
             if count >= z.len() as i64 {
-                return with_scores(proto, z.iter(), scores);
+                // Redis walks the set from its highest member here.
+                return with_scores(proto, z.iter_rev_from(usize::MAX), scores);
             }
             let picked = match random_indexes(z.len(), count) {
                 Ok(p) => p,

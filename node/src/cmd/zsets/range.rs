@@ -28,8 +28,13 @@ enum Spec<'a> {
 }
 
 /// What a range selects in `z`: ascending ranks, walked forward or backward, after skipping
-/// `offset` and taking at most `limit` (negative: all).
+/// `offset` and taking at most `limit` (negative: all; a rank range has neither, and Redis
+/// ignores a `LIMIT offset -1` given with one).
 fn select(z: &ZSet, spec: &Spec<'_>, rev: bool, offset: i64, limit: i64) -> Vec<(Bytes, f64)> {
+    let (offset, limit) = match spec {
+        Spec::Rank(..) => (0, -1),
+        _ => (offset, limit),
+    };
     let len = z.len();
     let span: Range<usize> = match spec {
         Spec::Rank(start, end) => {
@@ -160,7 +165,24 @@ pub fn zrange(ctx: &mut Ctx, name: &str, a: &[Bytes]) -> Reply {
         let items = picked.iter().map(|(m, s)| (&m[..], *s));
         return with_scores(ctx.session.proto, items, scores);
     }
-    store_result(ctx, &a[1], picked)
+    if picked.is_empty() {
+        ctx.db.remove(&a[1]);
+        return Reply::Int(0);
+    }
+    // Redis adds the range member by member to a set that starts packed unless a rank range
+    // is known to be too long, so it converts (and keeps zero signs) exactly at the same point.
+    let limits = ctx.db.limits;
+    let mut z = if by == By::Rank && picked.len() > limits.zset_max_listpack_entries {
+        ZSet::Large(Box::default())
+    } else {
+        ZSet::default()
+    };
+    for (m, s) in &picked {
+        z.insert(m, *s, &limits);
+    }
+    let n = z.len();
+    ctx.db.insert(Entry::object(&a[1], Value::ZSet(z), None));
+    Reply::Int(n as i64)
 }
 
 /// Stores `items` (any order) at `dst` as a new sorted set, or deletes `dst` when there are

@@ -63,10 +63,11 @@ fn input_len(db: &mut Db<'_>, key: &[u8]) -> Result<usize, Reply> {
     }
 }
 
-/// Calls `f` with every member of the input at `key` and its score (1 for a set's members).
+/// Calls `f` with every member of the input at `key` and its score (1 for a set's members),
+/// highest first as Redis walks them (which decides the order of float additions).
 fn each(db: &mut Db<'_>, key: &[u8], mut f: impl FnMut(&[u8], f64)) {
     if let Ok(Some(z)) = db.read::<ZSet>(key) {
-        z.iter().for_each(|(m, s)| f(m, s));
+        z.iter_rev_from(usize::MAX).for_each(|(m, s)| f(m, s));
     } else if let Ok(Some(s)) = db.read::<Set>(key) {
         s.iter().for_each(|m| f(&m, 1.0));
     }
