@@ -1,159 +1,82 @@
-//! The ordered half of a large sorted set: every `(score, member)` entry in order, packed into
-//! chunks of at most [`MAX_COUNT`] entries / [`MAX_BYTES`] bytes (a two-level B-tree with no
-//! allocation per member), and a Fenwick tree over the chunks' counts, so that the rank of an
-//! entry, or the entry at a rank, is found in O(log n): a binary search over the chunks' first
-//! entries, a Fenwick prefix sum, and a walk of at most one chunk.
-//!
-//! An entry is `[score: f64, 8 bytes little-endian][member length: varint][member]`.
+//! The ordered half of a large sorted set: every `(score, member)` entry in order, in a
+//! three-level tree with no allocation per member. Leaves are [`Chunk`]s of at most 128 entries
+//! / 2 KiB packed in one buffer; groups list up to [`GROUP_MAX`] leaves in order with their
+//! counts; a Fenwick tree over the groups' sizes gives ranks. Finding a member's place is two
+//! binary searches (groups, then leaves, by their first entries) and a walk of one leaf; finding
+//! a rank is a Fenwick descent, a sum over one group's counts and a walk of one leaf. A split or
+//! merge moves at most one group's list of leaves, and only a group's split or merge (every few
+//! thousand changes) rebuilds the Fenwick tree, so every change is O(log n) amortized.
 
 use std::cmp::Ordering;
 
-/// Most entries in a chunk (a chunk past either limit splits in two).
-const MAX_COUNT: usize = 128;
-/// Most bytes in a chunk holding two entries or more.
-const MAX_BYTES: usize = 2048;
-/// A chunk with fewer entries merges into a neighbour when the two fit in one.
-const MIN_COUNT: usize = MAX_COUNT / 4;
-/// How full bulk building fills a chunk, leaving room for inserts before the first split.
-const FILL_COUNT: usize = MAX_COUNT * 3 / 4;
-const FILL_BYTES: usize = MAX_BYTES * 3 / 4;
+pub use super::chunk::cmp;
+use super::chunk::{entry, Chunk, FILL_BYTES, FILL_COUNT, MIN_COUNT};
 
-fn put_varint(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+/// Most leaves in a group (a group past it splits in two).
+const GROUP_MAX: usize = 128;
+/// A group with fewer leaves merges into a neighbour when the two fit in one.
+const GROUP_MIN: usize = GROUP_MAX / 4;
+const GROUP_FILL: usize = GROUP_MAX * 3 / 4;
+
+#[derive(Debug)]
+struct Group {
+    /// Leaf ids (indexes into the arena), in order.
+    leaves: Vec<u32>,
+    /// Entries in each leaf.
+    counts: Vec<u16>,
+    /// Entries in the group.
+    len: usize,
 }
 
-fn get_varint(buf: &[u8], at: usize) -> (usize, usize) {
-    let mut n = 0usize;
-    let mut shift = 0;
-    let mut i = at;
-    while let Some(&b) = buf.get(i) {
-        n |= ((b & 0x7F) as usize).checked_shl(shift).unwrap_or(0);
-        i += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
-    (n, i - at)
-}
-
-fn varint_len(mut n: usize) -> usize {
-    let mut len = 1;
-    while n >= 0x80 {
-        n >>= 7;
-        len += 1;
-    }
-    len
-}
-
-/// Bytes an entry takes in a chunk.
-pub fn entry_len(member: &[u8]) -> usize {
-    8 + varint_len(member.len()) + member.len()
-}
-
-/// The entry at byte `off`: its score, its member and the offset of the next entry.
-fn entry(buf: &[u8], off: usize) -> (f64, &[u8], usize) {
-    let score = buf
-        .get(off..off + 8)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map_or(0.0, f64::from_le_bytes);
-    let (len, n) = get_varint(buf, off + 8);
-    let start = (off + 8 + n).min(buf.len());
-    let end = start.saturating_add(len).min(buf.len());
-    (score, &buf[start..end], end)
-}
-
-/// The sorted set's order: by score, then by member bytes (scores are never NaN).
-pub fn cmp(s1: f64, m1: &[u8], s2: f64, m2: &[u8]) -> Ordering {
-    s1.partial_cmp(&s2)
-        .unwrap_or(Ordering::Equal)
-        .then_with(|| m1.cmp(m2))
-}
-
-#[derive(Debug, Clone, Default)]
-struct Chunk {
-    buf: Vec<u8>,
-    count: u32,
-}
-
-impl Chunk {
-    fn len(&self) -> usize {
-        self.count as usize
-    }
-
-    fn first(&self) -> (f64, &[u8]) {
-        let (s, m, _) = entry(&self.buf, 0);
-        (s, m)
-    }
-
-    /// Entries with their offsets: `(offset, score, member, next offset)`.
-    fn entries(&self) -> impl Iterator<Item = (usize, f64, &[u8], usize)> + '_ {
-        let mut off = 0;
-        (0..self.len()).map(move |_| {
-            let (s, m, next) = entry(&self.buf, off);
-            let at = off;
-            off = next;
-            (at, s, m, next)
-        })
-    }
-
-    /// The byte offset of entry `i` (the end of the buffer for `i == len`).
-    fn offset_of(&self, i: usize) -> usize {
-        let mut off = 0;
-        for _ in 0..i.min(self.len()) {
-            off = entry(&self.buf, off).2;
-        }
-        off
-    }
-
-    fn offsets(&self, out: &mut Vec<usize>) {
-        out.clear();
-        out.extend(self.entries().map(|(at, ..)| at));
-    }
-
-    /// Inserts an entry at byte `off` (an entry boundary).
-    fn insert_at(&mut self, off: usize, score: f64, member: &[u8]) {
-        let need = entry_len(member);
-        if self.buf.capacity() - self.buf.len() < need {
-            // Grow by a quarter, not double: spare capacity is memory every chunk pays for.
-            self.buf.reserve_exact(need + self.buf.len() / 4);
-        }
-        self.buf.extend_from_slice(&score.to_le_bytes());
-        put_varint(&mut self.buf, member.len());
-        self.buf.extend_from_slice(member);
-        if let Some(tail) = self.buf.get_mut(off..) {
-            tail.rotate_right(need);
-        }
-        self.count += 1;
-    }
-
-    /// Removes the `n` entries in bytes `from..to`.
-    fn remove_span(&mut self, from: usize, to: usize, n: usize) {
-        let to = to.min(self.buf.len());
-        self.buf.drain(from.min(to)..to);
-        self.count -= n as u32;
-        if self.buf.capacity() > self.buf.len() + self.buf.len() / 2 + 64 {
-            self.buf.shrink_to(self.buf.len() + self.buf.len() / 8);
+impl Group {
+    fn new() -> Group {
+        // Room for one leaf past the maximum, so a group never reallocates before it splits.
+        Group {
+            leaves: Vec::with_capacity(GROUP_MAX + 1),
+            counts: Vec::with_capacity(GROUP_MAX + 1),
+            len: 0,
         }
     }
 
-    fn is_full(&self) -> bool {
-        self.len() > MAX_COUNT || (self.buf.len() > MAX_BYTES && self.len() > 1)
+    /// Bytes a group owns besides its leaves (fixed: see [`Group::new`]).
+    const BYTES: usize = (GROUP_MAX + 1) * (4 + 2);
+
+    fn push(&mut self, id: u32, count: usize) {
+        self.leaves.push(id);
+        self.counts.push(count as u16);
+        self.len += count;
+    }
+}
+
+impl Clone for Group {
+    fn clone(&self) -> Self {
+        let mut g = Group::new();
+        g.leaves.extend_from_slice(&self.leaves);
+        g.counts.extend_from_slice(&self.counts);
+        g.len = self.len;
+        g
     }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Index {
-    chunks: Vec<Chunk>,
-    /// Fenwick tree over the chunks' counts, 1-based (`tree[0]` unused).
+    /// Leaves by id; ids of emptied leaves wait in `free`.
+    arena: Vec<Chunk>,
+    free: Vec<u32>,
+    groups: Vec<Group>,
+    /// Fenwick tree over the groups' sizes, 1-based (`tree[0]` unused).
     tree: Vec<usize>,
     len: usize,
-    /// Capacity of every chunk's buffer.
+    /// Capacity of every leaf's buffer.
     buf_bytes: usize,
+}
+
+/// Where an entry is: group, leaf in the group, entry in the leaf.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    g: usize,
+    j: usize,
+    i: usize,
 }
 
 impl Index {
@@ -168,7 +91,10 @@ impl Index {
     /// Bytes owned, in O(1).
     pub fn mem_usage(&self) -> usize {
         self.buf_bytes
-            + self.chunks.capacity() * std::mem::size_of::<Chunk>()
+            + self.arena.capacity() * std::mem::size_of::<Chunk>()
+            + self.free.capacity() * 4
+            + self.groups.capacity() * std::mem::size_of::<Group>()
+            + self.groups.len() * Group::BYTES
             + self.tree.capacity() * std::mem::size_of::<usize>()
     }
 
@@ -178,31 +104,99 @@ impl Index {
         let mut cur = Chunk::default();
         for (m, s) in entries {
             if cur.len() >= FILL_COUNT || cur.buf.len() >= FILL_BYTES {
-                ix.push_chunk(std::mem::take(&mut cur));
+                ix.push_leaf(std::mem::take(&mut cur));
             }
             let off = cur.buf.len();
             cur.insert_at(off, s, m);
-            ix.len += 1;
         }
         if cur.len() > 0 {
-            ix.push_chunk(cur);
+            ix.push_leaf(cur);
         }
         ix.rebuild();
         ix
     }
 
-    fn push_chunk(&mut self, mut c: Chunk) {
+    /// Appends a leaf at the end (bulk building).
+    fn push_leaf(&mut self, mut c: Chunk) {
         c.buf.shrink_to_fit();
+        let n = c.len();
+        self.len += n;
+        let id = self.alloc(c);
+        if self
+            .groups
+            .last()
+            .is_none_or(|g| g.leaves.len() >= GROUP_FILL)
+        {
+            self.groups.push(Group::new());
+        }
+        if let Some(g) = self.groups.last_mut() {
+            g.push(id, n);
+        }
+    }
+
+    fn alloc(&mut self, c: Chunk) -> u32 {
         self.buf_bytes += c.buf.capacity();
-        self.chunks.push(c);
+        match self.free.pop() {
+            Some(id) => {
+                if let Some(slot) = self.arena.get_mut(id as usize) {
+                    *slot = c;
+                }
+                id
+            }
+            None => {
+                self.arena.push(c);
+                (self.arena.len() - 1) as u32
+            }
+        }
+    }
+
+    fn release(&mut self, id: u32) {
+        if let Some(c) = self.arena.get_mut(id as usize) {
+            self.buf_bytes -= c.buf.capacity();
+            *c = Chunk::default();
+            self.free.push(id);
+        }
+    }
+
+    fn leaf_id(&self, g: usize, j: usize) -> u32 {
+        self.groups[g].leaves[j]
+    }
+
+    fn leaf(&self, g: usize, j: usize) -> &Chunk {
+        &self.arena[self.leaf_id(g, j) as usize]
+    }
+
+    /// Changes leaf `(g, j)` with `f`, keeping the byte count and the leaf's count right.
+    fn edit_leaf<R>(&mut self, g: usize, j: usize, f: impl FnOnce(&mut Chunk) -> R) -> R {
+        let id = self.leaf_id(g, j) as usize;
+        let c = &mut self.arena[id];
+        let (cap, n) = (c.buf.capacity(), c.len());
+        let r = f(c);
+        let (cap2, n2) = (c.buf.capacity(), c.len());
+        self.buf_bytes = self.buf_bytes + cap2 - cap;
+        self.groups[g].counts[j] = n2 as u16;
+        self.count(g, n2, n);
+        r
+    }
+
+    /// Adds `add` and takes `sub` entries to group `g`'s size (and the whole).
+    fn count(&mut self, g: usize, add: usize, sub: usize) {
+        let grp = &mut self.groups[g];
+        grp.len = grp.len + add - sub;
+        self.len = self.len + add - sub;
+        let mut k = g + 1;
+        while k < self.tree.len() {
+            self.tree[k] = self.tree[k] + add - sub;
+            k += k & k.wrapping_neg();
+        }
     }
 
     fn rebuild(&mut self) {
-        let n = self.chunks.len();
+        let n = self.groups.len();
         self.tree.clear();
         self.tree.reserve_exact(n + 1);
         self.tree.push(0);
-        self.tree.extend(self.chunks.iter().map(Chunk::len));
+        self.tree.extend(self.groups.iter().map(|g| g.len));
         for j in 1..=n {
             let p = j + (j & j.wrapping_neg());
             if p <= n {
@@ -214,80 +208,105 @@ impl Index {
         }
     }
 
-    fn tree_add(&mut self, k: usize, add: usize, sub: usize) {
-        let mut j = k + 1;
-        while j < self.tree.len() {
-            self.tree[j] = self.tree[j] + add - sub;
-            j += j & j.wrapping_neg();
-        }
-    }
-
-    /// Entries in chunks `0..k`.
-    fn prefix(&self, k: usize) -> usize {
-        let mut j = k.min(self.tree.len().saturating_sub(1));
+    /// Entries in groups `0..g`.
+    fn prefix(&self, g: usize) -> usize {
+        let mut k = g.min(self.tree.len().saturating_sub(1));
         let mut sum = 0;
-        while j > 0 {
-            sum += self.tree[j];
-            j &= j - 1;
+        while k > 0 {
+            sum += self.tree[k];
+            k &= k - 1;
         }
         sum
     }
 
-    /// The chunk holding entry `rank` and the entry's index in it (`rank < len`).
-    fn locate_rank(&self, rank: usize) -> (usize, usize) {
-        let n = self.chunks.len();
-        let mut pos = 0;
-        let mut rem = rank;
+    /// Entries before leaf `j` of group `g`.
+    fn rank_of(&self, at: At) -> usize {
+        let before: usize = self.groups[at.g].counts[..at.j]
+            .iter()
+            .map(|&c| usize::from(c))
+            .sum();
+        self.prefix(at.g) + before + at.i
+    }
+
+    /// Where entry `rank` is (`rank < len`).
+    fn locate_rank(&self, rank: usize) -> At {
+        let n = self.groups.len();
+        let (mut g, mut rem) = (0, rank);
         let mut step = if n == 0 {
             0
         } else {
             1 << (usize::BITS - 1 - n.leading_zeros())
         };
         while step > 0 {
-            if pos + step <= n && self.tree[pos + step] <= rem {
-                pos += step;
-                rem -= self.tree[pos];
+            if g + step <= n && self.tree[g + step] <= rem {
+                g += step;
+                rem -= self.tree[g];
             }
             step >>= 1;
         }
-        (pos, rem)
+        let counts = self.groups.get(g).map_or(&[][..], |gr| &gr.counts[..]);
+        for (j, &c) in counts.iter().enumerate() {
+            let c = usize::from(c);
+            if rem < c {
+                return At { g, j, i: rem };
+            }
+            rem -= c;
+        }
+        At { g, j: 0, i: 0 }
     }
 
-    /// The chunk where `(score, member)` is or would go: the last whose first entry is not
-    /// after it (or the first chunk).
-    fn chunk_for(&self, score: f64, member: &[u8]) -> usize {
-        let k = self.chunks.partition_point(|c| {
-            let (s, m) = c.first();
-            cmp(s, m, score, member) != Ordering::Greater
+    fn group_first(&self, gr: &Group) -> (f64, &[u8]) {
+        gr.leaves
+            .first()
+            .and_then(|&id| self.arena.get(id as usize))
+            .map_or((0.0, &b""[..]), Chunk::first)
+    }
+
+    /// The leaf where entries for which `before` holds end: the last leaf whose first entry
+    /// satisfies it, and the count of such leaf-first entries' groups; `None` if no entry does.
+    fn last_leaf_where(&self, before: impl Fn(f64, &[u8]) -> bool) -> Option<(usize, usize)> {
+        let g = self.groups.partition_point(|gr| {
+            let (s, m) = self.group_first(gr);
+            before(s, m)
         });
-        k.saturating_sub(1)
+        let g = g.checked_sub(1)?;
+        let j = self.groups[g].leaves.partition_point(|&id| {
+            let (s, m) = self.arena[id as usize].first();
+            before(s, m)
+        });
+        Some((g, j.saturating_sub(1)))
     }
 
     /// How many entries come before the first for which `before` is false; `before` must hold
-    /// for a prefix of the order (`partition_point` over the entries).
+    /// for a prefix of the order.
     pub fn partition_point(&self, before: impl Fn(f64, &[u8]) -> bool) -> usize {
-        let k = self.chunks.partition_point(|c| {
-            let (s, m) = c.first();
-            before(s, m)
-        });
-        if k == 0 {
+        let Some((g, j)) = self.last_leaf_where(&before) else {
             return 0;
-        }
-        let i = self.chunks[k - 1]
+        };
+        let i = self
+            .leaf(g, j)
             .entries()
             .take_while(|&(_, s, m, _)| before(s, m))
             .count();
-        self.prefix(k - 1) + i
+        self.rank_of(At { g, j, i })
     }
 
-    /// Where `(score, member)` is: chunk, index in it, byte span.
-    fn find(&self, score: f64, member: &[u8]) -> Option<(usize, usize, usize, usize)> {
-        let k = self.chunk_for(score, member);
-        let c = self.chunks.get(k)?;
-        for (i, (at, s, m, next)) in c.entries().enumerate() {
+    /// The leaf where `(score, member)` is or would go.
+    fn leaf_for(&self, score: f64, member: &[u8]) -> (usize, usize) {
+        self.last_leaf_where(|s, m| cmp(s, m, score, member) != Ordering::Greater)
+            .unwrap_or((0, 0))
+    }
+
+    /// Where `(score, member)` is, with its byte span in the leaf.
+    fn find(&self, score: f64, member: &[u8]) -> Option<(At, usize, usize)> {
+        if self.groups.is_empty() {
+            return None;
+        }
+        let (g, j) = self.leaf_for(score, member);
+        for (i, (from, s, m, to)) in self.leaf(g, j).entries().enumerate() {
             match cmp(s, m, score, member) {
                 Ordering::Less => continue,
-                Ordering::Equal => return Some((k, i, at, next)),
+                Ordering::Equal => return Some((At { g, j, i }, from, to)),
                 Ordering::Greater => return None,
             }
         }
@@ -300,112 +319,175 @@ impl Index {
 
     /// The 0-based rank of `(score, member)`.
     pub fn rank(&self, score: f64, member: &[u8]) -> Option<usize> {
-        self.find(score, member)
-            .map(|(k, i, ..)| self.prefix(k) + i)
+        self.find(score, member).map(|(at, ..)| self.rank_of(at))
     }
 
     /// Inserts `(score, member)`; the member must not be in the index.
     pub fn insert(&mut self, score: f64, member: &[u8]) {
-        if self.chunks.is_empty() {
-            self.chunks.push(Chunk::default());
+        if self.groups.is_empty() {
+            let id = self.alloc(Chunk::default());
+            let mut g = Group::new();
+            g.push(id, 0);
+            self.groups.push(g);
             self.rebuild();
         }
-        let k = self.chunk_for(score, member);
-        let Some(c) = self.chunks.get_mut(k) else {
-            return;
-        };
+        let (g, j) = self.leaf_for(score, member);
+        let c = self.leaf(g, j);
         let off = c
             .entries()
             .find(|&(_, s, m, _)| cmp(s, m, score, member) == Ordering::Greater)
             .map_or(c.buf.len(), |(at, ..)| at);
-        let cap = c.buf.capacity();
-        c.insert_at(off, score, member);
-        let full = c.is_full();
-        self.buf_bytes = self.buf_bytes + c.buf.capacity() - cap;
-        self.len += 1;
-        if full {
-            self.split(k);
+        let (appended, prepended) = (off == c.buf.len(), off == 0);
+        let (full, n) = self.edit_leaf(g, j, |c| {
+            c.insert_at(off, score, member);
+            (c.is_full(), c.len())
+        });
+        if !full {
+            return;
+        }
+        // Growing at either end of the set (rising timestamps as scores) leaves the old leaf
+        // full rather than two half-empty ones.
+        let last = g + 1 == self.groups.len() && j + 1 == self.groups[g].leaves.len();
+        let mid = if appended && last {
+            n - 1
+        } else if prepended && g == 0 && j == 0 {
+            1
         } else {
-            self.tree_add(k, 1, 0);
+            n / 2
+        };
+        self.split_leaf(g, j, mid);
+        if self.groups[g].leaves.len() > GROUP_MAX {
+            self.split_group(g);
         }
     }
 
-    /// Splits chunk `k` in two halves.
-    fn split(&mut self, k: usize) {
-        let Some(c) = self.chunks.get_mut(k) else {
-            return;
-        };
-        let cap = c.buf.capacity();
-        let mid = c.len() / 2;
-        let at = c.offset_of(mid);
-        let tail = Chunk {
-            buf: c.buf.split_off(at),
-            count: c.count - mid as u32,
-        };
-        c.count = mid as u32;
-        c.buf.shrink_to(c.buf.len() + c.buf.len() / 8);
-        self.buf_bytes = self.buf_bytes + c.buf.capacity() + tail.buf.capacity() - cap;
-        self.chunks.insert(k + 1, tail);
-        self.rebuild();
+    /// Splits leaf `(g, j)` before its entry `mid` (and the halves again if still too big).
+    fn split_leaf(&mut self, g: usize, j: usize, mid: usize) {
+        let n = self.leaf(g, j).len();
+        let mid = mid.clamp(1, n.saturating_sub(1).max(1));
+        let tail = self.edit_leaf(g, j, |c| c.split_off(mid));
+        let tail_n = tail.len();
+        let id = self.alloc(tail);
+        let grp = &mut self.groups[g];
+        grp.leaves.insert(j + 1, id);
+        grp.counts.insert(j + 1, tail_n as u16);
+        self.count(g, tail_n, 0);
         // Halves split by count may still be over the byte limit (long members).
-        if self.chunks.get(k + 1).is_some_and(Chunk::is_full) {
-            self.split(k + 1);
+        if self.leaf(g, j + 1).is_full() {
+            self.split_leaf(g, j + 1, tail_n / 2);
         }
-        if self.chunks.get(k).is_some_and(Chunk::is_full) {
-            self.split(k);
+        if self.leaf(g, j).is_full() {
+            self.split_leaf(g, j, mid / 2);
+        }
+    }
+
+    fn split_group(&mut self, g: usize) {
+        let grp = &mut self.groups[g];
+        let half = grp.leaves.len() / 2;
+        let mut tail = Group::new();
+        for (&id, &c) in grp.leaves[half..].iter().zip(&grp.counts[half..]) {
+            tail.push(id, usize::from(c));
+        }
+        grp.leaves.truncate(half);
+        grp.counts.truncate(half);
+        grp.len -= tail.len;
+        self.groups.insert(g + 1, tail);
+        self.rebuild();
+        // A group can only pass the maximum by a few leaves at once; this guards the rest.
+        for k in [g + 1, g] {
+            if self
+                .groups
+                .get(k)
+                .is_some_and(|gr| gr.leaves.len() > GROUP_MAX)
+            {
+                self.split_group(k);
+            }
         }
     }
 
     /// Removes `(score, member)`; false if it is not there.
     pub fn remove(&mut self, score: f64, member: &[u8]) -> bool {
-        let Some((k, _, from, to)) = self.find(score, member) else {
+        let Some((at, from, to)) = self.find(score, member) else {
             return false;
         };
-        let c = &mut self.chunks[k];
-        let cap = c.buf.capacity();
-        c.remove_span(from, to, 1);
-        self.buf_bytes = self.buf_bytes + c.buf.capacity() - cap;
-        self.len -= 1;
-        if !self.tidy(k) {
-            self.tree_add(k, 0, 1);
-        }
+        self.edit_leaf(at.g, at.j, |c| c.remove_span(from, to, 1));
+        self.tidy_leaf(at.g, at.j);
         true
     }
 
-    /// Drops chunk `k` if empty or merges it into a neighbour if small: true if the chunks
-    /// changed (the Fenwick tree is rebuilt).
-    fn tidy(&mut self, k: usize) -> bool {
-        let Some(c) = self.chunks.get(k) else {
-            return false;
+    /// Drops leaf `(g, j)` if empty or merges it into a neighbour if small, then tidies its
+    /// group.
+    fn tidy_leaf(&mut self, g: usize, j: usize) {
+        let Some(grp) = self.groups.get(g) else {
+            return;
         };
+        let Some(&id) = grp.leaves.get(j) else {
+            return;
+        };
+        let c = &self.arena[id as usize];
         if c.len() == 0 {
-            self.buf_bytes -= c.buf.capacity();
-            self.chunks.remove(k);
+            self.release(id);
+            let grp = &mut self.groups[g];
+            grp.leaves.remove(j);
+            grp.counts.remove(j);
+        } else if c.len() < MIN_COUNT {
+            let fits = |k: usize| {
+                let n = &self.arena[grp.leaves[k] as usize];
+                Chunk::fits(c, n)
+            };
+            let left = if j + 1 < grp.leaves.len() && fits(j + 1) {
+                j
+            } else if j > 0 && fits(j - 1) {
+                j - 1
+            } else {
+                return self.tidy_group(g);
+            };
+            let right_id = grp.leaves[left + 1];
+            let right = std::mem::take(&mut self.arena[right_id as usize]);
+            self.edit_leaf(g, left, |c| c.append(&right));
+            // The right leaf's entries now count in the left one.
+            self.buf_bytes -= right.buf.capacity();
+            self.free.push(right_id);
+            let grp = &mut self.groups[g];
+            grp.leaves.remove(left + 1);
+            grp.counts.remove(left + 1);
+            self.count(g, 0, right.len());
+        }
+        self.tidy_group(g);
+    }
+
+    /// Drops group `g` if empty or merges it into a neighbour if small.
+    fn tidy_group(&mut self, g: usize) {
+        let Some(grp) = self.groups.get(g) else {
+            return;
+        };
+        let n = grp.leaves.len();
+        if n == 0 {
+            self.groups.remove(g);
             self.rebuild();
-            return true;
+            return;
         }
-        if c.len() >= MIN_COUNT {
-            return false;
+        if n >= GROUP_MIN {
+            return;
         }
-        let fits = |a: &Chunk, b: &Chunk| {
-            a.len() + b.len() <= MAX_COUNT && a.buf.len() + b.buf.len() <= MAX_BYTES
+        let fits = |k: usize| {
+            self.groups
+                .get(k)
+                .is_some_and(|o| o.leaves.len() + n <= GROUP_MAX)
         };
-        let into = if self.chunks.get(k + 1).is_some_and(|n| fits(c, n)) {
-            k
-        } else if k > 0 && fits(&self.chunks[k - 1], c) {
-            k - 1
+        let left = if fits(g + 1) {
+            g
+        } else if g > 0 && fits(g - 1) {
+            g - 1
         } else {
-            return false;
+            return;
         };
-        let next = self.chunks.remove(into + 1);
-        let c = &mut self.chunks[into];
-        let cap = c.buf.capacity();
-        c.buf.reserve_exact(next.buf.len());
-        c.buf.extend_from_slice(&next.buf);
-        c.count += next.count;
-        self.buf_bytes = self.buf_bytes + c.buf.capacity() - cap - next.buf.capacity();
+        let right = self.groups.remove(left + 1);
+        let grp = &mut self.groups[left];
+        for (&id, &c) in right.leaves.iter().zip(&right.counts) {
+            grp.push(id, usize::from(c));
+        }
         self.rebuild();
-        true
     }
 
     /// The entry at `rank`.
@@ -413,9 +495,9 @@ impl Index {
         if rank >= self.len {
             return None;
         }
-        let (k, i) = self.locate_rank(rank);
-        let c = self.chunks.get(k)?;
-        let (s, m, _) = entry(&c.buf, c.offset_of(i));
+        let at = self.locate_rank(rank);
+        let c = self.leaf(at.g, at.j);
+        let (s, m, _) = entry(&c.buf, c.offset_of(at.i));
         Some((m, s))
     }
 
@@ -423,37 +505,38 @@ impl Index {
     pub fn iter_from(&self, rank: usize) -> Iter<'_> {
         if rank >= self.len {
             return Iter {
-                chunks: &[],
-                k: 0,
+                ix: self,
+                g: self.groups.len(),
+                j: 0,
                 off: 0,
                 left: 0,
             };
         }
-        let (k, i) = self.locate_rank(rank);
-        let c = &self.chunks[k];
+        let at = self.locate_rank(rank);
+        let c = self.leaf(at.g, at.j);
         Iter {
-            chunks: &self.chunks,
-            k,
-            off: c.offset_of(i),
-            left: c.len() - i,
+            ix: self,
+            g: at.g,
+            j: at.j,
+            off: c.offset_of(at.i),
+            left: c.len() - at.i,
         }
     }
 
-    /// Entries from `rank` down to the first, in reverse order.
+    /// Entries from `rank` (clamped to the last) down to the first, in reverse order.
     pub fn iter_rev_from(&self, rank: usize) -> RevIter<'_> {
         let mut it = RevIter {
-            chunks: &self.chunks,
-            k: 0,
+            ix: self,
+            g: 0,
+            j: 0,
             offs: Vec::new(),
             pos: 0,
         };
-        if self.len == 0 {
-            return it;
+        if self.len > 0 {
+            let at = self.locate_rank(rank.min(self.len - 1));
+            (it.g, it.j, it.pos) = (at.g, at.j, at.i + 1);
+            self.leaf(at.g, at.j).offsets(&mut it.offs);
         }
-        let (k, i) = self.locate_rank(rank.min(self.len - 1));
-        it.k = k;
-        self.chunks[k].offsets(&mut it.offs);
-        it.pos = i + 1;
         it
     }
 
@@ -463,48 +546,60 @@ impl Index {
         if start >= end {
             return;
         }
-        let (first, mut i) = self.locate_rank(start);
-        let mut k = first;
+        let first = self.locate_rank(start);
+        let (mut g, mut j, mut i) = (first.g, first.j, first.i);
         let mut n = end - start;
-        while n > 0 && k < self.chunks.len() {
-            let c = &mut self.chunks[k];
-            let take = n.min(c.len() - i);
-            let from = c.offset_of(i);
-            let mut off = from;
-            for _ in 0..take {
-                let (s, m, next) = entry(&c.buf, off);
-                f(m, s);
-                off = next;
-            }
-            let cap = c.buf.capacity();
-            c.remove_span(from, off, take);
-            self.buf_bytes = self.buf_bytes + c.buf.capacity() - cap;
-            self.tree_add(k, 0, take);
-            self.len -= take;
-            n -= take;
-            k += 1;
-            i = 0;
-        }
-        // Chunks emptied in between go; the partial ones at both ends may merge.
-        if self.chunks[first..k].iter().any(|c| c.len() == 0) {
-            let emptied = self.chunks[first..k]
-                .iter()
-                .filter(|c| c.len() == 0)
-                .map(|c| c.buf.capacity())
-                .sum::<usize>();
-            self.buf_bytes -= emptied;
-            let mut at = 0;
-            self.chunks.retain(|c| {
-                at += 1;
-                at <= first || at > k || c.len() > 0
+        while n > 0 && g < self.groups.len() {
+            let take = n.min(self.leaf(g, j).len() - i);
+            self.edit_leaf(g, j, |c| {
+                let from = c.offset_of(i);
+                let mut off = from;
+                for _ in 0..take {
+                    let (s, m, next) = entry(&c.buf, off);
+                    f(m, s);
+                    off = next;
+                }
+                c.remove_span(from, off, take);
             });
+            n -= take;
+            i = 0;
+            j += 1;
+            if j == self.groups[g].leaves.len() {
+                g += 1;
+                j = 0;
+            }
+        }
+        // Emptied leaves and groups go; the partial leaves at both ends may merge.
+        let last = g.min(self.groups.len().saturating_sub(1));
+        let mut freed = Vec::new();
+        for grp in &mut self.groups[first.g..=last] {
+            let mut k = 0;
+            while k < grp.leaves.len() {
+                if grp.counts[k] == 0 {
+                    freed.push(grp.leaves.remove(k));
+                    grp.counts.remove(k);
+                } else {
+                    k += 1;
+                }
+            }
+        }
+        let changed = !freed.is_empty();
+        freed.into_iter().for_each(|id| self.release(id));
+        if changed {
+            self.groups.retain(|grp| !grp.leaves.is_empty());
             self.rebuild();
         }
-        if first < self.chunks.len() {
-            self.tidy(first);
+        for rank in [start, start.saturating_sub(1)] {
+            if rank < self.len {
+                let at = self.locate_rank(rank);
+                self.tidy_leaf(at.g, at.j);
+            }
         }
-        if self.chunks.capacity() > 2 * self.chunks.len() + 16 {
-            self.chunks.shrink_to_fit();
+        if self.groups.capacity() > 2 * self.groups.len() + 16 {
+            self.groups.shrink_to_fit();
+        }
+        if self.len == 0 {
+            *self = Index::default();
         }
     }
 
@@ -512,30 +607,41 @@ impl Index {
     #[cfg(test)]
     pub fn check(&self) {
         let mut prev: Option<(f64, Vec<u8>)> = None;
-        let mut n = 0;
-        let mut bytes = 0;
-        for (k, c) in self.chunks.iter().enumerate() {
-            assert!(c.len() > 0, "empty chunk {k}");
-            assert!(!c.is_full(), "overfull chunk {k}");
-            assert_eq!(c.offset_of(c.len()), c.buf.len());
-            for (_, s, m, _) in c.entries() {
-                if let Some((ps, pm)) = &prev {
-                    assert_eq!(cmp(*ps, pm, s, m), Ordering::Less);
+        let (mut n, mut bytes, mut leaves) = (0, 0, 0);
+        for (g, grp) in self.groups.iter().enumerate() {
+            assert!(!grp.leaves.is_empty(), "empty group {g}");
+            assert!(grp.leaves.len() <= GROUP_MAX, "overfull group {g}");
+            assert_eq!(self.prefix(g), n);
+            let mut in_group = 0;
+            for (&id, &count) in grp.leaves.iter().zip(&grp.counts) {
+                let c = &self.arena[id as usize];
+                assert!(c.len() > 0, "empty leaf in group {g}");
+                assert!(!c.is_full(), "overfull leaf in group {g}");
+                assert_eq!(c.len(), usize::from(count));
+                assert_eq!(c.offset_of(c.len()), c.buf.len());
+                for (_, s, m, _) in c.entries() {
+                    if let Some((ps, pm)) = &prev {
+                        assert_eq!(cmp(*ps, pm, s, m), Ordering::Less);
+                    }
+                    prev = Some((s, m.to_vec()));
                 }
-                prev = Some((s, m.to_vec()));
+                in_group += c.len();
+                bytes += c.buf.capacity();
+                leaves += 1;
             }
-            assert_eq!(self.prefix(k), n);
-            n += c.len();
-            bytes += c.buf.capacity();
+            assert_eq!(in_group, grp.len);
+            n += in_group;
         }
         assert_eq!(n, self.len);
         assert_eq!(bytes, self.buf_bytes);
+        assert_eq!(leaves + self.free.len(), self.arena.len());
     }
 }
 
 pub struct Iter<'a> {
-    chunks: &'a [Chunk],
-    k: usize,
+    ix: &'a Index,
+    g: usize,
+    j: usize,
     off: usize,
     left: usize,
 }
@@ -544,14 +650,19 @@ impl<'a> Iterator for Iter<'a> {
     type Item = (&'a [u8], f64);
 
     fn next(&mut self) -> Option<(&'a [u8], f64)> {
+        let groups = &self.ix.groups;
         while self.left == 0 {
-            self.k += 1;
-            let c = self.chunks.get(self.k)?;
+            self.j += 1;
+            if self.j >= groups.get(self.g)?.leaves.len() {
+                self.g += 1;
+                self.j = 0;
+            }
+            let id = *groups.get(self.g)?.leaves.get(self.j)?;
             self.off = 0;
-            self.left = c.len();
+            self.left = self.ix.arena.get(id as usize)?.len();
         }
-        let c = self.chunks.get(self.k)?;
-        let (s, m, next) = entry(&c.buf, self.off);
+        let id = *groups.get(self.g)?.leaves.get(self.j)?;
+        let (s, m, next) = entry(&self.ix.arena.get(id as usize)?.buf, self.off);
         self.off = next;
         self.left -= 1;
         Some((m, s))
@@ -559,9 +670,10 @@ impl<'a> Iterator for Iter<'a> {
 }
 
 pub struct RevIter<'a> {
-    chunks: &'a [Chunk],
-    k: usize,
-    /// Entry offsets of chunk `k`; `offs[..pos]` are still to come.
+    ix: &'a Index,
+    g: usize,
+    j: usize,
+    /// Entry offsets of the current leaf; `offs[..pos]` are still to come.
     offs: Vec<usize>,
     pos: usize,
 }
@@ -570,17 +682,26 @@ impl<'a> Iterator for RevIter<'a> {
     type Item = (&'a [u8], f64);
 
     fn next(&mut self) -> Option<(&'a [u8], f64)> {
+        let groups = &self.ix.groups;
         while self.pos == 0 {
-            if self.k == 0 {
+            if self.j > 0 {
+                self.j -= 1;
+            } else if self.g > 0 {
+                self.g -= 1;
+                self.j = groups.get(self.g)?.leaves.len().checked_sub(1)?;
+            } else {
                 return None;
             }
-            self.k -= 1;
-            self.chunks.get(self.k)?.offsets(&mut self.offs);
+            let id = *groups.get(self.g)?.leaves.get(self.j)?;
+            self.ix.arena.get(id as usize)?.offsets(&mut self.offs);
             self.pos = self.offs.len();
         }
         self.pos -= 1;
-        let c = self.chunks.get(self.k)?;
-        let (s, m, _) = entry(&c.buf, *self.offs.get(self.pos)?);
+        let id = *groups.get(self.g)?.leaves.get(self.j)?;
+        let (s, m, _) = entry(
+            &self.ix.arena.get(id as usize)?.buf,
+            *self.offs.get(self.pos)?,
+        );
         Some((m, s))
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! Positions are ranks (0-based); ranges of scores or of members resolve to a span of ranks.
 
+mod chunk;
 mod index;
 mod large;
 mod listpack;

@@ -207,3 +207,64 @@ fn scan_by_score_visits_everything_once() {
     seen.dedup();
     assert_eq!(seen.len(), 1002);
 }
+
+#[test]
+fn memory_per_member_stays_small() {
+    let l = limits(0);
+    for order in ["up", "down", "random"] {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut z = ZSet::default();
+        let n = 100_000u32;
+        for i in 0..n {
+            let score = match order {
+                "up" => f64::from(i),
+                "down" => -f64::from(i),
+                _ => f64::from(rng.gen_range(0..1_000_000u32)),
+            };
+            z.insert(format!("member:{i}").as_bytes(), score, &l);
+        }
+        let per = z.mem_usage() / n as usize;
+        // Entries take 8 + 1 + ~12 bytes, table slots 12 bytes at 44-87% load.
+        assert!(
+            per < if order == "random" { 60 } else { 52 },
+            "{order}: {per}"
+        );
+        if let ZSet::Large(l) = &z {
+            l.check();
+        }
+    }
+}
+
+#[test]
+fn groups_split_and_merge_under_bulk_changes() {
+    let l = limits(0);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut z = ZSet::default();
+    let mut m = HashMap::new();
+    for i in 0..120_000u32 {
+        let member = format!("k{i}").into_bytes();
+        let score = f64::from(rng.gen_range(0..1000u32));
+        z.insert(&member, score, &l);
+        m.insert(member, score);
+    }
+    check(&z, &m);
+    // Cut big ranges out of the middle and the ends, then thin out what is left.
+    for (start, n) in [(50_000, 80_000), (0, 10_000), (60_000, 200_000), (1, 3)] {
+        let mut gone = Vec::new();
+        z.remove_range(start..start + n, |k, _| gone.push(k.to_vec()));
+        gone.iter().for_each(|k| {
+            m.remove(k);
+        });
+        check(&z, &m);
+    }
+    let keys: Vec<Vec<u8>> = m.keys().cloned().collect();
+    for (i, k) in keys.iter().enumerate() {
+        if i % 3 != 0 {
+            assert_eq!(z.remove(k), m.remove(k));
+        }
+    }
+    check(&z, &m);
+    let c = z.clone();
+    check(&c, &m);
+    assert!(c.mem_usage() <= z.mem_usage());
+}
