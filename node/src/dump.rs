@@ -635,35 +635,21 @@ mod tests {
         };
         // HSET h f1 v1 f2 22 (listpack).
         let h = obj(b"\x10\x15\x15\x00\x00\x00\x04\x00\x82f1\x03\x82v1\x03\x82f2\x03\x16\x01\xff\n\x00yN\xe6.\x9cH\xa9\x0c");
-        let Value::Hash(h) = h else {
-            panic!("not a hash")
-        };
+        let Value::Hash(h) = h else { panic!("not a hash") };
         assert_eq!(h.get(b"f2"), Some(&b"22"[..]));
         // RPUSH l a bb 123 -5000 x*70 with list-max-listpack-size 1 (quicklist of listpacks,
         // the last one LZF-compressed).
         let l2 = obj(b"\x12\x05\x02\n\n\x00\x00\x00\x01\x00\x81a\x02\xff\x02\x0b\x0b\x00\x00\x00\x01\x00\x82bb\x03\xff\x02\t\t\x00\x00\x00\x01\x00{\x01\xff\x02\x0b\x0b\x00\x00\x00\x01\x00\xf1x\xec\x03\xff\x02\xc3\x10@P\x08P\x00\x00\x00\x01\x00\xe0Fx\xe0<\x00\x01H\xff\n\x00\x7f\x97\xea)\xd2\xf2\xad_");
-        let Value::List(l2) = l2 else {
-            panic!("not a list")
-        };
+        let Value::List(l2) = l2 else { panic!("not a list") };
         let items: Vec<Vec<u8>> = l2.iter().map(<[u8]>::to_vec).collect();
-        assert_eq!(
-            items[..4],
-            [
-                b"a".to_vec(),
-                b"bb".to_vec(),
-                b"123".to_vec(),
-                b"-5000".to_vec()
-            ]
-        );
+        assert_eq!(items[..4], [b"a".to_vec(), b"bb".to_vec(), b"123".to_vec(), b"-5000".to_vec()]);
         assert_eq!(items[4], vec![b'x'; 70]);
         // SADD s 1 2 300 70000 (intset).
         let s = obj(b"\x0b\x18\x04\x00\x00\x00\x04\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00,\x01\x00\x00p\x11\x01\x00\n\x00\x14@\xc9\xb9\xe6\xeb^j");
         assert_eq!(s.len(), 4);
         // ZADD z 1.5 a -2 b (listpack).
         let z = obj(b"\x11\x15\x15\x00\x00\x00\x04\x00\x81b\x02\xdf\xfe\x02\x81a\x02\x831.5\x04\xff\n\x00l5\x9d\xf63\xd0\x8b]");
-        let Value::ZSet(z) = z else {
-            panic!("not a zset")
-        };
+        let Value::ZSet(z) = z else { panic!("not a zset") };
         let items: Vec<(Vec<u8>, f64)> = z.iter().map(|(m, s)| (m.to_vec(), s)).collect();
         assert!(items.contains(&(b"b".to_vec(), -2.0)) && items.contains(&(b"a".to_vec(), 1.5)));
     }

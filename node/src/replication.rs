@@ -30,10 +30,10 @@ use tokio::sync::mpsc;
 use ringcache_client::Client;
 
 use crate::clients::{ClientHandle, NodeClient};
-use crate::keyspace::{now_ms, Bucket, Db};
 use crate::state::replication::{LinkState, ReplicaLink};
 use crate::state::session::Session;
 use crate::state::Shared;
+use crate::keyspace::{now_ms, Bucket, Db};
 
 /// Writes queued for one replica before it counts as too far behind (it is dropped and resyncs).
 const LINK_QUEUE: usize = 262_144;
@@ -376,10 +376,7 @@ fn produce_snapshot(shared: &Shared, link: &ReplicaLink, start_offset: u64) {
     shared.repl.snapshot_running(false);
     let mut end = BytesMut::new();
     let off = start_offset.to_string();
-    encode_request(
-        &mut end,
-        [&b"REPLCONF"[..], b"SNAPSHOT-END", off.as_bytes()],
-    );
+    encode_request(&mut end, [&b"REPLCONF"[..], b"SNAPSHOT-END", off.as_bytes()]);
     link.send(end.freeze());
     tracing::info!(replica = %link.addr, keys, "snapshot queued; streaming writes");
 }

@@ -19,9 +19,9 @@ use tracing::Instrument;
 
 use crate::clients::ClientHandle;
 use crate::config::NodeConfig;
-use crate::keyspace::{lock, now_ms};
 use crate::state::session::{Flow, Session};
 use crate::state::Shared;
+use crate::keyspace::{lock, now_ms};
 
 /// Binds the node's listener (port 0 picks a free port).
 pub async fn bind(config: &NodeConfig) -> io::Result<TcpListener> {
@@ -405,11 +405,10 @@ async fn active_expiry(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiv
             let started = Instant::now();
             loop {
                 let now = now_ms();
-                let (checked, deleted) =
-                    s.keyspace.expire_step(now, STEP_BUCKETS, |bucket, key| {
-                        crate::replication::propagate_expired(&s, bucket, key, now);
-                        s.watches.touch(&[key]);
-                    });
+                let (checked, deleted) = s.keyspace.expire_step(now, STEP_BUCKETS, |bucket, key| {
+                    crate::replication::propagate_expired(&s, bucket, key, now);
+                    s.watches.touch(&[key]);
+                });
                 if deleted * 4 <= checked || started.elapsed() > Duration::from_millis(25) {
                     break;
                 }

@@ -111,17 +111,9 @@ static PARAMS: &[Param] = &[
     p("activedefrag", None, Kind::Bool),
     p("stream-node-max-bytes", None, Kind::Memory),
     p("stream-node-max-entries", None, Kind::Int(0, i64::MAX)),
-    p(
-        "busy-reply-threshold",
-        Some("lua-time-limit"),
-        Kind::Int(0, i64::MAX),
-    ),
+    p("busy-reply-threshold", Some("lua-time-limit"), Kind::Int(0, i64::MAX)),
     p("notify-keyspace-events", None, Kind::Str),
-    p(
-        "loglevel",
-        None,
-        Kind::Enum(&["debug", "verbose", "notice", "warning"]),
-    ),
+    p("loglevel", None, Kind::Enum(&["debug", "verbose", "notice", "warning"])),
 ];
 
 fn find(name: &str) -> Option<&'static Param> {
@@ -158,11 +150,7 @@ fn get(sh: &Shared, p: &Param) -> String {
         "list-max-listpack-size" => limits.list_max_listpack_size.to_string(),
         "list-compress-depth" => limits.list_compress_depth.to_string(),
         "hll-sparse-max-bytes" => limits.hll_sparse_max_bytes.to_string(),
-        name => c
-            .params
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| default(name).into()),
+        name => c.params.get(name).cloned().unwrap_or_else(|| default(name).into()),
     }
 }
 
@@ -170,15 +158,9 @@ fn get(sh: &Shared, p: &Param) -> String {
 fn default(name: &str) -> &'static str {
     match name {
         "save" | "notify-keyspace-events" => "",
-        "appendonly"
-        | "activedefrag"
-        | "dynamic-hz"
-        | "lazyfree-lazy-eviction"
-        | "lazyfree-lazy-expire"
-        | "lazyfree-lazy-server-del"
-        | "lazyfree-lazy-user-del"
-        | "lazyfree-lazy-user-flush"
-        | "replica-lazy-flush" => "no",
+        "appendonly" | "activedefrag" | "dynamic-hz" | "lazyfree-lazy-eviction"
+        | "lazyfree-lazy-expire" | "lazyfree-lazy-server-del" | "lazyfree-lazy-user-del"
+        | "lazyfree-lazy-user-flush" | "replica-lazy-flush" => "no",
         "replica-read-only" | "latency-tracking" => "yes",
         "hz" => "10",
         "active-expire-effort" => "1",
@@ -363,9 +345,7 @@ mod tests {
         let samples = find("maxmemory-samples").map(|p| validate(p, "0"));
         assert_eq!(
             samples,
-            Some(Err(
-                "argument must be between 1 and 2147483647 inclusive".into()
-            ))
+            Some(Err("argument must be between 1 and 2147483647 inclusive".into()))
         );
         assert!(find("hash-max-ziplist-entries").is_some());
         assert_eq!(

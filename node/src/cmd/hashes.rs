@@ -38,12 +38,7 @@ pub fn run(ctx: &mut Ctx, spec: &CommandSpec, a: &[Bytes]) -> Reply {
         "hget" => hget(ctx, a),
         "hmget" => hmget(ctx, a),
         "hdel" => hdel(ctx, a),
-        "hexists" => read(
-            ctx,
-            a,
-            |h| Reply::Int(i64::from(h.contains(&a[2]))),
-            Reply::Int(0),
-        ),
+        "hexists" => read(ctx, a, |h| Reply::Int(i64::from(h.contains(&a[2]))), Reply::Int(0)),
         "hlen" => read(ctx, a, |h| Reply::Int(h.len() as i64), Reply::Int(0)),
         "hstrlen" => read(
             ctx,
@@ -103,12 +98,7 @@ pub fn hsetnx(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 }
 
 pub fn hget(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    read(
-        ctx,
-        a,
-        |h| h.get(&a[2]).map(bulk).unwrap_or(Reply::Nil),
-        Reply::Nil,
-    )
+    read(ctx, a, |h| h.get(&a[2]).map(bulk).unwrap_or(Reply::Nil), Reply::Nil)
 }
 
 pub fn hmget(ctx: &mut Ctx, a: &[Bytes]) -> Reply {

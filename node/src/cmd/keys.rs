@@ -14,7 +14,10 @@ use crate::keyspace::{Entry, ValueRef};
 
 /// DEL and UNLINK.
 pub fn del(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let n = a[1..].iter().filter(|k| ctx.db.remove(k).is_some()).count();
+    let n = a[1..]
+        .iter()
+        .filter(|k| ctx.db.remove(k).is_some())
+        .count();
     Reply::Int(n as i64)
 }
 
@@ -85,7 +88,8 @@ pub fn expire(ctx: &mut Ctx, a: &[Bytes], unit: i64, absolute: bool, cmd: &str) 
     let key = a[1].clone();
     if at <= now && !ctx.session.from_primary {
         ctx.db.remove(&key);
-        ctx.db.propagate_as(vec![Bytes::from_static(b"DEL"), key]);
+        ctx.db
+            .propagate_as(vec![Bytes::from_static(b"DEL"), key]);
     } else {
         ctx.db.set_deadline(&key, Some(at));
         ctx.db.propagate_as(vec![
@@ -114,7 +118,10 @@ pub fn ttl(ctx: &mut Ctx, a: &[Bytes], unit: i64, absolute: bool) -> Reply {
 }
 
 pub fn persist(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let has = ctx.db.get(&a[1]).is_some_and(|e| e.deadline().is_some());
+    let has = ctx
+        .db
+        .get(&a[1])
+        .is_some_and(|e| e.deadline().is_some());
     if !has {
         return Reply::Int(0);
     }
@@ -164,11 +171,7 @@ pub fn copy(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if a[1] == a[2] {
         return Reply::error("ERR source and destination objects are the same");
     }
-    let Some(copy) = ctx
-        .db
-        .get(&a[1])
-        .map(|e| e.with_key(&a[2], e.obj().cloned()))
-    else {
+    let Some(copy) = ctx.db.get(&a[1]).map(|e| e.with_key(&a[2], e.obj().cloned())) else {
         return Reply::Int(0);
     };
     if !replace && ctx.db.exists(&a[2]) {
@@ -396,7 +399,8 @@ pub fn object(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 fn encoding(e: &Entry) -> &'static str {
     match e.value() {
         ValueRef::Str(s) => {
-            let canonical_int = s.len() <= 20 && ringcache_protocol::num::parse_i64(s).is_some();
+            let canonical_int = s.len() <= 20
+                && ringcache_protocol::num::parse_i64(s).is_some();
             if canonical_int && !e.is_raw() {
                 "int"
             } else if s.len() <= 44 && !e.is_raw() {

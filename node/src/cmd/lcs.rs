@@ -113,12 +113,8 @@ mod tests {
     #[test]
     fn lcs_ranges_from_the_end() {
         let r = reply(b"ohmytext", b"mynewtext", false, true, false, 0);
-        let Reply::Map(m) = r else {
-            panic!("not a map")
-        };
-        let Reply::Array(matches) = &m[0].1 else {
-            panic!("no matches")
-        };
+        let Reply::Map(m) = r else { panic!("not a map") };
+        let Reply::Array(matches) = &m[0].1 else { panic!("no matches") };
         // "text" at 4..7 / 5..8 first, then "my" at 2..3 / 0..1.
         assert_eq!(
             matches[0],

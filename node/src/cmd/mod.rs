@@ -120,9 +120,7 @@ fn evict(shared: &Shared) -> bool {
         };
         let mut db = Db::for_keys(ks, [&key[..]], now, Expiry::Delete);
         if db.remove(&key).is_some() {
-            ks.stats
-                .evicted
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ks.stats.evicted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             db.propagate_as(vec![
                 Bytes::from_static(b"DEL"),
                 Bytes::copy_from_slice(&key),

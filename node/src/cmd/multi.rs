@@ -13,8 +13,8 @@ use ringcache_protocol::table::{self, flags, CommandSpec};
 use ringcache_protocol::Reply;
 
 use super::ctx::Ctx;
-use crate::keyspace::Db;
 use crate::replication::propagation;
+use crate::keyspace::Db;
 use crate::state::session::{Multi, Session};
 use crate::state::Shared;
 

@@ -254,7 +254,9 @@ pub fn memory(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 pub fn function(_ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let sub = a[1].to_ascii_lowercase();
     match &sub[..] {
-        b"flush" if a.len() == 2 || (a.len() == 3 && (is(&a[2], "async") || is(&a[2], "sync"))) => {
+        b"flush"
+            if a.len() == 2 || (a.len() == 3 && (is(&a[2], "async") || is(&a[2], "sync"))) =>
+        {
             Reply::OK
         }
         b"flush" => syntax_error(),

@@ -162,10 +162,7 @@ pub fn setex(ctx: &mut Ctx, a: &[Bytes], unit: i64, cmd: &str) -> Reply {
     if n <= 0 {
         return invalid_expire(cmd);
     }
-    let Some(at) = n
-        .checked_mul(unit)
-        .and_then(|ms| ms.checked_add(ctx.db.now))
-    else {
+    let Some(at) = n.checked_mul(unit).and_then(|ms| ms.checked_add(ctx.db.now)) else {
         return invalid_expire(cmd);
     };
     ctx.db.set_str(&a[1], &a[3], Some(at));
@@ -477,15 +474,16 @@ pub fn lcs(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         i += 1;
     }
     if len_only && idx {
-        return Reply::error("ERR If you want both the length and indexes, please just use IDX.");
+        return Reply::error(
+            "ERR If you want both the length and indexes, please just use IDX.",
+        );
     }
     let fetch = |db: &mut Db, k: &[u8]| -> Result<Vec<u8>, Reply> {
         match db.get(k) {
             None => Ok(Vec::new()),
-            Some(e) => e
-                .str()
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| Reply::error("ERR The specified keys must contain string values")),
+            Some(e) => e.str().map(<[u8]>::to_vec).ok_or_else(|| {
+                Reply::error("ERR The specified keys must contain string values")
+            }),
         }
     };
     let (x, y) = match (fetch(&mut ctx.db, &a[1]), fetch(&mut ctx.db, &a[2])) {

@@ -130,12 +130,7 @@ impl<'a> Db<'a> {
 
     /// A view holding every bucket (a transaction with a keyspace-wide command).
     pub fn all(ks: &'a Keyspace, now: i64, expiry: Expiry) -> Db<'a> {
-        Db::new(
-            ks,
-            Held::All(ks.buckets.iter().map(lock).collect()),
-            now,
-            expiry,
-        )
+        Db::new(ks, Held::All(ks.buckets.iter().map(lock).collect()), now, expiry)
     }
 
     pub fn keyspace(&self) -> &'a Keyspace {
@@ -220,10 +215,9 @@ impl<'a> Db<'a> {
             ks.stats
                 .expired
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.effects.before.push(vec![
-                Bytes::from_static(b"DEL"),
-                Bytes::copy_from_slice(key),
-            ]);
+            self.effects
+                .before
+                .push(vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)]);
             if self.ks.has_interest() {
                 self.effects.touched.push(Bytes::copy_from_slice(key));
             }
@@ -397,12 +391,7 @@ impl<'a> Db<'a> {
             };
             let before = t.mem_usage();
             let (r, changed) = f(t, &limits);
-            (
-                r,
-                changed,
-                t.is_empty(),
-                t.mem_usage() as i64 - before as i64,
-            )
+            (r, changed, t.is_empty(), t.mem_usage() as i64 - before as i64)
         };
         self.ks.account(delta);
         if empty {
@@ -496,9 +485,7 @@ mod tests {
     fn update_creates_and_deletes_empty_values() {
         let ks = Keyspace::new();
         let mut db = Db::for_keys(&ks, [b"h", b"s"], 0, Expiry::Delete);
-        let r = db
-            .update::<Hash, _>(b"h", false, |_, _| ((), true))
-            .unwrap();
+        let r = db.update::<Hash, _>(b"h", false, |_, _| ((), true)).unwrap();
         assert!(r.is_none());
         db.update::<Hash, _>(b"h", true, |h, l| {
             h.set(b"f", b"v", l);

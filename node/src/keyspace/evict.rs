@@ -61,10 +61,7 @@ impl Policy {
     fn volatile_only(self) -> bool {
         matches!(
             self,
-            Policy::VolatileLru
-                | Policy::VolatileLfu
-                | Policy::VolatileRandom
-                | Policy::VolatileTtl
+            Policy::VolatileLru | Policy::VolatileLfu | Policy::VolatileRandom | Policy::VolatileTtl
         )
     }
 }

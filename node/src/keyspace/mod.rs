@@ -26,8 +26,8 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::types::Limits;
 
 pub use db::{Db, Effects, Expiry, WrongType, WRONGTYPE};
-pub use entry::{Entry, ValueRef};
 pub use evict::{Eviction, Policy};
+pub use entry::{Entry, ValueRef};
 
 /// Milliseconds since the Unix epoch (Redis keeps absolute deadlines in this unit).
 pub fn now_ms() -> i64 {
@@ -114,7 +114,10 @@ impl Bucket {
     /// Inserts or replaces; the replaced entry.
     fn put(&mut self, p: Place, entry: Entry) -> Option<Entry> {
         let key_deadline = entry.deadline().is_some();
-        match self.table.entry(p.hash, |e| e.key() == entry.key(), rehash) {
+        match self
+            .table
+            .entry(p.hash, |e| e.key() == entry.key(), rehash)
+        {
             hashbrown::hash_table::Entry::Occupied(mut o) => {
                 let old = std::mem::replace(o.get_mut(), entry);
                 if old.deadline().is_some() {
@@ -193,9 +196,7 @@ impl Default for Keyspace {
 impl Keyspace {
     pub fn new() -> Keyspace {
         Keyspace {
-            buckets: (0..BUCKETS)
-                .map(|_| Mutex::new(Bucket::default()))
-                .collect(),
+            buckets: (0..BUCKETS).map(|_| Mutex::new(Bucket::default())).collect(),
             stats: KeyspaceStats::default(),
             keys: AtomicI64::new(0),
             volatile: AtomicI64::new(0),
@@ -242,13 +243,11 @@ impl Keyspace {
 
     /// Counts `interest` up (a WATCH or a blocked client registered, under its keys' locks).
     pub fn add_interest(&self) {
-        self.interest
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.interest.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn remove_interest(&self) {
-        self.interest
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.interest.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub(crate) fn has_interest(&self) -> bool {
@@ -336,9 +335,7 @@ mod tests {
         let ks = Keyspace::new();
         let p = Place::of(b"k");
         let mut b = ks.lock_bucket(p.bucket);
-        assert!(ks
-            .counted_put(&mut b, p, Entry::string(b"k", b"1", Some(10)))
-            .is_none());
+        assert!(ks.counted_put(&mut b, p, Entry::string(b"k", b"1", Some(10))).is_none());
         assert_eq!((b.volatile, ks.len(), ks.volatile()), (1, 1, 1));
         let old = ks.counted_put(&mut b, p, Entry::string(b"k", b"2", None));
         assert_eq!(old.unwrap().str(), Some(&b"1"[..]));

@@ -22,10 +22,10 @@ use crate::clients::Clients;
 use crate::config::NodeConfig;
 use crate::keyspace::{now_ms, Keyspace};
 use blocking::Blocked;
+use watch::Watches;
 use replication::Replication;
 use session::Session;
 use topology::NodeTopology;
-use watch::Watches;
 
 /// Runs one command that came from no client (a replica applying its primary's stream): the
 /// command layer's dispatch, handed to [`Shared::new`] by the layer that builds the node, since
@@ -108,8 +108,7 @@ impl ServerStats {
         use std::sync::atomic::Ordering::Relaxed;
         for (i, spec) in table::all().enumerate() {
             let get = |v: &[AtomicU64]| v.get(i).map_or(0, |c| c.load(Relaxed));
-            let (calls, rejected, failed) =
-                (get(&self.calls), get(&self.rejected), get(&self.failed));
+            let (calls, rejected, failed) = (get(&self.calls), get(&self.rejected), get(&self.failed));
             if calls + rejected == 0 {
                 continue;
             }

@@ -145,13 +145,7 @@ impl Packed {
     }
 
     pub fn push_front(&mut self, item: &[u8]) {
-        self.insert(
-            Pos {
-                index: 0,
-                offset: 0,
-            },
-            item,
-        );
+        self.insert(Pos { index: 0, offset: 0 }, item);
     }
 
     /// Removes `n` elements starting at `pos`.
@@ -262,10 +256,7 @@ mod tests {
         let long = vec![b'x'; 300];
         p.push_back(&long);
         assert_eq!(p.len(), 3);
-        assert_eq!(
-            p.iter().collect::<Vec<_>>(),
-            vec![&b"a"[..], b"b", &long[..]]
-        );
+        assert_eq!(p.iter().collect::<Vec<_>>(), vec![&b"a"[..], b"b", &long[..]]);
         assert_eq!(p.bytes(), 2 + 2 + 2 + 300);
         let pos = p.find(1, |i| i == b"b").unwrap();
         assert_eq!(pos.index, 1);

@@ -24,9 +24,7 @@ impl Set {
 
     /// Members (integers of an intset as their decimal text).
     pub fn iter(&self) -> impl Iterator<Item = std::borrow::Cow<'_, [u8]>> + '_ {
-        self.table
-            .iter()
-            .map(|m| std::borrow::Cow::Borrowed(&m[..]))
+        self.table.iter().map(|m| std::borrow::Cow::Borrowed(&m[..]))
     }
 
     /// Adds `member`; true if it is new.
