@@ -186,8 +186,9 @@ where
     }
 }
 
-/// Formats a double the way Redis 7 replies with one: integral values without a fraction,
-/// otherwise the shortest form that reads back to the same value, and `inf` / `-inf`.
+/// Formats a double the way Redis 7.0 replies with one (`addReplyDouble`): C's `%.17g`, i.e.
+/// 17 significant digits without trailing zeros, exponent form below 1e-4 or from 1e17 on,
+/// and `inf` / `-inf`.
 pub fn format_double(d: f64) -> String {
     if d.is_infinite() {
         return if d > 0.0 { "inf".into() } else { "-inf".into() };
@@ -195,10 +196,35 @@ pub fn format_double(d: f64) -> String {
     if d.is_nan() {
         return "nan".into();
     }
-    if d == d.trunc() && d.abs() < 1e17 {
-        return format!("{}", d as i64);
+    if d == 0.0 {
+        return if d.is_sign_negative() { "-0" } else { "0" }.into();
     }
-    format!("{d}")
+    // Rust's `{:.16e}` rounds exactly to 17 significant digits: `d.dddddddddddddddde<exp>`.
+    let sci = format!("{:.16e}", d.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let sign = if d < 0.0 { "-" } else { "" };
+    if !(-4..17).contains(&exp) {
+        let digits = digits.trim_end_matches('0');
+        let (first, rest) = digits.split_at(1.min(digits.len()));
+        let dot = if rest.is_empty() { "" } else { "." };
+        let esign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{dot}{rest}e{esign}{:02}", exp.unsigned_abs());
+    }
+    let text = if exp >= 0 {
+        let (int, frac) = digits.split_at((exp as usize + 1).min(digits.len()));
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            int.to_string()
+        } else {
+            format!("{int}.{frac}")
+        }
+    } else {
+        let zeros = "0".repeat(exp.unsigned_abs() as usize - 1);
+        format!("0.{zeros}{}", digits.trim_end_matches('0'))
+    };
+    format!("{sign}{text}")
 }
 
 /// TIME's reply: seconds and microseconds since the Unix epoch, as bulk strings.
@@ -216,6 +242,33 @@ pub fn time_reply() -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doubles_print_as_percent_17g() {
+        for (d, text) in [
+            (1.1, "1.1000000000000001"),
+            (0.1, "0.10000000000000001"),
+            (3.0000000000000004, "3.0000000000000004"),
+            (2.0, "2"),
+            (-2.5, "-2.5"),
+            (1e20, "1e+20"),
+            (1e17, "1e+17"),
+            (1e16, "10000000000000000"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (1e-5, "1.0000000000000001e-05"),
+            (1e-4, "0.0001"),
+            (0.00012, "0.00012"),
+            (1e-310, "9.9999999999999694e-311"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (1e100, "1e+100"),
+        ] {
+            assert_eq!(format_double(d), text, "{d:e}");
+        }
+    }
 
     #[test]
     fn resp2_and_resp3_shapes() {
