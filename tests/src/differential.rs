@@ -384,7 +384,46 @@ impl Gen {
         (cmd, Compare::Exact)
     }
 
+    /// Lex ranges on sorted sets whose members all score 0: Redis leaves them unspecified when
+    /// scores differ, so they get keys of their own.
+    fn zsets_lex(&mut self) -> (Vec<String>, Compare) {
+        let k = format!("{{t}}y{}", self.rng.gen_range(0..3));
+        let (min, max) = (self.range_lex(), self.range_lex());
+        let cmd: Vec<String> = match self.rng.gen_range(0..7) {
+            0 | 1 => {
+                let mut c = vec!["ZADD".into(), k];
+                for _ in 0..self.rng.gen_range(1..4) {
+                    c.push("0".into());
+                    c.push(self.member());
+                }
+                c
+            }
+            2 => vec!["ZLEXCOUNT".into(), k, min, max],
+            3 => {
+                let op = self.pick(&["ZRANGEBYLEX", "ZREVRANGEBYLEX"]);
+                let mut c = vec![op.into(), k, min, max];
+                if self.chance(0.3) {
+                    c.extend(["LIMIT".into(), self.int(0, 2), self.int(-1, 3)]);
+                }
+                c
+            }
+            4 => {
+                let mut c = vec!["ZRANGE".into(), k, min, max, "BYLEX".into()];
+                if self.chance(0.4) {
+                    c.push("REV".into());
+                }
+                c
+            }
+            5 => vec!["ZREMRANGEBYLEX".into(), k, min, max],
+            _ => vec!["ZRANGE".into(), k, "0".into(), "-1".into()],
+        };
+        (cmd, Compare::Exact)
+    }
+
     fn zsets(&mut self) -> (Vec<String>, Compare) {
+        if self.chance(0.25) {
+            return self.zsets_lex();
+        }
         let k = self.key("z");
         let m = self.member();
         let cmd: Vec<String> = match self.rng.gen_range(0..26) {
@@ -413,13 +452,13 @@ impl Gen {
             8 => vec!["ZMSCORE".into(), k, m, self.member()],
             9 => vec![self.pick(&["ZRANK", "ZREVRANK"]).into(), k, m],
             10 => vec!["ZCOUNT".into(), k, self.range_score(), self.range_score()],
-            11 => vec!["ZLEXCOUNT".into(), k, self.range_lex(), self.range_lex()],
+            11 => vec!["ZCOUNT".into(), k, self.range_score(), "+inf".into()],
             12 | 13 => {
                 let mut c = vec!["ZRANGE".into(), k];
-                match self.rng.gen_range(0..3) {
-                    0 => c.extend([self.index(), self.index()]),
-                    1 => c.extend([self.range_score(), self.range_score(), "BYSCORE".into()]),
-                    _ => c.extend([self.range_lex(), self.range_lex(), "BYLEX".into()]),
+                if self.chance(0.5) {
+                    c.extend([self.index(), self.index()]);
+                } else {
+                    c.extend([self.range_score(), self.range_score(), "BYSCORE".into()]);
                 }
                 if self.chance(0.3) {
                     c.push("REV".into());
@@ -427,7 +466,7 @@ impl Gen {
                 if c.len() == 5 && self.chance(0.3) {
                     c.extend(["LIMIT".into(), self.int(0, 2), self.int(-1, 3)]);
                 }
-                if !c.contains(&"BYLEX".to_string()) && self.chance(0.5) {
+                if self.chance(0.5) {
                     c.push("WITHSCORES".into());
                 }
                 c
@@ -440,10 +479,7 @@ impl Gen {
                 }
                 c
             }
-            15 => {
-                let op = self.pick(&["ZRANGEBYLEX", "ZREVRANGEBYLEX"]);
-                vec![op.into(), k, self.range_lex(), self.range_lex()]
-            }
+            15 => vec!["ZSCORE".into(), k, self.member()],
             16 => vec!["ZREMRANGEBYRANK".into(), k, self.index(), self.index()],
             17 => vec![
                 "ZREMRANGEBYSCORE".into(),
@@ -451,12 +487,7 @@ impl Gen {
                 self.range_score(),
                 self.range_score(),
             ],
-            18 => vec![
-                "ZREMRANGEBYLEX".into(),
-                k,
-                self.range_lex(),
-                self.range_lex(),
-            ],
+            18 => vec!["ZREVRANK".into(), k, self.member()],
             19 => {
                 let mut c = vec![self.pick(&["ZPOPMIN", "ZPOPMAX"]).into(), k];
                 if self.chance(0.5) {

@@ -99,14 +99,7 @@ fn compare_run(seed: u64, n: usize, families: &[Family], resp3: bool) {
 fn a_node_answers_random_commands_as_redis_does() {
     let seed = env_num("RINGCACHE_DIFF_SEED").unwrap_or_else(rand::random);
     let n = env_num("RINGCACHE_DIFF_COMMANDS").map_or(DEFAULT_COMMANDS, |n| n as usize);
-    let families = [
-        Family::Strings,
-        Family::Keys,
-        Family::Hashes,
-        Family::Sets,
-        Family::Bitmaps,
-        Family::HyperLogLog,
-    ];
+    let families = Family::ALL;
     println!("differential seed {seed}, {n} commands per protocol");
     compare_run(seed, n, &families, false);
     compare_run(seed.wrapping_add(1), n, &families, true);
