@@ -18,7 +18,7 @@ const GROUP_MAX: usize = 128;
 const GROUP_MIN: usize = GROUP_MAX / 4;
 const GROUP_FILL: usize = GROUP_MAX * 3 / 4;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Group {
     /// Leaf ids (indexes into the arena), in order.
     leaves: Vec<u32>,
@@ -26,20 +26,19 @@ struct Group {
     counts: Vec<u16>,
     /// Entries in the group.
     len: usize,
+    /// The bytes of `leaves` and `counts` as last added to the index's total.
+    accounted: usize,
 }
 
 impl Group {
     fn new() -> Group {
-        // Room for one leaf past the maximum, so a group never reallocates before it splits.
-        Group {
-            leaves: Vec::with_capacity(GROUP_MAX + 1),
-            counts: Vec::with_capacity(GROUP_MAX + 1),
-            len: 0,
-        }
+        Group::default()
     }
 
-    /// Bytes a group owns besides its leaves (fixed: see [`Group::new`]).
-    const BYTES: usize = (GROUP_MAX + 1) * (4 + 2);
+    /// Bytes the group owns besides its leaves.
+    fn bytes(&self) -> usize {
+        self.leaves.capacity() * 4 + self.counts.capacity() * 2
+    }
 
     fn push(&mut self, id: u32, count: usize) {
         self.leaves.push(id);
@@ -50,11 +49,17 @@ impl Group {
 
 impl Clone for Group {
     fn clone(&self) -> Self {
-        let mut g = Group::new();
-        g.leaves.extend_from_slice(&self.leaves);
-        g.counts.extend_from_slice(&self.counts);
-        g.len = self.len;
-        g
+        // Same capacities, so the accounted bytes stay true.
+        let mut leaves = Vec::with_capacity(self.leaves.capacity());
+        leaves.extend_from_slice(&self.leaves);
+        let mut counts = Vec::with_capacity(self.counts.capacity());
+        counts.extend_from_slice(&self.counts);
+        Group {
+            leaves,
+            counts,
+            len: self.len,
+            accounted: self.accounted,
+        }
     }
 }
 
@@ -69,6 +74,8 @@ pub struct Index {
     len: usize,
     /// Capacity of every leaf's buffer.
     buf_bytes: usize,
+    /// Every group's accounted bytes.
+    meta_bytes: usize,
 }
 
 /// Where an entry is: group, leaf in the group, entry in the leaf.
@@ -94,7 +101,7 @@ impl Index {
             + self.arena.capacity() * std::mem::size_of::<Chunk>()
             + self.free.capacity() * 4
             + self.groups.capacity() * std::mem::size_of::<Group>()
-            + self.groups.len() * Group::BYTES
+            + self.meta_bytes
             + self.tree.capacity() * std::mem::size_of::<usize>()
     }
 
@@ -132,6 +139,23 @@ impl Index {
         if let Some(g) = self.groups.last_mut() {
             g.push(id, n);
         }
+        self.sync(self.groups.len() - 1);
+    }
+
+    /// Brings the byte total up to date with group `g`'s vectors.
+    fn sync(&mut self, g: usize) {
+        if let Some(grp) = self.groups.get_mut(g) {
+            let now = grp.bytes();
+            self.meta_bytes = self.meta_bytes + now - grp.accounted;
+            grp.accounted = now;
+        }
+    }
+
+    /// Removes group `g`, taking its bytes out of the total.
+    fn remove_group(&mut self, g: usize) -> Group {
+        let grp = self.groups.remove(g);
+        self.meta_bytes -= grp.accounted;
+        grp
     }
 
     fn alloc(&mut self, c: Chunk) -> u32 {
@@ -329,6 +353,7 @@ impl Index {
             let mut g = Group::new();
             g.push(id, 0);
             self.groups.push(g);
+            self.sync(0);
             self.rebuild();
         }
         let (g, j) = self.leaf_for(score, member);
@@ -371,6 +396,7 @@ impl Index {
         let grp = &mut self.groups[g];
         grp.leaves.insert(j + 1, id);
         grp.counts.insert(j + 1, tail_n as u16);
+        self.sync(g);
         self.count(g, tail_n, 0);
         // Halves split by count may still be over the byte limit (long members).
         if self.leaf(g, j + 1).is_full() {
@@ -390,8 +416,12 @@ impl Index {
         }
         grp.leaves.truncate(half);
         grp.counts.truncate(half);
+        grp.leaves.shrink_to(GROUP_MAX);
+        grp.counts.shrink_to(GROUP_MAX);
         grp.len -= tail.len;
         self.groups.insert(g + 1, tail);
+        self.sync(g);
+        self.sync(g + 1);
         self.rebuild();
         // A group can only pass the maximum by a few leaves at once; this guards the rest.
         for k in [g + 1, g] {
@@ -430,6 +460,7 @@ impl Index {
             let grp = &mut self.groups[g];
             grp.leaves.remove(j);
             grp.counts.remove(j);
+            self.sync(g);
         } else if c.len() < MIN_COUNT {
             let fits = |k: usize| {
                 let n = &self.arena[grp.leaves[k] as usize];
@@ -451,6 +482,7 @@ impl Index {
             let grp = &mut self.groups[g];
             grp.leaves.remove(left + 1);
             grp.counts.remove(left + 1);
+            self.sync(g);
             self.count(g, 0, right.len());
         }
         self.tidy_group(g);
@@ -463,7 +495,7 @@ impl Index {
         };
         let n = grp.leaves.len();
         if n == 0 {
-            self.groups.remove(g);
+            self.remove_group(g);
             self.rebuild();
             return;
         }
@@ -482,11 +514,12 @@ impl Index {
         } else {
             return;
         };
-        let right = self.groups.remove(left + 1);
+        let right = self.remove_group(left + 1);
         let grp = &mut self.groups[left];
         for (&id, &c) in right.leaves.iter().zip(&right.counts) {
             grp.push(id, usize::from(c));
         }
+        self.sync(left);
         self.rebuild();
     }
 
@@ -586,7 +619,13 @@ impl Index {
         let changed = !freed.is_empty();
         freed.into_iter().for_each(|id| self.release(id));
         if changed {
-            self.groups.retain(|grp| !grp.leaves.is_empty());
+            for k in (first.g..=last).rev() {
+                if self.groups[k].leaves.is_empty() {
+                    self.remove_group(k);
+                } else {
+                    self.sync(k);
+                }
+            }
             self.rebuild();
         }
         for rank in [start, start.saturating_sub(1)] {
@@ -634,6 +673,8 @@ impl Index {
         }
         assert_eq!(n, self.len);
         assert_eq!(bytes, self.buf_bytes);
+        let meta: usize = self.groups.iter().map(Group::bytes).sum();
+        assert_eq!(meta, self.meta_bytes);
         assert_eq!(leaves + self.free.len(), self.arena.len());
     }
 }
