@@ -721,6 +721,10 @@ fn blocking_pops() {
     assert_eq!(c.cmd(&["BZMPOP", "0", "1", "z", "UP"]), e(SYNTAX));
     // A key turning into another type does not serve a waiting client; a sorted set does.
     w.send_cmd(&["BZPOPMIN", "later", "0"]);
+    assert_eventually!(
+        info(&mut c, "clients")["blocked_clients"] == "1",
+        Duration::from_secs(5)
+    );
     c.cmd(&["SET", "later", "v"]);
     c.cmd(&["DEL", "later"]);
     c.cmd(&["ZADD", "later", "9", "m"]);
