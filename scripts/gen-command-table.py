@@ -29,6 +29,7 @@ zremrangebylex zpopmin zpopmax zmpop zrandmember zunion zinter zdiff zunionstore
 zdiffstore zintercard zscan bzpopmin bzpopmax bzmpop
 setbit getbit bitcount bitpos bitop bitfield bitfield_ro
 pfadd pfcount pfmerge pfdebug pfselftest
+sort sort_ro substr
 geoadd geodist geohash geopos geosearch geosearchstore georadius georadius_ro georadiusbymember
 georadiusbymember_ro
 multi exec discard watch unwatch

@@ -265,7 +265,25 @@ impl Gen {
         let k = self.key("l");
         let v = self.member();
         let side = |g: &mut Gen| g.pick(&["LEFT", "RIGHT"]).to_string();
-        let cmd: Vec<String> = match self.rng.gen_range(0..20) {
+        let cmd: Vec<String> = match self.rng.gen_range(0..21) {
+            20 => {
+                // Lists, sets and sorted sets all sort; ties and set order are Redis's too.
+                let src = self.pick(&["l", "l", "S", "z"]);
+                let mut c = vec!["SORT".into(), self.key(src)];
+                if self.chance(0.5) {
+                    c.push("ALPHA".into());
+                }
+                if self.chance(0.3) {
+                    c.push("DESC".into());
+                }
+                if self.chance(0.3) {
+                    c.extend(["LIMIT".into(), self.int(-1, 3), self.int(-1, 4)]);
+                }
+                if self.chance(0.3) {
+                    c.extend(["STORE".into(), self.key("l")]);
+                }
+                c
+            }
             0..=2 => {
                 let push = self.pick(&["LPUSH", "RPUSH"]);
                 let mut c = vec![push.into(), k, v];

@@ -26,6 +26,7 @@ pub mod multi;
 pub mod replication;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod zsets;
 
@@ -146,6 +147,11 @@ pub fn expiry(shared: &Shared, session: &Session) -> Expiry {
 }
 
 /// Commands that see the whole keyspace and must hold every bucket inside a transaction.
+/// Whether the command reads keys its arguments do not name (SORT ... BY/GET pattern).
+pub fn reads_any_key(spec: &CommandSpec, args: &[Bytes]) -> bool {
+    matches!(spec.name, "sort" | "sort_ro") && sort::needs_every_key(args)
+}
+
 pub fn is_keyspace_wide(spec: &CommandSpec) -> bool {
     matches!(
         spec.name,
@@ -163,8 +169,9 @@ fn run_command(
     let ks = &shared.keyspace;
     let now = now_ms();
     let exp = expiry(shared, session);
-    let mut db = if matches!(spec.name, "flushall" | "flushdb") {
-        // Atomic: no write may land between a bucket's clear and the flush's propagation.
+    let mut db = if matches!(spec.name, "flushall" | "flushdb") || reads_any_key(spec, args) {
+        // Atomic: no write may land between a bucket's clear and the flush's propagation; a
+        // SORT with patterns reads keys its arguments do not name.
         Db::all(ks, now, exp)
     } else {
         Db::for_keys(ks, spec.keys(args).map(|i| &args[i]), now, exp)
@@ -211,7 +218,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "msetnx" => st::mset(ctx, a, true),
         "append" => st::append(ctx, a),
         "strlen" => st::strlen(ctx, a),
-        "getrange" => st::getrange(ctx, a),
+        "getrange" | "substr" => st::getrange(ctx, a),
         "setrange" => st::setrange(ctx, a),
         "incr" => st::incrby(ctx, a, 1),
         "decr" => st::incrby(ctx, a, -1),
@@ -287,6 +294,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "migrate-keys" => cl::migrate_keys(ctx, a),
         "migrate-arc" => cl::migrate_arc(ctx, a),
         _ if hashes::NAMES.contains(&name) => hashes::run(ctx, spec, a),
+        _ if sort::NAMES.contains(&name) => sort::run(ctx, spec, a),
         _ if lists::NAMES.contains(&name) => lists::run(ctx, spec, a),
         _ if sets::NAMES.contains(&name) => sets::run(ctx, spec, a),
         _ if zsets::NAMES.contains(&name) => zsets::run(ctx, spec, a),

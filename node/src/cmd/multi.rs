@@ -117,7 +117,10 @@ pub fn exec(ctx: &mut Ctx) -> Reply {
         .collect();
     let ks = &ctx.shared.keyspace;
     let (now, expiry) = (ctx.db.now, ctx.db.expiry);
-    ctx.db = if queued.iter().any(|(s, _)| super::is_keyspace_wide(s)) {
+    ctx.db = if queued
+        .iter()
+        .any(|(s, a)| super::is_keyspace_wide(s) || super::reads_any_key(s, a))
+    {
         Db::all(ks, now, expiry)
     } else {
         let mut keys: Vec<&Bytes> = ctx.session.watch.keys.iter().collect();

@@ -176,6 +176,14 @@ impl ZSet {
         }
     }
 
+    /// Converts a packed set to the large encoding (Redis's SORT does this to the sets it reads).
+    pub fn make_large(&mut self) {
+        if let ZSet::Packed(p) = self {
+            let large = Large::from_sorted(listpack::pairs(p).map(|x| (x.member, x.score)));
+            *self = ZSet::Large(Box::new(large));
+        }
+    }
+
     /// Members and scores in order.
     pub fn iter(&self) -> Iter<'_> {
         self.iter_from(0)
