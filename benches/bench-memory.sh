@@ -295,6 +295,7 @@ if want_part eviction; then
         ev["$policy|$server|rss1"]="$rss1"
         ev["$policy|$server|used"]="$used"
         ev["$policy|$server|evicted"]="$evicted"
+        ev["$policy|$server|dbsize"]="$dbsize"
         bench_log "$policy $server: hit ratio $zl_hit_ratio ($zl_hits hits, $zl_misses misses), ${zl_ops_per_sec} cmds/s, RSS ${rss0} -> ${rss1} KiB, used_memory $used, evicted $evicted, dbsize $dbsize"
         echo "$policy,$server,$maxmemory,$status,$zl_draws,$zl_gets,$zl_hits,$zl_misses,$zl_sets,$zl_fills,$zl_errors,$zl_seconds,$zl_ops_per_sec,$zl_hit_ratio,$zl_complete,$rss0,$rss1,$used,$evicted,$dbsize,\"${err//\"/\'}\"" >>"$raw_evict"
       else
@@ -337,34 +338,37 @@ if want_part eviction; then
   echo
   echo "hit ratio under eviction: maxmemory $maxmemory B ($(mib $((maxmemory / 1024))) MiB) = $EVICT_KEYS keys × $((16 + VALUE_SIZE)) B / 4;" \
     "Zipf($ZIPF), $GET_PCT% GET (miss -> SET), $EVICT_OPS draws after $EVICT_WARMUP warm-up"
-  printf '%-13s %10s %10s %10s %11s %11s %11s %11s %15s %6s\n' "policy" "redis hit" "node hit" \
-    "node/redis" "redis cmd/s" "node cmd/s" "redis RSS" "node RSS" "node RSS bound" "within"
-  printf '%-13s %10s %10s %10s %11s %11s %11s %11s %15s %6s\n' "---" "ratio" "ratio" "" "" "" \
-    "MiB (end)" "MiB (end)" "MiB" "bound"
+  printf '%-13s %10s %10s %10s %10s %10s %11s %11s %11s %11s %15s %6s\n' "policy" "redis hit" \
+    "node hit" "node/redis" "redis keys" "node keys" "redis cmd/s" "node cmd/s" "redis RSS" \
+    "node RSS" "node RSS bound" "within"
+  printf '%-13s %10s %10s %10s %10s %10s %11s %11s %11s %11s %15s %6s\n' "---" "ratio" "ratio" "" \
+    "(end)" "(end)" "" "" "MiB (end)" "MiB (end)" "MiB" "bound"
   for policy in $POLICIES; do
     cells=()
     for server in redis node; do
       if [[ "${ev["$policy|$server|status"]}" != failed ]]; then
-        cells+=("${ev["$policy|$server|hit_ratio"]}" "${ev["$policy|$server|ops"]}" "$(mib "${ev["$policy|$server|rss1"]}")")
+        cells+=("${ev["$policy|$server|hit_ratio"]}" "${ev["$policy|$server|ops"]}" "$(mib "${ev["$policy|$server|rss1"]}")"
+          "${ev["$policy|$server|dbsize"]}")
         [[ "${ev["$policy|$server|status"]}" == ok ]] \
           || failures+=("$policy on $server: ${ev["$policy|$server|error"]}")
       else
-        cells+=(failed failed failed)
+        cells+=(failed failed failed failed)
         failures+=("$policy on $server: ${ev["$policy|$server|error"]}")
       fi
     done
     ratio=- bound=- within=-
-    if [[ "${cells[0]}" != failed && "${cells[3]}" != failed ]]; then
-      ratio="$(bench_ratio "${cells[3]}" "${cells[0]}")"
+    if [[ "${cells[0]}" != failed && "${cells[4]}" != failed ]]; then
+      ratio="$(bench_ratio "${cells[4]}" "${cells[0]}")"
     fi
-    if [[ "${cells[3]}" != failed ]]; then
+    if [[ "${cells[4]}" != failed ]]; then
       # base (the fresh node's RSS) + 1.1 × maxmemory
       bound_kb="$(awk -v b="${ev["$policy|node|rss0"]}" -v m="$maxmemory" 'BEGIN { printf "%d", b + 1.1 * m / 1024 }')"
       bound="$(mib "$bound_kb")"
       if ((${ev["$policy|node|rss1"]} <= bound_kb)); then within=yes; else within=NO; fi
     fi
-    printf '%-13s %10s %10s %10s %11s %11s %11s %11s %15s %6s\n' "$policy" "${cells[0]}" "${cells[3]}" \
-      "$ratio" "${cells[1]}" "${cells[4]}" "${cells[2]}" "${cells[5]}" "$bound" "$within"
+    printf '%-13s %10s %10s %10s %10s %10s %11s %11s %11s %11s %15s %6s\n' "$policy" "${cells[0]}" \
+      "${cells[4]}" "$ratio" "${cells[3]}" "${cells[7]}" "${cells[1]}" "${cells[5]}" "${cells[2]}" \
+      "${cells[6]}" "$bound" "$within"
   done
 fi
 
