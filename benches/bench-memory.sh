@@ -58,7 +58,7 @@ bench_require_positive_int STR_KEYS VALUE_SIZE HASH_KEYS HASH_FIELDS HASH_VALUE_
   LIST_LEN LIST_VALUE_SIZE LOAD_TIMEOUT EVICT_KEYS EVICT_OPS EVICT_SECONDS EVICT_PIPELINE SEED \
   BUILD_TIMEOUT
 [[ "$SETTLE" =~ ^[0-9]+$ && "$EVICT_WARMUP" =~ ^[0-9]+$ ]] || bench_die "SETTLE and EVICT_WARMUP must be integers"
-[[ "$GET_PCT" =~ ^[0-9]+$ ]] && ((GET_PCT <= 100)) || bench_die "GET_PCT must be 0..100"
+if ! [[ "$GET_PCT" =~ ^[0-9]+$ ]] || ((GET_PCT > 100)); then bench_die "GET_PCT must be 0..100"; fi
 [[ "$ZIPF" =~ ^[0-9]+(\.[0-9]+)?$ ]] || bench_die "ZIPF must be a non-negative number"
 
 want_part() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -235,6 +235,8 @@ fi
 
 # ---- part 2: hit ratio under eviction --------------------------------------------------------
 declare -A ev # "$policy|$server|field" -> value
+declare -A zl # a zipf_load result line's fields
+zl_fields=(draws gets hits misses sets fills errors seconds ops_per_sec hit_ratio complete)
 maxmemory=$((EVICT_KEYS * (16 + VALUE_SIZE) / 4))
 if want_part eviction; then
   echo "policy,server,maxmemory,status,draws,gets,hits,misses,sets,fills,errors,seconds,ops_per_sec,hit_ratio,complete,rss_before_kb,rss_after_kb,used_memory,evicted_keys,dbsize,error" >"$raw_evict"
@@ -267,12 +269,19 @@ if want_part eviction; then
         if ((rc != 0)) || [[ "$line" != draws=* ]]; then
           status=failed err="zipf_load exit $rc: $(tail -n 1 "$log.zipf" | cut -c 1-200)"
         else
-          # Every field of the line becomes zl_<name>.
-          for kv in $line; do printf -v "zl_${kv%%=*}" '%s' "${kv#*=}"; done
-          if ((zl_errors > 0)); then
-            status=failed err="$zl_errors error replies: $(tail -n 1 "$log.zipf" | cut -c 1-200)"
-          elif [[ "$zl_complete" != true ]]; then
-            status=partial err="stopped by EVICT_SECONDS=$EVICT_SECONDS after $zl_draws of $EVICT_OPS draws"
+          # The line's name=value fields, each checked to be there.
+          zl=()
+          for kv in $line; do zl["${kv%%=*}"]="${kv#*=}"; done
+          missing=""
+          for field in "${zl_fields[@]}"; do
+            [[ -n "${zl[$field]:-}" ]] || missing+=" $field"
+          done
+          if [[ -n "$missing" ]]; then
+            status=failed err="zipf_load printed no$missing in: ${line:0:200}"
+          elif ((zl[errors] > 0)); then
+            status=failed err="${zl[errors]} error replies: $(tail -n 1 "$log.zipf" | cut -c 1-200)"
+          elif [[ "${zl[complete]}" != true ]]; then
+            status=partial err="stopped by EVICT_SECONDS=$EVICT_SECONDS after ${zl[draws]} of $EVICT_OPS draws"
           fi
         fi
         sleep "$SETTLE"
@@ -289,15 +298,15 @@ if want_part eviction; then
       ev["$policy|$server|status"]="$status"
       ev["$policy|$server|error"]="$err"
       if [[ "$status" != failed ]]; then
-        ev["$policy|$server|hit_ratio"]="$zl_hit_ratio"
-        ev["$policy|$server|ops"]="$zl_ops_per_sec"
+        ev["$policy|$server|hit_ratio"]="${zl[hit_ratio]}"
+        ev["$policy|$server|ops"]="${zl[ops_per_sec]}"
         ev["$policy|$server|rss0"]="$rss0"
         ev["$policy|$server|rss1"]="$rss1"
         ev["$policy|$server|used"]="$used"
         ev["$policy|$server|evicted"]="$evicted"
         ev["$policy|$server|dbsize"]="$dbsize"
-        bench_log "$policy $server: hit ratio $zl_hit_ratio ($zl_hits hits, $zl_misses misses), ${zl_ops_per_sec} cmds/s, RSS ${rss0} -> ${rss1} KiB, used_memory $used, evicted $evicted, dbsize $dbsize"
-        echo "$policy,$server,$maxmemory,$status,$zl_draws,$zl_gets,$zl_hits,$zl_misses,$zl_sets,$zl_fills,$zl_errors,$zl_seconds,$zl_ops_per_sec,$zl_hit_ratio,$zl_complete,$rss0,$rss1,$used,$evicted,$dbsize,\"${err//\"/\'}\"" >>"$raw_evict"
+        bench_log "$policy $server: hit ratio ${zl[hit_ratio]} (${zl[hits]} hits, ${zl[misses]} misses), ${zl[ops_per_sec]} cmds/s, RSS ${rss0} -> ${rss1} KiB, used_memory $used, evicted $evicted, dbsize $dbsize"
+        echo "$policy,$server,$maxmemory,$status,${zl[draws]},${zl[gets]},${zl[hits]},${zl[misses]},${zl[sets]},${zl[fills]},${zl[errors]},${zl[seconds]},${zl[ops_per_sec]},${zl[hit_ratio]},${zl[complete]},$rss0,$rss1,$used,$evicted,$dbsize,\"${err//\"/\'}\"" >>"$raw_evict"
       else
         bench_log "$policy $server: FAILED: $err"
         echo "$policy,$server,$maxmemory,$status,,,,,,,,,,,,$rss0,$rss1,$used,$evicted,$dbsize,\"${err//\"/\'}\"" >>"$raw_evict"
@@ -376,6 +385,6 @@ echo
 want_part memory && echo "raw: $raw"
 want_part eviction && echo "raw: $raw_evict"
 if ((${#failures[@]} > 0)); then
-  echo "failed:"
+  echo "failed or incomplete:"
   printf '  %s\n' "${failures[@]}"
 fi

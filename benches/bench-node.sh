@@ -65,6 +65,7 @@ split_tests() {
     _tests_out+=("$t")
   done
 }
+tests=() tests_1k=()
 split_tests tests "$TESTS"
 split_tests tests_1k "$TESTS_1K"
 ((${#tests[@]} + ${#tests_1k[@]} > 0)) || bench_die "TESTS and TESTS_1K are both empty"
