@@ -177,13 +177,88 @@ bench_redis_benchmark() {
   local test name rps
   for test in ${tests//,/ }; do
     name="${test^^}"
-    # CSV rows look like: "SET","84033.61","0.332",...
-    rps="$(awk -F'"' -v t="$name" '$2 == t { print $4; exit }' <<<"$out")"
+    # CSV rows look like: "SET","84033.61","0.332",...; LRANGE rows are named
+    # "LRANGE_100 (first 100 elements)" (and the LPUSH that fills their list "LPUSH (needed ...)").
+    rps="$(awk -F'"' -v t="$name" '$2 == t || index($2, t " (first ") == 1 { print $4; exit }' <<<"$out")"
     if ! [[ "$rps" =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v r="$rps" 'BEGIN { exit !(r > 0) }'; then
       bench_die "redis-benchmark -p $port: no requests/s for $name in: $out"
     fi
     printf '%s %s\n' "$name" "$rps"
   done
+}
+
+# The cargo target directory (CARGO_TARGET_DIR when set, else target/ at the repository root).
+bench_target_dir() {
+  local dir="${CARGO_TARGET_DIR:-$(bench_repo_root)/target}"
+  [[ "$dir" == /* ]] || dir="$PWD/$dir"
+  printf '%s\n' "$dir"
+}
+
+# bench_cargo_bin PACKAGE BIN: builds BIN of PACKAGE in release mode (bounded by BUILD_TIMEOUT,
+# default 3600 s) and prints the binary's path.
+bench_cargo_bin() {
+  local package="$1" bin="$2"
+  bench_log "building: cargo build --release -p $package --bin $bin"
+  (cd "$(bench_repo_root)" && timeout "${BUILD_TIMEOUT:-3600}" cargo build --release -p "$package" --bin "$bin" >&2) \
+    || bench_die "cargo build --release -p $package --bin $bin failed or took over ${BUILD_TIMEOUT:-3600}s"
+  printf '%s\n' "$(bench_target_dir)/release/$bin"
+}
+
+# bench_node_cmd VAR: stores in the array VAR the command that runs one ringcache node (without
+# --bind/--port): NODE_CMD split with shell quoting when set (no build then), else the release
+# build of ringcache, built first.
+bench_node_cmd() {
+  local -n _cmd_out="$1"
+  if [[ -n "${NODE_CMD:-}" ]]; then
+    eval "_cmd_out=($NODE_CMD)"
+    bench_log "node side overridden by NODE_CMD: ${_cmd_out[*]} (not building ringcache)"
+  else
+    local bin
+    bin="$(bench_cargo_bin ringcache ringcache)"
+    _cmd_out=("$bin" node)
+  fi
+}
+
+# bench_rss_kb PID: the resident set size of process PID in KiB (VmRSS in /proc/PID/status).
+bench_rss_kb() {
+  local rss
+  rss="$(awk '$1 == "VmRSS:" { print $2; exit }' "/proc/$1/status" 2>/dev/null)" || true
+  [[ "$rss" =~ ^[0-9]+$ ]] || bench_die "no VmRSS for pid $1 (has it exited?)"
+  printf '%s\n' "$rss"
+}
+
+# bench_info_field PORT FIELD: the value of FIELD in INFO of 127.0.0.1:PORT (empty if absent).
+bench_info_field() {
+  timeout 10 redis-cli -h 127.0.0.1 -p "$1" info 2>/dev/null | tr -d '\r' \
+    | awk -F: -v f="$2" '$1 == f && !found { print $2; found = 1 }' || true
+}
+
+# bench_cli PORT ARGS...: one redis-cli command to 127.0.0.1:PORT, bounded by 10 s; replies are
+# printed as redis-cli prints them to a terminal ("(error) ERR ...", "(integer) 1", ...).
+bench_cli() {
+  local port="$1"
+  shift
+  timeout 10 redis-cli --no-raw -h 127.0.0.1 -p "$port" "$@" 2>&1
+}
+
+# bench_cmd_error PORT CMD...: runs CMD on 127.0.0.1:PORT; returns 0 if it answered without an
+# error, else prints the error (e.g. "ERR unknown command 'RPUSH', ...") and returns 1.
+bench_cmd_error() {
+  local port="$1" out rc=0
+  shift
+  out="$(bench_cli "$port" "$@")" || rc=$?
+  if ((rc != 0)); then
+    printf '%s\n' "redis-cli failed (exit $rc): ${out:0:200}"
+    return 1
+  fi
+  if [[ "$out" == "(error) "* ]]; then
+    out="${out#(error) }"
+    out="${out%%$'\n'*}"
+    out="${out%"${out##*[![:space:]]}"}"
+    printf '%s\n' "${out:0:200}"
+    return 1
+  fi
+  return 0
 }
 
 # bench_redis_benchmark_cmd PORT LABEL [ARGS...] -- CMD...: runs redis-benchmark (CSV output)
