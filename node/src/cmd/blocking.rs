@@ -74,6 +74,40 @@ pub fn block(
     Reply::Nil
 }
 
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: the blocked client answers its timeout reply, or an
+/// UNBLOCKED error; 1 if it was blocked.
+pub fn client_unblock(shared: &Shared, a: &[Bytes]) -> Reply {
+    if a.len() < 3 || a.len() > 4 {
+        return super::args::arity_error("client|unblock");
+    }
+    let Some(id) = ringcache_protocol::num::parse_i64(&a[2]) else {
+        return super::args::not_integer();
+    };
+    let error = match a.get(3) {
+        None => false,
+        Some(r) if super::args::is(r, "timeout") => false,
+        Some(r) if super::args::is(r, "error") => true,
+        Some(_) => return Reply::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+    };
+    let Some(w) = u64::try_from(id)
+        .ok()
+        .and_then(|id| shared.blocked.of_client(id))
+    else {
+        return Reply::Int(0);
+    };
+    let reply = if error {
+        Reply::error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+    } else {
+        w.timeout_reply.clone()
+    };
+    if !w.try_serve(|| Some(reply)) {
+        return Reply::Int(0);
+    }
+    shared.blocked.remove(&w);
+    shared.keyspace.remove_interest();
+    Reply::Int(1)
+}
+
 /// The blocked client stops waiting (timeout or disconnect): its reply.
 pub fn unblock(shared: &Shared, w: &Arc<Waiter>) -> Reply {
     let served = w.finish();

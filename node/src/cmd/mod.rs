@@ -275,6 +275,10 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
             multi::reset(ctx);
             c::reset(ctx)
         }
+        // UNBLOCK needs the node's blocked clients; the rest is shared with the router.
+        "client" if a.len() > 1 && is(&a[1], "unblock") => {
+            blocking::client_unblock(ctx.shared, a)
+        }
         "client" => c::client(ctx, a),
         "info" => s::info(ctx, a),
         "command" => s::command(ctx, a),

@@ -120,6 +120,15 @@ impl Blocked {
         }
     }
 
+    /// The waiter of client `id`, if it is blocked.
+    pub fn of_client(&self, id: u64) -> Option<Arc<Waiter>> {
+        lock(&self.by_key)
+            .values()
+            .flat_map(|q| q.iter())
+            .find(|w| w.client == id)
+            .cloned()
+    }
+
     /// The clients waiting on `key`, first blocked first.
     pub fn waiters(&self, key: &[u8]) -> Vec<Arc<Waiter>> {
         lock(&self.by_key)
