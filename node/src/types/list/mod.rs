@@ -177,8 +177,17 @@ impl List {
 
     /// Removes and returns the last element.
     pub fn pop_back(&mut self) -> Option<Vec<u8>> {
-        let item = self.iter_rev().next()?.to_vec();
-        self.remove_back(1);
+        let last = self.chunks.len().checked_sub(1)?;
+        let item = self.edit_chunk(last, |c| {
+            let pos = c.pos(c.len().checked_sub(1)?)?;
+            let item = c.at(pos.offset).0.to_vec();
+            c.remove(pos, 1);
+            Some(item)
+        })??;
+        self.len -= 1;
+        if self.chunks.get(last).is_some_and(Packed::is_empty) {
+            self.chunks.remove(last);
+        }
         Some(item)
     }
 
