@@ -7,7 +7,7 @@
 //! does): these buffers are many and small, and spare capacity would cost more than the copies.
 
 /// Appends `n` as a LEB128 varint.
-fn put_varint(out: &mut Vec<u8>, mut n: usize) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -16,12 +16,13 @@ fn put_varint(out: &mut Vec<u8>, mut n: usize) {
 }
 
 /// Reads a varint at `at`: the value and the bytes it took.
-fn get_varint(buf: &[u8], at: usize) -> (usize, usize) {
+pub(crate) fn get_varint(buf: &[u8], at: usize) -> (usize, usize) {
     let mut n = 0usize;
     let mut shift = 0;
     let mut i = at;
     while let Some(&b) = buf.get(i) {
-        n |= ((b & 0x7F) as usize) << shift;
+        // A corrupt run of continuation bytes must not overflow the shift.
+        n |= ((b & 0x7F) as usize).checked_shl(shift).unwrap_or(0);
         i += 1;
         if b & 0x80 == 0 {
             break;
@@ -31,7 +32,8 @@ fn get_varint(buf: &[u8], at: usize) -> (usize, usize) {
     (n, i - at)
 }
 
-fn varint_len(mut n: usize) -> usize {
+/// Bytes `n` takes as a varint.
+pub(crate) fn varint_len(mut n: usize) -> usize {
     let mut len = 1;
     while n >= 0x80 {
         n >>= 7;

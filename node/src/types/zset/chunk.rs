@@ -3,6 +3,8 @@
 
 use std::cmp::Ordering;
 
+use crate::types::packed::{get_varint, put_varint, varint_len};
+
 /// Most entries in a chunk (a chunk past either limit splits in two).
 pub const MAX_COUNT: usize = 128;
 /// Most bytes in a chunk holding two entries or more.
@@ -12,38 +14,6 @@ pub const MIN_COUNT: usize = MAX_COUNT / 4;
 /// How full bulk building fills a chunk, leaving room for inserts before the first split.
 pub const FILL_COUNT: usize = MAX_COUNT * 3 / 4;
 pub const FILL_BYTES: usize = MAX_BYTES * 3 / 4;
-
-fn put_varint(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-fn get_varint(buf: &[u8], at: usize) -> (usize, usize) {
-    let mut n = 0usize;
-    let mut shift = 0;
-    let mut i = at;
-    while let Some(&b) = buf.get(i) {
-        n |= ((b & 0x7F) as usize).checked_shl(shift).unwrap_or(0);
-        i += 1;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
-    (n, i - at)
-}
-
-fn varint_len(mut n: usize) -> usize {
-    let mut len = 1;
-    while n >= 0x80 {
-        n >>= 7;
-        len += 1;
-    }
-    len
-}
 
 /// Bytes an entry takes in a chunk.
 pub fn entry_len(member: &[u8]) -> usize {
