@@ -156,6 +156,7 @@ pub fn serve_ready(shared: &Shared, touched: Vec<Bytes>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
