@@ -340,6 +340,7 @@ async fn serve_session(
         if n == 0 {
             return Ok(());
         }
+        session.read_at = Instant::now();
         shared.stats.net_input.fetch_add(n as u64, Relaxed);
     }
 }

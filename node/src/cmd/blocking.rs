@@ -62,12 +62,10 @@ pub fn block(
     if ctx.session.in_exec || ctx.session.from_primary {
         return timeout_reply;
     }
-    let w = Arc::new(Waiter::new(
-        ctx.session.id,
-        args.to_vec(),
-        keys,
-        timeout_reply,
-    ));
+    let w = Arc::new(
+        Waiter::new(ctx.session.id, args.to_vec(), keys, timeout_reply)
+            .arrived_at(ctx.session.read_at),
+    );
     ctx.shared.blocked.add(w.clone());
     ctx.shared.keyspace.add_interest();
     ctx.session.blocked = Some((w, timeout));

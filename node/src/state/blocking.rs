@@ -36,6 +36,8 @@ pub struct Waiter {
     state: Mutex<WaitState>,
     /// Woken once served (a permit is kept if the client is not waiting yet).
     pub woken: tokio::sync::Notify,
+    /// When its request was read: clients on different IO threads queue in arrival order.
+    pub arrived: std::time::Instant,
 }
 
 impl Waiter {
@@ -47,7 +49,14 @@ impl Waiter {
             timeout_reply,
             state: Mutex::new(WaitState::Waiting),
             woken: tokio::sync::Notify::new(),
+            arrived: std::time::Instant::now(),
         }
+    }
+
+    /// The same waiter, its request read at `t`.
+    pub fn arrived_at(mut self, t: std::time::Instant) -> Waiter {
+        self.arrived = t;
+        self
     }
 
     /// Runs `serve` if the client still waits; a `Some` reply serves it (and wakes it). Whether
@@ -95,7 +104,12 @@ impl Blocked {
         for k in &w.keys {
             let q = m.entry(k.clone()).or_default();
             if !q.iter().any(|x| Arc::ptr_eq(x, &w)) {
-                q.push_back(w.clone());
+                // After every client whose request was read no later than this one's.
+                let at = q
+                    .iter()
+                    .rposition(|x| x.arrived <= w.arrived)
+                    .map_or(0, |i| i + 1);
+                q.insert(at, w.clone());
             }
         }
         self.clients.fetch_add(1, Relaxed);
@@ -181,5 +195,21 @@ mod tests {
         assert_eq!(w1.finish(), Some(Reply::Int(1)));
         assert_eq!(w2.finish(), None);
         assert!(!w2.try_serve(|| Some(Reply::Int(3))));
+    }
+
+    #[test]
+    fn waiters_queue_by_arrival_not_registration() {
+        let b = Blocked::default();
+        let early = std::time::Instant::now();
+        let late = early + std::time::Duration::from_millis(1);
+        let key = vec![Bytes::from_static(b"k")];
+        let second = Arc::new(Waiter::new(2, vec![], key.clone(), Reply::Nil).arrived_at(late));
+        let first = Arc::new(Waiter::new(1, vec![], key, Reply::Nil).arrived_at(early));
+        b.add(second.clone());
+        b.add(first.clone());
+        let q = b.waiters(b"k");
+        assert!(Arc::ptr_eq(&q[0], &first) && Arc::ptr_eq(&q[1], &second));
+        assert_eq!(b.of_client(2).map(|w| w.client), Some(2));
+        assert!(b.of_client(3).is_none());
     }
 }

@@ -54,6 +54,8 @@ pub struct Session {
         Bytes,
         Result<crate::dump::Restored, crate::dump::BadPayload>,
     )>,
+    /// When the input being executed was read (blocked clients queue in this order).
+    pub read_at: std::time::Instant,
 }
 
 /// A transaction being queued.
@@ -90,6 +92,7 @@ impl Session {
             blocked: None,
             in_exec: false,
             predecoded: None,
+            read_at: std::time::Instant::now(),
         }
     }
 }
