@@ -192,6 +192,19 @@ fn geoadd(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 /// GEOPOS key member ...: each member's cell centre, or a null array.
 fn geopos(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let proto = ctx.session.proto;
+    per_member(ctx, a, Reply::NilArray, |score| {
+        geohash::score_position(score).map(|p| position_reply(proto, p))
+    })
+}
+
+/// One reply per member of `a[2..]` from its score (`missing` for a member that is not there or
+/// whose score `f` cannot read): GEOPOS and GEOHASH.
+fn per_member(
+    ctx: &mut Ctx,
+    a: &[Bytes],
+    missing: Reply,
+    f: impl Fn(f64) -> Option<Reply>,
+) -> Reply {
     let z = match ctx.db.read::<ZSet>(&a[1]) {
         Ok(z) => z,
         Err(e) => return e.into(),
@@ -201,8 +214,8 @@ fn geopos(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             .iter()
             .map(|m| {
                 z.and_then(|z| z.score(m))
-                    .and_then(geohash::score_position)
-                    .map_or(Reply::NilArray, |p| position_reply(proto, p))
+                    .and_then(&f)
+                    .unwrap_or_else(|| missing.clone())
             })
             .collect(),
     )
@@ -234,20 +247,9 @@ fn geodist(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 
 /// GEOHASH key member ...: 11-character geohash strings, or nulls.
 fn geohash_cmd(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let z = match ctx.db.read::<ZSet>(&a[1]) {
-        Ok(z) => z,
-        Err(e) => return e.into(),
-    };
-    Reply::Array(
-        a[2..]
-            .iter()
-            .map(|m| {
-                z.and_then(|z| z.score(m))
-                    .and_then(geohash::geohash_string)
-                    .map_or(Reply::Nil, |h| bulk(&h))
-            })
-            .collect(),
-    )
+    per_member(ctx, a, Reply::Nil, |score| {
+        geohash::geohash_string(score).map(|h| bulk(&h))
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use ringcache_protocol::{Protocol, Reply};
 
 use super::args::{arity_error, bulk, int_arg, is, syntax_error, unknown_command, NOT_FLOAT};
 use super::ctx::Ctx;
-use super::keys::{parse_cursor, scan_opts, scan_reply};
+use super::keys::{member_scan_args, scan_reply};
 use crate::types::{scan_window, Hash};
 
 pub const NAMES: &[&str] = &[
@@ -336,12 +336,8 @@ pub fn hrandfield(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 /// HSCAN: a packed hash in one step (cursor 0); a table page by page from its end (see
 /// `crate::types::scan_window` for why that keeps SCAN's guarantee).
 pub fn hscan(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let cursor = match parse_cursor(&a[2]) {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    let opts = match scan_opts(a, 3, false) {
-        Ok(o) => o,
+    let (cursor, opts) = match member_scan_args(a) {
+        Ok(x) => x,
         Err(e) => return e,
     };
     let empty = scan_reply(0, Vec::new());

@@ -259,6 +259,12 @@ impl ScanOpts {
 }
 
 /// Parses a SCAN cursor (an unsigned 64-bit number).
+/// A member scan's cursor (`a[2]`) and options (from `a[3]`): HSCAN and ZSCAN, which check both
+/// before the key. (SSCAN reads its options only once the key holds a set, as Redis does.)
+pub fn member_scan_args(a: &[Bytes]) -> Result<(u64, ScanOpts), Reply> {
+    Ok((parse_cursor(&a[2])?, scan_opts(a, 3, false)?))
+}
+
 pub fn parse_cursor(c: &[u8]) -> Result<u64, Reply> {
     std::str::from_utf8(c)
         .ok()

@@ -14,7 +14,7 @@ use ringcache_protocol::{Protocol, Reply};
 use super::args::{bulk, int_arg, is, syntax_error, unknown_command, NOT_FLOAT, NOT_INTEGER};
 use super::ctx::Ctx;
 use super::hashes::{random_count, random_indexes};
-use super::keys::{parse_cursor, scan_opts, scan_reply};
+use super::keys::{member_scan_args, scan_reply};
 use crate::types::zset::{LexBound, LexRange, ScoreRange};
 use crate::types::ZSet;
 
@@ -530,12 +530,8 @@ fn zrandmember(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 }
 
 fn zscan(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let cursor = match parse_cursor(&a[2]) {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    let opts = match scan_opts(a, 3, false) {
-        Ok(o) => o,
+    let (cursor, opts) = match member_scan_args(a) {
+        Ok(x) => x,
         Err(e) => return e,
     };
     read(
