@@ -401,3 +401,46 @@ fn sigstop_sigcont_and_sigterm() {
     assert!(status.success(), "exit status after SIGTERM: {status}");
     assert!(c.is_closed(Duration::from_secs(5)));
 }
+
+/// Writes far past `maxmemory` under allkeys-lru: keys are evicted, used memory (the allocator's
+/// count) stays near the bound, the process's RSS does not follow the data, and recent keys
+/// survive.
+#[test]
+fn maxmemory_bounds_used_memory_and_rss_under_eviction() {
+    const MAXMEMORY: u64 = 16 << 20;
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    let base_kib = s.rss_kib().unwrap();
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]),
+        ok()
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "maxmemory", &MAXMEMORY.to_string()]),
+        ok()
+    );
+    // 128 MiB of values: eight times the bound.
+    let value = "v".repeat(1024);
+    let keys = 128 * 1024;
+    for chunk in (0..keys).collect::<Vec<_>>().chunks(1000) {
+        let cmds: Vec<Vec<String>> = chunk
+            .iter()
+            .map(|i| vec!["SET".into(), format!("key:{i}"), value.clone()])
+            .collect();
+        pipeline_ok(&mut c, &cmds);
+    }
+    let all = info(&mut c, &[]);
+    let used: u64 = info_field(&all, "used_memory").unwrap().parse().unwrap();
+    let evicted: u64 = info_field(&all, "evicted_keys").unwrap().parse().unwrap();
+    assert!(evicted > keys / 2, "evicted_keys {evicted} of {keys}");
+    // Within the bound plus one write's worth (a key is evicted before the write that needs it).
+    assert!(used <= MAXMEMORY + 64 * 1024, "used_memory {used}");
+    let rss = s.rss_kib().unwrap() * 1024;
+    assert!(
+        rss <= base_kib * 1024 + MAXMEMORY * 2,
+        "RSS {rss} from a base of {} KiB, maxmemory {MAXMEMORY}",
+        base_kib
+    );
+    // The newest key is there.
+    assert_eq!(c.cmd(&["STRLEN", &format!("key:{}", keys - 1)]), int(1024));
+}

@@ -129,16 +129,17 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
             sh.blocked.count(),
         ),
         "memory" => {
-            // maxmemory bounds the dataset (the keyspace's bytes, counted as Redis counts its
-            // allocations); used_memory adds the keyspace's fixed structure; RSS is the process's.
+            // used_memory (what maxmemory bounds) is the allocator's count; the dataset is the
+            // entries' own count, and the overhead what else the process holds.
             let ev = ks.eviction();
-            let dataset = ks.used_bytes();
-            let overhead = ks.overhead_bytes();
-            let used = dataset + overhead;
+            let used = ks.used_memory();
+            let dataset = ks.used_bytes().min(used);
+            let overhead = used - dataset;
+            let startup = ks.overhead_bytes();
             let rss = rss_bytes();
             write!(
                 out,
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{overhead}\r\nused_memory_dataset:{dataset}\r\ntotal_system_memory:0\r\nused_memory_lua:0\r\nused_memory_scripts:0\r\nnumber_of_cached_scripts:0\r\nnumber_of_functions:0\r\nnumber_of_libraries:0\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:mimalloc\r\nlazyfree_pending_objects:0\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\ntotal_system_memory:0\r\nused_memory_lua:0\r\nused_memory_scripts:0\r\nnumber_of_cached_scripts:0\r\nnumber_of_functions:0\r\nnumber_of_libraries:0\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:mimalloc\r\nlazyfree_pending_objects:0\r\n",
                 human_bytes(used),
                 human_bytes(rss),
                 human_bytes(used),

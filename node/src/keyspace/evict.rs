@@ -153,7 +153,7 @@ impl Keyspace {
         self.eviction.store(std::sync::Arc::new(ev));
     }
 
-    /// Bytes the keyspace holds (what `maxmemory` bounds).
+    /// Bytes the keyspace's entries hold, by their own count (`used_memory_dataset`).
     pub fn used_bytes(&self) -> u64 {
         self.used.load(Relaxed).max(0) as u64
     }
@@ -164,10 +164,17 @@ impl Keyspace {
         (super::BUCKETS * std::mem::size_of::<std::sync::Mutex<super::Bucket>>()) as u64
     }
 
-    /// Whether the keyspace holds more than `maxmemory`.
+    /// The process's memory as Redis's `used_memory`: the allocator's count where the binary
+    /// installed the counting allocator, else (a node run as a library) the keyspace's own count
+    /// and its structure.
+    pub fn used_memory(&self) -> u64 {
+        ringcache_alloc::allocated().unwrap_or_else(|| self.used_bytes() + self.overhead_bytes())
+    }
+
+    /// Whether the node holds more than `maxmemory`.
     pub fn over_limit(&self) -> bool {
         let ev = self.eviction();
-        ev.maxmemory > 0 && self.used_bytes() > ev.maxmemory
+        ev.maxmemory > 0 && self.used_memory() > ev.maxmemory
     }
 
     /// The key the policy would drop first among sampled ones; `None` when nothing may go.

@@ -5,6 +5,10 @@
 //!
 //! The buffer's capacity is kept equal to its length (each insert reallocates, as a listpack
 //! does): these buffers are many and small, and spare capacity would cost more than the copies.
+//!
+//! `Packed<true>` (a list's chunk) also ends each element with its encoded length written
+//! backwards, as a listpack's `backlen`: popping or indexing from the back then steps back
+//! element by element instead of walking the whole chunk from its front.
 
 /// Appends `n` as a LEB128 varint.
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: usize) {
@@ -47,8 +51,35 @@ pub fn encoded_len(item: &[u8]) -> usize {
     varint_len(item.len()) + item.len()
 }
 
+/// Appends `n` so that it reads backwards from its last byte: the lowest seven bits last, a
+/// set high bit meaning more bits sit before it.
+fn put_backlen(out: &mut Vec<u8>, n: usize) {
+    let len = varint_len(n);
+    for i in (0..len).rev() {
+        let more = if i + 1 < len { 0x80 } else { 0 };
+        out.push(((n >> (7 * i)) & 0x7F) as u8 | more);
+    }
+}
+
+/// Reads a backwards length ending just before `end`: the value and the bytes it took.
+fn get_backlen(buf: &[u8], end: usize) -> (usize, usize) {
+    let mut n = 0usize;
+    let mut i = end;
+    let mut shift = 0;
+    while i > 0 {
+        i -= 1;
+        let b = buf[i];
+        n |= ((b & 0x7F) as usize).checked_shl(shift).unwrap_or(0);
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    (n, end - i)
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Packed {
+pub struct Packed<const BACK: bool = false> {
     buf: Vec<u8>,
     count: u32,
 }
@@ -63,6 +94,26 @@ pub struct Pos {
 impl Packed {
     pub fn new() -> Packed {
         Packed::default()
+    }
+}
+
+impl<const BACK: bool> Packed<BACK> {
+    /// Bytes `item` takes in this kind of buffer.
+    pub fn encoded_len(item: &[u8]) -> usize {
+        let n = encoded_len(item);
+        if BACK {
+            n + varint_len(n)
+        } else {
+            n
+        }
+    }
+
+    fn encode(out: &mut Vec<u8>, item: &[u8]) {
+        put_varint(out, item.len());
+        out.extend_from_slice(item);
+        if BACK {
+            put_backlen(out, encoded_len(item));
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -83,10 +134,22 @@ impl Packed {
         let (len, n) = get_varint(&self.buf, offset);
         let start = offset + n;
         let end = (start + len).min(self.buf.len());
-        (&self.buf[start..end], end)
+        let next = if BACK {
+            (end + varint_len(n + len)).min(self.buf.len())
+        } else {
+            end
+        };
+        (&self.buf[start..end], next)
     }
 
-    pub fn iter(&self) -> Iter<'_> {
+    /// The offset of the element before the one at `offset`; only a `BACK` buffer can tell.
+    fn before(&self, offset: usize) -> usize {
+        debug_assert!(BACK);
+        let (n, took) = get_backlen(&self.buf, offset);
+        offset.saturating_sub(took + n)
+    }
+
+    pub fn iter(&self) -> Iter<'_, BACK> {
         Iter {
             p: self,
             offset: 0,
@@ -105,12 +168,19 @@ impl Packed {
         })
     }
 
-    /// The position of element `index` (walks from the front).
+    /// The position of element `index` (walks from the nearer end when it can step back).
     pub fn pos(&self, index: usize) -> Option<Pos> {
         if index >= self.len() {
             return None;
         }
         let mut offset = 0;
+        if BACK && index >= self.len() / 2 {
+            offset = self.buf.len();
+            for _ in index..self.len() {
+                offset = self.before(offset);
+            }
+            return Some(Pos { index, offset });
+        }
         for _ in 0..index {
             offset = self.at(offset).1;
         }
@@ -131,18 +201,16 @@ impl Packed {
 
     /// Inserts `item` before the element at `pos` (or at the end with [`Packed::end`]).
     pub fn insert(&mut self, pos: Pos, item: &[u8]) {
-        let mut enc = Vec::with_capacity(encoded_len(item));
-        put_varint(&mut enc, item.len());
-        enc.extend_from_slice(item);
+        let mut enc = Vec::with_capacity(Self::encoded_len(item));
+        Self::encode(&mut enc, item);
         self.buf.reserve_exact(enc.len());
         self.buf.splice(pos.offset..pos.offset, enc);
         self.count += 1;
     }
 
     pub fn push_back(&mut self, item: &[u8]) {
-        self.buf.reserve_exact(encoded_len(item));
-        put_varint(&mut self.buf, item.len());
-        self.buf.extend_from_slice(item);
+        self.buf.reserve_exact(Self::encoded_len(item));
+        Self::encode(&mut self.buf, item);
         self.count += 1;
     }
 
@@ -172,9 +240,8 @@ impl Packed {
     /// Replaces the element at `pos` with `item`.
     pub fn replace(&mut self, pos: Pos, item: &[u8]) {
         let (_, end) = self.at(pos.offset);
-        let mut enc = Vec::with_capacity(encoded_len(item));
-        put_varint(&mut enc, item.len());
-        enc.extend_from_slice(item);
+        let mut enc = Vec::with_capacity(Self::encoded_len(item));
+        Self::encode(&mut enc, item);
         if enc.len() > end - pos.offset {
             self.buf.reserve_exact(enc.len() - (end - pos.offset));
         }
@@ -202,35 +269,35 @@ impl Packed {
     }
 
     /// Splits off the elements from `index` on into a new buffer.
-    pub fn split_off(&mut self, index: usize) -> Packed {
+    pub fn split_off(&mut self, index: usize) -> Self {
         let Some(pos) = self.pos(index) else {
-            return Packed::new();
+            return Self::default();
         };
         let tail = self.buf.split_off(pos.offset);
         self.buf.shrink_to_fit();
         let moved = self.count - index as u32;
         self.count = index as u32;
-        Packed {
+        Self {
             buf: tail,
             count: moved,
         }
     }
 
     /// Appends every element of `other`.
-    pub fn append(&mut self, other: &Packed) {
+    pub fn append(&mut self, other: &Self) {
         self.buf.reserve_exact(other.buf.len());
         self.buf.extend_from_slice(&other.buf);
         self.count += other.count;
     }
 }
 
-pub struct Iter<'a> {
-    p: &'a Packed,
+pub struct Iter<'a, const BACK: bool = false> {
+    p: &'a Packed<BACK>,
     offset: usize,
     index: usize,
 }
 
-impl<'a> Iterator for Iter<'a> {
+impl<'a, const BACK: bool> Iterator for Iter<'a, BACK> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
@@ -249,7 +316,7 @@ impl<'a> Iterator for Iter<'a> {
     }
 }
 
-impl ExactSizeIterator for Iter<'_> {}
+impl<const BACK: bool> ExactSizeIterator for Iter<'_, BACK> {}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -282,6 +349,38 @@ mod tests {
         p.append(&tail);
         assert_eq!(p.get(1).unwrap().len(), 300);
         assert_eq!(p.buf.capacity(), p.buf.len());
+    }
+
+    #[test]
+    fn back_lengths_step_back() {
+        let mut p = Packed::<true>::default();
+        let items: Vec<Vec<u8>> = [0usize, 1, 126, 127, 128, 300, 20_000]
+            .iter()
+            .map(|&n| vec![b'a' + (n % 26) as u8; n])
+            .collect();
+        for it in &items {
+            p.push_back(it);
+        }
+        for (i, it) in items.iter().enumerate() {
+            assert_eq!(p.get(i), Some(&it[..]), "element {i}");
+        }
+        assert_eq!(
+            p.bytes(),
+            items
+                .iter()
+                .map(|i| Packed::<true>::encoded_len(i))
+                .sum::<usize>()
+        );
+        let last = p.pos(p.len() - 1).unwrap();
+        p.remove(last, 1);
+        p.insert(p.pos(5).unwrap(), b"mid");
+        assert_eq!(p.get(5), Some(&b"mid"[..]));
+        assert_eq!(p.get(6), Some(&items[5][..]));
+        p.replace(p.pos(6).unwrap(), b"x");
+        assert_eq!(p.iter().last(), Some(&b"x"[..]));
+        let tail = p.split_off(4);
+        assert_eq!(tail.get(0), Some(&items[4][..]));
+        assert_eq!(p.get(3), Some(&items[3][..]));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Changes inside a list (LINSERT, LSET, LREM): they may overfill a chunk, which is then split,
 //! or thin chunks out, which are then merged with their neighbours when the two fit in one.
 
-use super::{fits, List, Packed};
+use super::{fits, Chunk, List};
 use crate::types::Limits;
 
 impl List {
@@ -95,7 +95,7 @@ impl List {
         let mid = self.edit_chunk(ci, |c| c.split_off(i)).unwrap_or_default();
         self.insert_chunk(ci + 1, tail);
         self.insert_chunk(ci + 1, mid);
-        let at = if self.chunks.get(ci).is_some_and(Packed::is_empty) {
+        let at = if self.chunks.get(ci).is_some_and(Chunk::is_empty) {
             self.chunks.remove(ci);
             ci
         } else {

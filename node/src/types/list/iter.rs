@@ -3,17 +3,17 @@
 
 use std::collections::vec_deque;
 
-use super::Packed;
+use super::Chunk;
 
 /// A list's elements, back to front.
 pub struct RevIter<'a> {
-    chunks: vec_deque::Iter<'a, Packed>,
+    chunks: vec_deque::Iter<'a, Chunk>,
     /// The current chunk's elements not yet handed out, front to back.
     cur: Vec<&'a [u8]>,
 }
 
 impl<'a> RevIter<'a> {
-    pub(super) fn new(chunks: &'a std::collections::VecDeque<Packed>) -> RevIter<'a> {
+    pub(super) fn new(chunks: &'a std::collections::VecDeque<Chunk>) -> RevIter<'a> {
         RevIter {
             chunks: chunks.iter(),
             cur: Vec::new(),

@@ -11,10 +11,13 @@ mod iter;
 
 use std::collections::VecDeque;
 
-use super::packed::{encoded_len, Packed, Pos};
+use super::packed::{Packed, Pos};
 use super::Limits;
 
 pub use iter::RevIter;
+
+/// A chunk: its elements carry back-lengths, so the tail end is as cheap as the head.
+type Chunk = Packed<true>;
 
 /// Bytes a chunk costs beyond its elements (its slot in the deque and its allocation).
 const CHUNK_OVERHEAD: usize = 48;
@@ -41,7 +44,7 @@ fn fits(fill: i64, bytes: usize, count: usize) -> bool {
 
 #[derive(Debug, Clone, Default)]
 pub struct List {
-    chunks: VecDeque<Packed>,
+    chunks: VecDeque<Chunk>,
     len: usize,
     /// Bytes of every chunk's buffer (kept as they change).
     bytes: usize,
@@ -109,7 +112,7 @@ impl List {
     }
 
     /// Changes chunk `ci` with `f`, keeping the byte count.
-    fn edit_chunk<R>(&mut self, ci: usize, f: impl FnOnce(&mut Packed) -> R) -> Option<R> {
+    fn edit_chunk<R>(&mut self, ci: usize, f: impl FnOnce(&mut Chunk) -> R) -> Option<R> {
         let c = self.chunks.get_mut(ci)?;
         let before = c.bytes();
         let r = f(c);
@@ -118,7 +121,7 @@ impl List {
     }
 
     /// Puts a new chunk at `ci`.
-    fn insert_chunk(&mut self, ci: usize, c: Packed) {
+    fn insert_chunk(&mut self, ci: usize, c: Chunk) {
         if c.is_empty() {
             return;
         }
@@ -127,15 +130,15 @@ impl List {
     }
 
     /// Removes chunk `ci` (its elements leave the count too).
-    fn remove_chunk(&mut self, ci: usize) -> Option<Packed> {
+    fn remove_chunk(&mut self, ci: usize) -> Option<Chunk> {
         let c = self.chunks.remove(ci)?;
         self.bytes -= c.bytes();
         self.len -= c.len();
         Some(c)
     }
 
-    fn single(item: &[u8]) -> Packed {
-        let mut c = Packed::new();
+    fn single(item: &[u8]) -> Chunk {
+        let mut c = Chunk::default();
         c.push_back(item);
         c
     }
@@ -144,7 +147,7 @@ impl List {
     fn takes(&self, ci: usize, item: &[u8], fill: i64) -> bool {
         self.chunks
             .get(ci)
-            .is_some_and(|c| fits(fill, c.bytes() + encoded_len(item), c.len() + 1))
+            .is_some_and(|c| fits(fill, c.bytes() + Chunk::encoded_len(item), c.len() + 1))
     }
 
     /// Appends at the tail.
@@ -185,7 +188,7 @@ impl List {
             Some(item)
         })??;
         self.len -= 1;
-        if self.chunks.get(last).is_some_and(Packed::is_empty) {
+        if self.chunks.get(last).is_some_and(Chunk::is_empty) {
             self.chunks.remove(last);
         }
         Some(item)

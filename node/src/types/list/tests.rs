@@ -16,8 +16,8 @@ fn items(l: &List) -> Vec<Vec<u8>> {
 /// unless it holds a single element.
 fn check(l: &List, fill: i64) {
     assert!(l.chunks.iter().all(|c| !c.is_empty()));
-    assert_eq!(l.chunks.iter().map(Packed::len).sum::<usize>(), l.len());
-    assert_eq!(l.chunks.iter().map(Packed::bytes).sum::<usize>(), l.bytes);
+    assert_eq!(l.chunks.iter().map(Chunk::len).sum::<usize>(), l.len());
+    assert_eq!(l.chunks.iter().map(Chunk::bytes).sum::<usize>(), l.bytes);
     for c in &l.chunks {
         assert!(fits(fill, c.bytes(), c.len()), "chunk over the limit");
     }
