@@ -281,8 +281,14 @@ impl<'a> Db<'a> {
         let key = Bytes::copy_from_slice(entry.key());
         let p = Place::of(&key);
         // A replaced key that had expired counts as missing to the caller.
-        let live_old = self.live(&key).is_some();
-        entry.set_access(new_access(self.now, &self.eviction));
+        let old_access = self.peek(&key).map(Entry::access);
+        let live_old = old_access.is_some();
+        // Overwriting is an access: the key keeps its LFU counter, as Redis's overwrite does
+        // (a hot key rewritten must not look new to the eviction policy).
+        entry.set_access(match old_access {
+            Some(a) => touched_access(a, self.now, &self.eviction),
+            None => new_access(self.now, &self.eviction),
+        });
         let ks = self.ks;
         let bucket = self.slot(p, &key)?;
         let old = ks.counted_put(bucket, p, entry);

@@ -1,18 +1,46 @@
 //! Staying under `maxmemory`: Redis's eviction policies over sampled keys, and the access field
 //! each entry keeps for them (a 24-bit LRU clock, or an LFU counter with its last decay time).
 //!
-//! Before a command that may use memory runs, while the keyspace holds more than `maxmemory`,
-//! [`Keyspace::eviction_candidate`] samples `maxmemory-samples` keys from random buckets and
-//! names the best one to drop by the policy (oldest access, lowest frequency, nearest deadline,
-//! or any); the dispatcher deletes it like any write (propagated as DEL, WATCH touched). With
-//! `noeviction`, or nothing evictable, writes get Redis's OOM error.
+//! Before a command that may use memory runs, while the node holds more than `maxmemory`,
+//! [`Keyspace::eviction_candidate`] samples `maxmemory-samples` keys from random buckets into a
+//! pool of the best candidates seen so far (Redis's eviction pool: a sample of 5 alone is a poor
+//! judge of what is oldest or rarest) and names the pool's best to drop by the policy (oldest
+//! access, lowest frequency, nearest deadline; random policies skip the pool); the dispatcher
+//! deletes it like any write (propagated as DEL, WATCH touched). With `noeviction`, or nothing
+//! evictable, writes get Redis's OOM error.
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use rand::Rng;
 use ringcache_protocol::hash::BUCKETS;
 
-use super::{lru_clock, Keyspace};
+use super::{lock, lru_clock, Keyspace};
+
+/// Candidates the pool keeps (Redis's EVPOOL_SIZE).
+const POOL_SIZE: usize = 16;
+
+/// Eviction candidates, best (lowest score) first.
+#[derive(Debug, Default)]
+pub(super) struct Pool(Vec<(u64, Vec<u8>)>);
+
+impl Pool {
+    /// Offers a sampled key: it enters if the pool has room or it beats the worst there.
+    fn offer(&mut self, score: u64, key: &[u8]) {
+        if let Some(i) = self.0.iter().position(|(_, k)| k == key) {
+            self.0.remove(i);
+        }
+        if self.0.len() >= POOL_SIZE && self.0.last().is_some_and(|(s, _)| *s <= score) {
+            return;
+        }
+        let at = self.0.partition_point(|(s, _)| *s <= score);
+        self.0.insert(at, (score, key.to_vec()));
+        self.0.truncate(POOL_SIZE);
+    }
+
+    fn take_best(&mut self) -> Option<Vec<u8>> {
+        (!self.0.is_empty()).then(|| self.0.remove(0).1)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -187,8 +215,11 @@ impl Keyspace {
             return None;
         }
         let mut rng = rand::thread_rng();
-        // Best so far: (score, key); lower scores go first.
-        let mut best: Option<(u64, Vec<u8>)> = None;
+        let random = matches!(ev.policy, Policy::AllKeysRandom | Policy::VolatileRandom);
+        let mut pool = lock(&self.evict_pool);
+        if random {
+            pool.0.clear();
+        }
         let mut sampled = 0;
         // Bounded: a sparse keyspace may need many probes to find its keys.
         for _ in 0..(ev.samples * 64).max(1024) {
@@ -224,11 +255,14 @@ impl Keyspace {
                 Policy::VolatileTtl => e.deadline().map_or(u64::MAX, |t| t.max(0) as u64),
                 _ => rng.gen(),
             };
-            if best.as_ref().is_none_or(|(s, _)| score < *s) {
-                best = Some((score, e.key().to_vec()));
+            pool.offer(score, e.key());
+            if random {
+                break;
             }
         }
-        best.map(|(_, k)| k)
+        // A pooled key may be gone since (deleted, or evicted by the other policy); the caller
+        // finds nothing to delete and asks again.
+        pool.take_best()
     }
 }
 

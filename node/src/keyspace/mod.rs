@@ -184,6 +184,8 @@ pub struct Keyspace {
     /// Bytes held by entries (see `Entry::mem_usage`): what `maxmemory` bounds.
     used: AtomicI64,
     eviction: ArcSwap<Eviction>,
+    /// The best eviction candidates seen so far, kept between evictions as Redis keeps them.
+    evict_pool: Mutex<evict::Pool>,
 }
 
 impl Default for Keyspace {
@@ -206,6 +208,7 @@ impl Keyspace {
             limits: ArcSwap::from_pointee(Limits::default()),
             used: AtomicI64::new(0),
             eviction: ArcSwap::from_pointee(Eviction::default()),
+            evict_pool: Mutex::new(evict::Pool::default()),
         }
     }
 
