@@ -286,6 +286,46 @@ mod tests {
     }
 
     #[test]
+    fn the_pool_keeps_the_best_candidates_in_order() {
+        let mut pool = Pool::default();
+        for i in (0..40u64).rev() {
+            pool.offer(i * 10, format!("k{i}").as_bytes());
+        }
+        assert_eq!(pool.0.len(), POOL_SIZE);
+        // A key offered again moves to its new score rather than appearing twice.
+        pool.offer(5, b"k3");
+        let scores: Vec<u64> = pool.0.iter().map(|(s, _)| *s).collect();
+        assert_eq!(&scores[..4], &[0, 5, 10, 20]);
+        assert_eq!(pool.0.iter().filter(|(_, k)| k == b"k3").count(), 1);
+        // Worse than the worst of a full pool: not taken.
+        pool.offer(1000, b"late");
+        assert!(pool.0.iter().all(|(_, k)| k != b"late"));
+        assert_eq!(pool.take_best(), Some(b"k0".to_vec()));
+        assert_eq!(pool.take_best(), Some(b"k3".to_vec()));
+    }
+
+    #[test]
+    fn an_overwrite_keeps_the_lfu_counter() {
+        let ks = Keyspace::new();
+        ks.set_eviction(Eviction {
+            policy: Policy::AllKeysLfu,
+            ..Eviction::default()
+        });
+        let now = 10 * 60_000;
+        let mut db =
+            super::super::Db::for_keys(&ks, [&b"k"[..]], now, super::super::Expiry::Delete);
+        db.set_str(b"k", b"1", None);
+        for _ in 0..2000 {
+            db.get(b"k");
+        }
+        let before = db.peek(b"k").map(|e| e.access() & 0xFF).unwrap_or(0);
+        assert!(before > LFU_INIT, "{before}");
+        db.set_str(b"k", b"2", None);
+        let after = db.peek(b"k").map(|e| e.access() & 0xFF).unwrap_or(0);
+        assert!(after >= before, "{before} -> {after}");
+    }
+
+    #[test]
     fn policies_parse_by_name() {
         for p in ["noeviction", "allkeys-lru", "volatile-ttl", "ALLKEYS-LFU"] {
             let parsed = Policy::parse(p).map(Policy::name);
