@@ -23,6 +23,7 @@ struct Cli {
 }
 
 mod ctl;
+mod fd_limit;
 mod health;
 mod router_cmd;
 mod up;
@@ -91,7 +92,7 @@ fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
         port: a.port,
         maxmemory,
         requirepass: a.requirepass.filter(|p| !p.is_empty()),
-        maxclients: a.maxclients,
+        maxclients: fd_limit::fit(a.maxclients),
         timeout: a.timeout,
         replica_of: a.replica_of,
         shard_id: a.shard_id,

@@ -18,8 +18,9 @@ pub struct RouterArgs {
 }
 
 pub async fn run(args: RouterArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let config = ringcache_router::load_config(&args.config)
+    let mut config = ringcache_router::load_config(&args.config)
         .with_context(|| format!("invalid router config {}", args.config.display()))?;
+    config.max_clients = crate::fd_limit::fit(config.max_clients);
     let listener = tokio::net::TcpListener::bind(config.listen.as_str())
         .await
         .with_context(|| format!("binding {}", config.listen))?;

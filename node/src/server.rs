@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use ringcache_protocol::input::{read_some, READ_CHUNK};
 use ringcache_protocol::{Reply, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -197,7 +198,6 @@ pub fn start_io_threads(n: usize) -> io::Result<()> {
 
 /// Flush replies once this much is buffered, before running more requests.
 const OUTPUT_FLUSH: usize = 64 * 1024;
-const READ_CHUNK: usize = 16 * 1024;
 
 async fn connection(
     shared: &Arc<Shared>,
@@ -224,8 +224,10 @@ async fn serve_session(
         (c.limits, c.idle_timeout())
     };
     let mut decoder = RequestDecoder::new(limits, session.authenticated);
-    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    // Both buffers are taken when bytes arrive and given back when the connection goes quiet:
+    // an idle client holds no buffer (as Redis frees an idle client's query buffer).
+    let mut inbuf = BytesMut::new();
+    let mut out = BytesMut::new();
     let mut args = Vec::new();
     loop {
         let mut commands = 0u64;
@@ -241,6 +243,9 @@ async fn serve_session(
                 }
             };
             commands += 1;
+            if out.capacity() == 0 {
+                out.reserve(READ_CHUNK);
+            }
             if let Some(payload) = large_restore_payload(&args) {
                 // Decoding a million-member value takes long enough to stall every client of
                 // this IO thread (a big key arriving by migration): it runs on a blocking thread,
@@ -263,7 +268,13 @@ async fn serve_session(
                     shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
                     out.clear();
                 }
-                match wait_blocked(shared, &mut sock, &mut inbuf, handle, &waiter, timeout).await {
+                // Boxed, as the other rare waits below: inline, each would enlarge every
+                // connection's task, idle or not, by its own state.
+                match Box::pin(wait_blocked(
+                    shared, &mut sock, &mut inbuf, handle, &waiter, timeout,
+                ))
+                .await
+                {
                     Some(r) => reply = r,
                     None => return Ok(()),
                 }
@@ -288,13 +299,18 @@ async fn serve_session(
                             .await
                             .unwrap_or_else(|_| Reply::error("ERR the move was aborted"))
                     }
-                    _ => crate::topology::run(shared, migration).await,
+                    _ => Box::pin(crate::topology::run(shared, migration)).await,
                 };
             }
             if session.is_replication_link {
                 // SYNC: this connection now carries the snapshot and write stream to a replica.
                 sock.write_all(&out).await?;
-                return crate::replication::serve_replica(shared, sock, session.replica_port).await;
+                return Box::pin(crate::replication::serve_replica(
+                    shared,
+                    sock,
+                    session.replica_port,
+                ))
+                .await;
             }
             match session.flow {
                 Flow::CloseNow => return Ok(()),
@@ -329,13 +345,16 @@ async fn serve_session(
         // Drop the last request's argument slices so the read buffer is unshared again and
         // `reserve` reuses it in place instead of copying it.
         args.clear();
-        if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
-            inbuf.reserve(READ_CHUNK);
+        if inbuf.is_empty() {
+            inbuf = BytesMut::new();
+        }
+        if out.capacity() > 0 {
+            out = BytesMut::new();
         }
         let n = tokio::select! {
             biased;
             _ = handle.kill.notified() => return Ok(()),
-            r = read_idle(&mut sock, &mut inbuf, idle) => r?,
+            r = read_idle(&sock, &mut inbuf, idle) => r?,
         };
         if n == 0 {
             return Ok(());
@@ -347,13 +366,13 @@ async fn serve_session(
 
 /// Reads more input; an idle timeout closes the connection like Redis's `timeout` setting.
 async fn read_idle(
-    sock: &mut TcpStream,
+    sock: &TcpStream,
     buf: &mut BytesMut,
     idle: Option<Duration>,
 ) -> io::Result<usize> {
     match idle {
-        None => sock.read_buf(buf).await,
-        Some(d) => match tokio::time::timeout(d, sock.read_buf(buf)).await {
+        None => read_some(sock, buf).await,
+        Some(d) => match tokio::time::timeout(d, read_some(sock, buf)).await {
             Ok(r) => r,
             Err(_) => {
                 tracing::debug!("idle timeout; closing");

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod errors;
 pub mod glob;
 pub mod hash;
+pub mod input;
 pub mod keys;
 pub mod num;
 pub mod request;

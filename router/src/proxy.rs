@@ -21,9 +21,10 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use ringcache_protocol::input::read_some;
 use ringcache_protocol::table::{self, flags};
 use ringcache_protocol::{Protocol, Reply, RequestDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tracing::Instrument;
@@ -42,7 +43,6 @@ use crate::{cursor, local};
 
 /// Requests one client may have outstanding before the router stops reading from it.
 pub const MAX_PENDING: usize = 1024;
-const READ_CHUNK: usize = 16 * 1024;
 /// How long shutdown waits for clients to receive the replies they are owed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -152,8 +152,10 @@ async fn connection(
     let needs_auth = router.config.requirepass.is_some();
     let mut s = Session::new(handle.clone(), io, !needs_auth);
     let mut decoder = RequestDecoder::new(router.config.limits, s.authenticated);
-    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    // Buffers are taken when bytes arrive and given back when the connection goes quiet: an
+    // idle client holds none.
+    let mut inbuf = BytesMut::new();
+    let mut out = BytesMut::new();
     let mut args: Vec<Bytes> = Vec::new();
     let mut fifo: VecDeque<Slot> = VecDeque::new();
     let mut eof = false;
@@ -236,15 +238,15 @@ async fn connection(
         // Drop the last request's argument slices so the read buffer is unshared and `reserve`
         // can reuse it in place.
         args.clear();
-        if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
-            inbuf.reserve(READ_CHUNK);
+        if inbuf.is_empty() {
+            inbuf = BytesMut::new();
         }
         let reading = !input_done && !eof && fifo.len() < MAX_PENDING && !holding;
         tokio::select! {
             biased;
             _ = handle.kill.notified(), if !s.closing => s.closing = true,
             () = drain(&mut fifo, &mut out), if !fifo.is_empty() => {}
-            r = sock.read_buf(&mut inbuf), if reading => {
+            r = read_some(&sock, &mut inbuf), if reading => {
                 if r? == 0 {
                     eof = true;
                 }
@@ -253,6 +255,9 @@ async fn connection(
         if !out.is_empty() {
             sock.write_all(&out).await?;
             out.clear();
+        }
+        if fifo.is_empty() {
+            out = BytesMut::new();
         }
     }
 }
