@@ -256,7 +256,7 @@ async fn serve_session(
                     tokio::task::spawn_blocking(move || crate::dump::restore(&p, &limits))
                         .await
                         .unwrap_or(Err(crate::dump::BadPayload));
-                session.predecoded = Some((payload, decoded));
+                session.predecoded = Some(Box::new((payload, decoded)));
             }
             let mut reply = crate::cmd::execute(shared, session, &args);
             session.predecoded = None;
@@ -282,7 +282,7 @@ async fn serve_session(
             if let Reply::Error(e) = &reply {
                 shared.stats.error(e);
             }
-            if let Some(migration) = session.migration.take() {
+            if let Some(migration) = session.migration.take().map(|m| *m) {
                 // Waits on another node: the replies before it need not wait too.
                 if !out.is_empty() {
                     sock.write_all(&out).await?;
@@ -372,7 +372,8 @@ async fn read_idle(
 ) -> io::Result<usize> {
     match idle {
         None => read_some(sock, buf).await,
-        Some(d) => match tokio::time::timeout(d, read_some(sock, buf)).await {
+        // Boxed: the timer would otherwise sit in every connection's task, timeout or not.
+        Some(d) => match Box::pin(tokio::time::timeout(d, read_some(sock, buf))).await {
             Ok(r) => r,
             Err(_) => {
                 tracing::debug!("idle timeout; closing");

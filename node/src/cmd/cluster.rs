@@ -82,7 +82,7 @@ pub fn migrate_arc(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 
 /// Leaves `migration` for the connection to run: it waits on another node, a command cannot.
 fn ask_move(ctx: &mut Ctx, migration: Migration) -> Reply {
-    ctx.session.migration = Some(migration);
+    ctx.session.migration = Some(Box::new(migration));
     // Replaced by the move's own reply once it ran.
     Reply::Nil
 }

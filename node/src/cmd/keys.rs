@@ -456,7 +456,7 @@ pub fn restore(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if !replace && ctx.db.exists(&a[1]) {
         return Reply::error("BUSYKEY Target key name already exists.");
     }
-    let predecoded = match ctx.session.predecoded.take() {
+    let predecoded = match ctx.session.predecoded.take().map(|b| *b) {
         Some((payload, r)) if payload.as_ptr() == a[3].as_ptr() && payload.len() == a[3].len() => {
             Some(r)
         }

@@ -39,7 +39,7 @@ pub struct Session {
     pub last_cmd: &'static str,
     /// A move MIGRATE-KEYS or MIGRATE-ARC asked for, for the connection to run (see
     /// [`Migration`]).
-    pub migration: Option<Migration>,
+    pub migration: Option<Box<Migration>>,
     /// Commands queued since MULTI.
     pub multi: Option<Multi>,
     /// Keys this client WATCHes and the flag a change of any of them raises.
@@ -50,13 +50,17 @@ pub struct Session {
     pub in_exec: bool,
     /// A large RESTORE payload decoded off the IO thread before the command runs, with the
     /// payload it came from (the command uses it only for that same payload).
-    pub predecoded: Option<(
-        Bytes,
-        Result<crate::dump::Restored, crate::dump::BadPayload>,
-    )>,
+    /// Boxed: rare, and every connection's session would carry its size.
+    pub predecoded: Option<Box<Predecoded>>,
     /// When the input being executed was read (blocked clients queue in this order).
     pub read_at: std::time::Instant,
 }
+
+/// A RESTORE payload and what decoding it gave.
+pub type Predecoded = (
+    Bytes,
+    Result<crate::dump::Restored, crate::dump::BadPayload>,
+);
 
 /// A transaction being queued.
 #[derive(Debug, Default)]
