@@ -98,6 +98,11 @@ pub fn replconf(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             restore_snapshot_key(ctx, &a[2], num(3), &a[4]);
             Reply::OK
         }
+        // Writes the primary replaced with their buckets' state during the snapshot.
+        b"skip" if ctx.session.from_primary => {
+            repl.skipped(num(2), num(3));
+            Reply::OK
+        }
         b"snapshot-end" if ctx.session.from_primary => {
             repl.set_link(LinkState::Up);
             tracing::info!(offset = num(2), "replica in sync with its primary");

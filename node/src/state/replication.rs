@@ -208,6 +208,15 @@ impl Replication {
         let snapshots = self.snapshots.load(Relaxed) > 0;
         for l in links.iter() {
             if snapshots && l.is_snapshotting() && !before(l) {
+                // The buckets' state went instead; the replica still counts these writes, as
+                // this offset does, or it would trail its primary for good.
+                let mut skip = bytes::BytesMut::new();
+                let (n, w) = (msg.len().to_string(), writes.to_string());
+                ringcache_protocol::resp::encode_request(
+                    &mut skip,
+                    [&b"REPLCONF"[..], b"SKIP", n.as_bytes(), w.as_bytes()],
+                );
+                l.send(skip.freeze());
                 continue;
             }
             l.send(msg.clone());
@@ -292,8 +301,13 @@ impl Replication {
 
     /// A replica applied one write of `bytes` from its primary's stream.
     pub fn applied(&self, bytes: u64) {
+        self.skipped(bytes, 1);
+    }
+
+    /// A replica counts `writes` writes of `bytes` it got as their buckets' state instead.
+    pub fn skipped(&self, bytes: u64, writes: u64) {
         self.offset.fetch_add(bytes, Relaxed);
-        self.writes.fetch_add(1, Relaxed);
+        self.writes.fetch_add(writes, Relaxed);
     }
 
     pub fn heard_from_primary(&self) {
