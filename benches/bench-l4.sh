@@ -19,7 +19,7 @@ bench_cleanup_on_exit
 
 bench_log "building: cargo build --release --bin ringcache"
 cargo build --release --bin ringcache >&2
-bin="$root/target/release/ringcache"
+bin="$(bench_target_dir)/release/ringcache"
 work="$root/target/bench/l4-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$work"
 

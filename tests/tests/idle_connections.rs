@@ -64,3 +64,17 @@ fn an_idle_connection_costs_the_router_no_buffers() {
         "router RSS grew {per_conn} B per idle connection"
     );
 }
+
+#[test]
+fn an_idle_l4_connection_costs_the_router_no_buffers() {
+    let backend = start_node(&[]);
+    let settings =
+        RouterSettings::default().l4(L4Pool::Addrs(vec![backend.addr.to_string()]), "round-robin");
+    let cluster = Cluster::builder().shards(1).router(settings).start();
+    let router = cluster.router();
+    let (_conns, per_conn) = idle_growth(&router.proc_, router.l4[0]);
+    assert!(
+        per_conn <= MAX_BYTES_PER_CONN,
+        "router RSS grew {per_conn} B per idle L4 connection"
+    );
+}

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -121,7 +123,7 @@ pub async fn serve(
 
 /// Splices `client` to the backend `active` counts it on; both counts drop when it ends.
 async fn forward(
-    mut client: TcpStream,
+    client: TcpStream,
     (active, slot): (Active, ThreadSlot),
     connect_timeout: Duration,
 ) {
@@ -137,16 +139,47 @@ async fn forward(
             return;
         }
     };
-    let mut upstream = upstream;
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    // copy_bidirectional forwards an EOF as a write shutdown (half-close) and stops both ways on
-    // an error; dropping the sockets then closes both.
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    // Each way forwards an EOF as a write shutdown (half-close); an error stops both ways, and
+    // dropping the halves then closes both sockets.
+    let (client_rd, mut client_wr) = client.into_split();
+    let (upstream_rd, mut upstream_wr) = upstream.into_split();
+    let both = tokio::try_join!(
+        one_way(&client_rd, &mut upstream_wr),
+        one_way(&upstream_rd, &mut client_wr)
+    );
+    match both {
         Ok((up, down)) => tracing::debug!(up, down, "L4 connection closed"),
         Err(e) => tracing::debug!(error = %e, "L4 connection ended with an error"),
     }
     drop((active, slot));
+}
+
+/// Bytes read at once from one side.
+const CHUNK: usize = 16 * 1024;
+
+/// Copies `from` to `to` until `from`'s EOF, which it passes on as a write shutdown. A buffer is
+/// taken only once `from` has bytes and given back once they are written, so an idle connection
+/// holds none (a copy loop keeping its buffer would hold 2 × 8 KiB per connection for good).
+async fn one_way(from: &OwnedReadHalf, to: &mut OwnedWriteHalf) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        from.readable().await?;
+        let mut buf = Vec::with_capacity(CHUNK);
+        match from.try_read_buf(&mut buf) {
+            Ok(0) => {
+                to.shutdown().await?;
+                return Ok(total);
+            }
+            Ok(n) => {
+                to.write_all(&buf).await?;
+                total += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The address a listener is bound to, for logs and the launcher.
