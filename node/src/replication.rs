@@ -10,7 +10,9 @@
 //! once, under the bucket's lock, either by the snapshot walking to it or just before the first
 //! write that touches it runs (`before_write`; the write follows it). So every write reaches the
 //! replica after the state it applies to, and commands are propagated as they are (LPUSH,
-//! INCR), not as the state they leave. Commands whose replay would differ are rewritten by the
+//! INCR), not as the state they leave. A write whose buckets reached a snapshotting replica as
+//! state instead (it attached between `before_write` and the write's propagation) goes as
+//! `REPLCONF SKIP <bytes> <writes>`, so the replica's offset still counts it. Commands whose replay would differ are rewritten by the
 //! commands themselves (relative deadlines made absolute, random pops made explicit).
 
 use std::net::SocketAddr;
