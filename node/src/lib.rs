@@ -23,6 +23,7 @@ pub mod keyspace;
 pub mod replication;
 pub mod server;
 pub mod state;
+pub mod tick;
 pub mod topology;
 pub mod types;
 

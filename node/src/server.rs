@@ -168,11 +168,15 @@ pub fn start_io_threads(n: usize) -> io::Result<()> {
     for i in 0..n {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(crate::tick::before_park)
             .build()?;
         handles.push(rt.handle().clone());
         std::thread::Builder::new()
             .name(format!("ringcache-io-{i}"))
-            .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+            .spawn(move || {
+                crate::tick::hook_this_thread();
+                rt.block_on(std::future::pending::<()>())
+            })?;
     }
     if n > 0 {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -335,6 +339,7 @@ async fn serve_session(
             handle.resp.store(session.proto.number() as u8, Relaxed);
         }
         if !out.is_empty() {
+            crate::tick::end_of_tick().await;
             sock.write_all(&out).await?;
             shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
             out.clear();
