@@ -72,8 +72,8 @@ struct NodeArgs {
     #[arg(long)]
     shard_id: Option<String>,
     /// Threads that serve client connections, each owning its connections (0 = the runtime's
-    /// shared worker pool).
-    #[arg(long, default_value_t = 2)]
+    /// shared worker pool). One runs commands in arrival order, as Redis's one thread does.
+    #[arg(long, default_value_t = 1)]
     io_threads: usize,
 }
 
