@@ -79,9 +79,17 @@ pub fn release(
     mut db: Db<'_>,
     cmd: Option<(&CommandSpec, &[Bytes])>,
 ) -> Vec<Bytes> {
-    let cmds = propagation(&mut db, cmd);
-    if !cmds.is_empty() {
-        propagate(shared, &mut db, &cmds);
+    if shared.repl.has_replicas() {
+        let cmds = propagation(&mut db, cmd);
+        if !cmds.is_empty() {
+            propagate(shared, &mut db, &cmds);
+        }
+    } else {
+        // No one to send them to: spare every write copying its arguments.
+        let e = &mut db.effects;
+        e.before.clear();
+        e.rewrite = None;
+        e.dirty = 0;
     }
     let touched = std::mem::take(&mut db.effects.touched);
     if !touched.is_empty() {

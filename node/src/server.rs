@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::clients::ClientHandle;
 use crate::config::NodeConfig;
-use crate::keyspace::{lock, now_ms};
+use crate::keyspace::{lock, now_ms, WARM_MAX};
 use crate::state::session::{Flow, Session};
 use crate::state::Shared;
 
@@ -200,6 +200,20 @@ pub fn start_io_threads(n: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Pulls the keys of a pipeline's requests into cache before the first runs, so their misses
+/// overlap (a lone request gains nothing from it).
+fn warm(ks: &crate::keyspace::Keyspace, input: &[u8]) {
+    let mut keys: [&[u8]; WARM_MAX] = [&[]; WARM_MAX];
+    let mut n = 0;
+    ringcache_protocol::peek::for_each_key(input, WARM_MAX, |k| {
+        keys[n] = k;
+        n += 1;
+    });
+    if n > 1 {
+        ks.warm(&keys[..n]);
+    }
+}
+
 /// Flush replies once this much is buffered, before running more requests.
 const OUTPUT_FLUSH: usize = 64 * 1024;
 
@@ -235,6 +249,7 @@ async fn serve_session(
     let mut args = Vec::new();
     loop {
         let mut commands = 0u64;
+        warm(&shared.keyspace, &inbuf);
         loop {
             match decoder.decode_into(&mut inbuf, &mut args) {
                 Ok(Some(_raw)) => {}

@@ -136,6 +136,10 @@ pub fn set(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 /// What a SET that happened replays as: the value with an absolute deadline (a replica a moment
 /// behind must not live the key longer), or KEEPTTL.
 fn propagate_set(db: &mut Db, a: &[Bytes], expire: ExpireOpt) {
+    if a.len() == 3 {
+        // `SET key value` replays as received.
+        return;
+    }
     let mut cmd = vec![Bytes::from_static(b"SET"), a[1].clone(), a[2].clone()];
     match expire {
         ExpireOpt::At(t) => cmd.extend(pxat(t)),

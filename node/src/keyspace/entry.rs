@@ -112,6 +112,11 @@ impl Entry {
         &self.head[self.key_range()]
     }
 
+    /// Reads the entry's table slot without following it to the heap (cache warming).
+    pub fn slot_word(&self) -> usize {
+        self.head.len()
+    }
+
     /// The absolute deadline in ms since the Unix epoch, if the key has one.
     pub fn deadline(&self) -> Option<i64> {
         if self.flags() & F_DEADLINE == 0 {

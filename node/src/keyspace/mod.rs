@@ -48,6 +48,16 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Most keys [`Keyspace::warm`] takes at once.
+pub const WARM_MAX: usize = 32;
+
+#[derive(Clone, Copy)]
+enum Warm {
+    Control,
+    Slot,
+    Entry,
+}
+
 /// Where a key lives: its bucket and its hash inside the bucket's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Place {
@@ -101,6 +111,19 @@ impl Bucket {
 
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.table.iter()
+    }
+
+    /// One step of looking `key` up, for [`Keyspace::warm`]: the loads, nothing else.
+    fn warm(&self, p: Place, key: &[u8], step: Warm) {
+        let found = match step {
+            Warm::Control => self.table.find(p.hash, |_| false).is_some(),
+            Warm::Slot => self
+                .table
+                .find(p.hash, |e| std::hint::black_box(e.slot_word()) == 0)
+                .is_some(),
+            Warm::Entry => self.find(p, key).is_some(),
+        };
+        std::hint::black_box(found);
     }
 
     fn find(&self, p: Place, key: &[u8]) -> Option<&Entry> {
@@ -221,6 +244,28 @@ impl Keyspace {
 
     pub fn limits(&self) -> Limits {
         **self.limits.load()
+    }
+
+    /// Pulls the entries of `keys` (a pipeline's) into cache before their commands run, one
+    /// step of the lookup at a time for all of them, so the misses of a step overlap instead of
+    /// each lookup waiting on four in a row: the buckets' locks, the tables' control bytes, the
+    /// slots, the entries. A bucket that is busy is skipped.
+    pub fn warm(&self, keys: &[&[u8]]) {
+        let mut places = [Place { bucket: 0, hash: 0 }; WARM_MAX];
+        let n = keys.len().min(WARM_MAX);
+        for (p, k) in places.iter_mut().zip(keys) {
+            *p = Place::of(k);
+            // A real load of the lock's line (safe code has no prefetch instruction); its
+            // value is unused, so the loads are in flight at once.
+            std::hint::black_box(self.buckets[p.bucket].is_poisoned());
+        }
+        for step in [Warm::Control, Warm::Slot, Warm::Entry] {
+            for (&p, k) in places[..n].iter().zip(keys) {
+                if let Ok(bucket) = self.buckets[p.bucket].try_lock() {
+                    bucket.warm(p, k, step);
+                }
+            }
+        }
     }
 
     pub fn set_limits(&self, limits: Limits) {
