@@ -2,6 +2,8 @@
 //! pulls their tables into cache for the whole batch before it runs the first request, so a
 //! pipeline's lookups wait on memory together instead of one after another.
 
+use crate::num::parse_len;
+
 /// Calls `f` with the second argument (the key, for most commands) of each whole multibulk
 /// request at the front of `buf`, at most `max` requests; stops at the first it cannot read
 /// whole or that is not multibulk. A hint only: nothing is validated beyond what it reads.
@@ -36,21 +38,11 @@ fn header(buf: &[u8], pos: usize, kind: u8) -> Option<(usize, usize)> {
     if *buf.get(pos)? != kind {
         return None;
     }
-    let mut n = 0usize;
-    let mut i = pos + 1;
-    loop {
-        let c = *buf.get(i)?;
-        if c == b'\r' {
-            break;
-        }
-        // Ten digits bound any length a server accepts; more is not a header worth reading.
-        if !c.is_ascii_digit() || i - pos > 10 {
-            return None;
-        }
-        n = n * 10 + usize::from(c - b'0');
-        i += 1;
-    }
-    (*buf.get(i + 1)? == b'\n').then_some((n, i + 2))
+    let digits = buf.get(pos + 1..)?;
+    // An i64 takes at most 20 characters: a longer line is not a header worth reading.
+    let cr = memchr::memchr(b'\r', &digits[..digits.len().min(21)])?;
+    let n = usize::try_from(parse_len(&digits[..cr])?).ok()?;
+    (*digits.get(cr + 1)? == b'\n').then_some((n, pos + 1 + cr + 2))
 }
 
 #[cfg(test)]
