@@ -12,8 +12,9 @@
 //! replica after the state it applies to, and commands are propagated as they are (LPUSH,
 //! INCR), not as the state they leave. A write whose buckets reached a snapshotting replica as
 //! state instead (it attached between `before_write` and the write's propagation) goes as
-//! `REPLCONF SKIP <bytes> <writes>`, so the replica's offset still counts it. Commands whose replay would differ are rewritten by the
-//! commands themselves (relative deadlines made absolute, random pops made explicit).
+//! `REPLCONF SKIP <bytes> <writes>`, so the replica's offset still counts it. Commands whose
+//! replay would differ are rewritten by the commands themselves (relative deadlines made
+//! absolute, random pops made explicit).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};

@@ -3,7 +3,8 @@
 //!
 //! Each accepted connection gets one backend for its whole life; bytes are copied both ways
 //! (`forward::one_way`, a buffer taken only while bytes are in flight), an EOF from one side is
-//! passed on as a half-close to the other, and an error on either side closes both. Backends are health-checked with PING in the background.
+//! passed on as a half-close to the other, and an error on either side closes both. Backends are
+//! health-checked with PING in the background.
 //!
 //! [`pool`] holds the backends and the balancing policies, [`forward`] accepts and splices
 //! connections, [`health`] checks the backends, [`listen`] starts the config's listeners.
