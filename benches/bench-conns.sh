@@ -15,7 +15,7 @@
 #
 # Environment:
 #   CONNS=10000 PINGS=10000 ROUNDS=3 N_P1=100000 N_P16=500000 CLIENTS=50 KEYSPACE=100000
-#   SETTLE=2                  seconds to wait before reading RSS
+#   SETTLE=3                  seconds to wait before reading RSS (idle connections park after 1-2 s)
 #   NODE_CMD=...              command for the node instead of the release build of `ringcache
 #                             node` (as in bench-node.sh)
 #   IDLE_CONNS=...            a prebuilt idle_conns binary (else built: cargo build --release -p
@@ -29,7 +29,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 : "${CONNS:=10000}" "${PINGS:=10000}" "${ROUNDS:=3}" "${N_P1:=100000}" "${N_P16:=500000}"
-: "${CLIENTS:=50}" "${KEYSPACE:=100000}" "${SETTLE:=2}" "${BUILD_TIMEOUT:=3600}"
+: "${CLIENTS:=50}" "${KEYSPACE:=100000}" "${SETTLE:=3}" "${BUILD_TIMEOUT:=3600}"
 bench_require_positive_int CONNS PINGS ROUNDS N_P1 N_P16 CLIENTS KEYSPACE BUILD_TIMEOUT
 
 root="$(bench_repo_root)"

@@ -152,6 +152,8 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Parked idle connections free their tasks; this hands the pages back to the OS.
+    ringcache_protocol::park::set_release_hook(ringcache_alloc::release_free_pages);
     let mut builder = if std::env::var("RINGCACHE_THREADS").as_deref() == Ok("1") {
         tokio::runtime::Builder::new_current_thread()
     } else {

@@ -26,6 +26,13 @@ impl Conversation {
         }
     }
 
+    /// Gives back the input buffer if nothing is left in it (a connection put aside idle).
+    pub fn release_idle(&mut self) {
+        if self.input.is_empty() {
+            self.input = BytesMut::new();
+        }
+    }
+
     /// The protocol replies are decoded with (switch after `HELLO 3`).
     pub fn set_proto(&mut self, proto: Protocol) {
         self.codec.proto = proto;

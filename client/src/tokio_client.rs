@@ -49,6 +49,11 @@ impl Client {
         &self.addr
     }
 
+    /// Gives back the read buffer, for a connection kept idle in a pool; the next read takes one.
+    pub fn release_idle(&mut self) {
+        self.conv.release_idle();
+    }
+
     pub fn set_proto(&mut self, proto: Protocol) {
         self.conv.set_proto(proto);
     }

@@ -322,6 +322,10 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
             }
         }
         args.clear();
+        if inbuf.is_empty() {
+            // Between bursts of the stream the link holds no buffer.
+            inbuf = BytesMut::new();
+        }
         if !current(shared, generation) {
             return Ok(());
         }
@@ -428,8 +432,9 @@ async fn stream_to_replica(
     // The write count lets the replica's count line up with ours (lost-write accounting).
     wr.write_all(format!("+FULLRESYNC {replid} {start_offset} {writes}\r\n").as_bytes())
         .await?;
-    let mut out = BytesMut::with_capacity(64 * 1024);
-    let mut ack_buf = BytesMut::with_capacity(1024);
+    // Both taken when there is something to write or read, given back when the link goes quiet.
+    let mut out = BytesMut::new();
+    let mut ack_buf = BytesMut::new();
     let mut ack_decoder = RequestDecoder::new(Limits::default(), true);
     let mut ack_args = Vec::new();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -451,6 +456,9 @@ async fn stream_to_replica(
                 wr.write_all(&out).await?;
                 link.drained(out.len());
                 out.clear();
+                if rx.is_empty() {
+                    out = BytesMut::new();
+                }
             }
             _ = heartbeat.tick() => {
                 // Heartbeats go out once the snapshot is sent: the replica's offset counts
@@ -479,6 +487,9 @@ async fn stream_to_replica(
                     }
                 }
                 ack_args.clear();
+                if ack_buf.is_empty() {
+                    ack_buf = BytesMut::new();
+                }
             }
         }
     }

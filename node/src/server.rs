@@ -7,12 +7,13 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringcache_protocol::input::{read_some, READ_CHUNK};
+use ringcache_protocol::park::{End, Lot};
 use ringcache_protocol::{Reply, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -51,6 +52,9 @@ pub async fn serve(
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(active_expiry(shared.clone(), stop_rx.clone()));
+    if IO_THREADS.get().is_some() {
+        tokio::spawn(park_idle(shared.clone(), stop_rx.clone()));
+    }
     crate::replication::start(shared.clone(), stop_rx.clone());
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
@@ -112,7 +116,7 @@ fn start_connection(
 ) {
     let span = tracing::debug_span!("client", id = handle.id, peer = %addr);
     let Some(io) = IO_THREADS.get() else {
-        tokio::spawn(client_task(shared, sock, handle).instrument(span));
+        tokio::spawn(client_task(shared, sock, handle, None).instrument(span));
         return;
     };
     // Hand the socket to one IO thread for good: no work stealing and no cross-thread wake-ups
@@ -126,13 +130,104 @@ fn start_connection(
         }
     };
     let n = io.next.fetch_add(1, Relaxed) % io.handles.len();
-    io.handles[n].spawn(
+    let task = async move {
+        match TcpStream::from_std(std_sock) {
+            Ok(sock) => client_task(shared, sock, handle, Some(n)).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot adopt connection");
+                shared.clients.unregister(handle.id);
+            }
+        }
+    }
+    .instrument(span);
+    // Spawned from the IO thread itself, so that thread's allocator heap holds the task: the
+    // memory a parking connection frees is then returned by that thread's release hook.
+    io.handles[n].spawn(async move {
+        tokio::spawn(task);
+    });
+}
+
+/// A new connection on IO thread `io` (`None`: on the caller's runtime, never parked).
+async fn client_task(
+    shared: Arc<Shared>,
+    sock: TcpStream,
+    handle: Arc<ClientHandle>,
+    io: Option<usize>,
+) {
+    let needs_auth = shared.config().requirepass.is_some();
+    let session = Session::new(handle.id, handle, !needs_auth);
+    serve_client(shared, sock, session, io).await;
+}
+
+/// Serves a connection until it closes (then unregisters it) or parks.
+async fn serve_client(
+    shared: Arc<Shared>,
+    mut sock: TcpStream,
+    mut session: Session,
+    io: Option<usize>,
+) {
+    let handle = session.client.clone();
+    let lot = io.and_then(|n| IO_THREADS.get().map(|t| &t.lots[n]));
+    loop {
+        match serve_session(&shared, sock, &handle, &mut session, lot.is_some()).await {
+            Ok(End::Park(std_sock)) => {
+                let Some(lot) = lot else { break };
+                let parked = Box::new(Parked {
+                    shared: shared.clone(),
+                    session,
+                    io: io.unwrap_or(0),
+                });
+                match lot.park_client(&handle, std_sock, parked) {
+                    Ok(()) => return,
+                    Err((std_sock, parked)) => {
+                        session = parked.session;
+                        match TcpStream::from_std(std_sock) {
+                            Ok(s) => sock = s,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "cannot take a connection back");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(End::Closed) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "connection ended");
+                break;
+            }
+        }
+    }
+    // What the client registered goes with it.
+    crate::cmd::multi::unwatch_all(&shared, &mut session);
+    shared.clients.unregister(handle.id);
+}
+
+/// A parked connection: what resuming it needs besides its socket.
+struct Parked {
+    shared: Arc<Shared>,
+    session: Session,
+    io: usize,
+}
+
+/// Starts a task again for a parked connection (on its lot's IO thread).
+fn resume(sock: std::net::TcpStream, parked: Parked) {
+    let Parked {
+        shared,
+        session,
+        io,
+    } = parked;
+    session.client.parked.store(false, SeqCst);
+    let span = tracing::debug_span!("client", id = session.id);
+    tokio::spawn(
         async move {
-            match TcpStream::from_std(std_sock) {
-                Ok(sock) => client_task(shared, sock, handle).await,
+            match TcpStream::from_std(sock) {
+                Ok(sock) => serve_client(shared, sock, session, Some(io)).await,
                 Err(e) => {
-                    tracing::debug!(error = %e, "cannot adopt connection");
-                    shared.clients.unregister(handle.id);
+                    tracing::debug!(error = %e, "cannot take a connection back");
+                    let mut session = session;
+                    crate::cmd::multi::unwatch_all(&shared, &mut session);
+                    shared.clients.unregister(session.id);
                 }
             }
         }
@@ -140,17 +235,22 @@ fn start_connection(
     );
 }
 
-async fn client_task(shared: Arc<Shared>, sock: TcpStream, handle: Arc<ClientHandle>) {
-    let id = handle.id;
-    if let Err(e) = connection(&shared, sock, &handle).await {
-        tracing::debug!(error = %e, "connection ended");
+/// Asks connections idle for a second or more to park, once a second, until `stop`.
+async fn park_idle(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        shared.clients.ask_idle_to_park(1);
     }
-    shared.clients.unregister(id);
 }
 
 /// Single-threaded runtimes that own client connections (see [`start_io_threads`]).
 struct IoThreads {
     handles: Vec<tokio::runtime::Handle>,
+    /// Each thread's parked idle connections.
+    lots: Vec<Arc<Lot<Box<Parked>>>>,
     next: std::sync::atomic::AtomicUsize,
 }
 
@@ -165,12 +265,22 @@ const BULK_NICE: i32 = 5;
 /// without them connections run on the caller's runtime. Call once, before serving.
 pub fn start_io_threads(n: usize) -> io::Result<()> {
     let mut handles = Vec::with_capacity(n);
+    let mut lots = Vec::with_capacity(n);
     for i in 0..n {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .on_thread_park(crate::tick::before_park)
             .build()?;
         handles.push(rt.handle().clone());
+        let lot = {
+            let _in = rt.enter();
+            Lot::new()?
+        };
+        rt.spawn(lot.clone().run(
+            |sock, p: Box<Parked>| resume(sock, *p),
+            |p| p.session.client.killed.load(SeqCst),
+        ));
+        lots.push(lot);
         std::thread::Builder::new()
             .name(format!("ringcache-io-{i}"))
             .spawn(move || {
@@ -195,6 +305,7 @@ pub fn start_io_threads(n: usize) -> io::Result<()> {
     }
     let _ = IO_THREADS.set(IoThreads {
         handles,
+        lots,
         next: std::sync::atomic::AtomicUsize::new(0),
     });
     Ok(())
@@ -217,25 +328,14 @@ fn warm(ks: &crate::keyspace::Keyspace, input: &[u8]) {
 /// Flush replies once this much is buffered, before running more requests.
 const OUTPUT_FLUSH: usize = 64 * 1024;
 
-async fn connection(
-    shared: &Arc<Shared>,
-    sock: TcpStream,
-    handle: &Arc<ClientHandle>,
-) -> io::Result<()> {
-    let needs_auth = shared.config().requirepass.is_some();
-    let mut session = Session::new(handle.id, handle.clone(), !needs_auth);
-    let r = serve_session(shared, sock, handle, &mut session).await;
-    // What the client registered goes with it.
-    crate::cmd::multi::unwatch_all(shared, &mut session);
-    r
-}
-
+/// Runs the connection's requests until it closes or, idle and asked to (`can_park`), parks.
 async fn serve_session(
     shared: &Arc<Shared>,
     mut sock: TcpStream,
     handle: &Arc<ClientHandle>,
     session: &mut Session,
-) -> io::Result<()> {
+    can_park: bool,
+) -> io::Result<End> {
     sock.set_nodelay(true)?;
     let (limits, idle) = {
         let c = shared.config();
@@ -258,7 +358,7 @@ async fn serve_session(
                     Reply::Error(e.reply_text()).encode(session.proto, &mut out);
                     sock.write_all(&out).await?;
                     tracing::debug!(error = %e, "protocol error; closing");
-                    return Ok(());
+                    return Ok(End::Closed);
                 }
             };
             commands += 1;
@@ -295,7 +395,7 @@ async fn serve_session(
                 .await
                 {
                     Some(r) => reply = r,
-                    None => return Ok(()),
+                    None => return Ok(End::Closed),
                 }
             }
             if let Reply::Error(e) = &reply {
@@ -329,14 +429,15 @@ async fn serve_session(
                     sock,
                     session.replica_port,
                 ))
-                .await;
+                .await
+                .map(|()| End::Closed);
             }
             match session.flow {
-                Flow::CloseNow => return Ok(()),
+                Flow::CloseNow => return Ok(End::Closed),
                 Flow::CloseAfterReply => {
                     reply.encode(session.proto, &mut out);
                     sock.write_all(&out).await?;
-                    return Ok(());
+                    return Ok(End::Closed);
                 }
                 Flow::Continue => reply.encode(session.proto, &mut out),
             }
@@ -350,6 +451,7 @@ async fn serve_session(
         if commands > 0 {
             shared.stats.commands.fetch_add(commands, Relaxed);
             handle.last_active_ms.store(now_ms(), Relaxed);
+            handle.active();
             *lock(&handle.last_cmd) = session.last_cmd;
             handle.resp.store(session.proto.number() as u8, Relaxed);
         }
@@ -360,7 +462,7 @@ async fn serve_session(
             out.clear();
         }
         if handle.killed.load(Relaxed) {
-            return Ok(());
+            return Ok(End::Closed);
         }
         // Drop the last request's argument slices so the read buffer is unshared again and
         // `reserve` reuses it in place instead of copying it.
@@ -373,11 +475,22 @@ async fn serve_session(
         }
         let n = tokio::select! {
             biased;
-            _ = handle.kill.notified() => return Ok(()),
+            _ = handle.kill.notified() => {
+                if handle.killed.load(SeqCst) {
+                    return Ok(End::Closed);
+                }
+                // Asked to park: only with nothing half-read, and not under an idle timeout
+                // (a parked connection has no timer). Declined, the request stands until the
+                // client runs a command.
+                if can_park && idle.is_none() && inbuf.is_empty() && handle.park_asked.load(Relaxed) {
+                    return Ok(End::Park(sock.into_std()?));
+                }
+                continue;
+            }
             r = read_idle(&sock, &mut inbuf, idle) => r?,
         };
         if n == 0 {
-            return Ok(());
+            return Ok(End::Closed);
         }
         session.read_at = Instant::now();
         shared.stats.net_input.fetch_add(n as u64, Relaxed);
@@ -424,7 +537,10 @@ async fn wait_blocked(
         tokio::select! {
             _ = waiter.woken.notified() => break false,
             _ = until => break false,
-            _ = handle.kill.notified() => break true,
+            // Not a request to park: a blocked client stays.
+            _ = handle.kill.notified() => if handle.killed.load(SeqCst) {
+                break true;
+            },
             r = sock.read_buf(inbuf) => match r {
                 Ok(0) | Err(_) => break true,
                 // A client piling up input while blocked is cut off, as Redis bounds a query

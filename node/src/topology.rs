@@ -305,11 +305,13 @@ async fn send_and_confirm(
 }
 
 /// Keeps `conn` as an idle connection to `target` of this thread, unless `max` are idle already.
-fn park(target: &str, conn: Client, max: usize) {
+fn park(target: &str, mut conn: Client, max: usize) {
     TARGETS.with(|t| {
         let mut t = t.borrow_mut();
         let idle = t.entry(target.to_string()).or_default();
         if idle.len() < max {
+            // Kept for the next move, without a read buffer meanwhile.
+            conn.release_idle();
             idle.push(conn);
         }
     });

@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicU8,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -43,8 +46,13 @@ pub struct ClientHandle<X> {
     pub last_cmd: Mutex<&'static str>,
     pub resp: AtomicU8,
     pub killed: AtomicBool,
-    /// Woken by CLIENT KILL and by shutdown; a stored permit is not lost if the task is busy.
+    /// Woken by CLIENT KILL and by shutdown, and to ask an idle connection to park (then
+    /// `park_asked` is set, `killed` not); a stored permit is not lost if the task is busy.
     pub kill: Notify,
+    /// The connection is parked in its IO thread's [`crate::park::Lot`], without a task.
+    pub parked: AtomicBool,
+    /// Asked to park and not yet parked; cleared when the client runs a command.
+    pub park_asked: AtomicBool,
     /// The server's own state for this client (its fields also read through `Deref`).
     pub ext: X,
 }
@@ -70,13 +78,27 @@ impl<X: ClientExt> ClientHandle<X> {
             resp: AtomicU8::new(2),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
+            parked: AtomicBool::new(false),
+            park_asked: AtomicBool::new(false),
             ext,
         }
     }
 
     pub fn kill(&self) {
-        self.killed.store(true, Relaxed);
+        self.killed.store(true, SeqCst);
         self.kill.notify_one();
+        // A parked connection has no task to wake: its lot hands it back to close it. SeqCst
+        // against `parked`: either this sees it parked or the parking side sees it killed.
+        if self.parked.load(SeqCst) {
+            crate::park::kick_all();
+        }
+    }
+
+    /// A command ran: a request to park made before it is void.
+    pub fn active(&self) {
+        if self.park_asked.load(Relaxed) {
+            self.park_asked.store(false, Relaxed);
+        }
     }
 
     /// One CLIENT LIST line, with Redis's field order (fields we do not track are reported as 0).
@@ -152,6 +174,14 @@ impl<X: ClientExt> Clients<X> {
         self.len() == 0
     }
 
+    /// Connections parked without a task (INFO clients `parked_clients`).
+    pub fn parked(&self) -> usize {
+        lock(&self.map)
+            .values()
+            .filter(|c| c.parked.load(Relaxed))
+            .count()
+    }
+
     pub fn get(&self, id: u64) -> Option<Arc<ClientHandle<X>>> {
         lock(&self.map).get(&id).cloned()
     }
@@ -165,6 +195,20 @@ impl<X: ClientExt> Clients<X> {
             .collect();
         v.sort_by_key(|c| c.id);
         v
+    }
+
+    /// Asks every connection idle for `min_idle_secs` or more, not parked and not already asked,
+    /// to park (through its `kill` notify, with `park_asked` set).
+    pub fn ask_idle_to_park(&self, min_idle_secs: u64) {
+        for c in lock(&self.map).values() {
+            if c.parked.load(Relaxed) || c.park_asked.load(Relaxed) || c.killed.load(Relaxed) {
+                continue;
+            }
+            if c.ext.idle_secs(c.created.elapsed()) >= min_idle_secs {
+                c.park_asked.store(true, Relaxed);
+                c.kill.notify_one();
+            }
+        }
     }
 
     pub fn kill_all(&self) {

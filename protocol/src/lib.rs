@@ -11,6 +11,7 @@ pub mod hash;
 pub mod input;
 pub mod keys;
 pub mod num;
+pub mod park;
 pub mod peek;
 pub mod request;
 pub mod resp;

@@ -236,9 +236,10 @@ fn section_text(router: &Router, topo: &Topology, section: &str, out: &mut Strin
         }
         "clients" => write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\nparked_clients:{}\r\n",
             router.clients.len(),
             router.config.max_clients,
+            router.clients.parked(),
         ),
         "stats" => write!(
             out,

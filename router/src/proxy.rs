@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringcache_protocol::input::read_some;
+use ringcache_protocol::park::End;
 use ringcache_protocol::table::{self, flags};
 use ringcache_protocol::{Protocol, Reply, RequestDecoder};
 use tokio::io::AsyncWriteExt;
@@ -54,6 +55,8 @@ pub async fn serve(
     shutdown: impl Future,
 ) -> io::Result<()> {
     tokio::pin!(shutdown);
+    start_lots(&router);
+    tokio::spawn(park_idle(router.clone()));
     let mut backoff = Duration::from_millis(5);
     loop {
         tokio::select! {
@@ -112,24 +115,100 @@ fn accept(router: &Arc<Router>, sock: TcpStream, addr: SocketAddr) {
         }
     };
     let runtime = router.io.handle(io).clone();
-    runtime.spawn(
-        async move {
-            match TcpStream::from_std(std_sock) {
-                Ok(sock) => client_task(router, sock, handle, io).await,
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot adopt connection");
-                    router.clients.unregister(handle.id);
-                }
+    let task = async move {
+        match TcpStream::from_std(std_sock) {
+            Ok(sock) => client_task(router, sock, handle, io).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot adopt connection");
+                router.clients.unregister(handle.id);
             }
         }
-        .instrument(span),
-    );
+    }
+    .instrument(span);
+    // Spawned from the IO thread itself, so that thread's allocator heap holds the task: the
+    // memory a parking connection frees is then returned by that thread's release hook.
+    runtime.spawn(async move {
+        tokio::spawn(task);
+    });
 }
 
 async fn client_task(router: Arc<Router>, sock: TcpStream, handle: Arc<ClientHandle>, io: usize) {
-    let _registered = Registered(&router, handle.id);
-    if let Err(e) = connection(&router, sock, &handle, io).await {
-        tracing::debug!(error = %e, "connection ended");
+    let needs_auth = router.config.requirepass.is_some();
+    let s = Session::new(handle, io, !needs_auth);
+    serve_client(router, sock, s).await;
+}
+
+/// Serves a connection until it closes (then unregisters it) or parks.
+async fn serve_client(router: Arc<Router>, mut sock: TcpStream, mut s: Session) {
+    let registered = Registered(&router, s.id);
+    let handle = s.client.clone();
+    let lot = router.lots[s.io % router.lots.len()].clone();
+    loop {
+        match connection(&router, sock, &handle, &mut s).await {
+            Ok(End::Park(std_sock)) => match lot.park_client(&handle, std_sock, Box::new(s)) {
+                Ok(()) => {
+                    // Still registered: the lot holds the connection now.
+                    std::mem::forget(registered);
+                    return;
+                }
+                Err((std_sock, session)) => {
+                    s = *session;
+                    match TcpStream::from_std(std_sock) {
+                        Ok(back) => sock = back,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot take a connection back");
+                            return;
+                        }
+                    }
+                }
+            },
+            Ok(End::Closed) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "connection ended");
+                return;
+            }
+        }
+    }
+}
+
+/// Runs each IO thread's lot of parked connections, resuming one on its thread when its socket
+/// turns readable or its client is killed.
+pub fn start_lots(router: &Arc<Router>) {
+    for (i, lot) in router.lots.iter().enumerate() {
+        let me = Arc::downgrade(router);
+        let resume = move |sock: std::net::TcpStream, s: Box<Session>| {
+            s.client.parked.store(false, SeqCst);
+            let Some(router) = me.upgrade() else { return };
+            let span = tracing::debug_span!("client", id = s.id, io = s.io);
+            tokio::spawn(
+                async move {
+                    match TcpStream::from_std(sock) {
+                        Ok(sock) => serve_client(router, sock, *s).await,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot take a connection back");
+                            router.clients.unregister(s.id);
+                        }
+                    }
+                }
+                .instrument(span),
+            );
+        };
+        router
+            .io
+            .handle(i)
+            .spawn(lot.clone().run(resume, |s| s.client.killed.load(SeqCst)));
+    }
+}
+
+/// Asks clients idle for a second or more to park, once a second, until the router stops.
+async fn park_idle(router: Arc<Router>) {
+    let mut stop = router.stop_signal();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        router.clients.ask_idle_to_park(1);
     }
 }
 
@@ -142,15 +221,14 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// Runs the connection's requests until it closes or, idle and asked to, parks.
 async fn connection(
     router: &Router,
     mut sock: TcpStream,
     handle: &Arc<ClientHandle>,
-    io: usize,
-) -> io::Result<()> {
+    s: &mut Session,
+) -> io::Result<End> {
     sock.set_nodelay(true)?;
-    let needs_auth = router.config.requirepass.is_some();
-    let mut s = Session::new(handle.clone(), io, !needs_auth);
     let mut decoder = RequestDecoder::new(router.config.limits, s.authenticated);
     // Buffers are taken when bytes arrive and given back when the connection goes quiet: an
     // idle client holds none.
@@ -193,9 +271,9 @@ async fn connection(
                 match decoder.decode_into(&mut inbuf, &mut args) {
                     Ok(Some(raw)) => {
                         commands += 1;
-                        let slot = dispatch(router, &topo, &mut s, &args, raw, start);
+                        let slot = dispatch(router, &topo, s, &args, raw, start);
                         if s.close_now {
-                            return Ok(());
+                            return Ok(End::Closed);
                         }
                         fifo.push_back(slot);
                         decoder.authenticated = s.authenticated;
@@ -220,6 +298,7 @@ async fn connection(
                 handle
                     .last_active
                     .store(handle.created.elapsed().as_millis() as u64, Relaxed);
+                handle.active();
                 *lock(&handle.last_cmd) = s.last_cmd;
                 handle.resp.store(s.proto.number() as u8, Relaxed);
             }
@@ -233,7 +312,7 @@ async fn connection(
             if !out.is_empty() {
                 sock.write_all(&out).await?;
             }
-            return Ok(());
+            return Ok(End::Closed);
         }
         // Drop the last request's argument slices so the read buffer is unshared and `reserve`
         // can reuse it in place.
@@ -242,9 +321,18 @@ async fn connection(
             inbuf = BytesMut::new();
         }
         let reading = !input_done && !eof && fifo.len() < MAX_PENDING && !holding;
+        let mut park = false;
         tokio::select! {
             biased;
-            _ = handle.kill.notified(), if !s.closing => s.closing = true,
+            _ = handle.kill.notified(), if !s.closing => {
+                if handle.killed.load(SeqCst) {
+                    s.closing = true;
+                } else {
+                    // Asked to park; declined while anything is under way, the request stands
+                    // until the client runs a command.
+                    park = handle.park_asked.load(Relaxed);
+                }
+            }
             () = drain(&mut fifo, &mut out), if !fifo.is_empty() => {}
             r = read_some(&sock, &mut inbuf), if reading => {
                 if r? == 0 {
@@ -258,6 +346,11 @@ async fn connection(
         }
         if fifo.is_empty() {
             out = BytesMut::new();
+            if park && inbuf.is_empty() && !eof && s.busy_mark == 0 {
+                // Nothing outstanding: its chain's runner has nothing to run.
+                s.chain = None;
+                return Ok(End::Park(sock.into_std()?));
+            }
         }
     }
 }

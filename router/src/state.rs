@@ -11,11 +11,14 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+use ringcache_protocol::park::Lot;
+
 use crate::clients::Clients;
 use crate::config::RouterConfig;
 use crate::io_threads::IoThreads;
 use crate::l4::pool::Pool;
 use crate::rebalance::rebalancer::Rebalancer;
+use crate::session::Session;
 use crate::shard::Shard;
 use crate::shard_metrics::ShardMetrics;
 use crate::topology::Topology;
@@ -36,6 +39,8 @@ pub struct Router {
     /// The client-facing port (for INFO and CONFIG GET port).
     pub port: u16,
     pub io: IoThreads,
+    /// Each IO thread's parked idle connections (`proxy` parks and resumes them).
+    pub lots: Vec<Arc<Lot<Box<Session>>>>,
     stop: watch::Sender<bool>,
     pub failover: FailoverStats,
     /// The L4 listeners' pools (RING STATUS and metrics show their connections).
@@ -69,6 +74,14 @@ impl Router {
         use rand::Rng;
         let (stop, stop_rx) = watch::channel(false);
         let io = IoThreads::start(config.io_threads, &stop_rx)?;
+        let lots = io
+            .handles()
+            .iter()
+            .map(|h| {
+                let _in = h.enter();
+                Lot::new()
+            })
+            .collect::<io::Result<Vec<_>>>()?;
         let topology = Topology::start(&config, 1, &stop_rx, &io)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let run_id: String = {
@@ -87,6 +100,7 @@ impl Router {
             run_id,
             port,
             io,
+            lots,
             stop,
             failover: FailoverStats::default(),
             l4_pools: Mutex::new(Vec::new()),
@@ -127,5 +141,8 @@ impl Router {
     /// Stops the background tasks (the end of `proxy::serve`, or the last reference dropped).
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+        for lot in &self.lots {
+            lot.close();
+        }
     }
 }

@@ -589,8 +589,10 @@ async fn serve(
     stop: &mut watch::Receiver<bool>,
 ) -> End {
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
-    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+    // Both taken when bytes are to be written or read, given back once they are: an idle link
+    // holds no buffer.
+    let mut out = BytesMut::new();
+    let mut inbuf = BytesMut::new();
     let mut scanner = FrameScanner::default();
     let mut batch = Vec::with_capacity(BATCH);
     let mut open = true;
@@ -613,6 +615,12 @@ async fn serve(
                 match read_replies(shared, &sock, &mut inbuf, &mut scanner, &mut inflight) {
                     Ok(()) => {}
                     Err(e) => break End::Broken(e),
+                }
+                if inbuf.is_empty() && inflight.is_empty() {
+                    inbuf = BytesMut::new();
+                    if out.is_empty() {
+                        out = BytesMut::new();
+                    }
                 }
             }
             n = rx.recv_many(&mut batch, BATCH), if open && out.len() < MAX_UNWRITTEN => {

@@ -102,7 +102,7 @@ impl Session {
 }
 
 /// A move a command asked for: run by the connection after the command's checks
-/// (`server::connection` awaits `topology::run`), so the IO thread serves others while it waits.
+/// (`server::serve_session` awaits `topology::run`), so the IO thread serves others while it waits.
 #[derive(Debug)]
 pub enum Migration {
     /// MIGRATE-KEYS: these keys.
