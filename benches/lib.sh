@@ -220,11 +220,14 @@ bench_node_cmd() {
 }
 
 # bench_rss_kb PID: the resident set size of process PID in KiB (VmRSS in /proc/PID/status).
-bench_rss_kb() {
-  local rss
-  rss="$(awk '$1 == "VmRSS:" { print $2; exit }' "/proc/$1/status" 2>/dev/null)" || true
-  [[ "$rss" =~ ^[0-9]+$ ]] || bench_die "no VmRSS for pid $1 (has it exited?)"
-  printf '%s\n' "$rss"
+bench_rss_kb() { bench_status_kb "$1" VmRSS; }
+
+# bench_status_kb PID FIELD: a kB field of /proc/PID/status (VmRSS, RssAnon, RssFile...).
+bench_status_kb() {
+  local v
+  v="$(awk -v f="$2:" '$1 == f { print $2; exit }' "/proc/$1/status" 2>/dev/null)" || true
+  [[ "$v" =~ ^[0-9]+$ ]] || bench_die "no $2 for pid $1 (has it exited?)"
+  printf '%s\n' "$v"
 }
 
 # bench_info_field PORT FIELD: the value of FIELD in INFO of 127.0.0.1:PORT (empty if absent).

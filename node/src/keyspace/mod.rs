@@ -170,10 +170,15 @@ impl Bucket {
         Some(e)
     }
 
-    /// Shrinks the table after many deletes (as Redis resizes a sparse dict).
+    /// Shrinks the table once a quarter full or less, to twice its keys (as Redis resizes a
+    /// sparse dict). Small tables too: a bucket holds ~10 keys under a full `maxmemory`, and a
+    /// table kept at the largest size its keys ever briefly reached would, bucket after bucket,
+    /// let tables take the memory of keys (and their freed smaller tables stay as holes).
     fn maybe_shrink(&mut self) {
-        let cap = self.table.capacity();
-        if cap > 64 && self.table.len() * 8 < cap {
+        // The slots allocated (`capacity()` shrinks with tombstones, not with the allocation):
+        // each takes an entry and a control byte, besides one group of control bytes.
+        let slots = self.table.allocation_size() / (std::mem::size_of::<Entry>() + 1);
+        if slots > 8 && self.table.len() * 4 <= slots * 7 / 8 {
             self.table.shrink_to(self.table.len() * 2, rehash);
         }
     }
@@ -368,6 +373,36 @@ impl Keyspace {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_table_shrinks_back_once_its_keys_leave() {
+        let mut b = Bucket::default();
+        let keys: Vec<Vec<u8>> = (0..28).map(|i| format!("key:{i}").into_bytes()).collect();
+        for k in &keys {
+            b.put(Place::of(k), Entry::string(k, b"v", None));
+        }
+        let grown = b.table.capacity();
+        assert!(grown >= 28);
+        // Down to a quarter: back to a table for twice the keys left, not the largest it was.
+        for k in &keys[7..] {
+            assert!(b.take(Place::of(k), k).is_some());
+            b.maybe_shrink();
+        }
+        assert_eq!(b.len(), 7);
+        assert!(
+            b.table.capacity() <= grown / 2,
+            "capacity {}",
+            b.table.capacity()
+        );
+        assert!(
+            b.table.capacity() >= 14,
+            "capacity {} of {grown}",
+            b.table.capacity()
+        );
+        for k in &keys[..7] {
+            assert!(b.find(Place::of(k), k).is_some());
+        }
+    }
 
     #[test]
     fn tagged_keys_share_a_bucket_but_not_a_hash() {
