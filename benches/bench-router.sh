@@ -32,7 +32,8 @@
 #   TWEM_HASH=murmur          nutcracker hash (ketama distribution); fnv1a_64 skews badly here
 #   ROUTER_IMPL=ringcache     `nutcracker` puts a second nutcracker where the router goes, to
 #                             check this script's machinery (ratios should then be ~1.0)
-#   NODE_CMD=...              command for the node of (b) instead of target/release/ringcache
+#   NODE_CMD=...              command for the node of (b) instead of the release build of ringcache
+#                             (in CARGO_TARGET_DIR when it is set)
 #                             node; `--bind 127.0.0.1 --port P` is appended (as in bench-node.sh)
 #   STRICT=0                  1: exit 2 when a goal is missed
 #   BENCH_RUN_TIMEOUT=300, BENCH_READY_TIMEOUT=30, BUILD_TIMEOUT=3600   bounds in seconds
@@ -65,14 +66,14 @@ if [[ -n "${NODE_CMD:-}" ]]; then
   bench_log "node side overridden by NODE_CMD: ${node_cmd[*]}"
 else
   need_build=1
-  node_cmd=("$root/target/release/ringcache" node)
+  node_cmd=("$(bench_target_dir)/release/ringcache" node)
 fi
 if ((need_build)); then
   bench_log "building: cargo build --release --bin ringcache"
   timeout "$BUILD_TIMEOUT" cargo build --release --bin ringcache \
     || bench_die "cargo build --release --bin ringcache failed or took over ${BUILD_TIMEOUT}s"
 fi
-ringcache="$root/target/release/ringcache"
+ringcache="$(bench_target_dir)/release/ringcache"
 
 out_dir="$root/target/bench"
 mkdir -p "$out_dir"
