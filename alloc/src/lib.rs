@@ -62,7 +62,8 @@ pub fn allocated() -> Option<u64> {
 /// keep the pages resident.
 pub fn release_free_pages() {
     if INSTALLED.load(Relaxed) {
-        // SAFETY: mi_collect takes no pointers; it only walks the calling thread's own heap.
+        // SAFETY: mi_collect takes no pointers. Forced, it visits every page of the calling
+        // thread's heap and purges what the arenas hold free: callers run it rarely.
         #[allow(unsafe_code)]
         unsafe {
             libmimalloc_sys::mi_collect(true)

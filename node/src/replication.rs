@@ -336,10 +336,15 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
             sock.write_all(&ack).await?;
             last_ack = Instant::now();
         }
-        if inbuf.capacity() - inbuf.len() < 16 * 1024 {
-            inbuf.reserve(64 * 1024);
-        }
-        let n = tokio::time::timeout(HEARTBEAT, sock.read_buf(&mut inbuf)).await;
+        // Room is taken once the stream has bytes, so a quiet link waits without a buffer.
+        let read = async {
+            sock.readable().await?;
+            if inbuf.capacity() - inbuf.len() < 16 * 1024 {
+                inbuf.reserve(64 * 1024);
+            }
+            sock.read_buf(&mut inbuf).await
+        };
+        let n = tokio::time::timeout(HEARTBEAT, read).await;
         match n {
             Ok(Ok(0)) => return Err(io_err("primary closed the link")),
             Ok(Ok(_)) => shared.repl.heard_from_primary(),

@@ -217,6 +217,10 @@ fn resume(sock: std::net::TcpStream, parked: Parked) {
         session,
         io,
     } = parked;
+    // Active again: a request to park made meanwhile is void, and the sweep does not ask again
+    // before this connection has read what woke it.
+    session.client.park_asked.store(false, Relaxed);
+    session.client.last_active_ms.store(now_ms(), Relaxed);
     session.client.parked.store(false, SeqCst);
     let span = tracing::debug_span!("client", id = session.id);
     tokio::spawn(
@@ -242,7 +246,11 @@ async fn park_idle(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<b
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        shared.clients.ask_idle_to_park(1);
+        // Under `timeout` connections keep their task (and its timer): asking would only wake
+        // them.
+        if shared.config().idle_timeout().is_none() {
+            shared.clients.ask_idle_to_park(1);
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{
-    AtomicBool,
+    AtomicBool, AtomicUsize,
     Ordering::{Relaxed, SeqCst},
 };
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -33,8 +33,15 @@ use crate::clients::{lock, ClientExt, ClientHandle};
 
 /// Events taken per `epoll_wait`.
 const BATCH: usize = 256;
-/// How long after connections parked a lot calls the release hook.
+/// A lot calls the release hook once no connection has parked for this long...
 const RELEASE_AFTER: Duration = Duration::from_millis(100);
+/// ...or this long after the first of a stream of parks.
+const RELEASE_AT_MOST_AFTER: Duration = Duration::from_secs(2);
+/// Connections parked since the hook last ran before it is worth running: a forced collect
+/// visits every page of the thread's heap (on a node, the dataset's).
+const RELEASE_MIN_PARKED: usize = 64;
+/// And at most this often.
+const RELEASE_EVERY: Duration = Duration::from_secs(1);
 
 static RELEASE_HOOK: OnceLock<fn()> = OnceLock::new();
 
@@ -59,7 +66,7 @@ struct Signals {
     /// A client was killed somewhere: look for killed ones among the parked.
     killed: AtomicBool,
     /// Connections parked since the release hook last ran.
-    freed: AtomicBool,
+    freed: AtomicUsize,
     closed: AtomicBool,
 }
 
@@ -125,7 +132,7 @@ impl<T: Send + 'static> Lot<T> {
             return Err((sock, state));
         }
         parked.insert(id, (sock, state));
-        if !self.signals.freed.swap(true, Relaxed) {
+        if self.signals.freed.fetch_add(1, Relaxed) + 1 == RELEASE_MIN_PARKED {
             self.signals.wake.notify_one();
         }
         Ok(())
@@ -187,6 +194,9 @@ impl<T: Send + 'static> Lot<T> {
         killed: impl Fn(&T) -> bool,
     ) {
         let mut release_at: Option<tokio::time::Instant> = None;
+        let mut released = tokio::time::Instant::now();
+        // When the pending release was first scheduled, and the parks counted then.
+        let (mut first, mut seen) = (released, 0);
         while !self.signals.closed.load(Relaxed) {
             let release = async {
                 match release_at {
@@ -197,15 +207,28 @@ impl<T: Send + 'static> Lot<T> {
             let mut woke = tokio::select! {
                 _ = self.signals.wake.notified() => Vec::new(),
                 () = release => {
-                    release_at = None;
-                    if let Some(hook) = RELEASE_HOOK.get() {
-                        hook();
+                    let now = tokio::time::Instant::now();
+                    let parked = self.signals.freed.load(Relaxed);
+                    if parked != seen && now < first + RELEASE_AT_MOST_AFTER {
+                        // Still parking: wait for the burst to end.
+                        seen = parked;
+                        release_at = Some(now + RELEASE_AFTER);
+                    } else {
+                        release_at = None;
+                        released = now;
+                        self.signals.freed.store(0, Relaxed);
+                        if let Some(hook) = RELEASE_HOOK.get() {
+                            hook();
+                        }
                     }
                     Vec::new()
                 }
                 guard = self.epoll.readable() => {
                     // An error here means the runtime is going away.
-                    let Ok(mut guard) = guard else { break };
+                    let Ok(mut guard) = guard else {
+                        self.signals.closed.store(true, Relaxed);
+                        break;
+                    };
                     match self.take_ready() {
                         Some((ready, events)) => {
                             if events < BATCH {
@@ -222,8 +245,10 @@ impl<T: Send + 'static> Lot<T> {
             if self.signals.killed.swap(false, Relaxed) {
                 woke.extend(self.take_killed(&killed));
             }
-            if release_at.is_none() && self.signals.freed.swap(false, Relaxed) {
-                release_at = Some(tokio::time::Instant::now() + RELEASE_AFTER);
+            if release_at.is_none() && self.signals.freed.load(Relaxed) >= RELEASE_MIN_PARKED {
+                let now = tokio::time::Instant::now();
+                (first, seen) = (now, self.signals.freed.load(Relaxed));
+                release_at = Some((released + RELEASE_EVERY).max(now + RELEASE_AFTER));
             }
             for (sock, state) in woke {
                 resume(sock, state);
@@ -260,6 +285,7 @@ impl<T: Send + 'static> Lot<T> {
                 out.push(entry);
             }
         }
+        shrink_sparse(&mut parked);
         Some((out, events.len()))
     }
 
@@ -278,7 +304,15 @@ impl<T: Send + 'static> Lot<T> {
                 out.push(entry);
             }
         }
+        shrink_sparse(&mut parked);
         out
+    }
+}
+
+/// Gives back most of the map's table once a burst of parked connections has gone.
+fn shrink_sparse<V>(map: &mut HashMap<u64, V>) {
+    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+        map.shrink_to(map.len() * 2);
     }
 }
 

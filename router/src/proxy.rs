@@ -177,6 +177,12 @@ pub fn start_lots(router: &Arc<Router>) {
     for (i, lot) in router.lots.iter().enumerate() {
         let me = Arc::downgrade(router);
         let resume = move |sock: std::net::TcpStream, s: Box<Session>| {
+            // Active again: a request to park made meanwhile is void, and the sweep does not ask
+            // again before this connection has read what woke it.
+            s.client.park_asked.store(false, Relaxed);
+            s.client
+                .last_active
+                .store(s.client.created.elapsed().as_millis() as u64, Relaxed);
             s.client.parked.store(false, SeqCst);
             let Some(router) = me.upgrade() else { return };
             let span = tracing::debug_span!("client", id = s.id, io = s.io);
@@ -321,18 +327,12 @@ async fn connection(
             inbuf = BytesMut::new();
         }
         let reading = !input_done && !eof && fifo.len() < MAX_PENDING && !holding;
-        let mut park = false;
         tokio::select! {
             biased;
-            _ = handle.kill.notified(), if !s.closing => {
-                if handle.killed.load(SeqCst) {
-                    s.closing = true;
-                } else {
-                    // Asked to park; declined while anything is under way, the request stands
-                    // until the client runs a command.
-                    park = handle.park_asked.load(Relaxed);
-                }
-            }
+            // Also a request to park (`park_asked`), acted on below once nothing is under way.
+            _ = handle.kill.notified(), if !s.closing => if handle.killed.load(SeqCst) {
+                s.closing = true;
+            },
             () = drain(&mut fifo, &mut out), if !fifo.is_empty() => {}
             r = read_some(&sock, &mut inbuf), if reading => {
                 if r? == 0 {
@@ -346,7 +346,8 @@ async fn connection(
         }
         if fifo.is_empty() {
             out = BytesMut::new();
-            if park && inbuf.is_empty() && !eof && s.busy_mark == 0 {
+            let idle = inbuf.is_empty() && !eof && !s.closing && s.busy_mark == 0;
+            if idle && handle.park_asked.load(Relaxed) {
                 // Nothing outstanding: its chain's runner has nothing to run.
                 s.chain = None;
                 return Ok(End::Park(sock.into_std()?));
