@@ -2,7 +2,7 @@
 //! adds per client: when it last ran a command, in wall-clock milliseconds.
 
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringcache_protocol::clients::ClientExt;
 
@@ -26,6 +26,10 @@ impl Default for NodeClient {
 impl ClientExt for NodeClient {
     fn idle_secs(&self, _age: Duration) -> u64 {
         ((now_ms() - self.last_active_ms.load(Relaxed)).max(0) / 1000) as u64
+    }
+
+    fn mark_active(&self, _created: Instant) {
+        self.last_active_ms.store(now_ms(), Relaxed);
     }
 }
 

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringcache_protocol::hash::BUCKETS;
+use ringcache_protocol::input::read_some_in;
 use ringcache_protocol::resp::encode_request;
 use ringcache_protocol::table::{flags, CommandSpec};
 use ringcache_protocol::{Limits, Reply, RequestDecoder};
@@ -337,13 +338,7 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
             last_ack = Instant::now();
         }
         // Room is taken once the stream has bytes, so a quiet link waits without a buffer.
-        let read = async {
-            sock.readable().await?;
-            if inbuf.capacity() - inbuf.len() < 16 * 1024 {
-                inbuf.reserve(64 * 1024);
-            }
-            sock.read_buf(&mut inbuf).await
-        };
+        let read = read_some_in(&sock, &mut inbuf, 64 * 1024);
         let n = tokio::time::timeout(HEARTBEAT, read).await;
         match n {
             Ok(Ok(0)) => return Err(io_err("primary closed the link")),

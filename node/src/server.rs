@@ -217,11 +217,7 @@ fn resume(sock: std::net::TcpStream, parked: Parked) {
         session,
         io,
     } = parked;
-    // Active again: a request to park made meanwhile is void, and the sweep does not ask again
-    // before this connection has read what woke it.
-    session.client.park_asked.store(false, Relaxed);
-    session.client.last_active_ms.store(now_ms(), Relaxed);
-    session.client.parked.store(false, SeqCst);
+    session.client.resumed();
     let span = tracing::debug_span!("client", id = session.id);
     tokio::spawn(
         async move {
@@ -458,7 +454,6 @@ async fn serve_session(
         }
         if commands > 0 {
             shared.stats.commands.fetch_add(commands, Relaxed);
-            handle.last_active_ms.store(now_ms(), Relaxed);
             handle.active();
             *lock(&handle.last_cmd) = session.last_cmd;
             handle.resp.store(session.proto.number() as u8, Relaxed);

@@ -33,6 +33,9 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub trait ClientExt: Default + Debug + Send + Sync {
     /// Whole seconds since the client's last command (CLIENT LIST's `idle`), given its `age`.
     fn idle_secs(&self, age: Duration) -> u64;
+    /// The client is active now (it ran a command, or its parked connection woke); `created` is
+    /// when it connected (read only by an implementation that counts from it).
+    fn mark_active(&self, created: Instant);
 }
 
 /// What the registry knows of one connection; the connection task owns the socket.
@@ -94,11 +97,19 @@ impl<X: ClientExt> ClientHandle<X> {
         }
     }
 
-    /// A command ran: a request to park made before it is void.
+    /// A command ran: the client is not idle, and a request to park made before is void.
     pub fn active(&self) {
+        self.ext.mark_active(self.created);
         if self.park_asked.load(Relaxed) {
             self.park_asked.store(false, Relaxed);
         }
+    }
+
+    /// Its parked connection woke: active again, so the sweep does not ask it to park before it
+    /// has read what woke it.
+    pub fn resumed(&self) {
+        self.active();
+        self.parked.store(false, SeqCst);
     }
 
     /// One CLIENT LIST line, with Redis's field order (fields we do not track are reported as 0).
@@ -545,6 +556,8 @@ mod tests {
         fn idle_secs(&self, _age: Duration) -> u64 {
             0
         }
+
+        fn mark_active(&self, _created: Instant) {}
     }
 
     struct TestConn {

@@ -17,10 +17,15 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// then: the next call waits for the next event instead of spending a `recv` on `EAGAIN`
 /// (one `recv` per batch of requests, as Redis reads).
 pub async fn read_some(sock: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    read_some_in(sock, buf, READ_CHUNK).await
+}
+
+/// [`read_some`] growing the buffer by `chunk` (when less than a quarter of it is free).
+pub async fn read_some_in(sock: &TcpStream, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
     loop {
         sock.readable().await?;
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
+        if buf.capacity() - buf.len() < chunk / 4 {
+            buf.reserve(chunk);
         }
         let spare = buf.capacity() - buf.len();
         let mut drained = None;

@@ -276,43 +276,39 @@ impl<T: Send + 'static> Lot<T> {
         {
             return None;
         }
-        let mut parked = lock(&self.parked);
-        let mut out = Vec::with_capacity(events.len());
-        for ev in events.iter() {
+        let ids = events.iter().map(|ev| {
             let data = ev.data;
-            if let Some(entry) = parked.remove(&data.u64()) {
-                let _ = epoll::delete(self.epoll.get_ref(), &entry.0);
-                out.push(entry);
-            }
-        }
-        shrink_sparse(&mut parked);
-        Some((out, events.len()))
+            data.u64()
+        });
+        Some((self.take(ids), events.len()))
     }
 
     /// The parked connections whose clients were killed, out of the lot.
     fn take_killed(&self, killed: &impl Fn(&T) -> bool) -> Vec<(std::net::TcpStream, T)> {
-        let mut parked = lock(&self.parked);
-        let ids: Vec<u64> = parked
+        let ids: Vec<u64> = lock(&self.parked)
             .iter()
             .filter(|(_, (_, state))| killed(state))
             .map(|(id, _)| *id)
             .collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(entry) = parked.remove(&id) {
-                let _ = epoll::delete(self.epoll.get_ref(), &entry.0);
-                out.push(entry);
-            }
-        }
-        shrink_sparse(&mut parked);
-        out
+        self.take(ids)
     }
-}
 
-/// Gives back most of the map's table once a burst of parked connections has gone.
-fn shrink_sparse<V>(map: &mut HashMap<u64, V>) {
-    if map.capacity() > 64 && map.len() * 4 < map.capacity() {
-        map.shrink_to(map.len() * 2);
+    /// The parked connections `ids` (those still here), out of the lot and its epoll set.
+    fn take(&self, ids: impl IntoIterator<Item = u64>) -> Vec<(std::net::TcpStream, T)> {
+        let mut parked = lock(&self.parked);
+        let out: Vec<_> = ids
+            .into_iter()
+            .filter_map(|id| parked.remove(&id))
+            .inspect(|entry| {
+                let _ = epoll::delete(self.epoll.get_ref(), &entry.0);
+            })
+            .collect();
+        // Gives back most of the table once a burst of parked connections has gone.
+        if parked.capacity() > 64 && parked.len() * 4 < parked.capacity() {
+            let keep = parked.len() * 2;
+            parked.shrink_to(keep);
+        }
+        out
     }
 }
 

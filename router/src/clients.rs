@@ -2,7 +2,7 @@
 //! adds per client: when it last ran a command, and the ring epoch its requests were planned on.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringcache_protocol::clients::ClientExt;
 use ringcache_protocol::Protocol;
@@ -23,6 +23,11 @@ pub struct RouterClient {
 impl ClientExt for RouterClient {
     fn idle_secs(&self, age: Duration) -> u64 {
         (age.as_millis() as u64).saturating_sub(self.last_active.load(Relaxed)) / 1000
+    }
+
+    fn mark_active(&self, created: Instant) {
+        self.last_active
+            .store(created.elapsed().as_millis() as u64, Relaxed);
     }
 }
 

@@ -177,13 +177,7 @@ pub fn start_lots(router: &Arc<Router>) {
     for (i, lot) in router.lots.iter().enumerate() {
         let me = Arc::downgrade(router);
         let resume = move |sock: std::net::TcpStream, s: Box<Session>| {
-            // Active again: a request to park made meanwhile is void, and the sweep does not ask
-            // again before this connection has read what woke it.
-            s.client.park_asked.store(false, Relaxed);
-            s.client
-                .last_active
-                .store(s.client.created.elapsed().as_millis() as u64, Relaxed);
-            s.client.parked.store(false, SeqCst);
+            s.client.resumed();
             let Some(router) = me.upgrade() else { return };
             let span = tracing::debug_span!("client", id = s.id, io = s.io);
             tokio::spawn(
@@ -301,9 +295,6 @@ async fn connection(
             }
             if commands > 0 {
                 router.commands.fetch_add(commands, Relaxed);
-                handle
-                    .last_active
-                    .store(handle.created.elapsed().as_millis() as u64, Relaxed);
                 handle.active();
                 *lock(&handle.last_cmd) = s.last_cmd;
                 handle.resp.store(s.proto.number() as u8, Relaxed);
