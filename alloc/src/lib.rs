@@ -71,6 +71,34 @@ pub fn release_free_pages() {
     }
 }
 
+/// The allocator's own report of its state (Redis's `MEMORY MALLOC-STATS`): what it has
+/// reserved, committed and purged, and, in a build with `MI_STAT` set, its pages per size class.
+pub fn stats_text() -> String {
+    let mut out = String::new();
+    if INSTALLED.load(Relaxed) {
+        // SAFETY: mimalloc calls `append` synchronously, before returning, with NUL-terminated
+        // messages and the `arg` given here: a live `&mut String`.
+        #[allow(unsafe_code)]
+        unsafe {
+            libmimalloc_sys::mi_stats_print_out(
+                Some(append),
+                (&mut out as *mut String).cast::<std::ffi::c_void>(),
+            )
+        }
+    }
+    out
+}
+
+#[allow(unsafe_code)]
+unsafe extern "C" fn append(msg: *const std::ffi::c_char, arg: *mut std::ffi::c_void) {
+    if msg.is_null() || arg.is_null() {
+        return;
+    }
+    // SAFETY: see `stats_text`.
+    let (msg, out) = unsafe { (std::ffi::CStr::from_ptr(msg), &mut *arg.cast::<String>()) };
+    out.push_str(&msg.to_string_lossy());
+}
+
 // SAFETY (for each method): the calls pass through to mimalloc with the caller's own arguments,
 // which `GlobalAlloc`'s contract already makes valid; `usable_size` is asked only of pointers
 // mimalloc returned and that are still live.

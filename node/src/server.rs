@@ -52,6 +52,7 @@ pub async fn serve(
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(active_expiry(shared.clone(), stop_rx.clone()));
+    tokio::spawn(guard_rss(shared.clone(), stop_rx.clone()));
     if IO_THREADS.get().is_some() {
         tokio::spawn(park_idle(shared.clone(), stop_rx.clone()));
     }
@@ -570,6 +571,40 @@ fn large_restore_payload(args: &[Bytes]) -> Option<Bytes> {
 
 /// Input a blocked client may send before it is disconnected.
 const MAX_BLOCKED_INPUT: usize = 64 * 1024 * 1024;
+
+/// Samples the process's resident memory for the keyspace's RSS guard, four times a second, off
+/// the IO threads; the tables the guard moves are moved on an IO thread, in turn, and the IO
+/// threads then free the pages the move emptied.
+async fn guard_rss(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let io = IO_THREADS.get().map_or(&[][..], |t| &t.handles[..]);
+    let mut turn = 0;
+    loop {
+        let s = shared.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            s.keyspace.guard_rss(crate::cmd::server::anon_rss_bytes())
+        })
+        .await
+        .unwrap_or_default();
+        if let Some(range) = work.relocate {
+            let s = shared.clone();
+            let relocate = move || s.keyspace.relocate_tables(range);
+            turn += 1;
+            let _ = match io.get(turn % io.len().max(1)) {
+                Some(h) => h.spawn(async move { relocate() }).await,
+                None => tokio::task::spawn_blocking(relocate).await,
+            };
+        }
+        if work.collect {
+            for h in io {
+                h.spawn(async { ringcache_alloc::release_free_pages() });
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
 
 /// Active expiry, on primaries: every 100 ms, keys past their deadline are deleted in steps of
 /// buckets, repeated while a step finds more than a quarter of what it checked expired, within

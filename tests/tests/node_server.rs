@@ -441,6 +441,21 @@ fn maxmemory_bounds_used_memory_and_rss_under_eviction() {
         "RSS {rss} from a base of {} KiB, maxmemory {MAXMEMORY}",
         base_kib
     );
+    // What the RSS guard holds back from keys is reported and bounded.
+    let reserve: u64 = info_field(&all, "maxmemory_rss_reserve")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(reserve <= MAXMEMORY / 4, "maxmemory_rss_reserve {reserve}");
     // The newest key is there.
     assert_eq!(c.cmd(&["STRLEN", &format!("key:{}", keys - 1)]), int(1024));
+    // The allocator answers for itself, as Redis's MEMORY subcommands do.
+    assert_eq!(c.cmd(&["MEMORY", "PURGE"]), ok());
+    match c.cmd(&["MEMORY", "MALLOC-STATS"]) {
+        Reply::Bulk(text) => {
+            let text = String::from_utf8_lossy(&text);
+            assert!(text.contains("committed"), "{text}");
+        }
+        other => panic!("MEMORY MALLOC-STATS: {other:?}"),
+    }
 }

@@ -85,15 +85,27 @@ fn proc_stat(field: usize) -> u64 {
 
 /// Resident set size from /proc (0 where it is unavailable).
 pub fn rss_bytes() -> u64 {
+    statm(1).unwrap_or(0)
+}
+
+/// Anonymous resident bytes (RSS less file-backed and shared pages: the heap, stacks), 0 where
+/// /proc is unavailable.
+pub fn anon_rss_bytes() -> u64 {
+    match (statm(1), statm(2)) {
+        (Some(resident), Some(shared)) => resident.saturating_sub(shared),
+        _ => 0,
+    }
+}
+
+/// A field of /proc/self/statm, in bytes.
+fn statm(field: usize) -> Option<u64> {
     std::fs::read_to_string("/proc/self/statm")
+        .ok()?
+        .split_whitespace()
+        .nth(field)?
+        .parse::<u64>()
         .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
         .map(|pages| pages * 4096)
-        .unwrap_or(0)
 }
 
 fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
@@ -140,13 +152,14 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
             let rss = rss_bytes();
             write!(
                 out,
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\ntotal_system_memory:0\r\nused_memory_lua:0\r\nused_memory_scripts:0\r\nnumber_of_cached_scripts:0\r\nnumber_of_functions:0\r\nnumber_of_libraries:0\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:mimalloc\r\nlazyfree_pending_objects:0\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\ntotal_system_memory:0\r\nused_memory_lua:0\r\nused_memory_scripts:0\r\nnumber_of_cached_scripts:0\r\nnumber_of_functions:0\r\nnumber_of_libraries:0\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmaxmemory_rss_reserve:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:mimalloc\r\nlazyfree_pending_objects:0\r\n",
                 human_bytes(used),
                 human_bytes(rss),
                 human_bytes(used),
                 ev.maxmemory,
                 human_bytes(ev.maxmemory),
                 ev.policy.name(),
+                ks.rss_reserve(),
                 if used > 0 { rss as f64 / used as f64 } else { 1.0 },
             )
         }
@@ -220,7 +233,7 @@ pub fn command(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     table::command_reply(a, ctx.session.proto == Protocol::Resp3)
 }
 
-/// MEMORY USAGE key [SAMPLES n] | HELP.
+/// MEMORY USAGE key [SAMPLES n] | MALLOC-STATS | PURGE | HELP.
 pub fn memory(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if is(&a[1], "help") && a.len() == 2 {
         return Reply::Array(
@@ -229,6 +242,10 @@ pub fn memory(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
                 "USAGE <key> [SAMPLES <count>]",
                 "    Return memory in bytes used by <key> and its value. Nested values are",
                 "    sampled up to <count> times (default: 5, 0 means sample all).",
+                "MALLOC-STATS",
+                "    Return internal statistics report from the memory allocator.",
+                "PURGE",
+                "    Attempt to purge dirty pages for reclamation by the allocator.",
                 "HELP",
                 "    Prints this help.",
             ]
@@ -236,6 +253,13 @@ pub fn memory(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             .map(|l| Reply::StatusOwned((*l).to_string()))
             .collect(),
         );
+    }
+    if a.len() == 2 && is(&a[1], "malloc-stats") {
+        return Reply::Bulk(Bytes::from(ringcache_alloc::stats_text()));
+    }
+    if a.len() == 2 && is(&a[1], "purge") {
+        ringcache_alloc::release_free_pages();
+        return Reply::OK;
     }
     if !is(&a[1], "usage") || a.len() < 3 {
         return unknown_subcommand(&a[1], "memory");

@@ -199,10 +199,19 @@ impl Keyspace {
         ringcache_alloc::allocated().unwrap_or_else(|| self.used_bytes() + self.overhead_bytes())
     }
 
-    /// Whether the node holds more than `maxmemory`.
+    /// Whether the node holds more than `maxmemory` (less what the RSS guard holds back, for
+    /// policies that evict).
     pub fn over_limit(&self) -> bool {
         let ev = self.eviction();
-        ev.maxmemory > 0 && self.used_memory() > ev.maxmemory
+        if ev.maxmemory == 0 {
+            return false;
+        }
+        let reserve = if ev.policy == Policy::NoEviction {
+            0
+        } else {
+            self.rss_reserve()
+        };
+        self.used_memory() + reserve > ev.maxmemory
     }
 
     /// The key the policy would drop first among sampled ones; `None` when nothing may go.

@@ -14,6 +14,7 @@ pub mod db;
 pub mod entry;
 pub mod evict;
 mod expire;
+mod rss_guard;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
@@ -28,6 +29,7 @@ use crate::types::Limits;
 pub use db::{Db, Effects, Expiry, WrongType, WRONGTYPE};
 pub use entry::{Entry, ValueRef};
 pub use evict::{Eviction, Policy};
+pub use rss_guard::Work as GuardWork;
 
 /// Milliseconds since the Unix epoch (Redis keeps absolute deadlines in this unit).
 pub fn now_ms() -> i64 {
@@ -170,16 +172,41 @@ impl Bucket {
         Some(e)
     }
 
-    /// Shrinks the table once a quarter full or less, to twice its keys (as Redis resizes a
-    /// sparse dict). Small tables too: a bucket holds ~10 keys under a full `maxmemory`, and a
-    /// table kept at the largest size its keys ever briefly reached would, bucket after bucket,
-    /// let tables take the memory of keys (and their freed smaller tables stay as holes).
+    /// Moves the table to a fresh allocation of its size, made by the calling thread (see
+    /// `rss_guard`): sizing stays `maybe_shrink`'s and growth's business.
+    fn relocate(&mut self) {
+        let slots = self.slots();
+        if slots == 0 {
+            return;
+        }
+        // The capacity hashbrown gives a table of `slots` (7/8 of them; one less when small).
+        let capacity = if slots < 8 { slots - 1 } else { slots / 8 * 7 };
+        let mut fresh = HashTable::with_capacity(capacity.max(self.table.len()));
+        for e in self.table.drain() {
+            fresh.insert_unique(rehash(&e), e, rehash);
+        }
+        self.table = fresh;
+    }
+
+    /// The slots allocated (`capacity()` shrinks with tombstones, not with the allocation):
+    /// each takes an entry and a control byte, besides one group of control bytes.
+    fn slots(&self) -> usize {
+        self.table.allocation_size() / (std::mem::size_of::<Entry>() + 1)
+    }
+
+    /// Shrinks the table to the smallest that holds its keys once they fit in half its slots
+    /// with an eighth of that half (at least two keys) to spare. Small tables too: under a full
+    /// `maxmemory` a bucket holds ~10 keys whose count wanders by a few, and a table left at the
+    /// largest size they briefly reached (twice the memory for the same keys) would, bucket after
+    /// bucket, turn the memory of evicted keys into table slots, while the keys' freed blocks
+    /// stay resident as holes no table fits. The margin keeps a bucket at a size boundary from
+    /// reallocating on every write.
     fn maybe_shrink(&mut self) {
-        // The slots allocated (`capacity()` shrinks with tombstones, not with the allocation):
-        // each takes an entry and a control byte, besides one group of control bytes.
-        let slots = self.table.allocation_size() / (std::mem::size_of::<Entry>() + 1);
-        if slots > 8 && self.table.len() * 4 <= slots * 7 / 8 {
-            self.table.shrink_to(self.table.len() * 2, rehash);
+        let slots = self.slots();
+        // hashbrown fills a table to 7/8 of its slots.
+        let half_room = slots / 2 * 7 / 8;
+        if slots > 8 && self.table.len() + (half_room / 8).max(2) <= half_room {
+            self.table.shrink_to(self.table.len(), rehash);
         }
     }
 }
@@ -214,6 +241,8 @@ pub struct Keyspace {
     eviction: ArcSwap<Eviction>,
     /// The best eviction candidates seen so far, kept between evictions as Redis keeps them.
     evict_pool: Mutex<evict::Pool>,
+    /// Memory held back from keys while the heap's pages outgrow `maxmemory`.
+    rss_guard: rss_guard::RssGuard,
 }
 
 impl Default for Keyspace {
@@ -237,6 +266,7 @@ impl Keyspace {
             used: AtomicI64::new(0),
             eviction: ArcSwap::from_pointee(Eviction::default()),
             evict_pool: Mutex::new(evict::Pool::default()),
+            rss_guard: rss_guard::RssGuard::default(),
         }
     }
 
@@ -383,7 +413,8 @@ mod tests {
         }
         let grown = b.table.capacity();
         assert!(grown >= 28);
-        // Down to a quarter: back to a table for twice the keys left, not the largest it was.
+        // Down to a quarter: back to the smallest table with room for the keys left, not the
+        // largest it was.
         for k in &keys[7..] {
             assert!(b.take(Place::of(k), k).is_some());
             b.maybe_shrink();
@@ -402,6 +433,26 @@ mod tests {
         for k in &keys[..7] {
             assert!(b.find(Place::of(k), k).is_some());
         }
+    }
+
+    #[test]
+    fn a_relocated_table_keeps_its_keys_and_its_size() {
+        let mut b = Bucket::default();
+        let keys: Vec<Vec<u8>> = (0..40).map(|i| format!("key:{i}").into_bytes()).collect();
+        for k in &keys {
+            b.put(Place::of(k), Entry::string(k, k, None));
+        }
+        for k in &keys[10..] {
+            assert!(b.take(Place::of(k), k).is_some());
+        }
+        let slots = b.slots();
+        b.relocate();
+        assert_eq!(b.len(), 10);
+        assert_eq!(b.slots(), slots);
+        for k in &keys[..10] {
+            assert_eq!(b.find(Place::of(k), k).map(|e| e.key()), Some(&k[..]));
+        }
+        assert!(b.find(Place::of(&keys[10]), &keys[10]).is_none());
     }
 
     #[test]
