@@ -85,27 +85,23 @@ fn proc_stat(field: usize) -> u64 {
 
 /// Resident set size from /proc (0 where it is unavailable).
 pub fn rss_bytes() -> u64 {
-    statm(1).unwrap_or(0)
+    statm().map_or(0, |(resident, _)| resident)
 }
 
 /// Anonymous resident bytes (RSS less file-backed and shared pages: the heap, stacks), 0 where
 /// /proc is unavailable.
 pub fn anon_rss_bytes() -> u64 {
-    match (statm(1), statm(2)) {
-        (Some(resident), Some(shared)) => resident.saturating_sub(shared),
-        _ => 0,
-    }
+    statm().map_or(0, |(resident, shared)| resident.saturating_sub(shared))
 }
 
-/// A field of /proc/self/statm, in bytes.
-fn statm(field: usize) -> Option<u64> {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()?
+/// Resident and shared bytes from /proc/self/statm (its second and third fields, in pages).
+fn statm() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let mut pages = text
         .split_whitespace()
-        .nth(field)?
-        .parse::<u64>()
-        .ok()
-        .map(|pages| pages * 4096)
+        .skip(1)
+        .map(|f| f.parse::<u64>().ok().map(|p| p * 4096));
+    Some((pages.next()??, pages.next()??))
 }
 
 fn section_text(ctx: &Ctx, section: &str, out: &mut String) {

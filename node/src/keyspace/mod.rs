@@ -29,7 +29,6 @@ use crate::types::Limits;
 pub use db::{Db, Effects, Expiry, WrongType, WRONGTYPE};
 pub use entry::{Entry, ValueRef};
 pub use evict::{Eviction, Policy};
-pub use rss_guard::Work as GuardWork;
 
 /// Milliseconds since the Unix epoch (Redis keeps absolute deadlines in this unit).
 pub fn now_ms() -> i64 {

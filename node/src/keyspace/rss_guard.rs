@@ -177,22 +177,25 @@ impl RssGuard {
 
 impl Keyspace {
     /// Feeds the guard one sample of the process's anonymous resident bytes (see the module's
-    /// note). Only for a process whose allocator counts (`used_memory` is the allocator's), where
-    /// RSS is the node's own.
-    /// What the caller should do now: move tables, on a thread that serves commands (so that
-    /// the moved tables land in the fuller pages of a heap the tables already live in, not in
-    /// a heap whose pages nothing refills once the tables there move again); free pages.
+    /// note), in a process whose allocator counts (`used_memory` is the allocator's), where RSS
+    /// is the node's own. Returns what the caller should do now: move tables, on a thread that
+    /// serves commands (so the moved tables land in the fuller pages of a heap the tables
+    /// already live in, not in a heap whose pages nothing refills once the tables there move
+    /// again), and free pages.
     pub fn guard_rss(&self, anon_resident: u64) -> Work {
         let ev = self.eviction();
         let Some(used) = ringcache_alloc::allocated() else {
             return Work::default();
         };
-        let on = ev.policy != super::Policy::NoEviction;
-        let work = self
-            .rss_guard
-            .sample(anon_resident, used, if on { ev.maxmemory } else { 0 });
+        // 0 turns the guard off: `noeviction`'s OOM errors follow `used_memory` alone.
+        let maxmemory = if ev.policy == super::Policy::NoEviction {
+            0
+        } else {
+            ev.maxmemory
+        };
+        let work = self.rss_guard.sample(anon_resident, used, maxmemory);
         let n = self.rss_guard.samples.fetch_add(1, Relaxed);
-        if on && ev.maxmemory > 0 && n.is_multiple_of(PURGE_EVERY) {
+        if maxmemory > 0 && n.is_multiple_of(PURGE_EVERY) {
             // Pages the allocator has freed stay resident until purged, and it purges only
             // when some thread next collects: once writes stop, none may. Forced, the collect
             // purges program-wide; this thread's own heap is small. (At 29 MB under load, runs
