@@ -178,8 +178,9 @@ impl Kind {
     }
 }
 
-/// One finding. `since` is the earliest instant a fault could have caused it (the missing
-/// write's acknowledgement), `at` when it was seen.
+/// One finding. `since` is the earliest instant a fault could have caused it (when the missing
+/// write was sent: a write in flight while a primary is failed over may be acknowledged by the
+/// old primary just after the fault and lost with it), `at` when it was seen.
 #[derive(Debug, Clone)]
 pub struct Anomaly {
     pub kind: Kind,
@@ -236,12 +237,12 @@ pub struct Model {
 }
 
 /// The last acknowledged write of a key when a read was sent: its 1-based position in the
-/// key's log (0: none), whether it was a DEL, when it was acknowledged.
+/// key's log (0: none), whether it was a DEL, when it was sent.
 #[derive(Debug, Clone, Copy)]
 pub struct Floor {
     pub pos: usize,
     pub del: bool,
-    pub acked: Option<Instant>,
+    pub sent: Option<Instant>,
 }
 
 fn floor_of(log: &[Write]) -> Floor {
@@ -249,25 +250,25 @@ fn floor_of(log: &[Write]) -> Floor {
         Some(i) => Floor {
             pos: i + 1,
             del: log[i].del,
-            acked: log[i].done,
+            sent: Some(log[i].sent),
         },
         None => Floor {
             pos: 0,
             del: false,
-            acked: None,
+            sent: None,
         },
     }
 }
 
 /// For `missing` acknowledged writes of unknown identity (counter increments, APPEND tokens seen
-/// only by count): a fault can explain them only if at least that many were acknowledged before
-/// it ended, i.e. if it ended after the `missing`-th acknowledgement. Returns that instant.
+/// only by count): a fault can explain them only if at least that many were sent before it
+/// ended, i.e. if it ended after the `missing`-th acknowledged write was sent. Returns that
+/// instant.
 fn explained_since(log: &[Write], missing: usize, run_start: Instant) -> Instant {
     log.iter()
         .filter(|w| w.outcome == Outcome::Ok)
         .nth(missing.saturating_sub(1))
-        .and_then(|w| w.done)
-        .unwrap_or(run_start)
+        .map_or(run_start, |w| w.sent)
 }
 
 /// The first acknowledged write a read of a SET key misses when it returned `version` (`None`:
@@ -400,7 +401,7 @@ impl Model {
     ) -> Option<Anomaly> {
         let log = lock(&self.sets[i]);
         let key = Keys::set_key(i);
-        let since = floor.acked.unwrap_or(run_start);
+        let since = floor.sent.unwrap_or(run_start);
         let mk = |kind, detail: String| Anomaly {
             kind,
             key: key.clone(),

@@ -133,8 +133,9 @@ impl Owners {
     }
 }
 
-/// A fault explains an anomaly if it was still going on after the missing write was
-/// acknowledged, began before the anomaly was seen, and hit a shard that held the key.
+/// A fault explains an anomaly if it was still going on after the missing write was sent
+/// (in flight during a failover, it may be acknowledged by the old primary just after the fault),
+/// began before the anomaly was seen, and hit a shard that held the key.
 fn crash_caused(a: &Anomaly, faults: &[Fault], owners: &Owners) -> bool {
     let mut held: Option<HashSet<String>> = None;
     faults.iter().any(|f| {
