@@ -4,11 +4,14 @@
 //!
 //! | command | sent by | answered |
 //! | --- | --- | --- |
-//! | `TOPOLOGY GET` | router | `[epoch, shard id, record or nil]`: [`TopologyState`] |
+//! | `TOPOLOGY GET` | router | `[epoch, shard id, record or nil, map or nil]`: [`TopologyState`] |
 //! | `TOPOLOGY IMPORT` | a migration source, to its target | `+OK`; the connection then applies keys as placed elsewhere |
 //! | `TOPOLOGY SET <epoch> <my-id> <vnodes> [<id> <weight> ...]` | router | `+OK` or `-STALEEPOCH` |
 //! | `TOPOLOGY SETMOVING <epoch> <my-id> <vnodes> <record> [<id> <weight> ...]` | router, while keys move | as SET |
+//! | `TOPOLOGY SETMAP <epoch> <my-id> <vnodes> <map> <record or ""> [<id> <weight> ...]` | router: the ring with its map (every shard's addresses), which any router can adopt | as SET |
 //! | `TOPOLOGY DONE <epoch>` | router, once a change's keys moved | `+OK` |
+//! | `TOPOLOGY LEASE <holder> <ttl-ms> <what>` | router, before and while it changes the ring | `+OK`, or `-CHANGEBUSY <holder> <what>` while another holder's lease runs |
+//! | `TOPOLOGY RELEASE <holder>` | router, once its change is over | `+OK` |
 //! | `MIGRATE-KEYS <target> [key ...]` | router, for a request on a moving key | keys moved (no key: warm-up) |
 //! | `MIGRATE-ARC <target> <start> <end> <max-keys>` | router's mover | `[moved, bytes, more]`: [`ArcBatch`] |
 
@@ -20,8 +23,10 @@ use crate::ring::{Arc as RingArc, Epoch, Ring, RingError, ShardSpec};
 /// Why the arguments of a wire command do not parse. The texts are the client-visible errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    #[error("ERR usage: TOPOLOGY GET | TOPOLOGY IMPORT | TOPOLOGY DONE <epoch> | TOPOLOGY SET <epoch> <my-id> <vnodes> [<id> <weight> ...] | TOPOLOGY SETMOVING <epoch> <my-id> <vnodes> <record> [<id> <weight> ...]")]
+    #[error("ERR usage: TOPOLOGY GET | TOPOLOGY IMPORT | TOPOLOGY DONE <epoch> | TOPOLOGY SET <epoch> <my-id> <vnodes> [<id> <weight> ...] | TOPOLOGY SETMOVING <epoch> <my-id> <vnodes> <record> [<id> <weight> ...] | TOPOLOGY SETMAP <epoch> <my-id> <vnodes> <map> <record> [<id> <weight> ...] | TOPOLOGY LEASE <holder> <ttl-ms> <what> | TOPOLOGY RELEASE <holder>")]
     TopologyUsage,
+    #[error("ERR ttl must be a positive integer")]
+    BadTtl,
     #[error("ERR epoch must be an integer")]
     BadDoneEpoch,
     #[error("ERR epoch and vnodes must be integers")]
@@ -92,11 +97,23 @@ pub enum Topology {
     Get,
     Import,
     Set(TopologySet),
-    Done { epoch: Epoch },
+    Done {
+        epoch: Epoch,
+    },
+    /// Who may change the ring: one router at a time, for `ttl_ms` unless renewed.
+    Lease {
+        holder: String,
+        ttl_ms: u64,
+        what: String,
+    },
+    Release {
+        holder: String,
+    },
 }
 
-/// `TOPOLOGY SET` (no record) or `TOPOLOGY SETMOVING` (with the record of the change in progress):
-/// the ring as the node named `my_id` is to know it.
+/// `TOPOLOGY SET` (no record), `TOPOLOGY SETMOVING` (with the record of the change in progress)
+/// or `TOPOLOGY SETMAP` (with the map of the ring's addresses, and a record if keys move): the
+/// ring as the node named `my_id` is to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologySet {
     pub epoch: Epoch,
@@ -104,6 +121,9 @@ pub struct TopologySet {
     pub vnodes: u32,
     /// The router's record of the change moving keys at `epoch` (opaque to nodes).
     pub record: Option<Bytes>,
+    /// The router's map of the ring: every shard's addresses (opaque to nodes), so that any
+    /// router can adopt the ring from the nodes.
+    pub map: Option<Bytes>,
     pub shards: Vec<ShardSpec>,
 }
 
@@ -115,8 +135,15 @@ impl TopologySet {
             my_id: my_id.to_string(),
             vnodes: ring.vnodes(),
             record: record.cloned(),
+            map: None,
             shards: ring.shards().to_vec(),
         }
+    }
+
+    /// This push with the ring's `map` (sent as `SETMAP`).
+    pub fn with_map(mut self, map: Bytes) -> TopologySet {
+        self.map = Some(map);
+        self
     }
 
     /// The ring this push describes.
@@ -134,11 +161,25 @@ impl WireCommand for Topology {
             Topology::Done { epoch } => {
                 args.extend([Bytes::from_static(b"DONE"), num_bytes(*epoch)]);
             }
+            Topology::Lease {
+                holder,
+                ttl_ms,
+                what,
+            } => args.extend([
+                Bytes::from_static(b"LEASE"),
+                Bytes::copy_from_slice(holder.as_bytes()),
+                num_bytes(*ttl_ms),
+                Bytes::copy_from_slice(what.as_bytes()),
+            ]),
+            Topology::Release { holder } => args.extend([
+                Bytes::from_static(b"RELEASE"),
+                Bytes::copy_from_slice(holder.as_bytes()),
+            ]),
             Topology::Set(s) => {
-                let sub: &'static [u8] = if s.record.is_some() {
-                    b"SETMOVING"
-                } else {
-                    b"SET"
+                let sub: &'static [u8] = match (&s.map, &s.record) {
+                    (Some(_), _) => b"SETMAP",
+                    (None, Some(_)) => b"SETMOVING",
+                    (None, None) => b"SET",
                 };
                 args.extend([
                     Bytes::from_static(sub),
@@ -146,7 +187,12 @@ impl WireCommand for Topology {
                     Bytes::copy_from_slice(s.my_id.as_bytes()),
                     num_bytes(s.vnodes),
                 ]);
-                args.extend(s.record.clone());
+                if let Some(map) = &s.map {
+                    args.push(map.clone());
+                    args.push(s.record.clone().unwrap_or_default());
+                } else {
+                    args.extend(s.record.clone());
+                }
                 for shard in &s.shards {
                     args.push(Bytes::copy_from_slice(shard.id.as_bytes()));
                     args.push(num_bytes(shard.weight));
@@ -170,11 +216,28 @@ impl WireCommand for Topology {
                 epoch: u64::try_from(epoch).unwrap_or(0),
             });
         }
-        // SETMOVING carries the change record after vnodes; the shard pairs follow either way.
-        let (record, pairs_at) = if is(sub, "set") {
-            (None, 5)
+        if is(sub, "lease") && a.len() == 5 {
+            let ttl_ms = uint(&a[3]).filter(|t| *t > 0).ok_or(WireError::BadTtl)?;
+            return Ok(Topology::Lease {
+                holder: text(&a[2]),
+                ttl_ms,
+                what: text(&a[4]),
+            });
+        }
+        if is(sub, "release") && a.len() == 3 {
+            return Ok(Topology::Release {
+                holder: text(&a[2]),
+            });
+        }
+        // SETMOVING carries the change record after vnodes, SETMAP the map and the record (empty:
+        // none); the shard pairs follow either way.
+        let (record, map, pairs_at) = if is(sub, "set") {
+            (None, None, 5)
         } else if is(sub, "setmoving") && a.len() >= 6 {
-            (Some(a[5].clone()), 6)
+            (Some(a[5].clone()), None, 6)
+        } else if is(sub, "setmap") && a.len() >= 7 {
+            let record = (!a[6].is_empty()).then(|| a[6].clone());
+            (record, Some(a[5].clone()), 7)
         } else {
             return Err(WireError::TopologyUsage);
         };
@@ -199,6 +262,7 @@ impl WireCommand for Topology {
             my_id: text(&a[3]),
             vnodes: u32::try_from(vnodes).unwrap_or(0),
             record,
+            map,
             shards,
         }))
     }
@@ -212,6 +276,8 @@ pub struct TopologyState {
     pub shard: String,
     /// The record of a change moving keys at `epoch`.
     pub record: Option<Bytes>,
+    /// The map of the ring at `epoch` (every shard's addresses), if the router pushed one.
+    pub map: Option<Bytes>,
 }
 
 impl TopologyState {
@@ -220,6 +286,7 @@ impl TopologyState {
             Reply::Int(self.epoch as i64),
             Reply::Bulk(Bytes::from(self.shard)),
             self.record.map_or(Reply::Nil, Reply::Bulk),
+            self.map.map_or(Reply::Nil, Reply::Bulk),
         ])
     }
 
@@ -234,14 +301,15 @@ impl TopologyState {
             .and_then(|e| u64::try_from(e).ok())
             .ok_or(ODD)?;
         let shard = v.get(1).and_then(reply_text).ok_or(ODD)?;
-        let record = match v.get(2) {
+        let bulk = |i: usize| match v.get(i) {
             Some(Reply::Bulk(b)) => Some(b.clone()),
             _ => None,
         };
         Ok(TopologyState {
             epoch,
             shard,
-            record,
+            record: bulk(2),
+            map: bulk(3),
         })
     }
 }
@@ -388,10 +456,10 @@ mod tests {
     fn round_trip<C: WireCommand + PartialEq + std::fmt::Debug>(cmd: C) {
         let mut buf = BytesMut::from(&cmd.to_request()[..]);
         let mut args = Vec::new();
-        RequestDecoder::default()
-            .decode_into(&mut buf, &mut args)
-            .unwrap()
-            .unwrap();
+        let mut decoder = RequestDecoder::default();
+        // Pushes come from routers that authenticated: more than 10 arguments are allowed.
+        decoder.authenticated = true;
+        decoder.decode_into(&mut buf, &mut args).unwrap().unwrap();
         assert!(buf.is_empty(), "one request, no trailing bytes");
         assert_eq!(C::parse(&args).unwrap(), cmd);
     }
@@ -420,6 +488,21 @@ mod tests {
             Some(&record),
             "b:2",
         )));
+        let map = Bytes::from_static(b"shards = []");
+        round_trip(Topology::Set(
+            TopologySet::for_ring(&ring, None, "a").with_map(map.clone()),
+        ));
+        round_trip(Topology::Set(
+            TopologySet::for_ring(&ring, Some(&record), "a").with_map(map),
+        ));
+        round_trip(Topology::Lease {
+            holder: "r1".into(),
+            ttl_ms: 3000,
+            what: "join d".into(),
+        });
+        round_trip(Topology::Release {
+            holder: "r1".into(),
+        });
     }
 
     #[test]
@@ -484,12 +567,17 @@ mod tests {
             epoch: 9,
             shard: "c".into(),
             record: Some(Bytes::from_static(b"rec")),
+            map: Some(Bytes::from_static(b"map")),
         };
         assert_eq!(
             TopologyState::from_reply(&st.clone().into_reply()).unwrap(),
             st
         );
-        let none = TopologyState { record: None, ..st };
+        let none = TopologyState {
+            record: None,
+            map: None,
+            ..st
+        };
         assert_eq!(
             TopologyState::from_reply(&none.clone().into_reply()).unwrap(),
             none

@@ -18,6 +18,8 @@ use ringcache_protocol::wire::reply_text;
 use ringcache_protocol::Reply;
 use tokio::sync::watch;
 
+use crate::rebalance::lease::Lease;
+use crate::rebalance::sync::sync_nodes;
 use crate::shard::Shard;
 use crate::state::Router;
 
@@ -192,6 +194,24 @@ async fn failover(
         tracing::error!(shard = %shard.id, primary = %shard.primary, "primary down and no replica reachable; cannot fail over");
         return false;
     };
+    // One router at a time: two routers' health checks never promote two replicas.
+    let lease = match Lease::take(router, &format!("failover of {}", shard.id)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::info!(shard = %shard.id, reason = %e.text(), "failover deferred");
+            return false;
+        }
+    };
+    // Another router may have failed the shard over already: follow it instead.
+    sync_nodes(router).await;
+    let current = router.topology.load_full();
+    if current
+        .shard_by_id(&shard.id)
+        .is_none_or(|s| s.primary != shard.primary)
+    {
+        lease.release().await;
+        return true;
+    }
     let new_primary = best.addr.clone();
     if call(&new_primary, &["REPLICAOF", "NO", "ONE"], settings.timeout)
         .await
@@ -230,18 +250,21 @@ async fn failover(
         return false;
     };
     let next = Arc::new(router.start_shard(&shard.id, &new_primary, &replicas, shard.weight));
-    match topo.with_shard_replaced(index, next) {
+    let published = match topo.with_shard_replaced(index, next) {
         Ok(t) => {
             router.topology.store(Arc::new(t));
-            // The nodes learn the new epoch (and the new primary its shard id) promptly.
-            router.rebalance.sync_soon();
+            // The nodes learn the new epoch (and the new primary its shard id) before the lease
+            // is given back, so no other router promotes another replica meanwhile.
+            crate::rebalance::sync::sync_nodes(router).await;
             true
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot publish the failover");
             false
         }
-    }
+    };
+    lease.release().await;
+    published
 }
 
 #[cfg(test)]

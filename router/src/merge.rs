@@ -24,6 +24,10 @@ use crate::upstream::UpResult;
 pub enum Slot {
     Ready(Bytes),
     Forward(oneshot::Receiver<UpResult>),
+    /// A request forwarded whole on the fast path, with its bytes: if a node refuses it with
+    /// `-WRONGSHARD` (another router changed the ring), the connection retries it instead of
+    /// answering (see [`Slot::fenced`]).
+    Keyed(oneshot::Receiver<UpResult>, Bytes),
     Merge(Box<Merge>),
 }
 
@@ -85,7 +89,7 @@ impl Slot {
     pub fn poll_take(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
         match self {
             Slot::Ready(b) => Poll::Ready(std::mem::take(b)),
-            Slot::Forward(rx) => match Pin::new(rx).poll(cx) {
+            Slot::Forward(rx) | Slot::Keyed(rx, _) => match Pin::new(rx).poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Ok(Ok(raw))) => Poll::Ready(raw),
                 Poll::Ready(Ok(Err(e))) => Poll::Ready(error_bytes(&e.reply_text())),
@@ -116,6 +120,17 @@ impl Slot {
                     .collect();
                 Poll::Ready(combine(&m.how, parts))
             }
+        }
+    }
+}
+
+impl Slot {
+    /// The request's bytes, if `reply` (its answer, just taken) refuses it with `-WRONGSHARD`
+    /// and it may be retried.
+    pub fn fenced(&mut self, reply: &[u8]) -> Option<Bytes> {
+        match self {
+            Slot::Keyed(_, raw) if reply.starts_with(b"-WRONGSHARD ") => Some(std::mem::take(raw)),
+            _ => None,
         }
     }
 }

@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::clients::{lock, ClientHandle};
+use crate::clients::{lock, ClientHandle, Who};
 use crate::merge::Slot;
 use crate::route::{self, Plan};
 use crate::send::{send, send_as, send_plan};
@@ -324,7 +324,7 @@ async fn connection(
             _ = handle.kill.notified(), if !s.closing => if handle.killed.load(SeqCst) {
                 s.closing = true;
             },
-            () = drain(&mut fifo, &mut out), if !fifo.is_empty() => {}
+            () = drain(router, s.who(), &mut fifo, &mut out), if !fifo.is_empty() => {}
             r = read_some(&sock, &mut inbuf), if reading => {
                 if r? == 0 {
                     eof = true;
@@ -348,12 +348,23 @@ async fn connection(
 }
 
 /// Moves every complete reply at the front of the FIFO into `out`; pending until at least one is.
-fn drain<'a>(fifo: &'a mut VecDeque<Slot>, out: &'a mut BytesMut) -> impl Future<Output = ()> + 'a {
+/// A request a node fenced off (another router changed the ring) is retried in its place: the
+/// client's later replies wait for it, so the client sees its requests answered in order.
+fn drain<'a>(
+    router: &'a Router,
+    who: Who,
+    fifo: &'a mut VecDeque<Slot>,
+    out: &'a mut BytesMut,
+) -> impl Future<Output = ()> + 'a {
     std::future::poll_fn(move |cx| {
         let mut progressed = false;
         while let Some(front) = fifo.front_mut() {
             match front.poll_take(cx) {
                 Poll::Ready(bytes) => {
+                    if let Some(raw) = front.fenced(&bytes) {
+                        *front = crate::rebalance::divert::retry_fenced(router, who, raw);
+                        continue;
+                    }
                     out.extend_from_slice(&bytes);
                     fifo.pop_front();
                     progressed = true;
@@ -514,10 +525,11 @@ fn dispatch(
             let shard = &topo.shards[shard];
             if spec.has(flags::READONLY) {
                 if let Some(replica) = pick_replica(router, topo, shard, args, spec) {
-                    return Slot::Forward(send_to_replica(&replica, shard, s, raw, cmd, start));
+                    let rx = send_to_replica(&replica, shard, s, raw.clone(), cmd, start);
+                    return Slot::Keyed(rx, raw);
                 }
             }
-            Slot::Forward(send(shard, s, raw, cmd, start))
+            Slot::Keyed(send(shard, s, raw.clone(), cmd, start), raw)
         }
         Plan::Scan if cursor::parse(&args[1]).is_none() => answer(
             router,

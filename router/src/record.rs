@@ -6,6 +6,10 @@
 //! shards and at which addresses, and resumes the move. Without it the new router would route
 //! by the new ring alone: keys not yet moved would stay at their old owners, which refuse them.
 //! The nodes store it as opaque bytes; its format (TOML) belongs to the router.
+//!
+//! With every ring a router also pushes its [`Membership`]: the ring's shards and their
+//! addresses. A router that meets a newer epoch than its own (another router changed the ring, or
+//! failed a shard over) adopts the ring from it, without a restart or a config edit.
 
 use bytes::Bytes;
 use ringcache_protocol::ring::{Epoch, Ring, ShardSpec};
@@ -37,6 +41,56 @@ pub struct ChangeRecord {
     pub shards: Vec<Place>,
 }
 
+/// The ring a router pushed, with every shard's addresses, as the nodes keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Membership {
+    pub vnodes: u32,
+    pub members: Vec<ShardSpec>,
+    pub shards: Vec<Place>,
+}
+
+impl Membership {
+    /// The membership of `topo`'s ring, with the addresses of every shard serving keys.
+    pub fn of(topo: &Topology) -> Membership {
+        Membership {
+            vnodes: topo.ring.vnodes(),
+            members: topo.ring.shards().to_vec(),
+            shards: topo.serving_shards().map(|s| Place::of(s)).collect(),
+        }
+    }
+
+    pub fn encode(&self) -> Bytes {
+        // As for the record: plain strings and integers; a failure reads as "no map".
+        Bytes::from(toml::to_string(self).unwrap_or_default())
+    }
+
+    pub fn decode(raw: &[u8]) -> Result<Membership, String> {
+        let text = std::str::from_utf8(raw).map_err(|e| format!("ring map: {e}"))?;
+        toml::from_str(text).map_err(|e| format!("ring map: {e}"))
+    }
+
+    /// The ring at `epoch`.
+    pub fn ring(&self, epoch: Epoch) -> Result<Ring, String> {
+        Ring::new(epoch, self.vnodes, self.members.clone()).map_err(|e| e.to_string())
+    }
+
+    /// Where shard `id` is served.
+    pub fn place(&self, id: &str) -> Option<&Place> {
+        self.shards.iter().find(|p| p.id == id)
+    }
+}
+
+impl Place {
+    fn of(s: &crate::shard::Shard) -> Place {
+        Place {
+            id: s.id.clone(),
+            primary: s.primary.clone(),
+            replicas: s.replicas.clone(),
+        }
+    }
+}
+
 impl ChangeRecord {
     /// The record of `topo`'s change in progress, if it has one.
     pub fn of(topo: &Topology) -> Option<ChangeRecord> {
@@ -46,14 +100,7 @@ impl ChangeRecord {
             vnodes: topo.ring.vnodes(),
             from: map.from().to_vec(),
             to: topo.ring.shards().to_vec(),
-            shards: topo
-                .serving_shards()
-                .map(|s| Place {
-                    id: s.id.clone(),
-                    primary: s.primary.clone(),
-                    replicas: s.replicas.clone(),
-                })
-                .collect(),
+            shards: topo.serving_shards().map(|s| Place::of(s)).collect(),
         })
     }
 

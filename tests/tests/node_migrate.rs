@@ -231,7 +231,8 @@ fn the_change_record_lives_until_done_or_a_newer_ring() {
             Reply::Array(vec![
                 int(epoch),
                 bulk(if epoch == 0 { "" } else { "a" }),
-                record
+                record,
+                Reply::Nil
             ])
         );
     };
@@ -287,4 +288,52 @@ fn the_change_record_lives_until_done_or_a_newer_ring() {
         );
     }
     state(&mut c, 7, Reply::Nil);
+}
+
+/// `TOPOLOGY SETMAP` installs a ring with the router's map of its addresses (and a record when
+/// keys move); the map outlives `TOPOLOGY DONE`, so any router can adopt the ring from the node.
+/// `TOPOLOGY LEASE` lets one router at a time change the ring.
+#[test]
+fn the_map_outlives_done_and_the_lease_has_one_holder() {
+    let node = start_node(&[]);
+    let mut c = node.raw();
+    let setmap = |epoch: &str, record: &str| -> Vec<String> {
+        [
+            "TOPOLOGY", "SETMAP", epoch, "a", "64", "map", record, "a", "1",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+    };
+    let get = |c: &mut Raw| c.cmd(&["TOPOLOGY", "GET"]);
+    assert_eq!(c.cmd(&setmap("3", "join a")), ok());
+    assert_eq!(
+        get(&mut c),
+        Reply::Array(vec![int(3), bulk("a"), bulk("join a"), bulk("map")])
+    );
+    assert_eq!(c.cmd(&["TOPOLOGY", "DONE", "3"]), ok());
+    assert_eq!(
+        get(&mut c),
+        Reply::Array(vec![int(3), bulk("a"), Reply::Nil, bulk("map")])
+    );
+    // An empty record: no change moving keys.
+    assert_eq!(c.cmd(&setmap("4", "")), ok());
+    assert_eq!(
+        get(&mut c),
+        Reply::Array(vec![int(4), bulk("a"), Reply::Nil, bulk("map")])
+    );
+    assert_eq!(c.cmd(&["TOPOLOGY", "LEASE", "r1", "60000", "join d"]), ok());
+    assert_eq!(
+        c.cmd(&["TOPOLOGY", "LEASE", "r2", "60000", "leave b"]),
+        Reply::Error("CHANGEBUSY r1 join d".into())
+    );
+    assert_eq!(c.cmd(&["TOPOLOGY", "RELEASE", "r1"]), ok());
+    assert_eq!(
+        c.cmd(&["TOPOLOGY", "LEASE", "r2", "60000", "leave b"]),
+        ok()
+    );
+    assert!(matches!(
+        c.cmd(&["TOPOLOGY", "LEASE", "r2", "0", "x"]),
+        Reply::Error(e) if e.starts_with("ERR ttl")
+    ));
 }

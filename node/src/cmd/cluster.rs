@@ -1,6 +1,8 @@
 //! Cluster commands: TOPOLOGY (the ring the router pushes, see `crate::state::topology`),
 //! MIGRATE-KEYS and MIGRATE-ARC (moves, run by the connection through `crate::topology::run`).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use ringcache_protocol::wire::{MigrateArc, MigrateKeys, Topology, TopologyState, WireCommand};
 use ringcache_protocol::Reply;
@@ -11,7 +13,8 @@ use crate::state::session::Migration;
 /// Most keys one MIGRATE-ARC call moves, whatever the caller asks (bounds one command's time).
 const MAX_BATCH: usize = 10_000;
 
-/// TOPOLOGY GET | IMPORT | DONE | SET | SETMOVING (see `crate::topology` for what each means).
+/// TOPOLOGY GET | IMPORT | DONE | SET | SETMOVING | SETMAP | LEASE | RELEASE (see
+/// `crate::topology` for what each means).
 pub fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let topo = &ctx.shared.topology;
     let set = match Topology::parse(a) {
@@ -27,11 +30,26 @@ pub fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
                 epoch: topo.epoch(),
                 shard: topo.shard_id().unwrap_or_default(),
                 record: topo.change(),
+                map: topo.map(),
             }
             .into_reply()
         }
         Ok(Topology::Done { epoch }) => {
             topo.done(epoch);
+            return Reply::OK;
+        }
+        Ok(Topology::Lease {
+            holder,
+            ttl_ms,
+            what,
+        }) => {
+            return match topo.lease(&holder, Duration::from_millis(ttl_ms), &what) {
+                Ok(()) => Reply::OK,
+                Err((holder, what)) => Reply::Error(format!("CHANGEBUSY {holder} {what}")),
+            };
+        }
+        Ok(Topology::Release { holder }) => {
+            topo.release(&holder);
             return Reply::OK;
         }
         Ok(Topology::Set(set)) => set,
@@ -41,7 +59,7 @@ pub fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         Err(e) => return Reply::Error(format!("ERR invalid ring: {e}")),
     };
     let epoch = set.epoch;
-    match topo.set(ring, set.my_id, set.record) {
+    match topo.set(ring, set.my_id, set.record, set.map) {
         Ok(()) => Reply::OK,
         Err(current) => Reply::Error(format!(
             "STALEEPOCH this node is at epoch {current}, newer than {epoch}"

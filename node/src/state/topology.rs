@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwapOption, Guard};
 use bytes::Bytes;
@@ -20,8 +21,11 @@ pub struct NodeTopology {
     ring: ArcSwapOption<Ring>,
     /// This node's index in `ring`'s shards, when it is one of them.
     me: AtomicU64,
-    /// The router's record of the change moving keys at `ring`'s epoch (see `crate::topology`).
-    change: Mutex<Option<Bytes>>,
+    /// The router's record of the change moving keys at `ring`'s epoch (see `crate::topology`),
+    /// and its map of the ring (every shard's addresses), from which any router adopts it.
+    change: Mutex<Records>,
+    /// The router allowed to change the ring now (see [`NodeTopology::lease`]).
+    lease: Mutex<Option<Lease>>,
     /// Keys being moved now, and a signal when some are released (see [`NodeTopology::claim`]).
     moving: Mutex<HashSet<Bytes>>,
     released: Notify,
@@ -31,13 +35,28 @@ pub struct NodeTopology {
 
 const NOT_A_MEMBER: u64 = u64::MAX;
 
+/// What the router pushed with the ring, opaque to the node.
+#[derive(Default)]
+struct Records {
+    change: Option<Bytes>,
+    map: Option<Bytes>,
+}
+
+/// A router's claim to change the ring until `until` (renewed while its change runs).
+struct Lease {
+    holder: String,
+    what: String,
+    until: Instant,
+}
+
 impl NodeTopology {
     pub fn new(shard_id: Option<String>) -> Self {
         NodeTopology {
             shard_id: Mutex::new(shard_id),
             ring: ArcSwapOption::empty(),
             me: AtomicU64::new(NOT_A_MEMBER),
-            change: Mutex::new(None),
+            change: Mutex::new(Records::default()),
+            lease: Mutex::new(None),
             moving: Mutex::new(HashSet::new()),
             released: Notify::new(),
             keys_migrated: AtomicU64::new(0),
@@ -66,7 +85,39 @@ impl NodeTopology {
 
     /// The router's record of the change in progress, if any.
     pub fn change(&self) -> Option<Bytes> {
-        lock(&self.change).clone()
+        lock(&self.change).change.clone()
+    }
+
+    /// The router's map of the current ring, if it pushed one.
+    pub fn map(&self) -> Option<Bytes> {
+        lock(&self.change).map.clone()
+    }
+
+    /// Grants `holder` the right to change the ring for `ttl` if no other holder's lease runs;
+    /// else the running lease's holder and change. Routers take it on every primary in shard-id
+    /// order before a change, so of two changes started at once through two routers one wins.
+    pub fn lease(&self, holder: &str, ttl: Duration, what: &str) -> Result<(), (String, String)> {
+        let mut lease = lock(&self.lease);
+        let now = Instant::now();
+        if let Some(l) = lease.as_ref() {
+            if l.holder != holder && l.until > now {
+                return Err((l.holder.clone(), l.what.clone()));
+            }
+        }
+        *lease = Some(Lease {
+            holder: holder.to_string(),
+            what: what.to_string(),
+            until: now + ttl,
+        });
+        Ok(())
+    }
+
+    /// Ends `holder`'s lease (another holder's is left alone).
+    pub fn release(&self, holder: &str) {
+        let mut lease = lock(&self.lease);
+        if lease.as_ref().is_some_and(|l| l.holder == holder) {
+            *lease = None;
+        }
     }
 
     pub fn info(&self, out: &mut String) {
@@ -102,17 +153,27 @@ impl NodeTopology {
     }
 
     /// Installs `ring` if it is newer than the current one (equal: accepted, idempotent), with
-    /// the record of a change in progress (`None` keeps the record only at an equal epoch).
-    /// Refused with the current epoch if `ring` is older.
-    pub fn set(&self, ring: Ring, shard_id: String, change: Option<Bytes>) -> Result<(), u64> {
+    /// the record of a change in progress and the ring's map (`None` keeps either only at an
+    /// equal epoch). Refused with the current epoch if `ring` is older.
+    pub fn set(
+        &self,
+        ring: Ring,
+        shard_id: String,
+        change: Option<Bytes>,
+        map: Option<Bytes>,
+    ) -> Result<(), u64> {
         // Under the record's lock, so two pushes cannot pair one's ring with the other's record.
-        let mut record = lock(&self.change);
+        let mut records = lock(&self.change);
         let current = self.epoch();
         if ring.epoch() < current {
             return Err(current);
         }
-        if change.is_some() || ring.epoch() > current {
-            *record = change;
+        let newer = ring.epoch() > current;
+        if change.is_some() || newer {
+            records.change = change;
+        }
+        if map.is_some() || newer {
+            records.map = map;
         }
         let me = ring
             .shard_index(&shard_id)
@@ -127,9 +188,9 @@ impl NodeTopology {
     /// Forgets the change record once the change that ends at `epoch` is done (a node already
     /// on a newer epoch keeps the newer change's record).
     pub fn done(&self, epoch: u64) {
-        let mut record = lock(&self.change);
+        let mut records = lock(&self.change);
         if self.epoch() <= epoch {
-            *record = None;
+            records.change = None;
         }
     }
 }
@@ -148,5 +209,53 @@ impl Drop for Claim<'_> {
         }
         drop(moving);
         self.topo.released.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ringcache_protocol::ring::ShardSpec;
+
+    fn ring(epoch: u64) -> Ring {
+        Ring::new(epoch, 64, vec![ShardSpec::new("a", 1)]).unwrap()
+    }
+
+    #[test]
+    fn one_lease_holder_at_a_time_until_it_expires_or_is_released() {
+        let t = NodeTopology::new(None);
+        let long = Duration::from_secs(60);
+        t.lease("r1", long, "join d").unwrap();
+        // The holder renews; another router is told who holds it and for what.
+        t.lease("r1", long, "join d").unwrap();
+        assert_eq!(
+            t.lease("r2", long, "leave b"),
+            Err(("r1".to_string(), "join d".to_string()))
+        );
+        // Only the holder's release counts.
+        t.release("r2");
+        assert!(t.lease("r2", long, "leave b").is_err());
+        t.release("r1");
+        t.lease("r2", Duration::from_millis(1), "leave b").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        t.lease("r1", long, "join d").unwrap();
+    }
+
+    #[test]
+    fn the_map_follows_the_ring_and_survives_done() {
+        let t = NodeTopology::new(None);
+        let map = Bytes::from_static(b"m3");
+        let rec = Bytes::from_static(b"r3");
+        t.set(ring(3), "a".into(), Some(rec), Some(map.clone()))
+            .unwrap();
+        t.done(3);
+        assert_eq!((t.change(), t.map()), (None, Some(map.clone())));
+        // An equal epoch without a map keeps it; a newer one replaces it; an older is refused.
+        t.set(ring(3), "a".into(), None, None).unwrap();
+        assert_eq!(t.map(), Some(map));
+        t.set(ring(4), "a".into(), None, None).unwrap();
+        assert_eq!(t.map(), None);
+        assert_eq!(t.set(ring(2), "a".into(), None, None), Err(4));
     }
 }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use crate::clients::lock;
+use crate::rebalance::lease::{Lease, Refused};
 use crate::rebalance::mover::{drive, estimate};
 use crate::rebalance::node_conn::{as_int, connect, node_state};
 use crate::rebalance::outcome::{ChangeError, ChangeOutcome};
 use crate::rebalance::plan::{plan_change, Change};
 use crate::rebalance::publish::{build_topology, publish, revert};
-use crate::rebalance::sync::nodes_enforce;
+use crate::rebalance::sync::{nodes_enforce, sync_nodes};
 use crate::shard::Shard;
 use crate::state::Router;
 
@@ -28,6 +29,21 @@ pub async fn begin(
     let guard = rb.change_lock.lock().await;
     if rb.in_progress() {
         return Err(ChangeError::InProgress);
+    }
+    // One router at a time changes the ring: of two changes sent to two routers, one gets it.
+    let lease = match Lease::take(&router, &change.describe()).await {
+        Ok(l) => l,
+        Err(Refused::Busy { what, .. }) => return Err(ChangeError::Elsewhere(what)),
+        Err(Refused::NoPrimary) => return Err(ChangeError::NoLease),
+    };
+    // Another router may have changed the ring just before: plan on the nodes' ring, not on
+    // this router's view of it.
+    sync_nodes(&router).await;
+    if rb.in_progress() {
+        return Err(ChangeError::InProgress);
+    }
+    if let Some(what) = lock(&rb.state).following.clone() {
+        return Err(ChangeError::Elsewhere(what));
     }
     let cur = router.topology.load_full();
     let timeout = router.config.connect_timeout;
@@ -127,6 +143,7 @@ pub async fn begin(
     // Cleared before the change becomes visible, so a RING CANCEL from then on is not lost.
     rb.cancel.store(false, Ordering::SeqCst);
     rb.start_progress(&what, &plan, "publishing");
+    lease.keep_while(|r| r.rebalance.in_progress());
 
     if let Err(e) = publish(&router, next, &plan.gainers, &[caller]).await {
         tracing::error!(change = %what, error = %e, "membership change abandoned");
@@ -172,6 +189,9 @@ pub async fn cancel(router: Arc<Router>, caller: u64) -> Result<ChangeOutcome, C
     let (tx, rx) = oneshot::channel();
     {
         let mut st = lock(&rb.state);
+        if let (None, Some(what)) = (&st.current, &st.following) {
+            return Err(ChangeError::Elsewhere(what.clone()));
+        }
         match st.current.as_mut() {
             None => return Err(ChangeError::NothingToCancel),
             Some(p) if p.what.starts_with("rollback") => {

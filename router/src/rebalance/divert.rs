@@ -1,7 +1,8 @@
 //! The request path while arcs move: a command touching a key of a moving arc (and any request
 //! of a client while such a one is outstanding) goes on the client's chain, which first moves
 //! the keys (`MIGRATE-KEYS` to their sources), then sends the commands in order; a
-//! `-WRONGSHARD` is retried once after catching up, else answered `-TRYAGAIN`.
+//! `-WRONGSHARD` is retried once after catching up, else answered `-TRYAGAIN`. A fast-path
+//! request a node fenced off (another router changed the ring) is retried the same way.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,8 +26,52 @@ use crate::state::Router;
 use crate::topology::Topology;
 use crate::upstream::UpRequest;
 
-/// How long the migration path waits for this router's ring to reach a node's newer epoch.
-const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+/// How long the migration path waits for this router's ring to reach a node's newer epoch: the
+/// epoch sync, woken, follows another router's ring within a round trip to every node.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs again a request a node refused with `-WRONGSHARD` on the fast path (`raw`: the request
+/// as the client sent it), once this router follows the node's newer ring.
+pub fn retry_fenced(router: &Router, who: Who, raw: Bytes) -> Slot {
+    let start = Instant::now();
+    let Some(me) = router.me() else {
+        return Slot::error("ERR the router is shutting down");
+    };
+    let mut buf = bytes::BytesMut::from(&raw[..]);
+    let mut args = Vec::new();
+    let mut decoder = ringcache_protocol::RequestDecoder::new(me.config.limits, true);
+    let spec = match decoder.decode_into(&mut buf, &mut args) {
+        Ok(Some(_)) => args
+            .first()
+            .and_then(|n| ringcache_protocol::table::lookup(n)),
+        _ => None,
+    };
+    // It was decoded and planned once already: only a bug makes this fail.
+    let Some(spec) = spec else {
+        return Slot::error("ERR cannot retry a request refused by a node");
+    };
+    me.rebalance
+        .counters
+        .wrongshard_retries
+        .fetch_add(1, Ordering::Relaxed);
+    me.rebalance.sync_soon();
+    let (tx, rx) = oneshot::channel();
+    let (reply, _) = oneshot::channel();
+    let job = Job {
+        args,
+        raw,
+        spec,
+        cmd: crate::shard_metrics::command_index(Some(spec)),
+        start,
+        who,
+        reply,
+    };
+    tokio::spawn(async move {
+        let bytes = run_job(&me, &job).await;
+        let _ = tx.send(Ok(bytes));
+    });
+    Slot::Forward(rx)
+}
 
 /// The request path's hook: returns the slot if this request goes through the client's chain
 /// (it touches a moving arc, or the chain is busy), `None` for the usual fast path.
@@ -219,7 +264,9 @@ async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
             .wrongshard_retries
             .fetch_add(1, Ordering::Relaxed);
         if epoch > mine {
-            // This router's own change may be publishing that epoch: wait for it briefly.
+            // This router's own change may be publishing that epoch, or another router's: wait
+            // for it briefly (the epoch sync follows another router's ring).
+            router.rebalance.sync_soon();
             let deadline = Instant::now() + CATCH_UP_WAIT;
             while router.topology.load().ring.epoch() < epoch && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;

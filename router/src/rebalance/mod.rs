@@ -64,6 +64,8 @@
 pub mod chain;
 pub mod change;
 pub mod divert;
+pub mod follow;
+pub mod lease;
 pub mod migrating;
 pub mod mover;
 pub mod node_conn;

@@ -174,6 +174,8 @@ pub(super) struct State {
     /// Set at start-up when the nodes enforce a ring other than this router's config: nothing is
     /// pushed until a change whose ring they do enforce is published.
     pub(super) conflict: Option<String>,
+    /// The change another router is driving, which this one follows (see `follow`).
+    pub(super) following: Option<String>,
     /// Epoch of the last change this router finished (nodes still recording it are told).
     pub(super) done_epoch: Epoch,
     /// `RING CANCEL` callers waiting for the rollback to be in effect.
@@ -197,7 +199,7 @@ impl State {
             ring.epoch(),
             ring.vnodes(),
             topo.shards.len(),
-            u8::from(self.current.is_some()),
+            u8::from(self.current.is_some() || self.following.is_some()),
             topo.migrating.map().map_or(0, |m| m.live()),
             self.nodes_epoch,
         );
@@ -206,6 +208,9 @@ impl State {
         }
         for s in topo.migrating.outside() {
             let _ = write!(out, "leaving_{}:{}\r\n", s.id, s.primary);
+        }
+        if let Some(w) = &self.following {
+            let _ = write!(out, "following:{w} (moved by another router)\r\n");
         }
         if let Some(a) = &self.ahead {
             let _ = write!(out, "stale:{}\r\n", a.replace(['\r', '\n'], " "));
@@ -244,7 +249,7 @@ impl State {
         let _ = write!(
             out,
             "# HELP ringcache_migrating 1 while a membership change moves keys.\n# TYPE ringcache_migrating gauge\nringcache_migrating {}\n",
-            u8::from(self.current.is_some()),
+            u8::from(self.current.is_some() || self.following.is_some()),
         );
         let _ = write!(
             out,

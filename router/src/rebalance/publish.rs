@@ -15,28 +15,47 @@ use crate::rebalance::migrating::{Migrating, MigrationMap};
 use crate::rebalance::node_conn::send_one;
 use crate::rebalance::outcome::GainersRefused;
 use crate::rebalance::plan::ChangePlan;
-use crate::record::ChangeRecord;
+use crate::record::{ChangeRecord, Membership};
 use crate::shard::Shard;
 use crate::shard_metrics::command_index;
 use crate::state::Router;
 use crate::topology::Topology;
 
-/// `TOPOLOGY SET <epoch> <my-id> <vnodes> <id> <weight> ...` for the node serving `my_id`, or
-/// `TOPOLOGY SETMOVING` with the change `record` after `<vnodes>` while keys move.
-pub fn topology_set(ring: &Ring, record: Option<&Bytes>, my_id: &str) -> TopologyCmd {
-    TopologyCmd::Set(TopologySet::for_ring(ring, record, my_id))
+/// What goes to the nodes with a ring: the change record while keys move, and the map of the
+/// ring's addresses (any router adopts a newer ring from it).
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub record: Option<Bytes>,
+    pub map: Bytes,
 }
 
-/// Pushes `ring` (with the change `record` while keys move) to every `(addr, shard id)` in
-/// parallel; the failures.
+impl Pushed {
+    pub fn of(topo: &Topology) -> Pushed {
+        Pushed {
+            record: ChangeRecord::of(topo).map(|r| r.encode()),
+            map: Membership::of(topo).encode(),
+        }
+    }
+}
+
+/// `TOPOLOGY SETMAP <epoch> <my-id> <vnodes> <map> <record> <id> <weight> ...` for the node
+/// serving `my_id` (the record empty unless keys move).
+pub fn topology_set(ring: &Ring, pushed: &Pushed, my_id: &str) -> TopologyCmd {
+    TopologyCmd::Set(
+        TopologySet::for_ring(ring, pushed.record.as_ref(), my_id).with_map(pushed.map.clone()),
+    )
+}
+
+/// Pushes `ring` (with its map, and the change record while keys move) to every
+/// `(addr, shard id)` in parallel; the failures.
 pub(super) async fn push_all(
     targets: &[(String, String)],
     ring: &Ring,
-    record: Option<&Bytes>,
+    pushed: &Pushed,
     timeout: Duration,
 ) -> Vec<String> {
     let pushes = targets.iter().map(|(addr, id)| async move {
-        send_one(addr, &topology_set(ring, record, id), timeout).await
+        send_one(addr, &topology_set(ring, pushed, id), timeout).await
     });
     futures::future::join_all(pushes)
         .await
@@ -117,13 +136,13 @@ pub(super) async fn publish(
 ) -> Result<(), GainersRefused> {
     let timeout = router.config.connect_timeout;
     warm_request_path(&next);
-    let record = ChangeRecord::of(&next).map(|r| r.encode());
+    let pushed = Pushed::of(&next);
     let first: Vec<(String, String)> = next
         .serving_shards()
         .filter(|s| gainers.contains(&s.id))
         .map(|s| (s.primary.clone(), s.id.clone()))
         .collect();
-    let failed = push_all(&first, &next.ring, record.as_ref(), timeout).await;
+    let failed = push_all(&first, &next.ring, &pushed, timeout).await;
     if !failed.is_empty() {
         return Err(GainersRefused {
             epoch: next.ring.epoch(),
@@ -143,7 +162,7 @@ pub(super) async fn publish(
         st.ahead = None;
     }
     quiesce(router, epoch, callers).await;
-    let failed = push_all(&rest, &ring, record.as_ref(), timeout).await;
+    let failed = push_all(&rest, &ring, &pushed, timeout).await;
     if !failed.is_empty() {
         tracing::warn!(epoch, failed = %failed.join("; "), "some nodes missed the new ring; the epoch sync will retry");
     }
@@ -195,15 +214,10 @@ pub(super) async fn revert(router: &Arc<Router>, cur: &Topology, abandoned: Epoc
     };
     let topo = Topology::from_parts(ring, cur.shards.clone(), cur.migrating.clone());
     let targets = nodes_of(&topo);
-    let record = ChangeRecord::of(&topo).map(|r| r.encode());
+    let pushed = Pushed::of(&topo);
+    let ring = topo.ring.clone();
     router.topology.store(Arc::new(topo));
-    let failed = push_all(
-        &targets,
-        &router.topology.load().ring,
-        record.as_ref(),
-        router.config.connect_timeout,
-    )
-    .await;
+    let failed = push_all(&targets, &ring, &pushed, router.config.connect_timeout).await;
     if !failed.is_empty() {
         tracing::warn!(failed = %failed.join("; "), "revert: some nodes missed the ring; the epoch sync will retry");
     }
@@ -243,14 +257,18 @@ mod tests {
             vec![ShardSpec::new("a", 1), ShardSpec::new("b", 1)],
         )
         .unwrap();
-        let args: Vec<String> = topology_set(&r, None, "b")
+        let pushed = Pushed {
+            record: None,
+            map: Bytes::from_static(b"M"),
+        };
+        let args: Vec<String> = topology_set(&r, &pushed, "b")
             .args()
             .iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .collect();
         assert_eq!(
             args,
-            ["TOPOLOGY", "SET", "3", "b", "2048", "a", "1", "b", "1"]
+            ["TOPOLOGY", "SETMAP", "3", "b", "2048", "M", "", "a", "1", "b", "1"]
         );
     }
 }

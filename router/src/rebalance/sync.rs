@@ -1,7 +1,8 @@
-//! Keeping the nodes' epochs in step with this router's: at start-up it adopts the nodes'
-//! highest epoch (or resumes the change they record), then every few seconds (or when woken) it
-//! pushes its ring to nodes behind and notes nodes ahead; and it checks which ring the nodes
-//! enforce before taking over their epoch.
+//! Keeping this router and the nodes in step: at start-up it adopts the nodes' ring (or resumes
+//! the change they record), then several times a second (or when woken) it follows a newer ring
+//! another router published, takes over a change whose router died, pushes its ring to nodes
+//! behind and notes nodes ahead; and it checks which ring the nodes enforce before taking over
+//! their epoch when they keep no map.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -13,21 +14,23 @@ use ringcache_protocol::Reply;
 use tokio::sync::Notify;
 
 use crate::clients::lock;
+use crate::rebalance::follow::{change_over, follow, topology_for};
+use crate::rebalance::lease::Lease;
 use crate::rebalance::mover::{drive, estimate, move_back};
+use crate::rebalance::node_conn::send_one;
 use crate::rebalance::node_conn::{connect, node_state};
 use crate::rebalance::plan::ChangePlan;
-use crate::rebalance::publish::{
-    build_topology, done_on_nodes, nodes_of, push_all, topology_set, warm_request_path,
-};
-use crate::record::ChangeRecord;
+use crate::rebalance::publish::{done_on_nodes, nodes_of, push_all, topology_set, Pushed};
+use crate::record::{ChangeRecord, Membership, Place};
 use crate::shard::Shard;
 use crate::state::Router;
 use crate::topology::Topology;
-use ringcache_protocol::wire::Topology as TopologyCmd;
+use ringcache_protocol::wire::{Topology as TopologyCmd, TopologyState};
 
-/// How often every node's epoch is checked (and the ring re-pushed to nodes that lag, e.g. a
-/// node that was down or restarted empty).
-const SYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// How often every node's epoch is checked: a change made through another router is followed
+/// within this (plus a round trip), and the ring re-pushed to nodes that lag (a node that was
+/// down or restarted empty).
+const SYNC_INTERVAL: Duration = Duration::from_millis(400);
 
 /// Starts the epoch sync task: adopts the nodes' epoch at start-up, then every few seconds (or
 /// when woken) pushes the ring to nodes behind it.
@@ -72,9 +75,11 @@ async fn sync_task(
     }
 }
 
-/// At start-up: the router never pushes an epoch lower than the nodes have, so it adopts their
-/// highest (same membership, that epoch number), or, if the nodes at that epoch record a change
-/// still moving keys, resumes that change. False if no primary answered yet.
+/// At start-up: the router never pushes an epoch lower than the nodes have. If the nodes keep a
+/// map of their ring it follows it (and the change they record: it drives that change if no
+/// other router holds the change lease, else it follows it). Without a map it adopts their
+/// highest epoch (same membership, that epoch number) or resumes the change they record. False
+/// if no primary answered yet.
 async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
     let _guard = router.rebalance.change_lock.lock().await;
     let topo = router.topology.load_full();
@@ -92,11 +97,27 @@ async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
         .filter_map(|r| r.as_ref().ok().map(|s| s.epoch))
         .max()
         .unwrap_or(0);
-    let record = states
+    let at_max: Vec<&TopologyState> = states
         .iter()
         .filter_map(|r| r.as_ref().ok())
-        .find(|s| s.epoch == max && s.record.is_some())
-        .and_then(|s| s.record.clone());
+        .filter(|s| s.epoch == max)
+        .collect();
+    if let Some(map) = newest_map(&at_max) {
+        let record = at_max.iter().find_map(|s| s.record.clone());
+        if let Some(raw) = &record {
+            if take_over(router, &topo, raw, max).await {
+                return true;
+            }
+        }
+        if max > topo.ring.epoch() || record.is_some() {
+            let rec = record.as_deref().and_then(|r| ChangeRecord::decode(r).ok());
+            if let Err(e) = follow(router, max, &map, rec.as_ref()) {
+                tracing::error!(error = %e, "cannot follow the nodes' ring");
+            }
+        }
+        return true;
+    }
+    let record = at_max.iter().find_map(|s| s.record.clone());
     if let Some(raw) = record {
         match resume(router, &topo, &raw, max).await {
             Ok(()) => return true,
@@ -137,6 +158,33 @@ async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
     true
 }
 
+/// The map the nodes keep with their newest ring, if one of them has it.
+fn newest_map(at_max: &[&TopologyState]) -> Option<Membership> {
+    at_max
+        .iter()
+        .filter_map(|s| s.map.as_deref())
+        .find_map(|m| Membership::decode(m).ok())
+}
+
+/// Drives the change the nodes record at `epoch` if no router holds the change lease (the one
+/// that started it died or was restarted): true if this router now drives it.
+async fn take_over(router: &Arc<Router>, topo: &Topology, raw: &[u8], epoch: Epoch) -> bool {
+    let what = ChangeRecord::decode(raw).map_or_else(|_| "a change".to_string(), |r| r.what);
+    let Ok(lease) = Lease::take(router, &what).await else {
+        return false;
+    };
+    match resume(router, topo, raw, epoch).await {
+        Ok(()) => {
+            lease.keep_while(|r| r.rebalance.in_progress());
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot resume the membership change the nodes record");
+            false
+        }
+    }
+}
+
 /// Resumes the change the nodes record at `epoch` (the previous router stopped mid-move): its
 /// ring, with the arcs between its two memberships moving (those already emptied are found
 /// empty in one batch each). Shards come from this router's config where it has them, else
@@ -149,56 +197,53 @@ async fn resume(
 ) -> Result<(), String> {
     let rec = ChangeRecord::decode(raw)?;
     let (from, to) = rec.rings(epoch)?;
-    let mut pool: Vec<Arc<Shard>> = Vec::new();
-    for spec in to.shards().iter().chain(from.shards()) {
-        if pool.iter().any(|s| s.id == spec.id) {
-            continue;
-        }
-        let shard = match config.shard_by_id(&spec.id) {
-            Some(s) => s.clone(),
-            None => {
-                let place = rec
-                    .place(&spec.id)
-                    .ok_or_else(|| format!("no address for shard '{}'", spec.id))?;
-                Arc::new(router.start_shard(&spec.id, &place.primary, &place.replicas, spec.weight))
-            }
-        };
-        pool.push(shard);
-    }
-    let plan = ChangePlan {
-        from: from.shards().to_vec(),
-        moves: from.diff(&to),
-        next: to,
-        gainers: Vec::new(),
+    let moves = from.diff(&to);
+    // This router's config first: a record's addresses may be a previous router's view.
+    let place = |id: &str| match config.shard_by_id(id) {
+        Some(s) => Some(Place {
+            id: s.id.clone(),
+            primary: s.primary.clone(),
+            replicas: s.replicas.clone(),
+        }),
+        None => rec.place(id).cloned(),
     };
-    let next = build_topology(&plan, &pool, &rec.what);
-    let record = ChangeRecord::of(&next).map(|r| r.encode());
+    let next = topology_for(router, config, to, Some(&rec), &place)?;
+    let pushed = Pushed::of(&next);
     let targets = nodes_of(&next);
     let map = next.migrating.map().cloned();
     let timeout = router.config.connect_timeout;
     let rb = &router.rebalance;
-    warm_request_path(&next);
+    let ring = next.ring.clone();
     router.topology.store(Arc::new(next));
     lock(&rb.state).nodes_epoch = epoch;
     // Equal epochs are accepted: nodes behind (the previous router's push did not reach them)
     // catch up, the others get the record with this router's addresses.
-    let failed = push_all(&targets, &plan.next, record.as_ref(), timeout).await;
+    let failed = push_all(&targets, &ring, &pushed, timeout).await;
     if !failed.is_empty() {
         tracing::warn!(epoch, failed = %failed.join("; "), "resuming: some nodes missed the ring; the epoch sync will retry");
     }
     let Some(map) = map else {
         // Nothing moves between the two memberships: the change is over.
+        lock(&rb.state).following = None;
         done_on_nodes(router, &targets, epoch).await;
         return Ok(());
     };
     let rollback = rec.what.starts_with("rollback");
-    tracing::info!(change = %rec.what, epoch, arcs = plan.moves.len(), "resuming the membership change the nodes record");
+    tracing::info!(change = %rec.what, epoch, arcs = moves.len(), "resuming the membership change the nodes record");
     rb.cancel.store(false, Ordering::SeqCst);
+    let plan = ChangePlan {
+        from: from.shards().to_vec(),
+        moves,
+        next: ring,
+        gainers: Vec::new(),
+    };
     rb.start_progress(
         &rec.what,
         &plan,
         if rollback { "rolling-back" } else { "moving" },
     );
+    // Driven here from now on (set after the progress, so RING STATUS never shows neither).
+    lock(&rb.state).following = None;
     let r = router.clone();
     tokio::spawn(async move {
         estimate(&r, &map, &from).await;
@@ -259,9 +304,54 @@ pub(super) async fn nodes_enforce(
         .collect()
 }
 
-/// Checks every node's epoch; pushes the ring to those behind; notes nodes ahead (another router
-/// changed membership).
-pub(super) async fn sync_nodes(router: &Arc<Router>) {
+/// Checks every node's epoch. A newer ring with its map is followed (another router changed
+/// membership or failed a shard over); a change this router follows is dropped once the nodes
+/// stop recording it, and taken over if the router driving it lets its lease lapse. Then the
+/// ring goes to nodes behind, and `TOPOLOGY DONE` to nodes still recording a finished change.
+pub async fn sync_nodes(router: &Arc<Router>) {
+    let timeout = router.config.connect_timeout;
+    let topo = router.topology.load_full();
+    let nodes = nodes_of(&topo);
+    let states: Vec<(&str, Result<TopologyState, String>)> =
+        futures::future::join_all(nodes.iter().map(|(addr, _)| async move {
+            let st = match connect(addr, timeout).await {
+                Ok(mut c) => node_state(&mut c, timeout).await,
+                Err(e) => Err(e),
+            };
+            (addr.as_str(), st)
+        }))
+        .await;
+    let ok: Vec<&TopologyState> = states.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let max = ok.iter().map(|s| s.epoch).max().unwrap_or(0);
+    let at_max: Vec<&TopologyState> = ok.iter().copied().filter(|s| s.epoch == max).collect();
+    let driving = router.rebalance.in_progress();
+    let following = lock(&router.rebalance.state).following.is_some();
+    if !driving && max > topo.ring.epoch() {
+        if let Some(map) = newest_map(&at_max) {
+            let rec = at_max
+                .iter()
+                .find_map(|s| s.record.as_deref())
+                .and_then(|r| ChangeRecord::decode(r).ok());
+            match follow(router, max, &map, rec.as_ref()) {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(epoch = max, error = %e, "cannot follow the nodes' ring"),
+            }
+        }
+    } else if !driving && following && max == topo.ring.epoch() {
+        match at_max.iter().find_map(|s| s.record.clone()) {
+            None => change_over(router),
+            Some(raw) => {
+                take_over(router, &topo, &raw, max).await;
+            }
+        }
+        return;
+    }
+    push_behind(router, &states).await;
+}
+
+/// Pushes this router's ring to the nodes `states` show behind it; sends `TOPOLOGY DONE` to
+/// those still recording a change it finished; notes nodes ahead.
+async fn push_behind(router: &Arc<Router>, states: &[(&str, Result<TopologyState, String>)]) {
     let topo = router.topology.load_full();
     // With a conflict, a node behind gets nothing (the "0" epoch never exceeds its own).
     let conflict = lock(&router.rebalance.state).conflict.is_some();
@@ -270,45 +360,41 @@ pub(super) async fn sync_nodes(router: &Arc<Router>) {
     let timeout = router.config.connect_timeout;
     let nodes = nodes_of(&topo);
     let ring = &topo.ring;
-    let record = ChangeRecord::of(&topo).map(|r| r.encode());
-    let record = record.as_ref();
+    let pushed = Pushed::of(&topo);
+    let pushed = &pushed;
     // A node still recording a change this router finished (it missed `TOPOLOGY DONE`).
-    let done_epoch = if conflict || record.is_some() {
+    let done_epoch = if conflict || pushed.record.is_some() {
         0
     } else {
         lock(&router.rebalance.state).done_epoch
     };
-    let results = futures::future::join_all(nodes.iter().map(|(addr, id)| async move {
-        let mut c = connect(addr, timeout).await?;
-        let st = node_state(&mut c, timeout).await?;
-        let e = st.epoch;
-        if e < epoch {
-            match c
-                .call_wire(&topology_set(ring, record, id), timeout)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Reply::Error(err) => return Err(format!("{addr}: {err}")),
-                _ => {
-                    tracing::info!(node = %addr, shard = %id, from = e, to = epoch, "pushed the ring to a node behind");
-                    return Ok((addr.as_str(), epoch));
-                }
+    let sends = states.iter().filter_map(|(addr, st)| {
+        let st = st.as_ref().ok()?;
+        let id = &nodes.iter().find(|(a, _)| a == addr)?.1;
+        let (behind, done) = (st.epoch < epoch, st.record.is_some() && st.epoch <= done_epoch);
+        (behind || done).then_some(async move {
+            if behind {
+                send_one(addr, &topology_set(ring, pushed, id), timeout).await?;
+                tracing::info!(node = %addr, shard = %id, from = st.epoch, to = epoch, "pushed the ring to a node behind");
+            } else {
+                send_one(addr, &TopologyCmd::Done { epoch: done_epoch }, timeout).await?;
             }
+            Ok::<(), String>(())
+        })
+    });
+    for r in futures::future::join_all(sends).await {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "epoch sync");
         }
-        if st.record.is_some() && e <= done_epoch {
-            let done = TopologyCmd::Done { epoch: done_epoch };
-            let _ = c.call_wire(&done, timeout).await.map_err(|e| e.to_string())?;
-        }
-        Ok((addr.as_str(), e))
-    }))
-    .await;
+    }
     let mut max = 0;
     let mut ahead = None;
-    for r in &results {
-        match r {
-            Ok((addr, e)) => {
-                max = max.max(*e);
-                if *e > mine && ahead.is_none() {
+    for (addr, st) in states {
+        match st {
+            Ok(st) => {
+                let e = st.epoch;
+                max = max.max(e);
+                if e > mine && ahead.is_none() {
                     ahead = Some(format!(
                         "node {addr} is at epoch {e}, this router at {mine}: another router changed membership"
                     ));

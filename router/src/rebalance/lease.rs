@@ -1,0 +1,169 @@
+//! The change lease: one router at a time changes the ring. Before a membership change, a
+//! rollback or a failover, a router takes `TOPOLOGY LEASE` on every reachable primary in
+//! shard-id order, so of two routers starting changes at once the first primary refuses one
+//! (`-CHANGEBUSY <holder> <what>`), which gives back what it took. The holder renews it while its
+//! change runs; if the holder dies the lease lapses after [`TTL`] and another router's epoch sync
+//! takes the change over from the nodes' record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringcache_protocol::wire::Topology as TopologyCmd;
+use ringcache_protocol::Reply;
+
+use crate::rebalance::node_conn::connect;
+use crate::state::Router;
+
+/// How long a lease lasts unless renewed: how soon a dead router's change is taken over.
+pub const TTL: Duration = Duration::from_secs(3);
+/// How often the holder renews it.
+const RENEW: Duration = Duration::from_secs(1);
+/// How often the holder checks whether its change is over.
+const CHECK: Duration = Duration::from_millis(100);
+
+/// A lease taken on `addrs`; given back when dropped unless handed to [`Lease::keep_while`].
+#[derive(Debug)]
+pub struct Lease {
+    router: Arc<Router>,
+    addrs: Vec<String>,
+    what: String,
+    kept: bool,
+}
+
+/// Why the lease was not granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Another router holds it for `what`.
+    Busy { holder: String, what: String },
+    /// No primary answered.
+    NoPrimary,
+}
+
+impl Refused {
+    /// The client-facing error.
+    pub fn text(&self) -> String {
+        match self {
+            Refused::Busy { what, .. } => {
+                format!(
+                    "ERR another router's membership change is in progress: {what} (RING STATUS)"
+                )
+            }
+            Refused::NoPrimary => "ERR no primary answered to take the change lease".into(),
+        }
+    }
+}
+
+impl Lease {
+    /// Takes the lease for `what` on every reachable primary of the current ring, in shard-id
+    /// order; on a refusal gives back what it took.
+    pub async fn take(router: &Arc<Router>, what: &str) -> Result<Lease, Refused> {
+        let topo = router.topology.load_full();
+        let mut primaries: Vec<(&str, &str)> = topo
+            .serving_shards()
+            .map(|s| (s.id.as_str(), s.primary.as_str()))
+            .collect();
+        primaries.sort_unstable();
+        primaries.dedup();
+        let mut lease = Lease {
+            router: router.clone(),
+            addrs: Vec::new(),
+            what: what.to_string(),
+            kept: false,
+        };
+        for (_, addr) in primaries {
+            match lease.ask(addr).await {
+                Ok(true) => lease.addrs.push(addr.to_string()),
+                // Down, or a node of a build without leases: the others decide.
+                Ok(false) => {}
+                Err(refused) => return Err(refused),
+            }
+        }
+        if lease.addrs.is_empty() {
+            return Err(Refused::NoPrimary);
+        }
+        Ok(lease)
+    }
+
+    /// `Ok(true)`: granted; `Ok(false)`: no answer; `Err`: another holder's.
+    async fn ask(&self, addr: &str) -> Result<bool, Refused> {
+        let timeout = self.router.config.connect_timeout;
+        let cmd = TopologyCmd::Lease {
+            holder: self.router.run_id.clone(),
+            ttl_ms: TTL.as_millis() as u64,
+            what: self.what.clone(),
+        };
+        let Ok(mut c) = connect(addr, timeout).await else {
+            return Ok(false);
+        };
+        match c.call_wire(&cmd, timeout).await {
+            Ok(Reply::Error(e)) => match e.strip_prefix("CHANGEBUSY ") {
+                Some(rest) => {
+                    let (holder, what) = rest.split_once(' ').unwrap_or((rest, ""));
+                    Err(Refused::Busy {
+                        holder: holder.to_string(),
+                        what: what.to_string(),
+                    })
+                }
+                None => Ok(false),
+            },
+            Ok(_) => Ok(true),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Renews the lease every second while `running` says so, then gives it back (checked ten
+    /// times a second, so the next change, through any router, need not wait for a renewal).
+    pub fn keep_while(mut self, running: impl Fn(&Router) -> bool + Send + 'static) {
+        self.kept = true;
+        tokio::spawn(async move {
+            let mut stop = self.router.stop_signal();
+            let mut renewed = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(CHECK) => {}
+                }
+                if !running(&self.router) {
+                    break;
+                }
+                if renewed.elapsed() < RENEW {
+                    continue;
+                }
+                renewed = tokio::time::Instant::now();
+                for addr in &self.addrs {
+                    if let Err(Refused::Busy { holder, what }) = self.ask(addr).await {
+                        tracing::warn!(node = %addr, %holder, %what, "another router took the change lease (this one was cut off longer than its lease)");
+                    }
+                }
+            }
+            self.release().await;
+        });
+    }
+
+    /// Gives the lease back now.
+    pub async fn release(mut self) {
+        self.kept = true;
+        release_on(&self.router, std::mem::take(&mut self.addrs)).await;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.kept || self.addrs.is_empty() {
+            return;
+        }
+        let (router, addrs) = (self.router.clone(), std::mem::take(&mut self.addrs));
+        tokio::spawn(async move { release_on(&router, addrs).await });
+    }
+}
+
+async fn release_on(router: &Router, addrs: Vec<String>) {
+    let cmd = TopologyCmd::Release {
+        holder: router.run_id.clone(),
+    };
+    let timeout = router.config.connect_timeout;
+    let sends = addrs
+        .iter()
+        .map(|a| crate::rebalance::node_conn::send_one(a, &cmd, timeout));
+    futures::future::join_all(sends).await;
+}
