@@ -10,7 +10,10 @@
 //! which adds an opaque record of the change (the router's format). Nodes keep it until
 //! `TOPOLOGY DONE <epoch>` or a newer plain `SET`, and `TOPOLOGY GET` returns it: a router started
 //! mid-move learns from the nodes what was moving and resumes it, instead of routing by a ring
-//! whose keys are still partly at their old owners.
+//! whose keys are still partly at their old owners. `TOPOLOGY SETMAP` adds the router's map of
+//! the ring (every shard's addresses), kept with the ring and returned by `TOPOLOGY GET`: another
+//! router adopts a newer ring from it. `TOPOLOGY LEASE` grants one router at a time the right to
+//! change the ring (see `crate::state::topology`).
 //!
 //! Migration is copy-then-switch, a key at a time atomically: the source claims the keys (one
 //! move of a key at a time), reads them under their stripe locks, sends their values and absolute

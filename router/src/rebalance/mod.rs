@@ -41,25 +41,24 @@
 //! # Several routers, stale epochs
 //! Nodes fence: a node that is a member of its ring refuses keys it does not own
 //! (`-WRONGSHARD <epoch> <owner>`). A router never pushes a ring at an epoch a node already has
-//! (equal epochs are accepted by nodes, so that would silently replace another router's ring):
-//! at start-up it adopts the nodes' highest epoch and only pushes to nodes below it; a change
-//! goes to `max + 1`. On `-WRONGSHARD` the migration path waits briefly for this router's own
-//! ring to reach that epoch (its change being published) and retries once; if the node is
-//! behind, the router re-pushes its ring and retries once; otherwise (another router changed
-//! membership, and this one cannot learn the new shard's address from the nodes) the client gets
-//! `-TRYAGAIN`. Give the other routers the same change (`RING JOIN` with the same arguments, or
-//! SIGHUP after editing `cluster.toml`): moving already-moved keys is a no-op, so it converges.
+//! (equal epochs are accepted by nodes, so that would silently replace another router's ring); a
+//! change goes to `max + 1`. Every ring goes out with its map (the shards' addresses), so a
+//! router whose epoch sync sees a newer epoch follows it ([`follow`]), and a fast-path request
+//! a node refused is retried once the router caught up ([`divert::retry_fenced`]). Changes and
+//! failovers take the change lease on the primaries first ([`lease`]), so two routers never run
+//! two at once, and a change whose router died is taken over when its lease lapses.
 //!
 //! # Files
 //! Under the router's state ([`crate::state`] holds a [`Rebalancer`], [`crate::topology`] a
 //! [`Migrating`]): [`migrating`] (the moving-arcs map), [`plan`] (pure planning, `RING JOIN`
 //! arguments), [`outcome`] (what a change request comes to), [`progress`] (what `RING STATUS`
 //! and the metrics report), [`rebalancer`] (the state itself), [`chain`] (a client's queue on
-//! the request path), [`node_conn`] (control links to
-//! nodes on the shared client). Above it, acting on the [`Router`](crate::state::Router): [`publish`] (pushing
-//! epochs), [`mover`] (the background mover, completion, rollback), [`sync`] (epoch sync,
-//! resuming a change), [`change`] (`RING JOIN`/`LEAVE`/`CANCEL`), [`divert`](mod@divert) (the
-//! request path).
+//! the request path), [`node_conn`] (control links to nodes on the shared client), [`lease`]
+//! (one change at a time across routers). Above it, acting on the
+//! [`Router`](crate::state::Router): [`publish`] (pushing epochs), [`mover`] (the background
+//! mover, completion, rollback), [`sync`] (epoch sync, resuming a change), [`follow`] (adopting
+//! another router's ring), [`change`] (`RING JOIN`/`LEAVE`/`CANCEL`), [`divert`](mod@divert)
+//! (the request path).
 
 pub mod chain;
 pub mod change;
