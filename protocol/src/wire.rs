@@ -12,6 +12,7 @@
 //! | `TOPOLOGY DONE <epoch>` | router, once a change's keys moved | `+OK` |
 //! | `TOPOLOGY LEASE <holder> <ttl-ms> <what>` | router, before and while it changes the ring | `+OK`, or `-CHANGEBUSY <holder> <what>` while another holder's lease runs |
 //! | `TOPOLOGY RELEASE <holder>` | router, once its change is over | `+OK` |
+//! | `TOPOLOGY ASKCANCEL` | router asked to cancel a change another router drives | the change, or nil if no lease runs; its holder's next `LEASE` answers `+CANCEL` |
 //! | `MIGRATE-KEYS <target> [key ...]` | router, for a request on a moving key | keys moved (no key: warm-up) |
 //! | `MIGRATE-ARC <target> <start> <end> <max-keys>` | router's mover | `[moved, bytes, more]`: [`ArcBatch`] |
 
@@ -23,7 +24,7 @@ use crate::ring::{Arc as RingArc, Epoch, Ring, RingError, ShardSpec};
 /// Why the arguments of a wire command do not parse. The texts are the client-visible errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    #[error("ERR usage: TOPOLOGY GET | TOPOLOGY IMPORT | TOPOLOGY DONE <epoch> | TOPOLOGY SET <epoch> <my-id> <vnodes> [<id> <weight> ...] | TOPOLOGY SETMOVING <epoch> <my-id> <vnodes> <record> [<id> <weight> ...] | TOPOLOGY SETMAP <epoch> <my-id> <vnodes> <map> <record> [<id> <weight> ...] | TOPOLOGY LEASE <holder> <ttl-ms> <what> | TOPOLOGY RELEASE <holder>")]
+    #[error("ERR usage: TOPOLOGY GET | TOPOLOGY IMPORT | TOPOLOGY DONE <epoch> | TOPOLOGY SET <epoch> <my-id> <vnodes> [<id> <weight> ...] | TOPOLOGY SETMOVING <epoch> <my-id> <vnodes> <record> [<id> <weight> ...] | TOPOLOGY SETMAP <epoch> <my-id> <vnodes> <map> <record> [<id> <weight> ...] | TOPOLOGY LEASE <holder> <ttl-ms> <what> | TOPOLOGY RELEASE <holder> | TOPOLOGY ASKCANCEL")]
     TopologyUsage,
     #[error("ERR ttl must be a positive integer")]
     BadTtl,
@@ -109,6 +110,7 @@ pub enum Topology {
     Release {
         holder: String,
     },
+    AskCancel,
 }
 
 /// `TOPOLOGY SET` (no record), `TOPOLOGY SETMOVING` (with the record of the change in progress)
@@ -175,6 +177,7 @@ impl WireCommand for Topology {
                 Bytes::from_static(b"RELEASE"),
                 Bytes::copy_from_slice(holder.as_bytes()),
             ]),
+            Topology::AskCancel => args.push(Bytes::from_static(b"ASKCANCEL")),
             Topology::Set(s) => {
                 let sub: &'static [u8] = match (&s.map, &s.record) {
                     (Some(_), _) => b"SETMAP",
@@ -223,6 +226,9 @@ impl WireCommand for Topology {
                 ttl_ms,
                 what: text(&a[4]),
             });
+        }
+        if is(sub, "askcancel") && a.len() == 2 {
+            return Ok(Topology::AskCancel);
         }
         if is(sub, "release") && a.len() == 3 {
             return Ok(Topology::Release {
@@ -503,6 +509,7 @@ mod tests {
         round_trip(Topology::Release {
             holder: "r1".into(),
         });
+        round_trip(Topology::AskCancel);
     }
 
     #[test]

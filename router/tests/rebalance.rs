@@ -839,3 +839,59 @@ async fn another_router_finishes_a_change_whose_router_stopped() {
     let ring = ring_of(epoch_of(&st), &["a", "b", "c", "d"]);
     check_placement(&cl, &ring, &["a", "b", "c", "d"]).await;
 }
+
+/// `RING CANCEL` sent to a router that only follows the change reaches the router driving it
+/// (through the change lease): the change rolls back and both routers end on the old membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_sent_to_another_router_rolls_the_change_back() {
+    let slow = |c: &mut RouterConfig| {
+        c.ring.migration_batch = 10;
+        c.ring.migration_pause = Duration::from_millis(20);
+    };
+    let cl = Cluster::start(&["a", "b", "c", "d"], 3, slow).await;
+    let addrs: Vec<(String, String)> = ["a", "b", "c"]
+        .iter()
+        .map(|id| (id.to_string(), cl.addr(id)))
+        .collect();
+    let shards: Vec<(&str, &str)> = addrs
+        .iter()
+        .map(|(i, a)| (i.as_str(), a.as_str()))
+        .collect();
+    let mut config = RouterConfig::with_shards("127.0.0.1:0", &shards).unwrap();
+    Timeouts::MIGRATION.apply(&mut config);
+    slow(&mut config);
+    let (r2, _stop2) = start_router(config).await;
+    let mut r1 = cl.client().await;
+    preload(&mut r1).await;
+    let mut c2 = NodeConn::connect(&r2.to_string(), T).await.unwrap();
+    let join = c2
+        .call(&["RING", "JOIN", "d", &cl.addr("d")], T)
+        .await
+        .unwrap();
+    assert_eq!(text(&join), "OK");
+    wait_keys_moved(r2, 100).await;
+    eventually(T, || async {
+        let st = status_of(cl.router).await?;
+        field(&st, "following").is_some().then_some(())
+    })
+    .await;
+    let cancel = r1.call(&["RING", "CANCEL"], T).await.unwrap();
+    assert_eq!(text(&cancel), "OK", "{cancel:?}");
+    let st = wait_migrated(&mut c2, Duration::from_secs(60)).await;
+    assert_eq!(
+        field(&st, "last_change").as_deref(),
+        Some("rollback of join d"),
+        "{st}"
+    );
+    let epoch = epoch_of(&st);
+    eventually(T, || async {
+        let s1 = status_of(cl.router).await?;
+        (epoch_of(&s1) == epoch && field(&s1, "migrating").as_deref() == Some("0")).then_some(())
+    })
+    .await;
+    check_placement(&cl, &ring_of(epoch, &["a", "b", "c"]), &["a", "b", "c"]).await;
+    assert!(
+        node_keys(&cl.addr("d")).await.is_empty(),
+        "d still holds keys"
+    );
+}

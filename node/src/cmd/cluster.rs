@@ -13,7 +13,7 @@ use crate::state::session::Migration;
 /// Most keys one MIGRATE-ARC call moves, whatever the caller asks (bounds one command's time).
 const MAX_BATCH: usize = 10_000;
 
-/// TOPOLOGY GET | IMPORT | DONE | SET | SETMOVING | SETMAP | LEASE | RELEASE (see
+/// TOPOLOGY GET | IMPORT | DONE | SET | SETMOVING | SETMAP | LEASE | RELEASE | ASKCANCEL (see
 /// `crate::topology` for what each means).
 pub fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let topo = &ctx.shared.topology;
@@ -44,13 +44,20 @@ pub fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             what,
         }) => {
             return match topo.lease(&holder, Duration::from_millis(ttl_ms), &what) {
-                Ok(()) => Reply::OK,
+                Ok(false) => Reply::OK,
+                Ok(true) => Reply::Status("CANCEL"),
                 Err((holder, what)) => Reply::Error(format!("CHANGEBUSY {holder} {what}")),
             };
         }
         Ok(Topology::Release { holder }) => {
             topo.release(&holder);
             return Reply::OK;
+        }
+        Ok(Topology::AskCancel) => {
+            return match topo.ask_cancel() {
+                Some(what) => Reply::Bulk(Bytes::from(what)),
+                None => Reply::Nil,
+            };
         }
         Ok(Topology::Set(set)) => set,
     };

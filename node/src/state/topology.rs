@@ -47,6 +47,9 @@ struct Lease {
     holder: String,
     what: String,
     until: Instant,
+    /// Another router was asked to cancel the change (`TOPOLOGY ASKCANCEL`); the holder learns it
+    /// when it renews.
+    cancel: bool,
 }
 
 impl NodeTopology {
@@ -93,23 +96,35 @@ impl NodeTopology {
         lock(&self.change).map.clone()
     }
 
-    /// Grants `holder` the right to change the ring for `ttl` if no other holder's lease runs;
-    /// else the running lease's holder and change. Routers take it on every primary in shard-id
-    /// order before a change, so of two changes started at once through two routers one wins.
-    pub fn lease(&self, holder: &str, ttl: Duration, what: &str) -> Result<(), (String, String)> {
+    /// Grants `holder` the right to change the ring for `ttl` if no other holder's lease runs
+    /// (true: a cancel of its change was asked for); else the running lease's holder and change.
+    /// Routers take it on every primary in shard-id order before a change, so of two changes
+    /// started at once through two routers one wins.
+    pub fn lease(&self, holder: &str, ttl: Duration, what: &str) -> Result<bool, (String, String)> {
         let mut lease = lock(&self.lease);
         let now = Instant::now();
+        let mut cancel = false;
         if let Some(l) = lease.as_ref() {
             if l.holder != holder && l.until > now {
                 return Err((l.holder.clone(), l.what.clone()));
             }
+            cancel = l.holder == holder && l.cancel;
         }
         *lease = Some(Lease {
             holder: holder.to_string(),
             what: what.to_string(),
             until: now + ttl,
+            cancel,
         });
-        Ok(())
+        Ok(cancel)
+    }
+
+    /// Asks the holder of the running lease to cancel its change; the change, if a lease runs.
+    pub fn ask_cancel(&self) -> Option<String> {
+        let mut lease = lock(&self.lease);
+        let l = lease.as_mut().filter(|l| l.until > Instant::now())?;
+        l.cancel = true;
+        Some(l.what.clone())
     }
 
     /// Ends `holder`'s lease (another holder's is left alone).
@@ -226,9 +241,12 @@ mod tests {
     fn one_lease_holder_at_a_time_until_it_expires_or_is_released() {
         let t = NodeTopology::new(None);
         let long = Duration::from_secs(60);
-        t.lease("r1", long, "join d").unwrap();
+        assert_eq!(t.lease("r1", long, "join d"), Ok(false));
         // The holder renews; another router is told who holds it and for what.
-        t.lease("r1", long, "join d").unwrap();
+        assert_eq!(t.lease("r1", long, "join d"), Ok(false));
+        // A cancel asked through another router reaches the holder when it renews.
+        assert_eq!(t.ask_cancel().as_deref(), Some("join d"));
+        assert_eq!(t.lease("r1", long, "join d"), Ok(true));
         assert_eq!(
             t.lease("r2", long, "leave b"),
             Err(("r1".to_string(), "join d".to_string()))
@@ -237,9 +255,10 @@ mod tests {
         t.release("r2");
         assert!(t.lease("r2", long, "leave b").is_err());
         t.release("r1");
+        assert_eq!(t.ask_cancel(), None);
         t.lease("r2", Duration::from_millis(1), "leave b").unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        t.lease("r1", long, "join d").unwrap();
+        assert_eq!(t.lease("r1", long, "join d"), Ok(false));
     }
 
     #[test]

@@ -4,11 +4,12 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use crate::clients::lock;
-use crate::rebalance::lease::{Lease, Refused};
+use crate::rebalance::lease::{ask_cancel, Lease, Refused};
 use crate::rebalance::mover::{drive, estimate};
 use crate::rebalance::node_conn::{as_int, connect, node_state};
 use crate::rebalance::outcome::{ChangeError, ChangeOutcome};
@@ -187,11 +188,15 @@ pub async fn begin(
 pub async fn cancel(router: Arc<Router>, caller: u64) -> Result<ChangeOutcome, ChangeError> {
     let rb = &router.rebalance;
     let (tx, rx) = oneshot::channel();
+    let elsewhere = {
+        let st = lock(&rb.state);
+        st.current.is_none().then(|| st.following.clone()).flatten()
+    };
+    if let Some(what) = elsewhere {
+        return cancel_elsewhere(&router, &what).await;
+    }
     {
         let mut st = lock(&rb.state);
-        if let (None, Some(what)) = (&st.current, &st.following) {
-            return Err(ChangeError::Elsewhere(what.clone()));
-        }
         match st.current.as_mut() {
             None => return Err(ChangeError::NothingToCancel),
             Some(p) if p.what.starts_with("rollback") => {
@@ -203,4 +208,35 @@ pub async fn cancel(router: Arc<Router>, caller: u64) -> Result<ChangeOutcome, C
     }
     rb.cancel.store(true, Ordering::SeqCst);
     rx.await.unwrap_or(Err(ChangeError::Ended))
+}
+
+/// How long `RING CANCEL` on a following router waits for the rollback to be in effect.
+const REMOTE_CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+/// `RING CANCEL` on a router following `what`, which another router drives: asks that router
+/// through the change lease, then answers once this router follows the rollback.
+async fn cancel_elsewhere(router: &Arc<Router>, what: &str) -> Result<ChangeOutcome, ChangeError> {
+    if what.starts_with("rollback") {
+        return Err(ChangeError::AlreadyRollingBack);
+    }
+    if ask_cancel(router).await.is_none() {
+        return Err(ChangeError::NothingToCancel);
+    }
+    let epoch = router.topology.load().ring.epoch();
+    let deadline = Instant::now() + REMOTE_CANCEL_WAIT;
+    while Instant::now() < deadline {
+        router.rebalance.sync_soon();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if router.topology.load().ring.epoch() == epoch {
+            continue;
+        }
+        let following = lock(&router.rebalance.state).following.clone();
+        match following {
+            Some(w) if w.starts_with("rollback") => return Ok(ChangeOutcome::RollingBack),
+            Some(_) => continue,
+            // The change ended before it could be cancelled, or its rollback had nothing to move.
+            None => return Ok(ChangeOutcome::Done),
+        }
+    }
+    Err(ChangeError::EndedAs("not rolled back in time"))
 }

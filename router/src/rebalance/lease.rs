@@ -3,7 +3,9 @@
 //! shard-id order, so of two routers starting changes at once the first primary refuses one
 //! (`-CHANGEBUSY <holder> <what>`), which gives back what it took. The holder renews it while its
 //! change runs; if the holder dies the lease lapses after [`TTL`] and another router's epoch sync
-//! takes the change over from the nodes' record.
+//! takes the change over from the nodes' record. A `RING CANCEL` sent to another router reaches
+//! the holder through the lease: that router marks it on the nodes (`TOPOLOGY ASKCANCEL`) and the
+//! holder's next renewal answers `+CANCEL`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,9 +74,9 @@ impl Lease {
         };
         for (_, addr) in primaries {
             match lease.ask(addr).await {
-                Ok(true) => lease.addrs.push(addr.to_string()),
+                Ok(Some(_)) => lease.addrs.push(addr.to_string()),
                 // Down, or a node of a build without leases: the others decide.
-                Ok(false) => {}
+                Ok(None) => {}
                 Err(refused) => return Err(refused),
             }
         }
@@ -84,8 +86,9 @@ impl Lease {
         Ok(lease)
     }
 
-    /// `Ok(true)`: granted; `Ok(false)`: no answer; `Err`: another holder's.
-    async fn ask(&self, addr: &str) -> Result<bool, Refused> {
+    /// `Ok(Some(cancel))`: granted (`cancel`: another router was asked to cancel this change);
+    /// `Ok(None)`: no answer; `Err`: another holder's.
+    async fn ask(&self, addr: &str) -> Result<Option<bool>, Refused> {
         let timeout = self.router.config.connect_timeout;
         let cmd = TopologyCmd::Lease {
             holder: self.router.run_id.clone(),
@@ -93,7 +96,7 @@ impl Lease {
             what: self.what.clone(),
         };
         let Ok(mut c) = connect(addr, timeout).await else {
-            return Ok(false);
+            return Ok(None);
         };
         match c.call_wire(&cmd, timeout).await {
             Ok(Reply::Error(e)) => match e.strip_prefix("CHANGEBUSY ") {
@@ -104,10 +107,12 @@ impl Lease {
                         what: what.to_string(),
                     })
                 }
-                None => Ok(false),
+                None => Ok(None),
             },
-            Ok(_) => Ok(true),
-            Err(_) => Ok(false),
+            Ok(Reply::Status(s)) => Ok(Some(s == "CANCEL")),
+            Ok(Reply::StatusOwned(s)) => Ok(Some(s == "CANCEL")),
+            Ok(_) => Ok(Some(false)),
+            Err(_) => Ok(None),
         }
     }
 
@@ -131,8 +136,12 @@ impl Lease {
                 }
                 renewed = tokio::time::Instant::now();
                 for addr in &self.addrs {
-                    if let Err(Refused::Busy { holder, what }) = self.ask(addr).await {
-                        tracing::warn!(node = %addr, %holder, %what, "another router took the change lease (this one was cut off longer than its lease)");
+                    match self.ask(addr).await {
+                        Ok(Some(true)) => self.router.rebalance.cancel_asked_elsewhere(),
+                        Err(Refused::Busy { holder, what }) => {
+                            tracing::warn!(node = %addr, %holder, %what, "another router took the change lease (this one was cut off longer than its lease)");
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -166,4 +175,22 @@ async fn release_on(router: &Router, addrs: Vec<String>) {
         .iter()
         .map(|a| crate::rebalance::node_conn::send_one(a, &cmd, timeout));
     futures::future::join_all(sends).await;
+}
+
+/// `RING CANCEL` on a router following another's change: asks the holder of the lease, through
+/// the primaries, to cancel it; the change asked about, or `None` if no lease runs.
+pub async fn ask_cancel(router: &Router) -> Option<String> {
+    let topo = router.topology.load_full();
+    let timeout = router.config.connect_timeout;
+    for s in topo.serving_shards() {
+        let Ok(mut c) = connect(&s.primary, timeout).await else {
+            continue;
+        };
+        match c.call_wire(&TopologyCmd::AskCancel, timeout).await {
+            Ok(Reply::Bulk(what)) => return Some(String::from_utf8_lossy(&what).into_owned()),
+            Ok(Reply::Nil) => return None,
+            _ => {}
+        }
+    }
+    None
 }

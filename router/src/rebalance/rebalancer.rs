@@ -54,6 +54,19 @@ impl Rebalancer {
         self.wake.notify_one();
     }
 
+    /// A `RING CANCEL` sent to another router reached this one through the change lease: cancel
+    /// the change this router drives (unless it is already a rollback).
+    pub(super) fn cancel_asked_elsewhere(&self) {
+        let mut st = lock(&self.state);
+        if let Some(p) = st.current.as_mut() {
+            if !p.what.starts_with("rollback") && p.state != "cancelling" {
+                tracing::info!(change = %p.what, "cancel asked through another router");
+                p.state = "cancelling";
+                self.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
     /// Changes the progress of the change under way, if any.
     pub(super) fn update(&self, f: impl FnOnce(&mut Progress)) {
         if let Some(p) = lock(&self.state).current.as_mut() {
