@@ -124,7 +124,7 @@ pub async fn run(router: Arc<Router>, settings: HealthSettings, mut stop: watch:
         });
         for (shard, primary, replicas) in futures::future::join_all(checks).await {
             let state = states.entry(shard.id.clone()).or_default();
-            update_replicas(&shard, &replicas, settings).await;
+            update_replicas(&router, &shard, &replicas, settings).await;
             match primary {
                 Some(info) => {
                     state.fails = 0;
@@ -152,7 +152,12 @@ pub async fn run(router: Arc<Router>, settings: HealthSettings, mut stop: watch:
 
 /// Marks replicas usable for reads, and re-points any that follow the wrong primary (or a former
 /// primary that came back as a primary).
-async fn update_replicas(shard: &Shard, infos: &[Option<ReplInfo>], settings: HealthSettings) {
+async fn update_replicas(
+    router: &Arc<Router>,
+    shard: &Shard,
+    infos: &[Option<ReplInfo>],
+    settings: HealthSettings,
+) {
     for (link, info) in shard.replica_links.iter().zip(infos) {
         let Some(info) = info else {
             link.healthy.store(false, Relaxed);
@@ -166,14 +171,26 @@ async fn update_replicas(shard: &Shard, infos: &[Option<ReplInfo>], settings: He
         link.lag_ms
             .store(if in_sync { info.lag_ms } else { i64::MAX }, Relaxed);
         if info.role_primary || !follows {
-            let (host, port) = shard
-                .primary
-                .rsplit_once(':')
-                .unwrap_or((&shard.primary, "0"));
-            tracing::info!(shard = %shard.id, replica = %link.addr, primary = %shard.primary, "pointing replica at its primary");
-            let _ = call(&link.addr, &["REPLICAOF", host, port], settings.timeout).await;
+            repoint(router, &shard.id, &link.addr, settings).await;
         }
     }
+}
+
+/// Tells `replica` to replicate from its shard's primary, unless another router has just made
+/// it that primary: under the change lease, after following the nodes' ring, and only if the
+/// shard's primary is still another node.
+async fn repoint(router: &Arc<Router>, shard: &str, replica: &str, settings: HealthSettings) {
+    let Ok(lease) = Lease::take(router, &format!("re-pointing a replica of {shard}")).await else {
+        return;
+    };
+    sync_nodes(router).await;
+    let topo = router.topology.load_full();
+    if let Some(s) = topo.shard_by_id(shard).filter(|s| s.primary != replica) {
+        let (host, port) = s.primary.rsplit_once(':').unwrap_or((&s.primary, "0"));
+        tracing::info!(shard = %s.id, %replica, primary = %s.primary, "pointing replica at its primary");
+        let _ = call(replica, &["REPLICAOF", host, port], settings.timeout).await;
+    }
+    lease.release().await;
 }
 
 /// Promotes the most up-to-date reachable replica; true if the topology now has a new primary.
