@@ -36,6 +36,9 @@ pub enum Slot {
 pub struct Merge {
     parts: Vec<PartReply>,
     how: How,
+    /// A split request's bytes, kept to retry it if a node fenced a part off (see
+    /// [`Slot::fenced`]).
+    retry: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -70,7 +73,14 @@ impl Merge {
         Merge {
             parts: parts.into_iter().map(PartReply::Waiting).collect(),
             how,
+            retry: None,
         }
+    }
+
+    /// Keeps the request's bytes: if the merged reply is a `-WRONGSHARD`, the whole request is
+    /// run again (its parts that ran are idempotent but for DEL/UNLINK's count).
+    pub fn retry_with(&mut self, raw: Bytes) {
+        self.retry = Some(raw);
     }
 }
 
@@ -128,8 +138,12 @@ impl Slot {
     /// The request's bytes, if `reply` (its answer, just taken) refuses it with `-WRONGSHARD`
     /// and it may be retried.
     pub fn fenced(&mut self, reply: &[u8]) -> Option<Bytes> {
+        if !reply.starts_with(b"-WRONGSHARD ") {
+            return None;
+        }
         match self {
-            Slot::Keyed(_, raw) if reply.starts_with(b"-WRONGSHARD ") => Some(std::mem::take(raw)),
+            Slot::Keyed(_, raw) => Some(std::mem::take(raw)),
+            Slot::Merge(m) => m.retry.take(),
             _ => None,
         }
     }

@@ -539,7 +539,12 @@ fn dispatch(
             s.proto,
         ),
         plan @ (Plan::Split { .. } | Plan::FanOut(_) | Plan::Scan) => {
-            send_plan(topo, s.who(), plan, args, raw, cmd, start)
+            let split = matches!(plan, Plan::Split { .. });
+            let mut slot = send_plan(topo, s.who(), plan, args, raw.clone(), cmd, start);
+            if let (true, Slot::Merge(m)) = (split, &mut slot) {
+                m.retry_with(raw);
+            }
+            slot
         }
         Plan::CrossShard => answer(
             router,

@@ -39,7 +39,7 @@ fn two_routers_fail_a_shard_over_once_and_both_follow() {
     let killed = Instant::now();
     // Writes to alpha's keys succeed through both routers once the replica is promoted.
     for (name, c) in [("router 1", &mut c1), ("router 2", &mut c2)] {
-        let mut last = Reply::Nil;
+        let mut last;
         let ok_through = loop {
             last = c.cmd(&["SET", &keys[0], name]);
             if last == ok() {
