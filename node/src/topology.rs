@@ -76,12 +76,14 @@ pub fn check_owner(
     }
     let topo = &shared.topology;
     let guard = topo.ring();
+    // A node no ring reached yet (empty, about to join) refuses nothing: the router knows.
     let ring = guard.as_ref()?;
-    // A node outside the ring (joining, or removed) owns nothing yet; the router knows.
-    let me = topo.my_index()?;
+    // One outside its ring (it left) owns nothing: a router that has not yet followed the leave
+    // must not write a key here after it moved away.
+    let me = topo.my_index();
     for i in spec.key_positions(args.len()) {
         let owner = ring.owner_index(key_hash(&args[i]))?;
-        if owner as u64 != me {
+        if Some(owner as u64) != me {
             return Some(Reply::Error(format!(
                 "WRONGSHARD {} {}",
                 ring.epoch(),

@@ -1,6 +1,6 @@
 //! The change lease: one router at a time changes the ring. Before a membership change, a
-//! rollback or a failover, a router takes `TOPOLOGY LEASE` on every reachable primary in
-//! shard-id order, so of two routers starting changes at once the first primary refuses one
+//! rollback or a failover, a router takes `TOPOLOGY LEASE` on every reachable node in shard-id
+//! order, so of two routers starting changes at once the first node refuses one
 //! (`-CHANGEBUSY <holder> <what>`), which gives back what it took. The holder renews it while its
 //! change runs; if the holder dies the lease lapses after [`TTL`] and another router's epoch sync
 //! takes the change over from the nodes' record. A `RING CANCEL` sent to another router reaches
@@ -14,6 +14,7 @@ use ringcache_protocol::wire::Topology as TopologyCmd;
 use ringcache_protocol::Reply;
 
 use crate::rebalance::node_conn::connect;
+use crate::rebalance::publish::nodes_of;
 use crate::state::Router;
 
 /// How long a lease lasts unless renewed: how soon a dead router's change is taken over.
@@ -37,7 +38,7 @@ pub struct Lease {
 pub enum Refused {
     /// Another router holds it for `what`.
     Busy { holder: String, what: String },
-    /// No primary answered.
+    /// No node answered.
     NoPrimary,
 }
 
@@ -50,29 +51,30 @@ impl Refused {
                     "ERR another router's membership change is in progress: {what} (RING STATUS)"
                 )
             }
-            Refused::NoPrimary => "ERR no primary answered to take the change lease".into(),
+            Refused::NoPrimary => "ERR no node answered to take the change lease".into(),
         }
     }
 }
 
 impl Lease {
-    /// Takes the lease for `what` on every reachable primary of the current ring, in shard-id
-    /// order; on a refusal gives back what it took.
+    /// Takes the lease for `what` on every reachable node of the current ring (primaries and
+    /// replicas), in shard-id order; on a refusal gives back what it took.
     pub async fn take(router: &Arc<Router>, what: &str) -> Result<Lease, Refused> {
         let topo = router.topology.load_full();
-        let mut primaries: Vec<(&str, &str)> = topo
-            .serving_shards()
-            .map(|s| (s.id.as_str(), s.primary.as_str()))
+        // Replicas too: a shard whose only primary is down still has a node to decide on.
+        let mut nodes: Vec<(String, String)> = nodes_of(&topo)
+            .into_iter()
+            .map(|(addr, id)| (id, addr))
             .collect();
-        primaries.sort_unstable();
-        primaries.dedup();
+        nodes.sort_unstable();
+        nodes.dedup();
         let mut lease = Lease {
             router: router.clone(),
             addrs: Vec::new(),
             what: what.to_string(),
             kept: false,
         };
-        for (_, addr) in primaries {
+        for (_, addr) in &nodes {
             match lease.ask(addr).await {
                 Ok(Some(_)) => lease.addrs.push(addr.to_string()),
                 // Down, or a node of a build without leases: the others decide.

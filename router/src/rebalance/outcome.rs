@@ -41,7 +41,7 @@ pub enum ChangeError {
     /// Another router holds the change lease, or drives the change this router follows.
     #[error("ERR another router's membership change is in progress: {0} (RING STATUS)")]
     Elsewhere(String),
-    #[error("ERR no primary answered to take the change lease")]
+    #[error("ERR no node answered to take the change lease")]
     NoLease,
     /// A shard of the ring already has the joining shard's id or its primary's address.
     #[error("ERR shard '{shard}' already uses id '{id}' or address {primary}")]

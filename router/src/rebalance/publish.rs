@@ -1,6 +1,6 @@
-//! Publishing epochs: a change's topology (built from its plan), pushed as `TOPOLOGY SET` /
-//! `SETMOVING` to the shards that gain arcs first, swapped in, quiesced, then pushed to every
-//! other node; the way back when the gainers refuse it; `TOPOLOGY DONE` once keys stop moving.
+//! Publishing epochs: a change's topology (built from its plan), pushed as `TOPOLOGY SETMAP` to
+//! every node (the shards that gain arcs must take it), then swapped in and quiesced; the way
+//! back when the gainers refuse it; `TOPOLOGY DONE` once keys stop moving.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -54,14 +54,24 @@ pub(super) async fn push_all(
     pushed: &Pushed,
     timeout: Duration,
 ) -> Vec<String> {
-    let pushes = targets.iter().map(|(addr, id)| async move {
-        send_one(addr, &topology_set(ring, pushed, id), timeout).await
-    });
-    futures::future::join_all(pushes)
+    push_each(targets, ring, pushed, timeout)
         .await
         .into_iter()
         .filter_map(Result::err)
         .collect()
+}
+
+/// As [`push_all`], with each target's outcome in order.
+async fn push_each(
+    targets: &[(String, String)],
+    ring: &Ring,
+    pushed: &Pushed,
+    timeout: Duration,
+) -> Vec<Result<(), String>> {
+    let pushes = targets.iter().map(|(addr, id)| async move {
+        send_one(addr, &topology_set(ring, pushed, id), timeout).await
+    });
+    futures::future::join_all(pushes).await
 }
 
 /// Every node of `topo` as `(address, shard id)`: primaries and replicas of the ring's shards
@@ -126,8 +136,11 @@ pub(super) fn migrate_keys_index() -> u16 {
     command_index(ringcache_protocol::table::lookup(b"migrate-keys"))
 }
 
-/// Publishes `next`: ring to the gaining shards (all must take it), swap, quiesce, ring to
-/// everyone else (best effort: the sync task retries nodes that missed it).
+/// Publishes `next`: the ring to every node at once (the gaining shards must all take it; the
+/// others best effort, the sync task retries nodes that missed it), then the swap and the
+/// quiesce. Every source refuses the arcs it lost before this router moves a key out of them,
+/// so no router (this one, or another still on the old ring) can write a key at its source after
+/// it left; a request a source refuses is retried at the new owner once the router follows.
 pub(super) async fn publish(
     router: &Arc<Router>,
     next: Topology,
@@ -137,35 +150,39 @@ pub(super) async fn publish(
     let timeout = router.config.connect_timeout;
     warm_request_path(&next);
     let pushed = Pushed::of(&next);
-    let first: Vec<(String, String)> = next
+    let gaining: Vec<&str> = next
         .serving_shards()
         .filter(|s| gainers.contains(&s.id))
-        .map(|s| (s.primary.clone(), s.id.clone()))
+        .map(|s| s.primary.as_str())
         .collect();
-    let failed = push_all(&first, &next.ring, &pushed, timeout).await;
-    if !failed.is_empty() {
+    let targets = nodes_of(&next);
+    let results = push_each(&targets, &next.ring, &pushed, timeout).await;
+    let refused: Vec<String> = targets
+        .iter()
+        .zip(&results)
+        .filter(|((addr, _), r)| r.is_err() && gaining.contains(&addr.as_str()))
+        .filter_map(|(_, r)| r.clone().err())
+        .collect();
+    if !refused.is_empty() {
         return Err(GainersRefused {
             epoch: next.ring.epoch(),
-            failed,
+            failed: refused,
         });
     }
+    let missed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    if !missed.is_empty() {
+        tracing::warn!(epoch = next.ring.epoch(), failed = %missed.join("; "), "some nodes missed the new ring; the epoch sync will retry");
+    }
     let epoch = next.ring.epoch();
-    let ring = next.ring.clone();
-    let rest: Vec<(String, String)> = nodes_of(&next)
-        .into_iter()
-        .filter(|(addr, _)| !first.iter().any(|(a, _)| a == addr))
-        .collect();
     router.topology.store(Arc::new(next));
     {
         let mut st = lock(&router.rebalance.state);
         st.nodes_epoch = st.nodes_epoch.max(epoch);
         st.ahead = None;
     }
+    // This router's requests planned on the old ring are answered (or retried) before the
+    // change is reported in effect.
     quiesce(router, epoch, callers).await;
-    let failed = push_all(&rest, &ring, &pushed, timeout).await;
-    if !failed.is_empty() {
-        tracing::warn!(epoch, failed = %failed.join("; "), "some nodes missed the new ring; the epoch sync will retry");
-    }
     router.rebalance.sync_soon();
     Ok(())
 }
