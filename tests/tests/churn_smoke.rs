@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 //! The churn harness end to end, briefly and without membership changes: the built `churn`
 //! binary runs a load through a 2-shard cluster and must report no lost write, no stale read,
-//! and some successful operations.
+//! and some successful operations; with two routers, the load must go through both.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -9,29 +9,14 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The whole run (start, 8 s of load, final check) must finish within this.
+/// A whole run (start, 8 s of load, final check) must finish within this.
 const RUN_LIMIT: Duration = Duration::from_secs(180);
 
-#[test]
-fn churn_without_changes_loses_nothing() {
+/// Runs the churn binary with `args` (bounded by [`RUN_LIMIT`]); its exit status and output lines.
+fn run_churn(args: &[&str]) -> (std::process::ExitStatus, Vec<String>) {
     let ringcache = tests::ringcache_bin();
     let mut child = Command::new(env!("CARGO_BIN_EXE_churn"))
-        .args([
-            "--duration",
-            "8s",
-            "--seed",
-            "7",
-            "--shards",
-            "2",
-            "--schedule",
-            "none",
-            "--keys",
-            "2000",
-            "--rate",
-            "2000",
-            "--workers",
-            "4",
-        ])
+        .args(args)
         .env("RINGCACHE_BIN", &ringcache)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -78,25 +63,56 @@ fn churn_without_changes_loses_nothing() {
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
         output.push(line);
     }
-    let text = output.join("\n");
-    assert!(status.success(), "churn exited with {status}:\n{text}");
+    (status, output)
+}
 
+/// The `churn-result` line's `key=value` fields.
+fn result_fields(output: &[String]) -> HashMap<String, String> {
+    let text = output.join("\n");
     let result = output
         .iter()
         .find_map(|l| l.strip_prefix("churn-result "))
         .unwrap_or_else(|| panic!("no churn-result line:\n{text}"));
-    let fields: HashMap<&str, &str> = result
+    result
         .split_whitespace()
         .filter_map(|kv| kv.split_once('='))
-        .collect();
-    let num = |k: &str| -> u64 {
-        fields
-            .get(k)
-            .unwrap_or_else(|| panic!("no {k} in {result}"))
-            .parse()
-            .unwrap_or_else(|e| panic!("{k} in {result}: {e}"))
-    };
-    assert!(num("ops_ok") > 0, "no successful operation:\n{text}");
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn num(fields: &HashMap<String, String>, k: &str) -> u64 {
+    fields
+        .get(k)
+        .unwrap_or_else(|| panic!("no {k} in {fields:?}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{k} in {fields:?}: {e}"))
+}
+
+#[test]
+fn churn_without_changes_loses_nothing() {
+    let (status, output) = run_churn(&[
+        "--duration",
+        "8s",
+        "--seed",
+        "7",
+        "--shards",
+        "2",
+        "--schedule",
+        "none",
+        "--keys",
+        "2000",
+        "--rate",
+        "2000",
+        "--workers",
+        "4",
+    ]);
+    let text = output.join("\n");
+    assert!(status.success(), "churn exited with {status}:\n{text}");
+    let fields = result_fields(&output);
+    assert!(
+        num(&fields, "ops_ok") > 0,
+        "no successful operation:\n{text}"
+    );
     for k in [
         "lost_graceful",
         "lost_crash",
@@ -106,13 +122,68 @@ fn churn_without_changes_loses_nothing() {
         "other_graceful",
         "unreadable",
         "events",
+        "stale_router_errors",
     ] {
-        assert_eq!(num(k), 0, "{k} should be 0:\n{text}");
+        assert_eq!(num(&fields, k), 0, "{k} should be 0:\n{text}");
     }
-    assert_eq!(fields.get("verdict"), Some(&"pass"), "{text}");
+    assert_eq!(num(&fields, "routers"), 1, "{text}");
+    assert_eq!(
+        fields.get("verdict").map(String::as_str),
+        Some("pass"),
+        "{text}"
+    );
     // The per-second progress line is there.
     assert!(
         output.iter().any(|l| l.starts_with("t=1s reads ")),
         "no per-second line:\n{text}"
     );
+}
+
+/// Two routers, no change: the load goes through both, and neither answers by an old ring.
+#[test]
+fn churn_spreads_the_load_over_two_routers() {
+    let (status, output) = run_churn(&[
+        "--duration",
+        "5s",
+        "--seed",
+        "7",
+        "--shards",
+        "2",
+        "--schedule",
+        "none",
+        "--keys",
+        "1000",
+        "--rate",
+        "1000",
+        "--workers",
+        "4",
+        "--routers",
+        "2",
+    ]);
+    let text = output.join("\n");
+    assert!(status.success(), "churn exited with {status}:\n{text}");
+    let fields = result_fields(&output);
+    assert_eq!(num(&fields, "routers"), 2, "{text}");
+    assert_eq!(num(&fields, "stale_router_errors"), 0, "{text}");
+    assert_eq!(
+        fields.get("verdict").map(String::as_str),
+        Some("pass"),
+        "{text}"
+    );
+    // `load per router: router N requests, … ; router2 N requests, …`: both took some.
+    let line = output
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("load per router: "))
+        .unwrap_or_else(|| panic!("no per-router load line:\n{text}"));
+    let per: Vec<u64> = line
+        .split("; ")
+        .map(|part| {
+            part.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("bad per-router figure {part:?}"))
+        })
+        .collect();
+    assert_eq!(per.len(), 2, "{line}");
+    assert!(per.iter().all(|n| *n > 0), "a router took no load: {line}");
 }

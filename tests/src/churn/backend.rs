@@ -41,6 +41,22 @@ impl ShardState {
     }
 }
 
+/// Router `i`'s name: `router`, then `router2`, `router3`, … (in compose mode the service names).
+pub fn router_name(i: usize) -> String {
+    match i {
+        0 => "router".to_string(),
+        i => format!("router{}", i + 1),
+    }
+}
+
+/// The index of the router named `name` (see [`router_name`]).
+pub fn router_index(name: &str) -> Option<usize> {
+    match name.strip_prefix("router")? {
+        "" => Some(0),
+        n => n.parse::<usize>().ok().filter(|n| *n >= 2).map(|n| n - 1),
+    }
+}
+
 /// How a backend carries out each fault, for event names and log lines.
 #[derive(Debug, Clone, Copy)]
 pub struct Verbs {
@@ -58,8 +74,12 @@ pub trait Backend {
     fn initial_shards(&self) -> Vec<ShardState>;
     /// A node's address as the router knows it (`127.0.0.1:PORT`, `a-primary:7001`).
     fn addr(&self, node: &str) -> Option<String>;
-    /// The router's address from this host.
-    fn router_addr(&self) -> SocketAddr;
+    /// How many routers serve the cluster (all over the same nodes; `--routers`).
+    fn routers(&self) -> usize {
+        1
+    }
+    /// Router `i`'s address from this host (its last one while it is down).
+    fn router_addr(&self, i: usize) -> SocketAddr;
     /// How stale a read through the router may be: `None` when it reads from primaries only,
     /// else its bound on replica lag.
     fn replica_read_bound(&self) -> Option<Duration> {
@@ -82,17 +102,34 @@ pub trait Backend {
     fn heal(&mut self, node: &str) -> Result<()> {
         bail!("cannot reconnect {node}: only compose mode cuts nodes off")
     }
-    /// Stops the router and starts it again with `members` in its config; says how it went.
-    /// The router's address may change (see [`Backend::router_addr`]).
-    fn restart_router(&mut self, members: &[RouterShard]) -> Result<String>;
-    /// Starts the router (after it was found dead) with `members` in its config.
-    fn start_router(&mut self, members: &[RouterShard]) -> Result<()>;
-    fn router_up(&self) -> bool;
-    /// Nodes (and `router`) found down that the harness did not stop, with the end of their log;
-    /// they count as down from now on.
+    /// Stops router `i` and starts it again with `members` in its config; says how it went.
+    /// Its address may change (see [`Backend::router_addr`]).
+    fn restart_router(&mut self, i: usize, members: &[RouterShard]) -> Result<String>;
+    /// Starts router `i` (after it was found dead or killed) with `members` in its config.
+    fn start_router(&mut self, i: usize, members: &[RouterShard]) -> Result<()>;
+    /// SIGKILL router `i` (it is then down until [`Backend::start_router`]).
+    fn kill_router(&mut self, i: usize) -> Result<()>;
+    fn router_up(&self, i: usize) -> bool;
+    /// Nodes and routers (by [`router_name`]) found down that the harness did not stop, with
+    /// the end of their log; they count as down from now on.
     fn exited(&mut self) -> Vec<(String, String)>;
     /// Resumes every paused node and reconnects every cut one (end of the run, interrupts).
     fn heal_faults(&mut self);
     /// Copies every node's and the router's log into `to`.
     fn keep_logs(&mut self, to: &Path) -> Result<()>;
+}
+
+#[cfg(test)]
+mod naming {
+    use super::*;
+
+    #[test]
+    fn router_names_round_trip() {
+        for i in 0..5 {
+            assert_eq!(router_index(&router_name(i)), Some(i));
+        }
+        assert_eq!(router_name(1), "router2");
+        assert_eq!(router_index("router1"), None);
+        assert_eq!(router_index("a-primary"), None);
+    }
 }

@@ -79,6 +79,8 @@ pub async fn final_state(shared: &Shared) -> FinalRead {
             for (slot, (answer, at)) in chunk.iter().zip(answers) {
                 match answer {
                     Answer::Reply(Reply::Error(e)) => {
+                        let router = shared.routers.pick(0, 0);
+                        super::routers::note_stale_router_error(shared, router, &e, at);
                         retry.push(*slot);
                         errors.push((slot.key(), e));
                     }

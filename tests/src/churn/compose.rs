@@ -4,8 +4,9 @@
 //! the router and its peers) and `docker restart` of the router; spare shards (profile `spare`)
 //! are started with `up -d` and joined by service name.
 //!
-//! The harness reaches the router through its published port and the nodes only through the
-//! router (`RING NODES` says who is primary) or the docker CLI. A restarted router reads the
+//! The harness reaches the routers (services `router`, `router2`) through their published ports
+//! and the nodes only through a router (`RING NODES` says who is primary) or the docker CLI.
+//! Both routers mount the same config; a restarted router reads the
 //! config mounted at [`ROUTER_CONFIG_IN_CONTAINER`]; the harness rewrites that host file with the
 //! current membership first, unless it is the repository's own `deploy/cluster.compose.toml`
 //! (`RINGCACHE_ROUTER_CONFIG` in docker-compose.yml picks another file; scripts/compose-test
@@ -21,7 +22,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use ringcache_client::blocking;
 
-use super::backend::{shard_tables, Backend, RouterShard, ShardState, Verbs};
+use super::backend::{
+    router_index, router_name, shard_tables, Backend, RouterShard, ShardState, Verbs,
+};
 use super::client::RingNode;
 
 pub const ROUTER_SERVICE: &str = "router";
@@ -38,8 +41,8 @@ const ROUTER_STOP_GRACE_S: u32 = 10;
 pub struct ComposeOpts {
     pub project: String,
     pub file: PathBuf,
-    /// The router's published RESP port on this host.
-    pub router: SocketAddr,
+    /// The routers' published RESP addresses on this host: `router`'s, then `router2`'s, ….
+    pub routers: Vec<SocketAddr>,
 }
 
 pub struct Compose {
@@ -188,7 +191,12 @@ impl Compose {
     /// NODES), and the spare shards the compose file has beyond it.
     pub fn connect(opts: ComposeOpts, ring: &[RingNode]) -> Result<Compose> {
         if ring.is_empty() {
-            bail!("the router on {} lists no shard (RING NODES)", opts.router);
+            bail!(
+                "the router on {} lists no shard (RING NODES)",
+                opts.routers
+                    .first()
+                    .map_or_else(|| "?".into(), |a| a.to_string())
+            );
         }
         let cli = compose_cli()?;
         let mut c = Compose {
@@ -215,11 +223,15 @@ impl Compose {
             .filter(|l| !l.is_empty())
             .collect();
         c.refresh_containers()?;
-        if !c.containers.contains_key(ROUTER_SERVICE) {
-            bail!(
-                "no '{ROUTER_SERVICE}' container in compose project '{}' (is it up? --compose-project / COMPOSE_PROJECT)",
-                c.opts.project
-            );
+        for i in 0..c.opts.routers.len() {
+            let service = router_name(i);
+            if !c.containers.contains_key(&service) {
+                bail!(
+                    "no '{service}' container in compose project '{}' (is it up? --compose-project / COMPOSE_PROJECT; --routers {} needs a router service per router)",
+                    c.opts.project,
+                    c.opts.routers.len()
+                );
+            }
         }
         if let Some(port) = ring
             .first()
@@ -464,14 +476,24 @@ impl Compose {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Bounded wait until the router answers PING through its published port.
-    fn wait_router(&self) -> Result<Duration> {
+    /// Router `i`'s published address.
+    fn router_at(&self, i: usize) -> Result<SocketAddr> {
+        self.opts
+            .routers
+            .get(i)
+            .copied()
+            .ok_or_else(|| anyhow!("no {} in this run", router_name(i)))
+    }
+
+    /// Bounded wait until router `i` answers PING through its published port.
+    fn wait_router(&self, i: usize) -> Result<Duration> {
+        let addr = self.router_at(i)?;
         let start = Instant::now();
-        while !router_pongs(self.opts.router) {
+        while !router_pongs(addr) {
             if start.elapsed() >= ROUTER_WAIT {
                 bail!(
-                    "the router on {} did not answer PING within {ROUTER_WAIT:?}",
-                    self.opts.router
+                    "{} on {addr} did not answer PING within {ROUTER_WAIT:?}",
+                    router_name(i)
                 );
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -507,8 +529,17 @@ impl Backend for Compose {
             .then(|| format!("{node}:{}", self.node_port))
     }
 
-    fn router_addr(&self) -> SocketAddr {
-        self.opts.router
+    fn routers(&self) -> usize {
+        self.opts.routers.len()
+    }
+
+    fn router_addr(&self, i: usize) -> SocketAddr {
+        self.opts
+            .routers
+            .get(i)
+            .or_else(|| self.opts.routers.first())
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7000)))
     }
 
     fn is_up(&self, node: &str) -> bool {
@@ -614,34 +645,44 @@ impl Backend for Compose {
         }
     }
 
-    fn restart_router(&mut self, members: &[RouterShard]) -> Result<String> {
+    fn restart_router(&mut self, i: usize, members: &[RouterShard]) -> Result<String> {
         // Without the current membership a new router would serve the compose file's ring.
         self.write_config(members)
             .context("not restarted: its config cannot be brought up to date")?;
-        let id = self.id(ROUTER_SERVICE)?;
+        let service = router_name(i);
+        let id = self.id(&service)?;
         let start = Instant::now();
         let grace = ROUTER_STOP_GRACE_S.to_string();
         docker(&["restart", "-t", &grace, &id], DOCKER_TIMEOUT * 2)?;
         let restarted = start.elapsed();
-        let answered = self.wait_router()?;
+        let answered = self.wait_router(i)?;
         Ok(format!(
             "docker restart -t {grace} took {:.1}s; PING answered {:.1}s later on {}",
             restarted.as_secs_f64(),
             answered.as_secs_f64(),
-            self.opts.router
+            self.router_at(i)?
         ))
     }
 
-    fn start_router(&mut self, members: &[RouterShard]) -> Result<()> {
+    fn start_router(&mut self, i: usize, members: &[RouterShard]) -> Result<()> {
         self.write_config(members)?;
-        let id = self.id(ROUTER_SERVICE)?;
+        let service = router_name(i);
+        let id = self.id(&service)?;
         docker(&["start", &id], DOCKER_TIMEOUT)?;
-        self.down.remove(ROUTER_SERVICE);
-        self.wait_router().map(|_| ())
+        self.down.remove(&service);
+        self.wait_router(i).map(|_| ())
     }
 
-    fn router_up(&self) -> bool {
-        !self.down.contains(ROUTER_SERVICE)
+    fn kill_router(&mut self, i: usize) -> Result<()> {
+        let service = router_name(i);
+        let id = self.id(&service)?;
+        docker(&["kill", &id], DOCKER_TIMEOUT)?;
+        self.down.insert(service);
+        Ok(())
+    }
+
+    fn router_up(&self, i: usize) -> bool {
+        !self.down.contains(&router_name(i))
     }
 
     fn exited(&mut self) -> Vec<(String, String)> {
@@ -654,7 +695,7 @@ impl Backend for Compose {
         };
         let mut dead = Vec::new();
         for (service, state) in states {
-            let watched = service == ROUTER_SERVICE
+            let watched = router_index(&service).is_some_and(|i| i < self.opts.routers.len())
                 || self
                     .initial
                     .iter()

@@ -4,11 +4,14 @@
 //! injects faults, then reads the final state back and prints what was lost, stale, moved.
 //! With `--compose` the same schedule, load and checks run against the docker compose cluster of
 //! `docker-compose.yml`, already up (`--profile spare` for the shards to join).
+//! With `--routers N` the load is spread over N routers, each change goes through a random one,
+//! and the full schedule also kills a router with its change in flight.
 //!
 //! Layout: [`backend`] is what the schedule needs from a cluster, [`local`] (local processes)
 //! and [`compose`] (containers) its two kinds; [`workload`] the load and the shared counters;
 //! [`model`] what was written and the checks; [`schedule`] the events; [`check`] the final read;
-//! [`report`] the per-second line and the summary; [`client`] a small pipelined RESP client.
+//! [`report`] the per-second line and the summary; [`client`] a small pipelined RESP client;
+//! [`routers`] the routers the load spreads over and how fast they follow a change.
 
 pub mod backend;
 pub mod check;
@@ -17,13 +20,14 @@ pub mod compose;
 pub mod local;
 pub mod model;
 pub mod report;
+pub mod routers;
 pub mod schedule;
 pub mod workload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -72,10 +76,16 @@ pub struct Args {
     /// The compose file (default: docker-compose.yml at the repository's top).
     #[arg(long, value_name = "PATH")]
     pub compose_file: Option<PathBuf>,
-    /// Compose mode: the router's published RESP address (default: 127.0.0.1 and
-    /// $RINGCACHE_ROUTER_PORT, else $RINGCACHE_PORT, else 7000).
+    /// Routers serving the cluster: the load is spread over them, each change goes through a
+    /// random running one, and the full schedule also kills one with its change in flight (2+).
+    /// Compose mode: services `router`, `router2`, ….
+    #[arg(long, default_value_t = 1)]
+    pub routers: usize,
+    /// Compose mode: a router's published RESP address, once per router in order (default:
+    /// 127.0.0.1 and $RINGCACHE_ROUTER_PORT, else $RINGCACHE_PORT, else 7000; the second's
+    /// $RINGCACHE_ROUTER2_PORT, else $RINGCACHE_PORT2, else 7010).
     #[arg(long, value_name = "ADDR")]
-    pub router: Option<SocketAddr>,
+    pub router: Vec<SocketAddr>,
     /// Load tasks, each with its own connection to the router.
     #[arg(long, default_value_t = 6)]
     pub workers: usize,
@@ -177,26 +187,37 @@ fn compose_opts(args: &Args) -> Result<ComposeOpts> {
             .map(compose::normalize_project)
             .context("no compose project: pass --compose-project NAME")?,
     };
-    let router = match args.router {
-        Some(a) => a,
-        None => {
-            let port = match env("RINGCACHE_ROUTER_PORT").or_else(|| env("RINGCACHE_PORT")) {
-                Some(p) => p
-                    .trim()
-                    .parse::<u16>()
-                    .with_context(|| format!("router port {p:?}"))?,
-                None => 7000,
-            };
-            SocketAddr::from(([127, 0, 0, 1], port))
+    // Router k's port: its variables, else the compose file's default.
+    let port_of = |k: usize| -> Result<u16> {
+        let vars = match k {
+            0 => vec!["RINGCACHE_ROUTER_PORT".to_string(), "RINGCACHE_PORT".into()],
+            k => vec![
+                format!("RINGCACHE_ROUTER{}_PORT", k + 1),
+                format!("RINGCACHE_PORT{}", k + 1),
+            ],
+        };
+        match vars.iter().find_map(|v| env(v)) {
+            Some(p) => p
+                .trim()
+                .parse::<u16>()
+                .with_context(|| format!("router port {p:?}")),
+            None => Ok(7000 + 10 * k as u16),
         }
     };
+    let mut routers = Vec::with_capacity(args.routers);
+    for k in 0..args.routers {
+        routers.push(match args.router.get(k) {
+            Some(a) => *a,
+            None => SocketAddr::from(([127, 0, 0, 1], port_of(k)?)),
+        });
+    }
     Ok(ComposeOpts {
         project,
         file: args
             .compose_file
             .clone()
             .unwrap_or_else(|| root.join("docker-compose.yml")),
-        router,
+        routers,
     })
 }
 
@@ -204,7 +225,7 @@ fn compose_opts(args: &Args) -> Result<ComposeOpts> {
 /// started (and healthy) before the load.
 fn start_compose(args: &Args, rt: &tokio::runtime::Runtime, spares: usize) -> Result<Compose> {
     let opts = compose_opts(args)?;
-    let router = opts.router;
+    let router = opts.routers[0];
     let ring = rt
         .block_on(async {
             let mut c = Conn::connect(router, Duration::from_secs(2)).await?;
@@ -253,6 +274,16 @@ pub fn run(args: Args) -> Result<bool> {
     if args.workers == 0 || args.workers > 64 {
         bail!("--workers must be 1 to 64");
     }
+    if args.routers == 0 || args.routers > 8 {
+        bail!("--routers must be 1 to 8");
+    }
+    if args.compose && args.router.len() > args.routers {
+        bail!(
+            "{} --router addresses for --routers {}",
+            args.router.len(),
+            args.routers
+        );
+    }
     if args.duration < Duration::from_secs(1) {
         bail!("--duration must be at least 1s");
     }
@@ -263,7 +294,13 @@ pub fn run(args: Args) -> Result<bool> {
         Some(resolve_ringcache(&args)?)
     };
 
-    let plan = schedule::plan(args.schedule, args.seed, args.duration, args.compose);
+    let plan = schedule::plan(
+        args.schedule,
+        args.seed,
+        args.duration,
+        args.compose,
+        args.routers,
+    );
     let keys = Keys::new(args.keys);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -276,7 +313,7 @@ pub fn run(args: Args) -> Result<bool> {
     let (backend, config): (Box<dyn Backend>, Option<PathBuf>) = match &bin {
         None => (Box::new(start_compose(&args, &rt, plan.spares)?), None),
         Some(_) => {
-            let local = Local::start(args.shards, plan.spares)?;
+            let local = Local::start(args.shards, plan.spares, args.routers)?;
             let config = local.config();
             (Box::new(local), Some(config))
         }
@@ -308,7 +345,14 @@ pub fn run(args: Args) -> Result<bool> {
             if s.member { "" } else { " (spare)" }
         );
     }
-    println!("churn: router {}", backend.router_addr());
+    let routers = backend.routers();
+    for i in 0..routers {
+        println!(
+            "churn: {} {}",
+            backend::router_name(i),
+            backend.router_addr(i)
+        );
+    }
     if let (Some(bin), Some(config)) = (&bin, &config) {
         println!(
             "churn: ringcache {}, router config {}",
@@ -328,10 +372,11 @@ pub fn run(args: Args) -> Result<bool> {
 
     // Preload, then start the clock.
     let mut shared = Shared {
-        router: RwLock::new(backend.router_addr()),
+        routers: routers::Routers::new((0..routers).map(|i| backend.router_addr(i)).collect()),
         model,
         counters: Counters::default(),
         anomalies: Mutex::new(Vec::new()),
+        stale_router_examples: Mutex::new(Vec::new()),
         losses: Mutex::new(Default::default()),
         start: Instant::now(),
         end: Instant::now(),
@@ -417,6 +462,7 @@ pub fn run(args: Args) -> Result<bool> {
     driver.heal_all();
     let final_migration = driver.wait_migrations(Instant::now(), Duration::from_secs(30));
     let final_read = rt.block_on(check::final_state(&shared));
+    driver.finish_spreads();
     ticker_done.store(true, Ordering::Relaxed);
     ticker.abort();
     ctrl_c.abort();
@@ -430,6 +476,7 @@ pub fn run(args: Args) -> Result<bool> {
         keys: keys.total(),
         rate: args.rate,
         workers: args.workers,
+        routers,
         duration: args.duration,
         shared: &shared,
         records: &driver.records,

@@ -11,14 +11,17 @@ use super::check::FinalRead;
 use super::client::{self, cmd, Conn};
 use super::local::VNODES;
 use super::model::{Anomaly, Kind, LossTracker};
+use super::routers::{StatusConns, SPREAD_BOUND};
 use super::schedule::{EventRecord, Fault};
 use super::workload::{get, Shared};
 
 /// `t=12s reads ok/err | writes ok/err | lost | stale | epoch E | migrating M`, once a second,
 /// until `done` (bounded by `max_secs`). Reads and writes count the last second; lost (writes
-/// found missing by reads and INCR/APPEND replies, each once) and stale are totals so far.
+/// found missing by reads and INCR/APPEND replies, each once) and stale are totals so far. With
+/// several routers, also each one's epoch (`-` while it is down) and the stale-router errors.
 pub async fn ticker(shared: Arc<Shared>, done: Arc<AtomicBool>, max_secs: u64) {
     let mut admin: Option<Conn> = None;
+    let mut others = StatusConns::new(shared.routers.count());
     let c = &shared.counters;
     let mut last = [0u64; 4];
     for sec in 1..=max_secs {
@@ -55,8 +58,27 @@ pub async fn ticker(shared: Arc<Shared>, done: Arc<AtomicBool>, max_secs: u64) {
             Some(s) => (fmt(s.epoch), fmt(s.migrating)),
             None => ("?".to_string(), "?".to_string()),
         };
+        let mut routers = String::new();
+        if shared.routers.count() > 1 {
+            let mut epochs = Vec::new();
+            for i in 0..shared.routers.count() {
+                epochs.push(if shared.routers.is_live(i) {
+                    match others.status(i, shared.routers.addr(i)).await {
+                        Ok(s) => fmt(s.epoch),
+                        Err(_) => "?".to_string(),
+                    }
+                } else {
+                    "-".to_string()
+                });
+            }
+            routers = format!(
+                " | router epochs {} | stale-router errors {}",
+                epochs.join("/"),
+                get(&c.stale_router_errors)
+            );
+        }
         println!(
-            "t={sec}s reads {}/{} | writes {}/{} | lost {} | stale {} | epoch {epoch} | migrating {migrating}",
+            "t={sec}s reads {}/{} | writes {}/{} | lost {} | stale {} | epoch {epoch} | migrating {migrating}{routers}",
             d[0],
             d[1],
             d[2],
@@ -82,6 +104,7 @@ pub struct RunFacts<'a> {
     pub keys: usize,
     pub rate: u32,
     pub workers: usize,
+    pub routers: usize,
     pub duration: Duration,
     pub shared: &'a Shared,
     pub records: &'a [EventRecord],
@@ -327,6 +350,34 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
             get(&c.connect_errors)
         );
     }
+    let stale_router_errors = get(&c.stale_router_errors);
+    let stale_router_graceful = get(&c.stale_router_errors_graceful);
+    println!(
+        "stale-router errors (WRONGSHARD/TRYAGAIN replies to the harness's requests): graceful {stale_router_graceful}, during a fault {}",
+        stale_router_errors - stale_router_graceful
+    );
+    for e in shared
+        .stale_router_examples
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        println!("  {e}");
+    }
+    if f.routers > 1 {
+        let r = &shared.routers;
+        let per: Vec<String> = (0..f.routers)
+            .map(|i| {
+                format!(
+                    "{} {} requests, {} stale-router errors",
+                    super::backend::router_name(i),
+                    get(&r.requests[i]),
+                    get(&r.stale_errors[i])
+                )
+            })
+            .collect();
+        println!("  load per router: {}", per.join("; "));
+    }
     println!(
         "lost writes: graceful {}, crash {} (set {}, incr {}, append {})",
         total(Kind::Lost, false),
@@ -440,6 +491,44 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
             println!("{m}");
         }
     }
+    // Every change's time until all running routers served its epoch, and the worst.
+    let mut spread_max: Option<Duration> = None;
+    let mut spread_failed = 0;
+    let spreads: Vec<&EventRecord> = f
+        .records
+        .iter()
+        .filter(|r| r.epoch_spread.is_some())
+        .collect();
+    if !spreads.is_empty() {
+        println!(
+            "epoch spread (RING JOIN/LEAVE +OK until every running router reports the new epoch, {} router{}):",
+            f.routers,
+            if f.routers == 1 { "" } else { "s" }
+        );
+        for r in spreads {
+            match &r.epoch_spread {
+                Some(Ok(d)) => {
+                    spread_max = spread_max.max(Some(*d));
+                    println!("  {}: {} ms", r.name, d.as_millis());
+                }
+                Some(Err(e)) => {
+                    spread_failed += 1;
+                    println!("  {}: {e}", r.name);
+                }
+                None => {}
+            }
+        }
+        match spread_max {
+            Some(d) => println!("  max: {} ms", d.as_millis()),
+            None => println!("  max: n/a (no change measured)"),
+        }
+    }
+    // A change some router never followed counts as the bound (a lower bound on its spread).
+    let spread_max_ms = if spread_failed > 0 {
+        SPREAD_BOUND.as_millis()
+    } else {
+        spread_max.map_or(0, |d| d.as_millis())
+    };
     match &f.final_migration {
         Ok(_) => {}
         Err(e) => println!("before the final check: {e}"),
@@ -497,6 +586,14 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
     if f.workers_unfinished > 0 {
         reasons.push("load workers panicked or did not finish");
     }
+    if f.routers > 1 && stale_router_graceful > 0 {
+        reasons.push(
+            "a router answered by an old ring outside any fault (WRONGSHARD/TRYAGAIN errors)",
+        );
+    }
+    if f.routers > 1 && spread_failed > 0 {
+        reasons.push("not every router followed a membership change within the bound");
+    }
     if !f.records.is_empty() && failed_events == f.records.len() {
         reasons.push("every membership event failed: nothing was tested");
     }
@@ -505,7 +602,8 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
     println!(
         "churn-result seed={} schedule={} backend={} ops={ops} ops_ok={ops_ok} ops_failed={ops_failed} ops_indeterminate={ops_indet} \
          lost_graceful={} lost_crash={} stale_graceful={} stale_crash={} resurrected_graceful={} resurrected_crash={} \
-         other_graceful={} other_crash={} replica_lagged={lagged} unreadable={} events={} events_failed={failed_events} verdict={}",
+         other_graceful={} other_crash={} replica_lagged={lagged} unreadable={} events={} events_failed={failed_events} \
+         routers={} stale_router_errors={stale_router_errors} stale_router_errors_graceful={stale_router_graceful} epoch_spread_max_ms={spread_max_ms} epoch_spread_failed={spread_failed} verdict={}",
         f.seed,
         f.schedule,
         f.backend,
@@ -519,6 +617,7 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
         others(true),
         f.final_read.unreadable.len(),
         f.records.len(),
+        f.routers,
         if pass { "pass" } else { "fail" }
     );
     if pass && failed_events > 0 {

@@ -1,13 +1,13 @@
 //! The load: worker tasks sending pipelined batches through the router at a bounded rate, and
-//! classifying each request's outcome against the model as its reply arrives.
+//! classifying each request's outcome against the model as its reply arrives. With several
+//! routers, worker `w` uses router `w` modulo their number while it runs, another meanwhile.
 //!
 //! Worker `w` is the only writer of the keys whose index is `w` modulo the worker count; any
 //! worker reads any SET key. Within a batch a key is written at most once, and a counter's GET
 //! is sent right before its INCR ("read before written").
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -16,6 +16,7 @@ use ringcache_protocol::Reply;
 
 use super::client::{as_u64, cmd, is_ok, Answer, Cmd, Conn};
 use super::model::{self, Anomaly, Family, Floor, Keys, Kind, LossTracker, Model, Outcome};
+use super::routers::{note_stale_router_error, Routers};
 
 /// How long a batch may wait for its replies: above the router's 2 s request timeout, so the
 /// router's own timeout error normally arrives first.
@@ -35,6 +36,10 @@ pub struct Counters {
     /// Error replies counted as indeterminate because they do not say whether the write ran.
     pub ambiguous_errors: AtomicU64,
     pub connect_errors: AtomicU64,
+    /// Error replies from a router routing by an older ring (`WRONGSHARD`, `TRYAGAIN`), and
+    /// those of them received while no fault was in progress.
+    pub stale_router_errors: AtomicU64,
+    pub stale_router_errors_graceful: AtomicU64,
     /// Anomalies seen during the run, by kind (for the per-second line).
     pub stale: AtomicU64,
     /// Lost writes known so far (each counted once), from reads, write replies and the final check.
@@ -54,10 +59,12 @@ fn bump(c: &AtomicU64) {
 
 /// State shared by the load, the per-second line, the event driver and the final check.
 pub struct Shared {
-    pub router: RwLock<SocketAddr>,
+    pub routers: Routers,
     pub model: Model,
     pub counters: Counters,
     pub anomalies: Mutex<Vec<Anomaly>>,
+    /// The first stale-router error replies (when, which router, the text), for the summary.
+    pub stale_router_examples: Mutex<Vec<String>>,
     pub losses: Mutex<LossTracker>,
     /// The load runs from `start` to `end`.
     pub start: Instant,
@@ -76,12 +83,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn router(&self) -> SocketAddr {
-        *self.router.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn set_router(&self, addr: SocketAddr) {
-        *self.router.write().unwrap_or_else(|e| e.into_inner()) = addr;
+    /// The first running router's address (preload, per-second line, final check).
+    pub fn router(&self) -> std::net::SocketAddr {
+        self.routers.addr(self.routers.pick(0, 0))
     }
 
     pub fn stopping(&self) -> bool {
@@ -239,6 +243,9 @@ pub async fn preload(shared: &Shared) -> Result<(), String> {
         let answers = conn.pipeline(&cmds, OP_TIMEOUT).await;
         let mut failed = 0;
         for ((i, v), (a, at)) in idx.iter().zip(versions).zip(answers) {
+            if let Answer::Reply(Reply::Error(e)) = &a {
+                note_stale_router_error(shared, shared.routers.pick(0, 0), e, at);
+            }
             let outcome = match classify(a, &shared.counters) {
                 Class::Ok(r) if is_ok(&r) => Outcome::Ok,
                 Class::Ok(_) | Class::Indet => Outcome::Indeterminate,
@@ -277,6 +284,11 @@ pub async fn worker(w: usize, shared: Arc<Shared>, rate: f64, seed: u64) -> Work
     let own_ctr = owned(keys.n_ctr, w, n);
     let own_app = owned(keys.n_app, w, n);
     let mut conn: Option<Conn> = None;
+    let routers = &shared.routers;
+    let preferred = w % routers.count();
+    // The router `conn` is on, and how many running routers to pass over after connect errors.
+    let mut on = preferred;
+    let mut skip = 0;
     let mut issued: u64 = 0;
     let total = shared.end.saturating_duration_since(shared.start);
     // Bounded: at most one iteration per millisecond of the run, plus slack.
@@ -296,16 +308,24 @@ pub async fn worker(w: usize, shared: Arc<Shared>, rate: f64, seed: u64) -> Work
             tokio::time::sleep(Duration::from_millis(2)).await;
             continue;
         }
+        // Between batches (nothing in flight): leave a router the driver took down, and go
+        // back to this worker's own once it runs again.
+        let want = routers.pick(preferred, skip);
         let usable = match &conn {
-            Some(c) => !c.is_broken(),
+            Some(c) => !c.is_broken() && on == want,
             None => false,
         };
         if !usable {
-            match Conn::connect(shared.router(), CONNECT_TIMEOUT).await {
-                Ok(c) => conn = Some(c),
+            match Conn::connect(routers.addr(want), CONNECT_TIMEOUT).await {
+                Ok(c) => {
+                    conn = Some(c);
+                    on = want;
+                    skip = 0;
+                }
                 Err(_) => {
                     bump(&shared.counters.connect_errors);
                     conn = None;
+                    skip += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -317,7 +337,11 @@ pub async fn worker(w: usize, shared: Arc<Shared>, rate: f64, seed: u64) -> Work
         let sent = Instant::now();
         let answers = c.pipeline(&cmds, OP_TIMEOUT).await;
         issued += ops.len() as u64;
+        routers.count_request(on, ops.len() as u64);
         for (op, (answer, at)) in ops.into_iter().zip(answers) {
+            if let Answer::Reply(Reply::Error(e)) = &answer {
+                note_stale_router_error(&shared, on, e, at);
+            }
             let us = at
                 .saturating_duration_since(sent)
                 .as_micros()

@@ -1,24 +1,39 @@
-//! The driver's admin commands on the router: RING STATUS / NODES / LOCATE, and the waits built
-//! on them (migrations done, a failover seen, roles the router changed on its own).
+//! The driver's admin commands on the routers: RING STATUS / NODES / LOCATE (on the router the
+//! current event goes through, [`Driver::via`], unless said), and the waits built on them
+//! (migrations done on every router, a failover seen, roles the router changed on its own).
 
 use std::time::{Duration, Instant};
 
 use ringcache_protocol::Reply;
 
 use super::{Driver, ADMIN_TIMEOUT, FAILOVER_WAIT, POLL};
+use crate::churn::backend::router_name;
 use crate::churn::client::{self, cmd, Answer, Cmd, Conn, RingNode, RingStatus};
 use crate::churn::workload::{Mark, Shared};
 
 impl Driver<'_> {
-    /// Sends admin commands pipelined on the admin connection (reconnecting to the current router
-    /// address if needed). `Err` if any got no reply.
+    /// Sends admin commands pipelined on the admin connection to the event's router.
     pub(super) fn admin_pipeline(
         &mut self,
         cmds: &[Cmd],
         timeout: Duration,
     ) -> Result<Vec<Reply>, String> {
-        let addr = self.shared.router();
-        let mut conn = self.admin.take();
+        self.admin_pipeline_on(self.via, cmds, timeout)
+    }
+
+    /// Sends admin commands pipelined on the admin connection to router `i` (reconnecting to its
+    /// current address if needed). `Err` if any got no reply.
+    pub(super) fn admin_pipeline_on(
+        &mut self,
+        i: usize,
+        cmds: &[Cmd],
+        timeout: Duration,
+    ) -> Result<Vec<Reply>, String> {
+        let addr = self.shared.routers.addr(i);
+        if self.admins.len() <= i {
+            self.admins.resize_with(i + 1, || None);
+        }
+        let mut conn = self.admins[i].take();
         let rt = self.rt;
         let result = rt.block_on(async {
             let mut c = match conn.take() {
@@ -37,7 +52,7 @@ impl Driver<'_> {
         });
         match result {
             Ok((c, replies)) => {
-                self.admin = Some(c);
+                self.admins[i] = Some(c);
                 Ok(replies)
             }
             Err(e) => Err(e),
@@ -55,8 +70,17 @@ impl Driver<'_> {
     }
 
     pub fn ring_status(&mut self) -> Result<RingStatus, String> {
-        self.admin(cmd(&["RING", "STATUS"]), ADMIN_TIMEOUT)
-            .map(|r| client::parse_ring_status(&r))
+        self.ring_status_on(self.via)
+    }
+
+    /// `RING STATUS` of router `i`.
+    pub(super) fn ring_status_on(&mut self, i: usize) -> Result<RingStatus, String> {
+        let mut replies = self.admin_pipeline_on(i, &[cmd(&["RING", "STATUS"])], ADMIN_TIMEOUT)?;
+        match replies.pop() {
+            Some(Reply::Error(e)) => Err(e),
+            Some(r) => Ok(client::parse_ring_status(&r)),
+            None => Err("no reply".into()),
+        }
     }
 
     pub(super) fn ring_nodes(&mut self) -> Result<Vec<RingNode>, String> {
@@ -64,23 +88,42 @@ impl Driver<'_> {
             .map(|r| client::parse_ring_nodes(&r))
     }
 
-    /// Polls RING STATUS until `migrating` is 0; returns how long that took from `since`.
+    /// Polls RING STATUS on every running router until each says `migrating:0`; returns how
+    /// long that took from `since`.
     pub fn wait_migrations(&mut self, since: Instant, bound: Duration) -> Result<Duration, String> {
         let deadline = Instant::now() + bound;
         let mut last = String::from("no answer yet");
+        let several = self.shared.routers.count() > 1;
         for _ in 0..(bound.as_millis() / POLL.as_millis() + 10) {
-            match self.ring_status() {
-                Ok(RingStatus {
-                    migrating: Some(0), ..
-                }) => return Ok(since.elapsed()),
-                Ok(RingStatus {
-                    migrating: Some(n), ..
-                }) => last = format!("migrating:{n}"),
-                Ok(RingStatus {
-                    migrating: None, ..
-                }) => return Err("RING STATUS reports no `migrating` field".into()),
-                Err(e) => last = format!("RING STATUS failed: {e}"),
+            let mut busy = Vec::new();
+            let mut live = self.shared.routers.live();
+            if live.is_empty() {
+                live.push(self.shared.routers.pick(0, 0));
             }
+            for i in live {
+                // Named only with several routers, so a lone router's messages read as before.
+                let who = if several {
+                    format!("{}: ", router_name(i))
+                } else {
+                    String::new()
+                };
+                match self.ring_status_on(i) {
+                    Ok(RingStatus {
+                        migrating: Some(0), ..
+                    }) => {}
+                    Ok(RingStatus {
+                        migrating: Some(n), ..
+                    }) => busy.push(format!("{who}migrating:{n}")),
+                    Ok(RingStatus {
+                        migrating: None, ..
+                    }) => return Err(format!("{who}RING STATUS reports no `migrating` field")),
+                    Err(e) => busy.push(format!("{who}RING STATUS failed: {e}")),
+                }
+            }
+            if busy.is_empty() {
+                return Ok(since.elapsed());
+            }
+            last = busy.join(", ");
             if Instant::now() >= deadline || self.shared.stopping() {
                 break;
             }

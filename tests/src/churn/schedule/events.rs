@@ -1,7 +1,8 @@
-//! The driver carrying out the plan: each event (joins, leaves, kills, pauses, cuts, router
-//! restarts) and how it went.
+//! The driver carrying out the plan: each event (joins, leaves, kills, pauses, cuts; the router
+//! restarts and kills are in [`super::routers`]) and how it went.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
@@ -9,10 +10,11 @@ use rand::Rng;
 
 use super::{
     move_stats, Driver, EventKind, EventRecord, Fault, Plan, ShardState, CHANGE_TIMEOUT,
-    MIGRATION_WAIT, POLL,
+    MIGRATION_WAIT,
 };
 use crate::churn::backend::Backend;
-use crate::churn::client::{cmd, RingStatus};
+use crate::churn::client::cmd;
+use crate::churn::routers::epoch_spread;
 use crate::churn::workload::{Mark, Shared};
 
 impl Driver<'_> {
@@ -27,13 +29,11 @@ impl Driver<'_> {
             }
             if self.shared.stopping() || Instant::now() + Duration::from_secs(1) >= self.shared.end
             {
-                self.records.push(EventRecord {
-                    at: self.elapsed(),
-                    name: format!("{kind:?}"),
-                    result: Err("skipped: the load ended before its turn".into()),
-                    moves: None,
-                    migration: None,
-                });
+                self.records.push(EventRecord::plain(
+                    self.elapsed(),
+                    format!("{kind:?}"),
+                    Err("skipped: the load ended before its turn".into()),
+                ));
                 continue;
             }
             self.check_liveness();
@@ -45,6 +45,7 @@ impl Driver<'_> {
                 self.log(&note);
                 self.notes.push(note);
             }
+            self.via = self.pick_router();
             let rec = match kind {
                 EventKind::Join => self.join(None),
                 EventKind::KillMidMove => {
@@ -56,6 +57,7 @@ impl Driver<'_> {
                 EventKind::Pause => self.pause(),
                 EventKind::Cut => self.cut(),
                 EventKind::RestartRouter => self.restart_router(),
+                EventKind::KillRouter => self.kill_router(),
             };
             match &rec.result {
                 Ok(what) => self.log(&format!("event {}: ok: {what}", rec.name)),
@@ -75,13 +77,7 @@ impl Driver<'_> {
         name: String,
         result: Result<String, String>,
     ) -> EventRecord {
-        EventRecord {
-            at,
-            name,
-            result,
-            moves: None,
-            migration: None,
-        }
+        EventRecord::plain(at, name, result)
     }
 
     /// A membership change: `change` sends it (its `Err` is the refusal); the owners of every test
@@ -100,6 +96,7 @@ impl Driver<'_> {
         args: &[String],
         then: impl FnOnce(&mut Self, &[String]) -> Result<String, String>,
     ) -> EventRecord {
+        let name = format!("{name}{}", self.via_note());
         let members_before = self.members();
         let before = self.locate_all();
         if let Err(e) = self.admin(cmd(args), CHANGE_TIMEOUT) {
@@ -109,6 +106,18 @@ impl Driver<'_> {
         let _fault = faulted.then(|| Mark::new(&shared.in_fault));
         let ok_at = Instant::now();
         self.shared.in_migration.store(true, Ordering::Relaxed);
+        // The epoch it published, from its router (one round trip, before any kill).
+        self.change_epoch = self.ring_status().ok().and_then(|s| s.epoch);
+        let (epoch_spread, spread_task) = match self.change_epoch {
+            Some(e) => {
+                let task = epoch_spread(Arc::clone(self.shared), e, ok_at);
+                (None, Some(self.rt.spawn(task)))
+            }
+            None => (
+                Some(Err("no epoch in RING STATUS after +OK".to_string())),
+                None,
+            ),
+        };
         if let Some(s) = self.shard_mut(changed) {
             s.member = join;
             s.ever_member |= join;
@@ -130,6 +139,8 @@ impl Driver<'_> {
             result,
             moves: Some(moves),
             migration,
+            epoch_spread,
+            spread_task,
         }
     }
 
@@ -369,110 +380,4 @@ impl Driver<'_> {
         let result = self.timed_fault(&s.id, &node, ms, |b, n| b.cut(n), |b, n| b.heal(n));
         self.record(at, name, result)
     }
-
-    /// Restarts the router mid-move: a member leaves and, right after +OK, the router is
-    /// restarted with the new membership in its config (the leaving shard is not in it). The new
-    /// router must come up on the current epoch and finish the move it learns from the nodes.
-    /// With fewer than three members, a plain restart.
-    pub(super) fn restart_router(&mut self) -> EventRecord {
-        let at = self.elapsed();
-        let verb = self.backend.verbs().restart_router;
-        let members = self.members();
-        let Some(id) = members
-            .choose(&mut self.rng)
-            .cloned()
-            .filter(|_| members.len() >= 3)
-        else {
-            let result = self.restart_router_now();
-            return self.record(at, format!("restart router ({verb})"), result);
-        };
-        let args = ["RING".to_string(), "LEAVE".into(), id.clone()];
-        let name = format!("leave {id} + restart router ({verb}) mid-move");
-        let mut rec = self.change(at, name, &id, false, true, &args, |d, _| {
-            let moving = d.migrating_now();
-            d.restart_router_now()
-                .map(|s| format!("restarted at {moving}: {s}"))
-        });
-        if rec.moves.is_none() {
-            if let Err(e) = &mut rec.result {
-                *e = format!("RING LEAVE failed: {e}");
-            }
-            return rec;
-        }
-        // The new router reports the change only if it resumed it. If it reports none, the old
-        // one finished the move before it stopped (a `docker restart` takes a while to deliver
-        // its SIGTERM); either way every key must be readable at its owner, which the final
-        // check verifies.
-        let expected = format!("leave {id}");
-        if let Ok(what) = &mut rec.result {
-            match self.ring_status().map(|s| s.change) {
-                Ok(Some(c)) if c == expected => what.push_str("; the new router resumed the move"),
-                Ok(None) => what.push_str(
-                    "; the new router reports no change: the old one finished the move before stopping",
-                ),
-                other => {
-                    rec.result = Err(format!(
-                        "{what}; the new router reports another change than {expected:?}: {other:?}"
-                    ))
-                }
-            }
-        }
-        rec
-    }
-
-    /// `migrating:N` as RING STATUS says it now, for event descriptions.
-    pub(super) fn migrating_now(&mut self) -> String {
-        match self.ring_status() {
-            Ok(RingStatus {
-                migrating: Some(n), ..
-            }) => format!("migrating:{n}"),
-            Ok(_) => "migrating unknown".to_string(),
-            Err(e) => format!("RING STATUS failed: {e}"),
-        }
-    }
-
-    /// Restarts the router with the current membership in its config, then checks it knows the
-    /// epoch the old one had.
-    pub(super) fn restart_router_now(&mut self) -> Result<String, String> {
-        // Until the new router serves on the current epoch.
-        let _fault = Mark::new(&self.shared.in_fault);
-        let epoch_before = self.ring_status().ok().and_then(|s| s.epoch);
-        let start = Instant::now();
-        let members = self.router_members();
-        let restarted = self.backend.restart_router(&members);
-        self.admin = None;
-        self.shared.set_router(self.backend.router_addr());
-        self.faults.push(Fault {
-            start,
-            end: Instant::now(),
-            shards: None,
-        });
-        let how = restarted.map_err(|e| format!("{e:#}"))?;
-        // The new router must come up on the current epoch (bounded wait for it to learn it).
-        let mut epoch_after = None;
-        for _ in 0..50 {
-            epoch_after = self.ring_status().ok().and_then(|s| s.epoch);
-            if epoch_after.is_some() && epoch_after >= epoch_before {
-                break;
-            }
-            std::thread::sleep(POLL);
-        }
-        let took = start.elapsed().as_secs_f64();
-        let summary = format!(
-            "{how}; serving after {took:.1}s; epoch before {}, after {}",
-            fmt_opt(epoch_before),
-            fmt_opt(epoch_after)
-        );
-        if epoch_after.is_some() && epoch_after >= epoch_before {
-            Ok(summary)
-        } else {
-            Err(format!(
-                "{summary}: the new router did not reach the current epoch"
-            ))
-        }
-    }
-}
-
-fn fmt_opt(v: Option<u64>) -> String {
-    v.map_or_else(|| "?".to_string(), |v| v.to_string())
 }

@@ -1,7 +1,8 @@
 //! The seeded schedule of membership changes and faults ([`plan`]), and the driver that carries
 //! it out on a plain thread (process control is blocking; admin commands run on the load's
 //! runtime): [`admin`] its commands to the router, [`events`] each event, [`recovery`] what it
-//! restarts, [`record`] what it keeps of each event for the summary.
+//! restarts, [`record`] what it keeps of each event for the summary, [`routers`] the events on
+//! routers (a restart mid-move, a kill with the change in flight).
 //!
 //! An event that the cluster refuses (today: `RING JOIN`/`LEAVE` before the router supports
 //! them) is recorded as failed with the error, and the run goes on.
@@ -11,15 +12,16 @@ mod events;
 pub mod plan;
 pub mod record;
 mod recovery;
+mod routers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use tokio::runtime::Handle;
 
-use super::backend::{Backend, RouterShard, ShardState};
+use super::backend::{router_name, Backend, RouterShard, ShardState};
 use super::client::Conn;
 use super::workload::Shared;
 
@@ -33,7 +35,15 @@ pub struct Driver<'a> {
     /// Every shard, members and spares, and which node is its primary now.
     pub shards: Vec<ShardState>,
     rng: StdRng,
-    admin: Option<Conn>,
+    /// Picks the router of each event; apart from `rng`, so one router draws nothing from it
+    /// and a seed plans the same events as before `--routers`.
+    router_rng: StdRng,
+    /// Admin connections, one per router.
+    admins: Vec<Option<Conn>>,
+    /// The router the current event goes through.
+    pub via: usize,
+    /// The epoch the last membership change published (as its router said after +OK).
+    change_epoch: Option<u64>,
     pub records: Vec<EventRecord>,
     /// Every membership the harness put in place, in order (to know which shards a key had).
     pub history: Vec<Vec<String>>,
@@ -66,7 +76,10 @@ impl<'a> Driver<'a> {
             shards,
             // Distinct from the plan's stream, still fixed by the seed.
             rng: StdRng::seed_from_u64(seed.wrapping_add(0x5eed)),
-            admin: None,
+            router_rng: StdRng::seed_from_u64(seed.wrapping_add(0x7007e5)),
+            admins: Vec::new(),
+            via: 0,
+            change_epoch: None,
             records: Vec::new(),
             history: Vec::new(),
             faults: Vec::new(),
@@ -79,6 +92,25 @@ impl<'a> Driver<'a> {
 
     fn elapsed(&self) -> Duration {
         self.shared.start.elapsed()
+    }
+
+    /// A random running router (the first when at most one runs).
+    fn pick_router(&mut self) -> usize {
+        let live = self.shared.routers.live();
+        match live.len() {
+            0 => 0,
+            1 => live[0],
+            n => live[self.router_rng.gen_range(0..n)],
+        }
+    }
+
+    /// ` via router2` for event names, with several routers only.
+    fn via_note(&self) -> String {
+        if self.shared.routers.count() > 1 {
+            format!(" via {}", router_name(self.via))
+        } else {
+            String::new()
+        }
     }
 
     fn log(&self, msg: &str) {

@@ -9,7 +9,8 @@ use rand::{Rng, SeedableRng};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScheduleKind {
     /// Joins, leaves and faults (kills, a kill mid-move, a pause, a router restart; in compose
-    /// mode also a node cut off the network).
+    /// mode also a node cut off the network; with several routers also a router killed with its
+    /// change in flight).
     Full,
     /// Joins and leaves only.
     Graceful,
@@ -39,6 +40,9 @@ pub enum EventKind {
     /// Cut a node off the network for 2–4 s, then reconnect it (backends that can: compose).
     Cut,
     RestartRouter,
+    /// A join or leave through one router, which is SIGKILLed right after +OK; the others must
+    /// finish the change, then it is started again (several routers only).
+    KillRouter,
 }
 
 pub struct Plan {
@@ -48,8 +52,9 @@ pub struct Plan {
 }
 
 /// Spreads the events over 10%..70% of the run, seeded, so the tail of the run sees the cluster
-/// settle under load. `cut`: the full schedule also cuts a node off the network.
-pub fn plan(kind: ScheduleKind, seed: u64, duration: Duration, cut: bool) -> Plan {
+/// settle under load. `cut`: the full schedule also cuts a node off the network; with `routers`
+/// above 1 it also kills a router mid-change.
+pub fn plan(kind: ScheduleKind, seed: u64, duration: Duration, cut: bool, routers: usize) -> Plan {
     use EventKind::*;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut kinds = match kind {
@@ -61,11 +66,15 @@ pub fn plan(kind: ScheduleKind, seed: u64, duration: Duration, cut: bool) -> Pla
         if cut {
             kinds.push(Cut);
         }
+        if routers > 1 {
+            kinds.push(KillRouter);
+        }
         kinds.shuffle(&mut rng);
     }
     let spares = kinds
         .iter()
-        .filter(|k| matches!(k, Join | KillMidMove))
+        // A router kill's change may be a join.
+        .filter(|k| matches!(k, Join | KillMidMove | KillRouter))
         .count();
     let first = duration.mul_f64(0.1);
     let slot = duration.mul_f64(0.6) / (kinds.len().max(1) as u32);
@@ -88,8 +97,8 @@ mod tests {
     #[test]
     fn plans_are_seeded_and_bounded() {
         let d = Duration::from_secs(60);
-        let a = plan(ScheduleKind::Full, 7, d, false);
-        let b = plan(ScheduleKind::Full, 7, d, false);
+        let a = plan(ScheduleKind::Full, 7, d, false, 1);
+        let b = plan(ScheduleKind::Full, 7, d, false, 1);
         assert_eq!(a.events, b.events);
         assert_eq!(a.events.len(), 6);
         assert_eq!(a.spares, 2);
@@ -98,7 +107,7 @@ mod tests {
             .events
             .iter()
             .all(|(at, _)| *at >= d / 10 && *at <= d.mul_f64(0.75)));
-        let c = plan(ScheduleKind::Full, 7, d, true);
+        let c = plan(ScheduleKind::Full, 7, d, true, 1);
         assert_eq!(c.events.len(), 7);
         assert_eq!(
             c.events
@@ -108,11 +117,22 @@ mod tests {
             1
         );
         assert!(!a.events.iter().any(|(_, k)| *k == EventKind::Cut));
-        let g = plan(ScheduleKind::Graceful, 7, d, true);
+        let g = plan(ScheduleKind::Graceful, 7, d, true, 3);
         assert!(g
             .events
             .iter()
             .all(|(_, k)| matches!(k, EventKind::Join | EventKind::Leave)));
-        assert!(plan(ScheduleKind::None, 7, d, true).events.is_empty());
+        assert!(plan(ScheduleKind::None, 7, d, true, 3).events.is_empty());
+        // Several routers add one router kill (and a spare for it) to the full schedule only.
+        let r = plan(ScheduleKind::Full, 7, d, true, 3);
+        assert_eq!(r.events.len(), 8);
+        assert_eq!(r.spares, 3);
+        assert_eq!(
+            r.events
+                .iter()
+                .filter(|(_, k)| *k == EventKind::KillRouter)
+                .count(),
+            1
+        );
     }
 }

@@ -30,6 +30,25 @@ pub struct EventRecord {
     pub moves: Option<Result<MoveStats, String>>,
     /// From RING JOIN/LEAVE +OK until `migrating:0`.
     pub migration: Option<Result<Duration, String>>,
+    /// From RING JOIN/LEAVE +OK until every running router reports the new epoch.
+    pub epoch_spread: Option<Result<Duration, String>>,
+    /// Measuring `epoch_spread` in the background (collected after the load).
+    pub spread_task: Option<tokio::task::JoinHandle<Result<Duration, String>>>,
+}
+
+impl EventRecord {
+    /// An event without a membership change.
+    pub fn plain(at: Duration, name: String, result: Result<String, String>) -> EventRecord {
+        EventRecord {
+            at,
+            name,
+            result,
+            moves: None,
+            migration: None,
+            epoch_spread: None,
+            spread_task: None,
+        }
+    }
 }
 
 /// Keys moved by a change from `before` to `after` owners (one entry per test key); `changed` is

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use super::{Driver, Fault};
+use crate::churn::backend::{router_index, router_name};
 
 impl Driver<'_> {
     /// Restarts whatever died without the harness killing it (and records it as a crash).
@@ -15,10 +16,11 @@ impl Driver<'_> {
                 at.as_secs_f64()
             ));
             let start = Instant::now();
-            let restarted = if name == "router" {
+            let router = router_index(&name);
+            let restarted = if let Some(i) = router {
                 let members = self.router_members();
-                let r = self.backend.start_router(&members);
-                self.shared.set_router(self.backend.router_addr());
+                let r = self.backend.start_router(i, &members);
+                self.forget_router(i);
                 r.map_err(|e| format!("{e:#}"))
             } else {
                 self.restart_node(&name)
@@ -30,7 +32,7 @@ impl Driver<'_> {
             self.faults.push(Fault {
                 start: self.shared.start,
                 end: start.max(Instant::now()),
-                shards: if name == "router" { None } else { shards },
+                shards: if router.is_some() { None } else { shards },
             });
         }
     }
@@ -50,17 +52,20 @@ impl Driver<'_> {
             .map_err(|e| format!("{e:#}"))
     }
 
-    /// After the load: heals paused and cut nodes, restarts whatever is down, and restarts a
-    /// missing router.
+    /// After the load: heals paused and cut nodes, restarts whatever is down, and restarts
+    /// missing routers.
     pub fn heal_all(&mut self) {
         self.backend.heal_faults();
         self.check_liveness();
-        if !self.backend.router_up() {
-            let members = self.router_members();
-            if let Err(e) = self.backend.start_router(&members) {
-                self.log(&format!("heal: router: {e:#}"));
+        for i in 0..self.backend.routers() {
+            if !self.backend.router_up(i) {
+                let members = self.router_members();
+                if let Err(e) = self.backend.start_router(i, &members) {
+                    self.log(&format!("heal: {}: {e:#}", router_name(i)));
+                }
+                self.forget_router(i);
             }
-            self.shared.set_router(self.backend.router_addr());
+            self.shared.routers.set_live(i, true);
         }
         let down: Vec<String> = self
             .shards
