@@ -7,17 +7,16 @@
 //!    epoch): the next ring is `ring.with_shard` / `ring.without_shard` at epoch
 //!    `max(router, nodes) + 1`, and `diff` gives the moves (a join moves arcs only *to* the new
 //!    shard, a leave only *from* the leaving one).
-//! 2. The new ring is pushed (`TOPOLOGY SET`) to the shards that *gain* arcs first: under the new
-//!    ring they own a superset of what they owned, so nothing this router still sends them is
-//!    refused. If one of them cannot take it, the change is abandoned (the old membership is
-//!    republished at a later epoch) before anything moved.
+//! 2. The new ring is pushed (`TOPOLOGY SETMAP`) to every node at once: sources refuse the arcs
+//!    they lost with `-WRONGSHARD` before any key of them moves, so no router (this one or one
+//!    not yet following) writes a key at its source after it left; a refused request is run again
+//!    at the new owner. If a shard that *gains* arcs cannot take it, the change is abandoned (the
+//!    old membership is republished at a later epoch) before anything moved.
 //! 3. The router swaps in the new [`Topology`](crate::topology::Topology) with the moving arcs
 //!    marked [`Migrating`], then *quiesces*: it waits until every client's requests planned on
 //!    the old ring have been answered (connections hold new requests while old ones are
-//!    outstanding; see `proxy::connection`). Only then is the ring pushed to everyone else,
-//!    sources included (who from then on refuse the arcs they lost with `-WRONGSHARD`), and the
-//!    mover starts. So no request this router planned on the old ring can land on a source after
-//!    a key left it.
+//!    outstanding; see `proxy::connection`), so a client's requests keep their order; then the
+//!    mover starts.
 //! 4. Request path: a command touching a key of a moving arc first asks the source
 //!    `MIGRATE-KEYS <target> key...` (atomic per key: copy, confirm, delete), then goes to the
 //!    target. A client's such requests run one after another, in order, on its own chain (and
@@ -31,8 +30,8 @@
 //!
 //! # Cancel
 //! `RING CANCEL` stops the mover after the batches in flight, then rolls back: the old
-//! membership is published at the next epoch (pushed first to the shards that get their arcs
-//! back), with every arc of the cancelled change marked moving in the *reverse* direction, and
+//! membership is published at the next epoch (pushed to every node at once, the shards that get
+//! their arcs back must take it), with every arc of the cancelled change marked moving in the *reverse* direction, and
 //! the mover brings back whatever had moved (request path likewise). Every arc always has one
 //! owner, and keys only ever travel by the nodes' atomic per-key migration, so none is lost or
 //! duplicated; a deleted key is not resurrected because a moved key no longer exists at its

@@ -286,8 +286,8 @@ async fn move_group(
                     rb.counters.keys_moved.fetch_add(moved, Ordering::Relaxed);
                     rb.counters.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
                     // Nothing more: every key of the arc the source held was found and moved, and
-                    // the source refuses new ones (it has the new ring, or this router no longer
-                    // writes to it after the quiesce), so none is left.
+                    // the source refuses new ones (it took the new ring before any key moved), so
+                    // none is left.
                     let done = !more;
                     if done {
                         map.mark_done(index);
