@@ -2,7 +2,7 @@
 //! Several routers over one cluster, end to end with real processes on 127.0.0.1 port 0: a
 //! primary killed under two routers' health checks is replaced once (one replica promoted, one
 //! failover counted across both routers), and both routers then send its keys to the promoted
-//! replica.
+//! replica; SIGHUP on one router with an edited `cluster.toml` changes the cluster for both.
 use std::time::{Duration, Instant};
 
 use tests::*;
@@ -71,5 +71,51 @@ fn two_routers_fail_a_shard_over_once_and_both_follow() {
     assert_eq!(total, 1.0, "failovers counted across both routers");
     for k in &keys[1..] {
         assert_eq!(c2.cmd(&["GET", k]), bulk("before"));
+    }
+}
+
+/// SIGHUP on one router, after adding a shard to its `cluster.toml`, joins the shard; the other
+/// router (whose file still lists the old shards) follows, and every key reads back through both.
+#[test]
+fn sighup_on_one_router_changes_the_cluster_for_all() {
+    let cl = Cluster::builder().shards(2).spares(1).start();
+    let r2 = cl.spawn_router(&RouterSettings::default());
+    let spare = cl.shards.iter().find(|s| !s.member).unwrap();
+    let keys: Vec<String> = (0..300).map(|i| format!("hup:{i}")).collect();
+    let mut c2 = r2.raw();
+    for k in &keys {
+        assert_eq!(c2.cmd(&["SET", k, k]), ok());
+    }
+    let mut members = cl.members();
+    members.push(RouterShard {
+        id: spare.id.clone(),
+        primary: spare.primary.addr.to_string(),
+        replicas: spare.replicas.iter().map(|r| r.addr.to_string()).collect(),
+    });
+    let toml = router_toml(
+        "127.0.0.1:0",
+        Some("127.0.0.1:0"),
+        &RouterSettings::default(),
+        &members,
+    );
+    std::fs::write(&cl.router().config, toml).unwrap();
+    cl.router().proc_.signal("HUP");
+    let mut status = String::new();
+    assert_eventually!(
+        {
+            status = c2.cmd(&["RING", "STATUS"]).text();
+            status.contains("shards:3\r\n") && status.contains("migrating:0\r\n")
+        },
+        Duration::from_secs(20),
+        "router 2 never followed the join: {status}"
+    );
+    assert!(
+        spare.primary.raw().cmd(&["DBSIZE"]) != int(0),
+        "no key moved to the new shard"
+    );
+    let mut c1 = cl.raw();
+    for k in &keys {
+        assert_eq!(c1.cmd(&["GET", k]), bulk(k));
+        assert_eq!(c2.cmd(&["GET", k]), bulk(k));
     }
 }
