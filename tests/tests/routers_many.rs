@@ -100,7 +100,7 @@ fn sighup_on_one_router_changes_the_cluster_for_all() {
     );
     std::fs::write(&cl.router().config, toml).unwrap();
     cl.router().proc_.signal("HUP");
-    let mut status = String::new();
+    let mut status: String;
     assert_eventually!(
         {
             status = c2.cmd(&["RING", "STATUS"]).text();
