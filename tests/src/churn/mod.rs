@@ -11,12 +11,14 @@
 //! and [`compose`] (containers) its two kinds; [`workload`] the load and the shared counters;
 //! [`model`] what was written and the checks; [`schedule`] the events; [`check`] the final read;
 //! [`report`] the per-second line and the summary; [`client`] a small pipelined RESP client;
-//! [`routers`] the routers the load spreads over and how fast they follow a change.
+//! [`routers`] the routers the load spreads over and how fast they follow a change;
+//! [`followed`] the latency through a router that has just followed one.
 
 pub mod backend;
 pub mod check;
 pub mod client;
 pub mod compose;
+pub mod followed;
 pub mod local;
 pub mod model;
 pub mod report;
@@ -223,7 +225,11 @@ fn compose_opts(args: &Args) -> Result<ComposeOpts> {
 
 /// The compose cluster: the ring from the router's RING NODES, the spare shards the plan joins
 /// started (and healthy) before the load.
-fn start_compose(args: &Args, rt: &tokio::runtime::Runtime, spares: usize) -> Result<Compose> {
+fn start_compose(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    plan: &schedule::Plan,
+) -> Result<Compose> {
     let opts = compose_opts(args)?;
     let router = opts.routers[0];
     let ring = rt
@@ -242,11 +248,17 @@ fn start_compose(args: &Args, rt: &tokio::runtime::Runtime, spares: usize) -> Re
         .into_iter()
         .filter(|s| !s.member)
         .map(|s| s.id)
-        .take(spares)
+        .take(plan.spares)
         .collect();
-    if ids.len() < spares {
+    if ids.len() < plan.joins {
         println!(
-            "churn: the compose file has {} spare shards for {spares} joins: later joins will fail",
+            "churn: the compose file has {} spare shards for {} joins: later joins will fail",
+            ids.len(),
+            plan.joins
+        );
+    } else if ids.len() < plan.spares {
+        println!(
+            "churn: the compose file has {} spare shards, as many as the joins: the router kill's change will be a leave",
             ids.len()
         );
     }
@@ -311,7 +323,7 @@ pub fn run(args: Args) -> Result<bool> {
 
     // The local cluster's router config, for the run's header.
     let (backend, config): (Box<dyn Backend>, Option<PathBuf>) = match &bin {
-        None => (Box::new(start_compose(&args, &rt, plan.spares)?), None),
+        None => (Box::new(start_compose(&args, &rt, &plan)?), None),
         Some(_) => {
             let local = Local::start(args.shards, plan.spares, args.routers)?;
             let config = local.config();
@@ -384,6 +396,7 @@ pub fn run(args: Args) -> Result<bool> {
         in_migration: AtomicBool::new(false),
         in_fault: AtomicUsize::new(0),
         in_sweep: AtomicUsize::new(0),
+        watching: AtomicUsize::new(0),
         workers: args.workers,
     };
     rt.block_on(workload::preload(&shared))
@@ -422,6 +435,7 @@ pub fn run(args: Args) -> Result<bool> {
     let mut lat_steady = Vec::new();
     let mut lat_fault = Vec::new();
     let mut lat_sweep = Vec::new();
+    let mut timed = Vec::new();
     let started_workers = workers.len();
     let joined: Vec<WorkerStats> = rt.block_on(async {
         let mut out = Vec::new();
@@ -442,6 +456,7 @@ pub fn run(args: Args) -> Result<bool> {
         lat_steady.extend(s.lat_steady);
         lat_fault.extend(s.lat_fault);
         lat_sweep.extend(s.lat_sweep);
+        timed.extend(s.timed);
     }
     shared.model.settle(Instant::now());
     if shared.stopping() {
@@ -490,6 +505,7 @@ pub fn run(args: Args) -> Result<bool> {
         lat_steady,
         lat_fault,
         lat_sweep,
+        timed,
         workers_unfinished,
     });
     if !pass {

@@ -9,6 +9,7 @@ use ringcache_protocol::ring::{Ring, ShardSpec};
 
 use super::check::FinalRead;
 use super::client::{self, cmd, Conn};
+use super::followed::{self, Timed};
 use super::local::VNODES;
 use super::model::{Anomaly, Kind, LossTracker};
 use super::routers::{StatusConns, SPREAD_BOUND};
@@ -119,6 +120,8 @@ pub struct RunFacts<'a> {
     pub lat_steady: Vec<u32>,
     pub lat_fault: Vec<u32>,
     pub lat_sweep: Vec<u32>,
+    /// Requests sent while a change was being followed, for [`followed`].
+    pub timed: Vec<Timed>,
     /// Load workers that panicked or did not finish in time (their operations are unchecked).
     pub workers_unfinished: usize,
 }
@@ -538,7 +541,8 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
     let mut outside = f.lat_steady;
     during.sort_unstable();
     outside.sort_unstable();
-    let ratio = match (percentile(&during, 99), percentile(&outside, 99)) {
+    let outside_p99 = percentile(&outside, 99);
+    let ratio = match (percentile(&during, 99), outside_p99) {
         (Some(d), Some(o)) if o > 0.0 => format!("{:.2}", d / o),
         _ => "n/a".to_string(),
     };
@@ -553,6 +557,15 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
         latency_line("during the harness's RING LOCATE sweeps", f.lat_sweep)
     );
     println!("  p99 during / outside migration: {ratio}");
+    let follows: Vec<followed::Followed> = f
+        .records
+        .iter()
+        .flat_map(|r| r.followed.iter().copied())
+        .collect();
+    let just_learnt = followed::followed_latencies(&follows, &f.timed);
+    let (followed_line, followed_fields) =
+        followed::figure(f.routers, follows.len(), &just_learnt, outside_p99);
+    println!("  {followed_line}");
 
     let mut reasons = Vec::new();
     if total(Kind::Lost, false) > 0 {
@@ -603,7 +616,7 @@ pub fn summarize(f: RunFacts<'_>) -> bool {
         "churn-result seed={} schedule={} backend={} ops={ops} ops_ok={ops_ok} ops_failed={ops_failed} ops_indeterminate={ops_indet} \
          lost_graceful={} lost_crash={} stale_graceful={} stale_crash={} resurrected_graceful={} resurrected_crash={} \
          other_graceful={} other_crash={} replica_lagged={lagged} unreadable={} events={} events_failed={failed_events} \
-         routers={} stale_router_errors={stale_router_errors} stale_router_errors_graceful={stale_router_graceful} epoch_spread_max_ms={spread_max_ms} epoch_spread_failed={spread_failed} verdict={}",
+         routers={} stale_router_errors={stale_router_errors} stale_router_errors_graceful={stale_router_graceful} epoch_spread_max_ms={spread_max_ms} epoch_spread_failed={spread_failed} {followed_fields} verdict={}",
         f.seed,
         f.schedule,
         f.backend,

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::backend::router_name;
 use super::client::{self, cmd, Conn, RingStatus};
-use super::workload::Shared;
+use super::followed::{Followed, FOLLOW_WINDOW};
+use super::workload::{Mark, Shared};
 
 /// How long every running router may take to reach a change's epoch before the change counts
 /// as not followed (the routers follow each other within about a second).
@@ -168,23 +169,39 @@ impl StatusConns {
     }
 }
 
+/// What the epoch-spread poller measured of one change.
+pub struct Spread {
+    /// How long after `since` every running router reported the epoch; else which were behind.
+    pub took: Result<Duration, String>,
+    /// When each router other than the change's own first reported it.
+    pub followed: Vec<Followed>,
+}
+
 /// How long after `since` every running router reported an epoch of at least `target` (polled
-/// every 20 ms, bounded by [`SPREAD_BOUND`]); else which routers were behind.
-pub async fn epoch_spread(
-    shared: Arc<Shared>,
-    target: u64,
-    since: Instant,
-) -> Result<Duration, String> {
+/// every 20 ms, bounded by [`SPREAD_BOUND`]), and when each router but `via` (the change's) first
+/// did. Marks [`Shared::watching`] from its first poll until [`FOLLOW_WINDOW`] after its last
+/// (or the end of the load), so the load keeps the timestamps of those routers' first second.
+pub async fn epoch_spread(shared: Arc<Shared>, target: u64, since: Instant, via: usize) -> Spread {
+    let _watch = Mark::new(&shared.watching);
     let routers = &shared.routers;
     let mut conns = StatusConns::new(routers.count());
+    let mut followed: Vec<Followed> = Vec::new();
     let deadline = since + SPREAD_BOUND;
     let mut last = String::from("not polled");
+    let mut took = None;
     let polls = SPREAD_BOUND.as_millis() / SPREAD_POLL.as_millis() + 10;
     for _ in 0..polls {
         let mut behind = Vec::new();
         for i in routers.live() {
             match conns.status(i, routers.addr(i)).await {
-                Ok(RingStatus { epoch: Some(e), .. }) if e >= target => {}
+                Ok(RingStatus { epoch: Some(e), .. }) if e >= target => {
+                    if i != via && !followed.iter().any(|f| f.router == i) {
+                        followed.push(Followed {
+                            router: i,
+                            at: Instant::now(),
+                        });
+                    }
+                }
                 Ok(RingStatus { epoch: Some(e), .. }) => {
                     behind.push(format!("{} at epoch {e}", router_name(i)))
                 }
@@ -193,7 +210,8 @@ pub async fn epoch_spread(
             }
         }
         if behind.is_empty() {
-            return Ok(since.elapsed());
+            took = Some(since.elapsed());
+            break;
         }
         last = behind.join(", ");
         if Instant::now() >= deadline || shared.stopping() {
@@ -201,9 +219,19 @@ pub async fn epoch_spread(
         }
         tokio::time::sleep(SPREAD_POLL).await;
     }
-    Err(format!(
-        "not every router reached epoch {target} within {SPREAD_BOUND:?} ({last})"
-    ))
+    // The last follower's first second still counts: keep watching until it is over.
+    if let Some(f) = followed.iter().map(|f| f.at).max() {
+        let until = (f + FOLLOW_WINDOW).min(shared.end);
+        if !shared.stopping() {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+        }
+    }
+    Spread {
+        took: took.ok_or_else(|| {
+            format!("not every router reached epoch {target} within {SPREAD_BOUND:?} ({last})")
+        }),
+        followed,
+    }
 }
 
 #[cfg(test)]

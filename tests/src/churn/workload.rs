@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use ringcache_protocol::Reply;
 
 use super::client::{as_u64, cmd, is_ok, Answer, Cmd, Conn};
+use super::followed::Timed;
 use super::model::{self, Anomaly, Family, Floor, Keys, Kind, LossTracker, Model, Outcome};
 use super::routers::{note_stale_router_error, Routers};
 
@@ -79,6 +80,9 @@ pub struct Shared {
     /// The harness's own RING LOCATE sweeps (10,000 requests in a burst) in progress: their
     /// latencies are kept apart too, so the harness's bookkeeping weighs on no figure.
     pub in_sweep: AtomicUsize,
+    /// Epoch-spread pollers running (each until its routers' first second after the change is
+    /// over): the load keeps its requests' timestamps meanwhile, for the "followed" figure.
+    pub watching: AtomicUsize,
     pub workers: usize,
 }
 
@@ -126,10 +130,13 @@ pub struct WorkerStats {
     pub lat_fault: Vec<u32>,
     /// During the harness's RING LOCATE sweeps (and no fault).
     pub lat_sweep: Vec<u32>,
+    /// With several routers, while a change is being followed: the requests of `lat_migrating`
+    /// and `lat_steady` with when they were sent and through which router.
+    pub timed: Vec<Timed>,
 }
 
-/// Marks something in progress while alive: a fault ([`Shared::in_fault`]) or a sweep
-/// ([`Shared::in_sweep`]).
+/// Marks something in progress while alive: a fault ([`Shared::in_fault`]), a sweep
+/// ([`Shared::in_sweep`]) or an epoch-spread poller ([`Shared::watching`]).
 pub struct Mark<'a>(&'a AtomicUsize);
 
 impl<'a> Mark<'a> {
@@ -334,6 +341,9 @@ pub async fn worker(w: usize, shared: Arc<Shared>, rate: f64, seed: u64) -> Work
         let Some(c) = conn.as_mut() else { continue };
         let n_ops = due.min(MAX_BATCH) as usize;
         let (ops, cmds) = build_batch(&shared, w, n_ops, &mut rng, &own_set, &own_ctr, &own_app);
+        // Sampled at send time: a request sent inside a router's first second counts even if
+        // its reply comes after the poller stopped watching.
+        let watched = routers.count() > 1 && shared.watching.load(Ordering::Relaxed) > 0;
         let sent = Instant::now();
         let answers = c.pipeline(&cmds, OP_TIMEOUT).await;
         issued += ops.len() as u64;
@@ -350,10 +360,19 @@ pub async fn worker(w: usize, shared: Arc<Shared>, rate: f64, seed: u64) -> Work
                 stats.lat_fault.push(us);
             } else if shared.in_sweep.load(Ordering::Relaxed) > 0 {
                 stats.lat_sweep.push(us);
-            } else if shared.in_migration.load(Ordering::Relaxed) {
-                stats.lat_migrating.push(us);
             } else {
-                stats.lat_steady.push(us);
+                if watched {
+                    stats.timed.push(Timed {
+                        sent,
+                        us,
+                        router: on,
+                    });
+                }
+                if shared.in_migration.load(Ordering::Relaxed) {
+                    stats.lat_migrating.push(us);
+                } else {
+                    stats.lat_steady.push(us);
+                }
             }
             apply(&shared, op, answer, at);
         }

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::{
-    move_stats, Driver, EventKind, EventRecord, Fault, Plan, ShardState, CHANGE_TIMEOUT,
+    is_join, move_stats, Driver, EventKind, EventRecord, Fault, Plan, ShardState, CHANGE_TIMEOUT,
     MIGRATION_WAIT,
 };
 use crate::churn::backend::Backend;
@@ -19,7 +19,11 @@ use crate::churn::workload::{Mark, Shared};
 
 impl Driver<'_> {
     pub fn run_plan(&mut self, plan: &Plan) {
-        for &(at, kind) in &plan.events {
+        for (n, &(at, kind)) in plan.events.iter().enumerate() {
+            self.joins_ahead = plan.events[n + 1..]
+                .iter()
+                .filter(|(_, k)| is_join(*k))
+                .count();
             // Wait for the event's time (bounded by the end of the load).
             for _ in 0..100_000 {
                 if self.elapsed() >= at || self.shared.stopping() {
@@ -110,7 +114,7 @@ impl Driver<'_> {
         self.change_epoch = self.ring_status().ok().and_then(|s| s.epoch);
         let (epoch_spread, spread_task) = match self.change_epoch {
             Some(e) => {
-                let task = epoch_spread(Arc::clone(self.shared), e, ok_at);
+                let task = epoch_spread(Arc::clone(self.shared), e, ok_at, self.via);
                 (None, Some(self.rt.spawn(task)))
             }
             None => (
@@ -140,6 +144,7 @@ impl Driver<'_> {
             moves: Some(moves),
             migration,
             epoch_spread,
+            followed: Vec::new(),
             spread_task,
         }
     }

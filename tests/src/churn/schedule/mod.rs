@@ -25,7 +25,7 @@ use super::backend::{router_name, Backend, RouterShard, ShardState};
 use super::client::Conn;
 use super::workload::Shared;
 
-pub use plan::{plan, EventKind, Plan, ScheduleKind};
+pub use plan::{is_join, plan, EventKind, Plan, ScheduleKind};
 pub use record::{move_stats, EventRecord, Fault};
 
 pub struct Driver<'a> {
@@ -44,6 +44,8 @@ pub struct Driver<'a> {
     pub via: usize,
     /// The epoch the last membership change published (as its router said after +OK).
     change_epoch: Option<u64>,
+    /// Joins the plan has after the current event: each needs a spare of its own.
+    joins_ahead: usize,
     pub records: Vec<EventRecord>,
     /// Every membership the harness put in place, in order (to know which shards a key had).
     pub history: Vec<Vec<String>>,
@@ -80,6 +82,7 @@ impl<'a> Driver<'a> {
             admins: Vec::new(),
             via: 0,
             change_epoch: None,
+            joins_ahead: 0,
             records: Vec::new(),
             history: Vec::new(),
             faults: Vec::new(),

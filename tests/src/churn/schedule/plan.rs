@@ -48,7 +48,11 @@ pub enum EventKind {
 pub struct Plan {
     /// Offsets from the start of the load, increasing.
     pub events: Vec<(Duration, EventKind)>,
+    /// Spare shards the plan can use: one per join, and one for a router kill's change.
     pub spares: usize,
+    /// Spare shards the plan needs (its joins); a router kill's change joins only with a spare
+    /// beyond those of the joins still to come, else leaves.
+    pub joins: usize,
 }
 
 /// Spreads the events over 10%..70% of the run, seeded, so the tail of the run sees the cluster
@@ -76,6 +80,7 @@ pub fn plan(kind: ScheduleKind, seed: u64, duration: Duration, cut: bool, router
         // A router kill's change may be a join.
         .filter(|k| matches!(k, Join | KillMidMove | KillRouter))
         .count();
+    let joins = kinds.iter().filter(|k| is_join(**k)).count();
     let first = duration.mul_f64(0.1);
     let slot = duration.mul_f64(0.6) / (kinds.len().max(1) as u32);
     let jitter_ms = (slot.as_millis() as u64 / 4).max(1);
@@ -87,7 +92,16 @@ pub fn plan(kind: ScheduleKind, seed: u64, duration: Duration, cut: bool, router
             (at, k)
         })
         .collect();
-    Plan { events, spares }
+    Plan {
+        events,
+        spares,
+        joins,
+    }
+}
+
+/// An event that takes a spare shard whatever happens (a router kill's change may be a leave).
+pub fn is_join(kind: EventKind) -> bool {
+    matches!(kind, EventKind::Join | EventKind::KillMidMove)
 }
 
 #[cfg(test)]
@@ -102,6 +116,7 @@ mod tests {
         assert_eq!(a.events, b.events);
         assert_eq!(a.events.len(), 6);
         assert_eq!(a.spares, 2);
+        assert_eq!(a.joins, 2);
         assert!(a.events.windows(2).all(|w| w[0].0 <= w[1].0));
         assert!(a
             .events
@@ -127,6 +142,7 @@ mod tests {
         let r = plan(ScheduleKind::Full, 7, d, true, 3);
         assert_eq!(r.events.len(), 8);
         assert_eq!(r.spares, 3);
+        assert_eq!(r.joins, 2);
         assert_eq!(
             r.events
                 .iter()

@@ -2,6 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::churn::followed::Followed;
+use crate::churn::routers::Spread;
+
 /// A window in which a fault could have lost writes on `shards` (`None`: every shard).
 #[derive(Debug, Clone)]
 pub struct Fault {
@@ -32,8 +35,11 @@ pub struct EventRecord {
     pub migration: Option<Result<Duration, String>>,
     /// From RING JOIN/LEAVE +OK until every running router reports the new epoch.
     pub epoch_spread: Option<Result<Duration, String>>,
+    /// When each router other than the change's own first reported its epoch (with
+    /// `epoch_spread`).
+    pub followed: Vec<Followed>,
     /// Measuring `epoch_spread` in the background (collected after the load).
-    pub spread_task: Option<tokio::task::JoinHandle<Result<Duration, String>>>,
+    pub spread_task: Option<tokio::task::JoinHandle<Spread>>,
 }
 
 impl EventRecord {
@@ -46,6 +52,7 @@ impl EventRecord {
             moves: None,
             migration: None,
             epoch_spread: None,
+            followed: Vec::new(),
             spread_task: None,
         }
     }

@@ -147,9 +147,9 @@ impl Driver<'_> {
         epoch
     }
 
-    /// A join (half the time, while a spare is left) or a leave through the event's router,
-    /// which is SIGKILLed right after +OK. Another router must finish the change; then the
-    /// killed one is started again and must come up on the current epoch.
+    /// A join (half the time, while a spare no later join needs is left) or a leave through the
+    /// event's router, which is SIGKILLed right after +OK. Another router must finish the
+    /// change; then the killed one is started again and must come up on the current epoch.
     pub(super) fn kill_router(&mut self) -> EventRecord {
         let at = self.elapsed();
         let r = self.via;
@@ -158,7 +158,14 @@ impl Driver<'_> {
             let name = format!("kill {} ({verb}) mid-change", router_name(r));
             return self.record(at, name, Err("needs two running routers".into()));
         }
-        let spare = self.shards.iter().find(|s| !s.ever_member).cloned();
+        // A spare that no later join needs (a compose file may have no more than the joins').
+        let unused = self.shards.iter().filter(|s| !s.ever_member).count();
+        let spare = self
+            .shards
+            .iter()
+            .find(|s| !s.ever_member)
+            .filter(|_| unused > self.joins_ahead)
+            .cloned();
         let members = self.members();
         let join = match &spare {
             Some(_) if members.len() < 2 => true,
@@ -325,7 +332,10 @@ impl Driver<'_> {
             let bound = SPREAD_BOUND + Duration::from_secs(10);
             let got = rt.block_on(async { tokio::time::timeout(bound, task).await });
             rec.epoch_spread = Some(match got {
-                Ok(Ok(r)) => r,
+                Ok(Ok(s)) => {
+                    rec.followed = s.followed;
+                    s.took
+                }
                 Ok(Err(e)) => Err(format!("the measuring task failed: {e}")),
                 Err(_) => Err(format!("the measuring task did not end within {bound:?}")),
             });
