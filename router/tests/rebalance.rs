@@ -834,10 +834,16 @@ async fn routers_follow_each_others_changes() {
     }
 }
 
-/// A router stopped mid-change has its change finished by another running router: the other
-/// takes it over once the lease lapses or is given back, and every key ends at its owner.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_router_finishes_a_change_whose_router_stopped() {
+/// A cluster of a, b, c (d spare) with slow, small migration batches, a second router over it,
+/// preloaded keys, and `RING JOIN d` sent through the second router, keys moving: the cluster,
+/// the second router (address, stop), clients of the first and of the second.
+async fn joining_through_a_second_router() -> (
+    Cluster,
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    NodeConn,
+    NodeConn,
+) {
     let slow = |c: &mut RouterConfig| {
         c.ring.migration_batch = 10;
         c.ring.migration_pause = Duration::from_millis(20);
@@ -864,6 +870,14 @@ async fn another_router_finishes_a_change_whose_router_stopped() {
         .unwrap();
     assert_eq!(text(&join), "OK");
     wait_keys_moved(r2, 100).await;
+    (cl, r2, stop2, r1, c2)
+}
+
+/// A router stopped mid-change has its change finished by another running router: the other
+/// takes it over once the lease lapses or is given back, and every key ends at its owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_router_finishes_a_change_whose_router_stopped() {
+    let (cl, _r2, stop2, _r1, _c2) = joining_through_a_second_router().await;
     let _ = stop2.send(());
     // r1 follows the change, then drives it once r2's lease is gone.
     let st = eventually(Duration::from_secs(60), || async {
@@ -883,32 +897,7 @@ async fn another_router_finishes_a_change_whose_router_stopped() {
 /// (through the change lease): the change rolls back and both routers end on the old membership.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_sent_to_another_router_rolls_the_change_back() {
-    let slow = |c: &mut RouterConfig| {
-        c.ring.migration_batch = 10;
-        c.ring.migration_pause = Duration::from_millis(20);
-    };
-    let cl = Cluster::start(&["a", "b", "c", "d"], 3, slow).await;
-    let addrs: Vec<(String, String)> = ["a", "b", "c"]
-        .iter()
-        .map(|id| (id.to_string(), cl.addr(id)))
-        .collect();
-    let shards: Vec<(&str, &str)> = addrs
-        .iter()
-        .map(|(i, a)| (i.as_str(), a.as_str()))
-        .collect();
-    let mut config = RouterConfig::with_shards("127.0.0.1:0", &shards).unwrap();
-    Timeouts::MIGRATION.apply(&mut config);
-    slow(&mut config);
-    let (r2, _stop2) = start_router(config).await;
-    let mut r1 = cl.client().await;
-    preload(&mut r1).await;
-    let mut c2 = NodeConn::connect(&r2.to_string(), T).await.unwrap();
-    let join = c2
-        .call(&["RING", "JOIN", "d", &cl.addr("d")], T)
-        .await
-        .unwrap();
-    assert_eq!(text(&join), "OK");
-    wait_keys_moved(r2, 100).await;
+    let (cl, _r2, _stop2, mut r1, mut c2) = joining_through_a_second_router().await;
     eventually(T, || async {
         let st = status_of(cl.router).await?;
         field(&st, "following").is_some().then_some(())
