@@ -3,6 +3,8 @@
 //! long batch never delays client requests. The cluster's own commands are the protocol's
 //! typed wire values.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use ringcache_client::Client;
@@ -47,4 +49,58 @@ pub(super) async fn connect(addr: &str, timeout: Duration) -> Result<Client, Str
     Client::connect(addr, timeout)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Idle control connections by node address, reused by the epoch sync (several times a second
+/// to every node: a connection each time would cost every node an accept per check).
+#[derive(Debug, Default)]
+pub struct ControlLinks(Mutex<HashMap<String, Vec<Client>>>);
+
+/// Idle links kept per node (the sync, a change and a failover may check a node at once).
+const IDLE_PER_NODE: usize = 2;
+
+impl ControlLinks {
+    /// `TOPOLOGY GET` on `addr` over an idle link (or a new one); the link is kept if it worked.
+    pub(super) async fn node_state(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<TopologyState, String> {
+        // An idle link may have died with a restarted node (it fails at once): then once more on
+        // a new one. A link that timed out does not get a second wait.
+        if let Some(mut c) = self.take(addr) {
+            let asked = std::time::Instant::now();
+            match node_state(&mut c, timeout).await {
+                Ok(st) => {
+                    self.put(addr, c);
+                    return Ok(st);
+                }
+                Err(e) if asked.elapsed() >= timeout / 2 => return Err(e),
+                Err(_) => {}
+            }
+        }
+        let mut c = connect(addr, timeout).await?;
+        let st = node_state(&mut c, timeout).await?;
+        self.put(addr, c);
+        Ok(st)
+    }
+
+    fn take(&self, addr: &str) -> Option<Client> {
+        let mut links = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        links.get_mut(addr).and_then(Vec::pop)
+    }
+
+    fn put(&self, addr: &str, c: Client) {
+        let mut links = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = links.entry(addr.to_string()).or_default();
+        if idle.len() < IDLE_PER_NODE {
+            idle.push(c);
+        }
+    }
+
+    /// Forgets links to nodes no longer in `keep` (a shard left, a primary was replaced).
+    pub(super) fn retain(&self, keep: &[&str]) {
+        let mut links = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        links.retain(|addr, _| keep.contains(&addr.as_str()));
+    }
 }

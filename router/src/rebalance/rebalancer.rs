@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::clients::lock;
+use crate::rebalance::node_conn::ControlLinks;
 use crate::rebalance::outcome::ChangeError;
 use crate::rebalance::plan::ChangePlan;
 use crate::rebalance::progress::{MigrationCounters, Progress, State};
@@ -29,6 +30,8 @@ pub struct Rebalancer {
     pub(super) first_sync: AtomicBool,
     pub(super) first_sync_done: Notify,
     pub counters: MigrationCounters,
+    /// Idle connections the epoch sync reuses.
+    pub(super) links: ControlLinks,
 }
 
 impl Rebalancer {

@@ -312,13 +312,11 @@ pub async fn sync_nodes(router: &Arc<Router>) {
     let timeout = router.config.connect_timeout;
     let topo = router.topology.load_full();
     let nodes = nodes_of(&topo);
+    let links = &router.rebalance.links;
+    links.retain(&nodes.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>());
     let states: Vec<(&str, Result<TopologyState, String>)> =
         futures::future::join_all(nodes.iter().map(|(addr, _)| async move {
-            let st = match connect(addr, timeout).await {
-                Ok(mut c) => node_state(&mut c, timeout).await,
-                Err(e) => Err(e),
-            };
-            (addr.as_str(), st)
+            (addr.as_str(), links.node_state(addr, timeout).await)
         }))
         .await;
     let ok: Vec<&TopologyState> = states.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
