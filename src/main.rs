@@ -102,31 +102,42 @@ fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
     Ok(c)
 }
 
-/// Resolves on SIGINT or SIGTERM (`docker stop` sends SIGTERM).
-pub(crate) async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM (`docker stop` sends SIGTERM). The handlers are installed when
+/// this is called, not when the future is first polled: a SIGTERM right after the "listening"
+/// line must not find the default action (death by the signal) still in place.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            tracing::info!("shutdown signal received");
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutdown signal received");
+        }
     }
-    tracing::info!("shutdown signal received");
 }
 
 async fn run_node(args: NodeArgs) -> Result<()> {
+    // Before the "listening" line: a signal from then on stops the node gracefully.
+    let shutdown = shutdown_signal();
     let io_threads = args.io_threads;
     let config = node_config(args)?;
     if io_threads > 0 {
@@ -139,7 +150,7 @@ async fn run_node(args: NodeArgs) -> Result<()> {
     // Tests and `ringcache up` read this line to learn the port.
     println!("ringcache node listening on {addr}");
     tracing::info!(%addr, "node listening");
-    ringcache_node::run(config, listener, shutdown_signal()).await?;
+    ringcache_node::run(config, listener, shutdown).await?;
     Ok(())
 }
 

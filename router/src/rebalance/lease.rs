@@ -60,6 +60,18 @@ impl Lease {
     /// Takes the lease for `what` on every reachable node of the current ring (primaries and
     /// replicas), in shard-id order; on a refusal gives back what it took.
     pub async fn take(router: &Arc<Router>, what: &str) -> Result<Lease, Refused> {
+        let mut lease = Lease {
+            router: router.clone(),
+            addrs: Vec::new(),
+            what: what.to_string(),
+            kept: false,
+        };
+        // A change of this router holds the lease already and its keeper gives it back: a
+        // failover or a re-pointing meanwhile must neither rename nor release it.
+        if router.rebalance.in_progress() {
+            lease.kept = true;
+            return Ok(lease);
+        }
         let topo = router.topology.load_full();
         // Replicas too: a shard whose only primary is down still has a node to decide on.
         let mut nodes: Vec<(String, String)> = nodes_of(&topo)
@@ -68,12 +80,6 @@ impl Lease {
             .collect();
         nodes.sort_unstable();
         nodes.dedup();
-        let mut lease = Lease {
-            router: router.clone(),
-            addrs: Vec::new(),
-            what: what.to_string(),
-            kept: false,
-        };
         for (_, addr) in &nodes {
             match lease.ask(addr).await {
                 Ok(Some(_)) => lease.addrs.push(addr.to_string()),
@@ -147,20 +153,25 @@ impl Lease {
                     }
                 }
             }
-            self.release().await;
+            // Over (or this router stops): the lease goes back even with the change unfinished,
+            // so another router takes it over at once.
+            release_on(&self.router, std::mem::take(&mut self.addrs)).await;
         });
     }
 
     /// Gives the lease back now.
     pub async fn release(mut self) {
         self.kept = true;
-        release_on(&self.router, std::mem::take(&mut self.addrs)).await;
+        // A change this router took over meanwhile holds it now (same holder on the nodes).
+        if !self.router.rebalance.in_progress() {
+            release_on(&self.router, std::mem::take(&mut self.addrs)).await;
+        }
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if self.kept || self.addrs.is_empty() {
+        if self.kept || self.addrs.is_empty() || self.router.rebalance.in_progress() {
             return;
         }
         let (router, addrs) = (self.router.clone(), std::mem::take(&mut self.addrs));
