@@ -215,7 +215,8 @@ async fn failover(
     let lease = match Lease::take(router, &format!("failover of {}", shard.id)).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::info!(shard = %shard.id, reason = %e.text(), "failover deferred");
+            let reason = crate::rebalance::ChangeError::from(e);
+            tracing::info!(shard = %shard.id, %reason, "failover deferred");
             return false;
         }
     };
@@ -272,7 +273,7 @@ async fn failover(
             router.topology.store(Arc::new(t));
             // The nodes learn the new epoch (and the new primary its shard id) before the lease
             // is given back, so no other router promotes another replica meanwhile.
-            crate::rebalance::sync::sync_nodes(router).await;
+            sync_nodes(router).await;
             true
         }
         Err(e) => {

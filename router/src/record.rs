@@ -61,13 +61,11 @@ impl Membership {
     }
 
     pub fn encode(&self) -> Bytes {
-        // As for the record: plain strings and integers; a failure reads as "no map".
-        Bytes::from(toml::to_string(self).unwrap_or_default())
+        encode(self)
     }
 
     pub fn decode(raw: &[u8]) -> Result<Membership, String> {
-        let text = std::str::from_utf8(raw).map_err(|e| format!("ring map: {e}"))?;
-        toml::from_str(text).map_err(|e| format!("ring map: {e}"))
+        decode(raw, "ring map")
     }
 
     /// The ring at `epoch`.
@@ -82,7 +80,8 @@ impl Membership {
 }
 
 impl Place {
-    fn of(s: &crate::shard::Shard) -> Place {
+    /// Where `s` is served now.
+    pub fn of(s: &crate::shard::Shard) -> Place {
         Place {
             id: s.id.clone(),
             primary: s.primary.clone(),
@@ -105,14 +104,11 @@ impl ChangeRecord {
     }
 
     pub fn encode(&self) -> Bytes {
-        // Serializing plain strings and integers cannot fail; an empty record is refused by
-        // `decode`, so a failure would show as "no change to resume", never as a wrong one.
-        Bytes::from(toml::to_string(self).unwrap_or_default())
+        encode(self)
     }
 
     pub fn decode(raw: &[u8]) -> Result<ChangeRecord, String> {
-        let text = std::str::from_utf8(raw).map_err(|e| format!("change record: {e}"))?;
-        toml::from_str(text).map_err(|e| format!("change record: {e}"))
+        decode(raw, "change record")
     }
 
     /// The rings before and after the change; the latter at `epoch` (the nodes' epoch).
@@ -127,6 +123,18 @@ impl ChangeRecord {
     pub fn place(&self, id: &str) -> Option<&Place> {
         self.shards.iter().find(|p| p.id == id)
     }
+}
+
+/// TOML of a record or map. Serializing plain strings and integers cannot fail; an empty text is
+/// refused by `decode`, so a failure would show as "nothing recorded", never as a wrong record.
+fn encode(value: &impl Serialize) -> Bytes {
+    Bytes::from(toml::to_string(value).unwrap_or_default())
+}
+
+/// A record or map back from the nodes' bytes; errors start with `what`.
+fn decode<T: serde::de::DeserializeOwned>(raw: &[u8], what: &str) -> Result<T, String> {
+    let text = std::str::from_utf8(raw).map_err(|e| format!("{what}: {e}"))?;
+    toml::from_str(text).map_err(|e| format!("{what}: {e}"))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::clients::lock;
-use crate::rebalance::lease::{ask_cancel, Lease, Refused};
+use crate::rebalance::lease::{ask_cancel, Lease};
 use crate::rebalance::mover::{drive, estimate};
 use crate::rebalance::node_conn::{as_int, connect, node_state};
 use crate::rebalance::outcome::{ChangeError, ChangeOutcome};
@@ -32,11 +32,7 @@ pub async fn begin(
         return Err(ChangeError::InProgress);
     }
     // One router at a time changes the ring: of two changes sent to two routers, one gets it.
-    let lease = match Lease::take(&router, &change.describe()).await {
-        Ok(l) => l,
-        Err(Refused::Busy { what, .. }) => return Err(ChangeError::Elsewhere(what)),
-        Err(Refused::NoPrimary) => return Err(ChangeError::NoLease),
-    };
+    let lease = Lease::take(&router, &change.describe()).await?;
     // Another router may have changed the ring just before: plan on the nodes' ring, not on
     // this router's view of it.
     sync_nodes(&router).await;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ringcache_protocol::wire::Topology as TopologyCmd;
 use ringcache_protocol::Reply;
 
-use crate::rebalance::node_conn::connect;
+use crate::rebalance::node_conn::{connect, send_one};
 use crate::rebalance::publish::nodes_of;
 use crate::state::Router;
 
@@ -25,6 +25,8 @@ const RENEW: Duration = Duration::from_secs(1);
 const CHECK: Duration = Duration::from_millis(100);
 
 /// A lease taken on `addrs`; given back when dropped unless handed to [`Lease::keep_while`].
+///
+/// [`ChangeError`]: crate::rebalance::ChangeError
 #[derive(Debug)]
 pub struct Lease {
     router: Arc<Router>,
@@ -33,27 +35,13 @@ pub struct Lease {
     kept: bool,
 }
 
-/// Why the lease was not granted.
+/// Why the lease was not granted (as a client error: [`ChangeError`]'s `From`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
     /// Another router holds it for `what`.
     Busy { holder: String, what: String },
     /// No node answered.
-    NoPrimary,
-}
-
-impl Refused {
-    /// The client-facing error.
-    pub fn text(&self) -> String {
-        match self {
-            Refused::Busy { what, .. } => {
-                format!(
-                    "ERR another router's membership change is in progress: {what} (RING STATUS)"
-                )
-            }
-            Refused::NoPrimary => "ERR no node answered to take the change lease".into(),
-        }
-    }
+    NoNode,
 }
 
 impl Lease {
@@ -89,7 +77,7 @@ impl Lease {
             }
         }
         if lease.addrs.is_empty() {
-            return Err(Refused::NoPrimary);
+            return Err(Refused::NoNode);
         }
         Ok(lease)
     }
@@ -184,9 +172,7 @@ async fn release_on(router: &Router, addrs: Vec<String>) {
         holder: router.run_id.clone(),
     };
     let timeout = router.config.connect_timeout;
-    let sends = addrs
-        .iter()
-        .map(|a| crate::rebalance::node_conn::send_one(a, &cmd, timeout));
+    let sends = addrs.iter().map(|a| send_one(a, &cmd, timeout));
     futures::future::join_all(sends).await;
 }
 

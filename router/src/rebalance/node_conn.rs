@@ -11,6 +11,8 @@ use ringcache_client::Client;
 use ringcache_protocol::wire::{TopologyState, WireCommand};
 use ringcache_protocol::Reply;
 
+use crate::clients::lock;
+
 /// `TOPOLOGY GET` → the node's epoch, shard id and change record.
 pub(super) async fn node_state(
     conn: &mut Client,
@@ -86,12 +88,12 @@ impl ControlLinks {
     }
 
     fn take(&self, addr: &str) -> Option<Client> {
-        let mut links = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut links = lock(&self.0);
         links.get_mut(addr).and_then(Vec::pop)
     }
 
     fn put(&self, addr: &str, c: Client) {
-        let mut links = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut links = lock(&self.0);
         let idle = links.entry(addr.to_string()).or_default();
         if idle.len() < IDLE_PER_NODE {
             idle.push(c);
@@ -100,7 +102,7 @@ impl ControlLinks {
 
     /// Forgets links to nodes no longer in `keep` (a shard left, a primary was replaced).
     pub(super) fn retain(&self, keep: &[&str]) {
-        let mut links = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut links = lock(&self.0);
         links.retain(|addr, _| keep.contains(&addr.as_str()));
     }
 }

@@ -96,6 +96,16 @@ pub struct GainersRefused {
     pub failed: Vec<String>,
 }
 
+impl From<crate::rebalance::lease::Refused> for ChangeError {
+    fn from(r: crate::rebalance::lease::Refused) -> ChangeError {
+        use crate::rebalance::lease::Refused;
+        match r {
+            Refused::Busy { what, .. } => ChangeError::Elsewhere(what),
+            Refused::NoNode => ChangeError::NoLease,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

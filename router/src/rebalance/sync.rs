@@ -17,8 +17,7 @@ use crate::clients::lock;
 use crate::rebalance::follow::{change_over, follow, topology_for};
 use crate::rebalance::lease::Lease;
 use crate::rebalance::mover::{drive, estimate, move_back};
-use crate::rebalance::node_conn::send_one;
-use crate::rebalance::node_conn::{connect, node_state};
+use crate::rebalance::node_conn::{connect, node_state, send_one};
 use crate::rebalance::plan::ChangePlan;
 use crate::rebalance::publish::{done_on_nodes, nodes_of, push_all, topology_set, Pushed};
 use crate::record::{ChangeRecord, Membership, Place};
@@ -200,11 +199,7 @@ async fn resume(
     let moves = from.diff(&to);
     // This router's config first: a record's addresses may be a previous router's view.
     let place = |id: &str| match config.shard_by_id(id) {
-        Some(s) => Some(Place {
-            id: s.id.clone(),
-            primary: s.primary.clone(),
-            replicas: s.replicas.clone(),
-        }),
+        Some(s) => Some(Place::of(s)),
         None => rec.place(id).cloned(),
     };
     let next = topology_for(router, config, to, Some(&rec), &place)?;
@@ -314,12 +309,19 @@ pub async fn sync_nodes(router: &Arc<Router>) {
     let nodes = nodes_of(&topo);
     let links = &router.rebalance.links;
     links.retain(&nodes.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>());
-    let states: Vec<(&str, Result<TopologyState, String>)> =
-        futures::future::join_all(nodes.iter().map(|(addr, _)| async move {
-            (addr.as_str(), links.node_state(addr, timeout).await)
+    let states: Vec<NodeSeen> =
+        futures::future::join_all(nodes.iter().map(|(addr, id)| async move {
+            (
+                addr.as_str(),
+                id.as_str(),
+                links.node_state(addr, timeout).await,
+            )
         }))
         .await;
-    let ok: Vec<&TopologyState> = states.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let ok: Vec<&TopologyState> = states
+        .iter()
+        .filter_map(|(_, _, r)| r.as_ref().ok())
+        .collect();
     let max = ok.iter().map(|s| s.epoch).max().unwrap_or(0);
     let at_max: Vec<&TopologyState> = ok.iter().copied().filter(|s| s.epoch == max).collect();
     let driving = router.rebalance.in_progress();
@@ -347,16 +349,18 @@ pub async fn sync_nodes(router: &Arc<Router>) {
     push_behind(router, &states).await;
 }
 
+/// A node as the sync saw it: address, shard id, its `TOPOLOGY GET`.
+type NodeSeen<'a> = (&'a str, &'a str, Result<TopologyState, String>);
+
 /// Pushes this router's ring to the nodes `states` show behind it; sends `TOPOLOGY DONE` to
 /// those still recording a change it finished; notes nodes ahead.
-async fn push_behind(router: &Arc<Router>, states: &[(&str, Result<TopologyState, String>)]) {
+async fn push_behind(router: &Arc<Router>, states: &[NodeSeen<'_>]) {
     let topo = router.topology.load_full();
     // With a conflict, a node behind gets nothing (the "0" epoch never exceeds its own).
     let conflict = lock(&router.rebalance.state).conflict.is_some();
     let mine = topo.ring.epoch();
     let epoch = if conflict { 0 } else { mine };
     let timeout = router.config.connect_timeout;
-    let nodes = nodes_of(&topo);
     let ring = &topo.ring;
     let pushed = Pushed::of(&topo);
     let pushed = &pushed;
@@ -366,9 +370,8 @@ async fn push_behind(router: &Arc<Router>, states: &[(&str, Result<TopologyState
     } else {
         lock(&router.rebalance.state).done_epoch
     };
-    let sends = states.iter().filter_map(|(addr, st)| {
+    let sends = states.iter().filter_map(|(addr, id, st)| {
         let st = st.as_ref().ok()?;
-        let id = &nodes.iter().find(|(a, _)| a == addr)?.1;
         let (behind, done) = (st.epoch < epoch, st.record.is_some() && st.epoch <= done_epoch);
         (behind || done).then_some(async move {
             if behind {
@@ -387,7 +390,7 @@ async fn push_behind(router: &Arc<Router>, states: &[(&str, Result<TopologyState
     }
     let mut max = 0;
     let mut ahead = None;
-    for (addr, st) in states {
+    for (addr, _, st) in states {
         match st {
             Ok(st) => {
                 let e = st.epoch;
