@@ -233,7 +233,7 @@ impl Driver<'_> {
         if moving == "migrating:0" {
             notes.push("the change had finished before the kill: nothing to take over".into());
         } else {
-            match self.wait_takeover(change, target, start) {
+            match self.wait_takeover(r, change, target, start) {
                 Ok(s) => notes.push(s),
                 Err(e) => {
                     notes.push(e);
@@ -273,10 +273,12 @@ impl Driver<'_> {
         }
     }
 
-    /// Polls the running routers until one reports `change` done (`migrating:0` with it as its
-    /// last change) at epoch `target` or later; bounded by [`TAKEOVER_WAIT`].
+    /// Polls the running routers until one reports `change` done at epoch `target` or later
+    /// (`migrating:0`: with it as its last change, it took the change over; without, the killed
+    /// router `r_killed` had finished it); bounded by [`TAKEOVER_WAIT`].
     fn wait_takeover(
         &mut self,
+        r_killed: usize,
         change: &str,
         target: Option<u64>,
         since: Instant,
@@ -294,10 +296,17 @@ impl Driver<'_> {
                         s @ RingStatus {
                             migrating: Some(0), ..
                         },
-                    ) if s.epoch.is_some() && s.epoch >= target && named(&s.change) => {
+                    ) if s.epoch.is_some() && s.epoch >= target => {
+                        // A router on the change's epoch that follows no change found the nodes
+                        // no longer recording it: the killed router finished the move between
+                        // the harness's look and the kill taking effect.
+                        let who = if named(&s.change) {
+                            router_name(i)
+                        } else {
+                            format!("{} (before the kill took effect)", router_name(r_killed))
+                        };
                         return Ok(format!(
-                            "{} finished {change:?} {:.1}s after the kill",
-                            router_name(i),
+                            "{who} finished {change:?} {:.1}s after the kill",
                             since.elapsed().as_secs_f64()
                         ));
                     }
