@@ -34,6 +34,8 @@ geoadd geodist geohash geopos geosearch geosearchstore georadius georadius_ro ge
 georadiusbymember_ro
 multi exec discard watch unwatch
 info command config time save bgsave lastsave replicaof slaveof role memory function
+eval evalsha eval_ro evalsha_ro script fcall fcall_ro
+subscribe psubscribe unsubscribe punsubscribe publish ssubscribe sunsubscribe spublish pubsub
 """.split()
 
 SUBCOMMANDS = {
@@ -42,7 +44,9 @@ SUBCOMMANDS = {
     "config": "get set resetstat rewrite".split(),
     "object": "encoding freq idletime refcount help".split(),
     "memory": "usage help".split(),
-    "function": "flush".split(),
+    "function": "load list delete flush dump restore stats kill".split(),
+    "script": "load exists flush kill debug".split(),
+    "pubsub": "channels numsub numpat shardchannels shardnumsub help".split(),
 }
 
 
