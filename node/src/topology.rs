@@ -74,6 +74,15 @@ pub fn check_owner(
     if session.from_primary || spec.first_key <= 0 || spec.has(flags::ADMIN) {
         return None;
     }
+    refuse_unowned(shared, spec.key_positions(args.len()).map(|i| &args[i][..]))
+}
+
+/// `-WRONGSHARD <epoch> <owner>` for the first of `keys` another shard owns under this node's
+/// ring, if any.
+pub fn refuse_unowned<'k>(
+    shared: &Shared,
+    keys: impl IntoIterator<Item = &'k [u8]>,
+) -> Option<Reply> {
     let topo = &shared.topology;
     let guard = topo.ring();
     // A node no ring reached yet (empty, about to join) refuses nothing: the router knows.
@@ -81,8 +90,8 @@ pub fn check_owner(
     // One outside its ring (it left) owns nothing: a router that has not yet followed the leave
     // must not write a key here after it moved away.
     let me = topo.my_index();
-    for i in spec.key_positions(args.len()) {
-        let owner = ring.owner_index(key_hash(&args[i]))?;
+    for key in keys {
+        let owner = ring.owner_index(key_hash(key))?;
         if Some(owner as u64) != me {
             return Some(Reply::Error(format!(
                 "WRONGSHARD {} {}",

@@ -12,6 +12,7 @@
 //! io_threads = 1                 # default: half the CPUs, 1 to 4; 0 = the caller's runtime
 //! l4_threads = 2                 # threads for [[l4]] connections (default: the CPUs, 1 to 4;
 //!                                # 0 = the IO threads above)
+//! max_dedicated_connections = 1024   # connections of one client's own (transactions, blocking)
 //! # requirepass = "secret"
 //!
 //! [ring]
@@ -83,6 +84,7 @@ struct RawRouter {
     max_clients: Option<u32>,
     io_threads: Option<u32>,
     l4_threads: Option<u32>,
+    max_dedicated_connections: Option<u32>,
     requirepass: Option<String>,
 }
 
@@ -140,6 +142,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(2000);
 pub const DEFAULT_UPSTREAM_CONNECTIONS: usize = 2;
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// A dedicated connection costs a socket on the router and a client on the node.
+pub const DEFAULT_MAX_DEDICATED_CONNECTIONS: usize = 1024;
 /// Keys per background `MIGRATE-ARC` batch (`[ring] migration_batch`).
 pub const DEFAULT_MIGRATION_BATCH: usize = 1000;
 /// More multiplexed connections per backend than this only adds contention.
@@ -194,6 +198,9 @@ pub struct RouterConfig {
     pub io_threads: usize,
     /// Threads owning L4 connections (0 = the IO threads); started only when there are listeners.
     pub l4_threads: usize,
+    /// Connections the router opens for one client alone (a transaction, a blocking command),
+    /// all clients together.
+    pub max_dedicated_connections: usize,
     pub requirepass: Option<String>,
     /// Request decoding limits for clients (Redis's defaults).
     pub limits: Limits,
@@ -327,6 +334,16 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
     };
     let io_threads = thread_count(r.io_threads, default_io_threads, "router.io_threads")?;
     let l4_threads = thread_count(r.l4_threads, default_l4_threads, "router.l4_threads")?;
+    let max_dedicated_connections = match r.max_dedicated_connections {
+        None => DEFAULT_MAX_DEDICATED_CONNECTIONS,
+        Some(0) => {
+            return Err(ConfigError::invalid(
+                "router.max_dedicated_connections",
+                "must be at least 1",
+            ))
+        }
+        Some(n) => n as usize,
+    };
     let requirepass = r.requirepass.filter(|p| !p.is_empty());
 
     let vnodes = raw.ring.vnodes.unwrap_or(DEFAULT_VNODES);
@@ -489,6 +506,7 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         max_clients,
         io_threads,
         l4_threads,
+        max_dedicated_connections,
         requirepass,
         limits: Limits::default(),
         ring: RingConfig {

@@ -14,9 +14,11 @@
 //! ([`rebalance`]'s operations, [`health`], [`l4`], [`local`], [`metrics`]); [`proxy`] (the serve
 //! loop) on top, and [`run`] here starting it all.
 
+pub mod blocking;
 pub mod clients;
 pub mod config;
 pub mod cursor;
+pub mod dedicated;
 pub mod frame;
 pub mod health;
 pub mod io_threads;
@@ -34,6 +36,7 @@ pub mod shard;
 pub mod shard_metrics;
 pub mod state;
 pub mod topology;
+pub mod txn;
 pub mod upstream;
 
 use std::future::Future;

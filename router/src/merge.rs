@@ -29,6 +29,9 @@ pub enum Slot {
     /// answering (see [`Slot::fenced`]).
     Keyed(oneshot::Receiver<UpResult>, Bytes),
     Merge(Box<Merge>),
+    /// A blocking command waiting on its own connection: a client that closes its side stops
+    /// it, as Redis frees a blocked client that disconnects.
+    Blocked(oneshot::Receiver<UpResult>),
 }
 
 /// Replies of several upstream requests, combined once all have arrived.
@@ -99,12 +102,14 @@ impl Slot {
     pub fn poll_take(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
         match self {
             Slot::Ready(b) => Poll::Ready(std::mem::take(b)),
-            Slot::Forward(rx) | Slot::Keyed(rx, _) => match Pin::new(rx).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(Ok(raw))) => Poll::Ready(raw),
-                Poll::Ready(Ok(Err(e))) => Poll::Ready(error_bytes(&e.reply_text())),
-                Poll::Ready(Err(_)) => Poll::Ready(error_bytes(CLOSED)),
-            },
+            Slot::Forward(rx) | Slot::Keyed(rx, _) | Slot::Blocked(rx) => {
+                match Pin::new(rx).poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Ok(Ok(raw))) => Poll::Ready(raw),
+                    Poll::Ready(Ok(Err(e))) => Poll::Ready(error_bytes(&e.reply_text())),
+                    Poll::Ready(Err(_)) => Poll::Ready(error_bytes(CLOSED)),
+                }
+            }
             Slot::Merge(m) => {
                 let mut waiting = false;
                 for part in &mut m.parts {

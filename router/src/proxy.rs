@@ -40,7 +40,7 @@ use crate::shard_metrics;
 use crate::state::Router;
 use crate::topology::Topology;
 use crate::upstream::{UpRequest, UpResult};
-use crate::{cursor, local};
+use crate::{blocking, cursor, local, txn};
 
 /// Requests one client may have outstanding before the router stops reading from it.
 pub const MAX_PENDING: usize = 1024;
@@ -328,6 +328,10 @@ async fn connection(
             r = read_some(&sock, &mut inbuf), if reading => {
                 if r? == 0 {
                     eof = true;
+                    // Redis frees a blocked client that disconnects; its connection goes too.
+                    if fifo.iter().any(|slot| matches!(slot, Slot::Blocked(_))) {
+                        return Ok(End::Closed);
+                    }
                 }
             }
         }
@@ -338,7 +342,7 @@ async fn connection(
         if fifo.is_empty() {
             out = BytesMut::new();
             let idle = inbuf.is_empty() && !eof && !s.closing && s.busy_mark == 0;
-            if idle && handle.park_asked.load(Relaxed) {
+            if idle && handle.park_asked.load(Relaxed) && !txn::holds_link(s) {
                 // Nothing outstanding: its chain's runner has nothing to run.
                 s.chain = None;
                 return Ok(End::Park(sock.into_std()?));
@@ -496,10 +500,12 @@ fn dispatch(
             s.close_now = true;
             return Slot::Ready(Bytes::new());
         }
+        txn::queue_failed(s);
         return answer(router, cmd, start, &local::unknown_command(args), s.proto);
     };
     s.last_cmd = spec.name;
     if !spec.arity_ok(args.len()) {
+        txn::queue_failed(s);
         return answer(router, cmd, start, &local::arity_error(spec.name), s.proto);
     }
     if !s.authenticated && !spec.has(flags::NO_AUTH) && spec.name != "quit" {
@@ -508,7 +514,13 @@ fn dispatch(
     }
     let plan = route::plan(spec, args, |k| topo.owner(k).unwrap_or(0));
     if plan == Plan::WrongArity {
+        txn::queue_failed(s);
         return answer(router, cmd, start, &local::arity_error(spec.name), s.proto);
+    }
+    if txn::applies(s, spec) && !topo.shards.is_empty() {
+        if let Some(slot) = txn::dispatch(router, topo, s, spec, args, &raw) {
+            return slot;
+        }
     }
     if topo.shards.is_empty() && !matches!(plan, Plan::Local | Plan::Unsupported) {
         let reply = Reply::error("ERR the ring has no shards");
@@ -546,6 +558,7 @@ fn dispatch(
             }
             slot
         }
+        Plan::Blocking(_) => blocking::run(router, s.who(), spec, args),
         Plan::CrossShard => answer(
             router,
             cmd,

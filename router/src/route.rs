@@ -66,6 +66,8 @@ pub enum Plan {
         parts: Vec<Part>,
         owners: Vec<u32>,
     },
+    /// A blocking command: wait on a connection of the client's own to this shard.
+    Blocking(usize),
     /// Send to every shard and merge.
     FanOut(FanOut),
     /// SCAN: one shard at a time, by cursor.
@@ -81,8 +83,7 @@ pub enum Plan {
 
 /// Plans `args` (arity already checked against `spec`). `owner` gives a key's shard index.
 pub fn plan(spec: &CommandSpec, args: &[bytes::Bytes], owner: impl Fn(&[u8]) -> usize) -> Plan {
-    // Blocking commands would stall every client sharing the upstream connection.
-    if spec.has(flags::BLOCKING) || spec.has(flags::PUBSUB) {
+    if spec.has(flags::PUBSUB) {
         return Plan::Unsupported;
     }
     // Keys where the table puts them, where a count or keyword puts them (ZUNIONSTORE, SORT ...
@@ -111,7 +112,12 @@ pub fn plan(spec: &CommandSpec, args: &[bytes::Bytes], owner: impl Fn(&[u8]) -> 
     let home = owner(&args[first]);
     let mut others = keys.clone().map(|i| owner(&args[i]));
     if others.all(|s| s == home) {
-        return Plan::Forward(home);
+        // A blocking command would stall every client sharing the upstream connection.
+        return if spec.has(flags::BLOCKING) {
+            Plan::Blocking(home)
+        } else {
+            Plan::Forward(home)
+        };
     }
     let Some(merge) = split else {
         return Plan::CrossShard;
@@ -325,7 +331,9 @@ mod tests {
             plan_of(&["LMOVE", "d", "d2", "LEFT", "RIGHT"]),
             Plan::Forward(3)
         );
-        assert_eq!(plan_of(&["BLPOP", "a", "0"]), Plan::Unsupported);
+        assert_eq!(plan_of(&["BLPOP", "a", "0"]), Plan::Blocking(0));
+        assert_eq!(plan_of(&["BLPOP", "a", "d", "0"]), Plan::CrossShard);
+        assert_eq!(plan_of(&["SUBSCRIBE", "a"]), Plan::Unsupported);
         assert_eq!(plan_of(&["MULTI"]), Plan::Unsupported);
     }
 

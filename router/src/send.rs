@@ -148,7 +148,7 @@ pub fn send_plan(
             Slot::Forward(rx)
         }
         Plan::CrossShard => Slot::error(route::CROSSSHARD),
-        Plan::Local | Plan::Unsupported | Plan::WrongArity => {
+        Plan::Local | Plan::Unsupported | Plan::WrongArity | Plan::Blocking(_) => {
             Slot::error("ERR the router answers this command itself")
         }
     }

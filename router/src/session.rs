@@ -7,6 +7,7 @@ use ringcache_protocol::Protocol;
 
 use crate::clients::{ClientHandle, Who};
 use crate::rebalance::chain::Chain;
+use crate::txn::Txn;
 
 /// Per-connection state a command may read or change.
 #[derive(Debug)]
@@ -29,6 +30,8 @@ pub struct Session {
     pub epoch: u64,
     /// What `client.busy_epoch` holds (0: nothing outstanding), to store it only on changes.
     pub busy_mark: u64,
+    /// A transaction or WATCH in progress, with its connection (`crate::txn`).
+    pub txn: Option<Box<Txn>>,
 }
 
 impl Session {
@@ -46,6 +49,7 @@ impl Session {
             chain: None,
             epoch: 0,
             busy_mark: 0,
+            txn: None,
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Router {
     pub l4_pools: Mutex<Vec<Arc<Pool>>>,
     /// Membership changes: RING JOIN/LEAVE/CANCEL/STATUS, epochs pushed to nodes.
     pub rebalance: Rebalancer,
+    /// Permits for connections of one client's own (`crate::dedicated`).
+    pub dedicated: Arc<tokio::sync::Semaphore>,
     /// This router, for tasks a request spawns (the migration path).
     me: Weak<Router>,
 }
@@ -90,7 +92,11 @@ impl Router {
                 .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
                 .collect()
         };
+        let dedicated = Arc::new(tokio::sync::Semaphore::new(
+            config.max_dedicated_connections,
+        ));
         Ok(Arc::new_cyclic(|me| Router {
+            dedicated,
             config,
             topology: ArcSwap::from_pointee(topology),
             clients: Clients::default(),

@@ -297,6 +297,11 @@ impl UpstreamPool {
         }
     }
 
+    /// Opens connections of one client's own to this backend, with the pool's settings.
+    pub fn dialer(&self) -> Dialer {
+        Dialer(self.shared.clone())
+    }
+
     /// The last connection error, if the backend is not reachable now.
     pub fn last_error(&self) -> Option<String> {
         self.shared
@@ -510,6 +515,26 @@ async fn connect(shared: &PoolShared, proto: Protocol) -> Result<TcpStream, Upst
         }
     }
     Ok(sock)
+}
+
+/// Connects to one backend outside its pool (`crate::dedicated`), as the pool connects.
+#[derive(Debug, Clone)]
+pub struct Dialer(Arc<PoolShared>);
+
+impl Dialer {
+    /// A connection speaking `proto` (HELLO 3 sent for RESP3).
+    pub async fn connect(&self, proto: Protocol) -> Result<TcpStream, UpstreamError> {
+        connect(&self.0, proto).await
+    }
+
+    /// An error naming this backend.
+    pub fn error(&self, kind: UpstreamErrorKind) -> UpstreamError {
+        self.0.error(kind)
+    }
+
+    pub fn shard(&self) -> &str {
+        &self.0.shard
+    }
 }
 
 enum HelloError {

@@ -106,6 +106,23 @@ pub fn client_unblock(shared: &Shared, a: &[Bytes]) -> Reply {
     Reply::Int(1)
 }
 
+/// Answers `-WRONGSHARD` to every client blocked on a key this node no longer owns.
+pub fn release_unowned(shared: &Shared) {
+    if shared.blocked.is_empty() {
+        return;
+    }
+    for w in shared.blocked.all() {
+        let Some(refused) = crate::topology::refuse_unowned(shared, w.keys.iter().map(|k| &k[..]))
+        else {
+            continue;
+        };
+        if w.try_serve(|| Some(refused)) {
+            shared.blocked.remove(&w);
+            shared.keyspace.remove_interest();
+        }
+    }
+}
+
 /// The blocked client stops waiting (timeout or disconnect): its reply.
 pub fn unblock(shared: &Shared, w: &Arc<Waiter>) -> Reply {
     let served = w.finish();

@@ -67,7 +67,12 @@ pub fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     };
     let epoch = set.epoch;
     match topo.set(ring, set.my_id, set.record, set.map) {
-        Ok(()) => Reply::OK,
+        Ok(()) => {
+            // A client blocked on a key the new ring gives another shard would wait for pushes
+            // that now go there: it is told where the key went, and its router follows it.
+            super::blocking::release_unowned(ctx.shared);
+            Reply::OK
+        }
         Err(current) => Reply::Error(format!(
             "STALEEPOCH this node is at epoch {current}, newer than {epoch}"
         )),

@@ -143,6 +143,17 @@ impl Blocked {
             .cloned()
     }
 
+    /// Every blocked client, once each.
+    pub fn all(&self) -> Vec<Arc<Waiter>> {
+        let m = lock(&self.by_key);
+        let mut seen = std::collections::HashSet::new();
+        m.values()
+            .flat_map(|q| q.iter())
+            .filter(|w| seen.insert(Arc::as_ptr(w)))
+            .cloned()
+            .collect()
+    }
+
     /// The clients waiting on `key`, first blocked first.
     pub fn waiters(&self, key: &[u8]) -> Vec<Arc<Waiter>> {
         lock(&self.by_key)

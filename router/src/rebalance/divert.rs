@@ -254,40 +254,44 @@ async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
             return bytes;
         };
         let mine = topo.ring.epoch();
-        if retried {
+        if retried || !catch_up(router, epoch, mine).await {
             return tryagain(epoch, &owner, mine);
         }
         retried = true;
-        router
-            .rebalance
-            .counters
-            .wrongshard_retries
-            .fetch_add(1, Ordering::Relaxed);
-        if epoch > mine {
-            // This router's own change may be publishing that epoch, or another router's: wait
-            // for it briefly (the epoch sync follows another router's ring).
-            router.rebalance.sync_soon();
-            let deadline = Instant::now() + CATCH_UP_WAIT;
-            while router.topology.load().ring.epoch() < epoch && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            if router.topology.load().ring.epoch() < epoch {
-                return tryagain(epoch, &owner, mine);
-            }
-        } else if epoch < mine {
-            // The node missed a push: give every node behind the current ring, then retry.
-            sync_nodes(router).await;
-        } else {
-            // Same epoch, different ring: only another router can have pushed it. Pushing ours
-            // would replace it on that node; refuse instead.
-            return tryagain(epoch, &owner, mine);
+    }
+}
+
+/// After a node refused a request with `-WRONGSHARD <epoch>` while this router routed by
+/// `mine`: brings the router and the nodes to one ring, or says a retry cannot succeed.
+pub(crate) async fn catch_up(router: &Arc<Router>, epoch: Epoch, mine: Epoch) -> bool {
+    router
+        .rebalance
+        .counters
+        .wrongshard_retries
+        .fetch_add(1, Ordering::Relaxed);
+    if epoch > mine {
+        // This router's own change may be publishing that epoch, or another router's: wait
+        // for it briefly (the epoch sync follows another router's ring).
+        router.rebalance.sync_soon();
+        let deadline = Instant::now() + CATCH_UP_WAIT;
+        while router.topology.load().ring.epoch() < epoch && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        router.topology.load().ring.epoch() >= epoch
+    } else if epoch < mine {
+        // The node missed a push: give every node behind the current ring, then retry.
+        sync_nodes(router).await;
+        true
+    } else {
+        // Same epoch, different ring: only another router can have pushed it. Pushing ours
+        // would replace it on that node; refuse instead.
+        false
     }
 }
 
 /// Sends `MIGRATE-KEYS <target> key...` to each source holding some of `keys` in a moving
 /// arc, in parallel, and waits for every reply.
-async fn migrate_keys(
+pub(crate) async fn migrate_keys(
     router: &Router,
     topo: &Topology,
     keys: &[&Bytes],
@@ -356,14 +360,14 @@ async fn migrate_keys(
 }
 
 /// `-WRONGSHARD <epoch> <owner>` → `(epoch, owner)`.
-fn wrongshard(reply: &[u8]) -> Option<(Epoch, String)> {
+pub(crate) fn wrongshard(reply: &[u8]) -> Option<(Epoch, String)> {
     let rest = reply.strip_prefix(b"-WRONGSHARD ")?;
     let text = std::str::from_utf8(rest).ok()?.trim_end();
     let (epoch, owner) = text.split_once(' ')?;
     Some((epoch.parse().ok()?, owner.to_string()))
 }
 
-fn tryagain(epoch: Epoch, owner: &str, mine: Epoch) -> Bytes {
+pub(crate) fn tryagain(epoch: Epoch, owner: &str, mine: Epoch) -> Bytes {
     error_bytes(&format!(
         "TRYAGAIN the node says shard '{owner}' owns this key at epoch {epoch}; this router routes by epoch {mine} (another router changed membership: give this one the same change)"
     ))
