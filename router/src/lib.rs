@@ -27,9 +27,11 @@ pub mod local;
 pub mod merge;
 pub mod metrics;
 pub mod proxy;
+pub mod pubsub;
 pub mod rebalance;
 pub mod record;
 pub mod route;
+pub mod scripts;
 pub mod send;
 pub mod session;
 pub mod shard;
@@ -56,6 +58,7 @@ impl Router {
     pub fn new(config: RouterConfig, port: u16) -> io::Result<Arc<Router>> {
         let router = Router::build(config, port)?;
         rebalance::start(&router);
+        tokio::spawn(pubsub::run(router.clone()));
         Ok(router)
     }
 }

@@ -126,8 +126,64 @@ fn command(s: &Session, a: &[Bytes]) -> Reply {
     table::command_reply(a, s.proto == Protocol::Resp3)
 }
 
-/// CONFIG GET over the few settings a client may ask a router for; CONFIG SET and friends are
-/// refused (the router is configured by its TOML file).
+/// The settings the router answers for itself; the rest are the nodes'.
+const ROUTER_PARAMS: [&str; 8] = [
+    "port",
+    "maxclients",
+    "timeout",
+    "databases",
+    "save",
+    "appendonly",
+    "requirepass",
+    "proto-max-bulk-len",
+];
+
+/// CONFIG through the router: the router's own settings are answered here (and not set: its
+/// TOML file sets them); a node's setting is set on every shard and read from the first, so a
+/// client tuning the cache (`notify-keyspace-events`, `maxmemory-policy`, ...) tunes all of it.
+/// A shard that joins later keeps its own settings.
+pub fn config_slot(
+    router: &Router,
+    topo: &Topology,
+    s: &Session,
+    a: &[Bytes],
+    raw: &Bytes,
+    cmd: u16,
+    start: std::time::Instant,
+) -> Slot {
+    let sub = a[1].to_ascii_lowercase();
+    let arity_ok = table::lookup_sub(b"config", &sub).is_some_and(|spec| spec.arity_ok(a.len()));
+    let is_router = |p: &Bytes| {
+        ROUTER_PARAMS
+            .iter()
+            .any(|r| r.as_bytes().eq_ignore_ascii_case(p))
+    };
+    let to_nodes = arity_ok
+        && !topo.shards.is_empty()
+        && match &sub[..] {
+            b"get" => !a[2..].iter().all(is_router),
+            b"set" => !a[2..].iter().step_by(2).any(is_router),
+            b"resetstat" => true,
+            _ => false,
+        };
+    if !to_nodes {
+        return Slot::reply(&config(router, a), s.proto);
+    }
+    if sub == b"get" {
+        return Slot::Forward(crate::send::send(
+            &topo.shards[0],
+            s,
+            raw.clone(),
+            cmd,
+            start,
+        ));
+    }
+    let plan = crate::route::Plan::FanOut(crate::route::FanOut::AllOk);
+    crate::send::send_plan(topo, s.who(), plan, a, raw.clone(), cmd, start)
+}
+
+/// CONFIG GET over the few settings a client may ask a router for; CONFIG SET and friends of
+/// them are refused (the router is configured by its TOML file).
 fn config(router: &Router, a: &[Bytes]) -> Reply {
     let sub = a[1].to_ascii_lowercase();
     let Some(spec) = table::lookup_sub(b"config", &sub) else {
@@ -143,7 +199,7 @@ fn config(router: &Router, a: &[Bytes]) -> Reply {
         ));
     }
     let c = &router.config;
-    let params: [(&str, String); 8] = [
+    let params: [(&str, String); ROUTER_PARAMS.len()] = [
         ("port", router.port.to_string()),
         ("maxclients", c.max_clients.to_string()),
         ("timeout", "0".into()),

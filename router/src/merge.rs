@@ -32,6 +32,9 @@ pub enum Slot {
     /// A blocking command waiting on its own connection: a client that closes its side stops
     /// it, as Redis frees a blocked client that disconnects.
     Blocked(oneshot::Receiver<UpResult>),
+    /// An EVALSHA or FCALL with its bytes: run again (`crate::scripts::heal`) if its shard
+    /// lacks the script.
+    Script(oneshot::Receiver<UpResult>, Bytes),
 }
 
 /// Replies of several upstream requests, combined once all have arrived.
@@ -102,7 +105,7 @@ impl Slot {
     pub fn poll_take(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
         match self {
             Slot::Ready(b) => Poll::Ready(std::mem::take(b)),
-            Slot::Forward(rx) | Slot::Keyed(rx, _) | Slot::Blocked(rx) => {
+            Slot::Forward(rx) | Slot::Keyed(rx, _) | Slot::Blocked(rx) | Slot::Script(rx, _) => {
                 match Pin::new(rx).poll(cx) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(Ok(Ok(raw))) => Poll::Ready(raw),
@@ -147,8 +150,18 @@ impl Slot {
             return None;
         }
         match self {
-            Slot::Keyed(_, raw) => Some(std::mem::take(raw)),
+            Slot::Keyed(_, raw) | Slot::Script(_, raw) => Some(std::mem::take(raw)),
             Slot::Merge(m) => m.retry.take(),
+            _ => None,
+        }
+    }
+}
+
+impl Slot {
+    /// The request's bytes, if `reply` says its shard lacks the script or function it runs.
+    pub fn healable(&mut self, reply: &[u8]) -> Option<Bytes> {
+        match self {
+            Slot::Script(_, raw) if crate::scripts::missing(reply) => Some(std::mem::take(raw)),
             _ => None,
         }
     }
@@ -195,6 +208,10 @@ pub fn combine(how: &How, parts: Vec<UpResult>) -> Bytes {
         | How::FanOut(FanOut::Sum) => successes(parts).and_then(|p| sum(&p)),
         How::FanOut(FanOut::Concat) => successes(parts).and_then(|p| concat(&p)),
         How::FanOut(FanOut::Random) => random(parts),
+        How::FanOut(FanOut::First) => {
+            successes(parts).and_then(|p| p.into_iter().next().ok_or_else(|| unexpected("a load")))
+        }
+        How::FanOut(FanOut::AnyOk) => any_ok(parts),
         How::Scan { shard, shards } => successes(parts).and_then(|p| scan(&p, *shard, *shards)),
         How::Info { text, proto } => Ok(info(text, *proto, &parts)),
     };
@@ -231,6 +248,22 @@ fn all_ok(parts: &[Bytes]) -> Result<Bytes, Bytes> {
     } else {
         Err(unexpected("a write"))
     }
+}
+
+fn any_ok(parts: Vec<UpResult>) -> Result<Bytes, Bytes> {
+    let mut first_error = None;
+    for p in parts {
+        match p {
+            Ok(raw) if &raw[..] == b"+OK\r\n" => return Ok(raw),
+            Ok(raw) => {
+                first_error.get_or_insert(raw);
+            }
+            Err(e) => {
+                first_error.get_or_insert_with(|| error_bytes(&e.reply_text()));
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| unexpected("a kill")))
 }
 
 fn sum(parts: &[Bytes]) -> Result<Bytes, Bytes> {

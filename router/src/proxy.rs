@@ -40,7 +40,7 @@ use crate::shard_metrics;
 use crate::state::Router;
 use crate::topology::Topology;
 use crate::upstream::{UpRequest, UpResult};
-use crate::{blocking, cursor, local, txn};
+use crate::{blocking, cursor, local, pubsub, scripts, txn};
 
 /// Requests one client may have outstanding before the router stops reading from it.
 pub const MAX_PENDING: usize = 1024;
@@ -318,6 +318,7 @@ async fn connection(
             inbuf = BytesMut::new();
         }
         let reading = !input_done && !eof && fifo.len() < MAX_PENDING && !holding;
+        let mut pushed = Vec::new();
         tokio::select! {
             biased;
             // Also a request to park (`park_asked`), acted on below once nothing is under way.
@@ -334,6 +335,11 @@ async fn connection(
                     }
                 }
             }
+            // Messages for a subscriber, after any reply ready before them.
+            () = recv_pushed(&mut s.pubsub, &mut pushed), if s.pubsub.is_some() && !s.closing => {}
+        }
+        for msg in pushed {
+            out.extend_from_slice(&msg);
         }
         if !out.is_empty() {
             sock.write_all(&out).await?;
@@ -342,12 +348,20 @@ async fn connection(
         if fifo.is_empty() {
             out = BytesMut::new();
             let idle = inbuf.is_empty() && !eof && !s.closing && s.busy_mark == 0;
-            if idle && handle.park_asked.load(Relaxed) && !txn::holds_link(s) {
+            let holds = txn::holds_link(s) || s.pubsub.is_some();
+            if idle && handle.park_asked.load(Relaxed) && !holds {
                 // Nothing outstanding: its chain's runner has nothing to run.
                 s.chain = None;
                 return Ok(End::Park(sock.into_std()?));
             }
         }
+    }
+}
+
+async fn recv_pushed(sub: &mut Option<Box<pubsub::Subscriber>>, out: &mut Vec<Bytes>) {
+    match sub {
+        Some(sub) => sub.recv(out).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -367,6 +381,10 @@ fn drain<'a>(
                 Poll::Ready(bytes) => {
                     if let Some(raw) = front.fenced(&bytes) {
                         *front = crate::rebalance::divert::retry_fenced(router, who, raw);
+                        continue;
+                    }
+                    if let Some(raw) = front.healable(&bytes) {
+                        *front = crate::scripts::heal(router, who, raw, bytes);
                         continue;
                     }
                     out.extend_from_slice(&bytes);
@@ -517,8 +535,32 @@ fn dispatch(
         txn::queue_failed(s);
         return answer(router, cmd, start, &local::arity_error(spec.name), s.proto);
     }
+    if let Some(slot) = pubsub::commands::refused_in_subscribed_mode(s, spec) {
+        return slot;
+    }
+    match spec.name {
+        "ping" => {
+            if let Some(slot) = pubsub::commands::subscribed_ping(s, args) {
+                return slot;
+            }
+        }
+        // Its subscriptions end with it.
+        "reset" => s.pubsub = None,
+        _ => {}
+    }
     if txn::applies(s, spec) && !topo.shards.is_empty() {
         if let Some(slot) = txn::dispatch(router, topo, s, spec, args, &raw) {
+            return slot;
+        }
+    }
+    if spec.name == "config" {
+        return local::config_slot(router, topo, s, args, &raw, cmd, start);
+    }
+    if (spec.has(flags::PUBSUB) || spec.name == "pubsub") && !topo.shards.is_empty() {
+        return pubsub::commands::run(router, topo, s, spec, args, &raw, cmd, start);
+    }
+    if matches!(spec.name, "eval" | "eval_ro" | "script" | "function") && !topo.shards.is_empty() {
+        if let Some(slot) = scripts::dispatch(router, topo, s, spec, args, &raw, cmd, start) {
             return slot;
         }
     }
@@ -541,7 +583,11 @@ fn dispatch(
                     return Slot::Keyed(rx, raw);
                 }
             }
-            Slot::Keyed(send(shard, s, raw.clone(), cmd, start), raw)
+            let rx = send(shard, s, raw.clone(), cmd, start);
+            if matches!(spec.name, "evalsha" | "evalsha_ro" | "fcall" | "fcall_ro") {
+                return Slot::Script(rx, raw);
+            }
+            Slot::Keyed(rx, raw)
         }
         Plan::Scan if cursor::parse(&args[1]).is_none() => answer(
             router,

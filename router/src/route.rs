@@ -40,6 +40,10 @@ pub enum FanOut {
     Concat,
     /// RANDOMKEY: one of the shards' keys.
     Random,
+    /// SCRIPT LOAD, FUNCTION LOAD: the first shard's reply, once every shard succeeded.
+    First,
+    /// SCRIPT KILL, FUNCTION KILL: OK if a shard stopped a script, else the first error.
+    AnyOk,
 }
 
 /// One shard's share of a split command.

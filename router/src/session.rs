@@ -32,6 +32,8 @@ pub struct Session {
     pub busy_mark: u64,
     /// A transaction or WATCH in progress, with its connection (`crate::txn`).
     pub txn: Option<Box<Txn>>,
+    /// Its pub/sub queue and subscriptions, once it subscribed (`crate::pubsub`).
+    pub pubsub: Option<Box<crate::pubsub::Subscriber>>,
 }
 
 impl Session {
@@ -50,6 +52,7 @@ impl Session {
             epoch: 0,
             busy_mark: 0,
             txn: None,
+            pubsub: None,
         }
     }
 

@@ -47,6 +47,10 @@ pub struct Router {
     pub l4_pools: Mutex<Vec<Arc<Pool>>>,
     /// Membership changes: RING JOIN/LEAVE/CANCEL/STATUS, epochs pushed to nodes.
     pub rebalance: Rebalancer,
+    /// Pub/sub: the router's subscriptions and its subscribed clients.
+    pub pubsub: crate::pubsub::Hub,
+    /// Copies of the scripts and function libraries loaded through this router.
+    pub scripts: crate::scripts::Scripts,
     /// Permits for connections of one client's own (`crate::dedicated`).
     pub dedicated: Arc<tokio::sync::Semaphore>,
     /// This router, for tasks a request spawns (the migration path).
@@ -96,6 +100,8 @@ impl Router {
             config.max_dedicated_connections,
         ));
         Ok(Arc::new_cyclic(|me| Router {
+            pubsub: Default::default(),
+            scripts: Default::default(),
             dedicated,
             config,
             topology: ArcSwap::from_pointee(topology),

@@ -1,0 +1,282 @@
+//! Lua scripts and functions through the router.
+//!
+//! EVAL, EVALSHA and FCALL go to the shard of their keys like any command (keys on several
+//! shards: CROSSSHARD; no keys: the shard of the empty key). SCRIPT LOAD and FUNCTION LOAD reach
+//! every shard, and the router keeps its own copy of every script and library it has seen: a
+//! shard that answers an EVALSHA with NOSCRIPT, or an FCALL with an unknown function (it joined
+//! after the load, or restarted empty), is given the script or the libraries and asked again,
+//! so the client never sees it. The other SCRIPT and FUNCTION subcommands reach every shard
+//! (FLUSH, DELETE, RESTORE, KILL) or the first (LIST, DUMP, STATS).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use ringcache_protocol::table::CommandSpec;
+use ringcache_protocol::Reply;
+use tokio::sync::oneshot;
+
+use crate::clients::{lock, Who};
+use crate::merge::Slot;
+use crate::route::{FanOut, Plan};
+use crate::send::{send_as, send_plan};
+use crate::session::Session;
+use crate::state::Router;
+use crate::topology::Topology;
+
+/// Scripts the router remembers, at most (Redis keeps every one until SCRIPT FLUSH; a router
+/// must not grow without bound): past it the oldest are forgotten, and a shard missing one of
+/// those answers NOSCRIPT as Redis would.
+const MAX_SCRIPTS: usize = 100_000;
+
+/// The router's copies of the scripts and function libraries its clients loaded.
+#[derive(Debug, Default)]
+pub struct Scripts {
+    /// By SHA1 (lowercase hex), with the order they came in (to forget the oldest).
+    bodies: Mutex<(HashMap<String, Bytes>, std::collections::VecDeque<String>)>,
+    /// Library code by library name.
+    libraries: Mutex<BTreeMap<String, Bytes>>,
+}
+
+/// A script's SHA1 as Redis names it: 40 lowercase hex digits.
+pub fn sha1_hex(body: &[u8]) -> String {
+    sha1_smol::Sha1::from(body).digest().to_string()
+}
+
+impl Scripts {
+    fn remember(&self, body: &Bytes) -> String {
+        let sha = sha1_hex(body);
+        let mut g = lock(&self.bodies);
+        let (map, order) = &mut *g;
+        if !map.contains_key(&sha) {
+            map.insert(sha.clone(), Bytes::copy_from_slice(body));
+            order.push_back(sha.clone());
+            while order.len() > MAX_SCRIPTS {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+        sha
+    }
+
+    fn body(&self, sha: &[u8]) -> Option<Bytes> {
+        let sha = std::str::from_utf8(sha).ok()?.to_ascii_lowercase();
+        lock(&self.bodies).0.get(&sha).cloned()
+    }
+
+    fn flush(&self) {
+        *lock(&self.bodies) = Default::default();
+    }
+}
+
+/// The library name in a FUNCTION LOAD's code (`#!lua name=<lib>` on its first line).
+fn library_name(code: &[u8]) -> Option<String> {
+    let first = code.split(|&b| b == b'\n').next()?;
+    let first = std::str::from_utf8(first).ok()?;
+    let rest = first.strip_prefix("#!")?;
+    rest.split_whitespace()
+        .find_map(|w| w.strip_prefix("name="))
+        .map(str::to_string)
+}
+
+/// The script and function commands that are not routed by their keys; `None` for those that
+/// are (EVAL remembers its script first).
+#[allow(clippy::too_many_arguments)]
+pub fn dispatch(
+    router: &Router,
+    topo: &Topology,
+    s: &Session,
+    spec: &'static CommandSpec,
+    a: &[Bytes],
+    raw: &Bytes,
+    cmd: u16,
+    start: Instant,
+) -> Option<Slot> {
+    let fan = |how: FanOut| {
+        Some(send_plan(
+            topo,
+            s.who(),
+            Plan::FanOut(how),
+            a,
+            raw.clone(),
+            cmd,
+            start,
+        ))
+    };
+    let first = || {
+        Some(Slot::Forward(crate::send::send(
+            &topo.shards[0],
+            s,
+            raw.clone(),
+            cmd,
+            start,
+        )))
+    };
+    let sub = a.get(1).map(|x| x.to_ascii_lowercase()).unwrap_or_default();
+    match (spec.name, &sub[..]) {
+        ("eval" | "eval_ro", _) => {
+            router.scripts.remember(&a[1]);
+            None
+        }
+        ("script", b"load") => {
+            router.scripts.remember(&a[2]);
+            fan(FanOut::First)
+        }
+        ("script", b"flush") => {
+            router.scripts.flush();
+            fan(FanOut::AllOk)
+        }
+        ("script", b"exists") => Some(script_exists(router, topo, s, a, raw, cmd, start)),
+        ("script" | "function", b"kill") => fan(FanOut::AnyOk),
+        ("function", b"load") => {
+            let code = a.last()?;
+            if let Some(name) = library_name(code) {
+                lock(&router.scripts.libraries).insert(name, Bytes::copy_from_slice(code));
+            }
+            fan(FanOut::First)
+        }
+        ("function", b"delete") => {
+            let name = String::from_utf8_lossy(a.get(2)?).into_owned();
+            lock(&router.scripts.libraries).remove(&name);
+            fan(FanOut::AllOk)
+        }
+        ("function", b"flush") => {
+            lock(&router.scripts.libraries).clear();
+            fan(FanOut::AllOk)
+        }
+        ("function", b"restore") => fan(FanOut::AllOk),
+        ("function", b"list" | b"dump" | b"stats") | ("script", _) => first(),
+        _ => None,
+    }
+}
+
+/// SCRIPT EXISTS: a script exists if the router can run it (it has its copy) or a shard has it.
+fn script_exists(
+    router: &Router,
+    topo: &Topology,
+    s: &Session,
+    a: &[Bytes],
+    raw: &Bytes,
+    cmd: u16,
+    start: Instant,
+) -> Slot {
+    let known: Vec<bool> = a[2..]
+        .iter()
+        .map(|sha| router.scripts.body(sha).is_some())
+        .collect();
+    let waits: Vec<_> = topo
+        .shards
+        .iter()
+        .map(|shard| crate::send::send(shard, s, raw.clone(), cmd, start))
+        .collect();
+    let proto = s.proto;
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut found = known;
+        for w in waits {
+            let bytes = match w.await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                Err(_) => return,
+            };
+            if crate::frame::is_error(&bytes) {
+                let _ = tx.send(Ok(bytes));
+                return;
+            }
+            for (i, part) in crate::frame::elements(&bytes)
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                if crate::frame::integer(&bytes[part]) == Some(1) {
+                    if let Some(f) = found.get_mut(i) {
+                        *f = true;
+                    }
+                }
+            }
+        }
+        let reply = Reply::Array(found.into_iter().map(|f| Reply::Int(f as i64)).collect());
+        let _ = tx.send(Ok(reply.to_bytes(proto)));
+    });
+    Slot::Forward(rx)
+}
+
+/// Whether a shard's `reply` to an EVALSHA or FCALL says it lacks the script or function.
+pub fn missing(reply: &[u8]) -> bool {
+    reply.starts_with(b"-NOSCRIPT") || (reply.starts_with(b"-ERR Function not found"))
+}
+
+/// Runs again an EVALSHA or FCALL (`raw`, as the client sent it) that its shard could not
+/// run for lack of the script or library, after giving the shard the router's copies.
+pub fn heal(router: &Router, who: Who, raw: Bytes, first_reply: Bytes) -> Slot {
+    let Some(me) = router.me() else {
+        return Slot::Ready(first_reply);
+    };
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let reply = heal_and_retry(&me, who, raw).await.unwrap_or(first_reply);
+        let _ = tx.send(Ok(reply));
+    });
+    Slot::Forward(rx)
+}
+
+async fn heal_and_retry(router: &Router, who: Who, raw: Bytes) -> Option<Bytes> {
+    let mut buf = BytesMut::from(&raw[..]);
+    let mut args = Vec::new();
+    let mut decoder = ringcache_protocol::RequestDecoder::new(router.config.limits, true);
+    decoder.decode_into(&mut buf, &mut args).ok()??;
+    let spec = ringcache_protocol::table::lookup(args.first()?)?;
+    let topo = router.topology.load_full();
+    let Plan::Forward(shard) = crate::route::plan(spec, &args, |k| topo.owner(k).unwrap_or(0))
+    else {
+        return None;
+    };
+    let shard = topo.shards.get(shard)?;
+    let cmd = crate::shard_metrics::command_index(Some(spec));
+    let start = Instant::now();
+    let mut loads = Vec::new();
+    if spec.name.starts_with("evalsha") {
+        let body = router.scripts.body(args.get(1)?)?;
+        loads.push(request(&[b"SCRIPT", b"LOAD", &body]));
+    } else {
+        for code in lock(&router.scripts.libraries).values() {
+            loads.push(request(&[b"FUNCTION", b"LOAD", code]));
+        }
+    }
+    for load in loads {
+        // A library the shard has already answers an error; the retry tells.
+        send_as(shard, who, load, cmd, start).await.ok()?.ok()?;
+    }
+    send_as(shard, who, raw, cmd, start).await.ok()?.ok()
+}
+
+fn request(args: &[&[u8]]) -> Bytes {
+    let mut out = BytesMut::new();
+    ringcache_protocol::resp::encode_request(&mut out, args);
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_and_library_names_as_redis_reads_them() {
+        assert_eq!(sha1_hex(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(
+            library_name(b"#!lua name=mylib\nredis.register_function('f', function() end)"),
+            Some("mylib".to_string())
+        );
+        assert_eq!(library_name(b"#!lua\nreturn 1"), None);
+        assert!(missing(
+            b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
+        ));
+        assert!(missing(b"-ERR Function not found\r\n"));
+        assert!(!missing(b"+OK\r\n"));
+    }
+}
