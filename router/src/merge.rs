@@ -35,6 +35,8 @@ pub enum Slot {
     /// An EVALSHA or FCALL with its bytes: run again (`crate::scripts::heal`) if its shard
     /// lacks the script.
     Script(oneshot::Receiver<UpResult>, Bytes),
+    /// A reply the client asked not to get (CLIENT REPLY OFF or SKIP): waited for, not written.
+    Silent(Box<Slot>),
 }
 
 /// Replies of several upstream requests, combined once all have arrived.
@@ -113,6 +115,7 @@ impl Slot {
                     Poll::Ready(Err(_)) => Poll::Ready(error_bytes(CLOSED)),
                 }
             }
+            Slot::Silent(inner) => inner.poll_take(cx).map(|_| Bytes::new()),
             Slot::Merge(m) => {
                 let mut waiting = false;
                 for part in &mut m.parts {

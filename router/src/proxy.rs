@@ -271,7 +271,13 @@ async fn connection(
                 match decoder.decode_into(&mut inbuf, &mut args) {
                     Ok(Some(raw)) => {
                         commands += 1;
-                        let slot = dispatch(router, &topo, s, &args, raw, start);
+                        let slot = match client_reply(s, &args) {
+                            Some(slot) => slot,
+                            None => {
+                                let slot = dispatch(router, &topo, s, &args, raw, start);
+                                silence(s, slot)
+                            }
+                        };
                         if s.close_now {
                             return Ok(End::Closed);
                         }
@@ -494,6 +500,60 @@ fn answer(router: &Router, cmd: u16, start: Instant, reply: &Reply, proto: Proto
         .metrics
         .observe(cmd, start.elapsed(), reply.is_error());
     Slot::reply(reply, proto)
+}
+
+/// CLIENT REPLY ON|OFF|SKIP: `None` for any other request.
+fn client_reply(s: &mut Session, args: &[Bytes]) -> Option<Slot> {
+    use crate::session::Replies;
+    let (name, sub) = (args.first()?, args.get(1)?);
+    if !name.eq_ignore_ascii_case(b"client") || !sub.eq_ignore_ascii_case(b"reply") {
+        return None;
+    }
+    if args.len() != 3 {
+        return Some(Slot::reply(&local::arity_error("client|reply"), s.proto));
+    }
+    let mode = &args[2];
+    let next = if mode.eq_ignore_ascii_case(b"on") {
+        Replies::On
+    } else if mode.eq_ignore_ascii_case(b"off") {
+        Replies::Off
+    } else if mode.eq_ignore_ascii_case(b"skip") {
+        // As Redis: SKIP changes nothing while replies are off.
+        if s.replies == Replies::Off {
+            Replies::Off
+        } else {
+            Replies::Skip
+        }
+    } else {
+        return Some(Slot::error("ERR syntax error"));
+    };
+    s.replies = next;
+    // ON answers OK whatever the mode was; OFF and SKIP answer nothing.
+    let ok = Slot::reply(&Reply::OK, s.proto);
+    Some(if next == Replies::On {
+        ok
+    } else {
+        Slot::Silent(Box::new(ok))
+    })
+}
+
+/// Drops `slot`'s reply if CLIENT REPLY says so; RESP3 pushes (pub/sub confirmations) still go.
+fn silence(s: &mut Session, slot: Slot) -> Slot {
+    use crate::session::Replies;
+    let drop = match s.replies {
+        Replies::On => false,
+        Replies::Off => true,
+        Replies::Skip => {
+            s.replies = Replies::On;
+            true
+        }
+    };
+    let push = s.proto == Protocol::Resp3 && s.last_cmd.contains("subscribe");
+    if drop && !push {
+        Slot::Silent(Box::new(slot))
+    } else {
+        slot
+    }
 }
 
 /// Turns one request into a slot: forwarded, split, fanned out, or answered here.

@@ -34,6 +34,18 @@ pub struct Session {
     pub txn: Option<Box<Txn>>,
     /// Its pub/sub queue and subscriptions, once it subscribed (`crate::pubsub`).
     pub pubsub: Option<Box<crate::pubsub::Subscriber>>,
+    /// CLIENT REPLY: replies dropped while off, or for the next command after SKIP.
+    pub replies: Replies,
+}
+
+/// CLIENT REPLY's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Replies {
+    #[default]
+    On,
+    Off,
+    /// Drop the next command's reply (CLIENT REPLY SKIP).
+    Skip,
 }
 
 impl Session {
@@ -53,6 +65,7 @@ impl Session {
             busy_mark: 0,
             txn: None,
             pubsub: None,
+            replies: Replies::On,
         }
     }
 

@@ -277,6 +277,29 @@ async fn pipelined_replies_keep_request_order() {
     }
 }
 
+/// CLIENT REPLY OFF and SKIP drop replies as Redis does (SKIP while off changes nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reply_off_and_skip_drop_replies() {
+    let cluster = Cluster::builder(&["a", "b"]).start(|_| {}).await;
+    let mut c = cluster.client().await;
+    let mut batch = BytesMut::new();
+    for cmd in [
+        &["CLIENT", "REPLY", "OFF"][..],
+        &["SET", "r", "1"],
+        &["CLIENT", "REPLY", "SKIP"],
+        &["GET", "r"],
+        &["CLIENT", "REPLY", "ON"],
+        &["CLIENT", "REPLY", "SKIP"],
+        &["INCR", "r"],
+        &["GET", "r"],
+    ] {
+        ringcache_protocol::resp::encode_request(&mut batch, cmd.iter().copied());
+    }
+    c.sock.write_all(&batch).await.unwrap();
+    assert_eq!(c.reply().await, ok(), "CLIENT REPLY ON");
+    assert_eq!(c.reply().await, bulk("2"), "the GET after the skipped INCR");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resp3_clients_get_resp3_replies() {
     let cluster = Cluster::builder(&["a", "b"]).start(|_| {}).await;
