@@ -537,7 +537,7 @@ fn client_reply(s: &mut Session, args: &[Bytes]) -> Option<Slot> {
     })
 }
 
-/// Drops `slot`'s reply if CLIENT REPLY says so; RESP3 pushes (pub/sub confirmations) still go.
+/// Drops `slot`'s reply if CLIENT REPLY says so; pub/sub confirmations still go.
 fn silence(s: &mut Session, slot: Slot) -> Slot {
     use crate::session::Replies;
     let drop = match s.replies {
@@ -548,7 +548,8 @@ fn silence(s: &mut Session, slot: Slot) -> Slot {
             true
         }
     };
-    let push = s.proto == Protocol::Resp3 && s.last_cmd.contains("subscribe");
+    // Redis sends (un)subscribe confirmations as pushes, in RESP2 too: never silenced.
+    let push = s.last_cmd.contains("subscribe");
     if drop && !push {
         Slot::Silent(Box::new(slot))
     } else {

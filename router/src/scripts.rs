@@ -129,7 +129,7 @@ pub fn dispatch(
             fan(FanOut::AllOk)
         }
         ("script", b"exists") => Some(script_exists(router, topo, s, a, raw, cmd, start)),
-        ("script" | "function", b"kill") => fan(FanOut::AnyOk),
+        ("script" | "function", b"kill") => Some(kill(router, topo, s, raw)),
         ("function", b"load") => {
             let code = a.last()?;
             if let Some(name) = library_name(code) {
@@ -147,9 +147,39 @@ pub fn dispatch(
             fan(FanOut::AllOk)
         }
         ("function", b"restore") => fan(FanOut::AllOk),
-        ("function", b"list" | b"dump" | b"stats") | ("script", _) => first(),
+        // LIST, DUMP, STATS, and the subcommands a shard answers with its own error.
+        ("function" | "script", _) => first(),
         _ => None,
     }
+}
+
+/// SCRIPT KILL and FUNCTION KILL, on connections of their own: the busy script's node answers
+/// nothing else on the multiplexed connection that carried the script, and the kill must not
+/// queue behind it there. OK if some shard stopped a script, else the first shard's error.
+fn kill(router: &Router, topo: &Topology, s: &Session, raw: &Bytes) -> Slot {
+    let mut waits = Vec::new();
+    for shard in &topo.shards {
+        match crate::dedicated::Dedicated::open(router, shard, s.who()) {
+            Ok(link) => {
+                waits.push(link.send(raw.clone(), Vec::new(), Some(router.config.request_timeout)))
+            }
+            Err(text) => return Slot::error(&text),
+        }
+    }
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut parts = Vec::with_capacity(waits.len());
+        for w in waits {
+            parts.push(w.await.unwrap_or_else(|_| {
+                Ok(crate::merge::error_bytes("ERR the shard connection closed"))
+            }));
+        }
+        let _ = tx.send(Ok(crate::merge::combine(
+            &crate::merge::How::FanOut(FanOut::AnyOk),
+            parts,
+        )));
+    });
+    Slot::Forward(rx)
 }
 
 /// SCRIPT EXISTS: a script exists if the router can run it (it has its copy) or a shard has it.

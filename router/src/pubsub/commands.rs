@@ -145,7 +145,14 @@ fn unsubscribe(router: &Router, s: &mut Session, kind: Kind, names: &[Bytes]) ->
         Kind::Shard => "sunsubscribe",
     };
     let Some(sub) = s.pubsub.as_mut() else {
-        return Slot::Ready(confirmation(proto, what, None, 0));
+        if names.is_empty() {
+            return Slot::Ready(confirmation(proto, what, None, 0));
+        }
+        let mut out = BytesMut::new();
+        for name in names {
+            out.extend_from_slice(&confirmation(proto, what, Some(name), 0));
+        }
+        return Slot::Ready(out.freeze());
     };
     let names: Vec<Bytes> = if names.is_empty() {
         sub.mine[kind as usize].iter().cloned().collect()
