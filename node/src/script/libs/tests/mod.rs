@@ -1,6 +1,7 @@
 //! The libraries run from Lua, through `register`, as a script uses them.
 
 mod bit;
+mod cmsgpack;
 mod structs;
 
 use mlua::{FromLuaMulti, Lua};
