@@ -7,6 +7,7 @@
 
 mod bit;
 mod call;
+mod cjson;
 mod cmsgpack;
 mod spill;
 mod structs;
@@ -21,6 +22,7 @@ use mlua::Lua;
 pub fn register(lua: &Lua) -> mlua::Result<()> {
     let binder = call::Binder::new(lua)?;
     let globals = lua.globals();
+    globals.raw_set("cjson", cjson::module(lua, &binder)?)?;
     globals.raw_set("cmsgpack", cmsgpack::module(lua, &binder)?)?;
     globals.raw_set("bit", bit::module(lua, &binder)?)?;
     globals.raw_set("struct", structs::module(lua, &binder)?)?;

@@ -1,6 +1,7 @@
 //! The libraries run from Lua, through `register`, as a script uses them.
 
 mod bit;
+mod cjson;
 mod cmsgpack;
 mod structs;
 
@@ -48,3 +49,59 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+#[test]
+fn globals_are_set() {
+    let kinds: Vec<String> = eval("return {type(cjson), type(cmsgpack), type(bit), type(struct)}");
+    assert_eq!(kinds, ["table", "table", "table", "table"]);
+}
+
+#[test]
+fn argument_errors_name_the_function_as_called() {
+    // Called by its field name, through a local, through pcall, and in tail position.
+    assert_eq!(
+        error_of("cjson.encode(1, 2)"),
+        "bad argument #1 to 'encode' (expected 1 argument)"
+    );
+    assert_eq!(
+        error_of("local enc = cjson.encode; enc(1, 2)"),
+        "bad argument #1 to 'enc' (expected 1 argument)"
+    );
+    assert_eq!(
+        eval::<String>("local ok, e = pcall(cjson.encode, 1, 2) return e"),
+        "bad argument #1 to '?' (expected 1 argument)"
+    );
+    // A tail call to the wrapper loses the caller's frame: the name is the function's own and
+    // the position is missing (the C function would have both).
+    assert_eq!(
+        raw_error_of("return cjson.decode()"),
+        "bad argument #1 to 'decode' (expected 1 argument)"
+    );
+}
+
+#[test]
+fn errors_carry_the_callers_position() {
+    assert_eq!(
+        raw_error_of("local x = 1\n cjson.decode('x')"),
+        "user_script:2: Expected value but found invalid token at character 1"
+    );
+    // Called by pcall (a C function) there is no position; nor for Lua API errors.
+    assert_eq!(
+        eval::<String>("local ok, e = pcall(cjson.decode, 'x') return e"),
+        "Expected value but found invalid token at character 1"
+    );
+    assert_eq!(
+        raw_error_of("cmsgpack.unpack('\\129\\192\\1')"),
+        "table index is nil"
+    );
+}
+
+#[test]
+fn uncaught_errors_reach_rust_as_the_message() {
+    let lua = vm();
+    let err = lua.load("cjson.decode('[')").exec().expect_err("must fail");
+    assert!(
+        err.to_string()
+            .contains("Expected value but found T_END at character 2"),
+        "{err}"
+    );
+}
