@@ -15,6 +15,20 @@ pub(crate) use super::spill::Out;
 /// their own errors when a result or a nesting would pass it, and so do these.
 pub(crate) const MAX_C_STACK: usize = 8000;
 
+/// The largest string an encoder builds. Past it the encoder fails as a Lua allocation does
+/// ("not enough memory") instead of taking the node's memory: a table shared many times over
+/// (a cycle within cmsgpack's 16 levels, a DAG for cjson) encodes to exponentially much text.
+/// (Unit tests run with a small one.)
+pub(crate) const MAX_OUTPUT: usize = if cfg!(test) { 1 << 22 } else { 1 << 30 };
+
+/// `Err` once `len` bytes pass [`MAX_OUTPUT`].
+pub(crate) fn check_output(len: usize) -> Result<(), Raise> {
+    if len > MAX_OUTPUT {
+        return Err(Raise::Bare(b"not enough memory".to_vec()));
+    }
+    Ok(())
+}
+
 /// An error a library function raises. Texts are bytes: a format option or a setting name in
 /// one is the script's byte, UTF-8 or not.
 pub(crate) enum Raise {

@@ -11,8 +11,10 @@
 
 use mlua::{Lua, Table, Value};
 
-use super::call::{arg, as_number, one, text, Args, Binder, Outcome, Raise, MAX_C_STACK};
-use super::spill::{Results, Spill};
+use super::call::{
+    arg, as_number, check_output, one, text, Args, Binder, Outcome, Raise, MAX_C_STACK,
+};
+use super::spill::{Deep, Results, Spillable};
 
 /// Tables nested deeper than this pack as nil.
 const MAX_NESTING: usize = 16;
@@ -61,6 +63,7 @@ fn pack(lua: &Lua, a: Args) -> Outcome {
 
 /// One value; tables recurse, at most `MAX_NESTING` deep.
 fn encode(buf: &mut Vec<u8>, v: &Value, level: usize) -> Result<(), Raise> {
+    check_output(buf.len())?;
     match v {
         Value::String(s) => encode_bytes(buf, &s.as_bytes()),
         Value::Boolean(b) => buf.push(if *b { 0xc3 } else { 0xc2 }),
@@ -241,9 +244,8 @@ fn unpack(lua: &Lua, s: &[u8], base: usize, limit: i64, offset: i64) -> Outcome 
         at: offset as usize,
     };
     let mut out = Results::new();
-    let mut holder = None;
     while c.at < len && (out.len() as i64) < limit {
-        match decode(lua, &mut c, base + out.len(), &mut holder) {
+        match decode(lua, &mut c, base + out.len()) {
             Ok(v) => out.push(lua, v)?,
             Err(Stop::Eof) => return Err(text("Missing bytes in input.")),
             Err(Stop::BadFormat) => return Err(text("Bad data format in input.")),
@@ -303,27 +305,34 @@ enum Frame {
     },
 }
 
-/// The innermost open table, with the key decoded for it (a map's, when keyed).
+/// An open table, with the key decoded for it (a map's, when keyed).
 struct Open {
     table: Table,
     key: Value,
 }
 
+impl Spillable for Open {
+    fn spill(self, _: &Lua) -> mlua::Result<(Value, Value)> {
+        Ok((Value::Table(self.table), self.key))
+    }
+
+    fn unspill(a: Value, key: Value) -> Option<Self> {
+        match a {
+            Value::Table(table) => Some(Open { table, key }),
+            _ => None,
+        }
+    }
+}
+
 /// One value, nested tables included; `top` is how many Lua stack slots lua-cmsgpack would have
 /// in use before pushing it (an array holds two while its elements decode, a map one while a
-/// key decodes and two while a value does). Open tables other than the innermost wait in
-/// `holder` (table and key), created on the first nesting.
-fn decode(
-    lua: &Lua,
-    c: &mut Cursor,
-    mut top: usize,
-    holder: &mut Option<Spill>,
-) -> Result<Value, Stop> {
+/// key decodes and two while a value does).
+fn decode(lua: &Lua, c: &mut Cursor, mut top: usize) -> Result<Value, Stop> {
     let mut frames: Vec<Frame> = Vec::new();
-    let mut open: Option<Open> = None;
+    let mut open: Deep<Open> = Deep::new();
     loop {
         let (len, frame) = match start(lua, c, top)? {
-            Start::Value(v) => match close(v, &mut frames, &mut open, &mut top, holder)? {
+            Start::Value(v) => match close(v, &mut frames, &mut open, &mut top)? {
                 Some(v) => return Ok(v),
                 None => continue,
             },
@@ -347,34 +356,23 @@ fn decode(
             check_stack(top + 1, "in function mp_decode_to_lua_array")?;
         }
         if len == 0 {
-            match close(
-                Value::Table(table),
-                &mut frames,
-                &mut open,
-                &mut top,
-                holder,
-            )? {
+            match close(Value::Table(table), &mut frames, &mut open, &mut top)? {
                 Some(v) => return Ok(v),
                 None => continue,
             }
-        }
-        if let Some(o) = open.take() {
-            let h = match holder {
-                Some(h) => h,
-                None => holder.insert(Spill::new(lua)?),
-            };
-            h.push(Value::Table(o.table))?;
-            h.push(o.key)?;
         }
         top += match frame {
             Frame::Array { .. } => 2,
             Frame::Map { .. } => 1,
         };
         frames.push(frame);
-        open = Some(Open {
-            table,
-            key: Value::Nil,
-        });
+        open.push(
+            lua,
+            Open {
+                table,
+                key: Value::Nil,
+            },
+        )?;
     }
 }
 
@@ -383,12 +381,11 @@ fn decode(
 fn close(
     mut value: Value,
     frames: &mut Vec<Frame>,
-    open: &mut Option<Open>,
+    open: &mut Deep<Open>,
     top: &mut usize,
-    holder: &mut Option<Spill>,
 ) -> Result<Option<Value>, Stop> {
     loop {
-        let (Some(frame), Some(o)) = (frames.last_mut(), open.as_mut()) else {
+        let (Some(frame), Some(o)) = (frames.last_mut(), open.last_mut()) else {
             return Ok(Some(value));
         };
         let done = match frame {
@@ -429,18 +426,10 @@ fn close(
             Some(Frame::Array { .. }) => 2,
             _ => 1,
         };
-        let Some(finished) = open.take() else {
+        let Some(finished) = open.pop()? else {
             return Ok(None);
         };
         value = Value::Table(finished.table);
-        if !frames.is_empty() {
-            if let Some(h) = holder.as_mut() {
-                let key = h.pop()?;
-                if let Value::Table(table) = h.pop()? {
-                    *open = Some(Open { table, key });
-                }
-            }
-        }
     }
 }
 

@@ -155,3 +155,63 @@ impl Results {
         }
     }
 }
+
+/// How many open tables a walker keeps in Rust before [`Deep`] spills the older ones.
+const DEPTH_IN_RUST: usize = 32;
+
+/// An open table as a walker holds it, which can wait in Lua as two values.
+pub(crate) trait Spillable: Sized {
+    fn spill(self, lua: &Lua) -> mlua::Result<(Value, Value)>;
+    fn unspill(a: Value, b: Value) -> Option<Self>;
+}
+
+/// The open tables of a nesting: the innermost [`DEPTH_IN_RUST`] in Rust, the others in a
+/// [`Spill`], so that nesting depth costs no mlua references.
+pub(crate) struct Deep<T> {
+    top: Vec<T>,
+    spill: Option<Spill>,
+    spilled: usize,
+}
+
+impl<T: Spillable> Deep<T> {
+    pub(crate) fn new() -> Self {
+        Deep {
+            top: Vec::new(),
+            spill: None,
+            spilled: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, lua: &Lua, v: T) -> mlua::Result<()> {
+        if self.top.len() == DEPTH_IN_RUST {
+            let (a, b) = self.top.remove(0).spill(lua)?;
+            let s = match &mut self.spill {
+                Some(s) => s,
+                None => self.spill.insert(Spill::new(lua)?),
+            };
+            s.push(a)?;
+            s.push(b)?;
+            self.spilled += 1;
+        }
+        self.top.push(v);
+        Ok(())
+    }
+
+    pub(crate) fn last_mut(&mut self) -> Option<&mut T> {
+        self.top.last_mut()
+    }
+
+    /// The innermost, removed; its parent (if spilled) comes back to Rust.
+    pub(crate) fn pop(&mut self) -> mlua::Result<Option<T>> {
+        let v = self.top.pop();
+        if let (true, Some(s)) = (self.top.is_empty() && self.spilled > 0, &mut self.spill) {
+            let b = s.pop()?;
+            let a = s.pop()?;
+            self.spilled -= 1;
+            if let Some(t) = T::unspill(a, b) {
+                self.top.push(t);
+            }
+        }
+        Ok(v)
+    }
+}

@@ -9,7 +9,7 @@
 use mlua::{Lua, Table, Value};
 
 use super::super::call::{text, Raise, MAX_C_STACK};
-use super::super::spill::Spill;
+use super::super::spill::{Deep, Spillable};
 use super::number::strtod;
 use super::{null, Config};
 
@@ -19,7 +19,8 @@ enum Kind {
     ObjEnd,
     ArrBegin,
     ArrEnd,
-    String(Vec<u8>),
+    /// Its bytes are the lexer's `scratch`.
+    String,
     Number(f64),
     Boolean(bool),
     Null,
@@ -43,7 +44,7 @@ fn name(kind: &Kind) -> &'static str {
         Kind::ObjEnd => "T_OBJ_END",
         Kind::ArrBegin => "T_ARR_BEGIN",
         Kind::ArrEnd => "T_ARR_END",
-        Kind::String(_) => "T_STRING",
+        Kind::String => "T_STRING",
         Kind::Number(_) => "T_NUMBER",
         Kind::Boolean(_) => "T_BOOLEAN",
         Kind::Null => "T_NULL",
@@ -66,6 +67,8 @@ struct Lexer<'a> {
     data: &'a [u8],
     ptr: usize,
     invalid_numbers: bool,
+    /// The last string token's bytes.
+    scratch: Vec<u8>,
 }
 
 impl Lexer<'_> {
@@ -182,19 +185,26 @@ impl Lexer<'_> {
     fn string(&mut self) -> Token {
         let index = self.ptr;
         self.ptr += 1;
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let token = self.string_into(&mut out, index);
+        self.scratch = out;
+        token
+    }
+
+    fn string_into(&mut self, out: &mut Vec<u8>, index: usize) -> Token {
         loop {
-            let ch = self.at(self.ptr);
-            if ch == b'"' {
-                break;
-            }
-            if ch == 0 {
+            // Plain bytes up to the next quote or backslash go in one copy.
+            let rest = self.data.get(self.ptr..).unwrap_or(&[]);
+            let Some(run) = memchr::memchr2(b'"', b'\\', rest) else {
+                out.extend_from_slice(rest);
+                self.ptr = self.data.len();
                 return self.error("unexpected end of string");
-            }
-            if ch != b'\\' {
-                out.push(ch);
-                self.ptr += 1;
-                continue;
+            };
+            out.extend_from_slice(&rest[..run]);
+            self.ptr += run;
+            if self.at(self.ptr) == b'"' {
+                break;
             }
             let unescaped = match self.at(self.ptr + 1) {
                 b'"' => b'"',
@@ -206,7 +216,7 @@ impl Lexer<'_> {
                 b'f' => 0x0c,
                 b'r' => b'\r',
                 b'u' => {
-                    if !self.unicode_escape(&mut out) {
+                    if !self.unicode_escape(out) {
                         return self.error("invalid unicode escape code");
                     }
                     continue;
@@ -218,7 +228,7 @@ impl Lexer<'_> {
         }
         self.ptr += 1;
         Token {
-            kind: Kind::String(out),
+            kind: Kind::String,
             index,
         }
     }
@@ -285,11 +295,23 @@ enum Frame {
     Object,
 }
 
-/// The innermost open table and, for an object, the key its next value goes to (the other
-/// open tables wait in a [`Spill`], table then key).
+/// An open table and, for an object, the key its next value goes to.
 struct Open {
     table: Table,
     key: Value,
+}
+
+impl Spillable for Open {
+    fn spill(self, _: &Lua) -> mlua::Result<(Value, Value)> {
+        Ok((Value::Table(self.table), self.key))
+    }
+
+    fn unspill(a: Value, key: Value) -> Option<Self> {
+        match a {
+            Value::Table(table) => Some(Open { table, key }),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) fn decode(lua: &Lua, cfg: &Config, input: &[u8]) -> Result<Value, Raise> {
@@ -301,10 +323,10 @@ pub(crate) fn decode(lua: &Lua, cfg: &Config, input: &[u8]) -> Result<Value, Rai
         data: &input[..end],
         ptr: 0,
         invalid_numbers: cfg.decode_invalid_numbers,
+        scratch: Vec::new(),
     };
     let mut frames: Vec<Frame> = Vec::new();
-    let mut open: Option<Open> = None;
-    let mut holder: Option<Spill> = None;
+    let mut open: Deep<Open> = Deep::new();
     let mut depth: i64 = 0;
     // Lua stack slots lua-cjson holds: the argument, a table per open array, a table and a key
     // per open object.
@@ -313,7 +335,7 @@ pub(crate) fn decode(lua: &Lua, cfg: &Config, input: &[u8]) -> Result<Value, Rai
     loop {
         // `token` starts a value.
         let mut value = match token.kind {
-            Kind::String(s) => Value::String(lua.create_string(&s)?),
+            Kind::String => Value::String(lua.create_string(&lx.scratch)?),
             Kind::Number(n) => Value::Number(n),
             Kind::Boolean(b) => Value::Boolean(b),
             Kind::Null => null(),
@@ -339,20 +361,12 @@ pub(crate) fn decode(lua: &Lua, cfg: &Config, input: &[u8]) -> Result<Value, Rai
                         token = next;
                         (Frame::Array { index: 1 }, Value::Nil)
                     };
-                    if let Some(o) = open.take() {
-                        let h = match &mut holder {
-                            Some(h) => h,
-                            None => holder.insert(Spill::new(lua)?),
-                        };
-                        h.push(Value::Table(o.table))?;
-                        h.push(o.key)?;
-                    }
                     slots += if object { 2 } else { 1 };
                     if object {
                         token = lx.next();
                     }
                     frames.push(frame);
-                    open = Some(Open { table, key });
+                    open.push(lua, Open { table, key })?;
                     continue;
                 }
             }
@@ -360,7 +374,7 @@ pub(crate) fn decode(lua: &Lua, cfg: &Config, input: &[u8]) -> Result<Value, Rai
         };
         // Store the value in the open table; each table it closes is a value in turn.
         loop {
-            let (Some(frame), Some(o)) = (frames.last_mut(), open.as_mut()) else {
+            let (Some(frame), Some(o)) = (frames.last_mut(), open.last_mut()) else {
                 let last = lx.next();
                 if last.kind != Kind::End {
                     return Err(expected("the end", &last));
@@ -403,28 +417,23 @@ pub(crate) fn decode(lua: &Lua, cfg: &Config, input: &[u8]) -> Result<Value, Rai
                 Some(Frame::Object) => 2,
                 _ => 1,
             };
-            value = match open.take() {
+            value = match open.pop()? {
                 Some(o) => Value::Table(o.table),
                 None => Value::Nil,
             };
-            if let (false, Some(h)) = (frames.is_empty(), holder.as_mut()) {
-                let key = h.pop()?;
-                if let Value::Table(table) = h.pop()? {
-                    open = Some(Open { table, key });
-                }
-            }
         }
     }
 }
 
 /// An object's key token and the colon after it.
 fn object_key(lua: &Lua, lx: &mut Lexer, token: Token) -> Result<Value, Raise> {
-    let Kind::String(s) = token.kind else {
+    if token.kind != Kind::String {
         return Err(expected("object key string", &token));
-    };
+    }
+    let key = Value::String(lua.create_string(&lx.scratch)?);
     let colon = lx.next();
     if colon.kind != Kind::Colon {
         return Err(expected("colon", &colon));
     }
-    Ok(Value::String(lua.create_string(&s)?))
+    Ok(key)
 }

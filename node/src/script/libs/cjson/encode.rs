@@ -9,9 +9,9 @@
 
 use mlua::{Lua, Table, Value};
 
-use super::super::call::{as_number, text, to_c_int, type_name, Raise, MAX_C_STACK};
-use super::super::spill::Spill;
-use super::number::format_g;
+use super::super::call::{as_number, check_output, text, to_c_int, type_name, Raise, MAX_C_STACK};
+use super::super::spill::{Deep, Spillable};
+use super::number::write_g;
 use super::{cannot_serialise, Config};
 
 /// Where the writing of an open table is.
@@ -20,35 +20,74 @@ enum Frame {
         len: i32,
         next: i32,
     },
-    /// Its keys, in `next` order, are in [`Open::keys`].
+    /// `count` pairs, in `next` order, in the [`Open`]'s items.
     Object {
         count: usize,
         next: usize,
     },
 }
 
-/// The innermost open table (the others wait in a [`Spill`], table then keys).
+/// An open table and, for an object, its pairs: in Rust when there are few, else its keys in a
+/// Lua table (values are looked up).
 struct Open {
     table: Table,
-    keys: Option<Table>,
+    items: Items,
+}
+
+enum Items {
+    None,
+    Pairs(Vec<(Value, Value)>),
+    Keys(Table),
+}
+
+/// Objects with up to this many pairs keep them in Rust while written (with at most 32 open
+/// tables in Rust, a bounded number of mlua references).
+const PAIRS_IN_RUST: usize = 32;
+
+impl Spillable for Open {
+    fn spill(self, lua: &Lua) -> mlua::Result<(Value, Value)> {
+        let items = match self.items {
+            Items::None => Value::Nil,
+            Items::Keys(keys) => Value::Table(keys),
+            Items::Pairs(pairs) => {
+                let keys = lua.create_table()?;
+                for (i, (k, _)) in pairs.into_iter().enumerate() {
+                    keys.raw_set(i + 1, k)?;
+                }
+                Value::Table(keys)
+            }
+        };
+        Ok((Value::Table(self.table), items))
+    }
+
+    fn unspill(table: Value, items: Value) -> Option<Self> {
+        let Value::Table(table) = table else {
+            return None;
+        };
+        let items = match items {
+            Value::Table(keys) => Items::Keys(keys),
+            _ => Items::None,
+        };
+        Some(Open { table, items })
+    }
 }
 
 /// What lua-cjson makes of a table.
 enum Shape {
     Array(i32),
-    Object(Table, usize),
+    Object(Items, usize),
 }
 
 pub(crate) fn encode(lua: &Lua, cfg: &Config, root: Value) -> Result<Vec<u8>, Raise> {
     let mut out = Vec::new();
     let mut frames: Vec<Frame> = Vec::new();
-    let mut open: Option<Open> = None;
-    let mut holder: Option<Spill> = None;
+    let mut open: Deep<Open> = Deep::new();
     // Lua stack slots lua-cjson holds: the argument, one per open array (the element being
     // written) and two per open object (key and value).
     let mut slots = 1usize;
     let mut pending = Some(root);
     loop {
+        check_output(out.len())?;
         if let Some(v) = pending.take() {
             match v {
                 Value::Table(table) => {
@@ -58,29 +97,23 @@ pub(crate) fn encode(lua: &Lua, cfg: &Config, root: Value) -> Result<Vec<u8>, Ra
                             "Cannot serialise, excessive nesting ({depth})"
                         )));
                     }
-                    let shape = shape(lua, cfg, &table)?;
-                    if let Some(o) = open.take() {
-                        let h = match &mut holder {
-                            Some(h) => h,
-                            None => holder.insert(Spill::new(lua)?),
-                        };
-                        h.push(Value::Table(o.table))?;
-                        h.push(o.keys.map_or(Value::Nil, Value::Table))?;
-                    }
-                    match shape {
+                    match shape(lua, cfg, &table)? {
                         Shape::Array(len) => {
                             out.push(b'[');
                             frames.push(Frame::Array { len, next: 1 });
-                            open = Some(Open { table, keys: None });
+                            open.push(
+                                lua,
+                                Open {
+                                    table,
+                                    items: Items::None,
+                                },
+                            )?;
                             slots += 1;
                         }
-                        Shape::Object(keys, count) => {
+                        Shape::Object(items, count) => {
                             out.push(b'{');
                             frames.push(Frame::Object { count, next: 1 });
-                            open = Some(Open {
-                                table,
-                                keys: Some(keys),
-                            });
+                            open.push(lua, Open { table, items })?;
                             slots += 2;
                         }
                     }
@@ -88,7 +121,7 @@ pub(crate) fn encode(lua: &Lua, cfg: &Config, root: Value) -> Result<Vec<u8>, Ra
                 v => scalar(cfg, &mut out, &v)?,
             }
         }
-        let (Some(frame), Some(o)) = (frames.last_mut(), open.as_ref()) else {
+        let (Some(frame), Some(o)) = (frames.last_mut(), open.last_mut()) else {
             return Ok(out);
         };
         match frame {
@@ -105,30 +138,24 @@ pub(crate) fn encode(lua: &Lua, cfg: &Config, root: Value) -> Result<Vec<u8>, Ra
                 slots -= 1;
             }
             Frame::Object { count, next } => {
-                if let (true, Some(keys)) = (*next <= *count, &o.keys) {
+                if *next <= *count {
                     if *next > 1 {
                         out.push(b',');
                     }
-                    let k: Value = keys.raw_get(*next)?;
+                    let (k, v) = match &mut o.items {
+                        Items::Pairs(pairs) => {
+                            std::mem::replace(&mut pairs[*next - 1], (Value::Nil, Value::Nil))
+                        }
+                        Items::Keys(keys) => {
+                            let k: Value = keys.raw_get(*next)?;
+                            let v: Value = o.table.raw_get(k.clone())?;
+                            (k, v)
+                        }
+                        Items::None => (Value::Nil, Value::Nil),
+                    };
                     *next += 1;
-                    match &k {
-                        Value::Integer(_) | Value::Number(_) => {
-                            out.push(b'"');
-                            number(cfg, &mut out, &k)?;
-                            out.extend_from_slice(b"\":");
-                        }
-                        Value::String(s) => {
-                            string(&mut out, &s.as_bytes());
-                            out.push(b':');
-                        }
-                        other => {
-                            return Err(cannot_serialise(
-                                type_name(Some(other)),
-                                "table key must be a number or string",
-                            ))
-                        }
-                    }
-                    pending = Some(o.table.raw_get::<Value>(k)?);
+                    key(cfg, &mut out, &k)?;
+                    pending = Some(v);
                     continue;
                 }
                 out.push(b'}');
@@ -137,17 +164,30 @@ pub(crate) fn encode(lua: &Lua, cfg: &Config, root: Value) -> Result<Vec<u8>, Ra
         }
         // The innermost table is written: its parent is open again.
         frames.pop();
-        open = None;
-        if let (false, Some(h)) = (frames.is_empty(), holder.as_mut()) {
-            let keys = match h.pop()? {
-                Value::Table(t) => Some(t),
-                _ => None,
-            };
-            if let Value::Table(table) = h.pop()? {
-                open = Some(Open { table, keys });
-            }
+        open.pop()?;
+    }
+}
+
+/// An object's key and the colon.
+fn key(cfg: &Config, out: &mut Vec<u8>, k: &Value) -> Result<(), Raise> {
+    match k {
+        Value::Integer(_) | Value::Number(_) => {
+            out.push(b'"');
+            number(cfg, out, k)?;
+            out.extend_from_slice(b"\":");
+        }
+        Value::String(s) => {
+            string(out, &s.as_bytes());
+            out.push(b':');
+        }
+        other => {
+            return Err(cannot_serialise(
+                type_name(Some(other)),
+                "table key must be a number or string",
+            ))
         }
     }
+    Ok(())
 }
 
 /// A value that is not a table.
@@ -187,7 +227,7 @@ fn number(cfg: &Config, out: &mut Vec<u8>, v: &Value) -> Result<(), Raise> {
         }
         _ => {}
     }
-    out.extend_from_slice(format_g(n, cfg.precision.clamp(1, 14) as usize).as_bytes());
+    write_g(out, n, cfg.precision.clamp(1, 14) as usize);
     Ok(())
 }
 
@@ -252,11 +292,30 @@ fn shape(lua: &Lua, cfg: &Config, t: &Table) -> Result<Shape, Raise> {
             return Ok(Shape::Array(max));
         }
     }
-    let keys = lua.create_table()?;
+    let mut pairs = Vec::new();
+    let mut keys: Option<Table> = None;
     let mut count = 0usize;
-    t.for_each(|k: Value, _: Value| {
+    t.for_each(|k: Value, v: Value| {
         count += 1;
-        keys.raw_set(count, k)
+        if let Some(keys) = &keys {
+            return keys.raw_set(count, k);
+        }
+        if count <= PAIRS_IN_RUST {
+            pairs.push((k, v));
+            return Ok(());
+        }
+        // Past the few kept in Rust: every key to a Lua table.
+        let t = lua.create_table()?;
+        for (i, (k, _)) in pairs.drain(..).enumerate() {
+            t.raw_set(i + 1, k)?;
+        }
+        t.raw_set(count, k)?;
+        keys = Some(t);
+        Ok(())
     })?;
-    Ok(Shape::Object(keys, count))
+    let items = match keys {
+        Some(keys) => Items::Keys(keys),
+        None => Items::Pairs(pairs),
+    };
+    Ok(Shape::Object(items, count))
 }

@@ -1,6 +1,22 @@
 //! Numbers as lua-cjson reads and writes them through the C library: `printf("%.<p>g")` and
 //! `strtod` (C locale), reproduced in Rust.
 
+/// Powers of ten up to 10^14, the largest precision.
+const POW10: [f64; 15] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+];
+
+/// Appends `printf("%.<precision>g", n)` (precision 1 to 14).
+pub(crate) fn write_g(out: &mut Vec<u8>, n: f64, precision: usize) {
+    let p = precision.clamp(1, 14);
+    // An integer of at most `p` digits prints as itself.
+    if n.fract() == 0.0 && n.abs() < POW10[p] && n != 0.0 {
+        out.extend_from_slice(itoa::Buffer::new().format(n as i64).as_bytes());
+        return;
+    }
+    out.extend_from_slice(format_g(n, p).as_bytes());
+}
+
 /// `printf("%.<precision>g", n)`.
 pub(crate) fn format_g(n: f64, precision: usize) -> String {
     let p = precision.max(1);

@@ -66,3 +66,9 @@ fn non_numbers_are_argument_errors() {
         "bad argument #2 to 'tohex' (number expected, got nil)"
     );
 }
+
+#[test]
+fn tohex_of_the_most_negative_count() {
+    let r: Vec<String> = eval("return {bit.tohex(255, 2^31), bit.tohex(-1, -2^31)}");
+    assert_eq!(r, ["000000FF", "FFFFFFFF"]);
+}

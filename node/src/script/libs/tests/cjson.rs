@@ -1,4 +1,4 @@
-use super::{error_of, eval};
+use super::{error_of, eval, raw_error_of};
 
 #[test]
 fn encode_scalars_and_numbers() {
@@ -273,4 +273,37 @@ fn round_trip_and_instances() {
          return cjson._NAME == 'cjson' and cjson._VERSION == '2.1.0'",
     );
     assert!(ok);
+}
+
+#[test]
+fn large_and_deep_values() {
+    // More keys than mlua can hold Lua values in Rust at once.
+    let r: (i64, String, String) = eval(
+        "local t = {} for i = 1, 20000 do t['k' .. i] = {i, 'v' .. i} end \
+         local j = cjson.encode(t) local d = cjson.decode(j) \
+         return #j, d.k777[2], cjson.encode(d.k20000)",
+    );
+    assert_eq!(
+        r,
+        (486683, "v777".to_owned(), "[20000,\"v20000\"]".to_owned())
+    );
+    // Raised depth limits: nesting deeper than that many Lua values.
+    let n: i64 = eval(
+        "cjson.decode_max_depth(100000) cjson.encode_max_depth(100000) \
+         local d = cjson.decode(string.rep('{\"a\":[', 2600) .. string.rep(']}', 2600)) \
+         local s = cjson.encode(d) \
+         local n = 0 while type(d) == 'table' do d = d.a or d[1] n = n + 1 end \
+         assert(s == string.rep('{\"a\":[', 2599) .. '{\"a\":{}}' .. string.rep(']}', 2599)) \
+         return n",
+    );
+    assert_eq!(n, 5200);
+}
+
+#[test]
+fn exponential_output_is_refused() {
+    let e = raw_error_of(
+        "local s = string.rep('x', 1000) local t = {s, s} for i = 1, 15 do t = {t, t} end \
+         cjson.encode(t)",
+    );
+    assert_eq!(e, "not enough memory");
 }

@@ -1,4 +1,4 @@
-use super::{error_of, eval, hex};
+use super::{error_of, eval, hex, raw_error_of};
 
 fn packed(code: &str) -> String {
     hex(&eval::<mlua::BString>(code))
@@ -172,4 +172,33 @@ fn many_results() {
         e,
         "bad argument #0 to 'pack' (Too many arguments for MessagePack pack.)"
     );
+}
+
+#[test]
+fn large_values_and_many_strings() {
+    let r: (i64, String) = eval(
+        "local t = {} for i = 1, 20000 do t['k' .. i] = 'v' .. i end \
+         local m = cmsgpack.pack(t) local d = cmsgpack.unpack(m) return #m, d.k12345",
+    );
+    assert_eq!(r, (257791, "v12345".to_owned()));
+    // Results and arguments past what mlua passes directly.
+    let n: i64 = eval("return select('#', cmsgpack.unpack(string.rep('\\161a', 7999)))");
+    assert_eq!(n, 7999);
+    let r: (i64, i64) = eval(
+        "local t = {} for i = 1, 4000 do t[i] = 's' .. i end \
+         local s = cmsgpack.pack(unpack(t)) local u = {cmsgpack.unpack(s)} return #u, #s",
+    );
+    assert_eq!(r, (4000, 22893));
+    let ok: bool = eval("local s = string.rep('\\129\\161a', 3000) .. '\\1' local t = cmsgpack.unpack(s) for i = 1, 3000 do t = t.a end return t == 1");
+    assert!(ok);
+}
+
+#[test]
+fn exponential_output_is_refused() {
+    // Each level refers to the table twice: 2^16 copies of the innermost part, each large.
+    let e = raw_error_of(
+        "local s = string.rep('x', 1000) local t = {s, s} for i = 1, 15 do t = {t, t} end \
+         cmsgpack.pack(t)",
+    );
+    assert_eq!(e, "not enough memory");
 }

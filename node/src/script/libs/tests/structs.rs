@@ -131,3 +131,19 @@ fn too_many_results_is_an_error_not_a_crash() {
         eval("return select('#', struct.unpack(string.rep('b', 7000), string.rep('a', 7000)))");
     assert_eq!(n, 7001.0);
 }
+
+#[test]
+fn edge_values() {
+    // lua-struct pushes a nil after the arguments: the first missing one reads as nil.
+    assert_eq!(
+        error_of("struct.pack('b')"),
+        "bad argument #2 to 'pack' (number expected, got nil)"
+    );
+    // NaN and 2^64 as the compiled C converts them.
+    assert_eq!(packed("return struct.pack('<L', 0/0)"), "0000000000000080");
+    assert_eq!(packed("return struct.pack('<L', 2^64)"), "0000000000000000");
+    assert_eq!(packed("return struct.pack('<L', -1)"), "ffffffffffffffff");
+    let n: f64 =
+        eval("return select('#', struct.unpack(string.rep('c1', 7990), string.rep('y', 7990)))");
+    assert_eq!(n, 7991.0);
+}
