@@ -292,7 +292,7 @@ enum Start {
     Map(usize),
 }
 
-/// What is left to fill in an open table (the table itself is [`Open`] or in the holder).
+/// What is left to fill in an open table (the table itself is an [`Open`]).
 enum Frame {
     Array {
         left: usize,

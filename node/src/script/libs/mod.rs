@@ -2,7 +2,7 @@
 //! written on mlua's API to behave as the C versions Redis 7.0 bundles (lua-cjson 2.1.0,
 //! lua-cmsgpack 0.4.0, LuaBitOp 1.0.2, lua-struct 0.2): the same results and the same error texts.
 //!
-//! Every library function is a Rust function wrapped by [`call::Binder`] so that its errors reach
+//! Every library function is a Rust function wrapped by `call::Binder` so that its errors reach
 //! the script as plain strings, as the C functions raise them (mlua alone raises userdata).
 
 mod bit;

@@ -1,5 +1,5 @@
 //! `cjson.decode`: JSON text as Lua values, with lua-cjson's tokenizer and error texts
-//! ("Expected <what> but found <token> at character <n>").
+//! (`Expected <what> but found <token> at character <n>`).
 //!
 //! The text ends at its first NUL byte, as the C string it is to lua-cjson. Numbers are read by
 //! `strtod`, so with `decode_invalid_numbers` on (the default) `+1`, `0x10`, `inf`, `nan` and

@@ -1,7 +1,7 @@
 //! `cjson.encode`: a Lua value as JSON text, as lua-cjson writes it.
 //!
 //! A table is an array when every key is a positive integer (index k written at place k, holes
-//! as null), unless it is "excessively sparse" (see [`array_length`]); any other table, the empty
+//! as null), unless it is "excessively sparse" (see [`shape`]); any other table, the empty
 //! one included, is an object with number or string keys. Numbers are written with `%.14g`
 //! (the precision setting), strings with `"`, `\`, `/`, DEL and control characters escaped.
 //! Nesting is walked with a stack of our own; the depth limit is the setting, and the Lua stack

@@ -46,7 +46,7 @@ impl Default for Config {
 type Shared = Arc<Mutex<Config>>;
 
 fn lock(cfg: &Shared) -> MutexGuard<'_, Config> {
-    // A Config is plain values: one a panicking holder left behind is still whole.
+    // A Config is plain values: one left by a panicking lock holder is still whole.
     cfg.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -219,7 +219,7 @@ fn enum_option(
     }
 }
 
-/// "Cannot serialise <type>: <reason>".
+/// `Cannot serialise <type>: <reason>`.
 pub(crate) fn cannot_serialise(type_name: &str, reason: &str) -> Raise {
     text(format!("Cannot serialise {type_name}: {reason}"))
 }

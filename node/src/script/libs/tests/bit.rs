@@ -72,3 +72,19 @@ fn tohex_of_the_most_negative_count() {
     let r: Vec<String> = eval("return {bit.tohex(255, 2^31), bit.tohex(-1, -2^31)}");
     assert_eq!(r, ["000000FF", "FFFFFFFF"]);
 }
+
+#[test]
+fn many_arguments() {
+    // Past 32 arguments the wrapper passes them in a table: same results, same errors.
+    let r: Vec<f64> = eval(
+        "local t = {} for i = 1, 7000 do t[i] = 2^(i % 31) end \
+         return {bit.bor(unpack(t)), bit.band(-1, unpack(t, 1, 40))}",
+    );
+    assert_eq!(r, [2147483647.0, 0.0]);
+    assert_eq!(
+        error_of(
+            "local t = {} for i = 1, 40 do t[i] = 1 end t[35] = {} bit.band(unpack(t, 1, 40))"
+        ),
+        "bad argument #35 to 'band' (number expected, got table)"
+    );
+}
