@@ -21,6 +21,7 @@ pub mod config;
 pub mod dump;
 pub mod keyspace;
 pub mod replication;
+pub mod script;
 pub mod server;
 pub mod state;
 pub mod tick;
