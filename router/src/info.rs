@@ -1,10 +1,10 @@
-//! INFO through the router: the router answers its own sections (server, clients, router) and
-//! asks every shard for the rest (memory, persistence, stats, replication, cpu, errorstats,
+//! INFO through the router: the router answers its own sections (server, router) and asks
+//! every shard for the rest (clients, memory, persistence, stats, replication, cpu, errorstats,
 //! commandstats, keyspace, ...), which it merges into one cluster-wide view: a field whose value
 //! is an integer on every shard is summed (`used_memory`, `expired_keys`, `keyspace_hits`), a
 //! structured one (`db0:keys=..,expires=..`, `cmdstat_get:calls=..`) is summed field by field,
-//! anything else is the first shard's. The client-facing counters of Stats (connections,
-//! commands processed) are the router's own.
+//! anything else is the first shard's. The client-facing counters (connected clients,
+//! connections, commands processed) are the router's own; blocked clients are the nodes'.
 
 use std::fmt::Write;
 

@@ -228,7 +228,7 @@ fn config(router: &Router, a: &[Bytes]) -> Reply {
 }
 
 /// The sections the router answers itself; every other one is the shards', merged.
-const ROUTER_SECTIONS: &[&str] = &["server", "clients", "router"];
+const ROUTER_SECTIONS: &[&str] = &["server", "router"];
 /// Redis's default sections, and the router's own.
 const DEFAULT_SECTIONS: &[&str] = &[
     "server",
@@ -306,7 +306,10 @@ fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
             "rejected_connections",
             router.clients.rejected_connections.load(Relaxed),
         ),
+        // Clients: the router's own, but blocked ones are those the nodes hold blocked.
         ("connected_clients", router.clients.len() as u64),
+        ("maxclients", router.config.max_clients as u64),
+        ("parked_clients", router.clients.parked() as u64),
     ];
     Slot::Merge(Box::new(Merge::new(
         parts,
@@ -334,16 +337,13 @@ fn section_text(router: &Router, topo: &Topology, section: &str, out: &mut Strin
                 uptime / 86400,
             )
         }
-        "clients" => write!(
-            out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\nparked_clients:{}\r\n",
-            router.clients.len(),
-            router.config.max_clients,
-            router.clients.parked(),
-        ),
         "router" => {
             let ring = &topo.ring;
-            let up = topo.shards.iter().filter(|s| s.pool.connected() > 0).count();
+            let up = topo
+                .shards
+                .iter()
+                .filter(|s| s.pool.connected() > 0)
+                .count();
             let _ = write!(
                 out,
                 "# Router\r\nring_epoch:{}\r\nring_vnodes:{}\r\nring_shards:{}\r\nring_points:{}\r\nshards_up:{up}\r\nupstream_connections_per_shard:{}\r\nconnected_clients:{}\r\n",

@@ -609,6 +609,9 @@ fn dispatch(
         "reset" => s.pubsub = None,
         _ => {}
     }
+    if spec.name == "client" && args.len() > 1 && args[1].eq_ignore_ascii_case(b"unblock") {
+        return blocking::client_unblock(router, s.who(), args);
+    }
     if txn::applies(s, spec) && !topo.shards.is_empty() {
         if let Some(slot) = txn::dispatch(router, topo, s, spec, args, &raw) {
             return slot;
