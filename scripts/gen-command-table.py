@@ -34,15 +34,17 @@ geoadd geodist geohash geopos geosearch geosearchstore georadius georadius_ro ge
 georadiusbymember_ro
 multi exec discard watch unwatch
 info command config time save bgsave lastsave replicaof slaveof role memory function
+subscribe unsubscribe psubscribe punsubscribe publish ssubscribe sunsubscribe spublish pubsub
 """.split()
 
 SUBCOMMANDS = {
-    "client": "id setname getname list info kill no-evict".split(),
+    "client": "id setname getname list info kill no-evict reply".split(),
     "command": "count info docs list getkeys".split(),
     "config": "get set resetstat rewrite".split(),
     "object": "encoding freq idletime refcount help".split(),
     "memory": "usage help".split(),
     "function": "flush".split(),
+    "pubsub": "channels numsub numpat shardchannels shardnumsub help".split(),
 }
 
 
