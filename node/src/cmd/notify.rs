@@ -85,10 +85,14 @@ pub fn command(shared: &Shared, db: &mut Db<'_>, name: &str, args: &[Bytes]) {
     if db.effects.notes.is_empty() {
         return;
     }
-    let notes = std::mem::take(&mut db.effects.notes);
+    let mut notes = std::mem::take(&mut db.effects.notes);
     let flags = shared.pubsub.notify_flags();
     if flags == 0 {
         return;
+    }
+    if matches!(name, "rpoplpush" | "brpoplpush" | "lmove" | "blmove") && args[1] != args[2] {
+        // Redis pushes to the destination before it pops the source (and deletes it if empty).
+        notes.sort_by_key(|(k, _)| *k != args[2]);
     }
     for (key, note) in &notes {
         match note {
