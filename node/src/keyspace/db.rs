@@ -196,10 +196,12 @@ impl<'a> Db<'a> {
     }
 
     /// Records a change of `key` (WATCH, blocked clients, propagation).
+    #[inline]
     pub fn touched(&mut self, key: &[u8]) {
         self.touched_as(key, Note::Changed);
     }
 
+    #[inline]
     fn touched_as(&mut self, key: &[u8], note: Note) {
         self.effects.dirty += 1;
         self.ks
