@@ -396,8 +396,9 @@ async fn serve_session(
                 }
                 // Boxed, as the other rare waits below: inline, each would enlarge every
                 // connection's task, idle or not, by its own state.
+                let mail = session.pubsub.as_ref().map(|s| s.mailbox.clone());
                 match Box::pin(wait_blocked(
-                    shared, &mut sock, &mut inbuf, handle, &waiter, timeout,
+                    shared, &mut sock, &mut inbuf, handle, &waiter, timeout, mail,
                 ))
                 .await
                 {
@@ -624,7 +625,8 @@ async fn read_idle(
 }
 
 /// Waits until a blocked client is served, its timeout passes, or it goes away (`None`: close
-/// the connection). Bytes the client sends meanwhile stay buffered for after (as Redis does).
+/// the connection). Bytes the client sends meanwhile stay buffered for after (as Redis does);
+/// pub/sub messages for a (RESP3) subscriber that blocked are written as they arrive.
 async fn wait_blocked(
     shared: &Shared,
     sock: &mut TcpStream,
@@ -632,6 +634,7 @@ async fn wait_blocked(
     handle: &ClientHandle,
     waiter: &Arc<crate::state::blocking::Waiter>,
     timeout: Option<Duration>,
+    mail: Option<Arc<crate::state::pubsub::Mailbox>>,
 ) -> Option<Reply> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let gone = loop {
@@ -644,6 +647,17 @@ async fn wait_blocked(
         tokio::select! {
             _ = waiter.woken.notified() => break false,
             _ = until => break false,
+            () = mail_arrived(mail.as_deref()) => {
+                if let Some(mb) = mail.as_deref() {
+                    let mut out = BytesMut::new();
+                    let n = mb.take(&mut out);
+                    if sock.write_all(&out).await.is_err() {
+                        break true;
+                    }
+                    mb.sent(n);
+                    shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
+                }
+            }
             // Not a request to park: a blocked client stays.
             _ = handle.kill.notified() => if handle.killed.load(SeqCst) {
                 break true;
@@ -659,6 +673,14 @@ async fn wait_blocked(
     };
     let reply = crate::cmd::blocking::unblock(shared, waiter);
     (!gone).then_some(reply)
+}
+
+/// Resolves when a message is queued in `mail`; never without a mailbox.
+async fn mail_arrived(mail: Option<&crate::state::pubsub::Mailbox>) {
+    match mail {
+        Some(mb) => mb.ready.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// RESTORE payloads from this size on are decoded off the IO thread.

@@ -182,6 +182,24 @@ fn resp3_pushes_and_any_command_while_subscribed() {
 }
 
 #[test]
+fn a_blocked_resp3_subscriber_still_gets_messages() {
+    let s = start_target(&[]);
+    let mut sub = s.raw();
+    let mut c = s.raw();
+    sub.hello3(&[]);
+    sub.cmd(&["SUBSCRIBE", "ch"]);
+    sub.send_cmd(&["BLPOP", "q", "0"]);
+    assert_eventually!(
+        num(&info(&mut c, "clients"), "blocked_clients") == 1,
+        Duration::from_secs(5)
+    );
+    assert_eq!(c.cmd(&["PUBLISH", "ch", "while-blocked"]), int(1));
+    assert_eq!(sub.reply(), message("ch", "while-blocked"));
+    assert_eq!(c.cmd(&["RPUSH", "q", "v"]), int(1));
+    assert_eq!(sub.reply(), bulks(&["q", "v"]));
+}
+
+#[test]
 fn client_reply_off_still_delivers_pushes() {
     let s = start_target(&[]);
     let mut sub = s.raw();
