@@ -306,6 +306,19 @@ fn pubsub_introspection() {
     assert_eq!(c.cmd(&["SUBSCRIBE"]), wrong_args("subscribe"));
     let stats = info(&mut c, "stats");
     assert_eq!(num(&stats, "pubsub_channels"), 3);
+    // CLIENT LIST shows the subscribers as pubsub clients, with their counts.
+    let listed = c.cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]).text();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains(" flags=P ") && listed.contains(" sub=3 psub=0 ssub=0 "),
+        "{listed}"
+    );
+    let normal = c.cmd(&["CLIENT", "LIST", "TYPE", "normal"]).text();
+    assert_eq!(normal.lines().count(), 1, "{normal}");
+    assert!(
+        normal.contains(" flags=N ") && normal.contains(" sub=0 "),
+        "{normal}"
+    );
     // A closing connection takes its subscriptions with it.
     drop(a);
     assert_eventually!(

@@ -58,6 +58,7 @@ pub fn subscribe(ctx: &mut Ctx, a: &[Bytes], kind: Kind) -> Reply {
             Some(count),
         );
     }
+    ctx.session.client.set_subscriptions(subs.sizes());
     Reply::Raw(out.freeze())
 }
 
@@ -96,6 +97,7 @@ pub fn unsubscribe(ctx: &mut Ctx, a: &[Bytes], kind: Kind) -> Reply {
         let count = subs.count(kind) as i64;
         push_frame(&mut out, proto, &[Some(word), Some(name)], Some(count));
     }
+    ctx.session.client.set_subscriptions(subs.sizes());
     // The connection drops the emptied subscriptions once it has sent what arrived before.
     Reply::Raw(out.freeze())
 }
@@ -105,6 +107,7 @@ pub fn unsubscribe_all(shared: &Shared, session: &mut Session) {
     let Some(subs) = session.pubsub.take() else {
         return;
     };
+    session.client.set_subscriptions([0; 3]);
     for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
         for name in subs.names(kind) {
             shared.pubsub.remove(kind, &name, subs.mailbox.id);

@@ -98,8 +98,8 @@ impl Subscriptions {
         self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty()
     }
 
-    /// (channels, patterns, shard channels).
-    pub fn sizes(&self) -> (usize, usize, usize) {
-        (self.channels.len(), self.patterns.len(), self.shard.len())
+    /// [channels, patterns, shard channels].
+    pub fn sizes(&self) -> [usize; 3] {
+        [self.channels.len(), self.patterns.len(), self.shard.len()]
     }
 }
