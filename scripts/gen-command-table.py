@@ -39,7 +39,7 @@ subscribe psubscribe unsubscribe punsubscribe publish ssubscribe sunsubscribe sp
 """.split()
 
 SUBCOMMANDS = {
-    "client": "id setname getname list info kill no-evict".split(),
+    "client": "id setname getname list info kill no-evict reply".split(),
     "command": "count info docs list getkeys".split(),
     "config": "get set resetstat rewrite".split(),
     "object": "encoding freq idletime refcount help".split(),

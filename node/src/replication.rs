@@ -238,6 +238,7 @@ fn primary_session(shared: &Shared) -> Session {
         addr,
         NodeClient {
             last_active_ms: AtomicI64::new(0),
+            subscriptions: Default::default(),
         },
     ));
     let mut s = Session::new(0, client, true);

@@ -23,6 +23,8 @@ pub mod keys;
 pub mod lcs;
 pub mod lists;
 pub mod multi;
+pub mod notify;
+pub mod pubsub;
 pub mod replication;
 pub mod server;
 pub mod sets;
@@ -35,6 +37,7 @@ use ringcache_protocol::table::{self, flags, CommandSpec};
 use ringcache_protocol::Reply;
 
 use crate::keyspace::{now_ms, Db, Expiry};
+use crate::state::pubsub::Kind;
 use crate::state::session::{Flow, Session};
 use crate::state::Shared;
 use args::{arity_error, int_arg, is, unknown_command};
@@ -71,7 +74,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
 }
 
 /// Why a command may not run now: arity, AUTH, a replica refusing writes, a key this node does
-/// not own, memory past `maxmemory` with nothing left to evict.
+/// not own, memory past `maxmemory` with nothing left to evict, RESP2's subscribed mode.
 fn refusal(
     shared: &Shared,
     session: &Session,
@@ -89,6 +92,9 @@ fn refusal(
     }
     if let Some(reply) = crate::topology::check_owner(shared, session, spec, args) {
         return Some(reply);
+    }
+    if pubsub::in_resp2_subscribed_mode(session) && !pubsub::allowed_while_subscribed(spec.name) {
+        return Some(pubsub::subscribed_refusal(spec, args));
     }
     if !session.from_primary && shared.keyspace.over_limit() && !evict(shared) {
         let may_grow = spec.has(flags::DENYOOM)
@@ -109,7 +115,7 @@ fn refusal(
 
 /// Evicts keys by the policy until the keyspace is under `maxmemory`; false if it cannot (no
 /// policy, nothing evictable).
-fn evict(shared: &Shared) -> bool {
+pub fn evict(shared: &Shared) -> bool {
     let ks = &shared.keyspace;
     // Bounded per command, as Redis bounds its eviction effort; the next command goes on.
     for _ in 0..10_000 {
@@ -125,6 +131,10 @@ fn evict(shared: &Shared) -> bool {
             ks.stats
                 .evicted
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !db.effects.notes.is_empty() {
+                db.effects.notes.clear();
+                notify::evicted(shared, &key);
+            }
             db.propagate_as(vec![
                 Bytes::from_static(b"DEL"),
                 Bytes::copy_from_slice(&key),
@@ -273,8 +283,20 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         }
         "reset" => {
             multi::reset(ctx);
+            pubsub::unsubscribe_all(ctx.shared, ctx.session);
+            ctx.session.reply = crate::state::session::ReplyMode::On;
             c::reset(ctx)
         }
+        "subscribe" => pubsub::subscribe(ctx, a, Kind::Channel),
+        "psubscribe" => pubsub::subscribe(ctx, a, Kind::Pattern),
+        "ssubscribe" => pubsub::subscribe(ctx, a, Kind::Shard),
+        "unsubscribe" => pubsub::unsubscribe(ctx, a, Kind::Channel),
+        "punsubscribe" => pubsub::unsubscribe(ctx, a, Kind::Pattern),
+        "sunsubscribe" => pubsub::unsubscribe(ctx, a, Kind::Shard),
+        "publish" => pubsub::publish(ctx, a),
+        "spublish" => pubsub::spublish(ctx, a),
+        "pubsub" => pubsub::pubsub(ctx, a),
+        "client" if a.len() > 1 && is(&a[1], "reply") => c::client_reply(ctx, a),
         // UNBLOCK needs the node's blocked clients; the rest is shared with the router.
         "client" if a.len() > 1 && is(&a[1], "unblock") => {
             blocking::client_unblock(ctx.shared, a)

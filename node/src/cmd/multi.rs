@@ -149,6 +149,9 @@ pub fn exec(ctx: &mut Ctx) -> Reply {
     ctx.session.in_exec = true;
     for (spec, args) in &queued {
         let reply = super::run(ctx, spec, args);
+        if !ctx.db.effects.notes.is_empty() {
+            super::notify::command(ctx.shared, &mut ctx.db, spec.name, args);
+        }
         dirty += ctx.db.effects.dirty;
         effects.extend(propagation(&mut ctx.db, Some((spec, args))));
         replies.push(reply);

@@ -169,7 +169,7 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
             let st = &ks.stats;
             write!(
                 out,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\ntotal_error_replies:{}\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\ntotal_error_replies:{}\r\n",
                 sh.clients.total_connections.load(Relaxed),
                 sh.stats.commands.load(Relaxed),
                 sh.stats.net_input.load(Relaxed),
@@ -179,6 +179,9 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
                 st.evicted.load(Relaxed),
                 st.hits.load(Relaxed),
                 st.misses.load(Relaxed),
+                sh.pubsub.channel_count(false),
+                sh.pubsub.numpat(),
+                sh.pubsub.channel_count(true),
                 sh.stats.error_replies.load(Relaxed),
             )
         }

@@ -38,6 +38,20 @@ pub struct Effects {
     pub rewrite: Option<Vec<Vec<Bytes>>>,
     /// Propagate these first (deletes of keys found expired).
     pub before: Vec<Vec<Bytes>>,
+    /// How each key changed, in order, while keyspace notifications are on.
+    pub notes: Vec<(Bytes, Note)>,
+}
+
+/// How a command changed a key (what keyspace notifications name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    Changed,
+    /// Created (before its `Changed`).
+    New,
+    /// Deleted by the command.
+    Removed,
+    /// Found past its deadline and deleted.
+    Expired,
 }
 
 impl Effects {
@@ -182,14 +196,29 @@ impl<'a> Db<'a> {
     }
 
     /// Records a change of `key` (WATCH, blocked clients, propagation).
+    #[inline]
     pub fn touched(&mut self, key: &[u8]) {
+        self.touched_as(key, Note::Changed);
+    }
+
+    #[inline]
+    fn touched_as(&mut self, key: &[u8], note: Note) {
         self.effects.dirty += 1;
         self.ks
             .stats
             .dirty
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.ks.has_interest() {
-            self.effects.touched.push(Bytes::copy_from_slice(key));
+            let key = Bytes::copy_from_slice(key);
+            self.note(&key, note);
+            self.effects.touched.push(key);
+        }
+    }
+
+    /// Records how `key` changed, while keyspace notifications are on (callers hold interest).
+    fn note(&mut self, key: &Bytes, note: Note) {
+        if self.ks.notes_on() {
+            self.effects.notes.push((key.clone(), note));
         }
     }
 
@@ -229,7 +258,9 @@ impl<'a> Db<'a> {
                 Bytes::copy_from_slice(key),
             ]);
             if self.ks.has_interest() {
-                self.effects.touched.push(Bytes::copy_from_slice(key));
+                let key = Bytes::copy_from_slice(key);
+                self.note(&key, Note::Expired);
+                self.effects.touched.push(key);
             }
         }
         None
@@ -292,6 +323,9 @@ impl<'a> Db<'a> {
         let ks = self.ks;
         let bucket = self.slot(p, &key)?;
         let old = ks.counted_put(bucket, p, entry);
+        if !live_old && self.ks.has_interest() {
+            self.note(&key, Note::New);
+        }
         self.touched(&key);
         old.filter(|_| live_old)
     }
@@ -317,7 +351,7 @@ impl<'a> Db<'a> {
         let bucket = self.slot(p, key)?;
         let e = ks.counted_take(bucket, p, key)?;
         bucket.maybe_shrink();
-        self.touched(key);
+        self.touched_as(key, Note::Removed);
         Some(e)
     }
 
@@ -333,7 +367,7 @@ impl<'a> Db<'a> {
             if let Some(bucket) = self.bucket(p.bucket) {
                 ks.counted_take(bucket, p, key);
             }
-            self.touched(key);
+            self.touched_as(key, Note::Removed);
             return true;
         }
         let Some(bucket) = self.bucket(p.bucket) else {

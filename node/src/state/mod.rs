@@ -3,9 +3,10 @@
 //! (`crate::cmd`) and the accept loop (`crate::server`), and names none of them.
 //!
 //! [`Shared`] holds the keyspace, the configuration, the client registry, the counters and the
-//! replication and topology state; [`session::Session`] is one connection's state.
+//! replication and topology state, the pub/sub subscriptions; [`session::Session`] is one connection's state.
 
 pub mod blocking;
+pub mod pubsub;
 pub mod replication;
 pub mod session;
 pub mod topology;
@@ -141,6 +142,8 @@ pub struct Shared {
     pub watches: Watches,
     /// Clients blocked on keys.
     pub blocked: Blocked,
+    /// Pub/sub subscriptions and keyspace-notification settings.
+    pub pubsub: pubsub::PubSub,
     pub config: RwLock<NodeConfig>,
     pub clients: Clients,
     pub stats: ServerStats,
@@ -176,6 +179,7 @@ impl Shared {
             },
             watches: Watches::default(),
             blocked: Blocked::default(),
+            pubsub: pubsub::PubSub::default(),
             repl: Replication::new(&run_id),
             topology: NodeTopology::new(config.shard_id.clone()),
             apply,

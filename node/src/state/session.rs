@@ -9,6 +9,7 @@ use ringcache_protocol::Protocol;
 
 use crate::clients::ClientHandle;
 use crate::state::blocking::Waiter;
+use crate::state::pubsub::Subscriptions;
 use crate::state::watch::WatchFlag;
 
 /// What the connection does after a reply.
@@ -20,6 +21,18 @@ pub enum Flow {
     CloseAfterReply,
     /// Close without replying (HTTP probes: Redis's "possible SECURITY ATTACK").
     CloseNow,
+}
+
+/// CLIENT REPLY: whether command replies are sent (pub/sub messages always are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// CLIENT REPLY SKIP just ran: the next command's reply is not sent.
+    SkipNext,
+    /// This command's reply is not sent.
+    Skip,
 }
 
 /// Per-connection state a command may read or change.
@@ -54,6 +67,9 @@ pub struct Session {
     pub predecoded: Option<Box<Predecoded>>,
     /// When the input being executed was read (blocked clients queue in this order).
     pub read_at: std::time::Instant,
+    /// Set while subscribed to anything (boxed: most connections never subscribe).
+    pub pubsub: Option<Box<Subscriptions>>,
+    pub reply: ReplyMode,
 }
 
 /// A RESTORE payload and what decoding it gave.
@@ -97,6 +113,8 @@ impl Session {
             in_exec: false,
             predecoded: None,
             read_at: std::time::Instant::now(),
+            pubsub: None,
+            reply: ReplyMode::On,
         }
     }
 }

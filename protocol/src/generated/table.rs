@@ -17,6 +17,7 @@ pub(crate) static REDIS_COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "client|info", arity: 2, flags: NOSCRIPT | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "client|kill", arity: -3, flags: ADMIN | NOSCRIPT | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "client|no-evict", arity: 3, flags: ADMIN | NOSCRIPT | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
+    CommandSpec { name: "client|reply", arity: 3, flags: NOSCRIPT | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "del", arity: -2, flags: WRITE, first_key: 1, last_key: -1, step: 1 },
     CommandSpec { name: "unlink", arity: -2, flags: WRITE | FAST, first_key: 1, last_key: -1, step: 1 },
     CommandSpec { name: "exists", arity: -2, flags: READONLY | FAST, first_key: 1, last_key: -1, step: 1 },
