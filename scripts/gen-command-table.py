@@ -34,6 +34,7 @@ geoadd geodist geohash geopos geosearch geosearchstore georadius georadius_ro ge
 georadiusbymember_ro
 multi exec discard watch unwatch
 info command config time save bgsave lastsave replicaof slaveof role memory function
+eval evalsha eval_ro evalsha_ro fcall fcall_ro script
 """.split()
 
 SUBCOMMANDS = {
@@ -42,7 +43,8 @@ SUBCOMMANDS = {
     "config": "get set resetstat rewrite".split(),
     "object": "encoding freq idletime refcount help".split(),
     "memory": "usage help".split(),
-    "function": "flush".split(),
+    "function": "flush load list delete dump restore stats kill help".split(),
+    "script": "load exists flush kill debug help".split(),
 }
 
 

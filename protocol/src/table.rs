@@ -369,8 +369,9 @@ pub fn command_reply(a: &[Bytes], resp3: bool) -> Reply {
             if !cmd.arity_ok(a.len() - 2) {
                 return Reply::error("ERR Invalid number of arguments specified for command");
             }
+            // Movable keys (a numkeys count, as EVAL and FCALL have) included.
             let keys: Vec<Reply> = cmd
-                .key_positions(a.len() - 2)
+                .keys(&a[2..])
                 .map(|i| Reply::Bulk(a[i + 2].clone()))
                 .collect();
             if keys.is_empty() {
