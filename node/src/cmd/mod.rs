@@ -109,7 +109,7 @@ fn refusal(
 
 /// Evicts keys by the policy until the keyspace is under `maxmemory`; false if it cannot (no
 /// policy, nothing evictable).
-fn evict(shared: &Shared) -> bool {
+pub(crate) fn evict(shared: &Shared) -> bool {
     let ks = &shared.keyspace;
     // Bounded per command, as Redis bounds its eviction effort; the next command goes on.
     for _ in 0..10_000 {
@@ -284,7 +284,10 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "command" => s::command(ctx, a),
         "config" => s::config(ctx, a),
         "memory" => s::memory(ctx, a),
-        "function" => s::function(ctx, a),
+        "function" => crate::script::functions::function(ctx, a),
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => crate::script::eval::eval(ctx, spec, a),
+        "fcall" | "fcall_ro" => crate::script::functions::fcall(ctx, spec, a),
+        "script" => crate::script::eval::script(ctx, a),
         "time" => ringcache_protocol::resp::time_reply(),
         "save" | "bgsave" => Reply::error(
             "ERR persistence is not supported: ringcache nodes are an in-memory cache (keep data durable in your system of record)",

@@ -7,6 +7,7 @@
 
 pub mod blocking;
 pub mod replication;
+pub mod script;
 pub mod session;
 pub mod topology;
 pub mod watch;
@@ -152,6 +153,8 @@ pub struct Shared {
     pub topology: NodeTopology,
     /// How this node runs a command no client sent (see [`Apply`]).
     pub apply: Apply,
+    /// The script thread's queue and the running script.
+    pub scripts: script::ScriptState,
     /// Lets code holding `&Shared` start tasks that need an `Arc` of it.
     me: std::sync::Weak<Shared>,
 }
@@ -179,6 +182,7 @@ impl Shared {
             repl: Replication::new(&run_id),
             topology: NodeTopology::new(config.shard_id.clone()),
             apply,
+            scripts: script::ScriptState::default(),
             config: RwLock::new(config),
             clients: Clients::default(),
             stats: ServerStats::default(),
