@@ -51,8 +51,14 @@ pub fn redis_call(
 ) -> mlua::Result<Value> {
     match dispatch(lua, st, args)? {
         Ok(v) => Ok(v),
-        Err(text) if raise => Err(super::convert::raise(text)),
-        Err(text) => Ok(Value::Table(err_table(lua, &text)?)),
+        Err(text) => {
+            st.errors.push(text.clone());
+            if raise {
+                Err(super::convert::raise(text))
+            } else {
+                Ok(Value::Table(err_table(lua, &text)?))
+            }
+        }
     }
 }
 
@@ -94,7 +100,6 @@ fn dispatch(lua: &Lua, st: &mut RunState, args: MultiValue) -> mlua::Result<Resu
     let reply = run(st, spec, &argv);
     shared.stats.call(spec, true, reply.is_error());
     if let Reply::Error(e) = reply {
-        st.errors.push(e.clone());
         return Ok(Err(e));
     }
     Ok(Ok(reply_to_lua(lua, reply, st.resp.get() == 3)?))

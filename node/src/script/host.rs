@@ -119,7 +119,11 @@ pub async fn hand_off(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes
         let reply = crate::cmd::execute(&sh, &mut s, &args);
         let _ = tx.send((s, reply));
     });
-    if !submit(shared, job) {
+    if crate::tick::is_hooked() {
+        // An IO thread: its scripts go over in one batch at the end of its tick (one wake of
+        // the script thread per tick rather than per script).
+        defer(shared, job);
+    } else if !submit(shared, job) {
         return Reply::error("ERR the script thread is not running");
     }
     match rx.await {
@@ -128,6 +132,41 @@ pub async fn hand_off(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes
             reply
         }
         Err(_) => Reply::error("ERR the script failed"),
+    }
+}
+
+thread_local! {
+    /// This IO thread's scripts waiting for the end of its tick, with the node each is for.
+    static BATCH: RefCell<Vec<(Arc<Shared>, Job)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Adds `job` to this IO thread's batch, sent to the script thread when the tick ends.
+fn defer(shared: &Arc<Shared>, job: Job) {
+    let first = BATCH.with_borrow_mut(|b| {
+        b.push((shared.clone(), job));
+        b.len() == 1
+    });
+    if first {
+        crate::tick::at_park(send_batch);
+    }
+}
+
+/// Sends this IO thread's batch, one job per node (a process may run several).
+fn send_batch() {
+    let mut pending = BATCH.with_borrow_mut(std::mem::take);
+    while let Some((shared, _)) = pending.first() {
+        let shared = shared.clone();
+        let (mine, rest): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|(s, _)| Arc::ptr_eq(s, &shared));
+        pending = rest;
+        let jobs: Vec<Job> = mine.into_iter().map(|(_, j)| j).collect();
+        let batch: Job = Box::new(move || jobs.into_iter().for_each(|j| j()));
+        if !submit(&shared, batch) {
+            // The jobs are dropped with their reply channels: their connections answer with an
+            // error.
+            tracing::error!("the script thread is not running");
+        }
     }
 }
 

@@ -29,6 +29,10 @@ pub struct ScriptState {
     active: AtomicBool,
     /// Scripts started so far: a waiter sees the one it waited on has ended.
     seq: AtomicU64,
+    /// When the running script started, in nanoseconds since [`ScriptState::epoch`] (read on
+    /// every hand-off while scripts run, so no lock).
+    started_ns: AtomicU64,
+    epoch: Instant,
     /// SCRIPT KILL / FUNCTION KILL asked the running script to stop.
     pub kill: Arc<AtomicBool>,
     /// The running script has written: it cannot be killed.
@@ -55,6 +59,8 @@ impl Default for ScriptState {
             running: Mutex::new(None),
             active: AtomicBool::new(false),
             seq: AtomicU64::new(0),
+            started_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
             kill: Arc::default(),
             wrote: AtomicBool::new(false),
             ended: tokio::sync::Notify::new(),
@@ -107,9 +113,8 @@ impl ScriptState {
         if !self.active() {
             return None;
         }
-        crate::keyspace::lock(&self.running)
-            .as_ref()
-            .map(|r| r.started.elapsed())
+        let started = std::time::Duration::from_nanos(self.started_ns.load(SeqCst));
+        Some(self.epoch.elapsed().saturating_sub(started))
     }
 
     pub fn library_codes(&self) -> Vec<bytes::Bytes> {
@@ -122,6 +127,11 @@ impl ScriptState {
 
     /// A script starts (on the script thread).
     pub fn start(&self, running: Running) {
+        let started = running.started.saturating_duration_since(self.epoch);
+        self.started_ns.store(
+            u64::try_from(started.as_nanos()).unwrap_or(u64::MAX),
+            SeqCst,
+        );
         self.kill.store(false, SeqCst);
         self.wrote.store(false, Relaxed);
         *crate::keyspace::lock(&self.running) = Some(running);
