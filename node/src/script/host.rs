@@ -43,6 +43,7 @@ const SCRIPT_STACK: usize = 256 * 1024 * 1024;
 fn start(shared: &Shared) -> std::sync::mpsc::Sender<Job> {
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let kill = shared.scripts.kill.clone();
+    let node = Arc::downgrade(&shared.self_arc());
     let spawned = std::thread::Builder::new()
         .name("ringcache-script".into())
         // Deep Lua tables become deep replies, converted recursively (bounded at a depth that
@@ -54,7 +55,17 @@ fn start(shared: &Shared) -> std::sync::mpsc::Sender<Job> {
                 Err(e) => tracing::error!(error = %e, "cannot build the Lua VM"),
             }
             while let Ok(job) = rx.recv() {
-                job();
+                // A bug in one command must not take scripting down for the node: its caller
+                // gets an error (its reply channel is dropped) and the thread goes on.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                    tracing::error!("bug: a command panicked on the script thread");
+                    // A script it interrupted is over: other clients must not wait for it.
+                    if let Some(shared) = node.upgrade() {
+                        if shared.scripts.active() {
+                            shared.scripts.end();
+                        }
+                    }
+                }
             }
         });
     if let Err(e) = spawned {
