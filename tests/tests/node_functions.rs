@@ -289,6 +289,10 @@ fn libraries_reach_a_replica() {
     wait_synced(&mut pc, &mut rc, SYNC_TIMEOUT);
     assert_eq!(rc.cmd(&["FCALL_RO", "get", "1", "k"]), bulk("v"));
     assert_eq!(rc.cmd(&["FUNCTION", "LIST"]), pc.cmd(&["FUNCTION", "LIST"]));
+    assert_eq!(
+        rc.cmd(&["FUNCTION", "FLUSH"]),
+        err("READONLY You can't write against a read only replica.")
+    );
     assert_eq!(pc.cmd(&["FUNCTION", "DELETE", "lib"]), ok());
     assert_eventually!(
         rc.cmd(&["FUNCTION", "LIST"]) == arr(vec![]),

@@ -172,6 +172,10 @@ pub fn function(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if !spec.arity_ok(a.len()) {
         return arity_error(spec.name);
     }
+    // The container's table entry carries no flags: the subcommand's WRITE refuses here.
+    if let Some(refused) = crate::replication::check_write(ctx.shared, ctx.session, spec) {
+        return refused;
+    }
     match &sub[..] {
         b"kill" => super::eval::kill(ctx.shared, true),
         b"stats" => stats(ctx.shared),
