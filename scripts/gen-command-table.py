@@ -44,8 +44,8 @@ SUBCOMMANDS = {
     "config": "get set resetstat rewrite".split(),
     "object": "encoding freq idletime refcount help".split(),
     "memory": "usage help".split(),
-    "function": "load list delete flush dump restore stats kill".split(),
-    "script": "load exists flush kill debug".split(),
+    "function": "load list delete flush dump restore stats kill help".split(),
+    "script": "load exists flush kill debug help".split(),
     "pubsub": "channels numsub numpat shardchannels shardnumsub help".split(),
 }
 

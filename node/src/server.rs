@@ -384,7 +384,23 @@ async fn serve_session(
                         .unwrap_or(Err(crate::dump::BadPayload));
                 session.predecoded = Some(Box::new((payload, decoded)));
             }
-            let mut reply = crate::cmd::execute(shared, session, &args);
+            let mut reply = if crate::script::host::wants_script_thread(session, &args) {
+                // Runs on the script thread; this connection waits without holding its IO
+                // thread (a script past the busy threshold answers BUSY at once).
+                match crate::script::host::busy_reply(shared, &args) {
+                    Some(busy) => busy,
+                    None => Box::pin(crate::script::host::hand_off(shared, session, &args)).await,
+                }
+            } else if shared.scripts.active() && !crate::script::host::allowed_while_busy(&args) {
+                // The running script holds its keys' locks: wait for it rather than block this
+                // IO thread on one of them (past the threshold: BUSY).
+                match Box::pin(crate::script::host::wait_turn(shared, &args)).await {
+                    Some(busy) => busy,
+                    None => crate::cmd::execute(shared, session, &args),
+                }
+            } else {
+                crate::cmd::execute(shared, session, &args)
+            };
             session.predecoded = None;
             if let Some((waiter, timeout)) = session.blocked.take() {
                 // Blocked: the replies before it go out now; this connection waits without

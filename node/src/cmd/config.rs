@@ -124,6 +124,21 @@ static PARAMS: &[Param] = &[
     p("notify-keyspace-events", None, Kind::Events),
     p("client-output-buffer-limit", None, Kind::BufferLimits),
     p(
+        "min-replicas-to-write",
+        Some("min-slaves-to-write"),
+        Kind::Int(0, I32),
+    ),
+    p(
+        "min-replicas-max-lag",
+        Some("min-slaves-max-lag"),
+        Kind::Int(0, I32),
+    ),
+    p(
+        "replica-serve-stale-data",
+        Some("slave-serve-stale-data"),
+        Kind::Bool,
+    ),
+    p(
         "loglevel",
         None,
         Kind::Enum(&["debug", "verbose", "notice", "warning"]),
@@ -187,7 +202,9 @@ fn default(name: &str) -> &'static str {
         | "lazyfree-lazy-user-del"
         | "lazyfree-lazy-user-flush"
         | "replica-lazy-flush" => "no",
-        "replica-read-only" | "latency-tracking" => "yes",
+        "replica-read-only" | "latency-tracking" | "replica-serve-stale-data" => "yes",
+        "min-replicas-to-write" => "0",
+        "min-replicas-max-lag" => "10",
         "hz" => "10",
         "active-expire-effort" => "1",
         "slowlog-log-slower-than" => "10000",
@@ -287,6 +304,10 @@ fn set(sh: &Shared, p: &Param, v: &str) {
                 // Redis clamps hz to 1..500 rather than refusing.
                 "hz" => {
                     c.params.insert(p.name, num().clamp(1, 500).to_string());
+                }
+                "busy-reply-threshold" => {
+                    sh.scripts.busy_ms.store(unum(), Relaxed);
+                    c.params.insert(p.name, v.to_string());
                 }
                 _ => {
                     c.params.insert(p.name, v.to_string());

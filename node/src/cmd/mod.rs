@@ -306,7 +306,10 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "command" => s::command(ctx, a),
         "config" => s::config(ctx, a),
         "memory" => s::memory(ctx, a),
-        "function" => s::function(ctx, a),
+        "function" => crate::script::functions::function(ctx, a),
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => crate::script::eval::eval(ctx, spec, a),
+        "fcall" | "fcall_ro" => crate::script::functions::fcall(ctx, spec, a),
+        "script" => crate::script::eval::script(ctx, a),
         "time" => ringcache_protocol::resp::time_reply(),
         "save" | "bgsave" => Reply::error(
             "ERR persistence is not supported: ringcache nodes are an in-memory cache (keep data durable in your system of record)",

@@ -8,6 +8,7 @@
 pub mod blocking;
 pub mod pubsub;
 pub mod replication;
+pub mod script;
 pub mod session;
 pub mod topology;
 pub mod watch;
@@ -155,6 +156,8 @@ pub struct Shared {
     pub topology: NodeTopology,
     /// How this node runs a command no client sent (see [`Apply`]).
     pub apply: Apply,
+    /// The script thread's queue and the running script.
+    pub scripts: script::ScriptState,
     /// Lets code holding `&Shared` start tasks that need an `Arc` of it.
     me: std::sync::Weak<Shared>,
 }
@@ -183,6 +186,7 @@ impl Shared {
             repl: Replication::new(&run_id),
             topology: NodeTopology::new(config.shard_id.clone()),
             apply,
+            scripts: script::ScriptState::default(),
             config: RwLock::new(config),
             clients: Clients::default(),
             stats: ServerStats::default(),

@@ -61,6 +61,9 @@ pub struct Session {
     pub blocked: Option<(Arc<Waiter>, Option<std::time::Duration>)>,
     /// Set while EXEC runs the queued commands (blocking commands do not block then).
     pub in_exec: bool,
+    /// Set while a script's `redis.call` runs a command (SORT orders a set it would leave
+    /// unsorted, so the script's result does not depend on the set's layout).
+    pub in_script: bool,
     /// A large RESTORE payload decoded off the IO thread before the command runs, with the
     /// payload it came from (the command uses it only for that same payload).
     /// Boxed: rare, and every connection's session would carry its size.
@@ -111,6 +114,7 @@ impl Session {
             watch: Watch::default(),
             blocked: None,
             in_exec: false,
+            in_script: false,
             predecoded: None,
             read_at: std::time::Instant::now(),
             pubsub: None,
