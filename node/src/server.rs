@@ -388,14 +388,14 @@ async fn serve_session(
                 // Runs on the script thread; this connection waits without holding its IO
                 // thread (a script past the busy threshold answers BUSY at once).
                 match crate::script::host::busy_reply(shared, &args) {
-                    Some(busy) => busy,
+                    Some(busy) => crate::cmd::multi::rejected(shared, session, &args, busy),
                     None => Box::pin(crate::script::host::hand_off(shared, session, &args)).await,
                 }
             } else if shared.scripts.active() && !crate::script::host::allowed_while_busy(&args) {
                 // The running script holds its keys' locks: wait for it rather than block this
                 // IO thread on one of them (past the threshold: BUSY).
                 match Box::pin(crate::script::host::wait_turn(shared, &args)).await {
-                    Some(busy) => busy,
+                    Some(busy) => crate::cmd::multi::rejected(shared, session, &args, busy),
                     None => crate::cmd::execute(shared, session, &args),
                 }
             } else {
