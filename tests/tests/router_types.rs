@@ -75,9 +75,13 @@ fn lists_through_the_router() {
         c.cmd(&["LMPOP", "2", "{q}x", "{q}b", "LEFT"]),
         arr(vec![bulk("{q}b"), bulks(&["1"])])
     );
-    // Blocking commands would stall every client sharing the upstream connection.
-    assert!(c.cmd(&["BLPOP", "{q}a", "0"]).is_error());
+    // Blocking commands run on a connection of the client's own.
+    assert_eq!(
+        c.cmd(&["BLPOP", "{q}a", "0"]),
+        arr(vec![bulk("{q}a"), bulk("2")])
+    );
     let (k1, k2) = two_shards(&cl, &mut c);
+    assert_cross_shard(&c.cmd(&["BLPOP", &k1, &k2, "1"]), "BLPOP");
     assert_cross_shard(&c.cmd(&["LMOVE", &k1, &k2, "LEFT", "RIGHT"]), "LMOVE");
     assert_cross_shard(&c.cmd(&["RPOPLPUSH", &k1, &k2]), "RPOPLPUSH");
     assert_cross_shard(&c.cmd(&["LMPOP", "2", &k1, &k2, "LEFT"]), "LMPOP");
