@@ -27,6 +27,8 @@ const T_HASH_LISTPACK: u8 = 16;
 const T_ZSET_LISTPACK: u8 = 17;
 const T_LIST_QUICKLIST_2: u8 = 18;
 const T_SET_LISTPACK: u8 = 20;
+/// Streams in ringcache's own layout (`types::stream::codec`), a type byte Redis does not use.
+const T_STREAM_RINGCACHE: u8 = 0xC5;
 
 /// Why a payload does not restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +121,10 @@ pub fn encode_value(v: ValueRef<'_>) -> Vec<u8> {
                 put_str(&mut out, m);
                 out.extend_from_slice(&score.to_le_bytes());
             }
+        }
+        ValueRef::Obj(Value::Stream(s)) => {
+            out.push(T_STREAM_RINGCACHE);
+            crate::types::stream::codec::encode(s, &mut out);
         }
     }
     out
@@ -276,6 +282,14 @@ impl<'a> Reader<'a> {
         let t = self.byte()?;
         let v = match t {
             T_STRING => return Ok(Restored::Str(self.string()?)),
+            // A stream may be empty (XDEL keeps the key): returned before the check below.
+            T_STREAM_RINGCACHE => {
+                let rest = self.b.get(self.at..).ok_or(BadPayload)?;
+                let (s, used) =
+                    crate::types::stream::codec::decode(rest, limits).map_err(|_| BadPayload)?;
+                self.at += used;
+                return Ok(Restored::Obj(Value::Stream(Box::new(s))));
+            }
             T_LIST => {
                 let n = self.len()?;
                 let mut l = List::default();

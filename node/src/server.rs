@@ -399,7 +399,9 @@ async fn serve_session(
                 ))
                 .await
                 {
-                    Some(r) => reply = r,
+                    Some(r) => {
+                        reply = crate::cmd::streams::for_protocol(r, &waiter.args[0], session.proto)
+                    }
                     None => return Ok(End::Closed),
                 }
             }

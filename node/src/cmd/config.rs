@@ -95,6 +95,8 @@ static PARAMS: &[Param] = &[
     ),
     p("list-compress-depth", None, Kind::Int(0, I32)),
     p("hll-sparse-max-bytes", None, Kind::Memory),
+    p("stream-node-max-entries", None, Kind::Int(0, i64::MAX)),
+    p("stream-node-max-bytes", None, Kind::Memory),
     p("hz", None, Kind::Int(0, I32)),
     p("dynamic-hz", None, Kind::Bool),
     p("active-expire-effort", None, Kind::Int(1, 10)),
@@ -158,6 +160,8 @@ fn get(sh: &Shared, p: &Param) -> String {
         "list-max-listpack-size" => limits.list_max_listpack_size.to_string(),
         "list-compress-depth" => limits.list_compress_depth.to_string(),
         "hll-sparse-max-bytes" => limits.hll_sparse_max_bytes.to_string(),
+        "stream-node-max-entries" => limits.stream_node_max_entries.to_string(),
+        "stream-node-max-bytes" => limits.stream_node_max_bytes.to_string(),
         name => c
             .params
             .get(name)
@@ -251,6 +255,8 @@ fn set(sh: &Shared, p: &Param, v: &str) {
         "list-max-listpack-size" => limits.list_max_listpack_size = num(),
         "list-compress-depth" => limits.list_compress_depth = num(),
         "hll-sparse-max-bytes" => limits.hll_sparse_max_bytes = num() as usize,
+        "stream-node-max-entries" => limits.stream_node_max_entries = num() as usize,
+        "stream-node-max-bytes" => limits.stream_node_max_bytes = num() as usize,
         _ => {
             let mut c = sh.config_mut();
             match p.name {
