@@ -6,7 +6,7 @@ use ringcache_protocol::Reply;
 
 use super::super::args::{int_arg, is, syntax_error, wrongtype};
 use super::super::ctx::Ctx;
-use super::args::{range_bound, strict_id};
+use super::args::{bound_id, range_bound, strict_id};
 use crate::types::stream::{Group, Stream, StreamId, UNKNOWN_READ};
 
 pub const HELP: &[&str] = &[
@@ -79,7 +79,7 @@ fn group_id(s: Option<&Stream>, arg: &[u8]) -> Result<StreamId, Reply> {
     if arg == b"$" {
         return Ok(s.map_or(StreamId::MIN, |s| s.last_id));
     }
-    strict_id(arg)
+    bound_id(arg, 0)
 }
 
 pub fn create(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
