@@ -60,7 +60,7 @@ fn stream_keys(args: &[Bytes]) -> std::ops::Range<usize> {
             i += 1;
         } else if is(a, "streams") {
             let n = args.len() - i - 1;
-            if n == 0 || n % 2 != 0 {
+            if n == 0 || !n.is_multiple_of(2) {
                 return 0..0;
             }
             return i + 1..i + 1 + n / 2;

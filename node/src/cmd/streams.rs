@@ -122,7 +122,7 @@ fn xadd(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         return arity_error("xadd");
     };
     let fields = &a[t.fields_at.min(a.len())..];
-    if fields.is_empty() || fields.len() % 2 == 1 {
+    if fields.is_empty() || !fields.len().is_multiple_of(2) {
         return arity_error("xadd");
     }
     if add_id == AddId::Exact(StreamId::MIN) {

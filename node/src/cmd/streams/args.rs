@@ -194,8 +194,13 @@ mod tests {
     #[test]
     fn range_bounds() {
         assert_eq!(range_bound(b"(5", true).unwrap(), StreamId::new(5, 1));
+        // The end's missing sequence is the largest, then one below it (as Redis parses it).
         assert_eq!(
             range_bound(b"(5", false).unwrap(),
+            StreamId::new(5, u64::MAX - 1)
+        );
+        assert_eq!(
+            range_bound(b"(5-0", false).unwrap(),
             StreamId::new(4, u64::MAX)
         );
         assert_eq!(

@@ -69,7 +69,7 @@ fn parse(a: &[Bytes], xreadgroup: bool) -> Result<ReadArgs, Reply> {
         } else if is(o, "streams") && more > 0 {
             r.streams_at = i + 1;
             let left = a.len() - r.streams_at;
-            if left % 2 != 0 {
+            if !left.is_multiple_of(2) {
                 return Err(Reply::error(format!(
                     "ERR Unbalanced '{name}' list of streams: for each stream key an ID or '$' must be specified."
                 )));

@@ -129,7 +129,11 @@ pub fn decode(b: &[u8], lim: &Limits) -> Result<(Stream, usize), Malformed> {
         let packed = c.bytes()?;
         let fields = super::unpack(packed).count();
         let used: usize = super::unpack(packed).map(|f| f.len()).sum::<usize>();
-        if prev.is_some_and(|p| p >= id) || id > s.last_id || fields == 0 || fields % 2 != 0 {
+        if prev.is_some_and(|p| p >= id)
+            || id > s.last_id
+            || fields == 0
+            || !fields.is_multiple_of(2)
+        {
             return Err(Malformed);
         }
         // Every byte accounted for: the fields' lengths plus their length prefixes.

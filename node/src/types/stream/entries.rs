@@ -176,10 +176,7 @@ impl Entries {
     /// when `limit > 0`. The entries removed.
     pub fn trim(&mut self, to: TrimTo, approx: bool, limit: usize) -> usize {
         let mut removed = 0;
-        loop {
-            let Some(node) = self.nodes.front().copied() else {
-                break;
-            };
+        while let Some(node) = self.nodes.front().copied() {
             let len = self.map.len();
             let over = match to {
                 TrimTo::MaxLen(n) => len as u64 > n,

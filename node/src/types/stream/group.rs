@@ -65,7 +65,7 @@ impl Group {
     pub fn deliver(&mut self, id: StreamId, consumer: &Bytes, now: i64, count: u64) {
         let prev = self.pel.get(&id).cloned();
         if let Some(p) = &prev {
-            if &p.consumer != consumer {
+            if p.consumer != *consumer {
                 if let Some(c) = self.consumers.get_mut(&p.consumer) {
                     c.pending.remove(&id);
                 }
