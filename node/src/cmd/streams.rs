@@ -208,10 +208,11 @@ fn xrange(ctx: &mut Ctx, a: &[Bytes], rev: bool) -> Reply {
         return Reply::NilArray;
     }
     let n = count.unwrap_or(usize::MAX);
-    let r = s.entries.range(start, end);
     let out: Vec<Reply> = if rev {
-        r.rev().take(n).map(|(id, f)| entry_reply(id, f)).collect()
+        let r = s.entries.range_rev(start, end);
+        r.take(n).map(|(id, f)| entry_reply(id, f)).collect()
     } else {
+        let r = s.entries.range(start, end);
         r.take(n).map(|(id, f)| entry_reply(id, f)).collect()
     };
     Reply::Array(out)

@@ -3,12 +3,9 @@
 //! entries into listpacks (`stream-node-max-entries`, `stream-node-max-bytes`), so that trimming
 //! with `~` removes whole nodes only and leaves what Redis would leave.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use super::id::StreamId;
-
-/// Bytes an entry costs beyond its packed buffer (map slot, box header).
-pub const ENTRY_OVERHEAD: usize = 40;
 
 /// Packs field/value strings into one buffer: each a LEB128 length then its bytes.
 pub fn pack<B: AsRef<[u8]>>(items: &[B]) -> Box<[u8]> {
@@ -63,20 +60,100 @@ impl<'a> Iterator for Unpack<'a> {
     }
 }
 
-/// One node: the entries added while it was the tail (deleted ones still count, as in Redis).
-#[derive(Debug, Clone, Copy)]
+/// Bytes a node costs besides its buffer (its map slot and header).
+pub const NODE_OVERHEAD: usize = 96;
+
+/// Entries added while it was the tail, in one buffer: per entry a flag byte (1: deleted), the
+/// id's milliseconds as a varint delta from the previous entry, its sequence as a varint, then
+/// its packed fields, length first. Deleted entries keep their place until the node goes, as in
+/// Redis's listpacks.
+#[derive(Debug, Clone)]
 struct Node {
-    first: StreamId,
+    buf: Vec<u8>,
+    /// The last id written (deleted or not).
+    last: StreamId,
     slots: usize,
     live: usize,
-    bytes: usize,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn varint(buf: &[u8], at: &mut usize) -> Option<u64> {
+    let mut n = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*at)?;
+        *at += 1;
+        n |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+/// One decoded slot of a node.
+struct Slot<'a> {
+    id: StreamId,
+    deleted: bool,
+    /// Offset of its flag byte.
+    at: usize,
+    fields: &'a [u8],
+}
+
+/// The slots of a node, in order.
+struct Slots<'a> {
+    buf: &'a [u8],
+    at: usize,
+    ms: u64,
+}
+
+impl<'a> Slots<'a> {
+    fn of(first: StreamId, node: &'a Node) -> Slots<'a> {
+        Slots {
+            buf: &node.buf,
+            at: 0,
+            ms: first.ms,
+        }
+    }
+}
+
+impl<'a> Iterator for Slots<'a> {
+    type Item = Slot<'a>;
+
+    fn next(&mut self) -> Option<Slot<'a>> {
+        let at = self.at;
+        let flag = *self.buf.get(at)?;
+        let mut pos = at + 1;
+        self.ms = self.ms.wrapping_add(varint(self.buf, &mut pos)?);
+        let seq = varint(self.buf, &mut pos)?;
+        let len = usize::try_from(varint(self.buf, &mut pos)?).ok()?;
+        let fields = self.buf.get(pos..pos.checked_add(len)?)?;
+        self.at = pos + len;
+        Some(Slot {
+            id: StreamId::new(self.ms, seq),
+            deleted: flag != 0,
+            at,
+            fields,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Entries {
-    map: BTreeMap<StreamId, Box<[u8]>>,
-    nodes: VecDeque<Node>,
-    /// Bytes of the packed buffers plus per-entry overhead.
+    /// Nodes by the id of their first slot.
+    nodes: BTreeMap<StreamId, Node>,
+    len: usize,
+    /// Bytes of the node buffers plus per-node overhead.
     pub mem: usize,
 }
 
@@ -89,85 +166,149 @@ pub enum TrimTo {
 
 impl Entries {
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
+    }
+
+    fn live_of<'a>(first: &StreamId, node: &'a Node) -> impl Iterator<Item = Slot<'a>> {
+        Slots::of(*first, node).filter(|s| !s.deleted)
     }
 
     pub fn first(&self) -> Option<(StreamId, &[u8])> {
-        self.map.first_key_value().map(|(k, v)| (*k, &v[..]))
+        let (k, n) = self.nodes.first_key_value()?;
+        Self::live_of(k, n).next().map(|s| (s.id, s.fields))
     }
 
     pub fn last(&self) -> Option<(StreamId, &[u8])> {
-        self.map.last_key_value().map(|(k, v)| (*k, &v[..]))
+        let (k, n) = self.nodes.last_key_value()?;
+        Self::live_of(k, n).last().map(|s| (s.id, s.fields))
+    }
+
+    /// The node that would hold `id`.
+    fn node_of(&self, id: StreamId) -> Option<(&StreamId, &Node)> {
+        self.nodes.range(..=id).next_back()
     }
 
     pub fn get(&self, id: StreamId) -> Option<&[u8]> {
-        self.map.get(&id).map(|v| &v[..])
+        let (k, n) = self.node_of(id)?;
+        Self::live_of(k, n)
+            .find(|s| s.id >= id)
+            .filter(|s| s.id == id)
+            .map(|s| s.fields)
     }
 
     /// Entries with ids in `from..=to`, ascending.
-    pub fn range(
+    pub fn range(&self, from: StreamId, to: StreamId) -> impl Iterator<Item = (StreamId, &[u8])> {
+        let start = self.node_of(from).map_or(from, |(k, _)| *k);
+        let nodes = if from <= to {
+            self.nodes.range(start..)
+        } else {
+            self.nodes.range(StreamId::MAX..StreamId::MAX)
+        };
+        nodes
+            .take_while(move |(k, _)| **k <= to)
+            .flat_map(|(k, n)| Self::live_of(k, n))
+            .skip_while(move |s| s.id < from)
+            .take_while(move |s| s.id <= to)
+            .map(|s| (s.id, s.fields))
+    }
+
+    /// Entries with ids in `from..=to`, descending (a node decoded at a time).
+    pub fn range_rev(
         &self,
         from: StreamId,
         to: StreamId,
-    ) -> impl DoubleEndedIterator<Item = (StreamId, &[u8])> {
-        let r = if from <= to {
-            self.map.range(from..=to)
+    ) -> impl Iterator<Item = (StreamId, &[u8])> {
+        let nodes = if from <= to {
+            self.nodes.range(..=to)
         } else {
-            self.map.range(StreamId::MAX..StreamId::MAX)
+            self.nodes.range(StreamId::MAX..StreamId::MAX)
         };
-        r.map(|(k, v)| (*k, &v[..]))
+        nodes
+            .rev()
+            .map(move |(k, n)| {
+                let mut v: Vec<(StreamId, &[u8])> = Self::live_of(k, n)
+                    .filter(|s| s.id >= from && s.id <= to)
+                    .map(|s| (s.id, s.fields))
+                    .collect();
+                v.reverse();
+                (k, v)
+            })
+            .take_while(move |(k, v)| !v.is_empty() || **k > from)
+            .flat_map(|(_, v)| v)
     }
 
     /// Appends an entry (its id above every other), opening a node when the tail one is full.
     pub fn push(&mut self, id: StreamId, packed: Box<[u8]>, max_entries: usize, max_bytes: usize) {
         let size = packed.len();
-        let full = match self.nodes.back() {
+        let full = match self.nodes.last_key_value() {
             None => true,
-            Some(n) => {
-                (max_bytes > 0 && n.bytes + size >= max_bytes)
+            Some((_, n)) => {
+                (max_bytes > 0 && n.buf.len() + size >= max_bytes)
                     || (max_entries > 0 && n.slots >= max_entries)
             }
         };
         if full {
-            self.nodes.push_back(Node {
-                first: id,
-                slots: 0,
-                live: 0,
-                bytes: 0,
-            });
+            // The old tail is sealed: give back its spare capacity.
+            if let Some(mut tail) = self.nodes.last_entry() {
+                let n = tail.get_mut();
+                let before = n.buf.capacity();
+                n.buf.shrink_to_fit();
+                self.mem -= before - n.buf.capacity();
+            }
+            self.nodes.insert(
+                id,
+                Node {
+                    buf: Vec::new(),
+                    last: id,
+                    slots: 0,
+                    live: 0,
+                },
+            );
+            self.mem += NODE_OVERHEAD;
         }
-        if let Some(n) = self.nodes.back_mut() {
-            n.slots += 1;
-            n.live += 1;
-            n.bytes += size;
-        }
-        self.mem += size + ENTRY_OVERHEAD;
-        self.map.insert(id, packed);
-    }
-
-    /// The index of the node holding `id`.
-    fn node_of(&self, id: StreamId) -> Option<usize> {
-        let at = self.nodes.partition_point(|n| n.first <= id);
-        at.checked_sub(1)
+        let Some(mut tail) = self.nodes.last_entry() else {
+            return;
+        };
+        let n = tail.get_mut();
+        let before = n.buf.capacity();
+        n.buf.push(0);
+        put_varint(&mut n.buf, id.ms.wrapping_sub(n.last.ms));
+        put_varint(&mut n.buf, id.seq);
+        put_varint(&mut n.buf, size as u64);
+        n.buf.extend_from_slice(&packed);
+        n.last = id;
+        n.slots += 1;
+        n.live += 1;
+        self.mem += n.buf.capacity() - before;
+        self.len += 1;
     }
 
     /// Deletes the entry `id`; whether it was there.
     pub fn remove(&mut self, id: StreamId) -> bool {
-        let Some(buf) = self.map.remove(&id) else {
+        let Some((&key, node)) = self.node_of(id) else {
             return false;
         };
-        self.mem -= buf.len() + ENTRY_OVERHEAD;
-        if let Some(i) = self.node_of(id) {
-            if let Some(n) = self.nodes.get_mut(i) {
-                n.live = n.live.saturating_sub(1);
-                if n.live == 0 {
-                    self.nodes.remove(i);
-                }
-            }
+        let Some(at) = Self::live_of(&key, node)
+            .find(|s| s.id >= id)
+            .filter(|s| s.id == id)
+            .map(|s| s.at)
+        else {
+            return false;
+        };
+        let Some(node) = self.nodes.get_mut(&key) else {
+            return false;
+        };
+        node.buf[at] = 1;
+        node.live -= 1;
+        self.len -= 1;
+        if node.live == 0 {
+            let cap = node.buf.capacity();
+            self.nodes.remove(&key);
+            self.mem -= cap + NODE_OVERHEAD;
         }
         true
     }
@@ -176,36 +317,27 @@ impl Entries {
     /// when `limit > 0`. The entries removed.
     pub fn trim(&mut self, to: TrimTo, approx: bool, limit: usize) -> usize {
         let mut removed = 0;
-        while let Some(node) = self.nodes.front().copied() {
-            let len = self.map.len();
+        while let Some((&key, node)) = self.nodes.first_key_value() {
             let over = match to {
-                TrimTo::MaxLen(n) => len as u64 > n,
-                TrimTo::MinId(min) => self.map.first_key_value().is_some_and(|(k, _)| *k < min),
+                TrimTo::MaxLen(n) => self.len as u64 > n,
+                TrimTo::MinId(min) => self.first().is_some_and(|(id, _)| id < min),
             };
             if !over {
                 break;
             }
-            let next_first = self.nodes.get(1).map(|n| n.first);
             let whole = match to {
-                TrimTo::MaxLen(n) => (len - node.live) as u64 >= n,
-                // The whole node is below the minimum when the next node starts at or below it.
-                TrimTo::MinId(min) => next_first.is_some_and(|f| f <= min),
+                TrimTo::MaxLen(n) => (self.len - node.live) as u64 >= n,
+                TrimTo::MinId(min) => node.last < min,
             };
             if whole {
                 if limit > 0 && removed + node.live > limit {
                     break;
                 }
-                let ids: Vec<StreamId> = match next_first {
-                    Some(f) => self.map.range(..f).map(|(k, _)| *k).collect(),
-                    None => self.map.keys().copied().collect(),
-                };
-                for id in ids {
-                    if let Some(buf) = self.map.remove(&id) {
-                        self.mem -= buf.len() + ENTRY_OVERHEAD;
-                        removed += 1;
-                    }
-                }
-                self.nodes.pop_front();
+                let (live, cap) = (node.live, node.buf.capacity());
+                self.nodes.remove(&key);
+                self.mem -= cap + NODE_OVERHEAD;
+                self.len -= live;
+                removed += live;
                 continue;
             }
             if approx {
@@ -224,11 +356,6 @@ impl Entries {
     /// Nodes (XINFO's radix-tree-keys).
     pub fn node_count(&self) -> usize {
         self.nodes.len()
-    }
-
-    /// Approximate heap bytes besides entries (node bookkeeping).
-    pub fn node_mem(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>()
     }
 }
 
@@ -267,6 +394,18 @@ mod tests {
         assert!(e.remove(id(25)));
         assert!(!e.remove(id(25)));
         assert_eq!(e.len(), 2);
-        assert_eq!(e.mem, 2 * (pack(&[b"a", b"b"]).len() + ENTRY_OVERHEAD));
+        let rest: Vec<_> = e
+            .range(StreamId::MIN, StreamId::MAX)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(rest, [id(23), id(24)]);
+        let back: Vec<_> = e.range_rev(id(0), id(24)).map(|(i, _)| i).collect();
+        assert_eq!(back, [id(24), id(23)]);
+        assert_eq!(e.get(id(24)), Some(&pack(&[b"a", b"b"])[..]));
+        assert_eq!(e.get(id(25)), None);
+        assert!(e.remove(id(23)));
+        assert!(e.remove(id(24)));
+        assert_eq!(e.mem, 0);
+        assert_eq!(e.node_count(), 0);
     }
 }

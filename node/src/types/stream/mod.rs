@@ -150,7 +150,6 @@ impl Stream {
     /// Bytes the stream owns.
     pub fn mem_usage(&self) -> usize {
         self.entries.mem
-            + self.entries.node_mem()
             + self
                 .groups
                 .iter()
