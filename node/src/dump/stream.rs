@@ -154,3 +154,137 @@ pub(super) fn read_redis_stream(
     }
     Ok(s)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::{crc64, put_len, put_str, restore, Restored, RDB_VERSION};
+    use super::*;
+    use crate::types::Value;
+
+    /// A listpack element: a 7-bit unsigned integer or a short string.
+    enum El<'a> {
+        Int(u8),
+        Str(&'a [u8]),
+    }
+
+    fn listpack(items: &[El<'_>]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for it in items {
+            let enc: Vec<u8> = match it {
+                El::Int(n) => vec![*n & 0x7f],
+                El::Str(s) => {
+                    let mut e = vec![0x80 | s.len() as u8];
+                    e.extend_from_slice(s);
+                    e
+                }
+            };
+            body.extend_from_slice(&enc);
+            body.push(enc.len() as u8);
+        }
+        let total = 6 + body.len() + 1;
+        let mut lp = (total as u32).to_le_bytes().to_vec();
+        lp.extend_from_slice(&(items.len() as u16).to_le_bytes());
+        lp.extend_from_slice(&body);
+        lp.push(0xFF);
+        lp
+    }
+
+    fn raw_id(out: &mut Vec<u8>, ms: u64, seq: u64) {
+        out.extend_from_slice(&ms.to_be_bytes());
+        out.extend_from_slice(&seq.to_be_bytes());
+    }
+
+    #[test]
+    fn a_redis_7_stream_payload_restores() {
+        use El::{Int, Str};
+        // Master id 1-0 with field "f"; 1-0 uses the master fields, 2-0 its own, 3-0 deleted.
+        let lp = listpack(&[
+            Int(2),
+            Int(1),
+            Int(1),
+            Str(b"f"),
+            Int(0),
+            Int(SAME_FIELDS as u8),
+            Int(0),
+            Int(0),
+            Str(b"a"),
+            Int(4),
+            Int(0),
+            Int(1),
+            Int(0),
+            Int(2),
+            Str(b"x"),
+            Str(b"1"),
+            Str(b"y"),
+            Str(b"2"),
+            Int(8),
+            Int((DELETED | SAME_FIELDS) as u8),
+            Int(2),
+            Int(0),
+            Str(b"c"),
+            Int(4),
+        ]);
+        let mut p = vec![19];
+        put_len(&mut p, 1);
+        let mut key = Vec::new();
+        raw_id(&mut key, 1, 0);
+        put_str(&mut p, &key);
+        put_str(&mut p, &lp);
+        for n in [2, 3, 0, 1, 0, 3, 0, 3] {
+            // length, last id, first id, max deleted id, entries added
+            put_len(&mut p, n);
+        }
+        put_len(&mut p, 1);
+        put_str(&mut p, b"g");
+        for n in [2, 0, 2, 1] {
+            // last id, entries read, pending count
+            put_len(&mut p, n);
+        }
+        raw_id(&mut p, 1, 0);
+        p.extend_from_slice(&1000i64.to_le_bytes());
+        put_len(&mut p, 1);
+        put_len(&mut p, 1);
+        put_str(&mut p, b"c");
+        p.extend_from_slice(&999i64.to_le_bytes());
+        put_len(&mut p, 1);
+        raw_id(&mut p, 1, 0);
+        p.extend_from_slice(&RDB_VERSION.to_le_bytes());
+        let crc = crc64(0, &p);
+        p.extend_from_slice(&crc.to_le_bytes());
+
+        let Ok(Restored::Obj(Value::Stream(s))) = restore(&p, &Limits::default()) else {
+            panic!("the payload did not restore as a stream");
+        };
+        let entries: Vec<(StreamId, Vec<&[u8]>)> = s
+            .entries
+            .range(StreamId::MIN, StreamId::MAX)
+            .map(|(id, f)| (id, crate::types::stream::unpack(f).collect()))
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                (StreamId::new(1, 0), vec![&b"f"[..], b"a"]),
+                (StreamId::new(2, 0), vec![&b"x"[..], b"1", b"y", b"2"]),
+            ]
+        );
+        assert_eq!(s.last_id, StreamId::new(3, 0));
+        assert_eq!(s.max_deleted, StreamId::new(3, 0));
+        assert_eq!(s.entries_added, 3);
+        let g = &s.groups[&b"g"[..]];
+        assert_eq!((g.last_id, g.entries_read), (StreamId::new(2, 0), 2));
+        let pending = &g.pel[&StreamId::new(1, 0)];
+        assert_eq!((pending.delivery_time, pending.delivery_count), (1000, 1));
+        assert_eq!(&pending.consumer[..], b"c");
+        assert_eq!(g.consumers[&b"c"[..]].seen_time, 999);
+
+        // A length that disagrees with the entries is refused.
+        let mut bad = p.clone();
+        let at = 1 + 1 + 17 + 1 + lp.len() + if lp.len() >= 64 { 1 } else { 0 };
+        bad[at] = 5;
+        let crc = crc64(0, &bad[..bad.len() - 8]);
+        let n = bad.len();
+        bad[n - 8..].copy_from_slice(&crc.to_le_bytes());
+        assert!(restore(&bad, &Limits::default()).is_err());
+    }
+}
