@@ -190,6 +190,14 @@ fn consumer_groups_deliver_ack_pending_and_claim() {
         c.cmd(&["XGROUP", "CREATE", "s", "g", "$"]),
         err("BUSYGROUP Consumer Group name already exists")
     );
+    // Subcommands run inside a transaction too.
+    c.cmd(&["MULTI"]);
+    c.cmd(&["XGROUP", "CREATECONSUMER", "s", "g", "zed"]);
+    c.cmd(&["XINFO", "GROUPS", "s"]);
+    let r = c.cmd(&["EXEC"]).items();
+    assert_eq!(r[0], int(1));
+    assert_eq!(r[1].items()[0].get("consumers"), Some(int(1)));
+    assert_eq!(c.cmd(&["XGROUP", "DELCONSUMER", "s", "g", "zed"]), int(0));
     for i in 1..=3 {
         c.cmd(&["XADD", "s", &format!("{i}"), "n", &format!("{i}")]);
     }

@@ -73,7 +73,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
 
 /// Container commands whose subcommands run as commands of their own (their flags, arity and
 /// key positions): XGROUP CREATE writes, XINFO STREAM reads a key.
-fn subcommand(spec: &'static CommandSpec, args: &[Bytes]) -> &'static CommandSpec {
+pub(crate) fn subcommand(spec: &'static CommandSpec, args: &[Bytes]) -> &'static CommandSpec {
     match (spec.name, args.get(1)) {
         ("xgroup" | "xinfo", Some(sub)) => table::lookup_sub(&args[0], sub).unwrap_or(spec),
         _ => spec,
