@@ -41,13 +41,13 @@ xinfo
 """.split()
 
 SUBCOMMANDS = {
-    "client": "id setname getname list info kill no-evict".split(),
+    "client": "id setname getname list info kill no-evict reply".split(),
     "command": "count info docs list getkeys".split(),
     "config": "get set resetstat rewrite".split(),
     "object": "encoding freq idletime refcount help".split(),
     "memory": "usage help".split(),
-    "function": "load list delete flush dump restore stats kill".split(),
-    "script": "load exists flush kill debug".split(),
+    "function": "load list delete flush dump restore stats kill help".split(),
+    "script": "load exists flush kill debug help".split(),
     "pubsub": "channels numsub numpat shardchannels shardnumsub help".split(),
     "xgroup": "create destroy setid createconsumer delconsumer help".split(),
     "xinfo": "stream groups consumers help".split(),

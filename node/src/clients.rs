@@ -1,7 +1,7 @@
 //! The node's registry of connected clients (`ringcache_protocol::clients`), with what the node
 //! adds per client: when it last ran a command, in wall-clock milliseconds.
 
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use ringcache_protocol::clients::ClientExt;
@@ -13,12 +13,23 @@ use crate::keyspace::now_ms;
 pub struct NodeClient {
     /// `now_ms()` at the client's last command (at connect before its first).
     pub last_active_ms: AtomicI64,
+    /// Channels, patterns and shard channels subscribed to (for CLIENT LIST).
+    pub subscriptions: [AtomicU32; 3],
 }
 
 impl Default for NodeClient {
     fn default() -> Self {
         NodeClient {
             last_active_ms: AtomicI64::new(now_ms()),
+            subscriptions: Default::default(),
+        }
+    }
+}
+
+impl NodeClient {
+    pub fn set_subscriptions(&self, counts: [usize; 3]) {
+        for (c, n) in self.subscriptions.iter().zip(counts) {
+            c.store(u32::try_from(n).unwrap_or(u32::MAX), Relaxed);
         }
     }
 }
@@ -30,6 +41,10 @@ impl ClientExt for NodeClient {
 
     fn mark_active(&self, _created: Instant) {
         self.last_active_ms.store(now_ms(), Relaxed);
+    }
+
+    fn subscriptions(&self) -> [u32; 3] {
+        self.subscriptions.each_ref().map(|c| c.load(Relaxed))
     }
 }
 

@@ -12,7 +12,9 @@
 //!   WATCHes and blocked clients included) and a connection's ([`state::session::Session`]);
 //! - the engines: [`replication`] (follow a primary, stream to replicas, propagate writes) and
 //!   [`topology`] (the ownership check, key moves);
-//! - [`cmd`]: the dispatch and the commands, a file per family, calling into the engines;
+//! - [`cmd`]: the dispatch and the commands, a file per family, calling into the engines, and
+//!   [`script`], Lua scripting on its own thread, whose `redis.call` runs commands through
+//!   [`cmd::run`] (the two call each other);
 //! - [`server`]: the accept loop, the connection loop and the IO threads.
 
 pub mod clients;
@@ -21,6 +23,7 @@ pub mod config;
 pub mod dump;
 pub mod keyspace;
 pub mod replication;
+pub mod script;
 pub mod server;
 pub mod state;
 pub mod tick;

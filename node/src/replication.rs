@@ -238,6 +238,7 @@ fn primary_session(shared: &Shared) -> Session {
         addr,
         NodeClient {
             last_active_ms: AtomicI64::new(0),
+            subscriptions: Default::default(),
         },
     ));
     let mut s = Session::new(0, client, true);
@@ -390,6 +391,17 @@ const SNAPSHOT_AHEAD: usize = 8 * 1024 * 1024;
 /// Walks every bucket into the link's queue (those a write has not sent already), then
 /// `REPLCONF SNAPSHOT-END`. Runs on a blocking thread: serializing big values is CPU work.
 fn produce_snapshot(shared: &Shared, link: &ReplicaLink, start_offset: u64) {
+    // Function libraries first (a replica's own are replaced); REPLCONF, as the snapshot's keys,
+    // so the replica's offset counts only the write stream.
+    let mut libs = BytesMut::new();
+    encode_request(&mut libs, [&b"REPLCONF"[..], b"FUNCTION", b"FLUSH"]);
+    for code in shared.scripts.library_codes() {
+        encode_request(
+            &mut libs,
+            [&b"REPLCONF"[..], b"FUNCTION", b"LOAD", b"REPLACE", &code],
+        );
+    }
+    link.send(libs.freeze());
     let mut keys = 0usize;
     for b in 0..BUCKETS {
         while link.queued_bytes.load(Relaxed) > SNAPSHOT_AHEAD {

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::clients::ClientHandle;
 use crate::config::NodeConfig;
 use crate::keyspace::{lock, now_ms, WARM_MAX};
-use crate::state::session::{Flow, Session};
+use crate::state::session::{Flow, ReplyMode, Session};
 use crate::state::Shared;
 
 /// Binds the node's listener (port 0 picks a free port).
@@ -201,6 +201,7 @@ async fn serve_client(
     }
     // What the client registered goes with it.
     crate::cmd::multi::unwatch_all(&shared, &mut session);
+    crate::cmd::pubsub::unsubscribe_all(&shared, &mut session);
     shared.clients.unregister(handle.id);
 }
 
@@ -228,6 +229,7 @@ fn resume(sock: std::net::TcpStream, parked: Parked) {
                     tracing::debug!(error = %e, "cannot take a connection back");
                     let mut session = session;
                     crate::cmd::multi::unwatch_all(&shared, &mut session);
+                    crate::cmd::pubsub::unsubscribe_all(&shared, &mut session);
                     shared.clients.unregister(session.id);
                 }
             }
@@ -382,7 +384,23 @@ async fn serve_session(
                         .unwrap_or(Err(crate::dump::BadPayload));
                 session.predecoded = Some(Box::new((payload, decoded)));
             }
-            let mut reply = crate::cmd::execute(shared, session, &args);
+            let mut reply = if crate::script::host::wants_script_thread(session, &args) {
+                // Runs on the script thread; this connection waits without holding its IO
+                // thread (a script past the busy threshold answers BUSY at once).
+                match crate::script::host::busy_reply(shared, &args) {
+                    Some(busy) => crate::cmd::multi::rejected(shared, session, &args, busy),
+                    None => Box::pin(crate::script::host::hand_off(shared, session, &args)).await,
+                }
+            } else if shared.scripts.active() && !crate::script::host::allowed_while_busy(&args) {
+                // The running script holds its keys' locks: wait for it rather than block this
+                // IO thread on one of them (past the threshold: BUSY).
+                match Box::pin(crate::script::host::wait_turn(shared, &args)).await {
+                    Some(busy) => crate::cmd::multi::rejected(shared, session, &args, busy),
+                    None => crate::cmd::execute(shared, session, &args),
+                }
+            } else {
+                crate::cmd::execute(shared, session, &args)
+            };
             session.predecoded = None;
             if let Some((waiter, timeout)) = session.blocked.take() {
                 // Blocked: the replies before it go out now; this connection waits without
@@ -394,8 +412,9 @@ async fn serve_session(
                 }
                 // Boxed, as the other rare waits below: inline, each would enlarge every
                 // connection's task, idle or not, by its own state.
+                let mail = session.pubsub.as_ref().map(|s| s.mailbox.clone());
                 match Box::pin(wait_blocked(
-                    shared, &mut sock, &mut inbuf, handle, &waiter, timeout,
+                    shared, &mut sock, &mut inbuf, handle, &waiter, timeout, mail,
                 ))
                 .await
                 {
@@ -444,6 +463,9 @@ async fn serve_session(
                 .await
                 .map(|()| End::Closed);
             }
+            if session.pubsub.is_some() {
+                deliver_mail(session, &mut out);
+            }
             match session.flow {
                 Flow::CloseNow => return Ok(End::Closed),
                 Flow::CloseAfterReply => {
@@ -451,7 +473,10 @@ async fn serve_session(
                     sock.write_all(&out).await?;
                     return Ok(End::Closed);
                 }
-                Flow::Continue => reply.encode(session.proto, &mut out),
+                Flow::Continue if session.reply == ReplyMode::On => {
+                    reply.encode(session.proto, &mut out)
+                }
+                Flow::Continue => quiet_reply(session, &reply, &mut out),
             }
             decoder.authenticated = session.authenticated;
             if out.len() >= OUTPUT_FLUSH {
@@ -484,7 +509,19 @@ async fn serve_session(
         if out.capacity() > 0 {
             out = BytesMut::new();
         }
-        let n = tokio::select! {
+        let n = if session.pubsub.is_some() {
+            // Subscribed: messages are written as they arrive while the socket is read. Boxed,
+            // as the other rare waits: inline it would enlarge every connection's task.
+            match Box::pin(wait_subscribed(
+                shared, &mut sock, &mut inbuf, handle, session,
+            ))
+            .await?
+            {
+                Some(n) => n,
+                None => return Ok(End::Closed),
+            }
+        } else {
+            tokio::select! {
             biased;
             _ = handle.kill.notified() => {
                 if handle.killed.load(SeqCst) {
@@ -499,12 +536,95 @@ async fn serve_session(
                 continue;
             }
             r = read_idle(&sock, &mut inbuf, idle) => r?,
+            }
         };
         if n == 0 {
             return Ok(End::Closed);
         }
         session.read_at = Instant::now();
         shared.stats.net_input.fetch_add(n as u64, Relaxed);
+    }
+}
+
+/// Sends what arrived in a subscribed session's mailbox ahead of the reply being encoded (a
+/// message published before it, by this command or another client, goes out before it), and
+/// drops the subscriptions once none is left.
+#[inline(never)]
+fn deliver_mail(session: &mut Session, out: &mut BytesMut) {
+    let Some(subs) = &session.pubsub else {
+        return;
+    };
+    subs.mailbox.set_proto(session.proto);
+    let n = subs.mailbox.take(out);
+    subs.mailbox.sent(n);
+    if subs.is_empty() {
+        session.pubsub = None;
+    }
+}
+
+/// A reply under CLIENT REPLY OFF or SKIP: dropped, unless it is a pub/sub push.
+#[inline(never)]
+fn quiet_reply(session: &mut Session, reply: &Reply, out: &mut BytesMut) {
+    match session.reply {
+        // CLIENT REPLY SKIP itself answers nothing; the command after it is the one skipped.
+        ReplyMode::SkipNext => session.reply = ReplyMode::Skip,
+        ReplyMode::Skip => session.reply = ReplyMode::On,
+        ReplyMode::On | ReplyMode::Off => {}
+    }
+    if crate::cmd::pubsub::is_push_command(session.last_cmd) {
+        reply.encode(session.proto, out);
+    }
+}
+
+/// A subscribed connection's wait: writes the messages queued for it as they arrive until the
+/// client sends more (the bytes read; `None`: close). It does not park (its subscriptions live
+/// in this task) and has no idle timeout, as Redis exempts pub/sub clients from `timeout`.
+async fn wait_subscribed(
+    shared: &Shared,
+    sock: &mut TcpStream,
+    inbuf: &mut BytesMut,
+    handle: &ClientHandle,
+    session: &Session,
+) -> io::Result<Option<usize>> {
+    let Some(mailbox) = session.pubsub.as_ref().map(|s| s.mailbox.clone()) else {
+        return read_some(sock, inbuf).await.map(Some);
+    };
+    let mut out = BytesMut::new();
+    loop {
+        if handle.killed.load(SeqCst) {
+            return Ok(None);
+        }
+        let n = mailbox.take(&mut out);
+        if n > 0 {
+            // A subscriber that does not read is cut off by a publisher (output buffer limit):
+            // the kill ends a write that cannot finish.
+            tokio::select! {
+                biased;
+                () = killed(handle) => return Ok(None),
+                r = sock.write_all(&out) => r?,
+            }
+            mailbox.sent(n);
+            shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
+            out.clear();
+            continue;
+        }
+        if out.capacity() > 0 {
+            out = BytesMut::new();
+        }
+        tokio::select! {
+            biased;
+            // A request to park is declined: the connection is not idle while subscribed.
+            _ = handle.kill.notified() => {}
+            _ = mailbox.ready.notified() => {}
+            r = read_some(sock, inbuf) => return r.map(Some),
+        }
+    }
+}
+
+/// Resolves once the client is killed (a request to park is not a kill).
+async fn killed(handle: &ClientHandle) {
+    while !handle.killed.load(SeqCst) {
+        handle.kill.notified().await;
     }
 }
 
@@ -528,7 +648,8 @@ async fn read_idle(
 }
 
 /// Waits until a blocked client is served, its timeout passes, or it goes away (`None`: close
-/// the connection). Bytes the client sends meanwhile stay buffered for after (as Redis does).
+/// the connection). Bytes the client sends meanwhile stay buffered for after (as Redis does);
+/// pub/sub messages for a (RESP3) subscriber that blocked are written as they arrive.
 async fn wait_blocked(
     shared: &Shared,
     sock: &mut TcpStream,
@@ -536,6 +657,7 @@ async fn wait_blocked(
     handle: &ClientHandle,
     waiter: &Arc<crate::state::blocking::Waiter>,
     timeout: Option<Duration>,
+    mail: Option<Arc<crate::state::pubsub::Mailbox>>,
 ) -> Option<Reply> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let gone = loop {
@@ -548,6 +670,17 @@ async fn wait_blocked(
         tokio::select! {
             _ = waiter.woken.notified() => break false,
             _ = until => break false,
+            () = mail_arrived(mail.as_deref()) => {
+                if let Some(mb) = mail.as_deref() {
+                    let mut out = BytesMut::new();
+                    let n = mb.take(&mut out);
+                    if sock.write_all(&out).await.is_err() {
+                        break true;
+                    }
+                    mb.sent(n);
+                    shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
+                }
+            }
             // Not a request to park: a blocked client stays.
             _ = handle.kill.notified() => if handle.killed.load(SeqCst) {
                 break true;
@@ -563,6 +696,14 @@ async fn wait_blocked(
     };
     let reply = crate::cmd::blocking::unblock(shared, waiter);
     (!gone).then_some(reply)
+}
+
+/// Resolves when a message is queued in `mail`; never without a mailbox.
+async fn mail_arrived(mail: Option<&crate::state::pubsub::Mailbox>) {
+    match mail {
+        Some(mb) => mb.ready.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// RESTORE payloads from this size on are decoded off the IO thread.
@@ -635,6 +776,7 @@ async fn active_expiry(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiv
                     s.keyspace.expire_step(now, STEP_BUCKETS, |bucket, key| {
                         crate::replication::propagate_expired(&s, bucket, key, now);
                         s.watches.touch(&[key]);
+                        crate::cmd::notify::expired(&s, key);
                     });
                 if deleted * 4 <= checked || started.elapsed() > Duration::from_millis(25) {
                     break;

@@ -12,6 +12,7 @@ use std::task::{Poll, Waker};
 thread_local! {
     static HOOKED: Cell<bool> = const { Cell::new(false) };
     static WAITING: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+    static AT_PARK: RefCell<Vec<Box<dyn FnOnce()>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Marks the calling thread as one whose runtime calls [`before_park`].
@@ -19,10 +20,24 @@ pub fn hook_this_thread() {
     HOOKED.set(true);
 }
 
-/// The runtime's hook before it sleeps: the connections waiting to write run now (the runtime
-/// runs them instead of sleeping, since it finds tasks ready).
+/// The runtime's hook before it sleeps: work deferred to the end of the tick runs (scripts
+/// handed to the script thread in one batch), and the connections waiting to write run now (the
+/// runtime runs them instead of sleeping, since it finds tasks ready).
 pub fn before_park() {
+    let deferred = AT_PARK.with_borrow_mut(std::mem::take);
+    deferred.into_iter().for_each(|f| f());
     WAITING.with_borrow_mut(|w| w.drain(..).for_each(Waker::wake));
+}
+
+/// Whether this thread's runtime calls [`before_park`] (an IO thread).
+pub fn is_hooked() -> bool {
+    HOOKED.get()
+}
+
+/// Runs `f` at the end of this IO thread's tick (see [`before_park`]); call only where
+/// [`is_hooked`].
+pub fn at_park(f: impl FnOnce() + 'static) {
+    AT_PARK.with_borrow_mut(|v| v.push(Box::new(f)));
 }
 
 /// Resolves once this thread's other ready connections have run their requests.

@@ -36,6 +36,11 @@ pub trait ClientExt: Default + Debug + Send + Sync {
     /// The client is active now (it ran a command, or its parked connection woke); `created` is
     /// when it connected (read only by an implementation that counts from it).
     fn mark_active(&self, created: Instant);
+    /// Its pub/sub subscriptions: channels, patterns, shard channels (CLIENT LIST's `sub`,
+    /// `psub`, `ssub`; any makes it a pubsub client, flag `P`).
+    fn subscriptions(&self) -> [u32; 3] {
+        [0; 3]
+    }
 }
 
 /// What the registry knows of one connection; the connection task owns the socket.
@@ -119,17 +124,24 @@ impl<X: ClientExt> ClientHandle<X> {
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
         let age = self.created.elapsed();
+        let [sub, psub, ssub] = self.ext.subscriptions();
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={sub} psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
             self.id,
             self.addr,
             self.laddr,
             name,
             age.as_secs(),
             self.ext.idle_secs(age),
+            if self.is_pubsub() { "P" } else { "N" },
             lock(&self.last_cmd),
             self.resp.load(Relaxed),
         )
+    }
+
+    /// Subscribed to anything (CLIENT LIST TYPE pubsub).
+    pub fn is_pubsub(&self) -> bool {
+        self.ext.subscriptions().iter().any(|&n| n > 0)
     }
 }
 
@@ -436,6 +448,7 @@ fn client_help() -> Reply {
 
 fn client_list(c: &impl Conn, a: &[Bytes]) -> Reply {
     let mut ids: Option<Vec<u64>> = None;
+    let mut pubsub: Option<bool> = None;
     let mut i = 2;
     while i < a.len() {
         if is(&a[i], "type") && i + 1 < a.len() {
@@ -449,10 +462,11 @@ fn client_list(c: &impl Conn, a: &[Bytes]) -> Reply {
                     String::from_utf8_lossy(t)
                 ));
             }
-            // Every client is a normal one: other types list nothing.
-            if !is(t, "normal") {
+            // No client is a master or replica link here: those types list nothing.
+            if !is(t, "normal") && !is(t, "pubsub") {
                 return Reply::Verbatim(Bytes::new());
             }
+            pubsub = Some(is(t, "pubsub"));
             i += 2;
         } else if is(&a[i], "id") && i + 1 < a.len() {
             let mut v = Vec::new();
@@ -470,7 +484,9 @@ fn client_list(c: &impl Conn, a: &[Bytes]) -> Reply {
     }
     let mut text = String::new();
     for h in c.clients().all() {
-        if ids.as_ref().is_some_and(|ids| !ids.contains(&h.id)) {
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&h.id))
+            || pubsub.is_some_and(|p| p != h.is_pubsub())
+        {
             continue;
         }
         text.push_str(&h.info_line());

@@ -7,20 +7,22 @@
 //! `-WRONGSHARD`; the router follows the change and sends the command again to the key's new
 //! owner with what is left of its timeout, so the client sees one answer, as from one server.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringcache_protocol::table::CommandSpec;
 use tokio::sync::oneshot;
 
-use crate::clients::Who;
+use crate::clients::{lock, Who};
 use crate::dedicated::Dedicated;
 use crate::merge::{error_bytes, Slot};
 use crate::rebalance::divert::{catch_up, tryagain, wrongshard};
 use crate::route::CROSSSHARD;
 use crate::state::Router;
-use crate::upstream::UpResult;
+use crate::upstream::{Dialer, UpResult};
 
 /// Moves of one waiting command's key the router follows before it answers TRYAGAIN.
 const MAX_FOLLOWS: usize = 8;
@@ -90,6 +92,7 @@ async fn wait(
             Ok(l) => l,
             Err(text) => break error_bytes(&text),
         };
+        let _blocked = Registered::new(&router, who.id, &link);
         let rx = link.send(encode(&args), keys, None);
         let result = tokio::select! {
             r = rx => r,
@@ -117,6 +120,60 @@ async fn wait(
         }
     };
     let _ = tx.send(Ok(reply));
+}
+
+/// The clients blocked through this router, by client id: where their command waits.
+#[derive(Debug, Default)]
+pub struct BlockedClients(Mutex<HashMap<u64, (Dialer, Arc<AtomicU64>)>>);
+
+/// A client listed in [`BlockedClients`] while its command waits on `link`.
+struct Registered<'a>(&'a Router, u64);
+
+impl<'a> Registered<'a> {
+    fn new(router: &'a Router, id: u64, link: &Dedicated) -> Registered<'a> {
+        lock(&router.blocked.0).insert(id, (link.dialer().clone(), link.node_id.clone()));
+        Registered(router, id)
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.blocked.0).remove(&self.1);
+    }
+}
+
+/// CLIENT UNBLOCK <id> [TIMEOUT|ERROR] for a client of this router: its node unblocks the
+/// connection its command waits on. `:0` if the client is not blocked here.
+pub fn client_unblock(router: &Router, who: Who, a: &[Bytes]) -> Slot {
+    if a.len() < 3 || a.len() > 4 {
+        return Slot::reply(&crate::local::arity_error("client|unblock"), who.proto);
+    }
+    let Some(id) = ringcache_protocol::num::parse_i64(&a[2]).and_then(|n| u64::try_from(n).ok())
+    else {
+        return Slot::error("ERR value is not an integer or out of range");
+    };
+    if let Some(mode) = a.get(3) {
+        if !mode.eq_ignore_ascii_case(b"timeout") && !mode.eq_ignore_ascii_case(b"error") {
+            return Slot::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+        }
+    }
+    let found = lock(&router.blocked.0).get(&id).cloned();
+    let Some((dialer, node_id)) = found else {
+        return Slot::reply(&ringcache_protocol::Reply::Int(0), who.proto);
+    };
+    let node_id = node_id.load(Relaxed).to_string();
+    let mut args: Vec<&[u8]> = vec![b"CLIENT", b"UNBLOCK", node_id.as_bytes()];
+    if let Some(mode) = a.get(3) {
+        args.push(mode);
+    }
+    let mut raw = BytesMut::new();
+    ringcache_protocol::resp::encode_request(&mut raw, args);
+    let raw = raw.freeze();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(dialer.call_once(raw).await);
+    });
+    Slot::Forward(rx)
 }
 
 #[cfg(test)]

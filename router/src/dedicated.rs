@@ -47,6 +47,8 @@ pub struct Dedicated {
     pub shard: String,
     tx: mpsc::UnboundedSender<Req>,
     dialer: Dialer,
+    /// The node's id for this connection (CLIENT ID), once learned (0 before).
+    pub node_id: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Req {
@@ -75,12 +77,19 @@ impl Dedicated {
             .ok_or_else(|| "ERR the router is shutting down".to_string())?;
         let dialer = shard.pool.dialer();
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(me, dialer.clone(), who, rx, permit));
+        let node_id = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(me, dialer.clone(), who, rx, permit, node_id.clone()));
         Ok(Dedicated {
             shard: shard.id.clone(),
             tx,
             dialer,
+            node_id,
         })
+    }
+
+    /// The shard's connection, for requests about this link (CLIENT UNBLOCK of its client).
+    pub fn dialer(&self) -> &Dialer {
+        &self.dialer
     }
 
     /// Sends `raw` after moving `keys` here if their arc is moving; the receiver gets the reply.
@@ -142,6 +151,7 @@ async fn run(
     who: Who,
     mut rx: mpsc::UnboundedReceiver<Req>,
     _permit: OwnedSemaphorePermit,
+    node_id: Arc<AtomicU64>,
 ) {
     let mut sock = match dialer.connect(who.proto).await {
         Ok(s) => s,
@@ -156,6 +166,19 @@ async fn run(
         }
     };
     let mut buf = BytesMut::new();
+    // The node's name for this connection, so CLIENT UNBLOCK through the router can reach it
+    // (one round trip as the connection opens).
+    let mut id_req = Req {
+        raw: Bytes::from_static(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n"),
+        reply: None,
+        keys: Vec::new(),
+        timeout: None,
+        moved: None,
+    };
+    match exchange_id(&dialer, &mut sock, &mut buf, &mut id_req).await {
+        Some(id) => node_id.store(id, Relaxed),
+        None => return,
+    }
     while let Some(mut req) = rx.recv().await {
         if !req.keys.is_empty() {
             let topo = router.topology.load_full();
@@ -210,6 +233,18 @@ async fn run(
             return;
         }
     }
+}
+
+/// CLIENT ID on a fresh connection.
+async fn exchange_id(
+    dialer: &Dialer,
+    sock: &mut TcpStream,
+    buf: &mut BytesMut,
+    req: &mut Req,
+) -> Option<u64> {
+    req.timeout = Some(Duration::from_secs(10));
+    let reply = exchange(dialer, sock, buf, req).await.ok()??;
+    u64::try_from(crate::frame::integer(&reply)?).ok()
 }
 
 /// Writes one request and reads its reply: `Ok(None)` if the client went away meanwhile.

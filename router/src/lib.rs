@@ -21,6 +21,7 @@ pub mod cursor;
 pub mod dedicated;
 pub mod frame;
 pub mod health;
+pub mod info;
 pub mod io_threads;
 pub mod l4;
 pub mod local;

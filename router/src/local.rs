@@ -162,7 +162,13 @@ pub fn config_slot(
         && !topo.shards.is_empty()
         && match &sub[..] {
             b"get" => !a[2..].iter().all(is_router),
-            b"set" => !a[2..].iter().step_by(2).any(is_router),
+            // The router's own settings come from its TOML file; the ones it only reports
+            // (save, appendonly, ...) are the nodes' to set.
+            b"set" => !a[2..].iter().step_by(2).any(|p| {
+                ["port", "maxclients", "requirepass"]
+                    .iter()
+                    .any(|r| r.as_bytes().eq_ignore_ascii_case(p))
+            }),
             b"resetstat" => true,
             _ => false,
         };
@@ -221,16 +227,34 @@ fn config(router: &Router, a: &[Bytes]) -> Reply {
     Reply::Map(out)
 }
 
-const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "stats", "router", "keyspace"];
+/// The sections the router answers itself; every other one is the shards', merged.
+const ROUTER_SECTIONS: &[&str] = &["server", "router"];
+/// Redis's default sections, and the router's own.
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
+    "keyspace",
+    "router",
+];
 
-/// INFO: the router's sections; `keyspace` sums the shards' (fetched with `INFO keyspace`).
+/// INFO: the router's sections, then the shards' (see `crate::info`).
 fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
     let mut wanted: Vec<String> = Vec::new();
     for arg in &a[1..] {
         let arg = String::from_utf8_lossy(arg).to_ascii_lowercase();
         match arg.as_str() {
-            "all" | "everything" | "default" => {
-                wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string()))
+            "default" => wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string())),
+            "all" | "everything" => {
+                wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string()));
+                wanted.extend(["commandstats", "latencystats"].map(String::from));
             }
             _ => wanted.push(arg),
         }
@@ -239,7 +263,7 @@ fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
         wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string()));
     }
     let mut text = String::new();
-    for section in DEFAULT_SECTIONS.iter().filter(|s| **s != "keyspace") {
+    for section in ROUTER_SECTIONS {
         if !wanted.iter().any(|w| w == section) {
             continue;
         }
@@ -248,28 +272,51 @@ fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
         }
         section_text(router, topo, section, &mut text);
     }
-    if !wanted.iter().any(|w| w == "keyspace") {
+    let mut shard_sections: Vec<&str> = Vec::new();
+    for w in &wanted {
+        if !ROUTER_SECTIONS.contains(&w.as_str()) && !shard_sections.contains(&w.as_str()) {
+            shard_sections.push(w);
+        }
+    }
+    if shard_sections.is_empty() || topo.shards.is_empty() {
         return Slot::reply(&Reply::Verbatim(Bytes::from(text)), s.proto);
     }
+    let mut request = bytes::BytesMut::new();
+    ringcache_protocol::resp::encode_request(
+        &mut request,
+        std::iter::once("INFO")
+            .chain(shard_sections.iter().copied())
+            .collect::<Vec<_>>(),
+    );
+    let request = request.freeze();
     let start = std::time::Instant::now();
     let cmd = crate::shard_metrics::command_index(table::lookup(b"info"));
     let parts = topo
         .serving_shards()
-        .map(|shard| {
-            crate::send::send(
-                shard,
-                s,
-                Bytes::from_static(b"*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n"),
-                cmd,
-                start,
-            )
-        })
+        .map(|shard| crate::send::send(shard, s, request.clone(), cmd, start))
         .collect();
+    // The client-facing counters are the router's.
+    let overrides = vec![
+        (
+            "total_connections_received",
+            router.clients.total_connections.load(Relaxed),
+        ),
+        ("total_commands_processed", router.commands.load(Relaxed)),
+        (
+            "rejected_connections",
+            router.clients.rejected_connections.load(Relaxed),
+        ),
+        // Clients: the router's own, but blocked ones are those the nodes hold blocked.
+        ("connected_clients", router.clients.len() as u64),
+        ("maxclients", router.config.max_clients as u64),
+        ("parked_clients", router.clients.parked() as u64),
+    ];
     Slot::Merge(Box::new(Merge::new(
         parts,
         How::Info {
             text,
             proto: s.proto,
+            overrides,
         },
     )))
 }
@@ -290,23 +337,13 @@ fn section_text(router: &Router, topo: &Topology, section: &str, out: &mut Strin
                 uptime / 86400,
             )
         }
-        "clients" => write!(
-            out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\nparked_clients:{}\r\n",
-            router.clients.len(),
-            router.config.max_clients,
-            router.clients.parked(),
-        ),
-        "stats" => write!(
-            out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\n",
-            router.clients.total_connections.load(Relaxed),
-            router.commands.load(Relaxed),
-            router.clients.rejected_connections.load(Relaxed),
-        ),
         "router" => {
             let ring = &topo.ring;
-            let up = topo.shards.iter().filter(|s| s.pool.connected() > 0).count();
+            let up = topo
+                .shards
+                .iter()
+                .filter(|s| s.pool.connected() > 0)
+                .count();
             let _ = write!(
                 out,
                 "# Router\r\nring_epoch:{}\r\nring_vnodes:{}\r\nring_shards:{}\r\nring_points:{}\r\nshards_up:{up}\r\nupstream_connections_per_shard:{}\r\nconnected_clients:{}\r\n",

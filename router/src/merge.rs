@@ -69,10 +69,12 @@ pub enum How {
         shard: usize,
         shards: usize,
     },
-    /// INFO: the router's own sections, then the shards' keyspaces summed.
+    /// INFO: the router's own sections, then the shards' merged (`crate::info::merge`), with
+    /// these fields replaced by the router's own counts.
     Info {
         text: String,
         proto: Protocol,
+        overrides: Vec<(&'static str, u64)>,
     },
 }
 
@@ -216,7 +218,11 @@ pub fn combine(how: &How, parts: Vec<UpResult>) -> Bytes {
         }
         How::FanOut(FanOut::AnyOk) => any_ok(parts),
         How::Scan { shard, shards } => successes(parts).and_then(|p| scan(&p, *shard, *shards)),
-        How::Info { text, proto } => Ok(info(text, *proto, &parts)),
+        How::Info {
+            text,
+            proto,
+            overrides,
+        } => Ok(crate::info::merge(text, *proto, &parts, overrides)),
     };
     result.unwrap_or_else(|e| e)
 }
@@ -358,42 +364,6 @@ fn scan(parts: &[Bytes], shard: usize, shards: usize) -> Result<Bytes, Bytes> {
 }
 
 /// INFO: the router's text with a `# Keyspace` section summing the shards' `db0` lines.
-fn info(text: &str, proto: Protocol, parts: &[UpResult]) -> Bytes {
-    let (mut keys, mut expires, mut missing) = (0u64, 0u64, 0usize);
-    for p in parts {
-        let body = match p {
-            Ok(raw) => frame::bulk_payload(raw),
-            Err(_) => None,
-        };
-        let Some(body) = body else {
-            missing += 1;
-            continue;
-        };
-        let body = String::from_utf8_lossy(body);
-        if let Some(line) = body.lines().find_map(|l| l.strip_prefix("db0:")) {
-            for field in line.split(',') {
-                match field.split_once('=') {
-                    Some(("keys", v)) => keys += v.trim().parse::<u64>().unwrap_or(0),
-                    Some(("expires", v)) => expires += v.trim().parse::<u64>().unwrap_or(0),
-                    _ => {}
-                }
-            }
-        }
-    }
-    let mut text = text.to_string();
-    if !text.is_empty() {
-        text.push_str("\r\n");
-    }
-    text.push_str("# Keyspace\r\n");
-    if keys > 0 {
-        text.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n"));
-    }
-    if missing > 0 {
-        tracing::debug!(missing, "INFO keyspace: some shards did not answer");
-    }
-    Reply::Verbatim(Bytes::from(text)).to_bytes(proto)
-}
-
 fn array_header(out: &mut BytesMut, n: usize) {
     let mut digits = itoa::Buffer::new();
     out.put_u8(b'*');
@@ -545,6 +515,7 @@ mod tests {
             &How::Info {
                 text: "# Router\r\nx:1\r\n".into(),
                 proto: Protocol::Resp2,
+                overrides: Vec::new(),
             },
             vec![a, b, down()],
         );

@@ -344,12 +344,26 @@ async fn connection(
             // Messages for a subscriber, after any reply ready before them.
             () = recv_pushed(&mut s.pubsub, &mut pushed), if s.pubsub.is_some() && !s.closing => {}
         }
+        let pushed_bytes: usize = pushed.iter().map(Bytes::len).sum();
         for msg in pushed {
             out.extend_from_slice(&msg);
         }
         if !out.is_empty() {
-            sock.write_all(&out).await?;
+            if s.pubsub.is_some() {
+                // A subscriber that stopped reading is cut off by the hub mid-write.
+                tokio::select! {
+                    r = sock.write_all(&out) => r?,
+                    _ = handle.kill.notified() => if handle.killed.load(SeqCst) {
+                        return Ok(End::Closed);
+                    },
+                }
+            } else {
+                sock.write_all(&out).await?;
+            }
             out.clear();
+        }
+        if let (Some(sub), true) = (&s.pubsub, pushed_bytes > 0) {
+            sub.written(pushed_bytes);
         }
         if fifo.is_empty() {
             out = BytesMut::new();
@@ -608,6 +622,9 @@ fn dispatch(
         // Its subscriptions end with it.
         "reset" => s.pubsub = None,
         _ => {}
+    }
+    if spec.name == "client" && args.len() > 1 && args[1].eq_ignore_ascii_case(b"unblock") {
+        return blocking::client_unblock(router, s.who(), args);
     }
     if txn::applies(s, spec) && !topo.shards.is_empty() {
         if let Some(slot) = txn::dispatch(router, topo, s, spec, args, &raw) {

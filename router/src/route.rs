@@ -98,7 +98,7 @@ pub fn plan(spec: &CommandSpec, args: &[bytes::Bytes], owner: impl Fn(&[u8]) -> 
             // A bad key count: any shard answers the command's own error.
             Plan::Forward(owner(b""))
         } else {
-            keyless(spec)
+            keyless(spec, &owner)
         };
     };
     let split = match spec.name {
@@ -152,8 +152,10 @@ pub fn plan(spec: &CommandSpec, args: &[bytes::Bytes], owner: impl Fn(&[u8]) -> 
     }
 }
 
-fn keyless(spec: &CommandSpec) -> Plan {
+fn keyless(spec: &CommandSpec, owner: &impl Fn(&[u8]) -> usize) -> Plan {
     match spec.name {
+        // Keyless commands any one shard answers as well as all would.
+        "pfselftest" | "lastsave" => Plan::Forward(owner(b"")),
         "ping" | "echo" | "hello" | "auth" | "select" | "quit" | "reset" | "client" | "command"
         | "config" | "info" | "time" | "ring" => Plan::Local,
         "dbsize" => Plan::FanOut(FanOut::Sum),

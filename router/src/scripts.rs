@@ -105,9 +105,14 @@ pub fn dispatch(
             start,
         ))
     };
+    // The shard keyless scripts run on, so FUNCTION STATS shows the function running there.
+    let home = topo
+        .owner(b"")
+        .and_then(|i| topo.shards.get(i))
+        .unwrap_or(&topo.shards[0]);
     let first = || {
         Some(Slot::Forward(crate::send::send(
-            &topo.shards[0],
+            home,
             s,
             raw.clone(),
             cmd,

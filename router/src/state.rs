@@ -51,6 +51,8 @@ pub struct Router {
     pub pubsub: crate::pubsub::Hub,
     /// Copies of the scripts and function libraries loaded through this router.
     pub scripts: crate::scripts::Scripts,
+    /// Clients blocked through this router, for CLIENT UNBLOCK.
+    pub blocked: crate::blocking::BlockedClients,
     /// Permits for connections of one client's own (`crate::dedicated`).
     pub dedicated: Arc<tokio::sync::Semaphore>,
     /// This router, for tasks a request spawns (the migration path).
@@ -102,6 +104,7 @@ impl Router {
         Ok(Arc::new_cyclic(|me| Router {
             pubsub: Default::default(),
             scripts: Default::default(),
+            blocked: Default::default(),
             dedicated,
             config,
             topology: ArcSwap::from_pointee(topology),

@@ -237,13 +237,36 @@ fn exec(router: &Router, s: &mut Session) -> Slot {
     let Some(me) = router.me() else {
         return Slot::error("ERR the router is shutting down");
     };
+    // The usual case, keys where they were queued: EXEC goes now, before the client's later
+    // requests on other connections, as a server runs one client's commands in order.
+    let topo = router.topology.load();
+    let here = match (&t.link, home_of(&topo, &t.keys)) {
+        (Some(link), Ok(Some(h))) => {
+            topo.shards.get(h).is_some_and(|sh| sh.id == link.shard) && t.moved.load(Relaxed) == 0
+        }
+        _ => false,
+    };
+    let sent = match (&t.link, here) {
+        (Some(link), true) => Some(link.send(
+            Bytes::from_static(EXEC),
+            vec![],
+            Some(router.config.request_timeout),
+        )),
+        _ => None,
+    };
     let (tx, rx) = oneshot::channel();
-    tokio::spawn(run_exec(me, *t, s.who(), tx));
+    tokio::spawn(run_exec(me, *t, s.who(), sent, tx));
     Slot::Forward(rx)
 }
 
 /// Runs EXEC where the keys live now (see the module's documentation).
-async fn run_exec(router: Arc<Router>, mut t: Txn, who: Who, mut tx: oneshot::Sender<UpResult>) {
+async fn run_exec(
+    router: Arc<Router>,
+    mut t: Txn,
+    who: Who,
+    mut sent: Option<oneshot::Receiver<UpResult>>,
+    mut tx: oneshot::Sender<UpResult>,
+) {
     let timeout = router.config.request_timeout;
     let mut retried = 0;
     let reply = loop {
@@ -258,8 +281,11 @@ async fn run_exec(router: Arc<Router>, mut t: Txn, who: Who, mut tx: oneshot::Se
         let Some(shard) = topo.shards.get(home) else {
             break error_bytes("ERR the ring has no shards");
         };
+        // EXEC already sent by the request path, on the link, in the client's order.
+        let sent_now = sent.take();
+        let reuse = sent_now.is_some();
         let link = match t.link.take() {
-            Some(l) if l.shard == shard.id && t.moved.load(Relaxed) == 0 => l,
+            Some(l) if reuse || (l.shard == shard.id && t.moved.load(Relaxed) == 0) => l,
             old => {
                 if old.is_some() && t.watching {
                     // The watched keys moved: the WATCH on the old node no longer guards them.
@@ -277,7 +303,10 @@ async fn run_exec(router: Arc<Router>, mut t: Txn, who: Who, mut tx: oneshot::Se
                 l
             }
         };
-        let rx = link.send(Bytes::from_static(EXEC), vec![], Some(timeout));
+        let rx = match sent_now {
+            Some(rx) => rx,
+            None => link.send(Bytes::from_static(EXEC), vec![], Some(timeout)),
+        };
         let result = tokio::select! {
             r = rx => r,
             _ = tx.closed() => return,

@@ -535,6 +535,35 @@ impl Dialer {
     pub fn shard(&self) -> &str {
         &self.0.shard
     }
+
+    /// One request on a connection of its own, opened and closed for it (rare requests that
+    /// must not queue behind others: CLIENT UNBLOCK).
+    pub async fn call_once(&self, raw: Bytes) -> UpResult {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let lost = |e: io::Error| self.error(UpstreamErrorKind::Lost(Arc::from(describe(&e))));
+        let mut sock = self.connect(Protocol::Resp2).await?;
+        sock.write_all(&raw).await.map_err(lost)?;
+        let mut buf = BytesMut::new();
+        let mut scanner = FrameScanner::default();
+        let timeout = self.0.settings.request_timeout;
+        let read = async {
+            loop {
+                match scanner.next(&buf) {
+                    Ok(Some(f)) => return Ok(buf.split_to(f.len).freeze()),
+                    Ok(None) => {}
+                    Err(e) => return Err(self.error(UpstreamErrorKind::Protocol(Arc::from(e.0)))),
+                }
+                match sock.read_buf(&mut buf).await {
+                    Ok(0) => return Err(lost(io::ErrorKind::UnexpectedEof.into())),
+                    Ok(_) => {}
+                    Err(e) => return Err(lost(e)),
+                }
+            }
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .unwrap_or_else(|_| Err(self.error(UpstreamErrorKind::Timeout(timeout))))
+    }
 }
 
 enum HelloError {

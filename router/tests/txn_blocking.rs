@@ -10,41 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringcache_client::Client as Conn;
-use ringcache_protocol::ring::{Ring, ShardSpec};
 use ringcache_protocol::Reply;
 
 mod support;
 
-use support::{eventually, Cluster, NodeRuntime, Timeouts, T};
+use support::{eventually, name_on, text, wait_no_change, Cluster, NodeRuntime, Timeouts, T};
 
-const VNODES: u32 = ringcache_protocol::ring::DEFAULT_VNODES;
-
-fn ring_of(epoch: u64, ids: &[&str]) -> Ring {
-    Ring::new(
-        epoch,
-        VNODES,
-        ids.iter().map(|id| ShardSpec::new(*id, 1)).collect(),
-    )
-    .unwrap()
-}
-
-/// The first `key:<n>` the ring over `ids` gives to `shard`.
 fn key_on(ids: &[&str], shard: &str) -> String {
-    let ring = ring_of(1, ids);
-    (0..)
-        .map(|i| format!("key:{i}"))
-        .find(|k| ring.locate(k.as_bytes()).unwrap().id == shard)
-        .unwrap()
-}
-
-fn text(r: &Reply) -> String {
-    match r {
-        Reply::Bulk(b) | Reply::Verbatim(b) => String::from_utf8_lossy(b).into_owned(),
-        Reply::Status(s) => s.to_string(),
-        Reply::StatusOwned(s) | Reply::Error(s) => s.clone(),
-        Reply::Int(n) => n.to_string(),
-        other => format!("{other:?}"),
-    }
+    name_on(ids, shard, "key:")
 }
 
 async fn conn(cl: &Cluster) -> Conn {
@@ -239,16 +212,6 @@ async fn dedicated_connections_are_capped_and_released_when_a_client_leaves() {
     assert_eq!(call(&mut c, &["LLEN", "cap:0"]).await, Reply::Int(1));
 }
 
-/// Waits until the router reports no change in progress.
-async fn wait_migrated(cl: &Cluster) {
-    eventually(Duration::from_secs(60), || async {
-        let mut c = Conn::connect(&cl.router.to_string(), T).await.ok()?;
-        let st = text(&c.call(&["RING", "STATUS"], T).await.ok()?);
-        st.lines().any(|l| l.trim() == "migrating:0").then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_pop_follows_its_key_to_the_shard_that_joined() {
     let cl = Cluster::builder(&["a", "b", "c"])
@@ -272,7 +235,7 @@ async fn a_blocked_pop_follows_its_key_to_the_shard_that_joined() {
     let mut admin = conn(&cl).await;
     let join = call(&mut admin, &["RING", "JOIN", "c", &cl.addr("c")]).await;
     assert_eq!(text(&join), "OK", "{join:?}");
-    wait_migrated(&cl).await;
+    wait_no_change(cl.router).await;
     assert!(!waiter.is_finished(), "the waiter was answered by the move");
     assert_eq!(
         call(&mut admin, &["RPUSH", &q, "after"]).await,
@@ -358,7 +321,7 @@ async fn transactions_racing_a_join_run_once_each_on_the_keys_owner() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let join = call(&mut admin, &["RING", "JOIN", "c", &cl.addr("c")]).await;
     assert_eq!(text(&join), "OK", "{join:?}");
-    wait_migrated(&cl).await;
+    wait_no_change(cl.router).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let mut totals = vec![0i64; KEYS];

@@ -165,6 +165,9 @@ pub fn serve_ready(shared: &Shared, touched: Vec<Bytes>) {
             }
             shared.blocked.remove(&w);
             shared.keyspace.remove_interest();
+            if !db.effects.notes.is_empty() {
+                super::notify::command(shared, &mut db, spec.name, &w.args);
+            }
             let touched = crate::replication::release(shared, db, Some((spec, &w.args)));
             ready.extend(touched.into_iter().filter(|k| *k != key));
         }

@@ -14,6 +14,7 @@ use super::args::{arity_error, unknown_subcommand};
 use super::ctx::Ctx;
 use crate::config::parse_memory;
 use crate::keyspace::evict::Policy;
+use crate::state::pubsub::{BufferLimit, LIMIT_CLASSES};
 use crate::state::Shared;
 
 #[derive(Clone, Copy)]
@@ -25,6 +26,10 @@ enum Kind {
     Enum(&'static [&'static str]),
     Str,
     Immutable,
+    /// `notify-keyspace-events` class letters.
+    Events,
+    /// `client-output-buffer-limit <class> <hard> <soft> <seconds> ...`.
+    BufferLimits,
 }
 
 struct Param {
@@ -118,7 +123,23 @@ static PARAMS: &[Param] = &[
         Some("lua-time-limit"),
         Kind::Int(0, i64::MAX),
     ),
-    p("notify-keyspace-events", None, Kind::Str),
+    p("notify-keyspace-events", None, Kind::Events),
+    p("client-output-buffer-limit", None, Kind::BufferLimits),
+    p(
+        "min-replicas-to-write",
+        Some("min-slaves-to-write"),
+        Kind::Int(0, I32),
+    ),
+    p(
+        "min-replicas-max-lag",
+        Some("min-slaves-max-lag"),
+        Kind::Int(0, I32),
+    ),
+    p(
+        "replica-serve-stale-data",
+        Some("slave-serve-stale-data"),
+        Kind::Bool,
+    ),
     p(
         "loglevel",
         None,
@@ -162,6 +183,8 @@ fn get(sh: &Shared, p: &Param) -> String {
         "hll-sparse-max-bytes" => limits.hll_sparse_max_bytes.to_string(),
         "stream-node-max-entries" => limits.stream_node_max_entries.to_string(),
         "stream-node-max-bytes" => limits.stream_node_max_bytes.to_string(),
+        "notify-keyspace-events" => super::notify::format_flags(sh.pubsub.notify_flags()),
+        "client-output-buffer-limit" => format_buffer_limits(&sh.pubsub.buffer_limits()),
         name => c
             .params
             .get(name)
@@ -183,7 +206,9 @@ fn default(name: &str) -> &'static str {
         | "lazyfree-lazy-user-del"
         | "lazyfree-lazy-user-flush"
         | "replica-lazy-flush" => "no",
-        "replica-read-only" | "latency-tracking" => "yes",
+        "replica-read-only" | "latency-tracking" | "replica-serve-stale-data" => "yes",
+        "min-replicas-to-write" => "0",
+        "min-replicas-max-lag" => "10",
         "hz" => "10",
         "active-expire-effort" => "1",
         "slowlog-log-slower-than" => "10000",
@@ -201,6 +226,12 @@ fn default(name: &str) -> &'static str {
 fn validate(p: &Param, value: &str) -> Result<String, String> {
     match p.kind {
         Kind::Immutable => Err("can't set immutable config".into()),
+        Kind::Events => super::notify::parse_flags(value.as_bytes())
+            .map(super::notify::format_flags)
+            .ok_or_else(|| "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
+        Kind::BufferLimits => {
+            parse_buffer_limits(value, [BufferLimit::NONE; 3]).map(|_| value.to_string())
+        }
         Kind::Str => Ok(value.to_string()),
         Kind::Bool => match value.to_ascii_lowercase().as_str() {
             "yes" | "no" => Ok(value.to_ascii_lowercase()),
@@ -257,6 +288,18 @@ fn set(sh: &Shared, p: &Param, v: &str) {
         "hll-sparse-max-bytes" => limits.hll_sparse_max_bytes = num() as usize,
         "stream-node-max-entries" => limits.stream_node_max_entries = num() as usize,
         "stream-node-max-bytes" => limits.stream_node_max_bytes = num() as usize,
+        "notify-keyspace-events" => {
+            let flags = super::notify::parse_flags(v.as_bytes()).unwrap_or(0);
+            sh.pubsub.swap_notify_flags(flags);
+            ks.set_notes(flags != 0);
+            return;
+        }
+        "client-output-buffer-limit" => {
+            if let Ok(l) = parse_buffer_limits(v, sh.pubsub.buffer_limits()) {
+                sh.pubsub.set_buffer_limits(l);
+            }
+            return;
+        }
         _ => {
             let mut c = sh.config_mut();
             match p.name {
@@ -267,6 +310,10 @@ fn set(sh: &Shared, p: &Param, v: &str) {
                 // Redis clamps hz to 1..500 rather than refusing.
                 "hz" => {
                     c.params.insert(p.name, num().clamp(1, 500).to_string());
+                }
+                "busy-reply-threshold" => {
+                    sh.scripts.busy_ms.store(unum(), Relaxed);
+                    c.params.insert(p.name, v.to_string());
                 }
                 _ => {
                     c.params.insert(p.name, v.to_string());
@@ -280,6 +327,50 @@ fn set(sh: &Shared, p: &Param, v: &str) {
     }
     ks.set_limits(limits);
     ks.set_eviction(ev);
+    if p.name == "maxmemory" {
+        // As Redis does: a lowered limit evicts at once, not at the next command.
+        super::evict(sh);
+    }
+}
+
+/// `client-output-buffer-limit` as CONFIG GET shows it (`normal 0 0 0 slave ... pubsub ...`).
+fn format_buffer_limits(l: &[BufferLimit; 3]) -> String {
+    LIMIT_CLASSES
+        .iter()
+        .zip(l)
+        .map(|(class, l)| format!("{class} {} {} {}", l.hard, l.soft, l.soft_secs))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Applies `<class> <hard> <soft> <seconds>` groups to `base`, with Redis's errors.
+fn parse_buffer_limits(v: &str, mut base: [BufferLimit; 3]) -> Result<[BufferLimit; 3], String> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    if !words.len().is_multiple_of(4) {
+        return Err("Wrong number of arguments in buffer limit configuration.".into());
+    }
+    for group in words.chunks(4) {
+        let class = match group[0].to_ascii_lowercase().as_str() {
+            "normal" => 0,
+            "replica" | "slave" => 1,
+            "pubsub" => 2,
+            _ => {
+                return Err("Invalid client class specified in buffer limit configuration.".into())
+            }
+        };
+        let bad = || {
+            "Error in hard, soft or soft_seconds setting in buffer limit configuration.".to_string()
+        };
+        let hard = parse_memory(group[1]).ok_or_else(bad)?;
+        let soft = parse_memory(group[2]).ok_or_else(bad)?;
+        let soft_secs = group[3].parse::<u64>().map_err(|_| bad())?;
+        base[class] = BufferLimit {
+            hard,
+            soft,
+            soft_secs,
+        };
+    }
+    Ok(base)
 }
 
 pub fn config(ctx: &mut Ctx, a: &[Bytes]) -> Reply {

@@ -1,19 +1,22 @@
-//! Connection commands: PING, HELLO, AUTH, SELECT, RESET, CLIENT (the last four, shared with the
+//! Connection commands: PING, HELLO, AUTH, SELECT, RESET, CLIENT (REPLY here) (the last four, shared with the
 //! router, in `ringcache_protocol::clients`).
 
 use bytes::Bytes;
 use ringcache_protocol::clients::Conn;
 use ringcache_protocol::{Protocol, Reply};
 
-use super::args::{arity_error, int_arg};
+use super::args::{arity_error, int_arg, is};
 use super::ctx::Ctx;
 use crate::clients::{ClientHandle, Clients, NodeClient};
-use crate::state::session::Flow;
+use crate::state::session::{Flow, ReplyMode};
 
 pub use ringcache_protocol::clients::{auth, client, hello, reset};
 pub use ringcache_protocol::errors::REDIS_COMPAT_VERSION;
 
 pub fn ping(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    if a.len() <= 2 && super::pubsub::in_resp2_subscribed_mode(ctx.session) {
+        return super::pubsub::subscribed_ping(a);
+    }
     match a.len() {
         1 => Reply::Status("PONG"),
         2 => Reply::Bulk(a[1].clone()),
@@ -69,4 +72,22 @@ pub fn select(a: &[Bytes]) -> Reply {
         Ok(_) => Reply::error("ERR DB index is out of range"),
         Err(e) => e,
     }
+}
+
+/// `CLIENT REPLY ON|OFF|SKIP`: OFF and SKIP answer nothing (the connection drops the reply).
+pub fn client_reply(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    if a.len() != 3 {
+        return arity_error("client|reply");
+    }
+    let mode = if is(&a[2], "on") {
+        ReplyMode::On
+    } else if is(&a[2], "off") {
+        ReplyMode::Off
+    } else if is(&a[2], "skip") {
+        ReplyMode::SkipNext
+    } else {
+        return Reply::error("ERR syntax error");
+    };
+    ctx.session.reply = mode;
+    Reply::OK
 }

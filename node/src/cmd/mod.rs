@@ -23,6 +23,8 @@ pub mod keys;
 pub mod lcs;
 pub mod lists;
 pub mod multi;
+pub mod notify;
+pub mod pubsub;
 pub mod replication;
 pub mod server;
 pub mod sets;
@@ -36,6 +38,7 @@ use ringcache_protocol::table::{self, flags, CommandSpec};
 use ringcache_protocol::Reply;
 
 use crate::keyspace::{now_ms, Db, Expiry};
+use crate::state::pubsub::Kind;
 use crate::state::session::{Flow, Session};
 use crate::state::Shared;
 use args::{arity_error, int_arg, is, unknown_command};
@@ -81,7 +84,7 @@ pub(crate) fn subcommand(spec: &'static CommandSpec, args: &[Bytes]) -> &'static
 }
 
 /// Why a command may not run now: arity, AUTH, a replica refusing writes, a key this node does
-/// not own, memory past `maxmemory` with nothing left to evict.
+/// not own, memory past `maxmemory` with nothing left to evict, RESP2's subscribed mode.
 fn refusal(
     shared: &Shared,
     session: &Session,
@@ -99,6 +102,9 @@ fn refusal(
     }
     if let Some(reply) = crate::topology::check_owner(shared, session, spec, args) {
         return Some(reply);
+    }
+    if pubsub::in_resp2_subscribed_mode(session) && !pubsub::allowed_while_subscribed(spec.name) {
+        return Some(pubsub::subscribed_refusal(spec, args));
     }
     if !session.from_primary && shared.keyspace.over_limit() && !evict(shared) {
         let may_grow = spec.has(flags::DENYOOM)
@@ -119,7 +125,7 @@ fn refusal(
 
 /// Evicts keys by the policy until the keyspace is under `maxmemory`; false if it cannot (no
 /// policy, nothing evictable).
-fn evict(shared: &Shared) -> bool {
+pub fn evict(shared: &Shared) -> bool {
     let ks = &shared.keyspace;
     // Bounded per command, as Redis bounds its eviction effort; the next command goes on.
     for _ in 0..10_000 {
@@ -135,6 +141,10 @@ fn evict(shared: &Shared) -> bool {
             ks.stats
                 .evicted
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !db.effects.notes.is_empty() {
+                db.effects.notes.clear();
+                notify::evicted(shared, &key);
+            }
             db.propagate_as(vec![
                 Bytes::from_static(b"DEL"),
                 Bytes::copy_from_slice(&key),
@@ -283,8 +293,20 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         }
         "reset" => {
             multi::reset(ctx);
+            pubsub::unsubscribe_all(ctx.shared, ctx.session);
+            ctx.session.reply = crate::state::session::ReplyMode::On;
             c::reset(ctx)
         }
+        "subscribe" => pubsub::subscribe(ctx, a, Kind::Channel),
+        "psubscribe" => pubsub::subscribe(ctx, a, Kind::Pattern),
+        "ssubscribe" => pubsub::subscribe(ctx, a, Kind::Shard),
+        "unsubscribe" => pubsub::unsubscribe(ctx, a, Kind::Channel),
+        "punsubscribe" => pubsub::unsubscribe(ctx, a, Kind::Pattern),
+        "sunsubscribe" => pubsub::unsubscribe(ctx, a, Kind::Shard),
+        "publish" => pubsub::publish(ctx, a),
+        "spublish" => pubsub::spublish(ctx, a),
+        "pubsub" => pubsub::pubsub(ctx, a),
+        "client" if a.len() > 1 && is(&a[1], "reply") => c::client_reply(ctx, a),
         // UNBLOCK needs the node's blocked clients; the rest is shared with the router.
         "client" if a.len() > 1 && is(&a[1], "unblock") => {
             blocking::client_unblock(ctx.shared, a)
@@ -294,7 +316,10 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "command" => s::command(ctx, a),
         "config" => s::config(ctx, a),
         "memory" => s::memory(ctx, a),
-        "function" => s::function(ctx, a),
+        "function" => crate::script::functions::function(ctx, a),
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => crate::script::eval::eval(ctx, spec, a),
+        "fcall" | "fcall_ro" => crate::script::functions::fcall(ctx, spec, a),
+        "script" => crate::script::eval::script(ctx, a),
         "time" => ringcache_protocol::resp::time_reply(),
         "save" | "bgsave" => Reply::error(
             "ERR persistence is not supported: ringcache nodes are an in-memory cache (keep data durable in your system of record)",

@@ -33,6 +33,27 @@ pub fn queue_failed(session: &mut Session) {
     }
 }
 
+/// A command refused before it could run or queue (BUSY while a script runs): inside MULTI the
+/// transaction fails, and a refused EXEC ends it with the refusal's reason, as Redis answers.
+pub fn rejected(shared: &Shared, session: &mut Session, args: &[Bytes], refusal: Reply) -> Reply {
+    if session.multi.is_none() {
+        return refusal;
+    }
+    let is_exec = args
+        .first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"exec"));
+    if !is_exec {
+        queue_failed(session);
+        return refusal;
+    }
+    session.multi = None;
+    unwatch_all(shared, session);
+    match refusal {
+        Reply::Error(e) => Reply::Error(format!("EXECABORT Transaction discarded because of: {e}")),
+        other => other,
+    }
+}
+
 pub fn queue(session: &mut Session, spec: &CommandSpec, args: &[Bytes]) -> Reply {
     if spec.has(flags::NO_MULTI) {
         queue_failed(session);
@@ -149,6 +170,9 @@ pub fn exec(ctx: &mut Ctx) -> Reply {
     ctx.session.in_exec = true;
     for (spec, args) in &queued {
         let reply = super::run(ctx, spec, args);
+        if !ctx.db.effects.notes.is_empty() {
+            super::notify::command(ctx.shared, &mut ctx.db, spec.name, args);
+        }
         dirty += ctx.db.effects.dirty;
         effects.extend(propagation(&mut ctx.db, Some((spec, args))));
         replies.push(reply);

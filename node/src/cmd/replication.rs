@@ -103,6 +103,15 @@ pub fn replconf(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             repl.skipped(num(2), num(3));
             Reply::OK
         }
+        // The primary's function libraries, in its snapshot: `REPLCONF FUNCTION FLUSH` and
+        // `REPLCONF FUNCTION LOAD REPLACE <code>`, run as the FUNCTION command they carry.
+        b"function" if ctx.session.from_primary && a.len() > 2 => {
+            let reply = crate::script::host::run_elsewhere(ctx.shared, ctx.session, &a[1..]);
+            if let Reply::Error(e) = reply {
+                tracing::warn!(error = %e, "cannot take a function library from the primary");
+            }
+            Reply::OK
+        }
         b"snapshot-end" if ctx.session.from_primary => {
             repl.set_link(LinkState::Up);
             tracing::info!(offset = num(2), "replica in sync with its primary");

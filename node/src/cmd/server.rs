@@ -1,5 +1,5 @@
-//! Server commands: INFO (Redis 7's sections and fields), COMMAND, MEMORY, FUNCTION (no
-//! functions yet: FLUSH answers OK), and CONFIG (in `super::config`).
+//! Server commands: INFO (Redis 7's sections and fields), COMMAND, MEMORY, and CONFIG (in
+//! `super::config`).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
@@ -83,6 +83,24 @@ fn proc_stat(field: usize) -> u64 {
         .unwrap_or(0)
 }
 
+/// INFO memory's scripting fields (one VM holds both scripts and functions here).
+fn scripting_memory(sh: &crate::state::Shared) -> String {
+    let s = &sh.scripts;
+    let vm = s.vm_memory.load(Relaxed);
+    let eval = s.scripts_memory.load(Relaxed);
+    let functions = s.functions_memory.load(Relaxed);
+    format!(
+        "used_memory_lua:{vm}\r\nused_memory_vm_eval:{vm}\r\nused_memory_lua_human:{}\r\nused_memory_scripts_eval:{eval}\r\nnumber_of_cached_scripts:{}\r\nnumber_of_functions:{}\r\nnumber_of_libraries:{}\r\nused_memory_vm_functions:0\r\nused_memory_vm_total:{vm}\r\nused_memory_vm_total_human:{}\r\nused_memory_functions:{functions}\r\nused_memory_scripts:{}\r\nused_memory_scripts_human:{}\r\n",
+        human_bytes(vm as u64),
+        s.cached_scripts.load(Relaxed),
+        s.functions.load(Relaxed),
+        s.libraries.load(Relaxed),
+        human_bytes(vm as u64),
+        eval + functions,
+        human_bytes((eval + functions) as u64),
+    )
+}
+
 /// Resident set size from /proc (0 where it is unavailable).
 pub fn rss_bytes() -> u64 {
     statm().map_or(0, |(resident, _)| resident)
@@ -148,10 +166,11 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
             let rss = rss_bytes();
             write!(
                 out,
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\ntotal_system_memory:0\r\nused_memory_lua:0\r\nused_memory_scripts:0\r\nnumber_of_cached_scripts:0\r\nnumber_of_functions:0\r\nnumber_of_libraries:0\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmaxmemory_rss_reserve:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:mimalloc\r\nlazyfree_pending_objects:0\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\ntotal_system_memory:0\r\n{}maxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\nmaxmemory_rss_reserve:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:mimalloc\r\nlazyfree_pending_objects:0\r\n",
                 human_bytes(used),
                 human_bytes(rss),
                 human_bytes(used),
+                scripting_memory(sh),
                 ev.maxmemory,
                 human_bytes(ev.maxmemory),
                 ev.policy.name(),
@@ -169,7 +188,7 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
             let st = &ks.stats;
             write!(
                 out,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\ntotal_error_replies:{}\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\ntotal_error_replies:{}\r\n",
                 sh.clients.total_connections.load(Relaxed),
                 sh.stats.commands.load(Relaxed),
                 sh.stats.net_input.load(Relaxed),
@@ -179,6 +198,9 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
                 st.evicted.load(Relaxed),
                 st.hits.load(Relaxed),
                 st.misses.load(Relaxed),
+                sh.pubsub.channel_count(false),
+                sh.pubsub.numpat(),
+                sh.pubsub.channel_count(true),
                 sh.stats.error_replies.load(Relaxed),
             )
         }
@@ -272,17 +294,5 @@ pub fn memory(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     match ctx.db.peek(&a[2]) {
         Some(e) => Reply::Int(e.mem_usage() as i64),
         None => Reply::Nil,
-    }
-}
-
-/// FUNCTION: no function can be loaded yet, so FLUSH has nothing to do and answers OK.
-pub fn function(_ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let sub = a[1].to_ascii_lowercase();
-    match &sub[..] {
-        b"flush" if a.len() == 2 || (a.len() == 3 && (is(&a[2], "async") || is(&a[2], "sync"))) => {
-            Reply::OK
-        }
-        b"flush" => syntax_error(),
-        _ => unknown_subcommand(&a[1], "function"),
     }
 }

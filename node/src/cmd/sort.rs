@@ -134,9 +134,10 @@ pub fn run(ctx: &mut Ctx, spec: &CommandSpec, a: &[Bytes]) -> Reply {
         Some(Value::ZSet(z)) => (z.iter().map(|(m, _)| m.to_vec()).collect(), false),
         _ => return super::args::wrongtype(),
     };
-    // A set has no order of its own: stored results are sorted so replicas agree.
+    // A set has no order of its own: stored results (and a script's) are sorted so replicas
+    // agree.
     let mut by = o.by.clone();
-    if dont_sort && is_set && o.store.is_some() {
+    if dont_sort && is_set && (o.store.is_some() || ctx.session.in_script) {
         dont_sort = false;
         alpha = true;
         by = None;

@@ -38,6 +38,20 @@ pub struct Effects {
     pub rewrite: Option<Vec<Vec<Bytes>>>,
     /// Propagate these first (deletes of keys found expired).
     pub before: Vec<Vec<Bytes>>,
+    /// How each key changed, in order, while keyspace notifications are on.
+    pub notes: Vec<(Bytes, Note)>,
+}
+
+/// How a command changed a key (what keyspace notifications name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    Changed,
+    /// Created (before its `Changed`).
+    New,
+    /// Deleted by the command.
+    Removed,
+    /// Found past its deadline and deleted.
+    Expired,
 }
 
 impl Effects {
@@ -128,6 +142,91 @@ impl<'a> Db<'a> {
         Db::new(ks, held, now, expiry)
     }
 
+    /// Adds the bucket of `key` to the buckets this view holds without waiting (a script
+    /// touching a key it did not declare): false if another command holds it now. Never a
+    /// blocking lock: this view already holds buckets out of order with that one.
+    pub fn try_add_key(&mut self, key: &[u8]) -> bool {
+        let b = Place::of(key).bucket;
+        if self.bucket_ref(b).is_some() || matches!(self.held, Held::All(_)) {
+            return true;
+        }
+        let guard = match self.ks.buckets[b].try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        self.held = match std::mem::replace(&mut self.held, Held::None) {
+            Held::None => Held::One(b, guard),
+            Held::One(i, g) => {
+                let mut v = vec![(i, g), (b, guard)];
+                v.sort_unstable_by_key(|(i, _)| *i);
+                Held::Many(v)
+            }
+            Held::Many(mut v) => {
+                let at = v.partition_point(|(i, _)| *i < b);
+                v.insert(at, (b, guard));
+                Held::Many(v)
+            }
+            all @ Held::All(_) => all,
+        };
+        true
+    }
+
+    /// Takes every bucket this view does not hold yet, without waiting (a script running a
+    /// command over the whole keyspace): false, holding what it held before, if another command
+    /// holds one of them.
+    pub fn try_add_all(&mut self) -> bool {
+        let before = self.held_buckets();
+        let n = self.ks.buckets.len();
+        if before.len() == n {
+            return true;
+        }
+        let mut held: Vec<Option<MutexGuard<'a, Bucket>>> = (0..n).map(|_| None).collect();
+        match std::mem::replace(&mut self.held, Held::None) {
+            Held::One(b, g) => held[b] = Some(g),
+            Held::Many(v) => v.into_iter().for_each(|(b, g)| held[b] = Some(g)),
+            Held::None | Held::All(_) => {}
+        }
+        let ks = self.ks;
+        let mut complete = true;
+        for (b, slot) in held.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            match ks.buckets[b].try_lock() {
+                Ok(g) => *slot = Some(g),
+                Err(std::sync::TryLockError::Poisoned(e)) => *slot = Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        if complete {
+            self.held = Held::All(held.into_iter().flatten().collect());
+            return true;
+        }
+        // Give back what this call took; keep what the view held.
+        let kept: Vec<(usize, MutexGuard<'a, Bucket>)> = held
+            .into_iter()
+            .enumerate()
+            .filter(|(b, _)| before.binary_search(b).is_ok())
+            .filter_map(|(b, g)| g.map(|g| (b, g)))
+            .collect();
+        self.held = match kept.len() {
+            0 => Held::None,
+            1 => {
+                let mut kept = kept;
+                match kept.pop() {
+                    Some((b, g)) => Held::One(b, g),
+                    None => Held::None,
+                }
+            }
+            _ => Held::Many(kept),
+        };
+        false
+    }
+
     /// A view holding every bucket (a transaction with a keyspace-wide command).
     pub fn all(ks: &'a Keyspace, now: i64, expiry: Expiry) -> Db<'a> {
         Db::new(
@@ -182,14 +281,29 @@ impl<'a> Db<'a> {
     }
 
     /// Records a change of `key` (WATCH, blocked clients, propagation).
+    #[inline]
     pub fn touched(&mut self, key: &[u8]) {
+        self.touched_as(key, Note::Changed);
+    }
+
+    #[inline]
+    fn touched_as(&mut self, key: &[u8], note: Note) {
         self.effects.dirty += 1;
         self.ks
             .stats
             .dirty
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.ks.has_interest() {
-            self.effects.touched.push(Bytes::copy_from_slice(key));
+            let key = Bytes::copy_from_slice(key);
+            self.note(&key, note);
+            self.effects.touched.push(key);
+        }
+    }
+
+    /// Records how `key` changed, while keyspace notifications are on (callers hold interest).
+    fn note(&mut self, key: &Bytes, note: Note) {
+        if self.ks.notes_on() {
+            self.effects.notes.push((key.clone(), note));
         }
     }
 
@@ -229,7 +343,9 @@ impl<'a> Db<'a> {
                 Bytes::copy_from_slice(key),
             ]);
             if self.ks.has_interest() {
-                self.effects.touched.push(Bytes::copy_from_slice(key));
+                let key = Bytes::copy_from_slice(key);
+                self.note(&key, Note::Expired);
+                self.effects.touched.push(key);
             }
         }
         None
@@ -292,6 +408,9 @@ impl<'a> Db<'a> {
         let ks = self.ks;
         let bucket = self.slot(p, &key)?;
         let old = ks.counted_put(bucket, p, entry);
+        if !live_old && self.ks.has_interest() {
+            self.note(&key, Note::New);
+        }
         self.touched(&key);
         old.filter(|_| live_old)
     }
@@ -317,7 +436,7 @@ impl<'a> Db<'a> {
         let bucket = self.slot(p, key)?;
         let e = ks.counted_take(bucket, p, key)?;
         bucket.maybe_shrink();
-        self.touched(key);
+        self.touched_as(key, Note::Removed);
         Some(e)
     }
 
@@ -333,7 +452,7 @@ impl<'a> Db<'a> {
             if let Some(bucket) = self.bucket(p.bucket) {
                 ks.counted_take(bucket, p, key);
             }
-            self.touched(key);
+            self.touched_as(key, Note::Removed);
             return true;
         }
         let Some(bucket) = self.bucket(p.bucket) else {
@@ -570,5 +689,36 @@ mod tests {
             .unwrap();
         assert!(!db.exists(b"h"));
         assert_eq!(ks.len(), 1);
+    }
+
+    #[test]
+    fn try_add_key_takes_free_buckets_and_never_waits() {
+        let ks = Keyspace::new();
+        let (a, b) = (b"script-key-a", b"script-key-b");
+        assert_ne!(Place::of(a).bucket, Place::of(b).bucket);
+        let mut db = Db::for_keys(&ks, [a], 0, Expiry::Delete);
+        let other = Db::for_keys(&ks, [b], 0, Expiry::Delete);
+        assert!(!db.try_add_key(b), "held by another view");
+        drop(other);
+        assert!(db.try_add_key(b));
+        assert!(db.try_add_key(a), "already held");
+        db.set_str(b, b"v", None);
+        assert_eq!(db.get_str(b).unwrap(), Some(&b"v"[..]));
+        assert_eq!(db.held_buckets().len(), 2);
+        let c = b"script-key-c";
+        assert!(![a, b]
+            .iter()
+            .any(|k| Place::of(*k).bucket == Place::of(c).bucket));
+        let blocker = Db::for_keys(&ks, [c], 0, Expiry::Delete);
+        assert!(!db.try_add_all(), "one bucket is held elsewhere");
+        assert_eq!(db.held_buckets().len(), 2, "keeps what it held");
+        drop(blocker);
+        assert!(db.try_add_all());
+        assert!(db.holds_all());
+        assert_eq!(db.get_str(b).unwrap(), Some(&b"v"[..]));
+        let mut none = Db::unlocked(&ks, 0, Expiry::Delete);
+        drop(db);
+        assert!(none.try_add_key(a));
+        assert_eq!(none.held_buckets(), vec![Place::of(a).bucket]);
     }
 }

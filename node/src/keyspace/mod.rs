@@ -26,7 +26,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::types::Limits;
 
-pub use db::{Db, Effects, Expiry, WrongType, WRONGTYPE};
+pub use db::{Db, Effects, Expiry, Note, WrongType, WRONGTYPE};
 pub use entry::{Entry, ValueRef};
 pub use evict::{Eviction, Policy};
 
@@ -231,6 +231,9 @@ pub struct Keyspace {
     /// Registrations that want to hear of changed keys (WATCH, blocked clients): writers record
     /// the keys they touch only while this is non-zero.
     interest: AtomicUsize,
+    /// Keyspace notifications are on: writers also record how they changed each key (they hold
+    /// an interest meanwhile, so this is read only where interest is).
+    notes: std::sync::atomic::AtomicBool,
     /// Where active expiry resumes.
     expire_cursor: AtomicUsize,
     /// Encoding thresholds (CONFIG SET hash-max-listpack-entries, ...).
@@ -260,6 +263,7 @@ impl Keyspace {
             keys: AtomicI64::new(0),
             volatile: AtomicI64::new(0),
             interest: AtomicUsize::new(0),
+            notes: std::sync::atomic::AtomicBool::new(false),
             expire_cursor: AtomicUsize::new(0),
             limits: ArcSwap::from_pointee(Limits::default()),
             used: AtomicI64::new(0),
@@ -337,6 +341,21 @@ impl Keyspace {
 
     pub(crate) fn has_interest(&self) -> bool {
         self.interest.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    /// Turns the recording of [`Note`]s on or off (keyspace notifications), with an interest
+    /// held while on.
+    pub fn set_notes(&self, on: bool) {
+        let was = self.notes.swap(on, std::sync::atomic::Ordering::SeqCst);
+        match (was, on) {
+            (false, true) => self.add_interest(),
+            (true, false) => self.remove_interest(),
+            _ => {}
+        }
+    }
+
+    pub(crate) fn notes_on(&self) -> bool {
+        self.notes.load(Relaxed)
     }
 
     fn counted_put(&self, bucket: &mut Bucket, p: Place, entry: Entry) -> Option<Entry> {

@@ -3,10 +3,12 @@
 //! (`crate::cmd`) and the accept loop (`crate::server`), and names none of them.
 //!
 //! [`Shared`] holds the keyspace, the configuration, the client registry, the counters and the
-//! replication and topology state; [`session::Session`] is one connection's state.
+//! replication and topology state, the pub/sub subscriptions; [`session::Session`] is one connection's state.
 
 pub mod blocking;
+pub mod pubsub;
 pub mod replication;
+pub mod script;
 pub mod session;
 pub mod topology;
 pub mod watch;
@@ -148,6 +150,8 @@ pub struct Shared {
     pub watches: Watches,
     /// Clients blocked on keys.
     pub blocked: Blocked,
+    /// Pub/sub subscriptions and keyspace-notification settings.
+    pub pubsub: pubsub::PubSub,
     pub config: RwLock<NodeConfig>,
     pub clients: Clients,
     pub stats: ServerStats,
@@ -159,6 +163,8 @@ pub struct Shared {
     pub topology: NodeTopology,
     /// How this node runs a command no client sent (see [`Apply`]).
     pub apply: Apply,
+    /// The script thread's queue and the running script.
+    pub scripts: script::ScriptState,
     /// Lets code holding `&Shared` start tasks that need an `Arc` of it.
     me: std::sync::Weak<Shared>,
 }
@@ -183,9 +189,11 @@ impl Shared {
             },
             watches: Watches::default(),
             blocked: Blocked::default(),
+            pubsub: pubsub::PubSub::default(),
             repl: Replication::new(&run_id),
             topology: NodeTopology::new(config.shard_id.clone()),
             apply,
+            scripts: script::ScriptState::default(),
             config: RwLock::new(config),
             clients: Clients::default(),
             stats: ServerStats::default(),

@@ -9,6 +9,7 @@ use ringcache_protocol::Protocol;
 
 use crate::clients::ClientHandle;
 use crate::state::blocking::Waiter;
+use crate::state::pubsub::Subscriptions;
 use crate::state::watch::WatchFlag;
 
 /// What the connection does after a reply.
@@ -20,6 +21,18 @@ pub enum Flow {
     CloseAfterReply,
     /// Close without replying (HTTP probes: Redis's "possible SECURITY ATTACK").
     CloseNow,
+}
+
+/// CLIENT REPLY: whether command replies are sent (pub/sub messages always are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// CLIENT REPLY SKIP just ran: the next command's reply is not sent.
+    SkipNext,
+    /// This command's reply is not sent.
+    Skip,
 }
 
 /// Per-connection state a command may read or change.
@@ -48,12 +61,18 @@ pub struct Session {
     pub blocked: Option<(Arc<Waiter>, Option<std::time::Duration>)>,
     /// Set while EXEC runs the queued commands (blocking commands do not block then).
     pub in_exec: bool,
+    /// Set while a script's `redis.call` runs a command (SORT orders a set it would leave
+    /// unsorted, so the script's result does not depend on the set's layout).
+    pub in_script: bool,
     /// A large RESTORE payload decoded off the IO thread before the command runs, with the
     /// payload it came from (the command uses it only for that same payload).
     /// Boxed: rare, and every connection's session would carry its size.
     pub predecoded: Option<Box<Predecoded>>,
     /// When the input being executed was read (blocked clients queue in this order).
     pub read_at: std::time::Instant,
+    /// Set while subscribed to anything (boxed: most connections never subscribe).
+    pub pubsub: Option<Box<Subscriptions>>,
+    pub reply: ReplyMode,
 }
 
 /// A RESTORE payload and what decoding it gave.
@@ -95,8 +114,11 @@ impl Session {
             watch: Watch::default(),
             blocked: None,
             in_exec: false,
+            in_script: false,
             predecoded: None,
             read_at: std::time::Instant::now(),
+            pubsub: None,
+            reply: ReplyMode::On,
         }
     }
 }

@@ -32,6 +32,8 @@ use link::Link;
 const HARD_LIMIT: usize = 32 << 20;
 const SOFT_LIMIT: usize = 8 << 20;
 const SOFT_SECONDS: Duration = Duration::from_secs(60);
+/// Messages a subscriber's connection takes for one write.
+const BATCH_BYTES: usize = 256 << 10;
 
 /// The three subscription spaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,13 +140,28 @@ impl Subscriber {
         self.mine.iter().any(|m| !m.is_empty())
     }
 
-    /// Takes the queued messages (waiting for at least one), appending them to `out`.
+    /// Takes queued messages (waiting for at least one, then up to 256 KiB), appending them to
+    /// `out`. They count against the client's limit until [`Subscriber::written`].
     pub async fn recv(&mut self, out: &mut Vec<Bytes>) {
-        if self.rx.recv_many(out, 256).await == 0 {
+        let Some(first) = self.rx.recv().await else {
             // The hub dropped this client (cut off): nothing more comes.
-            std::future::pending::<()>().await;
+            return std::future::pending::<()>().await;
+        };
+        let mut taken = first.len();
+        out.push(first);
+        while taken < BATCH_BYTES {
+            match self.rx.try_recv() {
+                Ok(msg) => {
+                    taken += msg.len();
+                    out.push(msg);
+                }
+                Err(_) => break,
+            }
         }
-        let n: usize = out.iter().map(Bytes::len).sum();
+    }
+
+    /// `n` bytes of messages reached the client's socket.
+    pub fn written(&self, n: usize) {
         self.queued.fetch_sub(n, Relaxed);
     }
 }
@@ -314,6 +331,12 @@ impl Hub {
             let _ = sink.tx.send(bytes);
         }
         for id in cut {
+            // Its subscriptions end now (counts, upstream), not when its connection notices.
+            for map in subs.iter_mut() {
+                for entry in map.values_mut() {
+                    entry.clients.remove(&id);
+                }
+            }
             if let Some(sink) = sinks.remove(&id) {
                 tracing::info!(
                     client = id,

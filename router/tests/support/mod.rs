@@ -305,3 +305,35 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A reply as text (bulk, status, error, integer), for assertions and RING STATUS fields.
+pub fn text(r: &Reply) -> String {
+    match r {
+        Reply::Bulk(b) | Reply::Verbatim(b) => String::from_utf8_lossy(b).into_owned(),
+        Reply::Status(s) => s.to_string(),
+        Reply::StatusOwned(s) | Reply::Error(s) => s.clone(),
+        Reply::Int(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The first `<prefix><n>` the ring over `ids` (default vnodes, epoch 1) gives to `shard`.
+pub fn name_on(ids: &[&str], shard: &str, prefix: &str) -> String {
+    use ringcache_protocol::ring::{Ring, ShardSpec, DEFAULT_VNODES};
+    let specs = ids.iter().map(|id| ShardSpec::new(*id, 1)).collect();
+    let ring = Ring::new(1, DEFAULT_VNODES, specs).expect("a ring");
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| ring.locate(k.as_bytes()).is_some_and(|s| s.id == shard))
+        .expect("a name on every shard")
+}
+
+/// Waits (up to 60 s) until the router at `router` reports no change in progress.
+pub async fn wait_no_change(router: SocketAddr) {
+    eventually(Duration::from_secs(60), || async {
+        let mut c = NodeConn::connect(&router.to_string(), T).await.ok()?;
+        let st = text(&c.call(&["RING", "STATUS"], T).await.ok()?);
+        st.lines().any(|l| l.trim() == "migrating:0").then_some(())
+    })
+    .await;
+}

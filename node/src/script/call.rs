@@ -1,0 +1,221 @@
+//! `redis.call` and `redis.pcall`: one command from a running script, checked as Redis checks
+//! it (no NOSCRIPT command, no write from a read-only script, a replica's and `maxmemory`'s
+//! refusals, the node's ownership of every key), run through the script's one [`Db`] view so
+//! the script is atomic, its effect collected for the replicas.
+//!
+//! [`Db`]: crate::keyspace::Db
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mlua::{Lua, MultiValue, Value};
+use ringcache_protocol::table::{self, flags, CommandSpec};
+use ringcache_protocol::{Protocol, Reply};
+
+use super::convert::{coded_error, err_table, reply_to_lua};
+use crate::cmd::ctx::Ctx;
+
+/// One running script's state, which each of its commands reads and adds to.
+pub struct RunState<'r, 'a> {
+    pub ctx: &'r mut Ctx<'a>,
+    /// Writes are refused (EVAL_RO, FCALL_RO, `no-writes`).
+    pub read_only: bool,
+    /// Writes may grow memory past `maxmemory` (`allow-oom`).
+    pub allow_oom: bool,
+    pub resp: Rc<Cell<u8>>,
+    /// What the script's writes propagate as, in order.
+    pub effects: Vec<Vec<Bytes>>,
+    pub dirty: u64,
+    /// Error replies its commands gave: counted in INFO errorstats once the script's own reply
+    /// is known (an error the script passes on is counted once, as its reply).
+    pub errors: Vec<String>,
+}
+
+/// A failed call: the error reply's text, code included.
+type Failed = String;
+
+/// How long a script retries the lock of a key it did not declare before the call fails.
+const LOCK_RETRIES: u32 = 200;
+const LOCK_PAUSE: Duration = Duration::from_micros(20);
+
+/// Runs one `redis.call` (`raise`: an error reply is raised) or `redis.pcall` (returned as
+/// `{err = ...}`).
+pub fn redis_call(
+    lua: &Lua,
+    st: &mut RunState,
+    args: MultiValue,
+    raise: bool,
+) -> mlua::Result<Value> {
+    match dispatch(lua, st, args)? {
+        Ok(v) => Ok(v),
+        Err(text) => {
+            st.errors.push(text.clone());
+            if raise {
+                Err(super::convert::raise(text))
+            } else {
+                Ok(Value::Table(err_table(lua, &text)?))
+            }
+        }
+    }
+}
+
+fn dispatch(lua: &Lua, st: &mut RunState, args: MultiValue) -> mlua::Result<Result<Value, Failed>> {
+    let fail = |text: &str| Ok(Err(coded_error(text)));
+    if args.is_empty() {
+        return fail("Please specify at least one argument for this redis lib call");
+    }
+    let mut argv: Vec<Bytes> = Vec::with_capacity(args.len());
+    for v in &args {
+        match v {
+            Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
+            Value::Integer(n) => argv.push(Bytes::from(itoa::Buffer::new().format(*n).to_owned())),
+            Value::Number(n) => argv.push(Bytes::from(number_arg(*n))),
+            _ => return fail("Lua redis lib command arguments must be strings or integers"),
+        }
+    }
+    let shared = st.ctx.shared;
+    if shared.scripts.kill.load(Relaxed) {
+        return fail(super::vm::KILLED);
+    }
+    let Some(spec) = table::lookup(&argv[0]) else {
+        return fail("Unknown Redis command called from script");
+    };
+    if !spec.arity_ok(argv.len()) {
+        return fail("Wrong number of args calling Redis command from script");
+    }
+    let effective = match argv.get(1) {
+        Some(sub) => table::lookup_sub(spec.name.as_bytes(), sub).unwrap_or(spec),
+        None => spec,
+    };
+    if effective.has(flags::NOSCRIPT) || spec.has(flags::NOSCRIPT) {
+        return fail("This Redis command is not allowed from script");
+    }
+    if let Some(refused) = refusal(st, spec, effective, &argv) {
+        shared.stats.call(spec, false, true);
+        return fail(&format!("-{refused}"));
+    }
+    let reply = run(st, spec, &argv);
+    shared.stats.call(spec, true, reply.is_error());
+    if let Reply::Error(e) = reply {
+        return Ok(Err(e));
+    }
+    Ok(Ok(reply_to_lua(lua, reply, st.resp.get() == 3)?))
+}
+
+/// A number argument as Redis passes it: integral values without a fraction, others in their
+/// shortest form.
+fn number_arg(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e17 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// Why this command may not run in this script (the error text, code included).
+fn refusal(
+    st: &mut RunState,
+    spec: &CommandSpec,
+    effective: &CommandSpec,
+    argv: &[Bytes],
+) -> Option<String> {
+    let shared = st.ctx.shared;
+    let write = spec.is_write() || effective.is_write();
+    if write {
+        if st.read_only {
+            return Some("ERR Write commands are not allowed from read-only scripts.".into());
+        }
+        if shared.repl.is_replica() && !st.ctx.session.from_primary {
+            return Some("READONLY You can't write against a read only replica.".into());
+        }
+    }
+    let grows = spec.has(flags::DENYOOM) || effective.has(flags::DENYOOM);
+    if grows
+        && !st.allow_oom
+        && !st.ctx.session.from_primary
+        && shared.keyspace.over_limit()
+        && !crate::cmd::evict(shared)
+    {
+        return Some("OOM command not allowed when used memory > 'maxmemory'.".into());
+    }
+    if let Some(Reply::Error(e)) = crate::topology::check_owner(shared, st.ctx.session, spec, argv)
+    {
+        return Some(e);
+    }
+    if crate::cmd::is_keyspace_wide(spec) || crate::cmd::reads_any_key(spec, argv) {
+        // Every bucket: one at a time while the script holds none; all at once, without
+        // waiting, once it holds some (out of order otherwise).
+        let db = &mut st.ctx.db;
+        if db.held_buckets().is_empty() || db.holds_all() {
+            return None;
+        }
+        for _ in 0..LOCK_RETRIES {
+            if db.try_add_all() {
+                return None;
+            }
+            std::thread::sleep(LOCK_PAUSE);
+        }
+        return Some("ERR keys the script needs are held by other commands; try again".into());
+    }
+    for i in spec.keys(argv) {
+        if !lock_key(st, &argv[i]) {
+            return Some(format!(
+                "ERR the key '{}' is held by another command; try the script again",
+                String::from_utf8_lossy(&argv[i])
+            ));
+        }
+    }
+    None
+}
+
+/// Adds `key`'s bucket to the script's held set, retrying briefly while another command has it.
+fn lock_key(st: &mut RunState, key: &[u8]) -> bool {
+    for _ in 0..LOCK_RETRIES {
+        if st.ctx.db.try_add_key(key) {
+            return true;
+        }
+        std::thread::sleep(LOCK_PAUSE);
+    }
+    false
+}
+
+/// Runs the command against the script's view, collecting what it changed.
+fn run(st: &mut RunState, spec: &'static CommandSpec, argv: &[Bytes]) -> Reply {
+    let shared = st.ctx.shared;
+    if spec.is_write() {
+        crate::replication::before_write(shared, &mut st.ctx.db);
+    }
+    let session = &mut *st.ctx.session;
+    let (proto, in_exec) = (session.proto, session.in_exec);
+    session.in_script = true;
+    session.proto = if st.resp.get() == 3 {
+        Protocol::Resp3
+    } else {
+        Protocol::Resp2
+    };
+    // Blocking commands never block inside a script.
+    session.in_exec = true;
+    let reply = crate::cmd::run(st.ctx, spec, argv);
+    let session = &mut *st.ctx.session;
+    session.proto = proto;
+    session.in_exec = in_exec;
+    session.in_script = false;
+    let db = &mut st.ctx.db;
+    if db.effects.dirty > 0 {
+        shared.scripts.wrote.store(true, Relaxed);
+    }
+    st.dirty += db.effects.dirty;
+    if shared.repl.has_replicas() {
+        st.effects
+            .extend(crate::replication::propagation(db, Some((spec, argv))));
+    } else {
+        let e = &mut db.effects;
+        e.before.clear();
+        e.rewrite = None;
+        e.dirty = 0;
+    }
+    reply
+}

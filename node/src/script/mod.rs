@@ -1,0 +1,48 @@
+//! Lua scripting as Redis 7.0 has it: EVAL, EVALSHA and their read-only variants, SCRIPT,
+//! FUNCTION and FCALL.
+//!
+//! One script thread per node owns the Lua VM ([`host`]): a connection hands a script command
+//! over with its session and awaits the reply without holding its IO thread, and scripts run one
+//! at a time, each atomic: it holds the buckets of its declared keys from the start (the
+//! dispatcher locks them as for any command), adds the bucket of any other key it touches
+//! without waiting for it, and every `redis.call` runs through that one view ([`call`]). What a
+//! script wrote reaches the replicas as those writes, never as the script ([`run`]).
+//!
+//! Layout: [`vm`] builds the sandboxed VM (`sandbox.lua`, `redis.lua`, `functions.lua` are its
+//! Lua side), [`api`] the `redis` table's helpers, [`convert`] Redis's Lua/reply conversions,
+//! [`shebang`] script flags, [`eval`] EVAL and SCRIPT, [`functions`] FUNCTION and FCALL,
+//! [`sha1`] script names. `libs` registers `cjson`, `cmsgpack`, `bit` and `struct`.
+
+pub mod api;
+pub mod call;
+pub mod convert;
+pub mod eval;
+pub mod functions;
+pub mod host;
+pub mod libs;
+pub mod run;
+pub mod sha1;
+pub mod shebang;
+pub mod vm;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// The script thread's VM and what lives in it.
+pub struct Engine {
+    pub vm: vm::Vm,
+    /// Cached EVAL scripts by SHA1 (lowercase hex).
+    pub scripts: HashMap<[u8; 40], eval::Script>,
+    pub functions: functions::Registry,
+}
+
+impl Engine {
+    pub fn new(kill: Arc<AtomicBool>) -> mlua::Result<Engine> {
+        Ok(Engine {
+            vm: vm::Vm::new(kill)?,
+            scripts: HashMap::new(),
+            functions: functions::Registry::default(),
+        })
+    }
+}

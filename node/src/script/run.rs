@@ -1,0 +1,188 @@
+//! Running one script or function: the checks its flags call for before it starts, the run
+//! itself (busy state, KEYS and ARGV, `redis.call` bound to this command's keyspace view), its
+//! return value or error as the reply, and its writes handed to the replicas as their effects.
+
+use bytes::Bytes;
+use mlua::{Function, MultiValue, Table, Value};
+use ringcache_protocol::Reply;
+
+use super::call::{redis_call, RunState};
+use super::convert::{error_text, lua_to_reply};
+use super::shebang::Flags;
+use super::vm::Vm;
+use crate::cmd::ctx::Ctx;
+use crate::state::script::Running;
+
+/// What to run and how.
+pub struct Invocation<'i> {
+    pub func: &'i Function,
+    pub flags: Flags,
+    /// Called as EVAL_RO / EVALSHA_RO / FCALL_RO.
+    pub read_only: bool,
+    /// A function (KEYS and ARGV as arguments, FUNCTION KILL) rather than an EVAL script.
+    pub is_function: bool,
+    /// What errors name: the script's SHA or the function's name.
+    pub name: &'i str,
+    pub keys: &'i [Bytes],
+    pub argv: &'i [Bytes],
+}
+
+/// Refusals a script's declared flags call for before it runs.
+fn precheck(ctx: &Ctx, inv: &Invocation) -> Option<Reply> {
+    let f = inv.flags;
+    if !f.declared {
+        return None;
+    }
+    let shared = ctx.shared;
+    if !f.no_writes {
+        if inv.read_only {
+            return Some(Reply::error(
+                "ERR Can not execute a script with write flag using *_ro command.",
+            ));
+        }
+        if shared.repl.is_replica() && !ctx.session.from_primary {
+            return Some(Reply::error(
+                "READONLY You can't write against a read only replica.",
+            ));
+        }
+        if !f.allow_oom
+            && !ctx.session.from_primary
+            && shared.keyspace.over_limit()
+            && !crate::cmd::evict(shared)
+        {
+            return Some(Reply::error(
+                "OOM command not allowed when used memory > 'maxmemory'.",
+            ));
+        }
+    }
+    None
+}
+
+fn strings(vm: &Vm, items: &[Bytes]) -> mlua::Result<Table> {
+    let t = vm.lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, b) in items.iter().enumerate() {
+        t.raw_seti(i + 1, vm.lua.create_string(b)?)?;
+    }
+    Ok(t)
+}
+
+/// Runs the script and answers its caller.
+pub fn invoke(vm: &Vm, ctx: &mut Ctx, inv: Invocation, command: &[Bytes]) -> Reply {
+    if let Some(refused) = precheck(ctx, &inv) {
+        return refused;
+    }
+    let scripts = &ctx.shared.scripts;
+    scripts.start(Running {
+        started: std::time::Instant::now(),
+        is_function: inv.is_function,
+        name: if inv.is_function {
+            inv.name.to_string()
+        } else {
+            String::new()
+        },
+        // Only FUNCTION STATS shows it: an EVAL does not copy its arguments for nothing.
+        command: if inv.is_function {
+            command.to_vec()
+        } else {
+            Vec::new()
+        },
+    });
+    vm.resp.set(2);
+    let proto = ctx.session.proto;
+    // Inside EXEC, the transaction's own MULTI/EXEC wraps these effects.
+    let in_exec = ctx.session.in_exec;
+    let mut st = RunState {
+        ctx,
+        read_only: inv.read_only || inv.flags.no_writes,
+        allow_oom: inv.flags.allow_oom || inv.flags.no_writes,
+        resp: vm.resp.clone(),
+        effects: Vec::new(),
+        dirty: 0,
+        errors: Vec::new(),
+    };
+    let result = call(vm, &mut st, &inv);
+    let reply = match result {
+        Ok((true, v)) => lua_to_reply(&v, vm.resp.get() == 3, proto),
+        Ok((false, e)) => error_reply(&e, inv.name),
+        Err(e) => Reply::Error(format!(
+            "ERR Error running script {}: {}",
+            inv.name,
+            super::convert::one_line(&e.to_string())
+        )),
+    };
+    let RunState {
+        ctx,
+        mut effects,
+        dirty,
+        errors,
+        ..
+    } = st;
+    // Errors the script caught or dropped count now; the one it answers with counts as its
+    // reply.
+    for e in &errors {
+        let passed_on = matches!(&reply, Reply::Error(r) if r.starts_with(e.as_str()));
+        if !passed_on {
+            ctx.shared.stats.error(e);
+        }
+    }
+    ctx.shared.scripts.end();
+    vm.after_run();
+    if effects.len() > 1 && !in_exec {
+        effects.insert(0, vec![Bytes::from_static(b"MULTI")]);
+        effects.push(vec![Bytes::from_static(b"EXEC")]);
+    }
+    // Never the EVAL itself: its writes, or nothing.
+    ctx.db.effects.dirty = dirty;
+    ctx.db.effects.rewrite = Some(effects);
+    reply
+}
+
+/// Calls the script with `redis.call` bound to this run: `(ok, value)`.
+fn call(vm: &Vm, st: &mut RunState, inv: &Invocation) -> mlua::Result<(bool, Value)> {
+    let lua = &vm.lua;
+    let keys = strings(vm, inv.keys)?;
+    let argv = strings(vm, inv.argv)?;
+    if !inv.is_function {
+        vm.globals.raw_set("KEYS", keys.clone())?;
+        vm.globals.raw_set("ARGV", argv.clone())?;
+    }
+    let cell = std::cell::RefCell::new(st);
+    let out = lua.scope(|scope| {
+        let call = scope.create_function(|lua, args: MultiValue| {
+            redis_call(lua, &mut cell.borrow_mut(), args, true)
+        })?;
+        let pcall = scope.create_function(|lua, args: MultiValue| {
+            redis_call(lua, &mut cell.borrow_mut(), args, false)
+        })?;
+        vm.redis.raw_set("call", call)?;
+        vm.redis.raw_set("pcall", pcall)?;
+        if inv.is_function {
+            vm.run_with.call::<(bool, Value)>((inv.func, keys, argv))
+        } else {
+            vm.run.call::<(bool, Value)>(inv.func)
+        }
+    });
+    vm.redis.raw_set("call", vm.outside.clone())?;
+    vm.redis.raw_set("pcall", vm.outside.clone())?;
+    out
+}
+
+/// A script's error (the table its handler built) as the reply: the error, then where it
+/// happened, as Redis 7 words it.
+fn error_reply(e: &Value, name: &str) -> Reply {
+    let Value::Table(t) = e else {
+        return Reply::error("ERR unknown error running the script");
+    };
+    let text = match t.raw_get::<Value>("err") {
+        Ok(Value::String(s)) => error_text(&s.to_string_lossy()),
+        _ => "ERR unknown error".into(),
+    };
+    let source = t.raw_get::<Option<String>>("source").ok().flatten();
+    let line = t.raw_get::<Option<i64>>("line").ok().flatten();
+    match (source, line) {
+        (Some(source), Some(line)) => {
+            Reply::Error(format!("{text} script: {name}, on {source}:{line}."))
+        }
+        _ => Reply::Error(text),
+    }
+}
