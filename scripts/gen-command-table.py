@@ -36,6 +36,8 @@ multi exec discard watch unwatch
 info command config time save bgsave lastsave replicaof slaveof role memory function
 eval evalsha eval_ro evalsha_ro script fcall fcall_ro
 subscribe psubscribe unsubscribe punsubscribe publish ssubscribe sunsubscribe spublish pubsub
+xadd xlen xrange xrevrange xdel xtrim xsetid xread xreadgroup xgroup xack xpending xclaim xautoclaim
+xinfo
 """.split()
 
 SUBCOMMANDS = {
@@ -47,6 +49,8 @@ SUBCOMMANDS = {
     "function": "load list delete flush dump restore stats kill help".split(),
     "script": "load exists flush kill debug help".split(),
     "pubsub": "channels numsub numpat shardchannels shardnumsub help".split(),
+    "xgroup": "create destroy setid createconsumer delconsumer help".split(),
+    "xinfo": "stream groups consumers help".split(),
 }
 
 

@@ -418,7 +418,14 @@ async fn serve_session(
                 ))
                 .await
                 {
-                    Some(r) => reply = r,
+                    Some(r) => {
+                        if r.is_error() {
+                            if let Some(spec) = ringcache_protocol::table::lookup(&waiter.args[0]) {
+                                shared.stats.failed_later(spec);
+                            }
+                        }
+                        reply = crate::cmd::streams::for_protocol(r, &waiter.args[0], session.proto)
+                    }
                     None => return Ok(End::Closed),
                 }
             }

@@ -45,10 +45,51 @@ fn after_keyword(args: &[Bytes], from: usize, kws: &[&str]) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// XREAD's and XREADGROUP's keys: the first half of what follows STREAMS (options before it are
+/// skipped with their arguments, as Redis finds them).
+fn stream_keys(args: &[Bytes]) -> std::ops::Range<usize> {
+    let is = |a: &Bytes, k: &str| a.eq_ignore_ascii_case(k.as_bytes());
+    let mut i = 1;
+    while i < args.len() {
+        let a = &args[i];
+        if is(a, "block") || is(a, "count") {
+            i += 2;
+        } else if is(a, "group") {
+            i += 3;
+        } else if is(a, "noack") {
+            i += 1;
+        } else if is(a, "streams") {
+            let n = args.len() - i - 1;
+            if n == 0 || !n.is_multiple_of(2) {
+                return 0..0;
+            }
+            return i + 1..i + 1 + n / 2;
+        } else {
+            break;
+        }
+    }
+    0..0
+}
+
 impl CommandSpec {
     /// The positions of the key arguments of `args` (the command name at 0).
     pub fn keys(&self, args: &[Bytes]) -> Keys {
         // Container commands whose subcommand takes a key (the table lists containers keyless).
+        if matches!(self.name, "xgroup" | "xinfo") && args.len() >= 3 {
+            let keyed = [
+                "create",
+                "destroy",
+                "setid",
+                "createconsumer",
+                "delconsumer",
+            ]
+            .iter()
+            .chain(["stream", "groups", "consumers"].iter())
+            .any(|s| args[1].eq_ignore_ascii_case(s.as_bytes()));
+            if keyed {
+                return Keys::Listed(vec![2].into_iter());
+            }
+        }
         if matches!(self.name, "object" | "memory") && args.len() >= 3 {
             let sub = &args[1];
             let keyed = ["encoding", "freq", "idletime", "refcount", "usage"]
@@ -76,6 +117,7 @@ impl CommandSpec {
                 out.push(1);
                 out.extend(after_keyword(args, 2, &["store", "storedist"]));
             }
+            "xread" | "xreadgroup" => out.extend(stream_keys(args)),
             _ => out.extend(self.key_positions(args.len())),
         }
         out.retain(|&i| i < args.len());
@@ -110,6 +152,12 @@ mod tests {
         assert_eq!(keys("BZMPOP 1.5 1 z MIN"), ["z"]);
         assert_eq!(keys("GEORADIUS g 0 0 1 km STORE dst"), ["g", "dst"]);
         assert_eq!(keys("GEORADIUS g 0 0 1 km"), ["g"]);
+        assert_eq!(keys("XREAD COUNT 2 STREAMS a b 0 0"), ["a", "b"]);
+        assert_eq!(
+            keys("XREADGROUP GROUP g c BLOCK 0 NOACK STREAMS s >"),
+            ["s"]
+        );
+        assert_eq!(keys("XREAD STREAMS a b 0"), Vec::<String>::new());
         // A bad count leaves only what is certain; the command itself answers the error.
         assert_eq!(keys("ZUNIONSTORE d x a b"), ["d"]);
         assert_eq!(keys("LMPOP 5 a LEFT"), Vec::<String>::new());
@@ -134,5 +182,8 @@ mod tests {
         assert_eq!(keys("object freq k"), ["k"]);
         assert_eq!(keys("MEMORY USAGE k SAMPLES 5"), ["k"]);
         assert_eq!(keys("OBJECT HELP"), Vec::<String>::new());
+        assert_eq!(keys("XINFO STREAM s FULL"), ["s"]);
+        assert_eq!(keys("XGROUP CREATE s g $"), ["s"]);
+        assert_eq!(keys("XGROUP HELP"), Vec::<String>::new());
     }
 }

@@ -26,6 +26,7 @@ fn serve_fn(name: &str) -> Option<ServeFn> {
     match name {
         "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" => Some(super::lists::serve_blocked),
         "bzpopmin" | "bzpopmax" | "bzmpop" => Some(super::zsets::serve_blocked),
+        "xread" | "xreadgroup" => Some(super::streams::serve_blocked),
         _ => None,
     }
 }

@@ -100,6 +100,8 @@ static PARAMS: &[Param] = &[
     ),
     p("list-compress-depth", None, Kind::Int(0, I32)),
     p("hll-sparse-max-bytes", None, Kind::Memory),
+    p("stream-node-max-entries", None, Kind::Int(0, i64::MAX)),
+    p("stream-node-max-bytes", None, Kind::Memory),
     p("hz", None, Kind::Int(0, I32)),
     p("dynamic-hz", None, Kind::Bool),
     p("active-expire-effort", None, Kind::Int(1, 10)),
@@ -179,6 +181,8 @@ fn get(sh: &Shared, p: &Param) -> String {
         "list-max-listpack-size" => limits.list_max_listpack_size.to_string(),
         "list-compress-depth" => limits.list_compress_depth.to_string(),
         "hll-sparse-max-bytes" => limits.hll_sparse_max_bytes.to_string(),
+        "stream-node-max-entries" => limits.stream_node_max_entries.to_string(),
+        "stream-node-max-bytes" => limits.stream_node_max_bytes.to_string(),
         "notify-keyspace-events" => super::notify::format_flags(sh.pubsub.notify_flags()),
         "client-output-buffer-limit" => format_buffer_limits(&sh.pubsub.buffer_limits()),
         name => c
@@ -282,6 +286,8 @@ fn set(sh: &Shared, p: &Param, v: &str) {
         "list-max-listpack-size" => limits.list_max_listpack_size = num(),
         "list-compress-depth" => limits.list_compress_depth = num(),
         "hll-sparse-max-bytes" => limits.hll_sparse_max_bytes = num() as usize,
+        "stream-node-max-entries" => limits.stream_node_max_entries = num() as usize,
+        "stream-node-max-bytes" => limits.stream_node_max_bytes = num() as usize,
         "notify-keyspace-events" => {
             let flags = super::notify::parse_flags(v.as_bytes()).unwrap_or(0);
             sh.pubsub.swap_notify_flags(flags);

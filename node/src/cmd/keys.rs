@@ -345,6 +345,14 @@ pub fn flush(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             ctx.db.touched(&k);
         }
     }
+    // So do clients blocked on keys that exist (XREADGROUP learns its stream is gone).
+    for w in ctx.shared.blocked.all() {
+        for k in &w.keys {
+            if ctx.db.exists(k) {
+                ctx.db.touched(k);
+            }
+        }
+    }
     ctx.db.clear();
     ctx.db.effects.dirty += 1;
     Reply::OK

@@ -29,6 +29,7 @@ pub mod replication;
 pub mod server;
 pub mod sets;
 pub mod sort;
+pub mod streams;
 pub mod strings;
 pub mod zsets;
 
@@ -48,7 +49,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
     let Some(name) = args.first() else {
         return Reply::NilArray;
     };
-    let Some(spec) = table::lookup(name) else {
+    let Some(spec) = table::lookup(name).map(|s| subcommand(s, args)) else {
         if is(name, "post") || is(name, "host:") {
             tracing::warn!(
                 "possible cross-protocol attack (HTTP request on the RESP port); closing"
@@ -71,6 +72,15 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
     let reply = run_command(shared, session, spec, args);
     shared.stats.call(spec, true, reply.is_error());
     reply
+}
+
+/// Container commands whose subcommands run as commands of their own (their flags, arity and
+/// key positions): XGROUP CREATE writes, XINFO STREAM reads a key.
+pub(crate) fn subcommand(spec: &'static CommandSpec, args: &[Bytes]) -> &'static CommandSpec {
+    match (spec.name, args.get(1)) {
+        ("xgroup" | "xinfo", Some(sub)) => table::lookup_sub(&args[0], sub).unwrap_or(spec),
+        _ => spec,
+    }
 }
 
 /// Why a command may not run now: arity, AUTH, a replica refusing writes, a key this node does
@@ -330,6 +340,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         _ if bitmaps::NAMES.contains(&name) => bitmaps::run(ctx, spec, a),
         _ if hyperloglog::NAMES.contains(&name) => hyperloglog::run(ctx, spec, a),
         _ if geo::NAMES.contains(&name) => geo::run(ctx, spec, a),
+        _ if streams::NAMES.contains(&name) => streams::run(ctx, spec, a),
         _ => unknown_command(a),
     }
 }

@@ -134,7 +134,7 @@ pub fn exec(ctx: &mut Ctx) -> Reply {
     let queued: Vec<(&'static CommandSpec, Vec<Bytes>)> = multi
         .queued
         .into_iter()
-        .filter_map(|args| Some((table::lookup(&args[0])?, args)))
+        .filter_map(|args| Some((super::subcommand(table::lookup(&args[0])?, &args), args)))
         .collect();
     let ks = &ctx.shared.keyspace;
     let (now, expiry) = (ctx.db.now, ctx.db.expiry);

@@ -104,6 +104,13 @@ impl ServerStats {
         }
     }
 
+    /// A call already counted failed after all (a blocked command answered with an error).
+    pub fn failed_later(&self, spec: &table::CommandSpec) {
+        if let Some(c) = self.failed.get(table::position(spec)) {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// INFO commandstats lines.
     pub fn commandstats(&self, out: &mut String) {
         use std::fmt::Write as _;

@@ -9,11 +9,13 @@ pub mod hll;
 pub mod list;
 pub mod packed;
 pub mod set;
+pub mod stream;
 pub mod zset;
 
 pub use hash::Hash;
 pub use list::List;
 pub use set::Set;
+pub use stream::Stream;
 pub use zset::ZSet;
 
 /// Thresholds that decide a value's encoding (CONFIG SET `hash-max-listpack-entries`, ...).
@@ -33,6 +35,9 @@ pub struct Limits {
     pub list_compress_depth: i64,
     /// HyperLogLogs stay sparse up to this many bytes.
     pub hll_sparse_max_bytes: usize,
+    /// Stream entries per node and bytes per node (what `~` trimming removes at once).
+    pub stream_node_max_entries: usize,
+    pub stream_node_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +53,8 @@ impl Default for Limits {
             list_max_listpack_size: -2,
             list_compress_depth: 0,
             hll_sparse_max_bytes: 3000,
+            stream_node_max_entries: 100,
+            stream_node_max_bytes: 4096,
         }
     }
 }
@@ -59,6 +66,7 @@ pub enum Value {
     Hash(Hash),
     Set(Set),
     ZSet(ZSet),
+    Stream(Box<Stream>),
 }
 
 impl Value {
@@ -69,6 +77,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -79,6 +88,7 @@ impl Value {
             Value::Hash(h) => h.encoding(),
             Value::Set(s) => s.encoding(),
             Value::ZSet(z) => z.encoding(),
+            Value::Stream(s) => s.encoding(),
         }
     }
 
@@ -89,6 +99,7 @@ impl Value {
             Value::Hash(v) => v.len(),
             Value::Set(v) => v.len(),
             Value::ZSet(v) => v.len(),
+            Value::Stream(v) => v.len(),
         }
     }
 
@@ -103,6 +114,7 @@ impl Value {
             Value::Hash(v) => v.mem_usage(),
             Value::Set(v) => v.mem_usage(),
             Value::ZSet(v) => v.mem_usage(),
+            Value::Stream(v) => v.mem_usage(),
         }
     }
 }
@@ -149,6 +161,31 @@ kind!(List);
 kind!(Hash);
 kind!(Set);
 kind!(ZSet);
+
+/// A stream is kept when its last entry goes (XDEL, XTRIM): never "empty" to `Db::update`.
+impl Kind for Stream {
+    fn of(v: &Value) -> Option<&Self> {
+        match v {
+            Value::Stream(x) => Some(x),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut Self> {
+        match v {
+            Value::Stream(x) => Some(x),
+            _ => None,
+        }
+    }
+    fn into_value(self) -> Value {
+        Value::Stream(Box::new(self))
+    }
+    fn is_empty(&self) -> bool {
+        false
+    }
+    fn mem_usage(&self) -> usize {
+        Stream::mem_usage(self)
+    }
+}
 
 /// Hasher for member tables: xxh3 over the bytes (SipHash's cost buys nothing here: a member
 /// table is per key, and flooding one key only slows that key).

@@ -5,7 +5,11 @@
 //! Written: strings, plain lists, sets, hashes and sorted sets with binary scores (types 0, 1,
 //! 2, 4, 5). Read: those, old-style sorted sets (3), integer and LZF-compressed strings, and the
 //! compact encodings Redis 7.0 dumps (intset 11, listpacks 16, 17, 20, quicklist 18, ziplists
-//! 10, 12, 13 and quicklist 14), so a payload from a real Redis 7.0 restores here.
+//! 10, 12, 13 and quicklist 14) and streams (15, 19), so a payload from a real Redis 7.0 restores
+//! here. Streams are written in ringcache's own layout under a type byte of their own
+//! (`types::stream::codec`): Redis does not read them back.
+
+mod stream;
 
 use crate::keyspace::entry::{Entry, ValueRef};
 use crate::types::{Hash, Limits, List, Set, Value, ZSet};
@@ -27,6 +31,10 @@ const T_HASH_LISTPACK: u8 = 16;
 const T_ZSET_LISTPACK: u8 = 17;
 const T_LIST_QUICKLIST_2: u8 = 18;
 const T_SET_LISTPACK: u8 = 20;
+const T_STREAM_LISTPACKS: u8 = 15;
+const T_STREAM_LISTPACKS_2: u8 = 19;
+/// Streams in ringcache's own layout (`types::stream::codec`), a type byte Redis does not use.
+const T_STREAM_RINGCACHE: u8 = 0xC5;
 
 /// Why a payload does not restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +127,10 @@ pub fn encode_value(v: ValueRef<'_>) -> Vec<u8> {
                 put_str(&mut out, m);
                 out.extend_from_slice(&score.to_le_bytes());
             }
+        }
+        ValueRef::Obj(Value::Stream(s)) => {
+            out.push(T_STREAM_RINGCACHE);
+            crate::types::stream::codec::encode(s, &mut out);
         }
     }
     out
@@ -276,6 +288,18 @@ impl<'a> Reader<'a> {
         let t = self.byte()?;
         let v = match t {
             T_STRING => return Ok(Restored::Str(self.string()?)),
+            // A stream may be empty (XDEL keeps the key): returned before the check below.
+            T_STREAM_RINGCACHE => {
+                let rest = self.b.get(self.at..).ok_or(BadPayload)?;
+                let (s, used) =
+                    crate::types::stream::codec::decode(rest, limits).map_err(|_| BadPayload)?;
+                self.at += used;
+                return Ok(Restored::Obj(Value::Stream(Box::new(s))));
+            }
+            T_STREAM_LISTPACKS | T_STREAM_LISTPACKS_2 => {
+                let s = stream::read_redis_stream(self, t == T_STREAM_LISTPACKS_2, limits)?;
+                return Ok(Restored::Obj(Value::Stream(Box::new(s))));
+            }
             T_LIST => {
                 let n = self.len()?;
                 let mut l = List::default();
