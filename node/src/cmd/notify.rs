@@ -94,6 +94,15 @@ pub fn command(shared: &Shared, db: &mut Db<'_>, name: &str, args: &[Bytes]) {
         // Redis pushes to the destination before it pops the source (and deletes it if empty).
         notes.sort_by_key(|(k, _)| *k != args[2]);
     }
+    if matches!(name, "xreadgroup" | "xclaim" | "xautoclaim") {
+        // Their only event: a consumer they created, as the propagated commands name it.
+        for cmd in db.effects.rewrite.iter().flatten() {
+            if cmd.len() == 5 && is(&cmd[0], "xgroup") && is(&cmd[1], "createconsumer") {
+                emit(shared, flags, STREAM, "xgroup-createconsumer", &cmd[2]);
+            }
+        }
+        return;
+    }
     for (key, note) in &notes {
         match note {
             Note::Expired => emit(shared, flags, EXPIRED, "expired", key),
@@ -252,6 +261,15 @@ fn event_of(name: &str, args: &[Bytes], key: &[u8]) -> Option<(u32, &'static str
         "lmpop" => (LIST, left_right(after_keys(args, 1), "lpop", "rpop")),
         "blmpop" => (LIST, left_right(after_keys(args, 2), "lpop", "rpop")),
         "sort" => (LIST, "sortstore"),
+        "xadd" => (STREAM, "xadd"),
+        "xtrim" => (STREAM, "xtrim"),
+        "xdel" => (STREAM, "xdel"),
+        "xsetid" => (STREAM, "xsetid"),
+        "xgroup|create" => (STREAM, "xgroup-create"),
+        "xgroup|createconsumer" => (STREAM, "xgroup-createconsumer"),
+        "xgroup|delconsumer" => (STREAM, "xgroup-delconsumer"),
+        "xgroup|destroy" => (STREAM, "xgroup-destroy"),
+        "xgroup|setid" => (STREAM, "xgroup-setid"),
         "hset" | "hmset" | "hsetnx" => (HASH, "hset"),
         "hdel" => (HASH, "hdel"),
         "hincrby" => (HASH, "hincrby"),

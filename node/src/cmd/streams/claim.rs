@@ -162,7 +162,18 @@ pub fn xclaim(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
                 }
             }
             if !seen {
-                g.consumer(consumer, now).0.seen_time = now;
+                let (c, created) = g.consumer(consumer, now);
+                c.seen_time = now;
+                if created {
+                    // Named for replicas and keyspace notifications as Redis names it.
+                    cmds.push(vec![
+                        Bytes::from_static(b"XGROUP"),
+                        Bytes::from_static(b"CREATECONSUMER"),
+                        key.clone(),
+                        group.clone(),
+                        consumer.clone(),
+                    ]);
+                }
                 seen = true;
             }
             let before = pending.map_or(0, |p| p.delivery_count);
@@ -277,7 +288,18 @@ pub fn xautoclaim(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
                 continue;
             }
             if !seen {
-                g.consumer(consumer, now).0.seen_time = now;
+                let (c, created) = g.consumer(consumer, now);
+                c.seen_time = now;
+                if created {
+                    // Named for replicas and keyspace notifications as Redis names it.
+                    cmds.push(vec![
+                        Bytes::from_static(b"XGROUP"),
+                        Bytes::from_static(b"CREATECONSUMER"),
+                        key.clone(),
+                        group.clone(),
+                        consumer.clone(),
+                    ]);
+                }
                 seen = true;
             }
             let count = p.delivery_count + u64::from(!justid);
