@@ -321,6 +321,10 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "fcall" | "fcall_ro" => crate::script::functions::fcall(ctx, spec, a),
         "script" => crate::script::eval::script(ctx, a),
         "time" => ringcache_protocol::resp::time_reply(),
+        // A node stops on SIGTERM; a client must not be able to stop a cache shard.
+        "shutdown" => Reply::error(
+            "ERR SHUTDOWN is not supported: stop a ringcache node with SIGTERM",
+        ),
         "save" | "bgsave" => Reply::error(
             "ERR persistence is not supported: ringcache nodes are an in-memory cache (keep data durable in your system of record)",
         ),

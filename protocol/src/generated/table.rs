@@ -222,6 +222,7 @@ pub(crate) static REDIS_COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "function|stats", arity: 2, flags: NOSCRIPT | ALLOW_BUSY, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "function|kill", arity: 2, flags: NOSCRIPT | ALLOW_BUSY, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "function|help", arity: 2, flags: LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
+    CommandSpec { name: "shutdown", arity: -1, flags: ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "eval", arity: -3, flags: NOSCRIPT | STALE | SKIP_MONITOR | MOVABLEKEYS, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "evalsha", arity: -3, flags: NOSCRIPT | STALE | SKIP_MONITOR | MOVABLEKEYS, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "eval_ro", arity: -3, flags: READONLY | NOSCRIPT | STALE | SKIP_MONITOR | MOVABLEKEYS, first_key: 0, last_key: 0, step: 0 },

@@ -365,6 +365,12 @@ pub fn xread(ctx: &mut Ctx, a: &[Bytes], xreadgroup: bool) -> Reply {
         Ok(r) => r,
         Err(e) => return e,
     };
+    if r.block.is_some() && ctx.session.in_script {
+        let name = if xreadgroup { "xreadgroup" } else { "xread" };
+        return Reply::Error(format!(
+            "ERR {name} command is not allowed with BLOCK option from scripts"
+        ));
+    }
     let ids = match resolve_ids(&mut ctx.db, a, &r) {
         Ok(ids) => ids,
         Err(e) => return e,
