@@ -166,11 +166,17 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 
 /// Looks up `parent sub` (e.g. `CLIENT ID`) as the subcommand `client|id`.
 pub fn lookup_sub(parent: &[u8], sub: &[u8]) -> Option<&'static CommandSpec> {
-    let mut joined = Vec::with_capacity(parent.len() + sub.len() + 1);
-    joined.extend_from_slice(parent);
-    joined.push(b'|');
-    joined.extend_from_slice(sub);
-    lookup(&joined)
+    // Joined on the stack: every command with an argument asks (a script's each `redis.call`),
+    // most of them for a key that names no subcommand.
+    let mut joined = [0u8; 48];
+    let n = parent.len() + 1 + sub.len();
+    if n > joined.len() {
+        return None;
+    }
+    joined[..parent.len()].copy_from_slice(parent);
+    joined[parent.len()] = b'|';
+    joined[parent.len() + 1..n].copy_from_slice(sub);
+    lookup(&joined[..n])
 }
 
 /// How many commands and subcommands the table holds (indexes run below this).
