@@ -465,3 +465,40 @@ fn script_writes_reach_a_replica_as_effects() {
     );
     assert_same_data(&mut pc, &mut rc, "after scripts");
 }
+
+#[test]
+fn many_connections_running_scripts_at_once_each_get_their_own_replies() {
+    // An IO thread sends its tick's scripts to the script thread in one batch and gets the
+    // replies back in one: each reply and session must reach its own connection.
+    let s = start_target(&[]);
+    let body = "redis.call('INCR', KEYS[1]) return redis.call('GET', KEYS[1])";
+    let sha = match s.raw().cmd(&["SCRIPT", "LOAD", body]) {
+        Reply::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+        other => panic!("SCRIPT LOAD: {other:?}"),
+    };
+    let workers: Vec<_> = (0..16)
+        .map(|i| {
+            let mut c = s.raw();
+            let sha = sha.clone();
+            thread::spawn(move || {
+                // Half the connections speak RESP3: a session that came back to the wrong
+                // connection would show in the double's encoding.
+                let resp3 = i % 2 == 0;
+                if resp3 {
+                    c.hello3(&[]);
+                }
+                let key = format!("counter:{i}");
+                for n in 1..=40 {
+                    let got = c.cmd(&["EVALSHA", sha.as_str(), "1", key.as_str()]);
+                    assert_eq!(got, bulk(n.to_string()), "connection {i}");
+                    let double = c.cmd_raw(&["EVAL", "return {double=1.5}", "0"]);
+                    let want: &[u8] = if resp3 { b",1.5\r\n" } else { b"$3\r\n1.5\r\n" };
+                    assert_eq!(double, want, "connection {i}");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+}
