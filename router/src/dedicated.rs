@@ -175,9 +175,11 @@ async fn run(
         timeout: None,
         moved: None,
     };
+    // A node busy with a script answers BUSY: the link still serves (SCRIPT KILL goes this way).
     match exchange_id(&dialer, &mut sock, &mut buf, &mut id_req).await {
-        Some(id) => node_id.store(id, Relaxed),
-        None => return,
+        Ok(Some(id)) => node_id.store(id, Relaxed),
+        Ok(None) => {}
+        Err(()) => return,
     }
     while let Some(mut req) = rx.recv().await {
         if !req.keys.is_empty() {
@@ -235,16 +237,20 @@ async fn run(
     }
 }
 
-/// CLIENT ID on a fresh connection.
+/// CLIENT ID on a fresh connection: `Ok(None)` if the node answered something else (BUSY),
+/// `Err` if the connection failed.
 async fn exchange_id(
     dialer: &Dialer,
     sock: &mut TcpStream,
     buf: &mut BytesMut,
     req: &mut Req,
-) -> Option<u64> {
+) -> Result<Option<u64>, ()> {
     req.timeout = Some(Duration::from_secs(10));
-    let reply = exchange(dialer, sock, buf, req).await.ok()??;
-    u64::try_from(crate::frame::integer(&reply)?).ok()
+    let reply = exchange(dialer, sock, buf, req)
+        .await
+        .map_err(|_| ())?
+        .ok_or(())?;
+    Ok(crate::frame::integer(&reply).and_then(|n| u64::try_from(n).ok()))
 }
 
 /// Writes one request and reads its reply: `Ok(None)` if the client went away meanwhile.
