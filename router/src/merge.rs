@@ -151,9 +151,7 @@ impl Slot {
     /// The request's bytes, if `reply` (its answer, just taken) refuses it with `-WRONGSHARD`
     /// and it may be retried.
     pub fn fenced(&mut self, reply: &[u8]) -> Option<Bytes> {
-        if !reply.starts_with(b"-WRONGSHARD ") {
-            return None;
-        }
+        crate::rebalance::divert::wrongshard(reply)?;
         match self {
             Slot::Keyed(_, raw) | Slot::Script(_, raw) => Some(std::mem::take(raw)),
             Slot::Merge(m) => m.retry.take(),

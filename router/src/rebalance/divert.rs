@@ -364,6 +364,11 @@ pub(crate) fn wrongshard(reply: &[u8]) -> Option<(Epoch, String)> {
     let rest = reply.strip_prefix(b"-WRONGSHARD ")?;
     let text = std::str::from_utf8(rest).ok()?.trim_end();
     let (epoch, owner) = text.split_once(' ')?;
+    // A script's error that carries a node's refusal of a key it did not declare is the
+    // script's answer, not a fencing of the request.
+    if owner.contains(' ') {
+        return None;
+    }
     Some((epoch.parse().ok()?, owner.to_string()))
 }
 
@@ -384,6 +389,10 @@ mod tests {
             Some((7, "d".to_string()))
         );
         assert_eq!(wrongshard(b"-ERR nope\r\n"), None);
+        assert_eq!(
+            wrongshard(b"-WRONGSHARD 1 c script: f, on @user_function:3.\r\n"),
+            None
+        );
         assert_eq!(wrongshard(b"+OK\r\n"), None);
         assert!(tryagain(7, "d", 6).starts_with(b"-TRYAGAIN "));
     }
