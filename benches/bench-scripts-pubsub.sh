@@ -10,6 +10,7 @@
 #
 # usage: benches/bench-scripts-pubsub.sh
 #   ROUNDS=5 N_EVAL=200000 CLIENTS=50 SUBSCRIBERS=100 PIPELINE=16 PUB_SECONDS=5 PAYLOAD=16
+#   NODE_CMD='<ringcache> node' and PUBSUB_LOAD=<pubsub_load>: prebuilt binaries, no build
 # Needs redis-server, redis-cli, redis-benchmark (scripts/install-deps installs them); builds
 # ringcache and pubsub_load in release mode (into CARGO_TARGET_DIR when set).
 set -euo pipefail
@@ -26,7 +27,8 @@ bench_require redis-server redis-cli redis-benchmark setsid timeout awk sort
 
 node_cmd=()
 bench_node_cmd node_cmd
-load_bin="$(bench_cargo_bin tests pubsub_load)"
+# PUBSUB_LOAD=path: a prebuilt pubsub_load (else built).
+load_bin="${PUBSUB_LOAD:-$(bench_cargo_bin tests pubsub_load)}"
 
 out_dir="$root/target/bench"
 mkdir -p "$out_dir"
