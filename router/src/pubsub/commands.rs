@@ -222,24 +222,9 @@ fn pubsub(
 ) -> Slot {
     let sub = a[1].to_ascii_lowercase();
     if sub == b"help" {
-        let lines = [
-            "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "CHANNELS [<pattern>]",
-            "    Return the currently active channels matching a <pattern> (default: '*').",
-            "NUMPAT",
-            "    Return number of subscriptions to patterns.",
-            "NUMSUB [<channel> ...]",
-            "    Return the number of subscribers for the specified channels, excluding",
-            "    pattern subscriptions(default: no channels).",
-            "SHARDCHANNELS [<pattern>]",
-            "    Return the currently active shard level channels matching a <pattern> (default: '*').",
-            "SHARDNUMSUB [<shardchannel> ...]",
-            "    Return the number of subscribers for the specified shard level channel(s)",
-            "HELP",
-            "    Prints this help.",
-        ];
-        let reply = Reply::Array(lines.iter().map(|l| Reply::Status(l)).collect());
-        return Slot::reply(&reply, s.proto);
+        // The shards answer it as Redis does.
+        let shard = &topo.shards[0];
+        return Slot::Forward(send(shard, s, encode(a), cmd, start));
     }
     let known = matches!(
         &sub[..],
@@ -265,9 +250,7 @@ fn pubsub(
     let Some(me) = router.me() else {
         return Slot::error("ERR the router is shutting down");
     };
-    let mut raw = BytesMut::new();
-    ringcache_protocol::resp::encode_request(&mut raw, a);
-    let raw = raw.freeze();
+    let raw = encode(a);
     let waits: Vec<_> = topo
         .shards
         .iter()
@@ -300,6 +283,12 @@ fn pubsub(
         let _ = tx.send(Ok(merge(&me, &sub, &args, &replies).to_bytes(proto)));
     });
     Slot::Forward(rx)
+}
+
+fn encode(a: &[Bytes]) -> Bytes {
+    let mut raw = BytesMut::new();
+    ringcache_protocol::resp::encode_request(&mut raw, a);
+    raw.freeze()
 }
 
 /// Combines the shards' PUBSUB replies; counts replace this router's one subscription by its

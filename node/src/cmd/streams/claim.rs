@@ -165,14 +165,7 @@ pub fn xclaim(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
                 let (c, created) = g.consumer(consumer, now);
                 c.seen_time = now;
                 if created {
-                    // Named for replicas and keyspace notifications as Redis names it.
-                    cmds.push(vec![
-                        Bytes::from_static(b"XGROUP"),
-                        Bytes::from_static(b"CREATECONSUMER"),
-                        key.clone(),
-                        group.clone(),
-                        consumer.clone(),
-                    ]);
+                    cmds.push(super::read::create_consumer_cmd(key, group, consumer));
                 }
                 seen = true;
             }
@@ -291,14 +284,7 @@ pub fn xautoclaim(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
                 let (c, created) = g.consumer(consumer, now);
                 c.seen_time = now;
                 if created {
-                    // Named for replicas and keyspace notifications as Redis names it.
-                    cmds.push(vec![
-                        Bytes::from_static(b"XGROUP"),
-                        Bytes::from_static(b"CREATECONSUMER"),
-                        key.clone(),
-                        group.clone(),
-                        consumer.clone(),
-                    ]);
+                    cmds.push(super::read::create_consumer_cmd(key, group, consumer));
                 }
                 seen = true;
             }

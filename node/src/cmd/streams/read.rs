@@ -240,13 +240,7 @@ fn group_read(
         let (c, created) = g.consumer(consumer, now);
         c.seen_time = now;
         if created {
-            cmds.push(vec![
-                Bytes::from_static(b"XGROUP"),
-                Bytes::from_static(b"CREATECONSUMER"),
-                key.clone(),
-                group.clone(),
-                consumer.clone(),
-            ]);
+            cmds.push(create_consumer_cmd(key, group, consumer));
         }
         match id {
             ReadId::After(after) => {
@@ -347,6 +341,17 @@ pub fn claim_cmd(
 }
 
 /// `XGROUP SETID key group id ENTRIESREAD n`.
+/// XGROUP CREATECONSUMER as a consumer a command created is propagated (and notified).
+pub fn create_consumer_cmd(key: &Bytes, group: &Bytes, consumer: &Bytes) -> Vec<Bytes> {
+    vec![
+        Bytes::from_static(b"XGROUP"),
+        Bytes::from_static(b"CREATECONSUMER"),
+        key.clone(),
+        group.clone(),
+        consumer.clone(),
+    ]
+}
+
 pub fn setid_cmd(key: &Bytes, group: &Bytes, id: StreamId, read: i64) -> Vec<Bytes> {
     vec![
         Bytes::from_static(b"XGROUP"),
