@@ -23,6 +23,21 @@ use tokio::sync::Notify;
 use crate::errors::{arity_error, unknown_subcommand, REDIS_COMPAT_VERSION};
 use crate::resp::{Protocol, Reply};
 use crate::table;
+/// The sections plain INFO and `INFO default` print (Redis 7's default set), on a node and,
+/// merged from the shards, on the router.
+pub const INFO_DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
 
 /// Locks `m` even if a holder panicked: the registry's data stays consistent between statements.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

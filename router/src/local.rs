@@ -229,21 +229,13 @@ fn config(router: &Router, a: &[Bytes]) -> Reply {
 
 /// The sections the router answers itself; every other one is the shards', merged.
 const ROUTER_SECTIONS: &[&str] = &["server", "router"];
-/// Redis's default sections, and the router's own.
-const DEFAULT_SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "modules",
-    "errorstats",
-    "cluster",
-    "keyspace",
-    "router",
-];
+/// Redis's default sections, then the router's own.
+fn default_sections() -> impl Iterator<Item = String> {
+    clients::INFO_DEFAULT_SECTIONS
+        .iter()
+        .chain(["router"].iter())
+        .map(|s| s.to_string())
+}
 
 /// INFO: the router's sections, then the shards' (see `crate::info`).
 fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
@@ -251,16 +243,16 @@ fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
     for arg in &a[1..] {
         let arg = String::from_utf8_lossy(arg).to_ascii_lowercase();
         match arg.as_str() {
-            "default" => wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string())),
+            "default" => wanted.extend(default_sections()),
             "all" | "everything" => {
-                wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string()));
+                wanted.extend(default_sections());
                 wanted.extend(["commandstats", "latencystats"].map(String::from));
             }
             _ => wanted.push(arg),
         }
     }
     if wanted.is_empty() {
-        wanted.extend(DEFAULT_SECTIONS.iter().map(|s| s.to_string()));
+        wanted.extend(default_sections());
     }
     let mut text = String::new();
     for section in ROUTER_SECTIONS {

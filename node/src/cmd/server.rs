@@ -15,20 +15,7 @@ use crate::keyspace::{lru_clock, now_ms};
 
 pub use super::config::config;
 
-/// What plain INFO and `INFO default` print (Redis 7's default set).
-const DEFAULT_SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "modules",
-    "errorstats",
-    "cluster",
-    "keyspace",
-];
+use ringcache_protocol::clients::INFO_DEFAULT_SECTIONS as DEFAULT_SECTIONS;
 /// Every section, in Redis's order (`INFO all` / `everything`).
 const ALL_SECTIONS: &[&str] = &[
     "server",
