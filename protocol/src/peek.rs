@@ -40,7 +40,7 @@ fn header(buf: &[u8], pos: usize, kind: u8) -> Option<(usize, usize)> {
     }
     let digits = buf.get(pos + 1..)?;
     // An i64 takes at most 20 characters: a longer line is not a header worth reading.
-    let cr = memchr::memchr(b'\r', &digits[..digits.len().min(21)])?;
+    let cr = crate::request::find_cr(&digits[..digits.len().min(21)])?;
     let n = usize::try_from(parse_len(&digits[..cr])?).ok()?;
     (*digits.get(cr + 1)? == b'\n').then_some((n, pos + 1 + cr + 2))
 }

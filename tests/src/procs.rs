@@ -253,6 +253,17 @@ pub const SECRET_ENV: [&str; 6] = [
     "RINGCACHE_ACLFILE",
 ];
 
+/// Variables every ringcache process this program starts gets (the churn harness's
+/// `--auth` sets the cluster's password here).
+static CHILD_ENV: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Sets `name=value` in the environment of every ringcache process started from now on.
+pub fn set_child_env(name: &str, value: &str) {
+    let mut env = CHILD_ENV.lock().unwrap_or_else(|p| p.into_inner());
+    env.retain(|(n, _)| n != name);
+    env.push((name.to_string(), value.to_string()));
+}
+
 /// `ringcache <args>` with `env` set (see [`try_spawn_ringcache_lines`]), its listening line
 /// awaited for 10 s.
 pub fn spawn_ringcache_env(args: &[&str], env: &[(&str, &str)], listening_prefix: &str) -> Proc {
@@ -281,6 +292,13 @@ pub fn try_spawn_ringcache_env(
     for name in SECRET_ENV {
         cmd.env_remove(name);
     }
+    cmd.envs(
+        CHILD_ENV
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str())),
+    );
     let mut child = cmd
         .args(args)
         .envs(env.iter().copied())

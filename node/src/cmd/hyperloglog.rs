@@ -22,7 +22,7 @@ pub fn run(ctx: &mut Ctx, spec: &CommandSpec, a: &[Bytes]) -> Reply {
         "pfcount" => pfcount(ctx, a),
         "pfmerge" => pfmerge(ctx, a),
         "pfdebug" => pfdebug(ctx, a),
-        "pfselftest" => match hll::selftest(ctx.db.limits.hll_sparse_max_bytes) {
+        "pfselftest" => match hll::selftest(ctx.db.limits().hll_sparse_max_bytes) {
             Ok(()) => Reply::OK,
             Err(e) => Reply::Error(e),
         },
@@ -58,7 +58,7 @@ fn store(db: &mut Db, key: &[u8], h: &[u8]) {
 fn pfadd(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let key = &a[1];
     let regs: Vec<(usize, u8)> = a[2..].iter().map(|e| hll::register_of(e)).collect();
-    let max_bytes = ctx.db.limits.hll_sparse_max_bytes;
+    let max_bytes = ctx.db.limits().hll_sparse_max_bytes;
     let db = &mut ctx.db;
     let (mut h, existed) = match hll_at(db, key, false) {
         Err(e) => return e,
@@ -155,7 +155,7 @@ fn pfmerge(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         }
     }
     let dest = &a[1];
-    let max_bytes = ctx.db.limits.hll_sparse_max_bytes;
+    let max_bytes = ctx.db.limits().hll_sparse_max_bytes;
     let (h, existed) = match hll_at(&mut ctx.db, dest, false) {
         Err(e) => return e,
         Ok(None) => (hll::new_sparse(), false),

@@ -470,7 +470,7 @@ pub fn restore(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         }
         _ => None,
     };
-    let decoded = predecoded.unwrap_or_else(|| dump::restore(&a[3], &ctx.db.limits));
+    let decoded = predecoded.unwrap_or_else(|| dump::restore(&a[3], &ctx.db.limits()));
     let restored = match decoded {
         Ok(v) => v,
         Err(_) => return Reply::error(dump::BAD_PAYLOAD),

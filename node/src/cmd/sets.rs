@@ -259,7 +259,7 @@ enum Out<'a> {
 
 /// SINTER, SINTERCARD and SINTERSTORE: the members of the smallest set that every other has.
 fn inter(ctx: &mut Ctx, keys: &[Bytes], out: Out<'_>) -> Reply {
-    let limits = ctx.db.limits;
+    let limits = ctx.db.limits();
     let found = match ctx.db.read_many::<Set, _>(keys) {
         Ok(f) => f,
         Err(e) => return e.into(),
@@ -325,7 +325,7 @@ pub fn sintercard(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 
 /// SUNION, SDIFF and their STORE forms.
 fn union_diff(ctx: &mut Ctx, keys: &[Bytes], diff: bool, dst: Option<&[u8]>) -> Reply {
-    let limits = ctx.db.limits;
+    let limits = ctx.db.limits();
     let found = match ctx.db.read_many::<Set, _>(keys) {
         Ok(f) => f,
         Err(e) => return e.into(),

@@ -248,7 +248,7 @@ fn finish(ctx: &mut Ctx, o: &Options, out: Vec<Option<Vec<u8>>>) -> Reply {
     if out.is_empty() {
         ctx.db.remove(dest);
     } else {
-        let limits = ctx.db.limits;
+        let limits = ctx.db.limits();
         let mut l = List::default();
         for v in &out {
             l.push_back(v.as_deref().unwrap_or(b""), &limits);

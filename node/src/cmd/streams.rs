@@ -113,7 +113,7 @@ pub fn entry_reply(id: StreamId, packed: &[u8]) -> Reply {
 }
 
 fn xadd(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let lim = ctx.db.limits;
+    let lim = ctx.db.limits();
     let t = match parse_trim(a, true, lim.stream_node_max_entries) {
         Ok(t) => t,
         Err(e) => return e,
@@ -237,7 +237,7 @@ fn xdel(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 }
 
 fn xtrim(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    let t = match parse_trim(a, false, ctx.db.limits.stream_node_max_entries) {
+    let t = match parse_trim(a, false, ctx.db.limits().stream_node_max_entries) {
         Ok(t) => t,
         Err(e) => return e,
     };

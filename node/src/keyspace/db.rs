@@ -86,7 +86,6 @@ pub struct Db<'a> {
     /// The command's clock: every deadline check of one command (or transaction) uses it.
     pub now: i64,
     pub expiry: Expiry,
-    pub limits: Limits,
     pub eviction: Eviction,
     pub effects: Effects,
 }
@@ -98,7 +97,6 @@ impl<'a> Db<'a> {
             held,
             now,
             expiry,
-            limits: ks.limits(),
             eviction: ks.eviction(),
             effects: Effects::default(),
         }
@@ -239,6 +237,11 @@ impl<'a> Db<'a> {
 
     pub fn keyspace(&self) -> &'a Keyspace {
         self.ks
+    }
+
+    /// Encoding thresholds, read when a command needs them (most never do).
+    pub fn limits(&self) -> Limits {
+        self.ks.limits()
     }
 
     /// The buckets this view holds, in order (replication orders writes by them).
@@ -546,7 +549,7 @@ impl<'a> Db<'a> {
         create: bool,
         f: impl FnOnce(&mut T, &Limits) -> (R, bool),
     ) -> Result<Option<R>, WrongType> {
-        let limits = self.limits;
+        let limits = self.ks.limits();
         let exists = match self.get(key) {
             None => false,
             Some(e) => match e.obj() {

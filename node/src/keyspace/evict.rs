@@ -10,6 +10,7 @@
 //! evictable, writes get Redis's OOM error.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 
 use rand::Rng;
 use ringcache_protocol::hash::BUCKETS;
@@ -124,6 +125,66 @@ impl Default for Eviction {
     }
 }
 
+/// [`Eviction`] in atomics: every command that touches a key reads it (LRU/LFU bookkeeping), so
+/// a read is a few plain loads instead of an `ArcSwap` guard. Fields are independent settings:
+/// a read racing a CONFIG SET may see some fields old and some new, as each alone is valid.
+#[derive(Debug)]
+pub(super) struct AtomicEviction {
+    maxmemory: AtomicU64,
+    policy: AtomicU8,
+    samples: AtomicUsize,
+    tenacity: AtomicU32,
+    lfu_log_factor: AtomicU32,
+    lfu_decay_time: AtomicU32,
+}
+
+const POLICIES: [Policy; 8] = [
+    Policy::NoEviction,
+    Policy::AllKeysLru,
+    Policy::AllKeysLfu,
+    Policy::AllKeysRandom,
+    Policy::VolatileLru,
+    Policy::VolatileLfu,
+    Policy::VolatileRandom,
+    Policy::VolatileTtl,
+];
+
+impl AtomicEviction {
+    pub(super) fn new(ev: Eviction) -> AtomicEviction {
+        let a = AtomicEviction {
+            maxmemory: AtomicU64::new(0),
+            policy: AtomicU8::new(0),
+            samples: AtomicUsize::new(0),
+            tenacity: AtomicU32::new(0),
+            lfu_log_factor: AtomicU32::new(0),
+            lfu_decay_time: AtomicU32::new(0),
+        };
+        a.store(ev);
+        a
+    }
+
+    pub(super) fn load(&self) -> Eviction {
+        Eviction {
+            maxmemory: self.maxmemory.load(Relaxed),
+            policy: POLICIES[usize::from(self.policy.load(Relaxed)) % POLICIES.len()],
+            samples: self.samples.load(Relaxed),
+            tenacity: self.tenacity.load(Relaxed),
+            lfu_log_factor: self.lfu_log_factor.load(Relaxed),
+            lfu_decay_time: self.lfu_decay_time.load(Relaxed),
+        }
+    }
+
+    pub(super) fn store(&self, ev: Eviction) {
+        let code = POLICIES.iter().position(|p| *p == ev.policy).unwrap_or(0);
+        self.maxmemory.store(ev.maxmemory, Relaxed);
+        self.policy.store(code as u8, Relaxed);
+        self.samples.store(ev.samples, Relaxed);
+        self.tenacity.store(ev.tenacity, Relaxed);
+        self.lfu_log_factor.store(ev.lfu_log_factor, Relaxed);
+        self.lfu_decay_time.store(ev.lfu_decay_time, Relaxed);
+    }
+}
+
 /// A new key's LFU counter (Redis's LFU_INIT_VAL): new keys are not evicted first.
 pub const LFU_INIT: u32 = 5;
 
@@ -174,11 +235,11 @@ pub fn new_access(now_ms: i64, ev: &Eviction) -> u32 {
 
 impl Keyspace {
     pub fn eviction(&self) -> Eviction {
-        **self.eviction.load()
+        self.eviction.load()
     }
 
     pub fn set_eviction(&self, ev: Eviction) {
-        self.eviction.store(std::sync::Arc::new(ev));
+        self.eviction.store(ev);
     }
 
     /// Bytes the keyspace's entries hold, by their own count (`used_memory_dataset`).

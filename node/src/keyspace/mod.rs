@@ -240,7 +240,7 @@ pub struct Keyspace {
     limits: ArcSwap<Limits>,
     /// Bytes held by entries (see `Entry::mem_usage`): what `maxmemory` bounds.
     used: AtomicI64,
-    eviction: ArcSwap<Eviction>,
+    eviction: evict::AtomicEviction,
     /// The best eviction candidates seen so far, kept between evictions as Redis keeps them.
     evict_pool: Mutex<evict::Pool>,
     /// Memory held back from keys while the heap's pages outgrow `maxmemory`.
@@ -267,7 +267,7 @@ impl Keyspace {
             expire_cursor: AtomicUsize::new(0),
             limits: ArcSwap::from_pointee(Limits::default()),
             used: AtomicI64::new(0),
-            eviction: ArcSwap::from_pointee(Eviction::default()),
+            eviction: evict::AtomicEviction::new(Eviction::default()),
             evict_pool: Mutex::new(evict::Pool::default()),
             rss_guard: rss_guard::RssGuard::default(),
         }

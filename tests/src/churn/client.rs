@@ -5,10 +5,11 @@
 //! that such a write *may* have run.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringcache_client::{admin, Client, ClientError};
+use ringcache_client::{admin, Client, ClientError, Credentials, LinkSpec};
 use ringcache_protocol::resp::encode_request;
 use ringcache_protocol::Reply;
 
@@ -28,6 +29,14 @@ pub enum Answer {
     NoReply(String),
 }
 
+/// The routers' password (`--auth`): every connection authenticates with it first.
+static PASSWORD: OnceLock<String> = OnceLock::new();
+
+/// Makes every connection from now on send `AUTH password` first.
+pub fn set_password(password: &str) {
+    let _ = PASSWORD.set(password.to_string());
+}
+
 pub struct Conn {
     client: Client,
     broken: bool,
@@ -35,7 +44,11 @@ pub struct Conn {
 
 impl Conn {
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, String> {
-        match Client::connect(&addr.to_string(), timeout).await {
+        let link = LinkSpec::with_auth(PASSWORD.get().map(|pw| Credentials {
+            user: None,
+            password: pw.clone(),
+        }));
+        match Client::open(&addr.to_string(), timeout, &link).await {
             Ok(client) => Ok(Conn {
                 client,
                 broken: false,

@@ -95,6 +95,12 @@ pub struct Args {
     /// profile).
     #[arg(long, value_name = "PATH")]
     pub ringcache_bin: Option<PathBuf>,
+    /// Password-protect the cluster: routers and nodes get RINGCACHE_PASSWORD (taken from this
+    /// environment, else made up), so clients authenticate to the routers and every link
+    /// between routers and nodes and between nodes authenticates as the cluster user. Compose
+    /// mode: the cluster must have been started with the same RINGCACHE_PASSWORD.
+    #[arg(long)]
+    pub auth: bool,
 }
 
 /// `60s`, `500ms`, `2m`, or a number of seconds.
@@ -299,6 +305,14 @@ pub fn run(args: Args) -> Result<bool> {
     if args.duration < Duration::from_secs(1) {
         bail!("--duration must be at least 1s");
     }
+    if args.auth {
+        let password = std::env::var("RINGCACHE_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| format!("churn-{:016x}", rand::random::<u64>()));
+        tests::set_child_env("RINGCACHE_PASSWORD", &password);
+        client::set_password(&password);
+    }
     // Before any thread starts: it may set RINGCACHE_BIN.
     let bin = if args.compose {
         None
@@ -344,6 +358,9 @@ pub fn run(args: Args) -> Result<bool> {
         args.rate,
         args.duration,
     );
+    if args.auth {
+        println!("churn: auth on: clients, routers and nodes authenticate on every link");
+    }
     for (at, kind) in &plan.events {
         println!("churn: planned at t={:.1}s: {kind:?}", at.as_secs_f64());
     }

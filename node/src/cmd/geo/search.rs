@@ -93,7 +93,7 @@ fn box_arg(w: &[u8], h: &[u8], u: &[u8]) -> Result<(ShapeKind, f64), Reply> {
 
 fn search(ctx: &mut Ctx, a: &[Bytes], src: usize, form: Form) -> Result<Reply, Reply> {
     let proto = ctx.session.proto;
-    let limits = ctx.db.limits;
+    let limits = ctx.db.limits();
     let zset = ctx.db.read::<ZSet>(&a[src]).map_err(Reply::from)?;
 
     let mut center: Option<(f64, f64)> = None;

@@ -171,7 +171,7 @@ pub fn zrange(ctx: &mut Ctx, name: &str, a: &[Bytes]) -> Reply {
     }
     // Redis adds the range member by member to a set that starts packed unless a rank range
     // is known to be too long, so it converts (and keeps zero signs) exactly at the same point.
-    let limits = ctx.db.limits;
+    let limits = ctx.db.limits();
     let mut z = if by == By::Rank && picked.len() > limits.zset_max_listpack_entries {
         ZSet::Large(Box::default())
     } else {
@@ -193,7 +193,7 @@ pub fn store_result(ctx: &mut Ctx, dst: &[u8], mut items: Vec<(Bytes, f64)>) -> 
         return Reply::Int(0);
     }
     items.sort_by(|x, y| crate::types::zset::order(x.1, &x.0, y.1, &y.0));
-    let z = ZSet::from_sorted(items.iter().map(|(m, s)| (&m[..], *s)), &ctx.db.limits);
+    let z = ZSet::from_sorted(items.iter().map(|(m, s)| (&m[..], *s)), &ctx.db.limits());
     let n = z.len();
     ctx.db.insert(Entry::object(dst, Value::ZSet(z), None));
     Reply::Int(n as i64)
