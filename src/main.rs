@@ -56,6 +56,14 @@ struct NodeArgs {
     /// Password clients must give with AUTH.
     #[arg(long)]
     requirepass: Option<String>,
+    /// ACL users file (Redis's aclfile format), loaded at start and by ACL LOAD, written by ACL
+    /// SAVE. A `user default ...` line in it replaces --requirepass.
+    #[arg(long, value_name = "PATH")]
+    aclfile: Option<std::path::PathBuf>,
+    /// Failed AUTHs a client address may make in a burst (then a quarter of this a second);
+    /// 0 = no limit.
+    #[arg(long, default_value_t = ringcache_protocol::acl::limit::DEFAULT_BURST)]
+    auth_failure_limit: u64,
     /// Maximum number of connected clients.
     #[arg(long, default_value_t = 10000)]
     maxclients: usize,
@@ -92,6 +100,8 @@ fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
         port: a.port,
         maxmemory,
         requirepass: a.requirepass.filter(|p| !p.is_empty()),
+        aclfile: a.aclfile,
+        auth_failure_limit: a.auth_failure_limit,
         maxclients: fd_limit::fit(a.maxclients),
         timeout: a.timeout,
         replica_of: a.replica_of,

@@ -13,6 +13,10 @@ pub struct NodeConfig {
     /// Bytes the keyspace may hold; 0 = no limit (Redis's default).
     pub maxmemory: u64,
     pub requirepass: Option<String>,
+    /// Users file (Redis's aclfile format), loaded at start and by ACL LOAD, written by ACL SAVE.
+    pub aclfile: Option<std::path::PathBuf>,
+    /// Failed AUTHs a client address may make in a burst (then a quarter of it a second).
+    pub auth_failure_limit: u64,
     pub maxclients: usize,
     /// Idle seconds before a client is closed; 0 = never.
     pub timeout: u64,
@@ -32,6 +36,8 @@ impl Default for NodeConfig {
             port: 7001,
             maxmemory: 0,
             requirepass: None,
+            aclfile: None,
+            auth_failure_limit: ringcache_protocol::acl::limit::DEFAULT_BURST,
             maxclients: 10000,
             timeout: 0,
             limits: Limits::default(),

@@ -14,6 +14,8 @@
 //!                                # 0 = the IO threads above)
 //! max_dedicated_connections = 1024   # connections of one client's own (transactions, blocking)
 //! # requirepass = "secret"
+//! # aclfile = "users.acl"        # ACL users (Redis's aclfile format); reloaded on SIGHUP
+//! # auth_failure_limit = 20      # failed AUTHs per client address in a burst (0: no limit)
 //!
 //! [ring]
 //! vnodes = 2048
@@ -86,6 +88,8 @@ struct RawRouter {
     l4_threads: Option<u32>,
     max_dedicated_connections: Option<u32>,
     requirepass: Option<String>,
+    aclfile: Option<String>,
+    auth_failure_limit: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +206,10 @@ pub struct RouterConfig {
     /// all clients together.
     pub max_dedicated_connections: usize,
     pub requirepass: Option<String>,
+    /// ACL users for the router's clients (Redis's aclfile format).
+    pub aclfile: Option<std::path::PathBuf>,
+    /// Failed AUTHs a client address may make in a burst (then a quarter of it a second).
+    pub auth_failure_limit: u64,
     /// Request decoding limits for clients (Redis's defaults).
     pub limits: Limits,
     pub ring: RingConfig,
@@ -508,6 +516,10 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         l4_threads,
         max_dedicated_connections,
         requirepass,
+        aclfile: r.aclfile.map(std::path::PathBuf::from),
+        auth_failure_limit: r
+            .auth_failure_limit
+            .unwrap_or(ringcache_protocol::acl::limit::DEFAULT_BURST),
         limits: Limits::default(),
         ring: RingConfig {
             vnodes,
