@@ -64,6 +64,14 @@ struct NodeArgs {
     /// Password of those links: Redis's masterauth.
     #[arg(long, env = "RINGCACHE_PRIMARY_AUTH", hide_env_values = true)]
     primary_auth: Option<String>,
+    /// ACL users file (Redis's aclfile format), loaded at start and by ACL LOAD, written by ACL
+    /// SAVE. A `user default ...` line in it replaces --requirepass.
+    #[arg(long, value_name = "PATH")]
+    aclfile: Option<std::path::PathBuf>,
+    /// Failed AUTHs a client address may make in a burst (then a quarter of this a second);
+    /// 0 = no limit.
+    #[arg(long, default_value_t = ringcache_protocol::acl::limit::DEFAULT_BURST)]
+    auth_failure_limit: u64,
     /// Maximum number of connected clients.
     #[arg(long, default_value_t = 10000)]
     maxclients: usize,
@@ -107,6 +115,12 @@ fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
             .filter(|p| !p.is_empty())
             .or_else(|| cluster_password.clone()),
         link: node_link(a.primary_user, a.primary_auth, cluster_password.as_deref())?,
+        cluster_user: cluster_password.map(|password| ringcache_client::Credentials {
+            user: Some(ringcache_router::config::CLUSTER_USER.into()),
+            password,
+        }),
+        aclfile: a.aclfile,
+        auth_failure_limit: a.auth_failure_limit,
         maxclients: fd_limit::fit(a.maxclients),
         timeout: a.timeout,
         replica_of: a.replica_of,

@@ -17,6 +17,13 @@ pub struct NodeConfig {
     /// How this node's links to other nodes (replication, migration) authenticate; without
     /// credentials they send `AUTH requirepass` when the node has one.
     pub link: LinkSpec,
+    /// A user made at start with every permission, the cluster's own commands included (the
+    /// `ringcache` user of RINGCACHE_PASSWORD); kept across ACL LOAD.
+    pub cluster_user: Option<Credentials>,
+    /// Users file (Redis's aclfile format), loaded at start and by ACL LOAD, written by ACL SAVE.
+    pub aclfile: Option<std::path::PathBuf>,
+    /// Failed AUTHs a client address may make in a burst (then a quarter of it a second).
+    pub auth_failure_limit: u64,
     pub maxclients: usize,
     /// Idle seconds before a client is closed; 0 = never.
     pub timeout: u64,
@@ -37,6 +44,9 @@ impl Default for NodeConfig {
             maxmemory: 0,
             requirepass: None,
             link: LinkSpec::default(),
+            cluster_user: None,
+            aclfile: None,
+            auth_failure_limit: ringcache_protocol::acl::limit::DEFAULT_BURST,
             maxclients: 10000,
             timeout: 0,
             limits: Limits::default(),

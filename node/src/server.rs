@@ -41,6 +41,12 @@ pub async fn run(
 ) -> io::Result<()> {
     let port = listener.local_addr()?.port();
     let shared = Shared::new(config, port, crate::cmd::apply);
+    if shared.acl.file_path().is_some() {
+        shared
+            .acl
+            .load_file()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("aclfile: {e}")))?;
+    }
     serve(shared, listener, shutdown).await
 }
 
@@ -155,8 +161,8 @@ async fn client_task(
     handle: Arc<ClientHandle>,
     io: Option<usize>,
 ) {
-    let needs_auth = shared.config().requirepass.is_some();
-    let session = Session::new(handle.id, handle, !needs_auth);
+    let mut session = Session::new(handle.id, handle, shared.acl.default_opens());
+    session.user = Some(shared.acl.default_user());
     serve_client(shared, sock, session, io).await;
 }
 

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::acl::command::{check_credentials, login};
+use crate::acl::{Acl, User};
 use crate::errors::{arity_error, unknown_subcommand, REDIS_COMPAT_VERSION};
 use crate::resp::{Protocol, Reply};
 use crate::table;
@@ -67,6 +69,8 @@ pub struct ClientHandle<X> {
     pub created: Instant,
     pub name: Mutex<Option<Bytes>>,
     pub last_cmd: Mutex<&'static str>,
+    /// The name of the ACL user it is authenticated as (CLIENT LIST's `user`).
+    pub user: Mutex<Arc<str>>,
     pub resp: AtomicU8,
     pub killed: AtomicBool,
     /// Woken by CLIENT KILL and by shutdown, and to ask an idle connection to park (then
@@ -98,6 +102,7 @@ impl<X: ClientExt> ClientHandle<X> {
             created: Instant::now(),
             name: Mutex::new(None),
             last_cmd: Mutex::new("NULL"),
+            user: Mutex::new(Arc::from("default")),
             resp: AtomicU8::new(2),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
@@ -141,7 +146,7 @@ impl<X: ClientExt> ClientHandle<X> {
         let age = self.created.elapsed();
         let [sub, psub, ssub] = self.ext.subscriptions();
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={sub} psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={sub} psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={}\n",
             self.id,
             self.addr,
             self.laddr,
@@ -150,6 +155,7 @@ impl<X: ClientExt> ClientHandle<X> {
             self.ext.idle_secs(age),
             if self.is_pubsub() { "P" } else { "N" },
             lock(&self.last_cmd),
+            lock(&self.user),
             self.resp.load(Relaxed),
         )
     }
@@ -263,8 +269,12 @@ pub trait Conn {
     fn client(&self) -> &ClientHandle<Self::Ext>;
     /// The registry CLIENT LIST and KILL look through.
     fn clients(&self) -> &Clients<Self::Ext>;
-    /// The default user's password, if one is configured.
-    fn requirepass(&self) -> Option<String>;
+    /// The server's ACL users.
+    fn acl(&self) -> &Acl;
+    /// The user this connection runs as.
+    fn user(&self) -> Arc<User>;
+    /// Runs as `u` from now on, authenticated (see [`crate::acl::command::login`]).
+    fn set_user(&mut self, u: Arc<User>);
     fn authenticated(&mut self) -> &mut bool;
     fn proto(&mut self) -> &mut Protocol;
     /// HELLO's `role`.
@@ -285,27 +295,11 @@ fn int_arg(a: &[u8]) -> Option<i64> {
     crate::num::parse_i64(a)
 }
 
-fn wrongpass() -> Reply {
-    Reply::error("WRONGPASS invalid username-password pair or user is disabled.")
-}
-
-/// Checks a username/password pair against the only user, `default`.
-fn check_auth(c: &impl Conn, user: &[u8], pass: &[u8]) -> bool {
-    if user != b"default" {
-        return false;
-    }
-    match c.requirepass() {
-        Some(p) => p.as_bytes() == pass,
-        // The default user has no password: any password is accepted, as with Redis's `nopass`.
-        None => true,
-    }
-}
-
 /// `AUTH [user] password`.
 pub fn auth(c: &mut impl Conn, a: &[Bytes]) -> Reply {
     let (user, pass) = match a.len() {
         2 => {
-            if c.requirepass().is_none() {
+            if c.acl().default_opens() {
                 return Reply::error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
             }
             (&b"default"[..], &a[1][..])
@@ -313,11 +307,12 @@ pub fn auth(c: &mut impl Conn, a: &[Bytes]) -> Reply {
         3 => (&a[1][..], &a[2][..]),
         _ => return syntax_error(),
     };
-    if check_auth(c, user, pass) {
-        *c.authenticated() = true;
-        Reply::OK
-    } else {
-        wrongpass()
+    match check_credentials(c, user, pass) {
+        Ok(u) => {
+            login(c, u);
+            Reply::OK
+        }
+        Err(e) => e,
     }
 }
 
@@ -362,10 +357,10 @@ pub fn hello(c: &mut impl Conn, a: &[Bytes]) -> Reply {
         }
     }
     if let Some((user, pass)) = auth {
-        if !check_auth(c, user, pass) {
-            return wrongpass();
+        match check_credentials(c, user, pass) {
+            Ok(u) => login(c, u),
+            Err(e) => return e,
         }
-        *c.authenticated() = true;
     }
     if !*c.authenticated() {
         return Reply::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
@@ -396,9 +391,10 @@ pub fn hello(c: &mut impl Conn, a: &[Bytes]) -> Reply {
 pub fn reset(c: &mut impl Conn) -> Reply {
     *c.proto() = Protocol::Resp2;
     *lock(&c.client().name) = None;
-    if c.requirepass().is_some() {
-        *c.authenticated() = false;
-    }
+    let opens = c.acl().default_opens();
+    let default = c.acl().default_user();
+    login(c, default);
+    *c.authenticated() = opens;
     Reply::Status("RESET")
 }
 
@@ -526,6 +522,7 @@ fn client_kill(c: &mut impl Conn, a: &[Bytes]) -> Reply {
         return syntax_error();
     }
     let (mut id, mut addr, mut laddr, mut skipme) = (None, None, None, true);
+    let mut user: Option<String> = None;
     for pair in a[2..].chunks(2) {
         let v = String::from_utf8_lossy(&pair[1]).into_owned();
         if is(&pair[0], "id") {
@@ -545,8 +542,13 @@ fn client_kill(c: &mut impl Conn, a: &[Bytes]) -> Reply {
             } else {
                 return syntax_error();
             }
-        } else if is(&pair[0], "type") || is(&pair[0], "user") || is(&pair[0], "maxage") {
-            // Every client is a normal client of the default user: accept the filter as is.
+        } else if is(&pair[0], "user") {
+            if c.acl().get(&pair[1]).is_none() {
+                return Reply::Error(format!("ERR No such user '{v}'"));
+            }
+            user = Some(v);
+        } else if is(&pair[0], "type") || is(&pair[0], "maxage") {
+            // Every client is a normal client: accept the filter as is.
         } else {
             return syntax_error();
         }
@@ -557,6 +559,7 @@ fn client_kill(c: &mut impl Conn, a: &[Bytes]) -> Reply {
         if id.is_some_and(|id| id != h.id)
             || addr.as_ref().is_some_and(|a| *a != h.addr.to_string())
             || laddr.as_ref().is_some_and(|a| *a != h.laddr.to_string())
+            || user.as_ref().is_some_and(|u| **u != **lock(&h.user))
             || (skipme && h.id == me)
         {
             continue;
@@ -592,6 +595,7 @@ mod tests {
     }
 
     struct TestConn {
+        acl: Acl,
         clients: Arc<Clients<Ext>>,
         me: Arc<ClientHandle<Ext>>,
         authenticated: bool,
@@ -607,8 +611,14 @@ mod tests {
         fn clients(&self) -> &Clients<Ext> {
             &self.clients
         }
-        fn requirepass(&self) -> Option<String> {
-            None
+        fn acl(&self) -> &Acl {
+            &self.acl
+        }
+        fn user(&self) -> Arc<User> {
+            self.acl.default_user()
+        }
+        fn set_user(&mut self, _u: Arc<User>) {
+            self.authenticated = true;
         }
         fn authenticated(&mut self) -> &mut bool {
             &mut self.authenticated
@@ -638,6 +648,7 @@ mod tests {
         let me = clients.register(a, l, 10).expect("room for a client");
         let other = clients.register(b, l, 10).expect("room for a client");
         let conn = TestConn {
+            acl: Acl::new(false),
             clients,
             me,
             authenticated: true,

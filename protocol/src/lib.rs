@@ -3,6 +3,7 @@
 //! agree on which shard owns a key; and the client registry with the connection commands (CLIENT,
 //! HELLO, AUTH, RESET) both servers answer alike.
 
+pub mod acl;
 pub mod clients;
 pub mod codec;
 pub mod errors;

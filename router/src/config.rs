@@ -16,6 +16,8 @@
 //! # requirepass = "secret"       # clients' password (env RINGCACHE_REQUIREPASS)
 //! # node_user = "ringcache"      # how the router authenticates to nodes
 //! # node_password = "secret"     # (env RINGCACHE_NODE_PASSWORD; RINGCACHE_PASSWORD sets all)
+//! # aclfile = "users.acl"        # ACL users (Redis's aclfile format); reloaded on SIGHUP
+//! # auth_failure_limit = 20      # failed AUTHs per client address in a burst (0: no limit)
 //!
 //! [ring]
 //! vnodes = 2048
@@ -91,6 +93,8 @@ struct RawRouter {
     requirepass: Option<String>,
     node_user: Option<String>,
     node_password: Option<String>,
+    aclfile: Option<String>,
+    auth_failure_limit: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,6 +213,10 @@ pub struct RouterConfig {
     pub requirepass: Option<String>,
     /// What the router's links to nodes send in `AUTH` (data, control, health checks).
     pub node_link: LinkSpec,
+    /// ACL users for the router's clients (Redis's aclfile format).
+    pub aclfile: Option<std::path::PathBuf>,
+    /// Failed AUTHs a client address may make in a burst (then a quarter of it a second).
+    pub auth_failure_limit: u64,
     /// Request decoding limits for clients (Redis's defaults).
     pub limits: Limits,
     pub ring: RingConfig,
@@ -569,6 +577,10 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         max_dedicated_connections,
         requirepass,
         node_link,
+        aclfile: r.aclfile.map(std::path::PathBuf::from),
+        auth_failure_limit: r
+            .auth_failure_limit
+            .unwrap_or(ringcache_protocol::acl::limit::DEFAULT_BURST),
         limits: Limits::default(),
         ring: RingConfig {
             vnodes,

@@ -78,6 +78,10 @@ pub async fn run(
         metrics::start(&router, l)?;
     }
     l4::listen::start(&router).await?;
+    #[cfg(unix)]
+    if router.config.aclfile.is_some() {
+        tokio::spawn(reload_acl_on_sighup(router.clone()));
+    }
     tokio::spawn(health::run(
         router.clone(),
         health::HealthSettings::default(),
@@ -94,4 +98,28 @@ pub async fn run(
         "router serving"
     );
     proxy::serve(router, listener, shutdown).await
+}
+
+/// Reloads the aclfile on every SIGHUP (as ACL LOAD does: a bad file changes nothing), next to
+/// the membership reload the binary runs on the same signal.
+#[cfg(unix)]
+async fn reload_acl_on_sighup(router: Arc<Router>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match router.acl.load_file() {
+            Ok(gone) => {
+                for c in router.clients.all() {
+                    let name = ringcache_protocol::clients::lock(&c.user).clone();
+                    if gone.iter().any(|g| **g == *name) {
+                        c.kill();
+                    }
+                }
+                tracing::info!("SIGHUP: aclfile reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: aclfile not reloaded"),
+        }
+    }
 }

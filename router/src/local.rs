@@ -72,6 +72,7 @@ pub fn run(
         }
         "reset" => clients::reset(&mut Local { router, s }),
         "client" => clients::client(&mut Local { router, s }, a),
+        "acl" => ringcache_protocol::acl::command::acl(&mut Local { router, s }, a),
         "command" => command(s, a),
         "config" => config(router, a),
         "time" => ringcache_protocol::resp::time_reply(),
@@ -100,8 +101,17 @@ impl Conn for Local<'_> {
         &self.router.clients
     }
 
-    fn requirepass(&self) -> Option<String> {
-        self.router.config.requirepass.clone()
+    fn acl(&self) -> &ringcache_protocol::acl::Acl {
+        &self.router.acl
+    }
+
+    fn user(&self) -> std::sync::Arc<ringcache_protocol::acl::User> {
+        self.s.user.clone()
+    }
+
+    fn set_user(&mut self, u: std::sync::Arc<ringcache_protocol::acl::User>) {
+        self.s.user = u;
+        self.s.authenticated = true;
     }
 
     fn authenticated(&mut self) -> &mut bool {

@@ -133,8 +133,12 @@ fn accept(router: &Arc<Router>, sock: TcpStream, addr: SocketAddr) {
 }
 
 async fn client_task(router: Arc<Router>, sock: TcpStream, handle: Arc<ClientHandle>, io: usize) {
-    let needs_auth = router.config.requirepass.is_some();
-    let s = Session::new(handle, io, !needs_auth);
+    let s = Session::new(
+        handle,
+        io,
+        router.acl.default_opens(),
+        router.acl.default_user(),
+    );
     serve_client(router, sock, s).await;
 }
 
@@ -603,6 +607,22 @@ fn dispatch(
     }
     if !s.authenticated && !spec.has(flags::NO_AUTH) && spec.name != "quit" {
         let reply = Reply::error("NOAUTH Authentication required.");
+        return answer(router, cmd, start, &reply, s.proto);
+    }
+    let context = if txn::in_multi(s) {
+        ringcache_protocol::acl::log::MULTI
+    } else {
+        ringcache_protocol::acl::log::TOPLEVEL
+    };
+    if let Some(reply) = ringcache_protocol::acl::command::check(
+        &router.acl,
+        &s.user,
+        || s.client.info_line(),
+        spec,
+        args,
+        context,
+    ) {
+        txn::queue_failed(s);
         return answer(router, cmd, start, &reply, s.proto);
     }
     let plan = route::plan(spec, args, |k| topo.owner(k).unwrap_or(0));

@@ -157,7 +157,7 @@ fn keyless(spec: &CommandSpec, owner: &impl Fn(&[u8]) -> usize) -> Plan {
         // Keyless commands any one shard answers as well as all would.
         "pfselftest" | "lastsave" => Plan::Forward(owner(b"")),
         "ping" | "echo" | "hello" | "auth" | "select" | "quit" | "reset" | "client" | "command"
-        | "config" | "info" | "time" | "ring" => Plan::Local,
+        | "config" | "info" | "time" | "ring" | "acl" => Plan::Local,
         "dbsize" => Plan::FanOut(FanOut::Sum),
         "flushall" | "flushdb" => Plan::FanOut(FanOut::AllOk),
         "keys" => Plan::FanOut(FanOut::Concat),

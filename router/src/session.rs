@@ -17,6 +17,8 @@ pub struct Session {
     pub io: usize,
     pub proto: Protocol,
     pub authenticated: bool,
+    /// The ACL user every request is checked against.
+    pub user: Arc<ringcache_protocol::acl::User>,
     /// Stop reading requests; close once the owed replies are written (QUIT, protocol error,
     /// CLIENT KILL, shutdown).
     pub closing: bool,
@@ -49,13 +51,19 @@ pub enum Replies {
 }
 
 impl Session {
-    /// A new connection's session: RESP2, authenticated unless a password is required.
-    pub fn new(client: Arc<ClientHandle>, io: usize, authenticated: bool) -> Session {
+    /// A new connection's session: RESP2, as `user`, authenticated unless it needs a password.
+    pub fn new(
+        client: Arc<ClientHandle>,
+        io: usize,
+        authenticated: bool,
+        user: Arc<ringcache_protocol::acl::User>,
+    ) -> Session {
         Session {
             id: client.id,
             io,
             proto: Protocol::Resp2,
             authenticated,
+            user,
             closing: false,
             close_now: false,
             client,

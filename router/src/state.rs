@@ -31,6 +31,8 @@ pub struct Router {
     /// The ring and pools, swapped whole when membership changes.
     pub topology: ArcSwap<Topology>,
     pub clients: Clients,
+    /// The router's own ACL users (its clients', not the nodes').
+    pub acl: ringcache_protocol::acl::Acl,
     /// Commands the router answers itself (shard label `router`).
     pub metrics: ShardMetrics,
     pub commands: AtomicU64,
@@ -101,6 +103,17 @@ impl Router {
         let dedicated = Arc::new(tokio::sync::Semaphore::new(
             config.max_dedicated_connections,
         ));
+        let acl = ringcache_protocol::acl::Acl::new(false);
+        acl.set_requirepass(config.requirepass.as_deref());
+        acl.limiter.burst.store(
+            config.auth_failure_limit,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        *ringcache_protocol::clients::lock(&acl.file) = config.aclfile.clone();
+        if acl.file_path().is_some() {
+            acl.load_file()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("aclfile: {e}")))?;
+        }
         Ok(Arc::new_cyclic(|me| Router {
             pubsub: Default::default(),
             scripts: Default::default(),
@@ -109,6 +122,7 @@ impl Router {
             config,
             topology: ArcSwap::from_pointee(topology),
             clients: Clients::default(),
+            acl,
             metrics: ShardMetrics::new("router"),
             commands: AtomicU64::new(0),
             started: Instant::now(),

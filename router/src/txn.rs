@@ -49,6 +49,11 @@ pub struct Txn {
     moved: Arc<AtomicU64>,
 }
 
+/// Between MULTI and EXEC (ACL LOG's context `multi`).
+pub fn in_multi(s: &Session) -> bool {
+    s.txn.as_ref().is_some_and(|t| t.multi)
+}
+
 /// A request inside MULTI failed before reaching a node (unknown command, wrong arity).
 pub fn queue_failed(s: &mut Session) {
     if let Some(t) = s.txn.as_mut().filter(|t| t.multi) {

@@ -15,9 +15,21 @@ use support::{
 };
 
 const PW: &str = "node-secret";
+/// The cluster user's password: only that user may run the cluster's own commands.
+const CLUSTER_PW: &str = "cluster-secret";
 
+fn cluster_auth(password: &str) -> LinkSpec {
+    LinkSpec::with_auth(Some(Credentials {
+        user: Some("ringcache".into()),
+        password: password.to_string(),
+    }))
+}
+
+/// Clients need `PW`; the cluster user `ringcache` is what routers and other nodes use.
 fn with_password(c: &mut ringcache_node::NodeConfig) {
     c.requirepass = Some(PW.to_string());
+    c.link = cluster_auth(CLUSTER_PW);
+    c.cluster_user = cluster_auth(CLUSTER_PW).auth;
 }
 
 fn node_auth(password: &str) -> LinkSpec {
@@ -35,12 +47,15 @@ async fn a_router_serves_and_moves_keys_between_password_protected_nodes() {
         .timeouts(Timeouts::MIGRATION)
         .node_runtime(NodeRuntime::Own)
         .node_config(with_password)
-        .start(|c| c.node_link = node_auth(PW))
+        .start(|c| c.node_link = cluster_auth(CLUSTER_PW))
         .await;
-    // The nodes refuse anyone without the password.
+    // The nodes refuse anyone without the password, and `default` the cluster's commands.
     let mut bare = Conn::connect(&cl.addr("a"), T).await.unwrap();
     let refused = text(&bare.call(&["GET", "k"], T).await.unwrap());
     assert!(refused.starts_with("NOAUTH"), "{refused}");
+    let mut as_default = Conn::open(&cl.addr("a"), T, &node_auth(PW)).await.unwrap();
+    let refused = text(&as_default.call(&["TOPOLOGY", "GET"], T).await.unwrap());
+    assert!(refused.starts_with("NOPERM"), "{refused}");
 
     let mut c = Conn::connect(&cl.router.to_string(), T).await.unwrap();
     let keys: Vec<String> = (0..30)
@@ -56,7 +71,9 @@ async fn a_router_serves_and_moves_keys_between_password_protected_nodes() {
         .unwrap();
     assert_eq!(text(&join), "OK");
     wait_no_change(cl.router).await;
-    let mut on_c = Conn::open(&cl.addr("c"), T, &node_auth(PW)).await.unwrap();
+    let mut on_c = Conn::open(&cl.addr("c"), T, &cluster_auth(CLUSTER_PW))
+        .await
+        .unwrap();
     for k in &keys {
         assert_eq!(
             c.call(&["GET", k], T).await.unwrap(),
@@ -79,7 +96,7 @@ async fn a_router_whose_node_password_is_wrong_says_so() {
     let addr = node.addr.to_string();
     let mut config = RouterConfig::with_shards("127.0.0.1:0", &[("a", &addr)]).unwrap();
     Timeouts::FAST.apply(&mut config);
-    config.node_link = node_auth("not-the-password");
+    config.node_link = cluster_auth("not-the-password");
     let (router, _stop) = start_router(config).await;
     let mut c = Conn::connect(&router.to_string(), T).await.unwrap();
     let err = text(&c.call(&["SET", "k", "v"], T).await.unwrap());

@@ -480,17 +480,40 @@ fn replica_is_read_only_and_reports_its_role() {
 // 9. AUTH
 // ---------------------------------------------------------------------------------------------
 
+/// An aclfile for a primary: `default` with `pw`, and `repl` (password `repl-pw`) granted every
+/// command, the cluster's own (SYNC) included, which `default` never gets once it has a password.
+fn primary_aclfile(pw: &str) -> String {
+    let path = scratch_dir("acl").join("users.acl");
+    std::fs::write(
+        &path,
+        format!("user default on >{pw} ~* &* +@all\nuser repl on >repl-pw ~* &* +@all\n"),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
 #[test]
-fn replica_authenticates_with_its_requirepass() {
+fn replica_authenticates_as_a_user_granted_sync() {
     let pw = "s3cret-pw";
-    let p = start_node(&["--requirepass", pw]);
+    let acl = primary_aclfile(pw);
+    let p = start_node(&["--aclfile", &acl]);
     let mut pc = conn(&p, Some(pw));
     preload(&mut pc, "k", 200, 10);
     assert_eq!(pc.cmd(&["HSET", "h", "f", "v"]), int(1));
-    let r = start_replica_of(p.addr, &["--requirepass", pw]);
+    let r = start_replica_of(
+        p.addr,
+        &[
+            "--requirepass",
+            pw,
+            "--primary-user",
+            "repl",
+            "--primary-auth",
+            "repl-pw",
+        ],
+    );
     let mut rc = conn(&r, Some(pw));
     wait_synced(&mut pc, &mut rc, SYNC_TIMEOUT);
-    assert_eq!(assert_same_data(&mut pc, &mut rc, "with requirepass"), 201);
+    assert_eq!(assert_same_data(&mut pc, &mut rc, "as user repl"), 201);
     assert_eq!(pc.cmd(&["SET", "later", "1"]), ok());
     wait_synced(&mut pc, &mut rc, SYNC_TIMEOUT);
     assert_eq!(rc.cmd(&["GET", "later"]), bulk("1"));
@@ -502,13 +525,13 @@ fn replica_authenticates_with_its_requirepass() {
         "{reply:?}"
     );
 
-    // A replica with another password is refused and says so.
-    let wrong = start_replica_of(p.addr, &["--requirepass", "other"]);
-    let mut wc = conn(&wrong, Some("other"));
+    // The default user, password and all, may not SYNC: the replica is refused and says so.
+    let wrong = start_replica_of(p.addr, &["--requirepass", pw]);
+    let mut wc = conn(&wrong, Some(pw));
     assert_eventually!(
-        wrong.log_tail().contains("primary refused"),
+        wrong.log_tail().contains("primary refused") && wrong.log_tail().contains("NOPERM"),
         SYNC_TIMEOUT,
-        "replica with a wrong password did not log the refusal:\n{}",
+        "a replica authenticating as default was not refused with NOPERM:\n{}",
         wrong.log_tail()
     );
     assert_eq!(
@@ -521,17 +544,22 @@ fn replica_authenticates_with_its_requirepass() {
 #[test]
 fn replica_authenticates_with_primary_auth_and_is_refused_without_it() {
     let pw = "primary-only-pw";
-    let p = start_node(&["--requirepass", pw]);
+    let acl = primary_aclfile(pw);
+    let p = start_node(&["--aclfile", &acl]);
     let mut pc = conn(&p, Some(pw));
     preload(&mut pc, "k", 100, 10);
-    // The replica has no password of its own: its link uses --primary-auth (Redis's masterauth).
-    let r = start_replica_of(p.addr, &["--primary-auth", pw]);
+    // The replica has no password of its own: its link uses --primary-user/--primary-auth
+    // (Redis's masteruser/masterauth).
+    let r = start_replica_of(
+        p.addr,
+        &["--primary-user", "repl", "--primary-auth", "repl-pw"],
+    );
     let mut rc = conn(&r, None);
     wait_synced(&mut pc, &mut rc, SYNC_TIMEOUT);
     assert_eq!(assert_same_data(&mut pc, &mut rc, "with primary-auth"), 100);
     assert_eq!(rc.cmd(&["GET", "k:1"]), pc.cmd(&["GET", "k:1"]));
 
-    // Without it the primary answers NOAUTH, and the replica says so and holds nothing.
+    // Without them the primary answers NOAUTH, and the replica says so and holds nothing.
     let bare = start_replica_of(p.addr, &[]);
     let mut bc = conn(&bare, None);
     assert_eventually!(

@@ -67,6 +67,8 @@ static PARAMS: &[Param] = &[
     p("maxclients", None, Kind::Int(1, I32)),
     p("timeout", None, Kind::Int(0, I32)),
     p("requirepass", None, Kind::Str),
+    p("aclfile", None, Kind::Immutable),
+    p("auth-failure-limit", None, Kind::Int(0, I32)),
     p("proto-max-bulk-len", None, Kind::Memory),
     p("save", None, Kind::Str),
     p("appendonly", None, Kind::Bool),
@@ -171,6 +173,12 @@ fn get(sh: &Shared, p: &Param) -> String {
         "maxclients" => c.maxclients.to_string(),
         "timeout" => c.timeout.to_string(),
         "requirepass" => c.requirepass.clone().unwrap_or_default(),
+        "aclfile" => c
+            .aclfile
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default(),
+        "auth-failure-limit" => sh.acl.limiter.burst.load(Relaxed).to_string(),
         "proto-max-bulk-len" => c.limits.max_bulk_len.to_string(),
         "replicaof" => sh.repl.primary_addr().unwrap_or_default(),
         "hash-max-listpack-entries" => limits.hash_max_listpack_entries.to_string(),
@@ -306,7 +314,11 @@ fn set(sh: &Shared, p: &Param, v: &str) {
                 "maxclients" => c.maxclients = num() as usize,
                 "timeout" => c.timeout = unum(),
                 "proto-max-bulk-len" => c.limits.max_bulk_len = num(),
-                "requirepass" => c.requirepass = (!v.is_empty()).then(|| v.to_string()),
+                "requirepass" => {
+                    c.requirepass = (!v.is_empty()).then(|| v.to_string());
+                    sh.acl.set_requirepass(c.requirepass.as_deref());
+                }
+                "auth-failure-limit" => sh.acl.limiter.burst.store(unum(), Relaxed),
                 // Redis clamps hz to 1..500 rather than refusing.
                 "hz" => {
                     c.params.insert(p.name, num().clamp(1, 500).to_string());
@@ -390,6 +402,7 @@ pub fn config(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
                 c.store(0, Relaxed);
             }
             ctx.shared.stats.reset();
+            ctx.shared.acl.denied.reset();
             Reply::OK
         }
         b"rewrite" => Reply::error("ERR The server is running without a config file"),

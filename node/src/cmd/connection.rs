@@ -1,7 +1,10 @@
 //! Connection commands: PING, HELLO, AUTH, SELECT, RESET, CLIENT (REPLY here) (the last four, shared with the
 //! router, in `ringcache_protocol::clients`).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use ringcache_protocol::acl::{Acl, User};
 use ringcache_protocol::clients::Conn;
 use ringcache_protocol::{Protocol, Reply};
 
@@ -39,8 +42,20 @@ impl Conn for Ctx<'_> {
         &self.shared.clients
     }
 
-    fn requirepass(&self) -> Option<String> {
-        self.shared.config().requirepass.clone()
+    fn acl(&self) -> &Acl {
+        &self.shared.acl
+    }
+
+    fn user(&self) -> Arc<User> {
+        self.session
+            .user
+            .clone()
+            .unwrap_or_else(|| self.shared.acl.default_user())
+    }
+
+    fn set_user(&mut self, u: Arc<User>) {
+        self.session.user = Some(u);
+        self.session.authenticated = true;
     }
 
     fn authenticated(&mut self) -> &mut bool {

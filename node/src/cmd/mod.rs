@@ -34,6 +34,7 @@ pub mod strings;
 pub mod zsets;
 
 use bytes::Bytes;
+use ringcache_protocol::acl::log as acl_log;
 use ringcache_protocol::table::{self, flags, CommandSpec};
 use ringcache_protocol::Reply;
 
@@ -88,7 +89,7 @@ pub(crate) fn subcommand(spec: &'static CommandSpec, args: &[Bytes]) -> &'static
 fn refusal(
     shared: &Shared,
     session: &Session,
-    spec: &CommandSpec,
+    spec: &'static CommandSpec,
     args: &[Bytes],
 ) -> Option<Reply> {
     if !spec.arity_ok(args.len()) {
@@ -96,6 +97,14 @@ fn refusal(
     }
     if !session.authenticated && !spec.has(flags::NO_AUTH) && spec.name != "quit" {
         return Some(Reply::error("NOAUTH Authentication required."));
+    }
+    let context = if session.multi.is_some() {
+        acl_log::MULTI
+    } else {
+        acl_log::TOPLEVEL
+    };
+    if let Some(reply) = acl_check(shared, session, spec, args, context) {
+        return Some(reply);
     }
     if let Some(reply) = crate::replication::check_write(shared, session, spec) {
         return Some(reply);
@@ -121,6 +130,26 @@ fn refusal(
         }
     }
     None
+}
+
+/// The session's user's permission for the request (`None`: it may run), as
+/// [`ringcache_protocol::acl::command::check`].
+pub fn acl_check(
+    shared: &Shared,
+    session: &Session,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+    context: &'static str,
+) -> Option<Reply> {
+    let user = session.user.as_deref()?;
+    ringcache_protocol::acl::command::check(
+        &shared.acl,
+        user,
+        || session.client.info_line(),
+        spec,
+        args,
+        context,
+    )
 }
 
 /// Evicts keys by the policy until the keyspace is under `maxmemory`; false if it cannot (no
@@ -287,6 +316,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "hello" => c::hello(ctx, a),
         "auth" => c::auth(ctx, a),
         "select" => c::select(a),
+        "acl" => ringcache_protocol::acl::command::acl(ctx, a),
         "quit" => {
             ctx.session.flow = Flow::CloseAfterReply;
             Reply::OK

@@ -169,6 +169,25 @@ pub fn exec(ctx: &mut Ctx) -> Reply {
     let mut dirty = 0;
     ctx.session.in_exec = true;
     for (spec, args) in &queued {
+        if let Some(user) = ctx.session.user.as_deref() {
+            if let Err(d) = user.check(spec, args) {
+                let client = ctx.session.client.info_line();
+                ringcache_protocol::acl::command::record_refusal(
+                    &ctx.shared.acl,
+                    user,
+                    client,
+                    &d,
+                    spec,
+                    args,
+                    ringcache_protocol::acl::log::MULTI,
+                );
+                replies.push(Reply::Error(format!(
+                    "NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This command is no longer allowed for the following reason: {}",
+                    d.exec_reason()
+                )));
+                continue;
+            }
+        }
         let reply = super::run(ctx, spec, args);
         if !ctx.db.effects.notes.is_empty() {
             super::notify::command(ctx.shared, &mut ctx.db, spec.name, args);

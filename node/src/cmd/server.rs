@@ -190,6 +190,7 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
                 sh.pubsub.channel_count(true),
                 sh.stats.error_replies.load(Relaxed),
             )
+            .map(|()| sh.acl.denied.info(out))
         }
         "replication" => {
             out.push_str("# Replication\r\n");

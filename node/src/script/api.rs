@@ -171,9 +171,37 @@ fn acl_check_cmd(lua: &Lua, args: MultiValue) -> Outcome {
             )
         }
     };
-    if ringcache_protocol::table::lookup(&name).is_none() {
+    let Some(spec) = ringcache_protocol::table::lookup(&name) else {
         return fail(lua, "Invalid command passed to redis.acl_check_cmd()");
+    };
+    let mut argv = Vec::with_capacity(args.len());
+    for v in &args {
+        match v {
+            Value::String(s) => argv.push(bytes::Bytes::copy_from_slice(&s.as_bytes())),
+            Value::Integer(n) => argv.push(bytes::Bytes::from(n.to_string())),
+            Value::Number(n) => argv.push(bytes::Bytes::from(n.to_string())),
+            _ => {
+                return fail(
+                    lua,
+                    "Lua redis lib command arguments must be strings or integers",
+                )
+            }
+        }
     }
-    // No ACL users here: the default user may run everything.
-    ok(Value::Boolean(true))
+    let allowed = SCRIPT_USER.with(|u| match &*u.borrow() {
+        Some(user) => user.check(spec, &argv).is_ok(),
+        None => true,
+    });
+    ok(Value::Boolean(allowed))
+}
+
+thread_local! {
+    /// The user the running script's client is authenticated as (`redis.acl_check_cmd`).
+    static SCRIPT_USER: std::cell::RefCell<Option<std::sync::Arc<ringcache_protocol::acl::User>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Sets (or, with `None`, clears) the running script's user.
+pub fn set_script_user(u: Option<std::sync::Arc<ringcache_protocol::acl::User>>) {
+    SCRIPT_USER.with(|s| *s.borrow_mut() = u);
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mlua::{Lua, MultiValue, Value};
+use ringcache_protocol::acl::Reason;
 use ringcache_protocol::table::{self, flags, CommandSpec};
 use ringcache_protocol::{Protocol, Reply};
 
@@ -118,11 +119,34 @@ fn number_arg(n: f64) -> String {
 /// Why this command may not run in this script (the error text, code included).
 fn refusal(
     st: &mut RunState,
-    spec: &CommandSpec,
+    spec: &'static CommandSpec,
     effective: &CommandSpec,
     argv: &[Bytes],
 ) -> Option<String> {
     let shared = st.ctx.shared;
+    if let Some(user) = st.ctx.session.user.as_deref() {
+        if let Err(d) = user.check(spec, argv) {
+            let info = st.ctx.session.client.info_line();
+            ringcache_protocol::acl::command::record_refusal(
+                &shared.acl,
+                user,
+                info,
+                &d,
+                spec,
+                argv,
+                ringcache_protocol::acl::log::LUA,
+            );
+            return Some(
+                match d.reason {
+                    Reason::Command => "ERR The user executing the script can't run this command or subcommand",
+                    Reason::Key => "ERR The user executing the script can't access at least one of the keys mentioned in the command arguments",
+                    Reason::Channel => "ERR The user executing the script can't publish to the channel mentioned in the command",
+                    Reason::Auth => "ERR The user executing the script is lacking the permissions for the command",
+                }
+                .into(),
+            );
+        }
+    }
     let write = spec.is_write() || effective.is_write();
     if write {
         if st.read_only {

@@ -208,6 +208,7 @@ pub fn run_elsewhere(shared: &Shared, session: &Session, args: &[Bytes]) -> Repl
 fn clone_session(session: &Session) -> Session {
     let mut copy = Session::new(session.id, session.client.clone(), true);
     copy.from_primary = session.from_primary;
+    copy.user = session.user.clone();
     copy.proto = session.proto;
     copy
 }

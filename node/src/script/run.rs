@@ -146,6 +146,7 @@ fn call(vm: &Vm, st: &mut RunState, inv: &Invocation) -> mlua::Result<(bool, Val
         vm.globals.raw_set("KEYS", keys.clone())?;
         vm.globals.raw_set("ARGV", argv.clone())?;
     }
+    super::api::set_script_user(st.ctx.session.user.clone());
     let cell = std::cell::RefCell::new(st);
     let out = lua.scope(|scope| {
         let call = scope.create_function(|lua, args: MultiValue| {
@@ -162,6 +163,7 @@ fn call(vm: &Vm, st: &mut RunState, inv: &Invocation) -> mlua::Result<(bool, Val
             vm.run.call::<(bool, Value)>(inv.func)
         }
     });
+    super::api::set_script_user(None);
     vm.redis.raw_set("call", vm.outside.clone())?;
     vm.redis.raw_set("pcall", vm.outside.clone())?;
     out

@@ -154,6 +154,8 @@ pub struct Shared {
     pub pubsub: pubsub::PubSub,
     pub config: RwLock<NodeConfig>,
     pub clients: Clients,
+    /// ACL users, the ACL log and the failed-AUTH limit.
+    pub acl: ringcache_protocol::acl::Acl,
     pub stats: ServerStats,
     pub started: Instant,
     pub started_unix: i64,
@@ -194,6 +196,22 @@ impl Shared {
             topology: NodeTopology::new(config.shard_id.clone()),
             apply,
             scripts: script::ScriptState::default(),
+            acl: {
+                let acl = ringcache_protocol::acl::Acl::new(true);
+                acl.set_requirepass(config.requirepass.as_deref());
+                if let Some(u) = &config.cluster_user {
+                    let pass = format!(">{}", u.password);
+                    // A user name with a space is refused: the node then has no cluster user.
+                    let _ =
+                        acl.pin_user(u.user_name(), &["reset", "on", &pass, "~*", "&*", "+@all"]);
+                }
+                *ringcache_protocol::clients::lock(&acl.file) = config.aclfile.clone();
+                acl.limiter.burst.store(
+                    config.auth_failure_limit,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                acl
+            },
             config: RwLock::new(config),
             clients: Clients::default(),
             stats: ServerStats::default(),

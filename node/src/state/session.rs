@@ -41,6 +41,9 @@ pub struct Session {
     pub id: u64,
     pub proto: Protocol,
     pub authenticated: bool,
+    /// The ACL user whose permissions every request is checked against; `None` for the
+    /// node's own sessions (a replica applying its primary's stream), which are not checked.
+    pub user: Option<Arc<ringcache_protocol::acl::User>>,
     pub client: Arc<ClientHandle>,
     pub flow: Flow,
     /// Set when this connection became a replica's link (SYNC/PSYNC): it now streams writes.
@@ -103,6 +106,7 @@ impl Session {
             id,
             proto: Protocol::Resp2,
             authenticated,
+            user: None,
             client,
             flow: Flow::Continue,
             is_replication_link: false,
