@@ -28,8 +28,14 @@ pub fn login<C: Conn>(c: &mut C, u: Arc<User>) {
 }
 
 /// Checks `user`/`pass` for AUTH or HELLO AUTH: the user on success; the error reply otherwise
-/// (the failure counted, logged and charged to the client's address).
-pub fn check_credentials<C: Conn>(c: &mut C, user: &[u8], pass: &[u8]) -> Result<Arc<User>, Reply> {
+/// (the failure counted, logged under `cmd` as the client typed it, and charged to the
+/// client's address).
+pub fn check_credentials<C: Conn>(
+    c: &mut C,
+    cmd: &[u8],
+    user: &[u8],
+    pass: &[u8],
+) -> Result<Arc<User>, Reply> {
     let ip = c.client().addr.ip();
     let acl = c.acl();
     if !acl.limiter.allows(ip) {
@@ -43,7 +49,7 @@ pub fn check_credentials<C: Conn>(c: &mut C, user: &[u8], pass: &[u8]) -> Result
     acl.log.add(
         Reason::Auth,
         TOPLEVEL,
-        "AUTH".into(),
+        text(cmd),
         &text(user),
         c.client().info_line(),
     );

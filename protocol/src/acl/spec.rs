@@ -171,6 +171,17 @@ pub fn parent(spec: &CommandSpec) -> Option<&'static CommandSpec> {
 /// Which permission (KEY_* flags) the key at argument `pos` needs, by the first key spec that
 /// covers it; a key no spec covers needs both read and write.
 pub fn key_flags(spec: &CommandSpec, args: &[Bytes], pos: usize) -> u8 {
+    // Key specs with `variable_flags`: the arguments decide, as Redis's getkeys procs do.
+    let has = |from: usize, words: &[&str]| {
+        args.iter()
+            .skip(from)
+            .any(|a| words.iter().any(|w| a.eq_ignore_ascii_case(w.as_bytes())))
+    };
+    match spec.name {
+        "set" if !has(3, &["get"]) => return KEY_UPDATE,
+        "bitfield" if !has(2, &["set", "incrby"]) => return KEY_ACCESS,
+        _ => {}
+    }
     for ks in acl_of(spec).keys {
         if covers(ks, args, pos) {
             return ks.flags;
