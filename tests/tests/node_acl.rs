@@ -414,3 +414,97 @@ fn failed_auth_is_rate_limited_per_address() {
     );
     assert_eq!(other.cmd(&["AUTH", "pw"]), ok());
 }
+
+/// ACL replies whose content Redis fixes (no random passwords, at most one single command per
+/// selector, whose order in Redis follows its hash table), byte for byte, in RESP2 and RESP3.
+#[test]
+fn acl_replies_match_redis_byte_for_byte() {
+    let script: &[&[&str]] = &[
+        &[
+            "ACL", "SETUSER", "a", "on", ">pw", "~k*", "%R~r*", "%W~w*", "&c*", "+@hash", "-hset",
+        ],
+        &[
+            "ACL",
+            "SETUSER",
+            "b",
+            "reset",
+            "+@all",
+            "-@dangerous",
+            "(~x* &y +@read)",
+            "(%RW~z* +get)",
+        ],
+        &[
+            "ACL",
+            "SETUSER",
+            "c",
+            "nopass",
+            "allkeys",
+            "allchannels",
+            "+client|id",
+        ],
+        &["ACL", "SETUSER", "d", "+select|0"],
+        &[
+            "ACL",
+            "SETUSER",
+            "e",
+            "on",
+            "#5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8",
+            "<pw",
+        ],
+        &["ACL", "GETUSER", "a"],
+        &["ACL", "GETUSER", "b"],
+        &["ACL", "GETUSER", "c"],
+        &["ACL", "GETUSER", "d"],
+        &["ACL", "GETUSER", "default"],
+        &["ACL", "GETUSER", "none"],
+        &["ACL", "LIST"],
+        &["ACL", "USERS"],
+        &["ACL", "WHOAMI"],
+        &["ACL", "CAT"],
+        &["ACL", "CAT", "nosuch"],
+        &["ACL", "CAT", "a", "b"],
+        &["ACL", "DRYRUN", "a", "hget", "k1", "f"],
+        &["ACL", "DRYRUN", "a", "hset", "k1", "f", "v"],
+        &["ACL", "DRYRUN", "a", "hget", "w1", "f"],
+        &["ACL", "DRYRUN", "b", "get", "z1"],
+        &["ACL", "DRYRUN", "b", "flushall"],
+        &["ACL", "DRYRUN", "c", "get", "k"],
+        &["ACL", "DRYRUN", "c", "client", "id"],
+        &["ACL", "DRYRUN", "none", "get", "k"],
+        &["ACL", "DRYRUN", "a", "nocmd"],
+        &["ACL", "DRYRUN", "a", "get"],
+        &["ACL", "SETUSER", "bad name"],
+        &["ACL", "SETUSER", "x", "+get|"],
+        &["ACL", "SETUSER", "x", "+client|nosuch"],
+        &["ACL", "SETUSER", "x", "(+get", "(~x)"],
+        &["ACL", "SETUSER", "x", "&*", "&b"],
+        &["ACL", "DELUSER", "a", "b", "nobody"],
+        &["ACL", "LOG", "x"],
+        &["ACL", "GENPASS", "0"],
+        &["ACL", "LOAD"],
+        &["ACL", "SAVE"],
+        &["ACL", "HELP"],
+        &["ACL", "NOSUCH"],
+        &["ACL", "GETUSER"],
+        &["AUTH", "x"],
+        &["AUTH", "c", "anything"],
+        &["ACL", "WHOAMI"],
+    ];
+    for resp3 in [false, true] {
+        let node = start_node(&[]);
+        let redis = start_redis(&[]);
+        let (mut a, mut b) = (node.raw(), redis.raw());
+        if resp3 {
+            assert!(!a.hello3(&[]).is_error());
+            assert!(!b.hello3(&[]).is_error());
+        }
+        for cmd in script {
+            let (ours, theirs) = (a.cmd_raw(cmd), b.cmd_raw(cmd));
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&theirs),
+                "{cmd:?} (resp3: {resp3})"
+            );
+        }
+    }
+}

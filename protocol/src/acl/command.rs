@@ -110,6 +110,17 @@ pub fn kill_users<C: Conn>(c: &mut C, names: &[String]) {
     }
 }
 
+/// Disconnects `name`'s subscribed clients after its channels were narrowed (Redis checks each
+/// subscription; any subscriber of a user whose channels shrank is disconnected here).
+fn kill_subscribers<C: Conn>(c: &mut C, name: &str) {
+    let me = c.client().id;
+    for h in c.clients().all() {
+        if h.id != me && h.is_pubsub() && **lock(&h.user) == *name {
+            h.kill();
+        }
+    }
+}
+
 /// `ACL <subcommand> ...`.
 pub fn acl<C: Conn>(c: &mut C, a: &[Bytes]) -> Reply {
     let sub = a[1].to_ascii_lowercase();
@@ -156,8 +167,14 @@ pub fn acl<C: Conn>(c: &mut C, a: &[Bytes]) -> Reply {
         b"whoami" => Reply::bulk_str(&c.user().name),
         b"setuser" => {
             let ops: Vec<String> = a[3..].iter().map(|o| text(o)).collect();
-            match c.acl().setuser(&text(&a[2]), &ops) {
-                Ok(()) => Reply::OK,
+            let name = text(&a[2]);
+            match c.acl().setuser(&name, &ops) {
+                Ok(narrowed) => {
+                    if narrowed {
+                        kill_subscribers(c, &name);
+                    }
+                    Reply::OK
+                }
                 Err(e) => Reply::Error(e),
             }
         }

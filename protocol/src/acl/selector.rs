@@ -183,8 +183,15 @@ impl Selector {
             return Ok(());
         };
         let cmd = lookup(parent).ok_or(RuleError::Unknown)?;
-        if sub.contains('|') {
-            return Err(RuleError::FirstArgOfSubcommand);
+        if let Some((first, _)) = sub.split_once('|') {
+            // `client|id|x` names an argument of a subcommand; `get|a|b` nothing at all.
+            let is_sub =
+                spec::has_subcommands(cmd) && lookup(&format!("{parent}|{first}")).is_some();
+            return Err(if is_sub {
+                RuleError::FirstArgOfSubcommand
+            } else {
+                RuleError::Unknown
+            });
         }
         if sub.is_empty() {
             return Err(RuleError::Syntax);
@@ -263,6 +270,9 @@ impl Selector {
         if !self.all_keys {
             for pos in top.keys(args) {
                 let kf = spec::key_flags(cmd, args, pos);
+                if kf & spec::KEY_NOT_KEY != 0 {
+                    continue;
+                }
                 if !self.key_allowed(&args[pos], kf) {
                     return Err(Denied {
                         reason: Reason::Key,
@@ -316,6 +326,17 @@ impl Selector {
                     glob::matches(p.as_bytes(), channel, false)
                 }
             })
+    }
+
+    /// `allkeys`, or a `*` pattern that may be read.
+    pub fn reads_any_key(&self) -> bool {
+        self.all_keys || self.keys.iter().any(|(p, f)| p == "*" && f & READ != 0)
+    }
+
+    /// Every channel `old` allows, this selector allows too (patterns compared literally).
+    pub fn channels_cover(&self, old: &Selector) -> bool {
+        self.all_channels
+            || (!old.all_channels && old.channels.iter().all(|c| self.channels.contains(c)))
     }
 
     /// The selector's key patterns as `ACL GETUSER` shows them.
