@@ -192,6 +192,13 @@ async fn run_node(args: NodeArgs) -> Result<()> {
     let shutdown = shutdown_signal();
     let io_threads = args.io_threads;
     let config = node_config(args)?;
+    if let Some(path) = &config.aclfile {
+        // A bad aclfile refuses to start, before the node is reachable.
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--aclfile: reading {}", path.display()))?;
+        ringcache_protocol::acl::file::parse(path, &text)
+            .map_err(|e| anyhow::anyhow!("--aclfile: {e}"))?;
+    }
     if io_threads > 0 {
         ringcache_node::server::start_io_threads(io_threads)?;
     }

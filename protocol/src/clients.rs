@@ -307,7 +307,7 @@ pub fn auth(c: &mut impl Conn, a: &[Bytes]) -> Reply {
         3 => (&a[1][..], &a[2][..]),
         _ => return syntax_error(),
     };
-    match check_credentials(c, user, pass) {
+    match check_credentials(c, &a[0], user, pass) {
         Ok(u) => {
             login(c, u);
             Reply::OK
@@ -357,7 +357,7 @@ pub fn hello(c: &mut impl Conn, a: &[Bytes]) -> Reply {
         }
     }
     if let Some((user, pass)) = auth {
-        match check_credentials(c, user, pass) {
+        match check_credentials(c, &a[0], user, pass) {
             Ok(u) => login(c, u),
             Err(e) => return e,
         }

@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 
 use bytes::Bytes;
-use ringcache_protocol::table::CommandSpec;
+use ringcache_protocol::table::{self, CommandSpec};
 use ringcache_protocol::Reply;
 
 use super::args::{int_arg, is, syntax_error};
@@ -25,7 +25,7 @@ struct Options {
     gets: Vec<Bytes>,
 }
 
-fn parse(a: &[Bytes], readonly: bool) -> Result<Options, Reply> {
+fn parse(a: &[Bytes], readonly: bool, any_key: bool) -> Result<Options, Reply> {
     let mut o = Options {
         desc: false,
         alpha: false,
@@ -51,9 +51,20 @@ fn parse(a: &[Bytes], readonly: bool) -> Result<Options, Reply> {
             o.store = Some(a[j + 1].clone());
             j += 1;
         } else if is(w, "by") && left >= 1 {
+            // A pattern reads keys the ACL check never saw: only for a user that may read any.
+            if !any_key && a[j + 1].contains(&b'*') {
+                return Err(Reply::error(
+                    "ERR BY option of SORT denied due to insufficient ACL permissions.",
+                ));
+            }
             o.by = Some(a[j + 1].clone());
             j += 1;
         } else if is(w, "get") && left >= 1 {
+            if !any_key {
+                return Err(Reply::error(
+                    "ERR GET option of SORT denied due to insufficient ACL permissions.",
+                ));
+            }
             o.gets.push(a[j + 1].clone());
             j += 1;
         } else {
@@ -113,7 +124,11 @@ struct Item {
 }
 
 pub fn run(ctx: &mut Ctx, spec: &CommandSpec, a: &[Bytes]) -> Reply {
-    let o = match parse(a, spec.name == "sort_ro") {
+    let any_key = match (&ctx.session.user, table::lookup(spec.name.as_bytes())) {
+        (Some(u), Some(top)) => u.may_read_any_key(top, a),
+        _ => true,
+    };
+    let o = match parse(a, spec.name == "sort_ro", any_key) {
         Ok(o) => o,
         Err(e) => return e,
     };

@@ -28,8 +28,14 @@ pub fn login<C: Conn>(c: &mut C, u: Arc<User>) {
 }
 
 /// Checks `user`/`pass` for AUTH or HELLO AUTH: the user on success; the error reply otherwise
-/// (the failure counted, logged and charged to the client's address).
-pub fn check_credentials<C: Conn>(c: &mut C, user: &[u8], pass: &[u8]) -> Result<Arc<User>, Reply> {
+/// (the failure counted, logged under `cmd` as the client typed it, and charged to the
+/// client's address).
+pub fn check_credentials<C: Conn>(
+    c: &mut C,
+    cmd: &[u8],
+    user: &[u8],
+    pass: &[u8],
+) -> Result<Arc<User>, Reply> {
     let ip = c.client().addr.ip();
     let acl = c.acl();
     if !acl.limiter.allows(ip) {
@@ -43,7 +49,7 @@ pub fn check_credentials<C: Conn>(c: &mut C, user: &[u8], pass: &[u8]) -> Result
     acl.log.add(
         Reason::Auth,
         TOPLEVEL,
-        "AUTH".into(),
+        text(cmd),
         &text(user),
         c.client().info_line(),
     );
@@ -104,6 +110,17 @@ pub fn kill_users<C: Conn>(c: &mut C, names: &[String]) {
     }
 }
 
+/// Disconnects `name`'s subscribed clients after its channels were narrowed (Redis checks each
+/// subscription; any subscriber of a user whose channels shrank is disconnected here).
+fn kill_subscribers<C: Conn>(c: &mut C, name: &str) {
+    let me = c.client().id;
+    for h in c.clients().all() {
+        if h.id != me && h.is_pubsub() && **lock(&h.user) == *name {
+            h.kill();
+        }
+    }
+}
+
 /// `ACL <subcommand> ...`.
 pub fn acl<C: Conn>(c: &mut C, a: &[Bytes]) -> Reply {
     let sub = a[1].to_ascii_lowercase();
@@ -150,8 +167,14 @@ pub fn acl<C: Conn>(c: &mut C, a: &[Bytes]) -> Reply {
         b"whoami" => Reply::bulk_str(&c.user().name),
         b"setuser" => {
             let ops: Vec<String> = a[3..].iter().map(|o| text(o)).collect();
-            match c.acl().setuser(&text(&a[2]), &ops) {
-                Ok(()) => Reply::OK,
+            let name = text(&a[2]);
+            match c.acl().setuser(&name, &ops) {
+                Ok(narrowed) => {
+                    if narrowed {
+                        kill_subscribers(c, &name);
+                    }
+                    Reply::OK
+                }
                 Err(e) => Reply::Error(e),
             }
         }

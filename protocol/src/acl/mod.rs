@@ -185,6 +185,19 @@ impl User {
         }
     }
 
+    /// Whether a selector that allows the request also allows reading any key (`allkeys`, or a
+    /// readable `*` pattern): SORT's BY and GET patterns need it.
+    pub fn may_read_any_key(&self, top: &'static CommandSpec, args: &[Bytes]) -> bool {
+        if self.mode.load(Relaxed) == OPEN {
+            return true;
+        }
+        let rules = self.rules();
+        let cmd = spec::effective(top, args);
+        std::iter::once(&rules.root)
+            .chain(&rules.selectors)
+            .any(|s| s.check(top, cmd, args).is_ok() && s.reads_any_key())
+    }
+
     #[cold]
     fn check_slow(&self, top: &'static CommandSpec, args: &[Bytes]) -> Result<(), Denied> {
         let rules = self.rules();
@@ -307,8 +320,9 @@ impl Acl {
         u.rules().password_ok(pass).then_some(u)
     }
 
-    /// `ACL SETUSER name op...`: all operations or none (the error text, code included).
-    pub fn setuser(&self, name: &str, ops: &[String]) -> Result<(), String> {
+    /// `ACL SETUSER name op...`: all operations or none (the error text, code included). True
+    /// when an existing user lost channels: its subscribed clients are to be disconnected.
+    pub fn setuser(&self, name: &str, ops: &[String]) -> Result<bool, String> {
         if name.contains(' ') || name.contains('\0') {
             return Err("ERR Usernames can't contain spaces or null characters".into());
         }
@@ -329,7 +343,11 @@ impl Acl {
                 .map_err(|e| format!("ERR Error in ACL SETUSER modifier '{op}': {}", e.text()))?;
         }
         match existing {
-            Some(u) => u.set_rules(rules),
+            Some(u) => {
+                let narrowed = !rules.root.channels_cover(&u.rules().root);
+                u.set_rules(rules);
+                return Ok(narrowed);
+            }
             None => {
                 let u = Arc::new(User::new(name, rules, self.guard_cluster));
                 self.users
@@ -338,7 +356,7 @@ impl Acl {
                     .insert(name.to_string(), u);
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Makes user `name` with `ops` now and after every [`Acl::load_file`].

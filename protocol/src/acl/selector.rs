@@ -25,8 +25,6 @@ pub struct Selector {
     pub all_commands: bool,
     /// Arguments allowed as argument 1 of a command otherwise denied (`+select|0`).
     first_args: HashMap<usize, Vec<String>>,
-    /// The command rules as given, for `ACL LIST` (later rules replace earlier equal ones).
-    command_rules: String,
     pub all_keys: bool,
     keys: Vec<(String, u8)>,
     pub all_channels: bool,
@@ -40,7 +38,6 @@ impl Default for Selector {
             future: false,
             all_commands: false,
             first_args: HashMap::new(),
-            command_rules: String::new(),
             all_keys: false,
             keys: Vec::new(),
             all_channels: false,
@@ -107,29 +104,6 @@ impl Selector {
         }
     }
 
-    /// Records a command rule, dropping earlier rules it starts like (as Redis 7.0 compares
-    /// them: by the shorter one's length).
-    fn record(&mut self, rule: &str, allow: bool) {
-        let rule = rule.to_ascii_lowercase();
-        let kept: Vec<&str> = self
-            .command_rules
-            .split(' ')
-            .filter(|r| !r.is_empty())
-            .filter(|r| {
-                let body = &r[1..];
-                let n = body.len().min(rule.len());
-                body.as_bytes()[..n] != rule.as_bytes()[..n]
-            })
-            .collect();
-        let mut out = kept.join(" ");
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push(if allow { '+' } else { '-' });
-        out.push_str(&rule);
-        self.command_rules = out;
-    }
-
     fn all(&mut self, on: bool) {
         for w in &mut self.allowed {
             *w = if on { u64::MAX } else { 0 };
@@ -137,7 +111,6 @@ impl Selector {
         self.future = on;
         self.all_commands = on;
         self.first_args.clear();
-        self.command_rules.clear();
     }
 
     /// Applies one selector rule.
@@ -191,14 +164,12 @@ impl Selector {
                 let on = b[0] == b'+';
                 let bit = spec::category(&op[2..]).ok_or(RuleError::Unknown)?;
                 self.set_category(bit, on);
-                self.record(&op[1..], on);
                 Ok(())
             }
             Some(b'+') => self.allow_command(&op[1..]),
             Some(b'-') => {
                 let cmd = lookup(&op[1..]).ok_or(RuleError::Unknown)?;
                 self.change(cmd, false);
-                self.record(cmd.name, false);
                 Ok(())
             }
             _ => Err(RuleError::Syntax),
@@ -209,12 +180,18 @@ impl Selector {
         let Some((parent, sub)) = name.split_once('|') else {
             let cmd = lookup(name).ok_or(RuleError::Unknown)?;
             self.change(cmd, true);
-            self.record(cmd.name, true);
             return Ok(());
         };
         let cmd = lookup(parent).ok_or(RuleError::Unknown)?;
-        if sub.contains('|') {
-            return Err(RuleError::FirstArgOfSubcommand);
+        if let Some((first, _)) = sub.split_once('|') {
+            // `client|id|x` names an argument of a subcommand; `get|a|b` nothing at all.
+            let is_sub =
+                spec::has_subcommands(cmd) && lookup(&format!("{parent}|{first}")).is_some();
+            return Err(if is_sub {
+                RuleError::FirstArgOfSubcommand
+            } else {
+                RuleError::Unknown
+            });
         }
         if sub.is_empty() {
             return Err(RuleError::Syntax);
@@ -229,7 +206,6 @@ impl Selector {
                 list.push(sub);
             }
         }
-        self.record(name, true);
         Ok(())
     }
 
@@ -294,6 +270,9 @@ impl Selector {
         if !self.all_keys {
             for pos in top.keys(args) {
                 let kf = spec::key_flags(cmd, args, pos);
+                if kf & spec::KEY_NOT_KEY != 0 {
+                    continue;
+                }
                 if !self.key_allowed(&args[pos], kf) {
                     return Err(Denied {
                         reason: Reason::Key,
@@ -349,6 +328,17 @@ impl Selector {
             })
     }
 
+    /// `allkeys`, or a `*` pattern that may be read.
+    pub fn reads_any_key(&self) -> bool {
+        self.all_keys || self.keys.iter().any(|(p, f)| p == "*" && f & READ != 0)
+    }
+
+    /// Every channel `old` allows, this selector allows too (patterns compared literally).
+    pub fn channels_cover(&self, old: &Selector) -> bool {
+        self.all_channels
+            || (!old.all_channels && old.channels.iter().all(|c| self.channels.contains(c)))
+    }
+
     /// The selector's key patterns as `ACL GETUSER` shows them.
     pub fn describe_keys(&self) -> String {
         if self.all_keys {
@@ -374,12 +364,74 @@ impl Selector {
         v.join(" ")
     }
 
+    /// The command rules as Redis 7.0 describes them: `+@all` or `-@all`, then the categories
+    /// that fit best (each allowing, or denying, more of the user's commands than not), then
+    /// the single commands and first arguments still different, in command-table order.
     pub fn describe_commands(&self) -> String {
-        let start = if self.future { "+@all" } else { "-@all" };
-        if self.command_rules.is_empty() {
-            start.to_string()
-        } else {
-            format!("{start} {}", self.command_rules)
+        let additive = !self.future;
+        let sign = if additive { '+' } else { '-' };
+        let mut rules = String::from(if additive { "-@all " } else { "+@all " });
+        let mut fake = Selector::default();
+        fake.all(!additive);
+        let mut temp = self.clone();
+        let mut applied = [false; spec::CATEGORY_NAMES.len()];
+        loop {
+            let mut best = None;
+            let (mut mindiff, mut maxsame) = (usize::MAX, 0);
+            for (j, _) in spec::CATEGORY_NAMES.iter().enumerate() {
+                if applied[j] {
+                    continue;
+                }
+                let (mut on, mut off) = (0, 0);
+                for cmd in table::all() {
+                    if spec::acl_of(cmd).categories & (1 << j) != 0 {
+                        if temp.bit(table::position(cmd)) {
+                            on += 1;
+                        } else {
+                            off += 1;
+                        }
+                    }
+                }
+                let (diff, same) = if additive { (off, on) } else { (on, off) };
+                if same > diff && (diff < mindiff || (diff == mindiff && same > maxsame)) {
+                    best = Some(j);
+                    mindiff = diff;
+                    maxsame = same;
+                }
+            }
+            let Some(j) = best else { break };
+            let name = spec::CATEGORY_NAMES[j];
+            fake.set_category(1 << j, additive);
+            temp.set_category(1 << j, !additive);
+            rules.push_str(&format!("{sign}@{name} "));
+            applied[j] = true;
+        }
+        for cmd in table::top_level() {
+            self.describe_single(cmd, &mut fake, &mut rules);
+            if spec::has_subcommands(cmd) {
+                for sub in children(cmd) {
+                    self.describe_single(sub, &mut fake, &mut rules);
+                }
+            }
+            let pos = table::position(cmd);
+            if !self.bit(pos) {
+                for arg in self.first_args.get(&pos).into_iter().flatten() {
+                    rules.push_str(&format!("+{}|{arg} ", cmd.name));
+                }
+            }
+        }
+        rules.pop();
+        rules
+    }
+
+    fn describe_single(&self, cmd: &'static CommandSpec, fake: &mut Selector, rules: &mut String) {
+        let pos = table::position(cmd);
+        let user = self.bit(pos);
+        if user != fake.bit(pos) {
+            rules.push(if user { '+' } else { '-' });
+            rules.push_str(cmd.name);
+            rules.push(' ');
+            fake.change(cmd, user);
         }
     }
 

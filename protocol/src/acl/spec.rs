@@ -69,6 +69,8 @@ pub const KEY_ACCESS: u8 = 1;
 pub const KEY_INSERT: u8 = 2;
 pub const KEY_DELETE: u8 = 4;
 pub const KEY_UPDATE: u8 = 8;
+/// Not a key (a shard channel, named where a key would be for routing): never checked as one.
+pub const KEY_NOT_KEY: u8 = 16;
 
 /// Where a key spec's keys begin.
 #[derive(Debug, Clone, Copy)]
@@ -171,6 +173,19 @@ pub fn parent(spec: &CommandSpec) -> Option<&'static CommandSpec> {
 /// Which permission (KEY_* flags) the key at argument `pos` needs, by the first key spec that
 /// covers it; a key no spec covers needs both read and write.
 pub fn key_flags(spec: &CommandSpec, args: &[Bytes], pos: usize) -> u8 {
+    // Key specs with `variable_flags`: the arguments decide, as Redis's getkeys procs do.
+    let has = |from: usize, words: &[&str]| {
+        args.iter()
+            .skip(from)
+            .any(|a| words.iter().any(|w| a.eq_ignore_ascii_case(w.as_bytes())))
+    };
+    match spec.name {
+        "set" if !has(3, &["get"]) => return KEY_UPDATE,
+        "bitfield" if !has(2, &["set", "incrby"]) => return KEY_ACCESS,
+        // Past the sorted key, SORT lists only its STORE destination.
+        "sort" if pos > 1 => return KEY_UPDATE,
+        _ => {}
+    }
     for ks in acl_of(spec).keys {
         if covers(ks, args, pos) {
             return ks.flags;
