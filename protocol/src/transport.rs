@@ -1,0 +1,285 @@
+//! A connection's byte stream: a plain `TcpStream`, or the same socket carrying TLS.
+//!
+//! Servers are generic over [`Transport`], so the plain path stays monomorphic (the same
+//! readiness-driven reads and writes as before, no indirection) and TLS is a second instance of
+//! it. [`TlsStream`] drives a rustls connection sans-IO on the socket's readiness: on readable,
+//! `read_tls`, `process_new_packets` and the plaintext reader; on write, the plaintext writer then
+//! `write_tls` until the socket has it all.
+
+use std::future::Future;
+use std::io::{self, BufRead, Read, Write};
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use crate::input::read_some_in;
+
+/// What a connection reads from and writes to.
+pub trait Transport: Send + Sync + Sized + 'static {
+    /// Whether the connection can park: its socket alone carries its state (a TLS session keeps
+    /// keys and buffered records next to it).
+    const PARKS: bool;
+
+    /// The socket underneath.
+    fn tcp(&self) -> &TcpStream;
+
+    /// Waits until input arrives and appends it to `buf` (growing it by `chunk` when short): the
+    /// bytes added, 0 at end of stream. Cancel-safe: nothing read is lost if dropped.
+    fn read_some_in<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+        chunk: usize,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+
+    /// [`Transport::read_some_in`] with the default chunk.
+    fn read_some<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        self.read_some_in(buf, crate::input::READ_CHUNK)
+    }
+
+    /// Writes all of `data` to the peer.
+    fn write_all<'a>(
+        &'a mut self,
+        data: &'a [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a;
+
+    /// The socket out of the runtime's reactor, for parking (only when [`Transport::PARKS`]).
+    fn into_std(self) -> io::Result<std::net::TcpStream>;
+
+    /// A parked socket back in the runtime (only when [`Transport::PARKS`]).
+    fn unpark(sock: std::net::TcpStream) -> io::Result<Self>;
+}
+
+impl Transport for TcpStream {
+    const PARKS: bool = true;
+
+    #[inline]
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+
+    #[inline]
+    fn read_some_in<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+        chunk: usize,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        read_some_in(self, buf, chunk)
+    }
+
+    #[inline]
+    fn write_all<'a>(
+        &'a mut self,
+        data: &'a [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
+        tokio::io::AsyncWriteExt::write_all(self, data)
+    }
+
+    fn into_std(self) -> io::Result<std::net::TcpStream> {
+        TcpStream::into_std(self)
+    }
+
+    fn unpark(sock: std::net::TcpStream) -> io::Result<Self> {
+        TcpStream::from_std(sock)
+    }
+}
+
+/// A socket carrying TLS: the rustls connection (after its handshake) driven on the socket's
+/// readiness.
+pub struct TlsStream {
+    sock: TcpStream,
+    // Boxed: a rustls connection is large, and futures holding the stream move it around.
+    conn: Box<rustls::Connection>,
+    /// The peer closed (TCP end of stream or close_notify).
+    eof: bool,
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("sock", &self.sock)
+            .field("eof", &self.eof)
+            .finish()
+    }
+}
+
+/// `std::io` reads and writes on a tokio socket that never block (`WouldBlock` clears tokio's
+/// cached readiness, so the next wait is for a real event).
+struct Nonblocking<'a>(&'a TcpStream);
+
+impl Read for Nonblocking<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl Write for Nonblocking<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TlsStream {
+    /// A stream over `sock` whose handshake on `conn` is done (or still to be driven by reads and
+    /// writes).
+    pub fn new(sock: TcpStream, conn: rustls::Connection) -> TlsStream {
+        TlsStream {
+            sock,
+            conn: Box::new(conn),
+            eof: false,
+        }
+    }
+
+    /// The rustls connection (peer certificates, negotiated protocol).
+    pub fn connection(&self) -> &rustls::Connection {
+        &self.conn
+    }
+
+    /// Moves the plaintext rustls has decrypted into `buf`: `Some(n)` with n > 0, `Some(0)` at
+    /// the end of the stream, `None` when there is none yet.
+    fn take_plain(&mut self, buf: &mut BytesMut) -> io::Result<Option<usize>> {
+        let mut total = 0;
+        loop {
+            let mut reader = self.conn.reader();
+            match reader.fill_buf() {
+                Ok([]) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    buf.extend_from_slice(chunk);
+                    reader.consume(n);
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // TCP end of stream without close_notify: an end all the same for a cache client.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.eof = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(if total > 0 || self.eof {
+            Some(total)
+        } else {
+            None
+        })
+    }
+
+    /// Writes what TLS records the socket takes now, without waiting (alerts, tickets, key
+    /// updates queued while reading); the rest goes out with the next write.
+    fn push_pending(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut Nonblocking(&self.sock)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_tls_some(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+        loop {
+            if buf.capacity() - buf.len() < chunk / 4 {
+                buf.reserve(chunk);
+            }
+            if let Some(n) = self.take_plain(buf)? {
+                return Ok(n);
+            }
+            if self.eof {
+                return Ok(0);
+            }
+            self.sock.readable().await?;
+            match self.conn.read_tls(&mut Nonblocking(&self.sock)) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {
+                    if let Err(e) = self.conn.process_new_packets() {
+                        // The alert rustls queued tells the peer why.
+                        let _ = self.push_pending();
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
+                    self.push_pending()?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn write_tls_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        loop {
+            // rustls takes plaintext up to its buffer limit; the rest after the socket drains it.
+            while !data.is_empty() {
+                let n = self.conn.writer().write(data)?;
+                if n == 0 {
+                    break;
+                }
+                data = &data[n..];
+            }
+            while self.conn.wants_write() {
+                match self.conn.write_tls(&mut Nonblocking(&self.sock)) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.sock.writable().await?,
+                    Err(e) => return Err(e),
+                }
+            }
+            if data.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends close_notify (best effort, without waiting).
+    pub fn close(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.push_pending();
+    }
+}
+
+impl Transport for TlsStream {
+    const PARKS: bool = false;
+
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    fn read_some_in<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+        chunk: usize,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        self.read_tls_some(buf, chunk)
+    }
+
+    fn write_all<'a>(
+        &'a mut self,
+        data: &'a [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
+        self.write_tls_all(data)
+    }
+
+    fn into_std(self) -> io::Result<std::net::TcpStream> {
+        Err(no_park())
+    }
+
+    fn unpark(_: std::net::TcpStream) -> io::Result<Self> {
+        Err(no_park())
+    }
+}
+
+fn no_park() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "a TLS connection does not park")
+}
