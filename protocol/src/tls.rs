@@ -127,7 +127,7 @@ pub fn server_config(files: &ServerFiles) -> Result<Arc<ServerConfig>, String> {
 /// A TLS server side: its configuration, replaced by [`TlsServer::reload`] for new handshakes.
 #[derive(Debug)]
 pub struct TlsServer {
-    files: ServerFiles,
+    files: Mutex<ServerFiles>,
     config: Mutex<Arc<ServerConfig>>,
 }
 
@@ -135,25 +135,24 @@ impl TlsServer {
     pub fn new(files: ServerFiles) -> Result<Arc<TlsServer>, String> {
         let config = server_config(&files)?;
         Ok(Arc::new(TlsServer {
-            files,
+            files: Mutex::new(files),
             config: Mutex::new(config),
         }))
     }
 
-    pub fn files(&self) -> &ServerFiles {
-        &self.files
-    }
-
     /// Reads the files again; on an error the old certificates stay.
     pub fn reload(&self) -> Result<(), String> {
-        let config = server_config(&self.files)?;
-        *crate::clients::lock(&self.config) = config;
-        Ok(())
+        let files = crate::clients::lock(&self.files).clone();
+        self.reload_from(files)
     }
 
-    /// Replaces the files' certificates with another set (a config reload naming new files).
-    pub fn replace(&self, config: Arc<ServerConfig>) {
+    /// Takes certificates from `files` (a config reload may name new ones); on an error the old
+    /// ones stay.
+    pub fn reload_from(&self, files: ServerFiles) -> Result<(), String> {
+        let config = server_config(&files)?;
         *crate::clients::lock(&self.config) = config;
+        *crate::clients::lock(&self.files) = files;
+        Ok(())
     }
 
     /// The server handshake on `sock`, within [`HANDSHAKE_TIMEOUT`].
