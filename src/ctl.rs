@@ -18,8 +18,14 @@ pub struct CtlArgs {
         value_name = "HOST:PORT"
     )]
     router: String,
-    /// The router's password (`requirepass` in its config), if it has one.
-    #[arg(long, global = true)]
+    /// The router's password (`requirepass` in its config), if it has one; better from the
+    /// environment, which `ps` does not show.
+    #[arg(
+        long,
+        global = true,
+        env = "RINGCACHE_PASSWORD",
+        hide_env_values = true
+    )]
     password: Option<String>,
     #[command(subcommand)]
     command: CtlCommand,

@@ -53,9 +53,17 @@ struct NodeArgs {
     /// Bytes the keyspace may hold, e.g. 256mb or 1gb; 0 means no limit.
     #[arg(long, default_value = "0")]
     maxmemory: String,
-    /// Password clients must give with AUTH.
-    #[arg(long)]
+    /// Password clients must give with AUTH (better from the environment, which `ps` does not
+    /// show; RINGCACHE_PASSWORD sets it and the cluster user's at once).
+    #[arg(long, env = "RINGCACHE_REQUIREPASS", hide_env_values = true)]
     requirepass: Option<String>,
+    /// User this node's links to other nodes (to its primary, to migration targets)
+    /// authenticate as: Redis's masteruser.
+    #[arg(long, env = "RINGCACHE_PRIMARY_USER")]
+    primary_user: Option<String>,
+    /// Password of those links: Redis's masterauth.
+    #[arg(long, env = "RINGCACHE_PRIMARY_AUTH", hide_env_values = true)]
+    primary_auth: Option<String>,
     /// Maximum number of connected clients.
     #[arg(long, default_value_t = 10000)]
     maxclients: usize,
@@ -119,11 +127,18 @@ fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
             a.proto_max_bulk_len
         )
     })?;
+    let cluster_password = std::env::var(ringcache_router::config::ENV_PASSWORD)
+        .ok()
+        .filter(|p| !p.is_empty());
     let mut c = ringcache_node::NodeConfig {
         bind: a.bind,
         port: a.port,
         maxmemory,
-        requirepass: a.requirepass.filter(|p| !p.is_empty()),
+        requirepass: a
+            .requirepass
+            .filter(|p| !p.is_empty())
+            .or_else(|| cluster_password.clone()),
+        link: node_link(a.primary_user, a.primary_auth, cluster_password.as_deref())?,
         maxclients: fd_limit::fit(a.maxclients),
         timeout: a.timeout,
         replica_of: a.replica_of,
@@ -147,6 +162,29 @@ fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
         cluster: yes_no("--tls-cluster", &a.tls_cluster)?,
     };
     Ok(c)
+}
+
+/// Credentials of a node's links to other nodes: `--primary-user`/`--primary-auth`, else the
+/// cluster user when RINGCACHE_PASSWORD is set.
+fn node_link(
+    user: Option<String>,
+    auth: Option<String>,
+    cluster_password: Option<&str>,
+) -> Result<ringcache_client::LinkSpec> {
+    use ringcache_client::{Credentials, LinkSpec};
+    let user = user.filter(|u| !u.is_empty());
+    let auth = match (auth.filter(|p| !p.is_empty()), cluster_password) {
+        (Some(password), _) => Some(Credentials { user, password }),
+        (None, Some(pw)) => Some(Credentials {
+            user: Some(user.unwrap_or_else(|| ringcache_router::config::CLUSTER_USER.into())),
+            password: pw.to_string(),
+        }),
+        (None, None) if user.is_some() => {
+            anyhow::bail!("--primary-user needs --primary-auth (or RINGCACHE_PRIMARY_AUTH)")
+        }
+        (None, None) => None,
+    };
+    Ok(LinkSpec::with_auth(auth))
 }
 
 /// Resolves on SIGINT or SIGTERM (`docker stop` sends SIGTERM). The handlers are installed when

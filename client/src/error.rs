@@ -17,6 +17,13 @@ pub enum ClientError {
     /// The server sent bytes that are not RESP.
     #[error("{addr}: {reason}")]
     Protocol { addr: String, reason: String },
+    /// The server refused the link's `AUTH` (wrong password, disabled or unknown user).
+    #[error("{addr}: authentication as '{user}' refused: {reason}")]
+    Auth {
+        addr: String,
+        user: String,
+        reason: String,
+    },
 }
 
 impl ClientError {

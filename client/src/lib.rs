@@ -16,10 +16,12 @@ pub mod admin;
 pub mod blocking;
 mod conversation;
 mod error;
+mod link;
 mod tokio_client;
 
 pub use conversation::Conversation;
 pub use error::ClientError;
+pub use link::{Credentials, LinkSpec};
 pub use ringcache_protocol::codec::RawReply;
 pub use ringcache_protocol::{Protocol, Reply};
 pub use tokio_client::{args, call_once, Client};

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ringcache_protocol::tls::{ClientAuth, ClientFiles, ServerFiles};
+use ringcache_client::{Credentials, LinkSpec};
 use ringcache_protocol::Limits;
 
 /// Validated settings of one node.
@@ -14,6 +15,9 @@ pub struct NodeConfig {
     /// Bytes the keyspace may hold; 0 = no limit (Redis's default).
     pub maxmemory: u64,
     pub requirepass: Option<String>,
+    /// How this node's links to other nodes (replication, migration) authenticate; without
+    /// credentials they send `AUTH requirepass` when the node has one.
+    pub link: LinkSpec,
     pub maxclients: usize,
     /// Idle seconds before a client is closed; 0 = never.
     pub timeout: u64,
@@ -100,6 +104,7 @@ impl Default for NodeConfig {
             port: 7001,
             maxmemory: 0,
             requirepass: None,
+            link: LinkSpec::default(),
             maxclients: 10000,
             timeout: 0,
             limits: Limits::default(),
@@ -114,6 +119,18 @@ impl Default for NodeConfig {
 impl NodeConfig {
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.timeout > 0).then(|| Duration::from_secs(self.timeout))
+    }
+
+    /// What a link to another node sends: the configured credentials, else `AUTH requirepass`
+    /// (the `default` user) when this node has a password.
+    pub fn peer_link(&self) -> LinkSpec {
+        match (&self.link.auth, &self.requirepass) {
+            (None, Some(pw)) => LinkSpec::with_auth(Some(Credentials {
+                user: None,
+                password: pw.clone(),
+            })),
+            _ => self.link.clone(),
+        }
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {

@@ -250,8 +250,8 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
         .await
         .map_err(|e| io_err(e.to_string()))?;
     let mut hello = BytesMut::new();
-    if let Some(pw) = shared.config().requirepass.clone() {
-        encode_request(&mut hello, [&b"AUTH"[..], pw.as_bytes()]);
+    if let Some(auth) = shared.config().peer_link().auth {
+        encode_request(&mut hello, auth.auth_args());
     }
     let port = shared.port.to_string();
     encode_request(

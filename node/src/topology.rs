@@ -350,9 +350,8 @@ async fn connect(shared: &Shared, target: &str) -> Result<Client, String> {
         .map_err(|e| e.to_string())?;
     let mut hello = BytesMut::new();
     let mut replies = 1;
-    let password = shared.config().requirepass.clone();
-    if let Some(pw) = password {
-        encode_request(&mut hello, [&b"AUTH"[..], pw.as_bytes()]);
+    if let Some(auth) = shared.config().peer_link().auth {
+        encode_request(&mut hello, auth.auth_args());
         replies += 1;
     }
     Topology::Import.encode(&mut hello);

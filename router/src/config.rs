@@ -13,7 +13,9 @@
 //! l4_threads = 2                 # threads for [[l4]] connections (default: the CPUs, 1 to 4;
 //!                                # 0 = the IO threads above)
 //! max_dedicated_connections = 1024   # connections of one client's own (transactions, blocking)
-//! # requirepass = "secret"
+//! # requirepass = "secret"       # clients' password (env RINGCACHE_REQUIREPASS)
+//! # node_user = "ringcache"      # how the router authenticates to nodes
+//! # node_password = "secret"     # (env RINGCACHE_NODE_PASSWORD; RINGCACHE_PASSWORD sets all)
 //! # tls_listen = "127.0.0.1:7443"   # a TLS client listener (tls_cert, tls_key; tls_ca:
 //! # tls_cert = "router.crt"         # client certificates required)
 //! # tls_key = "router.key"
@@ -37,6 +39,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use ringcache_client::{Credentials, LinkSpec};
 use ringcache_protocol::ring::{Ring, ShardSpec, DEFAULT_VNODES};
 use ringcache_protocol::Limits;
 use serde::Deserialize;
@@ -101,6 +104,8 @@ struct RawRouter {
     node_tls_cert: Option<String>,
     node_tls_key: Option<String>,
     node_tls_server_name: Option<String>,
+    node_user: Option<String>,
+    node_password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +222,8 @@ pub struct RouterConfig {
     /// all clients together.
     pub max_dedicated_connections: usize,
     pub requirepass: Option<String>,
+    /// What the router's links to nodes send in `AUTH` (data, control, health checks).
+    pub node_link: LinkSpec,
     /// Request decoding limits for clients (Redis's defaults).
     pub limits: Limits,
     pub ring: RingConfig,
@@ -298,20 +305,72 @@ impl RouterConfig {
     }
 }
 
-/// Reads and validates a TOML file.
+/// Reads and validates a TOML file, with the secrets given in the environment.
 pub fn load_config(path: impl AsRef<Path>) -> Result<RouterConfig, ConfigError> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.display().to_string(),
         error,
     })?;
-    parse_config(&text)
+    parse_config_with_env(&text, |name| {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    })
+}
+
+/// The one secret of a password-protected cluster (`ringcache up`, compose): the clients'
+/// password and the password of `CLUSTER_USER`, the user the router and nodes use between them.
+pub const ENV_PASSWORD: &str = "RINGCACHE_PASSWORD";
+/// The user nodes grant the cluster's own commands when `RINGCACHE_PASSWORD` is set.
+pub const CLUSTER_USER: &str = "ringcache";
+
+/// Parses TOML text and applies secrets from `env`, which `ps` does not show:
+/// `RINGCACHE_PASSWORD` sets the clients' password and the nodes' (as `CLUSTER_USER`);
+/// `RINGCACHE_REQUIREPASS` and `RINGCACHE_NODE_PASSWORD` set one each and win over it and the
+/// file.
+pub fn parse_config_with_env(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<RouterConfig, ConfigError> {
+    let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let r = &mut raw.router;
+    if let Some(pw) = env(ENV_PASSWORD) {
+        r.requirepass = Some(pw.clone());
+        if r.node_password.is_none() {
+            r.node_user.get_or_insert_with(|| CLUSTER_USER.to_string());
+            r.node_password = Some(pw);
+        }
+    }
+    if let Some(pw) = env("RINGCACHE_REQUIREPASS") {
+        r.requirepass = Some(pw);
+    }
+    if let Some(pw) = env("RINGCACHE_NODE_PASSWORD") {
+        r.node_password = Some(pw);
+    }
+    validate(raw)
+}
+
+/// `node_user` without `node_password` is a mistake; a password alone authenticates as
+/// `default`.
+fn node_credentials(
+    user: Option<String>,
+    password: Option<String>,
+) -> Result<Option<Credentials>, ConfigError> {
+    match (
+        user.filter(|u| !u.is_empty()),
+        password.filter(|p| !p.is_empty()),
+    ) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::invalid(
+            "router.node_password",
+            "node_user is set but no node_password (or RINGCACHE_NODE_PASSWORD)",
+        )),
+        (user, Some(password)) => Ok(Some(Credentials { user, password })),
+    }
 }
 
 /// Parses and validates TOML text.
 pub fn parse_config(text: &str) -> Result<RouterConfig, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-    validate(raw)
+    parse_config_with_env(text, |_| None)
 }
 
 fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
@@ -377,6 +436,7 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
     };
     let tls = crate::tls_config::listener(&raw_tls)?;
     let node_tls = crate::tls_config::links(&raw_tls)?;
+    let node_link = LinkSpec::with_auth(node_credentials(r.node_user, r.node_password)?);
 
     let vnodes = raw.ring.vnodes.unwrap_or(DEFAULT_VNODES);
     if vnodes == 0 {
@@ -540,6 +600,7 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         l4_threads,
         max_dedicated_connections,
         requirepass,
+        node_link,
         limits: Limits::default(),
         ring: RingConfig {
             vnodes,
@@ -814,5 +875,42 @@ mod tests {
         assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("10"), Some(Duration::from_millis(10)));
         assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn node_credentials_from_the_file_and_the_environment() {
+        let shard = "[[shard]]\nid = \"a\"\nprimary = \"h:1\"\n";
+        let creds = |user: Option<&str>, pw: &str| {
+            Some(Credentials {
+                user: user.map(String::from),
+                password: pw.to_string(),
+            })
+        };
+        let c = parse_config(&format!(
+            "[router]\nnode_user = \"svc\"\nnode_password = \"p1\"\n{shard}"
+        ))
+        .unwrap();
+        assert_eq!(c.node_link.auth, creds(Some("svc"), "p1"));
+        // A user without a password is refused, naming the field.
+        let e = parse_config(&format!("[router]\nnode_user = \"svc\"\n{shard}")).unwrap_err();
+        assert!(e.to_string().starts_with("router.node_password:"), "{e}");
+        // ... unless the environment gives the password.
+        let env = |want: &'static str, v: &'static str| {
+            move |name: &str| (name == want).then(|| v.to_string())
+        };
+        let text = format!("[router]\nnode_user = \"svc\"\n{shard}");
+        let c = parse_config_with_env(&text, env("RINGCACHE_NODE_PASSWORD", "p2")).unwrap();
+        assert_eq!(c.node_link.auth, creds(Some("svc"), "p2"));
+        assert_eq!(c.requirepass, None);
+        // The one cluster secret: the clients' password and the cluster user's.
+        let c = parse_config_with_env(shard, env(ENV_PASSWORD, "s")).unwrap();
+        assert_eq!(c.requirepass.as_deref(), Some("s"));
+        assert_eq!(c.node_link.auth, creds(Some(CLUSTER_USER), "s"));
+        // Credentials never reach a log line.
+        let shown = format!("{:?}", c.node_link);
+        assert!(
+            shown.contains("<redacted>") && !shown.contains("\"s\""),
+            "{shown}"
+        );
     }
 }

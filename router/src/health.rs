@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringcache_client::Client;
+use ringcache_client::{Client, ClientError, LinkSpec};
 use ringcache_protocol::wire::reply_text;
 use ringcache_protocol::Reply;
 use tokio::sync::watch;
@@ -68,9 +68,14 @@ impl ReplInfo {
 
 /// Sends one command and reads its reply as text (status, error as `-ERR...`, or bulk), within
 /// `timeout`.
-pub async fn call(addr: &str, args: &[&str], timeout: Duration) -> Option<String> {
+pub async fn call(addr: &str, args: &[&str], timeout: Duration, link: &LinkSpec) -> Option<String> {
     let attempt = async {
-        let mut c = Client::connect(addr, timeout).await.ok()?;
+        let mut c = match Client::open(addr, timeout, link).await {
+            Ok(c) => c,
+            // Alive but refusing our credentials: an answer (never a reason to fail over).
+            Err(ClientError::Auth { reason, .. }) => return Some(format!("-{reason}")),
+            Err(_) => return None,
+        };
         let reply = c.call(args, timeout).await.ok()?;
         Some(match reply {
             Reply::Error(e) => format!("-{e}"),
@@ -80,9 +85,11 @@ pub async fn call(addr: &str, args: &[&str], timeout: Duration) -> Option<String
     tokio::time::timeout(timeout, attempt).await.ok().flatten()
 }
 
-async fn repl_info(addr: &str, timeout: Duration) -> Option<ReplInfo> {
-    let text = call(addr, &["INFO", "replication"], timeout).await?;
-    if text.starts_with('-') && !text.starts_with("-NOAUTH") {
+async fn repl_info(addr: &str, timeout: Duration, link: &LinkSpec) -> Option<ReplInfo> {
+    let text = call(addr, &["INFO", "replication"], timeout, link).await?;
+    // A node that refuses the router's credentials is alive: not a reason to fail it over.
+    let refused = ["-NOAUTH", "-WRONGPASS", "-NOPERM"];
+    if text.starts_with('-') && !refused.iter().any(|p| text.starts_with(p)) {
         return None;
     }
     Some(ReplInfo::parse(&text))
@@ -108,15 +115,16 @@ pub async fn run(router: Arc<Router>, settings: HealthSettings, mut stop: watch:
             _ = tick.tick() => {}
         }
         let topo = router.topology.load_full();
+        let link = &router.config.node_link;
         let checks = topo.shards.iter().map(|shard| {
             let shard = shard.clone();
             async move {
-                let primary = repl_info(&shard.primary, settings.timeout).await;
+                let primary = repl_info(&shard.primary, settings.timeout, link).await;
                 let replicas = futures::future::join_all(
                     shard
                         .replica_links
                         .iter()
-                        .map(|r| repl_info(&r.addr, settings.timeout)),
+                        .map(|r| repl_info(&r.addr, settings.timeout, link)),
                 )
                 .await;
                 (shard, primary, replicas)
@@ -188,7 +196,13 @@ async fn repoint(router: &Arc<Router>, shard: &str, replica: &str, settings: Hea
     if let Some(s) = topo.shard_by_id(shard).filter(|s| s.primary != replica) {
         let (host, port) = s.primary.rsplit_once(':').unwrap_or((&s.primary, "0"));
         tracing::info!(shard = %s.id, %replica, primary = %s.primary, "pointing replica at its primary");
-        let _ = call(replica, &["REPLICAOF", host, port], settings.timeout).await;
+        let _ = call(
+            replica,
+            &["REPLICAOF", host, port],
+            settings.timeout,
+            &router.config.node_link,
+        )
+        .await;
     }
     lease.release().await;
 }
@@ -231,9 +245,14 @@ async fn failover(
         return true;
     }
     let new_primary = best.addr.clone();
-    if call(&new_primary, &["REPLICAOF", "NO", "ONE"], settings.timeout)
-        .await
-        .is_none_or(|r| r.starts_with('-'))
+    if call(
+        &new_primary,
+        &["REPLICAOF", "NO", "ONE"],
+        settings.timeout,
+        &router.config.node_link,
+    )
+    .await
+    .is_none_or(|r| r.starts_with('-'))
     {
         tracing::error!(shard = %shard.id, candidate = %new_primary, "promotion failed");
         return false;
@@ -258,7 +277,13 @@ async fn failover(
     replicas.push(shard.primary.clone());
     let (host, port) = new_primary.rsplit_once(':').unwrap_or((&new_primary, "0"));
     for r in &replicas {
-        let _ = call(r, &["REPLICAOF", host, port], settings.timeout).await;
+        let _ = call(
+            r,
+            &["REPLICAOF", host, port],
+            settings.timeout,
+            &router.config.node_link,
+        )
+        .await;
     }
     // A membership change publishes topologies too: one change at a time, or one overwrites
     // the other.

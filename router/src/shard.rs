@@ -55,7 +55,14 @@ impl Shard {
             .map(|r| {
                 Arc::new(ReplicaLink {
                     addr: r.clone(),
-                    pool: UpstreamPool::start(id, r, settings, metrics.clone(), stop.clone(), io),
+                    pool: UpstreamPool::start(
+                        id,
+                        r,
+                        settings.clone(),
+                        metrics.clone(),
+                        stop.clone(),
+                        io,
+                    ),
                     outstanding: Arc::new(AtomicUsize::new(0)),
                     // Not trusted for reads until the health checker has seen it in sync.
                     healthy: AtomicBool::new(false),

@@ -136,6 +136,7 @@ impl Router {
             connect_timeout: self.config.connect_timeout,
             request_timeout: self.config.request_timeout,
             connections: self.io.connections_each(self.config.upstream_connections),
+            link: self.config.node_link.clone(),
         };
         Shard::start(
             id,

@@ -38,6 +38,7 @@ impl Topology {
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
             connections: io.connections_each(config.upstream_connections),
+            link: config.node_link.clone(),
         };
         let shards = ring
             .shards()
@@ -49,7 +50,7 @@ impl Topology {
                     &s.primary,
                     &s.replicas,
                     s.weight,
-                    settings,
+                    settings.clone(),
                     stop,
                     io,
                 ))

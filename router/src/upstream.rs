@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use ringcache_client::LinkSpec;
+use ringcache_protocol::resp::encode_request;
 use ringcache_protocol::Protocol;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -50,6 +52,8 @@ pub enum UpstreamErrorKind {
     Protocol(Arc<str>),
     /// The backend refused `HELLO 3`, so RESP3 clients cannot use it.
     NoResp3(Arc<str>),
+    /// The backend refused the router's `AUTH` ([router] node_user / node_password).
+    Auth(Arc<str>),
     /// The router is shutting down or the shard left the ring.
     Stopped,
 }
@@ -91,6 +95,9 @@ impl UpstreamError {
             UpstreamErrorKind::NoResp3(why) => {
                 format!("ERR shard '{shard}' ({addr}) does not speak RESP3: {why}")
             }
+            UpstreamErrorKind::Auth(why) => format!(
+                "ERR shard '{shard}' ({addr}) unavailable: the node refused the router's credentials ({why})"
+            ),
             UpstreamErrorKind::Stopped => {
                 format!("ERR shard '{shard}' ({addr}) unavailable: the router is shutting down")
             }
@@ -156,13 +163,15 @@ impl Drop for Outstanding {
     }
 }
 
-/// Timeouts and sizes of a pool.
-#[derive(Debug, Clone, Copy)]
+/// Timeouts, sizes and credentials of a pool.
+#[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     /// Connections per IO thread and protocol.
     pub connections: usize,
+    /// What each connection sends before its first request.
+    pub link: LinkSpec,
 }
 
 /// What one shard's connections share: identity, settings, state and metrics.
@@ -507,8 +516,21 @@ async fn connect(shared: &PoolShared, proto: Protocol) -> Result<TcpStream, Upst
         Ok(Ok(sock)) => sock,
     };
     sock.set_nodelay(true).map_err(|e| fail(describe(&e)))?;
+    if let Some(auth) = &shared.settings.link.auth {
+        let mut req = BytesMut::new();
+        encode_request(&mut req, auth.auth_args());
+        match tokio::time::timeout(timeout, handshake(&sock, req)).await {
+            Err(_) => return Err(fail("AUTH timed out".into())),
+            Ok(Err(HelloError::Refused(why))) => {
+                return Err(shared.error(UpstreamErrorKind::Auth(Arc::from(why))))
+            }
+            Ok(Err(e)) => return Err(e.into_upstream(shared)),
+            Ok(Ok(())) => {}
+        }
+    }
     if proto == Protocol::Resp3 {
-        match tokio::time::timeout(timeout, hello3(&sock)).await {
+        let hello = BytesMut::from(&b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"[..]);
+        match tokio::time::timeout(timeout, handshake(&sock, hello)).await {
             Err(_) => return Err(fail("HELLO 3 timed out".into())),
             Ok(Err(e)) => return Err(e.into_upstream(shared)),
             Ok(Ok(())) => {}
@@ -582,8 +604,8 @@ impl HelloError {
     }
 }
 
-async fn hello3(sock: &TcpStream) -> Result<(), HelloError> {
-    let mut hello = BytesMut::from(&b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"[..]);
+/// Sends one handshake request (`AUTH`, `HELLO 3`) and reads its one reply.
+async fn handshake(sock: &TcpStream, mut hello: BytesMut) -> Result<(), HelloError> {
     while !hello.is_empty() {
         sock.writable().await.map_err(HelloError::Io)?;
         write_some(sock, &mut hello).map_err(HelloError::Io)?;
@@ -596,7 +618,7 @@ async fn hello3(sock: &TcpStream) -> Result<(), HelloError> {
             Ok(0) => {
                 return Err(HelloError::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "closed during HELLO 3",
+                    "closed during the handshake",
                 )))
             }
             Ok(_) => {}

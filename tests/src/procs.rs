@@ -239,6 +239,35 @@ pub fn try_spawn_ringcache_lines(
     prefixes: &[&str],
     timeout: Duration,
 ) -> Result<(Proc, Vec<String>), String> {
+    try_spawn_ringcache_env(args, &[], prefixes, timeout)
+}
+
+/// The environment variables ringcache reads secrets from: cleared for every process a test
+/// starts, so a developer's shell cannot change what a test runs.
+pub const SECRET_ENV: [&str; 6] = [
+    "RINGCACHE_PASSWORD",
+    "RINGCACHE_REQUIREPASS",
+    "RINGCACHE_NODE_PASSWORD",
+    "RINGCACHE_PRIMARY_USER",
+    "RINGCACHE_PRIMARY_AUTH",
+    "RINGCACHE_ACLFILE",
+];
+
+/// `ringcache <args>` with `env` set (see [`try_spawn_ringcache_lines`]), its listening line
+/// awaited for 10 s.
+pub fn spawn_ringcache_env(args: &[&str], env: &[(&str, &str)], listening_prefix: &str) -> Proc {
+    try_spawn_ringcache_env(args, env, &[listening_prefix], Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .0
+}
+
+/// [`try_spawn_ringcache_lines`] with `env` set in the process's environment.
+pub fn try_spawn_ringcache_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    prefixes: &[&str],
+    timeout: Duration,
+) -> Result<(Proc, Vec<String>), String> {
     assert!(!prefixes.is_empty(), "wait for at least one line");
     let bin = ringcache_bin();
     let dir = scratch_dir("ringcache");
@@ -248,8 +277,13 @@ pub fn try_spawn_ringcache_lines(
     } else {
         Stdio::from(std::fs::File::create(&stderr_path).unwrap())
     };
-    let mut child = Command::new(&bin)
+    let mut cmd = Command::new(&bin);
+    for name in SECRET_ENV {
+        cmd.env_remove(name);
+    }
+    let mut child = cmd
         .args(args)
+        .envs(env.iter().copied())
         .env("NO_COLOR", "1")
         .current_dir(&dir)
         .stdin(Stdio::null())

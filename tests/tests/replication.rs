@@ -517,3 +517,32 @@ fn replica_authenticates_with_its_requirepass() {
     );
     assert_eq!(wc.cmd(&["DBSIZE"]), int(0));
 }
+
+#[test]
+fn replica_authenticates_with_primary_auth_and_is_refused_without_it() {
+    let pw = "primary-only-pw";
+    let p = start_node(&["--requirepass", pw]);
+    let mut pc = conn(&p, Some(pw));
+    preload(&mut pc, "k", 100, 10);
+    // The replica has no password of its own: its link uses --primary-auth (Redis's masterauth).
+    let r = start_replica_of(p.addr, &["--primary-auth", pw]);
+    let mut rc = conn(&r, None);
+    wait_synced(&mut pc, &mut rc, SYNC_TIMEOUT);
+    assert_eq!(assert_same_data(&mut pc, &mut rc, "with primary-auth"), 100);
+    assert_eq!(rc.cmd(&["GET", "k:1"]), pc.cmd(&["GET", "k:1"]));
+
+    // Without it the primary answers NOAUTH, and the replica says so and holds nothing.
+    let bare = start_replica_of(p.addr, &[]);
+    let mut bc = conn(&bare, None);
+    assert_eventually!(
+        bare.log_tail().contains("primary refused"),
+        SYNC_TIMEOUT,
+        "replica without the primary's password did not log the refusal:\n{}",
+        bare.log_tail()
+    );
+    assert_eq!(
+        info_value(&replication_info(&mut bc), "master_link_status"),
+        "down"
+    );
+    assert_eq!(bc.cmd(&["DBSIZE"]), int(0));
+}

@@ -65,7 +65,7 @@ pub async fn begin(
                 primary: primary.clone(),
             });
         }
-        let mut conn = match connect(primary, timeout).await {
+        let mut conn = match connect(&router, primary).await {
             Ok(c) => c,
             Err(e) => return Err(ChangeError::Unreachable(e)),
         };
@@ -99,8 +99,9 @@ pub async fn begin(
     let mut pool: Vec<Arc<Shard>> = cur.serving_shards().cloned().collect();
     pool.extend(new_shard);
     // Never publish below what the nodes hold.
+    let me: &Router = &router;
     let epochs = futures::future::join_all(pool.iter().map(|s| async move {
-        let mut c = connect(&s.primary, timeout).await?;
+        let mut c = connect(me, &s.primary).await?;
         node_state(&mut c, timeout).await.map(|st| st.epoch)
     }))
     .await;
@@ -123,7 +124,7 @@ pub async fn begin(
             })
             .map(|(s, _)| s.clone())
             .collect();
-        if let Err(e) = nodes_enforce(&plan.next, &at_max, timeout).await {
+        if let Err(e) = nodes_enforce(&router, &plan.next, &at_max).await {
             return Err(ChangeError::Diverged {
                 epoch: nodes_max,
                 change: change.describe(),

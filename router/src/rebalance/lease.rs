@@ -91,7 +91,7 @@ impl Lease {
             ttl_ms: TTL.as_millis() as u64,
             what: self.what.clone(),
         };
-        let Ok(mut c) = connect(addr, timeout).await else {
+        let Ok(mut c) = connect(&self.router, addr).await else {
             return Ok(None);
         };
         match c.call_wire(&cmd, timeout).await {
@@ -171,8 +171,7 @@ async fn release_on(router: &Router, addrs: Vec<String>) {
     let cmd = TopologyCmd::Release {
         holder: router.run_id.clone(),
     };
-    let timeout = router.config.connect_timeout;
-    let sends = addrs.iter().map(|a| send_one(a, &cmd, timeout));
+    let sends = addrs.iter().map(|a| send_one(router, a, &cmd));
     futures::future::join_all(sends).await;
 }
 
@@ -182,7 +181,7 @@ pub async fn ask_cancel(router: &Router) -> Option<String> {
     let topo = router.topology.load_full();
     let timeout = router.config.connect_timeout;
     for s in topo.serving_shards() {
-        let Ok(mut c) = connect(&s.primary, timeout).await else {
+        let Ok(mut c) = connect(router, &s.primary).await else {
             continue;
         };
         match c.call_wire(&TopologyCmd::AskCancel, timeout).await {

@@ -39,7 +39,7 @@ pub(super) async fn estimate(router: &Arc<Router>, map: &MigrationMap, old: &Rin
             continue;
         }
         let n = match topo.shard_by_id(from) {
-            Some(s) => match connect(&s.primary, timeout).await {
+            Some(s) => match connect(router, &s.primary).await {
                 Ok(mut c) => c
                     .call(&["DBSIZE"], timeout)
                     .await
@@ -261,7 +261,7 @@ async fn move_group(
             };
             let attempt = async {
                 if conn.as_ref().is_none_or(|c| c.addr() != src.primary) {
-                    conn = Some(connect(&src.primary, router.config.connect_timeout).await?);
+                    conn = Some(connect(router, &src.primary).await?);
                 }
                 let c = conn.as_mut().ok_or("no connection")?;
                 let cmd = MigrateArc {

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ringcache_client::Client;
+use ringcache_client::{Client, LinkSpec};
 use ringcache_protocol::wire::{TopologyState, WireCommand};
 use ringcache_protocol::Reply;
 
 use crate::clients::lock;
+use crate::state::Router;
 
 /// `TOPOLOGY GET` → the node's epoch, shard id and change record.
 pub(super) async fn node_state(
@@ -32,13 +33,20 @@ pub(super) async fn node_state(
 /// Connects to one node and sends it one of the cluster's commands; `Err` names the node and
 /// why (`STALEEPOCH`: the node is ahead).
 pub(super) async fn send_one(
+    router: &Router,
     addr: &str,
     cmd: &impl WireCommand,
-    timeout: Duration,
 ) -> Result<(), String> {
-    ringcache_client::call_once(addr, &cmd.args(), timeout)
+    let mut c = connect(router, addr).await?;
+    let timeout = router.config.connect_timeout;
+    match c
+        .call(&cmd.args(), timeout)
         .await
-        .map(|_| ())
+        .map_err(|e| e.to_string())?
+    {
+        Reply::Error(e) => Err(format!("{addr}: {e}")),
+        _ => Ok(()),
+    }
 }
 
 /// An integer reply (or a bulk string holding one).
@@ -47,8 +55,19 @@ pub(super) fn as_int(r: &Reply) -> Option<i64> {
 }
 
 /// Connects to `addr` within `timeout`, the error as text naming the node.
-pub(super) async fn connect(addr: &str, timeout: Duration) -> Result<Client, String> {
-    Client::connect(addr, timeout)
+/// Connects to `addr` within the router's connect timeout and authenticates as its
+/// `node_link` says, the error as text naming the node.
+pub(super) async fn connect(router: &Router, addr: &str) -> Result<Client, String> {
+    open(
+        addr,
+        router.config.connect_timeout,
+        &router.config.node_link,
+    )
+    .await
+}
+
+async fn open(addr: &str, timeout: Duration, link: &LinkSpec) -> Result<Client, String> {
+    Client::open(addr, timeout, link)
         .await
         .map_err(|e| e.to_string())
 }
@@ -67,6 +86,7 @@ impl ControlLinks {
         &self,
         addr: &str,
         timeout: Duration,
+        link: &LinkSpec,
     ) -> Result<TopologyState, String> {
         // An idle link may have died with a restarted node (it fails at once): then once more on
         // a new one. A link that timed out does not get a second wait.
@@ -81,7 +101,7 @@ impl ControlLinks {
                 Err(_) => {}
             }
         }
-        let mut c = connect(addr, timeout).await?;
+        let mut c = open(addr, timeout, link).await?;
         let st = node_state(&mut c, timeout).await?;
         self.put(addr, c);
         Ok(st)

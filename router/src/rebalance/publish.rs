@@ -49,12 +49,12 @@ pub fn topology_set(ring: &Ring, pushed: &Pushed, my_id: &str) -> TopologyCmd {
 /// Pushes `ring` (with its map, and the change record while keys move) to every
 /// `(addr, shard id)` in parallel; the failures.
 pub(super) async fn push_all(
+    router: &Router,
     targets: &[(String, String)],
     ring: &Ring,
     pushed: &Pushed,
-    timeout: Duration,
 ) -> Vec<String> {
-    push_each(targets, ring, pushed, timeout)
+    push_each(router, targets, ring, pushed)
         .await
         .into_iter()
         .filter_map(Result::err)
@@ -63,13 +63,13 @@ pub(super) async fn push_all(
 
 /// As [`push_all`], with each target's outcome in order.
 async fn push_each(
+    router: &Router,
     targets: &[(String, String)],
     ring: &Ring,
     pushed: &Pushed,
-    timeout: Duration,
 ) -> Vec<Result<(), String>> {
     let pushes = targets.iter().map(|(addr, id)| async move {
-        send_one(addr, &topology_set(ring, pushed, id), timeout).await
+        send_one(router, addr, &topology_set(ring, pushed, id)).await
     });
     futures::future::join_all(pushes).await
 }
@@ -147,7 +147,6 @@ pub(super) async fn publish(
     gainers: &[String],
     callers: &[u64],
 ) -> Result<(), GainersRefused> {
-    let timeout = router.config.connect_timeout;
     warm_request_path(&next);
     let pushed = Pushed::of(&next);
     let gaining: Vec<&str> = next
@@ -156,7 +155,7 @@ pub(super) async fn publish(
         .map(|s| s.primary.as_str())
         .collect();
     let targets = nodes_of(&next);
-    let results = push_each(&targets, &next.ring, &pushed, timeout).await;
+    let results = push_each(router, &targets, &next.ring, &pushed).await;
     let refused: Vec<String> = targets
         .iter()
         .zip(&results)
@@ -234,7 +233,7 @@ pub(super) async fn revert(router: &Arc<Router>, cur: &Topology, abandoned: Epoc
     let pushed = Pushed::of(&topo);
     let ring = topo.ring.clone();
     router.topology.store(Arc::new(topo));
-    let failed = push_all(&targets, &ring, &pushed, router.config.connect_timeout).await;
+    let failed = push_all(router, &targets, &ring, &pushed).await;
     if !failed.is_empty() {
         tracing::warn!(failed = %failed.join("; "), "revert: some nodes missed the ring; the epoch sync will retry");
     }
@@ -245,10 +244,7 @@ pub(super) async fn revert(router: &Arc<Router>, cur: &Topology, abandoned: Epoc
 pub(super) async fn done_on_nodes(router: &Router, targets: &[(String, String)], epoch: Epoch) {
     lock(&router.rebalance.state).done_epoch = epoch;
     let cmd = TopologyCmd::Done { epoch };
-    let timeout = router.config.connect_timeout;
-    let sends = targets
-        .iter()
-        .map(|(addr, _)| send_one(addr, &cmd, timeout));
+    let sends = targets.iter().map(|(addr, _)| send_one(router, addr, &cmd));
     let failed: Vec<String> = futures::future::join_all(sends)
         .await
         .into_iter()

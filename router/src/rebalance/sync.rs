@@ -84,7 +84,7 @@ async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
     let topo = router.topology.load_full();
     let timeout = router.config.connect_timeout;
     let states = futures::future::join_all(topo.shards.iter().map(|s| async move {
-        let mut c = connect(&s.primary, timeout).await?;
+        let mut c = connect(router, &s.primary).await?;
         node_state(&mut c, timeout).await
     }))
     .await;
@@ -135,7 +135,7 @@ async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
             .filter(|(_, e)| matches!(e, Ok(s) if s.epoch == max))
             .map(|(s, _)| s.clone())
             .collect();
-        if let Err(e) = nodes_enforce(&topo.ring, &current, timeout).await {
+        if let Err(e) = nodes_enforce(router, &topo.ring, &current).await {
             let note = format!(
                 "the nodes enforce another membership at epoch {max} than this router's config ({e}); nothing is pushed until RING JOIN/LEAVE (or SIGHUP) brings this router to theirs"
             );
@@ -206,14 +206,13 @@ async fn resume(
     let pushed = Pushed::of(&next);
     let targets = nodes_of(&next);
     let map = next.migrating.map().cloned();
-    let timeout = router.config.connect_timeout;
     let rb = &router.rebalance;
     let ring = next.ring.clone();
     router.topology.store(Arc::new(next));
     lock(&rb.state).nodes_epoch = epoch;
     // Equal epochs are accepted: nodes behind (the previous router's push did not reach them)
     // catch up, the others get the record with this router's addresses.
-    let failed = push_all(&targets, &ring, &pushed, timeout).await;
+    let failed = push_all(router, &targets, &ring, &pushed).await;
     if !failed.is_empty() {
         tracing::warn!(epoch, failed = %failed.join("; "), "resuming: some nodes missed the ring; the epoch sync will retry");
     }
@@ -258,10 +257,11 @@ const PROBE_KEYS: usize = 512;
 /// gives it and refuses the others naming `ring`'s owner. Nodes do not report their membership;
 /// this is how a router checks that its ring matches theirs before taking over their epoch.
 pub(super) async fn nodes_enforce(
+    router: &Router,
     ring: &Ring,
     shards: &[Arc<Shard>],
-    timeout: Duration,
 ) -> Result<(), String> {
+    let timeout = router.config.connect_timeout;
     let keys: Vec<String> = (0..PROBE_KEYS)
         .map(|i| format!("ringcache:probe:{i}"))
         .collect();
@@ -272,7 +272,7 @@ pub(super) async fn nodes_enforce(
     let checks = shards.iter().map(|s| {
         let (keys, cmds) = (&keys, &cmds);
         async move {
-            let mut c = connect(&s.primary, timeout).await?;
+            let mut c = connect(router, &s.primary).await?;
             let replies = c.pipeline(cmds, timeout).await.map_err(|e| e.to_string())?;
             for (k, r) in keys.iter().zip(&replies) {
                 let owner = ring.locate(k.as_bytes()).map(|o| o.id.as_str());
@@ -314,7 +314,9 @@ pub async fn sync_nodes(router: &Arc<Router>) {
             (
                 addr.as_str(),
                 id.as_str(),
-                links.node_state(addr, timeout).await,
+                links
+                    .node_state(addr, timeout, &router.config.node_link)
+                    .await,
             )
         }))
         .await;
@@ -360,7 +362,6 @@ async fn push_behind(router: &Arc<Router>, states: &[NodeSeen<'_>]) {
     let conflict = lock(&router.rebalance.state).conflict.is_some();
     let mine = topo.ring.epoch();
     let epoch = if conflict { 0 } else { mine };
-    let timeout = router.config.connect_timeout;
     let ring = &topo.ring;
     let pushed = Pushed::of(&topo);
     let pushed = &pushed;
@@ -375,10 +376,10 @@ async fn push_behind(router: &Arc<Router>, states: &[NodeSeen<'_>]) {
         let (behind, done) = (st.epoch < epoch, st.record.is_some() && st.epoch <= done_epoch);
         (behind || done).then_some(async move {
             if behind {
-                send_one(addr, &topology_set(ring, pushed, id), timeout).await?;
+                send_one(router, addr, &topology_set(ring, pushed, id)).await?;
                 tracing::info!(node = %addr, shard = %id, from = st.epoch, to = epoch, "pushed the ring to a node behind");
             } else {
-                send_one(addr, &TopologyCmd::Done { epoch: done_epoch }, timeout).await?;
+                send_one(router, addr, &TopologyCmd::Done { epoch: done_epoch }).await?;
             }
             Ok::<(), String>(())
         })

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringcache_client::Client as NodeConn;
@@ -53,10 +54,14 @@ pub enum NodeRuntime {
     Own,
 }
 
+/// Settings a test gives its nodes (a password, say) on top of the defaults.
+pub type NodeTune = Arc<dyn Fn(&mut ringcache_node::NodeConfig) + Send + Sync>;
+
 /// An in-process node; dropping it (or [`Node::kill`]) shuts it down.
 pub struct Node {
     pub addr: SocketAddr,
     runtime: NodeRuntime,
+    tune: Option<NodeTune>,
     stop: Option<oneshot::Sender<()>>,
     /// Fires once the node has closed its listener and every connection.
     stopped: Option<oneshot::Receiver<()>>,
@@ -65,14 +70,23 @@ pub struct Node {
 impl Node {
     /// A node on 127.0.0.1 `port` (0: any), its tasks on `runtime`.
     pub async fn start(port: u16, runtime: NodeRuntime) -> Node {
+        Node::start_tuned(port, runtime, None).await
+    }
+
+    /// Like [`Node::start`], with `tune` applied to the node's settings.
+    pub async fn start_tuned(port: u16, runtime: NodeRuntime, tune: Option<NodeTune>) -> Node {
         let (stop, stop_rx) = oneshot::channel::<()>();
+        let tuner = tune.clone();
         let (done_tx, stopped) = oneshot::channel::<()>();
         let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
         let serve = async move {
-            let config = ringcache_node::NodeConfig {
+            let mut config = ringcache_node::NodeConfig {
                 port,
                 ..Default::default()
             };
+            if let Some(t) = &tuner {
+                t(&mut config);
+            }
             let listener = ringcache_node::bind(&config).await.unwrap();
             let _ = addr_tx.send(listener.local_addr().unwrap());
             let _ = ringcache_node::run(config, listener, async {
@@ -103,6 +117,7 @@ impl Node {
         Node {
             addr: addr_rx.await.unwrap(),
             runtime,
+            tune,
             stop: Some(stop),
             stopped: Some(stopped),
         }
@@ -154,6 +169,7 @@ pub struct ClusterBuilder<'a> {
     members: usize,
     timeouts: Timeouts,
     runtime: NodeRuntime,
+    node_tune: Option<NodeTune>,
 }
 
 impl ClusterBuilder<'_> {
@@ -173,12 +189,22 @@ impl ClusterBuilder<'_> {
         self
     }
 
+    /// Settings every node gets on top of the defaults.
+    pub fn node_config(
+        mut self,
+        tune: impl Fn(&mut ringcache_node::NodeConfig) + Send + Sync + 'static,
+    ) -> Self {
+        self.node_tune = Some(Arc::new(tune));
+        self
+    }
+
     /// Starts the nodes, then the router (`tune` adjusts its config after the timeouts), and
     /// waits until the router has pushed epoch 1 to every member.
     pub async fn start(self, tune: impl FnOnce(&mut RouterConfig)) -> Cluster {
         let mut nodes = Vec::new();
         for id in self.ids {
-            nodes.push((id.to_string(), Node::start(0, self.runtime).await));
+            let node = Node::start_tuned(0, self.runtime, self.node_tune.clone()).await;
+            nodes.push((id.to_string(), node));
         }
         let addrs: Vec<String> = nodes.iter().map(|(_, n)| n.addr.to_string()).collect();
         let shards: Vec<(&str, &str)> = self.ids[..self.members]
@@ -189,6 +215,7 @@ impl ClusterBuilder<'_> {
         let mut config = RouterConfig::with_shards("127.0.0.1:0", &shards).unwrap();
         self.timeouts.apply(&mut config);
         tune(&mut config);
+        let link = config.node_link.clone();
         let (router, stop) = start_router(config).await;
         let c = Cluster {
             nodes,
@@ -199,7 +226,7 @@ impl ClusterBuilder<'_> {
         for (_, n) in &c.nodes[..self.members] {
             let addr = n.addr.to_string();
             eventually(T, || async {
-                let mut conn = NodeConn::connect(&addr, T).await.ok()?;
+                let mut conn = NodeConn::open(&addr, T, &link).await.ok()?;
                 let r = conn.call(&["TOPOLOGY", "GET"], T).await.ok()?;
                 matches!(&r, Reply::Array(v) if v.first() == Some(&Reply::Int(1))).then_some(())
             })
@@ -226,6 +253,7 @@ impl Cluster {
             members: ids.len(),
             timeouts: Timeouts::FAST,
             runtime: NodeRuntime::Shared,
+            node_tune: None,
         }
     }
 
@@ -259,7 +287,7 @@ impl Cluster {
     pub async fn restart_node(&mut self, id: &str) {
         let node = self.node_mut(id);
         node.kill().await;
-        *node = Node::start(node.addr.port(), node.runtime).await;
+        *node = Node::start_tuned(node.addr.port(), node.runtime, node.tune.clone()).await;
     }
 
     /// Stops the router, then starts a new one on the same address over the shards `ids`.
