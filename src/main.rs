@@ -160,7 +160,13 @@ fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
             })?,
         replication: yes_no("--tls-replication", &a.tls_replication)?,
         cluster: yes_no("--tls-cluster", &a.tls_cluster)?,
+        client: None,
     };
+    if c.tls.replication || c.tls.cluster {
+        let files = c.tls.client_files().map_err(anyhow::Error::msg)?;
+        c.tls.client =
+            Some(ringcache_protocol::tls::TlsClient::new(&files).map_err(anyhow::Error::msg)?);
+    }
     Ok(c)
 }
 

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ringcache_protocol::tls::{ClientAuth, ClientFiles, ServerFiles};
 use ringcache_client::{Credentials, LinkSpec};
+use ringcache_protocol::tls::{ClientAuth, ClientFiles, ServerFiles, TlsClient};
 use ringcache_protocol::Limits;
 
 /// Validated settings of one node.
@@ -45,6 +45,8 @@ pub struct TlsSettings {
     pub replication: bool,
     /// Node-to-node migration links over TLS (`tls-cluster`).
     pub cluster: bool,
+    /// The client side of those links (built at start from the CA and this node's certificate).
+    pub client: Option<TlsClient>,
 }
 
 impl Default for TlsSettings {
@@ -57,11 +59,22 @@ impl Default for TlsSettings {
             auth_clients: ClientAuth::Yes,
             replication: false,
             cluster: false,
+            client: None,
         }
     }
 }
 
 impl TlsSettings {
+    /// TLS for a replica's link to its primary, when `tls-replication` is on.
+    pub fn for_replication(&self) -> Option<&TlsClient> {
+        self.client.as_ref().filter(|_| self.replication)
+    }
+
+    /// TLS for migration links to other nodes, when `tls-cluster` is on.
+    pub fn for_cluster(&self) -> Option<&TlsClient> {
+        self.client.as_ref().filter(|_| self.cluster)
+    }
+
     /// The TLS listener's files, when it has a port.
     pub fn server_files(&self) -> Result<Option<ServerFiles>, String> {
         if self.port == 0 {

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringcache_protocol::hash::BUCKETS;
-use ringcache_protocol::input::read_some_in;
 use ringcache_protocol::resp::encode_request;
 use ringcache_protocol::table::{flags, CommandSpec};
 use ringcache_protocol::transport::Transport;
@@ -246,7 +245,8 @@ fn primary_session(shared: &Shared) -> Session {
 }
 
 async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std::io::Result<()> {
-    let mut link = Client::connect(primary, CONNECT_TIMEOUT)
+    let tls = shared.config().tls.for_replication().cloned();
+    let mut link = Client::connect_with(primary, CONNECT_TIMEOUT, tls.as_ref())
         .await
         .map_err(|e| io_err(e.to_string()))?;
     let mut hello = BytesMut::new();
@@ -338,7 +338,7 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
             last_ack = Instant::now();
         }
         // Room is taken once the stream has bytes, so a quiet link waits without a buffer.
-        let read = read_some_in(&sock, &mut inbuf, 64 * 1024);
+        let read = sock.read_some_in(&mut inbuf, 64 * 1024);
         let n = tokio::time::timeout(HEARTBEAT, read).await;
         match n {
             Ok(Ok(0)) => return Err(io_err("primary closed the link")),

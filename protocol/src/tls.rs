@@ -192,6 +192,8 @@ impl PartialEq for TlsClient {
     }
 }
 
+impl Eq for TlsClient {}
+
 impl TlsClient {
     pub fn new(files: &ClientFiles) -> Result<TlsClient, String> {
         let roots = load_roots(&files.ca)?;

@@ -20,6 +20,10 @@ pub trait Transport: Send + Sync + Sized + 'static {
     /// keys and buffered records next to it).
     const PARKS: bool;
 
+    /// Whether a [`Transport::read_now`] that left room in the buffer drained the socket (true of
+    /// a plain socket, not of TLS, whose reads go through its record buffer).
+    const SHORT_READ_DRAINS: bool;
+
     /// The socket underneath.
     fn tcp(&self) -> &TcpStream;
 
@@ -50,10 +54,37 @@ pub trait Transport: Send + Sync + Sized + 'static {
 
     /// A parked socket back in the runtime (only when [`Transport::PARKS`]).
     fn unpark(sock: std::net::TcpStream) -> io::Result<Self>;
+
+    /// Reads what has arrived into `buf` without waiting (the caller reserves room): the bytes
+    /// added, 0 at end of stream, `WouldBlock` when nothing is there; wait on `tcp().readable()`.
+    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+
+    /// Writes what the socket takes now from the front of `out` (advancing it), without waiting.
+    fn write_now(&mut self, out: &mut BytesMut) -> io::Result<()>;
+
+    /// Bytes taken from `out` that are not on the socket yet (TLS records): wait on
+    /// `tcp().writable()` and call [`Transport::write_now`] again.
+    fn pending_out(&self) -> bool;
+}
+
+/// Writes what the socket takes now from the front of `out`.
+#[inline]
+fn plain_write_now(sock: &TcpStream, out: &mut BytesMut) -> io::Result<()> {
+    use bytes::Buf;
+    while !out.is_empty() {
+        match sock.try_write(out) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => out.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Transport for TcpStream {
     const PARKS: bool = true;
+    const SHORT_READ_DRAINS: bool = true;
 
     #[inline]
     fn tcp(&self) -> &TcpStream {
@@ -83,6 +114,21 @@ impl Transport for TcpStream {
 
     fn unpark(sock: std::net::TcpStream) -> io::Result<Self> {
         TcpStream::from_std(sock)
+    }
+
+    #[inline]
+    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        TcpStream::try_read_buf(self, buf)
+    }
+
+    #[inline]
+    fn write_now(&mut self, out: &mut BytesMut) -> io::Result<()> {
+        plain_write_now(self, out)
+    }
+
+    #[inline]
+    fn pending_out(&self) -> bool {
+        false
     }
 }
 
@@ -242,6 +288,45 @@ impl TlsStream {
         }
     }
 
+    fn tls_read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            if let Some(n) = self.take_plain(buf)? {
+                return Ok(n);
+            }
+            match self.conn.read_tls(&mut Nonblocking(&self.sock))? {
+                0 => self.eof = true,
+                _ => {
+                    if let Err(e) = self.conn.process_new_packets() {
+                        let _ = self.push_pending();
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
+                    self.push_pending()?;
+                }
+            }
+        }
+    }
+
+    fn tls_write_now(&mut self, out: &mut BytesMut) -> io::Result<()> {
+        use bytes::Buf;
+        loop {
+            while !out.is_empty() {
+                let n = self.conn.writer().write(out)?;
+                if n == 0 {
+                    break;
+                }
+                out.advance(n);
+            }
+            if !self.conn.wants_write() {
+                return Ok(());
+            }
+            match self.conn.write_tls(&mut Nonblocking(&self.sock)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Sends close_notify (best effort, without waiting).
     pub fn close(&mut self) {
         self.conn.send_close_notify();
@@ -251,6 +336,7 @@ impl TlsStream {
 
 impl Transport for TlsStream {
     const PARKS: bool = false;
+    const SHORT_READ_DRAINS: bool = false;
 
     fn tcp(&self) -> &TcpStream {
         &self.sock
@@ -278,8 +364,94 @@ impl Transport for TlsStream {
     fn unpark(_: std::net::TcpStream) -> io::Result<Self> {
         Err(no_park())
     }
+
+    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        self.tls_read_now(buf)
+    }
+
+    fn write_now(&mut self, out: &mut BytesMut) -> io::Result<()> {
+        self.tls_write_now(out)
+    }
+
+    fn pending_out(&self) -> bool {
+        self.conn.wants_write()
+    }
 }
 
 fn no_park() -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, "a TLS connection does not park")
+}
+
+/// A link's stream, plain or TLS as its settings say (the client crate's links: a router's
+/// control links, a replica's link to its primary, migration links, health checks).
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(TlsStream),
+}
+
+impl Transport for Stream {
+    const PARKS: bool = false;
+    const SHORT_READ_DRAINS: bool = false;
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => t.tcp(),
+        }
+    }
+
+    fn read_some_in<'a>(
+        &'a mut self,
+        buf: &'a mut BytesMut,
+        chunk: usize,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        async move {
+            match self {
+                Stream::Plain(s) => read_some_in(s, buf, chunk).await,
+                Stream::Tls(t) => t.read_tls_some(buf, chunk).await,
+            }
+        }
+    }
+
+    fn write_all<'a>(
+        &'a mut self,
+        data: &'a [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
+        async move {
+            match self {
+                Stream::Plain(s) => tokio::io::AsyncWriteExt::write_all(s, data).await,
+                Stream::Tls(t) => t.write_tls_all(data).await,
+            }
+        }
+    }
+
+    fn into_std(self) -> io::Result<std::net::TcpStream> {
+        Err(no_park())
+    }
+
+    fn unpark(_: std::net::TcpStream) -> io::Result<Self> {
+        Err(no_park())
+    }
+
+    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read_now(buf),
+            Stream::Tls(t) => t.tls_read_now(buf),
+        }
+    }
+
+    fn write_now(&mut self, out: &mut BytesMut) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => plain_write_now(s, out),
+            Stream::Tls(t) => t.tls_write_now(out),
+        }
+    }
+
+    fn pending_out(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(t) => t.conn.wants_write(),
+        }
+    }
 }

@@ -435,8 +435,9 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         node_tls_server_name: r.node_tls_server_name,
     };
     let tls = crate::tls_config::listener(&raw_tls)?;
-    let node_tls = crate::tls_config::links(&raw_tls)?;
-    let node_link = LinkSpec::with_auth(node_credentials(r.node_user, r.node_password)?);
+    let (node_tls, node_tls_client) = crate::tls_config::links(&raw_tls)?.unzip();
+    let node_link = LinkSpec::with_auth(node_credentials(r.node_user, r.node_password)?)
+        .with_tls(node_tls_client);
 
     let vnodes = raw.ring.vnodes.unwrap_or(DEFAULT_VNODES);
     if vnodes == 0 {

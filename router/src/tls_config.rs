@@ -86,7 +86,7 @@ pub fn listener(raw: &RawTls) -> Result<Option<ListenTls>, ConfigError> {
 }
 
 /// The nodes' TLS client side, if `node_tls = true`.
-pub fn links(raw: &RawTls) -> Result<Option<ClientFiles>, ConfigError> {
+pub fn links(raw: &RawTls) -> Result<Option<(ClientFiles, tls::TlsClient)>, ConfigError> {
     if raw.node_tls != Some(true) {
         for (field, v) in [
             ("node_tls_ca", &raw.node_tls_ca),
@@ -119,7 +119,7 @@ pub fn links(raw: &RawTls) -> Result<Option<ClientFiles>, ConfigError> {
         key,
         server_name: raw.node_tls_server_name.clone(),
     };
-    tls::TlsClient::new(&files).map_err(|e| {
+    let client = tls::TlsClient::new(&files).map_err(|e| {
         let field = if e.contains("server name") {
             "node_tls_server_name"
         } else {
@@ -127,5 +127,5 @@ pub fn links(raw: &RawTls) -> Result<Option<ClientFiles>, ConfigError> {
         };
         invalid(field, e)
     })?;
-    Ok(Some(files))
+    Ok(Some((files, client)))
 }
