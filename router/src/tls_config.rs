@@ -129,3 +129,29 @@ pub fn links(raw: &RawTls) -> Result<Option<(ClientFiles, tls::TlsClient)>, Conf
     })?;
     Ok(Some((files, client)))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse_config;
+
+    fn err(extra: &str) -> String {
+        let text = format!(
+            "[router]\nlisten = \"127.0.0.1:0\"\n{extra}\n[[shard]]\nid = \"a\"\nprimary = \"127.0.0.1:7001\"\n"
+        );
+        match parse_config(&text) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err("tls_listen = \"127.0.0.1:0\"").starts_with("router.tls_cert: missing"));
+        let e = err("tls_listen = \"127.0.0.1:0\"\ntls_cert = \"/nonexistent.crt\"\ntls_key = \"/nonexistent.key\"");
+        assert!(e.starts_with("router.tls_cert: cannot read"), "{e}");
+        assert!(err("tls_cert = \"x\"").starts_with("router.tls_cert: set without"));
+        assert!(err("node_tls = true").starts_with("router.node_tls_ca: missing"));
+        assert!(err("node_tls_ca = \"x\"").starts_with("router.node_tls_ca: set without"));
+        assert_eq!(err("node_tls = false"), "");
+    }
+}
