@@ -100,3 +100,63 @@ impl Pki {
         TlsClient::new(&files).unwrap_or_else(|e| panic!("TLS client from {:?}: {e}", self.dir))
     }
 }
+
+/// The process-wide TLS mode (`churn --tls`): set once, before any process starts.
+static MODE: std::sync::OnceLock<(Pki, TlsClient)> = std::sync::OnceLock::new();
+
+/// Turns on TLS for every node, router and client this process starts from now on: nodes serve
+/// TLS only (`--port 0 --tls-port P`, replication and migration links over TLS), routers take
+/// clients on a TLS listener (client certificates required) and reach nodes over TLS.
+pub fn enable(pki: Pki) {
+    let client = pki.client_with_cert();
+    let _ = MODE.set((pki, client));
+}
+
+/// The certificates of the TLS mode, if on.
+pub fn mode() -> Option<&'static Pki> {
+    MODE.get().map(|(p, _)| p)
+}
+
+/// What clients of the TLS mode connect with (CA and client certificate), if on.
+pub fn client() -> Option<&'static TlsClient> {
+    MODE.get().map(|(_, c)| c)
+}
+
+/// The node prints this once its TLS listener is bound (then the address).
+pub const NODE_TLS_LISTENING: &str = "ringcache node listening for TLS on ";
+/// The router prints this once its TLS listener is bound (then the address).
+pub const ROUTER_TLS_LISTENING: &str = "ringcache router listening for TLS on ";
+
+/// In TLS mode, node flags for a TLS-only node on `port` (0: a free one) with TLS links.
+pub fn node_flags(port: u16) -> Option<Vec<String>> {
+    let pki = mode()?;
+    let port = if port == 0 {
+        crate::procs::free_port()
+    } else {
+        port
+    };
+    let mut flags = vec!["--tls-port".to_string(), port.to_string()];
+    flags.extend(pki.node_flags());
+    flags.extend(
+        ["--tls-replication", "yes", "--tls-cluster", "yes"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    Some(flags)
+}
+
+/// In TLS mode, the `[router]` keys of a TLS client listener on `listen` and TLS node links.
+pub fn router_keys(listen: &str) -> Option<String> {
+    let pki = mode()?;
+    let p = |p: PathBuf| p.display().to_string();
+    Some(format!(
+        "tls_listen = \"{listen}\"\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\n\
+         node_tls = true\nnode_tls_ca = {:?}\nnode_tls_cert = {:?}\nnode_tls_key = {:?}\n",
+        p(pki.cert()),
+        p(pki.key()),
+        p(pki.ca()),
+        p(pki.ca()),
+        p(pki.cert()),
+        p(pki.key()),
+    ))
+}
