@@ -152,12 +152,15 @@ impl std::fmt::Debug for TlsStream {
 }
 
 /// `std::io` reads and writes on a tokio socket that never block (`WouldBlock` clears tokio's
-/// cached readiness, so the next wait is for a real event).
-struct Nonblocking<'a>(&'a TcpStream);
+/// cached readiness, so the next wait is for a real event); a read that left room in its buffer
+/// says so (the socket is drained).
+struct Nonblocking<'a>(&'a TcpStream, bool);
 
 impl Read for Nonblocking<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
+        let n = self.0.try_read(buf)?;
+        self.1 = n > 0 && n < buf.len();
+        Ok(n)
     }
 }
 
@@ -224,11 +227,46 @@ impl TlsStream {
         })
     }
 
+    /// Reads what TLS records the socket has into rustls and decrypts them (`WouldBlock` when
+    /// there is nothing).
+    ///
+    /// A read that leaves room in rustls's buffer has drained the socket, so tokio's readiness
+    /// is cleared in the same step (as `input::read_some_in` does): the next read waits for the
+    /// next event instead of spending a `recv` on `EAGAIN`.
+    fn read_records(&mut self) -> io::Result<()> {
+        let (sock, conn) = (&self.sock, &mut self.conn);
+        let mut got = None;
+        let r = sock.try_io(tokio::io::Interest::READABLE, || {
+            let mut io = Nonblocking(sock, false);
+            let n = conn.read_tls(&mut io)?;
+            got = Some(n);
+            if io.1 {
+                // `WouldBlock` is how tokio is told to clear the readiness it cached.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        match (r, got) {
+            (Err(e), None) => return Err(e),
+            (_, None) => return Ok(()),
+            (_, Some(0)) => self.eof = true,
+            (_, Some(_)) => {
+                if let Err(e) = self.conn.process_new_packets() {
+                    // The alert rustls queued tells the peer why.
+                    let _ = self.push_pending();
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+                self.push_pending()?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes what TLS records the socket takes now, without waiting (alerts, tickets, key
     /// updates queued while reading); the rest goes out with the next write.
     fn push_pending(&mut self) -> io::Result<()> {
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut Nonblocking(&self.sock)) {
+            match self.conn.write_tls(&mut Nonblocking(&self.sock, false)) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
@@ -249,16 +287,8 @@ impl TlsStream {
                 return Ok(0);
             }
             self.sock.readable().await?;
-            match self.conn.read_tls(&mut Nonblocking(&self.sock)) {
-                Ok(0) => self.eof = true,
-                Ok(_) => {
-                    if let Err(e) = self.conn.process_new_packets() {
-                        // The alert rustls queued tells the peer why.
-                        let _ = self.push_pending();
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                    }
-                    self.push_pending()?;
-                }
+            match self.read_records() {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
@@ -276,7 +306,7 @@ impl TlsStream {
                 data = &data[n..];
             }
             while self.conn.wants_write() {
-                match self.conn.write_tls(&mut Nonblocking(&self.sock)) {
+                match self.conn.write_tls(&mut Nonblocking(&self.sock, false)) {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.sock.writable().await?,
                     Err(e) => return Err(e),
@@ -293,16 +323,7 @@ impl TlsStream {
             if let Some(n) = self.take_plain(buf)? {
                 return Ok(n);
             }
-            match self.conn.read_tls(&mut Nonblocking(&self.sock))? {
-                0 => self.eof = true,
-                _ => {
-                    if let Err(e) = self.conn.process_new_packets() {
-                        let _ = self.push_pending();
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                    }
-                    self.push_pending()?;
-                }
-            }
+            self.read_records()?;
         }
     }
 
@@ -319,7 +340,7 @@ impl TlsStream {
             if !self.conn.wants_write() {
                 return Ok(());
             }
-            match self.conn.write_tls(&mut Nonblocking(&self.sock)) {
+            match self.conn.write_tls(&mut Nonblocking(&self.sock, false)) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
