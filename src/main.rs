@@ -31,7 +31,8 @@ mod up;
 #[derive(Subcommand)]
 enum Command {
     /// Run a cache node (a Redis-compatible server).
-    Node(NodeArgs),
+    // Boxed: its TLS flags make it much larger than the other variants.
+    Node(Box<NodeArgs>),
     /// Run the router: the consistent-hash RESP proxy, L4 listeners and admin, from cluster.toml.
     Router(router_cmd::RouterArgs),
     /// Start the local cluster cluster.toml describes (nodes, then the router) and wait for Ctrl-C.
@@ -328,7 +329,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Node(a) => run_node(a).await,
+            Command::Node(a) => run_node(*a).await,
             Command::Router(a) => router_cmd::run(a, shutdown_signal()).await,
             Command::Up(a) => up::run(a, shutdown_signal()).await,
             Command::Health(a) => health::run(a),

@@ -229,6 +229,7 @@ pub fn args<A: AsRef<[u8]>>(parts: &[A]) -> Vec<Bytes> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// A server that answers each read with `reply` bytes (split across two writes).

@@ -422,28 +422,17 @@ impl Transport for Stream {
         }
     }
 
-    fn read_some_in<'a>(
-        &'a mut self,
-        buf: &'a mut BytesMut,
-        chunk: usize,
-    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
-        async move {
-            match self {
-                Stream::Plain(s) => read_some_in(s, buf, chunk).await,
-                Stream::Tls(t) => t.read_tls_some(buf, chunk).await,
-            }
+    async fn read_some_in(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => read_some_in(s, buf, chunk).await,
+            Stream::Tls(t) => t.read_tls_some(buf, chunk).await,
         }
     }
 
-    fn write_all<'a>(
-        &'a mut self,
-        data: &'a [u8],
-    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
-        async move {
-            match self {
-                Stream::Plain(s) => tokio::io::AsyncWriteExt::write_all(s, data).await,
-                Stream::Tls(t) => t.write_tls_all(data).await,
-            }
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => tokio::io::AsyncWriteExt::write_all(s, data).await,
+            Stream::Tls(t) => t.write_tls_all(data).await,
         }
     }
 
@@ -474,5 +463,105 @@ impl Transport for Stream {
             Stream::Plain(_) => false,
             Stream::Tls(t) => t.conn.wants_write(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::tls::{ClientAuth, ClientFiles, ServerFiles, TlsClient, TlsServer};
+
+    /// A CA and a certificate for 127.0.0.1 in a fresh directory: (server files, client files).
+    fn pki(name: &str) -> (ServerFiles, ClientFiles) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+        let dir = std::env::temp_dir().join(format!("ringcache-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
+        std::fs::write(dir.join("node.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.join("node.key"), key.serialize_pem()).unwrap();
+        let server = ServerFiles {
+            cert: dir.join("node.crt"),
+            key: dir.join("node.key"),
+            ca: None,
+            auth: ClientAuth::No,
+        };
+        let client = ClientFiles {
+            ca: dir.join("ca.crt"),
+            ..Default::default()
+        };
+        (server, client)
+    }
+
+    /// A megabyte each way through the sans-IO stream (server side by `read_some`/`write_all`,
+    /// client side by `write_now`/`read_now` on readiness), then a clean end of stream.
+    #[test]
+    fn bytes_cross_both_ways_and_the_end_is_seen() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (server_files, client_files) = pki("transport");
+            let server = TlsServer::new(server_files).unwrap();
+            let client = TlsClient::new(&client_files).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let echo = tokio::spawn(async move {
+                let (sock, _) = listener.accept().await.unwrap();
+                let mut s = server.accept(sock).await.unwrap();
+                let mut buf = BytesMut::new();
+                let mut total = 0;
+                loop {
+                    let n = s.read_some(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return total;
+                    }
+                    total += n;
+                    let chunk = buf.split();
+                    s.write_all(&chunk).await.unwrap();
+                }
+            });
+            let sock = TcpStream::connect(&addr).await.unwrap();
+            let mut c = Stream::Tls(client.connect(sock, &addr).await.unwrap());
+            let sent: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+            let mut out = BytesMut::from(&sent[..]);
+            let mut back = BytesMut::new();
+            while back.len() < sent.len() {
+                if !out.is_empty() || c.pending_out() {
+                    c.write_now(&mut out).unwrap();
+                }
+                if back.capacity() - back.len() < 4096 {
+                    back.reserve(64 * 1024);
+                }
+                match c.read_now(&mut back) {
+                    Ok(0) => panic!("closed early"),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        tokio::select! {
+                            r = c.tcp().readable() => r.unwrap(),
+                            r = c.tcp().writable(), if !out.is_empty() || c.pending_out() => r.unwrap(),
+                        }
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(&back[..], &sent[..]);
+            if let Stream::Tls(t) = &mut c {
+                t.close();
+            }
+            drop(c);
+            assert_eq!(echo.await.unwrap(), sent.len());
+        });
     }
 }

@@ -36,7 +36,7 @@ pub struct Conn {
 impl Conn {
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, String> {
         // `--tls`: every connection to a router goes to its TLS listener.
-        match Client::connect_with(&addr.to_string(), timeout, tests::tls::client()).await {
+        match Client::connect_with(&addr.to_string(), timeout, ::tests::tls::client()).await {
             Ok(client) => Ok(Conn {
                 client,
                 broken: false,
