@@ -39,7 +39,9 @@ cd "$root"
 
 bench_install_deps
 bench_require redis-server redis-cli redis-benchmark openssl setsid timeout awk sort
-redis-cli --help 2>&1 | grep -q -- '--tls' || bench_die "this redis-cli has no TLS support"
+# Captured first: `grep -q` closing the pipe early would fail the pipeline under pipefail.
+cli_help="$(redis-cli --help 2>&1 || true)"
+[[ "$cli_help" == *--tls* ]] || bench_die "this redis-cli has no TLS support"
 
 bench_log "building: cargo build --release --bin ringcache"
 timeout "$BUILD_TIMEOUT" cargo build --release --bin ringcache \
