@@ -31,7 +31,8 @@ mod up;
 #[derive(Subcommand)]
 enum Command {
     /// Run a cache node (a Redis-compatible server).
-    Node(NodeArgs),
+    // Boxed: its TLS flags make it much larger than the other variants.
+    Node(Box<NodeArgs>),
     /// Run the router: the consistent-hash RESP proxy, L4 listeners and admin, from cluster.toml.
     Router(router_cmd::RouterArgs),
     /// Start the local cluster cluster.toml describes (nodes, then the router) and wait for Ctrl-C.
@@ -91,6 +92,38 @@ struct NodeArgs {
     /// shared worker pool). One runs commands in arrival order, as Redis's one thread does.
     #[arg(long, default_value_t = 1)]
     io_threads: usize,
+    /// Port of the TLS listener (0 = none). With it, `--port 0` means no plain listener, as in
+    /// Redis.
+    #[arg(long, default_value_t = 0)]
+    tls_port: u16,
+    /// The TLS listener's certificate chain (PEM).
+    #[arg(long)]
+    tls_cert_file: Option<String>,
+    /// The TLS listener's private key (PEM).
+    #[arg(long)]
+    tls_key_file: Option<String>,
+    /// CA (PEM) that clients' certificates, and the peers of this node's TLS links, are checked
+    /// against.
+    #[arg(long)]
+    tls_ca_cert_file: Option<String>,
+    /// yes: clients must present a certificate (with --tls-ca-cert-file); no; optional.
+    #[arg(long, default_value = "yes")]
+    tls_auth_clients: String,
+    /// yes: a replica's link to its primary uses TLS.
+    #[arg(long, default_value = "no")]
+    tls_replication: String,
+    /// yes: migration links to other nodes use TLS.
+    #[arg(long, default_value = "no")]
+    tls_cluster: String,
+}
+
+/// A Redis yes/no flag.
+fn yes_no(flag: &str, v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => anyhow::bail!("{flag}: '{v}' is not yes or no"),
+    }
 }
 
 fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
@@ -128,6 +161,27 @@ fn node_config(a: NodeArgs) -> Result<ringcache_node::NodeConfig> {
         ..Default::default()
     };
     c.limits.max_bulk_len = i64::try_from(bulk).context("--proto-max-bulk-len too large")?;
+    c.tls = ringcache_node::config::TlsSettings {
+        port: a.tls_port,
+        cert_file: a.tls_cert_file,
+        key_file: a.tls_key_file,
+        ca_cert_file: a.tls_ca_cert_file,
+        auth_clients: ringcache_protocol::tls::ClientAuth::parse(&a.tls_auth_clients)
+            .with_context(|| {
+                format!(
+                    "--tls-auth-clients: '{}' is not yes, no or optional",
+                    a.tls_auth_clients
+                )
+            })?,
+        replication: yes_no("--tls-replication", &a.tls_replication)?,
+        cluster: yes_no("--tls-cluster", &a.tls_cluster)?,
+        client: None,
+    };
+    if c.tls.replication || c.tls.cluster {
+        let files = c.tls.client_files().map_err(anyhow::Error::msg)?;
+        c.tls.client =
+            Some(ringcache_protocol::tls::TlsClient::new(&files).map_err(anyhow::Error::msg)?);
+    }
     Ok(c)
 }
 
@@ -202,15 +256,73 @@ async fn run_node(args: NodeArgs) -> Result<()> {
     if io_threads > 0 {
         ringcache_node::server::start_io_threads(io_threads)?;
     }
-    let listener = ringcache_node::bind(&config)
+    let tls = match config.tls.server_files().map_err(anyhow::Error::msg)? {
+        Some(files) => {
+            Some(ringcache_protocol::tls::TlsServer::new(files).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    // As in Redis, port 0 with a TLS port means no plain listener.
+    let plain = if tls.is_some() && config.port == 0 {
+        None
+    } else {
+        Some(
+            ringcache_node::bind(&config)
+                .await
+                .with_context(|| format!("binding {}:{}", config.bind, config.port))?,
+        )
+    };
+    let tls_listener = match ringcache_node::server::bind_tls(&config)
         .await
-        .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
-    let addr = listener.local_addr()?;
-    // Tests and `ringcache up` read this line to learn the port.
-    println!("ringcache node listening on {addr}");
-    tracing::info!(%addr, "node listening");
-    ringcache_node::run(config, listener, shutdown).await?;
+        .with_context(|| format!("binding {}:{}", config.bind, config.tls.port))?
+    {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            println!("ringcache node listening for TLS on {addr}");
+            tracing::info!(%addr, "node listening for TLS");
+            Some(l)
+        }
+        None => None,
+    };
+    let port = match &plain {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            // Tests and `ringcache up` read this line to learn the port.
+            println!("ringcache node listening on {addr}");
+            tracing::info!(%addr, "node listening");
+            addr.port()
+        }
+        None => 0,
+    };
+    if let Some(tls) = &tls {
+        tokio::spawn(reload_tls_on_sighup(tls.clone()));
+    }
+    let shared = ringcache_node::state::Shared::new(config, port, ringcache_node::cmd::apply);
+    let listeners = ringcache_node::server::Listeners {
+        plain,
+        tls: tls_listener.zip(tls),
+    };
+    ringcache_node::server::serve_listeners(shared, listeners, shutdown).await?;
     Ok(())
+}
+
+/// Reads the TLS certificates again on every SIGHUP (new handshakes use them; a bad file keeps
+/// the old ones). Only a node with TLS watches SIGHUP.
+async fn reload_tls_on_sighup(tls: std::sync::Arc<ringcache_protocol::tls::TlsServer>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; TLS certificates not reloadable");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+            Err(e) => tracing::warn!(error = %e, "SIGHUP: TLS certificates not reloaded"),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -238,7 +350,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Node(a) => run_node(a).await,
+            Command::Node(a) => run_node(*a).await,
             Command::Router(a) => router_cmd::run(a, shutdown_signal()).await,
             Command::Up(a) => up::run(a, shutdown_signal()).await,
             Command::Health(a) => health::run(a),

@@ -28,16 +28,27 @@ pub async fn run(args: RouterArgs, shutdown: impl Future<Output = ()>) -> Result
     // Tests and `ringcache up` read this line to learn the port.
     println!("ringcache router listening on {addr}");
     tracing::info!(%addr, config = %args.config.display(), "router listening");
+    let tls = ringcache_router::bind_tls(&config)
+        .await
+        .context("the TLS listener (router.tls_listen)")?;
     #[cfg(unix)]
-    tokio::spawn(reload_on_sighup(args.config.clone(), addr));
-    ringcache_router::run(config, listener, shutdown).await?;
+    tokio::spawn(reload_on_sighup(
+        args.config.clone(),
+        addr,
+        tls.as_ref().map(|t| t.1.clone()),
+    ));
+    ringcache_router::run_listeners(config, listener, tls, shutdown).await?;
     Ok(())
 }
 
 /// Applies the config file's membership on every SIGHUP (signals arriving during a reload are
-/// coalesced into one more reload).
+/// coalesced into one more reload), and reloads the TLS listener's certificates.
 #[cfg(unix)]
-async fn reload_on_sighup(path: PathBuf, listen: SocketAddr) {
+async fn reload_on_sighup(
+    path: PathBuf,
+    listen: SocketAddr,
+    tls: Option<std::sync::Arc<ringcache_protocol::tls::TlsServer>>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -48,10 +59,31 @@ async fn reload_on_sighup(path: PathBuf, listen: SocketAddr) {
     };
     while hup.recv().await.is_some() {
         tracing::info!(config = %path.display(), "SIGHUP: reloading the membership");
+        if let Some(tls) = &tls {
+            reload_tls(&path, tls);
+        }
         match reload(&path, listen).await {
             Ok(done) => tracing::info!(changes = %done, "reload done"),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed"),
         }
+    }
+}
+
+/// New handshakes take the certificates the config file names now (the files read again); on an
+/// error the old ones stay.
+fn reload_tls(path: &Path, tls: &ringcache_protocol::tls::TlsServer) {
+    let result = match ringcache_router::load_config(path) {
+        Ok(c) => match c.tls {
+            Some(t) => tls.reload_from(t.files),
+            None => Err(
+                "router.tls_listen is gone from the config: a restart removes the listener".into(),
+            ),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+        Err(e) => tracing::warn!(error = %e, "SIGHUP: TLS certificates not reloaded"),
     }
 }
 

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use ringcache_protocol::tls::TlsClient;
 use ringcache_protocol::Reply;
 
 use crate::error::ClientError;
@@ -48,11 +49,19 @@ impl fmt::Debug for Credentials {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LinkSpec {
     pub auth: Option<Credentials>,
+    /// TLS on the link (the peer's CA, a client certificate if it requires one).
+    pub tls: Option<TlsClient>,
 }
 
 impl LinkSpec {
     pub fn with_auth(auth: Option<Credentials>) -> LinkSpec {
-        LinkSpec { auth }
+        LinkSpec { auth, tls: None }
+    }
+
+    /// The same link over TLS (or plain again with `None`).
+    pub fn with_tls(mut self, tls: Option<TlsClient>) -> LinkSpec {
+        self.tls = tls;
+        self
     }
 }
 
@@ -64,7 +73,7 @@ impl Client {
         timeout: Duration,
         spec: &LinkSpec,
     ) -> Result<Client, ClientError> {
-        let mut c = Client::connect(addr, timeout).await?;
+        let mut c = Client::connect_with(addr, timeout, spec.tls.as_ref()).await?;
         if let Some(auth) = &spec.auth {
             if let Reply::Error(e) = c.call(&auth.auth_args(), timeout).await? {
                 return Err(ClientError::Auth {

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ringcache_protocol::codec::RawReply;
+use ringcache_protocol::tls::TlsClient;
+use ringcache_protocol::transport::{Stream, Transport};
 use ringcache_protocol::wire::WireCommand;
 use ringcache_protocol::{Protocol, Reply};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::conversation::{encode_all, Conversation};
@@ -15,13 +16,23 @@ use crate::error::ClientError;
 #[derive(Debug)]
 pub struct Client {
     addr: String,
-    sock: TcpStream,
+    sock: Stream,
     conv: Conversation,
 }
 
 impl Client {
     /// Connects to `addr` (`HOST:PORT`) within `timeout`, RESP2.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Client, ClientError> {
+        Client::connect_with(addr, timeout, None).await
+    }
+
+    /// Connects to `addr` within `timeout`, over TLS when `tls` is given (the handshake within
+    /// the same timeout).
+    pub async fn connect_with(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<&TlsClient>,
+    ) -> Result<Client, ClientError> {
         let sock = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Err(_) => {
                 return Err(ClientError::ConnectTimeout {
@@ -31,13 +42,28 @@ impl Client {
             Ok(Err(e)) => return Err(ClientError::io(addr, &e)),
             Ok(Ok(s)) => s,
         };
-        Ok(Client::from_stream(sock, addr))
+        let Some(tls) = tls else {
+            return Ok(Client::from_stream(sock, addr));
+        };
+        let _ = sock.set_nodelay(true);
+        match tokio::time::timeout(timeout, tls.connect(sock, addr)).await {
+            Err(_) => Err(ClientError::ConnectTimeout {
+                addr: addr.to_string(),
+            }),
+            Ok(Err(e)) => Err(ClientError::io(addr, &e)),
+            Ok(Ok(s)) => Ok(Client::from_transport(Stream::Tls(s), addr)),
+        }
     }
 
     /// Wraps a connected socket; `addr` names the server in errors.
     pub fn from_stream(sock: TcpStream, addr: &str) -> Client {
         // Requests are small and waited for: never hold one back for Nagle.
         let _ = sock.set_nodelay(true);
+        Client::from_transport(Stream::Plain(sock), addr)
+    }
+
+    /// Wraps a connected stream, plain or TLS.
+    pub fn from_transport(sock: Stream, addr: &str) -> Client {
         Client {
             addr: addr.to_string(),
             sock,
@@ -123,7 +149,7 @@ impl Client {
 
     /// The socket and the bytes read past the last reply, for a link that turns into a stream
     /// after its handshake (a replica's link to its primary).
-    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+    pub fn into_parts(self) -> (Stream, BytesMut) {
         (self.sock, self.conv.input)
     }
 
@@ -149,7 +175,7 @@ impl Client {
             self.conv.reserve();
             let got = self
                 .sock
-                .read_buf(&mut self.conv.input)
+                .read_some(&mut self.conv.input)
                 .await
                 .map_err(|e| ClientError::io(&self.addr, &e))?;
             if got == 0 {
@@ -203,6 +229,7 @@ pub fn args<A: AsRef<[u8]>>(parts: &[A]) -> Vec<Bytes> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// A server that answers each read with `reply` bytes (split across two writes).

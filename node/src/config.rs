@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ringcache_client::{Credentials, LinkSpec};
+use ringcache_protocol::tls::{ClientAuth, ClientFiles, ServerFiles, TlsClient};
 use ringcache_protocol::Limits;
 
 /// Validated settings of one node.
@@ -34,6 +35,86 @@ pub struct NodeConfig {
     pub shard_id: Option<String>,
     /// CONFIG parameters kept only to be reported back (`hz`, `lazyfree-*`, ...).
     pub params: std::collections::BTreeMap<&'static str, String>,
+    /// Redis's TLS settings (`--tls-port` and friends).
+    pub tls: TlsSettings,
+}
+
+/// Redis's `tls-*` settings of a node.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The TLS listener's port; 0 = none.
+    pub port: u16,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_cert_file: Option<String>,
+    pub auth_clients: ClientAuth,
+    /// A replica's link to its primary over TLS (`tls-replication`).
+    pub replication: bool,
+    /// Node-to-node migration links over TLS (`tls-cluster`).
+    pub cluster: bool,
+    /// The client side of those links (built at start from the CA and this node's certificate).
+    pub client: Option<TlsClient>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            port: 0,
+            cert_file: None,
+            key_file: None,
+            ca_cert_file: None,
+            auth_clients: ClientAuth::Yes,
+            replication: false,
+            cluster: false,
+            client: None,
+        }
+    }
+}
+
+impl TlsSettings {
+    /// TLS for a replica's link to its primary, when `tls-replication` is on.
+    pub fn for_replication(&self) -> Option<&TlsClient> {
+        self.client.as_ref().filter(|_| self.replication)
+    }
+
+    /// TLS for migration links to other nodes, when `tls-cluster` is on.
+    pub fn for_cluster(&self) -> Option<&TlsClient> {
+        self.client.as_ref().filter(|_| self.cluster)
+    }
+
+    /// The TLS listener's files, when it has a port.
+    pub fn server_files(&self) -> Result<Option<ServerFiles>, String> {
+        if self.port == 0 {
+            return Ok(None);
+        }
+        let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
+            return Err("--tls-port needs --tls-cert-file and --tls-key-file".into());
+        };
+        let auth = match (&self.ca_cert_file, self.auth_clients) {
+            (None, _) => ClientAuth::No,
+            (Some(_), a) => a,
+        };
+        Ok(Some(ServerFiles {
+            cert: cert.into(),
+            key: key.into(),
+            ca: self.ca_cert_file.as_ref().map(Into::into),
+            auth,
+        }))
+    }
+
+    /// The client side of this node's outbound TLS links: its CA, and its own certificate for
+    /// peers that require one.
+    pub fn client_files(&self) -> Result<ClientFiles, String> {
+        let Some(ca) = &self.ca_cert_file else {
+            return Err("--tls-replication and --tls-cluster need --tls-ca-cert-file".into());
+        };
+        Ok(ClientFiles {
+            ca: ca.into(),
+            cert: self.cert_file.as_ref().map(Into::into),
+            key: self.key_file.as_ref().map(Into::into),
+            server_name: None,
+        })
+    }
 }
 
 impl Default for NodeConfig {
@@ -53,6 +134,7 @@ impl Default for NodeConfig {
             replica_of: None,
             shard_id: None,
             params: Default::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -79,6 +161,16 @@ impl NodeConfig {
             .parse()
             .or_else(|_| format!("[{}]:{}", self.bind, self.port).parse())
             .map_err(|_| format!("invalid bind address '{}'", self.bind))
+    }
+
+    /// The TLS listener's address, when `--tls-port` is set.
+    pub fn tls_listen_addr(&self) -> Option<SocketAddr> {
+        if self.tls.port == 0 {
+            return None;
+        }
+        let mut addr = self.listen_addr().ok()?;
+        addr.set_port(self.tls.port);
+        Some(addr)
     }
 }
 

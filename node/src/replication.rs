@@ -23,12 +23,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ringcache_protocol::hash::BUCKETS;
-use ringcache_protocol::input::read_some_in;
 use ringcache_protocol::resp::encode_request;
 use ringcache_protocol::table::{flags, CommandSpec};
+use ringcache_protocol::transport::Transport;
 use ringcache_protocol::{Limits, Reply, RequestDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use ringcache_client::Client;
@@ -247,7 +245,8 @@ fn primary_session(shared: &Shared) -> Session {
 }
 
 async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std::io::Result<()> {
-    let mut link = Client::connect(primary, CONNECT_TIMEOUT)
+    let tls = shared.config().tls.for_replication().cloned();
+    let mut link = Client::connect_with(primary, CONNECT_TIMEOUT, tls.as_ref())
         .await
         .map_err(|e| io_err(e.to_string()))?;
     let mut hello = BytesMut::new();
@@ -339,7 +338,7 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
             last_ack = Instant::now();
         }
         // Room is taken once the stream has bytes, so a quiet link waits without a buffer.
-        let read = read_some_in(&sock, &mut inbuf, 64 * 1024);
+        let read = sock.read_some_in(&mut inbuf, 64 * 1024);
         let n = tokio::time::timeout(HEARTBEAT, read).await;
         match n {
             Ok(Ok(0)) => return Err(io_err("primary closed the link")),
@@ -354,13 +353,12 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
 }
 
 /// Serves a replica's link after SYNC: snapshot, then the write stream, until it goes away.
-pub async fn serve_replica(
+pub async fn serve_replica<T: Transport>(
     shared: &Shared,
-    sock: TcpStream,
+    mut sock: T,
     listening_port: Option<u16>,
 ) -> std::io::Result<()> {
-    let addr = sock.peer_addr()?;
-    let (mut rd, mut wr) = sock.into_split();
+    let addr = sock.tcp().peer_addr()?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(LINK_QUEUE);
     let link = Arc::new(ReplicaLink::new(
         addr,
@@ -376,7 +374,7 @@ pub async fn serve_replica(
         tokio::task::spawn_blocking(move || produce_snapshot(&shared, &link, start_offset))
     };
     let start = (start_offset, start_writes);
-    let result = stream_to_replica(shared, &link, &mut rd, &mut wr, &mut rx, start).await;
+    let result = stream_to_replica(shared, &link, &mut sock, &mut rx, start).await;
     // A producer still walking stops at its next bucket.
     link.broken.store(true, Relaxed);
     let _ = producer.await;
@@ -432,17 +430,16 @@ fn produce_snapshot(shared: &Shared, link: &ReplicaLink, start_offset: u64) {
     tracing::info!(replica = %link.addr, keys, "snapshot queued; streaming writes");
 }
 
-async fn stream_to_replica(
+async fn stream_to_replica<T: Transport>(
     shared: &Shared,
     link: &ReplicaLink,
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    sock: &mut T,
     rx: &mut mpsc::Receiver<Bytes>,
     (start_offset, writes): (u64, u64),
 ) -> std::io::Result<()> {
     let replid = shared.repl.replid();
     // The write count lets the replica's count line up with ours (lost-write accounting).
-    wr.write_all(format!("+FULLRESYNC {replid} {start_offset} {writes}\r\n").as_bytes())
+    sock.write_all(format!("+FULLRESYNC {replid} {start_offset} {writes}\r\n").as_bytes())
         .await?;
     // Both taken when there is something to write or read, given back when the link goes quiet.
     let mut out = BytesMut::new();
@@ -465,7 +462,7 @@ async fn stream_to_replica(
                         Err(_) => break,
                     }
                 }
-                wr.write_all(&out).await?;
+                sock.write_all(&out).await?;
                 link.drained(out.len());
                 out.clear();
                 if rx.is_empty() {
@@ -483,7 +480,7 @@ async fn stream_to_replica(
                     link.send(hb.freeze());
                 }
             }
-            n = rd.read_buf(&mut ack_buf) => {
+            n = sock.read_some(&mut ack_buf) => {
                 if n? == 0 {
                     return Ok(());
                 }

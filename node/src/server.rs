@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use ringcache_protocol::input::{read_some, READ_CHUNK};
+use ringcache_protocol::input::READ_CHUNK;
 use ringcache_protocol::park::{End, Lot};
+use ringcache_protocol::tls::TlsServer;
+use ringcache_protocol::transport::Transport;
 use ringcache_protocol::{Reply, RequestDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
@@ -31,6 +32,14 @@ pub async fn bind(config: &NodeConfig) -> io::Result<TcpListener> {
         .listen_addr()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     TcpListener::bind(addr).await
+}
+
+/// Binds the node's TLS listener (`--tls-port`), if it has one.
+pub async fn bind_tls(config: &NodeConfig) -> io::Result<Option<TcpListener>> {
+    match config.tls_listen_addr() {
+        Some(addr) => TcpListener::bind(addr).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Serves clients on `listener` until `shutdown` resolves, then closes every connection.
@@ -56,6 +65,43 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future,
 ) -> io::Result<()> {
+    serve_listeners(shared, Listeners::plain(listener), shutdown).await
+}
+
+/// The node's listeners: plain, TLS, or both (`--port 0` with `--tls-port`: TLS only).
+pub struct Listeners {
+    pub plain: Option<TcpListener>,
+    pub tls: Option<(TcpListener, Arc<TlsServer>)>,
+}
+
+impl Listeners {
+    pub fn plain(listener: TcpListener) -> Listeners {
+        Listeners {
+            plain: Some(listener),
+            tls: None,
+        }
+    }
+}
+
+/// Accepts from an optional listener; never resolves without one.
+async fn accept_on(l: Option<&TcpListener>) -> io::Result<(TcpStream, std::net::SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves clients on `listeners` until `shutdown` resolves, then closes every connection.
+pub async fn serve_listeners(
+    shared: Arc<Shared>,
+    listeners: Listeners,
+    shutdown: impl Future,
+) -> io::Result<()> {
+    let Listeners { plain, tls } = listeners;
+    let (tls_listener, tls) = match tls {
+        Some((l, t)) => (Some(l), Some(t)),
+        None => (None, None),
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(active_expiry(shared.clone(), stop_rx.clone()));
     tokio::spawn(guard_rss(shared.clone(), stop_rx.clone()));
@@ -68,12 +114,17 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((sock, addr)) => {
-                    backoff = Duration::from_millis(5);
-                    accept(&shared, sock, addr);
+            accepted = async {
+                tokio::select! {
+                    a = accept_on(plain.as_ref()) => (a, None),
+                    a = accept_on(tls_listener.as_ref()) => (a, tls.clone()),
                 }
-                Err(e) => {
+            } => match accepted {
+                (Ok((sock, addr)), tls) => {
+                    backoff = Duration::from_millis(5);
+                    accept(&shared, sock, addr, tls);
+                }
+                (Err(e), _) => {
                     // EMFILE and friends: wait instead of spinning, then try again.
                     tracing::warn!(error = %e, "accept failed; backing off");
                     tokio::time::sleep(backoff).await;
@@ -92,7 +143,12 @@ pub async fn serve(
     Ok(())
 }
 
-fn accept(shared: &Arc<Shared>, sock: TcpStream, addr: std::net::SocketAddr) {
+fn accept(
+    shared: &Arc<Shared>,
+    sock: TcpStream,
+    addr: std::net::SocketAddr,
+    tls: Option<Arc<TlsServer>>,
+) {
     let laddr = sock.local_addr().unwrap_or(addr);
     let max = shared.config().maxclients;
     let shared = shared.clone();
@@ -101,18 +157,46 @@ fn accept(shared: &Arc<Shared>, sock: TcpStream, addr: std::net::SocketAddr) {
             // A client that just disconnected may not be unregistered yet: give it a moment.
             tokio::time::sleep(Duration::from_millis(20)).await;
             match shared.clients.register(addr, laddr, max) {
-                Some(handle) => start_connection(shared, sock, handle, addr),
+                Some(handle) => start_connection(shared, sock, handle, addr, tls),
                 None => {
-                    let mut sock = sock;
-                    let _ = sock
-                        .write_all(b"-ERR max number of clients reached\r\n")
-                        .await;
+                    const FULL: &[u8] = b"-ERR max number of clients reached\r\n";
+                    let _ = match tls {
+                        Some(tls) => match tls.accept(sock).await {
+                            Ok(mut s) => s.write_all(FULL).await,
+                            Err(e) => Err(e),
+                        },
+                        None => {
+                            let mut sock = sock;
+                            Transport::write_all(&mut sock, FULL).await
+                        }
+                    };
                 }
             }
         });
         return;
     };
-    start_connection(shared, sock, handle, addr);
+    start_connection(shared, sock, handle, addr, tls);
+}
+
+/// Serves a new connection: plain at once, TLS after its handshake (on the connection's task,
+/// so a slow handshake holds no one else).
+async fn client_task_on(
+    shared: Arc<Shared>,
+    sock: TcpStream,
+    handle: Arc<ClientHandle>,
+    io: Option<usize>,
+    tls: Option<Arc<TlsServer>>,
+) {
+    match tls {
+        None => client_task(shared, sock, handle, io).await,
+        Some(tls) => match tls.accept(sock).await {
+            Ok(stream) => client_task(shared, stream, handle, io).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                shared.clients.unregister(handle.id);
+            }
+        },
+    }
 }
 
 fn start_connection(
@@ -120,10 +204,11 @@ fn start_connection(
     sock: TcpStream,
     handle: Arc<ClientHandle>,
     addr: std::net::SocketAddr,
+    tls: Option<Arc<TlsServer>>,
 ) {
     let span = tracing::debug_span!("client", id = handle.id, peer = %addr);
     let Some(io) = IO_THREADS.get() else {
-        tokio::spawn(client_task(shared, sock, handle, None).instrument(span));
+        tokio::spawn(client_task_on(shared, sock, handle, None, tls).instrument(span));
         return;
     };
     // Hand the socket to one IO thread for good: no work stealing and no cross-thread wake-ups
@@ -139,7 +224,7 @@ fn start_connection(
     let n = io.next.fetch_add(1, Relaxed) % io.handles.len();
     let task = async move {
         match TcpStream::from_std(std_sock) {
-            Ok(sock) => client_task(shared, sock, handle, Some(n)).await,
+            Ok(sock) => client_task_on(shared, sock, handle, Some(n), tls).await,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot adopt connection");
                 shared.clients.unregister(handle.id);
@@ -155,9 +240,9 @@ fn start_connection(
 }
 
 /// A new connection on IO thread `io` (`None`: on the caller's runtime, never parked).
-async fn client_task(
+async fn client_task<T: Transport>(
     shared: Arc<Shared>,
-    sock: TcpStream,
+    sock: T,
     handle: Arc<ClientHandle>,
     io: Option<usize>,
 ) {
@@ -167,14 +252,17 @@ async fn client_task(
 }
 
 /// Serves a connection until it closes (then unregisters it) or parks.
-async fn serve_client(
+async fn serve_client<T: Transport>(
     shared: Arc<Shared>,
-    mut sock: TcpStream,
+    mut sock: T,
     mut session: Session,
     io: Option<usize>,
 ) {
     let handle = session.client.clone();
-    let lot = io.and_then(|n| IO_THREADS.get().map(|t| &t.lots[n]));
+    // Only a plain socket parks (a TLS session's state lives beside it).
+    let lot = io
+        .filter(|_| T::PARKS)
+        .and_then(|n| IO_THREADS.get().map(|t| &t.lots[n]));
     loop {
         match serve_session(&shared, sock, &handle, &mut session, lot.is_some()).await {
             Ok(End::Park(std_sock)) => {
@@ -188,7 +276,7 @@ async fn serve_client(
                     Ok(()) => return,
                     Err((std_sock, parked)) => {
                         session = parked.session;
-                        match TcpStream::from_std(std_sock) {
+                        match T::unpark(std_sock) {
                             Ok(s) => sock = s,
                             Err(e) => {
                                 tracing::debug!(error = %e, "cannot take a connection back");
@@ -342,14 +430,14 @@ fn warm(ks: &crate::keyspace::Keyspace, input: &[u8]) {
 const OUTPUT_FLUSH: usize = 64 * 1024;
 
 /// Runs the connection's requests until it closes or, idle and asked to (`can_park`), parks.
-async fn serve_session(
+async fn serve_session<T: Transport>(
     shared: &Arc<Shared>,
-    mut sock: TcpStream,
+    mut sock: T,
     handle: &Arc<ClientHandle>,
     session: &mut Session,
     can_park: bool,
 ) -> io::Result<End> {
-    sock.set_nodelay(true)?;
+    sock.tcp().set_nodelay(true)?;
     let (limits, idle) = {
         let c = shared.config();
         (c.limits, c.idle_timeout())
@@ -536,12 +624,12 @@ async fn serve_session(
                 // Asked to park: only with nothing half-read, and not under an idle timeout
                 // (a parked connection has no timer). Declined, the request stands until the
                 // client runs a command.
-                if can_park && idle.is_none() && inbuf.is_empty() && handle.park_asked.load(Relaxed) {
+                if T::PARKS && can_park && idle.is_none() && inbuf.is_empty() && handle.park_asked.load(Relaxed) {
                     return Ok(End::Park(sock.into_std()?));
                 }
                 continue;
             }
-            r = read_idle(&sock, &mut inbuf, idle) => r?,
+            r = read_idle(&mut sock, &mut inbuf, idle) => r?,
             }
         };
         if n == 0 {
@@ -585,15 +673,15 @@ fn quiet_reply(session: &mut Session, reply: &Reply, out: &mut BytesMut) {
 /// A subscribed connection's wait: writes the messages queued for it as they arrive until the
 /// client sends more (the bytes read; `None`: close). It does not park (its subscriptions live
 /// in this task) and has no idle timeout, as Redis exempts pub/sub clients from `timeout`.
-async fn wait_subscribed(
+async fn wait_subscribed<T: Transport>(
     shared: &Shared,
-    sock: &mut TcpStream,
+    sock: &mut T,
     inbuf: &mut BytesMut,
     handle: &ClientHandle,
     session: &Session,
 ) -> io::Result<Option<usize>> {
     let Some(mailbox) = session.pubsub.as_ref().map(|s| s.mailbox.clone()) else {
-        return read_some(sock, inbuf).await.map(Some);
+        return sock.read_some(inbuf).await.map(Some);
     };
     let mut out = BytesMut::new();
     loop {
@@ -622,7 +710,7 @@ async fn wait_subscribed(
             // A request to park is declined: the connection is not idle while subscribed.
             _ = handle.kill.notified() => {}
             _ = mailbox.ready.notified() => {}
-            r = read_some(sock, inbuf) => return r.map(Some),
+            r = sock.read_some(inbuf) => return r.map(Some),
         }
     }
 }
@@ -635,15 +723,15 @@ async fn killed(handle: &ClientHandle) {
 }
 
 /// Reads more input; an idle timeout closes the connection like Redis's `timeout` setting.
-async fn read_idle(
-    sock: &TcpStream,
+async fn read_idle<T: Transport>(
+    sock: &mut T,
     buf: &mut BytesMut,
     idle: Option<Duration>,
 ) -> io::Result<usize> {
     match idle {
-        None => read_some(sock, buf).await,
+        None => sock.read_some(buf).await,
         // Boxed: the timer would otherwise sit in every connection's task, timeout or not.
-        Some(d) => match Box::pin(tokio::time::timeout(d, read_some(sock, buf))).await {
+        Some(d) => match Box::pin(tokio::time::timeout(d, sock.read_some(buf))).await {
             Ok(r) => r,
             Err(_) => {
                 tracing::debug!("idle timeout; closing");
@@ -656,9 +744,9 @@ async fn read_idle(
 /// Waits until a blocked client is served, its timeout passes, or it goes away (`None`: close
 /// the connection). Bytes the client sends meanwhile stay buffered for after (as Redis does);
 /// pub/sub messages for a (RESP3) subscriber that blocked are written as they arrive.
-async fn wait_blocked(
+async fn wait_blocked<T: Transport>(
     shared: &Shared,
-    sock: &mut TcpStream,
+    sock: &mut T,
     inbuf: &mut BytesMut,
     handle: &ClientHandle,
     waiter: &Arc<crate::state::blocking::Waiter>,
@@ -691,7 +779,7 @@ async fn wait_blocked(
             _ = handle.kill.notified() => if handle.killed.load(SeqCst) {
                 break true;
             },
-            r = sock.read_buf(inbuf) => match r {
+            r = sock.read_some(inbuf) => match r {
                 Ok(0) | Err(_) => break true,
                 // A client piling up input while blocked is cut off, as Redis bounds a query
                 // buffer.

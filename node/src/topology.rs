@@ -345,7 +345,8 @@ async fn exchange(mut conn: Client, payload: &[u8], replies: usize) -> Result<Cl
 }
 
 async fn connect(shared: &Shared, target: &str) -> Result<Client, String> {
-    let conn = Client::connect(target, MIGRATE_CONNECT_TIMEOUT)
+    let tls = shared.config().tls.for_cluster().cloned();
+    let conn = Client::connect_with(target, MIGRATE_CONNECT_TIMEOUT, tls.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     let mut hello = BytesMut::new();

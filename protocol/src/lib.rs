@@ -18,6 +18,8 @@ pub mod request;
 pub mod resp;
 pub mod ring;
 pub mod table;
+pub mod tls;
+pub mod transport;
 pub mod wire;
 
 pub use request::{Limits, ProtocolError, Request, RequestDecoder};

@@ -18,6 +18,12 @@
 //! # node_password = "secret"     # (env RINGCACHE_NODE_PASSWORD; RINGCACHE_PASSWORD sets all)
 //! # aclfile = "users.acl"        # ACL users (Redis's aclfile format); reloaded on SIGHUP
 //! # auth_failure_limit = 20      # failed AUTHs per client address in a burst (0: no limit)
+//! # tls_listen = "127.0.0.1:7443"   # a TLS client listener (tls_cert, tls_key; tls_ca:
+//! # tls_cert = "router.crt"         # client certificates required)
+//! # tls_key = "router.key"
+//! # node_tls = true                 # links to the nodes over TLS (node_tls_ca; node_tls_cert
+//! # node_tls_ca = "ca.crt"          # and node_tls_key for nodes that require client certs;
+//! #                                 # node_tls_server_name)
 //!
 //! [ring]
 //! vnodes = 2048
@@ -91,6 +97,15 @@ struct RawRouter {
     l4_threads: Option<u32>,
     max_dedicated_connections: Option<u32>,
     requirepass: Option<String>,
+    tls_listen: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_ca: Option<String>,
+    node_tls: Option<bool>,
+    node_tls_ca: Option<String>,
+    node_tls_cert: Option<String>,
+    node_tls_key: Option<String>,
+    node_tls_server_name: Option<String>,
     node_user: Option<String>,
     node_password: Option<String>,
     aclfile: Option<String>,
@@ -224,6 +239,10 @@ pub struct RouterConfig {
     pub shards: Vec<ShardConfig>,
     /// L4 listeners: whole connections spliced to a pool.
     pub l4: Vec<L4Config>,
+    /// A TLS client listener (`tls_listen`).
+    pub tls: Option<crate::tls_config::ListenTls>,
+    /// TLS on every link to the nodes (`node_tls`).
+    pub node_tls: Option<ringcache_protocol::tls::ClientFiles>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -412,7 +431,21 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         Some(n) => n as usize,
     };
     let requirepass = r.requirepass.filter(|p| !p.is_empty());
-    let node_link = LinkSpec::with_auth(node_credentials(r.node_user, r.node_password)?);
+    let raw_tls = crate::tls_config::RawTls {
+        tls_listen: r.tls_listen,
+        tls_cert: r.tls_cert,
+        tls_key: r.tls_key,
+        tls_ca: r.tls_ca,
+        node_tls: r.node_tls,
+        node_tls_ca: r.node_tls_ca,
+        node_tls_cert: r.node_tls_cert,
+        node_tls_key: r.node_tls_key,
+        node_tls_server_name: r.node_tls_server_name,
+    };
+    let tls = crate::tls_config::listener(&raw_tls)?;
+    let (node_tls, node_tls_client) = crate::tls_config::links(&raw_tls)?.unzip();
+    let node_link = LinkSpec::with_auth(node_credentials(r.node_user, r.node_password)?)
+        .with_tls(node_tls_client);
 
     let vnodes = raw.ring.vnodes.unwrap_or(DEFAULT_VNODES);
     if vnodes == 0 {
@@ -592,6 +625,8 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
         },
         shards,
         l4,
+        tls,
+        node_tls,
     };
     // Build the ring once here so a config that cannot make one (too many points) fails to load.
     Ring::new(1, config.ring.vnodes, config.shard_specs())
@@ -609,7 +644,7 @@ fn positive_ms(field: &str, v: Option<u64>, default: Duration) -> Result<Duratio
 }
 
 /// `HOST:PORT` with a non-empty host (a name, an IPv4 address or a bracketed IPv6 address).
-fn check_addr(field: &str, addr: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_addr(field: &str, addr: &str) -> Result<(), ConfigError> {
     let bad = || {
         ConfigError::invalid(
             field,

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use ringcache_protocol::transport::{Stream, Transport};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::clients::Who;
@@ -241,7 +240,7 @@ async fn run(
 /// `Err` if the connection failed.
 async fn exchange_id(
     dialer: &Dialer,
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     buf: &mut BytesMut,
     req: &mut Req,
 ) -> Result<Option<u64>, ()> {
@@ -256,7 +255,7 @@ async fn exchange_id(
 /// Writes one request and reads its reply: `Ok(None)` if the client went away meanwhile.
 async fn exchange(
     dialer: &Dialer,
-    sock: &mut TcpStream,
+    sock: &mut Stream,
     buf: &mut BytesMut,
     req: &mut Req,
 ) -> Result<Option<Bytes>, UpstreamError> {
@@ -288,7 +287,7 @@ async fn exchange(
             }
         };
         tokio::select! {
-            r = sock.read_buf(buf) => match r {
+            r = sock.read_some(buf) => match r {
                 Ok(0) => return Err(lost(std::io::ErrorKind::UnexpectedEof.into())),
                 Ok(_) => {}
                 Err(e) => return Err(lost(e)),

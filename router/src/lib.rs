@@ -38,6 +38,7 @@ pub mod session;
 pub mod shard;
 pub mod shard_metrics;
 pub mod state;
+pub mod tls_config;
 pub mod topology;
 pub mod txn;
 pub mod upstream;
@@ -46,6 +47,7 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
+use ringcache_protocol::tls::TlsServer;
 use tokio::net::TcpListener;
 
 pub use config::{load_config, parse_config, ConfigError, RouterConfig};
@@ -64,11 +66,38 @@ impl Router {
     }
 }
 
+/// Binds the TLS client listener `config.tls` names, with its certificates (printing
+/// `ringcache router listening for TLS on ADDR`).
+pub async fn bind_tls(config: &RouterConfig) -> io::Result<Option<(TcpListener, Arc<TlsServer>)>> {
+    let Some(t) = &config.tls else {
+        return Ok(None);
+    };
+    let server = TlsServer::new(t.files.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let listener = TcpListener::bind(t.listen.as_str()).await?;
+    let addr = listener.local_addr()?;
+    println!("ringcache router listening for TLS on {addr}");
+    tracing::info!(%addr, "router listening for TLS");
+    Ok(Some((listener, server)))
+}
+
 /// Runs the router on `listener` until `shutdown` resolves. If `config.metrics` is set, binds it
-/// first and serves `GET /metrics` there (printing `ringcache router metrics on ADDR`).
+/// first and serves `GET /metrics` there (printing `ringcache router metrics on ADDR`); the TLS
+/// listener too, if `config.tls` is set.
 pub async fn run(
     config: RouterConfig,
     listener: TcpListener,
+    shutdown: impl Future,
+) -> io::Result<()> {
+    let tls = bind_tls(&config).await?;
+    run_listeners(config, listener, tls, shutdown).await
+}
+
+/// [`run`] with the TLS listener bound by the caller (who keeps its handle to reload it).
+pub async fn run_listeners(
+    config: RouterConfig,
+    listener: TcpListener,
+    tls: Option<(TcpListener, Arc<TlsServer>)>,
     shutdown: impl Future,
 ) -> io::Result<()> {
     let metrics_listener = metrics::bind(&config).await?;
@@ -97,7 +126,7 @@ pub async fn run(
         shards = router.topology.load().shards.len(),
         "router serving"
     );
-    proxy::serve(router, listener, shutdown).await
+    proxy::serve_listeners(router, listener, tls, shutdown).await
 }
 
 /// Reloads the aclfile on every SIGHUP (as ACL LOAD does: a bad file changes nothing), next to

@@ -21,11 +21,11 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use ringcache_protocol::input::read_some;
 use ringcache_protocol::park::End;
 use ringcache_protocol::table::{self, flags};
+use ringcache_protocol::tls::TlsServer;
+use ringcache_protocol::transport::Transport;
 use ringcache_protocol::{Protocol, Reply, RequestDecoder};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tracing::Instrument;
@@ -54,6 +54,28 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future,
 ) -> io::Result<()> {
+    serve_listeners(router, listener, None, shutdown).await
+}
+
+/// Accepts from an optional listener; never resolves without one.
+async fn accept_on(l: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// [`serve`] with a TLS client listener beside the plain one.
+pub async fn serve_listeners(
+    router: Arc<Router>,
+    listener: TcpListener,
+    tls: Option<(TcpListener, Arc<TlsServer>)>,
+    shutdown: impl Future,
+) -> io::Result<()> {
+    let (tls_listener, tls) = match tls {
+        Some((l, t)) => (Some(l), Some(t)),
+        None => (None, None),
+    };
     tokio::pin!(shutdown);
     start_lots(&router);
     tokio::spawn(park_idle(router.clone()));
@@ -61,12 +83,17 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((sock, addr)) => {
-                    backoff = Duration::from_millis(5);
-                    accept(&router, sock, addr);
+            accepted = async {
+                tokio::select! {
+                    a = listener.accept() => (a, None),
+                    a = accept_on(tls_listener.as_ref()) => (a, tls.clone()),
                 }
-                Err(e) => {
+            } => match accepted {
+                (Ok((sock, addr)), tls) => {
+                    backoff = Duration::from_millis(5);
+                    accept(&router, sock, addr, tls);
+                }
+                (Err(e), _) => {
                     // EMFILE and friends: wait instead of spinning, then try again.
                     tracing::warn!(error = %e, "accept failed; backing off");
                     tokio::time::sleep(backoff).await;
@@ -76,6 +103,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    drop(tls_listener);
     tracing::info!(clients = router.clients.len(), "shutting down");
     router.clients.kill_all();
     let deadline = Instant::now() + DRAIN_TIMEOUT;
@@ -86,15 +114,22 @@ pub async fn serve(
     Ok(())
 }
 
-fn accept(router: &Arc<Router>, sock: TcpStream, addr: SocketAddr) {
+fn accept(router: &Arc<Router>, sock: TcpStream, addr: SocketAddr, tls: Option<Arc<TlsServer>>) {
     let laddr = sock.local_addr().unwrap_or(addr);
     let max = router.config.max_clients;
     let Some(handle) = router.clients.register(addr, laddr, max) else {
         tokio::spawn(async move {
-            let mut sock = sock;
-            let _ = sock
-                .write_all(b"-ERR max number of clients reached\r\n")
-                .await;
+            const FULL: &[u8] = b"-ERR max number of clients reached\r\n";
+            let _ = match tls {
+                Some(tls) => match tls.accept(sock).await {
+                    Ok(mut s) => s.write_all(FULL).await,
+                    Err(e) => Err(e),
+                },
+                None => {
+                    let mut sock = sock;
+                    Transport::write_all(&mut sock, FULL).await
+                }
+            };
         });
         return;
     };
@@ -102,7 +137,7 @@ fn accept(router: &Arc<Router>, sock: TcpStream, addr: SocketAddr) {
     let span = tracing::debug_span!("client", id = handle.id, peer = %addr, io);
     let router = router.clone();
     if !router.io.is_dedicated() {
-        tokio::spawn(client_task(router, sock, handle, io).instrument(span));
+        tokio::spawn(client_task_on(router, sock, handle, io, tls).instrument(span));
         return;
     }
     // The socket moves to its IO thread for good (registered with that thread's reactor).
@@ -117,7 +152,7 @@ fn accept(router: &Arc<Router>, sock: TcpStream, addr: SocketAddr) {
     let runtime = router.io.handle(io).clone();
     let task = async move {
         match TcpStream::from_std(std_sock) {
-            Ok(sock) => client_task(router, sock, handle, io).await,
+            Ok(sock) => client_task_on(router, sock, handle, io, tls).await,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot adopt connection");
                 router.clients.unregister(handle.id);
@@ -132,7 +167,33 @@ fn accept(router: &Arc<Router>, sock: TcpStream, addr: SocketAddr) {
     });
 }
 
-async fn client_task(router: Arc<Router>, sock: TcpStream, handle: Arc<ClientHandle>, io: usize) {
+/// Serves a new connection: plain at once, TLS after its handshake (on the connection's own task
+/// and IO thread).
+async fn client_task_on(
+    router: Arc<Router>,
+    sock: TcpStream,
+    handle: Arc<ClientHandle>,
+    io: usize,
+    tls: Option<Arc<TlsServer>>,
+) {
+    match tls {
+        None => client_task(router, sock, handle, io).await,
+        Some(tls) => match tls.accept(sock).await {
+            Ok(stream) => client_task(router, stream, handle, io).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                router.clients.unregister(handle.id);
+            }
+        },
+    }
+}
+
+async fn client_task<T: Transport>(
+    router: Arc<Router>,
+    sock: T,
+    handle: Arc<ClientHandle>,
+    io: usize,
+) {
     let s = Session::new(
         handle,
         io,
@@ -143,7 +204,7 @@ async fn client_task(router: Arc<Router>, sock: TcpStream, handle: Arc<ClientHan
 }
 
 /// Serves a connection until it closes (then unregisters it) or parks.
-async fn serve_client(router: Arc<Router>, mut sock: TcpStream, mut s: Session) {
+async fn serve_client<T: Transport>(router: Arc<Router>, mut sock: T, mut s: Session) {
     let registered = Registered(&router, s.id);
     let handle = s.client.clone();
     let lot = router.lots[s.io % router.lots.len()].clone();
@@ -157,7 +218,7 @@ async fn serve_client(router: Arc<Router>, mut sock: TcpStream, mut s: Session) 
                 }
                 Err((std_sock, session)) => {
                     s = *session;
-                    match TcpStream::from_std(std_sock) {
+                    match T::unpark(std_sock) {
                         Ok(back) => sock = back,
                         Err(e) => {
                             tracing::debug!(error = %e, "cannot take a connection back");
@@ -226,13 +287,13 @@ impl Drop for Registered<'_> {
 }
 
 /// Runs the connection's requests until it closes or, idle and asked to, parks.
-async fn connection(
+async fn connection<T: Transport>(
     router: &Router,
-    mut sock: TcpStream,
+    mut sock: T,
     handle: &Arc<ClientHandle>,
     s: &mut Session,
 ) -> io::Result<End> {
-    sock.set_nodelay(true)?;
+    sock.tcp().set_nodelay(true)?;
     let mut decoder = RequestDecoder::new(router.config.limits, s.authenticated);
     // Buffers are taken when bytes arrive and given back when the connection goes quiet: an
     // idle client holds none.
@@ -336,7 +397,7 @@ async fn connection(
                 s.closing = true;
             },
             () = drain(router, s.who(), &mut fifo, &mut out), if !fifo.is_empty() => {}
-            r = read_some(&sock, &mut inbuf), if reading => {
+            r = sock.read_some(&mut inbuf), if reading => {
                 if r? == 0 {
                     eof = true;
                     // Redis frees a blocked client that disconnects; its connection goes too.
@@ -373,7 +434,8 @@ async fn connection(
             out = BytesMut::new();
             let idle = inbuf.is_empty() && !eof && !s.closing && s.busy_mark == 0;
             let holds = txn::holds_link(s) || s.pubsub.is_some();
-            if idle && handle.park_asked.load(Relaxed) && !holds {
+            // Only a plain socket parks (a TLS session's state lives beside it).
+            if T::PARKS && idle && handle.park_asked.load(Relaxed) && !holds {
                 // Nothing outstanding: its chain's runner has nothing to run.
                 s.chain = None;
                 return Ok(End::Park(sock.into_std()?));

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use ringcache_client::LinkSpec;
 use ringcache_protocol::resp::encode_request;
+use ringcache_protocol::transport::{Stream, Transport};
 use ringcache_protocol::Protocol;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -454,7 +455,11 @@ async fn connection_task(
                 backoff = MIN_BACKOFF;
                 shared.connected.fetch_add(1, Relaxed);
                 shared.set_last_error(None);
-                let end = serve(&shared, sock, &mut rx, &mut stop).await;
+                // Monomorphic either way: a plain link pays nothing for TLS being possible.
+                let end = match sock {
+                    Stream::Plain(s) => serve(&shared, s, &mut rx, &mut stop).await,
+                    Stream::Tls(t) => serve(&shared, t, &mut rx, &mut stop).await,
+                };
                 shared.connected.fetch_sub(1, Relaxed);
                 match end {
                     End::Done => return,
@@ -502,7 +507,7 @@ fn record(shared: &PoolShared, cmd: u16, start: Instant, error: bool) {
 
 /// Opens a connection (resolving the address afresh, so a restarted container is found) and, for
 /// RESP3, switches it with `HELLO 3`.
-async fn connect(shared: &PoolShared, proto: Protocol) -> Result<TcpStream, UpstreamError> {
+async fn connect(shared: &PoolShared, proto: Protocol) -> Result<Stream, UpstreamError> {
     let timeout = shared.settings.connect_timeout;
     let fail = |why: String| shared.error(UpstreamErrorKind::Connect(Arc::from(why)));
     let sock = match tokio::time::timeout(timeout, TcpStream::connect(&*shared.addr)).await {
@@ -516,10 +521,18 @@ async fn connect(shared: &PoolShared, proto: Protocol) -> Result<TcpStream, Upst
         Ok(Ok(sock)) => sock,
     };
     sock.set_nodelay(true).map_err(|e| fail(describe(&e)))?;
+    let mut sock = match &shared.settings.link.tls {
+        None => Stream::Plain(sock),
+        Some(tls) => match tokio::time::timeout(timeout, tls.connect(sock, &shared.addr)).await {
+            Err(_) => return Err(fail("TLS handshake timed out".into())),
+            Ok(Err(e)) => return Err(fail(format!("TLS handshake: {e}"))),
+            Ok(Ok(s)) => Stream::Tls(s),
+        },
+    };
     if let Some(auth) = &shared.settings.link.auth {
         let mut req = BytesMut::new();
         encode_request(&mut req, auth.auth_args());
-        match tokio::time::timeout(timeout, handshake(&sock, req)).await {
+        match tokio::time::timeout(timeout, handshake(&mut sock, req)).await {
             Err(_) => return Err(fail("AUTH timed out".into())),
             Ok(Err(HelloError::Refused(why))) => {
                 return Err(shared.error(UpstreamErrorKind::Auth(Arc::from(why))))
@@ -530,7 +543,7 @@ async fn connect(shared: &PoolShared, proto: Protocol) -> Result<TcpStream, Upst
     }
     if proto == Protocol::Resp3 {
         let hello = BytesMut::from(&b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"[..]);
-        match tokio::time::timeout(timeout, handshake(&sock, hello)).await {
+        match tokio::time::timeout(timeout, handshake(&mut sock, hello)).await {
             Err(_) => return Err(fail("HELLO 3 timed out".into())),
             Ok(Err(e)) => return Err(e.into_upstream(shared)),
             Ok(Ok(())) => {}
@@ -545,7 +558,7 @@ pub struct Dialer(Arc<PoolShared>);
 
 impl Dialer {
     /// A connection speaking `proto` (HELLO 3 sent for RESP3).
-    pub async fn connect(&self, proto: Protocol) -> Result<TcpStream, UpstreamError> {
+    pub async fn connect(&self, proto: Protocol) -> Result<Stream, UpstreamError> {
         connect(&self.0, proto).await
     }
 
@@ -561,7 +574,6 @@ impl Dialer {
     /// One request on a connection of its own, opened and closed for it (rare requests that
     /// must not queue behind others: CLIENT UNBLOCK).
     pub async fn call_once(&self, raw: Bytes) -> UpResult {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let lost = |e: io::Error| self.error(UpstreamErrorKind::Lost(Arc::from(describe(&e))));
         let mut sock = self.connect(Protocol::Resp2).await?;
         sock.write_all(&raw).await.map_err(lost)?;
@@ -575,7 +587,7 @@ impl Dialer {
                     Ok(None) => {}
                     Err(e) => return Err(self.error(UpstreamErrorKind::Protocol(Arc::from(e.0)))),
                 }
-                match sock.read_buf(&mut buf).await {
+                match sock.read_some(&mut buf).await {
                     Ok(0) => return Err(lost(io::ErrorKind::UnexpectedEof.into())),
                     Ok(_) => {}
                     Err(e) => return Err(lost(e)),
@@ -605,16 +617,16 @@ impl HelloError {
 }
 
 /// Sends one handshake request (`AUTH`, `HELLO 3`) and reads its one reply.
-async fn handshake(sock: &TcpStream, mut hello: BytesMut) -> Result<(), HelloError> {
-    while !hello.is_empty() {
-        sock.writable().await.map_err(HelloError::Io)?;
-        write_some(sock, &mut hello).map_err(HelloError::Io)?;
+async fn handshake(sock: &mut Stream, mut hello: BytesMut) -> Result<(), HelloError> {
+    while !hello.is_empty() || sock.pending_out() {
+        sock.tcp().writable().await.map_err(HelloError::Io)?;
+        sock.write_now(&mut hello).map_err(HelloError::Io)?;
     }
     let mut buf = BytesMut::with_capacity(1024);
     let mut scanner = FrameScanner::default();
     loop {
-        sock.readable().await.map_err(HelloError::Io)?;
-        match sock.try_read_buf(&mut buf) {
+        // Reads before waiting: TLS may hold decrypted bytes the socket no longer signals.
+        match sock.read_now(&mut buf) {
             Ok(0) => {
                 return Err(HelloError::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -622,7 +634,10 @@ async fn handshake(sock: &TcpStream, mut hello: BytesMut) -> Result<(), HelloErr
                 )))
             }
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                sock.tcp().readable().await.map_err(HelloError::Io)?;
+                continue;
+            }
             Err(e) => return Err(HelloError::Io(e)),
         }
         match scanner.next(&buf) {
@@ -658,9 +673,9 @@ struct InFlight {
 }
 
 /// Runs one connected socket: writes queued requests in batches, matches replies in order.
-async fn serve(
+async fn serve<T: Transport>(
     shared: &PoolShared,
-    sock: TcpStream,
+    mut sock: T,
     rx: &mut mpsc::UnboundedReceiver<UpRequest>,
     stop: &mut watch::Receiver<bool>,
 ) -> End {
@@ -684,11 +699,11 @@ async fn serve(
         }
         tokio::select! {
             biased;
-            r = sock.readable() => {
+            r = sock.tcp().readable() => {
                 if let Err(e) = r {
                     break End::Broken(lost(describe(&e)));
                 }
-                match read_replies(shared, &sock, &mut inbuf, &mut scanner, &mut inflight) {
+                match read_replies(shared, &mut sock, &mut inbuf, &mut scanner, &mut inflight) {
                     Ok(()) => {}
                     Err(e) => break End::Broken(e),
                 }
@@ -709,12 +724,12 @@ async fn serve(
                     inflight.push_back(InFlight { reply: req.reply, cmd: req.cmd, start: req.start });
                 }
                 // Write at once: usually the whole batch fits the socket and no wakeup is needed.
-                if let Err(e) = write_some(&sock, &mut out) {
+                if let Err(e) = sock.write_now(&mut out) {
                     break End::Broken(lost(describe(&e)));
                 }
             }
-            r = sock.writable(), if !out.is_empty() => {
-                if let Err(e) = r.and_then(|()| write_some(&sock, &mut out)) {
+            r = sock.tcp().writable(), if !out.is_empty() || sock.pending_out() => {
+                if let Err(e) = r.and_then(|()| sock.write_now(&mut out)) {
                     break End::Broken(lost(describe(&e)));
                 }
             }
@@ -738,24 +753,10 @@ async fn serve(
     end
 }
 
-/// Writes as much of `out` as the socket takes now.
-fn write_some(sock: &TcpStream, out: &mut BytesMut) -> io::Result<()> {
-    use bytes::Buf;
-    while !out.is_empty() {
-        match sock.try_write(out) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => out.advance(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// Reads what the socket has and answers every complete reply, oldest request first.
-fn read_replies(
+fn read_replies<T: Transport>(
     shared: &PoolShared,
-    sock: &TcpStream,
+    sock: &mut T,
     inbuf: &mut BytesMut,
     scanner: &mut FrameScanner,
     inflight: &mut VecDeque<InFlight>,
@@ -765,7 +766,7 @@ fn read_replies(
         if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
             inbuf.reserve(READ_CHUNK);
         }
-        match sock.try_read_buf(inbuf) {
+        match sock.read_now(inbuf) {
             Ok(0) => return Err(lost("closed by the shard".into())),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -773,8 +774,8 @@ fn read_replies(
         }
         // A full read may mean more is waiting; a short one means the socket is drained, so
         // clear the readiness without another recv (tokio's own `poll_read` does the same).
-        if inbuf.capacity() > inbuf.len() {
-            let _ = sock.try_io(tokio::io::Interest::READABLE, || {
+        if T::SHORT_READ_DRAINS && inbuf.capacity() > inbuf.len() {
+            let _ = sock.tcp().try_io(tokio::io::Interest::READABLE, || {
                 Err::<(), _>(io::ErrorKind::WouldBlock.into())
             });
             break;

@@ -26,6 +26,7 @@ pub mod raw;
 pub mod redis_rs;
 pub mod replicas;
 pub mod replies;
+pub mod tls;
 
 pub use ringcache_protocol::{Protocol, Reply};
 

@@ -382,7 +382,16 @@ pub fn start_node(extra_args: &[&str]) -> Proc {
 
 /// Starts `ringcache node` on 127.0.0.1 `port` (0: any) with extra flags and waits up to `timeout`
 /// for its listening line.
+/// In TLS mode ([`crate::tls::enable`]) the node serves TLS only, on `port` (its address is the
+/// TLS listener's).
 pub fn try_start_node(port: u16, extra_args: &[&str], timeout: Duration) -> Result<Proc, String> {
+    if let Some(flags) = crate::tls::node_flags(port) {
+        let mut args = vec!["node", "--bind", "127.0.0.1", "--port", "0"];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend_from_slice(extra_args);
+        return try_spawn_ringcache_lines(&args, &[crate::tls::NODE_TLS_LISTENING], timeout)
+            .map(|(p, _)| p);
+    }
     let port_s = port.to_string();
     let mut args = vec!["node", "--bind", "127.0.0.1", "--port", port_s.as_str()];
     args.extend_from_slice(extra_args);

@@ -177,3 +177,45 @@ fn churn_spreads_the_load_over_two_routers() {
     assert_eq!(per.len(), 2, "{line}");
     assert!(per.iter().all(|n| *n > 0), "a router took no load: {line}");
 }
+
+/// `--tls`: a short graceful run (a join and a leave) with every listener and link over TLS
+/// loses nothing.
+#[test]
+fn churn_over_tls_loses_nothing_in_graceful_changes() {
+    let (status, output) = run_churn(&[
+        "--tls",
+        "--duration",
+        "12s",
+        "--seed",
+        "7",
+        "--shards",
+        "2",
+        "--schedule",
+        "graceful",
+        "--keys",
+        "1000",
+        "--rate",
+        "1000",
+        "--workers",
+        "4",
+    ]);
+    let text = output.join("\n");
+    assert!(status.success(), "churn exited with {status}:\n{text}");
+    assert!(text.contains("TLS everywhere"), "{text}");
+    let fields = result_fields(&output);
+    assert_eq!(
+        fields.get("verdict").map(String::as_str),
+        Some("pass"),
+        "{text}"
+    );
+    assert_eq!(num(&fields, "lost_graceful"), 0, "{text}");
+    // The last change may be skipped when the load ends first; the others must have run.
+    assert!(
+        num(&fields, "events") > num(&fields, "events_failed"),
+        "no change ran:\n{text}"
+    );
+    assert!(
+        text.contains("join ") && text.contains(": ok: "),
+        "no join ran:\n{text}"
+    );
+}

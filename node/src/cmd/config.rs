@@ -57,6 +57,13 @@ const POLICIES: &[&str] = &[
 static PARAMS: &[Param] = &[
     p("bind", None, Kind::Immutable),
     p("port", None, Kind::Immutable),
+    p("tls-port", None, Kind::Immutable),
+    p("tls-cert-file", None, Kind::Immutable),
+    p("tls-key-file", None, Kind::Immutable),
+    p("tls-ca-cert-file", None, Kind::Immutable),
+    p("tls-auth-clients", None, Kind::Immutable),
+    p("tls-replication", None, Kind::Immutable),
+    p("tls-cluster", None, Kind::Immutable),
     p("databases", None, Kind::Immutable),
     p("maxmemory", None, Kind::Memory),
     p("maxmemory-policy", None, Kind::Enum(POLICIES)),
@@ -163,6 +170,13 @@ fn get(sh: &Shared, p: &Param) -> String {
     match p.name {
         "bind" => c.bind.clone(),
         "port" => sh.port.to_string(),
+        "tls-port" => c.tls.port.to_string(),
+        "tls-cert-file" => c.tls.cert_file.clone().unwrap_or_default(),
+        "tls-key-file" => c.tls.key_file.clone().unwrap_or_default(),
+        "tls-ca-cert-file" => c.tls.ca_cert_file.clone().unwrap_or_default(),
+        "tls-auth-clients" => c.tls.auth_clients.as_str().into(),
+        "tls-replication" => yes_no(c.tls.replication),
+        "tls-cluster" => yes_no(c.tls.cluster),
         "databases" => "1".into(),
         "maxmemory" => ev.maxmemory.to_string(),
         "maxmemory-policy" => ev.policy.name().into(),
@@ -199,6 +213,10 @@ fn get(sh: &Shared, p: &Param) -> String {
             .cloned()
             .unwrap_or_else(|| default(name).into()),
     }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
 }
 
 /// Redis's defaults for the parameters kept only as text.

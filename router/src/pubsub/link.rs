@@ -6,9 +6,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use ringcache_protocol::transport::{Stream, Transport};
 use ringcache_protocol::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Kind;
@@ -131,7 +130,7 @@ async fn run(router: Weak<Router>, shard: String, mut rx: mpsc::UnboundedReceive
 /// Serves one connection until it breaks (`true`: reconnect) or the hub drops the link.
 async fn serve(
     router: &Weak<Router>,
-    mut sock: TcpStream,
+    mut sock: Stream,
     subs: &mut Subs,
     rx: &mut mpsc::UnboundedReceiver<Ask>,
 ) -> bool {
@@ -173,7 +172,7 @@ async fn serve(
             }
         }
         tokio::select! {
-            r = sock.read_buf(&mut buf) => match r {
+            r = sock.read_some(&mut buf) => match r {
                 Ok(0) | Err(_) => return true,
                 Ok(_) => {}
             },

@@ -47,7 +47,9 @@ impl Conn {
         let link = LinkSpec::with_auth(PASSWORD.get().map(|pw| Credentials {
             user: None,
             password: pw.clone(),
-        }));
+        }))
+        // `--tls`: every connection to a router goes to its TLS listener.
+        .with_tls(::tests::tls::client().cloned());
         match Client::open(&addr.to_string(), timeout, &link).await {
             Ok(client) => Ok(Conn {
                 client,

@@ -101,6 +101,11 @@ pub struct Args {
     /// mode: the cluster must have been started with the same RINGCACHE_PASSWORD.
     #[arg(long)]
     pub auth: bool,
+    /// Every listener and link over TLS: nodes serve TLS only (replication and migration links
+    /// over TLS), routers take clients on TLS (client certificates required) and reach the nodes
+    /// over TLS; the certificates are made by the harness. Local cluster only.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// `60s`, `500ms`, `2m`, or a number of seconds.
@@ -319,6 +324,16 @@ pub fn run(args: Args) -> Result<bool> {
     } else {
         Some(resolve_ringcache(&args)?)
     };
+
+    if args.tls {
+        if args.compose {
+            bail!("--tls runs the local cluster only (not --compose)");
+        }
+        let dir = tests::scratch_dir("churn-tls");
+        let pki = tests::tls::Pki::create(&dir).map_err(|e| anyhow::anyhow!(e))?;
+        println!("churn: TLS everywhere, certificates in {}", dir.display());
+        tests::tls::enable(pki);
+    }
 
     let plan = schedule::plan(
         args.schedule,

@@ -150,7 +150,11 @@ pub fn router_toml(
     settings: &RouterSettings,
     members: &[RouterShard],
 ) -> String {
-    let mut t = format!("[router]\nlisten = \"{listen}\"\n");
+    // TLS mode: clients reach the router's TLS listener on `listen`; the plain one takes any port.
+    let mut t = match crate::tls::router_keys(listen) {
+        Some(keys) => format!("[router]\nlisten = \"127.0.0.1:0\"\n{keys}"),
+        None => format!("[router]\nlisten = \"{listen}\"\n"),
+    };
     if let Some(m) = metrics {
         t.push_str(&format!("metrics = \"{m}\"\n"));
     }
@@ -212,7 +216,12 @@ impl RouterProc {
             .iter()
             .map(|l| format!("ringcache router l4 {} on ", l.name()))
             .collect();
-        let mut prefixes = vec![ROUTER_LISTENING, ROUTER_METRICS];
+        // TLS mode: the router's address is its TLS listener's.
+        let first = match crate::tls::mode() {
+            Some(_) => crate::tls::ROUTER_TLS_LISTENING,
+            None => ROUTER_LISTENING,
+        };
+        let mut prefixes = vec![first, ROUTER_METRICS];
         prefixes.extend(l4_lines.iter().map(String::as_str));
         let config_s = config.to_string_lossy().into_owned();
         let (proc_, lines) = try_spawn_ringcache_lines(
