@@ -178,12 +178,13 @@ fn churn_spreads_the_load_over_two_routers() {
     assert!(per.iter().all(|n| *n > 0), "a router took no load: {line}");
 }
 
-/// `--tls`: a short graceful run (a join and a leave) with every listener and link over TLS
-/// loses nothing.
+/// `--tls --auth`: a short graceful run (a join and a leave) with every listener and link over
+/// TLS and authenticated loses nothing.
 #[test]
-fn churn_over_tls_loses_nothing_in_graceful_changes() {
+fn churn_over_tls_with_auth_loses_nothing_in_graceful_changes() {
     let (status, output) = run_churn(&[
         "--tls",
+        "--auth",
         "--duration",
         "12s",
         "--seed",
@@ -202,6 +203,7 @@ fn churn_over_tls_loses_nothing_in_graceful_changes() {
     let text = output.join("\n");
     assert!(status.success(), "churn exited with {status}:\n{text}");
     assert!(text.contains("TLS everywhere"), "{text}");
+    assert!(text.contains("auth on"), "{text}");
     let fields = result_fields(&output);
     assert_eq!(
         fields.get("verdict").map(String::as_str),
