@@ -88,6 +88,34 @@ pub struct Db<'a> {
     pub expiry: Expiry,
     pub eviction: Eviction,
     pub effects: Effects,
+    /// The first key's place, found when its bucket was locked: most commands have one key,
+    /// and hashing it again for its lookup cost ~100 instructions (a copy of a short key
+    /// tells it apart from any other key the command touches).
+    first: Option<FirstKey>,
+}
+
+/// Keys up to this long have their place remembered by [`Db::for_keys`].
+const FIRST_KEY_MAX: usize = 24;
+
+#[derive(Clone, Copy)]
+struct FirstKey {
+    key: [u8; FIRST_KEY_MAX],
+    len: u8,
+    place: Place,
+}
+
+impl FirstKey {
+    fn of(key: &[u8], place: Place) -> Option<FirstKey> {
+        (key.len() <= FIRST_KEY_MAX).then(|| {
+            let mut k = [0u8; FIRST_KEY_MAX];
+            k[..key.len()].copy_from_slice(key);
+            FirstKey {
+                key: k,
+                len: key.len() as u8,
+                place,
+            }
+        })
+    }
 }
 
 impl<'a> Db<'a> {
@@ -99,6 +127,16 @@ impl<'a> Db<'a> {
             expiry,
             eviction: ks.eviction(),
             effects: Effects::default(),
+            first: None,
+        }
+    }
+
+    /// Where `key` lives: remembered for the command's first key, else hashed.
+    #[inline]
+    fn place(&self, key: &[u8]) -> Place {
+        match &self.first {
+            Some(f) if key == &f.key[..usize::from(f.len)] => f.place,
+            _ => Place::of(key),
         }
     }
 
@@ -114,10 +152,25 @@ impl<'a> Db<'a> {
         now: i64,
         expiry: Expiry,
     ) -> Db<'a> {
-        let mut buckets: Vec<usize> = keys
-            .into_iter()
-            .map(|k| Place::of(k.as_ref()).bucket)
-            .collect();
+        let mut keys = keys.into_iter();
+        let Some(k0) = keys.next() else {
+            return Db::new(ks, Held::None, now, expiry);
+        };
+        let p0 = Place::of(k0.as_ref());
+        let first = FirstKey::of(k0.as_ref(), p0);
+        // One key (most commands): no list of buckets to build.
+        let Some(k1) = keys.next() else {
+            let mut db = Db::new(
+                ks,
+                Held::One(p0.bucket, lock(&ks.buckets[p0.bucket])),
+                now,
+                expiry,
+            );
+            db.first = first;
+            return db;
+        };
+        let mut buckets = vec![p0.bucket, Place::of(k1.as_ref()).bucket];
+        buckets.extend(keys.map(|k| Place::of(k.as_ref()).bucket));
         let held = match buckets.len() {
             0 => Held::None,
             1 => Held::One(buckets[0], lock(&ks.buckets[buckets[0]])),
@@ -137,7 +190,9 @@ impl<'a> Db<'a> {
                 }
             }
         };
-        Db::new(ks, held, now, expiry)
+        let mut db = Db::new(ks, held, now, expiry);
+        db.first = first;
+        db
     }
 
     /// Adds the bucket of `key` to the buckets this view holds without waiting (a script
@@ -324,7 +379,7 @@ impl<'a> Db<'a> {
 
     /// The entry of `key` if it is live, deleting it if its deadline passed (on a primary).
     fn live(&mut self, key: &[u8]) -> Option<(&mut Bucket, Place)> {
-        let p = Place::of(key);
+        let p = self.place(key);
         let (now, expiry) = (self.now, self.expiry);
         let bucket = self.slot(p, key)?;
         let expired = match bucket.find(p, key) {
@@ -398,7 +453,7 @@ impl<'a> Db<'a> {
     /// Stores `entry` (replacing any value of its key); the replaced entry.
     pub fn insert(&mut self, mut entry: Entry) -> Option<Entry> {
         let key = Bytes::copy_from_slice(entry.key());
-        let p = Place::of(&key);
+        let p = self.place(&key);
         // A replaced key that had expired counts as missing to the caller.
         let old_access = self.peek(&key).map(Entry::access);
         let live_old = old_access.is_some();
@@ -433,7 +488,7 @@ impl<'a> Db<'a> {
 
     /// Deletes `key`; the entry if it was live.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let p = Place::of(key);
+        let p = self.place(key);
         self.live(key)?;
         let ks = self.ks;
         let bucket = self.slot(p, key)?;
@@ -516,7 +571,7 @@ impl<'a> Db<'a> {
             .iter()
             .map(|k| {
                 let key = k.as_ref();
-                let p = Place::of(key);
+                let p = this.place(key);
                 let e = this.bucket_ref(p.bucket)?.find(p, key)?;
                 if expiry != Expiry::Keep && e.is_expired(now) {
                     return None;
