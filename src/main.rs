@@ -272,32 +272,27 @@ async fn run_node(args: NodeArgs) -> Result<()> {
                 .with_context(|| format!("binding {}:{}", config.bind, config.port))?,
         )
     };
-    let tls_listener = match ringcache_node::server::bind_tls(&config)
+    let tls_listener = ringcache_node::server::bind_tls(&config)
         .await
-        .with_context(|| format!("binding {}:{}", config.bind, config.tls.port))?
-    {
-        Some(l) => {
-            let addr = l.local_addr()?;
-            println!("ringcache node listening for TLS on {addr}");
-            tracing::info!(%addr, "node listening for TLS");
-            Some(l)
-        }
-        None => None,
-    };
-    let port = match &plain {
-        Some(l) => {
-            let addr = l.local_addr()?;
-            // Tests and `ringcache up` read this line to learn the port.
-            println!("ringcache node listening on {addr}");
-            tracing::info!(%addr, "node listening");
-            addr.port()
-        }
-        None => 0,
-    };
+        .with_context(|| format!("binding {}:{}", config.bind, config.tls.port))?;
+    let plain_addr = plain.as_ref().map(|l| l.local_addr()).transpose()?;
+    let tls_addr = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let port = plain_addr.map_or(0, |a| a.port());
+    let shared = ringcache_node::state::Shared::new(config, port, ringcache_node::cmd::apply);
+    // Before the listening lines: a node with a bad aclfile never looks started.
+    ringcache_node::server::load_users(&shared)?;
     if let Some(tls) = &tls {
         tokio::spawn(reload_tls_on_sighup(tls.clone()));
     }
-    let shared = ringcache_node::state::Shared::new(config, port, ringcache_node::cmd::apply);
+    if let Some(addr) = tls_addr {
+        println!("ringcache node listening for TLS on {addr}");
+        tracing::info!(%addr, "node listening for TLS");
+    }
+    if let Some(addr) = plain_addr {
+        // Tests and `ringcache up` read this line to learn the port.
+        println!("ringcache node listening on {addr}");
+        tracing::info!(%addr, "node listening");
+    }
     let listeners = ringcache_node::server::Listeners {
         plain,
         tls: tls_listener.zip(tls),
@@ -308,19 +303,27 @@ async fn run_node(args: NodeArgs) -> Result<()> {
 
 /// Reads the TLS certificates again on every SIGHUP (new handshakes use them; a bad file keeps
 /// the old ones). Only a node with TLS watches SIGHUP.
-async fn reload_tls_on_sighup(tls: std::sync::Arc<ringcache_protocol::tls::TlsServer>) {
+///
+/// The handler is installed when this is called, not when the future first runs: a SIGHUP right
+/// after the "listening" line must not find the default action (death) still in place.
+fn reload_tls_on_sighup(
+    tls: std::sync::Arc<ringcache_protocol::tls::TlsServer>,
+) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGHUP; TLS certificates not reloadable");
-            return;
-        }
-    };
-    while hup.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
-            Err(e) => tracing::warn!(error = %e, "SIGHUP: TLS certificates not reloaded"),
+    let hup = signal(SignalKind::hangup());
+    async move {
+        let mut hup = match hup {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP; TLS certificates not reloadable");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: TLS certificates not reloaded"),
+            }
         }
     }
 }

@@ -50,13 +50,20 @@ pub async fn run(
 ) -> io::Result<()> {
     let port = listener.local_addr()?.port();
     let shared = Shared::new(config, port, crate::cmd::apply);
+    load_users(&shared)?;
+    serve(shared, listener, shutdown).await
+}
+
+/// Loads `--aclfile`, if the node has one: a bad file is an error naming its line, before the
+/// node serves anyone.
+pub fn load_users(shared: &Shared) -> io::Result<()> {
     if shared.acl.file_path().is_some() {
         shared
             .acl
             .load_file()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("aclfile: {e}")))?;
     }
-    serve(shared, listener, shutdown).await
+    Ok(())
 }
 
 /// Like [`run`] with state built by the caller (tests and the replication bootstrap use it).
@@ -80,14 +87,6 @@ impl Listeners {
             plain: Some(listener),
             tls: None,
         }
-    }
-}
-
-/// Accepts from an optional listener; never resolves without one.
-async fn accept_on(l: Option<&TcpListener>) -> io::Result<(TcpStream, std::net::SocketAddr)> {
-    match l {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
     }
 }
 
@@ -116,8 +115,8 @@ pub async fn serve_listeners(
             _ = &mut shutdown => break,
             accepted = async {
                 tokio::select! {
-                    a = accept_on(plain.as_ref()) => (a, None),
-                    a = accept_on(tls_listener.as_ref()) => (a, tls.clone()),
+                    a = ringcache_protocol::transport::accept_on(plain.as_ref()) => (a, None),
+                    a = ringcache_protocol::transport::accept_on(tls_listener.as_ref()) => (a, tls.clone()),
                 }
             } => match accepted {
                 (Ok((sock, addr)), tls) => {

@@ -449,12 +449,7 @@ fn client_help() -> Reply {
         "HELP",
         "    Print this help.",
     ];
-    Reply::Array(
-        lines
-            .iter()
-            .map(|l| Reply::StatusOwned((*l).to_string()))
-            .collect(),
-    )
+    Reply::status_lines(&lines)
 }
 
 fn client_list(c: &impl Conn, a: &[Bytes]) -> Reply {

@@ -57,6 +57,16 @@ pub enum Reply {
 impl Reply {
     pub const OK: Reply = Reply::Status("OK");
 
+    /// Lines of text as an array of status replies (the HELP subcommands' shape).
+    pub fn status_lines(lines: &[&str]) -> Reply {
+        Reply::Array(
+            lines
+                .iter()
+                .map(|l| Reply::StatusOwned((*l).to_string()))
+                .collect(),
+        )
+    }
+
     pub fn error(text: impl Into<String>) -> Reply {
         Reply::Error(text.into())
     }

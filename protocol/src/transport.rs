@@ -14,6 +14,16 @@ use tokio::net::TcpStream;
 
 use crate::input::read_some_in;
 
+/// Accepts from an optional listener (a server's plain or TLS one); never resolves without one.
+pub async fn accept_on(
+    l: Option<&tokio::net::TcpListener>,
+) -> io::Result<(TcpStream, std::net::SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What a connection reads from and writes to.
 pub trait Transport: Send + Sync + Sized + 'static {
     /// Whether the connection can park: its socket alone carries its state (a TLS session keeps

@@ -490,8 +490,7 @@ fn ring_info(router: &Router, topo: &Topology, sub: &[u8], a: &[Bytes]) -> Reply
         b"status" if a.len() == 2 => {
             Reply::Verbatim(Bytes::from(router.rebalance.status_text(topo)))
         }
-        b"help" if a.len() == 2 => Reply::Array(
-            [
+        b"help" if a.len() == 2 => Reply::status_lines(&[
                 "RING <subcommand> [<arg> ...]. Subcommands are:",
                 "NODES",
                 "    Every shard: id, primary, replicas, weight, points on the ring, status.",
@@ -507,11 +506,7 @@ fn ring_info(router: &Router, topo: &Topology, sub: &[u8], a: &[Bytes]) -> Reply
                 "    Stop the change in progress and move back what it moved.",
                 "HELP",
                 "    Print this help.",
-            ]
-            .iter()
-            .map(|l| Reply::StatusOwned((*l).to_string()))
-            .collect(),
-        ),
+            ]),
         b"nodes" | b"status" | b"help" | b"locate" => Reply::Error(format!(
             "ERR wrong number of arguments for 'ring|{}' command",
             String::from_utf8_lossy(sub)

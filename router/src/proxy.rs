@@ -57,14 +57,6 @@ pub async fn serve(
     serve_listeners(router, listener, None, shutdown).await
 }
 
-/// Accepts from an optional listener; never resolves without one.
-async fn accept_on(l: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
-    match l {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// [`serve`] with a TLS client listener beside the plain one.
 pub async fn serve_listeners(
     router: Arc<Router>,
@@ -86,7 +78,7 @@ pub async fn serve_listeners(
             accepted = async {
                 tokio::select! {
                     a = listener.accept() => (a, None),
-                    a = accept_on(tls_listener.as_ref()) => (a, tls.clone()),
+                    a = ringcache_protocol::transport::accept_on(tls_listener.as_ref()) => (a, tls.clone()),
                 }
             } => match accepted {
                 (Ok((sock, addr)), tls) => {

@@ -182,12 +182,7 @@ fn help() -> Reply {
         "HELP",
         "    Prints this help.",
     ];
-    Reply::Array(
-        lines
-            .iter()
-            .map(|l| Reply::StatusOwned((*l).to_string()))
-            .collect(),
-    )
+    Reply::status_lines(&lines)
 }
 
 /// PING while subscribed over RESP2: `["pong", <argument or "">]`.

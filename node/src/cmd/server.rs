@@ -242,23 +242,18 @@ pub fn command(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
 /// MEMORY USAGE key [SAMPLES n] | MALLOC-STATS | PURGE | HELP.
 pub fn memory(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if is(&a[1], "help") && a.len() == 2 {
-        return Reply::Array(
-            [
-                "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "USAGE <key> [SAMPLES <count>]",
-                "    Return memory in bytes used by <key> and its value. Nested values are",
-                "    sampled up to <count> times (default: 5, 0 means sample all).",
-                "MALLOC-STATS",
-                "    Return internal statistics report from the memory allocator.",
-                "PURGE",
-                "    Attempt to purge dirty pages for reclamation by the allocator.",
-                "HELP",
-                "    Prints this help.",
-            ]
-            .iter()
-            .map(|l| Reply::StatusOwned((*l).to_string()))
-            .collect(),
-        );
+        return Reply::status_lines(&[
+            "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value. Nested values are",
+            "    sampled up to <count> times (default: 5, 0 means sample all).",
+            "MALLOC-STATS",
+            "    Return internal statistics report from the memory allocator.",
+            "PURGE",
+            "    Attempt to purge dirty pages for reclamation by the allocator.",
+            "HELP",
+            "    Prints this help.",
+        ]);
     }
     if a.len() == 2 && is(&a[1], "malloc-stats") {
         return Reply::Bulk(Bytes::from(ringcache_alloc::stats_text()));

@@ -297,10 +297,5 @@ fn help() -> Reply {
         "HELP",
         "    Prints this help.",
     ];
-    Reply::Array(
-        lines
-            .iter()
-            .map(|l| Reply::StatusOwned((*l).to_string()))
-            .collect(),
-    )
+    Reply::status_lines(&lines)
 }
