@@ -202,13 +202,15 @@ async fn bounded<T>(
     }
 }
 
-/// Connects, runs one command and hangs up; an error reply becomes `Err` naming the server.
+/// Connects as `link` says, runs one command and hangs up; an error reply becomes `Err` naming
+/// the server.
 pub async fn call_once<A: AsRef<[u8]>>(
     addr: &str,
     args: &[A],
     timeout: Duration,
+    link: &crate::LinkSpec,
 ) -> Result<Reply, String> {
-    let mut c = Client::connect(addr, timeout)
+    let mut c = Client::open(addr, timeout, link)
         .await
         .map_err(|e| e.to_string())?;
     match c.call(args, timeout).await.map_err(|e| e.to_string())? {

@@ -158,17 +158,8 @@ fn accept(
             match shared.clients.register(addr, laddr, max) {
                 Some(handle) => start_connection(shared, sock, handle, addr, tls),
                 None => {
-                    const FULL: &[u8] = b"-ERR max number of clients reached\r\n";
-                    let _ = match tls {
-                        Some(tls) => match tls.accept(sock).await {
-                            Ok(mut s) => s.write_all(FULL).await,
-                            Err(e) => Err(e),
-                        },
-                        None => {
-                            let mut sock = sock;
-                            Transport::write_all(&mut sock, FULL).await
-                        }
-                    };
+                    let full = b"-ERR max number of clients reached\r\n";
+                    ringcache_protocol::tls::refuse(sock, tls, full).await;
                 }
             }
         });

@@ -131,6 +131,22 @@ pub struct TlsServer {
     config: Mutex<Arc<ServerConfig>>,
 }
 
+/// Answers a connection the server will not serve (its client limit reached) with `reply`,
+/// after the TLS handshake when it came in on a TLS listener, then drops it.
+pub async fn refuse(sock: TcpStream, tls: Option<Arc<TlsServer>>, reply: &[u8]) {
+    use crate::transport::Transport;
+    let _ = match tls {
+        Some(tls) => match tls.accept(sock).await {
+            Ok(mut s) => s.write_all(reply).await,
+            Err(e) => Err(e),
+        },
+        None => {
+            let mut sock = sock;
+            Transport::write_all(&mut sock, reply).await
+        }
+    };
+}
+
 impl TlsServer {
     pub fn new(files: ServerFiles) -> Result<Arc<TlsServer>, String> {
         let config = server_config(&files)?;

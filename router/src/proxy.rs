@@ -111,17 +111,8 @@ fn accept(router: &Arc<Router>, sock: TcpStream, addr: SocketAddr, tls: Option<A
     let max = router.config.max_clients;
     let Some(handle) = router.clients.register(addr, laddr, max) else {
         tokio::spawn(async move {
-            const FULL: &[u8] = b"-ERR max number of clients reached\r\n";
-            let _ = match tls {
-                Some(tls) => match tls.accept(sock).await {
-                    Ok(mut s) => s.write_all(FULL).await,
-                    Err(e) => Err(e),
-                },
-                None => {
-                    let mut sock = sock;
-                    Transport::write_all(&mut sock, FULL).await
-                }
-            };
+            let full = b"-ERR max number of clients reached\r\n";
+            ringcache_protocol::tls::refuse(sock, tls, full).await;
         });
         return;
     };

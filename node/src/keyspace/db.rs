@@ -171,24 +171,18 @@ impl<'a> Db<'a> {
         };
         let mut buckets = vec![p0.bucket, Place::of(k1.as_ref()).bucket];
         buckets.extend(keys.map(|k| Place::of(k.as_ref()).bucket));
-        let held = match buckets.len() {
-            0 => Held::None,
-            1 => Held::One(buckets[0], lock(&ks.buckets[buckets[0]])),
-            _ => {
-                // One order for every command: two commands never wait on each other in a cycle.
-                buckets.sort_unstable();
-                buckets.dedup();
-                if buckets.len() == 1 {
-                    Held::One(buckets[0], lock(&ks.buckets[buckets[0]]))
-                } else {
-                    Held::Many(
-                        buckets
-                            .into_iter()
-                            .map(|b| (b, lock(&ks.buckets[b])))
-                            .collect(),
-                    )
-                }
-            }
+        // One order for every command: two commands never wait on each other in a cycle.
+        buckets.sort_unstable();
+        buckets.dedup();
+        let held = if buckets.len() == 1 {
+            Held::One(buckets[0], lock(&ks.buckets[buckets[0]]))
+        } else {
+            Held::Many(
+                buckets
+                    .into_iter()
+                    .map(|b| (b, lock(&ks.buckets[b])))
+                    .collect(),
+            )
         };
         let mut db = Db::new(ks, held, now, expiry);
         db.first = first;

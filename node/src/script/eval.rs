@@ -132,12 +132,7 @@ pub fn eval(ctx: &mut Ctx, spec: &CommandSpec, a: &[Bytes]) -> Reply {
             keys: &a[3..3 + n],
             argv: &a[3 + n..],
         };
-        let reply = invoke(&eng.vm, ctx, inv, a);
-        ctx.shared
-            .scripts
-            .vm_memory
-            .store(eng.vm.used_memory(), Relaxed);
-        reply
+        invoke(&eng.vm, ctx, inv, a)
     })
     .unwrap_or_else(no_engine)
 }

@@ -66,8 +66,17 @@ fn strings(vm: &Vm, items: &[Bytes]) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// Runs the script and answers its caller.
+/// Runs the script and answers its caller; INFO's `used_memory_vm_eval` follows the VM after it.
 pub fn invoke(vm: &Vm, ctx: &mut Ctx, inv: Invocation, command: &[Bytes]) -> Reply {
+    let reply = run_invocation(vm, ctx, inv, command);
+    ctx.shared
+        .scripts
+        .vm_memory
+        .store(vm.used_memory(), std::sync::atomic::Ordering::Relaxed);
+    reply
+}
+
+fn run_invocation(vm: &Vm, ctx: &mut Ctx, inv: Invocation, command: &[Bytes]) -> Reply {
     if let Some(refused) = precheck(ctx, &inv) {
         return refused;
     }

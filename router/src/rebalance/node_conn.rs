@@ -37,16 +37,10 @@ pub(super) async fn send_one(
     addr: &str,
     cmd: &impl WireCommand,
 ) -> Result<(), String> {
-    let mut c = connect(router, addr).await?;
-    let timeout = router.config.connect_timeout;
-    match c
-        .call(&cmd.args(), timeout)
+    let (timeout, link) = (router.config.connect_timeout, &router.config.node_link);
+    ringcache_client::call_once(addr, &cmd.args(), timeout, link)
         .await
-        .map_err(|e| e.to_string())?
-    {
-        Reply::Error(e) => Err(format!("{addr}: {e}")),
-        _ => Ok(()),
-    }
+        .map(|_| ())
 }
 
 /// An integer reply (or a bulk string holding one).
