@@ -159,22 +159,55 @@ fn lower(name: &[u8], buf: &mut [u8; 48]) -> Option<usize> {
 /// Looks a command up by name, any case (`get`, `GET`), or a subcommand as `client|id`.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     thread_local! {
-        /// The thread's last command found: a pipeline repeats one command, and comparing its
-        /// name is a fifth of the cost of hashing it (5% of a node's instructions under GET -P 16).
-        static LAST: std::cell::Cell<Option<&'static CommandSpec>> =
-            const { std::cell::Cell::new(None) };
+        /// The thread's last commands found: a pipeline repeats one command and a script
+        /// cycles through a few, and comparing names is a fifth of the cost of hashing one (5%
+        /// of a node's instructions under GET -P 16).
+        static RECENT: [std::cell::Cell<Option<&'static CommandSpec>>; RECENT_LEN] =
+            const { [const { std::cell::Cell::new(None) }; RECENT_LEN] };
+        static NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
-    if let Some(spec) = LAST.with(std::cell::Cell::get) {
-        if spec.name.as_bytes().eq_ignore_ascii_case(name) {
-            return Some(spec);
-        }
+    let hit = RECENT.with(|recent| {
+        recent
+            .iter()
+            .filter_map(std::cell::Cell::get)
+            .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
+    });
+    if hit.is_some() {
+        return hit;
     }
     let mut buf = [0u8; 48];
     let n = lower(name, &mut buf)?;
     let s = std::str::from_utf8(&buf[..n]).ok()?;
     let found = index().get(s).copied()?;
-    LAST.with(|last| last.set(Some(found)));
+    let slot = NEXT.with(|next| {
+        let slot = next.get();
+        next.set((slot + 1) % RECENT_LEN);
+        slot
+    });
+    RECENT.with(|recent| recent[slot].set(Some(found)));
     Some(found)
+}
+
+/// How many recently found commands each thread remembers.
+const RECENT_LEN: usize = 4;
+
+/// The subcommand `sub` of `spec` (`CLIENT` and `ID`: `client|id`); `None` at once for the
+/// commands that have none, whose second argument is usually a key.
+pub fn subcommand(spec: &'static CommandSpec, sub: &[u8]) -> Option<&'static CommandSpec> {
+    static PARENTS: OnceLock<Vec<bool>> = OnceLock::new();
+    let parents = PARENTS.get_or_init(|| {
+        let mut parents = vec![false; count()];
+        for c in all() {
+            if let Some(parent) = c.name.split_once('|').and_then(|(p, _)| index().get(p)) {
+                parents[position(parent)] = true;
+            }
+        }
+        parents
+    });
+    if !parents.get(position(spec)).copied().unwrap_or(false) {
+        return None;
+    }
+    lookup_sub(spec.name.as_bytes(), sub)
 }
 
 /// Looks up `parent sub` (e.g. `CLIENT ID`) as the subcommand `client|id`.
@@ -423,6 +456,20 @@ mod tests {
         assert!(lookup(b"set").unwrap().is_write());
         assert!(lookup(b"nosuch").is_none());
         assert_eq!(lookup_sub(b"CLIENT", b"ID").unwrap().arity, 2);
+    }
+
+    #[test]
+    fn recent_commands_stay_found_and_subcommands_only_for_parents() {
+        for _ in 0..3 {
+            for name in ["incr", "GET", "expire", "SET", "hget"] {
+                assert_eq!(lookup(name.as_bytes()).unwrap().name, name.to_lowercase());
+            }
+        }
+        let client = lookup(b"client").unwrap();
+        assert_eq!(subcommand(client, b"id").unwrap().name, "client|id");
+        assert!(subcommand(client, b"nosuch").is_none());
+        // `get|id` would never be asked: GET has no subcommands.
+        assert!(subcommand(lookup(b"get").unwrap(), b"id").is_none());
     }
 
     #[test]

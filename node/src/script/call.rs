@@ -11,12 +11,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mlua::{Lua, MultiValue, Value};
+use ringcache_luacall::{ArgError, Outcome};
 use ringcache_protocol::acl::Reason;
 use ringcache_protocol::table::{self, flags, CommandSpec};
 use ringcache_protocol::{Protocol, Reply};
 
-use super::convert::{coded_error, err_table, reply_to_lua};
+use super::convert::coded_error;
 use crate::cmd::ctx::Ctx;
 
 /// One running script's state, which each of its commands reads and adds to.
@@ -42,41 +42,32 @@ type Failed = String;
 const LOCK_RETRIES: u32 = 200;
 const LOCK_PAUSE: Duration = Duration::from_micros(20);
 
-/// Runs one `redis.call` (`raise`: an error reply is raised) or `redis.pcall` (returned as
-/// `{err = ...}`).
-pub fn redis_call(
-    lua: &Lua,
-    st: &mut RunState,
-    args: MultiValue,
-    raise: bool,
-) -> mlua::Result<Value> {
-    match dispatch(lua, st, args)? {
-        Ok(v) => Ok(v),
+/// Answers one `redis.call` or `redis.pcall` of the running script (`ringcache_luacall` raises
+/// or returns the error).
+pub fn redis_call(st: &mut RunState, args: Result<Vec<Bytes>, ArgError>) -> Outcome {
+    match dispatch(st, args) {
+        Ok(reply) => Outcome::Reply {
+            reply,
+            resp3: st.resp.get() == 3,
+        },
         Err(text) => {
             st.errors.push(text.clone());
-            if raise {
-                Err(super::convert::raise(text))
-            } else {
-                Ok(Value::Table(err_table(lua, &text)?))
-            }
+            Outcome::Error(text)
         }
     }
 }
 
-fn dispatch(lua: &Lua, st: &mut RunState, args: MultiValue) -> mlua::Result<Result<Value, Failed>> {
-    let fail = |text: &str| Ok(Err(coded_error(text)));
-    if args.is_empty() {
-        return fail("Please specify at least one argument for this redis lib call");
-    }
-    let mut argv: Vec<Bytes> = Vec::with_capacity(args.len());
-    for v in &args {
-        match v {
-            Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
-            Value::Integer(n) => argv.push(Bytes::from(itoa::Buffer::new().format(*n).to_owned())),
-            Value::Number(n) => argv.push(Bytes::from(number_arg(*n))),
-            _ => return fail("Lua redis lib command arguments must be strings or integers"),
+fn dispatch(st: &mut RunState, args: Result<Vec<Bytes>, ArgError>) -> Result<Reply, Failed> {
+    let fail = |text: &str| Err(coded_error(text));
+    let argv = match args {
+        Ok(argv) => argv,
+        Err(ArgError::Empty) => {
+            return fail("Please specify at least one argument for this redis lib call")
         }
-    }
+        Err(ArgError::NotStringOrNumber) => {
+            return fail("Lua redis lib command arguments must be strings or integers")
+        }
+    };
     let shared = st.ctx.shared;
     if shared.scripts.kill.load(Relaxed) {
         return fail(super::vm::KILLED);
@@ -88,7 +79,7 @@ fn dispatch(lua: &Lua, st: &mut RunState, args: MultiValue) -> mlua::Result<Resu
         return fail("Wrong number of args calling Redis command from script");
     }
     let effective = match argv.get(1) {
-        Some(sub) => table::lookup_sub(spec.name.as_bytes(), sub).unwrap_or(spec),
+        Some(sub) => table::subcommand(spec, sub).unwrap_or(spec),
         None => spec,
     };
     if effective.has(flags::NOSCRIPT) || spec.has(flags::NOSCRIPT) {
@@ -100,19 +91,9 @@ fn dispatch(lua: &Lua, st: &mut RunState, args: MultiValue) -> mlua::Result<Resu
     }
     let reply = run(st, spec, &argv);
     shared.stats.call(spec, true, reply.is_error());
-    if let Reply::Error(e) = reply {
-        return Ok(Err(e));
-    }
-    Ok(Ok(reply_to_lua(lua, reply, st.resp.get() == 3)?))
-}
-
-/// A number argument as Redis passes it: integral values without a fraction, others in their
-/// shortest form.
-fn number_arg(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e17 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n}")
+    match reply {
+        Reply::Error(e) => Err(e),
+        reply => Ok(reply),
     }
 }
 

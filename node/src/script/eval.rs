@@ -82,7 +82,10 @@ impl Engine {
         let s = &shared.scripts;
         s.cached_scripts.store(0, Relaxed);
         s.scripts_memory.store(0, Relaxed);
-        let _ = self.vm.lua.gc_collect();
+        if let Err(e) = self.reset_vm() {
+            tracing::warn!(error = %e, "SCRIPT FLUSH: cannot build a new Lua VM; keeping the old one");
+            let _ = self.vm.lua.gc_collect();
+        }
         s.vm_memory.store(self.vm.used_memory(), Relaxed);
     }
 }

@@ -229,7 +229,7 @@ pub fn allowed_while_busy(args: &[Bytes]) -> bool {
         return false;
     };
     let spec = match args.get(1) {
-        Some(sub) => table::lookup_sub(spec.name.as_bytes(), sub).unwrap_or(spec),
+        Some(sub) => table::subcommand(spec, sub).unwrap_or(spec),
         None => spec,
     };
     spec.has(flags::ALLOW_BUSY)

@@ -45,4 +45,15 @@ impl Engine {
             functions: functions::Registry::default(),
         })
     }
+
+    /// A new VM in place of this one, as SCRIPT FLUSH gives in Redis: nothing earlier scripts
+    /// left in it (garbage, grown internal tables) outlives the flush. Function libraries are
+    /// loaded into it again; on any failure the old VM stays.
+    pub fn reset_vm(&mut self) -> Result<(), String> {
+        let vm = vm::Vm::new(self.vm.kill_flag()).map_err(|e| e.to_string())?;
+        let functions = self.functions.reload(&vm)?;
+        self.vm = vm;
+        self.functions = functions;
+        Ok(())
+    }
 }

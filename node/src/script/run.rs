@@ -3,7 +3,8 @@
 //! return value or error as the reply, and its writes handed to the replicas as their effects.
 
 use bytes::Bytes;
-use mlua::{Function, MultiValue, Table, Value};
+use mlua::{Function, Value};
+use ringcache_luacall::Call;
 use ringcache_protocol::Reply;
 
 use super::call::{redis_call, RunState};
@@ -56,14 +57,6 @@ fn precheck(ctx: &Ctx, inv: &Invocation) -> Option<Reply> {
         }
     }
     None
-}
-
-fn strings(vm: &Vm, items: &[Bytes]) -> mlua::Result<Table> {
-    let t = vm.lua.create_table_with_capacity(items.len(), 0)?;
-    for (i, b) in items.iter().enumerate() {
-        t.raw_seti(i + 1, vm.lua.create_string(b)?)?;
-    }
-    Ok(t)
 }
 
 /// Runs the script and answers its caller; INFO's `used_memory_vm_eval` follows the VM after it.
@@ -146,35 +139,23 @@ fn run_invocation(vm: &Vm, ctx: &mut Ctx, inv: Invocation, command: &[Bytes]) ->
     reply
 }
 
-/// Calls the script with `redis.call` bound to this run: `(ok, value)`.
+/// Calls the script with `redis.call` answered by this run: `(ok, value)`.
 fn call(vm: &Vm, st: &mut RunState, inv: &Invocation) -> mlua::Result<(bool, Value)> {
-    let lua = &vm.lua;
-    let keys = strings(vm, inv.keys)?;
-    let argv = strings(vm, inv.argv)?;
-    if !inv.is_function {
-        vm.globals.raw_set("KEYS", keys.clone())?;
-        vm.globals.raw_set("ARGV", argv.clone())?;
-    }
+    let (runner, how) = if inv.is_function {
+        (&vm.run_with, Call::Function)
+    } else {
+        (
+            &vm.run,
+            Call::Script {
+                globals: &vm.globals,
+            },
+        )
+    };
     super::api::set_script_user(st.ctx.session.user.clone());
-    let cell = std::cell::RefCell::new(st);
-    let out = lua.scope(|scope| {
-        let call = scope.create_function(|lua, args: MultiValue| {
-            redis_call(lua, &mut cell.borrow_mut(), args, true)
-        })?;
-        let pcall = scope.create_function(|lua, args: MultiValue| {
-            redis_call(lua, &mut cell.borrow_mut(), args, false)
-        })?;
-        vm.redis.raw_set("call", call)?;
-        vm.redis.raw_set("pcall", pcall)?;
-        if inv.is_function {
-            vm.run_with.call::<(bool, Value)>((inv.func, keys, argv))
-        } else {
-            vm.run.call::<(bool, Value)>(inv.func)
-        }
+    let out = ringcache_luacall::with_handler(&mut |args| redis_call(st, args), || {
+        ringcache_luacall::run(&vm.lua, runner, inv.func, how, inv.keys, inv.argv)
     });
     super::api::set_script_user(None);
-    vm.redis.raw_set("call", vm.outside.clone())?;
-    vm.redis.raw_set("pcall", vm.outside.clone())?;
     out
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 
 use super::convert::raise;
 
@@ -51,10 +51,8 @@ pub struct Vm {
     pub run_with: Function,
     /// Makes a read-only view of a table (a library's API at load time).
     pub protect: Function,
-    /// The real `redis` table: each run sets its `call` and `pcall`.
+    /// The real `redis` table.
     pub redis: Table,
-    /// What `redis.call` and `redis.pcall` are between runs: a call fails.
-    pub outside: Function,
     /// The RESP version `redis.setresp` chose for the running script.
     pub resp: Rc<Cell<u8>>,
     /// The globals of function libraries (see `functions.lua`).
@@ -84,9 +82,10 @@ impl Vm {
         let resp = Rc::new(Cell::new(2u8));
         let redis = super::api::redis_table(&lua, &resp)?;
         globals.raw_set("redis", redis.clone())?;
-        let outside = lua.create_function(outside_a_script)?;
-        redis.raw_set("call", outside.clone())?;
-        redis.raw_set("pcall", outside.clone())?;
+        // Answered by the running script (`script::call`); outside one they fail.
+        let (call, pcall) = ringcache_luacall::functions(&lua)?;
+        redis.raw_set("call", call)?;
+        redis.raw_set("pcall", pcall)?;
         lua.load(include_str!("redis.lua"))
             .set_name("=redis")
             .call::<()>((redis.clone(), globals.get::<Function>("error")?))?;
@@ -114,6 +113,10 @@ impl Vm {
             .load(include_str!("functions.lua"))
             .set_name("=functions")
             .call((env.clone(), protect.clone(), register, log, constants))?;
+        // What building the VM left behind goes now: the collector's first cycle would otherwise
+        // wait for the heap to double from here, garbage included (Redis's own test bounds a
+        // VM's memory after 10,000 scripts).
+        lua.gc_collect()?;
         let vm = Vm {
             lua,
             env,
@@ -122,7 +125,6 @@ impl Vm {
             run_with,
             protect,
             redis,
-            outside,
             resp,
             lib_env,
             set_loading,
@@ -221,6 +223,11 @@ impl Vm {
             })
     }
 
+    /// The flag SCRIPT KILL raises, for a VM built in this one's place.
+    pub fn kill_flag(&self) -> Arc<AtomicBool> {
+        self.kill.clone()
+    }
+
     /// Memory the VM uses (INFO's used_memory_lua).
     pub fn used_memory(&self) -> usize {
         self.lua.used_memory()
@@ -229,13 +236,6 @@ impl Vm {
 
 /// What a killed script's caller gets (after Redis's "ERR " and position).
 pub const KILLED: &str = "Script killed by user with SCRIPT KILL...";
-
-/// `redis.call` while no script runs.
-fn outside_a_script(_: &Lua, _: MultiValue) -> mlua::Result<()> {
-    Err(raise(
-        "ERR redis.call can only be called inside a script invocation".into(),
-    ))
-}
 
 /// The source and line of the script code an error was raised in: the first frame up the
 /// stack that is Lua code of the script's own (not a C function, not our wrappers).

@@ -18,6 +18,7 @@ pub use load::register_fn;
 use super::host::with_engine;
 use super::run::{invoke, Invocation};
 use super::shebang::Flags;
+use super::vm::Vm;
 use super::Engine;
 use crate::cmd::args::{arity_error, is, unknown_subcommand};
 use crate::cmd::ctx::Ctx;
@@ -84,6 +85,15 @@ impl Registry {
             self.index.remove(key);
         }
         Some(lib)
+    }
+
+    /// The same libraries loaded into `vm` (a VM replacing the one they were loaded in).
+    pub fn reload(&self, vm: &Vm) -> Result<Registry, String> {
+        let mut fresh = Registry::default();
+        for lib in self.libs.values() {
+            fresh.add(load::load(vm, &lib.code)?, false, true)?;
+        }
+        Ok(fresh)
     }
 
     fn function(&self, name: &[u8]) -> Option<&FunctionDef> {
