@@ -40,8 +40,24 @@ fn parse(body: &str) -> Vec<Section> {
 }
 
 /// `a` and `b` combined: integers summed, `k=v,...` lists summed per integer field.
-fn combine(a: &str, b: &str) -> String {
+/// Fields every shard holds a copy of (the router loads each script and library on every
+/// shard): the cluster has what one shard has, the largest, not their sum.
+const COPIED: [&str; 8] = [
+    "number_of_cached_scripts",
+    "number_of_functions",
+    "number_of_libraries",
+    "used_memory_lua",
+    "used_memory_vm_eval",
+    "used_memory_scripts_eval",
+    "used_memory_vm_functions",
+    "used_memory_functions",
+];
+
+fn combine(key: &str, a: &str, b: &str) -> String {
     if let (Ok(x), Ok(y)) = (a.parse::<i64>(), b.parse::<i64>()) {
+        if COPIED.contains(&key) {
+            return x.max(y).to_string();
+        }
         return x.saturating_add(y).to_string();
     }
     if a.contains('=') && b.contains('=') {
@@ -80,7 +96,7 @@ pub fn merge(text: &str, proto: Protocol, parts: &[UpResult], overrides: &[(&str
             };
             for (k, v) in section.fields {
                 match mine.fields.iter_mut().find(|(k2, _)| *k2 == k) {
-                    Some((_, v2)) => *v2 = combine(v2, &v),
+                    Some((_, v2)) => *v2 = combine(&k, v2, &v),
                     None => mine.fields.push((k, v)),
                 }
             }
@@ -137,5 +153,19 @@ mod tests {
             text.contains("# Stats\r\ntotal_commands_processed:77\r\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn copies_on_every_shard_count_once() {
+        let a =
+            "# Memory\r\nused_memory_lua:900\r\nused_memory:10\r\nnumber_of_cached_scripts:3\r\n";
+        let b =
+            "# Memory\r\nused_memory_lua:800\r\nused_memory:10\r\nnumber_of_cached_scripts:3\r\n";
+        let got = merge("", Protocol::Resp2, &[bulk(a), bulk(b)], &[]);
+        let text =
+            String::from_utf8_lossy(frame::bulk_payload(&got).expect("a bulk reply")).into_owned();
+        assert!(text.contains("used_memory_lua:900\r\n"), "{text}");
+        assert!(text.contains("number_of_cached_scripts:3\r\n"), "{text}");
+        assert!(text.contains("used_memory:20\r\n"), "{text}");
     }
 }

@@ -170,6 +170,17 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// The request's bytes, if `reply` says its script is to run on another shard.
+    pub fn elsewhere(&mut self, reply: &[u8]) -> Option<Bytes> {
+        crate::scripts::elsewhere(reply)?;
+        match self {
+            Slot::Keyed(_, raw) | Slot::Script(_, raw) => Some(std::mem::take(raw)),
+            _ => None,
+        }
+    }
+}
+
 /// `-text\r\n`, with any CR/LF in the text replaced as Redis does.
 pub fn error_bytes(text: &str) -> Bytes {
     Reply::Error(text.to_string()).to_bytes(Protocol::Resp2)

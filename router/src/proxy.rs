@@ -456,6 +456,10 @@ fn drain<'a>(
                         *front = crate::scripts::heal(router, who, raw, bytes);
                         continue;
                     }
+                    if let Some(raw) = front.elsewhere(&bytes) {
+                        *front = crate::scripts::follow(router, who, raw, bytes);
+                        continue;
+                    }
                     out.extend_from_slice(&bytes);
                     fifo.pop_front();
                     progressed = true;
@@ -728,7 +732,10 @@ fn dispatch(
             }
             let rx = send(shard, s, raw.clone(), cmd, start);
             if matches!(spec.name, "evalsha" | "evalsha_ro" | "fcall" | "fcall_ro") {
-                return Slot::Script(rx, raw);
+                return Slot::Script(crate::scripts::watch(shard, rx), raw);
+            }
+            if matches!(spec.name, "eval" | "eval_ro") {
+                return Slot::Keyed(crate::scripts::watch(shard, rx), raw);
             }
             Slot::Keyed(rx, raw)
         }

@@ -156,6 +156,8 @@ fn keyless(spec: &CommandSpec, owner: &impl Fn(&[u8]) -> usize) -> Plan {
     match spec.name {
         // Keyless commands any one shard answers as well as all would.
         "pfselftest" | "lastsave" => Plan::Forward(owner(b"")),
+        // A container's subcommand without a key (XGROUP HELP, OBJECT HELP): any shard's answer.
+        "xgroup" | "xinfo" | "object" => Plan::Forward(owner(b"")),
         "ping" | "echo" | "hello" | "auth" | "select" | "quit" | "reset" | "client" | "command"
         | "config" | "info" | "time" | "ring" | "acl" => Plan::Local,
         "dbsize" => Plan::FanOut(FanOut::Sum),
@@ -360,6 +362,7 @@ mod tests {
         assert_eq!(plan_of(&["RANDOMKEY"]), Plan::FanOut(FanOut::Random));
         assert_eq!(plan_of(&["SCAN", "0"]), Plan::Scan);
         assert_eq!(plan_of(&["ROLE"]), Plan::Unsupported);
+        assert!(matches!(plan_of(&["XGROUP", "HELP"]), Plan::Forward(_)));
         assert_eq!(plan_of(&["replicaof", "h", "1"]), Plan::Unsupported);
     }
 

@@ -7,6 +7,11 @@
 //! after the load, or restarted empty), is given the script or the libraries and asked again,
 //! so the client never sees it. The other SCRIPT and FUNCTION subcommands reach every shard
 //! (FLUSH, DELETE, RESTORE, KILL) or the first (LIST, DUMP, STATS).
+//!
+//! A script that touches a key it did not declare, owned by another shard, before changing
+//! anything, is stopped by its node with `-SCRIPTSHARD <epoch> <owner>` and run again on that
+//! owner ([`follow`]): a script naming one key of its own (`EVAL "redis.call('get','x')" 0`)
+//! runs as on Redis; one whose keys live on several shards gets CROSSSHARD.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -160,7 +165,8 @@ pub fn dispatch(
 
 /// SCRIPT KILL and FUNCTION KILL, on connections of their own: the busy script's node answers
 /// nothing else on the multiplexed connection that carried the script, and the kill must not
-/// queue behind it there. OK if some shard stopped a script, else the first shard's error.
+/// queue behind it there. OK if some shard stopped a script, else a shard's refusal (BUSY: the
+/// other kind of script runs; UNKILLABLE), else NOTBUSY.
 fn kill(router: &Router, topo: &Topology, s: &Session, raw: &Bytes) -> Slot {
     let mut waits = Vec::new();
     for shard in &topo.shards {
@@ -173,18 +179,81 @@ fn kill(router: &Router, topo: &Topology, s: &Session, raw: &Bytes) -> Slot {
     }
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let mut parts = Vec::with_capacity(waits.len());
+        let mut best: Option<Bytes> = None;
         for w in waits {
-            parts.push(w.await.unwrap_or_else(|_| {
-                Ok(crate::merge::error_bytes("ERR the shard connection closed"))
-            }));
+            let bytes = match w.await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => crate::merge::error_bytes(&e.reply_text()),
+                Err(_) => crate::merge::error_bytes("ERR the shard connection closed"),
+            };
+            let rank = |b: &[u8]| match b {
+                b if !crate::frame::is_error(b) => 0,
+                b if b.starts_with(b"-NOTBUSY") => 2,
+                _ => 1,
+            };
+            if best.as_deref().is_none_or(|cur| rank(&bytes) < rank(cur)) {
+                best = Some(bytes);
+            }
         }
-        let _ = tx.send(Ok(crate::merge::combine(
-            &crate::merge::How::FanOut(FanOut::AnyOk),
-            parts,
-        )));
+        let reply = best.unwrap_or_else(|| crate::merge::error_bytes("ERR the ring has no shards"));
+        let _ = tx.send(Ok(reply));
     });
     Slot::Forward(rx)
+}
+
+/// How long a script runs before the router counts it as long (see [`watch`]).
+pub const LONG_SCRIPT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Passes a script's reply through, counting the script in `shard`'s long scripts while it runs
+/// past [`LONG_SCRIPT`].
+pub fn watch(
+    shard: &crate::shard::Shard,
+    rx: oneshot::Receiver<crate::upstream::UpResult>,
+) -> oneshot::Receiver<crate::upstream::UpResult> {
+    let (tx, out) = oneshot::channel();
+    let long = shard.long_scripts.clone();
+    tokio::spawn(async move {
+        let mut rx = rx;
+        let reply = tokio::select! {
+            r = &mut rx => r,
+            _ = tokio::time::sleep(LONG_SCRIPT) => {
+                long.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let r = rx.await;
+                long.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                r
+            }
+        };
+        if let Ok(reply) = reply {
+            let _ = tx.send(reply);
+        }
+    });
+    out
+}
+
+/// PING while a script of this router's runs long on some shard: that shard's answer (BUSY
+/// once its script passed `busy-reply-threshold`, as Redis answers), on a connection of its own.
+pub fn ping_busy(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Option<Slot> {
+    let shard = topo
+        .shards
+        .iter()
+        .find(|sh| sh.long_scripts.load(std::sync::atomic::Ordering::Relaxed) > 0)?;
+    let link = crate::dedicated::Dedicated::open(router, shard, s.who()).ok()?;
+    let args: Vec<&[u8]> = a.iter().map(|x| &x[..]).collect();
+    let wait = link.send(
+        request(&args),
+        Vec::new(),
+        Some(router.config.request_timeout),
+    );
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let reply = match wait.await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => crate::merge::error_bytes(&e.reply_text()),
+            Err(_) => crate::merge::error_bytes("ERR the shard connection closed"),
+        };
+        let _ = tx.send(Ok(reply));
+    });
+    Some(Slot::Forward(rx))
 }
 
 /// SCRIPT EXISTS: a script exists if the router can run it (it has its copy) or a shard has it.
@@ -261,17 +330,26 @@ pub fn heal(router: &Router, who: Who, raw: Bytes, first_reply: Bytes) -> Slot {
 }
 
 async fn heal_and_retry(router: &Router, who: Who, raw: Bytes) -> Option<Bytes> {
-    let mut buf = BytesMut::from(&raw[..]);
-    let mut args = Vec::new();
-    let mut decoder = ringcache_protocol::RequestDecoder::new(router.config.limits, true);
-    decoder.decode_into(&mut buf, &mut args).ok()??;
-    let spec = ringcache_protocol::table::lookup(args.first()?)?;
+    let (spec, args) = decode(router, &raw)?;
     let topo = router.topology.load_full();
     let Plan::Forward(shard) = crate::route::plan(spec, &args, |k| topo.owner(k).unwrap_or(0))
     else {
         return None;
     };
     let shard = topo.shards.get(shard)?;
+    load_and_retry(router, shard, who, spec, &args, raw).await
+}
+
+/// Gives `shard` the router's copy of the script (EVALSHA) or every library (FCALL), then sends
+/// `raw` again.
+async fn load_and_retry(
+    router: &Router,
+    shard: &crate::shard::Shard,
+    who: Who,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+    raw: Bytes,
+) -> Option<Bytes> {
     let cmd = crate::shard_metrics::command_index(Some(spec));
     let start = Instant::now();
     let mut loads = Vec::new();
@@ -288,6 +366,79 @@ async fn heal_and_retry(router: &Router, who: Who, raw: Bytes) -> Option<Bytes> 
         send_as(shard, who, load, cmd, start).await.ok()?.ok()?;
     }
     send_as(shard, who, raw, cmd, start).await.ok()?.ok()
+}
+
+/// The request `raw` (as the client sent it, decoded and planned once already) again.
+fn decode(router: &Router, raw: &Bytes) -> Option<(&'static CommandSpec, Vec<Bytes>)> {
+    let mut buf = BytesMut::from(&raw[..]);
+    let mut args = Vec::new();
+    let mut decoder = ringcache_protocol::RequestDecoder::new(router.config.limits, true);
+    decoder.decode_into(&mut buf, &mut args).ok()??;
+    let spec = ringcache_protocol::table::lookup(args.first()?)?;
+    Some((spec, args))
+}
+
+/// How many shards a script is sent on to before the router gives up on it.
+const MAX_HOPS: usize = 3;
+
+/// `-SCRIPTSHARD <epoch> <owner>`: the node stopped the script at a key `owner` holds, before it
+/// changed anything.
+pub fn elsewhere(reply: &[u8]) -> Option<(u64, String)> {
+    let rest = reply.strip_prefix(b"-SCRIPTSHARD ")?;
+    let text = std::str::from_utf8(rest).ok()?.trim_end();
+    let (epoch, owner) = text.split_once(' ')?;
+    Some((epoch.parse().ok()?, owner.to_string()))
+}
+
+/// Runs a script again on the shard its node named (see the module's notes), as often as its
+/// keys lead elsewhere, up to [`MAX_HOPS`].
+pub fn follow(router: &Router, who: Who, raw: Bytes, first_reply: Bytes) -> Slot {
+    let Some(me) = router.me() else {
+        return Slot::Ready(first_reply);
+    };
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let reply = follow_hops(&me, who, raw, first_reply).await;
+        let _ = tx.send(Ok(reply));
+    });
+    Slot::Forward(rx)
+}
+
+async fn follow_hops(router: &Router, who: Who, raw: Bytes, mut reply: Bytes) -> Bytes {
+    let Some((spec, args)) = decode(router, &raw) else {
+        return reply;
+    };
+    let cmd = crate::shard_metrics::command_index(Some(spec));
+    for _ in 0..MAX_HOPS {
+        let Some((epoch, owner)) = elsewhere(&reply) else {
+            return reply;
+        };
+        let topo = router.topology.load_full();
+        let mine = topo.ring.epoch();
+        if epoch != mine {
+            return crate::rebalance::divert::tryagain(epoch, &owner, mine);
+        }
+        let Some(shard) = topo.shards.iter().find(|s| s.id == owner) else {
+            return reply;
+        };
+        reply = match send_as(shard, who, raw.clone(), cmd, Instant::now()).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => return crate::merge::error_bytes(&e.reply_text()),
+            Err(_) => return crate::merge::error_bytes("ERR the shard connection closed"),
+        };
+        if missing(&reply) {
+            if let Some(healed) = load_and_retry(router, shard, who, spec, &args, raw.clone()).await
+            {
+                reply = healed;
+            }
+        }
+    }
+    if elsewhere(&reply).is_some() {
+        return crate::merge::error_bytes(
+            "CROSSSHARD the script touches keys of more than one shard (declare them, on one shard)",
+        );
+    }
+    reply
 }
 
 fn request(args: &[&[u8]]) -> Bytes {
@@ -312,6 +463,11 @@ mod tests {
             b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
         ));
         assert!(missing(b"-ERR Function not found\r\n"));
+        assert_eq!(
+            elsewhere(b"-SCRIPTSHARD 4 s2\r\n"),
+            Some((4, "s2".to_string()))
+        );
+        assert_eq!(elsewhere(b"-WRONGSHARD 4 s2\r\n"), None);
         assert!(!missing(b"+OK\r\n"));
     }
 }

@@ -22,6 +22,9 @@ pub struct Shard {
     pub metrics: Arc<ShardMetrics>,
     /// Read connections to the replicas, with the health and lag the health checker last saw.
     pub replica_links: Vec<Arc<ReplicaLink>>,
+    /// Scripts sent to it that have run past [`crate::scripts::LONG_SCRIPT`] and not answered:
+    /// while there are some, PING goes to it (a busy node answers BUSY, as Redis does).
+    pub long_scripts: Arc<AtomicUsize>,
 }
 
 /// A replica the router may send reads to.
@@ -78,6 +81,7 @@ impl Shard {
             pool: UpstreamPool::start(id, primary, settings, metrics.clone(), stop.clone(), io),
             metrics,
             replica_links,
+            long_scripts: Arc::new(AtomicUsize::new(0)),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! Pub/sub and scripts through routers, end to end: real nodes on 127.0.0.1 port 0 and one or
 //! two routers in front. A subscriber on one router hears what is published through another;
 //! subscriptions follow a channel to the shard that joined; a subscriber that does not read is
-//! cut off; a script or function library loaded before a shard joined runs on it after.
+//! cut off; a script or function library loaded before a shard joined runs on it after; a script
+//! runs on the shard of a key it did not declare; PING answers BUSY while a script runs long.
 
 use std::time::Duration;
 
@@ -283,4 +284,102 @@ async fn scripts_and_functions_loaded_before_a_join_run_on_the_shard_that_joined
         .unwrap(),
         Reply::Array(vec![Reply::Int(1), Reply::Int(0)])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_runs_where_the_key_it_did_not_declare_lives() {
+    let cl = Cluster::builder(&["a", "b", "c"])
+        .members(3)
+        .node_runtime(NodeRuntime::Own)
+        .start(|_| {})
+        .await;
+    let mut c = Conn::connect(&cl.router.to_string(), T).await.unwrap();
+    let ids = ["a", "b", "c"];
+    let on: Vec<String> = ids.iter().map(|id| name_on(&ids, id, "loose:")).collect();
+    for (k, id) in on.iter().zip(ids) {
+        assert_eq!(text(&c.call(&["SET", k, id], T).await.unwrap()), "OK");
+    }
+    // No keys declared: wherever the router first sends it, it ends on the key's shard.
+    for (k, id) in on.iter().zip(ids) {
+        let script = format!("return redis.call('GET', '{k}')");
+        let r = c.call(&["EVAL", &script, "0"], T).await.unwrap();
+        assert_eq!(text(&r), id, "{k}");
+        let wrote = format!("redis.call('SET', '{k}', 'w') return redis.call('GET', '{k}')");
+        assert_eq!(text(&c.call(&["EVAL", &wrote, "0"], T).await.unwrap()), "w");
+        let mut node = Conn::connect(&cl.addr(id), T).await.unwrap();
+        assert_eq!(
+            text(&node.call(&["GET", k], T).await.unwrap()),
+            "w",
+            "{k} on {id}"
+        );
+    }
+    // A caught refusal counts as touching the key: the pcall runs where the key lives.
+    let caught = format!("return redis.pcall('SET', '{}', 'p')", on[1]);
+    assert_eq!(
+        text(&c.call(&["EVAL", &caught, "0"], T).await.unwrap()),
+        "OK"
+    );
+    assert_eq!(text(&c.call(&["GET", &on[1]], T).await.unwrap()), "p");
+    // Keys of two shards: refused, and nothing written anywhere.
+    let two = format!(
+        "redis.call('GET', '{}') redis.call('GET', '{}') return redis.call('SET', '{}', 'x')",
+        on[0], on[2], on[0]
+    );
+    let r = c.call(&["EVAL", &two, "0"], T).await.unwrap();
+    assert!(text(&r).starts_with("CROSSSHARD"), "{r:?}");
+    assert_eq!(text(&c.call(&["GET", &on[0]], T).await.unwrap()), "w");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_answers_busy_while_a_script_runs_long_and_script_kill_stops_it() {
+    let cl = Cluster::builder(&["a", "b", "c"])
+        .members(3)
+        .node_runtime(NodeRuntime::Own)
+        .start(|_| {})
+        .await;
+    for id in ["a", "b", "c"] {
+        let mut n = Conn::connect(&cl.addr(id), T).await.unwrap();
+        let r = n
+            .call(&["CONFIG", "SET", "busy-reply-threshold", "50"], T)
+            .await
+            .unwrap();
+        assert_eq!(text(&r), "OK");
+    }
+    let mut c = Conn::connect(&cl.router.to_string(), T).await.unwrap();
+    assert_eq!(text(&c.call(&["PING"], T).await.unwrap()), "PONG");
+    let mut looping = TcpStream::connect(cl.router).await.unwrap();
+    looping
+        .write_all(&req(&["EVAL", "while true do end", "0"]))
+        .await
+        .unwrap();
+    let mut busy = String::new();
+    for _ in 0..100 {
+        busy = text(&c.call(&["PING"], T).await.unwrap());
+        if busy.starts_with("BUSY") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        busy.starts_with("BUSY") && busy.contains("SCRIPT KILL"),
+        "{busy}"
+    );
+    assert_eq!(text(&c.call(&["SCRIPT", "KILL"], T).await.unwrap()), "OK");
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), looping.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let killed = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(killed.contains("Script killed by user"), "{killed}");
+    // The killed script's shard answers again, and PING is the router's own once more.
+    let mut pong = String::new();
+    for _ in 0..100 {
+        pong = text(&c.call(&["PING"], T).await.unwrap());
+        if pong == "PONG" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pong, "PONG");
 }

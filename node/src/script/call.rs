@@ -33,7 +33,17 @@ pub struct RunState<'r, 'a> {
     /// Error replies its commands gave: counted in INFO errorstats once the script's own reply
     /// is known (an error the script passes on is counted once, as its reply).
     pub errors: Vec<String>,
+    /// `<epoch> <owner>` of the first key it touched that another shard owns, while it had
+    /// changed nothing: the script can run again there (see [`Elsewhere`]).
+    pub elsewhere: Option<String>,
+    /// It ran a command with an effect (a write, a publish): it cannot run again elsewhere.
+    pub acted: bool,
 }
+
+/// The reply that sends a script to another shard: it touched a key it did not declare, owned
+/// by shard `<owner>` under ring `<epoch>`, before changing anything, so a router can run it
+/// there instead (Redis runs whatever keys a script names; a router places only declared ones).
+pub const ELSEWHERE: &str = "SCRIPTSHARD";
 
 /// A failed call: the error reply's text, code included.
 type Failed = String;
@@ -88,6 +98,9 @@ fn dispatch(st: &mut RunState, args: Result<Vec<Bytes>, ArgError>) -> Result<Rep
     if let Some(refused) = refusal(st, spec, effective, &argv) {
         shared.stats.call(spec, false, true);
         return fail(&format!("-{refused}"));
+    }
+    if spec.is_write() || effective.is_write() || spec.has(flags::PUBSUB) {
+        st.acted = true;
     }
     let reply = run(st, spec, &argv);
     shared.stats.call(spec, true, reply.is_error());
@@ -148,6 +161,9 @@ fn refusal(
     }
     if let Some(Reply::Error(e)) = crate::topology::check_owner(shared, st.ctx.session, spec, argv)
     {
+        if !st.acted && st.elsewhere.is_none() {
+            st.elsewhere = e.strip_prefix("WRONGSHARD ").map(str::to_string);
+        }
         return Some(e);
     }
     if crate::cmd::is_keyspace_wide(spec) || crate::cmd::reads_any_key(spec, argv) {

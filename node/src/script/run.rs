@@ -101,6 +101,8 @@ fn run_invocation(vm: &Vm, ctx: &mut Ctx, inv: Invocation, command: &[Bytes]) ->
         effects: Vec::new(),
         dirty: 0,
         errors: Vec::new(),
+        elsewhere: None,
+        acted: false,
     };
     let result = call(vm, &mut st, &inv);
     let reply = match result {
@@ -117,8 +119,17 @@ fn run_invocation(vm: &Vm, ctx: &mut Ctx, inv: Invocation, command: &[Bytes]) ->
         mut effects,
         dirty,
         errors,
+        elsewhere,
+        acted,
         ..
     } = st;
+    // Whatever it answered: it stopped at a key of another shard having changed nothing here.
+    let reply = match elsewhere {
+        Some(at) if !acted && dirty == 0 && effects.is_empty() => {
+            Reply::Error(format!("{} {at}", super::call::ELSEWHERE))
+        }
+        _ => reply,
+    };
     // Errors the script caught or dropped count now; the one it answers with counts as its
     // reply.
     for e in &errors {

@@ -112,6 +112,10 @@ impl Registry {
 }
 
 fn publish_counts(shared: &Shared, eng: &Engine) {
+    // What a library change left behind (a replaced library, compiling's garbage) goes now:
+    // libraries change rarely, and the VM's memory in INFO should not carry it (Redis keeps
+    // functions in a VM of their own).
+    let _ = eng.vm.lua.gc_collect();
     let s = &shared.scripts;
     s.functions.store(eng.functions.function_count(), Relaxed);
     s.libraries.store(eng.functions.libs.len(), Relaxed);
@@ -208,7 +212,6 @@ pub fn function(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             }
             with_engine(|eng| {
                 eng.functions = Registry::default();
-                let _ = eng.vm.lua.gc_collect();
                 publish_counts(ctx.shared, eng);
                 ctx.db.propagate_as(a.to_vec());
                 Reply::OK
