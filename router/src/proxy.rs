@@ -549,6 +549,7 @@ fn send_to_replica(
             cmd,
             start,
             outstanding: Some(crate::upstream::Outstanding::new(&replica.outstanding)),
+            patient: false,
         },
     );
     // A read caught by a replica's connection breaking is retried once on the primary (reads are
@@ -738,13 +739,15 @@ fn dispatch(
                     return Slot::Keyed(rx, raw);
                 }
             }
-            let rx = send(shard, s, raw.clone(), cmd, start);
             if matches!(spec.name, "evalsha" | "evalsha_ro" | "fcall" | "fcall_ro") {
+                let rx = crate::send::send_script(shard, s, raw.clone(), cmd, start);
                 return Slot::Script(crate::scripts::watch(shard, rx), raw);
             }
             if matches!(spec.name, "eval" | "eval_ro") {
+                let rx = crate::send::send_script(shard, s, raw.clone(), cmd, start);
                 return Slot::Keyed(crate::scripts::watch(shard, rx), raw);
             }
+            let rx = send(shard, s, raw.clone(), cmd, start);
             Slot::Keyed(rx, raw)
         }
         Plan::Scan if cursor::parse(&args[1]).is_none() => answer(

@@ -129,6 +129,9 @@ pub struct UpRequest {
     pub start: Instant,
     /// Counts the request against a replica's outstanding requests until it is answered.
     pub outstanding: Option<Outstanding>,
+    /// A script: it may run past `request_timeout` (a busy node still answers it), so its
+    /// connection waits for it instead of giving it and every request behind it up.
+    pub patient: bool,
 }
 
 impl UpRequest {
@@ -141,6 +144,7 @@ impl UpRequest {
             cmd,
             start,
             outstanding: None,
+            patient: false,
         };
         (req, rx)
     }
@@ -670,6 +674,7 @@ struct InFlight {
     reply: oneshot::Sender<UpResult>,
     cmd: u16,
     start: Instant,
+    patient: bool,
 }
 
 /// Runs one connected socket: writes queued requests in batches, matches replies in order.
@@ -721,7 +726,12 @@ async fn serve<T: Transport>(
                 }
                 for req in batch.drain(..) {
                     out.extend_from_slice(&req.raw);
-                    inflight.push_back(InFlight { reply: req.reply, cmd: req.cmd, start: req.start });
+                    inflight.push_back(InFlight {
+                        reply: req.reply,
+                        cmd: req.cmd,
+                        start: req.start,
+                        patient: req.patient,
+                    });
                 }
                 // Write at once: usually the whole batch fits the socket and no wakeup is needed.
                 if let Err(e) = sock.write_now(&mut out) {
@@ -734,7 +744,7 @@ async fn serve<T: Transport>(
                 }
             }
             _ = ticker.tick(), if !inflight.is_empty() => {
-                if inflight.front().is_some_and(|f| f.start.elapsed() > timeout) {
+                if inflight.front().is_some_and(|f| !f.patient && f.start.elapsed() > timeout) {
                     tracing::debug!(in_flight = inflight.len(), "request timed out; dropping the connection");
                     break End::Broken(shared.error(UpstreamErrorKind::Timeout(timeout)));
                 }

@@ -3,7 +3,8 @@
 //! two routers in front. A subscriber on one router hears what is published through another;
 //! subscriptions follow a channel to the shard that joined; a subscriber that does not read is
 //! cut off; a script or function library loaded before a shard joined runs on it after; a script
-//! runs on the shard of a key it did not declare; PING answers BUSY while a script runs long.
+//! runs on the shard of a key it did not declare; PING answers BUSY while a script runs long; a
+//! script may run past the request timeout.
 
 use std::time::Duration;
 
@@ -382,4 +383,28 @@ async fn ping_answers_busy_while_a_script_runs_long_and_script_kill_stops_it() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(pong, "PONG");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_may_run_past_the_request_timeout() {
+    let cl = Cluster::builder(&["a", "b"])
+        .members(2)
+        .node_runtime(NodeRuntime::Own)
+        .start(|c: &mut RouterConfig| c.request_timeout = Duration::from_millis(300))
+        .await;
+    let mut c = Conn::connect(&cl.router.to_string(), T).await.unwrap();
+    let slow = "local s = redis.call('TIME') \
+                repeat local n = redis.call('TIME') \
+                until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > 900000 \
+                return 'done'";
+    assert_eq!(
+        text(&c.call(&["EVAL", slow, "0"], T).await.unwrap()),
+        "done"
+    );
+    // The connection that carried it still serves others.
+    assert_eq!(
+        text(&c.call(&["SET", "after", "1"], T).await.unwrap()),
+        "OK"
+    );
+    assert_eq!(text(&c.call(&["GET", "after"], T).await.unwrap()), "1");
 }
