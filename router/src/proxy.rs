@@ -739,13 +739,16 @@ fn dispatch(
                     return Slot::Keyed(rx, raw);
                 }
             }
-            if matches!(spec.name, "evalsha" | "evalsha_ro" | "fcall" | "fcall_ro") {
-                let rx = crate::send::send_script(shard, s, raw.clone(), cmd, start);
-                return Slot::Script(crate::scripts::watch(shard, rx), raw);
-            }
-            if matches!(spec.name, "eval" | "eval_ro") {
-                let rx = crate::send::send_script(shard, s, raw.clone(), cmd, start);
-                return Slot::Keyed(crate::scripts::watch(shard, rx), raw);
+            if let Some(heals) = crate::scripts::is_script(spec) {
+                let (req, rx) = UpRequest::new(raw.clone(), cmd, start);
+                let who = s.who();
+                shard.pool.send(who.io, who.proto, who.id, req.patient());
+                let rx = crate::scripts::watch(shard, rx);
+                return if heals {
+                    Slot::Script(rx, raw)
+                } else {
+                    Slot::Keyed(rx, raw)
+                };
             }
             let rx = send(shard, s, raw.clone(), cmd, start);
             Slot::Keyed(rx, raw)

@@ -201,6 +201,16 @@ fn kill(router: &Router, topo: &Topology, s: &Session, raw: &Bytes) -> Slot {
     Slot::Forward(rx)
 }
 
+/// `Some` for a script command: `Some(true)` for those a shard lacking the script or library
+/// can be healed for (EVALSHA, FCALL), `Some(false)` for EVAL.
+pub fn is_script(spec: &CommandSpec) -> Option<bool> {
+    match spec.name {
+        "evalsha" | "evalsha_ro" | "fcall" | "fcall_ro" => Some(true),
+        "eval" | "eval_ro" => Some(false),
+        _ => None,
+    }
+}
+
 /// How long a script runs before the router counts it as long (see [`watch`]).
 pub const LONG_SCRIPT: std::time::Duration = std::time::Duration::from_millis(100);
 

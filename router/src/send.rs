@@ -28,21 +28,6 @@ pub fn send(
     send_as(shard, s.who(), raw, cmd, start)
 }
 
-/// [`send`] for a script, which its connection waits for past the request timeout.
-pub fn send_script(
-    shard: &Shard,
-    s: &Session,
-    raw: Bytes,
-    cmd: u16,
-    start: Instant,
-) -> oneshot::Receiver<UpResult> {
-    let (mut req, rx) = UpRequest::new(raw, cmd, start);
-    req.patient = true;
-    let who = s.who();
-    shard.pool.send(who.io, who.proto, who.id, req);
-    rx
-}
-
 /// [`send`] for a client known by its [`Who`] (the migration path runs outside the connection).
 pub fn send_as(
     shard: &Shard,

@@ -148,6 +148,12 @@ impl UpRequest {
         };
         (req, rx)
     }
+
+    /// The same request for a script, which its connection waits for past the request timeout.
+    pub fn patient(mut self) -> UpRequest {
+        self.patient = true;
+        self
+    }
 }
 
 /// One outstanding request on a backend: increments on creation, decrements when dropped, which

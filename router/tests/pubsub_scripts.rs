@@ -287,13 +287,18 @@ async fn scripts_and_functions_loaded_before_a_join_run_on_the_shard_that_joined
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_script_runs_where_the_key_it_did_not_declare_lives() {
-    let cl = Cluster::builder(&["a", "b", "c"])
+/// Three shards, each node on a runtime of its own (a script that loops holds only its node).
+async fn three_shards() -> Cluster {
+    Cluster::builder(&["a", "b", "c"])
         .members(3)
         .node_runtime(NodeRuntime::Own)
         .start(|_| {})
-        .await;
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_runs_where_the_key_it_did_not_declare_lives() {
+    let cl = three_shards().await;
     let mut c = Conn::connect(&cl.router.to_string(), T).await.unwrap();
     let ids = ["a", "b", "c"];
     let on: Vec<String> = ids.iter().map(|id| name_on(&ids, id, "loose:")).collect();
@@ -333,11 +338,7 @@ async fn a_script_runs_where_the_key_it_did_not_declare_lives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_answers_busy_while_a_script_runs_long_and_script_kill_stops_it() {
-    let cl = Cluster::builder(&["a", "b", "c"])
-        .members(3)
-        .node_runtime(NodeRuntime::Own)
-        .start(|_| {})
-        .await;
+    let cl = three_shards().await;
     for id in ["a", "b", "c"] {
         let mut n = Conn::connect(&cl.addr(id), T).await.unwrap();
         let r = n
