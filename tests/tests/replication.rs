@@ -574,3 +574,67 @@ fn replica_authenticates_with_primary_auth_and_is_refused_without_it() {
     );
     assert_eq!(bc.cmd(&["DBSIZE"]), int(0));
 }
+
+#[test]
+fn a_primary_short_of_good_replicas_refuses_writes() {
+    const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+    let p = start_node(&[]);
+    let mut pc = p.raw();
+    assert_eq!(pc.cmd(&["SET", "x", "v"]), ok());
+    assert_eq!(
+        pc.cmd(&["CONFIG", "SET", "min-replicas-to-write", "1"]),
+        ok()
+    );
+    assert_eq!(pc.cmd(&["SET", "x", "w"]), err(NOREPLICAS));
+    assert_eq!(pc.cmd(&["INCR", "n"]), err(NOREPLICAS));
+    // Reads still run, and a script that only reads; a write inside a script is refused, and
+    // a script declaring that it may write is refused before it runs.
+    assert_eq!(pc.cmd(&["GET", "x"]), bulk("v"));
+    assert_eq!(
+        pc.cmd(&["EVAL", "return redis.call('get', KEYS[1])", "1", "x"]),
+        bulk("v")
+    );
+    assert_eq!(
+        pc.cmd(&[
+            "EVAL",
+            "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])",
+            "1",
+            "x"
+        ]),
+        bulk("v")
+    );
+    let refused = pc.cmd(&["EVAL", "return redis.call('set', KEYS[1], 1)", "1", "x"]);
+    assert!(
+        matches!(&refused, Reply::Error(e) if e.starts_with(NOREPLICAS)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        pc.cmd(&["EVAL", "#!lua\nreturn redis.call('get', KEYS[1])", "1", "x"]),
+        err(NOREPLICAS)
+    );
+    // A lag bound of 0 checks nothing, as in Redis.
+    assert_eq!(
+        pc.cmd(&["CONFIG", "SET", "min-replicas-max-lag", "0"]),
+        ok()
+    );
+    assert_eq!(pc.cmd(&["SET", "x", "w"]), ok());
+    assert_eq!(
+        pc.cmd(&["CONFIG", "SET", "min-replicas-max-lag", "10"]),
+        ok()
+    );
+    assert_eq!(pc.cmd(&["SET", "x", "v"]), err(NOREPLICAS));
+    // With a replica attached and acknowledging, writes go through again.
+    let r = start_replica_of(p.addr, &[]);
+    let mut rc = r.raw();
+    let mut last: Reply;
+    assert_eventually!(
+        {
+            last = pc.cmd(&["SET", "x", "v"]);
+            last == ok()
+        },
+        Duration::from_secs(10),
+        "SET with a replica attached: {last:?}"
+    );
+    wait_synced(&mut pc, &mut rc, SYNC_TIMEOUT);
+    assert_eq!(rc.cmd(&["GET", "x"]), bulk("v"));
+}

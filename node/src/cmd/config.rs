@@ -345,6 +345,14 @@ fn set(sh: &Shared, p: &Param, v: &str) {
                     sh.scripts.busy_ms.store(unum(), Relaxed);
                     c.params.insert(p.name, v.to_string());
                 }
+                "min-replicas-to-write" => {
+                    sh.repl.min_replicas.store(unum(), Relaxed);
+                    c.params.insert(p.name, v.to_string());
+                }
+                "min-replicas-max-lag" => {
+                    sh.repl.min_replicas_lag_s.store(unum(), Relaxed);
+                    c.params.insert(p.name, v.to_string());
+                }
                 _ => {
                     c.params.insert(p.name, v.to_string());
                 }

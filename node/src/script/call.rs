@@ -149,6 +149,9 @@ fn refusal(
         if shared.repl.is_replica() && !st.ctx.session.from_primary {
             return Some("READONLY You can't write against a read only replica.".into());
         }
+        if shared.repl.too_few_replicas() && !st.ctx.session.from_primary {
+            return Some(crate::replication::NOREPLICAS.into());
+        }
     }
     let grows = spec.has(flags::DENYOOM) || effective.has(flags::DENYOOM);
     if grows

@@ -46,6 +46,9 @@ fn precheck(ctx: &Ctx, inv: &Invocation) -> Option<Reply> {
                 "READONLY You can't write against a read only replica.",
             ));
         }
+        if shared.repl.too_few_replicas() && !ctx.session.from_primary {
+            return Some(Reply::error(crate::replication::NOREPLICAS));
+        }
         if !f.allow_oom
             && !ctx.session.from_primary
             && shared.keyspace.over_limit()

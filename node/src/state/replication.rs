@@ -116,6 +116,10 @@ pub struct Replication {
     replid: Mutex<String>,
     /// Snapshots running now.
     snapshots: AtomicUsize,
+    /// `min-replicas-to-write` and `min-replicas-max-lag` (seconds): a primary with fewer
+    /// replicas heard from within the lag refuses writes (NOREPLICAS).
+    pub min_replicas: AtomicU64,
+    pub min_replicas_lag_s: AtomicU64,
 }
 
 impl Replication {
@@ -134,7 +138,26 @@ impl Replication {
             has_replicas: AtomicBool::new(false),
             replid: Mutex::new(run_id.to_string()),
             snapshots: AtomicUsize::new(0),
+            min_replicas: AtomicU64::new(0),
+            min_replicas_lag_s: AtomicU64::new(10),
         }
+    }
+
+    /// A primary asked for `min-replicas-to-write` good replicas that has fewer: replicas
+    /// attached and heard from within `min-replicas-max-lag` (as Redis, a lag of 0 checks nothing).
+    pub fn too_few_replicas(&self) -> bool {
+        let wanted = self.min_replicas.load(Relaxed);
+        let lag_s = self.min_replicas_lag_s.load(Relaxed);
+        if wanted == 0 || lag_s == 0 || self.is_replica() {
+            return false;
+        }
+        let now = now_ms();
+        let limit = i64::try_from(lag_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let good = lock(&self.links)
+            .iter()
+            .filter(|l| !l.broken.load(Relaxed) && now - l.last_ack_ms.load(Relaxed) <= limit)
+            .count();
+        (good as u64) < wanted
     }
 
     pub fn is_replica(&self) -> bool {
