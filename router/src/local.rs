@@ -317,6 +317,17 @@ fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
         ("connected_clients", router.clients.len() as u64),
         ("maxclients", router.config.max_clients as u64),
         ("parked_clients", router.clients.parked() as u64),
+        // The router checks its clients' permissions: the nodes see only its own user.
+        (
+            "acl_access_denied_auth",
+            router.acl.denied.auth.load(Relaxed),
+        ),
+        ("acl_access_denied_cmd", router.acl.denied.cmd.load(Relaxed)),
+        ("acl_access_denied_key", router.acl.denied.key.load(Relaxed)),
+        (
+            "acl_access_denied_channel",
+            router.acl.denied.channel.load(Relaxed),
+        ),
     ];
     Slot::Merge(Box::new(Merge::new(
         parts,
