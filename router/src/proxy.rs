@@ -740,9 +740,7 @@ fn dispatch(
                 }
             }
             if let Some(heals) = crate::scripts::is_script(spec) {
-                let (req, rx) = UpRequest::new(raw.clone(), cmd, start);
-                let who = s.who();
-                shard.pool.send(who.io, who.proto, who.id, req.patient());
+                let rx = crate::scripts::run_on(shard, s.who(), raw.clone(), cmd, start);
                 let rx = crate::scripts::watch(shard, rx);
                 return if heals {
                     Slot::Script(rx, raw)

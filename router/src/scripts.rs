@@ -375,7 +375,20 @@ async fn load_and_retry(
         // A library the shard has already answers an error; the retry tells.
         send_as(shard, who, load, cmd, start).await.ok()?.ok()?;
     }
-    send_as(shard, who, raw, cmd, start).await.ok()?.ok()
+    run_on(shard, who, raw, cmd, start).await.ok()?.ok()
+}
+
+/// Sends the script `raw` to `shard`, whose connection waits for it past the request timeout.
+pub fn run_on(
+    shard: &crate::shard::Shard,
+    who: Who,
+    raw: Bytes,
+    cmd: u16,
+    start: Instant,
+) -> oneshot::Receiver<crate::upstream::UpResult> {
+    let (req, rx) = crate::upstream::UpRequest::new(raw, cmd, start);
+    shard.pool.send(who.io, who.proto, who.id, req.patient());
+    rx
 }
 
 /// The request `raw` (as the client sent it, decoded and planned once already) again.
@@ -431,7 +444,7 @@ async fn follow_hops(router: &Router, who: Who, raw: Bytes, mut reply: Bytes) ->
         let Some(shard) = topo.shards.iter().find(|s| s.id == owner) else {
             return reply;
         };
-        reply = match send_as(shard, who, raw.clone(), cmd, Instant::now()).await {
+        reply = match run_on(shard, who, raw.clone(), cmd, Instant::now()).await {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) => return crate::merge::error_bytes(&e.reply_text()),
             Err(_) => return crate::merge::error_bytes("ERR the shard connection closed"),
