@@ -50,22 +50,26 @@ const PRIMARY_SILENCE: Duration = Duration::from_secs(5);
 /// Refuses writes on a replica (except from its primary's stream), and on a primary short of
 /// the good replicas `min-replicas-to-write` asks for.
 pub fn check_write(shared: &Shared, session: &Session, spec: &CommandSpec) -> Option<Reply> {
-    if !spec.has(flags::WRITE) || session.from_primary {
+    if !spec.has(flags::WRITE) {
+        return None;
+    }
+    write_refusal(shared, session).map(Reply::error)
+}
+
+/// Why a write from `session` may not run now, if it may not (also asked by scripts, before
+/// they start and at each write they make).
+pub fn write_refusal(shared: &Shared, session: &Session) -> Option<&'static str> {
+    if session.from_primary {
         return None;
     }
     if shared.repl.is_replica() {
-        return Some(Reply::error(
-            "READONLY You can't write against a read only replica.",
-        ));
+        return Some("READONLY You can't write against a read only replica.");
     }
     if shared.repl.too_few_replicas() {
-        return Some(Reply::error(NOREPLICAS));
+        return Some("NOREPLICAS Not enough good replicas to write.");
     }
     None
 }
-
-/// What a write gets on a primary short of good replicas.
-pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
 
 /// The commands that replay what `db`'s command did: the deletes of keys it found expired, then
 /// the command's rewrite, or the command itself if it changed anything.

@@ -99,11 +99,8 @@ async fn wait(
             // The client went away: dropping the link closes the node's blocked connection.
             _ = tx.closed() => return,
         };
-        let bytes = match result {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => break error_bytes(&e.reply_text()),
-            Err(_) => break error_bytes("ERR the shard connection closed before replying"),
-        };
+        // A connection error is no `-WRONGSHARD`: it is the reply.
+        let bytes = crate::merge::received(result);
         let Some((epoch, owner)) = wrongshard(&bytes) else {
             break bytes;
         };

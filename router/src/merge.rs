@@ -110,12 +110,7 @@ impl Slot {
         match self {
             Slot::Ready(b) => Poll::Ready(std::mem::take(b)),
             Slot::Forward(rx) | Slot::Keyed(rx, _) | Slot::Blocked(rx) | Slot::Script(rx, _) => {
-                match Pin::new(rx).poll(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Ok(Ok(raw))) => Poll::Ready(raw),
-                    Poll::Ready(Ok(Err(e))) => Poll::Ready(error_bytes(&e.reply_text())),
-                    Poll::Ready(Err(_)) => Poll::Ready(error_bytes(CLOSED)),
-                }
+                Pin::new(rx).poll(cx).map(received)
             }
             Slot::Silent(inner) => inner.poll_take(cx).map(|_| Bytes::new()),
             Slot::Merge(m) => {
@@ -178,6 +173,15 @@ impl Slot {
             Slot::Keyed(_, raw) | Slot::Script(_, raw) => Some(std::mem::take(raw)),
             _ => None,
         }
+    }
+}
+
+/// A shard's answer as the bytes a client gets: its reply, or the error that stood in for it.
+pub fn received(r: Result<UpResult, oneshot::error::RecvError>) -> Bytes {
+    match r {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(e)) => error_bytes(&e.reply_text()),
+        Err(_) => error_bytes(CLOSED),
     }
 }
 

@@ -181,11 +181,7 @@ fn kill(router: &Router, topo: &Topology, s: &Session, raw: &Bytes) -> Slot {
     tokio::spawn(async move {
         let mut best: Option<Bytes> = None;
         for w in waits {
-            let bytes = match w.await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => crate::merge::error_bytes(&e.reply_text()),
-                Err(_) => crate::merge::error_bytes("ERR the shard connection closed"),
-            };
+            let bytes = crate::merge::received(w.await);
             let rank = |b: &[u8]| match b {
                 b if !crate::frame::is_error(b) => 0,
                 b if b.starts_with(b"-NOTBUSY") => 2,
@@ -256,12 +252,7 @@ pub fn ping_busy(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> 
     );
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let reply = match wait.await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => crate::merge::error_bytes(&e.reply_text()),
-            Err(_) => crate::merge::error_bytes("ERR the shard connection closed"),
-        };
-        let _ = tx.send(Ok(reply));
+        let _ = tx.send(Ok(crate::merge::received(wait.await)));
     });
     Some(Slot::Forward(rx))
 }
@@ -444,11 +435,8 @@ async fn follow_hops(router: &Router, who: Who, raw: Bytes, mut reply: Bytes) ->
         let Some(shard) = topo.shards.iter().find(|s| s.id == owner) else {
             return reply;
         };
-        reply = match run_on(shard, who, raw.clone(), cmd, Instant::now()).await {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => return crate::merge::error_bytes(&e.reply_text()),
-            Err(_) => return crate::merge::error_bytes("ERR the shard connection closed"),
-        };
+        // A connection error is neither NOSCRIPT nor SCRIPTSHARD: it ends the hops as the reply.
+        reply = crate::merge::received(run_on(shard, who, raw.clone(), cmd, Instant::now()).await);
         if missing(&reply) {
             if let Some(healed) = load_and_retry(router, shard, who, spec, &args, raw.clone()).await
             {

@@ -34,7 +34,7 @@ pub struct RunState<'r, 'a> {
     /// is known (an error the script passes on is counted once, as its reply).
     pub errors: Vec<String>,
     /// `<epoch> <owner>` of the first key it touched that another shard owns, while it had
-    /// changed nothing: the script can run again there (see [`Elsewhere`]).
+    /// changed nothing: the script can run again there (see [`ELSEWHERE`]).
     pub elsewhere: Option<String>,
     /// It ran a command with an effect (a write, a publish): it cannot run again elsewhere.
     pub acted: bool,
@@ -146,11 +146,8 @@ fn refusal(
         if st.read_only {
             return Some("ERR Write commands are not allowed from read-only scripts.".into());
         }
-        if shared.repl.is_replica() && !st.ctx.session.from_primary {
-            return Some("READONLY You can't write against a read only replica.".into());
-        }
-        if shared.repl.too_few_replicas() && !st.ctx.session.from_primary {
-            return Some(crate::replication::NOREPLICAS.into());
+        if let Some(refused) = crate::replication::write_refusal(shared, st.ctx.session) {
+            return Some(refused.into());
         }
     }
     let grows = spec.has(flags::DENYOOM) || effective.has(flags::DENYOOM);

@@ -41,13 +41,8 @@ fn precheck(ctx: &Ctx, inv: &Invocation) -> Option<Reply> {
                 "ERR Can not execute a script with write flag using *_ro command.",
             ));
         }
-        if shared.repl.is_replica() && !ctx.session.from_primary {
-            return Some(Reply::error(
-                "READONLY You can't write against a read only replica.",
-            ));
-        }
-        if shared.repl.too_few_replicas() && !ctx.session.from_primary {
-            return Some(Reply::error(crate::replication::NOREPLICAS));
+        if let Some(refused) = crate::replication::write_refusal(shared, ctx.session) {
+            return Some(Reply::error(refused));
         }
         if !f.allow_oom
             && !ctx.session.from_primary
