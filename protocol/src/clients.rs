@@ -281,6 +281,9 @@ pub trait Conn {
     fn role(&self) -> &'static str;
     /// Closes this connection once the current reply is written (CLIENT KILL of itself).
     fn close_after_reply(&mut self);
+    /// Every client's subscriptions by client id: channels and shard channels (`false`) and
+    /// patterns (`true`), for ACL SETUSER to find subscribers its new rules no longer allow.
+    fn subscriptions(&self) -> HashMap<u64, Vec<(Bytes, bool)>>;
 }
 
 fn is(a: &[u8], kw: &str) -> bool {
@@ -626,6 +629,9 @@ mod tests {
         }
         fn close_after_reply(&mut self) {
             self.closing = true;
+        }
+        fn subscriptions(&self) -> HashMap<u64, Vec<(Bytes, bool)>> {
+            HashMap::new()
         }
     }
 

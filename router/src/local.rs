@@ -134,6 +134,10 @@ impl Conn for Local<'_> {
     fn close_after_reply(&mut self) {
         self.s.closing = true;
     }
+
+    fn subscriptions(&self) -> std::collections::HashMap<u64, Vec<(Bytes, bool)>> {
+        self.router.pubsub.by_client()
+    }
 }
 
 /// COMMAND and its subcommands, answered from the shared table as the node does.
@@ -142,7 +146,7 @@ fn command(s: &Session, a: &[Bytes]) -> Reply {
 }
 
 /// The settings the router answers for itself; the rest are the nodes'.
-const ROUTER_PARAMS: [&str; 8] = [
+const ROUTER_PARAMS: [&str; 9] = [
     "port",
     "maxclients",
     "timeout",
@@ -151,6 +155,7 @@ const ROUTER_PARAMS: [&str; 8] = [
     "appendonly",
     "requirepass",
     "proto-max-bulk-len",
+    "acllog-max-len",
 ];
 
 /// CONFIG through the router: the router's own settings are answered here (and not set: its
@@ -180,7 +185,7 @@ pub fn config_slot(
             // The router's own settings come from its TOML file; the ones it only reports
             // (save, appendonly, ...) are the nodes' to set.
             b"set" => !a[2..].iter().step_by(2).any(|p| {
-                ["port", "maxclients", "requirepass"]
+                ["port", "maxclients", "requirepass", "acllog-max-len"]
                     .iter()
                     .any(|r| r.as_bytes().eq_ignore_ascii_case(p))
             }),
@@ -213,6 +218,9 @@ fn config(router: &Router, a: &[Bytes]) -> Reply {
     if !spec.arity_ok(a.len()) {
         return arity_error(spec.name);
     }
+    if let Some(reply) = set_own(router, &sub, a) {
+        return reply;
+    }
     if sub != b"get" {
         return Reply::Error(format!(
             "ERR CONFIG {} is not supported by the ringcache router; edit its TOML file",
@@ -229,6 +237,7 @@ fn config(router: &Router, a: &[Bytes]) -> Reply {
         ("appendonly", "no".into()),
         ("requirepass", c.requirepass.clone().unwrap_or_default()),
         ("proto-max-bulk-len", c.limits.max_bulk_len.to_string()),
+        ("acllog-max-len", router.acl.log.max_len().to_string()),
     ];
     let mut out = Vec::new();
     for (name, value) in &params {
@@ -240,6 +249,26 @@ fn config(router: &Router, a: &[Bytes]) -> Reply {
         }
     }
     Reply::Map(out)
+}
+
+/// `CONFIG SET acllog-max-len N`: the one setting of the router's own a client may change (the
+/// router keeps its own ACL log; the rest come from its TOML file).
+fn set_own(router: &Router, sub: &[u8], a: &[Bytes]) -> Option<Reply> {
+    if sub != b"set" || a.len() != 4 || !a[2].eq_ignore_ascii_case(b"acllog-max-len") {
+        return None;
+    }
+    Some(match ringcache_protocol::num::parse_i64(&a[3]) {
+        Some(n) if n >= 0 => {
+            router.acl.log.set_max_len(usize::try_from(n).unwrap_or(usize::MAX));
+            Reply::OK
+        }
+        Some(_) => Reply::error(
+            "ERR CONFIG SET failed (possibly related to argument 'acllog-max-len') - argument must be between 0 and 9223372036854775807 inclusive",
+        ),
+        None => Reply::error(
+            "ERR CONFIG SET failed (possibly related to argument 'acllog-max-len') - argument couldn't be parsed into an integer",
+        ),
+    })
 }
 
 /// The sections the router answers itself; every other one is the shards', merged.

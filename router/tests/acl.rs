@@ -51,6 +51,26 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The next reply, or `None` once the router closed the connection.
+    async fn next(&mut self) -> Option<Reply> {
+        let deadline = Instant::now() + T;
+        loop {
+            if let Some(r) = self.codec.decode(&mut self.buf).unwrap() {
+                return Some(r.reply);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let n = tokio::time::timeout(left, self.sock.read_buf(&mut self.buf))
+                .await
+                .expect("no reply and not closed")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+}
+
 fn ok() -> Reply {
     Reply::StatusOwned("OK".into())
 }
@@ -153,4 +173,78 @@ async fn router_checks_its_own_users() {
         err("NOPERM this user has no permissions to run the 'set' command")
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// ACL SETUSER on the router narrowing a user's channels disconnects only that user's
+/// subscribers the new rules refuse; `acllog-max-len` is the router's own setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowed_channels_disconnect_refused_subscribers() {
+    let cluster = Cluster::builder(&["a", "b"]).start(|_| {}).await;
+    let mut admin = Client::connect(cluster.router).await;
+    let setuser = |channels: &'static str| {
+        [
+            "ACL",
+            "SETUSER",
+            "sub",
+            "on",
+            ">pw",
+            "+@all",
+            "~*",
+            "resetchannels",
+            channels,
+        ]
+    };
+    assert_eq!(admin.cmd(&setuser("&news.*")).await, ok());
+    assert_eq!(admin.cmd(&["ACL", "SETUSER", "sub", "&sports"]).await, ok());
+    let mut subscribers = Vec::new();
+    for (cmd, name) in [("SUBSCRIBE", "news.1"), ("SUBSCRIBE", "sports")] {
+        let mut c = Client::connect(cluster.router).await;
+        assert_eq!(c.cmd(&["AUTH", "sub", "pw"]).await, ok());
+        let Reply::Array(confirm) = c.cmd(&[cmd, name]).await else {
+            panic!("{cmd} confirms with an array");
+        };
+        assert_eq!(confirm.len(), 3);
+        subscribers.push(c);
+    }
+    assert_eq!(admin.cmd(&setuser("&news.*")).await, ok());
+    let mut sports = subscribers.pop().unwrap();
+    let mut news = subscribers.pop().unwrap();
+    assert_eq!(
+        sports.next().await,
+        None,
+        "the sports subscriber is cut off"
+    );
+    assert_eq!(
+        admin.cmd(&["PUBLISH", "news.1", "hello"]).await,
+        Reply::Int(1)
+    );
+    assert_eq!(
+        news.next().await,
+        Some(Reply::Array(vec![
+            bulk("message"),
+            bulk("news.1"),
+            bulk("hello")
+        ]))
+    );
+
+    assert_eq!(
+        admin.cmd(&["CONFIG", "SET", "acllog-max-len", "1"]).await,
+        ok()
+    );
+    let Reply::Array(got) = admin.cmd(&["CONFIG", "GET", "acllog-max-len"]).await else {
+        panic!("CONFIG GET answers an array in RESP2");
+    };
+    assert_eq!(got, vec![bulk("acllog-max-len"), bulk("1")]);
+    let mut c = Client::connect(cluster.router).await;
+    assert_eq!(c.cmd(&["AUTH", "sub", "pw"]).await, ok());
+    for channel in ["x", "y"] {
+        assert!(matches!(
+            c.cmd(&["PUBLISH", channel, "m"]).await,
+            Reply::Error(_)
+        ));
+    }
+    let Reply::Array(log) = admin.cmd(&["ACL", "LOG"]).await else {
+        panic!("ACL LOG is an array");
+    };
+    assert_eq!(log.len(), 1);
 }

@@ -235,6 +235,74 @@ fn deluser_disconnects_its_clients() {
     assert_eq!(admin.cmd(&["ACL", "USERS"]), bulks(&["default"]));
 }
 
+/// Narrowing a user's channels disconnects only its clients subscribed to something the new
+/// rules refuse (patterns compared as written), as Redis does.
+#[test]
+fn narrowed_channels_disconnect_only_the_subscribers_they_refuse() {
+    let s = start_target(&[]);
+    let mut admin = s.raw();
+    let user = ["ACL", "SETUSER", "sub", "on", ">pw", "+@all", "~*"];
+    let with = |channels: &[&'static str]| {
+        let mut v = user.to_vec();
+        v.push("resetchannels");
+        v.extend_from_slice(channels);
+        v
+    };
+    assert_eq!(admin.cmd(&with(&["&news.*", "&sports"])), ok());
+    let subscriber = |cmd: &str, name: &str| {
+        let mut c = s.raw();
+        assert_eq!(c.cmd(&["AUTH", "sub", "pw"]), ok());
+        assert_eq!(c.cmd(&[cmd, name]).items().len(), 3);
+        c
+    };
+    let mut channel = subscriber("SUBSCRIBE", "news.1");
+    let mut sports = subscriber("SUBSCRIBE", "sports");
+    let mut pattern = subscriber("PSUBSCRIBE", "news.*");
+    assert_eq!(admin.cmd(&with(&["&news.*"])), ok());
+    assert!(sports.is_closed(Duration::from_secs(5)));
+    assert_eq!(admin.cmd(&["PUBLISH", "news.1", "a"]), int(2));
+    assert_eq!(admin.cmd(&with(&["&news.1"])), ok());
+    assert!(pattern.is_closed(Duration::from_secs(5)));
+    assert_eq!(admin.cmd(&["PUBLISH", "news.1", "b"]), int(1));
+    assert_eq!(
+        channel.reply(),
+        arr(vec![bulk("message"), bulk("news.1"), bulk("a")])
+    );
+    assert_eq!(
+        channel.reply(),
+        arr(vec![bulk("message"), bulk("news.1"), bulk("b")])
+    );
+}
+
+/// `acllog-max-len` bounds the ACL log; a lower value takes effect at the next refusal.
+#[test]
+fn acllog_max_len_bounds_the_log() {
+    let s = start_target(&[]);
+    let mut admin = s.raw();
+    assert_eq!(
+        admin.cmd(&["CONFIG", "GET", "acllog-max-len"]),
+        arr(vec![bulk("acllog-max-len"), bulk("128")])
+    );
+    assert_eq!(
+        admin.cmd(&["ACL", "SETUSER", "few", "on", ">pw", "+get", "~a*"]),
+        ok()
+    );
+    let mut c = s.raw();
+    assert_eq!(c.cmd(&["AUTH", "few", "pw"]), ok());
+    for key in ["b1", "b2", "b3"] {
+        assert_eq!(c.cmd(&["GET", key]), err(NOPERM_KEY));
+    }
+    assert_eq!(admin.cmd(&["ACL", "LOG"]).items().len(), 3);
+    assert_eq!(admin.cmd(&["CONFIG", "SET", "acllog-max-len", "2"]), ok());
+    assert_eq!(admin.cmd(&["ACL", "LOG"]).items().len(), 3);
+    assert_eq!(c.cmd(&["GET", "b4"]), err(NOPERM_KEY));
+    assert_eq!(admin.cmd(&["ACL", "LOG"]).items().len(), 2);
+    assert_eq!(
+        admin.cmd(&["CONFIG", "SET", "acllog-max-len", "-1"]),
+        err("ERR CONFIG SET failed (possibly related to argument 'acllog-max-len') - argument must be between 0 and 9223372036854775807 inclusive")
+    );
+}
+
 #[test]
 fn scripts_are_checked_per_call() {
     let s = start_target(&[]);

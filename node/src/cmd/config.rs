@@ -76,6 +76,7 @@ static PARAMS: &[Param] = &[
     p("requirepass", None, Kind::Str),
     p("aclfile", None, Kind::Immutable),
     p("auth-failure-limit", None, Kind::Int(0, I32)),
+    p("acllog-max-len", None, Kind::Int(0, i64::MAX)),
     p("proto-max-bulk-len", None, Kind::Memory),
     p("save", None, Kind::Str),
     p("appendonly", None, Kind::Bool),
@@ -193,6 +194,7 @@ fn get(sh: &Shared, p: &Param) -> String {
             .map(|f| f.display().to_string())
             .unwrap_or_default(),
         "auth-failure-limit" => sh.acl.limiter.burst.load(Relaxed).to_string(),
+        "acllog-max-len" => sh.acl.log.max_len().to_string(),
         "proto-max-bulk-len" => c.limits.max_bulk_len.to_string(),
         "replicaof" => sh.repl.primary_addr().unwrap_or_default(),
         "hash-max-listpack-entries" => limits.hash_max_listpack_entries.to_string(),
@@ -337,6 +339,7 @@ fn set(sh: &Shared, p: &Param, v: &str) {
                     sh.acl.set_requirepass(c.requirepass.as_deref());
                 }
                 "auth-failure-limit" => sh.acl.limiter.burst.store(unum(), Relaxed),
+                "acllog-max-len" => sh.acl.log.set_max_len(unum() as usize),
                 // Redis clamps hz to 1..500 rather than refusing.
                 "hz" => {
                     c.params.insert(p.name, num().clamp(1, 500).to_string());

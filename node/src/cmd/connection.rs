@@ -77,6 +77,10 @@ impl Conn for Ctx<'_> {
     fn close_after_reply(&mut self) {
         self.session.flow = Flow::CloseAfterReply;
     }
+
+    fn subscriptions(&self) -> std::collections::HashMap<u64, Vec<(Bytes, bool)>> {
+        self.shared.pubsub.by_client()
+    }
 }
 
 /// Only database 0 exists: a ring shards keys, not databases (as in Redis Cluster).

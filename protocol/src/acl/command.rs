@@ -110,12 +110,26 @@ pub fn kill_users<C: Conn>(c: &mut C, names: &[String]) {
     }
 }
 
-/// Disconnects `name`'s subscribed clients after its channels were narrowed (Redis checks each
-/// subscription; any subscriber of a user whose channels shrank is disconnected here).
+/// Disconnects `name`'s clients subscribed to a channel or pattern its narrowed rules no longer
+/// allow, as Redis does; its other subscribers stay.
 fn kill_subscribers<C: Conn>(c: &mut C, name: &str) {
+    let Some(user) = c.acl().get(name.as_bytes()) else {
+        return;
+    };
+    let rules = user.rules();
     let me = c.client().id;
+    let subscribed = c.subscriptions();
     for h in c.clients().all() {
-        if h.id != me && h.is_pubsub() && **lock(&h.user) == *name {
+        if h.id == me || **lock(&h.user) != *name {
+            continue;
+        }
+        let Some(subs) = subscribed.get(&h.id) else {
+            continue;
+        };
+        if subs
+            .iter()
+            .any(|(n, pattern)| !rules.subscription_allowed(n, *pattern))
+        {
             h.kill();
         }
     }

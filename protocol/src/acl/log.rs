@@ -2,14 +2,15 @@
 //! minute) folded into one entry with a count, newest first, as `ACL LOG` shows them.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use super::Reason;
 use crate::resp::Reply;
 
-/// Entries kept (Redis's `acl-log-max-len` default).
-const MAX_LEN: usize = 128;
+/// Entries kept unless `acllog-max-len` says otherwise (Redis's default).
+pub const DEFAULT_MAX_LEN: usize = 128;
 /// Refusals this close to a like entry add to its count.
 const GROUPING_MS: u128 = 60_000;
 
@@ -24,9 +25,20 @@ struct Entry {
     client_info: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AclLog {
     entries: Mutex<VecDeque<Entry>>,
+    /// `acllog-max-len`: entries kept; a lower value trims at the next refusal, as in Redis.
+    max_len: AtomicUsize,
+}
+
+impl Default for AclLog {
+    fn default() -> Self {
+        AclLog {
+            entries: Mutex::default(),
+            max_len: AtomicUsize::new(DEFAULT_MAX_LEN),
+        }
+    }
 }
 
 /// Where a refused command was: `toplevel`, `multi` (queued or run by EXEC) or `lua` (a script).
@@ -35,6 +47,14 @@ pub const MULTI: &str = "multi";
 pub const LUA: &str = "lua";
 
 impl AclLog {
+    pub fn max_len(&self) -> usize {
+        self.max_len.load(Relaxed)
+    }
+
+    pub fn set_max_len(&self, n: usize) {
+        self.max_len.store(n, Relaxed);
+    }
+
     pub fn add(
         &self,
         reason: Reason,
@@ -70,7 +90,7 @@ impl AclLog {
             at: now,
             client_info,
         });
-        v.truncate(MAX_LEN);
+        v.truncate(self.max_len());
     }
 
     pub fn reset(&self) {

@@ -344,7 +344,7 @@ impl Acl {
         }
         match existing {
             Some(u) => {
-                let narrowed = !rules.root.channels_cover(&u.rules().root);
+                let narrowed = !rules.channels_cover(&u.rules());
                 u.set_rules(rules);
                 return Ok(narrowed);
             }

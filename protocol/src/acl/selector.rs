@@ -333,10 +333,9 @@ impl Selector {
         self.all_keys || self.keys.iter().any(|(p, f)| p == "*" && f & READ != 0)
     }
 
-    /// Every channel `old` allows, this selector allows too (patterns compared literally).
-    pub fn channels_cover(&self, old: &Selector) -> bool {
-        self.all_channels
-            || (!old.all_channels && old.channels.iter().all(|c| self.channels.contains(c)))
+    /// The channel patterns it names (`&...`), as written.
+    pub fn channel_patterns(&self) -> &[String] {
+        &self.channels
     }
 
     /// The selector's key patterns as `ACL GETUSER` shows them.

@@ -57,6 +57,31 @@ impl Rules {
         r
     }
 
+    fn all_selectors(&self) -> impl Iterator<Item = &Selector> {
+        std::iter::once(&self.root).chain(&self.selectors)
+    }
+
+    /// A subscription some selector still allows: a channel, or a pattern as written.
+    pub fn subscription_allowed(&self, name: &[u8], pattern: bool) -> bool {
+        self.all_selectors()
+            .any(|s| s.channel_allowed(name, pattern))
+    }
+
+    /// Every channel pattern `old` named, some selector here names too (compared as written,
+    /// as Redis does before it looks at any subscriber).
+    pub fn channels_cover(&self, old: &Rules) -> bool {
+        if self.all_selectors().any(|s| s.all_channels) {
+            return true;
+        }
+        old.all_selectors().all(|o| {
+            !o.all_channels
+                && o.channel_patterns().iter().all(|c| {
+                    self.all_selectors()
+                        .any(|s| s.channel_patterns().contains(c))
+                })
+        })
+    }
+
     /// Applies one `ACL SETUSER` operation.
     pub fn apply(&mut self, op: &str) -> Result<(), RuleError> {
         let lower = op.to_ascii_lowercase();

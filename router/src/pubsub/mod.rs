@@ -277,6 +277,22 @@ impl Hub {
         }
     }
 
+    /// Every subscribed client's channels and shard channels (`false`) and patterns (`true`).
+    pub fn by_client(&self) -> HashMap<u64, Vec<(Bytes, bool)>> {
+        let st = lock(&self.state);
+        let mut out: HashMap<u64, Vec<(Bytes, bool)>> = HashMap::new();
+        for kind in Kind::ALL {
+            for (name, entry) in &st.subs[kind.index()] {
+                for id in &entry.clients {
+                    out.entry(*id)
+                        .or_default()
+                        .push((name.clone(), kind == Kind::Pattern));
+                }
+            }
+        }
+        out
+    }
+
     /// A client went away: its queue and every subscription of its.
     fn forget(&self, router: &Router, id: u64, mine: &[HashSet<Bytes>; 3]) {
         lock(&self.state).sinks.remove(&id);

@@ -299,6 +299,30 @@ impl PubSub {
         read(&self.reg).patterns.len()
     }
 
+    /// Every subscriber's channels and shard channels (`false`) and patterns (`true`), by
+    /// client id.
+    pub fn by_client(&self) -> HashMap<u64, Vec<(Bytes, bool)>> {
+        let mut out: HashMap<u64, Vec<(Bytes, bool)>> = HashMap::new();
+        let mut add = |name: &Bytes, pattern: bool, mbs: &[Arc<Mailbox>]| {
+            for mb in mbs {
+                out.entry(mb.id).or_default().push((name.clone(), pattern));
+            }
+        };
+        {
+            let reg = read(&self.reg);
+            for (name, mbs) in &reg.channels {
+                add(name, false, mbs);
+            }
+            for (name, mbs) in &reg.patterns {
+                add(name, true, mbs);
+            }
+        }
+        for (name, mbs) in read(&self.shard).iter() {
+            add(name, false, mbs);
+        }
+        out
+    }
+
     /// Channels with subscribers (INFO `pubsub_channels`).
     pub fn channel_count(&self, shard: bool) -> usize {
         if shard {
