@@ -15,7 +15,7 @@ COMMANDS = """
 ping echo hello auth select quit reset client
 acl
 del unlink exists touch type expire pexpire expireat pexpireat ttl pttl expiretime pexpiretime persist
-rename renamenx copy keys scan randomkey dbsize flushdb flushall object dump restore
+rename renamenx copy keys scan randomkey dbsize flushdb flushall object dump restore migrate
 get set setnx setex psetex getex getdel getset mget mset msetnx append strlen getrange setrange
 incr decr incrby decrby incrbyfloat lcs
 hset hsetnx hmset hget hmget hdel hexists hlen hkeys hvals hgetall hincrby hincrbyfloat hstrlen

@@ -120,6 +120,7 @@ pub async fn run(shared: &Shared, migration: Migration) -> Reply {
             }
         }
         Migration::Arc { target, arc, max } => migrate_arc(shared, &target, arc, max).await,
+        Migration::Transfer(t) => crate::cmd::migrate::run(shared, *t).await,
     }
 }
 

@@ -118,11 +118,34 @@ impl CommandSpec {
                 out.extend(after_keyword(args, 2, &["store", "storedist"]));
             }
             "xread" | "xreadgroup" => out.extend(stream_keys(args)),
+            "migrate" => out.extend(migrate_keys(args)),
             _ => out.extend(self.key_positions(args.len())),
         }
         out.retain(|&i| i < args.len());
         Keys::Listed(out.into_iter())
     }
+}
+
+/// MIGRATE's keys: argument 3, or, when it is empty, the arguments after `KEYS` (passwords after
+/// AUTH and AUTH2 skipped, as Redis reads them).
+fn migrate_keys(args: &[Bytes]) -> std::ops::Range<usize> {
+    let mut i = 6;
+    while i < args.len() {
+        let a = &args[i];
+        if a.eq_ignore_ascii_case(b"auth") {
+            i += 1;
+        } else if a.eq_ignore_ascii_case(b"auth2") {
+            i += 2;
+        } else if a.eq_ignore_ascii_case(b"keys") {
+            return if args[3].is_empty() {
+                i + 1..args.len()
+            } else {
+                0..0
+            };
+        }
+        i += 1;
+    }
+    3..4
 }
 
 #[cfg(test)]
@@ -158,6 +181,11 @@ mod tests {
             ["s"]
         );
         assert_eq!(keys("XREAD STREAMS a b 0"), Vec::<String>::new());
+        assert_eq!(keys("MIGRATE h 1 k 0 5000 COPY"), ["k"]);
+        assert_eq!(
+            keys("MIGRATE h 1  0 5000 AUTH2 KEYS pw KEYS a b"),
+            ["a", "b"]
+        );
         // A bad count leaves only what is certain; the command itself answers the error.
         assert_eq!(keys("ZUNIONSTORE d x a b"), ["d"]);
         assert_eq!(keys("LMPOP 5 a LEFT"), Vec::<String>::new());

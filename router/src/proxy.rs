@@ -434,6 +434,8 @@ async fn connection<T: Transport>(
 
 /// The write buffer a subscriber's connection keeps between batches of messages, at most.
 const SUBSCRIBER_BUFFER: usize = 16 * 1024;
+/// What a connection's write buffer starts with when its first reply of a batch is ready.
+const REPLY_CHUNK: usize = 4 * 1024;
 
 async fn recv_pushed(sub: &mut Option<Box<pubsub::Subscriber>>, out: &mut Vec<Bytes>) {
     match sub {
@@ -467,6 +469,11 @@ fn drain<'a>(
                     if let Some(raw) = front.elsewhere(&bytes) {
                         *front = crate::scripts::follow(router, who, raw, bytes);
                         continue;
+                    }
+                    if out.capacity() == 0 {
+                        // Room for a pipeline's replies at once: growing from empty reply by
+                        // reply reallocated it five times a batch of sixteen.
+                        out.reserve(REPLY_CHUNK.max(bytes.len()));
                     }
                     out.extend_from_slice(&bytes);
                     fifo.pop_front();

@@ -22,6 +22,7 @@ pub mod hyperloglog;
 pub mod keys;
 pub mod lcs;
 pub mod lists;
+pub mod migrate;
 pub mod multi;
 pub mod notify;
 pub mod pubsub;
@@ -306,6 +307,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "object" => k::object(ctx, a),
         "dump" => k::dump(ctx, a),
         "restore" => k::restore(ctx, a),
+        "migrate" => migrate::migrate(ctx, a),
         "multi" => multi::multi(ctx),
         "exec" => multi::exec(ctx),
         "discard" => multi::discard(ctx),

@@ -133,6 +133,8 @@ impl Session {
 pub enum Migration {
     /// MIGRATE-KEYS: these keys.
     Keys { target: String, keys: Vec<Bytes> },
+    /// A client's MIGRATE to another server.
+    Transfer(Box<crate::cmd::migrate::Transfer>),
     /// MIGRATE-ARC: up to `max` keys of the arc.
     Arc {
         target: String,

@@ -65,6 +65,7 @@ pub(crate) static REDIS_ACL: &[CommandAcl] = &[
     CommandAcl { name: "object|help", categories: KEYSPACE | SLOW, keys: &[] },
     CommandAcl { name: "dump", categories: KEYSPACE | READ | SLOW, keys: &[KeySpec { flags: KEY_ACCESS, begin: Begin::Index(1), find: Find::Range { last: 0, step: 1, limit: 0 } }] },
     CommandAcl { name: "restore", categories: KEYSPACE | WRITE | SLOW | DANGEROUS, keys: &[KeySpec { flags: KEY_UPDATE, begin: Begin::Index(1), find: Find::Range { last: 0, step: 1, limit: 0 } }] },
+    CommandAcl { name: "migrate", categories: KEYSPACE | WRITE | SLOW | DANGEROUS, keys: &[KeySpec { flags: KEY_ACCESS | KEY_DELETE, begin: Begin::Index(3), find: Find::Range { last: 0, step: 1, limit: 0 } }, KeySpec { flags: KEY_ACCESS | KEY_DELETE, begin: Begin::Keyword("keys", -2), find: Find::Range { last: -1, step: 1, limit: 0 } }] },
     CommandAcl { name: "get", categories: READ | STRING | FAST, keys: &[KeySpec { flags: KEY_ACCESS, begin: Begin::Index(1), find: Find::Range { last: 0, step: 1, limit: 0 } }] },
     CommandAcl { name: "set", categories: WRITE | STRING | SLOW, keys: &[KeySpec { flags: KEY_ACCESS | KEY_UPDATE, begin: Begin::Index(1), find: Find::Range { last: 0, step: 1, limit: 0 } }] },
     CommandAcl { name: "setnx", categories: WRITE | STRING | FAST, keys: &[KeySpec { flags: KEY_INSERT, begin: Begin::Index(1), find: Find::Range { last: 0, step: 1, limit: 0 } }] },

@@ -63,6 +63,7 @@ pub(crate) static REDIS_COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "object|help", arity: 2, flags: LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "dump", arity: 2, flags: READONLY, first_key: 1, last_key: 1, step: 1 },
     CommandSpec { name: "restore", arity: -4, flags: WRITE | DENYOOM, first_key: 1, last_key: 1, step: 1 },
+    CommandSpec { name: "migrate", arity: -6, flags: WRITE | MOVABLEKEYS, first_key: 3, last_key: 3, step: 1 },
     CommandSpec { name: "get", arity: 2, flags: READONLY | FAST, first_key: 1, last_key: 1, step: 1 },
     CommandSpec { name: "set", arity: -3, flags: WRITE | DENYOOM, first_key: 1, last_key: 1, step: 1 },
     CommandSpec { name: "setnx", arity: 3, flags: WRITE | DENYOOM | FAST, first_key: 1, last_key: 1, step: 1 },
