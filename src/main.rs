@@ -27,6 +27,7 @@ mod fd_limit;
 mod health;
 mod router_cmd;
 mod up;
+mod up_tls;
 
 #[derive(Subcommand)]
 enum Command {

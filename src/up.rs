@@ -19,11 +19,14 @@ use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use ringcache_protocol::tls::TlsClient;
 use ringcache_router::RouterConfig;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use crate::up_tls::UpTls;
 
 /// How long each node, and then the router, gets to print its listening line and answer PING.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -33,6 +36,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const RECENT_LINES: usize = 20;
 
 const NODE_LISTENING: &str = "ringcache node listening on ";
+const NODE_LISTENING_TLS: &str = "ringcache node listening for TLS on ";
+const ROUTER_LISTENING_TLS: &str = "ringcache router listening for TLS on ";
 const ROUTER_LISTENING: &str = "ringcache router listening on ";
 const ROUTER_METRICS: &str = "ringcache router metrics on ";
 
@@ -41,6 +46,13 @@ pub struct UpArgs {
     /// The cluster description.
     #[arg(long, default_value = "cluster.toml")]
     pub config: PathBuf,
+    /// Every listener and link on TLS: certificates made in --tls-dir (kept for the next
+    /// start), nodes TLS-only, the router's clients on TLS at the file's `listen` address.
+    #[arg(long)]
+    pub tls: bool,
+    /// Where --tls keeps its CA, certificate and key.
+    #[arg(long, default_value = "ringcache-tls")]
+    pub tls_dir: PathBuf,
 }
 
 /// One node process to start.
@@ -66,16 +78,13 @@ impl NodePlan {
         }
     }
 
-    fn args(&self) -> Vec<String> {
-        let mut args = vec![
-            "node".to_string(),
-            "--bind".to_string(),
-            self.host.clone(),
-            "--port".to_string(),
-            self.port.to_string(),
-            "--shard-id".to_string(),
-            self.shard.clone(),
-        ];
+    fn args(&self, tls: Option<&UpTls>) -> Vec<String> {
+        let mut args = vec!["node".to_string(), "--bind".to_string(), self.host.clone()];
+        match tls {
+            Some(tls) => args.extend(tls.node_args(self.port)),
+            None => args.extend(["--port".to_string(), self.port.to_string()]),
+        }
+        args.extend(["--shard-id".to_string(), self.shard.clone()]);
         if let Some(primary) = &self.replica_of {
             args.push("--replica-of".to_string());
             args.push(primary.clone());
@@ -293,14 +302,20 @@ impl ChildProc {
         }
     }
 
-    /// Retries PING on `addr` until it is answered; fails if the child exits or `deadline` passes.
-    async fn wait_ping(&mut self, addr: &str, deadline: Instant) -> Result<()> {
+    /// Retries PING on `addr` (over TLS with `tls`) until it is answered; fails if the child
+    /// exits or `deadline` passes.
+    async fn wait_ping(
+        &mut self,
+        addr: &str,
+        tls: Option<&TlsClient>,
+        deadline: Instant,
+    ) -> Result<()> {
         let mut last = String::from("no attempt");
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.process.try_wait() {
                 return Err(self.exited_early("it answered PING").await);
             }
-            match ping(addr).await {
+            match ping(addr, tls).await {
                 Ok(()) => return Ok(()),
                 Err(e) => last = format!("{e:#}"),
             }
@@ -399,9 +414,9 @@ async fn pump(
 
 /// One PING on a fresh connection; any reply (even `-NOAUTH`) means the server is up and
 /// speaking RESP.
-async fn ping(addr: &str) -> Result<()> {
+async fn ping(addr: &str, tls: Option<&TlsClient>) -> Result<()> {
     let timeout = Duration::from_secs(1);
-    let mut c = ringcache_client::Client::connect(addr, timeout).await?;
+    let mut c = ringcache_client::Client::connect_with(addr, timeout, tls).await?;
     c.call(&["PING"], timeout).await?;
     Ok(())
 }
@@ -481,11 +496,19 @@ impl Children {
 /// Where the cluster ended up listening.
 struct Ready {
     router: String,
+    /// The router's TLS listener (`--tls`), which clients use then.
+    router_tls: Option<String>,
     metrics: Option<String>,
     nodes: usize,
 }
 
-async fn start(plan: &Plan, exe: &Path, config: &Path, children: &mut Children) -> Result<Ready> {
+async fn start(
+    plan: &Plan,
+    exe: &Path,
+    config: &Path,
+    tls: Option<&UpTls>,
+    children: &mut Children,
+) -> Result<Ready> {
     for (name, node) in &plan.nodes {
         ensure_free(&node.addr(), name, config).await?;
     }
@@ -495,13 +518,20 @@ async fn start(plan: &Plan, exe: &Path, config: &Path, children: &mut Children) 
     }
 
     for (name, node) in &plan.nodes {
-        let child = ChildProc::spawn(name, exe, &node.args())?;
+        let child = ChildProc::spawn(name, exe, &node.args(tls))?;
         children.nodes.push(child);
     }
     let deadline = Instant::now() + READY_TIMEOUT;
     for (child, (_, node)) in children.nodes.iter_mut().zip(&plan.nodes) {
-        let addr = child.wait_line(NODE_LISTENING, deadline).await?;
-        child.wait_ping(&addr, deadline).await?;
+        let listening = if tls.is_some() {
+            NODE_LISTENING_TLS
+        } else {
+            NODE_LISTENING
+        };
+        let addr = child.wait_line(listening, deadline).await?;
+        child
+            .wait_ping(&addr, tls.map(UpTls::client), deadline)
+            .await?;
         let role = match &node.replica_of {
             None => "primary".to_string(),
             Some(p) => format!("replica of {p}"),
@@ -509,7 +539,12 @@ async fn start(plan: &Plan, exe: &Path, config: &Path, children: &mut Children) 
         println!("ringcache up: {} ({role}) listening on {addr}", child.name);
     }
 
-    let config_arg = config.display().to_string();
+    let config_arg = match tls {
+        Some(tls) => tls.router_config(config, &plan.router_listen)?,
+        None => config.to_path_buf(),
+    }
+    .display()
+    .to_string();
     let router = children.router.insert(ChildProc::spawn(
         "router",
         exe,
@@ -518,8 +553,13 @@ async fn start(plan: &Plan, exe: &Path, config: &Path, children: &mut Children) 
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut listening = None;
     let mut metrics = None;
-    // The two lines may come in either order; the metrics line only when metrics is configured.
-    while listening.is_none() || (plan.metrics.is_some() && metrics.is_none()) {
+    let mut listening_tls = None;
+    // The lines may come in any order; the metrics line only when metrics is configured, the
+    // TLS one with --tls.
+    while listening.is_none()
+        || (plan.metrics.is_some() && metrics.is_none())
+        || (tls.is_some() && listening_tls.is_none())
+    {
         let wait_more = if listening.is_some() {
             // The listening line is the contract; give the metrics line a short while after it.
             deadline.min(Instant::now() + Duration::from_secs(3))
@@ -546,10 +586,17 @@ async fn start(plan: &Plan, exe: &Path, config: &Path, children: &mut Children) 
             listening = Some(rest.trim().to_string());
         } else if let Some(rest) = line.strip_prefix(ROUTER_METRICS) {
             metrics = Some(rest.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix(ROUTER_LISTENING_TLS) {
+            listening_tls = Some(rest.trim().to_string());
         }
     }
     let router_addr = listening.ok_or_else(|| anyhow!("the router printed no listening line"))?;
-    router.wait_ping(&router_addr, deadline).await?;
+    router.wait_ping(&router_addr, None, deadline).await?;
+    if let (Some(tls), Some(addr)) = (tls, &listening_tls) {
+        router.wait_ping(addr, Some(tls.client()), deadline).await?;
+    } else if tls.is_some() {
+        bail!("the router printed no `{ROUTER_LISTENING_TLS}ADDR` line");
+    }
     let metrics = metrics.or_else(|| {
         let configured = plan.metrics.clone()?;
         eprintln!(
@@ -559,6 +606,7 @@ async fn start(plan: &Plan, exe: &Path, config: &Path, children: &mut Children) 
     });
     Ok(Ready {
         router: router_addr,
+        router_tls: listening_tls,
         metrics,
         nodes: plan.nodes.len(),
     })
@@ -591,8 +639,18 @@ fn metrics_url(addr: &str) -> String {
     format!("http://{addr}/metrics")
 }
 
-fn print_banner(plan: &Plan, ready: &Ready) {
-    let cli = redis_cli_args(&ready.router);
+fn print_banner(plan: &Plan, ready: &Ready, tls: Option<&UpTls>) {
+    let cli = match (&ready.router_tls, tls) {
+        (Some(addr), Some(tls)) => format!(
+            "--tls --cacert {} {}",
+            tls.ca().display(),
+            redis_cli_args(addr)
+        ),
+        _ => redis_cli_args(&ready.router),
+    };
+    if let (Some(addr), Some(_)) = (&ready.router_tls, tls) {
+        println!("ringcache up: router listening for TLS on {addr}");
+    }
     if let Some(m) = &ready.metrics {
         println!("ringcache up: router metrics on {}", metrics_url(m));
     }
@@ -622,11 +680,18 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> Result<()>
     })?;
     let plan = plan(&cluster).with_context(|| format!("{}", config.display()))?;
     let exe = std::env::current_exe().context("cannot find the ringcache executable")?;
+    let tls = match args.tls {
+        true => {
+            let hosts: Vec<String> = plan.nodes.iter().map(|(_, n)| n.host.clone()).collect();
+            Some(UpTls::prepare(&args.tls_dir, &hosts)?)
+        }
+        false => None,
+    };
 
     tokio::pin!(shutdown);
     let mut children = Children::default();
     let started = tokio::select! {
-        r = start(&plan, &exe, config, &mut children) => Some(r),
+        r = start(&plan, &exe, config, tls.as_ref(), &mut children) => Some(r),
         _ = &mut shutdown => None,
     };
     let ready = match started {
@@ -642,7 +707,7 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> Result<()>
             return Ok(());
         }
     };
-    print_banner(&plan, &ready);
+    print_banner(&plan, &ready, tls.as_ref());
 
     let died = tokio::select! {
         _ = &mut shutdown => None,
@@ -692,7 +757,7 @@ mod tests {
         assert_eq!(plan.nodes[1].0, "replica a/1");
         assert_eq!(plan.nodes[2].0, "node b");
         assert_eq!(
-            plan.nodes[0].1.args(),
+            plan.nodes[0].1.args(None),
             [
                 "node",
                 "--bind",
@@ -720,7 +785,7 @@ mod tests {
         .unwrap();
         assert_eq!(plan.nodes.len(), 3);
         assert_eq!(plan.nodes[2].0, "replica a/2");
-        let args = plan.nodes[2].1.args();
+        let args = plan.nodes[2].1.args(None);
         assert_eq!(&args[1..5], ["--bind", "::1", "--port", "7103"]);
         assert_eq!(&args[7..], ["--replica-of", "127.0.0.1:7101"]);
         assert_eq!(plan.metrics, None);

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod num;
 pub mod park;
 pub mod peek;
+pub mod pki;
 pub mod request;
 pub mod resp;
 pub mod ring;

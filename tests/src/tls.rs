@@ -1,13 +1,10 @@
-//! Certificates made at run time (rcgen) for the TLS tests, the churn harness's `--tls` mode and
-//! bench-tls: a CA and one certificate for 127.0.0.1 / localhost that serves every listener and,
-//! as a client certificate, every link. Nothing is committed.
+//! Certificates for the TLS tests and the churn harness's `--tls` mode, made at run time by
+//! `ringcache_protocol::pki`: a CA and one certificate for 127.0.0.1 / localhost that serves every
+//! listener and, as a client certificate, every link. Nothing is committed.
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use ringcache_protocol::pki;
 use ringcache_protocol::tls::{ClientFiles, TlsClient};
 
 /// A CA and a certificate it signed, as PEM files in one directory.
@@ -20,52 +17,23 @@ impl Pki {
     /// Makes a fresh CA and certificate in `dir` (created if missing): `ca.crt`, `node.crt`,
     /// `node.key`.
     pub fn create(dir: &Path) -> Result<Pki, String> {
-        let e = |e: rcgen::Error| e.to_string();
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let ca_key = KeyPair::generate().map_err(e)?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "ringcache test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = ca_params.self_signed(&ca_key).map_err(e)?;
-        let key = KeyPair::generate().map_err(e)?;
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .map_err(e)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "ringcache test node");
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &ca, &ca_key).map_err(e)?;
-        let pki = Pki {
+        let hosts = ["localhost", "127.0.0.1"].map(String::from);
+        ringcache_protocol::pki::create(dir, &hosts)?;
+        Ok(Pki {
             dir: dir.to_path_buf(),
-        };
-        let write = |p: PathBuf, s: String| std::fs::write(p, s).map_err(|e| e.to_string());
-        write(pki.ca(), ca.pem())?;
-        write(pki.cert(), cert.pem())?;
-        write(pki.key(), key.serialize_pem())?;
-        Ok(pki)
+        })
     }
 
     pub fn ca(&self) -> PathBuf {
-        self.dir.join("ca.crt")
+        pki::file(&self.dir, pki::CA_FILE)
     }
 
     pub fn cert(&self) -> PathBuf {
-        self.dir.join("node.crt")
+        pki::file(&self.dir, pki::CERT_FILE)
     }
 
     pub fn key(&self) -> PathBuf {
-        self.dir.join("node.key")
+        pki::file(&self.dir, pki::KEY_FILE)
     }
 
     /// The node flags of a TLS listener with these files (client certificates required).

@@ -295,3 +295,73 @@ fn the_default_cluster_file_is_what_the_readme_says() {
         assert!(text.contains(needle), "cluster.toml lacks {needle}");
     }
 }
+
+/// `up --tls`: certificates made in `--tls-dir`, nodes listening for TLS only, the router's
+/// clients on TLS at the file's address, and the keys spread over the nodes on TLS links.
+#[test]
+fn up_tls_puts_every_listener_and_link_on_tls() {
+    use ringcache_protocol::tls::{ClientFiles, TlsClient};
+    let addrs = node_addrs();
+    let config = cluster_file(
+        "up-tls",
+        &cluster_toml("127.0.0.1:0", None, &three_shards(&addrs)),
+    );
+    let dir = scratch_dir("up-tls");
+    let (mut up, lines) = try_spawn_ringcache_lines(
+        &[
+            "up",
+            "--config",
+            config.to_str().unwrap(),
+            "--tls",
+            "--tls-dir",
+            dir.to_str().unwrap(),
+        ],
+        &["ringcache up: router listening for TLS on ", UP_ROUTER],
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("ringcache up --tls: {e}"));
+    let pids = children_of(&up, 4);
+    let _guard = KillOnDrop(pids.clone());
+    let tls_addr = lines[0].trim().to_string();
+    let client = TlsClient::new(&ClientFiles {
+        ca: dir.join("ca.crt"),
+        cert: None,
+        key: None,
+        server_name: None,
+    })
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = Duration::from_secs(5);
+    rt.block_on(async {
+        let mut c = ringcache_client::Client::connect_with(&tls_addr, t, Some(&client))
+            .await
+            .unwrap();
+        for i in 0..60 {
+            let k = format!("k{i}");
+            assert_eq!(c.call(&["SET", &k, "v"], t).await.unwrap(), ok());
+            assert_eq!(c.call(&["GET", &k], t).await.unwrap(), bulk("v"));
+        }
+        for addr in &addrs {
+            let a = addr.to_string();
+            let mut n = ringcache_client::Client::connect_with(&a, t, Some(&client))
+                .await
+                .unwrap();
+            let keys = n.call(&["DBSIZE"], t).await.unwrap().int();
+            assert!(keys > 0, "node {a} got no keys over TLS");
+            // A node speaks TLS only: a plain PING gets no answer.
+            let mut plain = ringcache_client::Client::connect(&a, t).await.unwrap();
+            assert!(plain
+                .call(&["PING"], Duration::from_millis(500))
+                .await
+                .is_err());
+        }
+    });
+    up.signal(SIGTERM);
+    assert!(up
+        .wait_exit(Duration::from_secs(20))
+        .is_some_and(|s| s.success()));
+    let _ = std::fs::remove_file(&config);
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringcache_client::Client;
+use ringcache_protocol::tls::TlsClient;
 use ringcache_protocol::wire::reply_text;
 use ringcache_protocol::Reply;
 use tokio::sync::watch;
@@ -37,11 +38,12 @@ impl Default for HealthSettings {
 /// Where a pool's membership comes from when it can change (a shard's replicas).
 pub type MemberSource = Arc<dyn Fn() -> Vec<Member> + Send + Sync>;
 
-/// Health-checks every backend of `pool` with PING until `stop`, first refreshing its members
-/// from `members` when given.
+/// Health-checks every backend of `pool` with PING (over TLS with `tls`) until `stop`, first
+/// refreshing its members from `members` when given.
 pub async fn health_loop(
     pool: Arc<Pool>,
     settings: HealthSettings,
+    tls: Option<TlsClient>,
     members: Option<MemberSource>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -66,8 +68,9 @@ pub async fn health_loop(
         }
         let name = pool.name.as_str();
         let backends = pool.backends();
+        let tls = tls.as_ref();
         let checks = backends.iter().map(|b| async move {
-            let ok = ping(&b.addr, settings.timeout).await;
+            let ok = ping_with(&b.addr, settings.timeout, tls).await;
             record(name, b, ok, settings);
         });
         futures::future::join_all(checks).await;
@@ -94,8 +97,13 @@ fn record(pool: &str, b: &Backend, ok: bool, s: HealthSettings) {
 
 /// True if `addr` answers PING with +PONG (or -NOAUTH: alive, just password-protected).
 pub async fn ping(addr: &str, timeout: Duration) -> bool {
+    ping_with(addr, timeout, None).await
+}
+
+/// [`ping`] over TLS with `tls`.
+pub async fn ping_with(addr: &str, timeout: Duration, tls: Option<&TlsClient>) -> bool {
     let attempt = async {
-        let mut c = Client::connect(addr, timeout).await.ok()?;
+        let mut c = Client::connect_with(addr, timeout, tls).await.ok()?;
         match c.call(&["PING"], timeout).await.ok()? {
             Reply::Error(e) => Some(e.starts_with("NOAUTH")),
             r => Some(reply_text(&r).as_deref() == Some("PONG")),

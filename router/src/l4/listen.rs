@@ -68,9 +68,15 @@ pub async fn start(router: &Arc<Router>) -> io::Result<()> {
             }
             L4Pool::Addrs(_) => None,
         };
+        // A shard's replicas are nodes: checked over TLS when the router's links are.
+        let tls = match &l4.pool {
+            L4Pool::Replicas(_) => router.config.node_link.tls.clone(),
+            L4Pool::Addrs(_) => None,
+        };
         tokio::spawn(health_loop(
             pool.clone(),
             HealthSettings::default(),
+            tls,
             source,
             router.stop_signal(),
         ));
