@@ -34,7 +34,7 @@ sort sort_ro substr
 geoadd geodist geohash geopos geosearch geosearchstore georadius georadius_ro georadiusbymember
 georadiusbymember_ro
 multi exec discard watch unwatch
-info command config time save bgsave lastsave replicaof slaveof role memory function shutdown
+info command config time save bgsave lastsave replicaof slaveof role memory function shutdown slowlog
 eval evalsha eval_ro evalsha_ro script fcall fcall_ro
 subscribe psubscribe unsubscribe punsubscribe publish ssubscribe sunsubscribe spublish pubsub
 xadd xlen xrange xrevrange xdel xtrim xsetid xread xreadgroup xgroup xack xpending xclaim xautoclaim
@@ -48,6 +48,7 @@ SUBCOMMANDS = {
     "config": "get set resetstat rewrite".split(),
     "object": "encoding freq idletime refcount help".split(),
     "memory": "usage help".split(),
+    "slowlog": "get len reset help".split(),
     "function": "load list delete flush dump restore stats kill help".split(),
     "script": "load exists flush kill debug help".split(),
     "pubsub": "channels numsub numpat shardchannels shardnumsub help".split(),

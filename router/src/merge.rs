@@ -230,6 +230,7 @@ pub fn combine(how: &How, parts: Vec<UpResult>) -> Bytes {
             successes(parts).and_then(|p| p.into_iter().next().ok_or_else(|| unexpected("a load")))
         }
         How::FanOut(FanOut::AnyOk) => any_ok(parts),
+        How::FanOut(FanOut::SlowLog(n)) => successes(parts).and_then(|p| slowlog(&p, *n)),
         How::Scan { shard, shards } => successes(parts).and_then(|p| scan(&p, *shard, *shards)),
         How::Info {
             text,
@@ -310,6 +311,35 @@ fn concat(parts: &[Bytes]) -> Result<Bytes, Bytes> {
     array_header(&mut out, total);
     for b in bodies {
         out.put_slice(b);
+    }
+    Ok(out.freeze())
+}
+
+/// SLOWLOG GET: the shards' entries, newest first (by their unix time, then duration), at most
+/// `n`, each entry's bytes copied as the shard sent them.
+fn slowlog(parts: &[Bytes], n: usize) -> Result<Bytes, Bytes> {
+    let mut entries: Vec<(i64, i64, &[u8])> = Vec::new();
+    for p in parts {
+        for r in frame::elements(p).ok_or_else(|| unexpected("SLOWLOG GET"))? {
+            let entry = &p[r];
+            let fields = frame::elements(entry).ok_or_else(|| unexpected("SLOWLOG GET"))?;
+            let int = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| frame::integer(&entry[f.clone()]))
+            };
+            let (Some(time), Some(micros)) = (int(1), int(2)) else {
+                return Err(unexpected("SLOWLOG GET"));
+            };
+            entries.push((time, micros, entry));
+        }
+    }
+    entries.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+    entries.truncate(n);
+    let mut out = BytesMut::with_capacity(entries.iter().map(|e| e.2.len()).sum::<usize>() + 16);
+    array_header(&mut out, entries.len());
+    for (_, _, e) in entries {
+        out.put_slice(e);
     }
     Ok(out.freeze())
 }

@@ -44,6 +44,8 @@ pub enum FanOut {
     First,
     /// SCRIPT KILL, FUNCTION KILL: OK if a shard stopped a script, else the first error.
     AnyOk,
+    /// SLOWLOG GET: the newest entries of all shards, at most this many.
+    SlowLog(usize),
 }
 
 /// One shard's share of a split command.
@@ -98,7 +100,7 @@ pub fn plan(spec: &CommandSpec, args: &[bytes::Bytes], owner: impl Fn(&[u8]) -> 
             // A bad key count: any shard answers the command's own error.
             Plan::Forward(owner(b""))
         } else {
-            keyless(spec, &owner)
+            keyless(spec, args, &owner)
         };
     };
     let split = match spec.name {
@@ -152,8 +154,9 @@ pub fn plan(spec: &CommandSpec, args: &[bytes::Bytes], owner: impl Fn(&[u8]) -> 
     }
 }
 
-fn keyless(spec: &CommandSpec, owner: &impl Fn(&[u8]) -> usize) -> Plan {
+fn keyless(spec: &CommandSpec, args: &[bytes::Bytes], owner: &impl Fn(&[u8]) -> usize) -> Plan {
     match spec.name {
+        "slowlog" => slowlog(args, owner),
         // Keyless commands any one shard answers as well as all would.
         "pfselftest" | "lastsave" => Plan::Forward(owner(b"")),
         // A container's subcommand without a key (XGROUP HELP, OBJECT HELP): any shard's answer.
@@ -166,6 +169,23 @@ fn keyless(spec: &CommandSpec, owner: &impl Fn(&[u8]) -> usize) -> Plan {
         "randomkey" => Plan::FanOut(FanOut::Random),
         "scan" => Plan::Scan,
         _ => Plan::Unsupported,
+    }
+}
+
+/// SLOWLOG through the router: every shard's slow commands (GET merged newest first, LEN summed,
+/// RESET everywhere); HELP and malformed requests get one shard's answer.
+fn slowlog(args: &[bytes::Bytes], owner: &impl Fn(&[u8]) -> usize) -> Plan {
+    let sub = args.get(1).map(|s| s.to_ascii_lowercase());
+    match (sub.as_deref(), args.len()) {
+        (Some(b"len"), 2) => Plan::FanOut(FanOut::Sum),
+        (Some(b"reset"), 2) => Plan::FanOut(FanOut::AllOk),
+        (Some(b"get"), 2) => Plan::FanOut(FanOut::SlowLog(10)),
+        (Some(b"get"), 3) => match ringcache_protocol::num::parse_i64(&args[2]) {
+            Some(-1) => Plan::FanOut(FanOut::SlowLog(usize::MAX)),
+            Some(n) if n >= 0 => Plan::FanOut(FanOut::SlowLog(n as usize)),
+            _ => Plan::Forward(owner(b"")),
+        },
+        _ => Plan::Forward(owner(b"")),
     }
 }
 

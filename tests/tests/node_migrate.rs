@@ -9,6 +9,13 @@ fn port(p: &Proc) -> String {
     p.addr.port().to_string()
 }
 
+/// `MIGRATE 127.0.0.1 <to> <args...>` on `c`.
+fn migrate(c: &mut Raw, to: &str, args: &[&str]) -> Reply {
+    let mut v = vec!["MIGRATE", "127.0.0.1", to];
+    v.extend_from_slice(args);
+    c.cmd(&v)
+}
+
 #[test]
 fn migrate_moves_keys_with_their_ttl() {
     let (src, dst) = (start_target(&[]), start_target(&[]));
@@ -16,10 +23,7 @@ fn migrate_moves_keys_with_their_ttl() {
     let to = port(&dst);
     assert_eq!(s.cmd(&["SET", "k", "v", "EX", "100"]), ok());
     assert_eq!(s.cmd(&["RPUSH", "l", "a", "b"]), int(2));
-    assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &to, "k", "0", "5000"]),
-        ok()
-    );
+    assert_eq!(migrate(&mut s, &to, &["k", "0", "5000"]), ok());
     assert_eq!(s.cmd(&["EXISTS", "k"]), int(0));
     assert_eq!(d.cmd(&["GET", "k"]), bulk("v"));
     let Reply::Int(ttl) = d.cmd(&["TTL", "k"]) else {
@@ -27,35 +31,24 @@ fn migrate_moves_keys_with_their_ttl() {
     };
     assert!((1..=100).contains(&ttl), "ttl {ttl}");
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &to, "missing", "0", "5000"]),
+        migrate(&mut s, &to, &["missing", "0", "5000"]),
         status("NOKEY")
     );
     // The KEYS form: missing keys are skipped.
     assert_eq!(s.cmd(&["SET", "a", "1"]), ok());
     assert_eq!(
-        s.cmd(&[
-            "MIGRATE",
-            "127.0.0.1",
-            &to,
-            "",
-            "0",
-            "5000",
-            "KEYS",
-            "a",
-            "l",
-            "nope"
-        ]),
+        migrate(&mut s, &to, &["", "0", "5000", "KEYS", "a", "l", "nope"]),
         ok()
     );
     assert_eq!(s.cmd(&["DBSIZE"]), int(0));
     assert_eq!(d.cmd(&["LRANGE", "l", "0", "-1"]), bulks(&["a", "b"]));
     assert_eq!(d.cmd(&["GET", "a"]), bulk("1"));
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &to, "k", "0", "5000", "KEYS", "a"]),
+        migrate(&mut s, &to, &["k", "0", "5000", "KEYS", "a"]),
         err("ERR When using MIGRATE KEYS option, the key argument must be set to the empty string")
     );
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &to, "k", "0", "5000", "SOON"]),
+        migrate(&mut s, &to, &["k", "0", "5000", "SOON"]),
         err("ERR syntax error")
     );
 }
@@ -69,21 +62,12 @@ fn migrate_copy_replace_and_refusals() {
     assert_eq!(d.cmd(&["SET", "k", "old"]), ok());
     // The target refuses to overwrite: the key stays here.
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &to, "k", "0", "5000"]),
+        migrate(&mut s, &to, &["k", "0", "5000"]),
         err("ERR Target instance replied with error: BUSYKEY Target key name already exists.")
     );
     assert_eq!(s.cmd(&["GET", "k"]), bulk("new"));
     assert_eq!(
-        s.cmd(&[
-            "MIGRATE",
-            "127.0.0.1",
-            &to,
-            "k",
-            "0",
-            "5000",
-            "COPY",
-            "REPLACE"
-        ]),
+        migrate(&mut s, &to, &["k", "0", "5000", "COPY", "REPLACE"]),
         ok()
     );
     assert_eq!(s.cmd(&["GET", "k"]), bulk("new"));
@@ -92,7 +76,7 @@ fn migrate_copy_replace_and_refusals() {
     // Nothing listens on a port just freed: refused at once, which Redis finds at its write.
     let closed = free_port().to_string();
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &closed, "k", "0", "500"]),
+        migrate(&mut s, &closed, &["k", "0", "500"]),
         err("IOERR error or timeout writing to target instance")
     );
     assert_eq!(s.cmd(&["GET", "k"]), bulk("new"));
@@ -113,32 +97,24 @@ fn migrate_authenticates_to_the_target() {
     assert_eq!(s.cmd(&["SET", "a", "1"]), ok());
     assert_eq!(s.cmd(&["SET", "b", "2"]), ok());
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &to, "a", "0", "5000"]),
+        migrate(&mut s, &to, &["a", "0", "5000"]),
         err("ERR Target instance replied with error: NOAUTH Authentication required.")
     );
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &to, "a", "0", "5000", "AUTH", "nope"]),
+        migrate(&mut s, &to, &["a", "0", "5000", "AUTH", "nope"]),
         err("ERR Target instance replied with error: WRONGPASS invalid username-password pair or user is disabled.")
     );
     assert_eq!(s.cmd(&["EXISTS", "a"]), int(1));
     assert_eq!(
-        s.cmd(&["MIGRATE", "127.0.0.1", &to, "a", "0", "5000", "AUTH", "pw"]),
+        migrate(&mut s, &to, &["a", "0", "5000", "AUTH", "pw"]),
         ok()
     );
     assert_eq!(
-        s.cmd(&[
-            "MIGRATE",
-            "127.0.0.1",
+        migrate(
+            &mut s,
             &to,
-            "",
-            "0",
-            "5000",
-            "AUTH2",
-            "mover",
-            "mpw",
-            "KEYS",
-            "b"
-        ]),
+            &["", "0", "5000", "AUTH2", "mover", "mpw", "KEYS", "b"]
+        ),
         ok()
     );
     assert_eq!(s.cmd(&["DBSIZE"]), int(0));

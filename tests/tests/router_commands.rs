@@ -442,3 +442,46 @@ fn hello_resp2_and_resp3() {
     assert_eq!(r.get("proto"), Some(int(2)));
     assert_eq!(c.cmd_raw(&["GET", "missing"]), b"$-1\r\n");
 }
+
+/// SLOWLOG through the router: every shard's slow commands, newest first; LEN summed; RESET
+/// everywhere. Against one redis-server the same expectations hold.
+#[test]
+fn slowlog_over_every_shard() {
+    let t = start_routed_target();
+    let mut c = t.raw();
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]),
+        ok()
+    );
+    assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), ok());
+    for i in 0..30 {
+        assert_eq!(c.cmd(&["SET", &format!("slow:{i}"), "v"]), ok());
+    }
+    // Every SET was slow enough; the log also holds what else reached the shards (the SLOWLOG
+    // commands themselves, a router's health checks).
+    assert!(c.cmd(&["SLOWLOG", "LEN"]).int() >= 30);
+    let got = c.cmd(&["SLOWLOG", "GET", "5"]).items();
+    assert_eq!(got.len(), 5);
+    let times: Vec<i64> = got.iter().map(|e| e.items()[1].int()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let all = c.cmd(&["SLOWLOG", "GET", "-1"]).items();
+    let sets = all
+        .iter()
+        .filter(|e| e.items()[3].items()[0].text() == "SET")
+        .count();
+    assert_eq!(sets, 30);
+    assert_eq!(
+        c.cmd(&["SLOWLOG", "GET", "x"]),
+        err("ERR count should be greater than or equal to -1")
+    );
+    assert_eq!(c.cmd(&["SLOWLOG", "HELP"]).items().len(), 12);
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "10000"]),
+        ok()
+    );
+    assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), ok());
+    assert!(c.cmd(&["SLOWLOG", "LEN"]).int() < 30);
+}

@@ -344,6 +344,14 @@ fn set(sh: &Shared, p: &Param, v: &str) {
                 "hz" => {
                     c.params.insert(p.name, num().clamp(1, 500).to_string());
                 }
+                "slowlog-log-slower-than" => {
+                    sh.slowlog.threshold_us.store(num(), Relaxed);
+                    c.params.insert(p.name, v.to_string());
+                }
+                "slowlog-max-len" => {
+                    sh.slowlog.set_max_len(unum() as usize);
+                    c.params.insert(p.name, v.to_string());
+                }
                 "busy-reply-threshold" => {
                     sh.scripts.busy_ms.store(unum(), Relaxed);
                     c.params.insert(p.name, v.to_string());

@@ -71,8 +71,18 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
     if session.multi.is_some() && !multi::runs_now(spec) {
         return multi::queue(session, spec, args);
     }
+    let started = std::time::Instant::now();
     let reply = run_command(shared, session, spec, args);
+    let micros = started.elapsed().as_micros() as u64;
     shared.stats.call(spec, true, reply.is_error());
+    shared.stats.time(spec, micros);
+    if shared.slowlog.is_slow(micros) && !spec.has(flags::SKIP_SLOWLOG) {
+        let client = &session.client;
+        let name = ringcache_protocol::clients::lock(&client.name).clone();
+        shared
+            .slowlog
+            .add(micros, args, client.addr.to_string(), name);
+    }
     reply
 }
 
@@ -308,6 +318,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "dump" => k::dump(ctx, a),
         "restore" => k::restore(ctx, a),
         "migrate" => migrate::migrate(ctx, a),
+        "slowlog" => server::slowlog(ctx, a),
         "multi" => multi::multi(ctx),
         "exec" => multi::exec(ctx),
         "discard" => multi::discard(ctx),

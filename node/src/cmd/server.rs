@@ -279,3 +279,36 @@ pub fn memory(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         None => Reply::Nil,
     }
 }
+
+/// SLOWLOG GET [count] | LEN | RESET | HELP.
+pub fn slowlog(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    let log = &ctx.shared.slowlog;
+    match a.len() {
+        2 if is(&a[1], "help") => Reply::status_lines(&[
+            "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET [<count>]",
+            "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+            "    Entries are made of:",
+            "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+            "    client name",
+            "LEN",
+            "    Return the length of the slowlog.",
+            "RESET",
+            "    Reset the slowlog.",
+            "HELP",
+            "    Prints this help.",
+        ]),
+        2 if is(&a[1], "reset") => {
+            log.reset();
+            Reply::OK
+        }
+        2 if is(&a[1], "len") => Reply::Int(log.len() as i64),
+        2 if is(&a[1], "get") => log.reply(Some(10)),
+        3 if is(&a[1], "get") => match int_arg(&a[2]) {
+            Ok(-1) => log.reply(None),
+            Ok(n) if n >= 0 => log.reply(Some(n as usize)),
+            _ => Reply::error("ERR count should be greater than or equal to -1"),
+        },
+        _ => unknown_subcommand(&a[1], "slowlog"),
+    }
+}

@@ -10,6 +10,7 @@ pub mod pubsub;
 pub mod replication;
 pub mod script;
 pub mod session;
+pub mod slowlog;
 pub mod topology;
 pub mod watch;
 
@@ -45,6 +46,8 @@ pub struct ServerStats {
     pub error_replies: AtomicU64,
     /// Per command (by `table::position`): calls, calls refused before running, calls that failed.
     calls: Box<[AtomicU64]>,
+    /// Microseconds spent running each command.
+    usec: Box<[AtomicU64]>,
     rejected: Box<[AtomicU64]>,
     failed: Box<[AtomicU64]>,
 }
@@ -59,6 +62,7 @@ impl Default for ServerStats {
             errors: Default::default(),
             error_replies: AtomicU64::new(0),
             calls: counters(),
+            usec: counters(),
             rejected: counters(),
             failed: counters(),
         }
@@ -77,6 +81,7 @@ impl ServerStats {
         ]
         .into_iter()
         .chain(self.calls.iter())
+        .chain(self.usec.iter())
         .chain(self.rejected.iter())
         .chain(self.failed.iter())
         {
@@ -104,6 +109,14 @@ impl ServerStats {
         }
     }
 
+    /// Microseconds a call of `spec` ran (INFO commandstats `usec`).
+    #[inline]
+    pub fn time(&self, spec: &table::CommandSpec, micros: u64) {
+        if let Some(c) = self.usec.get(table::position(spec)) {
+            c.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// A call already counted failed after all (a blocked command answered with an error).
     pub fn failed_later(&self, spec: &table::CommandSpec) {
         if let Some(c) = self.failed.get(table::position(spec)) {
@@ -122,9 +135,15 @@ impl ServerStats {
             if calls + rejected == 0 {
                 continue;
             }
+            let usec = get(&self.usec);
+            let per_call = if calls > 0 {
+                usec as f64 / calls as f64
+            } else {
+                0.0
+            };
             let _ = write!(
                 out,
-                "cmdstat_{}:calls={calls},usec=0,usec_per_call=0.00,rejected_calls={rejected},failed_calls={failed}\r\n",
+                "cmdstat_{}:calls={calls},usec={usec},usec_per_call={per_call:.2},rejected_calls={rejected},failed_calls={failed}\r\n",
                 spec.name
             );
         }
@@ -157,6 +176,8 @@ pub struct Shared {
     /// ACL users, the ACL log and the failed-AUTH limit.
     pub acl: ringcache_protocol::acl::Acl,
     pub stats: ServerStats,
+    /// Commands slower than `slowlog-log-slower-than` (SLOWLOG).
+    pub slowlog: slowlog::SlowLog,
     pub started: Instant,
     pub started_unix: i64,
     pub run_id: String,
@@ -192,6 +213,7 @@ impl Shared {
             watches: Watches::default(),
             blocked: Blocked::default(),
             pubsub: pubsub::PubSub::default(),
+            slowlog: slowlog::SlowLog::default(),
             repl: Replication::new(&run_id),
             topology: NodeTopology::new(config.shard_id.clone()),
             apply,

@@ -1,0 +1,111 @@
+#![allow(clippy::unwrap_used)]
+//! SLOWLOG and INFO commandstats timings on a node (or redis-server with
+//! `RINGCACHE_TEST_TARGET=redis`): what is logged past `slowlog-log-slower-than`, the entry's
+//! fields, long commands trimmed, secrets redacted, `slowlog-max-len`, LEN, RESET and errors.
+
+use tests::*;
+
+fn entry_args(entry: &Reply) -> Vec<String> {
+    let fields = entry.items();
+    fields[3].items().iter().map(|a| a.text()).collect()
+}
+
+#[test]
+fn slowlog_records_commands_past_the_threshold() {
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    assert_eq!(c.cmd(&["CLIENT", "SETNAME", "slowpoke"]), ok());
+    // The default threshold (10 ms) logs nothing of these.
+    assert_eq!(c.cmd(&["SET", "k", "v"]), ok());
+    assert_eq!(c.cmd(&["SLOWLOG", "LEN"]), int(0));
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]),
+        ok()
+    );
+    assert_eq!(c.cmd(&["SET", "k", "v2"]), ok());
+    let got = c.cmd(&["SLOWLOG", "GET", "2"]).items();
+    assert_eq!(got.len(), 2);
+    // Newest first: SET, then the CONFIG SET that turned logging on.
+    let newest = got[0].items();
+    assert_eq!(newest.len(), 6);
+    assert_eq!(entry_args(&got[0]), ["SET", "k", "v2"]);
+    assert_eq!(
+        entry_args(&got[1]),
+        ["CONFIG", "SET", "slowlog-log-slower-than", "0"]
+    );
+    assert!(newest[0].int() > got[1].items()[0].int(), "ids grow");
+    assert!(newest[1].int() > 1_600_000_000, "a unix time");
+    assert!(newest[2].int() >= 0, "microseconds");
+    assert_eq!(newest[4].text(), c.local_addr().to_string());
+    assert_eq!(newest[5].text(), "slowpoke");
+
+    let long = "x".repeat(200);
+    let mut many: Vec<String> = vec!["MSET".into()];
+    for i in 0..20 {
+        many.push(format!("k{i}"));
+        many.push(if i == 0 { long.clone() } else { "v".into() });
+    }
+    assert_eq!(c.cmd(&many), ok());
+    let args = entry_args(&c.cmd(&["SLOWLOG", "GET", "1"]).items()[0]);
+    assert_eq!(args.len(), 32);
+    assert_eq!(args[2], format!("{}... (72 more bytes)", "x".repeat(128)));
+    assert_eq!(args[31], "... (10 more arguments)");
+    assert!(c.cmd(&["AUTH", "nosuchuser", "secret"]).is_error());
+    let args = entry_args(&c.cmd(&["SLOWLOG", "GET", "1"]).items()[0]);
+    assert_eq!(args, ["AUTH", "(redacted)", "(redacted)"]);
+
+    assert_eq!(c.cmd(&["CONFIG", "SET", "slowlog-max-len", "3"]), ok());
+    for i in 0..5 {
+        assert_eq!(c.cmd(&["SET", &format!("n{i}"), "v"]), ok());
+    }
+    assert_eq!(c.cmd(&["SLOWLOG", "LEN"]), int(3));
+    assert_eq!(c.cmd(&["SLOWLOG", "GET", "-1"]).items().len(), 3);
+    assert_eq!(c.cmd(&["SLOWLOG", "GET", "0"]), arr(vec![]));
+    assert_eq!(
+        c.cmd(&["SLOWLOG", "GET", "-2"]),
+        err("ERR count should be greater than or equal to -1")
+    );
+    assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), ok());
+    // RESET itself is logged after the log is emptied.
+    assert!(c.cmd(&["SLOWLOG", "LEN"]).int() <= 1);
+    assert_eq!(c.cmd(&["SLOWLOG", "HELP"]).items().len(), 12);
+    assert_eq!(
+        c.cmd(&["SLOWLOG", "NOPE"]),
+        err("ERR unknown subcommand 'NOPE'. Try SLOWLOG HELP.")
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"]),
+        ok()
+    );
+    assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), ok());
+    assert_eq!(c.cmd(&["SET", "k", "v3"]), ok());
+    assert_eq!(c.cmd(&["SLOWLOG", "LEN"]), int(0));
+}
+
+#[test]
+fn commandstats_count_time() {
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    for i in 0..200 {
+        assert_eq!(c.cmd(&["RPUSH", "l", &i.to_string()]), int(i + 1));
+    }
+    for _ in 0..50 {
+        assert_eq!(c.cmd(&["LRANGE", "l", "0", "-1"]).items().len(), 200);
+    }
+    let info = c.cmd(&["INFO", "commandstats"]).text();
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("cmdstat_lrange:"))
+        .unwrap_or_else(|| panic!("no lrange line in {info}"));
+    let field = |name: &str| -> f64 {
+        line.split(|c| c == ':' || c == ',')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(field("calls"), 50.0);
+    assert!(field("usec") > 0.0, "{line}");
+    let per_call = field("usec") / 50.0;
+    assert!((field("usec_per_call") - per_call).abs() < 0.01, "{line}");
+}
