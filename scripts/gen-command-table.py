@@ -34,7 +34,7 @@ sort sort_ro substr
 geoadd geodist geohash geopos geosearch geosearchstore georadius georadius_ro georadiusbymember
 georadiusbymember_ro
 multi exec discard watch unwatch
-info command config time save bgsave lastsave replicaof slaveof role memory function shutdown slowlog
+info command config time save bgsave lastsave replicaof slaveof role memory function shutdown slowlog monitor
 eval evalsha eval_ro evalsha_ro script fcall fcall_ro
 subscribe psubscribe unsubscribe punsubscribe publish ssubscribe sunsubscribe spublish pubsub
 xadd xlen xrange xrevrange xdel xtrim xsetid xread xreadgroup xgroup xack xpending xclaim xautoclaim

@@ -11,6 +11,7 @@ pub mod glob;
 pub mod hash;
 pub mod input;
 pub mod keys;
+pub mod monitor;
 pub mod num;
 pub mod park;
 pub mod peek;

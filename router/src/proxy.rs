@@ -690,6 +690,13 @@ fn dispatch(
         txn::queue_failed(s);
         return answer(router, cmd, start, &reply, s.proto);
     }
+    if router.pubsub.monitoring() && ringcache_protocol::monitor::shown(spec, args) {
+        let line = ringcache_protocol::monitor::line_now(&s.client.addr.to_string(), args);
+        router.pubsub.feed_monitors(&line);
+    }
+    if spec.name == "monitor" {
+        return pubsub::commands::monitor(router, s);
+    }
     let plan = route::plan(spec, args, |k| topo.owner(k).unwrap_or(0));
     if plan == Plan::WrongArity {
         txn::queue_failed(s);

@@ -485,3 +485,34 @@ fn slowlog_over_every_shard() {
     assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), ok());
     assert!(c.cmd(&["SLOWLOG", "LEN"]).int() < 30);
 }
+
+/// MONITOR through the router shows the requests its clients send, as Redis shows the
+/// commands it runs; administrative ones left out, secrets redacted.
+#[test]
+fn monitor_shows_requests() {
+    let t = start_routed_target();
+    let mut m = t.raw();
+    assert_eq!(m.cmd(&["MONITOR"]), ok());
+    let mut c = t.raw();
+    let me = c.local_addr().to_string();
+    assert_eq!(c.cmd(&["SET", "mon:1", "a b"]), ok());
+    let _ = c.cmd(&["CONFIG", "GET", "maxmemory"]);
+    assert_eq!(
+        c.cmd(&["MGET", "mon:1", "mon:2"]),
+        arr(vec![bulk("a b"), nil()])
+    );
+    assert!(c.cmd(&["AUTH", "nobody", "pw"]).is_error());
+    for want in [
+        format!("[0 {me}] \"SET\" \"mon:1\" \"a b\""),
+        format!("[0 {me}] \"MGET\" \"mon:1\" \"mon:2\""),
+        format!("[0 {me}] \"AUTH\" \"(redacted)\" \"(redacted)\""),
+    ] {
+        let line = m.reply().text();
+        let (ts, rest) = line.split_once(' ').unwrap();
+        assert!(ts.parse::<f64>().unwrap() > 1.6e9, "{line}");
+        assert_eq!(rest, want);
+    }
+    assert_eq!(m.cmd(&["RESET"]), status("RESET"));
+    assert_eq!(c.cmd(&["SET", "mon:1", "b"]), ok());
+    assert!(m.read(Duration::from_millis(300)).is_none());
+}

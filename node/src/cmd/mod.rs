@@ -76,6 +76,9 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
     let micros = started.elapsed().as_micros() as u64;
     shared.stats.call(spec, true, reply.is_error());
     shared.stats.time(spec, micros);
+    if shared.monitors.active() {
+        pubsub::feed_monitors(shared, session, spec, args);
+    }
     if shared.slowlog.is_slow(micros) && !spec.has(flags::SKIP_SLOWLOG) {
         let client = &session.client;
         let name = ringcache_protocol::clients::lock(&client.name).clone();
@@ -340,6 +343,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
             ctx.session.reply = crate::state::session::ReplyMode::On;
             c::reset(ctx)
         }
+        "monitor" => pubsub::monitor(ctx),
         "subscribe" => pubsub::subscribe(ctx, a, Kind::Channel),
         "psubscribe" => pubsub::subscribe(ctx, a, Kind::Pattern),
         "ssubscribe" => pubsub::subscribe(ctx, a, Kind::Shard),

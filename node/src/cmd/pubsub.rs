@@ -38,13 +38,49 @@ pub fn subscribed_refusal(spec: &table::CommandSpec, args: &[Bytes]) -> Reply {
     ))
 }
 
+/// The session's subscriptions, made (with its mailbox) on first use.
+fn subscriptions(session: &mut Session) -> &mut Subscriptions {
+    let proto = session.proto;
+    let client = &session.client;
+    session.pubsub.get_or_insert_with(|| {
+        let mb = Arc::new(Mailbox::new(client.clone(), proto));
+        Box::new(Subscriptions::new(mb))
+    })
+}
+
+/// MONITOR: from now on the connection also receives every command the node runs.
+pub fn monitor(ctx: &mut Ctx) -> Reply {
+    let subs = subscriptions(ctx.session);
+    subs.monitor = true;
+    let mb = subs.mailbox.clone();
+    ctx.shared.monitors.add(&mb);
+    Reply::OK
+}
+
+/// Shows a command that ran to the monitors (not administrative ones, as Redis).
+pub fn feed_monitors(
+    shared: &Shared,
+    session: &Session,
+    spec: &'static table::CommandSpec,
+    args: &[Bytes],
+) {
+    if !ringcache_protocol::monitor::shown(spec, args) {
+        return;
+    }
+    let client = if session.in_script {
+        "lua".to_string()
+    } else {
+        session.client.addr.to_string()
+    };
+    shared
+        .monitors
+        .feed(&client, args, shared.pubsub.pubsub_limit());
+}
+
 /// (P|S)SUBSCRIBE name...
 pub fn subscribe(ctx: &mut Ctx, a: &[Bytes], kind: Kind) -> Reply {
     let proto = ctx.session.proto;
-    let subs = ctx.session.pubsub.get_or_insert_with(|| {
-        let mb = Arc::new(Mailbox::new(ctx.session.client.clone(), proto));
-        Box::new(Subscriptions::new(mb))
-    });
+    let subs = subscriptions(ctx.session);
     let mut out = BytesMut::new();
     for name in &a[1..] {
         if subs.insert(kind, name) {
@@ -58,7 +94,8 @@ pub fn subscribe(ctx: &mut Ctx, a: &[Bytes], kind: Kind) -> Reply {
             Some(count),
         );
     }
-    ctx.session.client.set_subscriptions(subs.sizes());
+    let sizes = subs.sizes();
+    ctx.session.client.set_subscriptions(sizes);
     Reply::Raw(out.freeze())
 }
 
@@ -108,6 +145,9 @@ pub fn unsubscribe_all(shared: &Shared, session: &mut Session) {
         return;
     };
     session.client.set_subscriptions([0; 3]);
+    if subs.monitor {
+        shared.monitors.remove(subs.mailbox.id);
+    }
     for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
         for name in subs.names(kind) {
             shared.pubsub.remove(kind, &name, subs.mailbox.id);
@@ -195,5 +235,5 @@ pub fn subscribed_ping(a: &[Bytes]) -> Reply {
 
 /// Whether the session is in RESP2's subscribed mode.
 pub fn in_resp2_subscribed_mode(session: &Session) -> bool {
-    session.pubsub.is_some() && session.proto == Protocol::Resp2
+    session.proto == Protocol::Resp2 && session.pubsub.as_ref().is_some_and(|s| s.subscribed())
 }

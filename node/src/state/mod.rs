@@ -6,6 +6,7 @@
 //! replication and topology state, the pub/sub subscriptions; [`session::Session`] is one connection's state.
 
 pub mod blocking;
+pub mod monitor;
 pub mod pubsub;
 pub mod replication;
 pub mod script;
@@ -178,6 +179,8 @@ pub struct Shared {
     pub stats: ServerStats,
     /// Commands slower than `slowlog-log-slower-than` (SLOWLOG).
     pub slowlog: slowlog::SlowLog,
+    /// Connections in MONITOR mode.
+    pub monitors: monitor::Monitors,
     pub started: Instant,
     pub started_unix: i64,
     pub run_id: String,
@@ -214,6 +217,7 @@ impl Shared {
             blocked: Blocked::default(),
             pubsub: pubsub::PubSub::default(),
             slowlog: slowlog::SlowLog::default(),
+            monitors: monitor::Monitors::default(),
             repl: Replication::new(&run_id),
             topology: NodeTopology::new(config.shard_id.clone()),
             apply,

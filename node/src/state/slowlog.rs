@@ -55,37 +55,6 @@ fn trimmed(a: &Bytes) -> Bytes {
     Bytes::from(v)
 }
 
-/// Arguments that carry secrets, shown as `(redacted)` as Redis does: AUTH's, HELLO's after
-/// AUTH, MIGRATE's after AUTH or AUTH2.
-fn redacted(args: &[Bytes]) -> Vec<bool> {
-    let mut hide = vec![false; args.len()];
-    let Some(name) = args.first() else {
-        return hide;
-    };
-    let is = |a: &Bytes, w: &str| a.eq_ignore_ascii_case(w.as_bytes());
-    if is(name, "auth") {
-        hide.iter_mut().skip(1).for_each(|h| *h = true);
-    } else if is(name, "hello") || is(name, "migrate") {
-        for (i, a) in args.iter().enumerate().skip(1) {
-            let n = if is(a, "auth") {
-                if is(name, "hello") {
-                    2
-                } else {
-                    1
-                }
-            } else if is(a, "auth2") && is(name, "migrate") {
-                2
-            } else {
-                continue;
-            };
-            for h in hide.iter_mut().skip(i + 1).take(n) {
-                *h = true;
-            }
-        }
-    }
-    hide
-}
-
 impl SlowLog {
     /// Whether a command that took `micros` belongs in the log.
     #[inline]
@@ -100,7 +69,7 @@ impl SlowLog {
         if max == 0 {
             return;
         }
-        let hide = redacted(args);
+        let hide = ringcache_protocol::monitor::redacted(args);
         let mut kept: Vec<Bytes> = args
             .iter()
             .zip(&hide)

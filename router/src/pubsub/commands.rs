@@ -75,6 +75,18 @@ pub fn run(
     }
 }
 
+/// MONITOR: from now on the client also receives every request this router's clients send
+/// (the router's view; each node's own MONITOR shows what reaches that node).
+pub fn monitor(router: &Router, s: &mut Session) -> Slot {
+    let resp3 = s.proto == Protocol::Resp3;
+    let hub = &router.pubsub;
+    let sub = s
+        .pubsub
+        .get_or_insert_with(|| Box::new(hub.subscriber(router, &s.client, resp3)));
+    hub.monitor(sub.id);
+    Slot::reply(&Reply::OK, s.proto)
+}
+
 fn confirmation(proto: Protocol, what: &'static str, name: Option<&Bytes>, count: usize) -> Bytes {
     let name = name.map_or(Reply::Nil, |n| Reply::Bulk(n.clone()));
     let items = vec![

@@ -126,6 +126,8 @@ struct State {
     links: HashMap<String, Link>,
     /// The ring epoch and moving state the subscriptions were placed for.
     placed: (u64, bool),
+    /// Clients in MONITOR mode (their queues are in `sinks`).
+    monitors: HashSet<u64, Ids>,
 }
 
 /// The router's pub/sub state.
@@ -134,6 +136,8 @@ pub struct Hub {
     state: Mutex<State>,
     /// Clients cut off for not reading their messages.
     pub dropped_clients: AtomicUsize,
+    /// How many clients monitor, read for every request without the lock.
+    monitoring: AtomicUsize,
 }
 
 /// A subscribed client's side: its queue and what it subscribed to. Dropped with the client's
@@ -295,7 +299,13 @@ impl Hub {
 
     /// A client went away: its queue and every subscription of its.
     fn forget(&self, router: &Router, id: u64, mine: &[HashSet<Bytes>; 3]) {
-        lock(&self.state).sinks.remove(&id);
+        {
+            let mut st = lock(&self.state);
+            st.sinks.remove(&id);
+            if st.monitors.remove(&id) {
+                self.monitoring.store(st.monitors.len(), Relaxed);
+            }
+        }
         let _ = router;
         for kind in Kind::ALL {
             for name in &mine[kind.index()] {
@@ -367,14 +377,22 @@ impl Hub {
             }
             let _ = sink.tx.send(bytes);
         }
-        for id in cut {
-            // Its subscriptions end now (counts, upstream), not when its connection notices.
-            for map in subs.iter_mut() {
+        self.cut_off(&mut st, cut);
+    }
+
+    /// Ends the clients of `ids`, whose queues went past the output limit: their subscriptions
+    /// end now (counts, upstream), not when their connections notice.
+    fn cut_off(&self, st: &mut State, ids: Vec<u64>) {
+        for id in ids {
+            for map in st.subs.iter_mut() {
                 for entry in map.values_mut() {
                     entry.clients.remove(&id);
                 }
             }
-            if let Some(sink) = sinks.remove(&id) {
+            if st.monitors.remove(&id) {
+                self.monitoring.store(st.monitors.len(), Relaxed);
+            }
+            if let Some(sink) = st.sinks.remove(&id) {
                 tracing::info!(
                     client = id,
                     "subscriber cut off: its messages exceed the pub/sub output limit"
@@ -383,6 +401,40 @@ impl Hub {
                 sink.handle.kill();
             }
         }
+    }
+
+    /// Whether any client monitors: the one check every request pays.
+    #[inline]
+    pub fn monitoring(&self) -> bool {
+        self.monitoring.load(Relaxed) > 0
+    }
+
+    /// Client `id` (whose queue the hub has) monitors from now on.
+    pub fn monitor(&self, id: u64) {
+        let mut st = lock(&self.state);
+        st.monitors.insert(id);
+        self.monitoring.store(st.monitors.len(), Relaxed);
+    }
+
+    /// Sends a MONITOR line to every monitoring client.
+    pub fn feed_monitors(&self, line: &Bytes) {
+        let mut st = lock(&self.state);
+        let State {
+            sinks, monitors, ..
+        } = &mut *st;
+        let mut cut = Vec::new();
+        for id in monitors.iter() {
+            let Some(sink) = sinks.get_mut(id) else {
+                continue;
+            };
+            let queued = sink.queued.fetch_add(line.len(), Relaxed) + line.len();
+            if over_limit(sink, queued) {
+                cut.push(*id);
+                continue;
+            }
+            let _ = sink.tx.send(line.clone());
+        }
+        self.cut_off(&mut st, cut);
     }
 
     /// Places every subscription for `topo` if the ring or its moving state changed: new

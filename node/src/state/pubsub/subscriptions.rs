@@ -39,6 +39,8 @@ impl Kind {
 #[derive(Debug)]
 pub struct Subscriptions {
     pub mailbox: Arc<Mailbox>,
+    /// In MONITOR mode: the mailbox also carries the commands the node runs.
+    pub monitor: bool,
     channels: IndexSet<Bytes>,
     patterns: IndexSet<Bytes>,
     shard: IndexSet<Bytes>,
@@ -48,6 +50,7 @@ impl Subscriptions {
     pub fn new(mailbox: Arc<Mailbox>) -> Subscriptions {
         Subscriptions {
             mailbox,
+            monitor: false,
             channels: IndexSet::new(),
             patterns: IndexSet::new(),
             shard: IndexSet::new(),
@@ -94,8 +97,14 @@ impl Subscriptions {
         }
     }
 
+    /// Nothing left to deliver: no subscription and not monitoring.
     pub fn is_empty(&self) -> bool {
-        self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty()
+        !self.monitor && !self.subscribed()
+    }
+
+    /// Subscribed to anything (RESP2's subscribed mode).
+    pub fn subscribed(&self) -> bool {
+        !(self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty())
     }
 
     /// [channels, patterns, shard channels].
