@@ -98,7 +98,7 @@ fn commandstats_count_time() {
         .find(|l| l.starts_with("cmdstat_lrange:"))
         .unwrap_or_else(|| panic!("no lrange line in {info}"));
     let field = |name: &str| -> f64 {
-        line.split(|c| c == ':' || c == ',')
+        line.split([':', ','])
             .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
             .unwrap()
             .parse()
