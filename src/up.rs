@@ -682,7 +682,11 @@ pub async fn run(args: UpArgs, shutdown: impl Future<Output = ()>) -> Result<()>
     let exe = std::env::current_exe().context("cannot find the ringcache executable")?;
     let tls = match args.tls {
         true => {
-            let hosts: Vec<String> = plan.nodes.iter().map(|(_, n)| n.host.clone()).collect();
+            let mut hosts: Vec<String> = plan.nodes.iter().map(|(_, n)| n.host.clone()).collect();
+            // Clients check the router's certificate against the name they dial.
+            if let Ok((host, _)) = split_host_port(&plan.router_listen) {
+                hosts.push(host);
+            }
             Some(UpTls::prepare(&args.tls_dir, &hosts)?)
         }
         false => None,

@@ -33,7 +33,9 @@ pub struct UpTls {
 }
 
 impl UpTls {
-    /// Uses the certificates in `dir`, making them for `hosts` (and the local host) if missing.
+    /// Uses the certificates in `dir`, making them for `hosts` (and the local host) if missing;
+    /// certificates already there are used as they are (delete the directory to make them again
+    /// for other hosts).
     pub fn prepare(dir: &Path, hosts: &[String]) -> Result<UpTls> {
         if !pki::exists(dir) {
             let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
@@ -136,7 +138,9 @@ impl UpTls {
             "# Written by `ringcache up --tls` from {}; edit that file, not this one.\n",
             config.display()
         );
-        std::fs::write(&out, header + &body).with_context(|| format!("{}", out.display()))?;
+        // The copy holds what the file holds (node passwords, say): its owner's only.
+        ringcache_protocol::pki::write_private(&out, &(header + &body))
+            .map_err(anyhow::Error::msg)?;
         Ok(out)
     }
 }

@@ -513,9 +513,6 @@ async fn serve_session<T: Transport>(
                     None => return Ok(End::Closed),
                 }
             }
-            if let Reply::Error(e) = &reply {
-                shared.stats.error(e);
-            }
             if let Some(migration) = session.migration.take().map(|m| *m) {
                 // Waits on another node: the replies before it need not wait too.
                 if !out.is_empty() {
@@ -535,6 +532,15 @@ async fn serve_session<T: Transport>(
                     }
                     _ => Box::pin(crate::topology::run(shared, migration)).await,
                 };
+                if reply.is_error() {
+                    // Counted as a call that went well while its reply was still to come.
+                    if let Some(spec) = ringcache_protocol::table::lookup(&args[0]) {
+                        shared.stats.failed_later(spec);
+                    }
+                }
+            }
+            if let Reply::Error(e) = &reply {
+                shared.stats.error(e);
             }
             if session.is_replication_link {
                 // SYNC: this connection now carries the snapshot and write stream to a replica.

@@ -16,15 +16,27 @@ pub fn shown(spec: &'static CommandSpec, args: &[Bytes]) -> bool {
     !flags_of.has(flags::ADMIN | flags::SKIP_MONITOR)
 }
 
-/// Arguments that carry secrets, shown as `(redacted)` (by MONITOR and in the slow log) as Redis does: AUTH's, HELLO's after
-/// AUTH, MIGRATE's after AUTH or AUTH2.
+/// Arguments that carry secrets, shown as `(redacted)` (by MONITOR and in the slow log) as Redis
+/// does: AUTH's, HELLO's after AUTH, MIGRATE's after AUTH or AUTH2, CONFIG SET's password values.
 pub fn redacted(args: &[Bytes]) -> Vec<bool> {
     let mut hide = vec![false; args.len()];
     let Some(name) = args.first() else {
         return hide;
     };
     let is = |a: &Bytes, w: &str| a.eq_ignore_ascii_case(w.as_bytes());
-    if is(name, "auth") {
+    if is(name, "config") && args.get(1).is_some_and(|a| is(a, "set")) {
+        // Values of the settings Redis marks sensitive.
+        for (i, a) in args.iter().enumerate().skip(2).step_by(2) {
+            if ["requirepass", "masterauth", "masteruser"]
+                .iter()
+                .any(|p| is(a, p))
+            {
+                if let Some(h) = hide.get_mut(i + 1) {
+                    *h = true;
+                }
+            }
+        }
+    } else if is(name, "auth") {
         hide.iter_mut().skip(1).for_each(|h| *h = true);
     } else if is(name, "hello") || is(name, "migrate") {
         for (i, a) in args.iter().enumerate().skip(1) {

@@ -49,8 +49,23 @@ pub fn create(dir: &Path, hosts: &[String]) -> Result<(), String> {
     };
     write(CA_FILE, ca.pem())?;
     write(CERT_FILE, cert.pem())?;
-    write(KEY_FILE, key.serialize_pem())?;
-    restrict(&dir.join(KEY_FILE))
+    write_private(&dir.join(KEY_FILE), &key.serialize_pem())
+}
+
+/// Writes `text` to `path`, readable by its owner only from the moment the file exists.
+pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // A file that existed keeps its old mode through `open`: narrow it too.
+    restrict(path)?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Whether `dir` holds the three files already.

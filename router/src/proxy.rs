@@ -694,9 +694,6 @@ fn dispatch(
         let line = ringcache_protocol::monitor::line_now(&s.client.addr.to_string(), args);
         router.pubsub.feed_monitors(&line);
     }
-    if spec.name == "monitor" {
-        return pubsub::commands::monitor(router, s);
-    }
     let plan = route::plan(spec, args, |k| topo.owner(k).unwrap_or(0));
     if plan == Plan::WrongArity {
         txn::queue_failed(s);
@@ -722,6 +719,10 @@ fn dispatch(
         if let Some(slot) = txn::dispatch(router, topo, s, spec, args, &raw) {
             return slot;
         }
+    }
+    if spec.name == "monitor" {
+        // After the subscribed-mode refusal and a transaction's queueing, as on Redis.
+        return pubsub::commands::monitor(router, s);
     }
     if spec.name == "config" {
         return local::config_slot(router, topo, s, args, &raw, cmd, start);

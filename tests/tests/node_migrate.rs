@@ -120,3 +120,19 @@ fn migrate_authenticates_to_the_target() {
     assert_eq!(s.cmd(&["DBSIZE"]), int(0));
     assert_eq!(d.cmd(&["MGET", "a", "b"]), bulks(&["1", "2"]));
 }
+
+/// A MIGRATE aimed at the node itself never loses the key (Redis times out on itself; the node
+/// sees its own RESTORE write the key and keeps it).
+#[test]
+fn migrate_to_itself_keeps_the_key() {
+    let src = start_target(&[]);
+    let mut s = src.raw();
+    let me = port(&src);
+    assert_eq!(s.cmd(&["SET", "k", "v"]), ok());
+    let r = migrate(&mut s, &me, &["k", "0", "500", "REPLACE"]);
+    assert!(
+        r == ok() || r == err("IOERR error or timeout reading to target instance"),
+        "{r:?}"
+    );
+    assert_eq!(s.cmd(&["GET", "k"]), bulk("v"));
+}

@@ -42,3 +42,19 @@ fn monitor_shows_each_command() {
     assert!(m.read(Duration::from_millis(300)).is_none());
     assert_eq!(m.cmd(&["PING"]), status("PONG"));
 }
+
+/// A transaction's commands are shown as EXEC runs them, between MULTI and EXEC, as Redis.
+#[test]
+fn monitor_shows_a_transactions_commands() {
+    let s = start_target(&[]);
+    let mut m = s.raw();
+    assert_eq!(m.cmd(&["MONITOR"]), ok());
+    let mut c = s.raw();
+    let me = c.local_addr().to_string();
+    assert_eq!(c.cmd(&["MULTI"]), ok());
+    assert_eq!(c.cmd(&["SET", "a", "1"]), status("QUEUED"));
+    assert_eq!(c.cmd(&["EXEC"]), arr(vec![ok()]));
+    for want in ["\"MULTI\"", "\"SET\" \"a\" \"1\"", "\"EXEC\""] {
+        assert_eq!(shown(m.reply()), format!("[0 {me}] {want}"));
+    }
+}

@@ -54,6 +54,10 @@ fn slowlog_records_commands_past_the_threshold() {
     let args = entry_args(&c.cmd(&["SLOWLOG", "GET", "1"]).items()[0]);
     assert_eq!(args, ["AUTH", "(redacted)", "(redacted)"]);
 
+    assert_eq!(c.cmd(&["CONFIG", "SET", "requirepass", "s3cret"]), ok());
+    assert_eq!(c.cmd(&["CONFIG", "SET", "requirepass", ""]), ok());
+    let args = entry_args(&c.cmd(&["SLOWLOG", "GET", "1"]).items()[0]);
+    assert_eq!(args, ["CONFIG", "SET", "requirepass", "(redacted)"]);
     assert_eq!(c.cmd(&["CONFIG", "SET", "slowlog-max-len", "3"]), ok());
     for i in 0..5 {
         assert_eq!(c.cmd(&["SET", &format!("n{i}"), "v"]), ok());

@@ -4,8 +4,10 @@
 //! The command reads its keys under their locks and hands the transfer to the connection, which
 //! runs it without holding its IO thread ([`run`]): AUTH and SELECT, then one `RESTORE key ttl
 //! payload [REPLACE]` per key, pipelined, as Redis sends them. A key the target took is deleted
-//! here (unless COPY) only if it still holds what was sent, so a write made meanwhile is kept.
+//! here (unless COPY) only if nothing wrote it since it was read: a write made meanwhile, or the
+//! RESTORE of a MIGRATE aimed at this node itself, keeps it.
 
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -18,6 +20,7 @@ use super::ctx::Ctx;
 use crate::dump::dump_entry;
 use crate::keyspace::{now_ms, Db, Expiry};
 use crate::state::session::Migration;
+use crate::state::watch::WatchFlag;
 use crate::state::Shared;
 
 /// What MIGRATE sends and to whom.
@@ -29,8 +32,10 @@ pub struct Transfer {
     copy: bool,
     /// `AUTH password` or `AUTH user password`, as sent first; empty: no AUTH.
     auth: Vec<Bytes>,
-    /// The keys found, each with the payload sent (compared again before the delete).
-    keys: Vec<(Bytes, Vec<u8>)>,
+    /// The keys found, each with a flag any write to it sets from the moment it was read (a
+    /// WATCH of the transfer's own): a key written meanwhile, by a client or by the RESTORE of
+    /// a MIGRATE that reached this node itself, is not deleted.
+    keys: Vec<(Bytes, WatchFlag)>,
     /// The RESTORE commands, in the order of `keys`.
     restores: BytesMut,
 }
@@ -103,7 +108,11 @@ pub fn migrate(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             args.push(b"REPLACE");
         }
         encode_request(&mut restores, args.iter());
-        keys.push((k.clone(), payload));
+        // Under the key's lock, as WATCH registers.
+        let flag = WatchFlag::default();
+        ctx.shared.watches.watch(k, &flag);
+        ctx.shared.keyspace.add_interest();
+        keys.push((k.clone(), flag));
     }
     if keys.is_empty() {
         return Reply::Status("NOKEY");
@@ -126,16 +135,45 @@ pub fn migrate(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     Reply::Nil
 }
 
-/// Sends the keys and answers as Redis does: OK, the target's first error, or IOERR.
+/// Sends the keys and answers as Redis does: OK, the target's first error, or IOERR. Keys the
+/// target took are deleted here (unless COPY) even when a later reply never came, as Redis
+/// does.
 pub async fn run(shared: &Shared, t: Transfer) -> Reply {
+    let (taken, reply) = transfer(shared, &t).await;
+    if !t.copy && !taken.is_empty() {
+        let mut db = Db::for_keys(
+            &shared.keyspace,
+            taken.iter().map(|(k, _)| k),
+            now_ms(),
+            Expiry::Delete,
+        );
+        for (k, written) in &taken {
+            if !written.load(SeqCst) && db.remove(k).is_some() {
+                db.propagate_as(vec![Bytes::from_static(b"DEL"), k.clone()]);
+            }
+        }
+        crate::replication::release(shared, db, None);
+    }
+    for (k, flag) in &t.keys {
+        shared.watches.unwatch(std::slice::from_ref(k), flag);
+        shared.keyspace.remove_interest();
+    }
+    reply
+}
+
+/// The exchange with the target: the keys it took and the reply.
+async fn transfer<'t>(shared: &Shared, t: &'t Transfer) -> (Vec<&'t (Bytes, WatchFlag)>, Reply) {
     let tls = shared.config().tls.for_cluster().cloned();
     let mut conn = match Client::connect_with(&t.target, t.timeout, tls.as_ref()).await {
         Ok(c) => c,
         Err(ClientError::ConnectTimeout { .. }) => {
-            return Reply::error("IOERR error or timeout connecting to the client")
+            return (
+                Vec::new(),
+                Reply::error("IOERR error or timeout connecting to the client"),
+            )
         }
         // Redis connects without waiting, so a refused connection shows at its first write.
-        Err(_) => return Reply::error("IOERR error or timeout writing to target instance"),
+        Err(_) => return (Vec::new(), write_error()),
     };
     let mut out = BytesMut::new();
     if !t.auth.is_empty() {
@@ -144,40 +182,48 @@ pub async fn run(shared: &Shared, t: Transfer) -> Reply {
     encode_request(&mut out, [&b"SELECT"[..], &t.db]);
     let before = usize::from(!t.auth.is_empty()) + 1;
     out.extend_from_slice(&t.restores);
-    let Ok(replies) = conn.exchange(&out, before + t.keys.len(), t.timeout).await else {
-        return Reply::error("IOERR error or timeout reading to target instance");
-    };
+    if conn.send(&out, t.timeout).await.is_err() {
+        return (Vec::new(), write_error());
+    }
     let refused = |e: &str| Reply::Error(format!("ERR Target instance replied with error: {e}"));
-    if let Some(e) = replies[..before].iter().find_map(|r| r.error_text()) {
-        return refused(e);
-    }
     let mut first_error = None;
-    let mut taken = Vec::new();
-    for (reply, key) in replies[before..].iter().zip(&t.keys) {
-        match reply.error_text() {
-            Some(e) => {
-                first_error.get_or_insert(e);
+    // Each reply within the timeout, as Redis reads them.
+    for _ in 0..before {
+        match conn.read(t.timeout).await {
+            Ok(r) => {
+                if let Some(e) = r.error_text() {
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
             }
-            None => taken.push(key),
+            Err(_) => return (Vec::new(), read_error()),
         }
     }
-    if !t.copy && !taken.is_empty() {
-        let mut db = Db::for_keys(
-            &shared.keyspace,
-            taken.iter().map(|(k, _)| k),
-            now_ms(),
-            Expiry::Delete,
-        );
-        for (k, sent) in &taken {
-            let unchanged = db.peek(k).is_some_and(|e| dump_entry(e) == *sent);
-            if unchanged && db.remove(k).is_some() {
-                db.propagate_as(vec![Bytes::from_static(b"DEL"), k.clone()]);
-            }
+    if let Some(e) = first_error {
+        // AUTH or SELECT refused: the RESTOREs ran as nobody, or in no database.
+        return (Vec::new(), refused(&e));
+    }
+    let mut taken = Vec::new();
+    for key in &t.keys {
+        match conn.read(t.timeout).await {
+            Ok(r) => match r.error_text() {
+                Some(e) => {
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
+                None => taken.push(key),
+            },
+            Err(_) => return (taken, read_error()),
         }
-        crate::replication::release(shared, db, None);
     }
     match first_error {
-        Some(e) => refused(e),
-        None => Reply::OK,
+        Some(e) => (taken, refused(&e)),
+        None => (taken, Reply::OK),
     }
+}
+
+fn write_error() -> Reply {
+    Reply::error("IOERR error or timeout writing to target instance")
+}
+
+fn read_error() -> Reply {
+    Reply::error("IOERR error or timeout reading to target instance")
 }

@@ -189,6 +189,9 @@ pub fn exec(ctx: &mut Ctx) -> Reply {
             }
         }
         let reply = super::run(ctx, spec, args);
+        if ctx.shared.monitors.active() {
+            super::pubsub::feed_monitors(ctx.shared, ctx.session, spec, args);
+        }
         if !ctx.db.effects.notes.is_empty() {
             super::notify::command(ctx.shared, &mut ctx.db, spec.name, args);
         }

@@ -50,6 +50,10 @@ fn subscriptions(session: &mut Session) -> &mut Subscriptions {
 
 /// MONITOR: from now on the connection also receives every command the node runs.
 pub fn monitor(ctx: &mut Ctx) -> Reply {
+    if ctx.session.in_exec {
+        // A transaction expects one reply per command (Redis's words).
+        return Reply::error("ERR MONITOR isn't allowed for DENY BLOCKING client");
+    }
     let subs = subscriptions(ctx.session);
     subs.monitor = true;
     let mb = subs.mailbox.clone();

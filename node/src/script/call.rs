@@ -220,6 +220,10 @@ fn run(st: &mut RunState, spec: &'static CommandSpec, argv: &[Bytes]) -> Reply {
     // Blocking commands never block inside a script.
     session.in_exec = true;
     let reply = crate::cmd::run(st.ctx, spec, argv);
+    if shared.monitors.active() {
+        // Shown as Redis shows a script's calls: from `lua`.
+        crate::cmd::pubsub::feed_monitors(shared, st.ctx.session, spec, argv);
+    }
     let session = &mut *st.ctx.session;
     session.proto = proto;
     session.in_exec = in_exec;
