@@ -267,7 +267,12 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
     if let Some(auth) = shared.config().peer_link().auth {
         encode_request(&mut hello, auth.auth_args());
     }
-    let port = shared.port.to_string();
+    // A TLS-only node (`--port 0`) is reached at its TLS port, as Redis announces it.
+    let port = match shared.port {
+        0 => shared.config().tls.port,
+        p => p,
+    }
+    .to_string();
     encode_request(
         &mut hello,
         [&b"REPLCONF"[..], b"listening-port", port.as_bytes()],

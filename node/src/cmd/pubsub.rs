@@ -84,11 +84,18 @@ pub fn feed_monitors(
 /// (P|S)SUBSCRIBE name...
 pub fn subscribe(ctx: &mut Ctx, a: &[Bytes], kind: Kind) -> Reply {
     let proto = ctx.session.proto;
+    let user = ctx.session.user.clone();
     let subs = subscriptions(ctx.session);
     let mut out = BytesMut::new();
+    let mut refused = false;
     for name in &a[1..] {
         if subs.insert(kind, name) {
             ctx.shared.pubsub.add(kind, name, &subs.mailbox);
+            // ACL SETUSER may have narrowed the user after this command's check and looked for
+            // subscribers before this one was added: checked again now that it is.
+            refused |= user
+                .as_ref()
+                .is_some_and(|u| !u.rules().subscription_allowed(name, kind == Kind::Pattern));
         }
         let count = subs.count(kind) as i64;
         push_frame(
@@ -100,6 +107,9 @@ pub fn subscribe(ctx: &mut Ctx, a: &[Bytes], kind: Kind) -> Reply {
     }
     let sizes = subs.sizes();
     ctx.session.client.set_subscriptions(sizes);
+    if refused {
+        ctx.session.client.kill();
+    }
     Reply::Raw(out.freeze())
 }
 

@@ -127,6 +127,15 @@ fn subscribe(
             if let Some(w) = hub.add(router, topo, kind, &name, sub.id) {
                 waits.push(w);
             }
+            // ACL SETUSER may have narrowed the user after this command's check and looked for
+            // subscribers before this one was added: checked again now that it is.
+            if !s
+                .user
+                .rules()
+                .subscription_allowed(&name, kind == Kind::Pattern)
+            {
+                s.client.kill();
+            }
         }
         out.extend_from_slice(&confirmation(proto, what, Some(&name), sub.count(kind)));
     }
