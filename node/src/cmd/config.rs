@@ -195,6 +195,8 @@ fn get(sh: &Shared, p: &Param) -> String {
             .unwrap_or_default(),
         "auth-failure-limit" => sh.acl.limiter.burst.load(Relaxed).to_string(),
         "acllog-max-len" => sh.acl.log.max_len().to_string(),
+        "slowlog-log-slower-than" => sh.slowlog.threshold_us.load(Relaxed).to_string(),
+        "slowlog-max-len" => sh.slowlog.max_len.load(Relaxed).to_string(),
         "proto-max-bulk-len" => c.limits.max_bulk_len.to_string(),
         "replicaof" => sh.repl.primary_addr().unwrap_or_default(),
         "hash-max-listpack-entries" => limits.hash_max_listpack_entries.to_string(),
@@ -239,8 +241,6 @@ fn default(name: &str) -> &'static str {
         "min-replicas-max-lag" => "10",
         "hz" => "10",
         "active-expire-effort" => "1",
-        "slowlog-log-slower-than" => "10000",
-        "slowlog-max-len" => "128",
         "latency-monitor-threshold" => "0",
         "stream-node-max-bytes" => "4096",
         "stream-node-max-entries" => "100",
@@ -344,14 +344,8 @@ fn set(sh: &Shared, p: &Param, v: &str) {
                 "hz" => {
                     c.params.insert(p.name, num().clamp(1, 500).to_string());
                 }
-                "slowlog-log-slower-than" => {
-                    sh.slowlog.threshold_us.store(num(), Relaxed);
-                    c.params.insert(p.name, v.to_string());
-                }
-                "slowlog-max-len" => {
-                    sh.slowlog.set_max_len(unum() as usize);
-                    c.params.insert(p.name, v.to_string());
-                }
+                "slowlog-log-slower-than" => sh.slowlog.threshold_us.store(num(), Relaxed),
+                "slowlog-max-len" => sh.slowlog.set_max_len(unum() as usize),
                 "busy-reply-threshold" => {
                     sh.scripts.busy_ms.store(unum(), Relaxed);
                     c.params.insert(p.name, v.to_string());

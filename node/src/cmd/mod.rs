@@ -65,7 +65,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
     session.last_cmd = spec.name;
     if let Some(refused) = refusal(shared, session, spec, args) {
         multi::queue_failed(session);
-        shared.stats.call(spec, false, true);
+        shared.stats.rejected(spec);
         return refused;
     }
     if session.multi.is_some() && !multi::runs_now(spec) {
@@ -74,8 +74,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
     let started = std::time::Instant::now();
     let reply = run_command(shared, session, spec, args);
     let micros = started.elapsed().as_micros() as u64;
-    shared.stats.call(spec, true, reply.is_error());
-    shared.stats.time(spec, micros);
+    shared.stats.ran(spec, reply.is_error(), micros);
     if shared.monitors.active() {
         pubsub::feed_monitors(shared, session, spec, args);
     }

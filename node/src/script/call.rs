@@ -96,14 +96,15 @@ fn dispatch(st: &mut RunState, args: Result<Vec<Bytes>, ArgError>) -> Result<Rep
         return fail("This Redis command is not allowed from script");
     }
     if let Some(refused) = refusal(st, spec, effective, &argv) {
-        shared.stats.call(spec, false, true);
+        shared.stats.rejected(spec);
         return fail(&format!("-{refused}"));
     }
     if spec.is_write() || effective.is_write() || spec.has(flags::PUBSUB) {
         st.acted = true;
     }
     let reply = run(st, spec, &argv);
-    shared.stats.call(spec, true, reply.is_error());
+    // Not timed: the EVAL or FCALL around it is.
+    shared.stats.ran(spec, reply.is_error(), 0);
     match reply {
         Reply::Error(e) => Err(e),
         reply => Ok(reply),

@@ -238,7 +238,7 @@ pub fn allowed_while_busy(args: &[Bytes]) -> bool {
 /// The BUSY error for the running script.
 fn busy(shared: &Shared, args: &[Bytes]) -> Reply {
     if let Some(spec) = args.first().and_then(|n| table::lookup(n)) {
-        shared.stats.call(spec, false, true);
+        shared.stats.rejected(spec);
     }
     let function = shared.scripts.running().is_some_and(|r| r.is_function);
     Reply::error(if function {

@@ -91,30 +91,26 @@ impl ServerStats {
         crate::keyspace::lock(&self.errors).clear();
     }
 
-    /// Counts one call of `spec`: run (`ran`) or refused before running, failed or not.
-    pub fn call(&self, spec: &table::CommandSpec, ran: bool, failed: bool) {
+    /// Counts one call of `spec` that ran for `micros`, failed or not.
+    pub fn ran(&self, spec: &table::CommandSpec, failed: bool, micros: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         let i = table::position(spec);
-        let bump = |v: &[AtomicU64]| {
+        let bump = |v: &[AtomicU64], n: u64| {
             if let Some(c) = v.get(i) {
-                c.fetch_add(1, Relaxed);
+                c.fetch_add(n, Relaxed);
             }
         };
-        if ran {
-            bump(&self.calls);
-            if failed {
-                bump(&self.failed);
-            }
-        } else {
-            bump(&self.rejected);
+        bump(&self.calls, 1);
+        bump(&self.usec, micros);
+        if failed {
+            bump(&self.failed, 1);
         }
     }
 
-    /// Microseconds a call of `spec` ran (INFO commandstats `usec`).
-    #[inline]
-    pub fn time(&self, spec: &table::CommandSpec, micros: u64) {
-        if let Some(c) = self.usec.get(table::position(spec)) {
-            c.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+    /// Counts one call of `spec` refused before it ran.
+    pub fn rejected(&self, spec: &table::CommandSpec) {
+        if let Some(c) = self.rejected.get(table::position(spec)) {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
