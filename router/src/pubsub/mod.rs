@@ -370,12 +370,9 @@ impl Hub {
             } else {
                 raw.clone()
             };
-            let queued = sink.queued.fetch_add(bytes.len(), Relaxed) + bytes.len();
-            if over_limit(sink, queued) {
+            if !offer(sink, bytes) {
                 cut.push(*id);
-                continue;
             }
-            let _ = sink.tx.send(bytes);
         }
         self.cut_off(&mut st, cut);
     }
@@ -427,12 +424,9 @@ impl Hub {
             let Some(sink) = sinks.get_mut(id) else {
                 continue;
             };
-            let queued = sink.queued.fetch_add(line.len(), Relaxed) + line.len();
-            if over_limit(sink, queued) {
+            if !offer(sink, line.clone()) {
                 cut.push(*id);
-                continue;
             }
-            let _ = sink.tx.send(line.clone());
         }
         self.cut_off(&mut st, cut);
     }
@@ -495,6 +489,17 @@ fn link_for<'a>(links: &'a mut HashMap<String, Link>, router: &Router, shard: &s
     links
         .entry(shard.to_string())
         .or_insert_with(|| Link::start(router, shard))
+}
+
+/// Queues `bytes` for a client, counted against its output limit; false (nothing queued) when
+/// that puts it past the limit, for the caller to cut it off.
+fn offer(sink: &mut Sink, bytes: Bytes) -> bool {
+    let queued = sink.queued.fetch_add(bytes.len(), Relaxed) + bytes.len();
+    if over_limit(sink, queued) {
+        return false;
+    }
+    let _ = sink.tx.send(bytes);
+    true
 }
 
 fn over_limit(sink: &mut Sink, queued: usize) -> bool {
