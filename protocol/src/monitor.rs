@@ -6,14 +6,24 @@ use bytes::Bytes;
 
 use crate::table::{self, flags, CommandSpec};
 
+/// A script's EVAL or FCALL: flagged `skip-monitor`, because Redis shows it itself before the
+/// script runs, ahead of the calls it makes.
+pub fn is_script(spec: &CommandSpec) -> bool {
+    matches!(
+        spec.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
+
 /// Whether a command is shown to monitors: not an administrative one (a container's flags are
-/// its subcommand's: CONFIG GET is administrative), as Redis.
+/// its subcommand's: CONFIG GET is administrative), nor one flagged `skip-monitor` other than
+/// a script's, as Redis.
 pub fn shown(spec: &'static CommandSpec, args: &[Bytes]) -> bool {
     let flags_of = args
         .get(1)
         .and_then(|sub| table::subcommand(spec, &sub.to_ascii_lowercase()))
         .unwrap_or(spec);
-    !flags_of.has(flags::ADMIN | flags::SKIP_MONITOR)
+    !flags_of.has(flags::ADMIN) && (!flags_of.has(flags::SKIP_MONITOR) || is_script(spec))
 }
 
 /// Arguments that carry secrets, shown as `(redacted)` (by MONITOR and in the slow log) as Redis

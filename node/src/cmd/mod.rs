@@ -71,11 +71,16 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
     if session.multi.is_some() && !multi::runs_now(spec) {
         return multi::queue(session, spec, args);
     }
+    // Redis shows a script's EVAL or FCALL before the calls it makes, anything else once it ran.
+    let script = ringcache_protocol::monitor::is_script(spec);
+    if script && shared.monitors.active() {
+        pubsub::feed_monitors(shared, session, spec, args);
+    }
     let started = std::time::Instant::now();
     let reply = run_command(shared, session, spec, args);
     let micros = started.elapsed().as_micros() as u64;
     shared.stats.ran(spec, reply.is_error(), micros);
-    if shared.monitors.active() {
+    if !script && shared.monitors.active() {
         pubsub::feed_monitors(shared, session, spec, args);
     }
     if shared.slowlog.is_slow(micros) && !spec.has(flags::SKIP_SLOWLOG) {
