@@ -4,21 +4,26 @@
 # - EVALSHA: a 3-command script (INCR, GET, EXPIRE of one key) with `redis-benchmark -c CLIENTS
 #   -P 1`, one ringcache node against redis-server; prints node/redis (median of per-round ratios).
 # - PUBLISH fan-out: `pubsub_load` (tests/src/bin/pubsub_load.rs) with SUBSCRIBERS subscribers
-#   to one channel and one publisher (PIPELINE PUBLISHes in flight), through a ringcache router
-#   over 3 nodes against redis-server directly; prints messages delivered per second and
-#   router/redis.
+#   to one channel and one publisher sending batches of PIPELINE PUBLISHes (each batch waits for
+#   the last one's replies), through a ringcache router over 3 nodes against redis-server
+#   directly; prints messages delivered per second and router/redis, once per depth in
+#   PIPELINES. With 16 in flight the publisher's round trip bounds both servers (redis-server
+#   delivers 2.4 times as much at 64; the router's hop to the node counts in full); with 64 the
+#   servers' fan-out work does.
 #
 # usage: benches/bench-scripts-pubsub.sh
-#   ROUNDS=5 N_EVAL=200000 CLIENTS=50 SUBSCRIBERS=100 PIPELINE=16 PUB_SECONDS=5 PAYLOAD=16
+#   ROUNDS=5 N_EVAL=200000 CLIENTS=50 SUBSCRIBERS=100 PIPELINES='16 64' PUB_SECONDS=5 PAYLOAD=16
 #   NODE_CMD='<ringcache> node' and PUBSUB_LOAD=<pubsub_load>: prebuilt binaries, no build
 # Needs redis-server, redis-cli, redis-benchmark (scripts/install-deps installs them); builds
 # ringcache and pubsub_load in release mode (into CARGO_TARGET_DIR when set).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-: "${ROUNDS:=5}" "${N_EVAL:=200000}" "${CLIENTS:=50}" "${SUBSCRIBERS:=100}" "${PIPELINE:=16}"
+: "${ROUNDS:=5}" "${N_EVAL:=200000}" "${CLIENTS:=50}" "${SUBSCRIBERS:=100}" "${PIPELINES:=16 64}"
 : "${PUB_SECONDS:=5}" "${PAYLOAD:=16}" "${BENCH_RUN_TIMEOUT:=300}"
-bench_require_positive_int ROUNDS N_EVAL CLIENTS SUBSCRIBERS PIPELINE PUB_SECONDS PAYLOAD
+bench_require_positive_int ROUNDS N_EVAL CLIENTS SUBSCRIBERS PUB_SECONDS PAYLOAD
+read -r -a depths <<<"$PIPELINES"
+for d in "${depths[@]}"; do PIPELINE="$d" bench_require_positive_int PIPELINE; done
 
 root="$(bench_repo_root)"
 cd "$root"
@@ -75,7 +80,8 @@ done
 [[ "${sha_of[redis]}" == "${sha_of[node]}" ]] || bench_die "the node's SHA1 differs from redis's"
 
 echo "round,row,server,value" >"$raw"
-eval_ratios=() pub_ratios=() eval_redis=() eval_node=() pub_redis=() pub_router=()
+eval_ratios=() eval_redis=() eval_node=()
+declare -A pub_ratios pub_redis pub_router
 for ((r = 1; r <= ROUNDS; r++)); do
   order=(redis node)
   ((r % 2 == 0)) && order=(node redis)
@@ -88,29 +94,37 @@ for ((r = 1; r <= ROUNDS; r++)); do
     bench_log "round $r/$ROUNDS $server EVALSHA -P 1: $rps ops/s"
     echo "$r,evalsha,$server,$rps" >>"$raw"
   done
-  for front in "${order[@]}"; do
-    port="$redis_port"
-    label=redis
-    if [[ "$front" == node ]]; then port="$router_port" label=router; fi
-    line="$(timeout --kill-after=5s "$BENCH_RUN_TIMEOUT" "$load_bin" --addr "127.0.0.1:$port" \
-      --subscribers "$SUBSCRIBERS" --pipeline "$PIPELINE" --seconds "$PUB_SECONDS" --payload "$PAYLOAD")" \
-      || bench_die "pubsub_load against $label failed"
-    rate="$(tr ' ' '\n' <<<"$line" | awk -F= '$1 == "delivered_per_sec" { print $2 }')"
-    complete="$(tr ' ' '\n' <<<"$line" | awk -F= '$1 == "complete" { print $2 }')"
-    [[ "$complete" == true ]] || bench_log "warning: $label did not deliver every message: $line"
-    pub_rate[$label]="$rate"
-    bench_log "round $r/$ROUNDS $label PUBLISH to $SUBSCRIBERS subscribers: $line"
-    echo "$r,publish,$label,$rate" >>"$raw"
+  for depth in "${depths[@]}"; do
+    declare -A pub_rate=()
+    for front in "${order[@]}"; do
+      port="$redis_port"
+      label=redis
+      if [[ "$front" == node ]]; then port="$router_port" label=router; fi
+      line="$(timeout --kill-after=5s "$BENCH_RUN_TIMEOUT" "$load_bin" --addr "127.0.0.1:$port" \
+        --subscribers "$SUBSCRIBERS" --pipeline "$depth" --seconds "$PUB_SECONDS" --payload "$PAYLOAD")" \
+        || bench_die "pubsub_load against $label failed"
+      rate="$(tr ' ' '\n' <<<"$line" | awk -F= '$1 == "delivered_per_sec" { print $2 }')"
+      complete="$(tr ' ' '\n' <<<"$line" | awk -F= '$1 == "complete" { print $2 }')"
+      [[ "$complete" == true ]] || bench_log "warning: $label did not deliver every message: $line"
+      pub_rate[$label]="$rate"
+      bench_log "round $r/$ROUNDS $label PUBLISH to $SUBSCRIBERS subscribers, $depth in flight: $line"
+      echo "$r,publish-$depth,$label,$rate" >>"$raw"
+    done
+    pub_redis[$depth]+="${pub_rate[redis]} " pub_router[$depth]+="${pub_rate[router]} "
+    pub_ratios[$depth]+="$(bench_ratio "${pub_rate[router]}" "${pub_rate[redis]}") "
   done
   eval_redis+=("${eval_rps[redis]}") eval_node+=("${eval_rps[node]}")
-  pub_redis+=("${pub_rate[redis]}") pub_router+=("${pub_rate[router]}")
   eval_ratios+=("$(bench_ratio "${eval_rps[node]}" "${eval_rps[redis]}")")
-  pub_ratios+=("$(bench_ratio "${pub_rate[router]}" "${pub_rate[redis]}")")
 done
 
 printf '\n%-42s %14s %14s %10s\n' row "redis (median)" "ringcache" ratio
 printf '%-42s %14s %14s %10s\n' "EVALSHA 3 commands -P 1 (node, ops/s)" "$(bench_median "${eval_redis[@]}")" \
   "$(bench_median "${eval_node[@]}")" "$(bench_median "${eval_ratios[@]}")"
-printf '%-42s %14s %14s %10s\n' "PUBLISH to $SUBSCRIBERS subs (router, msgs/s)" "$(bench_median "${pub_redis[@]}")" \
-  "$(bench_median "${pub_router[@]}")" "$(bench_median "${pub_ratios[@]}")"
+for depth in "${depths[@]}"; do
+  read -r -a a_redis <<<"${pub_redis[$depth]}"
+  read -r -a a_router <<<"${pub_router[$depth]}"
+  read -r -a a_ratio <<<"${pub_ratios[$depth]}"
+  printf '%-42s %14s %14s %10s\n' "PUBLISH to $SUBSCRIBERS subs, $depth in flight (router)" \
+    "$(bench_median "${a_redis[@]}")" "$(bench_median "${a_router[@]}")" "$(bench_median "${a_ratio[@]}")"
+done
 printf '\nratio = median of %s per-round ratios (ringcache/redis); raw: %s\n' "$ROUNDS" "$raw"

@@ -374,6 +374,9 @@ pub fn start_io_threads(n: usize) -> io::Result<()> {
         lots.push(lot);
         std::thread::Builder::new()
             .name(format!("ringcache-io-{i}"))
+            // Scripts run here too (`script::inline`): deep replies need the script thread's
+            // stack (address space; pages are touched only as deep as it goes).
+            .stack_size(crate::script::host::SCRIPT_STACK)
             .spawn(move || {
                 crate::tick::hook_this_thread();
                 rt.block_on(std::future::pending::<()>())
@@ -473,7 +476,12 @@ async fn serve_session<T: Transport>(
                 // thread (a script past the busy threshold answers BUSY at once).
                 match crate::script::host::busy_reply(shared, &args) {
                     Some(busy) => crate::cmd::multi::rejected(shared, session, &args, busy),
-                    None => Box::pin(crate::script::host::hand_off(shared, session, &args)).await,
+                    None => match crate::script::inline::run(shared, session, &args) {
+                        Some(reply) => reply,
+                        None => {
+                            Box::pin(crate::script::host::hand_off(shared, session, &args)).await
+                        }
+                    },
                 }
             } else if shared.scripts.active() && !crate::script::host::allowed_while_busy(&args) {
                 // The running script holds its keys' locks: wait for it rather than block this

@@ -37,6 +37,9 @@ pub enum Slot {
     Script(oneshot::Receiver<UpResult>, Bytes),
     /// A reply the client asked not to get (CLIENT REPLY OFF or SKIP): waited for, not written.
     Silent(Box<Slot>),
+    /// PUBLISH's count of receivers from the channel's node, which counts this router's
+    /// subscription links (the first number) where this router has its clients (the second).
+    Published(oneshot::Receiver<UpResult>, i64, i64),
 }
 
 /// Replies of several upstream requests, combined once all have arrived.
@@ -113,6 +116,13 @@ impl Slot {
                 Pin::new(rx).poll(cx).map(received)
             }
             Slot::Silent(inner) => inner.poll_take(cx).map(|_| Bytes::new()),
+            Slot::Published(rx, links, clients) => Pin::new(rx).poll(cx).map(|r| match r {
+                Ok(Ok(raw)) => match crate::frame::integer(&raw) {
+                    Some(n) => Reply::Int((n - *links).max(0) + *clients).to_bytes(Protocol::Resp2),
+                    None => raw,
+                },
+                other => received(other),
+            }),
             Slot::Merge(m) => {
                 let mut waiting = false;
                 for part in &mut m.parts {

@@ -419,6 +419,43 @@ fn busy_script_gets_busy_replies_and_is_killed() {
     assert!(error_text(&c.cmd(&["GET", "x"])).starts_with("BUSY"));
 }
 
+/// A script that ran short before (on a node: run on its connection's IO thread) and now loops
+/// without having written: other clients still get BUSY, SCRIPT KILL still stops it, and the
+/// command counts once.
+#[test]
+fn a_short_script_turning_long_is_still_busy_and_killable() {
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "busy-reply-threshold", "50"]),
+        ok()
+    );
+    let sha = c
+        .cmd(&[
+            "SCRIPT",
+            "LOAD",
+            "local v = redis.call('get', KEYS[1]) if ARGV[1] == 'spin' then while true do end end return v",
+        ])
+        .text();
+    assert_eq!(c.cmd(&["SET", "k", "v1"]), ok());
+    assert_eq!(c.cmd(&["CONFIG", "RESETSTAT"]), ok());
+    for _ in 0..3 {
+        assert_eq!(c.cmd(&["EVALSHA", &sha, "1", "k", "go"]), bulk("v1"));
+    }
+    let mut runner = s.raw();
+    runner.send_cmd(&["EVALSHA", &sha, "1", "k", "spin"]);
+    thread::sleep(Duration::from_millis(300));
+    assert!(error_text(&c.cmd(&["GET", "k"])).starts_with("BUSY"));
+    assert_eq!(c.cmd(&["SCRIPT", "KILL"]), ok());
+    assert!(error_text(&runner.reply()).contains("Script killed by user with SCRIPT KILL"));
+    assert_eq!(c.cmd(&["EVALSHA", &sha, "1", "k", "go"]), bulk("v1"));
+    let info = c.cmd(&["INFO", "commandstats"]).text();
+    assert!(
+        info.contains("cmdstat_evalsha:calls=5,"),
+        "every EVALSHA counted once: {info}"
+    );
+}
+
 #[test]
 fn script_writes_reach_a_replica_as_effects() {
     let p = start_node(&[]);

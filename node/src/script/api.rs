@@ -3,8 +3,8 @@
 //! `replicate_commands`, `breakpoint`, `debug`, `acl_check_cmd` and the constants. Functions
 //! that can fail return `(value, failed)`; the Lua wrappers in `redis.lua` raise the error.
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
 
 use mlua::{Lua, MultiValue, Table, Value};
 
@@ -20,7 +20,7 @@ fn ok(v: Value) -> Outcome {
     Ok((v, false))
 }
 
-pub fn redis_table(lua: &Lua, resp: &Rc<Cell<u8>>) -> mlua::Result<Table> {
+pub fn redis_table(lua: &Lua, resp: &Arc<AtomicU8>) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.raw_set("sha1hex", lua.create_function(sha1hex)?)?;
     t.raw_set("error_reply", lua.create_function(error_reply)?)?;
@@ -127,7 +127,7 @@ fn log(lua: &Lua, args: MultiValue) -> Outcome {
     ok(Value::Nil)
 }
 
-fn setresp(lua: &Lua, args: MultiValue, resp: &Cell<u8>) -> Outcome {
+fn setresp(lua: &Lua, args: MultiValue, resp: &AtomicU8) -> Outcome {
     if args.len() != 1 {
         return fail(lua, "redis.setresp() requires one argument.");
     }
@@ -139,7 +139,7 @@ fn setresp(lua: &Lua, args: MultiValue, resp: &Cell<u8>) -> Outcome {
     if v != 2 && v != 3 {
         return fail(lua, "RESP version must be 2 or 3.");
     }
-    resp.set(v as u8);
+    resp.store(v as u8, Relaxed);
     ok(Value::Nil)
 }
 

@@ -5,8 +5,6 @@
 //!
 //! [`Db`]: crate::keyspace::Db
 
-use std::cell::Cell;
-use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -26,7 +24,7 @@ pub struct RunState<'r, 'a> {
     pub read_only: bool,
     /// Writes may grow memory past `maxmemory` (`allow-oom`).
     pub allow_oom: bool,
-    pub resp: Rc<Cell<u8>>,
+    pub resp: std::sync::Arc<std::sync::atomic::AtomicU8>,
     /// What the script's writes propagate as, in order.
     pub effects: Vec<Vec<Bytes>>,
     pub dirty: u64,
@@ -58,7 +56,7 @@ pub fn redis_call(st: &mut RunState, args: Result<Vec<Bytes>, ArgError>) -> Outc
     match dispatch(st, args) {
         Ok(reply) => Outcome::Reply {
             reply,
-            resp3: st.resp.get() == 3,
+            resp3: st.resp.load(Relaxed) == 3,
         },
         Err(text) => {
             st.errors.push(text.clone());
@@ -79,7 +77,7 @@ fn dispatch(st: &mut RunState, args: Result<Vec<Bytes>, ArgError>) -> Result<Rep
         }
     };
     let shared = st.ctx.shared;
-    if shared.scripts.kill.load(Relaxed) {
+    if shared.scripts.kill.load(Relaxed) || super::inline::must_stop() {
         return fail(super::vm::KILLED);
     }
     let Some(spec) = table::lookup(&argv[0]) else {
@@ -101,6 +99,8 @@ fn dispatch(st: &mut RunState, args: Result<Vec<Bytes>, ArgError>) -> Result<Rep
     }
     if spec.is_write() || effective.is_write() || spec.has(flags::PUBSUB) {
         st.acted = true;
+        // Run again elsewhere, it would do this twice: it finishes here.
+        super::inline::acted();
     }
     let reply = run(st, spec, &argv);
     // Not timed: the EVAL or FCALL around it is.
@@ -213,7 +213,7 @@ fn run(st: &mut RunState, spec: &'static CommandSpec, argv: &[Bytes]) -> Reply {
     let session = &mut *st.ctx.session;
     let (proto, in_exec) = (session.proto, session.in_exec);
     session.in_script = true;
-    session.proto = if st.resp.get() == 3 {
+    session.proto = if st.resp.load(Relaxed) == 3 {
         Protocol::Resp3
     } else {
         Protocol::Resp2

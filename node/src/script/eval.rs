@@ -79,6 +79,7 @@ impl Engine {
     /// Forgets every cached script.
     pub fn flush_scripts(&mut self, shared: &Shared) {
         self.scripts.clear();
+        self.short.clear();
         let s = &shared.scripts;
         s.cached_scripts.store(0, Relaxed);
         s.scripts_memory.store(0, Relaxed);

@@ -1,9 +1,14 @@
-//! The script thread: one OS thread per node owns the Lua VM and runs every command that needs
-//! it (EVAL and its family, FCALL, SCRIPT and FUNCTION but KILL, STATS and HELP, and EXEC when a
-//! queued command is one of them), one at a time, as Redis runs scripts. A connection hands its
-//! command and session over and awaits the reply without holding its IO thread. While a script
-//! runs, other clients' commands wait for it to end; past `busy-reply-threshold` they get BUSY.
+//! The script thread: one OS thread per node runs every command that needs the Lua VM and that
+//! does not run inline on its connection's IO thread ([`super::inline`]): EVAL and its family,
+//! FCALL, SCRIPT and FUNCTION but KILL, STATS and HELP, and EXEC when a queued command is one of
+//! them, one at a time, as Redis runs scripts. A connection hands its command and session over
+//! and awaits the reply without holding its IO thread. While a script runs, other clients'
+//! commands wait for it to end; past `busy-reply-threshold` they get BUSY.
+//!
+//! The VM lives in the node's engine slot (`ScriptState::engine`); whichever thread runs a
+//! script takes it from there for the run and puts it back.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,11 +24,26 @@ use crate::state::session::Session;
 use crate::state::Shared;
 
 thread_local! {
-    /// The VM, on the script thread only.
+    /// The VM, while this thread runs scripts with it.
     static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with the engine: `None` off the script thread (or while the engine is in use).
+/// The engine out of its slot (`None` while another thread has it, or if none was built).
+pub(super) fn take_engine(slot: &mut Option<Box<dyn Any + Send>>) -> Option<Engine> {
+    slot.take()?.downcast::<Engine>().ok().map(|b| *b)
+}
+
+/// Makes `engine` this thread's for the runs that follow.
+pub(super) fn install(engine: Engine) {
+    ENGINE.with_borrow_mut(|e| *e = Some(engine));
+}
+
+/// Takes this thread's engine back, to return it to its slot.
+pub(super) fn uninstall() -> Option<Engine> {
+    ENGINE.with_borrow_mut(Option::take)
+}
+
+/// Runs `f` with the engine: `None` on a thread that does not hold it (or while it is in use).
 pub fn with_engine<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
     ENGINE.with(|cell| {
         let mut guard = cell.try_borrow_mut().ok()?;
@@ -31,13 +51,14 @@ pub fn with_engine<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
     })
 }
 
-/// True on the script thread.
+/// True while this thread holds the VM (the script thread running a command, an IO thread
+/// running a script inline).
 pub fn on_script_thread() -> bool {
     ENGINE.with(|cell| cell.try_borrow().map_or(true, |e| e.is_some()))
 }
 
 /// The script thread's stack (address space; pages are touched only as deep as it goes).
-const SCRIPT_STACK: usize = 256 * 1024 * 1024;
+pub const SCRIPT_STACK: usize = 256 * 1024 * 1024;
 
 /// Starts the script thread of `shared` and returns its queue.
 fn start(shared: &Shared) -> std::sync::mpsc::Sender<Job> {
@@ -51,16 +72,33 @@ fn start(shared: &Shared) -> std::sync::mpsc::Sender<Job> {
         .stack_size(SCRIPT_STACK)
         .spawn(move || {
             match Engine::new(kill) {
-                Ok(engine) => ENGINE.with(|cell| *cell.borrow_mut() = Some(engine)),
+                Ok(engine) => {
+                    if let Some(shared) = node.upgrade() {
+                        *crate::keyspace::lock(&shared.scripts.engine) = Some(Box::new(engine));
+                    }
+                }
                 Err(e) => tracing::error!(error = %e, "cannot build the Lua VM"),
             }
             while let Ok(job) = rx.recv() {
+                let shared = node.upgrade();
+                // Held for the job: an IO thread finds the VM taken and hands its script over.
+                let mut slot = shared
+                    .as_ref()
+                    .map(|s| crate::keyspace::lock(&s.scripts.engine));
+                if let Some(engine) = slot.as_mut().and_then(|s| take_engine(s)) {
+                    install(engine);
+                }
                 // A bug in one command must not take scripting down for the node: its caller
                 // gets an error (its reply channel is dropped) and the thread goes on.
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err();
+                if let (Some(slot), Some(engine)) = (slot.as_mut(), uninstall()) {
+                    **slot = Some(Box::new(engine));
+                }
+                drop(slot);
+                if failed {
                     tracing::error!("bug: a command panicked on the script thread");
                     // A script it interrupted is over: other clients must not wait for it.
-                    if let Some(shared) = node.upgrade() {
+                    if let Some(shared) = &shared {
                         if shared.scripts.active() {
                             shared.scripts.end();
                         }
@@ -127,7 +165,9 @@ pub async fn hand_off(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes
     let args = args.to_vec();
     let job: Job = Box::new(move || {
         let mut s = moved;
+        let started = std::time::Instant::now();
         let reply = crate::cmd::execute(&sh, &mut s, &args);
+        super::inline::learn(&args, started.elapsed());
         let _ = tx.send((s, reply));
     });
     if crate::tick::is_hooked() {

@@ -1,8 +1,9 @@
 //! Lua scripting as Redis 7.0 has it: EVAL, EVALSHA and their read-only variants, SCRIPT,
 //! FUNCTION and FCALL.
 //!
-//! One script thread per node owns the Lua VM ([`host`]): a connection hands a script command
-//! over with its session and awaits the reply without holding its IO thread, and scripts run one
+//! One script thread per node runs the Lua VM ([`host`]): a connection hands a script command
+//! over with its session and awaits the reply without holding its IO thread, unless the script
+//! runs inline on that IO thread, short and with the VM free ([`inline`]); scripts run one
 //! at a time, each atomic: it holds the buckets of its declared keys from the start (the
 //! dispatcher locks them as for any command), adds the bucket of any other key it touches
 //! without waiting for it, and every `redis.call` runs through that one view ([`call`]). What a
@@ -19,22 +20,25 @@ pub mod convert;
 pub mod eval;
 pub mod functions;
 pub mod host;
+pub mod inline;
 pub mod libs;
 pub mod run;
 pub mod sha1;
 pub mod shebang;
 pub mod vm;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-/// The script thread's VM and what lives in it.
+/// The VM and what lives in it (held by one thread at a time: see [`host`]).
 pub struct Engine {
     pub vm: vm::Vm,
     /// Cached EVAL scripts by SHA1 (lowercase hex).
     pub scripts: HashMap<[u8; 40], eval::Script>,
     pub functions: functions::Registry,
+    /// Scripts seen to end within the inline budget: they may run inline (see [`inline`]).
+    pub short: HashSet<Box<[u8]>>,
 }
 
 impl Engine {
@@ -43,6 +47,7 @@ impl Engine {
             vm: vm::Vm::new(kill)?,
             scripts: HashMap::new(),
             functions: functions::Registry::default(),
+            short: HashSet::new(),
         })
     }
 

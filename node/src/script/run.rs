@@ -87,7 +87,7 @@ fn run_invocation(vm: &Vm, ctx: &mut Ctx, inv: Invocation, command: &[Bytes]) ->
             Vec::new()
         },
     });
-    vm.resp.set(2);
+    vm.resp.store(2, std::sync::atomic::Ordering::Relaxed);
     let proto = ctx.session.proto;
     // Inside EXEC, the transaction's own MULTI/EXEC wraps these effects.
     let in_exec = ctx.session.in_exec;
@@ -104,7 +104,11 @@ fn run_invocation(vm: &Vm, ctx: &mut Ctx, inv: Invocation, command: &[Bytes]) ->
     };
     let result = call(vm, &mut st, &inv);
     let reply = match result {
-        Ok((true, v)) => lua_to_reply(&v, vm.resp.get() == 3, proto),
+        Ok((true, v)) => lua_to_reply(
+            &v,
+            vm.resp.load(std::sync::atomic::Ordering::Relaxed) == 3,
+            proto,
+        ),
         Ok((false, e)) => error_reply(&e, inv.name),
         Err(e) => Reply::Error(format!(
             "ERR Error running script {}: {}",

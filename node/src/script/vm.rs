@@ -3,10 +3,9 @@
 //! fails), the `redis` table, and the runners that turn a script's error into Redis's error
 //! shape.
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
@@ -22,8 +21,9 @@ const OWN_SOURCES: [&str; 3] = ["=redis", "=sandbox", "=functions"];
 /// Runs between two garbage collection steps.
 const GC_PERIOD: u32 = 50;
 
-/// Instructions between two checks of the kill flag.
-const HOOK_EVERY: u32 = 100_000;
+/// Instructions between two checks of the kill flag (and of an inline run's budget: about a
+/// tenth of a millisecond of Lua).
+const HOOK_EVERY: u32 = 10_000;
 
 /// Library tables scripts may read but not change.
 const LIBRARIES: [&str; 9] = [
@@ -54,19 +54,19 @@ pub struct Vm {
     /// The real `redis` table.
     pub redis: Table,
     /// The RESP version `redis.setresp` chose for the running script.
-    pub resp: Rc<Cell<u8>>,
+    pub resp: Arc<AtomicU8>,
     /// The globals of function libraries (see `functions.lua`).
     pub lib_env: Table,
     /// Switches `lib_env` between the library API (true, while loading) and the sandbox.
     pub set_loading: Function,
     /// The functions `redis.register_function` registered while a library loads.
-    pub registered: Rc<RefCell<Option<Vec<super::functions::Registered>>>>,
+    pub registered: Arc<Mutex<Option<Vec<super::functions::Registered>>>>,
     /// A library's code must finish loading by then (FUNCTION LOAD timeout).
-    pub deadline: Rc<Cell<Option<Instant>>>,
+    pub deadline: Arc<Mutex<Option<Instant>>>,
     /// Raised by SCRIPT KILL / FUNCTION KILL.
     kill: Arc<AtomicBool>,
     /// The hook fires on every line since a kill (see [`Vm::reset_hook`]).
-    hook_escalated: Rc<Cell<bool>>,
+    hook_escalated: Arc<AtomicBool>,
     /// Runs since the last garbage collection step.
     runs: Cell<u32>,
 }
@@ -79,7 +79,7 @@ impl Vm {
         )?;
         super::libs::register(&lua)?;
         let globals = lua.globals();
-        let resp = Rc::new(Cell::new(2u8));
+        let resp = Arc::new(AtomicU8::new(2));
         let redis = super::api::redis_table(&lua, &resp)?;
         globals.raw_set("redis", redis.clone())?;
         // Answered by the running script (`script::call`); outside one they fail.
@@ -95,7 +95,7 @@ impl Vm {
             .load(include_str!("sandbox.lua"))
             .set_name("=sandbox")
             .call((where_fn, libraries))?;
-        let registered = Rc::new(RefCell::new(None));
+        let registered = Arc::new(Mutex::new(None));
         let register = super::functions::register_fn(&lua, &registered)?;
         let log: Function = redis.raw_get("log")?;
         let constants = lua.create_table()?;
@@ -129,32 +129,35 @@ impl Vm {
             lib_env,
             set_loading,
             registered,
-            deadline: Rc::new(Cell::new(None)),
+            deadline: Arc::new(Mutex::new(None)),
             kill,
-            hook_escalated: Rc::new(Cell::new(false)),
+            hook_escalated: Arc::new(AtomicBool::new(false)),
             runs: Cell::new(0),
         };
         vm.set_hook(false)?;
         Ok(vm)
     }
 
-    /// Checks the kill flag (and a library load's deadline) every [`HOOK_EVERY`] instructions;
-    /// once killed, on every line, so a script catching the error with `pcall` cannot go on.
+    /// Checks the kill flag (a library load's deadline, an inline run's budget) every
+    /// [`HOOK_EVERY`] instructions; once stopped, on every line, so a script catching the error
+    /// with `pcall` cannot go on.
     fn set_hook(&self, escalated: bool) -> mlua::Result<()> {
         let triggers = if escalated {
             HookTriggers::new().every_line().every_nth_instruction(1)
         } else {
             HookTriggers::new().every_nth_instruction(HOOK_EVERY)
         };
-        self.hook_escalated.set(escalated);
+        self.hook_escalated.store(escalated, Relaxed);
         let kill = self.kill.clone();
         let escalate = self.hook_escalated.clone();
         let deadline = self.deadline.clone();
         self.lua.set_hook(triggers, move |lua, debug| {
-            if deadline.get().is_some_and(|d| Instant::now() >= d) {
+            let load_deadline = *crate::keyspace::lock(&deadline);
+            if load_deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(raise("ERR FUNCTION LOAD timeout".into()));
             }
-            if !kill.load(Relaxed) {
+            let stop = || kill.load(Relaxed) || super::inline::must_stop();
+            if !stop() {
                 return Ok(VmState::Continue);
             }
             if debug
@@ -164,8 +167,8 @@ impl Vm {
             {
                 return Ok(VmState::Continue);
             }
-            if !escalate.get() {
-                escalate.set(true);
+            if !escalate.load(Relaxed) {
+                escalate.store(true, Relaxed);
                 let kill = kill.clone();
                 lua.set_hook(
                     HookTriggers::new().every_line().every_nth_instruction(1),
@@ -175,7 +178,7 @@ impl Vm {
                             .source()
                             .source
                             .is_some_and(|s| OWN_SOURCES.contains(&s.as_ref()));
-                        if kill.load(Relaxed) && !ours {
+                        if (kill.load(Relaxed) || super::inline::must_stop()) && !ours {
                             return Err(raise(format!("ERR {KILLED}")));
                         }
                         Ok(VmState::Continue)
@@ -202,7 +205,7 @@ impl Vm {
 
     /// Back to the cheap hook after a killed script.
     pub fn reset_hook(&self) {
-        if self.hook_escalated.get() {
+        if self.hook_escalated.load(Relaxed) {
             if let Err(e) = self.set_hook(false) {
                 tracing::warn!(error = %e, "cannot reset the script hook");
             }

@@ -1,6 +1,6 @@
 //! Scripting state every connection can read: the one script thread's job queue, which script
 //! is running (for BUSY replies, SCRIPT KILL and FUNCTION STATS), and counts INFO reports. The
-//! Lua VM itself lives on the script thread (`crate::script`); nothing here names it.
+//! Lua VM is kept here between runs as an opaque box (`crate::script` knows its type).
 
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -24,6 +24,9 @@ pub struct Running {
 
 pub struct ScriptState {
     queue: OnceLock<std::sync::mpsc::Sender<Job>>,
+    /// The Lua VM (`crate::script::Engine`), between runs: the thread that runs a script takes
+    /// it out for the run.
+    pub engine: Mutex<Option<Box<dyn std::any::Any + Send>>>,
     running: Mutex<Option<Running>>,
     /// A script is running (read on every command while set, so kept apart from `running`).
     active: AtomicBool,
@@ -56,6 +59,7 @@ impl Default for ScriptState {
     fn default() -> Self {
         ScriptState {
             queue: OnceLock::new(),
+            engine: Mutex::new(None),
             running: Mutex::new(None),
             active: AtomicBool::new(false),
             seq: AtomicU64::new(0),

@@ -214,22 +214,7 @@ fn publish(
     if clients == 0 && mine == 0 {
         return Slot::Keyed(rx, raw.clone());
     }
-    let (tx, out) = oneshot::channel();
-    tokio::spawn(async move {
-        let result = match rx.await {
-            Ok(Ok(bytes)) => match integer(&bytes) {
-                Some(n) => {
-                    let n = (n - mine as i64).max(0) + clients as i64;
-                    Ok(Reply::Int(n).to_bytes(Protocol::Resp2))
-                }
-                None => Ok(bytes),
-            },
-            Ok(Err(e)) => Err(e),
-            Err(_) => return,
-        };
-        let _ = tx.send(result);
-    });
-    Slot::Forward(out)
+    Slot::Published(rx, mine as i64, clients as i64)
 }
 
 /// PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB over every shard.

@@ -2,9 +2,8 @@
 //! (`redis.register_function`, positional or with named arguments and flags), and Redis's
 //! errors for each way that goes wrong.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -82,15 +81,17 @@ pub fn load(vm: &Vm, code: &Bytes) -> Result<Library, String> {
                 crate::script::convert::one_line(&text)
             )
         })?;
-    *vm.registered.borrow_mut() = Some(Vec::new());
-    vm.deadline.set(Some(Instant::now() + LOAD_TIMEOUT));
+    *crate::keyspace::lock(&vm.registered) = Some(Vec::new());
+    *crate::keyspace::lock(&vm.deadline) = Some(Instant::now() + LOAD_TIMEOUT);
     let ran = vm
         .set_loading
         .call::<()>(true)
         .and_then(|()| vm.run.call::<(bool, Value)>(func));
-    vm.deadline.set(None);
+    *crate::keyspace::lock(&vm.deadline) = None;
     let _ = vm.set_loading.call::<()>(false);
-    let registered = vm.registered.borrow_mut().take().unwrap_or_default();
+    let registered = crate::keyspace::lock(&vm.registered)
+        .take()
+        .unwrap_or_default();
     match ran {
         Ok((true, _)) => {}
         Ok((false, Value::Table(t))) => {
@@ -143,11 +144,11 @@ fn fail(lua: &Lua, text: &str) -> Outcome {
 /// `redis.register_function`, collecting into `into` while a library loads.
 pub fn register_fn(
     lua: &Lua,
-    into: &Rc<RefCell<Option<Vec<Registered>>>>,
+    into: &Arc<Mutex<Option<Vec<Registered>>>>,
 ) -> mlua::Result<Function> {
     let into = into.clone();
     lua.create_function(move |lua, args: MultiValue| {
-        let mut guard = into.borrow_mut();
+        let mut guard = crate::keyspace::lock(&into);
         let Some(list) = guard.as_mut() else {
             return fail(
                 lua,
