@@ -420,8 +420,8 @@ fn busy_script_gets_busy_replies_and_is_killed() {
 }
 
 /// A script that ran short before (on a node: run on its connection's IO thread) and now loops
-/// without having written: other clients still get BUSY, SCRIPT KILL still stops it, and the
-/// command counts once.
+/// without having written: other clients still get BUSY, SCRIPT KILL still stops it, and its
+/// commands count once; likewise one that publishes before it loops.
 #[test]
 fn a_short_script_turning_long_is_still_busy_and_killable() {
     let s = start_target(&[]);
@@ -453,6 +453,48 @@ fn a_short_script_turning_long_is_still_busy_and_killable() {
     assert!(
         info.contains("cmdstat_evalsha:calls=5,"),
         "every EVALSHA counted once: {info}"
+    );
+    assert!(
+        info.contains("cmdstat_get:calls=5,"),
+        "every GET the scripts ran counted once: {info}"
+    );
+    let stats = c.cmd(&["INFO", "stats"]).text();
+    assert!(stats.contains("keyspace_hits:5\r\n"), "{stats}");
+
+    // One that publishes before it loops can be killed too, and its message goes out once.
+    let publisher = c
+        .cmd(&[
+            "SCRIPT",
+            "LOAD",
+            "redis.call('publish', 'news', ARGV[1]) if ARGV[1] == 'spin' then while true do end end return 1",
+        ])
+        .text();
+    let mut sub = s.raw();
+    assert_eq!(
+        sub.cmd(&["SUBSCRIBE", "news"]),
+        arr(vec![bulk("subscribe"), bulk("news"), int(1)])
+    );
+    for word in ["a", "b", "c"] {
+        assert_eq!(c.cmd(&["EVALSHA", &publisher, "0", word]), int(1));
+        assert_eq!(
+            sub.reply(),
+            arr(vec![bulk("message"), bulk("news"), bulk(word)])
+        );
+    }
+    runner.send_cmd(&["EVALSHA", &publisher, "0", "spin"]);
+    thread::sleep(Duration::from_millis(300));
+    assert!(error_text(&c.cmd(&["PING"])).starts_with("BUSY"));
+    assert_eq!(c.cmd(&["SCRIPT", "KILL"]), ok());
+    assert!(error_text(&runner.reply()).contains("Script killed by user with SCRIPT KILL"));
+    assert_eq!(
+        sub.reply(),
+        arr(vec![bulk("message"), bulk("news"), bulk("spin")])
+    );
+    assert_eq!(c.cmd(&["EVALSHA", &publisher, "0", "d"]), int(1));
+    assert_eq!(
+        sub.reply(),
+        arr(vec![bulk("message"), bulk("news"), bulk("d")]),
+        "each message once, in order"
     );
 }
 

@@ -36,6 +36,35 @@ pub struct RunState<'r, 'a> {
     pub elsewhere: Option<String>,
     /// It ran a command with an effect (a write, a publish): it cannot run again elsewhere.
     pub acted: bool,
+    /// Its commands' stats, while it runs inline and may still run again (see `inline`).
+    pub uncounted: Vec<(&'static CommandSpec, Counted)>,
+}
+
+/// How one of a script's commands counts in INFO commandstats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    Ran,
+    Failed,
+    Rejected,
+}
+
+impl RunState<'_, '_> {
+    /// Counts a command now, or once the script cannot run again.
+    fn count(&mut self, spec: &'static CommandSpec, how: Counted) {
+        if super::inline::attempting() {
+            self.uncounted.push((spec, how));
+        } else {
+            record(self.ctx.shared, spec, how);
+        }
+    }
+}
+
+/// Counts a script's command in INFO commandstats (not timed: the EVAL or FCALL around it is).
+pub fn record(shared: &crate::state::Shared, spec: &'static CommandSpec, how: Counted) {
+    match how {
+        Counted::Rejected => shared.stats.rejected(spec),
+        _ => shared.stats.ran(spec, how == Counted::Failed, 0),
+    }
 }
 
 /// The reply that sends a script to another shard: it touched a key it did not declare, owned
@@ -94,17 +123,28 @@ fn dispatch(st: &mut RunState, args: Result<Vec<Bytes>, ArgError>) -> Result<Rep
         return fail("This Redis command is not allowed from script");
     }
     if let Some(refused) = refusal(st, spec, effective, &argv) {
-        shared.stats.rejected(spec);
+        st.count(spec, Counted::Rejected);
         return fail(&format!("-{refused}"));
     }
-    if spec.is_write() || effective.is_write() || spec.has(flags::PUBSUB) {
+    let writes = spec.is_write() || effective.is_write();
+    if !writes && spec.has(flags::PUBSUB) && super::inline::move_before_publish() {
+        return fail(super::vm::KILLED);
+    }
+    if writes || spec.has(flags::PUBSUB) {
         st.acted = true;
-        // Run again elsewhere, it would do this twice: it finishes here.
+        // Run again, it would write twice: it finishes here.
         super::inline::acted();
     }
     let reply = run(st, spec, &argv);
     // Not timed: the EVAL or FCALL around it is.
-    shared.stats.ran(spec, reply.is_error(), 0);
+    st.count(
+        spec,
+        if reply.is_error() {
+            Counted::Failed
+        } else {
+            Counted::Ran
+        },
+    );
     match reply {
         Reply::Error(e) => Err(e),
         reply => Ok(reply),

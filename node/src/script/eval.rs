@@ -80,6 +80,7 @@ impl Engine {
     pub fn flush_scripts(&mut self, shared: &Shared) {
         self.scripts.clear();
         self.short.clear();
+        self.publishers.clear();
         let s = &shared.scripts;
         s.cached_scripts.store(0, Relaxed);
         s.scripts_memory.store(0, Relaxed);

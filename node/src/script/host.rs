@@ -10,6 +10,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,9 +83,13 @@ fn start(shared: &Shared) -> std::sync::mpsc::Sender<Job> {
             while let Ok(job) = rx.recv() {
                 let shared = node.upgrade();
                 // Held for the job: an IO thread finds the VM taken and hands its script over.
-                let mut slot = shared
-                    .as_ref()
-                    .map(|s| crate::keyspace::lock(&s.scripts.engine));
+                let mut slot = shared.as_ref().map(|s| {
+                    // A std mutex is not fair: an IO thread's next inline script would win.
+                    s.scripts.thread_waiting.store(true, SeqCst);
+                    let slot = crate::keyspace::lock(&s.scripts.engine);
+                    s.scripts.thread_waiting.store(false, SeqCst);
+                    slot
+                });
                 if let Some(engine) = slot.as_mut().and_then(|s| take_engine(s)) {
                     install(engine);
                 }

@@ -39,6 +39,8 @@ pub struct Engine {
     pub functions: functions::Registry,
     /// Scripts seen to end within the inline budget: they may run inline (see [`inline`]).
     pub short: HashSet<Box<[u8]>>,
+    /// Scripts that publish: they stay on the script thread (see [`inline`]).
+    pub publishers: HashSet<Box<[u8]>>,
 }
 
 impl Engine {
@@ -48,6 +50,7 @@ impl Engine {
             scripts: HashMap::new(),
             functions: functions::Registry::default(),
             short: HashSet::new(),
+            publishers: HashSet::new(),
         })
     }
 

@@ -101,6 +101,7 @@ fn run_invocation(vm: &Vm, ctx: &mut Ctx, inv: Invocation, command: &[Bytes]) ->
         errors: Vec::new(),
         elsewhere: None,
         acted: false,
+        uncounted: Vec::new(),
     };
     let result = call(vm, &mut st, &inv);
     let reply = match result {
@@ -123,8 +124,19 @@ fn run_invocation(vm: &Vm, ctx: &mut Ctx, inv: Invocation, command: &[Bytes]) ->
         errors,
         elsewhere,
         acted,
+        uncounted,
         ..
     } = st;
+    if ctx
+        .shared
+        .scripts
+        .kill
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        // Killed while moving: it ends here, as SCRIPT KILL was told.
+        super::inline::killed();
+    }
+    let moving = super::inline::moving();
     // Whatever it answered: it stopped at a key of another shard having changed nothing here.
     let reply = match elsewhere {
         Some(at) if !acted && dirty == 0 && effects.is_empty() => {
@@ -134,7 +146,10 @@ fn run_invocation(vm: &Vm, ctx: &mut Ctx, inv: Invocation, command: &[Bytes]) ->
     };
     // Errors the script caught or dropped count now; the one it answers with counts as its
     // reply.
-    for e in &errors {
+    for (spec, how) in uncounted.into_iter().filter(|_| !moving) {
+        super::call::record(ctx.shared, spec, how);
+    }
+    for e in errors.iter().filter(|_| !moving) {
         let passed_on = matches!(&reply, Reply::Error(r) if r.starts_with(e.as_str()));
         if !passed_on {
             ctx.shared.stats.error(e);

@@ -27,6 +27,8 @@ pub struct ScriptState {
     /// The Lua VM (`crate::script::Engine`), between runs: the thread that runs a script takes
     /// it out for the run.
     pub engine: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    /// The script thread waits for the engine: IO threads leave it alone until it has it.
+    pub thread_waiting: AtomicBool,
     running: Mutex<Option<Running>>,
     /// A script is running (read on every command while set, so kept apart from `running`).
     active: AtomicBool,
@@ -60,6 +62,7 @@ impl Default for ScriptState {
         ScriptState {
             queue: OnceLock::new(),
             engine: Mutex::new(None),
+            thread_waiting: AtomicBool::new(false),
             running: Mutex::new(None),
             active: AtomicBool::new(false),
             seq: AtomicU64::new(0),

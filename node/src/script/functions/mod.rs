@@ -111,7 +111,8 @@ impl Registry {
     }
 }
 
-fn publish_counts(shared: &Shared, eng: &Engine) {
+fn publish_counts(shared: &Shared, eng: &mut Engine) {
+    crate::script::inline::forget_functions(eng);
     // What a library change left behind (a replaced library, compiling's garbage) goes now:
     // libraries change rarely, and the VM's memory in INFO should not carry it (Redis keeps
     // functions in a VM of their own).
