@@ -399,12 +399,23 @@ async fn connection<T: Transport>(
         }
         if !out.is_empty() {
             if s.pubsub.is_some() {
-                // A subscriber that stopped reading is cut off by the hub mid-write.
-                tokio::select! {
-                    r = sock.write_all(&out) => r?,
-                    _ = handle.kill.notified() => if handle.killed.load(SeqCst) {
+                // A subscriber that stopped reading is cut off by the hub mid-write; a request
+                // to park (the same notification) leaves the write going: cancelled, the rest
+                // of the batch was lost.
+                let mut write = std::pin::pin!(sock.write_all(&out));
+                loop {
+                    if handle.killed.load(SeqCst) {
                         return Ok(End::Closed);
-                    },
+                    }
+                    tokio::select! {
+                        r = &mut write => {
+                            r?;
+                            break;
+                        }
+                        _ = handle.kill.notified() => if handle.killed.load(SeqCst) {
+                            return Ok(End::Closed);
+                        },
+                    }
                 }
             } else {
                 sock.write_all(&out).await?;

@@ -2,7 +2,7 @@
 //! Pub/sub and scripts through routers, end to end: real nodes on 127.0.0.1 port 0 and one or
 //! two routers in front. A subscriber on one router hears what is published through another;
 //! subscriptions follow a channel to the shard that joined; a subscriber that does not read is
-//! cut off; a script or function library loaded before a shard joined runs on it after; a script
+//! cut off, one that pauses loses nothing; a script or function library loaded before a shard joined runs on it after; a script
 //! runs on the shard of a key it did not declare; PING answers BUSY while a script runs long; a
 //! script may run past the request timeout.
 
@@ -226,6 +226,33 @@ async fn a_subscriber_that_does_not_read_is_cut_off() {
         p.call(&["PUBLISH", "firehose", "x"], T).await.unwrap(),
         Reply::Int(0)
     );
+}
+
+/// A subscriber that stops reading for a while, under its output limit, gets every message once
+/// it reads again, in order: the router's writes to it wait (the socket full) across the
+/// requests to park it makes to idle connections, and none of them drops what was being written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_pauses_gets_every_message() {
+    let cl = Cluster::builder(&["a"]).start(|_| {}).await;
+    let mut sub = TcpStream::connect(cl.router).await.unwrap();
+    sub.write_all(&req(&["SUBSCRIBE", "pauses"])).await.unwrap();
+    raw_expect(&mut sub, &confirm("subscribe", "pauses", 1)).await;
+    let mut p = Conn::connect(&cl.router.to_string(), T).await.unwrap();
+    // 4 MiB in 64 messages: more than the sockets hold, less than the 8 MiB soft limit.
+    let payload = |i: usize| format!("{i:05}{}", "y".repeat((64 << 10) - 5));
+    for i in 0..64 {
+        assert_eq!(
+            p.call(&["PUBLISH", "pauses", &payload(i)], T)
+                .await
+                .unwrap(),
+            Reply::Int(1)
+        );
+    }
+    // Idle connections are asked to park every second or so, the subscriber's among them.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for i in 0..64 {
+        raw_expect(&mut sub, &frame('*', &["message", "pauses", &payload(i)])).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,12 +172,13 @@ impl Subscriber {
             // The hub dropped this client (cut off): nothing more comes.
             return std::future::pending::<()>().await;
         };
-        // Behind the tasks already woken (a publisher's reply among them): a fan-out's writes
-        // do not delay the round trip of the PUBLISH that caused them, and the rest of the
-        // fan-out lands in this batch.
-        tokio::task::yield_now().await;
         let mut taken = first.len();
         out.push(first);
+        // Behind the tasks already woken (a publisher's reply among them): a fan-out's writes
+        // do not delay the round trip of the PUBLISH that caused them, and the rest of the
+        // fan-out lands in this batch. The message taken is kept first: the caller's
+        // `select!` may drop this future while it waits.
+        tokio::task::yield_now().await;
         while taken < BATCH_BYTES {
             match self.rx.try_recv() {
                 Ok(msg) => {
