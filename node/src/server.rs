@@ -698,7 +698,7 @@ async fn wait_subscribed<T: Transport>(
             // the kill ends a write that cannot finish.
             tokio::select! {
                 biased;
-                () = killed(handle) => return Ok(None),
+                () = handle.until_killed() => return Ok(None),
                 r = sock.write_all(&out) => r?,
             }
             mailbox.sent(n);
@@ -716,13 +716,6 @@ async fn wait_subscribed<T: Transport>(
             _ = mailbox.ready.notified() => {}
             r = sock.read_some(inbuf) => return r.map(Some),
         }
-    }
-}
-
-/// Resolves once the client is killed (a request to park is not a kill).
-async fn killed(handle: &ClientHandle) {
-    while !handle.killed.load(SeqCst) {
-        handle.kill.notified().await;
     }
 }
 

@@ -92,6 +92,16 @@ impl<X> Deref for ClientHandle<X> {
     }
 }
 
+impl<X> ClientHandle<X> {
+    /// Resolves once the client is killed (CLIENT KILL, shutdown, cut off at its output limit);
+    /// a request to park, on the same notification, is not a kill.
+    pub async fn until_killed(&self) {
+        while !self.killed.load(SeqCst) {
+            self.kill.notified().await;
+        }
+    }
+}
+
 impl<X: ClientExt> ClientHandle<X> {
     /// A handle outside any registry's numbering (the registry calls it with the next id).
     pub fn new(id: u64, addr: SocketAddr, laddr: SocketAddr, ext: X) -> Self {

@@ -402,20 +402,9 @@ async fn connection<T: Transport>(
                 // A subscriber that stopped reading is cut off by the hub mid-write; a request
                 // to park (the same notification) leaves the write going: cancelled, the rest
                 // of the batch was lost.
-                let mut write = std::pin::pin!(sock.write_all(&out));
-                loop {
-                    if handle.killed.load(SeqCst) {
-                        return Ok(End::Closed);
-                    }
-                    tokio::select! {
-                        r = &mut write => {
-                            r?;
-                            break;
-                        }
-                        _ = handle.kill.notified() => if handle.killed.load(SeqCst) {
-                            return Ok(End::Closed);
-                        },
-                    }
+                tokio::select! {
+                    r = sock.write_all(&out) => r?,
+                    () = handle.until_killed() => return Ok(End::Closed),
                 }
             } else {
                 sock.write_all(&out).await?;
