@@ -26,21 +26,21 @@ use crate::state::Shared;
 
 thread_local! {
     /// The VM, while this thread runs scripts with it.
-    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+    static ENGINE: RefCell<Option<Box<Engine>>> = const { RefCell::new(None) };
 }
 
 /// The engine out of its slot (`None` while another thread has it, or if none was built).
-pub(super) fn take_engine(slot: &mut Option<Box<dyn Any + Send>>) -> Option<Engine> {
-    slot.take()?.downcast::<Engine>().ok().map(|b| *b)
+pub(super) fn take_engine(slot: &mut Option<Box<dyn Any + Send>>) -> Option<Box<Engine>> {
+    slot.take()?.downcast::<Engine>().ok()
 }
 
 /// Makes `engine` this thread's for the runs that follow.
-pub(super) fn install(engine: Engine) {
+pub(super) fn install(engine: Box<Engine>) {
     ENGINE.with_borrow_mut(|e| *e = Some(engine));
 }
 
 /// Takes this thread's engine back, to return it to its slot.
-pub(super) fn uninstall() -> Option<Engine> {
+pub(super) fn uninstall() -> Option<Box<Engine>> {
     ENGINE.with_borrow_mut(Option::take)
 }
 
@@ -48,7 +48,7 @@ pub(super) fn uninstall() -> Option<Engine> {
 pub fn with_engine<R>(f: impl FnOnce(&mut Engine) -> R) -> Option<R> {
     ENGINE.with(|cell| {
         let mut guard = cell.try_borrow_mut().ok()?;
-        guard.as_mut().map(f)
+        guard.as_deref_mut().map(f)
     })
 }
 
@@ -97,7 +97,7 @@ fn start(shared: &Shared) -> std::sync::mpsc::Sender<Job> {
                 // gets an error (its reply channel is dropped) and the thread goes on.
                 let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err();
                 if let (Some(slot), Some(engine)) = (slot.as_mut(), uninstall()) {
-                    **slot = Some(Box::new(engine));
+                    **slot = Some(engine);
                 }
                 drop(slot);
                 if failed {

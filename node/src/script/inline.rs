@@ -124,7 +124,7 @@ pub fn run(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Optio
     let mut slot = shared.scripts.engine.try_lock().ok()?;
     let engine = super::host::take_engine(&mut slot)?;
     if !engine.short.contains(id.as_slice()) {
-        *slot = Some(Box::new(engine));
+        *slot = Some(engine);
         return None;
     }
     super::host::install(engine);
@@ -153,7 +153,7 @@ pub fn run(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Optio
         if published && engine.publishers.len() < MAX_SHORT {
             engine.publishers.insert(id.into_boxed_slice());
         }
-        *slot = Some(Box::new(engine));
+        *slot = Some(engine);
     }
     match ran {
         Ok(_) if moved => None,
