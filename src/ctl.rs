@@ -27,6 +27,9 @@ pub struct CtlArgs {
         hide_env_values = true
     )]
     password: Option<String>,
+    /// The pool to change or show (a `[[pool]]` of the router's config; default: `default`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pool: Option<String>,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -69,6 +72,7 @@ pub async fn run(args: CtlArgs) -> Result<()> {
     let mut admin = Admin::connect(&args.router, args.password.as_deref(), TIMEOUT)
         .await
         .map_err(|e| anyhow!("cannot reach the router: {e}"))?;
+    admin.pool = args.pool;
     let (change, wait) = match args.command {
         CtlCommand::Status => {
             print!("{}", admin.status().await?.text);

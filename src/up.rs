@@ -108,7 +108,12 @@ struct Plan {
 fn plan(config: &RouterConfig) -> Result<Plan> {
     let mut addrs = HashSet::new();
     let mut nodes = Vec::new();
-    for shard in &config.shards {
+    // Every pool's shards: the top-level list (`default`), then each `[[pool]]`'s.
+    let all = config
+        .shards
+        .iter()
+        .chain(config.pools.iter().flat_map(|p| &p.shards));
+    for shard in all {
         let what = format!("shard `{}` primary", shard.id);
         let (host, port) = node_host_port(&shard.primary, &what)?;
         let primary = NodePlan {
@@ -153,7 +158,7 @@ fn plan(config: &RouterConfig) -> Result<Plan> {
         nodes,
         router_listen: config.listen.clone(),
         metrics: config.metrics.clone(),
-        shards: config.shards.len(),
+        shards: config.shards.len() + config.pools.iter().map(|p| p.shards.len()).sum::<usize>(),
     })
 }
 

@@ -206,6 +206,8 @@ pub struct Admin {
     pub client: Client,
     /// Bound on plain admin commands.
     pub timeout: Duration,
+    /// The pool its `RING` commands are about (`POOL <name>` appended; `None`: `default`).
+    pub pool: Option<String>,
 }
 
 /// A change answers once its epoch is in effect on the nodes: a few round trips, more when a
@@ -220,7 +222,11 @@ impl Admin {
         timeout: Duration,
     ) -> Result<Admin, AdminError> {
         let client = Client::connect(addr, timeout).await?;
-        let mut admin = Admin { client, timeout };
+        let mut admin = Admin {
+            client,
+            timeout,
+            pool: None,
+        };
         if let Some(pw) = password {
             admin.command(&["AUTH", pw], "AUTH").await?;
         }
@@ -242,19 +248,30 @@ impl Admin {
         }
     }
 
+    /// `args` with `POOL <name>` appended when this admin is about a pool.
+    fn in_pool(&self, mut args: Vec<String>) -> Vec<String> {
+        if let Some(p) = &self.pool {
+            args.extend(["POOL".to_string(), p.clone()]);
+        }
+        args
+    }
+
     pub async fn status(&mut self) -> Result<RingStatus, AdminError> {
-        let r = self.command(&["RING", "STATUS"], "RING STATUS").await?;
+        let args = self.in_pool(vec!["RING".into(), "STATUS".into()]);
+        let r = self.command(&args, "RING STATUS").await?;
         RingStatus::from_reply(&r).ok_or(AdminError::OddStatus(r))
     }
 
     pub async fn nodes(&mut self) -> Result<Vec<NodeEntry>, AdminError> {
-        let r = self.command(&["RING", "NODES"], "RING NODES").await?;
+        let args = self.in_pool(vec!["RING".into(), "NODES".into()]);
+        let r = self.command(&args, "RING NODES").await?;
         Ok(parse_ring_nodes(&r))
     }
 
     /// Sends `change`; `Ok` once its epoch is in effect (keys still moving).
     pub async fn start(&mut self, change: &RingChange) -> Result<(), AdminError> {
-        match self.client.call(&change.args(), CHANGE_TIMEOUT).await? {
+        let args = self.in_pool(change.args());
+        match self.client.call(&args, CHANGE_TIMEOUT).await? {
             Reply::Error(e) => Err(AdminError::Refused {
                 what: change.describe(),
                 reply: e,

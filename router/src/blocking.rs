@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use crate::clients::{lock, Who};
 use crate::dedicated::Dedicated;
 use crate::merge::{error_bytes, Slot};
-use crate::rebalance::divert::{catch_up, tryagain, wrongshard};
+use crate::rebalance::divert::{catch_up, pool_at, tryagain, wrongshard};
 use crate::route::CROSSSHARD;
 use crate::state::Router;
 use crate::upstream::{Dialer, UpResult};
@@ -76,9 +76,9 @@ async fn wait(
         .map(|t| started + Duration::from_secs_f64(t.min(1e9)));
     let mut follows = 0;
     let reply = loop {
-        let topo = router.topology.load_full();
+        let topo = router.view();
         let keys: Vec<Bytes> = spec.keys(&args).map(|i| args[i].clone()).collect();
-        let mut owners = keys.iter().filter_map(|k| topo.owner(k));
+        let mut owners = keys.iter().filter_map(|k| topo.owner(k, who.pool));
         let Some(home) = owners.next() else {
             break error_bytes("ERR the ring has no shards");
         };
@@ -104,9 +104,11 @@ async fn wait(
         let Some((epoch, owner)) = wrongshard(&bytes) else {
             break bytes;
         };
-        let mine = topo.ring.epoch();
+        let Some((pool, mine)) = pool_at(&router, &topo, home) else {
+            break error_bytes("ERR no such pool");
+        };
         follows += 1;
-        if follows > MAX_FOLLOWS || !catch_up(&router, epoch, mine).await {
+        if follows > MAX_FOLLOWS || !catch_up(&router, &pool, epoch, mine).await {
             break tryagain(epoch, &owner, mine);
         }
         if let Some(d) = deadline {

@@ -41,4 +41,6 @@ pub struct Who {
     pub io: usize,
     pub proto: Protocol,
     pub id: u64,
+    /// The pool of its keys that no route matches (its listener's).
+    pub pool: usize,
 }

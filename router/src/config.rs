@@ -59,7 +59,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             field: field.into(),
             message: message.into(),
@@ -82,6 +82,12 @@ struct RawConfig {
     shard: Vec<RawShard>,
     #[serde(default)]
     l4: Vec<RawL4>,
+    #[serde(default)]
+    pool: Vec<crate::pools_config::RawPoolTable>,
+    #[serde(default)]
+    route: Vec<crate::pools_config::RawRoute>,
+    #[serde(default)]
+    listener: Vec<crate::pools_config::RawListener>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,7 +139,7 @@ enum RawLag {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawShard {
+pub(crate) struct RawShard {
     id: Option<String>,
     primary: Option<String>,
     #[serde(default)]
@@ -235,8 +241,14 @@ pub struct RouterConfig {
     /// Request decoding limits for clients (Redis's defaults).
     pub limits: Limits,
     pub ring: RingConfig,
-    /// Sorted by id, as the ring orders shards.
+    /// The `default` pool's shards, sorted by id, as the ring orders shards.
     pub shards: Vec<ShardConfig>,
+    /// The other pools (`[[pool]]`), each a ring of its own.
+    pub pools: Vec<crate::pools_config::PoolConfig>,
+    /// Key-prefix routes to pools (`[[route]]`).
+    pub routes: Vec<crate::pools_config::RouteConfig>,
+    /// More client listeners, each with its own default pool (`[[listener]]`).
+    pub listeners: Vec<crate::pools_config::ListenerConfig>,
     /// L4 listeners: whole connections spliced to a pool.
     pub l4: Vec<L4Config>,
     /// A TLS client listener (`tls_listen`).
@@ -451,21 +463,7 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
     if vnodes == 0 {
         return Err(ConfigError::invalid("ring.vnodes", "must be at least 1"));
     }
-    let read_from = match raw.ring.read_from.as_deref() {
-        None | Some("primary") => ReadFrom::Primary,
-        Some("replica-least-connections" | "replica" | "replicas" | "prefer-replica") => {
-            ReadFrom::ReplicaLeastConnections
-        }
-        Some("replica-round-robin") => ReadFrom::ReplicaRoundRobin,
-        Some(other) => {
-            return Err(ConfigError::invalid(
-                "ring.read_from",
-                format!(
-                "'{other}' is not one of primary, replica-least-connections, replica-round-robin"
-            ),
-            ))
-        }
-    };
+    let read_from = parse_read_from("ring.read_from", raw.ring.read_from.as_deref())?;
     let max_replica_lag = match raw.ring.max_replica_lag {
         None => None,
         Some(RawLag::Millis(ms)) => Some(Duration::from_millis(ms)),
@@ -483,49 +481,15 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
             "no [[shard]] tables: the ring needs at least one shard",
         ));
     }
-    let mut shards = Vec::with_capacity(raw.shard.len());
-    for (i, s) in raw.shard.into_iter().enumerate() {
-        let field = |name: &str| format!("shard[{i}].{name}");
-        let id =
-            s.id.ok_or_else(|| ConfigError::invalid(field("id"), "missing"))?;
-        check_id(&field("id"), &id)?;
-        let primary = s
-            .primary
-            .ok_or_else(|| ConfigError::invalid(field("primary"), "missing"))?;
-        check_addr(&field("primary"), &primary)?;
-        for (j, replica) in s.replicas.iter().enumerate() {
-            check_addr(&format!("shard[{i}].replicas[{j}]"), replica)?;
-        }
-        let weight = s.weight.unwrap_or(1);
-        if weight == 0 {
-            return Err(ConfigError::invalid(
-                field("weight"),
-                "must be at least 1 (remove the shard to give it no keys)",
-            ));
-        }
-        if let Some(other) = shards.iter().position(|o: &ShardConfig| o.id == id) {
-            return Err(ConfigError::invalid(
-                field("id"),
-                format!("'{id}' is already the id of shard[{other}]"),
-            ));
-        }
-        if let Some(other) = shards
-            .iter()
-            .position(|o: &ShardConfig| o.primary == primary)
-        {
-            return Err(ConfigError::invalid(
-                field("primary"),
-                format!("{primary} is already the primary of shard[{other}]"),
-            ));
-        }
-        shards.push(ShardConfig {
-            id,
-            primary,
-            replicas: s.replicas,
-            weight,
-        });
-    }
-    shards.sort_by(|a, b| a.id.cmp(&b.id));
+    let shards = validate_shards("shard", raw.shard)?;
+    let (pools, routes, listeners) = crate::pools_config::validate(
+        raw.pool,
+        raw.route,
+        raw.listener,
+        &shards,
+        vnodes,
+        read_from,
+    )?;
 
     let mut l4 = Vec::with_capacity(raw.l4.len());
     for (i, t) in raw.l4.into_iter().enumerate() {
@@ -547,6 +511,24 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
                             format!("'{n}' is neither \"replicas:<shard>\" nor a list of \"host:port[@weight]\""),
                         )
                     })?;
+                // "replicas:<pool>/<shard>" names the pool too (shard ids are unique across pools).
+                let shard = match shard.split_once('/') {
+                    None => shard,
+                    Some((pool, id)) => {
+                        let members = if pool == crate::pools_config::DEFAULT_POOL {
+                            Some(&shards)
+                        } else {
+                            pools.iter().find(|p| p.name == pool).map(|p| &p.shards)
+                        };
+                        if !members.is_some_and(|m| m.iter().any(|s| s.id == id)) {
+                            return Err(ConfigError::invalid(
+                                format!("l4[{i}].pool"),
+                                format!("'{n}': pool '{pool}' has no shard '{id}'"),
+                            ));
+                        }
+                        id
+                    }
+                };
                 L4Pool::Replicas(shard.to_string())
             }
             Some(RawPool::Addrs(addrs)) if addrs.is_empty() => {
@@ -624,6 +606,9 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
             migration_rate,
         },
         shards,
+        pools,
+        routes,
+        listeners,
         l4,
         tls,
         node_tls,
@@ -632,6 +617,77 @@ fn validate(raw: RawConfig) -> Result<RouterConfig, ConfigError> {
     Ring::new(1, config.ring.vnodes, config.shard_specs())
         .map_err(|e| ConfigError::invalid("ring", e.to_string()))?;
     Ok(config)
+}
+
+/// Checks the `[[shard]]` entries of one table (`table`: the field name errors give); sorted by
+/// id, as the ring orders shards.
+pub(crate) fn validate_shards(
+    table: &str,
+    raw: Vec<RawShard>,
+) -> Result<Vec<ShardConfig>, ConfigError> {
+    let mut shards = Vec::with_capacity(raw.len());
+    for (i, s) in raw.into_iter().enumerate() {
+        let field = |name: &str| format!("{table}[{i}].{name}");
+        let id =
+            s.id.ok_or_else(|| ConfigError::invalid(field("id"), "missing"))?;
+        check_id(&field("id"), &id)?;
+        let primary = s
+            .primary
+            .ok_or_else(|| ConfigError::invalid(field("primary"), "missing"))?;
+        check_addr(&field("primary"), &primary)?;
+        for (j, replica) in s.replicas.iter().enumerate() {
+            check_addr(&format!("{table}[{i}].replicas[{j}]"), replica)?;
+        }
+        let weight = s.weight.unwrap_or(1);
+        if weight == 0 {
+            return Err(ConfigError::invalid(
+                field("weight"),
+                "must be at least 1 (remove the shard to give it no keys)",
+            ));
+        }
+        if let Some(other) = shards.iter().position(|o: &ShardConfig| o.id == id) {
+            return Err(ConfigError::invalid(
+                field("id"),
+                format!("'{id}' is already the id of {table}[{other}]"),
+            ));
+        }
+        if let Some(other) = shards
+            .iter()
+            .position(|o: &ShardConfig| o.primary == primary)
+        {
+            return Err(ConfigError::invalid(
+                field("primary"),
+                format!("{primary} is already the primary of {table}[{other}]"),
+            ));
+        }
+        shards.push(ShardConfig {
+            id,
+            primary,
+            replicas: s.replicas,
+            weight,
+        });
+    }
+    shards.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(shards)
+}
+
+/// `read_from` (of `[ring]` or a pool) as written.
+pub(crate) fn parse_read_from(field: &str, v: Option<&str>) -> Result<ReadFrom, ConfigError> {
+    Ok(match v {
+        None | Some("primary") => ReadFrom::Primary,
+        Some("replica-least-connections" | "replica" | "replicas" | "prefer-replica") => {
+            ReadFrom::ReplicaLeastConnections
+        }
+        Some("replica-round-robin") => ReadFrom::ReplicaRoundRobin,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                "'{other}' is not one of primary, replica-least-connections, replica-round-robin"
+            ),
+            ))
+        }
+    })
 }
 
 fn positive_ms(field: &str, v: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
@@ -663,7 +719,7 @@ pub(crate) fn check_addr(field: &str, addr: &str) -> Result<(), ConfigError> {
 
 /// Ids appear in errors, metrics labels and RING replies: printable ASCII without quotes,
 /// backslashes or spaces keeps all of them unambiguous.
-fn check_id(field: &str, id: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_id(field: &str, id: &str) -> Result<(), ConfigError> {
     if id.is_empty() {
         return Err(ConfigError::invalid(field, "is empty"));
     }

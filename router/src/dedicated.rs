@@ -182,7 +182,7 @@ async fn run(
     }
     while let Some(mut req) = rx.recv().await {
         if !req.keys.is_empty() {
-            let topo = router.topology.load_full();
+            let topo = router.view();
             let keys: Vec<&Bytes> = req.keys.iter().collect();
             if let Err(text) =
                 crate::rebalance::divert::migrate_keys(&router, &topo, &keys, who, Instant::now())

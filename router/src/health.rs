@@ -18,6 +18,7 @@ use ringcache_protocol::wire::reply_text;
 use ringcache_protocol::Reply;
 use tokio::sync::watch;
 
+use crate::pools::PoolState;
 use crate::rebalance::lease::Lease;
 use crate::rebalance::sync::sync_nodes;
 use crate::shard::Shard;
@@ -114,25 +115,32 @@ pub async fn run(router: Arc<Router>, settings: HealthSettings, mut stop: watch:
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
-        let topo = router.topology.load_full();
         let link = &router.config.node_link;
-        let checks = topo.shards.iter().map(|shard| {
-            let shard = shard.clone();
-            async move {
-                let primary = repl_info(&shard.primary, settings.timeout, link).await;
-                let replicas = futures::future::join_all(
-                    shard
-                        .replica_links
-                        .iter()
-                        .map(|r| repl_info(&r.addr, settings.timeout, link)),
-                )
-                .await;
-                (shard, primary, replicas)
-            }
+        let shards: Vec<(Arc<PoolState>, Arc<Shard>)> = router
+            .pools
+            .iter()
+            .flat_map(|p| {
+                let topo = p.topology.load_full();
+                topo.shards
+                    .iter()
+                    .map(|s| (p.clone(), s.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let checks = shards.into_iter().map(|(pool, shard)| async move {
+            let primary = repl_info(&shard.primary, settings.timeout, link).await;
+            let replicas = futures::future::join_all(
+                shard
+                    .replica_links
+                    .iter()
+                    .map(|r| repl_info(&r.addr, settings.timeout, link)),
+            )
+            .await;
+            (pool, shard, primary, replicas)
         });
-        for (shard, primary, replicas) in futures::future::join_all(checks).await {
+        for (pool, shard, primary, replicas) in futures::future::join_all(checks).await {
             let state = states.entry(shard.id.clone()).or_default();
-            update_replicas(&router, &shard, &replicas, settings).await;
+            update_replicas(&router, &pool, &shard, &replicas, settings).await;
             match primary {
                 Some(info) => {
                     state.fails = 0;
@@ -149,7 +157,10 @@ pub async fn run(router: Arc<Router>, settings: HealthSettings, mut stop: watch:
                         .acked_writes()
                         .saturating_sub(state.acked_at_probe);
                     let primary_writes = state.last_primary_writes + acked_since;
-                    if due && failover(&router, &shard, &replicas, primary_writes, settings).await {
+                    if due
+                        && failover(&router, &pool, &shard, &replicas, primary_writes, settings)
+                            .await
+                    {
                         state.fails = 0;
                     }
                 }
@@ -162,6 +173,7 @@ pub async fn run(router: Arc<Router>, settings: HealthSettings, mut stop: watch:
 /// primary that came back as a primary).
 async fn update_replicas(
     router: &Arc<Router>,
+    pool: &Arc<PoolState>,
     shard: &Shard,
     infos: &[Option<ReplInfo>],
     settings: HealthSettings,
@@ -179,7 +191,7 @@ async fn update_replicas(
         link.lag_ms
             .store(if in_sync { info.lag_ms } else { i64::MAX }, Relaxed);
         if info.role_primary || !follows {
-            repoint(router, &shard.id, &link.addr, settings).await;
+            repoint(router, pool, &shard.id, &link.addr, settings).await;
         }
     }
 }
@@ -187,12 +199,19 @@ async fn update_replicas(
 /// Tells `replica` to replicate from its shard's primary, unless another router has just made
 /// it that primary: under the change lease, after following the nodes' ring, and only if the
 /// shard's primary is still another node.
-async fn repoint(router: &Arc<Router>, shard: &str, replica: &str, settings: HealthSettings) {
-    let Ok(lease) = Lease::take(router, &format!("re-pointing a replica of {shard}")).await else {
+async fn repoint(
+    router: &Arc<Router>,
+    pool: &Arc<PoolState>,
+    shard: &str,
+    replica: &str,
+    settings: HealthSettings,
+) {
+    let what = format!("re-pointing a replica of {shard}");
+    let Ok(lease) = Lease::take(router, pool, &what).await else {
         return;
     };
-    sync_nodes(router).await;
-    let topo = router.topology.load_full();
+    sync_nodes(router, pool).await;
+    let topo = pool.topology.load_full();
     if let Some(s) = topo.shard_by_id(shard).filter(|s| s.primary != replica) {
         let (host, port) = s.primary.rsplit_once(':').unwrap_or((&s.primary, "0"));
         tracing::info!(shard = %s.id, %replica, primary = %s.primary, "pointing replica at its primary");
@@ -210,6 +229,7 @@ async fn repoint(router: &Arc<Router>, shard: &str, replica: &str, settings: Hea
 /// Promotes the most up-to-date reachable replica; true if the topology now has a new primary.
 async fn failover(
     router: &Arc<Router>,
+    pool: &Arc<PoolState>,
     shard: &Arc<Shard>,
     infos: &[Option<ReplInfo>],
     last_primary_writes: u64,
@@ -226,7 +246,7 @@ async fn failover(
         return false;
     };
     // One router at a time: two routers' health checks never promote two replicas.
-    let lease = match Lease::take(router, &format!("failover of {}", shard.id)).await {
+    let lease = match Lease::take(router, pool, &format!("failover of {}", shard.id)).await {
         Ok(l) => l,
         Err(e) => {
             let reason = crate::rebalance::ChangeError::from(e);
@@ -235,8 +255,8 @@ async fn failover(
         }
     };
     // Another router may have failed the shard over already: follow it instead.
-    sync_nodes(router).await;
-    let current = router.topology.load_full();
+    sync_nodes(router, pool).await;
+    let current = pool.topology.load_full();
     if current
         .shard_by_id(&shard.id)
         .is_none_or(|s| s.primary != shard.primary)
@@ -287,18 +307,18 @@ async fn failover(
     }
     // A membership change publishes topologies too: one change at a time, or one overwrites
     // the other.
-    let _change = router.rebalance.change_lock.lock().await;
-    let topo = router.topology.load_full();
+    let _change = pool.rebalance.change_lock.lock().await;
+    let topo = pool.topology.load_full();
     let Some(index) = topo.shards.iter().position(|s| s.id == shard.id) else {
         return false;
     };
     let next = Arc::new(router.start_shard(&shard.id, &new_primary, &replicas, shard.weight));
     let published = match topo.with_shard_replaced(index, next) {
         Ok(t) => {
-            router.topology.store(Arc::new(t));
+            router.store_topology(pool, Arc::new(t));
             // The nodes learn the new epoch (and the new primary its shard id) before the lease
             // is given back, so no other router promotes another replica meanwhile.
-            sync_nodes(router).await;
+            sync_nodes(router, pool).await;
             true
         }
         Err(e) => {

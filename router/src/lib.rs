@@ -27,11 +27,15 @@ pub mod l4;
 pub mod local;
 pub mod merge;
 pub mod metrics;
+pub mod mirror;
+pub mod pools;
+pub mod pools_config;
 pub mod proxy;
 pub mod pubsub;
 pub mod rebalance;
 pub mod record;
 pub mod route;
+pub mod routes;
 pub mod scripts;
 pub mod send;
 pub mod session;
@@ -117,13 +121,14 @@ pub async fn run_listeners(
         router.stop_signal(),
     ));
     // Bounded: the adoption's node calls each time out after `connect_timeout`.
-    router
-        .rebalance
-        .wait_first_sync(router.config.connect_timeout * 4)
-        .await;
+    for pool in &router.pools {
+        pool.rebalance
+            .wait_first_sync(router.config.connect_timeout * 4)
+            .await;
+    }
     tracing::info!(
         addr = %listener.local_addr()?,
-        shards = router.topology.load().shards.len(),
+        shards = router.view().shards.len(),
         "router serving"
     );
     proxy::serve_listeners(router, listener, tls, shutdown).await

@@ -16,10 +16,10 @@ use ringcache_protocol::{Protocol, Reply};
 
 use crate::clients::{ClientHandle, Clients, RouterClient};
 use crate::merge::{How, Merge, Slot};
+use crate::pools::{PoolState, View};
 use crate::rebalance::{self, ChangeError, ChangeOutcome};
 use crate::session::Session;
 use crate::state::Router;
-use crate::topology::Topology;
 
 pub use ringcache_protocol::errors::{
     arity_error, unknown_command, unknown_subcommand, REDIS_COMPAT_VERSION,
@@ -44,7 +44,7 @@ pub fn unsupported(spec: &CommandSpec) -> Reply {
 /// Runs a router-answered command.
 pub fn run(
     router: &Router,
-    topo: &Topology,
+    topo: &View,
     s: &mut Session,
     spec: &'static CommandSpec,
     a: &[Bytes],
@@ -164,7 +164,7 @@ const ROUTER_PARAMS: [&str; 9] = [
 /// A shard that joins later keeps its own settings.
 pub fn config_slot(
     router: &Router,
-    topo: &Topology,
+    topo: &View,
     s: &Session,
     a: &[Bytes],
     raw: &Bytes,
@@ -282,7 +282,7 @@ fn default_sections() -> impl Iterator<Item = String> {
 }
 
 /// INFO: the router's sections, then the shards' (see `crate::info`).
-fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
+fn info(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Slot {
     let mut wanted: Vec<String> = Vec::new();
     for arg in &a[1..] {
         let arg = String::from_utf8_lossy(arg).to_ascii_lowercase();
@@ -368,7 +368,7 @@ fn info(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
     )))
 }
 
-fn section_text(router: &Router, topo: &Topology, section: &str, out: &mut String) {
+fn section_text(router: &Router, topo: &View, section: &str, out: &mut String) {
     let _ = match section {
         "server" => {
             let uptime = router.started.elapsed().as_secs();
@@ -385,35 +385,37 @@ fn section_text(router: &Router, topo: &Topology, section: &str, out: &mut Strin
             )
         }
         "router" => {
-            let ring = &topo.ring;
-            let up = topo
-                .shards
-                .iter()
-                .filter(|s| s.pool.connected() > 0)
-                .count();
+            let def = &topo.pools[0];
+            let ring = &def.ring;
+            let up = def.shards.iter().filter(|s| s.pool.connected() > 0).count();
             let _ = write!(
                 out,
-                "# Router\r\nring_epoch:{}\r\nring_vnodes:{}\r\nring_shards:{}\r\nring_points:{}\r\nshards_up:{up}\r\nupstream_connections_per_shard:{}\r\nconnected_clients:{}\r\n",
+                "# Router\r\nring_epoch:{}\r\nring_vnodes:{}\r\nring_shards:{}\r\nring_points:{}\r\nshards_up:{up}\r\nupstream_connections_per_shard:{}\r\nconnected_clients:{}\r\npools:{}\r\nroutes:{}\r\n",
                 ring.epoch(),
                 ring.vnodes(),
-                topo.shards.len(),
+                def.shards.len(),
                 ring.shards().iter().map(|s| ring.points_of(&s.id)).sum::<usize>(),
                 router.config.upstream_connections,
                 router.clients.len(),
+                topo.pools.len(),
+                topo.routes.list.len(),
             );
-            let shares = ring.shares();
-            for (shard, (_, share)) in topo.shards.iter().zip(shares) {
-                let _ = write!(
-                    out,
-                    "shard_{}:primary={},weight={},points={},share={:.2},status={},connections={}\r\n",
-                    shard.id,
-                    shard.primary,
-                    shard.weight,
-                    ring.points_of(&shard.id),
-                    share * 100.0,
-                    shard.pool.status().as_str(),
-                    shard.pool.connected(),
-                );
+            for (pool, t) in router.pools.iter().zip(&topo.pools) {
+                let shares = t.ring.shares();
+                for (shard, (_, share)) in t.shards.iter().zip(shares) {
+                    let _ = write!(
+                        out,
+                        "shard_{}:primary={},weight={},points={},share={:.2},status={},connections={},pool={}\r\n",
+                        shard.id,
+                        shard.primary,
+                        shard.weight,
+                        t.ring.points_of(&shard.id),
+                        share * 100.0,
+                        shard.pool.status().as_str(),
+                        shard.pool.connected(),
+                        pool.name,
+                    );
+                }
             }
             Ok(())
         }
@@ -421,10 +423,28 @@ fn section_text(router: &Router, topo: &Topology, section: &str, out: &mut Strin
     };
 }
 
-/// `RING JOIN | LEAVE | CANCEL | NODES | LOCATE <key> | STATUS | HELP`. Membership changes answer
-/// once their epoch is in effect (see `rebalance`), so they reply through a spawned task.
-fn ring(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
+/// `RING JOIN | LEAVE | CANCEL | NODES | STATUS [POOL <name>]`, `RING LOCATE <key> | ROUTES |
+/// HELP`. Membership changes answer once their epoch is in effect (see `rebalance`), so they
+/// reply through a spawned task.
+fn ring(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Slot {
     let sub = a[1].to_ascii_lowercase();
+    if matches!(&sub[..], b"locate" | b"routes" | b"help") {
+        return Slot::reply(&ring_info(router, topo, s, &sub, a), s.proto);
+    }
+    // A trailing `POOL <name>` picks the pool (else `default`).
+    let (pool, a) = match a.len() {
+        n if n >= 4 && a[n - 2].eq_ignore_ascii_case(b"pool") => {
+            let name = String::from_utf8_lossy(&a[n - 1]);
+            match router.pool_named(&name) {
+                Some(p) => (p.clone(), &a[..n - 2]),
+                None => {
+                    let e = Reply::Error(format!("ERR no pool named '{name}'"));
+                    return Slot::reply(&e, s.proto);
+                }
+            }
+        }
+        _ => (router.default_pool().clone(), a),
+    };
     let change = match &sub[..] {
         b"join" => match rebalance::parse_join(a) {
             Ok(c) => Some(c),
@@ -441,20 +461,20 @@ fn ring(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Slot {
             ));
             return Slot::reply(&reply, s.proto);
         }
-        _ => return Slot::reply(&ring_info(router, topo, &sub, a), s.proto),
+        _ => return Slot::reply(&pool_info(&pool, &sub, a), s.proto),
     };
     let Some(me) = router.me() else {
         return Slot::error("ERR the router is shutting down");
     };
-    if change.is_some() && router.rebalance.in_progress() {
+    if change.is_some() && pool.rebalance.in_progress() {
         return Slot::reply(&change_reply(Err(ChangeError::InProgress)), s.proto);
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (proto, caller) = (s.proto, s.id);
     tokio::spawn(async move {
         let outcome = match change {
-            Some(c) => rebalance::begin(me, c, caller).await,
-            None => rebalance::cancel(me, caller).await,
+            Some(c) => rebalance::begin(me, pool, c, caller).await,
+            None => rebalance::cancel(me, pool, caller).await,
         };
         let _ = tx.send(Ok(change_reply(outcome).to_bytes(proto)));
     });
@@ -470,7 +490,9 @@ fn change_reply(outcome: Result<ChangeOutcome, ChangeError>) -> Reply {
     }
 }
 
-fn ring_info(router: &Router, topo: &Topology, sub: &[u8], a: &[Bytes]) -> Reply {
+/// `RING NODES | STATUS` of one pool.
+fn pool_info(pool: &PoolState, sub: &[u8], a: &[Bytes]) -> Reply {
+    let topo = pool.topology.load_full();
     let ring = &topo.ring;
     match sub {
         b"nodes" if a.len() == 2 => Reply::Array(
@@ -499,20 +521,44 @@ fn ring_info(router: &Router, topo: &Topology, sub: &[u8], a: &[Bytes]) -> Reply
                         ),
                         (
                             Reply::bulk_str("last_error"),
-                            s.pool.last_error().map_or(Reply::Nil, |e| Reply::bulk_str(&e)),
+                            s.pool
+                                .last_error()
+                                .map_or(Reply::Nil, |e| Reply::bulk_str(&e)),
                         ),
+                        (Reply::bulk_str("pool"), Reply::bulk_str(&pool.name)),
                     ])
                 })
                 .collect(),
         ),
+        b"status" if a.len() == 2 => {
+            Reply::Verbatim(Bytes::from(pool.rebalance.status_text(&topo)))
+        }
+        b"nodes" | b"status" => Reply::Error(format!(
+            "ERR wrong number of arguments for 'ring|{}' command",
+            String::from_utf8_lossy(sub)
+        )),
+        _ => unknown_subcommand(&a[1], "ring"),
+    }
+}
+
+/// `RING LOCATE | ROUTES | HELP`: the router's routes, across pools.
+fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes]) -> Reply {
+    match sub {
         b"locate" if a.len() == 3 => {
             let key = &a[2];
             let hash = key_hash(key);
+            let routed = topo.routes.route(key, s.pool);
+            let (Some(pool), Some(t)) = (router.pools.get(routed.pool), topo.pools.get(routed.pool))
+            else {
+                return Reply::error("ERR no such pool");
+            };
+            let ring = &t.ring;
             let Some(index) = ring.owner_index(hash) else {
                 return Reply::error("ERR the ring has no shards");
             };
             let tag = hash_tag(key);
-            let shard = &topo.shards[index];
+            let shard = &t.shards[index];
+            let route = routed.route.map(|r| &topo.routes.list[r]);
             Reply::Map(vec![
                 (Reply::bulk_str("shard"), Reply::bulk_str(&shard.id)),
                 (Reply::bulk_str("primary"), Reply::bulk_str(&shard.primary)),
@@ -530,29 +576,68 @@ fn ring_info(router: &Router, topo: &Topology, sub: &[u8], a: &[Bytes]) -> Reply
                     },
                 ),
                 (Reply::bulk_str("epoch"), Reply::Int(ring.epoch() as i64)),
+                (Reply::bulk_str("pool"), Reply::bulk_str(&pool.name)),
+                (
+                    Reply::bulk_str("route"),
+                    route.map_or(Reply::Nil, |r| Reply::bulk_str(&r.prefix)),
+                ),
             ])
         }
-        b"status" if a.len() == 2 => {
-            Reply::Verbatim(Bytes::from(router.rebalance.status_text(topo)))
-        }
+        b"routes" if a.len() == 2 => Reply::Array(
+            topo.routes
+                .list
+                .iter()
+                .zip(&topo.routes.stats)
+                .map(|(r, st)| {
+                    let n = |c: &std::sync::atomic::AtomicU64| Reply::Int(c.load(Relaxed) as i64);
+                    let mirror = r.mirror.as_ref();
+                    Reply::Map(vec![
+                        (Reply::bulk_str("prefix"), Reply::bulk_str(&r.prefix)),
+                        (Reply::bulk_str("pool"), Reply::bulk_str(&r.pool)),
+                        (
+                            Reply::bulk_str("ignore_case"),
+                            Reply::Int(i64::from(r.ignore_case)),
+                        ),
+                        (
+                            Reply::bulk_str("mirror"),
+                            mirror.map_or(Reply::Nil, |m| Reply::bulk_str(&m.pool)),
+                        ),
+                        (
+                            Reply::bulk_str("mirror_percent"),
+                            Reply::Int(mirror.map_or(0, |m| i64::from(m.percent))),
+                        ),
+                        (
+                            Reply::bulk_str("mirror_writes_only"),
+                            Reply::Int(i64::from(mirror.is_some_and(|m| m.writes_only))),
+                        ),
+                        (Reply::bulk_str("requests"), n(&st.requests)),
+                        (Reply::bulk_str("mirrored"), n(&st.mirrored)),
+                        (Reply::bulk_str("mirror_drops"), n(&st.mirror_drops)),
+                        (Reply::bulk_str("mirror_errors"), n(&st.mirror_errors)),
+                    ])
+                })
+                .collect(),
+        ),
         b"help" if a.len() == 2 => Reply::status_lines(&[
                 "RING <subcommand> [<arg> ...]. Subcommands are:",
-                "NODES",
-                "    Every shard: id, primary, replicas, weight, points on the ring, status.",
+                "NODES [POOL <name>]",
+                "    Every shard of a pool (default: `default`): id, primary, replicas, weight, points on the ring, status.",
                 "LOCATE <key>",
-                "    The shard owning <key>, the key's 64-bit hash and its {hash tag}.",
-                "STATUS",
-                "    Epoch, shares, `migrating:0|1` and the progress of a membership change, as key:value lines.",
-                "JOIN <id> <primary> [<replica> ...] [WEIGHT <w>]",
-                "    Add a shard; only the arcs it takes move, in the background. Replies once its epoch is in effect.",
-                "LEAVE <id>",
+                "    The pool, route and shard owning <key>, the key's 64-bit hash and its {hash tag}.",
+                "ROUTES",
+                "    Every key-prefix route: prefix, pool, ignore_case, its mirror, its counters.",
+                "STATUS [POOL <name>]",
+                "    A pool's epoch, shares, `migrating:0|1` and the progress of a membership change, as key:value lines.",
+                "JOIN <id> <primary> [<replica> ...] [WEIGHT <w>] [POOL <name>]",
+                "    Add a shard to a pool; only the arcs it takes move, in the background. Replies once its epoch is in effect.",
+                "LEAVE <id> [POOL <name>]",
                 "    Remove a shard; its arcs move to their new owners, then its connections close.",
-                "CANCEL",
-                "    Stop the change in progress and move back what it moved.",
+                "CANCEL [POOL <name>]",
+                "    Stop the pool's change in progress and move back what it moved.",
                 "HELP",
                 "    Print this help.",
             ]),
-        b"nodes" | b"status" | b"help" | b"locate" => Reply::Error(format!(
+        b"help" | b"locate" | b"routes" => Reply::Error(format!(
             "ERR wrong number of arguments for 'ring|{}' command",
             String::from_utf8_lossy(sub)
         )),

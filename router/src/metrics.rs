@@ -43,7 +43,7 @@ pub fn start(router: &Arc<Router>, listener: TcpListener) -> io::Result<()> {
 
 /// Renders the text exposition for the router's current state.
 pub fn render(router: &Router) -> String {
-    let topo = router.topology.load();
+    let topo = router.view();
     let mut blocks: Vec<&ShardMetrics> = vec![&router.metrics];
     blocks.extend(topo.shards.iter().map(|s| &*s.metrics));
     let mut out = String::with_capacity(8192);
@@ -72,9 +72,19 @@ pub fn render(router: &Router) -> String {
     let _ = writeln!(
         out,
         "# HELP {name} Epoch of the ring the router routes by.\n# TYPE {name} gauge\n{name} {}",
-        topo.ring.epoch()
+        topo.pools[0].ring.epoch()
     );
-    router.rebalance.render_metrics(&mut out);
+    let name = "ringcache_pool_epoch";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Epoch of each pool's ring.\n# TYPE {name} gauge"
+    );
+    for (p, t) in router.pools.iter().zip(&topo.pools) {
+        let _ = writeln!(out, "{name}{{pool=\"{}\"}} {}", p.name, t.ring.epoch());
+    }
+    // Migration figures of the `default` pool (other pools' are in RING STATUS POOL <name>).
+    router.default_pool().rebalance.render_metrics(&mut out);
+    pools_and_routes(router, &topo, &mut out);
     let f = &router.failover;
     let _ = writeln!(
         out,
@@ -106,6 +116,80 @@ pub fn render(router: &Router) -> String {
         }
     }
     out
+}
+
+/// One of a route's counters.
+type RouteCounter = fn(&crate::mirror::RouteStats) -> u64;
+
+/// Requests and errors per pool (its shards' sums), and each route's counters.
+fn pools_and_routes(router: &Router, topo: &crate::pools::View, out: &mut String) {
+    let commands = shard_metrics::command_names().len() as u16;
+    let _ = writeln!(
+        out,
+        "# HELP ringcache_pool_requests_total Requests sent to a pool's shards.\n# TYPE ringcache_pool_requests_total counter"
+    );
+    let mut errors = Vec::with_capacity(topo.pools.len());
+    for (p, t) in router.pools.iter().zip(&topo.pools) {
+        let (mut req, mut err) = (0u64, 0u64);
+        for s in &t.shards {
+            for cmd in 0..commands {
+                let (r, e) = s.metrics.counts(cmd);
+                req += r;
+                err += e;
+            }
+        }
+        let pool = escape_label(&p.name);
+        let _ = writeln!(
+            out,
+            "ringcache_pool_requests_total{{pool=\"{pool}\"}} {req}"
+        );
+        errors.push((pool, err));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringcache_pool_errors_total Error replies from a pool's shards.\n# TYPE ringcache_pool_errors_total counter"
+    );
+    for (pool, err) in errors {
+        let _ = writeln!(out, "ringcache_pool_errors_total{{pool=\"{pool}\"}} {err}");
+    }
+    let routes = &topo.routes;
+    let families: [(&str, &str, RouteCounter); 4] = [
+        (
+            "requests",
+            "Requests whose first key matched the route.",
+            |s| s.requests.load(Relaxed),
+        ),
+        (
+            "mirrored",
+            "Copies of the route's commands sent to its mirror pool.",
+            |s| s.mirrored.load(Relaxed),
+        ),
+        (
+            "mirror_drops",
+            "Copies dropped: too many outstanding (a slow or stopped mirror).",
+            |s| s.mirror_drops.load(Relaxed),
+        ),
+        (
+            "mirror_errors",
+            "Copies the mirror answered with an error or not at all.",
+            |s| s.mirror_errors.load(Relaxed),
+        ),
+    ];
+    for (name, help, get) in families {
+        let _ = writeln!(
+            out,
+            "# HELP ringcache_route_{name}_total {help}\n# TYPE ringcache_route_{name}_total counter"
+        );
+        for (r, stats) in routes.list.iter().zip(&routes.stats) {
+            let _ = writeln!(
+                out,
+                "ringcache_route_{name}_total{{route=\"{}\",pool=\"{}\"}} {}",
+                escape_label(&r.prefix),
+                escape_label(&r.pool),
+                get(stats)
+            );
+        }
+    }
 }
 
 /// Serves `GET /metrics` until `stop` turns true.

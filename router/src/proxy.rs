@@ -32,13 +32,13 @@ use tracing::Instrument;
 
 use crate::clients::{lock, ClientHandle, Who};
 use crate::merge::Slot;
+use crate::pools::View;
 use crate::route::{self, Plan};
 use crate::send::{send, send_as, send_plan};
 use crate::session::Session;
 use crate::shard::{ReplicaLink, Shard};
 use crate::shard_metrics;
 use crate::state::Router;
-use crate::topology::Topology;
 use crate::upstream::{UpRequest, UpResult};
 use crate::{blocking, cursor, local, pubsub, scripts, txn};
 
@@ -71,6 +71,7 @@ pub async fn serve_listeners(
     tokio::pin!(shutdown);
     start_lots(&router);
     tokio::spawn(park_idle(router.clone()));
+    let extra = bind_pool_listeners(&router).await?;
     let mut backoff = Duration::from_millis(5);
     loop {
         tokio::select! {
@@ -79,6 +80,7 @@ pub async fn serve_listeners(
                 tokio::select! {
                     a = listener.accept() => (a, None),
                     a = ringcache_protocol::transport::accept_on(tls_listener.as_ref()) => (a, tls.clone()),
+                    a = accept_any(&extra) => (a, None),
                 }
             } => match accepted {
                 (Ok((sock, addr)), tls) => {
@@ -96,6 +98,7 @@ pub async fn serve_listeners(
     }
     drop(listener);
     drop(tls_listener);
+    drop(extra);
     tracing::info!(clients = router.clients.len(), "shutting down");
     router.clients.kill_all();
     let deadline = Instant::now() + DRAIN_TIMEOUT;
@@ -104,6 +107,40 @@ pub async fn serve_listeners(
     }
     router.stop();
     Ok(())
+}
+
+/// Binds the `[[listener]]` addresses, each noted with its pool for `Router::listener_pool`.
+async fn bind_pool_listeners(router: &Router) -> io::Result<Vec<TcpListener>> {
+    let mut out = Vec::with_capacity(router.config.listeners.len());
+    for l in &router.config.listeners {
+        let listener = TcpListener::bind(l.listen.as_str())
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("binding listener {}: {e}", l.listen)))?;
+        let addr = listener.local_addr()?;
+        let pool = router.pool_named(&l.pool).map_or(0, |p| p.index);
+        router.note_listener(addr, pool);
+        // Tests and the launcher read this line to find the port (0 picks one).
+        println!("ringcache router listening for pool {} on {addr}", l.pool);
+        tracing::info!(%addr, pool = %l.pool, "listening for a pool");
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// The next connection on any of `listeners` (pending forever when there are none).
+async fn accept_any(listeners: &[TcpListener]) -> io::Result<(TcpStream, SocketAddr)> {
+    if listeners.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        for l in listeners {
+            if let std::task::Poll::Ready(r) = l.poll_accept(cx) {
+                return std::task::Poll::Ready(r);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 fn accept(router: &Arc<Router>, sock: TcpStream, addr: SocketAddr, tls: Option<Arc<TlsServer>>) {
@@ -177,12 +214,14 @@ async fn client_task<T: Transport>(
     handle: Arc<ClientHandle>,
     io: usize,
 ) {
-    let s = Session::new(
+    let laddr = handle.laddr;
+    let mut s = Session::new(
         handle,
         io,
         router.acl.default_opens(),
         router.acl.default_user(),
     );
+    s.pool = router.listener_pool(laddr);
     serve_client(router, sock, s).await;
 }
 
@@ -293,27 +332,27 @@ async fn connection<T: Transport>(
         // Requests planned on an older ring are answered before any is planned on a newer one.
         let mut holding = false;
         if !s.closing {
-            let mut topo = router.topology.load_full();
-            if topo.ring.epoch() != s.epoch && !fifo.is_empty() {
+            let mut topo = router.view();
+            if topo.generation != s.epoch && !fifo.is_empty() {
                 holding = true;
-            } else if s.busy_mark != topo.ring.epoch() {
+            } else if s.busy_mark != topo.generation {
                 // Publish the epoch before planning on it, then re-read the ring: a change's
                 // quiesce either sees this client busy on the old ring or this client sees the
                 // new one (`rebalance::publish::quiesce`). Nothing is outstanding here.
                 for _ in 0..4 {
-                    let epoch = topo.ring.epoch();
+                    let epoch = topo.generation;
                     handle.busy_epoch.store(epoch, SeqCst);
                     s.busy_mark = epoch;
                     std::sync::atomic::fence(SeqCst);
-                    let again = router.topology.load_full();
-                    if again.ring.epoch() == epoch {
+                    let again = router.view();
+                    if again.generation == epoch {
                         break;
                     }
                     topo = again;
                 }
             }
             if !holding {
-                s.epoch = topo.ring.epoch();
+                s.epoch = topo.generation;
             }
             let start = Instant::now();
             let mut commands = 0u64;
@@ -490,17 +529,20 @@ fn drain<'a>(
     })
 }
 
-/// The replica a read goes to under `[ring] read_from`, if any may serve it: healthy (in sync
-/// with this shard's primary), lag under `max_replica_lag`, and the key's arc not migrating.
+/// The replica a read goes to under its pool's `read_from`, if any may serve it: healthy (in
+/// sync with this shard's primary), lag under `max_replica_lag`, and the key's arc not migrating.
+/// `index`: the shard's in the view; `default`: the client's default pool.
 fn pick_replica(
     router: &Router,
-    topo: &Topology,
-    shard: &Shard,
+    topo: &View,
+    index: usize,
+    default: usize,
     args: &[Bytes],
     spec: &table::CommandSpec,
 ) -> Option<Arc<ReplicaLink>> {
     use crate::config::ReadFrom;
-    let policy = router.config.ring.read_from;
+    let shard = topo.shards.get(index)?;
+    let policy = router.pools.get(topo.pool_of_shard(index))?.read_from;
     if policy == ReadFrom::Primary || shard.replica_links.is_empty() {
         return None;
     }
@@ -512,7 +554,7 @@ fn pick_replica(
         .as_millis() as i64;
     if spec
         .keys(args)
-        .any(|i| topo.is_migrating(ringcache_protocol::hash::key_hash(&args[i])))
+        .any(|i| topo.is_migrating(&args[i], default))
     {
         return None;
     }
@@ -643,7 +685,7 @@ fn silence(s: &mut Session, slot: Slot) -> Slot {
 /// Turns one request into a slot: forwarded, split, fanned out, or answered here.
 fn dispatch(
     router: &Router,
-    topo: &Topology,
+    topo: &View,
     s: &mut Session,
     args: &[Bytes],
     raw: Bytes,
@@ -694,7 +736,7 @@ fn dispatch(
         let line = ringcache_protocol::monitor::line_now(&s.client.addr.to_string(), args);
         router.pubsub.feed_monitors(&line);
     }
-    let plan = route::plan(spec, args, |k| topo.owner(k).unwrap_or(0));
+    let plan = route::plan(spec, args, |k| topo.owner(k, s.pool).unwrap_or(0));
     if plan == Plan::WrongArity {
         txn::queue_failed(s);
         return answer(router, cmd, start, &local::arity_error(spec.name), s.proto);
@@ -745,11 +787,15 @@ fn dispatch(
     {
         return slot;
     }
+    if !topo.routes.is_empty() {
+        let f = &router.mirror_in_flight;
+        crate::mirror::mirror(f, topo, s, spec, &plan, args, &raw, cmd, start);
+    }
     match plan {
-        Plan::Forward(shard) => {
-            let shard = &topo.shards[shard];
+        Plan::Forward(index) => {
+            let shard = &topo.shards[index];
             if spec.has(flags::READONLY) {
-                if let Some(replica) = pick_replica(router, topo, shard, args, spec) {
+                if let Some(replica) = pick_replica(router, topo, index, s.pool, args, spec) {
                     let rx = send_to_replica(&replica, shard, s, raw.clone(), cmd, start);
                     return Slot::Keyed(rx, raw);
                 }

@@ -24,11 +24,11 @@ use tokio::sync::oneshot;
 
 use crate::clients::{lock, Who};
 use crate::merge::Slot;
+use crate::pools::View;
 use crate::route::{FanOut, Plan};
 use crate::send::{send_as, send_plan};
 use crate::session::Session;
 use crate::state::Router;
-use crate::topology::Topology;
 
 /// Scripts the router remembers, at most (Redis keeps every one until SCRIPT FLUSH; a router
 /// must not grow without bound): past it the oldest are forgotten, and a shard missing one of
@@ -91,7 +91,7 @@ fn library_name(code: &[u8]) -> Option<String> {
 #[allow(clippy::too_many_arguments)]
 pub fn dispatch(
     router: &Router,
-    topo: &Topology,
+    topo: &View,
     s: &Session,
     spec: &'static CommandSpec,
     a: &[Bytes],
@@ -112,7 +112,7 @@ pub fn dispatch(
     };
     // The shard keyless scripts run on, so FUNCTION STATS shows the function running there.
     let home = topo
-        .owner(b"")
+        .owner(b"", s.pool)
         .and_then(|i| topo.shards.get(i))
         .unwrap_or(&topo.shards[0]);
     let first = || {
@@ -167,7 +167,7 @@ pub fn dispatch(
 /// nothing else on the multiplexed connection that carried the script, and the kill must not
 /// queue behind it there. OK if some shard stopped a script, else a shard's refusal (BUSY: the
 /// other kind of script runs; UNKILLABLE), else NOTBUSY.
-fn kill(router: &Router, topo: &Topology, s: &Session, raw: &Bytes) -> Slot {
+fn kill(router: &Router, topo: &View, s: &Session, raw: &Bytes) -> Slot {
     let mut waits = Vec::new();
     for shard in &topo.shards {
         match crate::dedicated::Dedicated::open(router, shard, s.who()) {
@@ -238,7 +238,7 @@ pub fn watch(
 
 /// PING while a script of this router's runs long on some shard: that shard's answer (BUSY
 /// once its script passed `busy-reply-threshold`, as Redis answers), on a connection of its own.
-pub fn ping_busy(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> Option<Slot> {
+pub fn ping_busy(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Option<Slot> {
     let shard = topo
         .shards
         .iter()
@@ -260,7 +260,7 @@ pub fn ping_busy(router: &Router, topo: &Topology, s: &Session, a: &[Bytes]) -> 
 /// SCRIPT EXISTS: a script exists if the router can run it (it has its copy) or a shard has it.
 fn script_exists(
     router: &Router,
-    topo: &Topology,
+    topo: &View,
     s: &Session,
     a: &[Bytes],
     raw: &Bytes,
@@ -332,8 +332,9 @@ pub fn heal(router: &Router, who: Who, raw: Bytes, first_reply: Bytes) -> Slot {
 
 async fn heal_and_retry(router: &Router, who: Who, raw: Bytes) -> Option<Bytes> {
     let (spec, args) = decode(router, &raw)?;
-    let topo = router.topology.load_full();
-    let Plan::Forward(shard) = crate::route::plan(spec, &args, |k| topo.owner(k).unwrap_or(0))
+    let topo = router.view();
+    let Plan::Forward(shard) =
+        crate::route::plan(spec, &args, |k| topo.owner(k, who.pool).unwrap_or(0))
     else {
         return None;
     };
@@ -427,8 +428,9 @@ async fn follow_hops(router: &Router, who: Who, raw: Bytes, mut reply: Bytes) ->
         let Some((epoch, owner)) = elsewhere(&reply) else {
             return reply;
         };
-        let topo = router.topology.load_full();
-        let mine = topo.ring.epoch();
+        let topo = router.view();
+        let pool = topo.pool_of_id(&owner).unwrap_or(0);
+        let mine = topo.pools.get(pool).map_or(0, |t| t.ring.epoch());
         if epoch != mine {
             return crate::rebalance::divert::tryagain(epoch, &owner, mine);
         }

@@ -11,10 +11,10 @@ use tokio::sync::oneshot;
 use crate::clients::Who;
 use crate::cursor;
 use crate::merge::{How, Merge, Slot};
+use crate::pools::View;
 use crate::route::{self, Plan};
 use crate::session::Session;
 use crate::shard::Shard;
-use crate::topology::Topology;
 use crate::upstream::{UpRequest, UpResult};
 
 /// Queues `raw` on `shard`'s connection for this client and returns where its reply will arrive.
@@ -57,7 +57,7 @@ fn scan_done_and_empty(raw: &[u8]) -> bool {
 /// the migration path (`rebalance`) shares. Fan-outs include shards outside the ring that a
 /// migration is still emptying (a key is in exactly one place, so nothing is counted twice).
 pub fn send_plan(
-    topo: &Topology,
+    topo: &View,
     who: Who,
     plan: Plan,
     args: &[Bytes],

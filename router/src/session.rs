@@ -15,6 +15,8 @@ pub struct Session {
     pub id: u64,
     /// The IO thread this connection lives on (its upstream connections are that thread's).
     pub io: usize,
+    /// The pool of keys no route matches (the listener's; 0: `default`).
+    pub pool: usize,
     pub proto: Protocol,
     pub authenticated: bool,
     /// The ACL user every request is checked against.
@@ -28,7 +30,7 @@ pub struct Session {
     pub last_cmd: &'static str,
     /// Requests that must run in order during a migration (created on first use).
     pub chain: Option<Chain>,
-    /// Epoch of the ring the outstanding requests were planned on.
+    /// Generation of the view the outstanding requests were planned on.
     pub epoch: u64,
     /// What `client.busy_epoch` holds (0: nothing outstanding), to store it only on changes.
     pub busy_mark: u64,
@@ -61,6 +63,7 @@ impl Session {
         Session {
             id: client.id,
             io,
+            pool: 0,
             proto: Protocol::Resp2,
             authenticated,
             user,
@@ -82,6 +85,7 @@ impl Session {
             io: self.io,
             proto: self.proto,
             id: self.id,
+            pool: self.pool,
         }
     }
 }

@@ -17,7 +17,8 @@ use crate::clients::Clients;
 use crate::config::RouterConfig;
 use crate::io_threads::IoThreads;
 use crate::l4::pool::Pool;
-use crate::rebalance::rebalancer::Rebalancer;
+use crate::pools::PoolState;
+use crate::pools_config::DEFAULT_POOL;
 use crate::session::Session;
 use crate::shard::Shard;
 use crate::shard_metrics::ShardMetrics;
@@ -28,8 +29,15 @@ use crate::upstream::UpstreamSettings;
 #[derive(Debug)]
 pub struct Router {
     pub config: RouterConfig,
-    /// The ring and pools, swapped whole when membership changes.
-    pub topology: ArcSwap<Topology>,
+    /// The pools (`default` first), each a ring of its own with its membership changes.
+    pub pools: Vec<Arc<crate::pools::PoolState>>,
+    /// Every pool's topology at once, for the request path; rebuilt by `store_topology`.
+    pub view: ArcSwap<crate::pools::View>,
+    pub(crate) view_lock: crate::pools::ViewLock,
+    /// The `[[listener]]` addresses bound, with their pools.
+    pub(crate) listener_pools: Mutex<Vec<(std::net::SocketAddr, usize)>>,
+    /// Mirrored copies outstanding (`crate::mirror`).
+    pub mirror_in_flight: Arc<crate::mirror::InFlight>,
     pub clients: Clients,
     /// The router's own ACL users (its clients', not the nodes').
     pub acl: ringcache_protocol::acl::Acl,
@@ -47,8 +55,6 @@ pub struct Router {
     pub failover: FailoverStats,
     /// The L4 listeners' pools (RING STATUS and metrics show their connections).
     pub l4_pools: Mutex<Vec<Arc<Pool>>>,
-    /// Membership changes: RING JOIN/LEAVE/CANCEL/STATUS, epochs pushed to nodes.
-    pub rebalance: Rebalancer,
     /// Pub/sub: the router's subscriptions and its subscribed clients.
     pub pubsub: crate::pubsub::Hub,
     /// Copies of the scripts and function libraries loaded through this router.
@@ -92,8 +98,38 @@ impl Router {
                 Lot::new()
             })
             .collect::<io::Result<Vec<_>>>()?;
-        let topology = Topology::start(&config, 1, &stop_rx, &io)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let bad = |e| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let mut pools = vec![Arc::new(PoolState::new(
+            0,
+            DEFAULT_POOL,
+            config.ring.read_from,
+            Topology::start(
+                &config,
+                config.ring.vnodes,
+                &config.shards,
+                1,
+                &stop_rx,
+                &io,
+            )
+            .map_err(bad)?,
+        ))];
+        for (i, p) in config.pools.iter().enumerate() {
+            let topo =
+                Topology::start(&config, p.vnodes, &p.shards, 1, &stop_rx, &io).map_err(bad)?;
+            pools.push(Arc::new(PoolState::new(i + 1, &p.name, p.read_from, topo)));
+        }
+        let index = |name: &str| pools.iter().position(|p| p.name == name).unwrap_or(0);
+        let listeners: Vec<usize> = config.listeners.iter().map(|l| index(&l.pool)).collect();
+        let routes = Arc::new(crate::routes::Routes::new(
+            config.routes.clone(),
+            &listeners,
+            index,
+        ));
+        let view = crate::pools::View::new(
+            1,
+            pools.iter().map(|p| p.topology.load_full()).collect(),
+            routes,
+        );
         let run_id: String = {
             let mut rng = rand::thread_rng();
             (0..40)
@@ -120,7 +156,11 @@ impl Router {
             blocked: Default::default(),
             dedicated,
             config,
-            topology: ArcSwap::from_pointee(topology),
+            pools,
+            view: ArcSwap::from_pointee(view),
+            view_lock: Default::default(),
+            listener_pools: Mutex::new(Vec::new()),
+            mirror_in_flight: Default::default(),
             clients: Clients::default(),
             acl,
             metrics: ShardMetrics::new("router"),
@@ -133,7 +173,6 @@ impl Router {
             stop,
             failover: FailoverStats::default(),
             l4_pools: Mutex::new(Vec::new()),
-            rebalance: Rebalancer::default(),
             me: me.clone(),
         }))
     }

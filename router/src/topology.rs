@@ -25,15 +25,21 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds the ring at `epoch` and starts a pool per shard, with connections on every IO
+    /// Builds a pool's ring (`vnodes`, `pool_shards`) at `epoch` and starts a pool per shard, with connections on every IO
     /// thread.
     pub fn start(
         config: &RouterConfig,
+        vnodes: u32,
+        pool_shards: &[ShardConfig],
         epoch: Epoch,
         stop: &watch::Receiver<bool>,
         io: &IoThreads,
     ) -> Result<Topology, RingError> {
-        let ring = Ring::new(epoch, config.ring.vnodes, config.shard_specs())?;
+        let specs = pool_shards
+            .iter()
+            .map(|s| ringcache_protocol::ring::ShardSpec::new(s.id.clone(), s.weight))
+            .collect();
+        let ring = Ring::new(epoch, vnodes, specs)?;
         let settings = UpstreamSettings {
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
@@ -43,7 +49,7 @@ impl Topology {
         let shards = ring
             .shards()
             .iter()
-            .filter_map(|spec| config.shards.iter().find(|s| s.id == spec.id))
+            .filter_map(|spec| pool_shards.iter().find(|s| s.id == spec.id))
             .map(|s: &ShardConfig| {
                 Arc::new(Shard::start(
                     &s.id,

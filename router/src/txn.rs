@@ -23,11 +23,11 @@ use tokio::sync::oneshot;
 use crate::clients::Who;
 use crate::dedicated::Dedicated;
 use crate::merge::{error_bytes, Slot};
-use crate::rebalance::divert::{catch_up, tryagain, wrongshard};
+use crate::pools::View;
+use crate::rebalance::divert::{catch_up, pool_at, tryagain, wrongshard};
 use crate::route::CROSSSHARD;
 use crate::session::Session;
 use crate::state::Router;
-use crate::topology::Topology;
 use crate::upstream::UpResult;
 
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
@@ -75,7 +75,7 @@ pub fn applies(s: &Session, spec: &CommandSpec) -> bool {
 /// shards than a WATCH's).
 pub fn dispatch(
     router: &Router,
-    topo: &Topology,
+    topo: &View,
     s: &mut Session,
     spec: &'static CommandSpec,
     args: &[Bytes],
@@ -122,7 +122,7 @@ pub fn dispatch(
         .keys(args)
         .map(|i| Bytes::copy_from_slice(&args[i]))
         .collect();
-    let home = match home_of(topo, &keys) {
+    let home = match home_of(topo, &keys, who.pool) {
         Ok(h) => h,
         Err(()) => {
             queue_failed(s);
@@ -205,10 +205,10 @@ fn forward(link: &Dedicated, raw: &Bytes, keys: Vec<Bytes>, router: &Router) -> 
 
 /// The ring index of the shard owning every one of `keys` (`None`: no keys), or `Err` if they
 /// are on several.
-fn home_of(topo: &Topology, keys: &[Bytes]) -> Result<Option<usize>, ()> {
+fn home_of(topo: &View, keys: &[Bytes], pool: usize) -> Result<Option<usize>, ()> {
     let mut home = None;
     for k in keys {
-        let Some(owner) = topo.owner(k) else {
+        let Some(owner) = topo.owner(k, pool) else {
             continue;
         };
         match home {
@@ -244,8 +244,8 @@ fn exec(router: &Router, s: &mut Session) -> Slot {
     };
     // The usual case, keys where they were queued: EXEC goes now, before the client's later
     // requests on other connections, as a server runs one client's commands in order.
-    let topo = router.topology.load();
-    let here = match (&t.link, home_of(&topo, &t.keys)) {
+    let topo = router.view();
+    let here = match (&t.link, home_of(&topo, &t.keys, s.pool)) {
         (Some(link), Ok(Some(h))) => {
             topo.shards.get(h).is_some_and(|sh| sh.id == link.shard) && t.moved.load(Relaxed) == 0
         }
@@ -275,12 +275,12 @@ async fn run_exec(
     let timeout = router.config.request_timeout;
     let mut retried = 0;
     let reply = loop {
-        let topo = router.topology.load_full();
+        let topo = router.view();
         if topo.shards.is_empty() {
             break error_bytes("ERR the ring has no shards");
         }
-        let home = match home_of(&topo, &t.keys) {
-            Ok(h) => h.or_else(|| topo.owner(b"")).unwrap_or(0),
+        let home = match home_of(&topo, &t.keys, who.pool) {
+            Ok(h) => h.or_else(|| topo.owner(b"", who.pool)).unwrap_or(0),
             Err(()) => break error_bytes(EXECABORT),
         };
         let Some(shard) = topo.shards.get(home) else {
@@ -330,8 +330,10 @@ async fn run_exec(
         let Some((epoch, owner)) = refused else {
             break bytes;
         };
-        let mine = topo.ring.epoch();
-        if retried >= MAX_RERUNS || t.watching || !catch_up(&router, epoch, mine).await {
+        let Some((pool, mine)) = pool_at(&router, &topo, home) else {
+            break error_bytes("ERR no such pool");
+        };
+        if retried >= MAX_RERUNS || t.watching || !catch_up(&router, &pool, epoch, mine).await {
             break tryagain(epoch, &owner, mine);
         }
         retried += 1;

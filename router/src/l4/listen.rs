@@ -13,8 +13,8 @@ use crate::io_threads::IoThreads;
 use crate::l4::forward::serve;
 use crate::l4::health::{health_loop, HealthSettings, MemberSource};
 use crate::l4::pool::{Member, Pool};
+use crate::pools::View;
 use crate::state::Router;
-use crate::topology::Topology;
 
 /// Binds every `[[l4]]` listener of the router's config and starts serving it (printing
 /// `ringcache router l4 NAME on ADDR`); the pools go to `router.l4_pools`.
@@ -35,7 +35,7 @@ pub async fn start(router: &Arc<Router>) -> io::Result<()> {
         let members = match &l4.pool {
             L4Pool::Addrs(m) => m.clone(),
             L4Pool::Replicas(shard) => {
-                let Some(members) = replicas_of(&router.topology.load(), shard) else {
+                let Some(members) = replicas_of(&router.view(), shard) else {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
                         format!("L4 pool replicas:{shard}: no such shard"),
@@ -63,7 +63,7 @@ pub async fn start(router: &Arc<Router>) -> io::Result<()> {
             L4Pool::Replicas(shard) => {
                 let (router, shard) = (router.clone(), shard.clone());
                 Some(Arc::new(move || {
-                    replicas_of(&router.topology.load(), &shard).unwrap_or_default()
+                    replicas_of(&router.view(), &shard).unwrap_or_default()
                 }))
             }
             L4Pool::Addrs(_) => None,
@@ -92,7 +92,7 @@ pub async fn start(router: &Arc<Router>) -> io::Result<()> {
 }
 
 /// The replicas of `shard` as pool members (weight 1), if the topology has that shard.
-fn replicas_of(topo: &Topology, shard: &str) -> Option<Vec<Member>> {
+fn replicas_of(topo: &View, shard: &str) -> Option<Vec<Member>> {
     let s = topo.shards.iter().find(|s| s.id == shard)?;
     Some(
         s.replicas

@@ -12,10 +12,10 @@ use tokio::sync::oneshot;
 use super::Kind;
 use crate::frame::{bulk_payload, elements, integer};
 use crate::merge::{error_bytes, Slot};
+use crate::pools::View;
 use crate::send::send;
 use crate::session::Session;
 use crate::state::Router;
-use crate::topology::Topology;
 
 /// How long a SUBSCRIBE waits for its shards to confirm before answering anyway.
 const CONFIRM_WAIT: Duration = Duration::from_secs(2);
@@ -53,7 +53,7 @@ pub fn subscribed_ping(s: &Session, a: &[Bytes]) -> Option<Slot> {
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     router: &Router,
-    topo: &Topology,
+    topo: &View,
     s: &mut Session,
     spec: &'static CommandSpec,
     a: &[Bytes],
@@ -102,13 +102,7 @@ fn confirmation(proto: Protocol, what: &'static str, name: Option<&Bytes>, count
     out.freeze()
 }
 
-fn subscribe(
-    router: &Router,
-    topo: &Topology,
-    s: &mut Session,
-    kind: Kind,
-    names: &[Bytes],
-) -> Slot {
+fn subscribe(router: &Router, topo: &View, s: &mut Session, kind: Kind, names: &[Bytes]) -> Slot {
     let proto = s.proto;
     let hub = &router.pubsub;
     let sub = s.pubsub.get_or_insert_with(|| {
@@ -198,7 +192,7 @@ fn unsubscribe(router: &Router, s: &mut Session, kind: Kind, names: &[Bytes]) ->
 #[allow(clippy::too_many_arguments)]
 fn publish(
     router: &Router,
-    topo: &Topology,
+    topo: &View,
     s: &Session,
     kind: Kind,
     a: &[Bytes],
@@ -206,7 +200,8 @@ fn publish(
     cmd: u16,
     start: Instant,
 ) -> Slot {
-    let Some(shard) = topo.owner(&a[1]).and_then(|i| topo.shards.get(i)) else {
+    // Channels follow the routes from the `default` pool, whatever the client's listener.
+    let Some(shard) = topo.owner(&a[1], 0).and_then(|i| topo.shards.get(i)) else {
         return Slot::error("ERR the ring has no shards");
     };
     let rx = send(shard, s, raw.clone(), cmd, start);
@@ -220,7 +215,7 @@ fn publish(
 /// PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB over every shard.
 fn pubsub(
     router: &Router,
-    topo: &Topology,
+    topo: &View,
     s: &Session,
     a: &[Bytes],
     cmd: u16,

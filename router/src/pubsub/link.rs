@@ -75,7 +75,7 @@ async fn run(router: Weak<Router>, shard: String, mut rx: mpsc::UnboundedReceive
             let Some(router) = router.upgrade() else {
                 return;
             };
-            let topo = router.topology.load();
+            let topo = router.view();
             match topo.shard_by_id(&shard) {
                 Some(s) => s.pool.dialer(),
                 None => return,

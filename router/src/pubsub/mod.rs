@@ -24,8 +24,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clients::{lock, ClientHandle};
+use crate::pools::View;
 use crate::state::Router;
-use crate::topology::Topology;
 use link::Link;
 
 /// Redis's `client-output-buffer-limit pubsub 32mb 8mb 60`.
@@ -238,7 +238,7 @@ impl Hub {
     fn add(
         &self,
         router: &Router,
-        topo: &Topology,
+        topo: &View,
         kind: Kind,
         name: &Bytes,
         id: u64,
@@ -438,13 +438,13 @@ impl Hub {
 
     /// Places every subscription for `topo` if the ring or its moving state changed: new
     /// owners subscribe, old ones are dropped once no arc moves, links to shards gone close.
-    pub fn follow(&self, router: &Router, topo: &Topology) {
-        let moving = !topo.migrating.is_empty();
+    pub fn follow(&self, router: &Router, topo: &View) {
+        let moving = topo.migrating();
         let mut st = lock(&self.state);
-        if st.placed == (topo.ring.epoch(), moving) {
+        if st.placed == (topo.generation, moving) {
             return;
         }
-        st.placed = (topo.ring.epoch(), moving);
+        st.placed = (topo.generation, moving);
         let State { subs, links, .. } = &mut *st;
         for kind in Kind::ALL {
             for (name, entry) in subs[kind.index()].iter_mut() {
@@ -473,11 +473,11 @@ impl Hub {
 
 /// The shards `name` is subscribed on under `topo`: its owner (every shard for patterns and
 /// keyspace notifications), plus `keep` while arcs move.
-fn placement(topo: &Topology, kind: Kind, name: &[u8], keep: &[String]) -> Vec<String> {
+fn placement(topo: &View, kind: Kind, name: &[u8], keep: &[String]) -> Vec<String> {
     let mut out: Vec<String> = if kind.everywhere(name) {
         topo.shards.iter().map(|s| s.id.clone()).collect()
     } else {
-        topo.owner(name)
+        topo.owner(name, 0)
             .and_then(|i| topo.shards.get(i))
             .map(|s| vec![s.id.clone()])
             .unwrap_or_default()
@@ -527,7 +527,7 @@ pub async fn run(router: Arc<Router>) {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
-        let topo = router.topology.load_full();
+        let topo = router.view();
         router.pubsub.follow(&router, &topo);
     }
 }

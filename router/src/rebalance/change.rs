@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::clients::lock;
+use crate::pools::PoolState;
 use crate::rebalance::lease::{ask_cancel, Lease};
 use crate::rebalance::mover::{drive, estimate};
 use crate::rebalance::node_conn::{as_int, connect, node_state};
@@ -23,26 +24,27 @@ use crate::state::Router;
 /// `caller` is the client that asked (its own request is outstanding while the change quiesces).
 pub async fn begin(
     router: Arc<Router>,
+    pool: Arc<PoolState>,
     change: Change,
     caller: u64,
 ) -> Result<ChangeOutcome, ChangeError> {
-    let rb = &router.rebalance;
+    let rb = &pool.rebalance;
     let guard = rb.change_lock.lock().await;
     if rb.in_progress() {
         return Err(ChangeError::InProgress);
     }
     // One router at a time changes the ring: of two changes sent to two routers, one gets it.
-    let lease = Lease::take(&router, &change.describe()).await?;
+    let lease = Lease::take(&router, &pool, &change.describe()).await?;
     // Another router may have changed the ring just before: plan on the nodes' ring, not on
     // this router's view of it.
-    sync_nodes(&router).await;
+    sync_nodes(&router, &pool).await;
     if rb.in_progress() {
         return Err(ChangeError::InProgress);
     }
     if let Some(what) = lock(&rb.state).following.clone() {
         return Err(ChangeError::Elsewhere(what));
     }
-    let cur = router.topology.load_full();
+    let cur = pool.topology.load_full();
     let timeout = router.config.connect_timeout;
 
     // The joining node must answer, must not serve another shard, and must be empty unless it
@@ -55,8 +57,10 @@ pub async fn begin(
         weight,
     } = &change
     {
-        if let Some(s) = cur
-            .serving_shards()
+        // Shard ids and addresses are unique across pools.
+        if let Some(s) = router
+            .view()
+            .all_shards()
             .find(|s| s.primary == *primary || s.replicas.contains(primary) || s.id == *id)
         {
             return Err(ChangeError::Taken {
@@ -96,11 +100,11 @@ pub async fn begin(
         new_shard = Some(Arc::new(router.start_shard(id, primary, replicas, *weight)));
     }
 
-    let mut pool: Vec<Arc<Shard>> = cur.serving_shards().cloned().collect();
-    pool.extend(new_shard);
+    let mut members: Vec<Arc<Shard>> = cur.serving_shards().cloned().collect();
+    members.extend(new_shard);
     // Never publish below what the nodes hold.
     let me: &Router = &router;
-    let epochs = futures::future::join_all(pool.iter().map(|s| async move {
+    let epochs = futures::future::join_all(members.iter().map(|s| async move {
         let mut c = connect(me, &s.primary).await?;
         node_state(&mut c, timeout).await.map(|st| st.epoch)
     }))
@@ -116,7 +120,7 @@ pub async fn begin(
         // Another router (or this one before a restart) published a ring this one did not. Go
         // on only if the nodes already enforce the ring this change leads to: then it converges
         // (moving whatever is left, a no-op for keys already moved) instead of replacing theirs.
-        let at_max: Vec<Arc<Shard>> = pool
+        let at_max: Vec<Arc<Shard>> = members
             .iter()
             .zip(&epochs)
             .filter(|(s, e)| {
@@ -135,20 +139,21 @@ pub async fn begin(
     }
     let old_specs = cur.ring.shards().to_vec();
     let what = change.describe();
-    let next = build_topology(&plan, &pool, &what);
+    let next = build_topology(&plan, &members, &what);
     let map = next.migrating.map().cloned();
     tracing::info!(change = %what, epoch = plan.next.epoch(), arcs = plan.moves.len(), "membership change starting");
     // Cleared before the change becomes visible, so a RING CANCEL from then on is not lost.
     rb.cancel.store(false, Ordering::SeqCst);
     rb.start_progress(&what, &plan, "publishing");
-    lease.keep_while(|r| r.rebalance.in_progress());
+    let watched = pool.clone();
+    lease.keep_while(move || watched.rebalance.in_progress());
 
-    if let Err(e) = publish(&router, next, &plan.gainers, &[caller]).await {
+    if let Err(e) = publish(&router, &pool, next, &plan.gainers, &[caller]).await {
         tracing::error!(change = %what, error = %e, "membership change abandoned");
         // Bring back the nodes that took the new ring, unless that ring is the cluster's
         // already (converging): then this router's old one must not replace it.
         if !converging {
-            revert(&router, &cur, plan.next.epoch()).await;
+            revert(&router, &pool, &cur, plan.next.epoch()).await;
         }
         rb.set_error(&e.to_string());
         rb.finish("failed");
@@ -167,9 +172,10 @@ pub async fn begin(
     match map {
         Some(map) => {
             let r = router.clone();
+            let p = pool.clone();
             tokio::spawn(async move {
-                estimate(&r, &map, &cur.ring).await;
-                drive(r, map, old_specs, what).await;
+                estimate(&r, &p, &map, &cur.ring).await;
+                drive(r, p, map, old_specs, what).await;
             });
             Ok(ChangeOutcome::Moving)
         }
@@ -182,15 +188,19 @@ pub async fn begin(
 }
 
 /// `RING CANCEL`: stops the mover and rolls back; answers once the rollback is in effect.
-pub async fn cancel(router: Arc<Router>, caller: u64) -> Result<ChangeOutcome, ChangeError> {
-    let rb = &router.rebalance;
+pub async fn cancel(
+    router: Arc<Router>,
+    pool: Arc<PoolState>,
+    caller: u64,
+) -> Result<ChangeOutcome, ChangeError> {
+    let rb = &pool.rebalance;
     let (tx, rx) = oneshot::channel();
     let elsewhere = {
         let st = lock(&rb.state);
         st.current.is_none().then(|| st.following.clone()).flatten()
     };
     if let Some(what) = elsewhere {
-        return cancel_elsewhere(&router, &what).await;
+        return cancel_elsewhere(&router, &pool, &what).await;
     }
     {
         let mut st = lock(&rb.state);
@@ -212,22 +222,26 @@ const REMOTE_CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 /// `RING CANCEL` on a router following `what`, which another router drives: asks that router
 /// through the change lease, then answers once this router follows the rollback.
-async fn cancel_elsewhere(router: &Arc<Router>, what: &str) -> Result<ChangeOutcome, ChangeError> {
+async fn cancel_elsewhere(
+    router: &Arc<Router>,
+    pool: &PoolState,
+    what: &str,
+) -> Result<ChangeOutcome, ChangeError> {
     if what.starts_with("rollback") {
         return Err(ChangeError::AlreadyRollingBack);
     }
-    if ask_cancel(router).await.is_none() {
+    if ask_cancel(router, pool).await.is_none() {
         return Err(ChangeError::NothingToCancel);
     }
-    let epoch = router.topology.load().ring.epoch();
+    let epoch = pool.topology.load().ring.epoch();
     let deadline = Instant::now() + REMOTE_CANCEL_WAIT;
     while Instant::now() < deadline {
-        router.rebalance.sync_soon();
+        pool.rebalance.sync_soon();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if router.topology.load().ring.epoch() == epoch {
+        if pool.topology.load().ring.epoch() == epoch {
             continue;
         }
-        let following = lock(&router.rebalance.state).following.clone();
+        let following = lock(&pool.rebalance.state).following.clone();
         match following {
             Some(w) if w.starts_with("rollback") => return Ok(ChangeOutcome::RollingBack),
             Some(_) => continue,

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringcache_protocol::hash::key_hash;
 use ringcache_protocol::ring::Epoch;
 use ringcache_protocol::table::CommandSpec;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clients::Who;
 use crate::merge::{error_bytes, Slot};
+use crate::pools::{PoolState, View};
 use crate::rebalance::chain::{Chain, Job};
 use crate::rebalance::publish::{migrate_keys_index, migrate_keys_request};
 use crate::rebalance::sync::sync_nodes;
@@ -23,7 +23,6 @@ use crate::route::{self, Plan};
 use crate::send;
 use crate::session::Session;
 use crate::state::Router;
-use crate::topology::Topology;
 use crate::upstream::UpRequest;
 
 /// How long the migration path waits for this router's ring to reach a node's newer epoch: the
@@ -50,11 +49,16 @@ pub fn retry_fenced(router: &Router, who: Who, raw: Bytes) -> Slot {
     let Some(spec) = spec else {
         return Slot::error("ERR cannot retry a request refused by a node");
     };
-    me.rebalance
-        .counters
-        .wrongshard_retries
-        .fetch_add(1, Ordering::Relaxed);
-    me.rebalance.sync_soon();
+    let pool = args
+        .get(1)
+        .map_or(who.pool, |k| me.view().pool_of(k, who.pool));
+    if let Some(p) = me.pools.get(pool) {
+        p.rebalance
+            .counters
+            .wrongshard_retries
+            .fetch_add(1, Ordering::Relaxed);
+        p.rebalance.sync_soon();
+    }
     let (tx, rx) = oneshot::channel();
     let (reply, _) = oneshot::channel();
     let job = Job {
@@ -78,7 +82,7 @@ pub fn retry_fenced(router: &Router, who: Who, raw: Bytes) -> Slot {
 #[allow(clippy::too_many_arguments)]
 pub fn divert(
     router: &Router,
-    topo: &Topology,
+    topo: &View,
     s: &mut Session,
     spec: &'static CommandSpec,
     plan: &Plan,
@@ -95,13 +99,11 @@ pub fn divert(
     }
     let busy = s.chain.as_ref().is_some_and(Chain::busy);
     if !busy {
-        if topo.migrating.is_empty() {
+        if !topo.migrating() {
             return None;
         }
         let moving = matches!(plan, Plan::Forward(_) | Plan::Split { .. })
-            && spec
-                .keys(args)
-                .any(|i| topo.migrating.is_migrating(key_hash(&args[i])));
+            && spec.keys(args).any(|i| topo.is_migrating(&args[i], s.pool));
         if !moving {
             return None;
         }
@@ -168,7 +170,7 @@ async fn chain_task(
 /// refused with `-WRONGSHARD` is run again alone ([`run_job`]); if moving the keys fails,
 /// every request runs alone, so only those whose keys could not be moved fail.
 async fn run_batch(router: &Arc<Router>, jobs: &[Job]) -> Vec<Bytes> {
-    let topo = router.topology.load_full();
+    let topo = router.view();
     if topo.shards.is_empty() {
         return jobs
             .iter()
@@ -177,7 +179,7 @@ async fn run_batch(router: &Arc<Router>, jobs: &[Job]) -> Vec<Bytes> {
     }
     let plans: Vec<Plan> = jobs
         .iter()
-        .map(|j| route::plan(j.spec, &j.args, |k| topo.owner(k).unwrap_or(0)))
+        .map(|j| route::plan(j.spec, &j.args, |k| topo.owner(k, j.who.pool).unwrap_or(0)))
         .collect();
     // Each key once (a batch may touch one key many times), in the order first seen.
     let mut seen = std::collections::HashSet::new();
@@ -220,7 +222,7 @@ async fn run_batch(router: &Arc<Router>, jobs: &[Job]) -> Vec<Bytes> {
     out
 }
 
-fn send_job(topo: &Topology, job: &Job, plan: Plan) -> Slot {
+fn send_job(topo: &View, job: &Job, plan: Plan) -> Slot {
     send::send_plan(
         topo,
         job.who,
@@ -237,11 +239,13 @@ fn send_job(topo: &Topology, job: &Job, plan: Plan) -> Slot {
 async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
     let mut retried = false;
     loop {
-        let topo = router.topology.load_full();
+        let topo = router.view();
         if topo.shards.is_empty() {
             return error_bytes("ERR the ring has no shards");
         }
-        let plan = route::plan(job.spec, &job.args, |k| topo.owner(k).unwrap_or(0));
+        let plan = route::plan(job.spec, &job.args, |k| {
+            topo.owner(k, job.who.pool).unwrap_or(0)
+        });
         if matches!(plan, Plan::Forward(_) | Plan::Split { .. }) {
             let keys: Vec<&Bytes> = job.spec.keys(&job.args).map(|i| &job.args[i]).collect();
             if let Err(e) = migrate_keys(router, &topo, &keys, job.who, job.start).await {
@@ -253,34 +257,62 @@ async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
         let Some((epoch, owner)) = wrongshard(&bytes) else {
             return bytes;
         };
-        let mine = topo.ring.epoch();
-        if retried || !catch_up(router, epoch, mine).await {
+        // The refusing node's pool: the owner it names, else the pool of the first key.
+        let pool = topo.pool_of_id(&owner).unwrap_or_else(|| {
+            job.spec
+                .keys(&job.args)
+                .next()
+                .map_or(job.who.pool, |i| topo.pool_of(&job.args[i], job.who.pool))
+        });
+        let (Some(pool), Some(t)) = (router.pools.get(pool), topo.pools.get(pool)) else {
+            return tryagain(epoch, &owner, 0);
+        };
+        let mine = t.ring.epoch();
+        if retried || !catch_up(router, pool, epoch, mine).await {
             return tryagain(epoch, &owner, mine);
         }
         retried = true;
     }
 }
 
+/// The pool of the shard at `index` of `view`, with that pool's epoch in `view` (what a
+/// request planned there routed by).
+pub(crate) fn pool_at(
+    router: &Router,
+    view: &View,
+    index: usize,
+) -> Option<(Arc<PoolState>, Epoch)> {
+    let p = view.pool_of_shard(index);
+    Some((
+        router.pools.get(p)?.clone(),
+        view.pools.get(p)?.ring.epoch(),
+    ))
+}
+
 /// After a node refused a request with `-WRONGSHARD <epoch>` while this router routed by
 /// `mine`: brings the router and the nodes to one ring, or says a retry cannot succeed.
-pub(crate) async fn catch_up(router: &Arc<Router>, epoch: Epoch, mine: Epoch) -> bool {
-    router
-        .rebalance
+pub(crate) async fn catch_up(
+    router: &Arc<Router>,
+    pool: &Arc<PoolState>,
+    epoch: Epoch,
+    mine: Epoch,
+) -> bool {
+    pool.rebalance
         .counters
         .wrongshard_retries
         .fetch_add(1, Ordering::Relaxed);
     if epoch > mine {
         // This router's own change may be publishing that epoch, or another router's: wait
         // for it briefly (the epoch sync follows another router's ring).
-        router.rebalance.sync_soon();
+        pool.rebalance.sync_soon();
         let deadline = Instant::now() + CATCH_UP_WAIT;
-        while router.topology.load().ring.epoch() < epoch && Instant::now() < deadline {
+        while pool.topology.load().ring.epoch() < epoch && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        router.topology.load().ring.epoch() >= epoch
+        pool.topology.load().ring.epoch() >= epoch
     } else if epoch < mine {
         // The node missed a push: give every node behind the current ring, then retry.
-        sync_nodes(router).await;
+        sync_nodes(router, pool).await;
         true
     } else {
         // Same epoch, different ring: only another router can have pushed it. Pushing ours
@@ -293,14 +325,16 @@ pub(crate) async fn catch_up(router: &Arc<Router>, epoch: Epoch, mine: Epoch) ->
 /// arc, in parallel, and waits for every reply.
 pub(crate) async fn migrate_keys(
     router: &Router,
-    topo: &Topology,
+    topo: &View,
     keys: &[&Bytes],
     who: Who,
     start: Instant,
 ) -> Result<(), String> {
     let mut groups: Vec<(&str, &str, Vec<&Bytes>)> = Vec::new();
+    let mut pool = 0;
     for &key in keys {
-        if let Some(m) = topo.migrating.find(key_hash(key)) {
+        if let Some(m) = topo.moving(key, who.pool) {
+            pool = topo.pool_of(key, who.pool);
             match groups
                 .iter_mut()
                 .find(|(f, t, _)| *f == m.from && *t == m.to)
@@ -327,7 +361,10 @@ pub(crate) async fn migrate_keys(
         src.pool.send_slow(who.io, who.id, req);
         waits.push((src.id.clone(), dst.id.clone(), rx));
     }
-    let rb = &router.rebalance;
+    let Some(p) = router.pools.get(pool) else {
+        return Err("ERR no such pool".into());
+    };
+    let rb = &p.rebalance;
     for (from, to, rx) in waits {
         let reply = match rx.await {
             Ok(Ok(bytes)) => bytes,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use ringcache_protocol::ring::{Epoch, Ring};
 
 use crate::clients::lock;
+use crate::pools::PoolState;
 use crate::rebalance::migrating::Migrating;
 use crate::rebalance::plan::ChangePlan;
 use crate::rebalance::publish::{build_topology, warm_request_path};
@@ -23,6 +24,7 @@ use crate::topology::Topology;
 /// started at the addresses `place` gives (the nodes' map, the record, this router's config).
 pub(super) fn topology_for(
     router: &Router,
+    _pool: &PoolState,
     current: &Topology,
     ring: Ring,
     record: Option<&ChangeRecord>,
@@ -70,21 +72,22 @@ pub(super) fn topology_for(
 /// Adopts the nodes' ring at `epoch` from their `map`, with their change `record` if keys move.
 pub(super) fn follow(
     router: &Router,
+    pool: &PoolState,
     epoch: Epoch,
     map: &Membership,
     record: Option<&ChangeRecord>,
 ) -> Result<(), String> {
-    let current = router.topology.load_full();
+    let current = pool.topology.load_full();
     let ring = map.ring(epoch)?;
     let place = |id: &str| {
         map.place(id)
             .or_else(|| record.and_then(|r| r.place(id)))
             .cloned()
     };
-    let next = topology_for(router, &current, ring, record, &place)?;
+    let next = topology_for(router, pool, &current, ring, record, &place)?;
     let moving = next.migrating.map().map(|m| m.what().to_string());
-    router.topology.store(Arc::new(next));
-    let mut st = lock(&router.rebalance.state);
+    router.store_topology(pool, Arc::new(next));
+    let mut st = lock(&pool.rebalance.state);
     st.nodes_epoch = st.nodes_epoch.max(epoch);
     st.ahead = None;
     st.conflict = None;
@@ -101,14 +104,14 @@ pub(super) fn follow(
 
 /// The change another router drove is over (the nodes no longer record it): its arcs take the
 /// fast path again.
-pub(super) fn change_over(router: &Router) {
-    let current = router.topology.load_full();
+pub(super) fn change_over(router: &Router, pool: &PoolState) {
+    let current = pool.topology.load_full();
     let done = Topology::from_parts(
         current.ring.clone(),
         current.shards.clone(),
         Migrating::default(),
     );
-    router.topology.store(Arc::new(done));
-    let what = lock(&router.rebalance.state).following.take();
+    router.store_topology(pool, Arc::new(done));
+    let what = lock(&pool.rebalance.state).following.take();
     tracing::info!(epoch = current.ring.epoch(), change = ?what, "the change another router drove is done");
 }

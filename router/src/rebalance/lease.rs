@@ -13,6 +13,7 @@ use std::time::Duration;
 use ringcache_protocol::wire::Topology as TopologyCmd;
 use ringcache_protocol::Reply;
 
+use crate::pools::PoolState;
 use crate::rebalance::node_conn::{connect, send_one};
 use crate::rebalance::publish::nodes_of;
 use crate::state::Router;
@@ -30,6 +31,7 @@ const CHECK: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Lease {
     router: Arc<Router>,
+    pool: Arc<PoolState>,
     addrs: Vec<String>,
     what: String,
     kept: bool,
@@ -45,22 +47,27 @@ pub enum Refused {
 }
 
 impl Lease {
-    /// Takes the lease for `what` on every reachable node of the current ring (primaries and
-    /// replicas), in shard-id order; on a refusal gives back what it took.
-    pub async fn take(router: &Arc<Router>, what: &str) -> Result<Lease, Refused> {
+    /// Takes the lease for `what` on every reachable node of `pool`'s current ring (primaries
+    /// and replicas), in shard-id order; on a refusal gives back what it took.
+    pub async fn take(
+        router: &Arc<Router>,
+        pool: &Arc<PoolState>,
+        what: &str,
+    ) -> Result<Lease, Refused> {
         let mut lease = Lease {
             router: router.clone(),
+            pool: pool.clone(),
             addrs: Vec::new(),
             what: what.to_string(),
             kept: false,
         };
         // A change of this router holds the lease already and its keeper gives it back: a
         // failover or a re-pointing meanwhile must neither rename nor release it.
-        if router.rebalance.in_progress() {
+        if pool.rebalance.in_progress() {
             lease.kept = true;
             return Ok(lease);
         }
-        let topo = router.topology.load_full();
+        let topo = pool.topology.load_full();
         // Replicas too: a shard whose only primary is down still has a node to decide on.
         let mut nodes: Vec<(String, String)> = nodes_of(&topo)
             .into_iter()
@@ -114,7 +121,7 @@ impl Lease {
 
     /// Renews the lease every second while `running` says so, then gives it back (checked ten
     /// times a second, so the next change, through any router, need not wait for a renewal).
-    pub fn keep_while(mut self, running: impl Fn(&Router) -> bool + Send + 'static) {
+    pub fn keep_while(mut self, running: impl Fn() -> bool + Send + 'static) {
         self.kept = true;
         tokio::spawn(async move {
             let mut stop = self.router.stop_signal();
@@ -124,7 +131,7 @@ impl Lease {
                     _ = stop.changed() => break,
                     _ = tokio::time::sleep(CHECK) => {}
                 }
-                if !running(&self.router) {
+                if !running() {
                     break;
                 }
                 if renewed.elapsed() < RENEW {
@@ -133,7 +140,7 @@ impl Lease {
                 renewed = tokio::time::Instant::now();
                 for addr in &self.addrs {
                     match self.ask(addr).await {
-                        Ok(Some(true)) => self.router.rebalance.cancel_asked_elsewhere(),
+                        Ok(Some(true)) => self.pool.rebalance.cancel_asked_elsewhere(),
                         Err(Refused::Busy { holder, what }) => {
                             tracing::warn!(node = %addr, %holder, %what, "another router took the change lease (this one was cut off longer than its lease)");
                         }
@@ -151,7 +158,7 @@ impl Lease {
     pub async fn release(mut self) {
         self.kept = true;
         // A change this router took over meanwhile holds it now (same holder on the nodes).
-        if !self.router.rebalance.in_progress() {
+        if !self.pool.rebalance.in_progress() {
             release_on(&self.router, std::mem::take(&mut self.addrs)).await;
         }
     }
@@ -159,7 +166,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if self.kept || self.addrs.is_empty() || self.router.rebalance.in_progress() {
+        if self.kept || self.addrs.is_empty() || self.pool.rebalance.in_progress() {
             return;
         }
         let (router, addrs) = (self.router.clone(), std::mem::take(&mut self.addrs));
@@ -177,8 +184,8 @@ async fn release_on(router: &Router, addrs: Vec<String>) {
 
 /// `RING CANCEL` on a router following another's change: asks the holder of the lease, through
 /// the primaries, to cancel it; the change asked about, or `None` if no lease runs.
-pub async fn ask_cancel(router: &Router) -> Option<String> {
-    let topo = router.topology.load_full();
+pub async fn ask_cancel(router: &Router, pool: &PoolState) -> Option<String> {
+    let topo = pool.topology.load_full();
     let timeout = router.config.connect_timeout;
     for s in topo.serving_shards() {
         let Ok(mut c) = connect(router, &s.primary).await else {

@@ -12,6 +12,7 @@ use ringcache_protocol::ring::{Ring, ShardSpec};
 use ringcache_protocol::Reply;
 
 use crate::clients::lock;
+use crate::pools::PoolState;
 use crate::rebalance::migrating::{Migrating, MigrationMap};
 use crate::rebalance::node_conn::{as_int, connect};
 use crate::rebalance::outcome::ChangeOutcome;
@@ -29,8 +30,13 @@ const MOVER_MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MOVER_MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Reads each source's key count once so `RING STATUS` can estimate what is left.
-pub(super) async fn estimate(router: &Arc<Router>, map: &MigrationMap, old: &Ring) {
-    let topo = router.topology.load_full();
+pub(super) async fn estimate(
+    router: &Arc<Router>,
+    pool: &PoolState,
+    map: &MigrationMap,
+    old: &Ring,
+) {
+    let topo = pool.topology.load_full();
     let timeout = router.config.connect_timeout;
     let shares: HashMap<String, f64> = old.shares().into_iter().collect();
     let mut counts: HashMap<String, Option<u64>> = HashMap::new();
@@ -64,7 +70,7 @@ pub(super) async fn estimate(router: &Arc<Router>, map: &MigrationMap, old: &Rin
             (share > 0.0).then(|| ((n as f64) * (width as f64 / circle) / share).round() as u64)
         })
         .collect();
-    router.rebalance.update(|p| {
+    pool.rebalance.update(|p| {
         for (m, e) in p.moves.iter_mut().zip(estimates) {
             m.estimate = e;
         }
@@ -74,45 +80,54 @@ pub(super) async fn estimate(router: &Arc<Router>, map: &MigrationMap, old: &Rin
 /// Runs the mover; then ends the change, or rolls it back if it was cancelled.
 pub(super) async fn drive(
     router: Arc<Router>,
+    pool: Arc<PoolState>,
     map: Arc<MigrationMap>,
     old_specs: Vec<ShardSpec>,
     what: String,
 ) {
-    let cancelled = move_all(&router, &map, true).await;
+    let cancelled = move_all(&router, &pool, &map, true).await;
     if *router.stop_signal().borrow() {
         return;
     }
     if cancelled {
-        rollback(router, old_specs, what).await;
+        rollback(router, pool, old_specs, what).await;
     } else {
-        complete(&router, &map, &what).await;
+        complete(&router, &pool, &map, &what).await;
     }
 }
 
 /// Moves a rollback's arcs (not cancellable), then completes it.
-pub(super) async fn move_back(router: &Arc<Router>, map: &Arc<MigrationMap>, what: &str) {
-    move_all(router, map, false).await;
-    complete(router, map, what).await;
+pub(super) async fn move_back(
+    router: &Arc<Router>,
+    pool: &PoolState,
+    map: &Arc<MigrationMap>,
+    what: &str,
+) {
+    move_all(router, pool, map, false).await;
+    complete(router, pool, map, what).await;
 }
 
 /// Drops the migration marks (and a leaving shard's pools) once every arc is done.
-async fn complete(router: &Arc<Router>, map: &Arc<MigrationMap>, what: &str) {
+async fn complete(router: &Arc<Router>, pool: &PoolState, map: &Arc<MigrationMap>, what: &str) {
     // The mover stopped because this router is shutting down, arcs left: the nodes must keep
     // the change's record (no `TOPOLOGY DONE`) so the next router resumes it.
     if *router.stop_signal().borrow() {
         return;
     }
-    let rb = &router.rebalance;
+    let rb = &pool.rebalance;
     let _guard = rb.change_lock.lock().await;
-    let cur = router.topology.load_full();
+    let cur = pool.topology.load_full();
     if cur.migrating.map().is_some_and(|m| Arc::ptr_eq(m, map)) {
-        router.topology.store(Arc::new(Topology::from_parts(
-            cur.ring.clone(),
-            cur.shards.clone(),
-            Migrating::default(),
-        )));
+        router.store_topology(
+            pool,
+            Arc::new(Topology::from_parts(
+                cur.ring.clone(),
+                cur.shards.clone(),
+                Migrating::default(),
+            )),
+        );
         // Every node, the leaving shard's too: none keeps a record of a finished change.
-        done_on_nodes(router, &nodes_of(&cur), cur.ring.epoch()).await;
+        done_on_nodes(router, pool, &nodes_of(&cur), cur.ring.epoch()).await;
     }
     let summary = {
         let st = lock(&rb.state);
@@ -133,12 +148,17 @@ async fn complete(router: &Arc<Router>, map: &Arc<MigrationMap>, what: &str) {
 }
 
 /// Cancels: publishes the old membership with the change's arcs moving back, then moves them.
-async fn rollback(router: Arc<Router>, old_specs: Vec<ShardSpec>, what: String) {
-    let rb = &router.rebalance;
+async fn rollback(
+    router: Arc<Router>,
+    pool: Arc<PoolState>,
+    old_specs: Vec<ShardSpec>,
+    what: String,
+) {
+    let rb = &pool.rebalance;
     let mut backoff = MOVER_MIN_BACKOFF;
     let map = loop {
         let guard = rb.change_lock.lock().await;
-        let cur = router.topology.load_full();
+        let cur = pool.topology.load_full();
         let plan = match plan_rollback(&cur.ring, &old_specs) {
             Ok(p) => p,
             Err(e) => {
@@ -148,9 +168,9 @@ async fn rollback(router: Arc<Router>, old_specs: Vec<ShardSpec>, what: String) 
                 return;
             }
         };
-        let pool: Vec<Arc<Shard>> = cur.serving_shards().cloned().collect();
+        let members: Vec<Arc<Shard>> = cur.serving_shards().cloned().collect();
         let back = format!("rollback of {what}");
-        let next = build_topology(&plan, &pool, &back);
+        let next = build_topology(&plan, &members, &back);
         let map = next.migrating.map().cloned();
         rb.start_progress(&back, &plan, "rolling-back");
         let callers: Vec<u64> = lock(&rb.state)
@@ -158,7 +178,7 @@ async fn rollback(router: Arc<Router>, old_specs: Vec<ShardSpec>, what: String) 
             .iter()
             .map(|(id, _)| *id)
             .collect();
-        match publish(&router, next, &plan.gainers, &callers).await {
+        match publish(&router, &pool, next, &plan.gainers, &callers).await {
             Ok(()) => {
                 drop(guard);
                 let waiters: Vec<_> = lock(&rb.state).cancel_waiters.drain(..).collect();
@@ -167,7 +187,7 @@ async fn rollback(router: Arc<Router>, old_specs: Vec<ShardSpec>, what: String) 
                 }
                 tracing::info!(change = %back, epoch = plan.next.epoch(), "rolling back");
                 if let Some(m) = &map {
-                    estimate(&router, m, &cur.ring).await;
+                    estimate(&router, &pool, m, &cur.ring).await;
                 }
                 break map;
             }
@@ -185,7 +205,7 @@ async fn rollback(router: Arc<Router>, old_specs: Vec<ShardSpec>, what: String) 
         }
     };
     match map {
-        Some(map) => move_back(&router, &map, &format!("rollback of {what}")).await,
+        Some(map) => move_back(&router, &pool, &map, &format!("rollback of {what}")).await,
         None => rb.finish("cancelled"),
     }
 }
@@ -218,9 +238,15 @@ impl Pace {
 }
 
 /// Moves every arc of `map`; true if stopped by `RING CANCEL` (when `cancellable`).
-async fn move_all(router: &Arc<Router>, map: &Arc<MigrationMap>, cancellable: bool) -> bool {
+async fn move_all(
+    router: &Arc<Router>,
+    pool: &PoolState,
+    map: &Arc<MigrationMap>,
+    cancellable: bool,
+) -> bool {
     let pace = &Pace::new(router.config.ring.migration_rate);
-    let workers = (0..map.groups().len()).map(|g| move_group(router, map, g, cancellable, pace));
+    let workers =
+        (0..map.groups().len()).map(|g| move_group(router, pool, map, g, cancellable, pace));
     futures::future::join_all(workers)
         .await
         .into_iter()
@@ -230,12 +256,13 @@ async fn move_all(router: &Arc<Router>, map: &Arc<MigrationMap>, cancellable: bo
 /// One `(from, to)` stream: `MIGRATE-ARC` on the source, batch after batch, arc after arc.
 async fn move_group(
     router: &Arc<Router>,
+    pool: &PoolState,
     map: &MigrationMap,
     group: usize,
     cancellable: bool,
     pace: &Pace,
 ) -> bool {
-    let rb = &router.rebalance;
+    let rb = &pool.rebalance;
     let (from, to, arcs) = &map.groups()[group];
     let batch = router.config.ring.migration_batch as u64;
     let pause = router.config.ring.migration_pause;
@@ -252,7 +279,7 @@ async fn move_group(
                 return false;
             }
             // Addresses come from the current topology: a failover may have replaced a primary.
-            let topo = router.topology.load_full();
+            let topo = pool.topology.load_full();
             let (Some(src), Some(dst)) = (topo.shard_by_id(from), topo.shard_by_id(to)) else {
                 rb.set_error(&format!(
                     "shard '{from}' or '{to}' is gone from the topology"

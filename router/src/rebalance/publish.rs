@@ -11,6 +11,7 @@ use ringcache_protocol::ring::{Epoch, Ring};
 use ringcache_protocol::wire::{MigrateKeys, Topology as TopologyCmd, TopologySet};
 
 use crate::clients::lock;
+use crate::pools::PoolState;
 use crate::rebalance::migrating::{Migrating, MigrationMap};
 use crate::rebalance::node_conn::send_one;
 use crate::rebalance::outcome::GainersRefused;
@@ -143,6 +144,7 @@ pub(super) fn migrate_keys_index() -> u16 {
 /// it left; a request a source refuses is retried at the new owner once the router follows.
 pub(super) async fn publish(
     router: &Arc<Router>,
+    pool: &PoolState,
     next: Topology,
     gainers: &[String],
     callers: &[u64],
@@ -173,23 +175,24 @@ pub(super) async fn publish(
         tracing::warn!(epoch = next.ring.epoch(), failed = %missed.join("; "), "some nodes missed the new ring; the epoch sync will retry");
     }
     let epoch = next.ring.epoch();
-    router.topology.store(Arc::new(next));
+    let generation = router.store_topology(pool, Arc::new(next));
     {
-        let mut st = lock(&router.rebalance.state);
+        let mut st = lock(&pool.rebalance.state);
         st.nodes_epoch = st.nodes_epoch.max(epoch);
         st.ahead = None;
     }
     // This router's requests planned on the old ring are answered (or retried) before the
     // change is reported in effect.
-    quiesce(router, epoch, callers).await;
-    router.rebalance.sync_soon();
+    quiesce(router, generation, callers).await;
+    pool.rebalance.sync_soon();
     Ok(())
 }
 
-/// Waits until no client has a request outstanding that was planned on a ring older than
-/// `epoch` (bounded by the request timeout: such a request has been answered or failed by then).
+/// Waits until no client has a request outstanding that was planned on a view older than
+/// `generation` (bounded by the request timeout: such a request has been answered or failed by
+/// then).
 /// The `callers` of the change are waiting for it, not sending keys: they are skipped.
-async fn quiesce(router: &Router, epoch: Epoch, callers: &[u64]) {
+async fn quiesce(router: &Router, generation: u64, callers: &[u64]) {
     std::sync::atomic::fence(Ordering::SeqCst);
     let deadline = Instant::now() + router.config.request_timeout + Duration::from_millis(500);
     loop {
@@ -199,7 +202,7 @@ async fn quiesce(router: &Router, epoch: Epoch, callers: &[u64]) {
             .iter()
             .filter(|c| {
                 let e = c.busy_epoch.load(Ordering::SeqCst);
-                e != 0 && e < epoch && !callers.contains(&c.id)
+                e != 0 && e < generation && !callers.contains(&c.id)
             })
             .count();
         if old == 0 {
@@ -208,7 +211,7 @@ async fn quiesce(router: &Router, epoch: Epoch, callers: &[u64]) {
         if Instant::now() >= deadline {
             tracing::warn!(
                 clients = old,
-                epoch,
+                generation,
                 "clients still busy on the old ring after the request timeout; going on"
             );
             return;
@@ -219,7 +222,12 @@ async fn quiesce(router: &Router, epoch: Epoch, callers: &[u64]) {
 
 /// Abandons a change whose ring the gaining shards refused: the current membership again, at an
 /// epoch above the abandoned one, so nodes that did take it are brought back.
-pub(super) async fn revert(router: &Arc<Router>, cur: &Topology, abandoned: Epoch) {
+pub(super) async fn revert(
+    router: &Arc<Router>,
+    pool: &PoolState,
+    cur: &Topology,
+    abandoned: Epoch,
+) {
     let epoch = abandoned.saturating_add(1);
     let ring = match Ring::new(epoch, cur.ring.vnodes(), cur.ring.shards().to_vec()) {
         Ok(r) => r,
@@ -232,7 +240,7 @@ pub(super) async fn revert(router: &Arc<Router>, cur: &Topology, abandoned: Epoc
     let targets = nodes_of(&topo);
     let pushed = Pushed::of(&topo);
     let ring = topo.ring.clone();
-    router.topology.store(Arc::new(topo));
+    router.store_topology(pool, Arc::new(topo));
     let failed = push_all(router, &targets, &ring, &pushed).await;
     if !failed.is_empty() {
         tracing::warn!(failed = %failed.join("; "), "revert: some nodes missed the ring; the epoch sync will retry");
@@ -241,8 +249,13 @@ pub(super) async fn revert(router: &Arc<Router>, cur: &Topology, abandoned: Epoc
 
 /// `TOPOLOGY DONE <epoch>` to `targets` (best effort: a node that misses it is told by the epoch
 /// sync, and a stale record only makes a later router check arcs that are already empty).
-pub(super) async fn done_on_nodes(router: &Router, targets: &[(String, String)], epoch: Epoch) {
-    lock(&router.rebalance.state).done_epoch = epoch;
+pub(super) async fn done_on_nodes(
+    router: &Router,
+    pool: &PoolState,
+    targets: &[(String, String)],
+    epoch: Epoch,
+) {
+    lock(&pool.rebalance.state).done_epoch = epoch;
     let cmd = TopologyCmd::Done { epoch };
     let sends = targets.iter().map(|(addr, _)| send_one(router, addr, &cmd));
     let failed: Vec<String> = futures::future::join_all(sends)

@@ -14,6 +14,7 @@ use ringcache_protocol::Reply;
 use tokio::sync::Notify;
 
 use crate::clients::lock;
+use crate::pools::PoolState;
 use crate::rebalance::follow::{change_over, follow, topology_for};
 use crate::rebalance::lease::Lease;
 use crate::rebalance::mover::{drive, estimate, move_back};
@@ -34,17 +35,21 @@ const SYNC_INTERVAL: Duration = Duration::from_millis(400);
 /// Starts the epoch sync task: adopts the nodes' epoch at start-up, then every few seconds (or
 /// when woken) pushes the ring to nodes behind it.
 pub fn start(router: &Arc<Router>) {
-    let weak = Arc::downgrade(router);
-    let wake = router.rebalance.wake.clone();
-    let stop = router.stop_signal();
-    tokio::spawn(sync_task(weak, wake, stop));
+    for pool in &router.pools {
+        let weak = Arc::downgrade(router);
+        let wake = pool.rebalance.wake.clone();
+        let stop = router.stop_signal();
+        tokio::spawn(sync_task(weak, pool.clone(), wake, stop));
+    }
 }
 
 async fn sync_task(
     router: Weak<Router>,
+    pool: Arc<PoolState>,
     wake: Arc<Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let pool = &pool;
     let mut adopted = false;
     loop {
         {
@@ -52,8 +57,8 @@ async fn sync_task(
                 return;
             };
             if !adopted {
-                adopted = adopt_nodes_epoch(&router).await;
-                let rb = &router.rebalance;
+                adopted = adopt_nodes_epoch(&router, pool).await;
+                let rb = &pool.rebalance;
                 if !rb.first_sync.swap(true, Ordering::SeqCst) {
                     rb.first_sync_done.notify_waiters();
                 }
@@ -61,8 +66,8 @@ async fn sync_task(
             // A change in progress pushes its own ring; checking meanwhile would only see the
             // nodes it already reached as "ahead".
             if adopted {
-                if let Ok(_guard) = router.rebalance.change_lock.try_lock() {
-                    sync_nodes(&router).await;
+                if let Ok(_guard) = pool.rebalance.change_lock.try_lock() {
+                    sync_nodes(&router, pool).await;
                 }
             }
         }
@@ -79,9 +84,9 @@ async fn sync_task(
 /// other router holds the change lease, else it follows it). Without a map it adopts their
 /// highest epoch (same membership, that epoch number) or resumes the change they record. False
 /// if no primary answered yet.
-async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
-    let _guard = router.rebalance.change_lock.lock().await;
-    let topo = router.topology.load_full();
+async fn adopt_nodes_epoch(router: &Arc<Router>, pool: &Arc<PoolState>) -> bool {
+    let _guard = pool.rebalance.change_lock.lock().await;
+    let topo = pool.topology.load_full();
     let timeout = router.config.connect_timeout;
     let states = futures::future::join_all(topo.shards.iter().map(|s| async move {
         let mut c = connect(router, &s.primary).await?;
@@ -104,13 +109,13 @@ async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
     if let Some(map) = newest_map(&at_max) {
         let record = at_max.iter().find_map(|s| s.record.clone());
         if let Some(raw) = &record {
-            if take_over(router, &topo, raw, max).await {
+            if take_over(router, pool, &topo, raw, max).await {
                 return true;
             }
         }
         if max > topo.ring.epoch() || record.is_some() {
             let rec = record.as_deref().and_then(|r| ChangeRecord::decode(r).ok());
-            if let Err(e) = follow(router, max, &map, rec.as_ref()) {
+            if let Err(e) = follow(router, pool, max, &map, rec.as_ref()) {
                 tracing::error!(error = %e, "cannot follow the nodes' ring");
             }
         }
@@ -118,7 +123,7 @@ async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
     }
     let record = at_max.iter().find_map(|s| s.record.clone());
     if let Some(raw) = record {
-        match resume(router, &topo, &raw, max).await {
+        match resume(router, pool, &topo, &raw, max).await {
             Ok(()) => return true,
             Err(e) => {
                 tracing::error!(error = %e, "cannot resume the membership change the nodes record")
@@ -140,16 +145,19 @@ async fn adopt_nodes_epoch(router: &Arc<Router>) -> bool {
                 "the nodes enforce another membership at epoch {max} than this router's config ({e}); nothing is pushed until RING JOIN/LEAVE (or SIGHUP) brings this router to theirs"
             );
             tracing::error!("{note}");
-            lock(&router.rebalance.state).conflict = Some(note);
+            lock(&pool.rebalance.state).conflict = Some(note);
         }
         match Ring::new(max, topo.ring.vnodes(), topo.ring.shards().to_vec()) {
             Ok(ring) => {
                 tracing::info!(epoch = max, "adopting the nodes' ring epoch");
-                router.topology.store(Arc::new(Topology::from_parts(
-                    ring,
-                    topo.shards.clone(),
-                    topo.migrating.clone(),
-                )));
+                router.store_topology(
+                    pool,
+                    Arc::new(Topology::from_parts(
+                        ring,
+                        topo.shards.clone(),
+                        topo.migrating.clone(),
+                    )),
+                );
             }
             Err(e) => tracing::error!(error = %e, "cannot adopt the nodes' epoch"),
         }
@@ -167,14 +175,21 @@ fn newest_map(at_max: &[&TopologyState]) -> Option<Membership> {
 
 /// Drives the change the nodes record at `epoch` if no router holds the change lease (the one
 /// that started it died or was restarted): true if this router now drives it.
-async fn take_over(router: &Arc<Router>, topo: &Topology, raw: &[u8], epoch: Epoch) -> bool {
+async fn take_over(
+    router: &Arc<Router>,
+    pool: &Arc<PoolState>,
+    topo: &Topology,
+    raw: &[u8],
+    epoch: Epoch,
+) -> bool {
     let what = ChangeRecord::decode(raw).map_or_else(|_| "a change".to_string(), |r| r.what);
-    let Ok(lease) = Lease::take(router, &what).await else {
+    let Ok(lease) = Lease::take(router, pool, &what).await else {
         return false;
     };
-    match resume(router, topo, raw, epoch).await {
+    match resume(router, pool, topo, raw, epoch).await {
         Ok(()) => {
-            lease.keep_while(|r| r.rebalance.in_progress());
+            let watched = pool.clone();
+            lease.keep_while(move || watched.rebalance.in_progress());
             true
         }
         Err(e) => {
@@ -190,6 +205,7 @@ async fn take_over(router: &Arc<Router>, topo: &Topology, raw: &[u8], epoch: Epo
 /// from the record's addresses. The ring goes to every node before any request is served.
 async fn resume(
     router: &Arc<Router>,
+    pool: &Arc<PoolState>,
     config: &Topology,
     raw: &[u8],
     epoch: Epoch,
@@ -202,13 +218,13 @@ async fn resume(
         Some(s) => Some(Place::of(s)),
         None => rec.place(id).cloned(),
     };
-    let next = topology_for(router, config, to, Some(&rec), &place)?;
+    let next = topology_for(router, pool, config, to, Some(&rec), &place)?;
     let pushed = Pushed::of(&next);
     let targets = nodes_of(&next);
     let map = next.migrating.map().cloned();
-    let rb = &router.rebalance;
+    let rb = &pool.rebalance;
     let ring = next.ring.clone();
-    router.topology.store(Arc::new(next));
+    router.store_topology(pool, Arc::new(next));
     lock(&rb.state).nodes_epoch = epoch;
     // Equal epochs are accepted: nodes behind (the previous router's push did not reach them)
     // catch up, the others get the record with this router's addresses.
@@ -219,7 +235,7 @@ async fn resume(
     let Some(map) = map else {
         // Nothing moves between the two memberships: the change is over.
         lock(&rb.state).following = None;
-        done_on_nodes(router, &targets, epoch).await;
+        done_on_nodes(router, pool, &targets, epoch).await;
         return Ok(());
     };
     let rollback = rec.what.starts_with("rollback");
@@ -239,12 +255,13 @@ async fn resume(
     // Driven here from now on (set after the progress, so RING STATUS never shows neither).
     lock(&rb.state).following = None;
     let r = router.clone();
+    let p = pool.clone();
     tokio::spawn(async move {
-        estimate(&r, &map, &from).await;
+        estimate(&r, &p, &map, &from).await;
         if rollback {
-            move_back(&r, &map, &rec.what).await;
+            move_back(&r, &p, &map, &rec.what).await;
         } else {
-            drive(r, map, from.shards().to_vec(), rec.what).await;
+            drive(r, p, map, from.shards().to_vec(), rec.what).await;
         }
     });
     Ok(())
@@ -303,11 +320,11 @@ pub(super) async fn nodes_enforce(
 /// membership or failed a shard over); a change this router follows is dropped once the nodes
 /// stop recording it, and taken over if the router driving it lets its lease lapse. Then the
 /// ring goes to nodes behind, and `TOPOLOGY DONE` to nodes still recording a finished change.
-pub async fn sync_nodes(router: &Arc<Router>) {
+pub async fn sync_nodes(router: &Arc<Router>, pool: &Arc<PoolState>) {
     let timeout = router.config.connect_timeout;
-    let topo = router.topology.load_full();
+    let topo = pool.topology.load_full();
     let nodes = nodes_of(&topo);
-    let links = &router.rebalance.links;
+    let links = &pool.rebalance.links;
     links.retain(&nodes.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>());
     let states: Vec<NodeSeen> =
         futures::future::join_all(nodes.iter().map(|(addr, id)| async move {
@@ -326,29 +343,29 @@ pub async fn sync_nodes(router: &Arc<Router>) {
         .collect();
     let max = ok.iter().map(|s| s.epoch).max().unwrap_or(0);
     let at_max: Vec<&TopologyState> = ok.iter().copied().filter(|s| s.epoch == max).collect();
-    let driving = router.rebalance.in_progress();
-    let following = lock(&router.rebalance.state).following.is_some();
+    let driving = pool.rebalance.in_progress();
+    let following = lock(&pool.rebalance.state).following.is_some();
     if !driving && max > topo.ring.epoch() {
         if let Some(map) = newest_map(&at_max) {
             let rec = at_max
                 .iter()
                 .find_map(|s| s.record.as_deref())
                 .and_then(|r| ChangeRecord::decode(r).ok());
-            match follow(router, max, &map, rec.as_ref()) {
+            match follow(router, pool, max, &map, rec.as_ref()) {
                 Ok(()) => return,
                 Err(e) => tracing::warn!(epoch = max, error = %e, "cannot follow the nodes' ring"),
             }
         }
     } else if !driving && following && max == topo.ring.epoch() {
         match at_max.iter().find_map(|s| s.record.clone()) {
-            None => change_over(router),
+            None => change_over(router, pool),
             Some(raw) => {
-                take_over(router, &topo, &raw, max).await;
+                take_over(router, pool, &topo, &raw, max).await;
             }
         }
         return;
     }
-    push_behind(router, &states).await;
+    push_behind(router, pool, &states).await;
 }
 
 /// A node as the sync saw it: address, shard id, its `TOPOLOGY GET`.
@@ -356,10 +373,10 @@ type NodeSeen<'a> = (&'a str, &'a str, Result<TopologyState, String>);
 
 /// Pushes this router's ring to the nodes `states` show behind it; sends `TOPOLOGY DONE` to
 /// those still recording a change it finished; notes nodes ahead.
-async fn push_behind(router: &Arc<Router>, states: &[NodeSeen<'_>]) {
-    let topo = router.topology.load_full();
+async fn push_behind(router: &Arc<Router>, pool: &PoolState, states: &[NodeSeen<'_>]) {
+    let topo = pool.topology.load_full();
     // With a conflict, a node behind gets nothing (the "0" epoch never exceeds its own).
-    let conflict = lock(&router.rebalance.state).conflict.is_some();
+    let conflict = lock(&pool.rebalance.state).conflict.is_some();
     let mine = topo.ring.epoch();
     let epoch = if conflict { 0 } else { mine };
     let ring = &topo.ring;
@@ -369,7 +386,7 @@ async fn push_behind(router: &Arc<Router>, states: &[NodeSeen<'_>]) {
     let done_epoch = if conflict || pushed.record.is_some() {
         0
     } else {
-        lock(&router.rebalance.state).done_epoch
+        lock(&pool.rebalance.state).done_epoch
     };
     let sends = states.iter().filter_map(|(addr, id, st)| {
         let st = st.as_ref().ok()?;
@@ -405,7 +422,7 @@ async fn push_behind(router: &Arc<Router>, states: &[NodeSeen<'_>]) {
             Err(e) => tracing::debug!(error = %e, "epoch sync"),
         }
     }
-    let mut st = lock(&router.rebalance.state);
+    let mut st = lock(&pool.rebalance.state);
     if ahead.is_some() && st.ahead != ahead {
         tracing::warn!(note = ?ahead, "nodes are ahead of this router");
     }

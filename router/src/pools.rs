@@ -1,0 +1,215 @@
+//! Pools and the request path's view of them. Each pool is a ring of its own ([`PoolState`]: its
+//! topology, epochs and membership changes); the [`View`] puts every pool's shards in one index
+//! space, so the request path plans a command once, a multi-key command splitting per pool and
+//! per shard as it splits per shard. A pool's topology changes only through
+//! [`Router::store_topology`], which publishes a new view with a higher generation.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use ringcache_protocol::hash::key_hash;
+
+use crate::clients::lock;
+use crate::config::ReadFrom;
+use crate::rebalance::{MovingArc, Rebalancer};
+use crate::routes::Routes;
+use crate::shard::Shard;
+use crate::state::Router;
+use crate::topology::Topology;
+
+/// One pool of the router: a ring of its own.
+#[derive(Debug)]
+pub struct PoolState {
+    /// Its index in [`Router::pools`] and [`View::pools`] (0: `default`).
+    pub index: usize,
+    pub name: String,
+    pub read_from: ReadFrom,
+    /// Its ring and shards, swapped whole when its membership changes.
+    pub topology: ArcSwap<Topology>,
+    /// Its membership changes: RING JOIN/LEAVE/CANCEL/STATUS ... POOL, its epochs.
+    pub rebalance: Rebalancer,
+}
+
+impl PoolState {
+    pub fn new(index: usize, name: &str, read_from: ReadFrom, topology: Topology) -> PoolState {
+        PoolState {
+            index,
+            name: name.to_string(),
+            read_from,
+            topology: ArcSwap::from_pointee(topology),
+            rebalance: Rebalancer::default(),
+        }
+    }
+}
+
+/// What the request path plans on: every pool's topology at one instant.
+#[derive(Debug)]
+pub struct View {
+    /// Raised by every topology change of any pool (clients publish the generation they plan
+    /// on; a change waits until none is busy on an older one).
+    pub generation: u64,
+    pub pools: Vec<Arc<Topology>>,
+    /// Index in `shards` of each pool's first shard.
+    pub bases: Vec<usize>,
+    /// Every pool's ring shards, pool after pool.
+    pub shards: Vec<Arc<Shard>>,
+    pub routes: Arc<Routes>,
+}
+
+impl View {
+    pub fn new(generation: u64, pools: Vec<Arc<Topology>>, routes: Arc<Routes>) -> View {
+        let mut bases = Vec::with_capacity(pools.len());
+        let mut shards = Vec::new();
+        for t in &pools {
+            bases.push(shards.len());
+            shards.extend(t.shards.iter().cloned());
+        }
+        View {
+            generation,
+            pools,
+            bases,
+            shards,
+            routes,
+        }
+    }
+
+    /// The pool of `key` for a client whose default pool is `default`.
+    #[inline]
+    pub fn pool_of(&self, key: &[u8], default: usize) -> usize {
+        self.routes.route(key, default).pool
+    }
+
+    /// Index in `shards` of the shard owning `key` (`default`: the client's default pool);
+    /// `None` only for an empty ring.
+    #[inline]
+    pub fn owner(&self, key: &[u8], default: usize) -> Option<usize> {
+        let p = self.pool_of(key, default);
+        let topo = self.pools.get(p)?;
+        Some(self.bases[p] + topo.owner(key)?)
+    }
+
+    /// The pool of the shard at `index` in `shards`.
+    pub fn pool_of_shard(&self, index: usize) -> usize {
+        self.bases
+            .partition_point(|&b| b <= index)
+            .saturating_sub(1)
+    }
+
+    /// Every shard holding keys clients reach: each served pool's ring, then its shards outside
+    /// the ring that a migration is still emptying (fan-out commands ask them all).
+    pub fn serving_shards(&self) -> impl Iterator<Item = &Arc<Shard>> {
+        // Pools only mirrored to hold copies: a fan-out leaves them out.
+        self.pools
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| self.routes.serves(*p))
+            .flat_map(|(_, t)| t.shards.iter().chain(t.migrating.outside()))
+    }
+
+    /// Every shard of every pool, mirrors' too, with those a migration is still emptying.
+    pub fn all_shards(&self) -> impl Iterator<Item = &Arc<Shard>> {
+        self.pools
+            .iter()
+            .flat_map(|t| t.shards.iter().chain(t.migrating.outside()))
+    }
+
+    /// A serving shard by id (ids are unique across pools).
+    pub fn shard_by_id(&self, id: &str) -> Option<&Arc<Shard>> {
+        self.pools.iter().find_map(|t| t.shard_by_id(id))
+    }
+
+    /// The pool holding shard `id` in its ring or its migration.
+    pub fn pool_of_id(&self, id: &str) -> Option<usize> {
+        self.pools.iter().position(|t| t.shard_by_id(id).is_some())
+    }
+
+    /// Whether any pool is moving arcs.
+    pub fn migrating(&self) -> bool {
+        self.pools.iter().any(|t| !t.migrating.is_empty())
+    }
+
+    /// The moving arc holding `key` in its pool, if it moves.
+    pub fn moving(&self, key: &[u8], default: usize) -> Option<&MovingArc> {
+        let t = self.pools.get(self.pool_of(key, default))?;
+        if t.migrating.is_empty() {
+            return None;
+        }
+        t.migrating.find(key_hash(key))
+    }
+
+    /// Whether `key`'s arc is moving (reads then go to the primaries).
+    #[inline]
+    pub fn is_migrating(&self, key: &[u8], default: usize) -> bool {
+        self.moving(key, default).is_some()
+    }
+
+    /// The total count of ring shards.
+    pub fn is_empty(&self) -> bool {
+        self.shards.is_empty()
+    }
+}
+
+/// Serializes view rebuilds, so generations go up in the order topologies were stored.
+#[derive(Debug, Default)]
+pub struct ViewLock(Mutex<()>);
+
+impl Router {
+    /// The pool named `name`.
+    pub fn pool_named(&self, name: &str) -> Option<&Arc<PoolState>> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// The `default` pool.
+    pub fn default_pool(&self) -> &Arc<PoolState> {
+        &self.pools[0]
+    }
+
+    /// The pool whose ring (or migration) holds shard `id`.
+    pub fn pool_of_shard_id(&self, id: &str) -> Option<&Arc<PoolState>> {
+        self.pools
+            .iter()
+            .find(|p| p.topology.load().shard_by_id(id).is_some())
+    }
+
+    /// Notes that clients connecting to `addr` default to pool `pool` (a `[[listener]]`).
+    pub fn note_listener(&self, addr: std::net::SocketAddr, pool: usize) {
+        lock(&self.listener_pools).push((addr, pool));
+    }
+
+    /// The default pool of a client connected to local address `laddr`.
+    pub fn listener_pool(&self, laddr: std::net::SocketAddr) -> usize {
+        if self.config.listeners.is_empty() {
+            return 0;
+        }
+        lock(&self.listener_pools)
+            .iter()
+            .find(|(a, _)| {
+                a.port() == laddr.port() && (a.ip().is_unspecified() || a.ip() == laddr.ip())
+            })
+            .map_or(0, |&(_, p)| p)
+    }
+
+    /// The request path's current view.
+    #[inline]
+    pub fn view(&self) -> Arc<View> {
+        self.view.load_full()
+    }
+
+    /// Makes `topo` pool `pool`'s topology and publishes the view with it; returns the view's
+    /// generation (what a change quiesces on).
+    pub fn store_topology(&self, pool: &PoolState, topo: Arc<Topology>) -> u64 {
+        let _g = lock(&self.view_lock.0);
+        pool.topology.store(topo);
+        self.rebuild_view()
+    }
+
+    /// Publishes a view of every pool's current topology (under `view_lock`).
+    fn rebuild_view(&self) -> u64 {
+        let old = self.view.load();
+        let generation = old.generation + 1;
+        let pools = self.pools.iter().map(|p| p.topology.load_full()).collect();
+        self.view
+            .store(Arc::new(View::new(generation, pools, old.routes.clone())));
+        generation
+    }
+}

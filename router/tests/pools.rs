@@ -1,0 +1,393 @@
+#![allow(clippy::unwrap_used)]
+//! Pools, key-prefix routes and pool listeners end to end, in process: real nodes on 127.0.0.1
+//! port 0, a router whose config has a `default` pool, a second pool and routes to it. Keys land
+//! only on their pool's nodes, multi-key commands split across pools, and a pool changes its
+//! membership without touching the other's epoch or keys.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringcache_client::Client as NodeConn;
+use ringcache_protocol::Reply;
+use ringcache_router::parse_config;
+
+mod support;
+
+use support::{start_router, text, Node, NodeRuntime, Timeouts, T};
+
+const KEYS: usize = 300;
+
+struct Pools {
+    /// `default` pool nodes a1, a2; pool `s` nodes s1, s2; a spare s3.
+    a: Vec<Node>,
+    s: Vec<Node>,
+    spare: Node,
+    router: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts the nodes and a router with `extra` appended to its config (routes, listeners).
+async fn start(extra: &str) -> Pools {
+    let mut a = Vec::new();
+    let mut s = Vec::new();
+    for _ in 0..2 {
+        a.push(Node::start(0, NodeRuntime::Own).await);
+        s.push(Node::start(0, NodeRuntime::Own).await);
+    }
+    let spare = Node::start(0, NodeRuntime::Own).await;
+    let text = format!(
+        "[router]\nlisten = \"127.0.0.1:0\"\n\
+         [[shard]]\nid = \"a1\"\nprimary = \"{}\"\n[[shard]]\nid = \"a2\"\nprimary = \"{}\"\n\
+         [[pool]]\nname = \"s\"\n\
+         [[pool.shard]]\nid = \"s1\"\nprimary = \"{}\"\n[[pool.shard]]\nid = \"s2\"\nprimary = \"{}\"\n\
+         [[route]]\nprefix = \"sess:\"\npool = \"s\"\n\
+         [[route]]\nprefix = \"User:\"\npool = \"s\"\nignore_case = true\n{extra}",
+        a[0].addr, a[1].addr, s[0].addr, s[1].addr
+    );
+    let mut config = parse_config(&text).unwrap();
+    Timeouts::MIGRATION.apply(&mut config);
+    let (router, stop) = start_router(config).await;
+    // Every member has its pool's ring at epoch 1 before the test sends keys.
+    for n in a.iter().chain(&s) {
+        let addr = n.addr.to_string();
+        support::eventually(T, || async {
+            let mut c = NodeConn::connect(&addr, T).await.ok()?;
+            let r = c.call(&["TOPOLOGY", "GET"], T).await.ok()?;
+            matches!(&r, Reply::Array(v) if v.first() == Some(&Reply::Int(1))).then_some(())
+        })
+        .await;
+    }
+    Pools {
+        a,
+        s,
+        spare,
+        router,
+        _stop: stop,
+    }
+}
+
+async fn conn(addr: impl ToString) -> NodeConn {
+    NodeConn::connect(&addr.to_string(), T).await.unwrap()
+}
+
+fn words(w: &[&str]) -> Vec<Bytes> {
+    w.iter()
+        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+        .collect()
+}
+
+/// Every key stored on the nodes at `addrs`.
+async fn keys_on(nodes: &[&Node]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in nodes {
+        match conn(n.addr).await.call(&["KEYS", "*"], T).await.unwrap() {
+            Reply::Array(v) => out.extend(v.iter().map(text)),
+            other => panic!("KEYS: {other:?}"),
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn set_keys(c: &mut NodeConn, prefix: &str) {
+    let cmds: Vec<Vec<Bytes>> = (0..KEYS)
+        .map(|i| words(&["SET", &format!("{prefix}{i}"), &format!("v{i}")]))
+        .collect();
+    for r in c.pipeline(&cmds, T).await.unwrap() {
+        assert_eq!(text(&r), "OK");
+    }
+}
+
+fn field(status: &str, name: &str) -> Option<String> {
+    status.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|r| r.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    })
+}
+
+async fn wait_migrated(c: &mut NodeConn, pool: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = text(&c.call(&["RING", "STATUS", "POOL", pool], T).await.unwrap());
+        if field(&st, "migrating").as_deref() == Some("0") {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "still migrating:\n{st}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn routes_keep_each_prefix_on_its_pool_and_commands_span_pools() {
+    let p = start("").await;
+    let mut c = conn(p.router).await;
+    set_keys(&mut c, "sess:").await;
+    set_keys(&mut c, "user:").await;
+    set_keys(&mut c, "other:").await;
+
+    let on_s = keys_on(&[&p.s[0], &p.s[1]]).await;
+    let on_a = keys_on(&[&p.a[0], &p.a[1]]).await;
+    assert_eq!(on_s.len(), 2 * KEYS, "pool s holds sess: and user: keys");
+    assert!(on_s
+        .iter()
+        .all(|k| k.starts_with("sess:") || k.starts_with("user:")));
+    assert_eq!(on_a.len(), KEYS);
+    assert!(on_a.iter().all(|k| k.starts_with("other:")));
+    // Both pools' rings spread their keys over both of their shards.
+    for n in p.a.iter().chain(&p.s) {
+        assert!(!keys_on(&[n]).await.is_empty());
+    }
+
+    // Multi-key commands split per pool and per shard.
+    let r = c
+        .call(
+            &["MGET", "sess:1", "other:1", "USER:2", "user:2", "none"],
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Reply::Array(vec![
+            Reply::Bulk("v1".into()),
+            Reply::Bulk("v1".into()),
+            Reply::Nil,
+            Reply::Bulk("v2".into()),
+            Reply::Nil,
+        ])
+    );
+    let r = c
+        .call(&["MSET", "sess:x", "1", "other:x", "2"], T)
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "OK");
+    assert!(keys_on(&[&p.s[0], &p.s[1]])
+        .await
+        .contains(&"sess:x".to_string()));
+    let r = c
+        .call(&["DEL", "sess:x", "other:x", "sess:1"], T)
+        .await
+        .unwrap();
+    assert_eq!(r, Reply::Int(3));
+    let r = c.call(&["DBSIZE"], T).await.unwrap();
+    assert_eq!(r, Reply::Int(3 * KEYS as i64 - 1));
+
+    // The routes and the pools are visible.
+    let r = c.call(&["RING", "LOCATE", "USER:7"], T).await.unwrap();
+    // A map, flattened to pairs in RESP2.
+    let Reply::Array(m) = r else {
+        panic!("LOCATE: {r:?}")
+    };
+    let get = |name: &str| {
+        m.chunks(2)
+            .find(|kv| text(&kv[0]) == name)
+            .map(|kv| text(&kv[1]))
+    };
+    assert_eq!(get("pool").as_deref(), Some("s"));
+    assert_eq!(get("route").as_deref(), Some("User:"));
+    assert!(matches!(get("shard").as_deref(), Some("s1" | "s2")));
+    let r = c.call(&["RING", "ROUTES"], T).await.unwrap();
+    assert!(matches!(&r, Reply::Array(v) if v.len() == 2), "{r:?}");
+    let r = c.call(&["RING", "NODES", "POOL", "s"], T).await.unwrap();
+    let Reply::Array(nodes) = r else {
+        panic!("NODES: {r:?}")
+    };
+    assert_eq!(nodes.len(), 2);
+    let r = c
+        .call(&["RING", "STATUS", "POOL", "nope"], T)
+        .await
+        .unwrap();
+    assert_eq!(r, Reply::Error("ERR no pool named 'nope'".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pool_changes_membership_without_touching_the_other() {
+    let p = start("").await;
+    let mut c = conn(p.router).await;
+    set_keys(&mut c, "sess:").await;
+    set_keys(&mut c, "other:").await;
+    let before_a = keys_on(&[&p.a[0], &p.a[1]]).await;
+
+    // A shard joins pool s: only pool s's epoch moves, and only sess: keys move to it.
+    let spare = p.spare.addr.to_string();
+    let r = c
+        .call(&["RING", "JOIN", "s3", &spare, "POOL", "s"], T)
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "OK");
+    let st = wait_migrated(&mut c, "s").await;
+    assert_eq!(field(&st, "epoch").as_deref(), Some("2"), "{st}");
+    let st = text(&c.call(&["RING", "STATUS"], T).await.unwrap());
+    assert_eq!(field(&st, "epoch").as_deref(), Some("1"), "{st}");
+    let moved = keys_on(&[&p.spare]).await;
+    assert!(!moved.is_empty());
+    assert!(moved.iter().all(|k| k.starts_with("sess:")));
+    assert_eq!(keys_on(&[&p.a[0], &p.a[1]]).await, before_a);
+    // An id is unique across pools: pool `default` cannot take s3's id.
+    let r = c
+        .call(&["RING", "JOIN", "s3", "127.0.0.1:1"], T)
+        .await
+        .unwrap();
+    assert!(r.is_error(), "{r:?}");
+
+    // Every key reads back through the router.
+    for prefix in ["sess:", "other:"] {
+        let cmds: Vec<Vec<Bytes>> = (0..KEYS)
+            .map(|i| words(&["GET", &format!("{prefix}{i}")]))
+            .collect();
+        for (i, r) in c.pipeline(&cmds, T).await.unwrap().iter().enumerate() {
+            assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "{prefix}{i}");
+        }
+    }
+
+    // And leaves it again.
+    let r = c
+        .call(&["RING", "LEAVE", "s1", "POOL", "s"], T)
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "OK");
+    wait_migrated(&mut c, "s").await;
+    assert!(keys_on(&[&p.s[0]]).await.is_empty());
+    let on_s = keys_on(&[&p.s[1], &p.spare]).await;
+    assert_eq!(on_s.len(), KEYS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listener_gives_its_clients_another_default_pool() {
+    // A free port for the listener (the router binds it at start).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = start(&format!(
+        "[[listener]]\nlisten = \"127.0.0.1:{port}\"\npool = \"s\"\n"
+    ))
+    .await;
+    let mut c = support::eventually(T, || async {
+        NodeConn::connect(&format!("127.0.0.1:{port}"), T)
+            .await
+            .ok()
+    })
+    .await;
+    set_keys(&mut c, "plain:").await;
+    let on_s = keys_on(&[&p.s[0], &p.s[1]]).await;
+    assert_eq!(
+        on_s.len(),
+        KEYS,
+        "keys no route matches go to the listener's pool"
+    );
+    assert!(keys_on(&[&p.a[0], &p.a[1]]).await.is_empty());
+    // The routes still apply; the main listener's clients default to `default`.
+    let mut main = conn(p.router).await;
+    assert_eq!(main.call(&["GET", "plain:1"], T).await.unwrap(), Reply::Nil);
+    assert_eq!(text(&main.call(&["SET", "x", "1"], T).await.unwrap()), "OK");
+    assert_eq!(keys_on(&[&p.a[0], &p.a[1]]).await, vec!["x".to_string()]);
+}
+
+/// A route's counters and mirror as `RING ROUTES` lists them (first route with `prefix`).
+async fn route_stats(c: &mut NodeConn, prefix: &str) -> Vec<(String, String)> {
+    let Reply::Array(routes) = c.call(&["RING", "ROUTES"], T).await.unwrap() else {
+        panic!("RING ROUTES")
+    };
+    routes
+        .iter()
+        .filter_map(|r| match r {
+            Reply::Array(flat) => Some(
+                flat.chunks(2)
+                    .map(|kv| (text(&kv[0]), text(&kv[1])))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .find(|f| f.iter().any(|(k, v)| k == "prefix" && v == prefix))
+        .unwrap()
+}
+
+fn stat(fields: &[(String, String)], name: &str) -> u64 {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mirror_gets_a_copy_of_the_writes_and_fan_outs_count_keys_once() {
+    let m = Node::start(0, NodeRuntime::Own).await;
+    let p = start(&format!(
+        "[[pool]]\nname = \"m\"\n[[pool.shard]]\nid = \"m1\"\nprimary = \"{}\"\n\
+         [[route]]\nprefix = \"shop:\"\npool = \"default\"\n\
+         mirror = {{ pool = \"m\", percent = 100, writes_only = true }}\n",
+        m.addr
+    ))
+    .await;
+    let mut c = conn(p.router).await;
+    set_keys(&mut c, "shop:").await;
+    // Reads are not mirrored (writes_only); they are answered by the route's own pool.
+    assert_eq!(
+        c.call(&["GET", "shop:3"], T).await.unwrap(),
+        Reply::Bulk("v3".into())
+    );
+    let copies = support::eventually(T, || async {
+        let k = keys_on(&[&m]).await;
+        (k.len() == KEYS).then_some(k)
+    })
+    .await;
+    assert!(copies.iter().all(|k| k.starts_with("shop:")));
+    assert_eq!(keys_on(&[&p.a[0], &p.a[1]]).await.len(), KEYS);
+    // The mirror pool holds copies: DBSIZE and KEYS through the router count each key once.
+    assert_eq!(
+        c.call(&["DBSIZE"], T).await.unwrap(),
+        Reply::Int(KEYS as i64)
+    );
+    let st = route_stats(&mut c, "shop:").await;
+    assert_eq!(stat(&st, "requests"), KEYS as u64 + 1);
+    assert_eq!(stat(&st, "mirrored"), KEYS as u64);
+    assert_eq!(stat(&st, "mirror_drops"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mirror_that_never_answers_slows_and_fails_no_client() {
+    // A mirror that accepts connections and never replies (as a SIGSTOPped node).
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let held = std::thread::spawn(move || {
+        let mut socks = Vec::new();
+        hole.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match hole.accept() {
+                Ok((s, _)) => socks.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        drop(socks);
+    });
+    let p = start(&format!(
+        "[[pool]]\nname = \"m\"\n[[pool.shard]]\nid = \"m1\"\nprimary = \"{hole_addr}\"\n\
+         [[route]]\nprefix = \"shop:\"\npool = \"default\"\nmirror = {{ pool = \"m\" }}\n"
+    ))
+    .await;
+    let mut c = conn(p.router).await;
+    const N: usize = 6000;
+    let cmds: Vec<Vec<Bytes>> = (0..N)
+        .map(|i| words(&["SET", &format!("shop:{i}"), "v"]))
+        .collect();
+    for chunk in cmds.chunks(500) {
+        for r in c.pipeline(chunk, T).await.unwrap() {
+            assert_eq!(text(&r), "OK");
+        }
+    }
+    let st = route_stats(&mut c, "shop:").await;
+    assert_eq!(stat(&st, "requests"), N as u64);
+    assert_eq!(stat(&st, "mirrored") + stat(&st, "mirror_drops"), N as u64);
+    assert!(stat(&st, "mirror_drops") > 0, "{st:?}");
+    assert_eq!(keys_on(&[&p.a[0], &p.a[1]]).await.len(), N);
+    drop(p);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = held.join();
+}
