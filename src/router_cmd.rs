@@ -1,6 +1,6 @@
 //! `ringcache router`: flags, config, bind, then `ringcache_router::run`. SIGHUP re-reads the
-//! config file and applies its membership difference as `RING JOIN`s and `RING LEAVE`s, one at a
-//! time, through the router's own admin commands.
+//! config file and applies each pool's membership difference as `RING JOIN`s and `RING LEAVE`s,
+//! one at a time, through the router's own admin commands.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -102,43 +102,57 @@ fn local_addr(listen: SocketAddr) -> SocketAddr {
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(500);
 
-/// Re-reads `path` and applies the membership difference: joins first (capacity before
-/// removal), then leaves, each waited for until its keys have moved. Other settings need a
-/// restart.
+/// Re-reads `path` and applies each pool's membership difference: joins first (capacity before
+/// removal), then leaves, each waited for until its keys have moved, pool after pool (`default`
+/// first). Pools the router did not start with, routes and other settings need a restart.
 async fn reload(path: &Path, listen: SocketAddr) -> Result<String> {
     let config = ringcache_router::load_config(path)
         .with_context(|| format!("invalid router config {}", path.display()))?;
     let addr = local_addr(listen).to_string();
     let mut admin = Admin::connect(&addr, config.requirepass.as_deref(), ADMIN_TIMEOUT).await?;
-    let current = admin.nodes().await?;
-    let mut changes = Vec::new();
-    for s in &config.shards {
-        match current.iter().find(|c| c.id == s.id) {
-            Some(c) if c.primary != s.primary || c.weight != s.weight => tracing::warn!(
-                shard = %s.id,
-                "primary or weight changed in the config: not applied (leave and join again under a new id)"
-            ),
-            Some(_) => {}
-            None => changes.push(RingChange::Join {
-                id: s.id.clone(),
-                primary: s.primary.clone(),
-                replicas: s.replicas.clone(),
-                weight: s.weight,
-            }),
-        }
-    }
-    for c in &current {
-        if !config.shards.iter().any(|s| s.id == c.id) {
-            changes.push(RingChange::Leave { id: c.id.clone() });
-        }
-    }
-    if changes.is_empty() {
-        return Ok("none: the membership already matches".to_string());
-    }
+    let mut pools = vec![(None, config.shards.as_slice())];
+    pools.extend(
+        config
+            .pools
+            .iter()
+            .map(|p| (Some(p.name.clone()), p.shards.as_slice())),
+    );
     let mut done = Vec::new();
-    for change in &changes {
-        apply(&mut admin, change).await?;
-        done.push(change.describe());
+    for (pool, shards) in pools {
+        admin.pool = pool;
+        let current = admin.nodes().await?;
+        let mut changes = Vec::new();
+        for s in shards {
+            match current.iter().find(|c| c.id == s.id) {
+                Some(c) if c.primary != s.primary || c.weight != s.weight => tracing::warn!(
+                    shard = %s.id,
+                    "primary or weight changed in the config: not applied (leave and join again under a new id)"
+                ),
+                Some(_) => {}
+                None => changes.push(RingChange::Join {
+                    id: s.id.clone(),
+                    primary: s.primary.clone(),
+                    replicas: s.replicas.clone(),
+                    weight: s.weight,
+                }),
+            }
+        }
+        for c in &current {
+            if !shards.iter().any(|s| s.id == c.id) {
+                changes.push(RingChange::Leave { id: c.id.clone() });
+            }
+        }
+        for change in &changes {
+            apply(&mut admin, change).await?;
+            let what = change.describe();
+            done.push(match &admin.pool {
+                Some(p) => format!("{what} (pool {p})"),
+                None => what,
+            });
+        }
+    }
+    if done.is_empty() {
+        return Ok("none: the membership already matches".to_string());
     }
     Ok(done.join(", "))
 }

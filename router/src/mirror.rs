@@ -15,6 +15,7 @@ use ringcache_protocol::table::CommandSpec;
 
 use crate::pools::View;
 use crate::route::{self, Plan};
+use crate::routes::Routed;
 use crate::session::Session;
 
 /// Copies outstanding at once, all mirrors together, before copies are dropped.
@@ -40,13 +41,14 @@ pub fn sampled(key: &[u8], percent: u8) -> bool {
     percent >= 100 || (key_hash(key).rotate_left(29) % 100) < u64::from(percent)
 }
 
-/// Counts the request against its route and sends the copy if the route mirrors it. `plan` is
-/// the request's own plan (only commands on keys are mirrored).
+/// Counts the request against the route of its first key (`routed`) and sends the copy if the
+/// route mirrors it. `plan` is the request's own plan (only commands on keys are mirrored).
 #[allow(clippy::too_many_arguments)]
 pub fn mirror(
     in_flight: &Arc<InFlight>,
     topo: &View,
     s: &Session,
+    routed: Routed,
     spec: &'static CommandSpec,
     plan: &Plan,
     args: &[Bytes],
@@ -54,12 +56,10 @@ pub fn mirror(
     cmd: u16,
     start: Instant,
 ) {
-    let Some(first) = spec.keys(args).next() else {
+    let Some(r) = routed.route else {
         return;
     };
-    let key = &args[first];
-    let routed = topo.routes.route(key, s.pool);
-    let Some(r) = routed.route else {
+    let Some(key) = spec.keys(args).next().map(|i| &args[i]) else {
         return;
     };
     let stats = &topo.routes.stats[r];

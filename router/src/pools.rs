@@ -88,6 +88,13 @@ impl View {
         Some(self.bases[p] + topo.owner(key)?)
     }
 
+    /// [`View::owner`] for a key already routed.
+    #[inline]
+    pub fn owner_routed(&self, key: &[u8], routed: crate::routes::Routed) -> Option<usize> {
+        let topo = self.pools.get(routed.pool)?;
+        Some(self.bases[routed.pool] + topo.owner(key)?)
+    }
+
     /// The pool of the shard at `index` in `shards`.
     pub fn pool_of_shard(&self, index: usize) -> usize {
         self.bases

@@ -736,7 +736,19 @@ fn dispatch(
         let line = ringcache_protocol::monitor::line_now(&s.client.addr.to_string(), args);
         router.pubsub.feed_monitors(&line);
     }
-    let plan = route::plan(spec, args, |k| topo.owner(k, s.pool).unwrap_or(0));
+    // The first key's route, noted while planning (mirroring and the route's counters use it).
+    let first_route = std::cell::Cell::new(None);
+    let plan = if topo.routes.is_empty() {
+        route::plan(spec, args, |k| topo.owner(k, s.pool).unwrap_or(0))
+    } else {
+        route::plan(spec, args, |k| {
+            let routed = topo.routes.route(k, s.pool);
+            if first_route.get().is_none() {
+                first_route.set(Some(routed));
+            }
+            topo.owner_routed(k, routed).unwrap_or(0)
+        })
+    };
     if plan == Plan::WrongArity {
         txn::queue_failed(s);
         return answer(router, cmd, start, &local::arity_error(spec.name), s.proto);
@@ -787,9 +799,9 @@ fn dispatch(
     {
         return slot;
     }
-    if !topo.routes.is_empty() {
+    if let Some(routed) = first_route.get() {
         let f = &router.mirror_in_flight;
-        crate::mirror::mirror(f, topo, s, spec, &plan, args, &raw, cmd, start);
+        crate::mirror::mirror(f, topo, s, routed, spec, &plan, args, &raw, cmd, start);
     }
     match plan {
         Plan::Forward(index) => {

@@ -391,3 +391,71 @@ async fn a_mirror_that_never_answers_slows_and_fails_no_client() {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = held.join();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pool_fails_its_dead_primary_over_on_its_own() {
+    // Pool `s` gets a third shard with a replica; its primary is then stopped.
+    let primary = Node::start(0, NodeRuntime::Own).await;
+    let of = primary.addr.to_string();
+    let tune: support::NodeTune = std::sync::Arc::new(move |c: &mut ringcache_node::NodeConfig| {
+        c.replica_of = Some(of.clone());
+    });
+    let replica = Node::start_tuned(0, NodeRuntime::Own, Some(tune)).await;
+    let p = start("").await;
+    let mut c = conn(p.router).await;
+    let r = c
+        .call(
+            &[
+                "RING",
+                "JOIN",
+                "s3",
+                &primary.addr.to_string(),
+                &replica.addr.to_string(),
+                "POOL",
+                "s",
+            ],
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "OK");
+    wait_migrated(&mut c, "s").await;
+    set_keys(&mut c, "sess:").await;
+    let epoch_s = |st: &str| field(st, "epoch").unwrap();
+    let before = text(&c.call(&["RING", "STATUS", "POOL", "s"], T).await.unwrap());
+    // The replica has every key of s3 before its primary goes.
+    let on_primary = keys_on(&[&primary]).await;
+    assert!(!on_primary.is_empty());
+    support::eventually(T, || async {
+        (keys_on(&[&replica]).await == on_primary).then_some(())
+    })
+    .await;
+    let mut primary = primary;
+    primary.kill().await;
+    // The health checker promotes the replica: pool s's epoch moves, default's does not.
+    let promoted = replica.addr.to_string();
+    support::eventually(Duration::from_secs(20), || async {
+        let r = conn(p.router)
+            .await
+            .call(&["RING", "NODES", "POOL", "s"], T)
+            .await
+            .ok()?;
+        let Reply::Array(nodes) = r else { return None };
+        nodes
+            .iter()
+            .any(|n| matches!(n, Reply::Array(f) if f.chunks(2).any(|kv| text(&kv[0]) == "primary" && text(&kv[1]) == promoted)))
+            .then_some(())
+    })
+    .await;
+    let after = text(&c.call(&["RING", "STATUS", "POOL", "s"], T).await.unwrap());
+    assert!(epoch_s(&after).parse::<u64>().unwrap() > epoch_s(&before).parse::<u64>().unwrap());
+    let st = text(&c.call(&["RING", "STATUS"], T).await.unwrap());
+    assert_eq!(field(&st, "epoch").as_deref(), Some("1"), "{st}");
+    // Every key still reads back through the router.
+    let cmds: Vec<Vec<Bytes>> = (0..KEYS)
+        .map(|i| words(&["GET", &format!("sess:{i}")]))
+        .collect();
+    for (i, r) in c.pipeline(&cmds, T).await.unwrap().iter().enumerate() {
+        assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "sess:{i}");
+    }
+}
