@@ -24,6 +24,8 @@ struct Pools {
     spare: Node,
     router: std::net::SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
+    /// The router's config, for a second router over the same cluster.
+    config: ringcache_router::RouterConfig,
 }
 
 /// Starts the nodes and a router with `extra` appended to its config (routes, listeners).
@@ -46,7 +48,7 @@ async fn start(extra: &str) -> Pools {
     );
     let mut config = parse_config(&text).unwrap();
     Timeouts::MIGRATION.apply(&mut config);
-    let (router, stop) = start_router(config).await;
+    let (router, stop) = start_router(config.clone()).await;
     // Every member has its pool's ring at epoch 1 before the test sends keys.
     for n in a.iter().chain(&s) {
         let addr = n.addr.to_string();
@@ -63,6 +65,7 @@ async fn start(extra: &str) -> Pools {
         spare,
         router,
         _stop: stop,
+        config,
     }
 }
 
@@ -456,6 +459,47 @@ async fn a_pool_fails_its_dead_primary_over_on_its_own() {
         .map(|i| words(&["GET", &format!("sess:{i}")]))
         .collect();
     for (i, r) in c.pipeline(&cmds, T).await.unwrap().iter().enumerate() {
+        assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "sess:{i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_router_follows_a_pool_change_made_through_the_first() {
+    let p = start("").await;
+    let (second, _stop2) = start_router(p.config.clone()).await;
+    let mut c = conn(p.router).await;
+    set_keys(&mut c, "sess:").await;
+    let spare = p.spare.addr.to_string();
+    let r = c
+        .call(&["RING", "JOIN", "s3", &spare, "POOL", "s"], T)
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "OK");
+    // The second router learns pool s's new ring from its nodes, and only pool s's.
+    let mut c2 = conn(second).await;
+    support::eventually(T, || async {
+        let st = text(
+            &conn(second)
+                .await
+                .call(&["RING", "STATUS", "POOL", "s"], T)
+                .await
+                .ok()?,
+        );
+        (field(&st, "epoch").as_deref() == Some("2")).then_some(())
+    })
+    .await;
+    let st = text(&c2.call(&["RING", "STATUS"], T).await.unwrap());
+    assert_eq!(field(&st, "epoch").as_deref(), Some("1"), "{st}");
+    let Reply::Array(nodes) = c2.call(&["RING", "NODES", "POOL", "s"], T).await.unwrap() else {
+        panic!("RING NODES")
+    };
+    assert_eq!(nodes.len(), 3);
+    // Through the second router, every key reads back while and after the keys move.
+    wait_migrated(&mut c, "s").await;
+    let cmds: Vec<Vec<Bytes>> = (0..KEYS)
+        .map(|i| words(&["GET", &format!("sess:{i}")]))
+        .collect();
+    for (i, r) in c2.pipeline(&cmds, T).await.unwrap().iter().enumerate() {
         assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "sess:{i}");
     }
 }
