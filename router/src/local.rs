@@ -471,11 +471,18 @@ fn ring(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Slot {
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (proto, caller) = (s.proto, s.id);
+    clients::lock(&router.change_callers).push(caller);
     tokio::spawn(async move {
+        let callers = me.clone();
         let outcome = match change {
             Some(c) => rebalance::begin(me, pool, c, caller).await,
             None => rebalance::cancel(me, pool, caller).await,
         };
+        let mut waiting = clients::lock(&callers.change_callers);
+        if let Some(i) = waiting.iter().position(|&c| c == caller) {
+            waiting.swap_remove(i);
+        }
+        drop(waiting);
         let _ = tx.send(Ok(change_reply(outcome).to_bytes(proto)));
     });
     Slot::Forward(rx)

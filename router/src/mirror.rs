@@ -2,7 +2,9 @@
 //! The client's reply and latency come from its own pool alone: the copy goes out on the mirror
 //! pool's own upstream connections, nobody waits for its reply, and at most
 //! [`MAX_IN_FLIGHT`] copies are outstanding at once (a slow or stopped mirror makes the router
-//! drop copies, counted, instead of holding memory or delaying anyone).
+//! drop copies, counted, instead of holding memory or delaying anyone). A command whose keys
+//! match several routes is not copied, nor is one on an arc either pool is moving (the source's
+//! goes through the migration path, the mirror's would be overwritten by the mover).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -77,6 +79,17 @@ pub fn mirror(
         return;
     };
     if t.shards.is_empty() {
+        return;
+    }
+    let keys = || spec.keys(args).map(|i| &args[i]);
+    // A command on keys of several routes is not copied: the mirror would get the others' keys.
+    if keys().any(|k| topo.routes.route(k, s.pool).route != Some(r)) {
+        return;
+    }
+    // A copy to an arc the mirror pool is moving would land at the new owner before the mover
+    // brings the old value over it: dropped instead.
+    if !t.migrating.is_empty() && keys().any(|k| t.migrating.is_migrating(key_hash(k))) {
+        stats.mirror_drops.fetch_add(1, Relaxed);
         return;
     }
     if in_flight.0.fetch_add(1, Relaxed) >= MAX_IN_FLIGHT {

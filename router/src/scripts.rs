@@ -429,7 +429,12 @@ async fn follow_hops(router: &Router, who: Who, raw: Bytes, mut reply: Bytes) ->
             return reply;
         };
         let topo = router.view();
-        let pool = topo.pool_of_id(&owner).unwrap_or(0);
+        // The named owner's pool; a shard this router does not know yet: the first key's.
+        let pool = topo.pool_of_id(&owner).unwrap_or_else(|| {
+            spec.keys(&args)
+                .next()
+                .map_or(who.pool, |i| topo.pool_of(&args[i], who.pool))
+        });
         let mine = topo.pools.get(pool).map_or(0, |t| t.ring.epoch());
         if epoch != mine {
             return crate::rebalance::divert::tryagain(epoch, &owner, mine);

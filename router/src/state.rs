@@ -36,6 +36,9 @@ pub struct Router {
     pub(crate) view_lock: crate::pools::ViewLock,
     /// The `[[listener]]` addresses bound, with their pools.
     pub(crate) listener_pools: Mutex<Vec<(std::net::SocketAddr, usize)>>,
+    /// Clients waiting on a membership change of any pool: another pool's change does not wait
+    /// for them to finish their request (see `rebalance::publish::quiesce`).
+    pub change_callers: Mutex<Vec<u64>>,
     /// Mirrored copies outstanding (`crate::mirror`).
     pub mirror_in_flight: Arc<crate::mirror::InFlight>,
     pub clients: Clients,
@@ -161,6 +164,7 @@ impl Router {
             view_lock: Default::default(),
             listener_pools: Mutex::new(Vec::new()),
             mirror_in_flight: Default::default(),
+            change_callers: Mutex::new(Vec::new()),
             clients: Clients::default(),
             acl,
             metrics: ShardMetrics::new("router"),

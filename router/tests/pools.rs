@@ -349,6 +349,23 @@ async fn a_mirror_gets_a_copy_of_the_writes_and_fan_outs_count_keys_once() {
     assert_eq!(stat(&st, "requests"), KEYS as u64 + 1);
     assert_eq!(stat(&st, "mirrored"), KEYS as u64);
     assert_eq!(stat(&st, "mirror_drops"), 0);
+    // A command on keys of several routes is not copied (the mirror would get `other:y`); the
+    // next copy, on the same client's connection to the mirror, arrives after it would have.
+    let r = c
+        .call(&["MSET", "shop:x", "1", "other:y", "2"], T)
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "OK");
+    assert_eq!(
+        text(&c.call(&["SET", "shop:z", "1"], T).await.unwrap()),
+        "OK"
+    );
+    let copies = support::eventually(T, || async {
+        let k = keys_on(&[&m]).await;
+        k.contains(&"shop:z".to_string()).then_some(k)
+    })
+    .await;
+    assert!(!copies.contains(&"other:y".to_string()) && !copies.contains(&"shop:x".to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -475,7 +475,8 @@ impl Hub {
 /// keyspace notifications), plus `keep` while arcs move.
 fn placement(topo: &View, kind: Kind, name: &[u8], keep: &[String]) -> Vec<String> {
     let mut out: Vec<String> = if kind.everywhere(name) {
-        topo.shards.iter().map(|s| s.id.clone()).collect()
+        // Not on mirror-only pools: their keyspace events would repeat the served pools'.
+        topo.serving_shards().map(|s| s.id.clone()).collect()
     } else {
         topo.owner(name, 0)
             .and_then(|i| topo.shards.get(i))

@@ -191,18 +191,21 @@ pub(super) async fn publish(
 /// Waits until no client has a request outstanding that was planned on a view older than
 /// `generation` (bounded by the request timeout: such a request has been answered or failed by
 /// then).
-/// The `callers` of the change are waiting for it, not sending keys: they are skipped.
+/// The `callers` of the change (and of any pool's change, `Router::change_callers`) are waiting
+/// for it, not sending keys: they are skipped.
 async fn quiesce(router: &Router, generation: u64, callers: &[u64]) {
     std::sync::atomic::fence(Ordering::SeqCst);
     let deadline = Instant::now() + router.config.request_timeout + Duration::from_millis(500);
     loop {
+        // Callers of other pools' changes wait on their change, not on this one.
+        let waiting = lock(&router.change_callers).clone();
         let old = router
             .clients
             .all()
             .iter()
             .filter(|c| {
                 let e = c.busy_epoch.load(Ordering::SeqCst);
-                e != 0 && e < generation && !callers.contains(&c.id)
+                e != 0 && e < generation && !callers.contains(&c.id) && !waiting.contains(&c.id)
             })
             .count();
         if old == 0 {
