@@ -520,3 +520,84 @@ async fn a_second_router_follows_a_pool_change_made_through_the_first() {
         assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "sess:{i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_to_both_pools_during_a_pool_change_are_all_kept() {
+    const WORKERS: usize = 4;
+    const PER_WORKER: usize = 250;
+    let p = start("").await;
+    let mut c = conn(p.router).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Each worker owns its keys in both pools and writes unique values, one request at a time
+    // (a cross-pool MSET every tenth); the ledger keeps the last acknowledged value of each key
+    // and the values whose outcome is unknown (an error reply).
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (router, stop) = (p.router, stop.clone());
+            tokio::spawn(async move {
+                let mut c = conn(router).await;
+                let mut acked: std::collections::HashMap<String, String> = Default::default();
+                let mut unknown: Vec<(String, String)> = Vec::new();
+                let mut n = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 20_000 {
+                    n += 1;
+                    let i = n % PER_WORKER;
+                    let (a, b) = (format!("sess:{w}:{i}"), format!("other:{w}:{i}"));
+                    let v = format!("{w}-{n}");
+                    let writes: Vec<&String> = if n.is_multiple_of(10) {
+                        vec![&a, &b]
+                    } else {
+                        vec![&a]
+                    };
+                    let r = if writes.len() == 2 {
+                        c.call(&["MSET", &a, &v, &b, &v], T).await
+                    } else {
+                        c.call(&["SET", &a, &v], T).await
+                    };
+                    for k in writes {
+                        match &r {
+                            Ok(r) if text(r) == "OK" => {
+                                acked.insert(k.clone(), v.clone());
+                            }
+                            _ => unknown.push((k.clone(), v.clone())),
+                        }
+                    }
+                }
+                (acked, unknown)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let spare = p.spare.addr.to_string();
+    let r = c
+        .call(&["RING", "JOIN", "s3", &spare, "POOL", "s"], T)
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "OK");
+    wait_migrated(&mut c, "s").await;
+    let r = c
+        .call(&["RING", "LEAVE", "s1", "POOL", "s"], T)
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "OK");
+    wait_migrated(&mut c, "s").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut checked = 0;
+    for w in workers {
+        let (acked, unknown) = w.await.unwrap();
+        for (k, v) in &acked {
+            let got = text(&c.call(&["GET", k], T).await.unwrap());
+            let pending = unknown.iter().any(|(uk, uv)| uk == k && *uv == got);
+            assert!(
+                got == *v || pending,
+                "{k}: {got:?}, last acknowledged {v:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > WORKERS * PER_WORKER, "{checked} keys checked");
+    assert!(
+        keys_on(&[&p.s[0]]).await.is_empty(),
+        "s1 left: it holds nothing"
+    );
+}
