@@ -89,10 +89,13 @@ pub fn send_plan(
             )))
         }
         Plan::FanOut(how) => {
-            let receivers = topo
-                .serving_shards()
-                .map(|shard| send_as(shard, who, raw.clone(), cmd, start))
-                .collect();
+            // FLUSHALL, FLUSHDB, SLOWLOG RESET reach mirror-only pools too (their copies go);
+            // the counting and listing fan-outs leave them out (each key counts once).
+            let send = |shard: &Arc<Shard>| send_as(shard, who, raw.clone(), cmd, start);
+            let receivers = match how {
+                route::FanOut::AllOk => topo.all_shards().map(send).collect(),
+                _ => topo.serving_shards().map(send).collect(),
+            };
             Slot::Merge(Box::new(Merge::new(receivers, How::FanOut(how))))
         }
         Plan::Scan => {

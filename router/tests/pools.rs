@@ -366,6 +366,10 @@ async fn a_mirror_gets_a_copy_of_the_writes_and_fan_outs_count_keys_once() {
     })
     .await;
     assert!(!copies.contains(&"other:y".to_string()) && !copies.contains(&"shop:x".to_string()));
+    // FLUSHALL reaches the mirror as well.
+    assert_eq!(text(&c.call(&["FLUSHALL"], T).await.unwrap()), "OK");
+    assert!(keys_on(&[&m]).await.is_empty());
+    assert!(keys_on(&[&p.a[0], &p.a[1]]).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
