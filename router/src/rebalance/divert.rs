@@ -305,11 +305,20 @@ pub(crate) async fn catch_up(
         // This router's own change may be publishing that epoch, or another router's: wait
         // for it briefly (the epoch sync follows another router's ring).
         pool.rebalance.sync_soon();
+        // Read from the view the retry plans on: a pool's topology is stored a moment before the
+        // view holding it, so a retry planned in between would still route by the old ring.
+        let seen = || {
+            router
+                .view()
+                .pools
+                .get(pool.index)
+                .map_or(0, |t| t.ring.epoch())
+        };
         let deadline = Instant::now() + CATCH_UP_WAIT;
-        while pool.topology.load().ring.epoch() < epoch && Instant::now() < deadline {
+        while seen() < epoch && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        pool.topology.load().ring.epoch() >= epoch
+        seen() >= epoch
     } else if epoch < mine {
         // The node missed a push: give every node behind the current ring, then retry.
         sync_nodes(router, pool).await;
