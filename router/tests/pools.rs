@@ -101,6 +101,16 @@ async fn set_keys(c: &mut NodeConn, prefix: &str) {
     }
 }
 
+/// Asserts every key `set_keys` wrote under `prefix` reads back through `c`.
+async fn reads_back(c: &mut NodeConn, prefix: &str) {
+    let cmds: Vec<Vec<Bytes>> = (0..KEYS)
+        .map(|i| words(&["GET", &format!("{prefix}{i}")]))
+        .collect();
+    for (i, r) in c.pipeline(&cmds, T).await.unwrap().iter().enumerate() {
+        assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "{prefix}{i}");
+    }
+}
+
 fn field(status: &str, name: &str) -> Option<String> {
     status.lines().find_map(|l| {
         l.strip_prefix(name)
@@ -236,12 +246,7 @@ async fn a_pool_changes_membership_without_touching_the_other() {
 
     // Every key reads back through the router.
     for prefix in ["sess:", "other:"] {
-        let cmds: Vec<Vec<Bytes>> = (0..KEYS)
-            .map(|i| words(&["GET", &format!("{prefix}{i}")]))
-            .collect();
-        for (i, r) in c.pipeline(&cmds, T).await.unwrap().iter().enumerate() {
-            assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "{prefix}{i}");
-        }
+        reads_back(&mut c, prefix).await;
     }
 
     // And leaves it again.
@@ -476,12 +481,7 @@ async fn a_pool_fails_its_dead_primary_over_on_its_own() {
     let st = text(&c.call(&["RING", "STATUS"], T).await.unwrap());
     assert_eq!(field(&st, "epoch").as_deref(), Some("1"), "{st}");
     // Every key still reads back through the router.
-    let cmds: Vec<Vec<Bytes>> = (0..KEYS)
-        .map(|i| words(&["GET", &format!("sess:{i}")]))
-        .collect();
-    for (i, r) in c.pipeline(&cmds, T).await.unwrap().iter().enumerate() {
-        assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "sess:{i}");
-    }
+    reads_back(&mut c, "sess:").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -517,12 +517,7 @@ async fn a_second_router_follows_a_pool_change_made_through_the_first() {
     assert_eq!(nodes.len(), 3);
     // Through the second router, every key reads back while and after the keys move.
     wait_migrated(&mut c, "s").await;
-    let cmds: Vec<Vec<Bytes>> = (0..KEYS)
-        .map(|i| words(&["GET", &format!("sess:{i}")]))
-        .collect();
-    for (i, r) in c2.pipeline(&cmds, T).await.unwrap().iter().enumerate() {
-        assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "sess:{i}");
-    }
+    reads_back(&mut c2, "sess:").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
