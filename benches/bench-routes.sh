@@ -32,10 +32,7 @@ cd "$root"
 bench_install_deps
 bench_require redis-server redis-cli redis-benchmark setsid timeout awk sort
 
-bench_log "building: cargo build --release --bin ringcache"
-timeout "$BUILD_TIMEOUT" cargo build --release --bin ringcache \
-  || bench_die "cargo build --release --bin ringcache failed or took over ${BUILD_TIMEOUT}s"
-ringcache="$(bench_target_dir)/release/ringcache"
+ringcache="$(bench_cargo_bin ringcache ringcache)"
 
 out_dir="$root/target/bench"
 mkdir -p "$out_dir"
@@ -55,9 +52,8 @@ for i in 1 2 3 4; do
     redis-server --save "" --appendonly no --bind 127.0.0.1 --port "$port"
   ports+=("$port")
 done
-mirror_pid=""
-mirror_pid="$(pgrep -f "redis-server 127.0.0.1:${ports[3]}" | head -n 1)" \
-  || bench_die "cannot find the mirror redis-server's pid"
+# The last one started: the mirror's primary, stopped for part (b).
+mirror_pid="$BENCH_LAST_PID"
 
 # start_router NAME EXTRA_TOML: a router over the first two redis-servers with EXTRA_TOML
 # appended; sets FRONT_PORT.

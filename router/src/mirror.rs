@@ -111,10 +111,3 @@ pub fn mirror(
         in_flight.0.fetch_sub(1, Relaxed);
     });
 }
-
-impl InFlight {
-    /// The copies outstanding now.
-    pub fn get(&self) -> usize {
-        self.0.load(Relaxed)
-    }
-}

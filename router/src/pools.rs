@@ -12,7 +12,7 @@ use ringcache_protocol::hash::key_hash;
 use crate::clients::lock;
 use crate::config::ReadFrom;
 use crate::rebalance::{MovingArc, Rebalancer};
-use crate::routes::Routes;
+use crate::routes::{Routed, Routes};
 use crate::shard::Shard;
 use crate::state::Router;
 use crate::topology::Topology;
@@ -83,14 +83,12 @@ impl View {
     /// `None` only for an empty ring.
     #[inline]
     pub fn owner(&self, key: &[u8], default: usize) -> Option<usize> {
-        let p = self.pool_of(key, default);
-        let topo = self.pools.get(p)?;
-        Some(self.bases[p] + topo.owner(key)?)
+        self.owner_routed(key, self.routes.route(key, default))
     }
 
     /// [`View::owner`] for a key already routed.
     #[inline]
-    pub fn owner_routed(&self, key: &[u8], routed: crate::routes::Routed) -> Option<usize> {
+    pub fn owner_routed(&self, key: &[u8], routed: Routed) -> Option<usize> {
         let topo = self.pools.get(routed.pool)?;
         Some(self.bases[routed.pool] + topo.owner(key)?)
     }
@@ -149,11 +147,6 @@ impl View {
     pub fn is_migrating(&self, key: &[u8], default: usize) -> bool {
         self.moving(key, default).is_some()
     }
-
-    /// The total count of ring shards.
-    pub fn is_empty(&self) -> bool {
-        self.shards.is_empty()
-    }
 }
 
 /// Serializes view rebuilds, so generations go up in the order topologies were stored.
@@ -169,13 +162,6 @@ impl Router {
     /// The `default` pool.
     pub fn default_pool(&self) -> &Arc<PoolState> {
         &self.pools[0]
-    }
-
-    /// The pool whose ring (or migration) holds shard `id`.
-    pub fn pool_of_shard_id(&self, id: &str) -> Option<&Arc<PoolState>> {
-        self.pools
-            .iter()
-            .find(|p| p.topology.load().shard_by_id(id).is_some())
     }
 
     /// Notes that clients connecting to `addr` default to pool `pool` (a `[[listener]]`).

@@ -49,9 +49,11 @@ pub fn retry_fenced(router: &Router, who: Who, raw: Bytes) -> Slot {
     let Some(spec) = spec else {
         return Slot::error("ERR cannot retry a request refused by a node");
     };
-    let pool = args
-        .get(1)
-        .map_or(who.pool, |k| me.view().pool_of(k, who.pool));
+    // The first key's pool (run_job then catches up on the pool of the node that refused).
+    let pool = spec
+        .keys(&args)
+        .next()
+        .map_or(who.pool, |i| me.view().pool_of(&args[i], who.pool));
     if let Some(p) = me.pools.get(pool) {
         p.rebalance
             .counters
