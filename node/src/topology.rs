@@ -87,11 +87,24 @@ pub fn refuse_unowned<'k>(
     let guard = topo.ring();
     // A node no ring reached yet (empty, about to join) refuses nothing: the router knows.
     let ring = guard.as_ref()?;
+    let fences = topo.any_fences();
     // One outside its ring (it left) owns nothing: a router that has not yet followed the leave
     // must not write a key here after it moved away.
     let me = topo.my_index();
     for key in keys {
-        let owner = ring.owner_index(key_hash(key))?;
+        let hash = key_hash(key);
+        // A route's split gives these keys to another pool, whatever this pool's ring says.
+        if let Some(f) = fences
+            .as_ref()
+            .filter(|f| f.fences.iter().any(|f| f.refuses(key, hash)))
+        {
+            return Some(Reply::Error(format!(
+                "WRONGSHARD {} split:{}",
+                ring.epoch(),
+                f.version
+            )));
+        }
+        let owner = ring.owner_index(hash)?;
         if Some(owner as u64) != me {
             return Some(Reply::Error(format!(
                 "WRONGSHARD {} {}",
@@ -119,14 +132,34 @@ pub async fn run(shared: &Shared, migration: Migration) -> Reply {
                 Err(e) => Reply::Error(format!("ERR migration to {target} failed: {e}")),
             }
         }
-        Migration::Arc { target, arc, max } => migrate_arc(shared, &target, arc, max).await,
+        Migration::Arc {
+            target,
+            arc,
+            max,
+            prefix,
+        } => {
+            migrate_arc(
+                shared,
+                &target,
+                arc,
+                max,
+                prefix.as_deref().unwrap_or_default(),
+            )
+            .await
+        }
         Migration::Transfer(t) => crate::cmd::migrate::run(shared, *t).await,
     }
 }
 
-/// Moves up to `max` keys of `arc`, [`CHUNK`] per round trip, and answers `[moved, bytes, more]`
-/// (`more`: the arc still holds keys).
-async fn migrate_arc(shared: &Shared, target: &str, arc: RingArc, max: usize) -> Reply {
+/// Moves up to `max` keys of `arc` starting with `prefix`, [`CHUNK`] per round trip, and answers
+/// `[moved, bytes, more]` (`more`: the arc still holds such keys).
+async fn migrate_arc(
+    shared: &Shared,
+    target: &str,
+    arc: RingArc,
+    max: usize,
+    prefix: &[u8],
+) -> Reply {
     let (mut moved, mut bytes) = (0, 0);
     let mut keys = Vec::new();
     let mut more = false;
@@ -136,7 +169,11 @@ async fn migrate_arc(shared: &Shared, target: &str, arc: RingArc, max: usize) ->
         let listed: Vec<Bytes> = {
             let g = shared.keyspace.lock_bucket(b);
             g.iter()
-                .filter(|e| !e.is_expired(now) && arc.contains(key_hash(e.key())))
+                .filter(|e| {
+                    !e.is_expired(now)
+                        && e.key().starts_with(prefix)
+                        && arc.contains(key_hash(e.key()))
+                })
                 .map(|e| Bytes::copy_from_slice(e.key()))
                 .collect()
         };

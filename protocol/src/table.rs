@@ -76,10 +76,11 @@ static OWN_COMMANDS: &[CommandSpec] = &[
         last_key: 0,
         step: 0,
     },
-    // MIGRATE-ARC target start end max-keys: move up to max-keys keys of the arc (start, end].
+    // MIGRATE-ARC target start end max-keys [PREFIX p]: move up to max-keys keys of the arc
+    // (start, end] (only those starting with p).
     CommandSpec {
         name: "migrate-arc",
-        arity: 5,
+        arity: -5,
         flags: flags::ADMIN | flags::WRITE | flags::NOSCRIPT,
         first_key: 0,
         last_key: 0,

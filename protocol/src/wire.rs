@@ -4,7 +4,7 @@
 //!
 //! | command | sent by | answered |
 //! | --- | --- | --- |
-//! | `TOPOLOGY GET` | router | `[epoch, shard id, record or nil, map or nil]`: [`TopologyState`] |
+//! | `TOPOLOGY GET` | router | `[epoch, shard id, record or nil, map or nil, split version, split record or nil]`: [`TopologyState`] |
 //! | `TOPOLOGY IMPORT` | a migration source, to its target | `+OK`; the connection then applies keys as placed elsewhere |
 //! | `TOPOLOGY SET <epoch> <my-id> <vnodes> [<id> <weight> ...]` | router | `+OK` or `-STALEEPOCH` |
 //! | `TOPOLOGY SETMOVING <epoch> <my-id> <vnodes> <record> [<id> <weight> ...]` | router, while keys move | as SET |
@@ -12,9 +12,10 @@
 //! | `TOPOLOGY DONE <epoch>` | router, once a change's keys moved | `+OK` |
 //! | `TOPOLOGY LEASE <holder> <ttl-ms> <what>` | router, before and while it changes the ring | `+OK`, or `-CHANGEBUSY <holder> <what>` while another holder's lease runs |
 //! | `TOPOLOGY RELEASE <holder>` | router, once its change is over | `+OK` |
+//! | `TOPOLOGY FENCE <version> <record> [<prefix> <lo> <hi> ...]` | router, when a split changes | `+OK` or `-STALEEPOCH`: keys with `prefix` whose hash is in `[lo, hi)` are refused (`-WRONGSHARD <epoch> split:<version>`) |
 //! | `TOPOLOGY ASKCANCEL` | router asked to cancel a change another router drives | the change, or nil if no lease runs; its holder's next `LEASE` answers `+CANCEL` |
 //! | `MIGRATE-KEYS <target> [key ...]` | router, for a request on a moving key | keys moved (no key: warm-up) |
-//! | `MIGRATE-ARC <target> <start> <end> <max-keys>` | router's mover | `[moved, bytes, more]`: [`ArcBatch`] |
+//! | `MIGRATE-ARC <target> <start> <end> <max-keys> [PREFIX <prefix>]` | router's mover | `[moved, bytes, more]`: [`ArcBatch`] (only keys starting with `prefix`) |
 
 use bytes::{Bytes, BytesMut};
 
@@ -24,7 +25,7 @@ use crate::ring::{Arc as RingArc, Epoch, Ring, RingError, ShardSpec};
 /// Why the arguments of a wire command do not parse. The texts are the client-visible errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    #[error("ERR usage: TOPOLOGY GET | TOPOLOGY IMPORT | TOPOLOGY DONE <epoch> | TOPOLOGY SET <epoch> <my-id> <vnodes> [<id> <weight> ...] | TOPOLOGY SETMOVING <epoch> <my-id> <vnodes> <record> [<id> <weight> ...] | TOPOLOGY SETMAP <epoch> <my-id> <vnodes> <map> <record> [<id> <weight> ...] | TOPOLOGY LEASE <holder> <ttl-ms> <what> | TOPOLOGY RELEASE <holder> | TOPOLOGY ASKCANCEL")]
+    #[error("ERR usage: TOPOLOGY GET | TOPOLOGY IMPORT | TOPOLOGY DONE <epoch> | TOPOLOGY SET <epoch> <my-id> <vnodes> [<id> <weight> ...] | TOPOLOGY SETMOVING <epoch> <my-id> <vnodes> <record> [<id> <weight> ...] | TOPOLOGY SETMAP <epoch> <my-id> <vnodes> <map> <record> [<id> <weight> ...] | TOPOLOGY LEASE <holder> <ttl-ms> <what> | TOPOLOGY RELEASE <holder> | TOPOLOGY ASKCANCEL | TOPOLOGY FENCE <version> <record> [<prefix> <lo> <hi> ...]")]
     TopologyUsage,
     #[error("ERR ttl must be a positive integer")]
     BadTtl,
@@ -111,6 +112,34 @@ pub enum Topology {
         holder: String,
     },
     AskCancel,
+    /// The split fences of the node, replacing the older ones (see [`SplitFences`]).
+    Fence(SplitFences),
+}
+
+/// What `TOPOLOGY FENCE` sets: keys a node refuses whatever its ring says, because a route's
+/// split sends them to another pool; versioned apart from the ring's epoch (a split spans pools).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SplitFences {
+    pub version: u64,
+    /// The router's record of every split (opaque to nodes), returned by `TOPOLOGY GET`.
+    pub record: Bytes,
+    pub fences: Vec<SplitFence>,
+}
+
+/// Keys starting with `prefix` whose hash lies in `[lo, hi)` (`hi` up to 2^64).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitFence {
+    pub prefix: Bytes,
+    pub lo: u128,
+    pub hi: u128,
+}
+
+impl SplitFence {
+    #[inline]
+    pub fn refuses(&self, key: &[u8], hash: u64) -> bool {
+        let h = u128::from(hash);
+        self.lo <= h && h < self.hi && key.starts_with(&self.prefix)
+    }
 }
 
 /// `TOPOLOGY SET` (no record), `TOPOLOGY SETMOVING` (with the record of the change in progress)
@@ -178,6 +207,20 @@ impl WireCommand for Topology {
                 Bytes::copy_from_slice(holder.as_bytes()),
             ]),
             Topology::AskCancel => args.push(Bytes::from_static(b"ASKCANCEL")),
+            Topology::Fence(f) => {
+                args.extend([
+                    Bytes::from_static(b"FENCE"),
+                    num_bytes(f.version),
+                    f.record.clone(),
+                ]);
+                for fence in &f.fences {
+                    args.extend([
+                        fence.prefix.clone(),
+                        Bytes::from(fence.lo.to_string()),
+                        Bytes::from(fence.hi.to_string()),
+                    ]);
+                }
+            }
             Topology::Set(s) => {
                 let sub: &'static [u8] = match (&s.map, &s.record) {
                     (Some(_), _) => b"SETMAP",
@@ -229,6 +272,31 @@ impl WireCommand for Topology {
         }
         if is(sub, "askcancel") && a.len() == 2 {
             return Ok(Topology::AskCancel);
+        }
+        if is(sub, "fence") && a.len() >= 4 && (a.len() - 4).is_multiple_of(3) {
+            let wide = |b: &Bytes| {
+                std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|t| t.parse::<u128>().ok())
+                    .filter(|v| *v <= 1 << 64)
+            };
+            let version = uint(&a[2]).ok_or(WireError::TopologyUsage)?;
+            let fences = a[4..]
+                .chunks(3)
+                .map(|f| match (wide(&f[1]), wide(&f[2])) {
+                    (Some(lo), Some(hi)) => Ok(SplitFence {
+                        prefix: f[0].clone(),
+                        lo,
+                        hi,
+                    }),
+                    _ => Err(WireError::TopologyUsage),
+                })
+                .collect::<Result<_, _>>()?;
+            return Ok(Topology::Fence(SplitFences {
+                version,
+                record: a[3].clone(),
+                fences,
+            }));
         }
         if is(sub, "release") && a.len() == 3 {
             return Ok(Topology::Release {
@@ -284,6 +352,9 @@ pub struct TopologyState {
     pub record: Option<Bytes>,
     /// The map of the ring at `epoch` (every shard's addresses), if the router pushed one.
     pub map: Option<Bytes>,
+    /// The version of the split fences the node holds (0: none) and the router's record of them.
+    pub split_version: u64,
+    pub split_record: Option<Bytes>,
 }
 
 impl TopologyState {
@@ -293,6 +364,8 @@ impl TopologyState {
             Reply::Bulk(Bytes::from(self.shard)),
             self.record.map_or(Reply::Nil, Reply::Bulk),
             self.map.map_or(Reply::Nil, Reply::Bulk),
+            Reply::Int(self.split_version as i64),
+            self.split_record.map_or(Reply::Nil, Reply::Bulk),
         ])
     }
 
@@ -316,6 +389,12 @@ impl TopologyState {
             shard,
             record: bulk(2),
             map: bulk(3),
+            split_version: v
+                .get(4)
+                .and_then(reply_int)
+                .and_then(|e| u64::try_from(e).ok())
+                .unwrap_or(0),
+            split_record: bulk(5),
         })
     }
 }
@@ -360,29 +439,37 @@ impl MigrateKeys {
     }
 }
 
-/// `MIGRATE-ARC <target> <start> <end> <max-keys>`: move up to `max_keys` keys of the arc.
+/// `MIGRATE-ARC <target> <start> <end> <max-keys> [PREFIX <prefix>]`: move up to `max_keys`
+/// keys of the arc (only those starting with `prefix`: a split's keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrateArc {
     pub target: String,
     pub arc: RingArc,
     pub max_keys: u64,
+    pub prefix: Option<Bytes>,
 }
 
 impl WireCommand for MigrateArc {
     fn args(&self) -> Vec<Bytes> {
-        vec![
+        let mut args = vec![
             Bytes::from_static(b"MIGRATE-ARC"),
             Bytes::copy_from_slice(self.target.as_bytes()),
             num_bytes(self.arc.start),
             num_bytes(self.arc.end),
             num_bytes(self.max_keys),
-        ]
+        ];
+        if let Some(p) = &self.prefix {
+            args.extend([Bytes::from_static(b"PREFIX"), p.clone()]);
+        }
+        args
     }
 
     fn parse(a: &[Bytes]) -> Result<Self, WireError> {
-        if a.len() != 5 {
-            return Err(WireError::Arity("migrate-arc"));
-        }
+        let prefix = match a.len() {
+            5 => None,
+            7 if is(&a[5], "prefix") => Some(a[6].clone()),
+            _ => return Err(WireError::Arity("migrate-arc")),
+        };
         let (Some(start), Some(end), Some(max_keys)) = (uint(&a[2]), uint(&a[3]), uint(&a[4]))
         else {
             return Err(WireError::BadArc);
@@ -391,6 +478,7 @@ impl WireCommand for MigrateArc {
             target: text(&a[1]),
             arc: RingArc { start, end },
             max_keys,
+            prefix,
         })
     }
 }
@@ -555,7 +643,30 @@ mod tests {
                 end: 17,
             },
             max_keys: 1000,
+            prefix: None,
         });
+        round_trip(MigrateArc {
+            target: "h:1".into(),
+            arc: RingArc { start: 3, end: 9 },
+            max_keys: 10,
+            prefix: Some(Bytes::from_static(b"user:")),
+        });
+        round_trip(Topology::Fence(SplitFences {
+            version: 4,
+            record: Bytes::from_static(b"rec"),
+            fences: vec![
+                SplitFence {
+                    prefix: Bytes::from_static(b"u:"),
+                    lo: 0,
+                    hi: 1 << 63,
+                },
+                SplitFence {
+                    prefix: Bytes::from_static(b""),
+                    lo: 5,
+                    hi: 1 << 64,
+                },
+            ],
+        }));
         let keys = [Bytes::from_static(b"x")];
         let req = MigrateKeys::request("h:1", &[&keys[0]]);
         assert_eq!(
@@ -575,6 +686,8 @@ mod tests {
             shard: "c".into(),
             record: Some(Bytes::from_static(b"rec")),
             map: Some(Bytes::from_static(b"map")),
+            split_version: 3,
+            split_record: Some(Bytes::from_static(b"s")),
         };
         assert_eq!(
             TopologyState::from_reply(&st.clone().into_reply()).unwrap(),
@@ -583,6 +696,8 @@ mod tests {
         let none = TopologyState {
             record: None,
             map: None,
+            split_version: 0,
+            split_record: None,
             ..st
         };
         assert_eq!(

@@ -41,6 +41,8 @@ pub mod send;
 pub mod session;
 pub mod shard;
 pub mod shard_metrics;
+pub mod split;
+pub mod split_change;
 pub mod state;
 pub mod tls_config;
 pub mod topology;

@@ -431,6 +431,9 @@ fn ring(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Slot {
     if matches!(&sub[..], b"locate" | b"routes" | b"help") {
         return Slot::reply(&ring_info(router, topo, s, &sub, a), s.proto);
     }
+    if &sub[..] == b"split" {
+        return ring_split(router, s, a);
+    }
     // A trailing `POOL <name>` picks the pool (else `default`).
     let (pool, a) = match a.len() {
         n if n >= 4 && a[n - 2].eq_ignore_ascii_case(b"pool") => {
@@ -484,6 +487,41 @@ fn ring(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Slot {
         }
         drop(waiting);
         let _ = tx.send(Ok(change_reply(outcome).to_bytes(proto)));
+    });
+    Slot::Forward(rx)
+}
+
+/// `RING SPLIT <prefix> <percent>`: answers once the new percent is in effect (keys move in the
+/// background, see `split_change`).
+fn ring_split(router: &Router, s: &Session, a: &[Bytes]) -> Slot {
+    if a.len() != 4 {
+        return Slot::error("ERR wrong number of arguments for 'ring|split' command");
+    }
+    let Some(percent) = std::str::from_utf8(&a[3])
+        .ok()
+        .and_then(|p| p.parse::<u8>().ok())
+        .filter(|p| *p <= 100)
+    else {
+        return Slot::error("ERR percent must be an integer from 0 to 100");
+    };
+    let Some(me) = router.me() else {
+        return Slot::error("ERR the router is shutting down");
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (proto, caller, prefix) = (s.proto, s.id, a[2].clone());
+    clients::lock(&router.change_callers).push(caller);
+    tokio::spawn(async move {
+        let outcome = crate::split_change::change(&me, &prefix, percent, caller).await;
+        let mut waiting = clients::lock(&me.change_callers);
+        if let Some(i) = waiting.iter().position(|&c| c == caller) {
+            waiting.swap_remove(i);
+        }
+        drop(waiting);
+        let reply = match outcome {
+            Ok(()) => Reply::OK,
+            Err(e) => Reply::Error(e),
+        };
+        let _ = tx.send(Ok(reply.to_bytes(proto)));
     });
     Slot::Forward(rx)
 }
@@ -554,7 +592,7 @@ fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes])
         b"locate" if a.len() == 3 => {
             let key = &a[2];
             let hash = key_hash(key);
-            let routed = topo.routes.route(key, s.pool);
+            let routed = topo.route(key, s.pool);
             let (Some(pool), Some(t)) = (router.pools.get(routed.pool), topo.pools.get(routed.pool))
             else {
                 return Reply::error("ERR no such pool");
@@ -588,6 +626,8 @@ fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes])
                     Reply::bulk_str("route"),
                     route.map_or(Reply::Nil, |r| Reply::bulk_str(&r.prefix)),
                 ),
+                // On the split's side of its route (sent to the split's pool).
+                (Reply::bulk_str("split"), Reply::Int(i64::from(routed.split))),
             ])
         }
         b"routes" if a.len() == 2 => Reply::Array(
@@ -595,9 +635,14 @@ fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes])
                 .list
                 .iter()
                 .zip(&topo.routes.stats)
-                .map(|(r, st)| {
+                .zip(&topo.splits.by_route)
+                .map(|((r, st), split)| {
                     let n = |c: &std::sync::atomic::AtomicU64| Reply::Int(c.load(Relaxed) as i64);
                     let mirror = r.mirror.as_ref();
+                    let moving_from = split
+                        .as_ref()
+                        .and_then(|s| s.moving.as_ref())
+                        .filter(|(_, m)| m.live() > 0);
                     Reply::Map(vec![
                         (Reply::bulk_str("prefix"), Reply::bulk_str(&r.prefix)),
                         (Reply::bulk_str("pool"), Reply::bulk_str(&r.pool)),
@@ -621,6 +666,25 @@ fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes])
                         (Reply::bulk_str("mirrored"), n(&st.mirrored)),
                         (Reply::bulk_str("mirror_drops"), n(&st.mirror_drops)),
                         (Reply::bulk_str("mirror_errors"), n(&st.mirror_errors)),
+                        (
+                            Reply::bulk_str("split"),
+                            r.split
+                                .as_ref()
+                                .map_or(Reply::Nil, |s| Reply::bulk_str(&s.pool)),
+                        ),
+                        (
+                            Reply::bulk_str("split_percent"),
+                            Reply::Int(split.as_ref().map_or(0, |s| i64::from(s.percent))),
+                        ),
+                        // While keys move after a change: the percent they move from.
+                        (
+                            Reply::bulk_str("split_moving_from"),
+                            moving_from.map_or(Reply::Nil, |(f, _)| Reply::Int(i64::from(*f))),
+                        ),
+                        (
+                            Reply::bulk_str("split_arcs_left"),
+                            Reply::Int(moving_from.map_or(0, |(_, m)| m.live() as i64)),
+                        ),
                     ])
                 })
                 .collect(),
@@ -632,7 +696,9 @@ fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes])
                 "LOCATE <key>",
                 "    The pool, route and shard owning <key>, the key's 64-bit hash and its {hash tag}.",
                 "ROUTES",
-                "    Every key-prefix route: prefix, pool, ignore_case, its mirror, its counters.",
+                "    Every key-prefix route: prefix, pool, ignore_case, its mirror, its split, its counters.",
+                "SPLIT <prefix> <percent>",
+                "    Send <percent> of the keys of the route on <prefix> to its split's pool; only the keys changing side move, in the background.",
                 "STATUS [POOL <name>]",
                 "    A pool's epoch, shares, `migrating:0|1` and the progress of a membership change, as key:value lines.",
                 "JOIN <id> <primary> [<replica> ...] [WEIGHT <w>] [POOL <name>]",

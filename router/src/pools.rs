@@ -14,6 +14,7 @@ use crate::config::ReadFrom;
 use crate::rebalance::{MovingArc, Rebalancer};
 use crate::routes::{Routed, Routes};
 use crate::shard::Shard;
+use crate::split::{on_split_side, Splits};
 use crate::state::Router;
 use crate::topology::Topology;
 
@@ -54,10 +55,17 @@ pub struct View {
     /// Every pool's ring shards, pool after pool.
     pub shards: Vec<Arc<Shard>>,
     pub routes: Arc<Routes>,
+    /// The routes' splits at their live percents.
+    pub splits: Arc<Splits>,
 }
 
 impl View {
-    pub fn new(generation: u64, pools: Vec<Arc<Topology>>, routes: Arc<Routes>) -> View {
+    pub fn new(
+        generation: u64,
+        pools: Vec<Arc<Topology>>,
+        routes: Arc<Routes>,
+        splits: Arc<Splits>,
+    ) -> View {
         let mut bases = Vec::with_capacity(pools.len());
         let mut shards = Vec::new();
         for t in &pools {
@@ -70,20 +78,35 @@ impl View {
             bases,
             shards,
             routes,
+            splits,
         }
+    }
+
+    /// Where `key` goes for a client whose default pool is `default`: its route, and its
+    /// route's split.
+    #[inline]
+    pub fn route(&self, key: &[u8], default: usize) -> Routed {
+        let mut routed = self.routes.route(key, default);
+        if let Some(Some(s)) = routed.route.and_then(|r| self.splits.by_route.get(r)) {
+            if on_split_side(key_hash(key), s.percent) {
+                routed.pool = s.pool;
+                routed.split = true;
+            }
+        }
+        routed
     }
 
     /// The pool of `key` for a client whose default pool is `default`.
     #[inline]
     pub fn pool_of(&self, key: &[u8], default: usize) -> usize {
-        self.routes.route(key, default).pool
+        self.route(key, default).pool
     }
 
     /// Index in `shards` of the shard owning `key` (`default`: the client's default pool);
     /// `None` only for an empty ring.
     #[inline]
     pub fn owner(&self, key: &[u8], default: usize) -> Option<usize> {
-        self.owner_routed(key, self.routes.route(key, default))
+        self.owner_routed(key, self.route(key, default))
     }
 
     /// [`View::owner`] for a key already routed.
@@ -128,14 +151,20 @@ impl View {
         self.pools.iter().position(|t| t.shard_by_id(id).is_some())
     }
 
-    /// Whether any pool is moving arcs.
+    /// Whether any pool, or any split, is moving arcs.
     pub fn migrating(&self) -> bool {
-        self.pools.iter().any(|t| !t.migrating.is_empty())
+        self.pools.iter().any(|t| !t.migrating.is_empty()) || self.splits.moving()
     }
 
-    /// The moving arc holding `key` in its pool, if it moves.
+    /// The moving arc holding `key` in its pool or its route's split, if it moves.
     pub fn moving(&self, key: &[u8], default: usize) -> Option<&MovingArc> {
-        let t = self.pools.get(self.pool_of(key, default))?;
+        let routed = self.route(key, default);
+        if let Some(Some(s)) = routed.route.and_then(|r| self.splits.by_route.get(r)) {
+            if let Some(m) = s.moving_arc(key_hash(key)) {
+                return Some(m);
+            }
+        }
+        let t = self.pools.get(routed.pool)?;
         if t.migrating.is_empty() {
             return None;
         }
@@ -193,16 +222,29 @@ impl Router {
     pub fn store_topology(&self, pool: &PoolState, topo: Arc<Topology>) -> u64 {
         let _g = lock(&self.view_lock.0);
         pool.topology.store(topo);
-        self.rebuild_view()
+        self.rebuild_view(None)
     }
 
-    /// Publishes a view of every pool's current topology (under `view_lock`).
-    fn rebuild_view(&self) -> u64 {
+    /// Makes `splits` the live splits and publishes the view with them; returns the view's
+    /// generation.
+    pub fn store_splits(&self, splits: Splits) -> u64 {
+        let _g = lock(&self.view_lock.0);
+        self.rebuild_view(Some(Arc::new(splits)))
+    }
+
+    /// Publishes a view of every pool's current topology, with `splits` or the current ones
+    /// (under `view_lock`).
+    fn rebuild_view(&self, splits: Option<Arc<Splits>>) -> u64 {
         let old = self.view.load();
         let generation = old.generation + 1;
         let pools = self.pools.iter().map(|p| p.topology.load_full()).collect();
-        self.view
-            .store(Arc::new(View::new(generation, pools, old.routes.clone())));
+        let splits = splits.unwrap_or_else(|| old.splits.clone());
+        self.view.store(Arc::new(View::new(
+            generation,
+            pools,
+            old.routes.clone(),
+            splits,
+        )));
         generation
     }
 }

@@ -16,6 +16,9 @@
 //! ignore_case = false            # optional: match the prefix case-insensitively (ASCII)
 //! # optional: copy this share of the route's commands to another pool, fire-and-forget
 //! mirror = { pool = "shadow", percent = 100, writes_only = true }
+//! # optional: send this share of the route's keys (by key hash) to another pool; the live
+//! # share changes with `RING SPLIT <prefix> <percent>` (this is the share a new cluster starts at)
+//! split = { pool = "canary", percent = 10 }
 //!
 //! [[listener]]
 //! listen = "127.0.0.1:7001"      # clients here go to `pool` when no route matches
@@ -50,6 +53,14 @@ pub(crate) struct RawRoute {
     pool: Option<String>,
     ignore_case: Option<bool>,
     mirror: Option<RawMirror>,
+    split: Option<RawSplit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSplit {
+    pool: Option<String>,
+    percent: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +97,16 @@ pub struct RouteConfig {
     pub ignore_case: bool,
     /// A copy of some of its commands to another pool.
     pub mirror: Option<MirrorConfig>,
+    /// Some of its keys go to another pool instead.
+    pub split: Option<SplitConfig>,
+}
+
+/// Sends `percent` of a route's keys (those whose hash falls in the lowest `percent` of the
+/// hash space: sticky, the same in every router) to `pool`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitConfig {
+    pub pool: String,
+    pub percent: u8,
 }
 
 /// Copies `percent` of a route's commands (chosen by key hash: a key is always or never
@@ -102,6 +123,14 @@ pub struct MirrorConfig {
 pub struct ListenerConfig {
     pub listen: String,
     pub pool: String,
+}
+
+/// A percent field, 0 to 100.
+fn percent_field(field: String, percent: i64) -> Result<u8, ConfigError> {
+    u8::try_from(percent)
+        .ok()
+        .filter(|p| *p <= 100)
+        .ok_or_else(|| ConfigError::invalid(field, format!("{percent} is out of range (0 to 100)")))
 }
 
 type Validated = (Vec<PoolConfig>, Vec<RouteConfig>, Vec<ListenerConfig>);
@@ -234,20 +263,40 @@ pub(crate) fn validate(
                         format!("'{mpool}' is the route's own pool"),
                     ));
                 }
-                let percent = m.percent.unwrap_or(100);
-                let percent = u8::try_from(percent)
-                    .ok()
-                    .filter(|p| *p <= 100)
-                    .ok_or_else(|| {
-                        ConfigError::invalid(
-                            field("mirror.percent"),
-                            format!("{percent} is out of range (0 to 100)"),
-                        )
-                    })?;
+                let percent = percent_field(field("mirror.percent"), m.percent.unwrap_or(100))?;
                 Some(MirrorConfig {
                     pool: mpool,
                     percent,
                     writes_only: m.writes_only.unwrap_or(false),
+                })
+            }
+        };
+        let split = match r.split {
+            None => None,
+            Some(s) => {
+                let spool = s
+                    .pool
+                    .ok_or_else(|| ConfigError::invalid(field("split.pool"), "missing"))?;
+                known(field("split.pool"), &spool)?;
+                if spool == pool {
+                    return Err(ConfigError::invalid(
+                        field("split.pool"),
+                        format!("'{spool}' is the route's own pool"),
+                    ));
+                }
+                if ignore_case {
+                    // The nodes fence a split's keys by their exact prefix.
+                    return Err(ConfigError::invalid(
+                        field("split"),
+                        "a split route matches its prefix exactly (ignore_case = false)",
+                    ));
+                }
+                let percent = s
+                    .percent
+                    .ok_or_else(|| ConfigError::invalid(field("split.percent"), "missing"))?;
+                Some(SplitConfig {
+                    pool: spool,
+                    percent: percent_field(field("split.percent"), percent)?,
                 })
             }
         };
@@ -256,7 +305,29 @@ pub(crate) fn validate(
             pool,
             ignore_case,
             mirror,
+            split,
         });
+    }
+    // The nodes fence a split's keys by prefix: a longer route inside it would be fenced too.
+    for (i, r) in routes.iter().enumerate() {
+        for (j, o) in routes.iter().enumerate() {
+            if i != j && r.split.is_some() && o.prefix.len() > r.prefix.len() {
+                let inside = if o.ignore_case {
+                    o.prefix.as_bytes()[..r.prefix.len()].eq_ignore_ascii_case(r.prefix.as_bytes())
+                } else {
+                    o.prefix.starts_with(&r.prefix)
+                };
+                if inside {
+                    return Err(ConfigError::invalid(
+                        format!("route[{j}].prefix"),
+                        format!(
+                            "'{}' lies inside route[{i}]'s prefix '{}', which has a split (a split route holds no other route)",
+                            o.prefix, r.prefix
+                        ),
+                    ));
+                }
+            }
+        }
     }
     let mut listeners = Vec::with_capacity(raw_listeners.len());
     for (i, l) in raw_listeners.into_iter().enumerate() {
@@ -341,5 +412,36 @@ mod tests {
             err("[[listener]]\nlisten = \"127.0.0.1:7005\"\npool = \"q\"\n")
                 .starts_with("listener[0].pool: unknown pool")
         );
+    }
+
+    #[test]
+    fn splits_are_checked() {
+        let pool =
+            "[[pool]]\nname = \"s\"\n[[pool.shard]]\nid = \"s1\"\nprimary = \"127.0.0.1:7101\"\n";
+        let route =
+            |extra: &str| format!("{pool}[[route]]\nprefix = \"u:\"\npool = \"default\"\n{extra}");
+        let c = parse_config(&format!(
+            "{BASE}{}",
+            route("split = { pool = \"s\", percent = 10 }\n")
+        ))
+        .unwrap();
+        let split = c.routes[0].split.as_ref().unwrap();
+        assert_eq!((split.pool.as_str(), split.percent), ("s", 10));
+        assert!(err(&route("split = { pool = \"s\", percent = 101 }\n"))
+            .starts_with("route[0].split.percent: 101 is out of range"));
+        assert!(err(&route("split = { pool = \"s\" }\n"))
+            .starts_with("route[0].split.percent: missing"));
+        assert!(err(&route("split = { pool = \"q\", percent = 1 }\n"))
+            .starts_with("route[0].split.pool: unknown pool 'q'"));
+        assert!(err(&route("split = { pool = \"default\", percent = 1 }\n"))
+            .starts_with("route[0].split.pool: 'default' is the route's own pool"));
+        assert!(err(&route(
+            "ignore_case = true\nsplit = { pool = \"s\", percent = 1 }\n"
+        ))
+        .starts_with("route[0].split: a split route matches its prefix exactly"));
+        assert!(err(&route(
+            "split = { pool = \"s\", percent = 1 }\n[[route]]\nprefix = \"u:vip:\"\npool = \"s\"\n"
+        ))
+        .starts_with("route[1].prefix: 'u:vip:' lies inside route[0]'s prefix 'u:'"));
     }
 }

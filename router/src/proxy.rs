@@ -742,7 +742,7 @@ fn dispatch(
         route::plan(spec, args, |k| topo.owner(k, s.pool).unwrap_or(0))
     } else {
         route::plan(spec, args, |k| {
-            let routed = topo.routes.route(k, s.pool);
+            let routed = topo.route(k, s.pool);
             if first_route.get().is_none() {
                 first_route.set(Some(routed));
             }

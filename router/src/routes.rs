@@ -12,6 +12,8 @@ pub struct Routed {
     pub route: Option<usize>,
     /// Index of the pool in the router's pools.
     pub pool: usize,
+    /// The route's split sent the key to its pool (see [`crate::split`]).
+    pub split: bool,
 }
 
 /// The routes of a router, compiled for lookup.
@@ -103,6 +105,10 @@ impl Routes {
         let pools: Vec<usize> = list.iter().map(|r| pool_index(&r.pool)).collect();
         let mut served = vec![0];
         served.extend(pools.iter().chain(listeners).copied());
+        served.extend(
+            list.iter()
+                .filter_map(|r| r.split.as_ref().map(|s| pool_index(&s.pool))),
+        );
         served.sort_unstable();
         served.dedup();
         let mirrors = list
@@ -125,6 +131,11 @@ impl Routes {
         }
     }
 
+    /// The pool of route `r`.
+    pub fn pool_of_route(&self, r: usize) -> usize {
+        self.pools[r]
+    }
+
     /// Whether pool `p` holds keys clients reach (see `served`).
     pub fn serves(&self, p: usize) -> bool {
         self.served.binary_search(&p).is_ok()
@@ -142,6 +153,7 @@ impl Routes {
             return Routed {
                 route: None,
                 pool: default,
+                split: false,
             };
         }
         let a = self.exact.longest(key, false);
@@ -154,10 +166,12 @@ impl Routes {
             Some((r, _)) => Routed {
                 route: Some(r),
                 pool: self.pools[r],
+                split: false,
             },
             None => Routed {
                 route: None,
                 pool: default,
+                split: false,
             },
         }
     }
@@ -173,6 +187,7 @@ mod tests {
             pool: pool.into(),
             ignore_case,
             mirror: None,
+            split: None,
         }
     }
 
@@ -198,7 +213,8 @@ mod tests {
             r.route(b"x", 0),
             Routed {
                 route: None,
-                pool: 0
+                pool: 0,
+                split: false
             }
         );
         assert_eq!(r.route(b"", 7).pool, 7);

@@ -39,6 +39,10 @@ pub struct Router {
     /// Clients waiting on a membership change of any pool: another pool's change does not wait
     /// for them to finish their request (see `rebalance::publish::quiesce`).
     pub change_callers: Mutex<Vec<u64>>,
+    /// Held while a split changes (`crate::split_change`), so two never pick one version.
+    pub split_lock: tokio::sync::Mutex<()>,
+    /// Keys the split movers moved.
+    pub split_keys_moved: AtomicU64,
     /// Mirrored copies outstanding (`crate::mirror`).
     pub mirror_in_flight: Arc<crate::mirror::InFlight>,
     pub clients: Clients,
@@ -128,10 +132,12 @@ impl Router {
             &listeners,
             index,
         ));
+        let splits = Arc::new(crate::split::Splits::from_routes(&routes, index));
         let view = crate::pools::View::new(
             1,
             pools.iter().map(|p| p.topology.load_full()).collect(),
             routes,
+            splits,
         );
         let run_id: String = {
             let mut rng = rand::thread_rng();
@@ -165,6 +171,8 @@ impl Router {
             listener_pools: Mutex::new(Vec::new()),
             mirror_in_flight: Default::default(),
             change_callers: Mutex::new(Vec::new()),
+            split_lock: tokio::sync::Mutex::new(()),
+            split_keys_moved: AtomicU64::new(0),
             clients: Clients::default(),
             acl,
             metrics: ShardMetrics::new("router"),

@@ -31,6 +31,8 @@ pub fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
                 shard: topo.shard_id().unwrap_or_default(),
                 record: topo.change(),
                 map: topo.map(),
+                split_version: topo.fences().version,
+                split_record: Some(topo.fences().record.clone()).filter(|r| !r.is_empty()),
             }
             .into_reply()
         }
@@ -57,6 +59,19 @@ pub fn topology(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             return match topo.ask_cancel() {
                 Some(what) => Reply::Bulk(Bytes::from(what)),
                 None => Reply::Nil,
+            };
+        }
+        Ok(Topology::Fence(fences)) => {
+            let version = fences.version;
+            return match topo.set_fences(fences) {
+                Ok(()) => {
+                    // As for a new ring: a client blocked on a key fenced off is told where it went.
+                    super::blocking::release_unowned(ctx.shared);
+                    Reply::OK
+                }
+                Err(current) => Reply::Error(format!(
+                    "STALEEPOCH this node's split fences are at version {current}, newer than {version}"
+                )),
             };
         }
         Ok(Topology::Set(set)) => set,
@@ -93,7 +108,7 @@ pub fn migrate_keys(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     }
 }
 
-/// `MIGRATE-ARC <target> <start> <end> <max-keys>`.
+/// `MIGRATE-ARC <target> <start> <end> <max-keys> [PREFIX <prefix>]`.
 pub fn migrate_arc(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     match MigrateArc::parse(a) {
         Ok(m) => ask_move(
@@ -104,6 +119,7 @@ pub fn migrate_arc(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
                 max: usize::try_from(m.max_keys)
                     .unwrap_or(MAX_BATCH)
                     .clamp(1, MAX_BATCH),
+                prefix: m.prefix,
             },
         ),
         Err(e) => e.into_reply(),

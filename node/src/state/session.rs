@@ -140,6 +140,8 @@ pub enum Migration {
         target: String,
         arc: RingArc,
         max: usize,
+        /// Only keys starting with it (a split's keys).
+        prefix: Option<Bytes>,
     },
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::{ArcSwapOption, Guard};
 use bytes::Bytes;
 use ringcache_protocol::ring::Ring;
+use ringcache_protocol::wire::SplitFences;
 use tokio::sync::Notify;
 
 use crate::keyspace::lock;
@@ -19,6 +20,10 @@ use crate::keyspace::lock;
 pub struct NodeTopology {
     shard_id: Mutex<Option<String>>,
     ring: ArcSwapOption<Ring>,
+    /// Keys a route's split gives another pool (see `TOPOLOGY FENCE`).
+    fences: arc_swap::ArcSwap<SplitFences>,
+    /// Whether `fences` lists any (the keyed commands' check skips them otherwise).
+    fenced: std::sync::atomic::AtomicBool,
     /// This node's index in `ring`'s shards, when it is one of them.
     me: AtomicU64,
     /// The router's record of the change moving keys at `ring`'s epoch (see `crate::topology`),
@@ -57,6 +62,8 @@ impl NodeTopology {
         NodeTopology {
             shard_id: Mutex::new(shard_id),
             ring: ArcSwapOption::empty(),
+            fences: arc_swap::ArcSwap::from_pointee(SplitFences::default()),
+            fenced: std::sync::atomic::AtomicBool::new(false),
             me: AtomicU64::new(NOT_A_MEMBER),
             change: Mutex::new(Records::default()),
             lease: Mutex::new(None),
@@ -74,6 +81,31 @@ impl NodeTopology {
     /// The ring, if the router pushed one (a cheap guard: read on every keyed command).
     pub fn ring(&self) -> Guard<Option<Arc<Ring>>> {
         self.ring.load()
+    }
+
+    /// The split fences.
+    pub fn fences(&self) -> Guard<Arc<SplitFences>> {
+        self.fences.load()
+    }
+
+    /// The split fences if there are any (read on every keyed command).
+    #[inline]
+    pub fn any_fences(&self) -> Option<Guard<Arc<SplitFences>>> {
+        self.fenced.load(Relaxed).then(|| self.fences.load())
+    }
+
+    /// Installs `fences` unless this node holds a newer version (equal: replaced, so a router
+    /// can push a split's end at the version it started at); refused with the current version.
+    pub fn set_fences(&self, fences: SplitFences) -> Result<(), u64> {
+        // Under the record's lock, as rings are set, so two pushes never interleave.
+        let _records = lock(&self.change);
+        let current = self.fences.load().version;
+        if fences.version < current {
+            return Err(current);
+        }
+        self.fenced.store(!fences.fences.is_empty(), Relaxed);
+        self.fences.store(Arc::new(fences));
+        Ok(())
     }
 
     /// This node's index in the ring's shards, unless it is outside the ring.

@@ -44,6 +44,14 @@ pub async fn begin(
     if let Some(what) = lock(&rb.state).following.clone() {
         return Err(ChangeError::Elsewhere(what));
     }
+    // A split's moving arcs were cut by this pool's ring as it is.
+    let splits = router.view().splits.clone();
+    if let Some(s) = splits.by_route.iter().flatten().find(|s| {
+        (s.home == pool.index || s.pool == pool.index)
+            && s.moving.as_ref().is_some_and(|(_, m)| m.live() > 0)
+    }) {
+        return Err(ChangeError::SplitMoving(s.prefix.clone()));
+    }
     let cur = pool.topology.load_full();
     let timeout = router.config.connect_timeout;
 

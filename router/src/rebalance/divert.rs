@@ -259,6 +259,17 @@ async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
         let Some((epoch, owner)) = wrongshard(&bytes) else {
             return bytes;
         };
+        // Fenced by a route's split: this router's percents are older (or the node's).
+        if let Some(version) = owner.strip_prefix("split:").and_then(|v| v.parse().ok()) {
+            if retried || !crate::split_change::catch_up(router, version).await {
+                return error_bytes(&format!(
+                    "TRYAGAIN the node's split fences are at version {version}; this router's at {} (another router changed a split)",
+                    router.view().splits.version
+                ));
+            }
+            retried = true;
+            continue;
+        }
         // The refusing node's pool: the owner it names, else the pool of the first key.
         let pool = topo.pool_of_id(&owner).unwrap_or_else(|| {
             job.spec

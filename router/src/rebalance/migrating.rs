@@ -129,7 +129,7 @@ impl MigrationMap {
     }
 
     /// Marks arc `index` empty at its source: requests for it take the fast path again.
-    pub(super) fn mark_done(&self, index: usize) {
+    pub(crate) fn mark_done(&self, index: usize) {
         if let Some(a) = self.arcs.get(index) {
             if !a.done.swap(true, Ordering::AcqRel) {
                 self.live.fetch_sub(1, Ordering::AcqRel);

@@ -295,6 +295,7 @@ async fn move_group(
                     target: dst.primary.clone(),
                     arc: arc.arc,
                     max_keys: batch,
+                    prefix: None,
                 };
                 match c
                     .call_wire(&cmd, MIGRATE_ARC_TIMEOUT)

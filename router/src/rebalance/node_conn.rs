@@ -32,7 +32,7 @@ pub(super) async fn node_state(
 
 /// Connects to one node and sends it one of the cluster's commands; `Err` names the node and
 /// why (`STALEEPOCH`: the node is ahead).
-pub(super) async fn send_one(
+pub(crate) async fn send_one(
     router: &Router,
     addr: &str,
     cmd: &impl WireCommand,
@@ -51,7 +51,7 @@ pub(super) fn as_int(r: &Reply) -> Option<i64> {
 /// Connects to `addr` within `timeout`, the error as text naming the node.
 /// Connects to `addr` within the router's connect timeout and authenticates as its
 /// `node_link` says, the error as text naming the node.
-pub(super) async fn connect(router: &Router, addr: &str) -> Result<Client, String> {
+pub(crate) async fn connect(router: &Router, addr: &str) -> Result<Client, String> {
     open(
         addr,
         router.config.connect_timeout,
@@ -76,7 +76,7 @@ const IDLE_PER_NODE: usize = 2;
 
 impl ControlLinks {
     /// `TOPOLOGY GET` on `addr` over an idle link (or a new one); the link is kept if it worked.
-    pub(super) async fn node_state(
+    pub(crate) async fn node_state(
         &self,
         addr: &str,
         timeout: Duration,

@@ -41,6 +41,9 @@ pub enum ChangeError {
     /// Another router holds the change lease, or drives the change this router follows.
     #[error("ERR another router's membership change is in progress: {0} (RING STATUS)")]
     Elsewhere(String),
+    /// A route's split with keys in this pool is moving keys (RING ROUTES).
+    #[error("ERR the split of route '{0}' is moving keys in this pool: change membership once that is done (RING ROUTES)")]
+    SplitMoving(String),
     #[error("ERR no node answered to take the change lease")]
     NoLease,
     /// A shard of the ring already has the joining shard's id or its primary's address.

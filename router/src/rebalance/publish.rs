@@ -77,7 +77,7 @@ async fn push_each(
 
 /// Every node of `topo` as `(address, shard id)`: primaries and replicas of the ring's shards
 /// and of shards outside it still holding keys.
-pub(super) fn nodes_of(topo: &Topology) -> Vec<(String, String)> {
+pub(crate) fn nodes_of(topo: &Topology) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for s in topo.serving_shards() {
         out.push((s.primary.clone(), s.id.clone()));
@@ -193,7 +193,7 @@ pub(super) async fn publish(
 /// then).
 /// The `callers` of the change (and of any pool's change, `Router::change_callers`) are waiting
 /// for it, not sending keys: they are skipped.
-async fn quiesce(router: &Router, generation: u64, callers: &[u64]) {
+pub(crate) async fn quiesce(router: &Router, generation: u64, callers: &[u64]) {
     std::sync::atomic::fence(Ordering::SeqCst);
     let deadline = Instant::now() + router.config.request_timeout + Duration::from_millis(500);
     loop {

@@ -31,7 +31,7 @@ pub struct Rebalancer {
     pub(super) first_sync_done: Notify,
     pub counters: MigrationCounters,
     /// Idle connections the epoch sync reuses.
-    pub(super) links: ControlLinks,
+    pub(crate) links: ControlLinks,
 }
 
 impl Rebalancer {

@@ -1,0 +1,458 @@
+//! Changing a split's percent live, and keeping every router on the nodes' splits (see
+//! [`crate::split`] for what a split is).
+//!
+//! # `RING SPLIT <prefix> <percent>`, step by step ([`change`])
+//! 1. Under the router's split lock, the change lease of both pools (no membership change of
+//!    either, through any router, runs meanwhile), after reading the nodes' splits.
+//! 2. The new version (`max(router, nodes) + 1`) goes to every node of every pool a split
+//!    involves (`TOPOLOGY FENCE`): the two pools' primaries must all take it, or the change is
+//!    abandoned (the old percents again, at a later version). From then on the side a key left
+//!    refuses it, so no router, however stale, writes it there.
+//! 3. The router routes by the new percent, the keys between the two cuts marked moving, and
+//!    waits for requests planned on the old percent to be answered; `+OK`.
+//! 4. A key of the moving range goes through the migration path as for a membership change
+//!    (`MIGRATE-KEYS` at its old side, then the command at its new one); the mover empties each
+//!    arc with `MIGRATE-ARC ... PREFIX <prefix>`; then the version after drops the marks.
+//!
+//! Other routers read the nodes' split version with every epoch sync and adopt a newer record;
+//! a router whose request a node fenced off with `split:<version>` adopts it at once and
+//! retries. A move whose router died is taken over by the first router that gets both leases.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringcache_client::Client;
+use ringcache_protocol::wire::{
+    ArcBatch, MigrateArc, SplitFences, Topology as TopologyCmd, TopologyState,
+};
+use ringcache_protocol::Reply;
+
+use crate::rebalance::lease::{Lease, Refused};
+use crate::rebalance::node_conn::connect;
+use crate::rebalance::publish::{nodes_of, quiesce};
+use crate::rebalance::MigrationMap;
+use crate::split::{decode_record, moves, LiveSplit, Splits};
+use crate::state::Router;
+
+/// How long a request fenced off by a newer split waits for this router to adopt it.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
+const MIGRATE_ARC_TIMEOUT: Duration = Duration::from_secs(20);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A node as read: address, shard id, its `TOPOLOGY GET`.
+pub type Seen<'a> = (&'a str, &'a str, Result<TopologyState, String>);
+
+/// `RING SPLIT <prefix> <percent>`: answers once the new percent is in effect (keys move in the
+/// background). `caller`: the client asking (its own request is not waited for).
+pub async fn change(
+    router: &Arc<Router>,
+    prefix: &[u8],
+    percent: u8,
+    caller: u64,
+) -> Result<(), String> {
+    let name = String::from_utf8_lossy(prefix).into_owned();
+    let _g = router.split_lock.lock().await;
+    let view = router.view();
+    let Some(ri) = view.splits.index_of(prefix) else {
+        return Err(format!("ERR no route with prefix '{name}' has a split"));
+    };
+    let Some(cur) = view.splits.by_route[ri].clone() else {
+        return Err(format!("ERR no route with prefix '{name}' has a split"));
+    };
+    let (home, pool) = (&router.pools[cur.home], &router.pools[cur.pool]);
+    for (p, t) in [(home, &view.pools[cur.home]), (pool, &view.pools[cur.pool])] {
+        if p.rebalance.in_progress() || !t.migrating.is_empty() {
+            return Err(format!(
+                "ERR pool '{}' is changing membership: change the split once that is done",
+                p.name
+            ));
+        }
+    }
+    let what = format!("split {name} {percent}%");
+    let busy = |r: Refused| match r {
+        Refused::Busy { what, .. } => {
+            format!("ERR another router's change is in progress: {what}")
+        }
+        Refused::NoNode => "ERR no node of the split's pools answered".to_string(),
+    };
+    let lease_home = Lease::take(router, home, &what).await.map_err(busy)?;
+    let lease_pool = Lease::take(router, pool, &what).await.map_err(busy)?;
+    // Another router may have changed a split just before: start from the nodes' splits.
+    let nodes_version = sync_all(router).await;
+    let view = router.view();
+    let Some(cur) = view.splits.by_route[ri].clone() else {
+        return Err(format!("ERR no route with prefix '{name}' has a split"));
+    };
+    if let Some((from, map)) = cur.moving.as_ref().filter(|(_, m)| m.live() > 0) {
+        if cur.percent == percent && !view.splits.driving.load(Ordering::SeqCst) {
+            // Its router died mid-move: this one finishes it.
+            start_mover(router, ri, map.clone(), [lease_home, lease_pool]);
+            return Ok(());
+        }
+        return Err(format!(
+            "ERR the split of '{name}' is still moving keys from {from}% to {}%",
+            cur.percent
+        ));
+    }
+    if cur.percent == percent {
+        return Ok(());
+    }
+    let arcs = moves(
+        &view.pools[cur.home].ring,
+        &view.pools[cur.pool].ring,
+        cur.percent,
+        percent,
+    );
+    let map = Arc::new(MigrationMap::new(arcs, Vec::new()).describing(&what, &[]));
+    let version = view.splits.version.max(nodes_version) + 1;
+    let mut next = (*view.splits).clone();
+    next.version = version;
+    next.by_route[ri] = Some(LiveSplit {
+        percent,
+        moving: Some((cur.percent, map.clone())),
+        ..cur.clone()
+    });
+    let failed = push(router, &next, &[cur.home, cur.pool]).await;
+    if !failed.is_empty() {
+        // Nodes that took it get the old percents back, at a later version.
+        let mut back = (*view.splits).clone();
+        back.version = version + 1;
+        push(router, &back, &[]).await;
+        router.store_splits(back);
+        return Err(format!(
+            "ERR the split change was abandoned, a node did not take it: {}",
+            failed.join("; ")
+        ));
+    }
+    let generation = router.store_splits(next);
+    tracing::info!(prefix = %name, from = cur.percent, to = percent, version, "split changed; keys moving");
+    // Requests planned on the old percents are answered before the change is reported.
+    quiesce(router, generation, &[caller]).await;
+    start_mover(router, ri, map, [lease_home, lease_pool]);
+    Ok(())
+}
+
+/// Runs the mover of split `ri`'s change in the background, the leases kept while it runs.
+fn start_mover(router: &Arc<Router>, ri: usize, map: Arc<MigrationMap>, leases: [Lease; 2]) {
+    let running = Arc::new(AtomicBool::new(true));
+    for lease in leases {
+        let r = running.clone();
+        lease.keep_while(move || r.load(Ordering::SeqCst));
+    }
+    let driving = router.view().splits.driving.clone();
+    driving.store(true, Ordering::SeqCst);
+    let router = router.clone();
+    tokio::spawn(async move {
+        drive(&router, ri, &map).await;
+        driving.store(false, Ordering::SeqCst);
+        running.store(false, Ordering::SeqCst);
+    });
+}
+
+/// Empties every arc of `map` (one worker per source and target), then publishes the split
+/// without its marks at the next version.
+async fn drive(router: &Arc<Router>, ri: usize, map: &Arc<MigrationMap>) {
+    let Some(prefix) = router.view().splits.by_route[ri]
+        .as_ref()
+        .map(|s| bytes::Bytes::copy_from_slice(s.prefix.as_bytes()))
+    else {
+        return;
+    };
+    let workers = (0..map.groups().len()).map(|g| move_group(router, map, g, &prefix));
+    futures::future::join_all(workers).await;
+    if map.live() > 0 {
+        // Stopped with the router: the nodes' record keeps the move for the next one.
+        return;
+    }
+    let _g = router.split_lock.lock().await;
+    let view = router.view();
+    let mut next = (*view.splits).clone();
+    next.version += 1;
+    if let Some(s) = next.by_route[ri].as_mut() {
+        s.moving = None;
+    }
+    let failed = push(router, &next, &[]).await;
+    if !failed.is_empty() {
+        tracing::warn!(failed = %failed.join("; "), "some nodes missed the split's end; the epoch sync will retry");
+    }
+    let version = next.version;
+    router.store_splits(next);
+    tracing::info!(version, "split change done: every moving key moved");
+}
+
+/// Moves the arcs of one `(from, to)` group, batch after batch, until each is empty.
+async fn move_group(router: &Arc<Router>, map: &MigrationMap, group: usize, prefix: &bytes::Bytes) {
+    let (from, to, arcs) = &map.groups()[group];
+    let batch = router.config.ring.migration_batch as u64;
+    let pause = router.config.ring.migration_pause;
+    let stop = router.stop_signal();
+    let mut conn: Option<Client> = None;
+    let mut backoff = MIN_BACKOFF;
+    for &index in arcs {
+        let arc = &map.arcs()[index];
+        while !arc.is_done() {
+            if *stop.borrow() {
+                return;
+            }
+            // Addresses from the current view: a failover may have replaced a primary.
+            let view = router.view();
+            let (Some(src), Some(dst)) = (view.shard_by_id(from), view.shard_by_id(to)) else {
+                tracing::warn!(from = %from, to = %to, "a shard of the split's move is gone; retrying");
+                tokio::time::sleep(MAX_BACKOFF).await;
+                continue;
+            };
+            let attempt = async {
+                if conn.as_ref().is_none_or(|c| c.addr() != src.primary) {
+                    conn = Some(connect(router, &src.primary).await?);
+                }
+                let c = conn.as_mut().ok_or("no connection")?;
+                let cmd = MigrateArc {
+                    target: dst.primary.clone(),
+                    arc: arc.arc,
+                    max_keys: batch,
+                    prefix: Some(prefix.clone()),
+                };
+                match c
+                    .call_wire(&cmd, MIGRATE_ARC_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Reply::Error(e) => Err(format!("{}: {e}", src.primary)),
+                    r => ArcBatch::from_reply(&r).map_err(|e| format!("{}: {e}", src.primary)),
+                }
+            };
+            match attempt.await {
+                Ok(b) => {
+                    backoff = MIN_BACKOFF;
+                    router
+                        .split_keys_moved
+                        .fetch_add(b.moved, Ordering::Relaxed);
+                    // Nothing more: the source refuses new keys of the arc (it took the fences
+                    // before any moved), so none is left.
+                    if !b.more {
+                        map.mark_done(index);
+                    }
+                    if b.moved > 0 && !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(from = %from, to = %to, error = %e, "split move batch failed; retrying");
+                    conn = None;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// Pushes `splits` to every node (primaries and replicas) of every pool a split involves,
+/// each node its own pool's fences; the failures of primaries of `required` pools.
+async fn push(router: &Router, splits: &Splits, required: &[usize]) -> Vec<String> {
+    let record = splits.record();
+    let view = router.view();
+    let mut sends = Vec::new();
+    for (p, topo) in view.pools.iter().enumerate() {
+        if !splits.involves(p) {
+            continue;
+        }
+        let cmd = TopologyCmd::Fence(SplitFences {
+            version: splits.version,
+            record: record.clone(),
+            fences: splits.fences_for(p),
+        });
+        let primaries: Vec<String> = topo.serving_shards().map(|s| s.primary.clone()).collect();
+        for (addr, _) in nodes_of(topo) {
+            let must = required.contains(&p) && primaries.contains(&addr);
+            let cmd = cmd.clone();
+            sends.push(async move {
+                let r = crate::rebalance::node_conn::send_one(router, &addr, &cmd).await;
+                (must, r)
+            });
+        }
+    }
+    futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .filter_map(|(must, r)| match r {
+            Err(e) if must => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads every node of every pool a split involves, adopts a newer version and pushes this
+/// router's to nodes behind; the highest version a node holds.
+pub async fn sync_all(router: &Arc<Router>) -> u64 {
+    let view = router.view();
+    let mut max = 0;
+    for (p, topo) in view.pools.iter().enumerate() {
+        if !view.splits.involves(p) {
+            continue;
+        }
+        let Some(pool) = router.pools.get(p) else {
+            continue;
+        };
+        let timeout = router.config.connect_timeout;
+        let nodes = nodes_of(topo);
+        let states: Vec<Seen> =
+            futures::future::join_all(nodes.iter().map(|(addr, id)| async move {
+                let st = pool
+                    .rebalance
+                    .links
+                    .node_state(addr, timeout, &router.config.node_link)
+                    .await;
+                (addr.as_str(), id.as_str(), st)
+            }))
+            .await;
+        max = max.max(seen(router, p, &states).await);
+    }
+    max
+}
+
+/// What a look at pool `p`'s nodes (`states`) tells of the splits: a newer version is adopted;
+/// nodes behind get this router's; a first version is published when no node has one. Returns
+/// the highest version seen. Skipped while this router changes a split (it publishes its own).
+pub async fn seen(router: &Arc<Router>, p: usize, states: &[Seen<'_>]) -> u64 {
+    let view = router.view();
+    if !view.splits.involves(p) {
+        return 0;
+    }
+    let ok = || states.iter().filter_map(|(_, _, s)| s.as_ref().ok());
+    let max = ok().map(|s| s.split_version).max().unwrap_or(0);
+    let Ok(_g) = router.split_lock.try_lock() else {
+        return max;
+    };
+    let view = router.view();
+    let mine = view.splits.version;
+    if max > mine {
+        if let Some(rec) = ok()
+            .filter(|s| s.split_version == max)
+            .find_map(|s| s.split_record.clone())
+        {
+            adopt(router, max, &rec);
+        }
+        return max;
+    }
+    let mut splits = (*view.splits).clone();
+    if mine == 0 {
+        if ok().next().is_none() {
+            return max;
+        }
+        // A new cluster: the configured percents become the cluster's.
+        splits.version = 1;
+        router.store_splits(splits.clone());
+        tracing::info!("split fences published at version 1");
+    }
+    let cmd = TopologyCmd::Fence(SplitFences {
+        version: splits.version,
+        record: splits.record(),
+        fences: splits.fences_for(p),
+    });
+    let behind = states
+        .iter()
+        .filter(|(_, _, s)| s.as_ref().is_ok_and(|s| s.split_version < splits.version));
+    let sends =
+        behind.map(|(addr, _, _)| crate::rebalance::node_conn::send_one(router, addr, &cmd));
+    for r in futures::future::join_all(sends).await {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "split sync");
+        }
+    }
+    // A move whose router stopped renewing its leases: this one takes it over.
+    let moving = splits.by_route.iter().enumerate().find_map(|(i, s)| {
+        let (_, m) = s.as_ref()?.moving.as_ref()?;
+        (m.live() > 0).then(|| (i, m.clone()))
+    });
+    if let Some((ri, map)) = moving {
+        if !splits.driving.swap(true, Ordering::SeqCst) {
+            let r = router.clone();
+            tokio::spawn(async move { take_over(&r, ri, map).await });
+        }
+    }
+    max
+}
+
+/// Drives the move of split `ri` if both its pools' leases are free (its router died).
+async fn take_over(router: &Arc<Router>, ri: usize, map: Arc<MigrationMap>) {
+    let view = router.view();
+    let driving = view.splits.driving.clone();
+    let Some(s) = view.splits.by_route[ri].clone() else {
+        driving.store(false, Ordering::SeqCst);
+        return;
+    };
+    let what = format!("split {} {}%", s.prefix, s.percent);
+    let (home, pool) = (&router.pools[s.home], &router.pools[s.pool]);
+    let leases = match Lease::take(router, home, &what).await {
+        Ok(a) => match Lease::take(router, pool, &what).await {
+            Ok(b) => Some([a, b]),
+            Err(_) => None,
+        },
+        Err(_) => None,
+    };
+    let Some(leases) = leases else {
+        driving.store(false, Ordering::SeqCst);
+        return;
+    };
+    tracing::info!(prefix = %s.prefix, "taking over a split's move");
+    start_mover(router, ri, map, leases);
+}
+
+/// Adopts the nodes' splits at `version` from their `record` (this router's percents for
+/// prefixes the record does not list).
+fn adopt(router: &Router, version: u64, record: &[u8]) {
+    let recorded = decode_record(record);
+    let view = router.view();
+    let mut next = (*view.splits).clone();
+    next.version = version;
+    for s in next.by_route.iter_mut().flatten() {
+        let Some(r) = recorded.iter().find(|r| r.prefix == s.prefix.as_bytes()) else {
+            continue;
+        };
+        let moving = match r.from {
+            Some(from) if from != r.percent => match &s.moving {
+                // The same move: keep its arcs' progress.
+                Some((f, m)) if *f == from && s.percent == r.percent => Some((from, m.clone())),
+                _ => {
+                    let (home, pool) = (&view.pools[s.home].ring, &view.pools[s.pool].ring);
+                    let arcs = moves(home, pool, from, r.percent);
+                    Some((from, Arc::new(MigrationMap::new(arcs, Vec::new()))))
+                }
+            },
+            _ => None,
+        };
+        s.percent = r.percent;
+        s.moving = moving;
+    }
+    router.store_splits(next);
+    tracing::info!(version, "following the nodes' splits");
+}
+
+/// After a node refused a request with `split:<version>`: brings this router (or the node) to
+/// one version of the splits, or says a retry cannot succeed.
+pub async fn catch_up(router: &Arc<Router>, version: u64) -> bool {
+    let deadline = Instant::now() + CATCH_UP_WAIT;
+    loop {
+        let mine = router.view().splits.version;
+        if mine > version {
+            // The node is behind: give it ours.
+            sync_all(router).await;
+            return true;
+        }
+        if mine == version {
+            // Caught up since the request was planned (the epoch sync adopted it meanwhile).
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        sync_all(router).await;
+        if router.view().splits.version >= version {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
