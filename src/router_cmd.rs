@@ -1,6 +1,7 @@
 //! `ringcache router`: flags, config, bind, then `ringcache_router::run`. SIGHUP re-reads the
 //! config file and applies each pool's membership difference as `RING JOIN`s and `RING LEAVE`s,
-//! one at a time, through the router's own admin commands.
+//! one at a time, and each split percent changed in the file as `RING SPLIT`, through the
+//! router's own admin commands.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ pub async fn run(args: RouterArgs, shutdown: impl Future<Output = ()>) -> Result
         args.config.clone(),
         addr,
         tls.as_ref().map(|t| t.1.clone()),
+        split_percents(&config),
     ));
     ringcache_router::run_listeners(config, listener, tls, shutdown).await?;
     Ok(())
@@ -48,6 +50,7 @@ async fn reload_on_sighup(
     path: PathBuf,
     listen: SocketAddr,
     tls: Option<std::sync::Arc<ringcache_protocol::tls::TlsServer>>,
+    mut splits: Vec<(String, u8)>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
@@ -62,7 +65,7 @@ async fn reload_on_sighup(
         if let Some(tls) = &tls {
             reload_tls(&path, tls);
         }
-        match reload(&path, listen).await {
+        match reload(&path, listen, &mut splits).await {
             Ok(done) => tracing::info!(changes = %done, "reload done"),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed"),
         }
@@ -102,10 +105,21 @@ fn local_addr(listen: SocketAddr) -> SocketAddr {
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(500);
 
+/// Each split route's prefix and percent in `config`.
+fn split_percents(config: &ringcache_router::RouterConfig) -> Vec<(String, u8)> {
+    config
+        .routes
+        .iter()
+        .filter_map(|r| r.split.as_ref().map(|s| (r.prefix.clone(), s.percent)))
+        .collect()
+}
+
 /// Re-reads `path` and applies each pool's membership difference: joins first (capacity before
 /// removal), then leaves, each waited for until its keys have moved, pool after pool (`default`
-/// first). Pools the router did not start with, routes and other settings need a restart.
-async fn reload(path: &Path, listen: SocketAddr) -> Result<String> {
+/// first); then each split whose percent the file changed since it was last read (`splits`: as
+/// read then; a percent changed with `RING SPLIT` stays until the file changes it). Pools the
+/// router did not start with, other route settings and other settings need a restart.
+async fn reload(path: &Path, listen: SocketAddr, splits: &mut Vec<(String, u8)>) -> Result<String> {
     let config = ringcache_router::load_config(path)
         .with_context(|| format!("invalid router config {}", path.display()))?;
     let addr = local_addr(listen).to_string();
@@ -151,8 +165,24 @@ async fn reload(path: &Path, listen: SocketAddr) -> Result<String> {
             });
         }
     }
+    admin.pool = None;
+    let read = split_percents(&config);
+    for (prefix, percent) in &read {
+        let before = splits.iter().find(|(p, _)| p == prefix).map(|(_, v)| *v);
+        if before.is_none_or(|b| b != *percent) {
+            let pct = percent.to_string();
+            admin
+                .command(
+                    &["RING", "SPLIT", prefix.as_str(), pct.as_str()],
+                    "RING SPLIT",
+                )
+                .await?;
+            done.push(format!("split '{prefix}' to {percent}%"));
+        }
+    }
+    *splits = read;
     if done.is_empty() {
-        return Ok("none: the membership already matches".to_string());
+        return Ok("none: the membership and splits already match".to_string());
     }
     Ok(done.join(", "))
 }

@@ -128,6 +128,11 @@ pub async fn run_listeners(
             .wait_first_sync(router.config.connect_timeout * 4)
             .await;
     }
+    // The live split percents, once every pool's ring is the nodes' (a moving split's arcs are
+    // cut by both pools' rings), before any client is served.
+    if !router.view().splits.is_empty() {
+        split_change::sync_all(&router).await;
+    }
     tracing::info!(
         addr = %listener.local_addr()?,
         shards = router.view().shards.len(),

@@ -323,6 +323,10 @@ pub async fn seen(router: &Arc<Router>, p: usize, states: &[Seen<'_>]) -> u64 {
     }
     let ok = || states.iter().filter_map(|(_, _, s)| s.as_ref().ok());
     let max = ok().map(|s| s.split_version).max().unwrap_or(0);
+    // Before every pool adopted the nodes' ring, a moving split's arcs would be cut wrong.
+    if !router.pools.iter().all(|p| p.rebalance.first_synced()) {
+        return max;
+    }
     let Ok(_g) = router.split_lock.try_lock() else {
         return max;
     };

@@ -221,3 +221,47 @@ fn churn_over_tls_with_auth_loses_nothing_in_graceful_changes() {
         "no join ran:\n{text}"
     );
 }
+
+/// `--split`: two live raises of a route's split (0 → 20% → 50%) under the load through two
+/// routers; each moves about the share the split grew by, only from the route's pool to the
+/// split's, and nothing is lost or stale.
+#[test]
+fn churn_with_live_split_changes_loses_nothing() {
+    let (status, output) = run_churn(&[
+        "--split",
+        "--duration",
+        "12s",
+        "--seed",
+        "7",
+        "--shards",
+        "2",
+        "--schedule",
+        "none",
+        "--keys",
+        "2000",
+        "--rate",
+        "1500",
+        "--workers",
+        "4",
+        "--routers",
+        "2",
+    ]);
+    let text = output.join("\n");
+    assert!(status.success(), "churn exited with {status}:\n{text}");
+    let fields = result_fields(&output);
+    assert_eq!(
+        fields.get("verdict").map(String::as_str),
+        Some("pass"),
+        "{text}"
+    );
+    for k in [
+        "lost_graceful",
+        "stale_graceful",
+        "stale_router_errors_graceful",
+    ] {
+        assert_eq!(num(&fields, k), 0, "{k} should be 0:\n{text}");
+    }
+    assert_eq!(num(&fields, "events"), 2, "{text}");
+    assert_eq!(num(&fields, "events_failed"), 0, "{text}");
+    assert!(text.contains("split 0% -> 20%"), "{text}");
+}

@@ -2,7 +2,8 @@
 //! Several routers over one cluster, end to end with real processes on 127.0.0.1 port 0: a
 //! primary killed under two routers' health checks is replaced once (one replica promoted, one
 //! failover counted across both routers), and both routers then send its keys to the promoted
-//! replica; SIGHUP on one router with an edited `cluster.toml` changes the cluster for both.
+//! replica; SIGHUP on one router with an edited `cluster.toml` changes the cluster for both, its
+//! membership and its splits.
 use std::time::{Duration, Instant};
 
 use tests::*;
@@ -114,6 +115,77 @@ fn sighup_on_one_router_changes_the_cluster_for_all() {
         "no key moved to the new shard"
     );
     let mut c1 = cl.raw();
+    for k in &keys {
+        assert_eq!(c1.cmd(&["GET", k]), bulk(k));
+        assert_eq!(c2.cmd(&["GET", k]), bulk(k));
+    }
+}
+
+/// A second pool and a route whose split sends `percent` of its keys there.
+fn split_tables(pool: &[&Proc], percent: u8) -> String {
+    let mut t = "[[pool]]\nname = \"b\"\n".to_string();
+    for (i, n) in pool.iter().enumerate() {
+        t.push_str(&format!(
+            "[[pool.shard]]\nid = \"b{i}\"\nprimary = \"{}\"\n",
+            n.addr
+        ));
+    }
+    t.push_str(&format!(
+        "[[route]]\nprefix = \"ab:\"\npool = \"default\"\nsplit = {{ pool = \"b\", percent = {percent} }}\n"
+    ));
+    t
+}
+
+/// SIGHUP after the split's percent changed in `cluster.toml` changes it live on every router:
+/// the share of keys on the split's pool follows, and every key reads back through both.
+#[test]
+fn sighup_applies_a_split_percent_changed_in_the_file() {
+    let b = [start_node(&[]), start_node(&[])];
+    let b_refs: Vec<&Proc> = b.iter().collect();
+    let settings = |percent| RouterSettings {
+        tables: split_tables(&b_refs, percent),
+        ..RouterSettings::default()
+    };
+    let cl = Cluster::builder().shards(2).router(settings(0)).start();
+    let r2 = cl.spawn_router(&settings(0));
+    let keys: Vec<String> = (0..2000).map(|i| format!("ab:{i}")).collect();
+    let mut c1 = cl.raw();
+    for k in &keys {
+        assert_eq!(c1.cmd(&["SET", k, k]), ok());
+    }
+    let on_b = |b: &[Proc]| -> i64 {
+        b.iter()
+            .map(|n| match n.raw().cmd(&["DBSIZE"]) {
+                Reply::Int(n) => n,
+                other => panic!("DBSIZE: {other:?}"),
+            })
+            .sum()
+    };
+    assert_eq!(on_b(&b), 0);
+    let toml = router_toml(
+        "127.0.0.1:0",
+        Some("127.0.0.1:0"),
+        &settings(30),
+        &cl.members(),
+    );
+    std::fs::write(&cl.router().config, toml).unwrap();
+    cl.router().proc_.signal("HUP");
+    let mut c2 = r2.raw();
+    let mut routes: String;
+    assert_eventually!(
+        {
+            routes = format!("{:?}", c2.cmd(&["RING", "ROUTES"]));
+            routes.contains("Bulk(b\"split_percent\"), Int(30)")
+                && routes.contains("Bulk(b\"split_moving_from\"), Nil")
+        },
+        Duration::from_secs(30),
+        "router 2 never followed the split: {routes}"
+    );
+    let share = on_b(&b) as f64 * 100.0 / keys.len() as f64;
+    assert!(
+        (25.0..=35.0).contains(&share),
+        "{share}% of the keys on the split's pool"
+    );
     for k in &keys {
         assert_eq!(c1.cmd(&["GET", k]), bulk(k));
         assert_eq!(c2.cmd(&["GET", k]), bulk(k));

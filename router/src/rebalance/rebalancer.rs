@@ -35,6 +35,11 @@ pub struct Rebalancer {
 }
 
 impl Rebalancer {
+    /// Whether the start-up adoption of the nodes' ring has been tried.
+    pub fn first_synced(&self) -> bool {
+        self.first_sync.load(Ordering::SeqCst)
+    }
+
     /// Whether a change (or its rollback) is under way.
     pub fn in_progress(&self) -> bool {
         lock(&self.state).current.is_some()

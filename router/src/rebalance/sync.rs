@@ -96,14 +96,6 @@ async fn adopt_nodes_epoch(router: &Arc<Router>, pool: &Arc<PoolState>) -> bool 
     if states.iter().all(Result::is_err) {
         return false;
     }
-    // The live split percents, before any client is served.
-    let seen: Vec<crate::split_change::Seen> = topo
-        .shards
-        .iter()
-        .zip(&states)
-        .map(|(s, st)| (s.primary.as_str(), s.id.as_str(), st.clone()))
-        .collect();
-    crate::split_change::seen(router, pool.index, &seen).await;
     let max = states
         .iter()
         .filter_map(|r| r.as_ref().ok().map(|s| s.epoch))

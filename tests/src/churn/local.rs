@@ -1,7 +1,9 @@
 //! The local backend: the cluster of one churn run as processes on 127.0.0.1 ([`tests::Cluster`]:
 //! shards of a primary and one replica each, spare shards for joins, the router, whose
 //! `cluster.toml` the harness writes from the membership it asked for). With `--routers N` the
-//! other N-1 routers are started here, from the same config on ports of their own.
+//! other N-1 routers are started here, from the same config on ports of their own. With
+//! `--split` two more nodes make the pool `canary`, and the route [`SPLIT_PREFIX`] (every test
+//! key) splits to it, at 0% to start with.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,11 @@ pub const VNODES: u32 = ringcache_protocol::ring::DEFAULT_VNODES;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// Grace a stopped router gets between SIGTERM and SIGKILL.
 const ROUTER_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The prefix of the split route (`--split`): every test key has it.
+pub const SPLIT_PREFIX: &str = "churn-";
+/// The shard ids of the split's pool.
+pub const CANARY: [&str; 2] = ["canary1", "canary2"];
 
 /// A router beyond the cluster's own (`router2`, …).
 struct ExtraRouter {
@@ -30,29 +37,56 @@ pub struct Local {
     extra: Vec<ExtraRouter>,
     cluster: Cluster,
     initial: Vec<ShardState>,
+    /// The routers' settings (the split's pool and route with `--split`).
+    settings: RouterSettings,
+    /// The split's pool (`--split`).
+    _canary: Vec<tests::Proc>,
 }
 
-/// Starts a router like the cluster's (default settings, metrics on any port) on `port` (0: any)
+/// Starts a router like the cluster's (`settings`, metrics on any port) on `port` (0: any)
 /// over `members`.
-fn spawn_router(port: u16, members: &[RouterShard]) -> Result<RouterProc> {
+fn spawn_router(
+    port: u16,
+    members: &[RouterShard],
+    settings: &RouterSettings,
+) -> Result<RouterProc> {
     let toml = router_toml(
         &format!("127.0.0.1:{port}"),
         Some("127.0.0.1:0"),
-        &RouterSettings::default(),
+        settings,
         members,
     );
-    RouterProc::try_start(&toml, &RouterSettings::default()).map_err(|e| anyhow!(e))
+    RouterProc::try_start(&toml, settings).map_err(|e| anyhow!(e))
 }
 
 impl Local {
     /// Starts `initial` member shards and `spares` more (not in the ring), then `routers`
     /// routers over the members.
-    pub fn start(initial: usize, spares: usize, routers: usize) -> Result<Local> {
+    pub fn start(initial: usize, spares: usize, routers: usize, split: bool) -> Result<Local> {
+        let mut settings = RouterSettings::default();
+        let mut canary = Vec::new();
+        if split {
+            settings.tables = "[[pool]]\nname = \"canary\"\n".to_string();
+            for id in CANARY {
+                let node = tests::try_start_node(0, &[], START_TIMEOUT)
+                    .map_err(|e| anyhow!(e))
+                    .with_context(|| format!("starting {id}"))?;
+                settings.tables.push_str(&format!(
+                    "[[pool.shard]]\nid = \"{id}\"\nprimary = \"{}\"\n",
+                    node.addr
+                ));
+                canary.push(node);
+            }
+            settings.tables.push_str(&format!(
+                "[[route]]\nprefix = \"{SPLIT_PREFIX}\"\npool = \"default\"\nsplit = {{ pool = \"canary\", percent = 0 }}\n"
+            ));
+        }
         let cluster = Cluster::builder()
             .shards(initial)
             .replicas(1)
             .spares(spares)
             .start_timeout(START_TIMEOUT)
+            .router(settings.clone())
             .try_start()
             .map_err(|e| anyhow!(e))?;
         let initial = cluster
@@ -63,7 +97,7 @@ impl Local {
         let members = cluster.members();
         let mut extra = Vec::new();
         for i in 1..routers {
-            let r = spawn_router(0, &members)
+            let r = spawn_router(0, &members, &settings)
                 .with_context(|| format!("starting {}", router_name(i)))?;
             extra.push(ExtraRouter {
                 addr: r.addr(),
@@ -74,6 +108,8 @@ impl Local {
             extra,
             cluster,
             initial,
+            settings,
+            _canary: canary,
         })
     }
 
@@ -101,12 +137,13 @@ impl Local {
     /// Starts extra router `i` on its last port (retrying while it is busy, bounded), else on
     /// any; returns its address.
     fn start_extra(&mut self, i: usize, members: &[RouterShard]) -> Result<SocketAddr> {
+        let settings = self.settings.clone();
         let r = self.extra(i)?;
         r.proc_ = None;
         let port = r.addr.port();
         let mut last = anyhow!("not tried");
         for _ in 0..20 {
-            match spawn_router(port, members) {
+            match spawn_router(port, members, &settings) {
                 Ok(p) => {
                     r.addr = p.addr();
                     r.proc_ = Some(p);
@@ -116,8 +153,8 @@ impl Local {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        let p =
-            spawn_router(0, members).with_context(|| format!("port {port}: {last:#}; any port"))?;
+        let p = spawn_router(0, members, &settings)
+            .with_context(|| format!("port {port}: {last:#}; any port"))?;
         r.addr = p.addr();
         r.proc_ = Some(p);
         Ok(r.addr)

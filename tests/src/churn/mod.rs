@@ -106,6 +106,11 @@ pub struct Args {
     /// over TLS; the certificates are made by the harness. Local cluster only.
     #[arg(long)]
     pub tls: bool,
+    /// A second pool (`canary`, two nodes) and a route splitting every test key to it, at 0% to
+    /// start with: the schedule adds two live `RING SPLIT`s under the load (0 → 20% → 50%), each
+    /// checked to move the keys changing side, and only those. Local cluster only.
+    #[arg(long)]
+    pub split: bool,
 }
 
 /// `60s`, `500ms`, `2m`, or a number of seconds.
@@ -335,13 +340,19 @@ pub fn run(args: Args) -> Result<bool> {
         tests::tls::enable(pki);
     }
 
-    let plan = schedule::plan(
+    if args.split && args.compose {
+        bail!("--split runs the local cluster only (not --compose)");
+    }
+    let mut plan = schedule::plan(
         args.schedule,
         args.seed,
         args.duration,
         args.compose,
         args.routers,
     );
+    if args.split {
+        schedule::plan::add_splits(&mut plan, args.duration);
+    }
     let keys = Keys::new(args.keys);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -354,7 +365,7 @@ pub fn run(args: Args) -> Result<bool> {
     let (backend, config): (Box<dyn Backend>, Option<PathBuf>) = match &bin {
         None => (Box::new(start_compose(&args, &rt, &plan)?), None),
         Some(_) => {
-            let local = Local::start(args.shards, plan.spares, args.routers)?;
+            let local = Local::start(args.shards, plan.spares, args.routers, args.split)?;
             let config = local.config();
             (Box::new(local), Some(config))
         }

@@ -96,6 +96,8 @@ pub struct RouterSettings {
     /// Pause between migration batches.
     pub migration_pause: Option<Duration>,
     pub l4: Vec<L4Listener>,
+    /// More tables, appended as written (pools, routes).
+    pub tables: String,
 }
 
 impl Default for RouterSettings {
@@ -107,6 +109,7 @@ impl Default for RouterSettings {
             migration_batch: None,
             migration_pause: None,
             l4: Vec::new(),
+            tables: String::new(),
         }
     }
 }
@@ -175,6 +178,7 @@ pub fn router_toml(
     for l4 in &settings.l4 {
         t.push_str(&l4.table());
     }
+    t.push_str(&settings.tables);
     t
 }
 

@@ -62,6 +62,7 @@ impl Driver<'_> {
                 EventKind::Cut => self.cut(),
                 EventKind::RestartRouter => self.restart_router(),
                 EventKind::KillRouter => self.kill_router(),
+                EventKind::Split => self.split(),
             };
             match &rec.result {
                 Ok(what) => self.log(&format!("event {}: ok: {what}", rec.name)),

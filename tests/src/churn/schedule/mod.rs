@@ -13,6 +13,7 @@ pub mod plan;
 pub mod record;
 mod recovery;
 mod routers;
+mod split;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,8 @@ pub struct Driver<'a> {
     pub crashes: Vec<String>,
     /// Failovers the harness did not cause (or wait for), for the summary.
     pub notes: Vec<String>,
+    /// The split's percent the last split step set (`--split`).
+    split_percent: u8,
 }
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,6 +91,7 @@ impl<'a> Driver<'a> {
             faults: Vec::new(),
             crashes: Vec::new(),
             notes: Vec::new(),
+            split_percent: 0,
         };
         d.history.push(d.members());
         d

@@ -43,6 +43,8 @@ pub enum EventKind {
     /// A join or leave through one router, which is SIGKILLed right after +OK; the others must
     /// finish the change, then it is started again (several routers only).
     KillRouter,
+    /// `RING SPLIT` raises the split's percent (`--split`): 0 → 20% the first time, then 50%.
+    Split,
 }
 
 pub struct Plan {
@@ -97,6 +99,14 @@ pub fn plan(kind: ScheduleKind, seed: u64, duration: Duration, cut: bool, router
         spares,
         joins,
     }
+}
+
+/// Adds the two split steps (`--split`) at 15% and 45% of the run, between the other events.
+pub fn add_splits(plan: &mut Plan, duration: Duration) {
+    for at in [0.15, 0.45] {
+        plan.events.push((duration.mul_f64(at), EventKind::Split));
+    }
+    plan.events.sort_by_key(|(at, _)| *at);
 }
 
 /// An event that takes a spare shard whatever happens (a router kill's change may be a leave).
