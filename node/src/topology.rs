@@ -13,7 +13,9 @@
 //! whose keys are still partly at their old owners. `TOPOLOGY SETMAP` adds the router's map of
 //! the ring (every shard's addresses), kept with the ring and returned by `TOPOLOGY GET`: another
 //! router adopts a newer ring from it. `TOPOLOGY LEASE` grants one router at a time the right to
-//! change the ring (see `crate::state::topology`).
+//! change the ring (see `crate::state::topology`). `TOPOLOGY FENCE` adds the split fences: a
+//! route's keys (by prefix) in a hash range that a split gives another pool, refused whatever
+//! the ring says (`-WRONGSHARD <epoch> split:<version>`).
 //!
 //! Migration is copy-then-switch, a key at a time atomically: the source claims the keys (one
 //! move of a key at a time), reads them under their stripe locks, sends their values and absolute

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use crate::clients::{lock, Who};
 use crate::dedicated::Dedicated;
 use crate::merge::{error_bytes, Slot};
-use crate::rebalance::divert::{catch_up, pool_at, tryagain, wrongshard};
+use crate::rebalance::divert::{catch_up_refusal, pool_at, tryagain, wrongshard};
 use crate::route::CROSSSHARD;
 use crate::state::Router;
 use crate::upstream::{Dialer, UpResult};
@@ -108,7 +108,7 @@ async fn wait(
             break error_bytes("ERR no such pool");
         };
         follows += 1;
-        if follows > MAX_FOLLOWS || !catch_up(&router, &pool, epoch, mine).await {
+        if follows > MAX_FOLLOWS || !catch_up_refusal(&router, &pool, epoch, &owner, mine).await {
             break tryagain(epoch, &owner, mine);
         }
         if let Some(d) = deadline {

@@ -205,8 +205,12 @@ async fn run(
         }
         let mut result = exchange(&dialer, &mut sock, &mut buf, &mut req).await;
         if let (Some(moved), Ok(Some(bytes))) = (&req.moved, &result) {
-            if let Some((epoch, _)) = crate::rebalance::divert::wrongshard(bytes) {
-                moved.store(epoch.max(1), Relaxed);
+            if let Some((epoch, owner)) = crate::rebalance::divert::wrongshard(bytes) {
+                let mark = match crate::split_change::fenced_version(&owner) {
+                    Some(v) => v | crate::split_change::SPLIT_FENCED,
+                    None => epoch.max(1),
+                };
+                moved.store(mark, Relaxed);
                 result = Ok(Some(Bytes::from_static(b"+QUEUED\r\n")));
             }
         }

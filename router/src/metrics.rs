@@ -190,6 +190,29 @@ fn pools_and_routes(router: &Router, topo: &crate::pools::View, out: &mut String
             );
         }
     }
+    if topo.splits.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringcache_route_split_percent The live share of a route's keys its split sends to the split's pool.\n# TYPE ringcache_route_split_percent gauge"
+    );
+    for (r, s) in routes.list.iter().zip(&topo.splits.by_route) {
+        if let (Some(s), Some(cfg)) = (s, &r.split) {
+            let _ = writeln!(
+                out,
+                "ringcache_route_split_percent{{route=\"{}\",split_pool=\"{}\"}} {}",
+                escape_label(&r.prefix),
+                escape_label(&cfg.pool),
+                s.percent
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringcache_split_keys_moved_total Keys the split movers moved.\n# TYPE ringcache_split_keys_moved_total counter\nringcache_split_keys_moved_total {}",
+        router.split_keys_moved.load(Relaxed)
+    );
 }
 
 /// Serves `GET /metrics` until `stop` turns true.

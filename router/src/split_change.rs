@@ -435,6 +435,15 @@ fn adopt(router: &Router, version: u64, record: &[u8]) {
     tracing::info!(version, "following the nodes' splits");
 }
 
+/// Set in a MULTI's `moved` mark when a split fence refused a queued command (the version in the
+/// low bits).
+pub const SPLIT_FENCED: u64 = 1 << 63;
+
+/// The version of a `-WRONGSHARD <epoch> split:<version>` refusal's owner, if a split fenced it.
+pub fn fenced_version(owner: &str) -> Option<u64> {
+    owner.strip_prefix("split:")?.parse().ok()
+}
+
 /// After a node refused a request with `split:<version>`: brings this router (or the node) to
 /// one version of the splits, or says a retry cannot succeed.
 pub async fn catch_up(router: &Arc<Router>, version: u64) -> bool {

@@ -24,9 +24,10 @@ use crate::clients::Who;
 use crate::dedicated::Dedicated;
 use crate::merge::{error_bytes, Slot};
 use crate::pools::View;
-use crate::rebalance::divert::{catch_up, pool_at, tryagain, wrongshard};
+use crate::rebalance::divert::{catch_up_refusal, pool_at, tryagain, wrongshard};
 use crate::route::CROSSSHARD;
 use crate::session::Session;
+use crate::split_change::SPLIT_FENCED;
 use crate::state::Router;
 use crate::upstream::UpResult;
 
@@ -325,6 +326,7 @@ async fn run_exec(
         // node no longer owns the keys, and nothing ran.
         let refused = match t.moved.load(Relaxed) {
             0 => wrongshard(&bytes),
+            v if v & SPLIT_FENCED != 0 => Some((0, format!("split:{}", v & !SPLIT_FENCED))),
             epoch => Some((epoch, shard.id.clone())),
         };
         let Some((epoch, owner)) = refused else {
@@ -333,7 +335,10 @@ async fn run_exec(
         let Some((pool, mine)) = pool_at(&router, &topo, home) else {
             break error_bytes("ERR no such pool");
         };
-        if retried >= MAX_RERUNS || t.watching || !catch_up(&router, &pool, epoch, mine).await {
+        if retried >= MAX_RERUNS
+            || t.watching
+            || !catch_up_refusal(&router, &pool, epoch, &owner, mine).await
+        {
             break tryagain(epoch, &owner, mine);
         }
         retried += 1;

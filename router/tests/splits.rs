@@ -231,7 +231,24 @@ async fn other_routers_follow_the_nodes_split_and_a_stale_one_is_fenced() {
     let r = c.call(&["RING", "SPLIT", "u:", "50"], T).await.unwrap();
     assert_eq!(text(&r), "OK");
     // The second router has not looked at the nodes yet: its writes by the old percent are
-    // fenced off by the side the keys left and run again by the new one.
+    // fenced off by the side the keys left and run again by the new one, in MULTI as outside.
+    for i in 0..20 {
+        let k = format!("u:{i}");
+        let replies = c2
+            .pipeline(
+                &[
+                    words(&["MULTI"]),
+                    words(&["SET", &k, &format!("v{i}")]),
+                    words(&["EXEC"]),
+                ],
+                T,
+            )
+            .await
+            .unwrap();
+        let committed =
+            matches!(&replies[2], Reply::Array(v) if v.len() == 1 && text(&v[0]) == "OK");
+        assert!(committed, "{k}: {replies:?}");
+    }
     let cmds: Vec<Vec<Bytes>> = (0..KEYS)
         .map(|i| words(&["SET", &format!("u:{i}"), &format!("v{i}")]))
         .collect();

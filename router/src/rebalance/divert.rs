@@ -260,7 +260,7 @@ async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
             return bytes;
         };
         // Fenced by a route's split: this router's percents are older (or the node's).
-        if let Some(version) = owner.strip_prefix("split:").and_then(|v| v.parse().ok()) {
+        if let Some(version) = crate::split_change::fenced_version(&owner) {
             if retried || !crate::split_change::catch_up(router, version).await {
                 return error_bytes(&format!(
                     "TRYAGAIN the node's split fences are at version {version}; this router's at {} (another router changed a split)",
@@ -300,6 +300,21 @@ pub(crate) fn pool_at(
         router.pools.get(p)?.clone(),
         view.pools.get(p)?.ring.epoch(),
     ))
+}
+
+/// [`catch_up`], or the split's catch-up when a split fence refused it (`owner` is
+/// `split:<version>`).
+pub(crate) async fn catch_up_refusal(
+    router: &Arc<Router>,
+    pool: &Arc<PoolState>,
+    epoch: Epoch,
+    owner: &str,
+    mine: Epoch,
+) -> bool {
+    match crate::split_change::fenced_version(owner) {
+        Some(version) => crate::split_change::catch_up(router, version).await,
+        None => catch_up(router, pool, epoch, mine).await,
+    }
 }
 
 /// After a node refused a request with `-WRONGSHARD <epoch>` while this router routed by
