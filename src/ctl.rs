@@ -1,6 +1,7 @@
-//! `ringcache ctl join|leave|status|cancel`: membership changes through a router's `RING`
-//! admin commands. Join, leave and cancel then follow `RING STATUS` every 200 ms with a progress
-//! bar on stderr until the keys have moved, and print a summary.
+//! `ringcache ctl join|leave|status|cancel|split`: membership changes and split percents through
+//! a router's `RING` admin commands. Join, leave and cancel then follow `RING STATUS` every
+//! 200 ms with a progress bar on stderr until the keys have moved, and print a summary; split
+//! follows `RING ROUTES` likewise.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -63,6 +64,14 @@ enum CtlCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Send PERCENT of the keys of the route on PREFIX to its split's pool (RING SPLIT): only
+    /// the keys changing side move, in the background.
+    Split {
+        prefix: String,
+        percent: u8,
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,6 +104,11 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         ),
         CtlCommand::Leave { id, no_wait } => (RingChange::Leave { id }, !no_wait),
         CtlCommand::Cancel { no_wait } => (RingChange::Cancel, !no_wait),
+        CtlCommand::Split {
+            prefix,
+            percent,
+            no_wait,
+        } => return split(&mut admin, &prefix, percent, !no_wait).await,
     };
     let what = change.describe();
     let started = Instant::now();
@@ -125,6 +139,49 @@ pub async fn run(args: CtlArgs) -> Result<()> {
     }
     println!("{}", summary(&done.text).0);
     Ok(change.outcome(&done)?)
+}
+
+/// `RING SPLIT <prefix> <percent>`, then (with `wait`) `RING ROUTES` until no key of the split
+/// is left to move.
+async fn split(admin: &mut Admin, prefix: &str, percent: u8, wait: bool) -> Result<()> {
+    let started = Instant::now();
+    let pct = percent.to_string();
+    admin
+        .command(&["RING", "SPLIT", prefix, pct.as_str()], "RING SPLIT")
+        .await?;
+    eprintln!(
+        "split '{prefix}' to {percent}%: in effect after {:.1}s; moving keys",
+        started.elapsed().as_secs_f64()
+    );
+    if !wait {
+        return Ok(());
+    }
+    loop {
+        let routes = admin.command(&["RING", "ROUTES"], "RING ROUTES").await?;
+        let ringcache_protocol::Reply::Array(routes) = routes else {
+            return Err(anyhow!("RING ROUTES: not a list"));
+        };
+        let field =
+            |r: &ringcache_protocol::Reply, name: &str| ringcache_client::admin::map_field(r, name);
+        let route = routes
+            .iter()
+            .find(|r| field(r, "prefix").is_some_and(|p| p.as_bytes() == prefix.as_bytes()))
+            .ok_or_else(|| anyhow!("RING ROUTES lists no route '{prefix}'"))?;
+        match field(route, "split_moving_from") {
+            None => {
+                println!(
+                    "split '{prefix}' at {percent}%: every key changing side moved in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            Some(from) => eprintln!(
+                "moving from {from}%: {} arcs left",
+                field(route, "split_arcs_left").unwrap_or_default()
+            ),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 fn num(text: &str, name: &str) -> Option<f64> {

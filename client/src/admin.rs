@@ -76,6 +76,26 @@ impl NodeEntry {
     }
 }
 
+/// Field `name` of one map of a reply (a map in RESP3, a flat name/value array in RESP2) as
+/// text; `None` if it is missing or nil.
+pub fn map_field(item: &Reply, name: &str) -> Option<String> {
+    let value = match item {
+        Reply::Map(m) => m
+            .iter()
+            .find(|(k, _)| reply_text(k).as_deref() == Some(name))
+            .map(|(_, v)| v),
+        Reply::Array(flat) => flat
+            .chunks(2)
+            .find(|kv| reply_text(&kv[0]).as_deref() == Some(name))
+            .and_then(|kv| kv.get(1)),
+        _ => None,
+    }?;
+    match value {
+        Reply::Int(n) => Some(n.to_string()),
+        v => reply_text(v),
+    }
+}
+
 /// The shards of a `RING NODES` reply (maps in RESP3, flat name/value arrays in RESP2).
 pub fn parse_ring_nodes(r: &Reply) -> Vec<NodeEntry> {
     let Reply::Array(items) = r else {

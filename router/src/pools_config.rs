@@ -54,6 +54,7 @@ pub(crate) struct RawRoute {
     ignore_case: Option<bool>,
     mirror: Option<RawMirror>,
     split: Option<RawSplit>,
+    remove_prefix: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,6 +236,12 @@ pub(crate) fn validate(
             .pool
             .ok_or_else(|| ConfigError::invalid(field("pool"), "missing"))?;
         known(field("pool"), &pool)?;
+        if r.remove_prefix == Some(true) {
+            return Err(ConfigError::invalid(
+                field("remove_prefix"),
+                "not supported: keys reach their pool with their full name",
+            ));
+        }
         let ignore_case = r.ignore_case.unwrap_or(false);
         // Two routes the same key would match at the same length: which one wins is unclear.
         let same = |o: &RouteConfig| {
@@ -443,5 +450,7 @@ mod tests {
             "split = { pool = \"s\", percent = 1 }\n[[route]]\nprefix = \"u:vip:\"\npool = \"s\"\n"
         ))
         .starts_with("route[1].prefix: 'u:vip:' lies inside route[0]'s prefix 'u:'"));
+        assert!(err(&route("remove_prefix = true\n"))
+            .starts_with("route[0].remove_prefix: not supported"));
     }
 }
