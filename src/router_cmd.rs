@@ -171,13 +171,19 @@ async fn reload(path: &Path, listen: SocketAddr, splits: &mut Vec<(String, u8)>)
         let before = splits.iter().find(|(p, _)| p == prefix).map(|(_, v)| *v);
         if before.is_none_or(|b| b != *percent) {
             let pct = percent.to_string();
-            admin
+            // One split refused (a route added since start-up) does not stop the others.
+            match admin
                 .command(
                     &["RING", "SPLIT", prefix.as_str(), pct.as_str()],
                     "RING SPLIT",
                 )
-                .await?;
-            done.push(format!("split '{prefix}' to {percent}%"));
+                .await
+            {
+                Ok(_) => done.push(format!("split '{prefix}' to {percent}%")),
+                Err(e) => {
+                    tracing::warn!(prefix = %prefix, error = %e, "reload: split not applied")
+                }
+            }
         }
     }
     *splits = read;

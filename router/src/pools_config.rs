@@ -291,6 +291,13 @@ pub(crate) fn validate(
                         format!("'{spool}' is the route's own pool"),
                     ));
                 }
+                if mirror.as_ref().is_some_and(|m| m.pool == spool) {
+                    // The split's keys would be written there twice (INCR, LPUSH ... twice).
+                    return Err(ConfigError::invalid(
+                        field("split.pool"),
+                        format!("'{spool}' is the route's mirror pool too"),
+                    ));
+                }
                 if ignore_case {
                     // The nodes fence a split's keys by their exact prefix.
                     return Err(ConfigError::invalid(
@@ -452,5 +459,9 @@ mod tests {
         .starts_with("route[1].prefix: 'u:vip:' lies inside route[0]'s prefix 'u:'"));
         assert!(err(&route("remove_prefix = true\n"))
             .starts_with("route[0].remove_prefix: not supported"));
+        assert!(err(&route(
+            "mirror = { pool = \"s\" }\nsplit = { pool = \"s\", percent = 1 }\n"
+        ))
+        .starts_with("route[0].split.pool: 's' is the route's mirror pool too"));
     }
 }

@@ -46,6 +46,10 @@ pub struct LiveSplit {
     /// While keys move after a change of percent: the percent they move from, and the arcs
     /// (between the two cuts, cut by both pools' rings) still to empty.
     pub moving: Option<(u8, Arc<MigrationMap>)>,
+    /// The epochs of the two pools' rings the moving arcs were cut on (a router adopts the move
+    /// only once its rings are at least these: cut on older rings, the arcs would name the wrong
+    /// shards).
+    pub rings: (u64, u64),
 }
 
 impl LiveSplit {
@@ -86,6 +90,7 @@ impl Splits {
                     pool: pool_index(&s.pool),
                     percent: s.percent,
                     moving: None,
+                    rings: (0, 0),
                 })
             })
             .collect();
@@ -148,7 +153,7 @@ impl Splits {
     }
 
     /// The record the nodes keep: a line per split, `<percent> <from percent or -> <prefix in
-    /// hex>`.
+    /// hex> <home ring epoch> <split pool ring epoch>`.
     pub fn record(&self) -> Bytes {
         let mut out = String::new();
         for s in self.by_route.iter().flatten() {
@@ -158,9 +163,11 @@ impl Splits {
                 .filter(|(_, m)| m.live() > 0)
                 .map_or("-".to_string(), |(f, _)| f.to_string());
             out.push_str(&format!(
-                "{} {from} {}\n",
+                "{} {from} {} {} {}\n",
                 s.percent,
-                hex(s.prefix.as_bytes())
+                hex(s.prefix.as_bytes()),
+                s.rings.0,
+                s.rings.1
             ));
         }
         Bytes::from(out)
@@ -173,6 +180,8 @@ pub struct RecordedSplit {
     pub prefix: Vec<u8>,
     pub percent: u8,
     pub from: Option<u8>,
+    /// The ring epochs the move was cut on (see [`LiveSplit::rings`]).
+    pub rings: (u64, u64),
 }
 
 /// Reads a record written by [`Splits::record`]; lines it cannot read are skipped (a newer
@@ -188,10 +197,18 @@ pub fn decode_record(raw: &[u8]) -> Vec<RecordedSplit> {
                 f => Some(f.parse::<u8>().ok().filter(|p| *p <= 100)?),
             };
             let prefix = unhex(parts.next().unwrap_or(""))?;
+            let mut epoch = || {
+                parts
+                    .next()
+                    .and_then(|e| e.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let rings = (epoch(), epoch());
             Some(RecordedSplit {
                 prefix,
                 percent,
                 from,
+                rings,
             })
         })
         .collect()
@@ -322,6 +339,7 @@ mod tests {
                     pool: 1,
                     percent: 20,
                     moving: Some((10, map)),
+                    rings: (4, 7),
                 }),
                 Some(LiveSplit {
                     prefix: String::new(),
@@ -329,6 +347,7 @@ mod tests {
                     pool: 2,
                     percent: 100,
                     moving: None,
+                    rings: (0, 0),
                 }),
             ],
             driving: Arc::default(),
@@ -339,12 +358,14 @@ mod tests {
                 RecordedSplit {
                     prefix: b"u: x".to_vec(),
                     percent: 20,
-                    from: Some(10)
+                    from: Some(10),
+                    rings: (4, 7)
                 },
                 RecordedSplit {
                     prefix: Vec::new(),
                     percent: 100,
-                    from: None
+                    from: None,
+                    rings: (0, 0)
                 }
             ]
         );

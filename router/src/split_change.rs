@@ -2,21 +2,27 @@
 //! [`crate::split`] for what a split is).
 //!
 //! # `RING SPLIT <prefix> <percent>`, step by step ([`change`])
-//! 1. Under the router's split lock, the change lease of both pools (no membership change of
-//!    either, through any router, runs meanwhile), after reading the nodes' splits.
+//! 1. Under the router's split lock and the change lock of every pool a split involves (no
+//!    membership change of this router starts meanwhile), the change lease of each of those
+//!    pools (no other router changes a split, or their rings, meanwhile: split changes are one at
+//!    a time cluster-wide). Then the nodes' rings and splits are followed, so the change starts
+//!    from the cluster's state, not this router's view of it.
 //! 2. The new version (`max(router, nodes) + 1`) goes to every node of every pool a split
-//!    involves (`TOPOLOGY FENCE`): the two pools' primaries must all take it, or the change is
-//!    abandoned (the old percents again, at a later version). From then on the side a key left
-//!    refuses it, so no router, however stale, writes it there.
+//!    involves (`TOPOLOGY FENCE`; a node takes only a higher version, or the same one again):
+//!    the two pools' primaries must all take it, or the change is abandoned (the old percents
+//!    again, at a later version, before the leases are given back). From then on the side a key
+//!    left refuses it, so no router, however stale, writes it there.
 //! 3. The router routes by the new percent, the keys between the two cuts marked moving, and
 //!    waits for requests planned on the old percent to be answered; `+OK`.
 //! 4. A key of the moving range goes through the migration path as for a membership change
 //!    (`MIGRATE-KEYS` at its old side, then the command at its new one); the mover empties each
-//!    arc with `MIGRATE-ARC ... PREFIX <prefix>`; then the version after drops the marks.
+//!    arc with `MIGRATE-ARC ... PREFIX <prefix>`; then the version after drops the marks, and the
+//!    leases are given back.
 //!
-//! Other routers read the nodes' split version with every epoch sync and adopt a newer record;
-//! a router whose request a node fenced off with `split:<version>` adopts it at once and
-//! retries. A move whose router died is taken over by the first router that gets both leases.
+//! Other routers read the nodes' split version with every epoch sync and adopt a newer record
+//! (a move only once their rings are at least those it was cut on); a router whose request a
+//! node fenced off with `split:<version>` adopts it at once and retries. A move whose router died
+//! is taken over by the first router that gets the leases.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,9 +34,11 @@ use ringcache_protocol::wire::{
 };
 use ringcache_protocol::Reply;
 
+use crate::pools::PoolState;
 use crate::rebalance::lease::{Lease, Refused};
 use crate::rebalance::node_conn::connect;
 use crate::rebalance::publish::{nodes_of, quiesce};
+use crate::rebalance::sync::sync_nodes;
 use crate::rebalance::MigrationMap;
 use crate::split::{decode_record, moves, LiveSplit, Splits};
 use crate::state::Router;
@@ -53,42 +61,59 @@ pub async fn change(
     caller: u64,
 ) -> Result<(), String> {
     let name = String::from_utf8_lossy(prefix).into_owned();
+    let no_split = || format!("ERR no route with prefix '{name}' has a split");
     let _g = router.split_lock.lock().await;
     let view = router.view();
-    let Some(ri) = view.splits.index_of(prefix) else {
-        return Err(format!("ERR no route with prefix '{name}' has a split"));
+    let ri = view.splits.index_of(prefix).ok_or_else(no_split)?;
+    let involved = involved_pools(router);
+    let mut guards = Vec::with_capacity(involved.len());
+    for p in &involved {
+        guards.push(p.rebalance.change_lock.lock().await);
+    }
+    let busy_pool = |p: &PoolState| {
+        format!(
+            "ERR pool '{}' is changing membership: change the split once that is done",
+            p.name
+        )
     };
-    let Some(cur) = view.splits.by_route[ri].clone() else {
-        return Err(format!("ERR no route with prefix '{name}' has a split"));
-    };
-    let (home, pool) = (&router.pools[cur.home], &router.pools[cur.pool]);
-    for (p, t) in [(home, &view.pools[cur.home]), (pool, &view.pools[cur.pool])] {
-        if p.rebalance.in_progress() || !t.migrating.is_empty() {
-            return Err(format!(
-                "ERR pool '{}' is changing membership: change the split once that is done",
-                p.name
-            ));
-        }
+    if let Some(p) = involved.iter().find(|p| p.rebalance.in_progress()) {
+        return Err(busy_pool(p));
     }
     let what = format!("split {name} {percent}%");
-    let busy = |r: Refused| match r {
-        Refused::Busy { what, .. } => {
-            format!("ERR another router's change is in progress: {what}")
-        }
-        Refused::NoNode => "ERR no node of the split's pools answered".to_string(),
-    };
-    let lease_home = Lease::take(router, home, &what).await.map_err(busy)?;
-    let lease_pool = Lease::take(router, pool, &what).await.map_err(busy)?;
-    // Another router may have changed a split just before: start from the nodes' splits.
-    let nodes_version = sync_all(router).await;
+    let leases = take_leases(router, &involved, &what).await?;
+    // The cluster's rings and splits, not this router's view of them.
+    for p in &involved {
+        sync_nodes(router, p).await;
+    }
+    let nodes_version = sync_all_locked(router).await;
     let view = router.view();
-    let Some(cur) = view.splits.by_route[ri].clone() else {
-        return Err(format!("ERR no route with prefix '{name}' has a split"));
-    };
+    if nodes_version > view.splits.version {
+        // Their record moves arcs of rings this router has not followed yet.
+        return Err(format!(
+            "ERR the nodes' splits are at version {nodes_version}, this router's at {}: try again in a moment",
+            view.splits.version
+        ));
+    }
+    if let Some(p) = involved
+        .iter()
+        .find(|p| p.rebalance.in_progress() || !view.pools[p.index].migrating.is_empty())
+    {
+        return Err(busy_pool(p));
+    }
+    let cur = view.splits.by_route[ri].clone().ok_or_else(no_split)?;
+    let moving_elsewhere = view.splits.by_route.iter().enumerate().find_map(|(i, s)| {
+        let s = s.as_ref()?;
+        (i != ri && s.moving.as_ref().is_some_and(|(_, m)| m.live() > 0)).then_some(&s.prefix)
+    });
+    if let Some(other) = moving_elsewhere {
+        return Err(format!(
+            "ERR the split of '{other}' is still moving keys: change another once it is done"
+        ));
+    }
     if let Some((from, map)) = cur.moving.as_ref().filter(|(_, m)| m.live() > 0) {
         if cur.percent == percent && !view.splits.driving.load(Ordering::SeqCst) {
             // Its router died mid-move: this one finishes it.
-            start_mover(router, ri, map.clone(), [lease_home, lease_pool]);
+            start_mover(router, ri, map.clone(), leases);
             return Ok(());
         }
         return Err(format!(
@@ -99,12 +124,8 @@ pub async fn change(
     if cur.percent == percent {
         return Ok(());
     }
-    let arcs = moves(
-        &view.pools[cur.home].ring,
-        &view.pools[cur.pool].ring,
-        cur.percent,
-        percent,
-    );
+    let (home, pool) = (&view.pools[cur.home].ring, &view.pools[cur.pool].ring);
+    let arcs = moves(home, pool, cur.percent, percent);
     let map = Arc::new(MigrationMap::new(arcs, Vec::new()).describing(&what, &[]));
     let version = view.splits.version.max(nodes_version) + 1;
     let mut next = (*view.splits).clone();
@@ -112,11 +133,13 @@ pub async fn change(
     next.by_route[ri] = Some(LiveSplit {
         percent,
         moving: Some((cur.percent, map.clone())),
+        rings: (home.epoch(), pool.epoch()),
         ..cur.clone()
     });
     let failed = push(router, &next, &[cur.home, cur.pool]).await;
     if !failed.is_empty() {
-        // Nodes that took it get the old percents back, at a later version.
+        // Nodes that took it get the old percents back at a later version, while the leases
+        // still keep every other router from taking the abandoned move over.
         let mut back = (*view.splits).clone();
         back.version = version + 1;
         push(router, &back, &[]).await;
@@ -128,14 +151,50 @@ pub async fn change(
     }
     let generation = router.store_splits(next);
     tracing::info!(prefix = %name, from = cur.percent, to = percent, version, "split changed; keys moving");
+    // Membership changes of these pools may start again: they refuse while the split moves.
+    drop(guards);
     // Requests planned on the old percents are answered before the change is reported.
     quiesce(router, generation, &[caller]).await;
-    start_mover(router, ri, map, [lease_home, lease_pool]);
+    start_mover(router, ri, map, leases);
     Ok(())
 }
 
+/// The pools some split involves, in index order (the order leases are taken in).
+fn involved_pools(router: &Router) -> Vec<Arc<PoolState>> {
+    let view = router.view();
+    router
+        .pools
+        .iter()
+        .filter(|p| view.splits.involves(p.index))
+        .cloned()
+        .collect()
+}
+
+/// The change lease of every pool in `pools`, for `what`.
+async fn take_leases(
+    router: &Arc<Router>,
+    pools: &[Arc<PoolState>],
+    what: &str,
+) -> Result<Vec<Lease>, String> {
+    let mut leases = Vec::with_capacity(pools.len());
+    for p in pools {
+        match Lease::take(router, p, what).await {
+            Ok(l) => leases.push(l),
+            Err(Refused::Busy { what, .. }) => {
+                return Err(format!(
+                    "ERR another router's change is in progress: {what}"
+                ))
+            }
+            Err(Refused::NoNode) => {
+                return Err(format!("ERR no node of pool '{}' answered", p.name))
+            }
+        }
+    }
+    Ok(leases)
+}
+
 /// Runs the mover of split `ri`'s change in the background, the leases kept while it runs.
-fn start_mover(router: &Arc<Router>, ri: usize, map: Arc<MigrationMap>, leases: [Lease; 2]) {
+fn start_mover(router: &Arc<Router>, ri: usize, map: Arc<MigrationMap>, leases: Vec<Lease>) {
     let running = Arc::new(AtomicBool::new(true));
     for lease in leases {
         let r = running.clone();
@@ -167,9 +226,20 @@ async fn drive(router: &Arc<Router>, ri: usize, map: &Arc<MigrationMap>) {
         return;
     }
     let _g = router.split_lock.lock().await;
+    let nodes_version = sync_all_locked(router).await;
     let view = router.view();
+    if nodes_version > view.splits.version {
+        // Cannot happen while this router holds the leases; if it does, the nodes' newer record
+        // is left alone and the move is finished by whoever follows it.
+        tracing::warn!(
+            nodes_version,
+            mine = view.splits.version,
+            "the nodes' splits moved on during this router's move; not publishing its end"
+        );
+        return;
+    }
     let mut next = (*view.splits).clone();
-    next.version += 1;
+    next.version = view.splits.version.max(nodes_version) + 1;
     if let Some(s) = next.by_route[ri].as_mut() {
         s.moving = None;
     }
@@ -284,9 +354,18 @@ async fn push(router: &Router, splits: &Splits, required: &[usize]) -> Vec<Strin
         .collect()
 }
 
-/// Reads every node of every pool a split involves, adopts a newer version and pushes this
-/// router's to nodes behind; the highest version a node holds.
+/// [`sync_all_locked`] unless this router is changing a split (it publishes its own); the
+/// highest version a node holds (0 if not read).
 pub async fn sync_all(router: &Arc<Router>) -> u64 {
+    match router.split_lock.try_lock() {
+        Ok(_g) => sync_all_locked(router).await,
+        Err(_) => 0,
+    }
+}
+
+/// Reads every node of every pool a split involves, adopts a newer version and pushes this
+/// router's to nodes behind (the split lock held); the highest version a node holds.
+async fn sync_all_locked(router: &Arc<Router>) -> u64 {
     let view = router.view();
     let mut max = 0;
     for (p, topo) in view.pools.iter().enumerate() {
@@ -308,28 +387,30 @@ pub async fn sync_all(router: &Arc<Router>) -> u64 {
                 (addr.as_str(), id.as_str(), st)
             }))
             .await;
-        max = max.max(seen(router, p, &states).await);
+        max = max.max(seen_locked(router, p, &states).await);
     }
     max
 }
 
-/// What a look at pool `p`'s nodes (`states`) tells of the splits: a newer version is adopted;
-/// nodes behind get this router's; a first version is published when no node has one. Returns
-/// the highest version seen. Skipped while this router changes a split (it publishes its own).
-pub async fn seen(router: &Arc<Router>, p: usize, states: &[Seen<'_>]) -> u64 {
-    let view = router.view();
-    if !view.splits.involves(p) {
-        return 0;
+/// What a look at pool `p`'s nodes (`states`) tells of the splits (see [`seen_locked`]);
+/// skipped while this router changes a split (it publishes its own) and before every pool
+/// adopted the nodes' ring (a moving split's arcs would be cut wrong).
+pub async fn seen(router: &Arc<Router>, p: usize, states: &[Seen<'_>]) {
+    if !router.view().splits.involves(p) || !router.pools.iter().all(|p| p.rebalance.first_synced())
+    {
+        return;
     }
+    if let Ok(_g) = router.split_lock.try_lock() {
+        seen_locked(router, p, states).await;
+    }
+}
+
+/// With the split lock: a newer version at the nodes is adopted; nodes behind get this
+/// router's; a first version is published when no node has one; a move no router drives is
+/// taken over. Returns the highest version seen.
+async fn seen_locked(router: &Arc<Router>, p: usize, states: &[Seen<'_>]) -> u64 {
     let ok = || states.iter().filter_map(|(_, _, s)| s.as_ref().ok());
     let max = ok().map(|s| s.split_version).max().unwrap_or(0);
-    // Before every pool adopted the nodes' ring, a moving split's arcs would be cut wrong.
-    if !router.pools.iter().all(|p| p.rebalance.first_synced()) {
-        return max;
-    }
-    let Ok(_g) = router.split_lock.try_lock() else {
-        return max;
-    };
     let view = router.view();
     let mine = view.splits.version;
     if max > mine {
@@ -342,14 +423,14 @@ pub async fn seen(router: &Arc<Router>, p: usize, states: &[Seen<'_>]) -> u64 {
         return max;
     }
     let mut splits = (*view.splits).clone();
-    if mine == 0 {
+    let first = mine == 0;
+    if first {
         if ok().next().is_none() {
             return max;
         }
-        // A new cluster: the configured percents become the cluster's.
+        // A new cluster: the configured percents become the cluster's, once this pool's nodes
+        // took them (another router's first version, if different, is adopted instead).
         splits.version = 1;
-        router.store_splits(splits.clone());
-        tracing::info!("split fences published at version 1");
     }
     let cmd = TopologyCmd::Fence(SplitFences {
         version: splits.version,
@@ -361,52 +442,70 @@ pub async fn seen(router: &Arc<Router>, p: usize, states: &[Seen<'_>]) -> u64 {
         .filter(|(_, _, s)| s.as_ref().is_ok_and(|s| s.split_version < splits.version));
     let sends =
         behind.map(|(addr, _, _)| crate::rebalance::node_conn::send_one(router, addr, &cmd));
+    let mut refused = false;
     for r in futures::future::join_all(sends).await {
         if let Err(e) = r {
+            refused = true;
             tracing::debug!(error = %e, "split sync");
         }
+    }
+    if first {
+        if refused {
+            return max;
+        }
+        router.store_splits(splits.clone());
+        tracing::info!("split fences published at version 1");
     }
     // A move whose router stopped renewing its leases: this one takes it over.
     let moving = splits.by_route.iter().enumerate().find_map(|(i, s)| {
         let (_, m) = s.as_ref()?.moving.as_ref()?;
-        (m.live() > 0).then(|| (i, m.clone()))
+        (m.live() > 0).then_some(i)
     });
-    if let Some((ri, map)) = moving {
+    if let Some(ri) = moving {
         if !splits.driving.swap(true, Ordering::SeqCst) {
             let r = router.clone();
-            tokio::spawn(async move { take_over(&r, ri, map).await });
+            tokio::spawn(take_over(r, ri));
         }
     }
     max
 }
 
-/// Drives the move of split `ri` if both its pools' leases are free (its router died).
-async fn take_over(router: &Arc<Router>, ri: usize, map: Arc<MigrationMap>) {
-    let view = router.view();
-    let driving = view.splits.driving.clone();
-    let Some(s) = view.splits.by_route[ri].clone() else {
-        driving.store(false, Ordering::SeqCst);
-        return;
-    };
-    let what = format!("split {} {}%", s.prefix, s.percent);
-    let (home, pool) = (&router.pools[s.home], &router.pools[s.pool]);
-    let leases = match Lease::take(router, home, &what).await {
-        Ok(a) => match Lease::take(router, pool, &what).await {
-            Ok(b) => Some([a, b]),
-            Err(_) => None,
-        },
-        Err(_) => None,
-    };
-    let Some(leases) = leases else {
-        driving.store(false, Ordering::SeqCst);
-        return;
-    };
-    tracing::info!(prefix = %s.prefix, "taking over a split's move");
-    start_mover(router, ri, map, leases);
+/// Drives the move of split `ri` if the leases are free (its router died); gives up if the
+/// nodes no longer record it once they are.
+fn take_over(router: Arc<Router>, ri: usize) -> futures::future::BoxFuture<'static, ()> {
+    // Boxed: it syncs the splits, whose sync may start it (a future cannot contain itself).
+    Box::pin(async move {
+        let router = &router;
+        let driving = router.view().splits.driving.clone();
+        let _g = router.split_lock.lock().await;
+        let involved = involved_pools(router);
+        let Ok(leases) = take_leases(router, &involved, "a split's move taken over").await else {
+            driving.store(false, Ordering::SeqCst);
+            return;
+        };
+        // The nodes' rings and splits as they are now that no other router changes them.
+        for p in &involved {
+            if let Ok(_guard) = p.rebalance.change_lock.try_lock() {
+                sync_nodes(router, p).await;
+            }
+        }
+        sync_all_locked(router).await;
+        let view = router.view();
+        let moving = view.splits.by_route[ri]
+            .as_ref()
+            .and_then(|s| Some((s.prefix.clone(), s.moving.clone()?)));
+        let Some((prefix, (_, map))) = moving.filter(|(_, (_, m))| m.live() > 0) else {
+            driving.store(false, Ordering::SeqCst);
+            return;
+        };
+        tracing::info!(prefix = %prefix, "taking over a split's move");
+        start_mover(router, ri, map, leases);
+    })
 }
 
 /// Adopts the nodes' splits at `version` from their `record` (this router's percents for
-/// prefixes the record does not list).
+/// prefixes the record does not list); not yet while a moving split's rings are newer than this
+/// router's.
 fn adopt(router: &Router, version: u64, record: &[u8]) {
     let recorded = decode_record(record);
     let view = router.view();
@@ -416,20 +515,27 @@ fn adopt(router: &Router, version: u64, record: &[u8]) {
         let Some(r) = recorded.iter().find(|r| r.prefix == s.prefix.as_bytes()) else {
             continue;
         };
+        let (home, pool) = (&view.pools[s.home].ring, &view.pools[s.pool].ring);
         let moving = match r.from {
-            Some(from) if from != r.percent => match &s.moving {
-                // The same move: keep its arcs' progress.
-                Some((f, m)) if *f == from && s.percent == r.percent => Some((from, m.clone())),
-                _ => {
-                    let (home, pool) = (&view.pools[s.home].ring, &view.pools[s.pool].ring);
-                    let arcs = moves(home, pool, from, r.percent);
-                    Some((from, Arc::new(MigrationMap::new(arcs, Vec::new()))))
+            Some(from) if from != r.percent => {
+                if home.epoch() < r.rings.0 || pool.epoch() < r.rings.1 {
+                    tracing::debug!(version, "the nodes' split moves arcs of newer rings; adopted once this router follows them");
+                    return;
                 }
-            },
+                match &s.moving {
+                    // The same move: keep its arcs' progress.
+                    Some((f, m)) if *f == from && s.percent == r.percent => Some((from, m.clone())),
+                    _ => {
+                        let arcs = moves(home, pool, from, r.percent);
+                        Some((from, Arc::new(MigrationMap::new(arcs, Vec::new()))))
+                    }
+                }
+            }
             _ => None,
         };
         s.percent = r.percent;
         s.moving = moving;
+        s.rings = r.rings;
     }
     router.store_splits(next);
     tracing::info!(version, "following the nodes' splits");

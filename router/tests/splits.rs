@@ -285,3 +285,31 @@ async fn other_routers_follow_the_nodes_split_and_a_stale_one_is_fenced() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_move_whose_router_stops_is_finished_by_another() {
+    const KEYS: usize = 20_000;
+    let p = start(0).await;
+    // The first router moves slowly (100 keys a batch, 200 ms apart), so it stops mid-move.
+    let mut slow = p.config.clone();
+    slow.ring.migration_batch = 100;
+    slow.ring.migration_pause = Duration::from_millis(200);
+    let (first, stop_first) = start_router(slow).await;
+    let mut c = conn(p.router).await;
+    write_keys(&mut c, KEYS).await;
+    let mut c1 = conn(first).await;
+    let r = c1.call(&["RING", "SPLIT", "u:", "30"], T).await.unwrap();
+    assert_eq!(text(&r), "OK");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moving = route(&mut c1).await;
+    assert_ne!(moving["split_moving_from"], "nil", "{moving:?}");
+    drop(c1);
+    drop(stop_first);
+    // The other router takes the move over once the stopped one's leases are gone.
+    wait_settled(&mut c, 30).await;
+    let (on_a, on_b) = (keys_on(&p.a).await, keys_on(&p.b).await);
+    assert_eq!(on_a.len() + on_b.len(), KEYS);
+    let pct = share(on_b.len(), KEYS);
+    assert!((28.0..=32.0).contains(&pct), "{pct}%");
+    read_keys(&mut c, KEYS).await;
+}

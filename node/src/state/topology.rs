@@ -94,14 +94,17 @@ impl NodeTopology {
         self.fenced.load(Relaxed).then(|| self.fences.load())
     }
 
-    /// Installs `fences` unless this node holds a newer version (equal: replaced, so a router
-    /// can push a split's end at the version it started at); refused with the current version.
+    /// Installs `fences` if they are a newer version than this node's (the same fences again
+    /// are accepted: a push repeated); refused with the current version otherwise, so two
+    /// routers' different fences never share a version.
     pub fn set_fences(&self, fences: SplitFences) -> Result<(), u64> {
         // Under the record's lock, as rings are set, so two pushes never interleave.
         let _records = lock(&self.change);
-        let current = self.fences.load().version;
-        if fences.version < current {
-            return Err(current);
+        let current = self.fences.load();
+        if fences.version < current.version
+            || (fences.version == current.version && fences != **current)
+        {
+            return Err(current.version);
         }
         self.fenced.store(!fences.fences.is_empty(), Relaxed);
         self.fences.store(Arc::new(fences));

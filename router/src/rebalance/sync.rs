@@ -337,8 +337,15 @@ pub async fn sync_nodes(router: &Arc<Router>, pool: &Arc<PoolState>) {
             )
         }))
         .await;
-    // The split fences travel with the same look at the nodes.
+    follow_or_push(router, pool, &states).await;
+    // The split fences travel with the same look at the nodes, once the ring is the nodes'.
     crate::split_change::seen(router, pool.index, &states).await;
+}
+
+/// What [`sync_nodes`] does with the nodes' states: follows a newer ring, drops or takes over a
+/// change it follows, or pushes this router's ring to nodes behind.
+async fn follow_or_push(router: &Arc<Router>, pool: &Arc<PoolState>, states: &[NodeSeen<'_>]) {
+    let topo = pool.topology.load_full();
     let ok: Vec<&TopologyState> = states
         .iter()
         .filter_map(|(_, _, r)| r.as_ref().ok())
@@ -367,7 +374,7 @@ pub async fn sync_nodes(router: &Arc<Router>, pool: &Arc<PoolState>) {
         }
         return;
     }
-    push_behind(router, pool, &states).await;
+    push_behind(router, pool, states).await;
 }
 
 /// A node as the sync saw it: address, shard id, its `TOPOLOGY GET`.
