@@ -1,7 +1,7 @@
 //! `ringcache router`: flags, config, bind, then `ringcache_router::run`. SIGHUP re-reads the
 //! config file and applies each pool's membership difference as `RING JOIN`s and `RING LEAVE`s,
-//! one at a time, and each split percent changed in the file as `RING SPLIT`, through the
-//! router's own admin commands.
+//! one at a time, and each split percent or mirror changed in the file as `RING SPLIT` or
+//! `RING MIRROR`, through the router's own admin commands.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ringcache_client::admin::{Admin, RingChange};
+use ringcache_router::pools_config::RouteConfig;
 
 #[derive(clap::Args)]
 pub struct RouterArgs {
@@ -37,7 +38,7 @@ pub async fn run(args: RouterArgs, shutdown: impl Future<Output = ()>) -> Result
         args.config.clone(),
         addr,
         tls.as_ref().map(|t| t.1.clone()),
-        split_percents(&config),
+        config.routes.clone(),
     ));
     ringcache_router::run_listeners(config, listener, tls, shutdown).await?;
     Ok(())
@@ -50,7 +51,7 @@ async fn reload_on_sighup(
     path: PathBuf,
     listen: SocketAddr,
     tls: Option<std::sync::Arc<ringcache_protocol::tls::TlsServer>>,
-    mut splits: Vec<(String, u8)>,
+    mut routes: Vec<RouteConfig>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
@@ -65,7 +66,7 @@ async fn reload_on_sighup(
         if let Some(tls) = &tls {
             reload_tls(&path, tls);
         }
-        match reload(&path, listen, &mut splits).await {
+        match reload(&path, listen, &mut routes).await {
             Ok(done) => tracing::info!(changes = %done, "reload done"),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed"),
         }
@@ -105,21 +106,13 @@ fn local_addr(listen: SocketAddr) -> SocketAddr {
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(500);
 
-/// Each split route's prefix and percent in `config`.
-fn split_percents(config: &ringcache_router::RouterConfig) -> Vec<(String, u8)> {
-    config
-        .routes
-        .iter()
-        .filter_map(|r| r.split.as_ref().map(|s| (r.prefix.clone(), s.percent)))
-        .collect()
-}
-
 /// Re-reads `path` and applies each pool's membership difference: joins first (capacity before
 /// removal), then leaves, each waited for until its keys have moved, pool after pool (`default`
-/// first); then each split whose percent the file changed since it was last read (`splits`: as
-/// read then; a percent changed with `RING SPLIT` stays until the file changes it). Pools the
-/// router did not start with, other route settings and other settings need a restart.
-async fn reload(path: &Path, listen: SocketAddr, splits: &mut Vec<(String, u8)>) -> Result<String> {
+/// first); then each split percent and mirror the file changed since it was last read
+/// (`routes`: as read then; a percent changed with `RING SPLIT` stays until the file changes
+/// it). Pools the router did not start with, added or removed routes and other settings need a
+/// restart.
+async fn reload(path: &Path, listen: SocketAddr, routes: &mut Vec<RouteConfig>) -> Result<String> {
     let config = ringcache_router::load_config(path)
         .with_context(|| format!("invalid router config {}", path.display()))?;
     let addr = local_addr(listen).to_string();
@@ -166,31 +159,58 @@ async fn reload(path: &Path, listen: SocketAddr, splits: &mut Vec<(String, u8)>)
         }
     }
     admin.pool = None;
-    let read = split_percents(&config);
-    for (prefix, percent) in &read {
-        let before = splits.iter().find(|(p, _)| p == prefix).map(|(_, v)| *v);
-        if before.is_none_or(|b| b != *percent) {
-            let pct = percent.to_string();
-            // One split refused (a route added since start-up) does not stop the others.
-            match admin
-                .command(
-                    &["RING", "SPLIT", prefix.as_str(), pct.as_str()],
-                    "RING SPLIT",
-                )
-                .await
+    apply_routes(&mut admin, routes, &config.routes, &mut done).await;
+    *routes = config.routes.clone();
+    if done.is_empty() {
+        return Ok("none: the membership, splits and mirrors already match".to_string());
+    }
+    Ok(done.join(", "))
+}
+
+/// Sends `RING SPLIT` for each split percent and `RING MIRROR` for each mirror that changed
+/// from `before` to `now` (routes matched by prefix); one refused (a route added since
+/// start-up) does not stop the others.
+async fn apply_routes(
+    admin: &mut Admin,
+    before: &[RouteConfig],
+    now: &[RouteConfig],
+    done: &mut Vec<String>,
+) {
+    for r in now {
+        let old = before.iter().find(|b| b.prefix == r.prefix);
+        let mut commands: Vec<(Vec<String>, String)> = Vec::new();
+        if let Some(s) = &r.split {
+            if old
+                .and_then(|o| o.split.as_ref())
+                .is_none_or(|o| o.percent != s.percent)
             {
-                Ok(_) => done.push(format!("split '{prefix}' to {percent}%")),
-                Err(e) => {
-                    tracing::warn!(prefix = %prefix, error = %e, "reload: split not applied")
+                let args = ["RING", "SPLIT", &r.prefix, &s.percent.to_string()].map(String::from);
+                commands.push((
+                    args.to_vec(),
+                    format!("split '{}' to {}%", r.prefix, s.percent),
+                ));
+            }
+        }
+        if old.is_none_or(|o| o.mirror != r.mirror) {
+            let mut args = vec!["RING".to_string(), "MIRROR".into(), r.prefix.clone()];
+            match &r.mirror {
+                None => args.push("OFF".into()),
+                Some(m) => {
+                    args.extend([m.pool.clone(), m.percent.to_string()]);
+                    if m.writes_only {
+                        args.push("WRITES_ONLY".into());
+                    }
                 }
+            }
+            commands.push((args, format!("mirror of '{}' set", r.prefix)));
+        }
+        for (args, what) in commands {
+            match admin.command(&args, "RING").await {
+                Ok(_) => done.push(what),
+                Err(e) => tracing::warn!(route = %r.prefix, error = %e, "reload: not applied"),
             }
         }
     }
-    *splits = read;
-    if done.is_empty() {
-        return Ok("none: the membership and splits already match".to_string());
-    }
-    Ok(done.join(", "))
 }
 
 /// Sends one RING JOIN/LEAVE and waits until its keys have moved (logging progress).

@@ -434,6 +434,9 @@ fn ring(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Slot {
     if &sub[..] == b"split" {
         return ring_split(router, s, a);
     }
+    if &sub[..] == b"mirror" {
+        return Slot::reply(&ring_mirror(router, topo, a), s.proto);
+    }
     // A trailing `POOL <name>` picks the pool (else `default`).
     let (pool, a) = match a.len() {
         n if n >= 4 && a[n - 2].eq_ignore_ascii_case(b"pool") => {
@@ -524,6 +527,52 @@ fn ring_split(router: &Router, s: &Session, a: &[Bytes]) -> Slot {
         let _ = tx.send(Ok(reply.to_bytes(proto)));
     });
     Slot::Forward(rx)
+}
+
+/// `RING MIRROR <prefix> OFF | <pool> <percent> [WRITES_ONLY]`: sets the mirror of the route on
+/// `prefix`, on this router (mirrors are each router's own: nothing is kept on the nodes).
+fn ring_mirror(router: &Router, topo: &View, a: &[Bytes]) -> Reply {
+    const USAGE: &str =
+        "ERR usage: RING MIRROR <prefix> OFF | RING MIRROR <prefix> <pool> <percent> [WRITES_ONLY]";
+    if a.len() < 4 || a.len() > 6 {
+        return Reply::error(USAGE);
+    }
+    let prefix = String::from_utf8_lossy(&a[2]);
+    let Some(r) = topo.routes.list.iter().position(|r| r.prefix == prefix) else {
+        return Reply::Error(format!("ERR no route with prefix '{prefix}'"));
+    };
+    let route = &topo.routes.list[r];
+    let mirror = if a.len() == 4 && a[3].eq_ignore_ascii_case(b"off") {
+        None
+    } else {
+        if a.len() == 4 || (a.len() == 6 && !a[5].eq_ignore_ascii_case(b"writes_only")) {
+            return Reply::error(USAGE);
+        }
+        let name = String::from_utf8_lossy(&a[3]).into_owned();
+        let Some(pool) = router.pool_named(&name) else {
+            return Reply::Error(format!("ERR no pool named '{name}'"));
+        };
+        if name == route.pool || route.split.as_ref().is_some_and(|s| s.pool == name) {
+            return Reply::Error(format!(
+                "ERR '{name}' is the route's own pool or its split's"
+            ));
+        }
+        let Some(percent) = std::str::from_utf8(&a[4])
+            .ok()
+            .and_then(|p| p.parse::<u8>().ok())
+            .filter(|p| *p <= 100)
+        else {
+            return Reply::error("ERR percent must be an integer from 0 to 100");
+        };
+        let config = crate::pools_config::MirrorConfig {
+            pool: name,
+            percent,
+            writes_only: a.len() == 6,
+        };
+        Some((config, pool.index))
+    };
+    router.update_routes(|routes| routes.with_mirror(r, mirror));
+    Reply::OK
 }
 
 /// A membership change request's reply: `+OK` once its epoch is in effect, or the error's text
@@ -634,7 +683,7 @@ fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes])
             topo.routes
                 .list
                 .iter()
-                .zip(&topo.routes.stats)
+                .zip(topo.routes.stats.iter())
                 .zip(&topo.splits.by_route)
                 .map(|((r, st), split)| {
                     let n = |c: &std::sync::atomic::AtomicU64| Reply::Int(c.load(Relaxed) as i64);
@@ -697,6 +746,8 @@ fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes])
                 "    The pool, route and shard owning <key>, the key's 64-bit hash and its {hash tag}.",
                 "ROUTES",
                 "    Every key-prefix route: prefix, pool, ignore_case, its mirror, its split, its counters.",
+                "MIRROR <prefix> OFF|<pool> <percent> [WRITES_ONLY]",
+                "    Set or remove the mirror of the route on <prefix>, on this router.",
                 "SPLIT <prefix> <percent>",
                 "    Send <percent> of the keys of the route on <prefix> to its split's pool; only the keys changing side move, in the background.",
                 "STATUS [POOL <name>]",

@@ -180,7 +180,7 @@ fn pools_and_routes(router: &Router, topo: &crate::pools::View, out: &mut String
             out,
             "# HELP ringcache_route_{name}_total {help}\n# TYPE ringcache_route_{name}_total counter"
         );
-        for (r, stats) in routes.list.iter().zip(&routes.stats) {
+        for (r, stats) in routes.list.iter().zip(routes.stats.iter()) {
             let _ = writeln!(
                 out,
                 "ringcache_route_{name}_total{{route=\"{}\",pool=\"{}\"}} {}",

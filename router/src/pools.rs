@@ -222,29 +222,34 @@ impl Router {
     pub fn store_topology(&self, pool: &PoolState, topo: Arc<Topology>) -> u64 {
         let _g = lock(&self.view_lock.0);
         pool.topology.store(topo);
-        self.rebuild_view(None)
+        self.rebuild_view(None, None)
     }
 
     /// Makes `splits` the live splits and publishes the view with them; returns the view's
     /// generation.
     pub fn store_splits(&self, splits: Splits) -> u64 {
         let _g = lock(&self.view_lock.0);
-        self.rebuild_view(Some(Arc::new(splits)))
+        self.rebuild_view(None, Some(Arc::new(splits)))
     }
 
-    /// Publishes a view of every pool's current topology, with `splits` or the current ones
-    /// (under `view_lock`).
-    fn rebuild_view(&self, splits: Option<Arc<Splits>>) -> u64 {
+    /// Replaces the routes by `change` of the current ones (a mirror changed) and publishes the
+    /// view with them.
+    pub fn update_routes(&self, change: impl FnOnce(&Routes) -> Routes) -> u64 {
+        let _g = lock(&self.view_lock.0);
+        let routes = change(&self.view.load().routes);
+        self.rebuild_view(Some(Arc::new(routes)), None)
+    }
+
+    /// Publishes a view of every pool's current topology, with `routes` and `splits` or the
+    /// current ones (under `view_lock`).
+    fn rebuild_view(&self, routes: Option<Arc<Routes>>, splits: Option<Arc<Splits>>) -> u64 {
         let old = self.view.load();
         let generation = old.generation + 1;
         let pools = self.pools.iter().map(|p| p.topology.load_full()).collect();
+        let routes = routes.unwrap_or_else(|| old.routes.clone());
         let splits = splits.unwrap_or_else(|| old.splits.clone());
-        self.view.store(Arc::new(View::new(
-            generation,
-            pools,
-            old.routes.clone(),
-            splits,
-        )));
+        self.view
+            .store(Arc::new(View::new(generation, pools, routes, splits)));
         generation
     }
 }

@@ -3,7 +3,7 @@
 //! byte tries (exact and ASCII-lowercased) make a lookup cost one step per byte of the longest
 //! prefix, not one comparison per route: a router with 50 routes routes as fast as one with 1.
 
-use crate::pools_config::RouteConfig;
+use crate::pools_config::{MirrorConfig, RouteConfig};
 
 /// Where a key goes: the route that matched (if any) and its pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +24,8 @@ pub struct Routes {
     pools: Vec<usize>,
     /// Each route's mirror: its pool's index, percent, writes only.
     pub mirrors: Vec<Option<(usize, u8, bool)>>,
-    /// Each route's counters.
-    pub stats: Vec<crate::mirror::RouteStats>,
+    /// Each route's counters (kept when a route's mirror changes).
+    pub stats: std::sync::Arc<Vec<crate::mirror::RouteStats>>,
     /// Pools some client's keys go to: `default`, the routes' and the listeners'. The others
     /// are mirrors only, left out of fan-out commands (DBSIZE, KEYS, SCAN count each key once).
     served: Vec<usize>,
@@ -119,7 +119,7 @@ impl Routes {
                     .map(|m| (pool_index(&m.pool), m.percent, m.writes_only))
             })
             .collect();
-        let stats = list.iter().map(|_| Default::default()).collect();
+        let stats = std::sync::Arc::new(list.iter().map(|_| Default::default()).collect());
         Routes {
             list,
             pools,
@@ -128,6 +128,28 @@ impl Routes {
             served,
             exact,
             folded,
+        }
+    }
+
+    /// These routes with route `r`'s mirror replaced by `mirror` (`pool`: the mirror pool's
+    /// index); the counters carry on.
+    pub fn with_mirror(&self, r: usize, mirror: Option<(MirrorConfig, usize)>) -> Routes {
+        let mut list = self.list.clone();
+        let mut mirrors = self.mirrors.clone();
+        if let (Some(route), Some(m)) = (list.get_mut(r), mirrors.get_mut(r)) {
+            *m = mirror
+                .as_ref()
+                .map(|(c, pool)| (*pool, c.percent, c.writes_only));
+            route.mirror = mirror.map(|(c, _)| c);
+        }
+        Routes {
+            list,
+            pools: self.pools.clone(),
+            mirrors,
+            stats: self.stats.clone(),
+            served: self.served.clone(),
+            exact: self.exact.clone(),
+            folded: self.folded.clone(),
         }
     }
 

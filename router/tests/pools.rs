@@ -375,6 +375,65 @@ async fn a_mirror_gets_a_copy_of_the_writes_and_fan_outs_count_keys_once() {
     assert_eq!(text(&c.call(&["FLUSHALL"], T).await.unwrap()), "OK");
     assert!(keys_on(&[&m]).await.is_empty());
     assert!(keys_on(&[&p.a[0], &p.a[1]]).await.is_empty());
+    // RING MIRROR turns the mirror off and on again live; the counters carry on.
+    assert_eq!(
+        text(
+            &c.call(&["RING", "MIRROR", "shop:", "OFF"], T)
+                .await
+                .unwrap()
+        ),
+        "OK"
+    );
+    assert_eq!(
+        text(&c.call(&["SET", "shop:off", "1"], T).await.unwrap()),
+        "OK"
+    );
+    let st = route_stats(&mut c, "shop:").await;
+    assert_eq!(
+        st.iter()
+            .find(|(k, _)| k == "mirror")
+            .map(|(_, v)| v.as_str()),
+        Some("Nil")
+    );
+    let r = c
+        .call(&["RING", "MIRROR", "shop:", "m", "100"], T)
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "OK");
+    assert_eq!(
+        text(&c.call(&["SET", "shop:on", "1"], T).await.unwrap()),
+        "OK"
+    );
+    support::eventually(T, || async {
+        keys_on(&[&m])
+            .await
+            .contains(&"shop:on".to_string())
+            .then_some(())
+    })
+    .await;
+    assert!(!keys_on(&[&m]).await.contains(&"shop:off".to_string()));
+    assert!(stat(&route_stats(&mut c, "shop:").await, "mirrored") > KEYS as u64);
+    for (args, e) in [
+        (
+            vec!["RING", "MIRROR", "nope:", "OFF"],
+            "no route with prefix 'nope:'",
+        ),
+        (
+            vec!["RING", "MIRROR", "shop:", "default", "10"],
+            "the route's own pool",
+        ),
+        (
+            vec!["RING", "MIRROR", "shop:", "m", "101"],
+            "percent must be an integer",
+        ),
+        (
+            vec!["RING", "MIRROR", "shop:", "q", "10"],
+            "no pool named 'q'",
+        ),
+    ] {
+        let got = text(&c.call(&args, T).await.unwrap());
+        assert!(got.contains(e), "{args:?}: {got}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
