@@ -57,6 +57,8 @@ pub struct View {
     pub routes: Arc<Routes>,
     /// The routes' splits at their live percents.
     pub splits: Arc<Splits>,
+    /// Some split is marked moving (the request path looks no further otherwise).
+    split_marked: bool,
 }
 
 impl View {
@@ -72,6 +74,7 @@ impl View {
             bases.push(shards.len());
             shards.extend(t.shards.iter().cloned());
         }
+        let split_marked = splits.by_route.iter().flatten().any(|s| s.moving.is_some());
         View {
             generation,
             pools,
@@ -79,6 +82,7 @@ impl View {
             shards,
             routes,
             splits,
+            split_marked,
         }
     }
 
@@ -153,7 +157,8 @@ impl View {
 
     /// Whether any pool, or any split, is moving arcs.
     pub fn migrating(&self) -> bool {
-        self.pools.iter().any(|t| !t.migrating.is_empty()) || self.splits.moving()
+        self.pools.iter().any(|t| !t.migrating.is_empty())
+            || (self.split_marked && self.splits.moving())
     }
 
     /// The moving arc holding `key` in its pool or its route's split, if it moves.

@@ -157,10 +157,11 @@ impl Splits {
     pub fn record(&self) -> Bytes {
         let mut out = String::new();
         for s in self.by_route.iter().flatten() {
+            // While marked moving, even with every arc emptied: a record pushed later to a node
+            // behind must be the one pushed at the change (its version is the same).
             let from = s
                 .moving
                 .as_ref()
-                .filter(|(_, m)| m.live() > 0)
                 .map_or("-".to_string(), |(f, _)| f.to_string());
             out.push_str(&format!(
                 "{} {from} {} {} {}\n",

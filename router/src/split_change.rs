@@ -49,6 +49,9 @@ const MIGRATE_ARC_TIMEOUT: Duration = Duration::from_secs(20);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// What the leases taken to publish the first version are for.
+const FIRST_FENCES: &str = "the first split fences";
+
 /// A node as read: address, shard id, its `TOPOLOGY GET`.
 pub type Seen<'a> = (&'a str, &'a str, Result<TopologyState, String>);
 
@@ -80,7 +83,16 @@ pub async fn change(
         return Err(busy_pool(p));
     }
     let what = format!("split {name} {percent}%");
-    let leases = take_leases(router, &involved, &what).await?;
+    // A router publishing the first fences holds the leases a moment: wait for it, briefly.
+    let deadline = Instant::now() + CATCH_UP_WAIT;
+    let leases = loop {
+        match take_leases(router, &involved, &what).await {
+            Err(e) if e.contains(FIRST_FENCES) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break other?,
+        }
+    };
     // The cluster's rings and splits, not this router's view of them.
     for p in &involved {
         sync_nodes(router, p).await;
@@ -170,16 +182,38 @@ fn involved_pools(router: &Router) -> Vec<Arc<PoolState>> {
         .collect()
 }
 
-/// The change lease of every pool in `pools`, for `what`.
+/// Leases renewed from the moment they are taken until this is dropped (then given back).
+struct Held {
+    running: Arc<AtomicBool>,
+    /// Set if a renewal found another router holding one: this one was cut off longer than a
+    /// lease lasts, and whatever it guards must stop.
+    lost: Arc<AtomicBool>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The change lease of every pool in `pools`, for `what`, renewed until the result is dropped.
 async fn take_leases(
     router: &Arc<Router>,
     pools: &[Arc<PoolState>],
     what: &str,
-) -> Result<Vec<Lease>, String> {
-    let mut leases = Vec::with_capacity(pools.len());
+) -> Result<Held, String> {
+    let held = Held {
+        running: Arc::new(AtomicBool::new(true)),
+        lost: Arc::new(AtomicBool::new(false)),
+    };
     for p in pools {
         match Lease::take(router, p, what).await {
-            Ok(l) => leases.push(l),
+            Ok(l) => {
+                // Renewed at once: planning, pushing and the quiesce may outlast a lease.
+                let running = held.running.clone();
+                l.on_lost(held.lost.clone())
+                    .keep_while(move || running.load(Ordering::SeqCst));
+            }
             Err(Refused::Busy { what, .. }) => {
                 return Err(format!(
                     "ERR another router's change is in progress: {what}"
@@ -190,39 +224,35 @@ async fn take_leases(
             }
         }
     }
-    Ok(leases)
+    Ok(held)
 }
 
 /// Runs the mover of split `ri`'s change in the background, the leases kept while it runs.
-fn start_mover(router: &Arc<Router>, ri: usize, map: Arc<MigrationMap>, leases: Vec<Lease>) {
-    let running = Arc::new(AtomicBool::new(true));
-    for lease in leases {
-        let r = running.clone();
-        lease.keep_while(move || r.load(Ordering::SeqCst));
-    }
+fn start_mover(router: &Arc<Router>, ri: usize, map: Arc<MigrationMap>, held: Held) {
     let driving = router.view().splits.driving.clone();
     driving.store(true, Ordering::SeqCst);
     let router = router.clone();
     tokio::spawn(async move {
-        drive(&router, ri, &map).await;
+        drive(&router, ri, &map, &held.lost).await;
         driving.store(false, Ordering::SeqCst);
-        running.store(false, Ordering::SeqCst);
+        drop(held);
     });
 }
 
 /// Empties every arc of `map` (one worker per source and target), then publishes the split
 /// without its marks at the next version.
-async fn drive(router: &Arc<Router>, ri: usize, map: &Arc<MigrationMap>) {
+async fn drive(router: &Arc<Router>, ri: usize, map: &Arc<MigrationMap>, lost: &AtomicBool) {
     let Some(prefix) = router.view().splits.by_route[ri]
         .as_ref()
         .map(|s| bytes::Bytes::copy_from_slice(s.prefix.as_bytes()))
     else {
         return;
     };
-    let workers = (0..map.groups().len()).map(|g| move_group(router, map, g, &prefix));
+    let workers = (0..map.groups().len()).map(|g| move_group(router, map, g, &prefix, lost));
     futures::future::join_all(workers).await;
-    if map.live() > 0 {
-        // Stopped with the router: the nodes' record keeps the move for the next one.
+    if map.live() > 0 || lost.load(Ordering::SeqCst) {
+        // Stopped with the router, or another router took the move over: the nodes' record
+        // keeps it for whoever drives it.
         return;
     }
     let _g = router.split_lock.lock().await;
@@ -236,6 +266,14 @@ async fn drive(router: &Arc<Router>, ri: usize, map: &Arc<MigrationMap>) {
             mine = view.splits.version,
             "the nodes' splits moved on during this router's move; not publishing its end"
         );
+        return;
+    }
+    // Only the move this mover drove: never marks of a later one.
+    let same = view.splits.by_route[ri]
+        .as_ref()
+        .and_then(|s| s.moving.as_ref())
+        .is_some_and(|(_, m)| Arc::ptr_eq(m, map));
+    if !same {
         return;
     }
     let mut next = (*view.splits).clone();
@@ -253,7 +291,13 @@ async fn drive(router: &Arc<Router>, ri: usize, map: &Arc<MigrationMap>) {
 }
 
 /// Moves the arcs of one `(from, to)` group, batch after batch, until each is empty.
-async fn move_group(router: &Arc<Router>, map: &MigrationMap, group: usize, prefix: &bytes::Bytes) {
+async fn move_group(
+    router: &Arc<Router>,
+    map: &MigrationMap,
+    group: usize,
+    prefix: &bytes::Bytes,
+    lost: &AtomicBool,
+) {
     let (from, to, arcs) = &map.groups()[group];
     let batch = router.config.ring.migration_batch as u64;
     let pause = router.config.ring.migration_pause;
@@ -263,7 +307,7 @@ async fn move_group(router: &Arc<Router>, map: &MigrationMap, group: usize, pref
     for &index in arcs {
         let arc = &map.arcs()[index];
         while !arc.is_done() {
-            if *stop.borrow() {
+            if *stop.borrow() || lost.load(Ordering::SeqCst) {
                 return;
             }
             // Addresses from the current view: a failover may have replaced a primary.
@@ -422,15 +466,14 @@ async fn seen_locked(router: &Arc<Router>, p: usize, states: &[Seen<'_>]) -> u64
         }
         return max;
     }
-    let mut splits = (*view.splits).clone();
-    let first = mine == 0;
-    if first {
-        if ok().next().is_none() {
-            return max;
+    let splits = &view.splits;
+    if mine == 0 {
+        // A new cluster: the configured percents become the cluster's version 1, under the
+        // leases (two routers never publish two different first versions).
+        if ok().next().is_some() && !splits.driving.swap(true, Ordering::SeqCst) {
+            tokio::spawn(publish_first(router.clone()));
         }
-        // A new cluster: the configured percents become the cluster's, once this pool's nodes
-        // took them (another router's first version, if different, is adopted instead).
-        splits.version = 1;
+        return max;
     }
     let cmd = TopologyCmd::Fence(SplitFences {
         version: splits.version,
@@ -442,19 +485,10 @@ async fn seen_locked(router: &Arc<Router>, p: usize, states: &[Seen<'_>]) -> u64
         .filter(|(_, _, s)| s.as_ref().is_ok_and(|s| s.split_version < splits.version));
     let sends =
         behind.map(|(addr, _, _)| crate::rebalance::node_conn::send_one(router, addr, &cmd));
-    let mut refused = false;
     for r in futures::future::join_all(sends).await {
         if let Err(e) = r {
-            refused = true;
             tracing::debug!(error = %e, "split sync");
         }
-    }
-    if first {
-        if refused {
-            return max;
-        }
-        router.store_splits(splits.clone());
-        tracing::info!("split fences published at version 1");
     }
     // A move whose router stopped renewing its leases: this one takes it over.
     let moving = splits.by_route.iter().enumerate().find_map(|(i, s)| {
@@ -470,6 +504,33 @@ async fn seen_locked(router: &Arc<Router>, p: usize, states: &[Seen<'_>]) -> u64
     max
 }
 
+/// Publishes the configured percents as version 1 to every node of the involved pools, under
+/// the leases, unless a node has a version by then (then it is adopted).
+fn publish_first(router: Arc<Router>) -> futures::future::BoxFuture<'static, ()> {
+    // Boxed, as `take_over`.
+    Box::pin(async move {
+        let router = &router;
+        let driving = router.view().splits.driving.clone();
+        let _g = router.split_lock.lock().await;
+        let involved = involved_pools(router);
+        if let Ok(_held) = take_leases(router, &involved, FIRST_FENCES).await {
+            let nodes_version = sync_all_locked(router).await;
+            let view = router.view();
+            if view.splits.version == 0 && nodes_version == 0 {
+                let mut first = (*view.splits).clone();
+                first.version = 1;
+                let all: Vec<usize> = involved.iter().map(|p| p.index).collect();
+                // A node that missed it gets it from the epoch sync, or the version adopted.
+                if push(router, &first, &all).await.is_empty() {
+                    router.store_splits(first);
+                    tracing::info!("split fences published at version 1");
+                }
+            }
+        }
+        driving.store(false, Ordering::SeqCst);
+    })
+}
+
 /// Drives the move of split `ri` if the leases are free (its router died); gives up if the
 /// nodes no longer record it once they are.
 fn take_over(router: Arc<Router>, ri: usize) -> futures::future::BoxFuture<'static, ()> {
@@ -479,6 +540,12 @@ fn take_over(router: Arc<Router>, ri: usize) -> futures::future::BoxFuture<'stat
         let driving = router.view().splits.driving.clone();
         let _g = router.split_lock.lock().await;
         let involved = involved_pools(router);
+        // A membership change of this router's own holds a pool's lease (a placeholder would
+        // be all a split got): later.
+        if involved.iter().any(|p| p.rebalance.in_progress()) {
+            driving.store(false, Ordering::SeqCst);
+            return;
+        }
         let Ok(leases) = take_leases(router, &involved, "a split's move taken over").await else {
             driving.store(false, Ordering::SeqCst);
             return;

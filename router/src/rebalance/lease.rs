@@ -35,6 +35,8 @@ pub struct Lease {
     addrs: Vec<String>,
     what: String,
     kept: bool,
+    /// Set when a renewal finds another router holding the lease (see [`Lease::on_lost`]).
+    lost: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Why the lease was not granted (as a client error: [`ChangeError`]'s `From`).
@@ -60,6 +62,7 @@ impl Lease {
             addrs: Vec::new(),
             what: what.to_string(),
             kept: false,
+            lost: None,
         };
         // A change of this router holds the lease already and its keeper gives it back: a
         // failover or a re-pointing meanwhile must neither rename nor release it.
@@ -119,6 +122,13 @@ impl Lease {
         }
     }
 
+    /// Sets `flag` if a renewal finds another router holding the lease (this one was cut off
+    /// longer than the lease lasts): the work it guards should stop.
+    pub fn on_lost(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Lease {
+        self.lost = Some(flag);
+        self
+    }
+
     /// Renews the lease every second while `running` says so, then gives it back (checked ten
     /// times a second, so the next change, through any router, need not wait for a renewal).
     pub fn keep_while(mut self, running: impl Fn() -> bool + Send + 'static) {
@@ -143,6 +153,9 @@ impl Lease {
                         Ok(Some(true)) => self.pool.rebalance.cancel_asked_elsewhere(),
                         Err(Refused::Busy { holder, what }) => {
                             tracing::warn!(node = %addr, %holder, %what, "another router took the change lease (this one was cut off longer than its lease)");
+                            if let Some(lost) = &self.lost {
+                                lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
                         }
                         _ => {}
                     }
