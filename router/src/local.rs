@@ -494,18 +494,24 @@ fn ring(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Slot {
     Slot::Forward(rx)
 }
 
+const PERCENT_ERROR: &str = "ERR percent must be an integer from 0 to 100";
+
+/// A percent argument, 0 to 100.
+fn percent_arg(a: &[u8]) -> Option<u8> {
+    std::str::from_utf8(a)
+        .ok()
+        .and_then(|p| p.parse::<u8>().ok())
+        .filter(|p| *p <= 100)
+}
+
 /// `RING SPLIT <prefix> <percent>`: answers once the new percent is in effect (keys move in the
 /// background, see `split_change`).
 fn ring_split(router: &Router, s: &Session, a: &[Bytes]) -> Slot {
     if a.len() != 4 {
         return Slot::error("ERR wrong number of arguments for 'ring|split' command");
     }
-    let Some(percent) = std::str::from_utf8(&a[3])
-        .ok()
-        .and_then(|p| p.parse::<u8>().ok())
-        .filter(|p| *p <= 100)
-    else {
-        return Slot::error("ERR percent must be an integer from 0 to 100");
+    let Some(percent) = percent_arg(&a[3]) else {
+        return Slot::error(PERCENT_ERROR);
     };
     let Some(me) = router.me() else {
         return Slot::error("ERR the router is shutting down");
@@ -557,12 +563,8 @@ fn ring_mirror(router: &Router, topo: &View, a: &[Bytes]) -> Reply {
                 "ERR '{name}' is the route's own pool or its split's"
             ));
         }
-        let Some(percent) = std::str::from_utf8(&a[4])
-            .ok()
-            .and_then(|p| p.parse::<u8>().ok())
-            .filter(|p| *p <= 100)
-        else {
-            return Reply::error("ERR percent must be an integer from 0 to 100");
+        let Some(percent) = percent_arg(&a[4]) else {
+            return Reply::error(PERCENT_ERROR);
         };
         let config = crate::pools_config::MirrorConfig {
             pool: name,

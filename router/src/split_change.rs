@@ -29,14 +29,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringcache_client::Client;
-use ringcache_protocol::wire::{
-    ArcBatch, MigrateArc, SplitFences, Topology as TopologyCmd, TopologyState,
-};
-use ringcache_protocol::Reply;
+use ringcache_protocol::wire::{SplitFences, Topology as TopologyCmd, TopologyState};
 
 use crate::pools::PoolState;
 use crate::rebalance::lease::{Lease, Refused};
-use crate::rebalance::node_conn::connect;
+use crate::rebalance::mover::arc_batch;
 use crate::rebalance::publish::{nodes_of, quiesce};
 use crate::rebalance::sync::sync_nodes;
 use crate::rebalance::MigrationMap;
@@ -45,7 +42,6 @@ use crate::state::Router;
 
 /// How long a request fenced off by a newer split waits for this router to adopt it.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
-const MIGRATE_ARC_TIMEOUT: Duration = Duration::from_secs(20);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -317,26 +313,16 @@ async fn move_group(
                 tokio::time::sleep(MAX_BACKOFF).await;
                 continue;
             };
-            let attempt = async {
-                if conn.as_ref().is_none_or(|c| c.addr() != src.primary) {
-                    conn = Some(connect(router, &src.primary).await?);
-                }
-                let c = conn.as_mut().ok_or("no connection")?;
-                let cmd = MigrateArc {
-                    target: dst.primary.clone(),
-                    arc: arc.arc,
-                    max_keys: batch,
-                    prefix: Some(prefix.clone()),
-                };
-                match c
-                    .call_wire(&cmd, MIGRATE_ARC_TIMEOUT)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
-                    Reply::Error(e) => Err(format!("{}: {e}", src.primary)),
-                    r => ArcBatch::from_reply(&r).map_err(|e| format!("{}: {e}", src.primary)),
-                }
-            };
+            let prefix = Some(prefix.clone());
+            let attempt = arc_batch(
+                router,
+                &mut conn,
+                &src.primary,
+                &dst.primary,
+                arc.arc,
+                batch,
+                prefix,
+            );
             match attempt.await {
                 Ok(b) => {
                     backoff = MIN_BACKOFF;

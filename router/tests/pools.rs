@@ -13,7 +13,7 @@ use ringcache_router::parse_config;
 
 mod support;
 
-use support::{start_router, text, Node, NodeRuntime, Timeouts, T};
+use support::{conn, start_router, text, words, Node, NodeRuntime, Timeouts, T};
 
 const KEYS: usize = 300;
 
@@ -67,16 +67,6 @@ async fn start(extra: &str) -> Pools {
         _stop: stop,
         config,
     }
-}
-
-async fn conn(addr: impl ToString) -> NodeConn {
-    NodeConn::connect(&addr.to_string(), T).await.unwrap()
-}
-
-fn words(w: &[&str]) -> Vec<Bytes> {
-    w.iter()
-        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-        .collect()
 }
 
 /// Every key stored on the nodes at `addrs`.

@@ -14,7 +14,7 @@ use ringcache_router::parse_config;
 
 mod support;
 
-use support::{start_router, text, Node, NodeRuntime, Timeouts, T};
+use support::{conn, start_router, text, words, Node, NodeRuntime, Timeouts, T};
 
 struct Split {
     /// `default` pool nodes a1, a2; pool `b` nodes b1, b2.
@@ -51,16 +51,6 @@ async fn start(percent: u8) -> Split {
         _stop: stop,
         config,
     }
-}
-
-async fn conn(addr: impl ToString) -> NodeConn {
-    NodeConn::connect(&addr.to_string(), T).await.unwrap()
-}
-
-fn words(w: &[&str]) -> Vec<Bytes> {
-    w.iter()
-        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-        .collect()
 }
 
 /// Writes `u:0` .. `u:{n-1}` (value `v<i>`) through `c`.

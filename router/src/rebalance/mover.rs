@@ -286,29 +286,18 @@ async fn move_group(
                 ));
                 return false;
             };
-            let attempt = async {
-                if conn.as_ref().is_none_or(|c| c.addr() != src.primary) {
-                    conn = Some(connect(router, &src.primary).await?);
-                }
-                let c = conn.as_mut().ok_or("no connection")?;
-                let cmd = MigrateArc {
-                    target: dst.primary.clone(),
-                    arc: arc.arc,
-                    max_keys: batch,
-                    prefix: None,
-                };
-                match c
-                    .call_wire(&cmd, MIGRATE_ARC_TIMEOUT)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
-                    Reply::Error(e) => Err(format!("{}: {e}", src.primary)),
-                    r => ArcBatch::from_reply(&r)
-                        .map(|b| (b.moved, b.bytes, b.more))
-                        .map_err(|e| format!("{}: {e}", src.primary)),
-                }
-            };
-            match attempt.await {
+            let attempt = arc_batch(
+                router,
+                &mut conn,
+                &src.primary,
+                &dst.primary,
+                arc.arc,
+                batch,
+                None,
+            )
+            .await
+            .map(|b| (b.moved, b.bytes, b.more));
+            match attempt {
                 Ok((moved, bytes, more)) => {
                     backoff = MOVER_MIN_BACKOFF;
                     rb.counters.keys_moved.fetch_add(moved, Ordering::Relaxed);
@@ -348,6 +337,37 @@ async fn move_group(
         }
     }
     false
+}
+
+/// One `MIGRATE-ARC <target> <arc> <batch> [PREFIX <prefix>]` on `source`, over `conn` (opened,
+/// or reopened when the source changed, here).
+pub(crate) async fn arc_batch(
+    router: &Router,
+    conn: &mut Option<Client>,
+    source: &str,
+    target: &str,
+    arc: ringcache_protocol::ring::Arc,
+    batch: u64,
+    prefix: Option<bytes::Bytes>,
+) -> Result<ArcBatch, String> {
+    if conn.as_ref().is_none_or(|c| c.addr() != source) {
+        *conn = Some(connect(router, source).await?);
+    }
+    let c = conn.as_mut().ok_or("no connection")?;
+    let cmd = MigrateArc {
+        target: target.to_string(),
+        arc,
+        max_keys: batch,
+        prefix,
+    };
+    match c
+        .call_wire(&cmd, MIGRATE_ARC_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Reply::Error(e) => Err(format!("{source}: {e}")),
+        r => ArcBatch::from_reply(&r).map_err(|e| format!("{source}: {e}")),
+    }
 }
 
 #[cfg(test)]

@@ -335,6 +335,20 @@ where
 }
 
 /// A reply as text (bulk, status, error, integer), for assertions and RING STATUS fields.
+/// A client connection to `addr` (a router or a node).
+pub async fn conn(addr: impl ToString) -> ringcache_client::Client {
+    ringcache_client::Client::connect(&addr.to_string(), T)
+        .await
+        .unwrap()
+}
+
+/// A command's arguments from words.
+pub fn words(w: &[&str]) -> Vec<bytes::Bytes> {
+    w.iter()
+        .map(|s| bytes::Bytes::copy_from_slice(s.as_bytes()))
+        .collect()
+}
+
 pub fn text(r: &Reply) -> String {
     match r {
         Reply::Bulk(b) | Reply::Verbatim(b) => String::from_utf8_lossy(b).into_owned(),
