@@ -259,18 +259,8 @@ async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
         let Some((epoch, owner)) = wrongshard(&bytes) else {
             return bytes;
         };
-        // Fenced by a route's split: this router's percents are older (or the node's).
-        if let Some(version) = crate::split_change::fenced_version(&owner) {
-            if retried || !crate::split_change::catch_up(router, version).await {
-                return error_bytes(&format!(
-                    "TRYAGAIN the node's split fences are at version {version}; this router's at {} (another router changed a split)",
-                    router.view().splits.version
-                ));
-            }
-            retried = true;
-            continue;
-        }
-        // The refusing node's pool: the owner it names, else the pool of the first key.
+        // The refusing node's pool: the owner it names, else the pool of the first key (a split
+        // fence names no shard).
         let pool = topo.pool_of_id(&owner).unwrap_or_else(|| {
             job.spec
                 .keys(&job.args)
@@ -281,7 +271,7 @@ async fn run_job(router: &Arc<Router>, job: &Job) -> Bytes {
             return tryagain(epoch, &owner, 0);
         };
         let mine = t.ring.epoch();
-        if retried || !catch_up(router, pool, epoch, mine).await {
+        if retried || !catch_up_refusal(router, pool, epoch, &owner, mine).await {
             return tryagain(epoch, &owner, mine);
         }
         retried = true;
@@ -447,6 +437,11 @@ pub(crate) fn wrongshard(reply: &[u8]) -> Option<(Epoch, String)> {
 }
 
 pub(crate) fn tryagain(epoch: Epoch, owner: &str, mine: Epoch) -> Bytes {
+    if let Some(version) = crate::split_change::fenced_version(owner) {
+        return error_bytes(&format!(
+            "TRYAGAIN the node's split fences are at version {version}, which this router has not caught up with (another router changed a split)"
+        ));
+    }
     error_bytes(&format!(
         "TRYAGAIN the node says shard '{owner}' owns this key at epoch {epoch}; this router routes by epoch {mine} (another router changed membership: give this one the same change)"
     ))
@@ -469,5 +464,6 @@ mod tests {
         );
         assert_eq!(wrongshard(b"+OK\r\n"), None);
         assert!(tryagain(7, "d", 6).starts_with(b"-TRYAGAIN "));
+        assert!(tryagain(7, "split:3", 7).starts_with(b"-TRYAGAIN the node's split fences"));
     }
 }
