@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::clients::Who;
 use crate::frame::FrameScanner;
+use crate::key_prefix::Queued;
 use crate::shard::Shard;
 use crate::state::Router;
 use crate::upstream::{Dialer, UpResult, UpstreamError, UpstreamErrorKind};
@@ -165,6 +166,8 @@ async fn run(
         }
     };
     let mut buf = BytesMut::new();
+    // What a stripped pool's node queued in a transaction on this link (`crate::key_prefix`).
+    let mut queued: Queued = None;
     // The node's name for this connection, so CLIENT UNBLOCK through the router can reach it
     // (one round trip as the connection opens).
     let mut id_req = Req {
@@ -194,7 +197,7 @@ async fn run(
                 // Inside MULTI, a command that never reached the node must still fail the
                 // transaction, as a command the node could not queue does.
                 req.raw = Bytes::from_static(NOT_QUEUED);
-                if exchange(&dialer, &mut sock, &mut buf, &mut req)
+                if exchange(&dialer, &mut sock, &mut buf, &mut req, &mut queued)
                     .await
                     .is_err()
                 {
@@ -203,7 +206,7 @@ async fn run(
                 continue;
             }
         }
-        let mut result = exchange(&dialer, &mut sock, &mut buf, &mut req).await;
+        let mut result = exchange(&dialer, &mut sock, &mut buf, &mut req, &mut queued).await;
         if let (Some(moved), Ok(Some(bytes))) = (&req.moved, &result) {
             if let Some((epoch, owner)) = crate::rebalance::divert::wrongshard(bytes) {
                 let mark = match crate::split_change::fenced_version(&owner) {
@@ -249,7 +252,7 @@ async fn exchange_id(
     req: &mut Req,
 ) -> Result<Option<u64>, ()> {
     req.timeout = Some(Duration::from_secs(10));
-    let reply = exchange(dialer, sock, buf, req)
+    let reply = exchange(dialer, sock, buf, req, &mut None)
         .await
         .map_err(|_| ())?
         .ok_or(())?;
@@ -262,9 +265,16 @@ async fn exchange(
     sock: &mut Stream,
     buf: &mut BytesMut,
     req: &mut Req,
+    queued: &mut Queued,
 ) -> Result<Option<Bytes>, UpstreamError> {
     let lost = |e: std::io::Error| dialer.error(UpstreamErrorKind::Lost(Arc::from(e.to_string())));
-    sock.write_all(&req.raw).await.map_err(lost)?;
+    // A `remove_prefix` pool's node holds the keys without the prefix (`crate::key_prefix`).
+    let mut renamed = dialer.keys().and_then(|k| Some((k, k.request(&req.raw)?)));
+    let raw = renamed
+        .as_ref()
+        .map_or(&req.raw, |(_, (raw, _))| raw)
+        .clone();
+    sock.write_all(&raw).await.map_err(lost)?;
     let deadline = req.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut scanner = FrameScanner::default();
     loop {
@@ -272,7 +282,13 @@ async fn exchange(
             Ok(Some(frame)) if frame.push => {
                 let _ = buf.split_to(frame.len);
             }
-            Ok(Some(frame)) => return Ok(Some(buf.split_to(frame.len).freeze())),
+            Ok(Some(frame)) => {
+                let reply = buf.split_to(frame.len).freeze();
+                return Ok(Some(match renamed.take() {
+                    Some((k, (_, fix))) => k.link_reply(fix, reply, queued),
+                    None => reply,
+                }));
+            }
             Ok(None) => {}
             Err(e) => {
                 return Err(dialer.error(UpstreamErrorKind::Protocol(Arc::from(e.0))));

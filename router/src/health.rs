@@ -312,7 +312,8 @@ async fn failover(
     let Some(index) = topo.shards.iter().position(|s| s.id == shard.id) else {
         return false;
     };
-    let next = Arc::new(router.start_shard(&shard.id, &new_primary, &replicas, shard.weight));
+    let next =
+        Arc::new(router.start_shard(&pool.name, &shard.id, &new_primary, &replicas, shard.weight));
     let published = match topo.with_shard_replaced(index, next) {
         Ok(t) => {
             router.store_topology(pool, Arc::new(t));

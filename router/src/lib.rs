@@ -23,6 +23,7 @@ pub mod frame;
 pub mod health;
 pub mod info;
 pub mod io_threads;
+pub mod key_prefix;
 pub mod l4;
 pub mod local;
 pub mod merge;

@@ -563,6 +563,14 @@ fn ring_mirror(router: &Router, topo: &View, a: &[Bytes]) -> Reply {
                 "ERR '{name}' is the route's own pool or its split's"
             ));
         }
+        // The config's rule (`pools_config`): a pool holding names without a prefix holds
+        // nothing else, and such a route's commands are not copied.
+        let stripped = |r: &crate::pools_config::RouteConfig| r.remove_prefix && r.pool == name;
+        if route.remove_prefix || topo.routes.list.iter().any(stripped) {
+            return Reply::error(
+                "ERR a route removing its prefix, and its pool, take no mirror (remove_prefix)",
+            );
+        }
         let Some(percent) = percent_arg(&a[4]) else {
             return Reply::error(PERCENT_ERROR);
         };
@@ -641,9 +649,10 @@ fn pool_info(pool: &PoolState, sub: &[u8], a: &[Bytes]) -> Reply {
 fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes]) -> Reply {
     match sub {
         b"locate" if a.len() == 3 => {
-            let key = &a[2];
+            let routed = topo.route(&a[2], s.pool);
+            // A `remove_prefix` route's pool holds (and places) the name without the prefix.
+            let key = &a[2][routed.cut.min(a[2].len())..];
             let hash = key_hash(key);
-            let routed = topo.route(key, s.pool);
             let (Some(pool), Some(t)) = (router.pools.get(routed.pool), topo.pools.get(routed.pool))
             else {
                 return Reply::error("ERR no such pool");
@@ -679,6 +688,10 @@ fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes])
                 ),
                 // On the split's side of its route (sent to the split's pool).
                 (Reply::bulk_str("split"), Reply::Int(i64::from(routed.split))),
+                (
+                    Reply::bulk_str("node_key"),
+                    Reply::Bulk(Bytes::copy_from_slice(key)),
+                ),
             ])
         }
         b"routes" if a.len() == 2 => Reply::Array(
@@ -700,6 +713,10 @@ fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes])
                         (
                             Reply::bulk_str("ignore_case"),
                             Reply::Int(i64::from(r.ignore_case)),
+                        ),
+                        (
+                            Reply::bulk_str("remove_prefix"),
+                            Reply::Int(i64::from(r.remove_prefix)),
                         ),
                         (
                             Reply::bulk_str("mirror"),

@@ -19,6 +19,9 @@
 //! # optional: send this share of the route's keys (by key hash) to another pool; the live
 //! # share changes with `RING SPLIT <prefix> <percent>` (this is the share a new cluster starts at)
 //! split = { pool = "canary", percent = 10 }
+//! # optional: the pool's nodes hold the keys without the prefix (`session:42` is `42` there);
+//! # the pool then serves this route alone (no other route, listener, split or mirror uses it)
+//! remove_prefix = false
 //!
 //! [[listener]]
 //! listen = "127.0.0.1:7001"      # clients here go to `pool` when no route matches
@@ -100,6 +103,8 @@ pub struct RouteConfig {
     pub mirror: Option<MirrorConfig>,
     /// Some of its keys go to another pool instead.
     pub split: Option<SplitConfig>,
+    /// Its pool's nodes hold its keys without the prefix (see `crate::key_prefix`).
+    pub remove_prefix: bool,
 }
 
 /// Sends `percent` of a route's keys (those whose hash falls in the lowest `percent` of the
@@ -236,12 +241,6 @@ pub(crate) fn validate(
             .pool
             .ok_or_else(|| ConfigError::invalid(field("pool"), "missing"))?;
         known(field("pool"), &pool)?;
-        if r.remove_prefix == Some(true) {
-            return Err(ConfigError::invalid(
-                field("remove_prefix"),
-                "not supported: keys reach their pool with their full name",
-            ));
-        }
         let ignore_case = r.ignore_case.unwrap_or(false);
         // Two routes the same key would match at the same length: which one wins is unclear.
         let same = |o: &RouteConfig| {
@@ -314,12 +313,32 @@ pub(crate) fn validate(
                 })
             }
         };
+        let remove_prefix = r.remove_prefix.unwrap_or(false);
+        if remove_prefix {
+            let refused = if prefix.is_empty() {
+                Some("the prefix is empty (nothing to remove)")
+            } else if ignore_case {
+                Some("a route removing its prefix matches it exactly (ignore_case = false): the name could not be given back")
+            } else if split.is_some() {
+                Some("a split route keeps its prefix (the nodes fence a split's keys by it)")
+            } else if mirror.is_some() {
+                Some("a route removing its prefix has no mirror")
+            } else if pool == DEFAULT_POOL {
+                Some("the pool is 'default', which holds the keys no route matches")
+            } else {
+                None
+            };
+            if let Some(why) = refused {
+                return Err(ConfigError::invalid(field("remove_prefix"), why));
+            }
+        }
         routes.push(RouteConfig {
             prefix,
             pool,
             ignore_case,
             mirror,
             split,
+            remove_prefix,
         });
     }
     // The nodes fence a split's keys by prefix: a longer route inside it would be fenced too.
@@ -354,6 +373,31 @@ pub(crate) fn validate(
             .ok_or_else(|| ConfigError::invalid(format!("listener[{i}].pool"), "missing"))?;
         known(format!("listener[{i}].pool"), &pool)?;
         listeners.push(ListenerConfig { listen, pool });
+    }
+    // A pool holding names without a prefix holds nothing else: keys of another route or
+    // listener there could not be told apart from them (nor named back in KEYS or SCAN).
+    for (i, r) in routes.iter().enumerate().filter(|(_, r)| r.remove_prefix) {
+        let other = routes.iter().enumerate().find_map(|(j, o)| {
+            let uses = (j != i && o.pool == r.pool)
+                || o.split.as_ref().is_some_and(|s| s.pool == r.pool)
+                || o.mirror.as_ref().is_some_and(|m| m.pool == r.pool);
+            uses.then(|| format!("route[{j}]"))
+        });
+        let other = other.or_else(|| {
+            listeners
+                .iter()
+                .position(|l| l.pool == r.pool)
+                .map(|j| format!("listener[{j}]"))
+        });
+        if let Some(other) = other {
+            return Err(ConfigError::invalid(
+                format!("route[{i}].remove_prefix"),
+                format!(
+                    "pool '{}' would hold this route's keys without their prefix and {other}'s keys too (a pool removing a prefix serves that route alone)",
+                    r.pool
+                ),
+            ));
+        }
     }
     Ok((pools, routes, listeners))
 }
@@ -457,11 +501,57 @@ mod tests {
             "split = { pool = \"s\", percent = 1 }\n[[route]]\nprefix = \"u:vip:\"\npool = \"s\"\n"
         ))
         .starts_with("route[1].prefix: 'u:vip:' lies inside route[0]'s prefix 'u:'"));
-        assert!(err(&route("remove_prefix = true\n"))
-            .starts_with("route[0].remove_prefix: not supported"));
         assert!(err(&route(
             "mirror = { pool = \"s\" }\nsplit = { pool = \"s\", percent = 1 }\n"
         ))
         .starts_with("route[0].split.pool: 's' is the route's mirror pool too"));
+    }
+
+    #[test]
+    fn a_route_removing_its_prefix_has_its_pool_alone() {
+        let pools = "[[pool]]\nname = \"s\"\n[[pool.shard]]\nid = \"s1\"\nprimary = \"127.0.0.1:7101\"\n[[pool]]\nname = \"t\"\n[[pool.shard]]\nid = \"t1\"\nprimary = \"127.0.0.1:7102\"\n";
+        let route = |extra: &str| {
+            format!(
+                "{pools}[[route]]\nprefix = \"u:\"\npool = \"s\"\nremove_prefix = true\n{extra}"
+            )
+        };
+        let c = parse_config(&format!("{BASE}{}", route(""))).unwrap();
+        assert!(c.routes[0].remove_prefix);
+        let refused = |extra: &str, want: &str| {
+            let e = err(&route(extra));
+            assert!(e.starts_with(want), "{e}");
+        };
+        refused(
+            "ignore_case = true\n",
+            "route[0].remove_prefix: a route removing its prefix matches it exactly",
+        );
+        refused(
+            "split = { pool = \"t\", percent = 5 }\n",
+            "route[0].remove_prefix: a split route keeps its prefix",
+        );
+        refused(
+            "mirror = { pool = \"t\" }\n",
+            "route[0].remove_prefix: a route removing its prefix has no mirror",
+        );
+        refused("[[route]]\nprefix = \"v:\"\npool = \"s\"\n", "route[0].remove_prefix: pool 's' would hold this route's keys without their prefix and route[1]'s");
+        refused(
+            "[[route]]\nprefix = \"v:\"\npool = \"default\"\nmirror = { pool = \"s\" }\n",
+            "route[0].remove_prefix: pool 's' would hold",
+        );
+        refused("[[listener]]\nlisten = \"127.0.0.1:7005\"\npool = \"s\"\n", "route[0].remove_prefix: pool 's' would hold this route's keys without their prefix and listener[0]'s");
+        let e = err(&format!(
+            "{pools}[[route]]\nprefix = \"u:\"\npool = \"default\"\nremove_prefix = true\n"
+        ));
+        assert!(
+            e.starts_with("route[0].remove_prefix: the pool is 'default'"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{pools}[[route]]\nprefix = \"\"\npool = \"s\"\nremove_prefix = true\n"
+        ));
+        assert!(
+            e.starts_with("route[0].remove_prefix: the prefix is empty"),
+            "{e}"
+        );
     }
 }

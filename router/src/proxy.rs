@@ -599,6 +599,7 @@ fn send_to_replica(
             start,
             outstanding: Some(crate::upstream::Outstanding::new(&replica.outstanding)),
             patient: false,
+            fix: None,
         },
     );
     // A read caught by a replica's connection breaking is retried once on the primary (reads are

@@ -14,6 +14,9 @@ pub struct Routed {
     pub pool: usize,
     /// The route's split sent the key to its pool (see [`crate::split`]).
     pub split: bool,
+    /// Bytes of the key its pool's nodes do not see (the prefix of a `remove_prefix` route):
+    /// the ring places the rest.
+    pub cut: usize,
 }
 
 /// The routes of a router, compiled for lookup.
@@ -22,6 +25,8 @@ pub struct Routes {
     pub list: Vec<RouteConfig>,
     /// Pool index of each route in `list`.
     pools: Vec<usize>,
+    /// Each route's prefix length if it removes it, else 0.
+    cuts: Vec<usize>,
     /// Each route's mirror: its pool's index, percent, writes only.
     pub mirrors: Vec<Option<(usize, u8, bool)>>,
     /// Each route's counters (kept when a route's mirror changes).
@@ -103,6 +108,10 @@ impl Routes {
             }
         }
         let pools: Vec<usize> = list.iter().map(|r| pool_index(&r.pool)).collect();
+        let cuts = list
+            .iter()
+            .map(|r| if r.remove_prefix { r.prefix.len() } else { 0 })
+            .collect();
         let mut served = vec![0];
         served.extend(pools.iter().chain(listeners).copied());
         served.extend(
@@ -123,6 +132,7 @@ impl Routes {
         Routes {
             list,
             pools,
+            cuts,
             mirrors,
             stats,
             served,
@@ -145,6 +155,7 @@ impl Routes {
         Routes {
             list,
             pools: self.pools.clone(),
+            cuts: self.cuts.clone(),
             mirrors,
             stats: self.stats.clone(),
             served: self.served.clone(),
@@ -176,6 +187,7 @@ impl Routes {
                 route: None,
                 pool: default,
                 split: false,
+                cut: 0,
             };
         }
         let a = self.exact.longest(key, false);
@@ -189,11 +201,13 @@ impl Routes {
                 route: Some(r),
                 pool: self.pools[r],
                 split: false,
+                cut: self.cuts[r],
             },
             None => Routed {
                 route: None,
                 pool: default,
                 split: false,
+                cut: 0,
             },
         }
     }
@@ -210,6 +224,7 @@ mod tests {
             ignore_case,
             mirror: None,
             split: None,
+            remove_prefix: false,
         }
     }
 
@@ -236,7 +251,8 @@ mod tests {
             Routed {
                 route: None,
                 pool: 0,
-                split: false
+                split: false,
+                cut: 0
             }
         );
         assert_eq!(r.route(b"", 7).pool, 7);

@@ -112,6 +112,7 @@ impl Router {
             config.ring.read_from,
             Topology::start(
                 &config,
+                DEFAULT_POOL,
                 config.ring.vnodes,
                 &config.shards,
                 1,
@@ -121,8 +122,8 @@ impl Router {
             .map_err(bad)?,
         ))];
         for (i, p) in config.pools.iter().enumerate() {
-            let topo =
-                Topology::start(&config, p.vnodes, &p.shards, 1, &stop_rx, &io).map_err(bad)?;
+            let topo = Topology::start(&config, &p.name, p.vnodes, &p.shards, 1, &stop_rx, &io)
+                .map_err(bad)?;
             pools.push(Arc::new(PoolState::new(i + 1, &p.name, p.read_from, topo)));
         }
         let index = |name: &str| pools.iter().position(|p| p.name == name).unwrap_or(0);
@@ -196,12 +197,21 @@ impl Router {
 
     /// Starts pools for a shard with this router's settings (failover and joins build shards
     /// after start-up).
-    pub fn start_shard(&self, id: &str, primary: &str, replicas: &[String], weight: u32) -> Shard {
+    /// `pool`: the name of the shard's pool.
+    pub fn start_shard(
+        &self,
+        pool: &str,
+        id: &str,
+        primary: &str,
+        replicas: &[String],
+        weight: u32,
+    ) -> Shard {
         let settings = UpstreamSettings {
             connect_timeout: self.config.connect_timeout,
             request_timeout: self.config.request_timeout,
             connections: self.io.connections_each(self.config.upstream_connections),
             link: self.config.node_link.clone(),
+            keys: crate::key_prefix::for_pool(&self.config.routes, pool),
         };
         Shard::start(
             id,

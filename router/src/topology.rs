@@ -29,6 +29,7 @@ impl Topology {
     /// thread.
     pub fn start(
         config: &RouterConfig,
+        pool: &str,
         vnodes: u32,
         pool_shards: &[ShardConfig],
         epoch: Epoch,
@@ -45,6 +46,7 @@ impl Topology {
             request_timeout: config.request_timeout,
             connections: io.connections_each(config.upstream_connections),
             link: config.node_link.clone(),
+            keys: crate::key_prefix::for_pool(&config.routes, pool),
         };
         let shards = ring
             .shards()

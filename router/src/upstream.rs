@@ -30,6 +30,7 @@ use tracing::Instrument;
 
 use crate::frame::{self, FrameScanner};
 use crate::io_threads::IoThreads;
+use crate::key_prefix::{KeyPrefix, ReplyFix};
 use crate::shard_metrics::ShardMetrics;
 
 /// Why an upstream request failed. Always carries the shard id and address, so the error a client
@@ -132,6 +133,8 @@ pub struct UpRequest {
     /// A script: it may run past `request_timeout` (a busy node still answers it), so its
     /// connection waits for it instead of giving it and every request behind it up.
     pub patient: bool,
+    /// Gives the reply the client's key names back (a `remove_prefix` pool's node).
+    pub fix: Option<Box<ReplyFix>>,
 }
 
 impl UpRequest {
@@ -145,6 +148,7 @@ impl UpRequest {
             start,
             outstanding: None,
             patient: false,
+            fix: None,
         };
         (req, rx)
     }
@@ -183,6 +187,8 @@ pub struct UpstreamSettings {
     pub connections: usize,
     /// What each connection sends before its first request.
     pub link: LinkSpec,
+    /// The prefix this pool's nodes hold keys without (a `remove_prefix` route's pool).
+    pub keys: Option<Arc<KeyPrefix>>,
 }
 
 /// What one shard's connections share: identity, settings, state and metrics.
@@ -372,6 +378,10 @@ impl UpstreamPool {
     }
 
     fn send_on(&self, io: usize, proto: Protocol, client_id: u64, req: UpRequest, slow: bool) {
+        let req = match &self.shared.settings.keys {
+            Some(keys) => renamed(keys, req),
+            None => req,
+        };
         let Some(mine) = self.per_io.get(io) else {
             let _ = req
                 .reply
@@ -581,6 +591,11 @@ impl Dialer {
         &self.0.shard
     }
 
+    /// The prefix this backend holds keys without, if any (see `crate::key_prefix`).
+    pub fn keys(&self) -> Option<&Arc<KeyPrefix>> {
+        self.0.settings.keys.as_ref()
+    }
+
     /// One request on a connection of its own, opened and closed for it (rare requests that
     /// must not queue behind others: CLIENT UNBLOCK).
     pub async fn call_once(&self, raw: Bytes) -> UpResult {
@@ -681,6 +696,16 @@ struct InFlight {
     cmd: u16,
     start: Instant,
     patient: bool,
+    fix: Option<Box<ReplyFix>>,
+}
+
+/// `req` with the key names this pool's nodes hold (see `crate::key_prefix`).
+fn renamed(keys: &KeyPrefix, mut req: UpRequest) -> UpRequest {
+    if let Some((raw, fix)) = keys.request(&req.raw) {
+        req.raw = raw;
+        req.fix = fix.map(Box::new);
+    }
+    req
 }
 
 /// Runs one connected socket: writes queued requests in batches, matches replies in order.
@@ -737,6 +762,7 @@ async fn serve<T: Transport>(
                         cmd: req.cmd,
                         start: req.start,
                         patient: req.patient,
+                        fix: req.fix,
                     });
                 }
                 // Write at once: usually the whole batch fits the socket and no wakeup is needed.
@@ -821,6 +847,10 @@ fn read_replies<T: Transport>(
             now.saturating_duration_since(f.start),
             frame::is_error(&raw),
         );
+        let raw = match (&f.fix, &shared.settings.keys) {
+            (Some(fix), Some(keys)) => keys.reply(fix, raw),
+            _ => raw,
+        };
         let _ = f.reply.send(Ok(raw));
     }
     Ok(())

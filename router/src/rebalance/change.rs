@@ -105,7 +105,9 @@ pub async fn begin(
                 keys,
             });
         }
-        new_shard = Some(Arc::new(router.start_shard(id, primary, replicas, *weight)));
+        new_shard = Some(Arc::new(
+            router.start_shard(&pool.name, id, primary, replicas, *weight),
+        ));
     }
 
     let mut members: Vec<Arc<Shard>> = cur.serving_shards().cloned().collect();

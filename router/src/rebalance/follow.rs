@@ -24,7 +24,7 @@ use crate::topology::Topology;
 /// started at the addresses `place` gives (the nodes' map, the record, this router's config).
 pub(super) fn topology_for(
     router: &Router,
-    _pool: &PoolState,
+    home: &PoolState,
     current: &Topology,
     ring: Ring,
     record: Option<&ChangeRecord>,
@@ -46,7 +46,13 @@ pub(super) fn topology_for(
         let p = place(&spec.id).ok_or_else(|| format!("no address for shard '{}'", spec.id))?;
         let shard = match current.shard_by_id(&spec.id) {
             Some(s) if s.primary == p.primary && s.replicas == p.replicas => s.clone(),
-            _ => Arc::new(router.start_shard(&spec.id, &p.primary, &p.replicas, spec.weight)),
+            _ => Arc::new(router.start_shard(
+                &home.name,
+                &spec.id,
+                &p.primary,
+                &p.replicas,
+                spec.weight,
+            )),
         };
         pool.push(shard);
     }
