@@ -70,6 +70,10 @@ impl KeyPrefix {
         }
     }
 
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
     /// `raw` (one RESP request) as this pool's nodes see it, and how to fix its reply;
     /// `None`: it names no key and its reply none.
     pub fn request(&self, raw: &Bytes) -> Option<(Bytes, Option<ReplyFix>)> {

@@ -2,7 +2,8 @@
 //! A route with `remove_prefix = true`, end to end on real nodes: its pool's nodes hold the
 //! keys without the prefix, every command a client sends with the full names works, replies
 //! that name keys (KEYS, SCAN, RANDOMKEY, blocking pops, LMPOP, XREAD) name them in full, and
-//! the pool changes membership under writes without losing or misplacing a key.
+//! the pool changes membership under writes without losing or misplacing a key, and keyspace
+//! notifications from its nodes name the keys in full.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,8 @@ use bytes::Bytes;
 use ringcache_client::Client as NodeConn;
 use ringcache_protocol::Reply;
 use ringcache_router::parse_config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 mod support;
 
@@ -373,4 +376,107 @@ async fn the_pool_changes_membership_under_writes_and_keeps_every_key() {
     assert!(held.iter().all(|k| !k.starts_with("sess:")));
     assert!(!keys_on(&[&p.spare]).await.is_empty());
     assert!(keys_on(&[&p.a[0], &p.a[1]]).await.is_empty());
+}
+
+fn req(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+fn frame(items: &[&str]) -> String {
+    let mut out = format!("*{}\r\n", items.len());
+    for i in items {
+        out.push_str(&format!("${}\r\n{i}\r\n", i.len()));
+    }
+    out
+}
+
+/// Subscribes a raw connection to the router and reads exactly `confirm`.
+async fn subscriber(router: std::net::SocketAddr, args: &[&str], confirm: &str) -> TcpStream {
+    let mut sock = TcpStream::connect(router).await.unwrap();
+    sock.write_all(&req(args)).await.unwrap();
+    expect(&mut sock, confirm).await;
+    sock
+}
+
+async fn expect(sock: &mut TcpStream, want: &str) {
+    let mut buf = vec![0u8; want.len()];
+    tokio::time::timeout(T, sock.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keyspace_notifications_name_the_clients_keys() {
+    let p = start().await;
+    for n in p.a.iter().chain(&p.s) {
+        let r = conn(n.addr)
+            .await
+            .call(&["CONFIG", "SET", "notify-keyspace-events", "KEA"], T)
+            .await
+            .unwrap();
+        assert_eq!(text(&r), "OK");
+    }
+    let space = "__keyspace@0__:sess:n";
+    let mut sub = subscriber(
+        p.router,
+        &["SUBSCRIBE", space],
+        &format!(
+            "*3\r\n$9\r\nsubscribe\r\n${}\r\n{space}\r\n:1\r\n",
+            space.len()
+        ),
+    )
+    .await;
+    let pattern = "__keyspace@*__:sess:*";
+    let mut psub = subscriber(
+        p.router,
+        &["PSUBSCRIBE", pattern],
+        &format!(
+            "*3\r\n$10\r\npsubscribe\r\n${}\r\n{pattern}\r\n:1\r\n",
+            pattern.len()
+        ),
+    )
+    .await;
+    let event = "__keyevent@0__:set";
+    let mut esub = subscriber(
+        p.router,
+        &["SUBSCRIBE", event],
+        &format!(
+            "*3\r\n$9\r\nsubscribe\r\n${}\r\n{event}\r\n:1\r\n",
+            event.len()
+        ),
+    )
+    .await;
+    let mut c = conn(p.router).await;
+    assert_eq!(
+        text(&c.call(&["SET", "sess:n", "1"], T).await.unwrap()),
+        "OK"
+    );
+    expect(&mut sub, &frame(&["message", space, "set"])).await;
+    expect(
+        &mut psub,
+        &frame(&["pmessage", pattern, "__keyspace@0__:sess:n", "set"]),
+    )
+    .await;
+    expect(&mut esub, &frame(&["message", event, "sess:n"])).await;
+    // A key of the other pool: its own name, and no pattern of this route hears it.
+    assert_eq!(
+        text(&c.call(&["SET", "other:n", "1"], T).await.unwrap()),
+        "OK"
+    );
+    expect(&mut esub, &frame(&["message", event, "other:n"])).await;
+    assert_eq!(
+        text(&c.call(&["SET", "sess:m", "1"], T).await.unwrap()),
+        "OK"
+    );
+    expect(
+        &mut psub,
+        &frame(&["pmessage", pattern, "__keyspace@0__:sess:m", "set"]),
+    )
+    .await;
 }

@@ -10,8 +10,9 @@ use ringcache_protocol::transport::{Stream, Transport};
 use ringcache_protocol::Protocol;
 use tokio::sync::{mpsc, oneshot};
 
-use super::Kind;
+use super::{stripped, Kind};
 use crate::frame::{elements, FrameScanner};
+use crate::key_prefix::KeyPrefix;
 use crate::state::Router;
 
 /// What the hub asks of a link.
@@ -59,7 +60,15 @@ struct Subs {
     waiting: VecDeque<(usize, oneshot::Sender<()>)>,
 }
 
-fn request(cmd: &str, names: &[Bytes]) -> Bytes {
+/// `cmd` for `names`, as the node names them (`stripped`: a `remove_prefix` pool's node).
+fn request(keys: Option<&KeyPrefix>, kind: Kind, cmd: &str, names: &[Bytes]) -> Bytes {
+    let names: Vec<Bytes> = match keys {
+        Some(k) => names
+            .iter()
+            .map(|n| stripped::node_name(k, kind, n))
+            .collect(),
+        None => names.to_vec(),
+    };
     let mut out = BytesMut::new();
     let args = std::iter::once(cmd.as_bytes()).chain(names.iter().map(|n| &n[..]));
     let args: Vec<&[u8]> = args.collect();
@@ -84,7 +93,8 @@ async fn run(router: Weak<Router>, shard: String, mut rx: mpsc::UnboundedReceive
         match dialer.connect(Protocol::Resp2).await {
             Ok(sock) => {
                 backoff = MIN_BACKOFF;
-                if !serve(&router, sock, &mut subs, &mut rx).await {
+                let keys = dialer.keys().cloned();
+                if !serve(&router, sock, &mut subs, &mut rx, keys.as_deref()).await {
                     return;
                 }
             }
@@ -133,6 +143,7 @@ async fn serve(
     mut sock: Stream,
     subs: &mut Subs,
     rx: &mut mpsc::UnboundedReceiver<Ask>,
+    keys: Option<&KeyPrefix>,
 ) -> bool {
     // Everything subscribed before this connection, again.
     let mut out = BytesMut::new();
@@ -141,7 +152,7 @@ async fn serve(
         let names: Vec<Bytes> = subs.names[kind as usize].iter().cloned().collect();
         if !names.is_empty() {
             replay += names.len();
-            out.extend_from_slice(&request(kind.subscribe(), &names));
+            out.extend_from_slice(&request(keys, kind, kind.subscribe(), &names));
         }
     }
     if replay > 0 {
@@ -162,7 +173,7 @@ async fn serve(
             match scanner.next(&buf) {
                 Ok(Some(frame)) => {
                     let raw = buf.split_to(frame.len).freeze();
-                    handle(router, subs, &raw);
+                    handle(router, subs, &raw, keys);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -180,14 +191,18 @@ async fn serve(
                 None => return false,
                 Some(Ask::Subscribe(kind, names, waiter)) => {
                     subs.waiting.push_back((names.len(), waiter));
-                    out.extend_from_slice(&request(kind.subscribe(), &names));
+                    out.extend_from_slice(&request(keys, kind, kind.subscribe(), &names));
                     subs.names[kind as usize].extend(names);
                 }
                 Some(Ask::Unsubscribe(kind, names)) => {
                     for name in &names {
                         subs.names[kind as usize].remove(name);
                     }
-                    out.extend_from_slice(&request(kind.unsubscribe(), &names));
+                    // A stripped node's one pattern stays while any client pattern needs it.
+                    let shared = keys.is_some() && kind == Kind::Pattern;
+                    if !shared || subs.names[kind as usize].is_empty() {
+                        out.extend_from_slice(&request(keys, kind, kind.unsubscribe(), &names));
+                    }
                 }
             },
         }
@@ -195,7 +210,7 @@ async fn serve(
 }
 
 /// One frame from the shard: a message for the hub, or a confirmation.
-fn handle(router: &Weak<Router>, subs: &mut Subs, raw: &Bytes) {
+fn handle(router: &Weak<Router>, subs: &mut Subs, raw: &Bytes, keys: Option<&KeyPrefix>) {
     let Some(parts) = elements(raw) else {
         return;
     };
@@ -213,6 +228,36 @@ fn handle(router: &Weak<Router>, subs: &mut Subs, raw: &Bytes) {
     let Some(router) = router.upgrade() else {
         return;
     };
+    match (kind, keys) {
+        (b"message", Some(k)) => {
+            if let (Some(channel), Some(payload)) = (field(1), field(2)) {
+                let (channel, payload) = stripped::renamed(k, channel, payload);
+                let frame = stripped::message(&channel, &payload);
+                router.pubsub.deliver(Kind::Channel, &channel, &frame);
+            }
+        }
+        (b"pmessage", Some(k)) => {
+            if let (Some(channel), Some(payload)) = (field(2), field(3)) {
+                let (channel, payload) = stripped::renamed(k, channel, payload);
+                for pattern in &subs.names[Kind::Pattern as usize] {
+                    if let Some(frame) = stripped::pmessage(pattern, &channel, &payload) {
+                        router.pubsub.deliver(Kind::Pattern, pattern, &frame);
+                    }
+                }
+            }
+        }
+        _ => handle_plain(&router, subs, kind, raw, &field),
+    }
+}
+
+/// [`handle`] for a frame that names no stored key.
+fn handle_plain<'a>(
+    router: &Router,
+    subs: &mut Subs,
+    kind: &[u8],
+    raw: &Bytes,
+    field: &dyn Fn(usize) -> Option<&'a [u8]>,
+) {
     match kind {
         b"message" => {
             if let Some(channel) = field(1) {

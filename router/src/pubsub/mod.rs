@@ -14,6 +14,7 @@
 
 pub mod commands;
 mod link;
+mod stripped;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

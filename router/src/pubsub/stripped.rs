@@ -1,0 +1,147 @@
+//! Keyspace notifications from a `remove_prefix` pool's nodes (`crate::key_prefix`): they
+//! name the stored keys, so the link to such a node subscribes the stored names and gives each
+//! message the client's names back before the hub delivers it. Only keyspace notifications
+//! reach these nodes (PUBLISH goes to the `default` pool), so every pattern is one node pattern
+//! for all of them, and the router matches the client's patterns on the renamed channel.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use ringcache_protocol::glob;
+
+use super::Kind;
+use crate::key_prefix::KeyPrefix;
+
+/// The node pattern standing for every client pattern on such a link.
+pub(super) const NODE_PATTERN: &[u8] = b"__key*__:*";
+
+const KEYSPACE: &[u8] = b"__keyspace@";
+const KEYEVENT: &[u8] = b"__keyevent@";
+
+/// The byte after `__keyspace@<db>__:` or `__keyevent@<db>__:` in `channel`.
+fn after_db(channel: &[u8], space: &[u8]) -> Option<usize> {
+    let rest = channel.strip_prefix(space)?;
+    let end = rest.windows(3).position(|w| w == b"__:")?;
+    Some(space.len() + end + 3)
+}
+
+/// The name to subscribe on the node for the client's `name`.
+pub(super) fn node_name(keys: &KeyPrefix, kind: Kind, name: &Bytes) -> Bytes {
+    match kind {
+        Kind::Pattern => Bytes::from_static(NODE_PATTERN),
+        Kind::Channel | Kind::Shard => {
+            if let Some(at) = after_db(name, KEYSPACE) {
+                if name[at..].starts_with(keys.prefix()) {
+                    let mut out = BytesMut::with_capacity(name.len());
+                    out.put_slice(&name[..at]);
+                    out.put_slice(&name[at + keys.prefix().len()..]);
+                    return out.freeze();
+                }
+                // Not a key of this pool: a channel nothing is published to here (a key whose
+                // stored name is this one is another client key).
+                let mut out = BytesMut::from(&b"\0ringcache:none:"[..]);
+                out.put_slice(name);
+                return out.freeze();
+            }
+            name.clone()
+        }
+    }
+}
+
+/// A node's `message` (channel, payload) with the client's names: the key in a keyspace
+/// channel, the payload (a key) of a keyevent one.
+pub(super) fn renamed(keys: &KeyPrefix, channel: &[u8], payload: &[u8]) -> (Bytes, Bytes) {
+    let join = |a: &[u8], b: &[u8], c: &[u8]| {
+        let mut out = BytesMut::with_capacity(a.len() + b.len() + c.len());
+        out.put_slice(a);
+        out.put_slice(b);
+        out.put_slice(c);
+        out.freeze()
+    };
+    if let Some(at) = after_db(channel, KEYSPACE) {
+        let channel = join(&channel[..at], keys.prefix(), &channel[at..]);
+        return (channel, Bytes::copy_from_slice(payload));
+    }
+    if after_db(channel, KEYEVENT).is_some() {
+        return (
+            Bytes::copy_from_slice(channel),
+            join(keys.prefix(), payload, b""),
+        );
+    }
+    (
+        Bytes::copy_from_slice(channel),
+        Bytes::copy_from_slice(payload),
+    )
+}
+
+fn put_bulk(out: &mut BytesMut, b: &[u8]) {
+    out.put_u8(b'$');
+    out.put_slice(itoa::Buffer::new().format(b.len()).as_bytes());
+    out.put_slice(b"\r\n");
+    out.put_slice(b);
+    out.put_slice(b"\r\n");
+}
+
+/// A `message` frame (RESP2, as the node sent it).
+pub(super) fn message(channel: &[u8], payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(channel.len() + payload.len() + 32);
+    out.put_slice(b"*3\r\n");
+    put_bulk(&mut out, b"message");
+    put_bulk(&mut out, channel);
+    put_bulk(&mut out, payload);
+    out.freeze()
+}
+
+/// A `pmessage` frame for the client's `pattern`, if it matches the renamed `channel`.
+pub(super) fn pmessage(pattern: &[u8], channel: &[u8], payload: &[u8]) -> Option<Bytes> {
+    if !glob::matches(pattern, channel, false) {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(pattern.len() + channel.len() + payload.len() + 40);
+    out.put_slice(b"*4\r\n");
+    put_bulk(&mut out, b"pmessage");
+    put_bulk(&mut out, pattern);
+    put_bulk(&mut out, channel);
+    put_bulk(&mut out, payload);
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyspace_names_both_ways() {
+        let k = KeyPrefix::new(b"sess:");
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        assert_eq!(
+            node_name(&k, Kind::Channel, &b("__keyspace@0__:sess:a")),
+            b("__keyspace@0__:a")
+        );
+        assert_eq!(
+            node_name(&k, Kind::Channel, &b("__keyspace@0__:other")),
+            b("\0ringcache:none:__keyspace@0__:other")
+        );
+        assert_eq!(
+            node_name(&k, Kind::Channel, &b("__keyevent@0__:set")),
+            b("__keyevent@0__:set")
+        );
+        assert_eq!(
+            node_name(&k, Kind::Pattern, &b("__keyspace@*__:sess:*")),
+            b("__key*__:*")
+        );
+        assert_eq!(
+            renamed(&k, b"__keyspace@0__:a", b"set"),
+            (b("__keyspace@0__:sess:a"), b("set"))
+        );
+        assert_eq!(
+            renamed(&k, b"__keyevent@0__:set", b"a"),
+            (b("__keyevent@0__:set"), b("sess:a"))
+        );
+        assert_eq!(
+            &message(b"c", b"p")[..],
+            b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\np\r\n"
+        );
+        assert!(pmessage(b"__keyspace@*__:sess:*", b"__keyspace@0__:sess:a", b"set").is_some());
+        assert!(pmessage(b"__keyspace@*__:user:*", b"__keyspace@0__:sess:a", b"set").is_none());
+    }
+}
