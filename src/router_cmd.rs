@@ -108,10 +108,11 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// Re-reads `path` and applies each pool's membership difference: joins first (capacity before
 /// removal), then leaves, each waited for until its keys have moved, pool after pool (`default`
-/// first); then each split percent and mirror the file changed since it was last read
-/// (`routes`: as read then; a percent changed with `RING SPLIT` stays until the file changes
-/// it). Pools the router did not start with, added or removed routes and other settings need a
-/// restart.
+/// first); then the routes the file removed or added (`RING ROUTE`: only those moving no key),
+/// and each split percent and mirror the file changed since it was last read (`routes`: as read
+/// then; a percent changed with `RING SPLIT` stays until the file changes it). Pools the router
+/// did not start with, a route's new pool, `ignore_case` or `remove_prefix`, and other settings
+/// need a restart.
 async fn reload(path: &Path, listen: SocketAddr, routes: &mut Vec<RouteConfig>) -> Result<String> {
     let config = ringcache_router::load_config(path)
         .with_context(|| format!("invalid router config {}", path.display()))?;
@@ -159,24 +160,72 @@ async fn reload(path: &Path, listen: SocketAddr, routes: &mut Vec<RouteConfig>) 
         }
     }
     admin.pool = None;
-    apply_routes(&mut admin, routes, &config.routes, &mut done).await;
-    *routes = config.routes.clone();
+    *routes = apply_routes(&mut admin, routes, &config.routes, &mut done).await;
     if done.is_empty() {
-        return Ok("none: the membership, splits and mirrors already match".to_string());
+        return Ok("none: the membership, routes, splits and mirrors already match".to_string());
     }
     Ok(done.join(", "))
 }
 
-/// Sends `RING SPLIT` for each split percent and `RING MIRROR` for each mirror that changed
-/// from `before` to `now` (routes matched by prefix); one refused (a route added since
-/// start-up) does not stop the others.
+/// Sends `RING ROUTE DEL` for each route gone from `before` to `now` and `RING ROUTE ADD` for
+/// each new one (routes matched by prefix), then `RING SPLIT` for each split percent and `RING
+/// MIRROR` for each mirror that changed; one refused does not stop the others. Returns the
+/// routes the router has now: `now`, but a route whose adding was refused left out and one
+/// whose removal was refused kept (the next reload tries them again).
 async fn apply_routes(
     admin: &mut Admin,
     before: &[RouteConfig],
     now: &[RouteConfig],
     done: &mut Vec<String>,
-) {
+) -> Vec<RouteConfig> {
+    let mut kept = now.to_vec();
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let mut changes: Vec<(Vec<String>, String)> = Vec::new();
+    for b in before
+        .iter()
+        .filter(|b| !now.iter().any(|r| r.prefix == b.prefix))
+    {
+        let args = words(&["RING", "ROUTE", "DEL", &b.prefix]);
+        changes.push((args, format!("route '{}' removed", b.prefix)));
+    }
     for r in now {
+        let Some(old) = before.iter().find(|b| b.prefix == r.prefix) else {
+            let mut args = words(&["RING", "ROUTE", "ADD", &r.prefix, &r.pool]);
+            if let Some(s) = &r.split {
+                args.extend(words(&["SPLIT", &s.pool]));
+            }
+            if r.ignore_case || r.remove_prefix {
+                tracing::warn!(route = %r.prefix, "reload: a new route with ignore_case or remove_prefix needs a restart");
+                continue;
+            }
+            changes.push((args, format!("route '{}' added", r.prefix)));
+            continue;
+        };
+        let split_pool = |c: &RouteConfig| c.split.as_ref().map(|s| s.pool.clone());
+        if old.pool != r.pool
+            || old.ignore_case != r.ignore_case
+            || old.remove_prefix != r.remove_prefix
+            || split_pool(old) != split_pool(r)
+        {
+            tracing::warn!(route = %r.prefix, "reload: a route's pool, split pool, ignore_case or remove_prefix changed: not applied (keys change pool through a split)");
+        }
+    }
+    for (args, what) in changes {
+        match admin.command(&args, "RING").await {
+            Ok(_) => done.push(what),
+            Err(e) => {
+                tracing::warn!(route = %args[3], error = %e, "reload: not applied");
+                match before.iter().find(|b| b.prefix == args[3]) {
+                    Some(b) => kept.push(b.clone()),
+                    None => kept.retain(|r| r.prefix != args[3]),
+                }
+            }
+        }
+    }
+    for r in now
+        .iter()
+        .filter(|r| kept.iter().any(|k| k.prefix == r.prefix))
+    {
         let old = before.iter().find(|b| b.prefix == r.prefix);
         let mut commands: Vec<(Vec<String>, String)> = Vec::new();
         if let Some(s) = &r.split {
@@ -211,6 +260,7 @@ async fn apply_routes(
             }
         }
     }
+    kept
 }
 
 /// Sends one RING JOIN/LEAVE and waits until its keys have moved (logging progress).

@@ -36,6 +36,7 @@ pub mod pubsub;
 pub mod rebalance;
 pub mod record;
 pub mod route;
+pub mod route_change;
 pub mod routes;
 pub mod scripts;
 pub mod send;

@@ -437,6 +437,9 @@ fn ring(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Slot {
     if &sub[..] == b"mirror" {
         return Slot::reply(&ring_mirror(router, topo, a), s.proto);
     }
+    if &sub[..] == b"route" {
+        return Slot::reply(&ring_route(router, a), s.proto);
+    }
     // A trailing `POOL <name>` picks the pool (else `default`).
     let (pool, a) = match a.len() {
         n if n >= 4 && a[n - 2].eq_ignore_ascii_case(b"pool") => {
@@ -533,6 +536,30 @@ fn ring_split(router: &Router, s: &Session, a: &[Bytes]) -> Slot {
         let _ = tx.send(Ok(reply.to_bytes(proto)));
     });
     Slot::Forward(rx)
+}
+
+/// `RING ROUTE ADD <prefix> <pool> [SPLIT <pool>] | DEL <prefix>`: adds or removes a route on
+/// this router, if no key changes pool (see `route_change`).
+fn ring_route(router: &Router, a: &[Bytes]) -> Reply {
+    const USAGE: &str =
+        "ERR usage: RING ROUTE ADD <prefix> <pool> [SPLIT <pool>] | RING ROUTE DEL <prefix>";
+    let arg = |i: usize| String::from_utf8_lossy(&a[i]).into_owned();
+    let done = match a.len() {
+        5 | 7 if a[2].eq_ignore_ascii_case(b"add") => {
+            let split = match a.len() {
+                7 if a[5].eq_ignore_ascii_case(b"split") => Some(arg(6)),
+                7 => return Reply::error(USAGE),
+                _ => None,
+            };
+            crate::route_change::add(router, &arg(3), &arg(4), split.as_deref())
+        }
+        4 if a[2].eq_ignore_ascii_case(b"del") => crate::route_change::remove(router, &arg(3)),
+        _ => return Reply::error(USAGE),
+    };
+    match done {
+        Ok(()) => Reply::OK,
+        Err(e) => Reply::Error(e),
+    }
 }
 
 /// `RING MIRROR <prefix> OFF | <pool> <percent> [WRITES_ONLY]`: sets the mirror of the route on
@@ -767,6 +794,8 @@ fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes])
                 "    Every key-prefix route: prefix, pool, ignore_case, its mirror, its split, its counters.",
                 "MIRROR <prefix> OFF|<pool> <percent> [WRITES_ONLY]",
                 "    Set or remove the mirror of the route on <prefix>, on this router.",
+                "ROUTE ADD <prefix> <pool> [SPLIT <pool>] | ROUTE DEL <prefix>",
+                "    Add or remove a route on this router, if no key changes pool (a split at 0% moves keys later).",
                 "SPLIT <prefix> <percent>",
                 "    Send <percent> of the keys of the route on <prefix> to its split's pool; only the keys changing side move, in the background.",
                 "STATUS [POOL <name>]",

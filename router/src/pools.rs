@@ -246,6 +246,12 @@ impl Router {
         self.rebuild_view(Some(Arc::new(routes)), None)
     }
 
+    /// Replaces the routes and the splits together (a route added or removed live).
+    pub fn store_routes(&self, routes: Routes, splits: Splits) -> u64 {
+        let _g = lock(&self.view_lock.0);
+        self.rebuild_view(Some(Arc::new(routes)), Some(Arc::new(splits)))
+    }
+
     /// Publishes a view of every pool's current topology, with `routes` and `splits` or the
     /// current ones (under `view_lock`).
     fn rebuild_view(&self, routes: Option<Arc<Routes>>, splits: Option<Arc<Splits>>) -> u64 {

@@ -3,6 +3,8 @@
 //! byte tries (exact and ASCII-lowercased) make a lookup cost one step per byte of the longest
 //! prefix, not one comparison per route: a router with 50 routes routes as fast as one with 1.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use crate::pools_config::{MirrorConfig, RouteConfig};
 
 /// Where a key goes: the route that matched (if any) and its pool.
@@ -31,6 +33,8 @@ pub struct Routes {
     pub mirrors: Vec<Option<(usize, u8, bool)>>,
     /// Each route's counters (kept when a route's mirror changes).
     pub stats: std::sync::Arc<Vec<crate::mirror::RouteStats>>,
+    /// The `[[listener]]`s' default pools.
+    pub listeners: Vec<usize>,
     /// Pools some client's keys go to: `default`, the routes' and the listeners'. The others
     /// are mirrors only, left out of fan-out commands (DBSIZE, KEYS, SCAN count each key once).
     served: Vec<usize>,
@@ -135,6 +139,7 @@ impl Routes {
             cuts,
             mirrors,
             stats,
+            listeners: listeners.to_vec(),
             served,
             exact,
             folded,
@@ -158,10 +163,30 @@ impl Routes {
             cuts: self.cuts.clone(),
             mirrors,
             stats: self.stats.clone(),
+            listeners: self.listeners.clone(),
             served: self.served.clone(),
             exact: self.exact.clone(),
             folded: self.folded.clone(),
         }
+    }
+
+    /// Routes `list` for the same listeners, each route's counters carried over by prefix.
+    pub fn rebuilt(&self, list: Vec<RouteConfig>, pool_index: impl Fn(&str) -> usize) -> Routes {
+        let next = Routes::new(list, &self.listeners, pool_index);
+        for (r, st) in next.list.iter().zip(next.stats.iter()) {
+            let Some(old) = self.list.iter().position(|o| o.prefix == r.prefix) else {
+                continue;
+            };
+            let from = &self.stats[old];
+            let copy = |a: &std::sync::atomic::AtomicU64, b: &std::sync::atomic::AtomicU64| {
+                a.store(b.load(Relaxed), Relaxed)
+            };
+            copy(&st.requests, &from.requests);
+            copy(&st.mirrored, &from.mirrored);
+            copy(&st.mirror_drops, &from.mirror_drops);
+            copy(&st.mirror_errors, &from.mirror_errors);
+        }
+        next
     }
 
     /// The pool of route `r`.

@@ -73,6 +73,12 @@ pub struct Splits {
     pub by_route: Vec<Option<LiveSplit>>,
     /// Set while a mover of this router drives a change (shared by later versions).
     pub driving: Arc<AtomicBool>,
+    /// Splits the nodes' record has at a percent above 0 (or moving) on prefixes this router
+    /// has no split route for (its config is older or newer than another router's): it cannot
+    /// write their fences, so it publishes no version while there are any.
+    pub foreign: Vec<RecordedSplit>,
+    /// The version and record last adopted from the nodes (a route added live adopts its line).
+    pub adopted: Option<(u64, Bytes)>,
 }
 
 impl Splits {
@@ -98,6 +104,8 @@ impl Splits {
             version: 0,
             by_route,
             driving: Arc::new(AtomicBool::new(false)),
+            foreign: Vec::new(),
+            adopted: None,
         }
     }
 
@@ -352,6 +360,8 @@ mod tests {
                 }),
             ],
             driving: Arc::default(),
+            foreign: Vec::new(),
+            adopted: None,
         };
         assert_eq!(
             decode_record(&s.record()),

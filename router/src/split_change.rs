@@ -95,6 +95,9 @@ pub async fn change(
     }
     let nodes_version = sync_all_locked(router).await;
     let view = router.view();
+    if let Some(f) = view.splits.foreign.first() {
+        return Err(foreign_error(f));
+    }
     if nodes_version > view.splits.version {
         // Their record moves arcs of rings this router has not followed yet.
         return Err(format!(
@@ -165,6 +168,15 @@ pub async fn change(
     quiesce(router, generation, &[caller]).await;
     start_mover(router, ri, map, leases);
     Ok(())
+}
+
+/// Why a router whose routes lack a split of the cluster's changes none.
+fn foreign_error(f: &crate::split::RecordedSplit) -> String {
+    format!(
+        "ERR the cluster splits '{}' at {}%, and this router has no split route for that prefix: give it the route (SIGHUP) first",
+        String::from_utf8_lossy(&f.prefix),
+        f.percent
+    )
 }
 
 /// The pools some split involves, in index order (the order leases are taken in).
@@ -453,6 +465,10 @@ async fn seen_locked(router: &Arc<Router>, p: usize, states: &[Seen<'_>]) -> u64
         return max;
     }
     let splits = &view.splits;
+    if !splits.foreign.is_empty() {
+        // Its fences would leave out a split it has no route for.
+        return max;
+    }
     if mine == 0 {
         // A new cluster: the configured percents become the cluster's version 1, under the
         // leases (two routers never publish two different first versions).
@@ -559,11 +575,18 @@ fn take_over(router: Arc<Router>, ri: usize) -> futures::future::BoxFuture<'stat
 /// Adopts the nodes' splits at `version` from their `record` (this router's percents for
 /// prefixes the record does not list); not yet while a moving split's rings are newer than this
 /// router's.
-fn adopt(router: &Router, version: u64, record: &[u8]) {
+pub(crate) fn adopt(router: &Router, version: u64, record: &[u8]) {
     let recorded = decode_record(record);
     let view = router.view();
     let mut next = (*view.splits).clone();
     next.version = version;
+    next.adopted = Some((version, bytes::Bytes::copy_from_slice(record)));
+    next.foreign = recorded
+        .iter()
+        .filter(|r| r.percent > 0 || r.from.is_some())
+        .filter(|r| next.index_of(&r.prefix).is_none())
+        .cloned()
+        .collect();
     for s in next.by_route.iter_mut().flatten() {
         let Some(r) = recorded.iter().find(|r| r.prefix == s.prefix.as_bytes()) else {
             continue;

@@ -191,3 +191,74 @@ fn sighup_applies_a_split_percent_changed_in_the_file() {
         assert_eq!(c2.cmd(&["GET", k]), bulk(k));
     }
 }
+
+/// SIGHUP after routes were added to and removed from `cluster.toml`: a route added with a
+/// split at 100% to another pool moves its prefix's keys there; a router not reloaded yet
+/// answers those keys with an error, never a stale miss, and follows once reloaded; a removed
+/// route that sent keys where they go anyway is gone.
+#[test]
+fn sighup_adds_and_removes_routes() {
+    let b = [start_node(&[]), start_node(&[])];
+    let b_refs: Vec<&Proc> = b.iter().collect();
+    let pool_only = |route: &str| {
+        let mut t = split_tables(&b_refs, 0);
+        let cut = t.find("[[route]]").unwrap();
+        t.truncate(cut);
+        t.push_str(route);
+        RouterSettings {
+            tables: t,
+            ..RouterSettings::default()
+        }
+    };
+    let before = pool_only("[[route]]\nprefix = \"old:\"\npool = \"default\"\n");
+    let after = pool_only(
+        "[[route]]\nprefix = \"mv:\"\npool = \"default\"\nsplit = { pool = \"b\", percent = 100 }\n",
+    );
+    let cl = Cluster::builder().shards(2).router(before.clone()).start();
+    let r2 = cl.spawn_router(&before);
+    let keys: Vec<String> = (0..2000).map(|i| format!("mv:{i}")).collect();
+    let mut c1 = cl.raw();
+    for k in &keys {
+        assert_eq!(c1.cmd(&["SET", k, k]), ok());
+    }
+    let toml = |r: &RouterProc| {
+        let t = router_toml("127.0.0.1:0", Some("127.0.0.1:0"), &after, &cl.members());
+        std::fs::write(&r.config, t).unwrap();
+        r.proc_.signal("HUP");
+    };
+    toml(cl.router());
+    let mut routes: String;
+    assert_eventually!(
+        {
+            routes = format!("{:?}", c1.cmd(&["RING", "ROUTES"]));
+            routes.contains("Bulk(b\"split_percent\"), Int(100)")
+                && routes.contains("Bulk(b\"split_moving_from\"), Nil")
+                && !routes.contains("old:")
+        },
+        Duration::from_secs(30),
+        "router 1 never applied the routes: {routes}"
+    );
+    let on_b: i64 = b
+        .iter()
+        .map(|n| match n.raw().cmd(&["DBSIZE"]) {
+            Reply::Int(n) => n,
+            other => panic!("DBSIZE: {other:?}"),
+        })
+        .sum();
+    assert_eq!(on_b, keys.len() as i64, "every mv: key moved to pool b");
+    let mut c2 = r2.raw();
+    match c2.cmd(&["GET", &keys[0]]) {
+        Reply::Error(e) => assert!(e.starts_with("TRYAGAIN"), "{e}"),
+        other => panic!("router 2 without the route answered {other:?}"),
+    }
+    toml(&r2);
+    assert_eventually!(
+        c2.cmd(&["GET", &keys[0]]) == bulk(&keys[0]),
+        Duration::from_secs(30),
+        "router 2 never took the route"
+    );
+    for k in &keys {
+        assert_eq!(c1.cmd(&["GET", k]), bulk(k));
+        assert_eq!(c2.cmd(&["GET", k]), bulk(k));
+    }
+}

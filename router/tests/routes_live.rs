@@ -1,0 +1,222 @@
+#![allow(clippy::unwrap_used)]
+//! Routes added and removed live (`RING ROUTE ADD | DEL`), in process on real nodes: a change
+//! that would leave keys in another pool than their route's is refused; keys change pool
+//! through a route added with a split at 0% and raised to 100%, with nothing lost; a router
+//! that lacks the route meanwhile answers an error for those keys rather than a stale miss,
+//! and changes no split until it has the route.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringcache_client::Client as NodeConn;
+use ringcache_protocol::Reply;
+use ringcache_router::parse_config;
+
+mod support;
+
+use support::{conn, start_router, text, words, Node, NodeRuntime, Timeouts, T};
+
+const KEYS: usize = 2_000;
+
+/// `default` pool nodes a1, a2; pool `s` nodes s1, s2; the route `sess:` to `s`, and `extra`.
+fn config(a: &[Node], s: &[Node], extra: &str) -> ringcache_router::RouterConfig {
+    let text = format!(
+        "[router]\nlisten = \"127.0.0.1:0\"\n\
+         [[shard]]\nid = \"a1\"\nprimary = \"{}\"\n[[shard]]\nid = \"a2\"\nprimary = \"{}\"\n\
+         [[pool]]\nname = \"s\"\n\
+         [[pool.shard]]\nid = \"s1\"\nprimary = \"{}\"\n[[pool.shard]]\nid = \"s2\"\nprimary = \"{}\"\n\
+         [[route]]\nprefix = \"sess:\"\npool = \"s\"\n{extra}",
+        a[0].addr, a[1].addr, s[0].addr, s[1].addr
+    );
+    let mut config = parse_config(&text).unwrap();
+    Timeouts::MIGRATION.apply(&mut config);
+    config
+}
+
+async fn keys_on(nodes: &[Node]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in nodes {
+        match conn(n.addr).await.call(&["KEYS", "*"], T).await.unwrap() {
+            Reply::Array(v) => out.extend(v.iter().map(text)),
+            other => panic!("KEYS: {other:?}"),
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn pipeline(c: &mut NodeConn, cmds: Vec<Vec<Bytes>>) -> Vec<Reply> {
+    c.pipeline(&cmds, T).await.unwrap()
+}
+
+async fn write(c: &mut NodeConn, prefix: &str) {
+    let cmds = (0..KEYS)
+        .map(|i| words(&["SET", &format!("{prefix}{i}"), &format!("v{i}")]))
+        .collect();
+    for r in pipeline(c, cmds).await {
+        assert_eq!(text(&r), "OK");
+    }
+}
+
+async fn read_back(c: &mut NodeConn, prefix: &str) {
+    let cmds = (0..KEYS)
+        .map(|i| words(&["GET", &format!("{prefix}{i}")]))
+        .collect();
+    for (i, r) in pipeline(c, cmds).await.iter().enumerate() {
+        assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "{prefix}{i}");
+    }
+}
+
+async fn call(c: &mut NodeConn, args: &[&str]) -> Reply {
+    c.call(args, T).await.unwrap()
+}
+
+fn err_starts(r: &Reply, want: &str) {
+    match r {
+        Reply::Error(e) => assert!(e.starts_with(want), "{e}"),
+        other => panic!("not an error: {other:?}"),
+    }
+}
+
+/// The route on `prefix` as `RING ROUTES` shows it (nil values as "nil"), if there is one.
+async fn route(c: &mut NodeConn, prefix: &str) -> Option<HashMap<String, String>> {
+    let Reply::Array(routes) = call(c, &["RING", "ROUTES"]).await else {
+        panic!("RING ROUTES")
+    };
+    routes.iter().find_map(|r| {
+        let Reply::Array(flat) = r else { return None };
+        let m: HashMap<String, String> = flat
+            .chunks(2)
+            .map(|kv| {
+                let v = match &kv[1] {
+                    Reply::Nil => "nil".to_string(),
+                    other => text(other),
+                };
+                (text(&kv[0]), v)
+            })
+            .collect();
+        (m["prefix"] == prefix).then_some(m)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn routes_change_live_only_where_no_key_changes_pool() {
+    let mut a = Vec::new();
+    let mut s = Vec::new();
+    for _ in 0..2 {
+        a.push(Node::start(0, NodeRuntime::Own).await);
+        s.push(Node::start(0, NodeRuntime::Own).await);
+    }
+    let (router, _stop) = start_router(config(&a, &s, "")).await;
+    let mut c = conn(router).await;
+    write(&mut c, "tmp:").await;
+    write(&mut c, "sess:").await;
+
+    // Routes that send every key where it is now: made.
+    assert_eq!(
+        text(&call(&mut c, &["RING", "ROUTE", "ADD", "x:", "default"]).await),
+        "OK"
+    );
+    assert_eq!(
+        text(&call(&mut c, &["RING", "ROUTE", "ADD", "sess:vip:", "s"]).await),
+        "OK"
+    );
+    assert!(route(&mut c, "sess:vip:").await.is_some());
+    assert_eq!(
+        text(&call(&mut c, &["RING", "ROUTE", "DEL", "x:"]).await),
+        "OK"
+    );
+    assert_eq!(
+        text(&call(&mut c, &["RING", "ROUTE", "DEL", "sess:vip:"]).await),
+        "OK"
+    );
+    assert!(route(&mut c, "x:").await.is_none());
+
+    // Ones that would leave keys behind in their old pool: refused, saying how.
+    let r = call(&mut c, &["RING", "ROUTE", "ADD", "tmp:", "s"]).await;
+    err_starts(&r, "ERR keys under 'tmp:' are in pool 'default' now");
+    let r = call(&mut c, &["RING", "ROUTE", "DEL", "sess:"]).await;
+    err_starts(
+        &r,
+        "ERR without route 'sess:' its keys would go to pool 'default'",
+    );
+    let r = call(&mut c, &["RING", "ROUTE", "ADD", "sess:", "s"]).await;
+    err_starts(&r, "ERR a route with prefix 'sess:' exists");
+    let r = call(&mut c, &["RING", "ROUTE", "ADD", "y:", "nope"]).await;
+    err_starts(&r, "ERR no pool named 'nope'");
+    let r = call(&mut c, &["RING", "ROUTE", "ADD", "y:"]).await;
+    err_starts(&r, "ERR usage: RING ROUTE");
+
+    // Moving tmp: keys to pool s: a route on their pool with a split, raised to 100%.
+    let r = call(
+        &mut c,
+        &["RING", "ROUTE", "ADD", "tmp:", "default", "SPLIT", "s"],
+    )
+    .await;
+    assert_eq!(text(&r), "OK");
+    let m = route(&mut c, "tmp:").await.unwrap();
+    assert_eq!(
+        (m["split"].as_str(), m["split_percent"].as_str()),
+        ("s", "0")
+    );
+    let r = call(&mut c, &["RING", "ROUTE", "ADD", "tmp:x:", "default"]).await;
+    err_starts(&r, "ERR 'tmp:x:' lies inside 'tmp:', which has a split");
+    assert_eq!(
+        text(&call(&mut c, &["RING", "SPLIT", "tmp:", "100"]).await),
+        "OK"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = route(&mut c, "tmp:").await.unwrap();
+        if m["split_moving_from"] == "nil" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still moving: {m:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    read_back(&mut c, "tmp:").await;
+    read_back(&mut c, "sess:").await;
+    assert_eq!(
+        keys_on(&s)
+            .await
+            .iter()
+            .filter(|k| k.starts_with("tmp:"))
+            .count(),
+        KEYS
+    );
+    assert!(keys_on(&a).await.is_empty(), "every key left default");
+    let r = call(&mut c, &["RING", "ROUTE", "DEL", "tmp:"]).await;
+    err_starts(
+        &r,
+        "ERR route 'tmp:' sends 100% of its keys to its split's pool",
+    );
+
+    // A second router whose config lacks tmp: (and has a split route of its own, at 0%).
+    let own =
+        "[[route]]\nprefix = \"ab:\"\npool = \"default\"\nsplit = { pool = \"s\", percent = 0 }\n";
+    let (second, _stop2) = start_router(config(&a, &s, own)).await;
+    let mut c2 = conn(second).await;
+    // Its tmp: requests go to `default`, whose nodes refuse them: an error, never a stale miss.
+    let r = call(&mut c2, &["GET", "tmp:1"]).await;
+    err_starts(&r, "TRYAGAIN");
+    let r = call(&mut c2, &["SET", "tmp:1", "stale"]).await;
+    assert!(matches!(r, Reply::Error(_)), "{r:?}");
+    // It changes no split while the cluster has one it has no route for.
+    let r = call(&mut c2, &["RING", "SPLIT", "ab:", "0"]).await;
+    err_starts(&r, "ERR the cluster splits 'tmp:' at 100%");
+    // Given the route, it takes the cluster's percent at once.
+    let r = call(
+        &mut c2,
+        &["RING", "ROUTE", "ADD", "tmp:", "default", "SPLIT", "s"],
+    )
+    .await;
+    assert_eq!(text(&r), "OK");
+    let m = route(&mut c2, "tmp:").await.unwrap();
+    assert_eq!(m["split_percent"], "100");
+    read_back(&mut c2, "tmp:").await;
+    assert_eq!(
+        text(&call(&mut c2, &["RING", "SPLIT", "ab:", "0"]).await),
+        "OK"
+    );
+}
