@@ -196,6 +196,7 @@ async fn apply_routes(
             }
             if r.ignore_case || r.remove_prefix {
                 tracing::warn!(route = %r.prefix, "reload: a new route with ignore_case or remove_prefix needs a restart");
+                kept.retain(|k| k.prefix != r.prefix);
                 continue;
             }
             changes.push((args, format!("route '{}' added", r.prefix)));

@@ -79,7 +79,15 @@ impl KeyPrefix {
     pub fn request(&self, raw: &Bytes) -> Option<(Bytes, Option<ReplyFix>)> {
         let mut buf = BytesMut::from(&raw[..]);
         let mut args = Vec::new();
-        let mut decoder = RequestDecoder::new(Limits::default(), true);
+        // Decoded once already by the router, under its own limits: none here.
+        let limits = Limits {
+            max_bulk_len: i64::MAX,
+            max_multibulk_len: i64::MAX,
+            max_inline_len: usize::MAX,
+            unauth_max_multibulk_len: i64::MAX,
+            unauth_max_bulk_len: i64::MAX,
+        };
+        let mut decoder = RequestDecoder::new(limits, true);
         decoder.decode_into(&mut buf, &mut args).ok()??;
         let spec = table::lookup(args.first()?)?;
         let mut fix = match spec.name {
@@ -368,17 +376,24 @@ fn residual<'a>(pattern: &'a [u8], prefix: &[u8]) -> Residual<'a> {
     Residual::Exact(&pattern[p..])
 }
 
-/// The end (past its `]`) of the class opening at `open`; `None` if it never closes.
+/// The end (past its `]`) of the class opening at `open`, read as `glob::matches` reads it
+/// (an escape takes two bytes, a range `a-z` three, whatever they are); `None` if it never
+/// closes.
 fn class_end(pattern: &[u8], open: usize) -> Option<usize> {
     let mut i = open + 1;
     if pattern.get(i) == Some(&b'^') {
         i += 1;
     }
     while i < pattern.len() {
-        match pattern[i] {
-            b'\\' => i += 2,
-            b']' => return Some(i + 1),
-            _ => i += 1,
+        let left = pattern.len() - i;
+        if pattern[i] == b'\\' && left >= 2 {
+            i += 2;
+        } else if pattern[i] == b']' {
+            return Some(i + 1);
+        } else if left >= 3 && pattern[i + 1] == b'-' {
+            i += 3;
+        } else {
+            i += 1;
         }
     }
     None
@@ -435,6 +450,11 @@ mod tests {
         assert_eq!(residual(b"user:*", b"sess:"), Residual::Never);
         assert_eq!(residual(b"se", b"sess:"), Residual::Never);
         assert_eq!(residual(b"[^s]*", b"sess:"), Residual::Never);
+        // A range takes three bytes, `]` included, as in Redis's stringmatch.
+        assert_eq!(residual(b"[t-]]ess:*", b"sess:"), Residual::Exact(b"*"));
+        assert_eq!(residual(b"[a-\\]ess:*", b"sess:"), Residual::Never);
+        assert!(glob::matches(b"[t-]]ess:*", b"sess:x", false));
+        assert_eq!(residual(b"[s", b"sess:"), Residual::Any);
         let (raw, fix) = kp().request(&req(&["KEYS", "sess:u*"])).unwrap();
         assert_eq!(raw, req(&["KEYS", "u*"]));
         assert_eq!(fix, Some(ReplyFix::Keys(Bytes::from_static(b"sess:u*"))));

@@ -435,7 +435,7 @@ fn ring(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Slot {
         return ring_split(router, s, a);
     }
     if &sub[..] == b"mirror" {
-        return Slot::reply(&ring_mirror(router, topo, a), s.proto);
+        return Slot::reply(&ring_mirror(router, a), s.proto);
     }
     if &sub[..] == b"route" {
         return Slot::reply(&ring_route(router, a), s.proto);
@@ -564,12 +564,17 @@ fn ring_route(router: &Router, a: &[Bytes]) -> Reply {
 
 /// `RING MIRROR <prefix> OFF | <pool> <percent> [WRITES_ONLY]`: sets the mirror of the route on
 /// `prefix`, on this router (mirrors are each router's own: nothing is kept on the nodes).
-fn ring_mirror(router: &Router, topo: &View, a: &[Bytes]) -> Reply {
+fn ring_mirror(router: &Router, a: &[Bytes]) -> Reply {
     const USAGE: &str =
         "ERR usage: RING MIRROR <prefix> OFF | RING MIRROR <prefix> <pool> <percent> [WRITES_ONLY]";
     if a.len() < 4 || a.len() > 6 {
         return Reply::error(USAGE);
     }
+    // Route indexes shift when a route is added or removed (under the same lock).
+    let Ok(_g) = router.split_lock.try_lock() else {
+        return Reply::error("ERR a split or route change is under way: try again");
+    };
+    let topo = router.view();
     let prefix = String::from_utf8_lossy(&a[2]);
     let Some(r) = topo.routes.list.iter().position(|r| r.prefix == prefix) else {
         return Reply::Error(format!("ERR no route with prefix '{prefix}'"));

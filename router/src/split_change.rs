@@ -173,7 +173,7 @@ pub async fn change(
 /// Why a router whose routes lack a split of the cluster's changes none.
 fn foreign_error(f: &crate::split::RecordedSplit) -> String {
     format!(
-        "ERR the cluster splits '{}' at {}%, and this router has no split route for that prefix: give it the route (SIGHUP) first",
+        "ERR the cluster splits '{}' at {}%, and this router has no split route for that prefix: give it the route with its split first (RING ROUTE ADD ... SPLIT, or SIGHUP with it in the file)",
         String::from_utf8_lossy(&f.prefix),
         f.percent
     )

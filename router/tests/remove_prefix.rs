@@ -479,4 +479,29 @@ async fn keyspace_notifications_name_the_clients_keys() {
         &frame(&["pmessage", pattern, "__keyspace@0__:sess:m", "set"]),
     )
     .await;
+
+    // Plain pub/sub on channels routed to the pool: patterns as written, shard channels
+    // named like keys.
+    let mut chat = subscriber(
+        p.router,
+        &["PSUBSCRIBE", "sess:room*"],
+        "*3\r\n$10\r\npsubscribe\r\n$10\r\nsess:room*\r\n:1\r\n",
+    )
+    .await;
+    let mut shard = subscriber(
+        p.router,
+        &["SSUBSCRIBE", "sess:room"],
+        "*3\r\n$10\r\nssubscribe\r\n$9\r\nsess:room\r\n:1\r\n",
+    )
+    .await;
+    let r = c.call(&["PUBLISH", "sess:room", "hi"], T).await.unwrap();
+    assert_eq!(r, Reply::Int(1));
+    expect(
+        &mut chat,
+        &frame(&["pmessage", "sess:room*", "sess:room", "hi"]),
+    )
+    .await;
+    let r = c.call(&["SPUBLISH", "sess:room", "yo"], T).await.unwrap();
+    assert_eq!(r, Reply::Int(1));
+    expect(&mut shard, &frame(&["smessage", "sess:room", "yo"])).await;
 }

@@ -148,6 +148,11 @@ async fn serve(
     // Everything subscribed before this connection, again.
     let mut out = BytesMut::new();
     let mut replay = 0;
+    if keys.is_some() {
+        // Every keyspace notification of a stripped pool's node, renamed in `handle`.
+        let names = [Bytes::from_static(stripped::NODE_PATTERN)];
+        out.extend_from_slice(&request(None, Kind::Pattern, "PSUBSCRIBE", &names));
+    }
     for kind in Kind::ALL {
         let names: Vec<Bytes> = subs.names[kind as usize].iter().cloned().collect();
         if !names.is_empty() {
@@ -159,6 +164,10 @@ async fn serve(
         // Waiters queued while disconnected were released; these confirmations free no one.
         let (tx, _) = oneshot::channel();
         subs.waiting.push_front((replay, tx));
+    }
+    if keys.is_some() {
+        let (tx, _) = oneshot::channel();
+        subs.waiting.push_front((1, tx));
     }
     let mut buf = BytesMut::new();
     let mut scanner = FrameScanner::default();
@@ -198,9 +207,12 @@ async fn serve(
                     for name in &names {
                         subs.names[kind as usize].remove(name);
                     }
-                    // A stripped node's one pattern stays while any client pattern needs it.
-                    let shared = keys.is_some() && kind == Kind::Pattern;
-                    if !shared || subs.names[kind as usize].is_empty() {
+                    // A stripped node's notification pattern stays as long as the link.
+                    let kept = |n: &Bytes| {
+                        keys.is_some() && kind == Kind::Pattern && n[..] == *stripped::NODE_PATTERN
+                    };
+                    let names: Vec<Bytes> = names.into_iter().filter(|n| !kept(n)).collect();
+                    if !names.is_empty() {
                         out.extend_from_slice(&request(keys, kind, kind.unsubscribe(), &names));
                     }
                 }
@@ -232,12 +244,26 @@ fn handle(router: &Weak<Router>, subs: &mut Subs, raw: &Bytes, keys: Option<&Key
         (b"message", Some(k)) => {
             if let (Some(channel), Some(payload)) = (field(1), field(2)) {
                 let (channel, payload) = stripped::renamed(k, channel, payload);
-                let frame = stripped::message(&channel, &payload);
+                let frame = stripped::message(b"message", &channel, &payload);
                 router.pubsub.deliver(Kind::Channel, &channel, &frame);
             }
         }
+        (b"smessage", Some(k)) => {
+            if let (Some(channel), Some(payload)) = (field(1), field(2)) {
+                let mut name = BytesMut::from(k.prefix());
+                name.extend_from_slice(channel);
+                let frame = stripped::message(b"smessage", &name, payload);
+                router.pubsub.deliver(Kind::Shard, &name, &frame);
+            }
+        }
         (b"pmessage", Some(k)) => {
-            if let (Some(channel), Some(payload)) = (field(2), field(3)) {
+            let (Some(pattern), Some(channel), Some(payload)) = (field(1), field(2), field(3))
+            else {
+                return;
+            };
+            if !stripped::is_notification(channel) {
+                handle_plain(&router, subs, kind, raw, &field);
+            } else if pattern == stripped::NODE_PATTERN {
                 let (channel, payload) = stripped::renamed(k, channel, payload);
                 for pattern in &subs.names[Kind::Pattern as usize] {
                     if let Some(frame) = stripped::pmessage(pattern, &channel, &payload) {
@@ -245,6 +271,8 @@ fn handle(router: &Weak<Router>, subs: &mut Subs, raw: &Bytes, keys: Option<&Key
                     }
                 }
             }
+            // A notification through a client's pattern as written: the node pattern's copy
+            // (renamed) is the one delivered.
         }
         _ => handle_plain(&router, subs, kind, raw, &field),
     }

@@ -1,8 +1,10 @@
-//! Keyspace notifications from a `remove_prefix` pool's nodes (`crate::key_prefix`): they
-//! name the stored keys, so the link to such a node subscribes the stored names and gives each
-//! message the client's names back before the hub delivers it. Only keyspace notifications
-//! reach these nodes (PUBLISH goes to the `default` pool), so every pattern is one node pattern
-//! for all of them, and the router matches the client's patterns on the renamed channel.
+//! Pub/sub on a `remove_prefix` pool's nodes (`crate::key_prefix`). Keyspace notifications
+//! name the stored keys: the link to such a node subscribes keyspace channels by stored name,
+//! and one node pattern for every notification ([`NODE_PATTERN`]), whose messages are renamed
+//! and matched against the client's patterns here; the client's patterns are also subscribed
+//! as written, for PUBLISH on channels routed to this pool (their notifications come through
+//! the node pattern, so are dropped there). Shard channels (SSUBSCRIBE, SPUBLISH) are placed
+//! and named like keys: stored without the prefix.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use ringcache_protocol::glob;
@@ -23,11 +25,20 @@ fn after_db(channel: &[u8], space: &[u8]) -> Option<usize> {
     Some(space.len() + end + 3)
 }
 
+/// Whether `channel` is a keyspace or keyevent notification's.
+pub(super) fn is_notification(channel: &[u8]) -> bool {
+    after_db(channel, KEYSPACE).is_some() || after_db(channel, KEYEVENT).is_some()
+}
+
 /// The name to subscribe on the node for the client's `name`.
 pub(super) fn node_name(keys: &KeyPrefix, kind: Kind, name: &Bytes) -> Bytes {
     match kind {
-        Kind::Pattern => Bytes::from_static(NODE_PATTERN),
-        Kind::Channel | Kind::Shard => {
+        Kind::Pattern => name.clone(),
+        Kind::Shard => match name.strip_prefix(keys.prefix()) {
+            Some(rest) => Bytes::copy_from_slice(rest),
+            None => name.clone(),
+        },
+        Kind::Channel => {
             if let Some(at) = after_db(name, KEYSPACE) {
                 if name[at..].starts_with(keys.prefix()) {
                     let mut out = BytesMut::with_capacity(name.len());
@@ -80,11 +91,11 @@ fn put_bulk(out: &mut BytesMut, b: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-/// A `message` frame (RESP2, as the node sent it).
-pub(super) fn message(channel: &[u8], payload: &[u8]) -> Bytes {
+/// A `message` (or `smessage`) frame (RESP2, as the node sent it).
+pub(super) fn message(kind: &[u8], channel: &[u8], payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(channel.len() + payload.len() + 32);
     out.put_slice(b"*3\r\n");
-    put_bulk(&mut out, b"message");
+    put_bulk(&mut out, kind);
     put_bulk(&mut out, channel);
     put_bulk(&mut out, payload);
     out.freeze()
@@ -127,8 +138,11 @@ mod tests {
         );
         assert_eq!(
             node_name(&k, Kind::Pattern, &b("__keyspace@*__:sess:*")),
-            b("__key*__:*")
+            b("__keyspace@*__:sess:*")
         );
+        assert_eq!(node_name(&k, Kind::Shard, &b("sess:room")), b("room"));
+        assert!(is_notification(b"__keyevent@0__:del"));
+        assert!(!is_notification(b"__keyspace@0_x"));
         assert_eq!(
             renamed(&k, b"__keyspace@0__:a", b"set"),
             (b("__keyspace@0__:sess:a"), b("set"))
@@ -138,7 +152,7 @@ mod tests {
             (b("__keyevent@0__:set"), b("sess:a"))
         );
         assert_eq!(
-            &message(b"c", b"p")[..],
+            &message(b"message", b"c", b"p")[..],
             b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\np\r\n"
         );
         assert!(pmessage(b"__keyspace@*__:sess:*", b"__keyspace@0__:sess:a", b"set").is_some());
