@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringcache_client::Client as NodeConn;
 use ringcache_protocol::Reply;
-use ringcache_router::parse_config;
 
 mod support;
 
-use support::{conn, start_router, text, words, Node, NodeRuntime, Timeouts, T};
+use support::{
+    conn, keys_on, reads_back, set_keys, start_router, text, two_pools, words, Node, NodeRuntime, T,
+};
 
 const KEYS: usize = 300;
 
@@ -30,35 +31,13 @@ struct Pools {
 
 /// Starts the nodes and a router with `extra` appended to its config (routes, listeners).
 async fn start(extra: &str) -> Pools {
-    let mut a = Vec::new();
-    let mut s = Vec::new();
-    for _ in 0..2 {
-        a.push(Node::start(0, NodeRuntime::Own).await);
-        s.push(Node::start(0, NodeRuntime::Own).await);
-    }
+    let routes = "[[route]]\nprefix = \"sess:\"\npool = \"s\"\n\
+         [[route]]\nprefix = \"User:\"\npool = \"s\"\nignore_case = true\n";
+    let (a, s, config) = two_pools("s", &format!("{routes}{extra}")).await;
     let spare = Node::start(0, NodeRuntime::Own).await;
-    let text = format!(
-        "[router]\nlisten = \"127.0.0.1:0\"\n\
-         [[shard]]\nid = \"a1\"\nprimary = \"{}\"\n[[shard]]\nid = \"a2\"\nprimary = \"{}\"\n\
-         [[pool]]\nname = \"s\"\n\
-         [[pool.shard]]\nid = \"s1\"\nprimary = \"{}\"\n[[pool.shard]]\nid = \"s2\"\nprimary = \"{}\"\n\
-         [[route]]\nprefix = \"sess:\"\npool = \"s\"\n\
-         [[route]]\nprefix = \"User:\"\npool = \"s\"\nignore_case = true\n{extra}",
-        a[0].addr, a[1].addr, s[0].addr, s[1].addr
-    );
-    let mut config = parse_config(&text).unwrap();
-    Timeouts::MIGRATION.apply(&mut config);
     let (router, stop) = start_router(config.clone()).await;
     // Every member has its pool's ring at epoch 1 before the test sends keys.
-    for n in a.iter().chain(&s) {
-        let addr = n.addr.to_string();
-        support::eventually(T, || async {
-            let mut c = NodeConn::connect(&addr, T).await.ok()?;
-            let r = c.call(&["TOPOLOGY", "GET"], T).await.ok()?;
-            matches!(&r, Reply::Array(v) if v.first() == Some(&Reply::Int(1))).then_some(())
-        })
-        .await;
-    }
+    support::wait_epoch_one(a.iter().chain(&s)).await;
     Pools {
         a,
         s,
@@ -66,38 +45,6 @@ async fn start(extra: &str) -> Pools {
         router,
         _stop: stop,
         config,
-    }
-}
-
-/// Every key stored on the nodes at `addrs`.
-async fn keys_on(nodes: &[&Node]) -> Vec<String> {
-    let mut out = Vec::new();
-    for n in nodes {
-        match conn(n.addr).await.call(&["KEYS", "*"], T).await.unwrap() {
-            Reply::Array(v) => out.extend(v.iter().map(text)),
-            other => panic!("KEYS: {other:?}"),
-        }
-    }
-    out.sort();
-    out
-}
-
-async fn set_keys(c: &mut NodeConn, prefix: &str) {
-    let cmds: Vec<Vec<Bytes>> = (0..KEYS)
-        .map(|i| words(&["SET", &format!("{prefix}{i}"), &format!("v{i}")]))
-        .collect();
-    for r in c.pipeline(&cmds, T).await.unwrap() {
-        assert_eq!(text(&r), "OK");
-    }
-}
-
-/// Asserts every key `set_keys` wrote under `prefix` reads back through `c`.
-async fn reads_back(c: &mut NodeConn, prefix: &str) {
-    let cmds: Vec<Vec<Bytes>> = (0..KEYS)
-        .map(|i| words(&["GET", &format!("{prefix}{i}")]))
-        .collect();
-    for (i, r) in c.pipeline(&cmds, T).await.unwrap().iter().enumerate() {
-        assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "{prefix}{i}");
     }
 }
 
@@ -125,9 +72,9 @@ async fn wait_migrated(c: &mut NodeConn, pool: &str) -> String {
 async fn routes_keep_each_prefix_on_its_pool_and_commands_span_pools() {
     let p = start("").await;
     let mut c = conn(p.router).await;
-    set_keys(&mut c, "sess:").await;
-    set_keys(&mut c, "user:").await;
-    set_keys(&mut c, "other:").await;
+    set_keys(&mut c, "sess:", KEYS).await;
+    set_keys(&mut c, "user:", KEYS).await;
+    set_keys(&mut c, "other:", KEYS).await;
 
     let on_s = keys_on(&[&p.s[0], &p.s[1]]).await;
     let on_a = keys_on(&[&p.a[0], &p.a[1]]).await;
@@ -208,8 +155,8 @@ async fn routes_keep_each_prefix_on_its_pool_and_commands_span_pools() {
 async fn a_pool_changes_membership_without_touching_the_other() {
     let p = start("").await;
     let mut c = conn(p.router).await;
-    set_keys(&mut c, "sess:").await;
-    set_keys(&mut c, "other:").await;
+    set_keys(&mut c, "sess:", KEYS).await;
+    set_keys(&mut c, "other:", KEYS).await;
     let before_a = keys_on(&[&p.a[0], &p.a[1]]).await;
 
     // A shard joins pool s: only pool s's epoch moves, and only sess: keys move to it.
@@ -236,7 +183,7 @@ async fn a_pool_changes_membership_without_touching_the_other() {
 
     // Every key reads back through the router.
     for prefix in ["sess:", "other:"] {
-        reads_back(&mut c, prefix).await;
+        reads_back(&mut c, prefix, KEYS).await;
     }
 
     // And leaves it again.
@@ -269,7 +216,7 @@ async fn a_listener_gives_its_clients_another_default_pool() {
             .ok()
     })
     .await;
-    set_keys(&mut c, "plain:").await;
+    set_keys(&mut c, "plain:", KEYS).await;
     let on_s = keys_on(&[&p.s[0], &p.s[1]]).await;
     assert_eq!(
         on_s.len(),
@@ -322,7 +269,7 @@ async fn a_mirror_gets_a_copy_of_the_writes_and_fan_outs_count_keys_once() {
     ))
     .await;
     let mut c = conn(p.router).await;
-    set_keys(&mut c, "shop:").await;
+    set_keys(&mut c, "shop:", KEYS).await;
     // Reads are not mirrored (writes_only); they are answered by the route's own pool.
     assert_eq!(
         c.call(&["GET", "shop:3"], T).await.unwrap(),
@@ -498,7 +445,7 @@ async fn a_pool_fails_its_dead_primary_over_on_its_own() {
         .unwrap();
     assert_eq!(text(&r), "OK");
     wait_migrated(&mut c, "s").await;
-    set_keys(&mut c, "sess:").await;
+    set_keys(&mut c, "sess:", KEYS).await;
     let epoch_s = |st: &str| field(st, "epoch").unwrap();
     let before = text(&c.call(&["RING", "STATUS", "POOL", "s"], T).await.unwrap());
     // The replica has every key of s3 before its primary goes.
@@ -530,7 +477,7 @@ async fn a_pool_fails_its_dead_primary_over_on_its_own() {
     let st = text(&c.call(&["RING", "STATUS"], T).await.unwrap());
     assert_eq!(field(&st, "epoch").as_deref(), Some("1"), "{st}");
     // Every key still reads back through the router.
-    reads_back(&mut c, "sess:").await;
+    reads_back(&mut c, "sess:", KEYS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -538,7 +485,7 @@ async fn a_second_router_follows_a_pool_change_made_through_the_first() {
     let p = start("").await;
     let (second, _stop2) = start_router(p.config.clone()).await;
     let mut c = conn(p.router).await;
-    set_keys(&mut c, "sess:").await;
+    set_keys(&mut c, "sess:", KEYS).await;
     let spare = p.spare.addr.to_string();
     let r = c
         .call(&["RING", "JOIN", "s3", &spare, "POOL", "s"], T)
@@ -566,7 +513,7 @@ async fn a_second_router_follows_a_pool_change_made_through_the_first() {
     assert_eq!(nodes.len(), 3);
     // Through the second router, every key reads back while and after the keys move.
     wait_migrated(&mut c, "s").await;
-    reads_back(&mut c2, "sess:").await;
+    reads_back(&mut c2, "sess:", KEYS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -17,24 +17,9 @@ use tokio::net::TcpStream;
 mod support;
 
 use support::{
-    eventually, name_on, start_router, text, wait_no_change, Cluster, NodeRuntime, Timeouts, T,
+    eventually, frame, name_on, raw_expect, req, start_router, text, wait_no_change, Cluster,
+    NodeRuntime, Timeouts, T,
 };
-
-fn req(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    out
-}
-
-fn frame(kind: char, items: &[&str]) -> String {
-    let mut out = format!("{kind}{}\r\n", items.len());
-    for i in items {
-        out.push_str(&format!("${}\r\n{i}\r\n", i.len()));
-    }
-    out
-}
 
 /// A RESP2 (un)subscribe confirmation.
 fn confirm(what: &str, name: &str, count: usize) -> String {
@@ -43,16 +28,6 @@ fn confirm(what: &str, name: &str, count: usize) -> String {
         what.len(),
         name.len()
     )
-}
-
-/// Reads exactly `expect` from a raw connection.
-async fn raw_expect(sock: &mut TcpStream, expect: &str) {
-    let mut buf = vec![0u8; expect.len()];
-    tokio::time::timeout(T, sock.read_exact(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&buf), expect);
 }
 
 async fn two_routers(cl: &Cluster, ids: &[&str]) -> std::net::SocketAddr {

@@ -7,16 +7,16 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use ringcache_client::Client as NodeConn;
 use ringcache_protocol::Reply;
-use ringcache_router::parse_config;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 mod support;
 
-use support::{conn, start_router, text, words, Node, NodeRuntime, Timeouts, T};
+use support::{
+    conn, frame, keys_on, raw_expect, reads_back, req, set_keys, start_router, text, two_pools,
+    Node, NodeRuntime, T,
+};
 
 const KEYS: usize = 300;
 
@@ -30,33 +30,11 @@ struct Cluster {
 }
 
 async fn start() -> Cluster {
-    let mut a = Vec::new();
-    let mut s = Vec::new();
-    for _ in 0..2 {
-        a.push(Node::start(0, NodeRuntime::Own).await);
-        s.push(Node::start(0, NodeRuntime::Own).await);
-    }
+    let route = "[[route]]\nprefix = \"sess:\"\npool = \"s\"\nremove_prefix = true\n";
+    let (a, s, config) = two_pools("s", route).await;
     let spare = Node::start(0, NodeRuntime::Own).await;
-    let text = format!(
-        "[router]\nlisten = \"127.0.0.1:0\"\n\
-         [[shard]]\nid = \"a1\"\nprimary = \"{}\"\n[[shard]]\nid = \"a2\"\nprimary = \"{}\"\n\
-         [[pool]]\nname = \"s\"\n\
-         [[pool.shard]]\nid = \"s1\"\nprimary = \"{}\"\n[[pool.shard]]\nid = \"s2\"\nprimary = \"{}\"\n\
-         [[route]]\nprefix = \"sess:\"\npool = \"s\"\nremove_prefix = true\n",
-        a[0].addr, a[1].addr, s[0].addr, s[1].addr
-    );
-    let mut config = parse_config(&text).unwrap();
-    Timeouts::MIGRATION.apply(&mut config);
     let (router, stop) = start_router(config).await;
-    for n in a.iter().chain(&s) {
-        let addr = n.addr.to_string();
-        support::eventually(T, || async {
-            let mut c = NodeConn::connect(&addr, T).await.ok()?;
-            let r = c.call(&["TOPOLOGY", "GET"], T).await.ok()?;
-            matches!(&r, Reply::Array(v) if v.first() == Some(&Reply::Int(1))).then_some(())
-        })
-        .await;
-    }
+    support::wait_epoch_one(a.iter().chain(&s)).await;
     Cluster {
         a,
         s,
@@ -64,18 +42,6 @@ async fn start() -> Cluster {
         router,
         _stop: stop,
     }
-}
-
-async fn keys_on(nodes: &[&Node]) -> Vec<String> {
-    let mut out = Vec::new();
-    for n in nodes {
-        match conn(n.addr).await.call(&["KEYS", "*"], T).await.unwrap() {
-            Reply::Array(v) => out.extend(v.iter().map(text)),
-            other => panic!("KEYS: {other:?}"),
-        }
-    }
-    out.sort();
-    out
 }
 
 fn sorted(r: Reply) -> Vec<String> {
@@ -93,24 +59,6 @@ fn names(prefix: &str, ids: impl Iterator<Item = usize>) -> Vec<String> {
     out
 }
 
-async fn set_keys(c: &mut NodeConn, prefix: &str) {
-    let cmds: Vec<Vec<Bytes>> = (0..KEYS)
-        .map(|i| words(&["SET", &format!("{prefix}{i}"), &format!("v{i}")]))
-        .collect();
-    for r in c.pipeline(&cmds, T).await.unwrap() {
-        assert_eq!(text(&r), "OK");
-    }
-}
-
-async fn reads_back(c: &mut NodeConn, prefix: &str) {
-    let cmds: Vec<Vec<Bytes>> = (0..KEYS)
-        .map(|i| words(&["GET", &format!("{prefix}{i}")]))
-        .collect();
-    for (i, r) in c.pipeline(&cmds, T).await.unwrap().iter().enumerate() {
-        assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "{prefix}{i}");
-    }
-}
-
 /// A map reply's field (RESP2 flattens maps to pairs).
 fn get(r: &Reply, name: &str) -> Option<String> {
     let Reply::Array(m) = r else {
@@ -125,8 +73,8 @@ fn get(r: &Reply, name: &str) -> Option<String> {
 async fn the_pool_holds_names_without_the_prefix_and_clients_see_them_whole() {
     let p = start().await;
     let mut c = conn(p.router).await;
-    set_keys(&mut c, "sess:").await;
-    set_keys(&mut c, "other:").await;
+    set_keys(&mut c, "sess:", KEYS).await;
+    set_keys(&mut c, "other:", KEYS).await;
 
     // Stored without the prefix, spread over both shards; the other pool untouched.
     assert_eq!(
@@ -136,8 +84,8 @@ async fn the_pool_holds_names_without_the_prefix_and_clients_see_them_whole() {
     );
     assert!(!keys_on(&[&p.s[0]]).await.is_empty() && !keys_on(&[&p.s[1]]).await.is_empty());
     assert_eq!(keys_on(&[&p.a[0], &p.a[1]]).await, names("other:", 0..KEYS));
-    reads_back(&mut c, "sess:").await;
-    reads_back(&mut c, "other:").await;
+    reads_back(&mut c, "sess:", KEYS).await;
+    reads_back(&mut c, "other:", KEYS).await;
 
     // RING LOCATE names the shard holding the bare name, and the name.
     let r = c.call(&["RING", "LOCATE", "sess:7"], T).await.unwrap();
@@ -322,7 +270,7 @@ impl ArrayLen for Reply {
 async fn the_pool_changes_membership_under_writes_and_keeps_every_key() {
     let p = start().await;
     let mut c = conn(p.router).await;
-    set_keys(&mut c, "sess:").await;
+    set_keys(&mut c, "sess:", KEYS).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // One writer of its own keys in the pool during the join and the leave (bounded in count).
     let writer = {
@@ -367,7 +315,7 @@ async fn the_pool_changes_membership_under_writes_and_keeps_every_key() {
     for (k, v) in &acked {
         assert_eq!(text(&c.call(&["GET", k], T).await.unwrap()), *v, "{k}");
     }
-    reads_back(&mut c, "sess:").await;
+    reads_back(&mut c, "sess:", KEYS).await;
     // s1 left with nothing; the others hold bare names only, each on its owner (a GET of every
     // key above went to the owner the router computes from the bare name and found it).
     assert!(keys_on(&[&p.s[0]]).await.is_empty());
@@ -378,37 +326,12 @@ async fn the_pool_changes_membership_under_writes_and_keeps_every_key() {
     assert!(keys_on(&[&p.a[0], &p.a[1]]).await.is_empty());
 }
 
-fn req(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    out
-}
-
-fn frame(items: &[&str]) -> String {
-    let mut out = format!("*{}\r\n", items.len());
-    for i in items {
-        out.push_str(&format!("${}\r\n{i}\r\n", i.len()));
-    }
-    out
-}
-
 /// Subscribes a raw connection to the router and reads exactly `confirm`.
 async fn subscriber(router: std::net::SocketAddr, args: &[&str], confirm: &str) -> TcpStream {
     let mut sock = TcpStream::connect(router).await.unwrap();
     sock.write_all(&req(args)).await.unwrap();
-    expect(&mut sock, confirm).await;
+    raw_expect(&mut sock, confirm).await;
     sock
-}
-
-async fn expect(sock: &mut TcpStream, want: &str) {
-    let mut buf = vec![0u8; want.len()];
-    tokio::time::timeout(T, sock.read_exact(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&buf), want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -457,26 +380,26 @@ async fn keyspace_notifications_name_the_clients_keys() {
         text(&c.call(&["SET", "sess:n", "1"], T).await.unwrap()),
         "OK"
     );
-    expect(&mut sub, &frame(&["message", space, "set"])).await;
-    expect(
+    raw_expect(&mut sub, &frame('*', &["message", space, "set"])).await;
+    raw_expect(
         &mut psub,
-        &frame(&["pmessage", pattern, "__keyspace@0__:sess:n", "set"]),
+        &frame('*', &["pmessage", pattern, "__keyspace@0__:sess:n", "set"]),
     )
     .await;
-    expect(&mut esub, &frame(&["message", event, "sess:n"])).await;
+    raw_expect(&mut esub, &frame('*', &["message", event, "sess:n"])).await;
     // A key of the other pool: its own name, and no pattern of this route hears it.
     assert_eq!(
         text(&c.call(&["SET", "other:n", "1"], T).await.unwrap()),
         "OK"
     );
-    expect(&mut esub, &frame(&["message", event, "other:n"])).await;
+    raw_expect(&mut esub, &frame('*', &["message", event, "other:n"])).await;
     assert_eq!(
         text(&c.call(&["SET", "sess:m", "1"], T).await.unwrap()),
         "OK"
     );
-    expect(
+    raw_expect(
         &mut psub,
-        &frame(&["pmessage", pattern, "__keyspace@0__:sess:m", "set"]),
+        &frame('*', &["pmessage", pattern, "__keyspace@0__:sess:m", "set"]),
     )
     .await;
 
@@ -496,12 +419,12 @@ async fn keyspace_notifications_name_the_clients_keys() {
     .await;
     let r = c.call(&["PUBLISH", "sess:room", "hi"], T).await.unwrap();
     assert_eq!(r, Reply::Int(1));
-    expect(
+    raw_expect(
         &mut chat,
-        &frame(&["pmessage", "sess:room*", "sess:room", "hi"]),
+        &frame('*', &["pmessage", "sess:room*", "sess:room", "hi"]),
     )
     .await;
     let r = c.call(&["SPUBLISH", "sess:room", "yo"], T).await.unwrap();
     assert_eq!(r, Reply::Int(1));
-    expect(&mut shard, &frame(&["smessage", "sess:room", "yo"])).await;
+    raw_expect(&mut shard, &frame('*', &["smessage", "sess:room", "yo"])).await;
 }

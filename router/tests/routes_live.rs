@@ -8,65 +8,18 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use ringcache_client::Client as NodeConn;
 use ringcache_protocol::Reply;
-use ringcache_router::parse_config;
 
 mod support;
 
-use support::{conn, start_router, text, words, Node, NodeRuntime, Timeouts, T};
+use support::{
+    conn, keys_on, reads_back, set_keys, start_router, text, two_pools, two_pools_config, T,
+};
 
 const KEYS: usize = 2_000;
-
-/// `default` pool nodes a1, a2; pool `s` nodes s1, s2; the route `sess:` to `s`, and `extra`.
-fn config(a: &[Node], s: &[Node], extra: &str) -> ringcache_router::RouterConfig {
-    let text = format!(
-        "[router]\nlisten = \"127.0.0.1:0\"\n\
-         [[shard]]\nid = \"a1\"\nprimary = \"{}\"\n[[shard]]\nid = \"a2\"\nprimary = \"{}\"\n\
-         [[pool]]\nname = \"s\"\n\
-         [[pool.shard]]\nid = \"s1\"\nprimary = \"{}\"\n[[pool.shard]]\nid = \"s2\"\nprimary = \"{}\"\n\
-         [[route]]\nprefix = \"sess:\"\npool = \"s\"\n{extra}",
-        a[0].addr, a[1].addr, s[0].addr, s[1].addr
-    );
-    let mut config = parse_config(&text).unwrap();
-    Timeouts::MIGRATION.apply(&mut config);
-    config
-}
-
-async fn keys_on(nodes: &[Node]) -> Vec<String> {
-    let mut out = Vec::new();
-    for n in nodes {
-        match conn(n.addr).await.call(&["KEYS", "*"], T).await.unwrap() {
-            Reply::Array(v) => out.extend(v.iter().map(text)),
-            other => panic!("KEYS: {other:?}"),
-        }
-    }
-    out.sort();
-    out
-}
-
-async fn pipeline(c: &mut NodeConn, cmds: Vec<Vec<Bytes>>) -> Vec<Reply> {
-    c.pipeline(&cmds, T).await.unwrap()
-}
-
-async fn write(c: &mut NodeConn, prefix: &str) {
-    let cmds = (0..KEYS)
-        .map(|i| words(&["SET", &format!("{prefix}{i}"), &format!("v{i}")]))
-        .collect();
-    for r in pipeline(c, cmds).await {
-        assert_eq!(text(&r), "OK");
-    }
-}
-
-async fn read_back(c: &mut NodeConn, prefix: &str) {
-    let cmds = (0..KEYS)
-        .map(|i| words(&["GET", &format!("{prefix}{i}")]))
-        .collect();
-    for (i, r) in pipeline(c, cmds).await.iter().enumerate() {
-        assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "{prefix}{i}");
-    }
-}
+/// The route every router here starts with.
+const SESS: &str = "[[route]]\nprefix = \"sess:\"\npool = \"s\"\n";
 
 async fn call(c: &mut NodeConn, args: &[&str]) -> Reply {
     c.call(args, T).await.unwrap()
@@ -102,16 +55,11 @@ async fn route(c: &mut NodeConn, prefix: &str) -> Option<HashMap<String, String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn routes_change_live_only_where_no_key_changes_pool() {
-    let mut a = Vec::new();
-    let mut s = Vec::new();
-    for _ in 0..2 {
-        a.push(Node::start(0, NodeRuntime::Own).await);
-        s.push(Node::start(0, NodeRuntime::Own).await);
-    }
-    let (router, _stop) = start_router(config(&a, &s, "")).await;
+    let (a, s, config) = two_pools("s", SESS).await;
+    let (router, _stop) = start_router(config).await;
     let mut c = conn(router).await;
-    write(&mut c, "tmp:").await;
-    write(&mut c, "sess:").await;
+    set_keys(&mut c, "tmp:", KEYS).await;
+    set_keys(&mut c, "sess:", KEYS).await;
 
     // Routes that send every key where it is now: made.
     assert_eq!(
@@ -175,17 +123,20 @@ async fn routes_change_live_only_where_no_key_changes_pool() {
         assert!(Instant::now() < deadline, "still moving: {m:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    read_back(&mut c, "tmp:").await;
-    read_back(&mut c, "sess:").await;
+    reads_back(&mut c, "tmp:", KEYS).await;
+    reads_back(&mut c, "sess:", KEYS).await;
     assert_eq!(
-        keys_on(&s)
+        keys_on(&[&s[0], &s[1]])
             .await
             .iter()
             .filter(|k| k.starts_with("tmp:"))
             .count(),
         KEYS
     );
-    assert!(keys_on(&a).await.is_empty(), "every key left default");
+    assert!(
+        keys_on(&[&a[0], &a[1]]).await.is_empty(),
+        "every key left default"
+    );
     let r = call(&mut c, &["RING", "ROUTE", "DEL", "tmp:"]).await;
     err_starts(
         &r,
@@ -195,7 +146,8 @@ async fn routes_change_live_only_where_no_key_changes_pool() {
     // A second router whose config lacks tmp: (and has a split route of its own, at 0%).
     let own =
         "[[route]]\nprefix = \"ab:\"\npool = \"default\"\nsplit = { pool = \"s\", percent = 0 }\n";
-    let (second, _stop2) = start_router(config(&a, &s, own)).await;
+    let config2 = two_pools_config(&a, &s, "s", &format!("{SESS}{own}"));
+    let (second, _stop2) = start_router(config2).await;
     let mut c2 = conn(second).await;
     // Its tmp: requests go to `default`, whose nodes refuse them: an error, never a stale miss.
     let r = call(&mut c2, &["GET", "tmp:1"]).await;
@@ -214,7 +166,7 @@ async fn routes_change_live_only_where_no_key_changes_pool() {
     assert_eq!(text(&r), "OK");
     let m = route(&mut c2, "tmp:").await.unwrap();
     assert_eq!(m["split_percent"], "100");
-    read_back(&mut c2, "tmp:").await;
+    reads_back(&mut c2, "tmp:", KEYS).await;
     assert_eq!(
         text(&call(&mut c2, &["RING", "SPLIT", "ab:", "0"]).await),
         "OK"

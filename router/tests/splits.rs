@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringcache_client::Client as NodeConn;
 use ringcache_protocol::Reply;
-use ringcache_router::parse_config;
 
 mod support;
 
-use support::{conn, start_router, text, words, Node, NodeRuntime, Timeouts, T};
+use support::{conn, start_router, text, words, Node, T};
 
 struct Split {
     /// `default` pool nodes a1, a2; pool `b` nodes b1, b2.
@@ -27,22 +26,10 @@ struct Split {
 
 /// Two pools, and the route `u:` on `default` with `percent` of its keys split to `b`.
 async fn start(percent: u8) -> Split {
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    for _ in 0..2 {
-        a.push(Node::start(0, NodeRuntime::Own).await);
-        b.push(Node::start(0, NodeRuntime::Own).await);
-    }
-    let text = format!(
-        "[router]\nlisten = \"127.0.0.1:0\"\n\
-         [[shard]]\nid = \"a1\"\nprimary = \"{}\"\n[[shard]]\nid = \"a2\"\nprimary = \"{}\"\n\
-         [[pool]]\nname = \"b\"\n\
-         [[pool.shard]]\nid = \"b1\"\nprimary = \"{}\"\n[[pool.shard]]\nid = \"b2\"\nprimary = \"{}\"\n\
-         [[route]]\nprefix = \"u:\"\npool = \"default\"\nsplit = {{ pool = \"b\", percent = {percent} }}\n",
-        a[0].addr, a[1].addr, b[0].addr, b[1].addr
+    let route = format!(
+        "[[route]]\nprefix = \"u:\"\npool = \"default\"\nsplit = {{ pool = \"b\", percent = {percent} }}\n"
     );
-    let mut config = parse_config(&text).unwrap();
-    Timeouts::MIGRATION.apply(&mut config);
+    let (a, b, config) = support::two_pools("b", &route).await;
     let (router, stop) = start_router(config.clone()).await;
     Split {
         a,

@@ -379,3 +379,105 @@ pub async fn wait_no_change(router: SocketAddr) {
     })
     .await;
 }
+
+/// Nodes `a1`, `a2` (the `default` pool) and two more as pool `name` (`<name>1`, `<name>2`),
+/// with `extra` (routes, listeners) after them, for a router with room for migrations.
+pub async fn two_pools(name: &str, extra: &str) -> (Vec<Node>, Vec<Node>, RouterConfig) {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for _ in 0..2 {
+        a.push(Node::start(0, NodeRuntime::Own).await);
+        b.push(Node::start(0, NodeRuntime::Own).await);
+    }
+    let config = two_pools_config(&a, &b, name, extra);
+    (a, b, config)
+}
+
+/// The config [`two_pools`] gives a router over nodes `a` and `b`.
+pub fn two_pools_config(a: &[Node], b: &[Node], name: &str, extra: &str) -> RouterConfig {
+    let text = format!(
+        "[router]\nlisten = \"127.0.0.1:0\"\n\
+         [[shard]]\nid = \"a1\"\nprimary = \"{}\"\n[[shard]]\nid = \"a2\"\nprimary = \"{}\"\n\
+         [[pool]]\nname = \"{name}\"\n\
+         [[pool.shard]]\nid = \"{name}1\"\nprimary = \"{}\"\n[[pool.shard]]\nid = \"{name}2\"\nprimary = \"{}\"\n{extra}",
+        a[0].addr, a[1].addr, b[0].addr, b[1].addr
+    );
+    let mut config = ringcache_router::parse_config(&text).unwrap();
+    Timeouts::MIGRATION.apply(&mut config);
+    config
+}
+
+/// Every key stored on `nodes`, sorted.
+pub async fn keys_on(nodes: &[&Node]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in nodes {
+        match conn(n.addr).await.call(&["KEYS", "*"], T).await.unwrap() {
+            Reply::Array(v) => out.extend(v.iter().map(text)),
+            other => panic!("KEYS: {other:?}"),
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Writes `<prefix>0` .. `<prefix><n-1>` (value `v<i>`) through `c`, pipelined.
+pub async fn set_keys(c: &mut NodeConn, prefix: &str, n: usize) {
+    let cmds: Vec<Vec<bytes::Bytes>> = (0..n)
+        .map(|i| words(&["SET", &format!("{prefix}{i}"), &format!("v{i}")]))
+        .collect();
+    for r in c.pipeline(&cmds, T).await.unwrap() {
+        assert_eq!(text(&r), "OK");
+    }
+}
+
+/// Asserts every key [`set_keys`] wrote reads back through `c`.
+pub async fn reads_back(c: &mut NodeConn, prefix: &str, n: usize) {
+    let cmds: Vec<Vec<bytes::Bytes>> = (0..n)
+        .map(|i| words(&["GET", &format!("{prefix}{i}")]))
+        .collect();
+    for (i, r) in c.pipeline(&cmds, T).await.unwrap().iter().enumerate() {
+        assert_eq!(*r, Reply::Bulk(format!("v{i}").into()), "{prefix}{i}");
+    }
+}
+
+/// A request's RESP bytes, for a raw connection.
+pub fn req(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+/// An aggregate of bulk strings (`kind`: `*`, `>`, ...) as a node or router writes it.
+pub fn frame(kind: char, items: &[&str]) -> String {
+    let mut out = format!("{kind}{}\r\n", items.len());
+    for i in items {
+        out.push_str(&format!("${}\r\n{i}\r\n", i.len()));
+    }
+    out
+}
+
+/// Reads exactly `expect` from a raw connection.
+pub async fn raw_expect(sock: &mut tokio::net::TcpStream, expect: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; expect.len()];
+    tokio::time::timeout(T, sock.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf), expect);
+}
+
+/// Waits until each of `nodes` holds its pool's ring at epoch 1 (the router pushed it).
+pub async fn wait_epoch_one<'a>(nodes: impl Iterator<Item = &'a Node>) {
+    for n in nodes {
+        let addr = n.addr.to_string();
+        eventually(T, || async {
+            let mut c = NodeConn::connect(&addr, T).await.ok()?;
+            let r = c.call(&["TOPOLOGY", "GET"], T).await.ok()?;
+            matches!(&r, Reply::Array(v) if v.first() == Some(&Reply::Int(1))).then_some(())
+        })
+        .await;
+    }
+}
