@@ -298,6 +298,11 @@ impl UpstreamPool {
         &self.shared.shard
     }
 
+    /// The prefix this backend holds keys without, if any (see `crate::key_prefix`).
+    pub fn keys(&self) -> Option<&Arc<KeyPrefix>> {
+        self.shared.settings.keys.as_ref()
+    }
+
     pub fn addr(&self) -> &str {
         &self.shared.addr
     }

@@ -417,6 +417,24 @@ async fn keyspace_notifications_name_the_clients_keys() {
         "*3\r\n$10\r\nssubscribe\r\n$9\r\nsess:room\r\n:1\r\n",
     )
     .await;
+    // PUBSUB lists the client's names and counts each pattern once.
+    let r = c.call(&["PUBSUB", "NUMPAT"], T).await.unwrap();
+    assert_eq!(r, Reply::Int(2));
+    let r = c.call(&["PUBSUB", "CHANNELS"], T).await.unwrap();
+    assert_eq!(sorted(r), vec![event.to_string(), space.to_string()]);
+    let r = c.call(&["PUBSUB", "CHANNELS", "*sess:*"], T).await.unwrap();
+    assert_eq!(sorted(r), vec![space.to_string()]);
+    let r = c.call(&["PUBSUB", "SHARDCHANNELS"], T).await.unwrap();
+    assert_eq!(sorted(r), vec!["sess:room".to_string()]);
+    let r = c
+        .call(&["PUBSUB", "SHARDNUMSUB", "sess:room"], T)
+        .await
+        .unwrap();
+    let Reply::Array(v) = &r else { panic!("{r:?}") };
+    assert_eq!(
+        (text(&v[0]), &v[1]),
+        ("sess:room".to_string(), &Reply::Int(1))
+    );
     let r = c.call(&["PUBLISH", "sess:room", "hi"], T).await.unwrap();
     assert_eq!(r, Reply::Int(1));
     raw_expect(

@@ -9,8 +9,13 @@ use ringcache_protocol::table::CommandSpec;
 use ringcache_protocol::{Protocol, Reply};
 use tokio::sync::oneshot;
 
+use std::sync::Arc;
+
+use ringcache_protocol::glob;
+
 use super::Kind;
 use crate::frame::{bulk_payload, elements, integer};
+use crate::key_prefix::KeyPrefix;
 use crate::merge::{error_bytes, Slot};
 use crate::pools::View;
 use crate::send::send;
@@ -252,19 +257,42 @@ fn pubsub(
         return Slot::error("ERR the router is shutting down");
     };
     let raw = encode(a);
+    let bare = encode(&a[..2]);
+    // A `remove_prefix` pool's nodes list stored names (renamed in `merge`, the pattern applied
+    // here) and count the link's notification pattern (NUMPAT: every pattern is on every
+    // shard, so the other pools' count is the count).
     let waits: Vec<_> = topo
         .shards
         .iter()
-        .map(|shard| send(shard, s, raw.clone(), cmd, start))
+        .filter(|shard| !(sub == b"numpat" && shard.pool.keys().is_some()))
+        .map(|shard| {
+            let keys = shard.pool.keys().cloned();
+            let raw = match (&keys, &sub[..]) {
+                (None, _) => raw.clone(),
+                (Some(k), b"numsub" | b"shardnumsub") => {
+                    let kind = if sub == b"numsub" {
+                        Kind::Channel
+                    } else {
+                        Kind::Shard
+                    };
+                    let names = a[2..]
+                        .iter()
+                        .map(|n| super::stripped::node_name(k, kind, n));
+                    encode(&a[..2].iter().cloned().chain(names).collect::<Vec<_>>())
+                }
+                (Some(_), _) => bare.clone(),
+            };
+            (send(shard, s, raw, cmd, start), keys)
+        })
         .collect();
     let proto = s.proto;
     let args: Vec<Bytes> = a.to_vec();
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         let mut replies = Vec::with_capacity(waits.len());
-        for w in waits {
+        for (w, keys) in waits {
             match w.await {
-                Ok(Ok(bytes)) if !crate::frame::is_error(&bytes) => replies.push(bytes),
+                Ok(Ok(bytes)) if !crate::frame::is_error(&bytes) => replies.push((bytes, keys)),
                 Ok(Ok(bytes)) => {
                     let _ = tx.send(Ok(bytes));
                     return;
@@ -294,21 +322,45 @@ fn encode(a: &[Bytes]) -> Bytes {
 
 /// Combines the shards' PUBSUB replies; counts replace this router's one subscription by its
 /// clients.
-fn merge(router: &Router, sub: &[u8], a: &[Bytes], replies: &[Bytes]) -> Reply {
+fn merge(
+    router: &Router,
+    sub: &[u8],
+    a: &[Bytes],
+    replies: &[(Bytes, Option<Arc<KeyPrefix>>)],
+) -> Reply {
     let hub = &router.pubsub;
     match sub {
         b"channels" | b"shardchannels" => {
+            let kind = if sub == b"channels" {
+                Kind::Channel
+            } else {
+                Kind::Shard
+            };
             let mut seen = std::collections::BTreeSet::new();
-            for r in replies {
+            for (r, keys) in replies {
                 for part in elements(r).unwrap_or_default() {
-                    if let Some(name) = bulk_payload(&r[part]) {
-                        seen.insert(Bytes::copy_from_slice(name));
-                    }
+                    let Some(name) = bulk_payload(&r[part]) else {
+                        continue;
+                    };
+                    let name = match keys {
+                        None => Bytes::copy_from_slice(name),
+                        Some(k) => match super::stripped::client_channel(k, kind, name) {
+                            Some(n) if a.len() < 3 || glob::matches(&a[2], &n, false) => n,
+                            _ => continue,
+                        },
+                    };
+                    seen.insert(name);
                 }
             }
             Reply::Array(seen.into_iter().map(Reply::Bulk).collect())
         }
-        b"numpat" => Reply::Int(replies.iter().filter_map(|r| integer(r)).max().unwrap_or(0)),
+        b"numpat" => Reply::Int(
+            replies
+                .iter()
+                .filter_map(|(r, _)| integer(r))
+                .max()
+                .unwrap_or(0),
+        ),
         _ => {
             let kind = if sub == b"numsub" {
                 Kind::Channel
@@ -318,7 +370,7 @@ fn merge(router: &Router, sub: &[u8], a: &[Bytes], replies: &[Bytes]) -> Reply {
             let mut out = Vec::new();
             for (i, name) in a[2..].iter().enumerate() {
                 let mut total = 0i64;
-                for r in replies {
+                for (r, _) in replies {
                     let parts = elements(r).unwrap_or_default();
                     if let Some(n) = parts.get(2 * i + 1).and_then(|p| integer(&r[p.clone()])) {
                         total += n;

@@ -57,6 +57,28 @@ pub(super) fn node_name(keys: &KeyPrefix, kind: Kind, name: &Bytes) -> Bytes {
     }
 }
 
+/// The client's name for a channel a stripped node lists (PUBSUB CHANNELS, SHARDCHANNELS):
+/// `None` for the placeholder of a name that is not this pool's.
+pub(super) fn client_channel(keys: &KeyPrefix, kind: Kind, name: &[u8]) -> Option<Bytes> {
+    if name.starts_with(b"\0ringcache:none:") {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(name.len() + keys.prefix().len());
+    match (kind, after_db(name, KEYSPACE)) {
+        (Kind::Shard, _) => {
+            out.put_slice(keys.prefix());
+            out.put_slice(name);
+        }
+        (_, Some(at)) => {
+            out.put_slice(&name[..at]);
+            out.put_slice(keys.prefix());
+            out.put_slice(&name[at..]);
+        }
+        (_, None) => out.put_slice(name),
+    }
+    Some(out.freeze())
+}
+
 /// A node's `message` (channel, payload) with the client's names: the key in a keyspace
 /// channel, the payload (a key) of a keyevent one.
 pub(super) fn renamed(keys: &KeyPrefix, channel: &[u8], payload: &[u8]) -> (Bytes, Bytes) {
@@ -142,6 +164,18 @@ mod tests {
         );
         assert_eq!(node_name(&k, Kind::Shard, &b("sess:room")), b("room"));
         assert!(is_notification(b"__keyevent@0__:del"));
+        assert_eq!(
+            client_channel(&k, Kind::Channel, b"__keyspace@0__:a"),
+            Some(b("__keyspace@0__:sess:a"))
+        );
+        assert_eq!(
+            client_channel(&k, Kind::Channel, b"\0ringcache:none:x"),
+            None
+        );
+        assert_eq!(
+            client_channel(&k, Kind::Shard, b"room"),
+            Some(b("sess:room"))
+        );
         assert!(!is_notification(b"__keyspace@0_x"));
         assert_eq!(
             renamed(&k, b"__keyspace@0__:a", b"set"),
