@@ -1,5 +1,5 @@
-//! `ringcache ctl join|leave|status|cancel|split`: membership changes and split percents through
-//! a router's `RING` admin commands. Join, leave and cancel then follow `RING STATUS` every
+//! `ringcache ctl join|leave|status|cancel|split|route`: membership changes, split percents and
+//! routes through a router's `RING` admin commands. Join, leave and cancel then follow `RING STATUS` every
 //! 200 ms with a progress bar on stderr until the keys have moved, and print a summary; split
 //! follows `RING ROUTES` likewise.
 
@@ -72,6 +72,25 @@ enum CtlCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Add or remove a key-prefix route on this router (RING ROUTE), where no key changes pool.
+    Route {
+        #[command(subcommand)]
+        change: RouteChange,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum RouteChange {
+    /// Route keys starting with PREFIX to POOL (the pool they are in now), optionally with a
+    /// split to another pool at 0% (raise it with `ctl split` to move keys there).
+    Add {
+        prefix: String,
+        pool: String,
+        #[arg(long, value_name = "POOL")]
+        split: Option<String>,
+    },
+    /// Remove the route on PREFIX (its keys must go to the same pool without it).
+    Del { prefix: String },
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,6 +128,26 @@ pub async fn run(args: CtlArgs) -> Result<()> {
             percent,
             no_wait,
         } => return split(&mut admin, &prefix, percent, !no_wait).await,
+        CtlCommand::Route { change } => {
+            let mut args = vec!["RING".to_string(), "ROUTE".to_string()];
+            match change {
+                RouteChange::Add {
+                    prefix,
+                    pool,
+                    split,
+                } => {
+                    args.extend(["ADD".to_string(), prefix, pool]);
+                    if let Some(s) = split {
+                        args.extend(["SPLIT".to_string(), s]);
+                    }
+                }
+                RouteChange::Del { prefix } => args.extend(["DEL".to_string(), prefix]),
+            }
+            admin.command(&args, "RING ROUTE").await?;
+            let verb = if args[2] == "ADD" { "added" } else { "removed" };
+            println!("route '{}' {verb}", args[3]);
+            return Ok(());
+        }
     };
     let what = change.describe();
     let started = Instant::now();
