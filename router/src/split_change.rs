@@ -28,12 +28,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringcache_client::Client;
 use ringcache_protocol::wire::{SplitFences, Topology as TopologyCmd, TopologyState};
 
 use crate::pools::PoolState;
 use crate::rebalance::lease::{Lease, Refused};
-use crate::rebalance::mover::arc_batch;
+use crate::rebalance::mover::{move_stream, Stream};
 use crate::rebalance::publish::{nodes_of, quiesce};
 use crate::rebalance::sync::sync_nodes;
 use crate::rebalance::MigrationMap;
@@ -42,8 +41,6 @@ use crate::state::Router;
 
 /// How long a request fenced off by a newer split waits for this router to adopt it.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What the leases taken to publish the first version are for.
 const FIRST_FENCES: &str = "the first split fences";
@@ -256,7 +253,9 @@ async fn drive(router: &Arc<Router>, ri: usize, map: &Arc<MigrationMap>, lost: &
     else {
         return;
     };
-    let workers = (0..map.groups().len()).map(|g| move_group(router, map, g, &prefix, lost));
+    let stream = &SplitStream { router, lost };
+    let workers = (0..map.groups().len())
+        .map(|g| move_stream(router, map, g, Some(prefix.clone()), None, stream));
     futures::future::join_all(workers).await;
     if map.live() > 0 || lost.load(Ordering::SeqCst) {
         // Stopped with the router, or another router took the move over: the nodes' record
@@ -298,66 +297,39 @@ async fn drive(router: &Arc<Router>, ri: usize, map: &Arc<MigrationMap>, lost: &
     tracing::info!(version, "split change done: every moving key moved");
 }
 
-/// Moves the arcs of one `(from, to)` group, batch after batch, until each is empty.
-async fn move_group(
-    router: &Arc<Router>,
-    map: &MigrationMap,
-    group: usize,
-    prefix: &bytes::Bytes,
-    lost: &AtomicBool,
-) {
-    let (from, to, arcs) = &map.groups()[group];
-    let batch = router.config.ring.migration_batch as u64;
-    let pause = router.config.ring.migration_pause;
-    let stop = router.stop_signal();
-    let mut conn: Option<Client> = None;
-    let mut backoff = MIN_BACKOFF;
-    for &index in arcs {
-        let arc = &map.arcs()[index];
-        while !arc.is_done() {
-            if *stop.borrow() || lost.load(Ordering::SeqCst) {
-                return;
-            }
-            // Addresses from the current view: a failover may have replaced a primary.
-            let view = router.view();
-            let (Some(src), Some(dst)) = (view.shard_by_id(from), view.shard_by_id(to)) else {
-                tracing::warn!(from = %from, to = %to, "a shard of the split's move is gone; retrying");
-                tokio::time::sleep(MAX_BACKOFF).await;
-                continue;
-            };
-            let prefix = Some(prefix.clone());
-            let attempt = arc_batch(
-                router,
-                &mut conn,
-                &src.primary,
-                &dst.primary,
-                arc.arc,
-                batch,
-                prefix,
-            );
-            match attempt.await {
-                Ok(b) => {
-                    backoff = MIN_BACKOFF;
-                    router
-                        .split_keys_moved
-                        .fetch_add(b.moved, Ordering::Relaxed);
-                    // Nothing more: the source refuses new keys of the arc (it took the fences
-                    // before any moved), so none is left.
-                    if !b.more {
-                        map.mark_done(index);
-                    }
-                    if b.moved > 0 && !pause.is_zero() {
-                        tokio::time::sleep(pause).await;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(from = %from, to = %to, error = %e, "split move batch failed; retrying");
-                    conn = None;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
+/// A split's stream: stopped when this router lost a lease (another took the move over),
+/// waiting out a shard gone from the view, counted in `ringcache_split_keys_moved_total`.
+struct SplitStream<'a> {
+    router: &'a Router,
+    lost: &'a AtomicBool,
+}
+
+impl Stream for SplitStream<'_> {
+    fn stop(&self) -> Option<bool> {
+        self.lost.load(Ordering::SeqCst).then_some(false)
+    }
+
+    fn primaries(&self, from: &str, to: &str) -> Option<(String, String)> {
+        let view = self.router.view();
+        Some((
+            view.shard_by_id(from)?.primary.clone(),
+            view.shard_by_id(to)?.primary.clone(),
+        ))
+    }
+
+    fn gone(&self, from: &str, to: &str) -> bool {
+        tracing::warn!(from = %from, to = %to, "a shard of the split's move is gone; retrying");
+        false
+    }
+
+    fn moved(&self, _group: usize, moved: u64, _bytes: u64, _done: bool) {
+        self.router
+            .split_keys_moved
+            .fetch_add(moved, Ordering::Relaxed);
+    }
+
+    fn failed(&self, from: &str, to: &str, error: &str) {
+        tracing::warn!(from = %from, to = %to, error = %error, "split move batch failed; retrying");
     }
 }
 

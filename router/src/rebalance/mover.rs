@@ -211,7 +211,7 @@ async fn rollback(
 }
 
 /// `[ring] migration_rate`: keys per second for all of a change's streams together.
-struct Pace {
+pub(crate) struct Pace {
     rate: u64,
     started: tokio::time::Instant,
     moved: AtomicU64,
@@ -245,24 +245,41 @@ async fn move_all(
     cancellable: bool,
 ) -> bool {
     let pace = &Pace::new(router.config.ring.migration_rate);
+    let stream = &RingStream { pool, cancellable };
     let workers =
-        (0..map.groups().len()).map(|g| move_group(router, pool, map, g, cancellable, pace));
+        (0..map.groups().len()).map(|g| move_stream(router, map, g, None, Some(pace), stream));
     futures::future::join_all(workers)
         .await
         .into_iter()
         .any(|cancelled| cancelled)
 }
 
-/// One `(from, to)` stream: `MIGRATE-ARC` on the source, batch after batch, arc after arc.
-async fn move_group(
-    router: &Arc<Router>,
-    pool: &PoolState,
+/// What a stream's mover does its own way for a membership change and for a split's change.
+pub(crate) trait Stream {
+    /// `Some(cancelled)`: stop before the next batch.
+    fn stop(&self) -> Option<bool>;
+    /// The primaries of shards `from` and `to` now (a failover may have replaced one); `None`
+    /// if either is gone.
+    fn primaries(&self, from: &str, to: &str) -> Option<(String, String)>;
+    /// A shard of the stream is gone: true to give up, false to look again after a pause.
+    fn gone(&self, from: &str, to: &str) -> bool;
+    /// A batch of stream `group` moved `moved` keys (`bytes`), emptying its arc if `done`.
+    fn moved(&self, group: usize, moved: u64, bytes: u64, done: bool);
+    /// A batch failed (retried after a backoff).
+    fn failed(&self, from: &str, to: &str, error: &str);
+}
+
+/// One `(from, to)` stream of `map`: `MIGRATE-ARC` on the source (only keys starting with
+/// `prefix`, if given), batch after batch, arc after arc, at `pace`; true if `stream` stopped it
+/// as cancelled.
+pub(crate) async fn move_stream(
+    router: &Router,
     map: &MigrationMap,
     group: usize,
-    cancellable: bool,
-    pace: &Pace,
+    prefix: Option<bytes::Bytes>,
+    pace: Option<&Pace>,
+    stream: &impl Stream,
 ) -> bool {
-    let rb = &pool.rebalance;
     let (from, to, arcs) = &map.groups()[group];
     let batch = router.config.ring.migration_batch as u64;
     let pause = router.config.ring.migration_pause;
@@ -272,63 +289,48 @@ async fn move_group(
     for &index in arcs {
         let arc = &map.arcs()[index];
         while !arc.is_done() {
-            if cancellable && rb.cancel.load(Ordering::SeqCst) {
-                return true;
+            if let Some(cancelled) = stream.stop() {
+                return cancelled;
             }
             if *stop.borrow() {
                 return false;
             }
-            // Addresses come from the current topology: a failover may have replaced a primary.
-            let topo = pool.topology.load_full();
-            let (Some(src), Some(dst)) = (topo.shard_by_id(from), topo.shard_by_id(to)) else {
-                rb.set_error(&format!(
-                    "shard '{from}' or '{to}' is gone from the topology"
-                ));
-                return false;
+            let Some((src, dst)) = stream.primaries(from, to) else {
+                if stream.gone(from, to) {
+                    return false;
+                }
+                tokio::time::sleep(MOVER_MAX_BACKOFF).await;
+                continue;
             };
             let attempt = arc_batch(
                 router,
                 &mut conn,
-                &src.primary,
-                &dst.primary,
+                &src,
+                &dst,
                 arc.arc,
                 batch,
-                None,
-            )
-            .await
-            .map(|b| (b.moved, b.bytes, b.more));
-            match attempt {
-                Ok((moved, bytes, more)) => {
+                prefix.clone(),
+            );
+            match attempt.await {
+                Ok(b) => {
                     backoff = MOVER_MIN_BACKOFF;
-                    rb.counters.keys_moved.fetch_add(moved, Ordering::Relaxed);
-                    rb.counters.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
                     // Nothing more: every key of the arc the source held was found and moved, and
-                    // the source refuses new ones (it took the new ring before any key moved), so
-                    // none is left.
-                    let done = !more;
+                    // the source refuses new ones (it took the new ring, or the split's fences,
+                    // before any key moved), so none is left.
+                    let done = !b.more;
+                    stream.moved(group, b.moved, b.bytes, done);
                     if done {
                         map.mark_done(index);
                     }
-                    rb.update(|p| {
-                        if let Some(m) = p.moves.get_mut(group) {
-                            m.keys += moved;
-                            m.bytes += bytes;
-                            if done {
-                                m.arcs_done += 1;
-                                if m.arcs_done == m.arcs_total {
-                                    m.finished = Some(Instant::now());
-                                }
-                            }
-                        }
-                    });
-                    pace.after(moved).await;
-                    if moved > 0 && !pause.is_zero() {
+                    if let Some(pace) = pace {
+                        pace.after(b.moved).await;
+                    }
+                    if b.moved > 0 && !pause.is_zero() {
                         tokio::time::sleep(pause).await;
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(from = %from, to = %to, error = %e, "migration batch failed; retrying");
-                    rb.set_error(&e);
+                    stream.failed(from, to, &e);
                     conn = None;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MOVER_MAX_BACKOFF);
@@ -337,6 +339,57 @@ async fn move_group(
         }
     }
     false
+}
+
+/// A membership change's stream: stopped by `RING CANCEL` (when `cancellable`), counted in its
+/// pool's progress.
+struct RingStream<'a> {
+    pool: &'a PoolState,
+    cancellable: bool,
+}
+
+impl Stream for RingStream<'_> {
+    fn stop(&self) -> Option<bool> {
+        (self.cancellable && self.pool.rebalance.cancel.load(Ordering::SeqCst)).then_some(true)
+    }
+
+    fn primaries(&self, from: &str, to: &str) -> Option<(String, String)> {
+        let topo = self.pool.topology.load_full();
+        Some((
+            topo.shard_by_id(from)?.primary.clone(),
+            topo.shard_by_id(to)?.primary.clone(),
+        ))
+    }
+
+    fn gone(&self, from: &str, to: &str) -> bool {
+        self.pool.rebalance.set_error(&format!(
+            "shard '{from}' or '{to}' is gone from the topology"
+        ));
+        true
+    }
+
+    fn moved(&self, group: usize, moved: u64, bytes: u64, done: bool) {
+        let rb = &self.pool.rebalance;
+        rb.counters.keys_moved.fetch_add(moved, Ordering::Relaxed);
+        rb.counters.bytes_moved.fetch_add(bytes, Ordering::Relaxed);
+        rb.update(|p| {
+            if let Some(m) = p.moves.get_mut(group) {
+                m.keys += moved;
+                m.bytes += bytes;
+                if done {
+                    m.arcs_done += 1;
+                    if m.arcs_done == m.arcs_total {
+                        m.finished = Some(Instant::now());
+                    }
+                }
+            }
+        });
+    }
+
+    fn failed(&self, from: &str, to: &str, error: &str) {
+        tracing::warn!(from = %from, to = %to, error = %error, "migration batch failed; retrying");
+        self.pool.rebalance.set_error(error);
+    }
 }
 
 /// One `MIGRATE-ARC <target> <arc> <batch> [PREFIX <prefix>]` on `source`, over `conn` (opened,
