@@ -208,19 +208,31 @@ pub fn elements(raw: &[u8]) -> Option<Vec<Range<usize>>> {
     if !matches!(raw.first(), Some(b'*' | b'~')) {
         return None;
     }
+    aggregate(raw).map(|(_, els)| els)
+}
+
+/// The length of an array, set or map reply's header and the byte ranges of its elements (a
+/// map's keys and values in turn; none for a null array); `None` for anything else.
+pub fn aggregate(raw: &[u8]) -> Option<(usize, Vec<Range<usize>>)> {
+    let kind = *raw.first()?;
+    if !matches!(kind, b'*' | b'~' | b'%') {
+        return None;
+    }
     let eol = raw.iter().position(|&b| b == b'\r')?;
+    let head = eol + 2;
     let count = parse_i64(&raw[1..eol])?;
     if count < 0 {
-        return Some(Vec::new());
+        return Some((head, Vec::new()));
     }
-    let mut out = Vec::with_capacity((count as usize).min(1 << 16));
-    let mut pos = eol + 2;
+    let count = (count as usize).saturating_mul(if kind == b'%' { 2 } else { 1 });
+    let mut out = Vec::with_capacity(count.min(1 << 16));
+    let mut pos = head;
     for _ in 0..count {
         let len = frame_len(raw.get(pos..)?).ok()?;
         out.push(pos..pos + len);
         pos += len;
     }
-    (pos == raw.len()).then_some(out)
+    (pos == raw.len()).then_some((head, out))
 }
 
 #[cfg(test)]

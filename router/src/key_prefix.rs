@@ -9,7 +9,7 @@ use ringcache_protocol::glob;
 use ringcache_protocol::request::{Limits, RequestDecoder};
 use ringcache_protocol::table;
 
-use crate::frame::{bulk_payload, frame_len};
+use crate::frame::{aggregate, bulk_payload};
 use crate::pools_config::RouteConfig;
 use std::sync::Arc;
 
@@ -316,27 +316,6 @@ impl KeyPrefix {
         out.put_slice(&self.keys(&raw[keys.clone()], pattern)?);
         Some(out)
     }
-}
-
-/// The length of an aggregate reply's header and the ranges of its elements (a map's keys and
-/// values in turn); `None` for anything else (nil, an error).
-fn aggregate(raw: &[u8]) -> Option<(usize, Vec<std::ops::Range<usize>>)> {
-    let kind = *raw.first()?;
-    if !matches!(kind, b'*' | b'~' | b'%') {
-        return None;
-    }
-    let eol = raw.iter().position(|&b| b == b'\r')?;
-    let count: i64 = std::str::from_utf8(&raw[1..eol]).ok()?.parse().ok()?;
-    let count = usize::try_from(count).ok()? * if kind == b'%' { 2 } else { 1 };
-    let head = eol + 2;
-    let mut els = Vec::with_capacity(count.min(1 << 16));
-    let mut pos = head;
-    for _ in 0..count {
-        let len = frame_len(raw.get(pos..)?).ok()?;
-        els.push(pos..pos + len);
-        pos += len;
-    }
-    (pos == raw.len()).then_some((head, els))
 }
 
 /// What the glob `pattern` asks of the names stored without `prefix`: walks the prefix

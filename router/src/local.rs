@@ -597,8 +597,7 @@ fn ring_mirror(router: &Router, a: &[Bytes]) -> Reply {
         }
         // The config's rule (`pools_config`): a pool holding names without a prefix holds
         // nothing else, and such a route's commands are not copied.
-        let stripped = |r: &crate::pools_config::RouteConfig| r.remove_prefix && r.pool == name;
-        if route.remove_prefix || topo.routes.list.iter().any(stripped) {
+        if route.remove_prefix || topo.routes.strips(&name) {
             return Reply::error(
                 "ERR a route removing its prefix, and its pool, take no mirror (remove_prefix)",
             );
@@ -683,7 +682,7 @@ fn ring_info(router: &Router, topo: &View, s: &Session, sub: &[u8], a: &[Bytes])
         b"locate" if a.len() == 3 => {
             let routed = topo.route(&a[2], s.pool);
             // A `remove_prefix` route's pool holds (and places) the name without the prefix.
-            let key = &a[2][routed.cut.min(a[2].len())..];
+            let key = routed.stored(&a[2]);
             let hash = key_hash(key);
             let (Some(pool), Some(t)) = (router.pools.get(routed.pool), topo.pools.get(routed.pool))
             else {

@@ -117,7 +117,7 @@ impl View {
     #[inline]
     pub fn owner_routed(&self, key: &[u8], routed: Routed) -> Option<usize> {
         let topo = self.pools.get(routed.pool)?;
-        Some(self.bases[routed.pool] + topo.owner(key.get(routed.cut..).unwrap_or(key))?)
+        Some(self.bases[routed.pool] + topo.owner(routed.stored(key))?)
     }
 
     /// The pool of the shard at `index` in `shards`.
@@ -173,8 +173,7 @@ impl View {
         if t.migrating.is_empty() {
             return None;
         }
-        t.migrating
-            .find(key_hash(key.get(routed.cut..).unwrap_or(key)))
+        t.migrating.find(key_hash(routed.stored(key)))
     }
 
     /// Whether `key`'s arc is moving (reads then go to the primaries).

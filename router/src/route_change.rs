@@ -8,7 +8,7 @@
 use crate::pools::View;
 use crate::pools_config::{RouteConfig, SplitConfig};
 use crate::routes::Routes;
-use crate::split::{LiveSplit, Splits};
+use crate::split::Splits;
 use crate::state::Router;
 
 /// `RING ROUTE ADD <prefix> <pool> [SPLIT <pool>]`: a route with no split yet (0%).
@@ -36,7 +36,7 @@ pub fn add(router: &Router, prefix: &str, pool: &str, split: Option<&str>) -> Re
         }
         pools.push(s);
     }
-    if let Some(p) = pools.iter().find(|p| stripped(routes, p)) {
+    if let Some(p) = pools.iter().find(|p| routes.strips(p)) {
         return Err(format!(
             "ERR pool '{p}' serves a route removing its prefix, and that route alone"
         ));
@@ -156,14 +156,6 @@ fn pool_index(router: &Router, name: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("ERR no pool named '{name}'"))
 }
 
-/// Whether pool `name` holds a `remove_prefix` route's keys.
-fn stripped(routes: &Routes, name: &str) -> bool {
-    routes
-        .list
-        .iter()
-        .any(|r| r.remove_prefix && r.pool == name)
-}
-
 /// The default pools clients may have: `default`'s and every listener's.
 fn defaults(routes: &Routes) -> Vec<usize> {
     let mut out = vec![0];
@@ -173,26 +165,19 @@ fn defaults(routes: &Routes) -> Vec<usize> {
     out
 }
 
-/// Publishes routes `list` with the splits carried over by prefix (a new split at 0%), then
+/// Publishes routes `list` with the splits carried over by prefix (a new one at its 0%), then
 /// adopts the nodes' record again, so an added split route takes the cluster's percent.
 fn store(router: &Router, view: &View, list: Vec<RouteConfig>) {
     let routes = view.routes.rebuilt(list, |n| named(router, n));
     let old = &view.splits;
-    let by_route = routes
-        .list
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let s = r.split.as_ref()?;
-            let kept = old.by_route.iter().flatten().find(|l| l.prefix == r.prefix);
-            Some(kept.cloned().unwrap_or_else(|| LiveSplit {
-                prefix: r.prefix.clone(),
-                home: routes.pool_of_route(i),
-                pool: named(router, &s.pool),
-                percent: 0,
-                moving: None,
-                rings: (0, 0),
-            }))
+    // A split route added live is configured at 0%; the others keep their live state.
+    let by_route = Splits::from_routes(&routes, |n| named(router, n))
+        .by_route
+        .into_iter()
+        .map(|s| {
+            let s = s?;
+            let kept = old.by_route.iter().flatten().find(|l| l.prefix == s.prefix);
+            Some(kept.cloned().unwrap_or(s))
         })
         .collect();
     let mut splits = Splits {

@@ -21,6 +21,14 @@ pub struct Routed {
     pub cut: usize,
 }
 
+impl Routed {
+    /// The name `key` has on its pool's nodes (the ring places it by that name).
+    #[inline]
+    pub fn stored<'a>(&self, key: &'a [u8]) -> &'a [u8] {
+        key.get(self.cut..).unwrap_or(key)
+    }
+}
+
 /// The routes of a router, compiled for lookup.
 #[derive(Debug, Default)]
 pub struct Routes {
@@ -187,6 +195,11 @@ impl Routes {
             copy(&st.mirror_errors, &from.mirror_errors);
         }
         next
+    }
+
+    /// Whether pool `name` holds a `remove_prefix` route's keys (and so nothing else).
+    pub fn strips(&self, name: &str) -> bool {
+        self.list.iter().any(|r| r.remove_prefix && r.pool == name)
     }
 
     /// The pool of route `r`.

@@ -270,11 +270,7 @@ fn pubsub(
             let raw = match (&keys, &sub[..]) {
                 (None, _) => raw.clone(),
                 (Some(k), b"numsub" | b"shardnumsub") => {
-                    let kind = if sub == b"numsub" {
-                        Kind::Channel
-                    } else {
-                        Kind::Shard
-                    };
+                    let kind = space(&sub);
                     let names = a[2..]
                         .iter()
                         .map(|n| super::stripped::node_name(k, kind, n));
@@ -314,6 +310,15 @@ fn pubsub(
     Slot::Forward(rx)
 }
 
+/// The subscription space a PUBSUB subcommand asks about: shard channels for SHARD*.
+fn space(sub: &[u8]) -> Kind {
+    if sub.starts_with(b"shard") {
+        Kind::Shard
+    } else {
+        Kind::Channel
+    }
+}
+
 fn encode(a: &[Bytes]) -> Bytes {
     let mut raw = BytesMut::new();
     ringcache_protocol::resp::encode_request(&mut raw, a);
@@ -331,11 +336,7 @@ fn merge(
     let hub = &router.pubsub;
     match sub {
         b"channels" | b"shardchannels" => {
-            let kind = if sub == b"channels" {
-                Kind::Channel
-            } else {
-                Kind::Shard
-            };
+            let kind = space(sub);
             let mut seen = std::collections::BTreeSet::new();
             for (r, keys) in replies {
                 for part in elements(r).unwrap_or_default() {
@@ -362,11 +363,7 @@ fn merge(
                 .unwrap_or(0),
         ),
         _ => {
-            let kind = if sub == b"numsub" {
-                Kind::Channel
-            } else {
-                Kind::Shard
-            };
+            let kind = space(sub);
             let mut out = Vec::new();
             for (i, name) in a[2..].iter().enumerate() {
                 let mut total = 0i64;

@@ -8,6 +8,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use ringcache_protocol::glob;
+use ringcache_protocol::resp::encode_request;
 
 use super::Kind;
 use crate::key_prefix::KeyPrefix;
@@ -105,21 +106,10 @@ pub(super) fn renamed(keys: &KeyPrefix, channel: &[u8], payload: &[u8]) -> (Byte
     )
 }
 
-fn put_bulk(out: &mut BytesMut, b: &[u8]) {
-    out.put_u8(b'$');
-    out.put_slice(itoa::Buffer::new().format(b.len()).as_bytes());
-    out.put_slice(b"\r\n");
-    out.put_slice(b);
-    out.put_slice(b"\r\n");
-}
-
-/// A `message` (or `smessage`) frame (RESP2, as the node sent it).
+/// A `message` (or `smessage`) frame (RESP2, as the node sent it: a request's shape).
 pub(super) fn message(kind: &[u8], channel: &[u8], payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(channel.len() + payload.len() + 32);
-    out.put_slice(b"*3\r\n");
-    put_bulk(&mut out, kind);
-    put_bulk(&mut out, channel);
-    put_bulk(&mut out, payload);
+    encode_request(&mut out, [kind, channel, payload]);
     out.freeze()
 }
 
@@ -129,11 +119,7 @@ pub(super) fn pmessage(pattern: &[u8], channel: &[u8], payload: &[u8]) -> Option
         return None;
     }
     let mut out = BytesMut::with_capacity(pattern.len() + channel.len() + payload.len() + 40);
-    out.put_slice(b"*4\r\n");
-    put_bulk(&mut out, b"pmessage");
-    put_bulk(&mut out, pattern);
-    put_bulk(&mut out, channel);
-    put_bulk(&mut out, payload);
+    encode_request(&mut out, [&b"pmessage"[..], pattern, channel, payload]);
     Some(out.freeze())
 }
 
