@@ -443,8 +443,11 @@ async fn serve_session<T: Transport>(
     let mut args = Vec::new();
     loop {
         let mut commands = 0u64;
-        warm(&shared.keyspace, &inbuf);
         loop {
+            // Every WARM_MAX requests, the next ones' keys: a router's batch holds hundreds.
+            if commands.is_multiple_of(WARM_MAX as u64) {
+                warm(&shared.keyspace, &inbuf);
+            }
             match decoder.decode_into(&mut inbuf, &mut args) {
                 Ok(Some(_raw)) => {}
                 Ok(None) => break,

@@ -76,6 +76,31 @@ fn pipelining_keeps_order() {
     }
 }
 
+/// A batch far longer than the node pulls into cache at once (the keys of every 32 requests are
+/// warmed before they run), with keys sharing a bucket (one hash tag) and keys repeated inside
+/// the batch: every reply is the one its own position calls for.
+#[test]
+fn deep_pipeline_reads_its_own_writes() {
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    let key = |i: usize| match i % 4 {
+        0 => format!("{{tag}}:{}", i % 50),
+        1 => format!("plain:{}", i % 70),
+        2 => "same".to_string(),
+        _ => format!("k:{i}"),
+    };
+    let mut batch = Vec::new();
+    for i in 0..600 {
+        batch.extend_from_slice(&encode(&["SET", &key(i), &i.to_string()]));
+        batch.extend_from_slice(&encode(&["GET", &key(i)]));
+    }
+    c.send(&batch);
+    for i in 0..600 {
+        assert_eq!(c.reply(), ok(), "SET #{i}");
+        assert_eq!(c.reply(), bulk(i.to_string()), "GET #{i} of {}", key(i));
+    }
+}
+
 #[test]
 fn hello_resp2() {
     let s = start_target(&[]);

@@ -297,9 +297,17 @@ impl Keyspace {
             // value is unused, so the loads are in flight at once.
             std::hint::black_box(self.buckets[p.bucket].is_poisoned());
         }
+        // Each lock taken once, before the loads: a locked instruction waits for every load
+        // before it, so locking between them took the misses one at a time. A bucket already
+        // held here (two keys of one bucket) or busy elsewhere is skipped.
+        let held: [Option<MutexGuard<'_, Bucket>>; WARM_MAX] =
+            std::array::from_fn(|i| match places[..n].get(i) {
+                Some(p) => self.buckets[p.bucket].try_lock().ok(),
+                None => None,
+            });
         for step in [Warm::Control, Warm::Slot, Warm::Entry] {
-            for (&p, k) in places[..n].iter().zip(keys) {
-                if let Ok(bucket) = self.buckets[p.bucket].try_lock() {
+            for ((&p, k), bucket) in places[..n].iter().zip(keys).zip(&held) {
+                if let Some(bucket) = bucket {
                     bucket.warm(p, k, step);
                 }
             }
