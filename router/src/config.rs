@@ -29,7 +29,7 @@
 //! vnodes = 2048
 //! migration_batch = 1000         # keys per background migration batch (1 to 10000)
 //! migration_pause_ms = 0         # pause between batches, to throttle a rebalance
-//! migration_rate = 0             # keys per second the mover may move, all moves together (0: no cap)
+//! migration_rate = 0             # keys per second one change (a join, leave or split) may move (0: no cap)
 //!
 //! [[shard]]
 //! id = "a"

@@ -32,7 +32,7 @@ use ringcache_protocol::wire::{SplitFences, Topology as TopologyCmd, TopologySta
 
 use crate::pools::PoolState;
 use crate::rebalance::lease::{Lease, Refused};
-use crate::rebalance::mover::{move_stream, Stream};
+use crate::rebalance::mover::{move_stream, Pace, Stream};
 use crate::rebalance::publish::{nodes_of, quiesce};
 use crate::rebalance::sync::sync_nodes;
 use crate::rebalance::MigrationMap;
@@ -254,8 +254,9 @@ async fn drive(router: &Arc<Router>, ri: usize, map: &Arc<MigrationMap>, lost: &
         return;
     };
     let stream = &SplitStream { router, lost };
+    let pace = &Pace::new(router.config.ring.migration_rate);
     let workers = (0..map.groups().len())
-        .map(|g| move_stream(router, map, g, Some(prefix.clone()), None, stream));
+        .map(|g| move_stream(router, map, g, Some(prefix.clone()), pace, stream));
     futures::future::join_all(workers).await;
     if map.live() > 0 || lost.load(Ordering::SeqCst) {
         // Stopped with the router, or another router took the move over: the nodes' record

@@ -290,3 +290,30 @@ async fn a_move_whose_router_stops_is_finished_by_another() {
     assert!((28.0..=32.0).contains(&pct), "{pct}%");
     read_keys(&mut c, KEYS).await;
 }
+
+/// A split's move keeps to `[ring] migration_rate` as a membership change's does: 3,000 keys at
+/// 1,000 a second cannot be done in less than about 3 seconds (the bound is one-sided: a slow
+/// machine only makes it longer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_split_move_keeps_to_the_migration_rate() {
+    const KEYS: usize = 10_000;
+    let p = start(0).await;
+    let mut paced = p.config.clone();
+    paced.ring.migration_rate = 1000;
+    let (router, _stop) = start_router(paced).await;
+    let mut c = conn(router).await;
+    write_keys(&mut c, KEYS).await;
+    let started = Instant::now();
+    let r = c.call(&["RING", "SPLIT", "u:", "30"], T).await.unwrap();
+    assert_eq!(text(&r), "OK");
+    wait_settled(&mut c, 30).await;
+    let took = started.elapsed();
+    let moved = keys_on(&p.b).await.len();
+    assert!((2_800..=3_200).contains(&moved), "{moved} keys moved");
+    let floor = Duration::from_secs_f64(moved as f64 / 1000.0) - Duration::from_millis(300);
+    assert!(
+        took >= floor,
+        "{moved} keys moved in {took:?} at 1,000 a second"
+    );
+    read_keys(&mut c, KEYS).await;
+}

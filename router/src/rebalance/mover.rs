@@ -210,7 +210,8 @@ async fn rollback(
     }
 }
 
-/// `[ring] migration_rate`: keys per second for all of a change's streams together.
+/// `[ring] migration_rate`: keys per second for all of a change's streams together (a
+/// membership change's or a split's).
 pub(crate) struct Pace {
     rate: u64,
     started: tokio::time::Instant,
@@ -218,7 +219,7 @@ pub(crate) struct Pace {
 }
 
 impl Pace {
-    fn new(rate: u64) -> Pace {
+    pub(crate) fn new(rate: u64) -> Pace {
         Pace {
             rate,
             started: tokio::time::Instant::now(),
@@ -246,8 +247,7 @@ async fn move_all(
 ) -> bool {
     let pace = &Pace::new(router.config.ring.migration_rate);
     let stream = &RingStream { pool, cancellable };
-    let workers =
-        (0..map.groups().len()).map(|g| move_stream(router, map, g, None, Some(pace), stream));
+    let workers = (0..map.groups().len()).map(|g| move_stream(router, map, g, None, pace, stream));
     futures::future::join_all(workers)
         .await
         .into_iter()
@@ -277,7 +277,7 @@ pub(crate) async fn move_stream(
     map: &MigrationMap,
     group: usize,
     prefix: Option<bytes::Bytes>,
-    pace: Option<&Pace>,
+    pace: &Pace,
     stream: &impl Stream,
 ) -> bool {
     let (from, to, arcs) = &map.groups()[group];
@@ -322,9 +322,7 @@ pub(crate) async fn move_stream(
                     if done {
                         map.mark_done(index);
                     }
-                    if let Some(pace) = pace {
-                        pace.after(b.moved).await;
-                    }
+                    pace.after(b.moved).await;
                     if b.moved > 0 && !pause.is_zero() {
                         tokio::time::sleep(pause).await;
                     }
