@@ -326,11 +326,18 @@ async fn the_pool_changes_membership_under_writes_and_keeps_every_key() {
     assert!(keys_on(&[&p.a[0], &p.a[1]]).await.is_empty());
 }
 
-/// Subscribes a raw connection to the router and reads exactly `confirm`.
-async fn subscriber(router: std::net::SocketAddr, args: &[&str], confirm: &str) -> TcpStream {
+/// A raw connection to the router that sent `cmd name` (SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE) and
+/// read exactly its confirmation: `[kind, name, 1]`.
+async fn subscriber(router: std::net::SocketAddr, cmd: &str, name: &str) -> TcpStream {
     let mut sock = TcpStream::connect(router).await.unwrap();
-    sock.write_all(&req(args)).await.unwrap();
-    raw_expect(&mut sock, confirm).await;
+    sock.write_all(&req(&[cmd, name])).await.unwrap();
+    let kind = cmd.to_ascii_lowercase();
+    let confirm = format!(
+        "*3\r\n${}\r\n{kind}\r\n${}\r\n{name}\r\n:1\r\n",
+        kind.len(),
+        name.len()
+    );
+    raw_expect(&mut sock, &confirm).await;
     sock
 }
 
@@ -346,35 +353,11 @@ async fn keyspace_notifications_name_the_clients_keys() {
         assert_eq!(text(&r), "OK");
     }
     let space = "__keyspace@0__:sess:n";
-    let mut sub = subscriber(
-        p.router,
-        &["SUBSCRIBE", space],
-        &format!(
-            "*3\r\n$9\r\nsubscribe\r\n${}\r\n{space}\r\n:1\r\n",
-            space.len()
-        ),
-    )
-    .await;
+    let mut sub = subscriber(p.router, "SUBSCRIBE", space).await;
     let pattern = "__keyspace@*__:sess:*";
-    let mut psub = subscriber(
-        p.router,
-        &["PSUBSCRIBE", pattern],
-        &format!(
-            "*3\r\n$10\r\npsubscribe\r\n${}\r\n{pattern}\r\n:1\r\n",
-            pattern.len()
-        ),
-    )
-    .await;
+    let mut psub = subscriber(p.router, "PSUBSCRIBE", pattern).await;
     let event = "__keyevent@0__:set";
-    let mut esub = subscriber(
-        p.router,
-        &["SUBSCRIBE", event],
-        &format!(
-            "*3\r\n$9\r\nsubscribe\r\n${}\r\n{event}\r\n:1\r\n",
-            event.len()
-        ),
-    )
-    .await;
+    let mut esub = subscriber(p.router, "SUBSCRIBE", event).await;
     let mut c = conn(p.router).await;
     assert_eq!(
         text(&c.call(&["SET", "sess:n", "1"], T).await.unwrap()),
@@ -405,18 +388,8 @@ async fn keyspace_notifications_name_the_clients_keys() {
 
     // Plain pub/sub on channels routed to the pool: patterns as written, shard channels
     // named like keys.
-    let mut chat = subscriber(
-        p.router,
-        &["PSUBSCRIBE", "sess:room*"],
-        "*3\r\n$10\r\npsubscribe\r\n$10\r\nsess:room*\r\n:1\r\n",
-    )
-    .await;
-    let mut shard = subscriber(
-        p.router,
-        &["SSUBSCRIBE", "sess:room"],
-        "*3\r\n$10\r\nssubscribe\r\n$9\r\nsess:room\r\n:1\r\n",
-    )
-    .await;
+    let mut chat = subscriber(p.router, "PSUBSCRIBE", "sess:room*").await;
+    let mut shard = subscriber(p.router, "SSUBSCRIBE", "sess:room").await;
     // PUBSUB lists the client's names and counts each pattern once.
     let r = c.call(&["PUBSUB", "NUMPAT"], T).await.unwrap();
     assert_eq!(r, Reply::Int(2));

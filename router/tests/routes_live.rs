@@ -5,16 +5,14 @@
 //! that lacks the route meanwhile answers an error for those keys rather than a stale miss,
 //! and changes no split until it has the route.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
 use ringcache_client::Client as NodeConn;
 use ringcache_protocol::Reply;
 
 mod support;
 
 use support::{
-    conn, keys_on, reads_back, set_keys, start_router, text, two_pools, two_pools_config, T,
+    conn, keys_on, reads_back, route_on, set_keys, start_router, text, two_pools, two_pools_config,
+    wait_split_settled, T,
 };
 
 const KEYS: usize = 2_000;
@@ -30,27 +28,6 @@ fn err_starts(r: &Reply, want: &str) {
         Reply::Error(e) => assert!(e.starts_with(want), "{e}"),
         other => panic!("not an error: {other:?}"),
     }
-}
-
-/// The route on `prefix` as `RING ROUTES` shows it (nil values as "nil"), if there is one.
-async fn route(c: &mut NodeConn, prefix: &str) -> Option<HashMap<String, String>> {
-    let Reply::Array(routes) = call(c, &["RING", "ROUTES"]).await else {
-        panic!("RING ROUTES")
-    };
-    routes.iter().find_map(|r| {
-        let Reply::Array(flat) = r else { return None };
-        let m: HashMap<String, String> = flat
-            .chunks(2)
-            .map(|kv| {
-                let v = match &kv[1] {
-                    Reply::Nil => "nil".to_string(),
-                    other => text(other),
-                };
-                (text(&kv[0]), v)
-            })
-            .collect();
-        (m["prefix"] == prefix).then_some(m)
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -70,7 +47,7 @@ async fn routes_change_live_only_where_no_key_changes_pool() {
         text(&call(&mut c, &["RING", "ROUTE", "ADD", "sess:vip:", "s"]).await),
         "OK"
     );
-    assert!(route(&mut c, "sess:vip:").await.is_some());
+    assert!(route_on(&mut c, "sess:vip:").await.is_some());
     assert_eq!(
         text(&call(&mut c, &["RING", "ROUTE", "DEL", "x:"]).await),
         "OK"
@@ -79,7 +56,7 @@ async fn routes_change_live_only_where_no_key_changes_pool() {
         text(&call(&mut c, &["RING", "ROUTE", "DEL", "sess:vip:"]).await),
         "OK"
     );
-    assert!(route(&mut c, "x:").await.is_none());
+    assert!(route_on(&mut c, "x:").await.is_none());
 
     // Ones that would leave keys behind in their old pool: refused, saying how.
     let r = call(&mut c, &["RING", "ROUTE", "ADD", "tmp:", "s"]).await;
@@ -103,7 +80,7 @@ async fn routes_change_live_only_where_no_key_changes_pool() {
     )
     .await;
     assert_eq!(text(&r), "OK");
-    let m = route(&mut c, "tmp:").await.unwrap();
+    let m = route_on(&mut c, "tmp:").await.unwrap();
     assert_eq!(
         (m["split"].as_str(), m["split_percent"].as_str()),
         ("s", "0")
@@ -114,15 +91,7 @@ async fn routes_change_live_only_where_no_key_changes_pool() {
         text(&call(&mut c, &["RING", "SPLIT", "tmp:", "100"]).await),
         "OK"
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let m = route(&mut c, "tmp:").await.unwrap();
-        if m["split_moving_from"] == "nil" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still moving: {m:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_split_settled(&mut c, "tmp:", 100).await;
     reads_back(&mut c, "tmp:", KEYS).await;
     reads_back(&mut c, "sess:", KEYS).await;
     assert_eq!(
@@ -164,7 +133,7 @@ async fn routes_change_live_only_where_no_key_changes_pool() {
     )
     .await;
     assert_eq!(text(&r), "OK");
-    let m = route(&mut c2, "tmp:").await.unwrap();
+    let m = route_on(&mut c2, "tmp:").await.unwrap();
     assert_eq!(m["split_percent"], "100");
     reads_back(&mut c2, "tmp:", KEYS).await;
     assert_eq!(

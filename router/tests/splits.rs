@@ -13,7 +13,7 @@ use ringcache_protocol::Reply;
 
 mod support;
 
-use support::{conn, start_router, text, words, Node, T};
+use support::{conn, fields, start_router, text, words, Node, T};
 
 struct Split {
     /// `default` pool nodes a1, a2; pool `b` nodes b1, b2.
@@ -78,41 +78,14 @@ async fn keys_on(nodes: &[Node]) -> HashSet<String> {
     out
 }
 
-/// A map reply (a flat array of pairs in RESP2) as text.
-fn fields(r: &Reply) -> HashMap<String, String> {
-    let Reply::Array(flat) = r else {
-        panic!("not a map: {r:?}")
-    };
-    flat.chunks(2)
-        .map(|kv| {
-            let v = match &kv[1] {
-                Reply::Nil => "nil".to_string(),
-                other => text(other),
-            };
-            (text(&kv[0]), v)
-        })
-        .collect()
-}
-
 /// The `u:` route as `RING ROUTES` shows it through `c`.
 async fn route(c: &mut NodeConn) -> HashMap<String, String> {
-    let Reply::Array(routes) = c.call(&["RING", "ROUTES"], T).await.unwrap() else {
-        panic!("RING ROUTES")
-    };
-    fields(&routes[0])
+    support::route_on(c, "u:").await.unwrap()
 }
 
 /// Waits until the split's keys stopped moving, as `c`'s router sees it.
 async fn wait_settled(c: &mut NodeConn, percent: u8) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = route(c).await;
-        if r["split_percent"] == percent.to_string() && r["split_moving_from"] == "nil" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "still moving: {r:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_split_settled(c, "u:", percent).await;
 }
 
 fn share(n: usize, of: usize) -> f64 {

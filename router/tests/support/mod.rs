@@ -6,6 +6,7 @@
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -442,11 +443,7 @@ pub async fn reads_back(c: &mut NodeConn, prefix: &str, n: usize) {
 
 /// A request's RESP bytes, for a raw connection.
 pub fn req(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    out
+    frame('*', args).into_bytes()
 }
 
 /// An aggregate of bulk strings (`kind`: `*`, `>`, ...) as a node or router writes it.
@@ -479,5 +476,43 @@ pub async fn wait_epoch_one<'a>(nodes: impl Iterator<Item = &'a Node>) {
             matches!(&r, Reply::Array(v) if v.first() == Some(&Reply::Int(1))).then_some(())
         })
         .await;
+    }
+}
+
+/// A map reply (a flat array of pairs in RESP2) as text, nil values as "nil".
+pub fn fields(r: &Reply) -> HashMap<String, String> {
+    let Reply::Array(flat) = r else {
+        panic!("not a map: {r:?}")
+    };
+    flat.chunks(2)
+        .map(|kv| {
+            let v = match &kv[1] {
+                Reply::Nil => "nil".to_string(),
+                other => text(other),
+            };
+            (text(&kv[0]), v)
+        })
+        .collect()
+}
+
+/// The route on `prefix` as `RING ROUTES` shows it through `c`, if there is one.
+pub async fn route_on(c: &mut NodeConn, prefix: &str) -> Option<HashMap<String, String>> {
+    let Reply::Array(routes) = c.call(&["RING", "ROUTES"], T).await.unwrap() else {
+        panic!("RING ROUTES")
+    };
+    routes.iter().map(fields).find(|m| m["prefix"] == prefix)
+}
+
+/// Waits until the split of the route on `prefix` is at `percent` with no key moving, as `c`'s
+/// router sees it.
+pub async fn wait_split_settled(c: &mut NodeConn, prefix: &str, percent: u8) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = route_on(c, prefix).await.unwrap();
+        if r["split_percent"] == percent.to_string() && r["split_moving_from"] == "nil" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still moving: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
