@@ -13,6 +13,43 @@ fn eq(a: u8, b: u8, nocase: bool) -> bool {
     }
 }
 
+/// The class at the start of `p` (`[` first) tried on byte `c`, read as Redis reads it (an escape
+/// takes two bytes and a range `a-z` three, whatever they are): whether `c` matches, and the
+/// class's length through its `]`, `None` if it never closes (it takes the rest of the pattern).
+pub fn class(p: &[u8], c: u8, nocase: bool) -> (bool, Option<usize>) {
+    let not = p.get(1) == Some(&b'^');
+    let mut i = if not { 2 } else { 1 };
+    let mut matched = false;
+    let end = loop {
+        if i >= p.len() {
+            break None;
+        }
+        let left = p.len() - i;
+        if p[i] == b'\\' && left >= 2 {
+            i += 1;
+            matched |= eq(p[i], c, nocase);
+        } else if p[i] == b']' {
+            break Some(i + 1);
+        } else if left >= 3 && p[i + 1] == b'-' {
+            let (mut lo, mut hi, mut c) = (p[i], p[i + 2], c);
+            if lo > hi {
+                std::mem::swap(&mut lo, &mut hi);
+            }
+            if nocase {
+                lo = lo.to_ascii_lowercase();
+                hi = hi.to_ascii_lowercase();
+                c = c.to_ascii_lowercase();
+            }
+            i += 2;
+            matched |= c >= lo && c <= hi;
+        } else {
+            matched |= eq(p[i], c, nocase);
+        }
+        i += 1;
+    };
+    (matched != not, end)
+}
+
 /// `skip_longer`: set once what follows a `*` matched no suffix of the string; then no outer
 /// `*` can succeed by giving it a shorter one, and every outer loop stops (Redis's fix for
 /// patterns like `a*a*a*…b`, exponential otherwise).
@@ -55,54 +92,17 @@ fn matches_depth(
                 s = &s[1..];
             }
             b'[' => {
-                p = &p[1..];
-                let not = p.first() == Some(&b'^');
-                if not {
-                    p = &p[1..];
-                }
-                let mut matched = false;
-                loop {
-                    if p.is_empty() {
-                        break;
-                    }
-                    if p[0] == b'\\' && p.len() >= 2 {
-                        p = &p[1..];
-                        if eq(p[0], s[0], nocase) {
-                            matched = true;
-                        }
-                    } else if p[0] == b']' {
-                        break;
-                    } else if p.len() >= 3 && p[1] == b'-' {
-                        let (mut lo, mut hi) = (p[0], p[2]);
-                        let mut c = s[0];
-                        if lo > hi {
-                            std::mem::swap(&mut lo, &mut hi);
-                        }
-                        if nocase {
-                            lo = lo.to_ascii_lowercase();
-                            hi = hi.to_ascii_lowercase();
-                            c = c.to_ascii_lowercase();
-                        }
-                        p = &p[2..];
-                        if c >= lo && c <= hi {
-                            matched = true;
-                        }
-                    } else if eq(p[0], s[0], nocase) {
-                        matched = true;
-                    }
-                    p = &p[1..];
-                }
-                if not {
-                    matched = !matched;
-                }
+                let (matched, len) = class(p, s[0], nocase);
                 if !matched {
                     return false;
                 }
                 s = &s[1..];
-                if p.is_empty() {
+                let Some(len) = len else {
                     // An unterminated class consumed the pattern.
                     return s.is_empty();
-                }
+                };
+                // At its `]`, which the step below passes.
+                p = &p[len - 1..];
             }
             b'\\' if p.len() >= 2 => {
                 p = &p[1..];

@@ -330,13 +330,14 @@ fn residual<'a>(pattern: &'a [u8], prefix: &[u8]) -> Residual<'a> {
             b'*' => return Residual::Any,
             b'?' => p += 1,
             b'[' => {
-                let Some(end) = class_end(pattern, p) else {
+                let (matched, len) = glob::class(&pattern[p..], c, false);
+                let Some(len) = len else {
                     return Residual::Any;
                 };
-                if !glob::matches(&pattern[p..end], &[c], false) {
+                if !matched {
                     return Residual::Never;
                 }
-                p = end;
+                p += len;
             }
             b'\\' if p + 1 < pattern.len() => {
                 if pattern[p + 1] != c {
@@ -353,29 +354,6 @@ fn residual<'a>(pattern: &'a [u8], prefix: &[u8]) -> Residual<'a> {
         }
     }
     Residual::Exact(&pattern[p..])
-}
-
-/// The end (past its `]`) of the class opening at `open`, read as `glob::matches` reads it
-/// (an escape takes two bytes, a range `a-z` three, whatever they are); `None` if it never
-/// closes.
-fn class_end(pattern: &[u8], open: usize) -> Option<usize> {
-    let mut i = open + 1;
-    if pattern.get(i) == Some(&b'^') {
-        i += 1;
-    }
-    while i < pattern.len() {
-        let left = pattern.len() - i;
-        if pattern[i] == b'\\' && left >= 2 {
-            i += 2;
-        } else if pattern[i] == b']' {
-            return Some(i + 1);
-        } else if left >= 3 && pattern[i + 1] == b'-' {
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    None
 }
 
 #[cfg(test)]
