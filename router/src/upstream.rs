@@ -5,7 +5,9 @@
 //! `(request bytes, reply sender)` over an unbounded channel (each client bounds its own
 //! outstanding requests); the task drains everything queued into one write, reads replies as
 //! they come, measures them with [`FrameScanner`] and answers the oldest request in flight with
-//! the exact reply bytes. A client always uses the same connection of a shard, so its requests to
+//! the exact reply bytes. While a write has had no reply yet, what arrives is held for the next
+//! write, sent when the first reply comes back: a lone request goes out at once, and under load
+//! the node reads (and the kernel carries) a few large batches instead of many small ones. A client always uses the same connection of a shard, so its requests to
 //! that shard run in the order it sent them.
 //!
 //! Failure is prompt, never a hang: a refused or timed-out connect, a broken connection, or a
@@ -447,6 +449,8 @@ const BATCH: usize = 512;
 /// Stop taking requests while this much is unwritten (the backend is not reading).
 const MAX_UNWRITTEN: usize = 4 << 20;
 const READ_CHUNK: usize = 16 * 1024;
+/// Requests held for the next write go out at once past this many bytes.
+const HOLD_MAX: usize = 64 * 1024;
 
 /// Describes an I/O error the way an operator reads it (`connection refused`), not `os error 111`.
 fn describe(e: &io::Error) -> String {
@@ -728,6 +732,10 @@ async fn serve<T: Transport>(
     let mut scanner = FrameScanner::default();
     let mut batch = Vec::with_capacity(BATCH);
     let mut open = true;
+    // A batch is on its way and no reply to it has come back yet: what arrives meanwhile is held
+    // in `out` and goes with the next write, once a reply shows the node read the last one.
+    let mut awaiting = false;
+    let mut holding = false;
     let timeout = shared.settings.request_timeout;
     // Checking the oldest request a few times per timeout costs no timer per request.
     let mut ticker = tokio::time::interval((timeout / 4).max(Duration::from_millis(5)));
@@ -744,9 +752,20 @@ async fn serve<T: Transport>(
                 if let Err(e) = r {
                     break End::Broken(lost(describe(&e)));
                 }
+                let before = inflight.len();
                 match read_replies(shared, &mut sock, &mut inbuf, &mut scanner, &mut inflight) {
                     Ok(()) => {}
                     Err(e) => break End::Broken(e),
+                }
+                if inflight.len() < before {
+                    awaiting = false;
+                    if holding {
+                        holding = false;
+                        awaiting = true;
+                        if let Err(e) = sock.write_now(&mut out) {
+                            break End::Broken(lost(describe(&e)));
+                        }
+                    }
                 }
                 if inbuf.is_empty() && inflight.is_empty() {
                     inbuf = BytesMut::new();
@@ -760,6 +779,8 @@ async fn serve<T: Transport>(
                     open = false;
                     continue;
                 }
+                // Bytes the socket did not take yet go first, held or not.
+                let unwritten = !out.is_empty() && !holding;
                 for req in batch.drain(..) {
                     out.extend_from_slice(&req.raw);
                     inflight.push_back(InFlight {
@@ -770,12 +791,19 @@ async fn serve<T: Transport>(
                         fix: req.fix,
                     });
                 }
+                if awaiting && !unwritten && out.len() < HOLD_MAX {
+                    holding = true;
+                    continue;
+                }
+                holding = false;
+                awaiting = true;
                 // Write at once: usually the whole batch fits the socket and no wakeup is needed.
                 if let Err(e) = sock.write_now(&mut out) {
                     break End::Broken(lost(describe(&e)));
                 }
             }
-            r = sock.tcp().writable(), if !out.is_empty() || sock.pending_out() => {
+            r = sock.tcp().writable(), if (!out.is_empty() && !holding) || sock.pending_out() => {
+                holding = false;
                 if let Err(e) = r.and_then(|()| sock.write_now(&mut out)) {
                     break End::Broken(lost(describe(&e)));
                 }

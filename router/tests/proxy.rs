@@ -622,3 +622,110 @@ async fn shutdown_delivers_owed_replies_then_returns() {
     // the listener is closed
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+/// A backend that answers PING at once and GETs only when told: each read's GET keys go to
+/// `reads`, and `release(n)` answers the oldest n GETs (the value is the key).
+struct HeldBackend {
+    addr: String,
+    reads: tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
+    release: tokio::sync::mpsc::UnboundedSender<usize>,
+}
+
+impl HeldBackend {
+    async fn start() -> HeldBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (reads_tx, reads) = tokio::sync::mpsc::unbounded_channel();
+        let (release, release_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let release_rx = std::sync::Arc::new(tokio::sync::Mutex::new(release_rx));
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (reads_tx, release_rx) = (reads_tx.clone(), release_rx.clone());
+                tokio::spawn(async move {
+                    let mut pending = std::collections::VecDeque::new();
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let mut releases = release_rx.lock().await;
+                        tokio::select! {
+                            n = s.read(&mut buf) => {
+                                let Ok(n @ 1..) = n else { return };
+                                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                                let pings = text.matches("PING").count();
+                                for _ in 0..pings {
+                                    s.write_all(b"+PONG\r\n").await.unwrap();
+                                }
+                                let keys: Vec<String> = text
+                                    .split("GET\r\n$1\r\n")
+                                    .skip(1)
+                                    .map(|rest| rest[..1].to_string())
+                                    .collect();
+                                if !keys.is_empty() {
+                                    pending.extend(keys.iter().cloned());
+                                    let _ = reads_tx.send(keys);
+                                }
+                            }
+                            Some(n) = releases.recv(), if !pending.is_empty() => {
+                                for key in pending.drain(..n.min(pending.len())) {
+                                    s.write_all(format!("$1\r\n{key}\r\n").as_bytes()).await.unwrap();
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        HeldBackend {
+            addr,
+            reads,
+            release,
+        }
+    }
+
+    async fn next_read(&mut self) -> Vec<String> {
+        tokio::time::timeout(T, self.reads.recv())
+            .await
+            .expect("the backend read nothing")
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_arriving_while_a_batch_is_unanswered_go_out_together() {
+    let mut backend = HeldBackend::start().await;
+    let mut config = RouterConfig::with_shards("127.0.0.1:0", &[("held", &backend.addr)]).unwrap();
+    // One connection carries every client's requests.
+    config.io_threads = 1;
+    config.upstream_connections = 1;
+    let (router, _stop) = start_router(config).await;
+    let (mut a, mut b, mut c) = (
+        Client::connect(router).await,
+        Client::connect(router).await,
+        Client::connect(router).await,
+    );
+
+    // Nothing outstanding: a request goes out at once.
+    a.send(&["GET", "a"]).await;
+    assert_eq!(backend.next_read().await, ["a"]);
+    // While it is unanswered, the next ones wait for its reply.
+    b.send(&["GET", "b"]).await;
+    c.send(&["GET", "c"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        backend.reads.try_recv().is_err(),
+        "sent before a reply came"
+    );
+    backend.release.send(1).unwrap();
+    assert_eq!(a.reply().await, bulk("a"));
+    // Then both go in one write.
+    let mut together = backend.next_read().await;
+    together.sort();
+    assert_eq!(together, ["b", "c"]);
+    backend.release.send(2).unwrap();
+    assert_eq!(b.reply().await, bulk("b"));
+    assert_eq!(c.reply().await, bulk("c"));
+    // And a lone request after that goes at once again.
+    a.send(&["GET", "a"]).await;
+    assert_eq!(backend.next_read().await, ["a"]);
+    backend.release.send(1).unwrap();
+    assert_eq!(a.reply().await, bulk("a"));
+}
