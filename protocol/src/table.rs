@@ -30,6 +30,8 @@ pub mod flags {
     pub const NO_MULTI: u32 = 1 << 14;
     pub const MOVABLEKEYS: u32 = 1 << 15;
     pub const ALLOW_BUSY: u32 = 1 << 16;
+    /// Keys may be none (EVAL with numkeys 0): COMMAND GETKEYS answers an empty list.
+    pub const NO_MANDATORY_KEYS: u32 = 1 << 17;
 }
 
 /// Arity, flags and key positions of one command (or `parent|sub` subcommand), as `COMMAND INFO`
@@ -371,7 +373,7 @@ pub fn info_reply(c: &CommandSpec, resp3: bool) -> Reply {
     ])
 }
 
-/// COMMAND, COMMAND COUNT/LIST/INFO/DOCS/GETKEYS, answered from this table (Redis's own bytes for
+/// COMMAND, COMMAND COUNT/LIST/INFO/DOCS/GETKEYS/GETKEYSANDFLAGS, answered from this table (Redis's own bytes for
 /// Redis's commands) by the node and the router alike.
 pub fn command_reply(a: &[Bytes], resp3: bool) -> Reply {
     if a.len() == 1 {
@@ -396,7 +398,7 @@ pub fn command_reply(a: &[Bytes], resp3: bool) -> Reply {
     };
     match &sub[..] {
         b"count" => Reply::Int(top_level().count() as i64),
-        b"list" => Reply::Array(top_level().map(|c| Reply::bulk_str(c.name)).collect()),
+        b"list" => command_list(&a[2..]),
         b"info" => Reply::Array(
             names(2)
                 .iter()
@@ -415,25 +417,93 @@ pub fn command_reply(a: &[Bytes], resp3: bool) -> Reply {
                 })
                 .collect(),
         ),
-        b"getkeys" => {
-            let Some(cmd) = lookup(&a[2]) else {
-                return Reply::error("ERR Invalid command specified");
-            };
-            if !cmd.arity_ok(a.len() - 2) {
-                return Reply::error("ERR Invalid number of arguments specified for command");
-            }
-            // Movable keys too (EVAL's and FCALL's numkeys, ZUNIONSTORE's, SORT ... STORE).
-            let keys: Vec<Reply> = cmd
-                .keys(&a[2..])
-                .map(|i| Reply::Bulk(a[i + 2].clone()))
-                .collect();
-            if keys.is_empty() {
-                return Reply::error("ERR The command has no key arguments");
-            }
-            Reply::Array(keys)
-        }
+        b"getkeys" | b"getkeysandflags" => getkeys(&a[2..], &sub[..] == b"getkeysandflags"),
         _ => unknown_subcommand(&a[1], "command"),
     }
+}
+
+/// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN glob]: commands and
+/// subcommands (`client|list`), as Redis lists them; there are no modules.
+fn command_list(filter: &[Bytes]) -> Reply {
+    let keep: Box<dyn Fn(&CommandSpec) -> bool> = match filter {
+        [] => Box::new(|_| true),
+        [by, kind, value] if by.eq_ignore_ascii_case(b"filterby") => {
+            match &kind.to_ascii_lowercase()[..] {
+                b"module" => Box::new(|_| false),
+                b"aclcat" => {
+                    let category = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(crate::acl::spec::category);
+                    Box::new(move |c| {
+                        category
+                            .is_some_and(|bit| crate::acl::spec::acl_of(c).categories & bit != 0)
+                    })
+                }
+                b"pattern" => {
+                    let pattern = value.clone();
+                    Box::new(move |c| crate::glob::matches(&pattern, c.name.as_bytes(), true))
+                }
+                _ => return Reply::error("ERR syntax error"),
+            }
+        }
+        _ => return Reply::error("ERR syntax error"),
+    };
+    Reply::Array(
+        all()
+            .filter(|c| keep(c))
+            .map(|c| Reply::bulk_str(c.name))
+            .collect(),
+    )
+}
+
+/// COMMAND GETKEYS (`with_flags`: GETKEYSANDFLAGS) of the command `c`, as Redis checks it: a
+/// command (or subcommand) known and with keys, its arity, then the keys its arguments name.
+fn getkeys(c: &[Bytes], with_flags: bool) -> Reply {
+    use crate::acl::spec;
+    let cmd = match lookup(&c[0]) {
+        Some(cmd) if spec::has_subcommands(cmd) && c.len() > 1 => lookup_sub(&c[0], &c[1]),
+        found => found,
+    };
+    let Some(cmd) = cmd else {
+        return Reply::error("ERR Invalid command specified");
+    };
+    let has_keys = cmd.first_key > 0
+        || spec::acl_of(cmd)
+            .keys
+            .iter()
+            .any(|ks| ks.flags & spec::KEY_NOT_KEY == 0);
+    if !has_keys {
+        return Reply::error("ERR The command has no key arguments");
+    }
+    if !cmd.arity_ok(c.len()) {
+        return Reply::error("ERR Invalid number of arguments specified for command");
+    }
+    if spec::counts_no_keys(cmd, c) {
+        return if cmd.has(flags::NO_MANDATORY_KEYS) {
+            Reply::Array(Vec::new())
+        } else {
+            Reply::error("ERR Invalid arguments specified for command")
+        };
+    }
+    // The parent's key finder knows its subcommands' keys (XGROUP CREATE, MEMORY USAGE).
+    let finder = spec::parent(cmd).unwrap_or(cmd);
+    // Movable keys too (EVAL's and FCALL's numkeys, ZUNIONSTORE's, SORT ... STORE).
+    let keys: Vec<Reply> = finder
+        .keys(c)
+        .map(|i| {
+            let key = Reply::Bulk(c[i].clone());
+            if !with_flags {
+                return key;
+            }
+            let flags = spec::spec_flags(cmd, c, i).unwrap_or(0);
+            let names = spec::flag_names(flags).map(Reply::Status).collect();
+            Reply::Array(vec![key, Reply::Set(names)])
+        })
+        .collect();
+    if keys.is_empty() && !cmd.has(flags::NO_MANDATORY_KEYS) {
+        return Reply::error("ERR Invalid arguments specified for command");
+    }
+    Reply::Array(keys)
 }
 
 /// Redis's exact `COMMAND DOCS` entry (the doc map, without the name) for a command.

@@ -169,11 +169,45 @@ fn command_count_info_docs() {
     assert_eq!(doc.get("group"), Some(bulk("string")));
 
     let list = c.cmd(&["COMMAND", "LIST"]).strings();
-    for name in ["get", "set", "hset", "ping", "client", "config"] {
+    for name in [
+        "get",
+        "set",
+        "hset",
+        "ping",
+        "client",
+        "config",
+        "client|list",
+    ] {
         assert!(
             list.contains(&name.to_string()),
             "COMMAND LIST lacks {name}"
         );
+    }
+    let filtered = |c: &mut Raw, kind: &str, value: &str| {
+        let mut names = c
+            .cmd(&["COMMAND", "LIST", "FILTERBY", kind, value])
+            .strings();
+        names.sort();
+        names
+    };
+    assert_eq!(filtered(&mut c, "pattern", "set"), ["set"]);
+    assert_eq!(
+        filtered(&mut c, "pattern", "config|*re*"),
+        ["config|resetstat", "config|rewrite"]
+    );
+    assert!(filtered(&mut c, "pattern", "nosuch*").is_empty());
+    let scripting = filtered(&mut c, "aclcat", "scripting");
+    assert!(
+        scripting.contains(&"eval".to_string()) && scripting.contains(&"script|kill".to_string())
+    );
+    assert!(!scripting.contains(&"set".to_string()));
+    assert!(filtered(&mut c, "aclcat", "nosuch").is_empty());
+    assert!(filtered(&mut c, "module", "nosuch").is_empty());
+    for bad in [
+        &["COMMAND", "LIST", "x"][..],
+        &["COMMAND", "LIST", "FILTERBY", "x", "y"],
+    ] {
+        assert_eq!(c.cmd(bad), err("ERR syntax error"), "{bad:?}");
     }
 }
 
@@ -213,6 +247,136 @@ fn command_getkeys() {
         c.cmd(&["COMMAND", "GETKEYS", "GET"]),
         wrong_args("command|getkeys")
     );
+}
+
+/// `COMMAND GETKEYSANDFLAGS`'s answer: each key with its flags, as `key:FLAG,flag` strings.
+fn keys_and_flags(c: &mut Raw, cmd: &[&str]) -> Reply {
+    let mut args = vec!["COMMAND", "GETKEYSANDFLAGS"];
+    args.extend_from_slice(cmd);
+    c.cmd(&args)
+}
+
+/// Keys with their flags' names.
+type Flagged<'a> = &'a [(&'a str, &'a [&'a str])];
+
+fn flagged(keys: Flagged) -> Reply {
+    arr(keys
+        .iter()
+        .map(|(k, flags)| {
+            arr(vec![
+                bulk(k),
+                arr(flags.iter().map(|f| status(f)).collect()),
+            ])
+        })
+        .collect())
+}
+
+#[test]
+fn command_getkeysandflags() {
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    let cases: &[(&[&str], Flagged)] = &[
+        (&["SET", "k1", "v1"], &[("k1", &["OW", "update"])]),
+        (
+            &["SET", "k1", "v1", "GET"],
+            &[("k1", &["RW", "access", "update"])],
+        ),
+        (
+            &["MSET", "k1", "v1", "k2", "v2"],
+            &[("k1", &["OW", "update"]), ("k2", &["OW", "update"])],
+        ),
+        (
+            &["LMOVE", "k1", "k2", "left", "right"],
+            &[
+                ("k1", &["RW", "access", "delete"]),
+                ("k2", &["RW", "insert"]),
+            ],
+        ),
+        (
+            &["SORT", "k1", "STORE", "k2"],
+            &[("k1", &["RO", "access"]), ("k2", &["OW", "update"])],
+        ),
+        (&["GET", "k"], &[("k", &["RO", "access"])]),
+        (
+            &["DEL", "a", "b"],
+            &[("a", &["RM", "delete"]), ("b", &["RM", "delete"])],
+        ),
+        (&["EXISTS", "a"], &[("a", &["RO"])]),
+        (
+            &["ZUNIONSTORE", "d", "2", "a", "b"],
+            &[
+                ("d", &["OW", "update"]),
+                ("a", &["RO", "access"]),
+                ("b", &["RO", "access"]),
+            ],
+        ),
+        (
+            &["BITFIELD", "k", "GET", "u8", "0"],
+            &[("k", &["RO", "access"])],
+        ),
+        (
+            &["BITFIELD", "k", "SET", "u8", "0", "1"],
+            &[("k", &["RW", "access", "update"])],
+        ),
+    ];
+    for (cmd, keys) in cases {
+        assert_eq!(keys_and_flags(&mut c, cmd), flagged(keys), "{cmd:?}");
+    }
+    assert_eq!(
+        keys_and_flags(&mut c, &["PING", "x"]),
+        err("ERR The command has no key arguments")
+    );
+    // Keys named by a subcommand; none where none are required; none where some are.
+    assert_eq!(
+        keys_and_flags(&mut c, &["XGROUP", "CREATE", "s", "g", "$"]),
+        flagged(&[("s", &["RW", "insert"])])
+    );
+    assert_eq!(
+        c.cmd(&["COMMAND", "GETKEYS", "EVAL", "return 1", "0"]),
+        arr(vec![])
+    );
+    assert_eq!(
+        c.cmd(&["COMMAND", "GETKEYS", "ZUNIONSTORE", "d", "0", "a"]),
+        err("ERR Invalid arguments specified for command")
+    );
+    assert_eq!(
+        c.cmd(&["COMMAND", "GETKEYS", "XGROUP", "NOSUCH", "s"]),
+        err("ERR Invalid command specified")
+    );
+    assert_eq!(
+        keys_and_flags(&mut c, &["GET"]),
+        wrong_args("command|getkeysandflags")
+    );
+}
+
+#[test]
+fn object_idletime_and_freq_follow_the_eviction_policy() {
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    let lfu_not = "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
+    let lfu_is = "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]),
+        ok()
+    );
+    assert_eq!(c.cmd(&["SET", "k", "v"]), ok());
+    match c.cmd(&["OBJECT", "IDLETIME", "k"]) {
+        Reply::Int(n) => assert!((0..=1).contains(&n), "idle {n} s just after SET"),
+        other => panic!("OBJECT IDLETIME: {other:?}"),
+    }
+    assert_eq!(c.cmd(&["OBJECT", "FREQ", "k"]), err(lfu_not));
+    assert_eq!(c.cmd(&["OBJECT", "IDLETIME", "nosuch"]), Reply::Nil);
+
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]),
+        ok()
+    );
+    assert_eq!(c.cmd(&["SET", "f", "v"]), ok());
+    // A new key starts at 5; the first read always counts.
+    assert_eq!(c.cmd(&["OBJECT", "FREQ", "f"]), int(5));
+    assert_eq!(c.cmd(&["GET", "f"]), bulk("v"));
+    assert_eq!(c.cmd(&["OBJECT", "FREQ", "f"]), int(6));
+    assert_eq!(c.cmd(&["OBJECT", "IDLETIME", "f"]), err(lfu_is));
 }
 
 #[test]

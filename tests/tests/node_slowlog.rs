@@ -113,3 +113,33 @@ fn commandstats_count_time() {
     let per_call = field("usec") / 50.0;
     assert!((field("usec_per_call") - per_call).abs() < 0.01, "{line}");
 }
+
+#[test]
+fn commandstats_count_a_transactions_commands() {
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    assert_eq!(c.cmd(&["CONFIG", "RESETSTAT"]), ok());
+    assert_eq!(c.cmd(&["MULTI"]), ok());
+    for cmd in [
+        &["SET", "foo", "bar"][..],
+        &["GEOADD", "geo", "0", "0", "m"],
+        &["EXPIRE", "geo", "0"],
+        &["INCR", "foo"],
+    ] {
+        assert_eq!(c.cmd(cmd), status("QUEUED"));
+    }
+    assert_eq!(c.cmd(&["EXEC"]).items().len(), 4);
+    let info = c.cmd(&["INFO", "commandstats"]).text();
+    for name in ["multi", "exec", "set", "geoadd", "expire"] {
+        assert!(
+            info.contains(&format!("cmdstat_{name}:calls=1,")),
+            "{name} counted once: {info}"
+        );
+    }
+    // A command that fails inside the transaction counts as failed.
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("cmdstat_incr:calls=1,") && l.ends_with("failed_calls=1")),
+        "{info}"
+    );
+}

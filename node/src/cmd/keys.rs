@@ -383,18 +383,25 @@ pub fn object(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if a.len() != 3 || !matches!(&sub[..], b"encoding" | b"freq" | b"idletime" | b"refcount") {
         return unknown_subcommand(&a[1], "object");
     }
-    let now = ctx.db.now;
+    let (now, ev) = (ctx.db.now, ctx.db.eviction);
     let Some(e) = ctx.db.peek(&a[2]) else {
         return Reply::Nil;
     };
+    // An entry's access field holds its LRU clock or, under an LFU policy, its LFU counter.
     match &sub[..] {
         b"encoding" => Reply::bulk_str(encoding(e)),
         b"refcount" => Reply::Int(1),
+        b"idletime" if ev.policy.is_lfu() => Reply::error(
+            "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ),
         b"idletime" => {
             let clock = crate::keyspace::lru_clock(now);
             let idle = clock.wrapping_sub(e.access()) & 0xFF_FFFF;
             Reply::Int(i64::from(idle))
         }
+        b"freq" if ev.policy.is_lfu() => Reply::Int(i64::from(
+            crate::keyspace::evict::lfu_decayed(e.access(), now, ev.lfu_decay_time),
+        )),
         _ => Reply::error(
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         ),

@@ -188,7 +188,11 @@ pub fn exec(ctx: &mut Ctx) -> Reply {
                 continue;
             }
         }
+        let started = std::time::Instant::now();
         let reply = super::run(ctx, spec, args);
+        // Each command of a transaction counts in commandstats, as Redis counts it.
+        let micros = started.elapsed().as_micros() as u64;
+        ctx.shared.stats.ran(spec, reply.is_error(), micros);
         if ctx.shared.monitors.active() {
             super::pubsub::feed_monitors(ctx.shared, ctx.session, spec, args);
         }

@@ -300,7 +300,7 @@ impl Selector {
     }
 
     /// A key under the permissions its key spec asks for (`KEY_*` flags).
-    pub fn key_allowed(&self, key: &[u8], key_flags: u8) -> bool {
+    pub fn key_allowed(&self, key: &[u8], key_flags: u16) -> bool {
         if self.all_keys {
             return true;
         }
@@ -308,7 +308,7 @@ impl Selector {
         if key_flags & KEY_ACCESS != 0 {
             need |= READ;
         }
-        if key_flags & !KEY_ACCESS != 0 {
+        if key_flags & spec::WRITES != 0 {
             need |= WRITE;
         }
         self.keys

@@ -64,13 +64,42 @@ pub fn category(name: &str) -> Option<u32> {
         .map(|i| 1 << i)
 }
 
-/// Key spec flags that decide which permission a key needs: ACCESS reads, the rest write.
-pub const KEY_ACCESS: u8 = 1;
-pub const KEY_INSERT: u8 = 2;
-pub const KEY_DELETE: u8 = 4;
-pub const KEY_UPDATE: u8 = 8;
-/// Not a key (a shard channel, named where a key would be for routing): never checked as one.
-pub const KEY_NOT_KEY: u8 = 16;
+/// Redis's key spec flags (`CMD_KEY_*`), as COMMAND INFO and COMMAND GETKEYSANDFLAGS name them.
+pub mod key_spec_flags {
+    /// What decides the permission a key needs: ACCESS reads; INSERT, DELETE, UPDATE write.
+    pub const KEY_ACCESS: u16 = 1;
+    pub const KEY_INSERT: u16 = 1 << 1;
+    pub const KEY_DELETE: u16 = 1 << 2;
+    pub const KEY_UPDATE: u16 = 1 << 3;
+    /// Not a key (a shard channel, named where a key would be for routing): never checked as one.
+    pub const KEY_NOT_KEY: u16 = 1 << 4;
+    /// What the command does to the key as a whole: reads, reads and writes, overwrites, removes.
+    pub const KEY_RO: u16 = 1 << 5;
+    pub const KEY_RW: u16 = 1 << 6;
+    pub const KEY_OW: u16 = 1 << 7;
+    pub const KEY_RM: u16 = 1 << 8;
+    pub const KEY_INCOMPLETE: u16 = 1 << 9;
+    pub const KEY_VARIABLE_FLAGS: u16 = 1 << 10;
+
+    /// Names in the order Redis lists them.
+    pub const NAMES: &[(u16, &str)] = &[
+        (KEY_RO, "RO"),
+        (KEY_RW, "RW"),
+        (KEY_OW, "OW"),
+        (KEY_RM, "RM"),
+        (KEY_ACCESS, "access"),
+        (KEY_UPDATE, "update"),
+        (KEY_INSERT, "insert"),
+        (KEY_DELETE, "delete"),
+        (KEY_NOT_KEY, "not_key"),
+        (KEY_INCOMPLETE, "incomplete"),
+        (KEY_VARIABLE_FLAGS, "variable_flags"),
+    ];
+
+    /// The writes among the flags: a key with any of them needs write permission.
+    pub const WRITES: u16 = KEY_INSERT | KEY_DELETE | KEY_UPDATE;
+}
+pub use key_spec_flags::*;
 
 /// Where a key spec's keys begin.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +120,7 @@ pub enum Find {
 
 #[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
-    pub flags: u8,
+    pub flags: u16,
     pub begin: Begin,
     pub find: Find,
 }
@@ -172,26 +201,60 @@ pub fn parent(spec: &CommandSpec) -> Option<&'static CommandSpec> {
 
 /// Which permission (KEY_* flags) the key at argument `pos` needs, by the first key spec that
 /// covers it; a key no spec covers needs both read and write.
-pub fn key_flags(spec: &CommandSpec, args: &[Bytes], pos: usize) -> u8 {
-    // Key specs with `variable_flags`: the arguments decide, as Redis's getkeys procs do.
+pub fn key_flags(spec: &CommandSpec, args: &[Bytes], pos: usize) -> u16 {
+    spec_flags(spec, args, pos).unwrap_or(KEY_ACCESS | KEY_UPDATE)
+}
+
+/// The key spec flags of the key at argument `pos`, as COMMAND GETKEYSANDFLAGS gives them: the
+/// first key spec covering it, or what the arguments decide where Redis asks its getkeys procs
+/// (specs with `variable_flags`, or incomplete).
+pub fn spec_flags(spec: &CommandSpec, args: &[Bytes], pos: usize) -> Option<u16> {
     let has = |from: usize, words: &[&str]| {
         args.iter()
             .skip(from)
             .any(|a| words.iter().any(|w| a.eq_ignore_ascii_case(w.as_bytes())))
     };
-    match spec.name {
-        "set" if !has(3, &["get"]) => return KEY_UPDATE,
-        "bitfield" if !has(2, &["set", "incrby"]) => return KEY_ACCESS,
+    let decided = match spec.name {
+        "set" if has(3, &["get"]) => KEY_RW | KEY_ACCESS | KEY_UPDATE,
+        "set" => KEY_OW | KEY_UPDATE,
+        "bitfield" if has(2, &["set", "incrby"]) => KEY_RW | KEY_ACCESS | KEY_UPDATE,
+        "bitfield" => KEY_RO | KEY_ACCESS,
         // Past the sorted key, SORT lists only its STORE destination.
-        "sort" if pos > 1 => return KEY_UPDATE,
-        _ => {}
-    }
-    for ks in acl_of(spec).keys {
-        if covers(ks, args, pos) {
-            return ks.flags;
+        "sort" if pos > 1 => KEY_OW | KEY_UPDATE,
+        "sort" => KEY_RO | KEY_ACCESS,
+        "migrate" => KEY_RW | KEY_ACCESS | KEY_DELETE,
+        _ => {
+            return acl_of(spec)
+                .keys
+                .iter()
+                .find(|ks| covers(ks, args, pos))
+                .map(|ks| ks.flags)
         }
-    }
-    KEY_ACCESS | KEY_UPDATE
+    };
+    Some(decided)
+}
+
+/// Whether a key spec counts its keys with an argument that says none (`ZUNIONSTORE d 0`):
+/// Redis's COMMAND GETKEYS then finds no key at all, the destination included.
+pub fn counts_no_keys(spec: &CommandSpec, args: &[Bytes]) -> bool {
+    acl_of(spec)
+        .keys
+        .iter()
+        .any(|ks| match (ks.begin, ks.find) {
+            (Begin::Index(start), Find::Keynum { at, .. }) => args
+                .get((start + at) as usize)
+                .and_then(|a| crate::num::parse_i64(a))
+                .is_some_and(|n| n < 1),
+            _ => false,
+        })
+}
+
+/// Redis's names of key spec flags, in its order.
+pub fn flag_names(flags: u16) -> impl Iterator<Item = &'static str> {
+    NAMES
+        .iter()
+        .filter(move |(bit, _)| flags & bit != 0)
+        .map(|(_, name)| *name)
 }
 
 fn covers(ks: &KeySpec, args: &[Bytes], pos: usize) -> bool {
@@ -274,7 +337,7 @@ mod tests {
             .collect()
     }
 
-    fn flags_of(cmd: &str, pos: usize) -> u8 {
+    fn flags_of(cmd: &str, pos: usize) -> u16 {
         let a = args(cmd);
         let spec = table::lookup(&a[0]).unwrap();
         key_flags(spec, &a, pos)
@@ -282,14 +345,34 @@ mod tests {
 
     #[test]
     fn key_spec_flags() {
-        assert_eq!(flags_of("GET k", 1), KEY_ACCESS);
-        assert_eq!(flags_of("LMOVE a b LEFT RIGHT", 1), KEY_ACCESS | KEY_DELETE);
-        assert_eq!(flags_of("LMOVE a b LEFT RIGHT", 2), KEY_INSERT);
-        assert_eq!(flags_of("ZUNIONSTORE d 2 a b", 1), KEY_UPDATE);
-        assert_eq!(flags_of("ZUNIONSTORE d 2 a b", 4), KEY_ACCESS);
-        assert_eq!(flags_of("GEORADIUS g 0 0 1 km STORE dst", 7), KEY_UPDATE);
-        assert_eq!(flags_of("XREAD COUNT 2 STREAMS a b 0 0", 5), KEY_ACCESS);
-        assert_eq!(flags_of("MSET a 1 b 2", 3), KEY_UPDATE);
+        assert_eq!(flags_of("GET k", 1), KEY_RO | KEY_ACCESS);
+        assert_eq!(
+            flags_of("LMOVE a b LEFT RIGHT", 1),
+            KEY_RW | KEY_ACCESS | KEY_DELETE
+        );
+        assert_eq!(flags_of("LMOVE a b LEFT RIGHT", 2), KEY_RW | KEY_INSERT);
+        assert_eq!(flags_of("ZUNIONSTORE d 2 a b", 1), KEY_OW | KEY_UPDATE);
+        assert_eq!(flags_of("ZUNIONSTORE d 2 a b", 4), KEY_RO | KEY_ACCESS);
+        assert_eq!(
+            flags_of("GEORADIUS g 0 0 1 km STORE dst", 7),
+            KEY_OW | KEY_UPDATE
+        );
+        assert_eq!(
+            flags_of("XREAD COUNT 2 STREAMS a b 0 0", 5),
+            KEY_RO | KEY_ACCESS
+        );
+        assert_eq!(flags_of("MSET a 1 b 2", 3), KEY_OW | KEY_UPDATE);
+        assert_eq!(flags_of("DEL a", 1), KEY_RM | KEY_DELETE);
+        // Where the arguments decide, as Redis's getkeys procs do.
+        assert_eq!(flags_of("SET k v", 1), KEY_OW | KEY_UPDATE);
+        assert_eq!(flags_of("SET k v GET", 1), KEY_RW | KEY_ACCESS | KEY_UPDATE);
+        assert_eq!(flags_of("SORT k STORE d", 1), KEY_RO | KEY_ACCESS);
+        assert_eq!(flags_of("SORT k STORE d", 3), KEY_OW | KEY_UPDATE);
+        assert_eq!(flags_of("BITFIELD k GET u8 0", 1), KEY_RO | KEY_ACCESS);
+        assert_eq!(
+            flag_names(KEY_RW | KEY_ACCESS | KEY_DELETE).collect::<Vec<_>>(),
+            ["RW", "access", "delete"]
+        );
         assert_eq!(
             acl_of(table::lookup(b"topology").unwrap()).categories & categories::ADMIN,
             categories::ADMIN
