@@ -5,10 +5,12 @@
 //! `(request bytes, reply sender)` over an unbounded channel (each client bounds its own
 //! outstanding requests); the task drains everything queued into one write, reads replies as
 //! they come, measures them with [`FrameScanner`] and answers the oldest request in flight with
-//! the exact reply bytes. While a write has had no reply yet, what arrives is held for the next
-//! write, sent when the first reply comes back: a lone request goes out at once, and under load
-//! the node reads (and the kernel carries) a few large batches instead of many small ones. A client always uses the same connection of a shard, so its requests to
-//! that shard run in the order it sent them.
+//! the exact reply bytes. A client always uses the same connection of a shard, so its requests
+//! to that shard run in the order it sent them.
+//!
+//! While a write of many requests has had no reply yet, what arrives is held for the next write,
+//! sent when the first reply comes back: a few requests go out at once, and under load the node
+//! reads (and the kernel carries) a few large batches instead of many small ones.
 //!
 //! Failure is prompt, never a hang: a refused or timed-out connect, a broken connection, or a
 //! reply slower than `request_timeout` fails every request in flight on that connection with an
@@ -451,6 +453,8 @@ const MAX_UNWRITTEN: usize = 4 << 20;
 const READ_CHUNK: usize = 16 * 1024;
 /// Requests held for the next write go out at once past this many bytes.
 const HOLD_MAX: usize = 64 * 1024;
+/// Requests on their way, unanswered, before new ones are held for the next write.
+const HOLD_BEHIND: usize = 16;
 
 /// Describes an I/O error the way an operator reads it (`connection refused`), not `os error 111`.
 fn describe(e: &io::Error) -> String {
@@ -781,6 +785,7 @@ async fn serve<T: Transport>(
                 }
                 // Bytes the socket did not take yet go first, held or not.
                 let unwritten = !out.is_empty() && !holding;
+                let on_its_way = inflight.len();
                 for req in batch.drain(..) {
                     out.extend_from_slice(&req.raw);
                     inflight.push_back(InFlight {
@@ -791,7 +796,11 @@ async fn serve<T: Transport>(
                         fix: req.fix,
                     });
                 }
-                if awaiting && !unwritten && out.len() < HOLD_MAX {
+                // Only behind a batch big enough to keep the node busy: with a few requests
+                // on their way, holding adds their round trip to the next ones' latency and
+                // saves little (measured: -15% GET throughput with 8 clients).
+                let hold = holding || (awaiting && !unwritten && on_its_way >= HOLD_BEHIND);
+                if hold && out.len() < HOLD_MAX {
                     holding = true;
                     continue;
                 }

@@ -681,6 +681,15 @@ impl HeldBackend {
         }
     }
 
+    /// The next `n` GET keys it reads, over however many reads.
+    async fn received(&mut self, n: usize) -> Vec<String> {
+        let mut keys = Vec::new();
+        while keys.len() < n {
+            keys.extend(self.next_read().await);
+        }
+        keys
+    }
+
     async fn next_read(&mut self) -> Vec<String> {
         tokio::time::timeout(T, self.reads.recv())
             .await
@@ -702,11 +711,22 @@ async fn requests_arriving_while_a_batch_is_unanswered_go_out_together() {
         Client::connect(router).await,
         Client::connect(router).await,
     );
-
-    // Nothing outstanding: a request goes out at once.
+    // A few requests on their way: the next one goes out at once.
     a.send(&["GET", "a"]).await;
-    assert_eq!(backend.next_read().await, ["a"]);
-    // While it is unanswered, the next ones wait for its reply.
+    assert_eq!(backend.received(1).await, ["a"]);
+    b.send(&["GET", "b"]).await;
+    assert_eq!(backend.received(1).await, ["b"]);
+    backend.release.send(2).unwrap();
+    assert_eq!(a.reply().await, bulk("a"));
+    assert_eq!(b.reply().await, bulk("b"));
+
+    // Many on their way (a pipeline of 20): the next ones wait for a reply, then go together.
+    let mut pipeline = BytesMut::new();
+    for _ in 0..20 {
+        ringcache_protocol::resp::encode_request(&mut pipeline, ["GET", "a"]);
+    }
+    a.sock.write_all(&pipeline).await.unwrap();
+    assert_eq!(backend.received(20).await.len(), 20);
     b.send(&["GET", "b"]).await;
     c.send(&["GET", "c"]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -716,16 +736,13 @@ async fn requests_arriving_while_a_batch_is_unanswered_go_out_together() {
     );
     backend.release.send(1).unwrap();
     assert_eq!(a.reply().await, bulk("a"));
-    // Then both go in one write.
     let mut together = backend.next_read().await;
     together.sort();
     assert_eq!(together, ["b", "c"]);
-    backend.release.send(2).unwrap();
+    backend.release.send(21).unwrap();
+    for _ in 1..20 {
+        assert_eq!(a.reply().await, bulk("a"));
+    }
     assert_eq!(b.reply().await, bulk("b"));
     assert_eq!(c.reply().await, bulk("c"));
-    // And a lone request after that goes at once again.
-    a.send(&["GET", "a"]).await;
-    assert_eq!(backend.next_read().await, ["a"]);
-    backend.release.send(1).unwrap();
-    assert_eq!(a.reply().await, bulk("a"));
 }
