@@ -373,8 +373,8 @@ pub fn info_reply(c: &CommandSpec, resp3: bool) -> Reply {
     ])
 }
 
-/// COMMAND, COMMAND COUNT/LIST/INFO/DOCS/GETKEYS/GETKEYSANDFLAGS, answered from this table (Redis's own bytes for
-/// Redis's commands) by the node and the router alike.
+/// COMMAND, COMMAND COUNT/LIST/INFO/DOCS/GETKEYS/GETKEYSANDFLAGS, answered from this table
+/// (Redis's own bytes for Redis's commands) by the node and the router alike.
 pub fn command_reply(a: &[Bytes], resp3: bool) -> Reply {
     if a.len() == 1 {
         return Reply::Array(top_level().map(|c| info_reply(c, resp3)).collect());

@@ -736,8 +736,9 @@ async fn serve<T: Transport>(
     let mut scanner = FrameScanner::default();
     let mut batch = Vec::with_capacity(BATCH);
     let mut open = true;
-    // A batch is on its way and no reply to it has come back yet: what arrives meanwhile is held
-    // in `out` and goes with the next write, once a reply shows the node read the last one.
+    // `awaiting`: a write went out and no reply has come back since. Behind HOLD_BEHIND or more
+    // such requests, what arrives is held in `out` (`holding`) and goes with the next write,
+    // once a reply shows the node read the last one.
     let mut awaiting = false;
     let mut holding = false;
     let timeout = shared.settings.request_timeout;

@@ -241,10 +241,9 @@ pub fn counts_no_keys(spec: &CommandSpec, args: &[Bytes]) -> bool {
         .keys
         .iter()
         .any(|ks| match (ks.begin, ks.find) {
-            (Begin::Index(start), Find::Keynum { at, .. }) => args
-                .get((start + at) as usize)
-                .and_then(|a| crate::num::parse_i64(a))
-                .is_some_and(|n| n < 1),
+            (Begin::Index(start), Find::Keynum { at, .. }) => {
+                key_count(args, i64::from(start), at).is_some_and(|n| n < 1)
+            }
             _ => false,
         })
 }
@@ -255,6 +254,12 @@ pub fn flag_names(flags: u16) -> impl Iterator<Item = &'static str> {
         .iter()
         .filter(move |(bit, _)| flags & bit != 0)
         .map(|(_, name)| *name)
+}
+
+/// The key count a `keynum` spec reads at `at` past where its keys begin, if it is a number.
+fn key_count(args: &[Bytes], start: i64, at: i32) -> Option<i64> {
+    args.get(usize::try_from(start + i64::from(at)).ok()?)
+        .and_then(|a| crate::num::parse_i64(a))
 }
 
 fn covers(ks: &KeySpec, args: &[Bytes], pos: usize) -> bool {
@@ -294,10 +299,7 @@ fn covers(ks: &KeySpec, args: &[Bytes], pos: usize) -> bool {
             (start, end, i64::from(step.max(1)))
         }
         Find::Keynum { at, first, step } => {
-            let Some(n) = args
-                .get((start + i64::from(at)) as usize)
-                .and_then(|a| crate::num::parse_i64(a))
-            else {
+            let Some(n) = key_count(args, start, at) else {
                 return false;
             };
             let step = i64::from(step.max(1));
