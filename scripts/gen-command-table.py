@@ -43,9 +43,9 @@ xinfo
 
 SUBCOMMANDS = {
     "acl": "cat deluser dryrun genpass getuser list load log save setuser users whoami help".split(),
-    "client": "id setname getname list info kill no-evict reply".split(),
-    "command": "count info docs list getkeys getkeysandflags".split(),
-    "config": "get set resetstat rewrite".split(),
+    "client": "id setname getname list info kill no-evict reply unblock help".split(),
+    "command": "count info docs list getkeys getkeysandflags help".split(),
+    "config": "get set resetstat rewrite help".split(),
     "object": "encoding freq idletime refcount help".split(),
     "memory": "usage help".split(),
     "slowlog": "get len reset help".split(),

@@ -415,9 +415,6 @@ pub fn reset(c: &mut impl Conn) -> Reply {
 pub fn client(c: &mut impl Conn, a: &[Bytes]) -> Reply {
     let sub = a[1].to_ascii_lowercase();
     let Some(spec) = table::lookup_sub(b"client", &sub) else {
-        if sub == b"help" {
-            return client_help();
-        }
         return unknown_subcommand(&a[1], "client");
     };
     if !spec.arity_ok(a.len()) {
@@ -433,6 +430,7 @@ pub fn client(c: &mut impl Conn, a: &[Bytes]) -> Reply {
             .clone()
             .map(Reply::Bulk)
             .unwrap_or(Reply::Nil),
+        b"help" => crate::help::client(),
         b"list" => client_list(c, a),
         b"info" => Reply::Verbatim(Bytes::from(c.client().info_line())),
         b"kill" => client_kill(c, a),
@@ -440,29 +438,6 @@ pub fn client(c: &mut impl Conn, a: &[Bytes]) -> Reply {
         b"no-evict" => syntax_error(),
         _ => unknown_subcommand(&a[1], "client"),
     }
-}
-
-fn client_help() -> Reply {
-    let lines = [
-        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-        "GETNAME",
-        "    Return the name of the current connection.",
-        "ID",
-        "    Return the ID of the current connection.",
-        "INFO",
-        "    Return information about the current client connection.",
-        "KILL <ip:port>",
-        "    Kill connection made from <ip:port>.",
-        "KILL <option> <value> [<option> <value> [...]]",
-        "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, SKIPME (YES|NO).",
-        "LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID <client-id> ...]",
-        "    Return information about client connections.",
-        "SETNAME <name>",
-        "    Assign the name <name> to the current connection.",
-        "HELP",
-        "    Print this help.",
-    ];
-    Reply::status_lines(&lines)
 }
 
 fn client_list(c: &impl Conn, a: &[Bytes]) -> Reply {

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod errors;
 pub mod glob;
 pub mod hash;
+pub mod help;
 pub mod input;
 pub mod keys;
 pub mod monitor;

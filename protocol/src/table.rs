@@ -418,6 +418,7 @@ pub fn command_reply(a: &[Bytes], resp3: bool) -> Reply {
                 .collect(),
         ),
         b"getkeys" | b"getkeysandflags" => getkeys(&a[2..], &sub[..] == b"getkeysandflags"),
+        b"help" => crate::help::command(),
         _ => unknown_subcommand(&a[1], "command"),
     }
 }

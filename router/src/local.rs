@@ -218,6 +218,9 @@ fn config(router: &Router, a: &[Bytes]) -> Reply {
     if !spec.arity_ok(a.len()) {
         return arity_error(spec.name);
     }
+    if sub == b"help" {
+        return ringcache_protocol::help::config();
+    }
     if let Some(reply) = set_own(router, &sub, a) {
         return reply;
     }

@@ -123,6 +123,49 @@ fn info_connected_clients_and_resp3() {
     assert!(r.reply.text().starts_with("# Server\r\n"), "{:?}", r.reply);
 }
 
+/// CONFIG, COMMAND and CLIENT HELP answer their help texts (an error telling the client to try
+/// CONFIG HELP must not come from CONFIG HELP itself), and COMMAND LIST shows them.
+#[test]
+fn help_subcommands() {
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    let config = c.cmd(&["CONFIG", "HELP"]).strings();
+    assert_eq!(
+        config.first().map(String::as_str),
+        Some("CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:")
+    );
+    assert!(config.contains(&"RESETSTAT".to_string()), "{config:?}");
+    let command = c.cmd(&["command", "help"]).strings();
+    assert_eq!(
+        command.first().map(String::as_str),
+        Some("COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:")
+    );
+    assert!(
+        command.contains(&"GETKEYSANDFLAGS <full-command>".to_string()),
+        "{command:?}"
+    );
+    let client = c.cmd(&["CLIENT", "HELP"]).strings();
+    assert_eq!(
+        client.first().map(String::as_str),
+        Some("CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:")
+    );
+    for (parent, name) in [
+        ("CONFIG", "config|help"),
+        ("COMMAND", "command|help"),
+        ("CLIENT", "client|help"),
+    ] {
+        assert_eq!(c.cmd(&[parent, "HELP", "x"]), wrong_args(name));
+    }
+    let listed = c
+        .cmd(&["COMMAND", "LIST", "FILTERBY", "PATTERN", "c*|help"])
+        .sorted();
+    for name in ["client|help", "command|help", "config|help"] {
+        assert!(listed.contains(&name.to_string()), "{listed:?}");
+    }
+    let info = c.cmd(&["COMMAND", "INFO", "client|unblock"]).items();
+    assert_eq!(&info[0].items()[..2], &[bulk("client|unblock"), int(-3)]);
+}
+
 #[test]
 fn command_count_info_docs() {
     let s = start_target(&[]);

@@ -395,6 +395,13 @@ fn connection_commands() {
         (bulk("get"), int(2)),
         "{get:?}"
     );
+    for (parent, first) in [
+        ("CONFIG", "CONFIG <subcommand>"),
+        ("COMMAND", "COMMAND <subcommand>"),
+    ] {
+        let help = c.cmd(&[parent, "HELP"]).strings();
+        assert!(help[0].starts_with(first), "{parent} HELP: {help:?}");
+    }
     let info = c.cmd(&["INFO"]).text();
     assert!(info.contains("# Server"), "INFO: {info}");
     // Inline commands and pipelines work as on one server.

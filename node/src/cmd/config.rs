@@ -437,6 +437,7 @@ pub fn config(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             Reply::OK
         }
         b"rewrite" => Reply::error("ERR The server is running without a config file"),
+        b"help" => ringcache_protocol::help::config(),
         _ => unknown_subcommand(&a[1], "config"),
     }
 }
