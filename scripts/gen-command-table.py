@@ -35,6 +35,7 @@ geoadd geodist geohash geopos geosearch geosearchstore georadius georadius_ro ge
 georadiusbymember_ro
 multi exec discard watch unwatch
 info command config time save bgsave lastsave replicaof slaveof role memory function shutdown slowlog monitor
+wait
 eval evalsha eval_ro evalsha_ro script fcall fcall_ro
 subscribe psubscribe unsubscribe punsubscribe publish ssubscribe sunsubscribe spublish pubsub
 xadd xlen xrange xrevrange xdel xtrim xsetid xread xreadgroup xgroup xack xpending xclaim xautoclaim

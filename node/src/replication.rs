@@ -322,6 +322,7 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
     let mut session = primary_session(shared);
     let mut args = Vec::new();
     let mut last_ack = Instant::now();
+    let mut ack_now = false;
     loop {
         while let Some(raw) = decoder
             .decode_into(&mut inbuf, &mut args)
@@ -336,6 +337,14 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
             let is_replconf = args
                 .first()
                 .is_some_and(|n| n.eq_ignore_ascii_case(b"replconf"));
+            // A client's WAIT on the primary asked: acknowledge at once, not at the heartbeat.
+            if is_replconf
+                && args
+                    .get(1)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"getack"))
+            {
+                ack_now = true;
+            }
             (shared.apply)(shared, &mut session, &args);
             if !is_replconf {
                 shared.repl.applied(raw.len() as u64);
@@ -349,7 +358,8 @@ async fn sync_once(shared: &Arc<Shared>, primary: &str, generation: u64) -> std:
         if !current(shared, generation) {
             return Ok(());
         }
-        if last_ack.elapsed() >= HEARTBEAT {
+        if ack_now || last_ack.elapsed() >= HEARTBEAT {
+            ack_now = false;
             let mut ack = BytesMut::new();
             let off = shared.repl.offset().to_string();
             encode_request(&mut ack, [&b"REPLCONF"[..], b"ACK", off.as_bytes()]);
@@ -509,6 +519,7 @@ async fn stream_to_replica<T: Transport>(
                         if ack_args[1].eq_ignore_ascii_case(b"ack") {
                             link.ack_offset.store(v, Relaxed);
                             link.last_ack_ms.store(now_ms(), Relaxed);
+                            shared.repl.acked.notify_waiters();
                         } else if ack_args[1].eq_ignore_ascii_case(b"listening-port") {
                             link.listening_port.store(v, Relaxed);
                         }
@@ -519,6 +530,48 @@ async fn stream_to_replica<T: Transport>(
                     ack_buf = BytesMut::new();
                 }
             }
+        }
+    }
+}
+
+/// Waits until `wait.replicas` replicas acknowledged `wait.offset` or its timeout passes, and
+/// answers how many did (`None`: the client went away). Input the client sends meanwhile stays
+/// buffered for after, as for a blocked command.
+pub async fn wait_acks<T: Transport>(
+    shared: &Shared,
+    sock: &mut T,
+    inbuf: &mut BytesMut,
+    handle: &ClientHandle,
+    wait: crate::state::session::ReplWait,
+) -> Option<Reply> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let deadline = wait.timeout.map(|t| tokio::time::Instant::now() + t);
+    loop {
+        // Registered before counting, so an acknowledgement between the two is not missed.
+        let acked = shared.repl.acked.notified();
+        tokio::pin!(acked);
+        acked.as_mut().enable();
+        let n = shared.repl.acked_at(wait.offset);
+        if n as u64 >= wait.replicas {
+            return Some(Reply::Int(n as i64));
+        }
+        let until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = acked => {}
+            () = until => return Some(Reply::Int(shared.repl.acked_at(wait.offset) as i64)),
+            _ = handle.kill.notified() => if handle.killed.load(SeqCst) {
+                return None;
+            },
+            r = sock.read_some(inbuf) => match r {
+                Ok(0) | Err(_) => return None,
+                Ok(_) if inbuf.len() > crate::server::MAX_BLOCKED_INPUT => return None,
+                Ok(_) => {}
+            },
         }
     }
 }

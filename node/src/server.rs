@@ -474,6 +474,7 @@ async fn serve_session<T: Transport>(
                         .unwrap_or(Err(crate::dump::BadPayload));
                 session.predecoded = Some(Box::new((payload, decoded)));
             }
+            let offset_before = shared.repl.offset();
             let mut reply = if crate::script::host::wants_script_thread(session, &args) {
                 // Runs on the script thread; this connection waits without holding its IO
                 // thread (a script past the busy threshold answers BUSY at once).
@@ -497,6 +498,27 @@ async fn serve_session<T: Transport>(
                 crate::cmd::execute(shared, session, &args)
             };
             session.predecoded = None;
+            // Any write this command propagated (a script's, a transaction's too): WAIT waits
+            // for replicas to acknowledge up to here.
+            let offset_after = shared.repl.offset();
+            if offset_after != offset_before {
+                session.woff = offset_after;
+            }
+            if let Some(wait) = session.repl_wait.take() {
+                if !out.is_empty() {
+                    sock.write_all(&out).await?;
+                    shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
+                    out.clear();
+                }
+                match Box::pin(crate::replication::wait_acks(
+                    shared, &mut sock, &mut inbuf, handle, *wait,
+                ))
+                .await
+                {
+                    Some(r) => reply = r,
+                    None => return Ok(End::Closed),
+                }
+            }
             if let Some((waiter, timeout)) = session.blocked.take() {
                 // Blocked: the replies before it go out now; this connection waits without
                 // holding its IO thread.
@@ -812,7 +834,7 @@ fn large_restore_payload(args: &[Bytes]) -> Option<Bytes> {
 }
 
 /// Input a blocked client may send before it is disconnected.
-const MAX_BLOCKED_INPUT: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BLOCKED_INPUT: usize = 64 * 1024 * 1024;
 
 /// Samples the process's resident memory for the keyspace's RSS guard, four times a second, off
 /// the IO threads; the tables the guard moves are moved on an IO thread, in turn, and the IO

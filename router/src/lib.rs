@@ -50,6 +50,7 @@ pub mod tls_config;
 pub mod topology;
 pub mod txn;
 pub mod upstream;
+pub mod wait;
 
 use std::future::Future;
 use std::io;

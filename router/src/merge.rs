@@ -40,6 +40,8 @@ pub enum Slot {
     /// PUBLISH's count of receivers from the channel's node, which counts this router's
     /// subscription links (the first number) where this router has its clients (the second).
     Published(oneshot::Receiver<UpResult>, i64, i64),
+    /// A request sent only once every reply before it was taken (WAIT, `crate::wait`).
+    Deferred(Box<crate::wait::Deferred>),
 }
 
 /// Replies of several upstream requests, combined once all have arrived.
@@ -97,7 +99,7 @@ impl Merge {
     }
 }
 
-const CLOSED: &str = "ERR the shard connection closed before replying";
+pub(crate) const CLOSED: &str = "ERR the shard connection closed before replying";
 
 impl Slot {
     pub fn error(text: &str) -> Slot {
@@ -116,6 +118,7 @@ impl Slot {
                 Pin::new(rx).poll(cx).map(received)
             }
             Slot::Silent(inner) => inner.poll_take(cx).map(|_| Bytes::new()),
+            Slot::Deferred(d) => d.poll_take(cx),
             Slot::Published(rx, links, clients) => Pin::new(rx).poll(cx).map(|r| match r {
                 Ok(Ok(raw)) => match crate::frame::integer(&raw) {
                     Some(n) => Reply::Int((n - *links).max(0) + *clients).to_bytes(Protocol::Resp2),

@@ -775,6 +775,12 @@ fn dispatch(
             return slot;
         }
     }
+    if spec.name == "wait" && !topo.shards.is_empty() {
+        let Some(me) = router.me() else {
+            return Slot::error("ERR the router is shutting down");
+        };
+        return Slot::Deferred(Box::new(crate::wait::run(me, s.who(), args)));
+    }
     if spec.name == "monitor" {
         // After the subscribed-mode refusal and a transaction's queueing, as on Redis.
         return pubsub::commands::monitor(router, s);

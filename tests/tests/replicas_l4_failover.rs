@@ -3,7 +3,7 @@
 //! 127.0.0.1 port 0:
 //!
 //! 1. every write sent through the router reaches the shard's replicas (same keys, values and
-//!    deadlines once the offsets match);
+//!    deadlines once the offsets match), and WAIT counts the replicas that acknowledged them;
 //! 2. `read_from = "replica-least-connections"` sends reads to replicas, writes to the primary,
 //!    replica reads are bounded-stale, and a killed replica does not stop reads;
 //! 3. the L4 listeners balance whole connections (least-connections, round-robin, weighted
@@ -156,10 +156,21 @@ fn every_write_through_the_router_reaches_the_replicas() {
             _ => cmds.push(cmd(&["EXPIREAT", &h, "4102444800"])),
         }
     }
-    let replies = pipeline(&mut c, &cmds);
+    // WAIT, pipelined behind the writes: it starts once they are answered, and counts the
+    // replicas of the shard with the fewest acknowledging.
+    cmds.push(cmd(&["WAIT", "1", "10000"]));
+    let mut replies = pipeline(&mut c, &cmds);
+    assert_eq!(replies.pop(), Some(int(1)), "WAIT 1 through the router");
+    cmds.pop();
     for (cmd, r) in cmds.iter().zip(&replies) {
         assert!(!r.is_error(), "{cmd:?} through the router: {r:?}");
     }
+    // Two asked for: bravo has one replica, so the timeout ends the wait with 1.
+    assert_eq!(c.cmd(&["WAIT", "2", "300"]), int(1));
+    assert_eq!(
+        c.cmd(&["WAIT", "x", "0"]),
+        err("ERR value is not an integer or out of range")
+    );
     let routed = c.cmd(&["DBSIZE"]).int();
 
     let mut total = 0;

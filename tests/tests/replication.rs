@@ -638,3 +638,56 @@ fn a_primary_short_of_good_replicas_refuses_writes() {
     wait_synced(&mut pc, &mut rc, SYNC_TIMEOUT);
     assert_eq!(rc.cmd(&["GET", "x"]), bulk("v"));
 }
+
+#[test]
+fn wait_counts_the_replicas_that_acknowledged_a_clients_writes() {
+    let p = start_node(&[]);
+    let mut pc = p.raw();
+    // Without replicas WAIT counts none, after its timeout when it asks for one.
+    assert_eq!(pc.cmd(&["SET", "k", "v0"]), ok());
+    assert_eq!(pc.cmd(&["WAIT", "0", "0"]), int(0));
+    assert_eq!(pc.cmd(&["WAIT", "1", "50"]), int(0));
+    assert_eq!(
+        pc.cmd(&["WAIT", "x", "0"]),
+        err("ERR value is not an integer or out of range")
+    );
+    assert_eq!(
+        pc.cmd(&["WAIT", "1", "1.5"]),
+        err("ERR timeout is not an integer or out of range")
+    );
+    assert_eq!(pc.cmd(&["WAIT", "1", "-1"]), err("ERR timeout is negative"));
+    assert_eq!(pc.cmd(&["WAIT", "1"]), wrong_args("wait"));
+
+    let r = start_replica_of(p.addr, &[]);
+    let mut rc = r.raw();
+    wait_synced(&mut pc, &mut rc, SYNC_TIMEOUT);
+    // A write, then WAIT for one replica: answered once the replica acknowledged the write.
+    assert_eq!(pc.cmd(&["SET", "k", "v1"]), ok());
+    assert_eq!(pc.cmd(&["WAIT", "1", "10000"]), int(1));
+    assert_eq!(rc.cmd(&["GET", "k"]), bulk("v1"));
+    // Pipelined behind its write, the same.
+    let replies = pipeline(
+        &mut pc,
+        &[
+            vec!["INCR".into(), "n".into()],
+            vec!["WAIT".into(), "1".into(), "10000".into()],
+        ],
+    );
+    assert_eq!(replies, vec![int(1), int(1)]);
+    assert_eq!(rc.cmd(&["GET", "n"]), bulk("1"));
+    // Two asked for, one attached: the timeout ends the wait with the count.
+    assert_eq!(pc.cmd(&["SET", "k", "v2"]), ok());
+    assert_eq!(pc.cmd(&["WAIT", "2", "300"]), int(1));
+    // A client that wrote nothing has nothing to wait for: every replica counts.
+    assert_eq!(p.raw().cmd(&["WAIT", "1", "0"]), int(1));
+    // In a transaction WAIT does not block: it answers the count at once.
+    assert_eq!(pc.cmd(&["MULTI"]), ok());
+    assert_eq!(pc.cmd(&["WAIT", "5", "0"]), status("QUEUED"));
+    assert_eq!(pc.cmd(&["EXEC"]), Reply::Array(vec![int(1)]));
+    // A replica refuses it, as Redis's do.
+    let refused = rc.cmd(&["WAIT", "1", "0"]);
+    assert!(
+        matches!(&refused, Reply::Error(e) if e.starts_with("ERR WAIT cannot be used with replica instances")),
+        "{refused:?}"
+    );
+}

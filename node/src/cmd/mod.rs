@@ -388,6 +388,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "replicaof" | "slaveof" => r::replicaof(ctx, a),
         "sync" | "psync" => r::sync(ctx),
         "replconf" => r::replconf(ctx, a),
+        "wait" => r::wait(ctx, a),
         "topology" => cl::topology(ctx, a),
         "migrate-keys" => cl::migrate_keys(ctx, a),
         "migrate-arc" => cl::migrate_arc(ctx, a),

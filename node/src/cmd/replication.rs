@@ -112,6 +112,12 @@ pub fn replconf(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
             }
             Reply::OK
         }
+        // A router's WAIT for its client, on a connection of that client's own: the writes
+        // to wait for are everything this node propagated before it (the router sends it once
+        // the client's earlier requests were answered).
+        b"wait" if a.len() == 4 && !ctx.session.from_primary => {
+            wait_for(ctx, repl.offset(), &a[2], &a[3])
+        }
         b"snapshot-end" if ctx.session.from_primary => {
             repl.set_link(LinkState::Up);
             tracing::info!(offset = num(2), "replica in sync with its primary");
@@ -135,4 +141,44 @@ fn restore_snapshot_key(ctx: &mut Ctx, key: &Bytes, deadline: u64, payload: &[u8
     let mut db = Db::for_keys(ks, [key], now_ms(), Expiry::Keep);
     db.insert(restored.into_entry(key, deadline));
     let _ = crate::replication::release(ctx.shared, db, None);
+}
+
+/// WAIT numreplicas timeout: how many replicas acknowledged this client's writes, waiting up to
+/// `timeout` ms (0: for ever) for `numreplicas` of them.
+pub fn wait(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    let offset = ctx.session.woff;
+    wait_for(ctx, offset, &a[1], &a[2])
+}
+
+fn wait_for(ctx: &mut Ctx, offset: u64, replicas: &[u8], timeout: &[u8]) -> Reply {
+    let repl = &ctx.shared.repl;
+    if repl.is_replica() {
+        return Reply::error(
+            "ERR WAIT cannot be used with replica instances. Please also note that since Redis \
+             4.0 if a replica is configured to be writable (which is not the default) writes to \
+             replicas are just local and are not propagated.",
+        );
+    }
+    let Some(replicas) = ringcache_protocol::num::parse_i64(replicas) else {
+        return super::args::not_integer();
+    };
+    let Some(ms) = ringcache_protocol::num::parse_i64(timeout) else {
+        return Reply::error("ERR timeout is not an integer or out of range");
+    };
+    if ms < 0 {
+        return Reply::error("ERR timeout is negative");
+    }
+    let acked = repl.acked_at(offset);
+    // In a transaction or a script WAIT cannot block: it answers the count now, as Redis does.
+    if acked as i64 >= replicas || ctx.session.in_exec || ctx.session.in_script {
+        return Reply::Int(acked as i64);
+    }
+    ctx.session.repl_wait = Some(Box::new(crate::state::session::ReplWait {
+        offset,
+        replicas: replicas as u64,
+        timeout: (ms > 0).then(|| std::time::Duration::from_millis(ms as u64)),
+    }));
+    repl.request_acks();
+    // A placeholder: the connection answers once replicas acknowledged or the timeout passed.
+    Reply::Nil
 }

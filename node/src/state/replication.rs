@@ -120,6 +120,8 @@ pub struct Replication {
     /// replicas heard from within the lag refuses writes (NOREPLICAS).
     pub min_replicas: AtomicU64,
     pub min_replicas_lag_s: AtomicU64,
+    /// Woken whenever a replica acknowledges an offset (WAIT's clients count again).
+    pub acked: tokio::sync::Notify,
 }
 
 impl Replication {
@@ -138,6 +140,7 @@ impl Replication {
             has_replicas: AtomicBool::new(false),
             replid: Mutex::new(run_id.to_string()),
             snapshots: AtomicUsize::new(0),
+            acked: tokio::sync::Notify::new(),
             min_replicas: AtomicU64::new(0),
             min_replicas_lag_s: AtomicU64::new(10),
         }
@@ -242,6 +245,30 @@ impl Replication {
                 l.send(skip.freeze());
                 continue;
             }
+            l.send(msg.clone());
+        }
+    }
+
+    /// Replicas past their snapshot that acknowledged `offset` or more (WAIT's count; Redis
+    /// counts its online replicas only, too).
+    pub fn acked_at(&self, offset: u64) -> usize {
+        lock(&self.links)
+            .iter()
+            .filter(|l| {
+                !l.broken.load(Relaxed)
+                    && !l.is_snapshotting()
+                    && l.ack_offset.load(Relaxed) >= offset
+            })
+            .count()
+    }
+
+    /// Asks every replica to acknowledge its offset now (`REPLCONF GETACK *` in its stream,
+    /// after the writes queued before it) rather than at its next heartbeat.
+    pub fn request_acks(&self) {
+        let mut msg = bytes::BytesMut::new();
+        ringcache_protocol::resp::encode_request(&mut msg, [&b"REPLCONF"[..], b"GETACK", b"*"]);
+        let msg = msg.freeze();
+        for l in lock(&self.links).iter() {
             l.send(msg.clone());
         }
     }

@@ -76,6 +76,19 @@ pub struct Session {
     /// Set while subscribed to anything (boxed: most connections never subscribe).
     pub pubsub: Option<Box<Subscriptions>>,
     pub reply: ReplyMode,
+    /// The replication offset right after this client's last command that propagated a write
+    /// (what WAIT waits for replicas to acknowledge).
+    pub woff: u64,
+    /// Set when WAIT must wait for replicas: the connection waits (see `server::wait_acks`).
+    pub repl_wait: Option<Box<ReplWait>>,
+}
+
+/// A WAIT that waits: `replicas` acknowledging `offset`, until `timeout` (none: for ever).
+#[derive(Debug)]
+pub struct ReplWait {
+    pub offset: u64,
+    pub replicas: u64,
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// A RESTORE payload and what decoding it gave.
@@ -123,6 +136,8 @@ impl Session {
             read_at: std::time::Instant::now(),
             pubsub: None,
             reply: ReplyMode::On,
+            woff: 0,
+            repl_wait: None,
         }
     }
 }

@@ -253,6 +253,7 @@ pub(crate) static REDIS_ACL: &[CommandAcl] = &[
     CommandAcl { name: "slowlog|reset", categories: ADMIN | SLOW | DANGEROUS, keys: &[] },
     CommandAcl { name: "slowlog|help", categories: SLOW, keys: &[] },
     CommandAcl { name: "monitor", categories: ADMIN | SLOW | DANGEROUS, keys: &[] },
+    CommandAcl { name: "wait", categories: SLOW | CONNECTION, keys: &[] },
     CommandAcl { name: "eval", categories: SLOW | SCRIPTING, keys: &[KeySpec { flags: KEY_RW | KEY_ACCESS | KEY_UPDATE, begin: Begin::Index(2), find: Find::Keynum { at: 0, first: 1, step: 1 } }] },
     CommandAcl { name: "evalsha", categories: SLOW | SCRIPTING, keys: &[KeySpec { flags: KEY_RW | KEY_ACCESS | KEY_UPDATE, begin: Begin::Index(2), find: Find::Keynum { at: 0, first: 1, step: 1 } }] },
     CommandAcl { name: "eval_ro", categories: SLOW | SCRIPTING, keys: &[KeySpec { flags: KEY_RO | KEY_ACCESS, begin: Begin::Index(2), find: Find::Keynum { at: 0, first: 1, step: 1 } }] },

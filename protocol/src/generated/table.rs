@@ -249,6 +249,7 @@ pub(crate) static REDIS_COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "slowlog|reset", arity: 2, flags: ADMIN | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "slowlog|help", arity: 2, flags: LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "monitor", arity: 1, flags: ADMIN | NOSCRIPT | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
+    CommandSpec { name: "wait", arity: 3, flags: NOSCRIPT, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "eval", arity: -3, flags: NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | MOVABLEKEYS, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "evalsha", arity: -3, flags: NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | MOVABLEKEYS, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "eval_ro", arity: -3, flags: READONLY | NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS | MOVABLEKEYS, first_key: 0, last_key: 0, step: 0 },
