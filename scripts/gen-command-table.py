@@ -35,7 +35,7 @@ geoadd geodist geohash geopos geosearch geosearchstore georadius georadius_ro ge
 georadiusbymember_ro
 multi exec discard watch unwatch
 info command config time save bgsave lastsave replicaof slaveof role memory function shutdown slowlog monitor
-wait
+wait latency
 eval evalsha eval_ro evalsha_ro script fcall fcall_ro
 subscribe psubscribe unsubscribe punsubscribe publish ssubscribe sunsubscribe spublish pubsub
 xadd xlen xrange xrevrange xdel xtrim xsetid xread xreadgroup xgroup xack xpending xclaim xautoclaim
@@ -48,7 +48,8 @@ SUBCOMMANDS = {
     "command": "count info docs list getkeys getkeysandflags help".split(),
     "config": "get set resetstat rewrite help".split(),
     "object": "encoding freq idletime refcount help".split(),
-    "memory": "usage help".split(),
+    "memory": "usage malloc-stats purge help".split(),
+    "latency": "doctor graph history latest reset histogram help".split(),
     "slowlog": "get len reset help".split(),
     "function": "load list delete flush dump restore stats kill help".split(),
     "script": "load exists flush kill debug help".split(),

@@ -213,6 +213,14 @@ pub fn subcommand(spec: &'static CommandSpec, sub: &[u8]) -> Option<&'static Com
     lookup_sub(spec.name.as_bytes(), sub)
 }
 
+/// What a call counts as in INFO commandstats and latencystats: a container's subcommand
+/// (`config|get`), as Redis counts it, else the command itself.
+pub fn counted_as(spec: &'static CommandSpec, args: &[bytes::Bytes]) -> &'static CommandSpec {
+    args.get(1)
+        .and_then(|sub| subcommand(spec, sub))
+        .unwrap_or(spec)
+}
+
 /// Looks up `parent sub` (e.g. `CLIENT ID`) as the subcommand `client|id`.
 pub fn lookup_sub(parent: &[u8], sub: &[u8]) -> Option<&'static CommandSpec> {
     // Joined on the stack: every command with an argument asks (a script's each `redis.call`),

@@ -60,24 +60,49 @@ fn combine(key: &str, a: &str, b: &str) -> String {
         }
         return x.saturating_add(y).to_string();
     }
+    if key.starts_with("latency_percentiles_usec_") {
+        return slowest(a, b);
+    }
     if a.contains('=') && b.contains('=') {
-        let theirs: Vec<(&str, &str)> = b.split(',').filter_map(|f| f.split_once('=')).collect();
-        let parts: Vec<String> = a
-            .split(',')
-            .map(|f| match f.split_once('=') {
-                Some((k, v)) => match theirs.iter().find(|(k2, _)| *k2 == k) {
-                    Some((_, v2)) => match (v.parse::<i64>(), v2.parse::<i64>()) {
-                        (Ok(x), Ok(y)) => format!("{k}={}", x.saturating_add(y)),
-                        _ => f.to_string(),
-                    },
-                    None => f.to_string(),
-                },
-                None => f.to_string(),
-            })
-            .collect();
-        return parts.join(",");
+        return per_field(a, b, |x, y| {
+            Some(
+                x.parse::<i64>()
+                    .ok()?
+                    .saturating_add(y.parse().ok()?)
+                    .to_string(),
+            )
+        });
     }
     a.to_string()
+}
+
+/// `a`'s `k=v,...` fields, each combined by `f` with `b`'s of the same name where it gives a
+/// value, else as they are.
+fn per_field(a: &str, b: &str, f: impl Fn(&str, &str) -> Option<String>) -> String {
+    let theirs: Vec<(&str, &str)> = b.split(',').filter_map(|f| f.split_once('=')).collect();
+    a.split(',')
+        .map(|field| {
+            field
+                .split_once('=')
+                .and_then(|(k, v)| {
+                    let (_, v2) = theirs.iter().find(|(k2, _)| *k2 == k)?;
+                    Some(format!("{k}={}", f(v, v2)?))
+                })
+                .unwrap_or_else(|| field.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Two shards' latency percentiles (`p50=1.003,p99=…`): each the larger, so the cluster's line
+/// bounds what any shard saw (percentiles of two distributions do not add).
+fn slowest(a: &str, b: &str) -> String {
+    per_field(a, b, |x, y| {
+        Some(format!(
+            "{:.3}",
+            x.parse::<f64>().ok()?.max(y.parse().ok()?)
+        ))
+    })
 }
 
 /// The client's INFO reply: `text` (the router's own sections), then the shards' sections merged,
@@ -151,6 +176,21 @@ mod tests {
         );
         assert!(
             text.contains("# Stats\r\ntotal_commands_processed:77\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn latency_percentiles_take_the_slowest_shard() {
+        let a =
+            "# Latencystats\r\nlatency_percentiles_usec_get:p50=1.003,p99=8.191,p99.9=20.479\r\n";
+        let b =
+            "# Latencystats\r\nlatency_percentiles_usec_get:p50=2.047,p99=4.095,p99.9=20.479\r\n";
+        let got = merge("", Protocol::Resp2, &[bulk(a), bulk(b)], &[]);
+        let text =
+            String::from_utf8_lossy(frame::bulk_payload(&got).expect("a bulk reply")).into_owned();
+        assert!(
+            text.contains("latency_percentiles_usec_get:p50=2.047,p99=8.191,p99.9=20.479\r\n"),
             "{text}"
         );
     }

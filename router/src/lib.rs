@@ -25,6 +25,7 @@ pub mod info;
 pub mod io_threads;
 pub mod key_prefix;
 pub mod l4;
+pub mod latency;
 pub mod local;
 pub mod merge;
 pub mod metrics;

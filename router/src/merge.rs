@@ -244,6 +244,9 @@ pub fn combine(how: &How, parts: Vec<UpResult>) -> Bytes {
         }
         How::FanOut(FanOut::AnyOk) => any_ok(parts),
         How::FanOut(FanOut::SlowLog(n)) => successes(parts).and_then(|p| slowlog(&p, *n)),
+        How::FanOut(FanOut::LatencyHistogram) => {
+            successes(parts).and_then(|p| crate::latency::merge_histograms(&p))
+        }
         How::Scan { shard, shards } => successes(parts).and_then(|p| scan(&p, *shard, *shards)),
         How::Info {
             text,

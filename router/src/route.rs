@@ -46,6 +46,8 @@ pub enum FanOut {
     AnyOk,
     /// SLOWLOG GET: the newest entries of all shards, at most this many.
     SlowLog(usize),
+    /// LATENCY HISTOGRAM: the shards' distributions summed (`crate::latency`).
+    LatencyHistogram,
 }
 
 /// One shard's share of a split command.
@@ -157,6 +159,7 @@ pub fn plan(spec: &CommandSpec, args: &[bytes::Bytes], owner: impl Fn(&[u8]) -> 
 fn keyless(spec: &CommandSpec, args: &[bytes::Bytes], owner: &impl Fn(&[u8]) -> usize) -> Plan {
     match spec.name {
         "slowlog" => slowlog(args, owner),
+        "latency" => latency(args, owner),
         // Keyless commands any one shard answers as well as all would.
         "pfselftest" | "lastsave" => Plan::Forward(owner(b"")),
         // A container's subcommand without a key (XGROUP HELP, OBJECT HELP): any shard's answer.
@@ -185,6 +188,16 @@ fn slowlog(args: &[bytes::Bytes], owner: &impl Fn(&[u8]) -> usize) -> Plan {
             Some(n) if n >= 0 => Plan::FanOut(FanOut::SlowLog(n as usize)),
             _ => Plan::Forward(owner(b"")),
         },
+        _ => Plan::Forward(owner(b"")),
+    }
+}
+
+/// LATENCY through the router: HISTOGRAM summed over the shards, RESET on every shard; the rest
+/// (HELP, DOCTOR, the monitor's empty LATEST and HISTORY) is any shard's answer.
+fn latency(args: &[bytes::Bytes], owner: &impl Fn(&[u8]) -> usize) -> Plan {
+    match args.get(1).map(|s| s.to_ascii_lowercase()).as_deref() {
+        Some(b"histogram") => Plan::FanOut(FanOut::LatencyHistogram),
+        Some(b"reset") => Plan::FanOut(FanOut::Sum),
         _ => Plan::Forward(owner(b"")),
     }
 }

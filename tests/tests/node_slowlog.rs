@@ -143,3 +143,106 @@ fn commandstats_count_a_transactions_commands() {
         "{info}"
     );
 }
+
+/// The `latency_percentiles_usec_<name>` line of INFO latencystats, as (percentile, µs) pairs.
+fn latency_line(c: &mut Raw, name: &str) -> Option<Vec<(String, f64)>> {
+    let info = c.cmd(&["INFO", "latencystats"]).text();
+    let prefix = format!("latency_percentiles_usec_{name}:");
+    let line = info.lines().find_map(|l| l.strip_prefix(prefix.as_str()))?;
+    Some(
+        line.split(',')
+            .map(|kv| {
+                let (p, v) = kv.split_once('=').unwrap();
+                (p.to_string(), v.parse::<f64>().unwrap())
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn latency_tracking_percentiles_and_histograms() {
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    assert_eq!(c.cmd(&["CONFIG", "RESETSTAT"]), ok());
+    for i in 0..200 {
+        assert_eq!(c.cmd(&["SET", &format!("k{i}"), "v"]), ok());
+    }
+    let line = latency_line(&mut c, "set").expect("a latencystats line for set");
+    let names: Vec<&str> = line.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(names, ["p50", "p99", "p99.9"]);
+    assert!(line.windows(2).all(|w| w[0].1 <= w[1].1), "{line:?}");
+    // A container's calls count under the subcommand, as Redis counts them.
+    assert_eq!(c.cmd(&["CONFIG", "GET", "maxmemory"]).items().len(), 2);
+    assert!(latency_line(&mut c, "config|get").is_some());
+    let stats = c.cmd(&["INFO", "commandstats"]).text();
+    assert!(stats.contains("cmdstat_config|get:calls=1,"), "{stats}");
+
+    // LATENCY HISTOGRAM: calls, and cumulative counts by µs rising to them.
+    let h = c.cmd(&["LATENCY", "HISTOGRAM", "set", "nosuch"]).pairs();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].0, "set");
+    let fields = h[0].1.pairs();
+    assert_eq!(fields[0], ("calls".to_string(), int(200)));
+    assert_eq!(fields[1].0, "histogram_usec");
+    let points: Vec<i64> = fields[1].1.items().iter().map(ReplyExt::int).collect();
+    assert!(!points.is_empty() && points.len().is_multiple_of(2), "{points:?}");
+    let counts: Vec<i64> = points.iter().skip(1).step_by(2).copied().collect();
+    assert!(counts.windows(2).all(|w| w[0] < w[1]), "{points:?}");
+    assert_eq!(counts.last(), Some(&200));
+    let config = c.cmd(&["LATENCY", "HISTOGRAM", "CONFIG"]).pairs();
+    assert!(config.iter().any(|(n, _)| n == "config|get"), "{config:?}");
+    assert!(
+        config.iter().all(|(n, _)| n.starts_with("config|")),
+        "{config:?}"
+    );
+
+    // The percentiles shown, and tracking off.
+    assert_eq!(
+        c.cmd(&[
+            "CONFIG",
+            "SET",
+            "latency-tracking-info-percentiles",
+            "50 99.99"
+        ]),
+        ok()
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "latency-tracking-info-percentiles"]),
+        Reply::Array(vec![
+            bulk("latency-tracking-info-percentiles"),
+            bulk("50 99.99")
+        ])
+    );
+    let line = latency_line(&mut c, "set").unwrap();
+    assert_eq!(
+        line.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+        ["p50", "p99.99"]
+    );
+    let refused = c.cmd(&["CONFIG", "SET", "latency-tracking-info-percentiles", "101"]);
+    assert!(refused.is_error(), "{refused:?}");
+    assert_eq!(c.cmd(&["CONFIG", "SET", "latency-tracking", "no"]), ok());
+    assert_eq!(c.cmd(&["SET", "k0", "w"]), ok());
+    let h = c.cmd(&["LATENCY", "HISTOGRAM", "set"]).pairs();
+    assert_eq!(h[0].1.pairs()[0], ("calls".to_string(), int(200)));
+    assert_eq!(c.cmd(&["CONFIG", "SET", "latency-tracking", "yes"]), ok());
+
+    // The latency monitor is off by default: no events, nothing to reset.
+    assert_eq!(c.cmd(&["LATENCY", "LATEST"]), Reply::Array(vec![]));
+    assert_eq!(
+        c.cmd(&["LATENCY", "HISTORY", "command"]),
+        Reply::Array(vec![])
+    );
+    assert_eq!(c.cmd(&["LATENCY", "RESET"]), int(0));
+    let doctor = c.cmd(&["LATENCY", "DOCTOR"]).text();
+    assert!(doctor.starts_with("I'm sorry, Dave"), "{doctor}");
+    assert_eq!(
+        c.cmd(&["LATENCY", "HISTORY"]),
+        wrong_args("latency|history")
+    );
+    assert_eq!(
+        c.cmd(&["LATENCY", "NOPE"]),
+        err("ERR unknown subcommand 'NOPE'. Try LATENCY HELP.")
+    );
+    let help = c.cmd(&["LATENCY", "HELP"]).strings();
+    assert!(help[0].starts_with("LATENCY <subcommand>"), "{help:?}");
+}

@@ -523,3 +523,27 @@ fn monitor_shows_requests() {
     assert_eq!(c.cmd(&["SET", "mon:1", "b"]), ok());
     assert!(m.read(Duration::from_millis(300)).is_none());
 }
+
+/// LATENCY HISTOGRAM through the router sums the shards' distributions (every call counted
+/// once); INFO latencystats has the command's line; RESET reaches every shard.
+#[test]
+fn latency_histograms_add_up_over_the_shards() {
+    let t = start_routed_target();
+    let mut c = t.raw();
+    assert_eq!(c.cmd(&["CONFIG", "RESETSTAT"]), ok());
+    for i in 0..300 {
+        assert_eq!(c.cmd(&["SET", &format!("lat:{i}"), "v"]), ok());
+    }
+    let h = c.cmd(&["LATENCY", "HISTOGRAM", "set"]).pairs();
+    assert_eq!(h.len(), 1, "{h:?}");
+    let fields = h[0].1.pairs();
+    assert_eq!(fields[0], ("calls".to_string(), int(300)));
+    let points: Vec<i64> = fields[1].1.items().iter().map(ReplyExt::int).collect();
+    let counts: Vec<i64> = points.iter().skip(1).step_by(2).copied().collect();
+    assert!(counts.windows(2).all(|w| w[0] < w[1]), "{points:?}");
+    assert_eq!(counts.last(), Some(&300));
+    let info = c.cmd(&["INFO", "latencystats"]).text();
+    assert!(info.contains("latency_percentiles_usec_set:p50="), "{info}");
+    assert_eq!(c.cmd(&["LATENCY", "RESET"]), int(0));
+    assert_eq!(c.cmd(&["LATENCY", "LATEST"]), arr(vec![]));
+}

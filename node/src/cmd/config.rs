@@ -30,6 +30,8 @@ enum Kind {
     Events,
     /// `client-output-buffer-limit <class> <hard> <soft> <seconds> ...`.
     BufferLimits,
+    /// Percentiles from 0 to 100, space-separated (`latency-tracking-info-percentiles`).
+    Percentiles,
 }
 
 struct Param {
@@ -124,6 +126,7 @@ static PARAMS: &[Param] = &[
     p("slowlog-log-slower-than", None, Kind::Int(-1, i64::MAX)),
     p("slowlog-max-len", None, Kind::Int(0, i64::MAX)),
     p("latency-tracking", None, Kind::Bool),
+    p("latency-tracking-info-percentiles", None, Kind::Percentiles),
     p("latency-monitor-threshold", None, Kind::Int(0, i64::MAX)),
     p("activedefrag", None, Kind::Bool),
     p("stream-node-max-bytes", None, Kind::Memory),
@@ -242,6 +245,7 @@ fn default(name: &str) -> &'static str {
         "hz" => "10",
         "active-expire-effort" => "1",
         "latency-monitor-threshold" => "0",
+        "latency-tracking-info-percentiles" => "50 99 99.9",
         "stream-node-max-bytes" => "4096",
         "stream-node-max-entries" => "100",
         "busy-reply-threshold" => "5000",
@@ -261,6 +265,8 @@ fn validate(p: &Param, value: &str) -> Result<String, String> {
             parse_buffer_limits(value, [BufferLimit::NONE; 3]).map(|_| value.to_string())
         }
         Kind::Str => Ok(value.to_string()),
+        Kind::Percentiles => crate::state::latency::parse_percentiles(value)
+            .map(|ps| crate::state::latency::format_percentiles(&ps)),
         Kind::Bool => match value.to_ascii_lowercase().as_str() {
             "yes" | "no" => Ok(value.to_ascii_lowercase()),
             _ => Err("argument must be 'yes' or 'no'".into()),
@@ -326,6 +332,11 @@ fn set(sh: &Shared, p: &Param, v: &str) {
             if let Ok(l) = parse_buffer_limits(v, sh.pubsub.buffer_limits()) {
                 sh.pubsub.set_buffer_limits(l);
             }
+            return;
+        }
+        "latency-tracking" => {
+            sh.stats.latency.enabled.store(v == "yes", Relaxed);
+            sh.config_mut().params.insert(p.name, v.to_string());
             return;
         }
         _ => {

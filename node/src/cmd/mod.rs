@@ -20,6 +20,7 @@ pub mod geo;
 pub mod hashes;
 pub mod hyperloglog;
 pub mod keys;
+pub mod latency;
 pub mod lcs;
 pub mod lists;
 pub mod migrate;
@@ -65,7 +66,7 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
     session.last_cmd = spec.name;
     if let Some(refused) = refusal(shared, session, spec, args) {
         multi::queue_failed(session);
-        shared.stats.rejected(spec);
+        shared.stats.rejected(table::counted_as(spec, args));
         return refused;
     }
     if session.multi.is_some() && !multi::runs_now(spec) {
@@ -83,7 +84,9 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
         return reply;
     }
     let micros = started.elapsed().as_micros() as u64;
-    shared.stats.ran(spec, reply.is_error(), micros);
+    shared
+        .stats
+        .ran(table::counted_as(spec, args), reply.is_error(), micros);
     if !script && shared.monitors.active() {
         pubsub::feed_monitors(shared, session, spec, args);
     }
@@ -371,6 +374,7 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "command" => s::command(ctx, a),
         "config" => s::config(ctx, a),
         "memory" => s::memory(ctx, a),
+        "latency" => latency::latency(ctx, a),
         "function" => crate::script::functions::function(ctx, a),
         "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => crate::script::eval::eval(ctx, spec, a),
         "fcall" | "fcall_ro" => crate::script::functions::fcall(ctx, spec, a),

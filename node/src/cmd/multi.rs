@@ -192,7 +192,8 @@ pub fn exec(ctx: &mut Ctx) -> Reply {
         let reply = super::run(ctx, spec, args);
         // Each command of a transaction counts in commandstats, as Redis counts it.
         let micros = started.elapsed().as_micros() as u64;
-        ctx.shared.stats.ran(spec, reply.is_error(), micros);
+        let counted = ringcache_protocol::table::counted_as(spec, args);
+        ctx.shared.stats.ran(counted, reply.is_error(), micros);
         if ctx.shared.monitors.active() {
             super::pubsub::feed_monitors(ctx.shared, ctx.session, spec, args);
         }

@@ -28,6 +28,7 @@ const ALL_SECTIONS: &[&str] = &[
     "modules",
     "commandstats",
     "errorstats",
+    "latencystats",
     "cluster",
     "keyspace",
 ];
@@ -216,6 +217,11 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
             for (code, n) in crate::keyspace::lock(&sh.stats.errors).iter() {
                 let _ = write!(out, "errorstat_{code}:count={n}\r\n");
             }
+            Ok(())
+        }
+        "latencystats" => {
+            out.push_str("# Latencystats\r\n");
+            sh.stats.latency.info(&sh.latency_percentiles(), out);
             Ok(())
         }
         "cluster" => {

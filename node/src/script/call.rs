@@ -123,7 +123,7 @@ fn dispatch(st: &mut RunState, args: Result<Vec<Bytes>, ArgError>) -> Result<Rep
         return fail("This Redis command is not allowed from script");
     }
     if let Some(refused) = refusal(st, spec, effective, &argv) {
-        st.count(spec, Counted::Rejected);
+        st.count(effective, Counted::Rejected);
         return fail(&format!("-{refused}"));
     }
     let writes = spec.is_write() || effective.is_write();
@@ -138,7 +138,7 @@ fn dispatch(st: &mut RunState, args: Result<Vec<Bytes>, ArgError>) -> Result<Rep
     let reply = run(st, spec, &argv);
     // Not timed: the EVAL or FCALL around it is.
     st.count(
-        spec,
+        effective,
         if reply.is_error() {
             Counted::Failed
         } else {

@@ -6,6 +6,7 @@
 //! replication and topology state, the pub/sub subscriptions; [`session::Session`] is one connection's state.
 
 pub mod blocking;
+pub mod latency;
 pub mod monitor;
 pub mod pubsub;
 pub mod replication;
@@ -51,6 +52,8 @@ pub struct ServerStats {
     usec: Box<[AtomicU64]>,
     rejected: Box<[AtomicU64]>,
     failed: Box<[AtomicU64]>,
+    /// Each command's run-time distribution (INFO latencystats, LATENCY HISTOGRAM).
+    pub latency: latency::LatencyStats,
 }
 
 impl Default for ServerStats {
@@ -66,6 +69,7 @@ impl Default for ServerStats {
             usec: counters(),
             rejected: counters(),
             failed: counters(),
+            latency: latency::LatencyStats::default(),
         }
     }
 }
@@ -89,6 +93,7 @@ impl ServerStats {
             c.store(0, Relaxed);
         }
         crate::keyspace::lock(&self.errors).clear();
+        self.latency.reset();
     }
 
     /// Counts one call of `spec` that ran for `micros`, failed or not.
@@ -102,6 +107,7 @@ impl ServerStats {
         };
         bump(&self.calls, 1);
         bump(&self.usec, micros);
+        self.latency.record(spec, micros);
         if failed {
             bump(&self.failed, 1);
         }
@@ -253,6 +259,16 @@ impl Shared {
 
     pub fn config(&self) -> std::sync::RwLockReadGuard<'_, NodeConfig> {
         self.config.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The percentiles INFO latencystats shows (`latency-tracking-info-percentiles`).
+    pub fn latency_percentiles(&self) -> Vec<f64> {
+        let c = self.config();
+        let text = c
+            .params
+            .get("latency-tracking-info-percentiles")
+            .map_or("50 99 99.9", String::as_str);
+        latency::parse_percentiles(text).unwrap_or_default()
     }
 
     pub fn config_mut(&self) -> std::sync::RwLockWriteGuard<'_, NodeConfig> {

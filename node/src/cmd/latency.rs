@@ -1,0 +1,116 @@
+//! LATENCY: HISTOGRAM from the per-command run-time distributions (`state::latency`), and the
+//! latency monitor's subcommands. The monitor (spikes of named events above
+//! `latency-monitor-threshold`) records no events here, so LATEST and HISTORY are empty, as on a
+//! Redis whose monitor is off, its default.
+
+use bytes::Bytes;
+use ringcache_protocol::{table, Reply};
+
+use super::args::{arity_error, unknown_subcommand};
+use super::ctx::Ctx;
+
+pub fn latency(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
+    let sub = a[1].to_ascii_lowercase();
+    let Some(spec) = table::lookup_sub(b"latency", &sub) else {
+        return unknown_subcommand(&a[1], "latency");
+    };
+    if !spec.arity_ok(a.len()) {
+        return arity_error(spec.name);
+    }
+    match &sub[..] {
+        b"histogram" => histogram(ctx, &a[2..]),
+        b"latest" => Reply::Array(Vec::new()),
+        b"history" => Reply::Array(Vec::new()),
+        b"reset" => Reply::Int(0),
+        b"graph" => Reply::Error(format!(
+            "ERR No samples available for event '{}'",
+            String::from_utf8_lossy(&a[2])
+        )),
+        b"doctor" => Reply::Verbatim(Bytes::from(doctor(ctx))),
+        b"help" => help(),
+        _ => unknown_subcommand(&a[1], "latency"),
+    }
+}
+
+/// LATENCY HISTOGRAM [command ...]: each command's calls and cumulative counts by µs; a
+/// container's name stands for its subcommands, an unknown name for nothing.
+fn histogram(ctx: &Ctx, names: &[Bytes]) -> Reply {
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+        .collect();
+    let wanted = |name: &str| {
+        names.is_empty()
+            || names.iter().any(|n| {
+                name == n
+                    || name
+                        .strip_prefix(n.as_str())
+                        .is_some_and(|r| r.starts_with('|'))
+            })
+    };
+    let entries = ctx
+        .shared
+        .stats
+        .latency
+        .histograms()
+        .into_iter()
+        .filter(|(name, _, _)| wanted(name))
+        .map(|(name, calls, points)| {
+            let points = points
+                .into_iter()
+                .map(|(usec, count)| (Reply::Int(usec as i64), Reply::Int(count as i64)))
+                .collect();
+            (
+                Reply::bulk_str(name),
+                Reply::Map(vec![
+                    (Reply::bulk_str("calls"), Reply::Int(calls as i64)),
+                    (Reply::bulk_str("histogram_usec"), Reply::Map(points)),
+                ]),
+            )
+        })
+        .collect();
+    Reply::Map(entries)
+}
+
+fn doctor(ctx: &Ctx) -> String {
+    let threshold = ctx
+        .shared
+        .config()
+        .params
+        .get("latency-monitor-threshold")
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    if threshold == 0 {
+        "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis instance. \
+         You may use \"CONFIG SET latency-monitor-threshold <milliseconds>.\" in order to enable \
+         it. If we weren't in a deep space mission I'd suggest to take a look at \
+         https://redis.io/topics/latency-monitor.\n"
+            .into()
+    } else {
+        "Dave, no latency spike was observed during the lifetime of this Redis instance, not in \
+         the slightest bit. I honestly think you ought to sleep tonight.\n"
+            .into()
+    }
+}
+
+fn help() -> Reply {
+    Reply::status_lines(&[
+        "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "DOCTOR",
+        "    Return a human readable latency analysis report.",
+        "GRAPH <event>",
+        "    Return an ASCII latency graph for the <event> class.",
+        "HISTORY <event>",
+        "    Return time-latency samples for the <event> class.",
+        "LATEST",
+        "    Return the latest latency samples for all events.",
+        "RESET [<event> ...]",
+        "    Reset latency data of one or more <event> classes.",
+        "    (default: reset all data for all event classes)",
+        "HISTOGRAM [COMMAND ...]",
+        "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+        "    If no commands are specified then all histograms are replied.",
+        "HELP",
+        "    Prints this help.",
+    ])
+}
