@@ -216,6 +216,10 @@ pub fn subcommand(spec: &'static CommandSpec, sub: &[u8]) -> Option<&'static Com
 /// What a call counts as in INFO commandstats and latencystats: a container's subcommand
 /// (`config|get`), as Redis counts it, else the command itself.
 pub fn counted_as(spec: &'static CommandSpec, args: &[bytes::Bytes]) -> &'static CommandSpec {
+    // No container takes a key in first place: GET, SET and the like need no lookup.
+    if spec.first_key > 0 {
+        return spec;
+    }
     args.get(1)
         .and_then(|sub| subcommand(spec, sub))
         .unwrap_or(spec)

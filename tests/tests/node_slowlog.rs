@@ -185,7 +185,10 @@ fn latency_tracking_percentiles_and_histograms() {
     assert_eq!(fields[0], ("calls".to_string(), int(200)));
     assert_eq!(fields[1].0, "histogram_usec");
     let points: Vec<i64> = fields[1].1.items().iter().map(ReplyExt::int).collect();
-    assert!(!points.is_empty() && points.len().is_multiple_of(2), "{points:?}");
+    assert!(
+        !points.is_empty() && points.len().is_multiple_of(2),
+        "{points:?}"
+    );
     let counts: Vec<i64> = points.iter().skip(1).step_by(2).copied().collect();
     assert!(counts.windows(2).all(|w| w[0] < w[1]), "{points:?}");
     assert_eq!(counts.last(), Some(&200));

@@ -78,12 +78,13 @@ impl std::fmt::Debug for LatencyStats {
 }
 
 impl LatencyStats {
-    /// One call of `spec` that ran `micros` µs (Redis records µs as ns, at least 1).
-    pub fn record(&self, spec: &table::CommandSpec, micros: u64) {
+    /// One call of the command at `position` (`table::position`) that ran `micros` µs (Redis
+    /// records µs as ns, at least 1).
+    pub fn record(&self, position: usize, micros: u64) {
         if !self.enabled.load(Relaxed) {
             return;
         }
-        let Some(h) = self.per_command.get(table::position(spec)) else {
+        let Some(h) = self.per_command.get(position) else {
             return;
         };
         let ns = micros.saturating_mul(1000).max(1);

@@ -107,7 +107,7 @@ impl ServerStats {
         };
         bump(&self.calls, 1);
         bump(&self.usec, micros);
-        self.latency.record(spec, micros);
+        self.latency.record(i, micros);
         if failed {
             bump(&self.failed, 1);
         }
