@@ -192,6 +192,13 @@ fn latency_tracking_percentiles_and_histograms() {
     let counts: Vec<i64> = points.iter().skip(1).step_by(2).copied().collect();
     assert!(counts.windows(2).all(|w| w[0] < w[1]), "{points:?}");
     assert_eq!(counts.last(), Some(&200));
+    // Named commands come in the order asked.
+    assert_eq!(c.cmd(&["GET", "k0"]), bulk("v"));
+    for order in [["set", "get"], ["get", "set"]] {
+        let h = c.cmd(&["LATENCY", "HISTOGRAM", order[0], order[1]]).pairs();
+        let names: Vec<&str> = h.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, order);
+    }
     let config = c.cmd(&["LATENCY", "HISTOGRAM", "CONFIG"]).pairs();
     assert!(config.iter().any(|(n, _)| n == "config|get"), "{config:?}");
     assert!(

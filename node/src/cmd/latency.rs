@@ -8,6 +8,7 @@ use ringcache_protocol::{table, Reply};
 
 use super::args::{arity_error, unknown_subcommand};
 use super::ctx::Ctx;
+use crate::state::latency::CommandHistogram;
 
 pub fn latency(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     let sub = a[1].to_ascii_lowercase();
@@ -32,38 +33,38 @@ pub fn latency(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     }
 }
 
-/// LATENCY HISTOGRAM [command ...]: each command's calls and cumulative counts by µs; a
-/// container's name stands for its subcommands, an unknown name for nothing.
+/// LATENCY HISTOGRAM [command ...]: each command's calls and cumulative counts by µs, in the
+/// order asked (all, in table order, when none is named); a container's name stands for its
+/// subcommands, an unknown name for nothing.
 fn histogram(ctx: &Ctx, names: &[Bytes]) -> Reply {
-    let names: Vec<String> = names
-        .iter()
-        .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
-        .collect();
-    let wanted = |name: &str| {
-        names.is_empty()
-            || names.iter().any(|n| {
-                name == n
-                    || name
-                        .strip_prefix(n.as_str())
+    let all = ctx.shared.stats.latency.histograms();
+    let chosen: Vec<&CommandHistogram> = if names.is_empty() {
+        all.iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+            .flat_map(|n| {
+                let exact = all.iter().filter(|(name, _, _)| *name == n);
+                let subs = all.iter().filter(|(name, _, _)| {
+                    name.strip_prefix(n.as_str())
                         .is_some_and(|r| r.starts_with('|'))
+                });
+                exact.chain(subs).collect::<Vec<_>>()
             })
+            .collect()
     };
-    let entries = ctx
-        .shared
-        .stats
-        .latency
-        .histograms()
+    let entries = chosen
         .into_iter()
-        .filter(|(name, _, _)| wanted(name))
         .map(|(name, calls, points)| {
             let points = points
-                .into_iter()
-                .map(|(usec, count)| (Reply::Int(usec as i64), Reply::Int(count as i64)))
+                .iter()
+                .map(|&(usec, count)| (Reply::Int(usec as i64), Reply::Int(count as i64)))
                 .collect();
             (
                 Reply::bulk_str(name),
                 Reply::Map(vec![
-                    (Reply::bulk_str("calls"), Reply::Int(calls as i64)),
+                    (Reply::bulk_str("calls"), Reply::Int(*calls as i64)),
                     (Reply::bulk_str("histogram_usec"), Reply::Map(points)),
                 ]),
             )
