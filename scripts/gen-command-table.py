@@ -44,7 +44,7 @@ xinfo
 
 SUBCOMMANDS = {
     "acl": "cat deluser dryrun genpass getuser list load log save setuser users whoami help".split(),
-    "client": "id setname getname list info kill no-evict reply unblock help".split(),
+    "client": "id setname getname list info kill no-evict reply unblock pause unpause help".split(),
     "command": "count info docs list getkeys getkeysandflags help".split(),
     "config": "get set resetstat rewrite help".split(),
     "object": "encoding freq idletime refcount help".split(),

@@ -544,34 +544,29 @@ pub async fn wait_acks<T: Transport>(
     handle: &ClientHandle,
     wait: crate::state::session::ReplWait,
 ) -> Option<Reply> {
-    use std::sync::atomic::Ordering::SeqCst;
     let deadline = wait.timeout.map(|t| tokio::time::Instant::now() + t);
-    loop {
-        // Registered before counting, so an acknowledgement between the two is not missed.
-        let acked = shared.repl.acked.notified();
-        tokio::pin!(acked);
-        acked.as_mut().enable();
-        let n = shared.repl.acked_at(wait.offset);
-        if n as u64 >= wait.replicas {
-            return Some(Reply::Int(n as i64));
-        }
-        let until = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
+    let acked = async {
+        loop {
+            // Registered before counting, so an acknowledgement between the two is not missed.
+            let acked = shared.repl.acked.notified();
+            tokio::pin!(acked);
+            acked.as_mut().enable();
+            let n = shared.repl.acked_at(wait.offset);
+            if n as u64 >= wait.replicas {
+                return n;
             }
-        };
-        tokio::select! {
-            () = acked => {}
-            () = until => return Some(Reply::Int(shared.repl.acked_at(wait.offset) as i64)),
-            _ = handle.kill.notified() => if handle.killed.load(SeqCst) {
-                return None;
-            },
-            r = sock.read_some(inbuf) => match r {
-                Ok(0) | Err(_) => return None,
-                Ok(_) if inbuf.len() > crate::server::MAX_BLOCKED_INPUT => return None,
-                Ok(_) => {}
-            },
+            let until = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = acked => {}
+                () = until => return shared.repl.acked_at(wait.offset),
+            }
         }
-    }
+    };
+    let n = crate::server::hold(sock, inbuf, handle, acked).await?;
+    Some(Reply::Int(n as i64))
 }

@@ -462,6 +462,21 @@ async fn serve_session<T: Transport>(
             if out.capacity() == 0 {
                 out.reserve(READ_CHUNK);
             }
+            if crate::cmd::pause::must_wait(shared, session, &args) {
+                // CLIENT PAUSE: the replies before it go out, then it waits for the pause's end.
+                if !out.is_empty() {
+                    sock.write_all(&out).await?;
+                    shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
+                    out.clear();
+                }
+                shared.pause.waiting.fetch_add(1, Relaxed);
+                let over = pause_over(shared, session, &args);
+                let held = Box::pin(hold(&mut sock, &mut inbuf, handle, over)).await;
+                shared.pause.waiting.fetch_sub(1, Relaxed);
+                if held.is_none() {
+                    return Ok(End::Closed);
+                }
+            }
             if let Some(payload) = large_restore_payload(&args) {
                 // Decoding a million-member value takes long enough to stall every client of
                 // this IO thread (a big key arriving by migration): it runs on a blocking thread,
@@ -814,6 +829,49 @@ async fn wait_blocked<T: Transport>(
     (!gone).then_some(reply)
 }
 
+/// Waits for `done` while the client stays connected: bytes it sends meanwhile stay buffered
+/// for after (`None`: it went away or was killed).
+pub(crate) async fn hold<T: Transport, F: Future>(
+    sock: &mut T,
+    inbuf: &mut BytesMut,
+    handle: &ClientHandle,
+    done: F,
+) -> Option<F::Output> {
+    tokio::pin!(done);
+    loop {
+        tokio::select! {
+            out = &mut done => return Some(out),
+            _ = handle.kill.notified() => if handle.killed.load(SeqCst) {
+                return None;
+            },
+            r = sock.read_some(inbuf) => match r {
+                Ok(0) | Err(_) => return None,
+                Ok(_) if inbuf.len() > MAX_BLOCKED_INPUT => return None,
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+/// Resolves once no pause holds `args` back (CLIENT UNPAUSE or the pause's end).
+async fn pause_over(shared: &Shared, session: &Session, args: &[Bytes]) {
+    loop {
+        let changed = shared.pause.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let Some((until, mode)) = shared.pause.current() else {
+            return;
+        };
+        if !crate::cmd::pause::held_back(shared, mode, session, args) {
+            return;
+        }
+        tokio::select! {
+            () = changed => {}
+            () = tokio::time::sleep_until(until.into()) => {}
+        }
+    }
+}
+
 /// Resolves when a message is queued in `mail`; never without a mailbox.
 async fn mail_arrived(mail: Option<&crate::state::pubsub::Mailbox>) {
     match mail {
@@ -834,7 +892,7 @@ fn large_restore_payload(args: &[Bytes]) -> Option<Bytes> {
 }
 
 /// Input a blocked client may send before it is disconnected.
-pub(crate) const MAX_BLOCKED_INPUT: usize = 64 * 1024 * 1024;
+const MAX_BLOCKED_INPUT: usize = 64 * 1024 * 1024;
 
 /// Samples the process's resident memory for the keyspace's RSS guard, four times a second, off
 /// the IO threads; the tables the guard moves are moved on an IO thread, in turn, and the IO
@@ -880,7 +938,11 @@ async fn active_expiry(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiv
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
-        if shared.repl.is_replica() || shared.keyspace.volatile() == 0 {
+        // Under CLIENT PAUSE expired keys stay (hidden): their deletes would reach the replicas.
+        if shared.repl.is_replica()
+            || shared.keyspace.volatile() == 0
+            || shared.pause.writes_paused()
+        {
             continue;
         }
         let s = shared.clone();

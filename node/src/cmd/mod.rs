@@ -26,6 +26,7 @@ pub mod lists;
 pub mod migrate;
 pub mod multi;
 pub mod notify;
+pub mod pause;
 pub mod pubsub;
 pub mod replication;
 pub mod server;
@@ -213,7 +214,8 @@ pub fn evict(shared: &Shared) -> bool {
 pub fn expiry(shared: &Shared, session: &Session) -> Expiry {
     if session.from_primary {
         Expiry::Keep
-    } else if shared.repl.is_replica() {
+    } else if shared.repl.is_replica() || shared.pause.writes_paused() {
+        // Under CLIENT PAUSE nothing is deleted either: it would reach the replicas.
         Expiry::Hide
     } else {
         Expiry::Delete
@@ -365,6 +367,8 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "spublish" => pubsub::spublish(ctx, a),
         "pubsub" => pubsub::pubsub(ctx, a),
         "client" if a.len() > 1 && is(&a[1], "reply") => c::client_reply(ctx, a),
+        "client" if a.len() > 1 && is(&a[1], "pause") => pause::client_pause(ctx, a),
+        "client" if a.len() > 1 && is(&a[1], "unpause") => pause::client_unpause(ctx, a),
         // UNBLOCK needs the node's blocked clients; the rest is shared with the router.
         "client" if a.len() > 1 && is(&a[1], "unblock") => {
             blocking::client_unblock(ctx.shared, a)

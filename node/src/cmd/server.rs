@@ -139,7 +139,7 @@ fn section_text(ctx: &Ctx, section: &str, out: &mut String) {
             "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:{}\r\nparked_clients:{}\r\n",
             sh.clients.len(),
             cfg.maxclients,
-            sh.blocked.count(),
+            sh.blocked.count() + sh.pause.waiting.load(std::sync::atomic::Ordering::Relaxed),
             sh.blocked.count(),
             sh.clients.parked(),
         ),

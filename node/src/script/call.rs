@@ -182,6 +182,11 @@ fn refusal(
             );
         }
     }
+    if st.read_only && crate::cmd::pause::may_replicate(spec) {
+        // Redis 7.0 counts PUBLISH and PFCOUNT as writes here (so CLIENT PAUSE WRITE may let
+        // read-only scripts run).
+        return Some("ERR Write commands are not allowed from read-only scripts.".into());
+    }
     let write = spec.is_write() || effective.is_write();
     if write {
         if st.read_only {

@@ -65,3 +65,19 @@ impl Engine {
         Ok(())
     }
 }
+
+/// Whether the script EVALSHA names, or the function FCALL names, is declared `no-writes`
+/// (CLIENT PAUSE WRITE lets those run); `None` when unknown or while the VM is in use.
+pub fn declared_no_writes(shared: &crate::state::Shared, args: &[bytes::Bytes]) -> Option<bool> {
+    let (name, arg) = (args.first()?, args.get(1)?);
+    let slot = shared.scripts.engine.try_lock().ok()?;
+    let engine = slot.as_ref()?.downcast_ref::<Engine>()?;
+    if name.eq_ignore_ascii_case(b"evalsha") {
+        let sha: [u8; 40] = arg.to_ascii_lowercase().try_into().ok()?;
+        engine.scripts.get(&sha).map(|s| s.flags.no_writes)
+    } else if name.eq_ignore_ascii_case(b"fcall") {
+        engine.functions.function(arg).map(|f| f.flags.no_writes)
+    } else {
+        None
+    }
+}

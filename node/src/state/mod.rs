@@ -8,6 +8,7 @@
 pub mod blocking;
 pub mod latency;
 pub mod monitor;
+pub mod pause;
 pub mod pubsub;
 pub mod replication;
 pub mod script;
@@ -183,6 +184,8 @@ pub struct Shared {
     pub slowlog: slowlog::SlowLog,
     /// Connections in MONITOR mode.
     pub monitors: monitor::Monitors,
+    /// CLIENT PAUSE.
+    pub pause: pause::Pause,
     pub started: Instant,
     pub started_unix: i64,
     pub run_id: String,
@@ -220,6 +223,7 @@ impl Shared {
             pubsub: pubsub::PubSub::default(),
             slowlog: slowlog::SlowLog::default(),
             monitors: monitor::Monitors::default(),
+            pause: pause::Pause::default(),
             repl: Replication::new(&run_id),
             topology: NodeTopology::new(config.shard_id.clone()),
             apply,

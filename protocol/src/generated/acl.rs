@@ -23,6 +23,8 @@ pub(crate) static REDIS_ACL: &[CommandAcl] = &[
     CommandAcl { name: "client|no-evict", categories: ADMIN | SLOW | DANGEROUS | CONNECTION, keys: &[] },
     CommandAcl { name: "client|reply", categories: SLOW | CONNECTION, keys: &[] },
     CommandAcl { name: "client|unblock", categories: ADMIN | SLOW | DANGEROUS | CONNECTION, keys: &[] },
+    CommandAcl { name: "client|pause", categories: ADMIN | SLOW | DANGEROUS | CONNECTION, keys: &[] },
+    CommandAcl { name: "client|unpause", categories: ADMIN | SLOW | DANGEROUS | CONNECTION, keys: &[] },
     CommandAcl { name: "client|help", categories: SLOW | CONNECTION, keys: &[] },
     CommandAcl { name: "acl", categories: SLOW, keys: &[] },
     CommandAcl { name: "acl|cat", categories: SLOW, keys: &[] },

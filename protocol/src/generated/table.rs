@@ -19,6 +19,8 @@ pub(crate) static REDIS_COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "client|no-evict", arity: 3, flags: ADMIN | NOSCRIPT | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "client|reply", arity: 3, flags: NOSCRIPT | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "client|unblock", arity: -3, flags: ADMIN | NOSCRIPT | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
+    CommandSpec { name: "client|pause", arity: -3, flags: ADMIN | NOSCRIPT | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
+    CommandSpec { name: "client|unpause", arity: 2, flags: ADMIN | NOSCRIPT | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "client|help", arity: 2, flags: LOADING | STALE, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "acl", arity: -2, flags: 0, first_key: 0, last_key: 0, step: 0 },
     CommandSpec { name: "acl|cat", arity: -2, flags: NOSCRIPT | LOADING | STALE, first_key: 0, last_key: 0, step: 0 },

@@ -96,7 +96,7 @@ impl Registry {
         Ok(fresh)
     }
 
-    fn function(&self, name: &[u8]) -> Option<&FunctionDef> {
+    pub fn function(&self, name: &[u8]) -> Option<&FunctionDef> {
         let key = String::from_utf8_lossy(name).to_ascii_lowercase();
         let lib = self.index.get(&key)?;
         self.libs.get(lib)?.functions.get(&key)
