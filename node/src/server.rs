@@ -551,9 +551,15 @@ async fn serve_session<T: Transport>(
                 .await
                 {
                     Some(r) => {
-                        if r.is_error() {
-                            if let Some(spec) = ringcache_protocol::table::lookup(&waiter.args[0]) {
+                        if let Some(spec) = ringcache_protocol::table::lookup(&waiter.args[0]) {
+                            if r.is_error() {
                                 shared.stats.failed_later(spec);
+                            }
+                            // Served after waiting (not timed out, not unblocked by an
+                            // error): SLOWLOG shows it as Redis does, with the time it ran (the
+                            // wait is not counted).
+                            if !r.is_error() && r != waiter.timeout_reply {
+                                crate::cmd::log_if_slow(shared, session, spec, &waiter.args, 0);
                             }
                         }
                         reply = crate::cmd::streams::for_protocol(r, &waiter.args[0], session.proto)

@@ -256,3 +256,43 @@ fn latency_tracking_percentiles_and_histograms() {
     let help = c.cmd(&["LATENCY", "HELP"]).strings();
     assert!(help[0].starts_with("LATENCY <subcommand>"), "{help:?}");
 }
+
+/// A blocking command served after it waited is in SLOWLOG, as Redis logs it when it runs
+/// again; one that timed out is not.
+#[test]
+fn a_served_blocking_command_is_logged() {
+    let s = start_target(&[]);
+    let mut c = s.raw();
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]),
+        ok()
+    );
+    let mut blocked = s.raw();
+    blocked.send_cmd(&["BLPOP", "l", "0"]);
+    assert!(blocked
+        .read(std::time::Duration::from_millis(100))
+        .is_none());
+    assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), ok());
+    assert_eq!(c.cmd(&["LPUSH", "l", "x"]), int(1));
+    assert_eq!(blocked.reply(), arr(vec![bulk("l"), bulk("x")]));
+    let logged: Vec<Vec<String>> = c
+        .cmd(&["SLOWLOG", "GET", "-1"])
+        .items()
+        .iter()
+        .map(entry_args)
+        .collect();
+    assert!(
+        logged.contains(&vec!["BLPOP".to_string(), "l".into(), "0".into()]),
+        "{logged:?}"
+    );
+
+    assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), ok());
+    assert_eq!(blocked.cmd(&["BLPOP", "empty", "0.05"]), nil());
+    let logged: Vec<Vec<String>> = c
+        .cmd(&["SLOWLOG", "GET", "-1"])
+        .items()
+        .iter()
+        .map(entry_args)
+        .collect();
+    assert!(logged.iter().all(|a| a[0] != "BLPOP"), "{logged:?}");
+}

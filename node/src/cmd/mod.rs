@@ -91,6 +91,22 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
     if !script && shared.monitors.active() {
         pubsub::feed_monitors(shared, session, spec, args);
     }
+    // A command that blocked is logged when it is served (`server::serve_session`), as Redis
+    // logs it then.
+    if session.blocked.is_none() {
+        log_if_slow(shared, session, spec, args, micros);
+    }
+    reply
+}
+
+/// Keeps the command in SLOWLOG if it ran past `slowlog-log-slower-than`.
+pub fn log_if_slow(
+    shared: &Shared,
+    session: &Session,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    micros: u64,
+) {
     if shared.slowlog.is_slow(micros) && !spec.has(flags::SKIP_SLOWLOG) {
         let client = &session.client;
         let name = ringcache_protocol::clients::lock(&client.name).clone();
@@ -98,7 +114,6 @@ pub fn execute(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply 
             .slowlog
             .add(micros, args, client.addr.to_string(), name);
     }
-    reply
 }
 
 /// Container commands whose subcommands run as commands of their own (their flags, arity and
