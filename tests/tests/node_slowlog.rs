@@ -257,6 +257,15 @@ fn latency_tracking_percentiles_and_histograms() {
     assert!(help[0].starts_with("LATENCY <subcommand>"), "{help:?}");
 }
 
+/// Every SLOWLOG entry's arguments, newest first.
+fn logged_args(c: &mut Raw) -> Vec<Vec<String>> {
+    c.cmd(&["SLOWLOG", "GET", "-1"])
+        .items()
+        .iter()
+        .map(entry_args)
+        .collect()
+}
+
 /// A blocking command served after it waited is in SLOWLOG, as Redis logs it when it runs
 /// again; one that timed out is not.
 #[test]
@@ -275,12 +284,7 @@ fn a_served_blocking_command_is_logged() {
     assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), ok());
     assert_eq!(c.cmd(&["LPUSH", "l", "x"]), int(1));
     assert_eq!(blocked.reply(), arr(vec![bulk("l"), bulk("x")]));
-    let logged: Vec<Vec<String>> = c
-        .cmd(&["SLOWLOG", "GET", "-1"])
-        .items()
-        .iter()
-        .map(entry_args)
-        .collect();
+    let logged = logged_args(&mut c);
     assert!(
         logged.contains(&vec!["BLPOP".to_string(), "l".into(), "0".into()]),
         "{logged:?}"
@@ -288,11 +292,6 @@ fn a_served_blocking_command_is_logged() {
 
     assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), ok());
     assert_eq!(blocked.cmd(&["BLPOP", "empty", "0.05"]), nil());
-    let logged: Vec<Vec<String>> = c
-        .cmd(&["SLOWLOG", "GET", "-1"])
-        .items()
-        .iter()
-        .map(entry_args)
-        .collect();
+    let logged = logged_args(&mut c);
     assert!(logged.iter().all(|a| a[0] != "BLPOP"), "{logged:?}");
 }
