@@ -464,11 +464,7 @@ async fn serve_session<T: Transport>(
             }
             if crate::cmd::pause::must_wait(shared, session, &args) {
                 // CLIENT PAUSE: the replies before it go out, then it waits for the pause's end.
-                if !out.is_empty() {
-                    sock.write_all(&out).await?;
-                    shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
-                    out.clear();
-                }
+                flush(shared, &mut sock, &mut out).await?;
                 shared.pause.waiting.fetch_add(1, Relaxed);
                 let over = pause_over(shared, session, &args);
                 let held = Box::pin(hold(&mut sock, &mut inbuf, handle, over)).await;
@@ -520,11 +516,7 @@ async fn serve_session<T: Transport>(
                 session.woff = offset_after;
             }
             if let Some(wait) = session.repl_wait.take() {
-                if !out.is_empty() {
-                    sock.write_all(&out).await?;
-                    shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
-                    out.clear();
-                }
+                flush(shared, &mut sock, &mut out).await?;
                 match Box::pin(crate::replication::wait_acks(
                     shared, &mut sock, &mut inbuf, handle, *wait,
                 ))
@@ -537,11 +529,7 @@ async fn serve_session<T: Transport>(
             if let Some((waiter, timeout)) = session.blocked.take() {
                 // Blocked: the replies before it go out now; this connection waits without
                 // holding its IO thread.
-                if !out.is_empty() {
-                    sock.write_all(&out).await?;
-                    shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
-                    out.clear();
-                }
+                flush(shared, &mut sock, &mut out).await?;
                 // Boxed, as the other rare waits below: inline, each would enlarge every
                 // connection's task, idle or not, by its own state.
                 let mail = session.pubsub.as_ref().map(|s| s.mailbox.clone());
@@ -569,11 +557,7 @@ async fn serve_session<T: Transport>(
             }
             if let Some(migration) = session.migration.take().map(|m| *m) {
                 // Waits on another node: the replies before it need not wait too.
-                if !out.is_empty() {
-                    sock.write_all(&out).await?;
-                    shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
-                    out.clear();
-                }
+                flush(shared, &mut sock, &mut out).await?;
                 // This connection waits for the move; its IO thread serves the others meanwhile.
                 reply = match BULK.get() {
                     // The mover's batches run on the low-priority bulk thread: a request that
@@ -833,6 +817,17 @@ async fn wait_blocked<T: Transport>(
     };
     let reply = crate::cmd::blocking::unblock(shared, waiter);
     (!gone).then_some(reply)
+}
+
+/// Writes the replies gathered so far, before the connection waits (on a pause, on replicas, a
+/// blocked command or a move).
+async fn flush<T: Transport>(shared: &Shared, sock: &mut T, out: &mut BytesMut) -> io::Result<()> {
+    if !out.is_empty() {
+        sock.write_all(out).await?;
+        shared.stats.net_output.fetch_add(out.len() as u64, Relaxed);
+        out.clear();
+    }
+    Ok(())
 }
 
 /// Waits for `done` while the client stays connected: bytes it sends meanwhile stay buffered

@@ -12,6 +12,7 @@ pub mod hash;
 pub mod help;
 pub mod input;
 pub mod keys;
+pub mod latency;
 pub mod monitor;
 pub mod num;
 pub mod park;

@@ -79,16 +79,10 @@ pub fn merge_histograms(parts: &[Bytes]) -> Result<Bytes, Bytes> {
         .iter()
         .filter_map(|name| by_name.get(name).map(|m| (name, m)))
         .map(|(name, m)| {
-            let points = cumulative(&m.shards)
-                .into_iter()
-                .map(|(u, c)| (Reply::Int(u), Reply::Int(c)))
-                .collect();
-            (
-                Reply::Bulk(Bytes::copy_from_slice(name)),
-                Reply::Map(vec![
-                    (Reply::bulk_str("calls"), Reply::Int(m.calls)),
-                    (Reply::bulk_str("histogram_usec"), Reply::Map(points)),
-                ]),
+            ringcache_protocol::latency::histogram_entry(
+                Bytes::copy_from_slice(name),
+                m.calls,
+                cumulative(&m.shards),
             )
         })
         .collect();

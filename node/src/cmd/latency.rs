@@ -57,16 +57,12 @@ fn histogram(ctx: &Ctx, names: &[Bytes]) -> Reply {
     let entries = chosen
         .into_iter()
         .map(|(name, calls, points)| {
-            let points = points
-                .iter()
-                .map(|&(usec, count)| (Reply::Int(usec as i64), Reply::Int(count as i64)))
-                .collect();
-            (
-                Reply::bulk_str(name),
-                Reply::Map(vec![
-                    (Reply::bulk_str("calls"), Reply::Int(*calls as i64)),
-                    (Reply::bulk_str("histogram_usec"), Reply::Map(points)),
-                ]),
+            ringcache_protocol::latency::histogram_entry(
+                Bytes::from_static(name.as_bytes()),
+                *calls as i64,
+                points
+                    .iter()
+                    .map(|&(usec, count)| (usec as i64, count as i64)),
             )
         })
         .collect();

@@ -17,12 +17,10 @@ pub fn client_pause(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
     if a.len() < 3 || a.len() > 4 {
         return super::args::arity_error("client|pause");
     }
-    let Some(ms) = ringcache_protocol::num::parse_i64(&a[2]) else {
-        return Reply::error("ERR timeout is not an integer or out of range");
+    let ms = match super::args::timeout_ms(&a[2]) {
+        Ok(ms) => ms,
+        Err(e) => return e,
     };
-    if ms < 0 {
-        return Reply::error("ERR timeout is negative");
-    }
     let mode = match a.get(3) {
         None => PauseMode::All,
         Some(m) if is(m, "write") => PauseMode::Write,
@@ -30,7 +28,7 @@ pub fn client_pause(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
         Some(_) => return Reply::error("ERR CLIENT PAUSE mode must be WRITE or ALL"),
     };
     // Past a century a deadline is as good as none.
-    let until = Instant::now() + Duration::from_millis((ms as u64).min(3_153_600_000_000));
+    let until = Instant::now() + Duration::from_millis(ms.min(3_153_600_000_000));
     ctx.shared.pause.start(until, mode);
     Reply::OK
 }

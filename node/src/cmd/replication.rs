@@ -162,12 +162,10 @@ fn wait_for(ctx: &mut Ctx, offset: u64, replicas: &[u8], timeout: &[u8]) -> Repl
     let Some(replicas) = ringcache_protocol::num::parse_i64(replicas) else {
         return super::args::not_integer();
     };
-    let Some(ms) = ringcache_protocol::num::parse_i64(timeout) else {
-        return Reply::error("ERR timeout is not an integer or out of range");
+    let ms = match super::args::timeout_ms(timeout) {
+        Ok(ms) => ms,
+        Err(e) => return e,
     };
-    if ms < 0 {
-        return Reply::error("ERR timeout is negative");
-    }
     let acked = repl.acked_at(offset);
     // In a transaction or a script WAIT cannot block: it answers the count now, as Redis does.
     if acked as i64 >= replicas || ctx.session.in_exec || ctx.session.in_script {
@@ -176,7 +174,7 @@ fn wait_for(ctx: &mut Ctx, offset: u64, replicas: &[u8], timeout: &[u8]) -> Repl
     ctx.session.repl_wait = Some(Box::new(crate::state::session::ReplWait {
         offset,
         replicas: replicas as u64,
-        timeout: (ms > 0).then(|| std::time::Duration::from_millis(ms as u64)),
+        timeout: (ms > 0).then(|| std::time::Duration::from_millis(ms)),
     }));
     repl.request_acks();
     // A placeholder: the connection answers once replicas acknowledged or the timeout passed.
