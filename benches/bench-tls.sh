@@ -5,12 +5,19 @@
 #       `ringcache node`s, against redis-server with --tls-port (clients: redis-benchmark --tls
 #       --cacert);
 #   (b) the cost of TLS on the router's links: the same router (plain client listener) over NODES
-#       TLS-only nodes with `node_tls = true`, against it over NODES plain nodes.
+#       TLS-only nodes with `node_tls = true`, against it over NODES plain nodes;
+#   (c) router vs the incumbent way to give redis TLS clients: the router of (a) against haproxy
+#       terminating TLS (`mode tcp`, `bind ... ssl`) in front of a plain redis-server.
+#
+# Each TLS front's server-side CPU time per request (user + system of its processes: router and
+# nodes, redis-server, haproxy and its redis-server) is printed too: with the load generator on
+# one of 2 cores, the servers share the other and throughput follows their CPU per request.
 #
 # Rows (redis-benchmark, -c 50): SET and GET at -P 1 and at -P 16. Fronts alternate run by run;
 # each figure is the median of ROUNDS rounds and each ratio the median of the per-round ratios.
-# Goal: router/redis >= 0.9 over TLS. Certificates are made once per run with openssl (a CA and a
-# certificate for 127.0.0.1) in the run's work directory; no client certificates are asked for.
+# Goals: router/redis >= 0.9 and router/haproxy >= 1.0 over TLS. Certificates are made once per
+# run with openssl (a CA and a certificate for 127.0.0.1) in the run's work directory; no client
+# certificates are asked for.
 #
 # Environment:
 #   ROUNDS=5        rounds (each round runs every row once per front)
@@ -38,7 +45,7 @@ root="$(bench_repo_root)"
 cd "$root"
 
 bench_install_deps
-bench_require redis-server redis-cli redis-benchmark openssl setsid timeout awk sort
+bench_require redis-server redis-cli redis-benchmark haproxy openssl setsid timeout awk sort
 # Captured first: `grep -q` closing the pipe early would fail the pipeline under pipefail.
 cli_help="$(redis-cli --help 2>&1 || true)"
 [[ "$cli_help" == *--tls* ]] || bench_die "this redis-cli has no TLS support"
@@ -70,6 +77,7 @@ printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$work/san.cnf"
 openssl x509 -req -in "$work/server.csr" -CA "$ca" -CAkey "$work/ca.key" -CAcreateserial \
   -days 2 -out "$cert" -extfile "$work/san.cnf" >/dev/null 2>&1 \
   || bench_die "openssl: cannot sign the server certificate"
+cat "$cert" "$key" >"$work/haproxy.pem"
 tls_cli=(--tls --cacert "$ca")
 
 # wait_tls_ping NAME PORT PID LOG: waits until 127.0.0.1:PORT answers PONG over TLS.
@@ -95,13 +103,38 @@ bench_start "$work/redis.log" redis-server --save "" --appendonly no --bind 127.
   --tls-port "$redis_port" --tls-cert-file "$cert" --tls-key-file "$key" \
   --tls-ca-cert-file "$ca" --tls-auth-clients no
 wait_tls_ping redis-tls "$redis_port" "$BENCH_LAST_PID" "$work/redis.log"
+redis_pid="$BENCH_LAST_PID"
 
-plain_nodes=() tls_nodes=()
+# haproxy terminating TLS in front of a plain redis-server (its default threads: 1 per core).
+redis_plain_port="" haproxy_port=""
+bench_free_port redis_plain_port
+bench_start_server redis-plain "$redis_plain_port" "$work/redis-plain.log" \
+  redis-server --save "" --appendonly no --bind 127.0.0.1 --port "$redis_plain_port"
+redis_plain_pid="$BENCH_LAST_PID"
+bench_free_port haproxy_port
+cat >"$work/haproxy.cfg" <<EOF
+global
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 1s
+  timeout client 60s
+  timeout server 60s
+listen redis-tls
+  bind 127.0.0.1:$haproxy_port ssl crt $work/haproxy.pem
+  server r1 127.0.0.1:$redis_plain_port
+EOF
+bench_log "starting haproxy-tls on 127.0.0.1:$haproxy_port (TLS, over redis-plain)"
+bench_start "$work/haproxy.log" haproxy -db -f "$work/haproxy.cfg"
+haproxy_pid="$BENCH_LAST_PID"
+wait_tls_ping haproxy-tls "$haproxy_port" "$haproxy_pid" "$work/haproxy.log"
+
+plain_nodes=() plain_node_pids=() tls_nodes=()
 for ((i = 1; i <= NODES; i++)); do
   port=""
   bench_free_port port
   bench_start_server "node$i" "$port" "$work/node$i.log" "$ringcache" node --bind 127.0.0.1 --port "$port"
-  plain_nodes+=("$port")
+  plain_nodes+=("$port") plain_node_pids+=("$BENCH_LAST_PID")
   port=""
   bench_free_port port
   bench_log "starting tlsnode$i on 127.0.0.1:$port (TLS only)"
@@ -138,10 +171,11 @@ start_router() {
   bench_wait_ping "$PLAIN_PORT" "$BENCH_READY_TIMEOUT" "$pid" \
     || { tail -n 20 "$log" >&2; bench_die "$name did not answer PING (log: $log)"; }
   wait_tls_ping "$name" "$TLS_PORT" "$pid" "$log"
+  ROUTER_PID="$pid"
 }
 
 start_router router "0" "${plain_nodes[@]}"
-router_plain="$PLAIN_PORT" router_tls="$TLS_PORT"
+router_plain="$PLAIN_PORT" router_tls="$TLS_PORT" router_pid="$ROUTER_PID"
 start_router router-tlslinks "1" "${tls_nodes[@]}"
 tlslinks_plain="$PLAIN_PORT"
 
@@ -160,6 +194,7 @@ check() {
   bench_log "$name healthy: 20 SET/GET read back"
 }
 check redis-tls "$redis_port" "${tls_cli[@]}"
+check haproxy-tls "$haproxy_port" "${tls_cli[@]}"
 check router-tls "$router_tls" "${tls_cli[@]}"
 check router-plain "$router_plain"
 check router-tlslinks "$tlslinks_plain"
@@ -170,12 +205,30 @@ done
 
 # --- measurement -----------------------------------------------------------------------------
 
-comparisons=(tls links)
-declare -A label_of=([tls]="router/redis over TLS" [links]="TLS links/plain links")
+comparisons=(tls links haproxy)
+declare -A label_of=([tls]="router/redis over TLS" [links]="TLS links/plain links"
+  [haproxy]="router/haproxy over TLS")
 # front port and whether its clients speak TLS
-declare -A port_of=([tls:a]="$router_tls" [tls:b]="$redis_port" [links:a]="$tlslinks_plain" [links:b]="$router_plain")
-declare -A tls_of=([tls:a]=1 [tls:b]=1 [links:a]=0 [links:b]=0)
-declare -A name_of=([tls:a]=router-tls [tls:b]=redis-tls [links:a]=tls-links [links:b]=plain-links)
+declare -A port_of=([tls:a]="$router_tls" [tls:b]="$redis_port" [links:a]="$tlslinks_plain"
+  [links:b]="$router_plain" [haproxy:a]="$router_tls" [haproxy:b]="$haproxy_port")
+declare -A tls_of=([tls:a]=1 [tls:b]=1 [links:a]=0 [links:b]=0 [haproxy:a]=1 [haproxy:b]=1)
+declare -A name_of=([tls:a]=router-tls [tls:b]=redis-tls [links:a]=tls-links [links:b]=plain-links
+  [haproxy:a]=router-tls [haproxy:b]=haproxy-tls)
+# The processes serving each TLS front, whose CPU time per request is reported.
+declare -A pids_of=([router-tls]="$router_pid ${plain_node_pids[*]}" [redis-tls]="$redis_pid"
+  [haproxy-tls]="$haproxy_pid $redis_plain_pid")
+cpu_fronts=(router-tls redis-tls haproxy-tls)
+declare -A n_of=([P1]="$N_P1" [P16]="$N_P16")
+ticks_per_sec="$(getconf CLK_TCK)"
+
+# cpu_ticks PID...: user + system clock ticks the processes (all threads) have used so far.
+cpu_ticks() {
+  local pid sum=0
+  for pid in "$@"; do
+    sum=$((sum + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+  done
+  echo "$sum"
+}
 scenarios=(P1 P16)
 declare -A args_of=([P1]="-P 1 -n $N_P1" [P16]="-P 16 -n $N_P16")
 rows=("SET -P 1" "GET -P 1" "SET -P 16" "GET -P 16")
@@ -192,7 +245,7 @@ run_scenario() {
 bench_log "redis: $(redis-server --version | cut -d' ' -f3); nodes per router: $NODES; rounds=$ROUNDS N_P1=$N_P1 N_P16=$N_P16 clients=$CLIENTS keyspace=$KEYSPACE cores=$(nproc) load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [[ "$WARMUP" != 0 ]]; then
-  for front in tls:a tls:b links:a links:b; do
+  for front in tls:a tls:b links:a links:b haproxy:b; do
     saved="${args_of[P1]}"
     args_of[P1]="-P 1 -n 20000"
     run_scenario "$front" P1 >/dev/null
@@ -201,15 +254,24 @@ if [[ "$WARMUP" != 0 ]]; then
 fi
 
 echo "round,comparison,front,row,rps" >"$raw"
-declare -A rps_of
+declare -A rps_of cpu_of
 for ((round = 1; round <= ROUNDS; round++)); do
   for cmp in "${comparisons[@]}"; do
     for scenario in "${scenarios[@]}"; do
       if ((round % 2)); then order=(a b); else order=(b a); fi
       for side in "${order[@]}"; do
-        front="$cmp:$side"
+        front="$cmp:$side" name="${name_of[$cmp:$side]}" pids=()
+        read -ra pids <<<"${pids_of[$name]:-}"
+        ((${#pids[@]})) && t0="$(cpu_ticks "${pids[@]}")"
         results="$(run_scenario "$front" "$scenario")"
         [[ -n "$results" ]] || bench_die "no results for $front $scenario"
+        if ((${#pids[@]})); then
+          # SET and GET ran in one redis-benchmark: the CPU per request of the two together.
+          us="$(awk -v t="$(($(cpu_ticks "${pids[@]}") - t0))" -v hz="$ticks_per_sec" \
+            -v n="${n_of[$scenario]}" 'BEGIN { printf "%.2f", t * 1e6 / hz / (2 * n) }')"
+          cpu_of["$name|$scenario"]+="$us "
+          echo "$round,cpu,$name,$scenario,$us" >>"$raw"
+        fi
         while IFS='|' read -r row rps; do
           rps_of["$cmp|$row|$side|$round"]="$rps"
           echo "$round,$cmp,${name_of[$front]},$row,$rps" >>"$raw"
@@ -237,9 +299,11 @@ for cmp in "${comparisons[@]}"; do
     done
     ratio="$(bench_median "${ratios[@]}")"
     goal="-" verdict=""
-    if [[ "$cmp" == tls ]]; then
-      goal=">= 0.90"
-      if awk -v r="$ratio" 'BEGIN { exit !(r >= 0.9) }'; then verdict="met"; else
+    if [[ "$cmp" != links ]]; then
+      min=0.90
+      [[ "$cmp" == haproxy ]] && min=1.00
+      goal=">= $min"
+      if awk -v r="$ratio" -v m="$min" 'BEGIN { exit !(r >= m) }'; then verdict="met"; else
         verdict="MISSED"
         missed=$((missed + 1))
       fi
@@ -249,7 +313,15 @@ for cmp in "${comparisons[@]}"; do
   done
 done
 echo
-echo "a/b: router-tls/redis-tls (clients over TLS), tls-links/plain-links (the same router config, clients plain, $NODES nodes); ratio = median of $ROUNDS per-round ratios; goals missed: $missed; raw: $raw"
+printf '%-24s %14s %14s\n' "server CPU us/request" "-P 1 (median)" "-P 16 (median)"
+for name in "${cpu_fronts[@]}"; do
+  read -ra p1 <<<"${cpu_of["$name|P1"]}"
+  read -ra p16 <<<"${cpu_of["$name|P16"]}"
+  printf '%-24s %14s %14s\n' "$name" "$(bench_median "${p1[@]}")" "$(bench_median "${p16[@]}")"
+done
+echo "(user + system time of the front's processes over its SET and GET runs: router-tls = the router and its $NODES nodes, haproxy-tls = haproxy and its redis-server)"
+echo
+echo "a/b: router-tls/redis-tls (clients over TLS), router-tls/haproxy-tls, tls-links/plain-links (the same router config, clients plain, $NODES nodes); ratio = median of $ROUNDS per-round ratios; goals missed: $missed; raw: $raw"
 if ((missed > 0)) && [[ "$STRICT" == 1 ]]; then
   exit 2
 fi
