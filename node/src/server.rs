@@ -856,21 +856,8 @@ pub(crate) async fn hold<T: Transport, F: Future>(
 
 /// Resolves once no pause holds `args` back (CLIENT UNPAUSE or the pause's end).
 async fn pause_over(shared: &Shared, session: &Session, args: &[Bytes]) {
-    loop {
-        let changed = shared.pause.changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        let Some((until, mode)) = shared.pause.current() else {
-            return;
-        };
-        if !crate::cmd::pause::held_back(shared, mode, session, args) {
-            return;
-        }
-        tokio::select! {
-            () = changed => {}
-            () = tokio::time::sleep_until(until.into()) => {}
-        }
-    }
+    let held = |mode| crate::cmd::pause::held_back(shared, mode, session, args);
+    shared.pause.over(held).await
 }
 
 /// Resolves when a message is queued in `mail`; never without a mailbox.

@@ -106,8 +106,14 @@ fn slowest(a: &str, b: &str) -> String {
 }
 
 /// The client's INFO reply: `text` (the router's own sections), then the shards' sections merged,
-/// with `overrides` replacing fields of the merged ones.
-pub fn merge(text: &str, proto: Protocol, parts: &[UpResult], overrides: &[(&str, u64)]) -> Bytes {
+/// with `overrides` replacing fields of the merged ones and `adds` added to them.
+pub fn merge(
+    text: &str,
+    proto: Protocol,
+    parts: &[UpResult],
+    overrides: &[(&str, u64)],
+    adds: &[(&str, u64)],
+) -> Bytes {
     let mut merged: Vec<Section> = Vec::new();
     for p in parts {
         let Some(body) = p.as_ref().ok().and_then(|raw| frame::bulk_payload(raw)) else {
@@ -132,6 +138,8 @@ pub fn merge(text: &str, proto: Protocol, parts: &[UpResult], overrides: &[(&str
         for (k, v) in section.fields.iter_mut() {
             if let Some((_, n)) = overrides.iter().find(|(name, _)| name == k) {
                 *v = n.to_string();
+            } else if let Some((_, n)) = adds.iter().find(|(name, _)| name == k) {
+                *v = (v.parse::<u64>().unwrap_or(0) + n).to_string();
             }
         }
         if !out.is_empty() {
@@ -155,20 +163,22 @@ mod tests {
 
     #[test]
     fn shards_sum_their_counts() {
-        let a = "# Memory\r\nused_memory:100\r\nmem_allocator:mimalloc\r\n\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n";
-        let b = "# Memory\r\nused_memory:50\r\nmem_allocator:mimalloc\r\n\r\n# Stats\r\ntotal_commands_processed:9\r\n\r\n# Keyspace\r\ndb0:keys=4,expires=0,avg_ttl=0\r\n";
+        let a = "# Clients\r\nblocked_clients:1\r\n\r\n# Memory\r\nused_memory:100\r\nmem_allocator:mimalloc\r\n\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n";
+        let b = "# Clients\r\nblocked_clients:2\r\n\r\n# Memory\r\nused_memory:50\r\nmem_allocator:mimalloc\r\n\r\n# Stats\r\ntotal_commands_processed:9\r\n\r\n# Keyspace\r\ndb0:keys=4,expires=0,avg_ttl=0\r\n";
         let got = merge(
             "# Server\r\nx:1\r\n",
             Protocol::Resp2,
             &[bulk(a), bulk(b)],
             &[("total_commands_processed", 77)],
+            &[("blocked_clients", 4)],
         );
         let text =
             String::from_utf8_lossy(frame::bulk_payload(&got).expect("a bulk reply")).into_owned();
         assert!(
-            text.starts_with("# Server\r\nx:1\r\n\r\n# Memory\r\nused_memory:150\r\n"),
+            text.starts_with("# Server\r\nx:1\r\n\r\n# Clients\r\nblocked_clients:7\r\n"),
             "{text}"
         );
+        assert!(text.contains("# Memory\r\nused_memory:150\r\n"), "{text}");
         assert!(text.contains("mem_allocator:mimalloc\r\n"), "{text}");
         assert!(
             text.contains("db0:keys=7,expires=1,avg_ttl=0\r\n"),
@@ -186,7 +196,7 @@ mod tests {
             "# Latencystats\r\nlatency_percentiles_usec_get:p50=1.003,p99=8.191,p99.9=20.479\r\n";
         let b =
             "# Latencystats\r\nlatency_percentiles_usec_get:p50=2.047,p99=4.095,p99.9=20.479\r\n";
-        let got = merge("", Protocol::Resp2, &[bulk(a), bulk(b)], &[]);
+        let got = merge("", Protocol::Resp2, &[bulk(a), bulk(b)], &[], &[]);
         let text =
             String::from_utf8_lossy(frame::bulk_payload(&got).expect("a bulk reply")).into_owned();
         assert!(
@@ -201,7 +211,7 @@ mod tests {
             "# Memory\r\nused_memory_lua:900\r\nused_memory:10\r\nnumber_of_cached_scripts:3\r\n";
         let b =
             "# Memory\r\nused_memory_lua:800\r\nused_memory:10\r\nnumber_of_cached_scripts:3\r\n";
-        let got = merge("", Protocol::Resp2, &[bulk(a), bulk(b)], &[]);
+        let got = merge("", Protocol::Resp2, &[bulk(a), bulk(b)], &[], &[]);
         let text =
             String::from_utf8_lossy(frame::bulk_payload(&got).expect("a bulk reply")).into_owned();
         assert!(text.contains("used_memory_lua:900\r\n"), "{text}");

@@ -30,6 +30,7 @@ pub mod local;
 pub mod merge;
 pub mod metrics;
 pub mod mirror;
+pub mod pause;
 pub mod pools;
 pub mod pools_config;
 pub mod proxy;

@@ -76,6 +76,12 @@ pub fn run(
             Reply::OK
         }
         "reset" => clients::reset(&mut Local { router, s }),
+        "client" if a.len() > 1 && a[1].eq_ignore_ascii_case(b"pause") => {
+            crate::pause::client_pause(router, a)
+        }
+        "client" if a.len() > 1 && a[1].eq_ignore_ascii_case(b"unpause") => {
+            crate::pause::client_unpause(router, a)
+        }
         "client" => clients::client(&mut Local { router, s }, a),
         "acl" => ringcache_protocol::acl::command::acl(&mut Local { router, s }, a),
         "command" => command(s, a),
@@ -345,7 +351,8 @@ fn info(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Slot {
             "rejected_connections",
             router.clients.rejected_connections.load(Relaxed),
         ),
-        // Clients: the router's own, but blocked ones are those the nodes hold blocked.
+        // Clients: the router's own, but blocked ones are those the nodes hold blocked (and
+        // those a pause holds here, added below).
         ("connected_clients", router.clients.len() as u64),
         ("maxclients", router.config.max_clients as u64),
         ("parked_clients", router.clients.parked() as u64),
@@ -361,12 +368,14 @@ fn info(router: &Router, topo: &View, s: &Session, a: &[Bytes]) -> Slot {
             router.acl.denied.channel.load(Relaxed),
         ),
     ];
+    let adds = vec![("blocked_clients", router.pause.waiting.load(Relaxed) as u64)];
     Slot::Merge(Box::new(Merge::new(
         parts,
         How::Info {
             text,
             proto: s.proto,
             overrides,
+            adds,
         },
     )))
 }

@@ -75,11 +75,12 @@ pub enum How {
         shards: usize,
     },
     /// INFO: the router's own sections, then the shards' merged (`crate::info::merge`), with
-    /// these fields replaced by the router's own counts.
+    /// these fields replaced by the router's own counts, and these added to.
     Info {
         text: String,
         proto: Protocol,
         overrides: Vec<(&'static str, u64)>,
+        adds: Vec<(&'static str, u64)>,
     },
 }
 
@@ -252,7 +253,8 @@ pub fn combine(how: &How, parts: Vec<UpResult>) -> Bytes {
             text,
             proto,
             overrides,
-        } => Ok(crate::info::merge(text, *proto, &parts, overrides)),
+            adds,
+        } => Ok(crate::info::merge(text, *proto, &parts, overrides, adds)),
     };
     result.unwrap_or_else(|e| e)
 }
@@ -575,6 +577,7 @@ mod tests {
                 text: "# Router\r\nx:1\r\n".into(),
                 proto: Protocol::Resp2,
                 overrides: Vec::new(),
+                adds: Vec::new(),
             },
             vec![a, b, down()],
         );

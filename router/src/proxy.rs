@@ -326,6 +326,8 @@ async fn connection<T: Transport>(
     let mut eof = false;
     // A subscriber's messages taken in one wakeup (empty, and holding nothing, for others).
     let mut pushed: Vec<Bytes> = Vec::new();
+    // A request CLIENT PAUSE holds back: nothing after it is read until it goes.
+    let mut held: Option<crate::pause::Held> = None;
     loop {
         // Decode and dispatch everything buffered, up to the outstanding-request cap.
         let mut starved = false;
@@ -357,8 +359,26 @@ async fn connection<T: Transport>(
             let start = Instant::now();
             let mut commands = 0u64;
             while !holding && fifo.len() < MAX_PENDING {
-                match decoder.decode_into(&mut inbuf, &mut args) {
+                let next = match held.take() {
+                    Some(h) => {
+                        args = h.args;
+                        Ok(Some(h.raw))
+                    }
+                    None => decoder.decode_into(&mut inbuf, &mut args),
+                };
+                match next {
                     Ok(Some(raw)) => {
+                        let raw =
+                            match crate::pause::hold(router, s, std::mem::take(&mut args), raw) {
+                                Ok(h) => {
+                                    held = Some(h);
+                                    break;
+                                }
+                                Err((a, raw)) => {
+                                    args = a;
+                                    raw
+                                }
+                            };
                         commands += 1;
                         let slot = match client_reply(s, &args) {
                             Some(slot) => slot,
@@ -412,7 +432,7 @@ async fn connection<T: Transport>(
         if inbuf.is_empty() {
             inbuf = BytesMut::new();
         }
-        let reading = !input_done && !eof && fifo.len() < MAX_PENDING && !holding;
+        let reading = !input_done && !eof && fifo.len() < MAX_PENDING && !holding && held.is_none();
         tokio::select! {
             biased;
             // Also a request to park (`park_asked`), acted on below once nothing is under way.
@@ -420,6 +440,9 @@ async fn connection<T: Transport>(
                 s.closing = true;
             },
             () = drain(router, s.who(), &mut fifo, &mut out), if !fifo.is_empty() => {}
+            // CLIENT PAUSE: the held request goes once the pause lets it (after the replies
+            // before it, which `drain` keeps sending meanwhile).
+            () = async { if let Some(h) = &held { h.wait(router).await } }, if held.is_some() && !s.closing => {}
             r = sock.read_some(&mut inbuf), if reading => {
                 if r? == 0 {
                     eof = true;
@@ -459,7 +482,7 @@ async fn connection<T: Transport>(
             if s.pubsub.is_none() || out.capacity() > SUBSCRIBER_BUFFER {
                 out = BytesMut::new();
             }
-            let idle = inbuf.is_empty() && !eof && !s.closing && s.busy_mark == 0;
+            let idle = inbuf.is_empty() && !eof && !s.closing && s.busy_mark == 0 && held.is_none();
             let holds = txn::holds_link(s) || s.pubsub.is_some();
             // Only a plain socket parks (a TLS session's state lives beside it).
             if T::PARKS && idle && handle.park_asked.load(Relaxed) && !holds {

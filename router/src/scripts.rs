@@ -66,7 +66,7 @@ impl Scripts {
         sha
     }
 
-    fn body(&self, sha: &[u8]) -> Option<Bytes> {
+    pub(crate) fn body(&self, sha: &[u8]) -> Option<Bytes> {
         let sha = std::str::from_utf8(sha).ok()?.to_ascii_lowercase();
         lock(&self.bodies).0.get(&sha).cloned()
     }
@@ -74,6 +74,57 @@ impl Scripts {
     fn flush(&self) {
         *lock(&self.bodies) = Default::default();
     }
+
+    /// Whether the function `name`, as a library loaded through this router registers it,
+    /// declares `no-writes`; `None` when no library here is seen registering it.
+    pub(crate) fn function_no_writes(&self, name: &[u8]) -> Option<bool> {
+        let name = std::str::from_utf8(name).ok()?;
+        lock(&self.libraries)
+            .values()
+            .find_map(|code| registered_no_writes(&String::from_utf8_lossy(code), name))
+    }
+}
+
+/// Reads `redis.register_function` calls in a library's code the way they are usually
+/// written: `{function_name='f', callback=..., flags={'no-writes'}}` or `('f', callback)` (no
+/// flags). Code that builds its names or flags otherwise is not understood: `None`.
+fn registered_no_writes(code: &str, name: &str) -> Option<bool> {
+    let quoted = |s: &str| s.len() >= 2 && (s.starts_with('\'') || s.starts_with('"'));
+    let mut rest = code;
+    while let Some(at) = rest.find("register_function") {
+        rest = rest[at + "register_function".len()..].trim_start();
+        if let Some(args) = rest.strip_prefix('(') {
+            // Positional: the name first, no flags.
+            let first = args.split(',').next().unwrap_or("").trim();
+            if quoted(first) && &first[1..first.len() - 1] == name {
+                return Some(false);
+            }
+            continue;
+        }
+        let Some(table) = rest.strip_prefix('{') else {
+            continue;
+        };
+        let mut depth = 1;
+        let end = table.char_indices().find_map(|(i, c)| {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(i)
+        })?;
+        let table = &table[..end];
+        let named = table
+            .split(',')
+            .filter_map(|field| field.trim().strip_prefix("function_name"))
+            .filter_map(|v| v.trim_start().strip_prefix('='))
+            .map(str::trim)
+            .any(|v| quoted(v) && &v[1..v.len() - 1] == name);
+        if named {
+            return Some(table.contains("'no-writes'") || table.contains("\"no-writes\""));
+        }
+    }
+    None
 }
 
 /// The library name in a FUNCTION LOAD's code (`#!lua name=<lib>` on its first line).
@@ -384,7 +435,7 @@ pub fn run_on(
 }
 
 /// The request `raw` (as the client sent it, decoded and planned once already) again.
-fn decode(router: &Router, raw: &Bytes) -> Option<(&'static CommandSpec, Vec<Bytes>)> {
+pub(crate) fn decode(router: &Router, raw: &Bytes) -> Option<(&'static CommandSpec, Vec<Bytes>)> {
     let mut buf = BytesMut::from(&raw[..]);
     let mut args = Vec::new();
     let mut decoder = ringcache_protocol::RequestDecoder::new(router.config.limits, true);
@@ -468,6 +519,15 @@ fn request(args: &[&[u8]]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn function_flags_as_libraries_usually_declare_them() {
+        let code = "#!lua name=lib\nredis.register_function{\n  function_name='ro',\n  callback=function() return 1 end,\n  flags={'no-writes'}\n}\nredis.register_function{function_name=\"rw\", callback=function() return {1} end}\nredis.register_function('old', function() return 2 end)\n";
+        assert_eq!(registered_no_writes(code, "ro"), Some(true));
+        assert_eq!(registered_no_writes(code, "rw"), Some(false));
+        assert_eq!(registered_no_writes(code, "old"), Some(false));
+        assert_eq!(registered_no_writes(code, "missing"), None);
+    }
 
     #[test]
     fn sha1_and_library_names_as_redis_reads_them() {

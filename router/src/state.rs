@@ -68,6 +68,8 @@ pub struct Router {
     pub scripts: crate::scripts::Scripts,
     /// Clients blocked through this router, for CLIENT UNBLOCK.
     pub blocked: crate::blocking::BlockedClients,
+    /// CLIENT PAUSE: this router's clients wait (`crate::pause`).
+    pub pause: ringcache_protocol::pause::Pause,
     /// Permits for connections of one client's own (`crate::dedicated`).
     pub dedicated: Arc<tokio::sync::Semaphore>,
     /// This router, for tasks a request spawns (the migration path).
@@ -163,6 +165,7 @@ impl Router {
         Ok(Arc::new_cyclic(|me| Router {
             pubsub: Default::default(),
             scripts: Default::default(),
+            pause: Default::default(),
             blocked: Default::default(),
             dedicated,
             config,

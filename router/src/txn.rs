@@ -55,6 +55,13 @@ pub fn in_multi(s: &Session) -> bool {
     s.txn.as_ref().is_some_and(|t| t.multi)
 }
 
+/// The requests queued in the client's transaction, as the client sent them.
+pub fn queued(s: &Session) -> impl Iterator<Item = &Bytes> {
+    s.txn
+        .iter()
+        .flat_map(|t| t.queued.iter().map(|(raw, _)| raw))
+}
+
 /// A request inside MULTI failed before reaching a node (unknown command, wrong arity).
 pub fn queue_failed(s: &mut Session) {
     if let Some(t) = s.txn.as_mut().filter(|t| t.multi) {
@@ -101,6 +108,19 @@ pub fn dispatch(
             });
         }
         "exec" => return Some(exec(router, s)),
+        "client"
+            if in_multi(s)
+                && args.get(1).is_some_and(|sub| {
+                    sub.eq_ignore_ascii_case(b"pause") || sub.eq_ignore_ascii_case(b"unpause")
+                }) =>
+        {
+            // Queued on a node, it would pause that node for every router, not this one's
+            // clients: refused, and the transaction with it.
+            queue_failed(s);
+            return Some(Slot::error(
+                "ERR CLIENT PAUSE and CLIENT UNPAUSE cannot be queued in a transaction through the router",
+            ));
+        }
         "discard" => {
             let Some(t) = s.txn.take().filter(|t| t.multi) else {
                 return Some(Slot::error("ERR DISCARD without MULTI"));

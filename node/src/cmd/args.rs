@@ -27,13 +27,6 @@ pub fn int_arg(a: &[u8]) -> Result<i64, Reply> {
     ringcache_protocol::num::parse_i64(a).ok_or_else(not_integer)
 }
 
-/// A timeout in milliseconds as Redis parses one (WAIT, CLIENT PAUSE): an integer, not negative.
-pub fn timeout_ms(a: &[u8]) -> Result<u64, Reply> {
-    let ms = ringcache_protocol::num::parse_i64(a)
-        .ok_or_else(|| Reply::error("ERR timeout is not an integer or out of range"))?;
-    u64::try_from(ms).map_err(|_| Reply::error("ERR timeout is negative"))
-}
-
 /// Case-insensitive comparison of an argument with an ASCII keyword.
 pub fn is(a: &[u8], kw: &str) -> bool {
     a.eq_ignore_ascii_case(kw.as_bytes())

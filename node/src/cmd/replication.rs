@@ -162,7 +162,7 @@ fn wait_for(ctx: &mut Ctx, offset: u64, replicas: &[u8], timeout: &[u8]) -> Repl
     let Some(replicas) = ringcache_protocol::num::parse_i64(replicas) else {
         return super::args::not_integer();
     };
-    let ms = match super::args::timeout_ms(timeout) {
+    let ms = match ringcache_protocol::pause::timeout_ms(timeout) {
         Ok(ms) => ms,
         Err(e) => return e,
     };

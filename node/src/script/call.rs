@@ -182,7 +182,7 @@ fn refusal(
             );
         }
     }
-    if st.read_only && crate::cmd::pause::may_replicate(spec) {
+    if st.read_only && ringcache_protocol::pause::may_replicate(spec) {
         // Redis 7.0 counts PUBLISH and PFCOUNT as writes here (so CLIENT PAUSE WRITE may let
         // read-only scripts run).
         return Some("ERR Write commands are not allowed from read-only scripts.".into());

@@ -24,7 +24,7 @@ pub mod inline;
 pub mod libs;
 pub mod run;
 pub mod sha1;
-pub mod shebang;
+pub use ringcache_protocol::shebang;
 pub mod vm;
 
 use std::collections::{HashMap, HashSet};

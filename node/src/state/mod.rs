@@ -8,7 +8,7 @@
 pub mod blocking;
 pub mod latency;
 pub mod monitor;
-pub mod pause;
+pub use ringcache_protocol::pause;
 pub mod pubsub;
 pub mod replication;
 pub mod script;

@@ -1,0 +1,149 @@
+//! CLIENT PAUSE and CLIENT UNPAUSE through the router: for a while, this router's clients'
+//! commands (all of them, or those that write or may replicate) wait here before they are sent,
+//! each client's in its order, as Redis holds its own clients. The nodes are not paused: their
+//! other routers, replicas, migrations and health checks go on.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use bytes::Bytes;
+use ringcache_protocol::pause::{self, PauseMode};
+use ringcache_protocol::{table, Reply};
+
+use crate::local::arity_error;
+use crate::session::Session;
+use crate::state::Router;
+
+pub fn client_pause(router: &Router, a: &[Bytes]) -> Reply {
+    if a.len() < 3 || a.len() > 4 {
+        return arity_error("client|pause");
+    }
+    match pause::parse(a) {
+        Ok((until, mode)) => {
+            router.pause.start(until, mode);
+            Reply::OK
+        }
+        Err(e) => e,
+    }
+}
+
+pub fn client_unpause(router: &Router, a: &[Bytes]) -> Reply {
+    if a.len() != 2 {
+        return arity_error("client|unpause");
+    }
+    router.pause.stop();
+    Reply::OK
+}
+
+/// A request a pause holds back, with what deciding whether it still must wait needs.
+#[derive(Debug)]
+pub struct Held {
+    pub args: Vec<Bytes>,
+    pub raw: Bytes,
+    authenticated: bool,
+    /// An EXEC's transaction.
+    queued: Vec<Bytes>,
+}
+
+/// The request `args` (`raw` as sent), held back if the pause in force holds it.
+pub fn hold(
+    router: &Router,
+    s: &Session,
+    args: Vec<Bytes>,
+    raw: Bytes,
+) -> Result<Held, (Vec<Bytes>, Bytes)> {
+    let Some((_, mode)) = router.pause.current() else {
+        return Err((args, raw));
+    };
+    let held = Held {
+        queued: match args.first() {
+            Some(name) if name.eq_ignore_ascii_case(b"exec") => {
+                crate::txn::queued(s).cloned().collect()
+            }
+            _ => Vec::new(),
+        },
+        authenticated: s.authenticated,
+        args,
+        raw,
+    };
+    if held.holds(router, mode) {
+        Ok(held)
+    } else {
+        Err((held.args, held.raw))
+    }
+}
+
+impl Held {
+    /// Waits until no pause holds the request back, counted as a blocked client meanwhile
+    /// (until the wait ends or is dropped: the connection's loop drops it for other events).
+    pub async fn wait(&self, router: &Router) {
+        let _counted = Waiting::new(&router.pause.waiting);
+        router.pause.over(|mode| self.holds(router, mode)).await;
+    }
+
+    fn holds(&self, router: &Router, mode: PauseMode) -> bool {
+        self.authenticated && held_back(router, mode, &self.queued, &self.args)
+    }
+}
+
+/// One client counted in `waiting` while this lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Waiting<'a> {
+        n.fetch_add(1, Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Whether `args` waits under a pause of `mode`: every command under ALL; under WRITE those
+/// that write or may replicate (PUBLISH, PFCOUNT, a script not known to declare `no-writes`,
+/// EXEC of a transaction holding such commands; in MULTI too, before they are queued, as in
+/// Redis; `queued` is an EXEC's transaction). A request refused anyway (unknown, wrong arity,
+/// not authenticated) is answered at once, as Redis answers it.
+fn held_back(router: &Router, mode: PauseMode, queued: &[Bytes], args: &[Bytes]) -> bool {
+    let Some(spec) = args.first().and_then(|n| table::lookup(n)) else {
+        return false;
+    };
+    if !spec.arity_ok(args.len()) {
+        return false;
+    }
+    if mode == PauseMode::All {
+        return true;
+    }
+    if spec.name == "exec" {
+        return queued.iter().any(|raw| {
+            crate::scripts::decode(router, raw).is_some_and(|(_, q)| may_write(router, &q))
+        });
+    }
+    may_write(router, args)
+}
+
+/// Whether a command may write or replicate something.
+fn may_write(router: &Router, args: &[Bytes]) -> bool {
+    let Some(spec) = args.first().and_then(|n| table::lookup(n)) else {
+        return false;
+    };
+    match spec.name {
+        "eval" => pause::eval_may_write(args.get(1)),
+        // The body, when this router has seen it: its shebang tells.
+        "evalsha" => pause::eval_may_write(
+            args.get(1)
+                .and_then(|sha| router.scripts.body(sha))
+                .as_ref(),
+        ),
+        // Its flags, as the library loaded through this router declares them; unknown ones may
+        // write.
+        "fcall" => {
+            args.get(1)
+                .and_then(|f| router.scripts.function_no_writes(f))
+                != Some(true)
+        }
+        _ => pause::writes(spec, args),
+    }
+}
