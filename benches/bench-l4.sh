@@ -48,20 +48,16 @@ bench_start_server "ringcache L4" "$l4_port" "$work/router.log" "$bin" router --
 ours_pid="$BENCH_LAST_PID"
 
 bench_free_port haproxy_port
-cat >"$work/haproxy.cfg" <<EOF
-global
-  maxconn 4096
-defaults
-  mode tcp
-  timeout connect 1s
-  timeout client 60s
-  timeout server 60s
+{
+  bench_haproxy_head
+  cat <<EOF
 listen redis
   bind 127.0.0.1:$haproxy_port
   balance leastconn
   server r1 127.0.0.1:${backends[0]}
   server r2 127.0.0.1:${backends[1]}
 EOF
+} >"$work/haproxy.cfg"
 bench_start_server "haproxy" "$haproxy_port" "$work/haproxy.log" haproxy -db -f "$work/haproxy.cfg"
 haproxy_pid="$BENCH_LAST_PID"
 

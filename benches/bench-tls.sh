@@ -112,18 +112,14 @@ bench_start_server redis-plain "$redis_plain_port" "$work/redis-plain.log" \
   redis-server --save "" --appendonly no --bind 127.0.0.1 --port "$redis_plain_port"
 redis_plain_pid="$BENCH_LAST_PID"
 bench_free_port haproxy_port
-cat >"$work/haproxy.cfg" <<EOF
-global
-  maxconn 4096
-defaults
-  mode tcp
-  timeout connect 1s
-  timeout client 60s
-  timeout server 60s
+{
+  bench_haproxy_head
+  cat <<EOF
 listen redis-tls
   bind 127.0.0.1:$haproxy_port ssl crt $work/haproxy.pem
   server r1 127.0.0.1:$redis_plain_port
 EOF
+} >"$work/haproxy.cfg"
 bench_log "starting haproxy-tls on 127.0.0.1:$haproxy_port (TLS, over redis-plain)"
 bench_start "$work/haproxy.log" haproxy -db -f "$work/haproxy.cfg"
 haproxy_pid="$BENCH_LAST_PID"

@@ -300,6 +300,19 @@ bench_redis_benchmark_cmd() {
   printf '%s %s\n' "$label" "$rps"
 }
 
+# bench_haproxy_head: the global and defaults sections of the benches' haproxy configs (TCP).
+bench_haproxy_head() {
+  cat <<EOF
+global
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 1s
+  timeout client 60s
+  timeout server 60s
+EOF
+}
+
 # bench_nutcracker_conf FILE LISTEN_PORT SERVER_CONNECTIONS HASH BACKEND_PORT...: writes a
 # nutcracker (twemproxy) pool config on 127.0.0.1: ketama over HASH (murmur spreads keys evenly
 # over 127.0.0.1:PORT servers; fnv1a_64 measured 190/100/9/101 of 400 keys on 4) with {} hash

@@ -118,6 +118,20 @@ pub fn timeout_ms(a: &[u8]) -> Result<u64, Reply> {
     u64::try_from(ms).map_err(|_| Reply::error("ERR timeout is negative"))
 }
 
+/// Whether the request `args` waits under a pause of `mode`: every command under ALL; under
+/// WRITE those `may_write` says may write or replicate. A request refused anyway (unknown
+/// command, wrong arity) is answered at once, as Redis answers it.
+pub fn holds(
+    mode: PauseMode,
+    args: &[Bytes],
+    may_write: impl FnOnce(&'static CommandSpec) -> bool,
+) -> bool {
+    let Some(spec) = args.first().and_then(|n| table::lookup(n)) else {
+        return false;
+    };
+    spec.arity_ok(args.len()) && (mode == PauseMode::All || may_write(spec))
+}
+
 /// Whether a command writes or may replicate, scripts aside (the caller knows their flags):
 /// its own or its subcommand's `write` flag, or one of Redis's `may-replicate` commands.
 pub fn writes(spec: &'static CommandSpec, args: &[Bytes]) -> bool {

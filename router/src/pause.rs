@@ -107,21 +107,12 @@ impl Drop for Waiting<'_> {
 /// Redis; `queued` is an EXEC's transaction). A request refused anyway (unknown, wrong arity,
 /// not authenticated) is answered at once, as Redis answers it.
 fn held_back(router: &Router, mode: PauseMode, queued: &[Bytes], args: &[Bytes]) -> bool {
-    let Some(spec) = args.first().and_then(|n| table::lookup(n)) else {
-        return false;
-    };
-    if !spec.arity_ok(args.len()) {
-        return false;
-    }
-    if mode == PauseMode::All {
-        return true;
-    }
-    if spec.name == "exec" {
-        return queued.iter().any(|raw| {
+    pause::holds(mode, args, |spec| match spec.name {
+        "exec" => queued.iter().any(|raw| {
             crate::scripts::decode(router, raw).is_some_and(|(_, q)| may_write(router, &q))
-        });
-    }
-    may_write(router, args)
+        }),
+        _ => may_write(router, args),
+    })
 }
 
 /// Whether a command may write or replicate something.

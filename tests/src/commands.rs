@@ -104,6 +104,40 @@ pub fn num(info: &BTreeMap<String, String>, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("INFO lacks a numeric {name}: {info:?}"))
 }
 
+/// INFO's `blocked_clients`, once it reaches `n` (or after 5 s, whatever it is then).
+pub fn blocked_clients(c: &mut Raw, n: u64) -> u64 {
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = num(&info(c, "clients"), "blocked_clients");
+        if seen == n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    seen
+}
+
+/// CLIENT PAUSE and UNPAUSE refuse bad arguments with Redis's errors (nothing is paused).
+pub fn assert_pause_arguments_checked(c: &mut Raw) {
+    use crate::replies::{err, wrong_args};
+    let cases: [(&[&str], Reply); 5] = [
+        (
+            &["CLIENT", "PAUSE", "abc"],
+            err("ERR timeout is not an integer or out of range"),
+        ),
+        (&["CLIENT", "PAUSE", "-1"], err("ERR timeout is negative")),
+        (
+            &["CLIENT", "PAUSE", "10", "READ"],
+            err("ERR CLIENT PAUSE mode must be WRITE or ALL"),
+        ),
+        (&["CLIENT", "PAUSE"], wrong_args("client|pause")),
+        (&["CLIENT", "UNPAUSE", "x"], wrong_args("client|unpause")),
+    ];
+    for (args, want) in cases {
+        assert_eq!(c.cmd(args), want, "{args:?}");
+    }
+}
+
 /// The shard `RING LOCATE key` names: its `shard` field (a map, or a flat array in RESP2), else
 /// the one of `ids` that appears as a whole word in the reply.
 pub fn ring_locate(c: &mut Raw, key: &str, ids: &[String]) -> String {

@@ -7,19 +7,6 @@ use std::time::Duration;
 
 use tests::*;
 
-/// INFO's `blocked_clients`, once it reaches `n` (or after 5 s, whatever it is then).
-fn blocked_clients(c: &mut Raw, n: u64) -> u64 {
-    let mut seen = 0;
-    for _ in 0..100 {
-        seen = num(&info(c, "clients"), "blocked_clients");
-        if seen == n {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    seen
-}
-
 #[test]
 fn writes_wait_out_a_pause_and_reads_do_not() {
     let s = start_target(&[]);
@@ -78,22 +65,6 @@ fn expired_keys_stay_until_the_pause_ends_and_a_pause_ends_by_itself() {
 fn client_pause_arguments() {
     let s = start_target(&[]);
     let mut c = s.raw();
-    assert_eq!(
-        c.cmd(&["CLIENT", "PAUSE", "abc"]),
-        err("ERR timeout is not an integer or out of range")
-    );
-    assert_eq!(
-        c.cmd(&["CLIENT", "PAUSE", "-1"]),
-        err("ERR timeout is negative")
-    );
-    assert_eq!(
-        c.cmd(&["CLIENT", "PAUSE", "10", "READ"]),
-        err("ERR CLIENT PAUSE mode must be WRITE or ALL")
-    );
-    assert_eq!(c.cmd(&["CLIENT", "PAUSE"]), wrong_args("client|pause"));
-    assert_eq!(
-        c.cmd(&["CLIENT", "UNPAUSE", "x"]),
-        wrong_args("client|unpause")
-    );
+    assert_pause_arguments_checked(&mut c);
     assert_eq!(c.cmd(&["CLIENT", "UNPAUSE"]), ok());
 }

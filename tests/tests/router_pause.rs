@@ -8,19 +8,6 @@ use std::time::Duration;
 
 use tests::*;
 
-/// INFO's `blocked_clients`, once it reaches `n` (or after 5 s, whatever it is then).
-fn blocked_clients(c: &mut Raw, n: u64) -> u64 {
-    let mut seen = 0;
-    for _ in 0..100 {
-        seen = num(&info(c, "clients"), "blocked_clients");
-        if seen == n {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    seen
-}
-
 /// Asserts `c` gets no reply for a while: its request is held.
 fn assert_held(c: &mut Raw, what: &str) {
     assert!(
@@ -125,23 +112,7 @@ fn transactions_and_scripts_wait_by_what_they_may_do() {
 fn a_pause_of_everything_ends_by_itself_and_arguments_are_checked() {
     let t = start_routed_target();
     let mut c = t.raw();
-    assert_eq!(
-        c.cmd(&["CLIENT", "PAUSE", "abc"]),
-        err("ERR timeout is not an integer or out of range")
-    );
-    assert_eq!(
-        c.cmd(&["CLIENT", "PAUSE", "-1"]),
-        err("ERR timeout is negative")
-    );
-    assert_eq!(
-        c.cmd(&["CLIENT", "PAUSE", "10", "READ"]),
-        err("ERR CLIENT PAUSE mode must be WRITE or ALL")
-    );
-    assert_eq!(c.cmd(&["CLIENT", "PAUSE"]), wrong_args("client|pause"));
-    assert_eq!(
-        c.cmd(&["CLIENT", "UNPAUSE", "x"]),
-        wrong_args("client|unpause")
-    );
+    assert_pause_arguments_checked(&mut c);
 
     if !is_redis() {
         // Queued on a node it would pause that node for every router: refused in MULTI.

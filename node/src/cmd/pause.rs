@@ -40,22 +40,11 @@ pub fn held_back(shared: &Shared, mode: PauseMode, session: &Session, args: &[By
     if session.from_primary || !session.authenticated {
         return false;
     }
-    let Some(spec) = args.first().and_then(|n| table::lookup(n)) else {
-        return false;
-    };
-    if !spec.arity_ok(args.len()) {
-        return false;
-    }
-    if mode == PauseMode::All {
-        return true;
-    }
-    if spec.name == "exec" {
-        return session
-            .multi
-            .as_ref()
-            .is_some_and(|m| m.queued.iter().any(|q| may_write(shared, q)));
-    }
-    may_write(shared, args)
+    pause::holds(mode, args, |spec| match (spec.name, &session.multi) {
+        ("exec", Some(m)) => m.queued.iter().any(|q| may_write(shared, q)),
+        ("exec", None) => false,
+        _ => may_write(shared, args),
+    })
 }
 
 /// Whether a command may write or replicate something.
