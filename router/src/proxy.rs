@@ -441,8 +441,9 @@ async fn connection<T: Transport>(
             },
             () = drain(router, s.who(), &mut fifo, &mut out), if !fifo.is_empty() => {}
             // CLIENT PAUSE: the held request goes once the pause lets it (after the replies
-            // before it, which `drain` keeps sending meanwhile).
-            () = async { if let Some(h) = &held { h.wait(router).await } }, if held.is_some() && !s.closing => {}
+            // before it, which `drain` keeps sending meanwhile), if nothing else holds it.
+            () = async { if let Some(h) = &held { h.wait(router).await } },
+                if held.is_some() && !s.closing && !holding && fifo.len() < MAX_PENDING => {}
             r = sock.read_some(&mut inbuf), if reading => {
                 if r? == 0 {
                     eof = true;
