@@ -432,7 +432,13 @@ async fn connection<T: Transport>(
         if inbuf.is_empty() {
             inbuf = BytesMut::new();
         }
-        let reading = !input_done && !eof && fifo.len() < MAX_PENDING && !holding && held.is_none();
+        // Behind a held request the client is still read (up to a bound), to see it leave.
+        let reading = !input_done
+            && !eof
+            && match held {
+                None => fifo.len() < MAX_PENDING && !holding,
+                Some(_) => inbuf.len() < HELD_INPUT,
+            };
         tokio::select! {
             biased;
             // Also a request to park (`park_asked`), acted on below once nothing is under way.
@@ -447,8 +453,9 @@ async fn connection<T: Transport>(
             r = sock.read_some(&mut inbuf), if reading => {
                 if r? == 0 {
                     eof = true;
-                    // Redis frees a blocked client that disconnects; its connection goes too.
-                    if fifo.iter().any(|slot| matches!(slot, Slot::Blocked(_))) {
+                    // Redis frees a blocked client that disconnects (a paused one too, its
+                    // command not run); its connection goes too.
+                    if held.is_some() || fifo.iter().any(|slot| matches!(slot, Slot::Blocked(_))) {
                         return Ok(End::Closed);
                     }
                 }
@@ -495,6 +502,8 @@ async fn connection<T: Transport>(
     }
 }
 
+/// What a client may send behind a request CLIENT PAUSE holds before the router stops reading.
+const HELD_INPUT: usize = 1 << 20;
 /// The write buffer a subscriber's connection keeps between batches of messages, at most.
 const SUBSCRIBER_BUFFER: usize = 16 * 1024;
 /// What a connection's write buffer starts with when its first reply of a batch is ready.

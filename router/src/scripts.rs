@@ -89,14 +89,19 @@ impl Scripts {
 /// written: `{function_name='f', callback=..., flags={'no-writes'}}` or `('f', callback)` (no
 /// flags). Code that builds its names or flags otherwise is not understood: `None`.
 fn registered_no_writes(code: &str, name: &str) -> Option<bool> {
-    let quoted = |s: &str| s.len() >= 2 && (s.starts_with('\'') || s.starts_with('"'));
+    /// The text between matching quotes ('f' or "f").
+    fn unquoted(s: &str) -> Option<&str> {
+        ['\'', '"']
+            .into_iter()
+            .find_map(|q| s.strip_prefix(q).and_then(|r| r.strip_suffix(q)))
+    }
     let mut rest = code;
     while let Some(at) = rest.find("register_function") {
         rest = rest[at + "register_function".len()..].trim_start();
         if let Some(args) = rest.strip_prefix('(') {
             // Positional: the name first, no flags.
             let first = args.split(',').next().unwrap_or("").trim();
-            if quoted(first) && &first[1..first.len() - 1] == name {
+            if unquoted(first) == Some(name) {
                 return Some(false);
             }
             continue;
@@ -119,7 +124,7 @@ fn registered_no_writes(code: &str, name: &str) -> Option<bool> {
             .filter_map(|field| field.trim().strip_prefix("function_name"))
             .filter_map(|v| v.trim_start().strip_prefix('='))
             .map(str::trim)
-            .any(|v| quoted(v) && &v[1..v.len() - 1] == name);
+            .any(|v| unquoted(v) == Some(name));
         if named {
             return Some(table.contains("'no-writes'") || table.contains("\"no-writes\""));
         }
@@ -527,6 +532,10 @@ mod tests {
         assert_eq!(registered_no_writes(code, "rw"), Some(false));
         assert_eq!(registered_no_writes(code, "old"), Some(false));
         assert_eq!(registered_no_writes(code, "missing"), None);
+        // Odd text does not trip the reader.
+        let odd = "-- register_function('é\nredis.register_function{function_name='é\"}";
+        assert_eq!(registered_no_writes(odd, "f"), None);
+        assert_eq!(registered_no_writes("register_function('", "f"), None);
     }
 
     #[test]

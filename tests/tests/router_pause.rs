@@ -41,12 +41,20 @@ fn writes_wait_out_a_pause_in_order_and_reads_do_not() {
     assert_held(&mut publisher, "PUBLISH");
     assert_eq!(blocked_clients(&mut admin, 2), 2);
     assert_eq!(reader.cmd(&["GET", "k"]), bulk("before"));
+    // A client that leaves while held: its write never runs.
+    let mut leaver = t.raw();
+    leaver.send_cmd(&["SET", "gone", "1"]);
+    assert_held(&mut leaver, "SET");
+    assert_eq!(blocked_clients(&mut admin, 3), 3);
+    drop(leaver);
+    assert_eq!(blocked_clients(&mut admin, 2), 2);
 
     assert_eq!(admin.cmd(&["CLIENT", "UNPAUSE"]), ok());
     assert_eq!(writer.reply(), ok());
     assert_eq!(writer.reply(), bulk("during"));
     assert_eq!(publisher.reply(), int(0));
     assert_eq!(blocked_clients(&mut admin, 0), 0);
+    assert_eq!(admin.cmd(&["EXISTS", "gone"]), int(0));
 }
 
 #[test]
