@@ -465,10 +465,8 @@ async fn serve_session<T: Transport>(
             if crate::cmd::pause::must_wait(shared, session, &args) {
                 // CLIENT PAUSE: the replies before it go out, then it waits for the pause's end.
                 flush(shared, &mut sock, &mut out).await?;
-                shared.pause.waiting.fetch_add(1, Relaxed);
                 let over = pause_over(shared, session, &args);
                 let held = Box::pin(hold(&mut sock, &mut inbuf, handle, over)).await;
-                shared.pause.waiting.fetch_sub(1, Relaxed);
                 if held.is_none() {
                     return Ok(End::Closed);
                 }

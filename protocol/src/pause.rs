@@ -77,8 +77,10 @@ impl Pause {
     }
 
     /// Resolves once `held` says no pause holds the command back any more (CLIENT UNPAUSE, the
-    /// pause's end, or a change of mode).
+    /// pause's end, or a change of mode); the client counts in `waiting` until then (or until
+    /// the wait is dropped: its client left).
     pub async fn over(&self, held: impl Fn(PauseMode) -> bool) {
+        let _counted = Waiting::new(&self.waiting);
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -97,8 +99,47 @@ impl Pause {
     }
 }
 
+/// One client counted in a `waiting` count while this lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Waiting<'a> {
+        n.fetch_add(1, Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// CLIENT PAUSE timeout [WRITE|ALL] (`a` from CLIENT on), on `pause`.
+pub fn client_pause(pause: &Pause, a: &[Bytes]) -> Reply {
+    if a.len() < 3 || a.len() > 4 {
+        return crate::errors::arity_error("client|pause");
+    }
+    match parse(a) {
+        Ok((until, mode)) => {
+            pause.start(until, mode);
+            Reply::OK
+        }
+        Err(e) => e,
+    }
+}
+
+/// CLIENT UNPAUSE (`a` from CLIENT on), on `pause`.
+pub fn client_unpause(pause: &Pause, a: &[Bytes]) -> Reply {
+    if a.len() != 2 {
+        return crate::errors::arity_error("client|unpause");
+    }
+    pause.stop();
+    Reply::OK
+}
+
 /// CLIENT PAUSE's arguments (`args` from CLIENT on): until when, and what it holds back.
-pub fn parse(args: &[Bytes]) -> Result<(Instant, PauseMode), Reply> {
+fn parse(args: &[Bytes]) -> Result<(Instant, PauseMode), Reply> {
     let ms = timeout_ms(&args[2])?;
     let mode = match args.get(3) {
         None => PauseMode::All,

@@ -77,10 +77,10 @@ pub fn run(
         }
         "reset" => clients::reset(&mut Local { router, s }),
         "client" if a.len() > 1 && a[1].eq_ignore_ascii_case(b"pause") => {
-            crate::pause::client_pause(router, a)
+            ringcache_protocol::pause::client_pause(&router.pause, a)
         }
         "client" if a.len() > 1 && a[1].eq_ignore_ascii_case(b"unpause") => {
-            crate::pause::client_unpause(router, a)
+            ringcache_protocol::pause::client_unpause(&router.pause, a)
         }
         "client" => clients::client(&mut Local { router, s }, a),
         "acl" => ringcache_protocol::acl::command::acl(&mut Local { router, s }, a),

@@ -3,36 +3,12 @@
 //! each client's in its order, as Redis holds its own clients. The nodes are not paused: their
 //! other routers, replicas, migrations and health checks go on.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-
 use bytes::Bytes;
 use ringcache_protocol::pause::{self, PauseMode};
-use ringcache_protocol::{table, Reply};
+use ringcache_protocol::table;
 
-use crate::local::arity_error;
 use crate::session::Session;
 use crate::state::Router;
-
-pub fn client_pause(router: &Router, a: &[Bytes]) -> Reply {
-    if a.len() < 3 || a.len() > 4 {
-        return arity_error("client|pause");
-    }
-    match pause::parse(a) {
-        Ok((until, mode)) => {
-            router.pause.start(until, mode);
-            Reply::OK
-        }
-        Err(e) => e,
-    }
-}
-
-pub fn client_unpause(router: &Router, a: &[Bytes]) -> Reply {
-    if a.len() != 2 {
-        return arity_error("client|unpause");
-    }
-    router.pause.stop();
-    Reply::OK
-}
 
 /// A request a pause holds back, with what deciding whether it still must wait needs.
 #[derive(Debug)]
@@ -76,28 +52,11 @@ impl Held {
     /// Waits until no pause holds the request back, counted as a blocked client meanwhile
     /// (until the wait ends or is dropped: the connection's loop drops it for other events).
     pub async fn wait(&self, router: &Router) {
-        let _counted = Waiting::new(&router.pause.waiting);
         router.pause.over(|mode| self.holds(router, mode)).await;
     }
 
     fn holds(&self, router: &Router, mode: PauseMode) -> bool {
         self.authenticated && held_back(router, mode, &self.queued, &self.args)
-    }
-}
-
-/// One client counted in `waiting` while this lives.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn new(n: &'a AtomicUsize) -> Waiting<'a> {
-        n.fetch_add(1, Relaxed);
-        Waiting(n)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
     }
 }
 

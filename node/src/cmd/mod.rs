@@ -382,8 +382,12 @@ pub fn run(ctx: &mut Ctx, spec: &'static CommandSpec, a: &[Bytes]) -> Reply {
         "spublish" => pubsub::spublish(ctx, a),
         "pubsub" => pubsub::pubsub(ctx, a),
         "client" if a.len() > 1 && is(&a[1], "reply") => c::client_reply(ctx, a),
-        "client" if a.len() > 1 && is(&a[1], "pause") => pause::client_pause(ctx, a),
-        "client" if a.len() > 1 && is(&a[1], "unpause") => pause::client_unpause(ctx, a),
+        "client" if a.len() > 1 && is(&a[1], "pause") => {
+            ringcache_protocol::pause::client_pause(&ctx.shared.pause, a)
+        }
+        "client" if a.len() > 1 && is(&a[1], "unpause") => {
+            ringcache_protocol::pause::client_unpause(&ctx.shared.pause, a)
+        }
         // UNBLOCK needs the node's blocked clients; the rest is shared with the router.
         "client" if a.len() > 1 && is(&a[1], "unblock") => {
             blocking::client_unblock(ctx.shared, a)

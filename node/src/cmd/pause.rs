@@ -1,35 +1,11 @@
-//! CLIENT PAUSE timeout [WRITE|ALL] and CLIENT UNPAUSE (the state is `ringcache_protocol::pause`), and which
-//! commands a pause holds back.
+//! Which commands a pause (CLIENT PAUSE, `ringcache_protocol::pause`) holds back on a node.
 
 use bytes::Bytes;
 use ringcache_protocol::pause::{self, PauseMode};
 use ringcache_protocol::table;
-use ringcache_protocol::Reply;
 
-use super::ctx::Ctx;
 use crate::state::session::Session;
 use crate::state::Shared;
-
-pub fn client_pause(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    if a.len() < 3 || a.len() > 4 {
-        return super::args::arity_error("client|pause");
-    }
-    match pause::parse(a) {
-        Ok((until, mode)) => {
-            ctx.shared.pause.start(until, mode);
-            Reply::OK
-        }
-        Err(e) => e,
-    }
-}
-
-pub fn client_unpause(ctx: &mut Ctx, a: &[Bytes]) -> Reply {
-    if a.len() != 2 {
-        return super::args::arity_error("client|unpause");
-    }
-    ctx.shared.pause.stop();
-    Reply::OK
-}
 
 /// Whether `args` waits under a pause of `mode`: every command a client may run under ALL;
 /// under WRITE the ones that write or may replicate (PUBLISH, PFCOUNT, a script not declared
